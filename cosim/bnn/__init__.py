@@ -1,0 +1,1 @@
+"""Binary neural networks: layers, VGG-small and ResNet-18, training, evaluation, checkpoints."""

@@ -1,0 +1,46 @@
+"""Provenance records: what produced a table, figure or result, so it can be traced and regenerated."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import platform
+import subprocess
+from functools import lru_cache
+from typing import Any
+
+from . import __version__
+from .paths import CHECKOUT_DIR
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """Package version plus the git commit of the checkout (with '+dirty' for local changes)."""
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(CHECKOUT_DIR), "rev-parse", "--short=12", "HEAD"],
+            capture_output=True, text=True, timeout=5,
+        )
+        if rev.returncode == 0 and rev.stdout.strip():
+            dirty = subprocess.run(
+                ["git", "-C", str(CHECKOUT_DIR), "status", "--porcelain", "--untracked-files=no", "--", "cosim", "device_models"],
+                capture_output=True, text=True, timeout=5,
+            )
+            suffix = "+dirty" if dirty.stdout.strip() else ""
+            return f"{__version__}+g{rev.stdout.strip()}{suffix}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return __version__
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def record(**fields: Any) -> dict[str, Any]:
+    """A provenance dict: the given fields plus code version, host and UTC date."""
+    out = dict(fields)
+    out.setdefault("code_version", code_version())
+    out.setdefault("python", platform.python_version())
+    out.setdefault("date_utc", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    return out
