@@ -1,0 +1,300 @@
+"""Netlists of whole crossbar arrays with wire parasitics, for ngspice.
+
+``build_netlist(spec, inputs, weights)`` returns a deterministic, self-contained deck (the device
+models are inlined) that evaluates all K input vectors in ONE analysis: a ``.dc`` sweep of a dummy
+source ``Vsw`` from 0 to K-1, with every row driver a B-source whose value is a pwl table of that
+sweep voltage (flat plateaus around each integer, so no interpolation error). A column's sensed
+current is the current through a 0 V ammeter ``vm<c>``. See ``netlists/README.md`` for sketches.
+
+Geometry (row 0 at the top, column 0 at the left; one wire segment of ``r_wire_ohm`` per cell pitch
+between neighbouring cells on every current-carrying line):
+
+decoupled  The input gates the cell (8T: read word line; 1T-1R: access-FET gate; resistor: a gated
+           linear cell, input 0 = open switch, exactly no current). Each column c has a bit line and
+           its own source line. The read voltage enters the bit line at row 0 through ``r_driver_ohm``;
+           the source line leaves at the far end (row R-1) through the ammeter and ``r_sink_ohm`` to
+           ground. Every cell therefore sees R-1 wire segments between driver and sink.
+coupled    A line along each row carries current shared by all columns.
+           resistor / 1T-1R: the input is a row voltage (v_read_v for 1, 0 V for 0) applied at the
+           row's left end (column 0) through ``r_driver_ohm``; the row line runs right along the row;
+           each cell joins the row line to its column line, which runs down to the ammeter and
+           ``r_sink_ohm`` at row R-1 (1T-1R gates are all on at v_wl_v).
+           8T-SRAM: each column's read bit line is clamped at v_read_v at row 0 through the ammeter
+           (the sense amplifier) and ``r_driver_ohm``; the input drives the read word line; the read
+           source line runs along the row to ``r_sink_ohm`` at the row's left end (column 0), shared
+           by all columns of that row.
+
+Zero resistances are shorts: the nodes they join are merged (SPICE rejects 0-ohm resistors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import numpy as np
+
+from .devices import model_text
+from .errors import InputError
+from .technology import TOPOLOGIES, Technology
+
+MAX_SIZE = 512      # rows and columns from 1 to MAX_SIZE
+MAX_VECTORS = 100_000
+RSHUNT_OHM = 1e12   # .option rshunt for decks with nonlinear cells (floating inner nodes)
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One crossbar array: technology, size and topology (None -> the technology's default)."""
+
+    tech: Technology
+    rows: int
+    cols: int
+    topology: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tech, Technology):
+            raise InputError(f"tech must be a Technology (see cosim.technology.get_technology), got {type(self.tech).__name__}")
+        for name in ("rows", "cols"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not (1 <= int(v) <= MAX_SIZE):
+                raise InputError(f"{name} must be an integer from 1 to {MAX_SIZE}, got {v!r}")
+            object.__setattr__(self, name, int(v))
+        topo = self.tech.topology if self.topology is None else self.topology
+        if topo not in TOPOLOGIES:
+            raise InputError(f"unknown topology '{topo}': expected one of {', '.join(TOPOLOGIES)}")
+        object.__setattr__(self, "topology", topo)
+
+    def describe(self) -> str:
+        return f"{self.tech.name or self.tech.cell} {self.rows}x{self.cols} {self.topology}"
+
+
+def _as_binary(a, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    try:
+        arr = np.asarray(a)
+    except Exception:  # noqa: BLE001 - anything numpy cannot read is bad input
+        raise InputError(f"{name} is not an array") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"{name} must be numeric 0/1, got dtype {arr.dtype}")
+    if arr.size and not np.all((arr == 0) | (arr == 1)):
+        bad = arr[~((arr == 0) | (arr == 1))].ravel()[0]
+        raise InputError(f"{name} must hold only 0 and 1, found {bad!r}")
+    if shape is not None and arr.shape != shape:
+        raise InputError(f"{name} has shape {arr.shape}, expected {shape}")
+    return arr.astype(np.uint8)
+
+
+def check_inputs(spec: ArraySpec, inputs, weights) -> tuple[np.ndarray, np.ndarray]:
+    """Validated copies: inputs (K, R) uint8 (a 1-D vector becomes K = 1), weights (R, C) uint8."""
+    x = _as_binary(inputs, "inputs")
+    if x.ndim == 1:
+        x = x[None, :]
+    if x.ndim != 2 or x.shape[1] != spec.rows:
+        raise InputError(f"inputs have shape {x.shape}, expected (K, {spec.rows}) for {spec.rows} rows")
+    if not (1 <= x.shape[0] <= MAX_VECTORS):
+        raise InputError(f"number of input vectors must be 1..{MAX_VECTORS}, got {x.shape[0]}")
+    w = _as_binary(weights, "weights", (spec.rows, spec.cols))
+    return x, w
+
+
+def _num(x: float) -> str:
+    return repr(float(x))
+
+
+class _Deck:
+    """Elements with node names; zero-ohm resistors merge nodes (union-find) when emitted."""
+
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+        self.items: list[tuple[str, list[str], str]] = []  # (name, nodes, tail)
+
+    def find(self, n: str) -> str:
+        p = self.parent
+        root = n
+        while root in p:
+            root = p[root]
+        while n in p and p[n] != root:
+            p[n], n = root, p[n]
+        return root
+
+    def short(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        # keep ground and source-driven nodes (vrd, vq, vg, x<r>) as the names of merged nodes
+        if rb == "0" or (rb[0] in "vx" and ra != "0" and ra[0] not in "vx"):
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+
+    def r(self, name: str, a: str, b: str, ohm: float) -> None:
+        if ohm == 0:
+            self.short(a, b)
+        else:
+            self.items.append((name, [a, b], _num(ohm)))
+
+    def add(self, name: str, nodes: list[str], tail: str) -> None:
+        self.items.append((name, nodes, tail))
+
+    def lines(self) -> Iterable[str]:
+        f = self.find
+        for name, nodes, tail in self.items:
+            yield f"{name} {' '.join(f(n) for n in nodes)} {tail}"
+
+
+def _pwl_lines(name: str, node: str, values: np.ndarray) -> list[str]:
+    """A B-source holding ``values[k]`` for sweep value k (flat from k-0.25 to k+0.25)."""
+    pts = []
+    for k, v in enumerate(values):
+        s = _num(v)
+        pts.append(f"{k - 0.25!r},{s},{k + 0.25!r},{s}")
+    out = [f"{name} {node} 0 V=pwl(V(sw),"]
+    for i in range(0, len(pts), 16):
+        chunk = ",".join(pts[i:i + 16])
+        out.append(f"+ {chunk}" + ("," if i + 16 < len(pts) else ")"))
+    return out
+
+
+def _row_source(name: str, node: str, values: np.ndarray) -> list[str]:
+    if np.all(values == values[0]):
+        return [f"V{name[1:]} {node} 0 {_num(values[0])}"]
+    return _pwl_lines(name, node, values)
+
+
+def sense_names(spec: ArraySpec) -> list[str]:
+    """Names of the column ammeters (ngspice lower-cases them): current i(vm<c>) per column."""
+    return [f"vm{c}" for c in range(spec.cols)]
+
+
+def _cell_subckts(tech: Technology, topology: str) -> list[str]:
+    """Wrapper subcircuits with the technology's values baked in: cell1 (weight 1) and cell0 (weight 0),
+    pins a ctl b; for 8T one cell8t with the stored bit as a pin."""
+    fl, nfin = tech.fet_flavour, tech.fet_nfin
+    if tech.cell == "sram8t":  # the stored bit is a pin (q at vq or ground), see cell()
+        return [".subckt cell8t rbl rwl q sl", f"Xc rbl rwl q sl sram8t_read_{fl} nfin={nfin}", ".ends"]
+    if tech.cell == "reram1t1r":
+        common = f"nfin={nfin} i0={_num(tech.reram_i0_a)} g0={_num(tech.reram_g0_m)} v0={_num(tech.reram_v0_v)}"
+        return [
+            ".subckt cell1 a ctl b", f"Xc a ctl b reram1t1r_{fl} {common} gap={_num(tech.reram_gap_lrs_m)}", ".ends",
+            ".subckt cell0 a ctl b", f"Xc a ctl b reram1t1r_{fl} {common} gap={_num(tech.reram_gap_hrs_m)}", ".ends",
+        ]
+    if topology == "decoupled":  # resistor, gated by the row's 0/1 control voltage
+        return [
+            ".subckt cell1 a ctl b", f"Xc a ctl b gated_res g={_num(1.0 / tech.r_on_ohm)}", ".ends",
+            ".subckt cell0 a ctl b", f"Xc a ctl b gated_res g={_num(1.0 / tech.r_off_ohm)}", ".ends",
+        ]
+    return []  # coupled resistor: plain R elements
+
+
+def _models(tech: Technology, topology: str) -> list[str]:
+    if tech.cell == "resistor":
+        return [model_text("cells.lib")] if topology == "decoupled" else []
+    libs = ["finfet7.lib"] + (["reram.lib"] if tech.cell == "reram1t1r" else []) + ["cells.lib"]
+    return [model_text(n) for n in libs]
+
+
+def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_voltages: bool = False,
+                  extra_options: str = "") -> str:
+    """The ngspice deck of ``spec`` for inputs (K, R) and weights (R, C), both 0/1.
+
+    ``klu`` adds ``.options klu`` (only when the ngspice build has KLU); ``node_voltages`` saves every
+    node voltage, otherwise only the column ammeters; ``extra_options`` is appended to ``.options``
+    (used for convergence retries)."""
+    x, w = check_inputs(spec, inputs, weights)
+    tech, R, C, K = spec.tech, spec.rows, spec.cols, x.shape[0]
+    topo = spec.topology
+    lin = tech.cell == "resistor"
+    out = [
+        f"* cosim crossbar: tech={tech.name or tech.cell} cell={tech.cell} rows={R} cols={C} "
+        f"topology={topo} vectors={K}",
+        f"* v_read_v={_num(tech.v_read_v)} v_wl_v={_num(tech.v_wl_v)} r_wire_ohm={_num(tech.r_wire_ohm)} "
+        f"r_driver_ohm={_num(tech.r_driver_ohm)} r_sink_ohm={_num(tech.r_sink_ohm)}",
+    ]
+    opts = []
+    if klu:
+        opts.append("klu")
+    if not lin:
+        opts.append(f"rshunt={RSHUNT_OHM:g}")
+    if extra_options:
+        opts.append(extra_options)
+    if opts:
+        out.append(".options " + " ".join(opts))
+    for text in _models(tech, topo):
+        out.append(text.rstrip("\n"))
+    out.extend(_cell_subckts(tech, topo))
+
+    d = _Deck()
+    out.append("Vsw sw 0 0")
+    rw, rd, rs = tech.r_wire_ohm, tech.r_driver_ohm, tech.r_sink_ohm
+
+    # Row controls: 8T read word line, 1T-1R gate, resistor 0/1 switch (decoupled) or row voltage (coupled).
+    row_ctl = []
+    if topo == "coupled" and tech.cell != "sram8t":
+        level = tech.v_read_v
+    elif lin:
+        level = 1.0
+    else:
+        level = tech.v_wl_v
+    for r in range(R):
+        row_ctl.extend(_row_source(f"Bx{r}", f"x{r}", x[:, r] * level))
+
+    if tech.cell == "sram8t":
+        out.append(f"Vq vq 0 {_num(tech.v_wl_v)}")
+    if tech.cell == "reram1t1r" and topo == "coupled":
+        out.append(f"Vg vg 0 {_num(tech.v_wl_v)}")
+
+    def cell(r: int, c: int, a: str, ctl: str, b: str) -> None:
+        if lin and topo == "coupled":
+            d.add(f"R{r}_{c}", [a, b], _num(tech.r_on_ohm if w[r, c] else tech.r_off_ohm))
+        elif tech.cell == "sram8t":
+            d.add(f"X{r}_{c}", [a, ctl, "vq" if w[r, c] else "0", b], "cell8t")
+        else:
+            d.add(f"X{r}_{c}", [a, ctl, b], "cell1" if w[r, c] else "cell0")
+
+    if topo == "decoupled":
+        out.append(f"Vrd vrd 0 {_num(tech.v_read_v)}")
+        for c in range(C):
+            d.r(f"Rd{c}", "vrd", f"b0_{c}", rd)
+            for r in range(R):
+                cell(r, c, f"b{r}_{c}", f"x{r}", f"s{r}_{c}")
+                if r + 1 < R:
+                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rw)
+                    d.r(f"Rs{r}_{c}", f"s{r}_{c}", f"s{r + 1}_{c}", rw)
+            d.add(f"Vm{c}", [f"s{R - 1}_{c}", f"k{c}"], "0")
+            d.r(f"Rk{c}", f"k{c}", "0", rs)
+    elif tech.cell == "sram8t":  # coupled 8T: shared read source line along each row
+        out.append(f"Vrd vrd 0 {_num(tech.v_read_v)}")
+        for c in range(C):
+            d.add(f"Vm{c}", ["vrd", f"d{c}"], "0")
+            d.r(f"Rd{c}", f"d{c}", f"b0_{c}", rd)
+            for r in range(R):
+                cell(r, c, f"b{r}_{c}", f"x{r}", f"s{r}_{c}")
+                if r + 1 < R:
+                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rw)
+                if c + 1 < C:
+                    d.r(f"Rs{r}_{c}", f"s{r}_{c}", f"s{r}_{c + 1}", rw)
+        for r in range(R):
+            d.r(f"Rk{r}", f"s{r}_0", "0", rs)
+    else:  # coupled resistor / 1T-1R: row voltage along the row line, columns sink at the bottom
+        for r in range(R):
+            d.r(f"Rd{r}", f"x{r}", f"w{r}_0", rd)
+            for c in range(C):
+                cell(r, c, f"w{r}_{c}", "vg", f"b{r}_{c}")
+                if c + 1 < C:
+                    d.r(f"Rw{r}_{c}", f"w{r}_{c}", f"w{r}_{c + 1}", rw)
+                if r + 1 < R:
+                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rw)
+        for c in range(C):
+            d.add(f"Vm{c}", [f"b{R - 1}_{c}", f"k{c}"], "0")
+            d.r(f"Rk{c}", f"k{c}", "0", rs)
+
+    out.extend(row_ctl)
+    out.extend(d.lines())
+    if node_voltages:
+        out.append(".save all")
+    else:
+        names = sense_names(spec)
+        for i in range(0, len(names), 16):
+            out.append(".save " + " ".join(f"i({n})" for n in names[i:i + 16]))
+    out.append(f".dc Vsw 0 {K - 1} 1")
+    out.append(".end")
+    return "\n".join(out) + "\n"
