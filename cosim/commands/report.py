@@ -1,0 +1,70 @@
+"""``cosim report``: run (or reuse) the BinSparX study grid and write docs/REPORT.md."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+
+@click.command("report")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Study config (TOML, see configs/study.toml); default: the built-in full grid.")
+@click.option("--quick", is_flag=True, help="Run the config's [quick] subset (default technology, VGG-small, "
+              "default array size and wire resistance, a subset of the test set): a few minutes on 2 cores.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="docs", show_default=True,
+              help="Folder for REPORT.md (figures and data go to OUT/report/).")
+@click.option("--limit", type=int, default=None, help="Override the number of test images per cell.")
+@click.option("--skew-images", type=int, default=None, help="Override the number of images for the skew statistics.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
+              help="Cell cache folder (default: [paths] cache, else $COSIM_CACHE/study).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
+def command(config_path, quick, out_dir, limit, skew_images, cache_dir, progress) -> None:
+    """Run the BinSparX study grid (cached per cell, resumable) and write docs/REPORT.md."""
+    from ..study.config import load_config, parse_config
+    from ..study.report import StudyResults, accuracy_summary, write_report
+    from ..study.runner import StudyContext, run_cells, skew_for
+    import dataclasses
+
+    cfg = load_config(config_path, quick=quick)
+    overrides = {}
+    if limit is not None:
+        overrides["limit"] = limit
+    if skew_images is not None:
+        overrides["skew_images"] = skew_images
+    if cache_dir is not None:
+        overrides["cache"] = str(cache_dir)
+    if overrides:
+        # re-validate through the parser: the same checks as a config file
+        raw = {k: dict(v) for k, v in cfg.raw.items() if isinstance(v, dict)}
+        for k, v in overrides.items():
+            sec = "paths" if k == "cache" else "run"
+            raw.setdefault(sec, {})[k] = v
+            if quick and k in ("limit", "skew_images"):
+                raw.setdefault("quick", {})[k] = v
+        cfg = dataclasses.replace(parse_config(raw, quick=quick, source=cfg.source), source=cfg.source)
+    t0 = time.perf_counter()
+    click.echo(f"study: {cfg.describe()}", err=True)
+    ctx = StudyContext(cfg)
+    skew = {}
+    for net in cfg.networks:
+        for rows in cfg.rows:
+            skew[(net, rows)] = skew_for(net, rows, ctx, progress=progress)
+    cells = cfg.cells()
+    results = run_cells(cells, ctx, progress=progress)
+    full_cells, not_in_run = 0, []
+    if quick:
+        full = load_config(config_path, quick=False).cells()
+        mine = {c.label().rsplit("/n=", 1)[0] for c in cells}
+        full_cells = len(full)
+        not_in_run = [c.label() for c in full if c.label().rsplit("/n=", 1)[0] not in mine]
+    res = StudyResults(config=cfg, cells=results, skew=skew, seconds=time.perf_counter() - t0,
+                       full_grid_cells=full_cells, not_in_run=not_in_run)
+    cmd = "cosim report" + (f" --config {config_path}" if config_path else "") + (" --quick" if quick else "") \
+        + (f" --limit {limit}" if limit is not None else "") + (f" --out {out_dir}" if out_dir != "docs" else "")
+    path = write_report(res, Path(out_dir), command=cmd)
+    click.echo(accuracy_summary(res))
+    n_not = sum(r.status == "not run" for r in results)
+    click.echo(f"wrote {path} ({len(results) - n_not} cell(s) with results, {n_not} not run; "
+               f"{res.seconds:.0f} s)")

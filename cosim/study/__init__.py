@@ -1,0 +1,12 @@
+"""The BinSparX study: the grid (config), its cached runner, skew statistics, the cost model and the report.
+
+One module per step, each importable without the ones after it:
+
+* ``config``  -- the grid, described by one TOML file (defaults = the full grid, ``[quick]`` a subset);
+* ``runner``  -- runs grid cells through the CiM inference API, each cell cached on disk with provenance;
+* ``skew``    -- per-layer +1 fractions of weights and activations, ON-count histograms under the fixed
+  encodings (+1 conducting, mirrored) and under BinSparX's flips;
+* ``costs``   -- array energy from calibrated currents, peripheral energy / latency / area from a
+  documented per-component table;
+* ``report``  -- ``docs/REPORT.md`` with the claims table, accuracy tables, PNG plots, CSV/Parquet.
+"""

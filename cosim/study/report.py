@@ -1,0 +1,530 @@
+"""``docs/REPORT.md``: the BinSparX study's claims table, accuracy tables, plots and data files.
+
+Input: the cell results of a run (cosim.study.runner), the skew statistics per network and array size,
+and the config. Output, under ``out`` (default ``docs/``):
+
+* ``REPORT.md`` -- claims table (each claim of the paper, its figure, cosim's figure, agreed or not, by a
+  stated rule), accuracy tables per network and technology with 95 % Wilson intervals, skew tables,
+  energy / latency / area, the cells not run and why;
+* ``report/*.png`` -- accuracy vs array size and vs wire resistance, ON-count histograms with and
+  without BinSparX, energy breakdowns (matplotlib, Agg);
+* ``report/results.csv|parquet`` (one row per cell), ``report/skew_layers.csv``, ``report/costs.csv``,
+  ``report/components.csv``, ``report/provenance.json``.
+
+Every figure in the report is computed here from those results; where a claim has no measured
+counterpart the table says "not measured".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..provenance import code_version, record
+from . import costs as costs_mod
+from .config import VARIANTS, StudyConfig
+
+PAPER = "Malhotra & Gupta, BinSparX, arXiv 2412.03553 (abstract / summaries; physics-facts.md)"
+#: order of variants in tables
+VARIANT_ORDER = tuple(VARIANTS)
+#: claim rules (stated in the report)
+BAD_DROP_PP = 5.0        # "hurt badly": software - non-ideal >= 5 points, CI-separated
+NEAR_SOFTWARE_PP = 2.0   # "near software level": BinSparX within 2 points of software
+MILD_OVERHEAD = 0.10     # "mild" latency / area increase: at most 10 %
+
+
+def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion k/n."""
+    if n <= 0:
+        raise ValueError("Wilson interval of an empty sample")
+    if not 0 <= k <= n:
+        raise ValueError(f"k={k} outside 0..n={n}")
+    p = k / n
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
+    return (0.0 if k == 0 else lo), (1.0 if k == n else hi)
+
+
+@dataclass
+class StudyResults:
+    """What a run produced (see cosim.study.runner.run_cells / skew_for)."""
+
+    config: StudyConfig
+    cells: list                                   #: CellResult
+    skew: dict = field(default_factory=dict)      #: (network, rows) -> skew result dict
+    seconds: float = 0.0
+    full_grid_cells: int = 0                      #: cells of the full grid (for "not run" counts)
+    not_in_run: list = field(default_factory=list)  #: labels of full-grid cells outside this run
+
+
+# ------------------------------------------------------------------------------------------- frames
+
+def results_frame(res: StudyResults):
+    import pandas as pd
+
+    rows = []
+    for cr in res.cells:
+        c = cr.cell
+        r = cr.result or {}
+        st = r.get("stats") or {}
+        d = {"network": c.network, "technology": c.technology or "", "rows": c.rows, "cols": c.cols,
+             "r_wire_ohm": c.r_wire_ohm, "variant": c.variant, "adc_bits": c.adc_bits, "pwa_rows": c.pwa_rows,
+             "limit": c.limit, "status": cr.status, "reason": cr.reason, "key": cr.key}
+        if cr.result is not None:
+            lo, hi = wilson(int(r["correct"]), int(r["n"]))
+            d.update({"accuracy": r["accuracy"], "correct": r["correct"], "n": r["n"], "ci_low": lo, "ci_high": hi,
+                      "seconds": r.get("seconds"), "array_energy_per_image_j": r.get("array_energy_per_image_j"),
+                      "on_cell_fraction": st.get("on_cell_fraction"), "mean_on_count": st.get("mean_on_count"),
+                      "max_on_count": st.get("max_on_count"),
+                      "partial_sum_reduction": st.get("partial_sum_reduction"),
+                      "flipped_column_fraction": st.get("flipped_column_fraction"),
+                      "flipped_subvector_fraction": st.get("flipped_subvector_fraction"),
+                      "code_version": (r.get("provenance") or {}).get("code_version")})
+        rows.append(d)
+    cols = ["network", "technology", "rows", "cols", "r_wire_ohm", "variant", "adc_bits", "pwa_rows", "limit",
+            "status", "reason", "key", "accuracy", "correct", "n", "ci_low", "ci_high", "seconds",
+            "array_energy_per_image_j", "on_cell_fraction", "mean_on_count", "max_on_count", "partial_sum_reduction",
+            "flipped_column_fraction", "flipped_subvector_fraction", "code_version"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def skew_frame(res: StudyResults):
+    import pandas as pd
+
+    rows = []
+    for (net, r), sk in sorted(res.skew.items()):
+        for layer in sk["layers"]:
+            rows.append({"network": net, "rows": r, "images": sk["images"], **layer})
+    return pd.DataFrame(rows)
+
+
+def costs_frame(res: StudyResults, df):
+    """Energy / latency / area per (network, technology, rows, r_wire, variant) for the variants whose
+    periphery the cost model covers (the +1 and mirrored fixed encodings, and BinSparX)."""
+    import pandas as pd
+
+    from ..technology import get_technology
+
+    out = []
+    for (net, r), sk in sorted(res.skew.items()):
+        shapes = [costs_mod.LayerShape(s["name"], s["k"], s["n"], s["positions"]) for s in sk["shapes"]]
+        for tech_name in res.config.technologies:
+            for rw in res.config.r_wire_ohm:
+                tech = get_technology(tech_name, r_wire_ohm=rw)
+                for variant in ("nonideal", "mirrored", "binsparx"):
+                    sel = df[(df.network == net) & (df.technology == tech_name) & (df.rows == r)
+                             & (df.r_wire_ohm == rw) & (df.variant == variant)]
+                    if variant not in res.config.variants:
+                        continue
+                    e_arr = None
+                    if len(sel) and sel.iloc[0]["status"] != "not run":
+                        v = sel.iloc[0]["array_energy_per_image_j"]
+                        e_arr = None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+                    nc = costs_mod.network_costs(shapes, r, res.config.cols, tech, binsparx=(variant == "binsparx"),
+                                                 array_energy_per_image_j=e_arr,
+                                                 adc_bits=res.config.adc_bits_for(r))
+                    row = {"network": net, "technology": tech_name, "rows": r, "cols": res.config.cols,
+                           "r_wire_ohm": rw, "variant": variant,
+                           **{f"e_{k}": v for k, v in nc["energy_j"].items()},
+                           "e_periphery_j": nc["periphery_energy_j"], "e_total_j": nc["total_energy_j"],
+                           **{f"a_{k}": v for k, v in nc["area_um2"].items()},
+                           "a_total_um2": nc["total_area_um2"], "latency_s": nc["latency_s"], "cycles": nc["cycles"]}
+                    out.append(row)
+    return pd.DataFrame(out)
+
+
+# ------------------------------------------------------------------------------------------- plots
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_accuracy(df, by: str, fixed: str, fixed_value, net: str, tech: str, path: Path) -> Path | None:
+    sub = df[(df.network == net) & (df.technology == tech) & (df[fixed] == fixed_value) & df.accuracy.notna()]
+    if sub.empty:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for v in VARIANT_ORDER:
+        s = sub[sub.variant == v].sort_values(by)
+        if s.empty:
+            continue
+        x = s[by].astype(float).to_numpy()
+        y = 100 * s.accuracy.to_numpy()
+        err = np.vstack([y - 100 * s.ci_low.to_numpy(), 100 * s.ci_high.to_numpy() - y])
+        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=v)
+    sw = df[(df.network == net) & (df.variant == "software") & df.accuracy.notna()]
+    if len(sw):
+        ax.axhline(100 * sw.iloc[0].accuracy, color="k", ls="--", lw=1, label="software")
+    ax.set_xlabel({"rows": "array rows", "r_wire_ohm": "wire resistance per cell (ohm)"}[by])
+    ax.set_ylabel("top-1 accuracy (%), 95 % Wilson CI")
+    ax.set_title(f"{net} on {tech}, {fixed} = {fixed_value:g}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_histograms(sk: dict, path: Path) -> Path:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for s, style in (("plus", "-"), ("minus", ":"), ("binsparx", "--")):
+        h = np.asarray(sk["hist"][s], dtype=float)
+        ax.plot(np.arange(len(h)), h / h.sum(), style, label={"plus": "+1 conducting (fixed)",
+                                                             "minus": "-1 conducting (mirrored)",
+                                                             "binsparx": "BinSparX"}[s])
+    ax.set_xlabel(f"ON-count of a column in one read (of {sk['rows']} rows)")
+    ax.set_ylabel("fraction of column reads")
+    ax.set_title(f"{sk['network']}, {sk['rows']}-row tiles, {sk['images']} test images")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_energy(cf, net: str, tech: str, rows: int, r_wire: float, path: Path) -> Path | None:
+    sub = cf[(cf.network == net) & (cf.technology == tech) & (cf.rows == rows) & (cf.r_wire_ohm == r_wire)]
+    if sub.empty:
+        return None
+    plt = _plt()
+    parts = ["e_array_j", "e_adc_j", "e_correction_j", "e_accumulate_j", "e_popcount_j", "e_flip_inputs_j",
+             "e_flip_registers_j", "e_sign_correction_j"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bottom = np.zeros(len(sub))
+    labels = list(sub.variant)
+    for p in parts:
+        vals = np.array([0.0 if (v is None or (isinstance(v, float) and math.isnan(v))) else float(v)
+                         for v in sub[p]]) * 1e9
+        ax.bar(labels, vals, bottom=bottom, label=p[2:-2])
+        bottom += vals
+    ax.set_ylabel("energy per image (nJ)")
+    ax.set_title(f"{net}, {tech}, {rows} rows, {r_wire:g} ohm/cell")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------------------- markdown
+
+def _pct(x, digits: int = 2) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return f"{100 * x:.{digits}f} %"
+
+
+def _acc_cell(row) -> str:
+    if row is None or row["status"] == "not run" or row["accuracy"] is None or (isinstance(row["accuracy"], float) and math.isnan(row["accuracy"])):
+        return "not run"
+    return f"{100 * row['accuracy']:.2f} [{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]"
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def accuracy_tables(df, cfg: StudyConfig) -> str:
+    out = []
+    for net in cfg.networks:
+        sw = df[(df.network == net) & (df.variant == "software")]
+        sw_txt = _acc_cell(sw.iloc[0]) if len(sw) else "not run"
+        for tech in cfg.technologies:
+            variants = [v for v in cfg.variants if v != "software"]
+            header = ["rows", "wire (ohm/cell)", "software"] + variants
+            rows = []
+            for r in cfg.rows:
+                for rw in cfg.r_wire_ohm:
+                    line = [str(r), f"{rw:g}", sw_txt]
+                    for v in variants:
+                        s = df[(df.network == net) & (df.technology == tech) & (df.rows == r)
+                               & (df.r_wire_ohm == rw) & (df.variant == v)]
+                        line.append(_acc_cell(s.iloc[0]) if len(s) else "not in run")
+                    rows.append(line)
+            out.append(f"### {net} on {tech}\n\nTop-1 accuracy in %, [95 % Wilson interval], on the first "
+                       f"{cfg.limit} CIFAR-10 test images (class-balanced prefix).\n\n" + _md_table(header, rows))
+    return "\n\n".join(out)
+
+
+def claims(df, cf, res: StudyResults) -> list[list[str]]:
+    """Rows of the claims table: claim, paper's figure, cosim's figure, agreed, rule."""
+    ran = df[df.accuracy.notna() & (df.status != "not run")]
+
+    def acc(net, variant, **kw):
+        s = ran[(ran.network == net) & (ran.variant == variant)]
+        for k, v in kw.items():
+            s = s[s[k] == v]
+        return s
+
+    pairs = []  # (net, tech, rows, rw, software row, nonideal row, binsparx row)
+    for _, ni in ran[ran.variant == "nonideal"].iterrows():
+        sw = acc(ni.network, "software")
+        bx = acc(ni.network, "binsparx", technology=ni.technology, rows=ni.rows, r_wire_ohm=ni.r_wire_ohm)
+        pairs.append((ni, sw.iloc[0] if len(sw) else None, bx.iloc[0] if len(bx) else None))
+    n_cells = f"{len(pairs)} measured array configuration(s)"
+    rows = []
+
+    # 1. non-idealities hurt BNNs badly
+    drops = [(sw.accuracy - ni.accuracy, ni, sw) for ni, sw, _ in pairs if sw is not None]
+    if drops:
+        d, ni, sw = max(drops, key=lambda t: t[0])
+        sep = ni.ci_high < sw.ci_low
+        agreed = "yes" if (d * 100 >= BAD_DROP_PP and sep) else "no"
+        fig = (f"largest drop {100 * d:.2f} points ({ni.network}, {ni.technology}, {int(ni.rows)} rows, "
+               f"{ni.r_wire_ohm:g} ohm/cell; {n_cells}); smallest "
+               f"{100 * min(t[0] for t in drops):.2f} points")
+        rows.append(["Non-idealities hurt CiM-BNN accuracy badly", "large drops (not quantified in the abstract)",
+                     fig, agreed, f"drop >= {BAD_DROP_PP:g} points with non-overlapping 95 % CIs"])
+    else:
+        rows.append(["Non-idealities hurt CiM-BNN accuracy badly", "large drops", "not measured", "—", ""])
+
+    # 2. near software level in some cases
+    trip = [(ni, sw, bx) for ni, sw, bx in pairs if sw is not None and bx is not None]
+    if trip:
+        near = [(sw.accuracy - bx.accuracy, ni, sw, bx) for ni, sw, bx in trip]
+        g, ni, sw, bx = min(near, key=lambda t: t[0])
+        agreed = "yes" if (g * 100 <= NEAR_SOFTWARE_PP and (sw.accuracy - ni.accuracy) * 100 > NEAR_SOFTWARE_PP) else "no"
+        rows.append(["BinSparX brings accuracy back to near software level in some cases", "near software (abstract)",
+                     f"closest: {100 * bx.accuracy:.2f} % vs software {100 * sw.accuracy:.2f} % (non-ideal "
+                     f"{100 * ni.accuracy:.2f} %; {bx.network}, {bx.technology}, {int(bx.rows)} rows, {bx.r_wire_ohm:g} ohm/cell)",
+                     agreed, f"BinSparX within {NEAR_SOFTWARE_PP:g} points of software where non-ideal is not"])
+        gains = [(bx.accuracy - ni.accuracy, ni, bx) for ni, _, bx in trip]
+        gmax, ni, bx = max(gains, key=lambda t: t[0])
+        sig = bx.ci_low > ni.ci_high
+        rows.append(["Accuracy boost of BinSparX up to 77.25 %", "up to 77.25 (points, presumably)",
+                     f"largest gain {100 * gmax:+.2f} points ({bx.network}, {bx.technology}, {int(bx.rows)} rows, "
+                     f"{bx.r_wire_ohm:g} ohm/cell; {'CI-separated' if sig else 'within the CIs'}; {n_cells})",
+                     "yes" if abs(100 * gmax - 77.25) <= 10 else "no",
+                     "largest measured gain within 10 points of 77.25 (on the cells measured)"])
+    else:
+        rows.append(["BinSparX brings accuracy back to near software level in some cases", "near software",
+                     "not measured", "—", ""])
+        rows.append(["Accuracy boost of BinSparX up to 77.25 %", "up to 77.25", "not measured", "—", ""])
+
+    # 3. fewer partial sums (ON cells)
+    red = [(sk["overall"].get("on_cell_change_vs_plus[binsparx]"), k) for k, sk in sorted(res.skew.items())]
+    red = [(-v, k) for v, k in red if v is not None]
+    if red:
+        txt = "; ".join(f"{100 * v:.1f} % ({k[0]}, {k[1]} rows)" for v, k in red)
+        agreed = "yes" if all(43.1 <= 100 * v <= 49.8 for v, _ in red) else "no"
+        rows.append(["BinSparX reduces partial sums (conducting cells) by 43.1-49.8 %", "43.1-49.8 %",
+                     f"{txt} fewer conducting cells than the +1 encoding (exact counts, "
+                     f"{next(iter(res.skew.values()))['images']} test images)", agreed, "inside 43.1-49.8 %"])
+    else:
+        rows.append(["BinSparX reduces partial sums by 43.1-49.8 %", "43.1-49.8 %", "not measured", "—", ""])
+
+    # 4. energy, latency, area
+    if cf is not None and len(cf):
+        base = cf[cf.variant == "nonideal"].set_index(["network", "technology", "rows", "r_wire_ohm"])
+        bsx = cf[cf.variant == "binsparx"].set_index(["network", "technology", "rows", "r_wire_ohm"])
+        common = base.index.intersection(bsx.index)
+        e_changes = [(bsx.loc[i, "e_total_j"] / base.loc[i, "e_total_j"] - 1, i) for i in common
+                     if _num(base.loc[i, "e_total_j"]) and _num(bsx.loc[i, "e_total_j"])]
+        if e_changes:
+            txt = "; ".join(f"{100 * v:+.1f} % ({i[0]}, {i[1]}, {i[2]} rows, {i[3]:g} ohm)" for v, i in e_changes)
+            rows.append(["BinSparX reduces energy", "reduction (abstract)", f"total energy per image {txt}",
+                         "yes" if all(v < 0 for v, _ in e_changes) else "no",
+                         "array (calibrated currents) + periphery (component table) lower with BinSparX"])
+        else:
+            rows.append(["BinSparX reduces energy", "reduction", "not measured (no calibrated array energy)", "—", ""])
+        lat = [(bsx.loc[i, "latency_s"] / base.loc[i, "latency_s"] - 1, i) for i in common]
+        area = [(bsx.loc[i, "a_total_um2"] / base.loc[i, "a_total_um2"] - 1, i) for i in common]
+        if lat:
+            rows.append(["BinSparX costs a mild latency increase", "mild (abstract)",
+                         "; ".join(f"{100 * v:+.1f} % ({i[0]}, {i[1]}, {i[2]} rows, {i[3]:g} ohm)" for v, i in lat[:4]),
+                         "yes" if all(v <= MILD_OVERHEAD for v, _ in lat) else "no",
+                         f"increase <= {100 * MILD_OVERHEAD:g} % (cost model, component table)"])
+            rows.append(["BinSparX costs a mild area increase", "mild (abstract)",
+                         "; ".join(f"{100 * v:+.1f} % ({i[0]}, {i[1]}, {i[2]} rows, {i[3]:g} ohm)" for v, i in area[:4]),
+                         "yes" if all(v <= MILD_OVERHEAD for v, _ in area) else "no",
+                         f"increase <= {100 * MILD_OVERHEAD:g} % (cost model, component table)"])
+    else:
+        for c in ("BinSparX reduces energy", "BinSparX costs a mild latency increase", "BinSparX costs a mild area increase"):
+            rows.append([c, "(abstract)", "not measured", "—", ""])
+    return rows
+
+
+def _num(v) -> bool:
+    return v is not None and not (isinstance(v, float) and math.isnan(v))
+
+
+def write_report(res: StudyResults, out: str | Path, command: str = "cosim report") -> Path:
+    """Write REPORT.md, the PNGs and the data files under ``out``; the path of REPORT.md."""
+    out = Path(out)
+    fig_dir = out / "report"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    cfg = res.config
+    df = results_frame(res)
+    sf = skew_frame(res)
+    cf = costs_frame(res, df) if res.skew else None
+    df.to_csv(fig_dir / "results.csv", index=False)
+    df.to_parquet(fig_dir / "results.parquet", index=False)
+    if len(sf):
+        sf.to_csv(fig_dir / "skew_layers.csv", index=False)
+    if cf is not None and len(cf):
+        cf.to_csv(fig_dir / "costs.csv", index=False)
+    import pandas as pd
+    pd.DataFrame(costs_mod.component_table()).to_csv(fig_dir / "components.csv", index=False)
+
+    figs: list[tuple[str, Path]] = []
+    for net in cfg.networks:
+        for tech in cfg.technologies:
+            for rw in cfg.r_wire_ohm:
+                p = plot_accuracy(df, "rows", "r_wire_ohm", rw, net, tech, fig_dir / f"acc_vs_rows_{net}_{tech}_{rw:g}ohm.png")
+                if p:
+                    figs.append((f"{net} on {tech}: accuracy vs array rows at {rw:g} ohm/cell", p))
+            for r in cfg.rows:
+                p = plot_accuracy(df, "r_wire_ohm", "rows", r, net, tech, fig_dir / f"acc_vs_rwire_{net}_{tech}_{r}rows.png")
+                if p:
+                    figs.append((f"{net} on {tech}: accuracy vs wire resistance at {r} rows", p))
+    hist_figs = [(f"{k[0]}, {k[1]}-row tiles", plot_histograms(sk, fig_dir / f"on_count_hist_{k[0]}_{k[1]}rows.png"))
+                 for k, sk in sorted(res.skew.items())]
+    energy_figs = []
+    if cf is not None:
+        for net in cfg.networks:
+            for tech in cfg.technologies:
+                for r in cfg.rows:
+                    for rw in cfg.r_wire_ohm:
+                        p = plot_energy(cf, net, tech, r, rw, fig_dir / f"energy_{net}_{tech}_{r}rows_{rw:g}ohm.png")
+                        if p:
+                            energy_figs.append((f"{net}, {tech}, {r} rows, {rw:g} ohm/cell", p))
+
+    prov = record(command=command, config=cfg.source, quick=cfg.quick, technology=list(cfg.technologies),
+                  rows=list(cfg.rows), cols=cfg.cols, r_wire_ohm=list(cfg.r_wire_ohm), seed=cfg.seed,
+                  machine=f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores", seconds=round(res.seconds, 1))
+    tables = sorted({(r.result or {}).get("provenance", {}).get("table") for r in res.cells if r.result} - {None})
+    ngs = sorted({str((r.result or {}).get("provenance", {}).get("ngspice_version")) for r in res.cells
+                  if r.result and r.cell.variant != "software"})
+    prov["tables"] = tables
+    prov["ngspice_versions_of_tables"] = ngs
+    (fig_dir / "provenance.json").write_text(json.dumps(prov, indent=1, default=str))
+
+    n_run = int((df.status != "not run").sum())
+    n_computed = int((df.status == "computed").sum())
+    not_run = df[df.status == "not run"]
+    md: list[str] = []
+    md.append("# BinSparX study: cosim's report\n")
+    md.append(f"Generated by `{command}` in {res.seconds:.0f} s on {prov['machine']} ({platform.system()}), "
+              f"code {code_version()}, {prov['date_utc']}. "
+              f"Grid: {cfg.describe()}. {n_run} cell(s) with a result ({n_computed} computed in this run, the rest "
+              f"read from the cell cache), {len(not_run)} cell(s) not run."
+              + (f" This is the quick subset: {len(res.not_in_run)} more cell(s) of the full grid "
+                 f"({res.full_grid_cells} in all) are not in this run (run `cosim report` without --quick)."
+                 if cfg.quick and res.full_grid_cells else ""))
+    md.append(f"\nAccuracies are on the first {cfg.limit} CIFAR-10 test images (a class-balanced prefix"
+              f"{'' if cfg.limit >= 10000 else ', a subset'}), with 95 % Wilson intervals. Array variants use the "
+              f"SPICE-calibrated surrogate (mode `surrogate` of `cosim infer`) with {cfg.cols}-column tiles, "
+              f"ADC of {'just enough bits for every count' if cfg.adc_bits == 0 else f'{cfg.adc_bits} bits'}, "
+              f"partial wordline activation of at most {cfg.pwa_rows} rows. Lookup tables: "
+              f"{', '.join(Path(t).name for t in tables) or 'none'} (ngspice {', '.join(ngs) or '—'}). "
+              f"Provenance of every cell: `report/results.csv` (key) and the cell cache; of this report: "
+              f"`report/provenance.json`.\n")
+    md.append("Variants: `software` (the network itself), `nonideal` (+1 stored and applied as the conducting "
+              "state, the paper's encoding), `mirrored` (-1 conducting), `binsparx` (per-column weight flips and "
+              "per-sub-vector input flips), `pwa` (partial wordline activation), `adc-cal` (calibrated ADC "
+              "references), and each mitigation combined with BinSparX.\n")
+
+    md.append("## Claims of the paper against cosim\n")
+    md.append(f"Paper: {PAPER}. \"Agreed\" follows the rule in the last column, applied to the cells measured "
+              f"here only.\n")
+    md.append(_md_table(["claim", "paper", "cosim", "agreed", "rule"], claims(df, cf, res)))
+
+    md.append("\n## Accuracy\n")
+    md.append(accuracy_tables(df, cfg))
+    for title, p in figs:
+        md.append(f"\n![{title}](report/{p.name})\n")
+
+    md.append("\n## Skew: +1 fractions and ON-counts per layer\n")
+    md.append("BinSparX gains from skew. Exact AND-counts (no non-ideality) of every column read, from "
+              "`cosim.study.skew`; `on %` is the fraction of real cells read that conduct; `bsx-col` flips only "
+              "weight column slices, `bsx-sv` only input sub-vectors.\n")
+    for (net, r), sk in sorted(res.skew.items()):
+        rows = []
+        for l in sk["layers"] + [{"layer": "all", **sk["overall"]}]:
+            rows.append([l["layer"], _pct(l.get("weight_plus_fraction"), 1), _pct(l.get("activation_plus_fraction"), 1),
+                         *[_pct(l.get(f"on_cell_fraction[{s}]"), 1) for s in
+                           ("plus", "minus", "bsx-columns", "bsx-subvectors", "binsparx")],
+                         _pct(-(l.get("on_cell_change_vs_plus[binsparx]") or 0.0), 1),
+                         _pct(l.get("flipped_column_fraction"), 1), _pct(l.get("flipped_subvector_fraction"), 1)])
+        md.append(f"\n### {net}, {r}-row tiles ({sk['images']} test images)\n")
+        md.append(_md_table(["layer", "w +1", "x +1", "on % (+1)", "on % (mirrored)", "on % (bsx-col)",
+                             "on % (bsx-sv)", "on % (BinSparX)", "fewer ON vs +1", "cols flipped", "sub-vectors flipped"], rows))
+    for title, p in hist_figs:
+        md.append(f"\n![ON-count histogram, {title}](report/{p.name})\n")
+
+    md.append("\n## Energy, latency and area\n")
+    md.append("Array energy per image = sum over reads of the calibrated column currents x v_read_v x t_read_s "
+              "(from the surrogate run of the cell). Periphery from the component table below "
+              "(`cosim.study.costs`: one SAR ADC per `adc_share` columns, popcount adder tree, correction and "
+              "accumulation, and for BinSparX input XORs, flip registers and sign correction; BinSparX puts the "
+              "popcount before the read). Latency: all tiles of a layer in parallel, output positions in sequence, "
+              "layers in sequence.\n")
+    if cf is not None and len(cf):
+        rows = []
+        for _, c in cf.iterrows():
+            rows.append([c.network, c.technology, c.rows, f"{c.r_wire_ohm:g}", c.variant,
+                         "not measured" if not _num(c.e_array_j) else f"{1e9 * c.e_array_j:.3f}",
+                         f"{1e9 * c.e_periphery_j:.3f}",
+                         "—" if not _num(c.e_total_j) else f"{1e9 * c.e_total_j:.3f}",
+                         f"{1e6 * c.latency_s:.2f}", f"{int(c.cycles)}", f"{c.a_array_um2 / 1e6:.4f}",
+                         f"{c.a_total_um2 / 1e6:.4f}"])
+        md.append(_md_table(["network", "tech", "rows", "ohm", "variant", "array nJ/img", "periphery nJ/img",
+                             "total nJ/img", "latency us/img", "cycles", "array mm²", "total mm²"], rows))
+    else:
+        md.append("not measured (no skew statistics / layer shapes in this run)")
+    for title, p in energy_figs:
+        md.append(f"\n![energy breakdown, {title}](report/{p.name})\n")
+    md.append("\nComponent table (`report/components.csv`):\n")
+    md.append(_md_table(["component", "value", "unit", "meaning", "source"],
+                        [[c["name"], f"{c['value']:g}", c["unit"], c["meaning"], c["source"]]
+                         for c in costs_mod.component_table()]))
+
+    md.append("\n## Cells not run\n")
+    if len(not_run):
+        md.append(_md_table(["cell", "reason"], [[cr.cell.label(), cr.reason] for cr in res.cells if cr.status == "not run"]))
+    else:
+        md.append("None of this run's cells failed to run.")
+    if cfg.quick and res.not_in_run:
+        shown = res.not_in_run[:20]
+        md.append(f"\n{len(res.not_in_run)} cell(s) of the full grid are outside this quick run, e.g.: "
+                  + ", ".join(f"`{s}`" for s in shown) + (" ..." if len(res.not_in_run) > len(shown) else ""))
+    md.append("\n## Files\n")
+    md.append("`report/results.csv` / `report/results.parquet` (one row per cell), `report/skew_layers.csv`, "
+              "`report/costs.csv`, `report/components.csv`, `report/provenance.json`, and the PNGs above.\n")
+    path = out / "REPORT.md"
+    path.write_text("\n".join(md) + "\n")
+    return path
+
+
+def accuracy_summary(res: StudyResults) -> str:
+    """A plain-text accuracy table for the terminal (one line per cell with a result)."""
+    df = results_frame(res)
+    lines = [f"{'network':10} {'tech':10} {'rows':>4} {'ohm':>4} {'variant':18} {'accuracy':>9}  95% CI            n"]
+    for _, r in df.iterrows():
+        if r.status == "not run":
+            lines.append(f"{r.network:10} {r.technology:10} {'' if r.rows is None or r.rows != r.rows else int(r.rows):>4} "
+                         f"{'' if r.r_wire_ohm is None or r.r_wire_ohm != r.r_wire_ohm else f'{r.r_wire_ohm:g}':>4} "
+                         f"{r.variant:18} not run: {r.reason[:80]}")
+            continue
+        rows = "" if r.variant == "software" else int(r.rows)
+        rw = "" if r.variant == "software" else f"{r.r_wire_ohm:g}"
+        lines.append(f"{r.network:10} {r.technology or '-':10} {rows:>4} {rw:>4} {r.variant:18} "
+                     f"{100 * r.accuracy:8.2f}%  [{100 * r.ci_low:5.1f}, {100 * r.ci_high:5.1f}]  {int(r.n)}")
+    return "\n".join(lines)

@@ -1,0 +1,371 @@
+"""Run grid cells, each cached on disk with its provenance.
+
+A cell's result is one JSON file ``<cache>/cells/<key>.json``. The key is a SHA-256 of everything that
+determines the result: the cell (network, variant, technology, array size, wire resistance, ADC bits,
+partial-wordline rows, number of images, seed), the SHA-256 of the weights file, of the test images and
+labels used, of the lookup table used, and of the source of the code that computes it (cosim.cim, the
+surrogate, the ADC, the tables, the BNN layers and models, this module). A finished cell is never
+recomputed; an interrupted run resumes where it stopped (files are written atomically, so a killed run
+leaves no half cell). A cell that cannot run (no calibrated table for its wire resistance, say) is
+reported as not run, with the reason, and is not cached, so it runs once its inputs exist.
+
+The CiM side goes through issue 5's drop-in API (``cosim.cim.to_cim`` / ``cim_stats``); the thin
+adapter below adds what the study needs around it and says where: the mirrored (-1 conducting) encoding
+is a model transform (``MirroredBinConv2d``: both operands negated, the product unchanged), and the
+lookup table for a wire resistance is found by checking each table's calibration provenance.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+
+from ..bnn.layers import BinConv2d
+from ..errors import CosimError, DataError, InputError, TableError
+from ..paths import PACKAGE_DIR, cache_dir, resources_dir
+from ..provenance import code_version, record
+from .config import Cell, StudyConfig
+
+CACHE_FORMAT = 1
+#: modules whose source determines a cell's result (hashed into its key), relative to the package
+KEY_SOURCES = ("cim", "surrogate.py", "adc.py", "tables.py", "technology.py", "bnn/layers.py", "bnn/models.py",
+               "bnn/evaluate.py", "study/runner.py")
+SKEW_SOURCES = ("bnn/layers.py", "bnn/models.py", "study/skew.py")
+
+
+# ------------------------------------------------------------------------------------------- hashing
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_arrays(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=8)
+def source_hash(parts: tuple[str, ...] = KEY_SOURCES) -> str:
+    """SHA-256 of the source text of ``parts`` (files or folders of .py files under the package)."""
+    h = hashlib.sha256()
+    for part in parts:
+        p = PACKAGE_DIR / part
+        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
+        for f in files:
+            h.update(str(f.relative_to(PACKAGE_DIR)).encode())
+            h.update(f.read_bytes() if f.is_file() else b"<missing>")
+    return h.hexdigest()
+
+
+def make_key(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+# ------------------------------------------------------------------------------------------- storage
+
+class CellStore:
+    """Cell results as JSON files under ``root`` (one per key), written atomically."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def path(self, key: str, kind: str = "cells") -> Path:
+        return self.root / kind / f"{key}.json"
+
+    def get(self, key: str, kind: str = "cells") -> dict | None:
+        p = self.path(key, kind)
+        if not p.is_file():
+            return None
+        try:
+            obj = json.loads(p.read_text())
+        except (OSError, ValueError):
+            return None  # a damaged entry is recomputed
+        return obj if isinstance(obj, dict) and obj.get("key") == key else None
+
+    def put(self, key: str, obj: dict, kind: str = "cells") -> Path:
+        p = self.path(key, kind)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        obj = {**obj, "key": key}
+        with tempfile.NamedTemporaryFile("w", dir=p.parent, delete=False, suffix=".part") as tmp:
+            json.dump(obj, tmp, sort_keys=True, default=_json_default, indent=1)
+        os.replace(tmp.name, p)
+        return p
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# ------------------------------------------------------------------------------------------- context
+
+@dataclass
+class StudyContext:
+    """What the cells share: weights, test images, tables. Loaded lazily, once."""
+
+    config: StudyConfig
+    _models: dict = field(default_factory=dict)
+    _data: tuple | None = None
+    _tables: dict = field(default_factory=dict)
+
+    @property
+    def cache_root(self) -> Path:
+        return Path(self.config.cache).expanduser() if self.config.cache else cache_dir() / "study"
+
+    def model_path(self, network: str) -> Path:
+        from ..bnn.models import REFERENCE_FILES, reference_path
+        return Path(self.config.models) / REFERENCE_FILES[network] if self.config.models else reference_path(network)
+
+    def model(self, network: str) -> tuple[torch.nn.Module, str]:
+        if network not in self._models:
+            from ..bnn.models import load_reference
+            p = self.model_path(network)
+            m = load_reference(network, p)
+            self._models[network] = (m, sha256_file(p))
+        return self._models[network]
+
+    def data(self) -> tuple[np.ndarray, np.ndarray, str, str]:
+        """(images, labels, data sha of the first ``limit``, source) of the test split."""
+        if self._data is None:
+            from ..datasets import load_cifar10, resolve_data_path
+            src = resolve_data_path(self.config.data or None)
+            images, labels = load_cifar10(src, split="test")
+            n = min(self.config.limit, len(labels))
+            if n < self.config.limit:
+                raise DataError(f"the test set at {src} has {len(labels)} images, the study asks for {self.config.limit}")
+            self._data = (images, labels, sha256_arrays(images[:n], labels[:n]), str(src))
+        return self._data
+
+    def table_for(self, cell: Cell) -> tuple[Any, str, str]:
+        """(table, path, sha256) calibrated for the cell's technology, rows and wire resistance."""
+        k = (cell.technology, cell.rows, cell.r_wire_ohm)
+        if k not in self._tables:
+            self._tables[k] = find_table(cell.technology, cell.rows, cell.r_wire_ohm, self.table_dirs())
+        return self._tables[k]
+
+    def table_dirs(self) -> list[Path]:
+        dirs = [resources_dir() / "tables", self.cache_root / "tables"]
+        return [d for d in dirs if d.is_dir()]
+
+
+def find_table(tech_name: str, rows: int, r_wire_ohm: float, dirs: Iterable[Path]) -> tuple[Any, str, str]:
+    """The first table in ``dirs`` calibrated for this technology with this wire resistance and rows.
+
+    (Adapter: cosim.tables names its shipped defaults by technology and rows only; tables for other wire
+    resistances are recognised by their provenance, through ``LookupTable.check``.)"""
+    from ..tables import load_table
+    from ..technology import get_technology
+
+    tech = get_technology(tech_name, r_wire_ohm=float(r_wire_ohm))
+    seen = []
+    for d in dirs:
+        for p in sorted(Path(d).glob("*.parquet")):
+            try:
+                t = load_table(p, tech=tech, rows=rows)
+            except TableError:
+                continue
+            return t, str(p), sha256_file(p)
+        seen.append(str(d))
+    raise TableError(f"no lookup table calibrated for {tech_name}, {rows} rows, {r_wire_ohm:g} ohm/cell in "
+                     f"{', '.join(seen) or 'no table folder'}; make one with 'cosim calibrate' and put it in "
+                     f"one of those folders")
+
+
+# ------------------------------------------------------------------------------------- the mirrored encoding
+
+class MirroredBinConv2d(BinConv2d):
+    """A BinConv2d whose crossbars see both operands negated: -1 is stored and applied as the conducting
+    state. conv(-x, -W) = conv(x, W), so the software result is unchanged; -1 padding rows conduct."""
+
+    def binary_input(self, x: torch.Tensor) -> torch.Tensor:
+        return -super().binary_input(x)
+
+    def binary_weight(self) -> torch.Tensor:
+        return -super().binary_weight()
+
+
+def mirrored(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` with every BinConv2d in the mirrored encoding."""
+    out = copy.deepcopy(model)
+    for name, m in list(out.named_modules()):
+        if type(m) is BinConv2d:
+            parent_name, _, attr = name.rpartition(".")
+            parent = out.get_submodule(parent_name) if parent_name else out
+            new = MirroredBinConv2d(m.in_channels, m.out_channels, m.kernel_size[0], stride=m.stride[0], padding=m.pad)
+            new.load_state_dict(m.state_dict())
+            setattr(parent, attr, new)
+    return out.eval()
+
+
+# ------------------------------------------------------------------------------------------- cells
+
+def cell_payload(cell: Cell, ctx: StudyContext) -> dict[str, Any]:
+    """Everything that determines a cell's result (hashed into its key)."""
+    _, weights_sha = ctx.model(cell.network)
+    _, _, data_sha, _ = ctx.data()
+    payload = {"format": CACHE_FORMAT, "cell": cell.as_dict(), "weights_sha256": weights_sha,
+               "data_sha256": data_sha, "code": source_hash(KEY_SOURCES)}
+    if cell.variant != "software":
+        _, _, table_sha = ctx.table_for(cell)
+        payload["table_sha256"] = table_sha
+    return payload
+
+
+def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[str, Any]:
+    """Accuracy (and, on arrays, statistics and array energy) of one cell."""
+    from ..bnn.evaluate import predict
+
+    model, weights_sha = ctx.model(cell.network)
+    images, labels, data_sha, data_src = ctx.data()
+    n = cell.limit
+    torch.manual_seed(cell.seed)
+    t0 = time.perf_counter()
+    out: dict[str, Any] = {}
+    if cell.variant == "software":
+        net = model
+        prov = record(network=cell.network, technology=None, rows=None, solver="torch float32 (software)",
+                      seed=cell.seed)
+    else:
+        try:
+            from ..cim import to_cim
+        except ImportError as e:  # issue 5's API not (yet) in this checkout
+            raise InputError(f"CiM inference is not available in this checkout ({e})") from None
+        flags = cell.flags
+        table, table_path, table_sha = ctx.table_for(cell)
+        base = mirrored(model) if flags["encoding"] == "minus" else model
+        try:
+            net = to_cim(base, tech=cell.technology, rows=cell.rows, cols=cell.cols, mode="surrogate", table=table,
+                         binsparx=flags["binsparx"], adc_bits=cell.adc_bits,
+                         adc_reference="calibrated" if flags["adc_cal"] else "ideal",
+                         max_active_rows=cell.pwa_rows if flags["pwa"] else None, device=ctx.config.device,
+                         seed=cell.seed)
+        except ImportError as e:  # a part of the CiM stack (surrogate, ADC) not in this checkout
+            raise InputError(f"CiM inference is not available in this checkout ({e})") from None
+        tprov = getattr(table, "provenance", {}) or {}
+        prov = record(network=cell.network, technology=cell.technology, rows=cell.rows, cols=cell.cols,
+                      r_wire_ohm=cell.r_wire_ohm, table=table_path, table_sha256=table_sha,
+                      ngspice_version=tprov.get("ngspice_version"), solver=tprov.get("solver"),
+                      table_code_version=tprov.get("code_version"), seed=cell.seed)
+    logits = predict(net, images[:n], batch_size=ctx.config.batch_size, device=ctx.config.device, progress=progress)
+    correct = int((logits.argmax(axis=1) == labels[:n]).sum())
+    out.update({"accuracy": correct / n, "correct": correct, "n": n})
+    if cell.variant != "software":
+        from ..cim import cim_stats
+        st = cim_stats(net)
+        ov = st["overall"]
+        out["stats"] = ov
+        out["layer_stats"] = st["layers"]
+        e = ov.get("array_energy_j")
+        out["array_energy_per_image_j"] = None if e is None else e / n
+    out["seconds"] = round(time.perf_counter() - t0, 3)
+    prov.update({"weights_sha256": weights_sha, "data": data_src, "data_sha256": data_sha,
+                 "device": ctx.config.device, "machine_cpus": os.cpu_count()})
+    out["provenance"] = prov
+    return out
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    status: str                     #: "computed", "cached" or "not run"
+    result: dict | None = None
+    reason: str = ""
+    key: str = ""
+
+
+ComputeFn = Callable[[Cell, StudyContext], dict]
+
+
+def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = None,
+              progress: bool = True, payload: Callable[[Cell, StudyContext], dict] | None = None) -> list[CellResult]:
+    """Run ``cells`` (cached ones are read back, not recomputed). A cell whose inputs are missing (a
+    CosimError while keying or computing it) is reported as not run; an interrupt stops the run with every
+    finished cell already on disk."""
+    store = CellStore(ctx.cache_root)
+    compute = compute or (lambda c, x: compute_cell(c, x, progress=False))
+    payload = payload or cell_payload
+    results: list[CellResult] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=len(cells), desc="study cells", unit="cell")
+    try:
+        for cell in cells:
+            if bar is not None:
+                bar.set_postfix_str(cell.label()[:60])
+            try:
+                pay = payload(cell, ctx)
+                key = make_key(pay)
+                hit = store.get(key)
+                if hit is not None:
+                    results.append(CellResult(cell, "cached", hit["result"], key=key))
+                else:
+                    res = compute(cell, ctx)
+                    store.put(key, {"payload": pay, "result": res})
+                    results.append(CellResult(cell, "computed", res, key=key))
+            except CosimError as e:
+                results.append(CellResult(cell, "not run", None, reason=str(e)))
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return results
+
+
+# ------------------------------------------------------------------------------------------- skew
+
+def skew_for(network: str, rows: int, ctx: StudyContext, progress: bool = False) -> dict:
+    """Skew statistics and ON-count histograms of ``network`` with ``rows``-row tiles (cached)."""
+    from ..datasets import to_tensor
+    from . import skew
+
+    store = CellStore(ctx.cache_root)
+    model, weights_sha = ctx.model(network)
+    images, _, _, data_src = ctx.data()
+    n = min(ctx.config.skew_images, len(images))
+    pay = {"format": CACHE_FORMAT, "network": network, "rows": rows, "images": n,
+           "images_sha256": sha256_arrays(images[:n]), "weights_sha256": weights_sha,
+           "code": source_hash(SKEW_SOURCES)}
+    key = make_key(pay)
+    hit = store.get(key, kind="skew")
+    if hit is not None:
+        return hit["result"]
+    t0 = time.perf_counter()
+    layers = skew.measure_skew(model, to_tensor(images[:n]), rows, progress=progress)
+    res = {"network": network, "rows": rows, "images": n,
+           "layers": [l.summary() for l in layers],
+           "overall": skew.overall_summary(layers),
+           "hist": {s: skew.total_histogram(layers, s).tolist() for s in skew.SCHEMES},
+           "shapes": [{"name": l.name, "k": l.n, "n": l.cout, "positions": l.positions} for l in layers],
+           "seconds": round(time.perf_counter() - t0, 3),
+           "provenance": record(network=network, rows=rows, technology=None, solver="exact integer counts (torch)",
+                                seed=ctx.config.seed, weights_sha256=weights_sha, data=data_src)}
+    store.put(key, {"payload": pay, "result": res}, kind="skew")
+    return res

@@ -1,0 +1,396 @@
+"""The BinSparX study: config, cell cache, Wilson intervals, skew statistics, report writing, the command."""
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cosim.bnn.layers import BinConv2d
+from cosim.errors import InputError, TableError
+from cosim.study import config as cfgmod
+from cosim.study import report, runner, skew
+from cosim.study.config import Cell, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# ------------------------------------------------------------------------------------------- config
+
+def test_defaults_are_the_full_grid_and_the_shipped_config_agrees():
+    d = load_config()
+    assert d.networks == ("vgg-small", "resnet18") and d.technologies == ("sram8t", "reram1t1r")
+    assert d.rows == (64, 128, 256) and d.r_wire_ohm == (2.0, 5.0, 10.0, 20.0)
+    cells = d.cells()
+    n_array_variants = len([v for v in d.variants if v != "software"])
+    assert len(cells) == 2 + 2 * 2 * 3 * 4 * n_array_variants
+    f = load_config(REPO / "configs" / "study.toml")
+    strip = lambda c: {k: v for k, v in dataclasses.asdict(c).items() if k not in ("source", "raw")}
+    assert strip(f) == strip(d)
+    assert strip(load_config(REPO / "configs" / "study.toml", quick=True)) == strip(load_config(quick=True))
+
+
+def test_quick_subset():
+    q = load_config(quick=True)
+    assert q.quick and q.networks == ("vgg-small",) and q.technologies == ("sram8t",)
+    assert q.rows == (128,) and q.r_wire_ohm == (10.0,) and q.limit < 10000
+    cells = q.cells()
+    assert cells[0].variant == "software" and cells[0].technology is None
+    arr = [c for c in cells if c.variant != "software"]
+    assert all(c.adc_bits == 8 and c.cols == 128 for c in arr)
+    assert {c.pwa_rows for c in arr if c.flags["pwa"]} == {16}
+    assert all(c.pwa_rows is None for c in arr if not c.flags["pwa"])
+
+
+def test_quick_overrides_from_file(tmp_path):
+    p = tmp_path / "s.toml"
+    p.write_text('[run]\nlimit = 300\n[quick]\nlimit = 20\nvariants = ["software", "nonideal"]\n')
+    assert load_config(p).limit == 300
+    q = load_config(p, quick=True)
+    assert q.limit == 20 and q.variants == ("software", "nonideal")
+
+
+def test_json_config(tmp_path):
+    p = tmp_path / "s.json"
+    p.write_text(json.dumps({"grid": {"rows": [64], "networks": ["VGG_small"]}}))
+    c = load_config(p)
+    assert c.rows == (64,) and c.networks == ("vgg-small",)
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"grdi": {}}, "unknown section: grdi"),
+    ({"grid": {"row": [64]}}, "unknown key in [grid]: row"),
+    ({"run": {"colz": 3}}, "unknown key in [run]: colz"),
+    ({"quick": {"data": "x"}}, "unknown key in [quick]: data"),
+    ({"grid": {"rows": [0]}}, "rows must be an integer"),
+    ({"grid": {"rows": "128"}}, "rows must be a non-empty list"),
+    ({"grid": {"rows": []}}, "rows must be a non-empty list"),
+    ({"grid": {"networks": ["alexnet"]}}, "unknown network 'alexnet'"),
+    ({"grid": {"technologies": ["dram"]}}, "unknown technologie 'dram'"),
+    ({"grid": {"variants": ["magic"]}}, "unknown variant 'magic'"),
+    ({"grid": {"r_wire_ohm": [-1.0]}}, "r_wire_ohm values must be numbers"),
+    ({"run": {"limit": 0}}, "limit must be an integer"),
+    ({"run": {"limit": 20000}}, "limit must be an integer"),
+    ({"run": {"adc_bits": True}}, "adc_bits must be an integer"),
+    ({"run": {"device": "tpu"}}, "device must be"),
+    ({"paths": {"data": 3}}, "data must be a string"),
+    ({"grid": []}, "[grid] must be a table"),
+])
+def test_bad_configs_are_one_line_input_errors(raw, words):
+    with pytest.raises(InputError) as e:
+        parse_config(raw)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_files(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_config(tmp_path / "nope.toml")
+    p = tmp_path / "bad.toml"
+    p.write_text("[grid\nrows = [")
+    with pytest.raises(InputError) as e:
+        load_config(p)
+    assert "not valid TOML" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_cli_bad_config_is_one_error_line(tmp_path, capsys):
+    from cosim.cli import main
+    p = tmp_path / "bad.toml"
+    p.write_text("[grid]\nrows = [3000000]\n")
+    with pytest.raises(SystemExit) as e:
+        main(["report", "--config", str(p), "--out", str(tmp_path / "o")])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "rows must be an integer" in err and "\n" not in err
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------- cache
+
+def _ctx(tmp_path, **run):
+    cfg = parse_config({"grid": {"networks": ["vgg-small"], "technologies": ["sram8t"], "rows": [64, 128],
+                                 "r_wire_ohm": [10.0], "variants": ["software", "nonideal", "binsparx"]},
+                        "run": {"limit": 10, **run}, "paths": {"cache": str(tmp_path / "cache")}})
+    return runner.StudyContext(cfg)
+
+
+def _payload(cell, ctx):
+    return {"cell": cell.as_dict(), "inputs": "fixed"}
+
+
+def test_finished_cells_are_never_recomputed(tmp_path):
+    ctx = _ctx(tmp_path)
+    cells = ctx.config.cells()
+    calls = []
+
+    def compute(cell, ctx):
+        calls.append(cell)
+        return {"accuracy": 0.5, "correct": 5, "n": 10, "label": cell.label()}
+
+    first = runner.run_cells(cells, ctx, compute=compute, progress=False, payload=_payload)
+    assert len(calls) == len(cells) == 5 and all(r.status == "computed" for r in first)
+    second = runner.run_cells(cells, ctx, compute=compute, progress=False, payload=_payload)
+    assert len(calls) == 5 and all(r.status == "cached" for r in second)
+    assert [r.result["label"] for r in second] == [c.label() for c in cells]
+    # a different key (another input) is a different cell
+    runner.run_cells(cells[:1], ctx, compute=compute, progress=False,
+                     payload=lambda c, x: {**_payload(c, x), "inputs": "changed"})
+    assert len(calls) == 6
+
+
+def test_interrupted_run_resumes(tmp_path):
+    ctx = _ctx(tmp_path)
+    cells = ctx.config.cells()
+    calls = []
+
+    def flaky(cell, ctx):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(cell.label())
+        return {"accuracy": 1.0, "correct": 10, "n": 10}
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_cells(cells, ctx, compute=flaky, progress=False, payload=_payload)
+    assert len(calls) == 3
+    done = list(calls)
+    calls.clear()
+    res = runner.run_cells(cells, ctx, compute=lambda c, x: calls.append(c.label()) or {"accuracy": 1.0, "correct": 10, "n": 10},
+                           progress=False, payload=_payload)
+    assert calls == [c.label() for c in cells if c.label() not in done]
+    assert [r.status for r in res] == ["cached"] * 3 + ["computed"] * 2
+    assert not list((ctx.cache_root / "cells").glob("*.part"))
+
+
+def test_a_cell_that_cannot_run_is_reported_and_not_cached(tmp_path):
+    ctx = _ctx(tmp_path)
+    cells = ctx.config.cells()[:2]
+
+    def fails(cell, ctx):
+        raise TableError("no table for this wire resistance")
+
+    res = runner.run_cells(cells, ctx, compute=fails, progress=False, payload=_payload)
+    assert [r.status for r in res] == ["not run", "not run"] and "no table" in res[0].reason
+    res = runner.run_cells(cells, ctx, compute=lambda c, x: {"accuracy": 0.1, "correct": 1, "n": 10},
+                           progress=False, payload=_payload)
+    assert [r.status for r in res] == ["computed", "computed"]
+
+
+def test_damaged_cache_entry_is_recomputed(tmp_path):
+    ctx = _ctx(tmp_path)
+    cell = ctx.config.cells()[0]
+    n = []
+    comp = lambda c, x: n.append(1) or {"accuracy": 0.1, "correct": 1, "n": 10}
+    r = runner.run_cells([cell], ctx, compute=comp, progress=False, payload=_payload)[0]
+    runner.CellStore(ctx.cache_root).path(r.key).write_text("{trunc")
+    assert runner.run_cells([cell], ctx, compute=comp, progress=False, payload=_payload)[0].status == "computed"
+    assert len(n) == 2
+
+
+def test_key_covers_what_determines_a_cell():
+    c = Cell(network="vgg-small", variant="nonideal", technology="sram8t", rows=128, cols=128, r_wire_ohm=10.0,
+             adc_bits=8, limit=100)
+    base = {"cell": c.as_dict(), "weights_sha256": "a", "data_sha256": "b", "table_sha256": "c", "code": "d"}
+    k = runner.make_key(base)
+    assert runner.make_key(dict(base)) == k
+    for field, value in [("weights_sha256", "x"), ("data_sha256", "x"), ("table_sha256", "x"), ("code", "x"),
+                         ("cell", dataclasses.replace(c, r_wire_ohm=5.0).as_dict()),
+                         ("cell", dataclasses.replace(c, limit=101).as_dict())]:
+        assert runner.make_key({**base, field: value}) != k
+    assert len(runner.source_hash()) == 64
+
+
+# ------------------------------------------------------------------------------------------- Wilson
+
+def test_wilson_interval():
+    lo, hi = report.wilson(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
+    lo, hi = report.wilson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.2775, abs=1e-4)
+    lo, hi = report.wilson(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(0.7225, abs=1e-4)
+    lo, hi = report.wilson(8500, 10000)
+    assert lo < 0.85 < hi and hi - lo == pytest.approx(2 * 1.96 * math.sqrt(0.85 * 0.15 / 10000), rel=0.01)
+    with pytest.raises(ValueError):
+        report.wilson(11, 10)
+    with pytest.raises(ValueError):
+        report.wilson(0, 0)
+
+
+# ------------------------------------------------------------------------------------------- skew
+
+def _tiny_model(seed=0):
+    torch.manual_seed(seed)
+    m = nn.Sequential(BinConv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), BinConv2d(4, 5, 3, stride=2, padding=1))
+    with torch.no_grad():
+        m[0].weight.copy_(torch.where(torch.rand(4, 3, 3, 3) < 0.7, 1.0, -1.0))   # skewed to +1
+        m[2].weight.copy_(torch.where(torch.rand(5, 4, 3, 3) < 0.4, 1.0, -1.0))
+        m[1].bias.fill_(0.5)
+    return m.eval()
+
+
+def _brute_counts(x, w, rows, scheme):
+    """Per-element loops: AND-count of each (vector, tile, column) under a scheme."""
+    m, n = x.shape
+    cout = w.shape[1]
+    t = math.ceil(n / rows)
+    out = np.zeros((m, t, cout), dtype=int)
+    for ti in range(t):
+        r0, r1 = ti * rows, min(n, (ti + 1) * rows)
+        nr = r1 - r0
+        for mi in range(m):
+            xs = x[mi, r0:r1].copy()
+            if scheme == "minus":
+                xs = -xs
+            if scheme in ("bsx-subvectors", "binsparx") and 2 * (xs > 0).sum() > nr:
+                xs = -xs
+            for c in range(cout):
+                ws = w[r0:r1, c].copy()
+                if scheme == "minus":
+                    ws = -ws
+                if scheme in ("bsx-columns", "binsparx") and 2 * (ws > 0).sum() > nr:
+                    ws = -ws
+                out[mi, ti, c] = int(((xs > 0) & (ws > 0)).sum())
+    return out
+
+
+def test_encodings_match_brute_force_and_keep_the_dot_product():
+    g = torch.Generator().manual_seed(3)
+    x = torch.where(torch.rand(7, 11, generator=g) < 0.7, 1.0, -1.0)
+    w = torch.where(torch.rand(11, 3, generator=g) < 0.3, 1.0, -1.0)
+    rows = 4
+    n_real = torch.tensor([4.0, 4.0, 3.0])
+    for s in skew.SCHEMES:
+        xb, wb, xf, wf = skew.encode(x, w, rows, s)
+        c = skew.on_counts(xb, wb)
+        assert np.array_equal(c.round().int().numpy(), _brute_counts(x.numpy(), w.numpy(), rows, s)), s
+        assert torch.equal(skew.signed_from_counts(c, xb, wb, xf, wf, n_real), x @ w), s
+        assert float(xb[:, 2, 3].abs().sum()) == 0 and float(wb[2, 3].abs().sum()) == 0  # unused row stays off
+
+
+def test_all_plus_column_is_emptied_by_binsparx():
+    x = torch.ones(1, 4)
+    w = torch.ones(4, 1)
+    counts = {s: int(skew.on_counts(*skew.encode(x, w, 4, s)[:2]).sum()) for s in skew.SCHEMES}
+    assert counts == {"plus": 4, "minus": 0, "bsx-columns": 0, "bsx-subvectors": 0, "binsparx": 0}
+    # 3 of 4 inputs +1: the sub-vector is flipped; 2 of 4 weights +1: the column is not
+    x = torch.tensor([[1.0, 1.0, 1.0, -1.0]])
+    w = torch.tensor([[1.0], [1.0], [-1.0], [-1.0]])
+    c = {s: int(skew.on_counts(*skew.encode(x, w, 4, s)[:2]).sum()) for s in skew.SCHEMES}
+    assert c == {"plus": 2, "minus": 1, "bsx-columns": 2, "bsx-subvectors": 0, "binsparx": 0}
+
+
+def test_measure_skew_on_a_tiny_network():
+    m = _tiny_model()
+    g = torch.Generator().manual_seed(1)
+    images = torch.randn(5, 3, 6, 6, generator=g)
+    layers = skew.measure_skew(m, images, rows=8, batch_size=2)
+    assert [l.name for l in layers] == ["0", "2"]
+    # brute force the first layer: the unrolled inputs in (kh, kw, c_in) order
+    xb = m[0].binary_input(images)
+    vecs = []
+    for b in range(5):
+        for i in range(6):
+            for j in range(6):
+                vecs.append(xb[b, :, i:i + 3, j:j + 3].permute(1, 2, 0).reshape(-1))
+    x = torch.stack(vecs).detach()
+    w = m[0].binary_weight().permute(0, 2, 3, 1).reshape(4, -1).t().detach()
+    l0 = layers[0]
+    assert l0.positions == 36 and l0.vectors == 180 and l0.n == 27 and l0.cout == 4
+    assert l0.weight_plus == pytest.approx(float((w > 0).float().mean()))
+    assert l0.act_plus == pytest.approx(float((x > 0).float().mean()))
+    for s in skew.SCHEMES:
+        brute = _brute_counts(x.numpy(), w.numpy(), 8, s)
+        assert np.array_equal(l0.hist[s], np.bincount(brute.ravel(), minlength=9)), s
+    assert layers[1].positions == 9 and layers[1].vectors == 45
+    ov = skew.overall_summary(layers)
+    # weights of layer 0 skewed to +1: BinSparX's column flips must remove conducting cells
+    assert ov["on_cell_change_vs_plus[bsx-columns]"] < 0
+    assert 0 < ov["flipped_column_fraction"] <= 1
+    s = l0.summary()
+    assert s["on_cell_fraction[plus]"] == pytest.approx(l0.on_cells("plus") / (l0.act_rows_sum * 4))
+
+
+def test_mirrored_model_keeps_the_software_output():
+    m = _tiny_model()
+    x = torch.randn(3, 3, 6, 6)
+    mm = runner.mirrored(m)
+    assert isinstance(mm[0], runner.MirroredBinConv2d)
+    assert torch.equal(mm(x), m(x))
+    assert torch.equal(mm[0].binary_weight(), -m[0].binary_weight())
+
+
+# ------------------------------------------------------------------------------------------- report
+
+def _fake_results(tmp_path, quick=True):
+    cfg = parse_config({"grid": {"networks": ["vgg-small"], "technologies": ["sram8t"], "rows": [8],
+                                 "r_wire_ohm": [5.0, 10.0],
+                                 "variants": ["software", "nonideal", "mirrored", "binsparx", "pwa"]},
+                        "run": {"limit": 200, "cols": 4}})
+    cells = cfg.cells()
+    accs = {"software": 0.86, "nonideal": 0.40, "mirrored": 0.35, "binsparx": 0.85, "pwa": 0.6}
+    out = []
+    for c in cells:
+        if c.variant == "pwa" and c.r_wire_ohm == 5.0:
+            out.append(runner.CellResult(c, "not run", None, reason="no lookup table calibrated for 5 ohm"))
+            continue
+        k = int(round(accs[c.variant] * 200)) - (10 if c.r_wire_ohm == 5.0 else 0)
+        r = {"accuracy": k / 200, "correct": k, "n": 200, "seconds": 1.0,
+             "provenance": {"code_version": "test", "table": "/x/sram8t_8_decoupled.parquet", "ngspice_version": "46"}}
+        if c.variant != "software":
+            r["stats"] = {"on_cell_fraction": 0.15, "mean_on_count": 1.2, "max_on_count": 5, "partial_sum_reduction": 0.1}
+            r["array_energy_per_image_j"] = {"nonideal": 2e-9, "mirrored": 3e-9, "binsparx": 1.5e-9, "pwa": 2e-9}[c.variant]
+        out.append(runner.CellResult(c, "computed", r, key="k"))
+    m = _tiny_model()
+    layers = skew.measure_skew(m, torch.randn(2, 3, 6, 6), rows=8)
+    sk = {"network": "vgg-small", "rows": 8, "images": 2, "layers": [l.summary() for l in layers],
+          "overall": skew.overall_summary(layers),
+          "hist": {s: skew.total_histogram(layers, s).tolist() for s in skew.SCHEMES},
+          "shapes": [{"name": l.name, "k": l.n, "n": l.cout, "positions": l.positions} for l in layers]}
+    return report.StudyResults(config=cfg, cells=out, skew={("vgg-small", 8): sk}, seconds=3.0,
+                               full_grid_cells=400 if quick else 0, not_in_run=["a/b/c"] if quick else [])
+
+
+def test_report_on_a_tiny_fake_grid(tmp_path):
+    res = _fake_results(tmp_path)
+    path = report.write_report(res, tmp_path / "docs", command="cosim report --test")
+    text = path.read_text()
+    for section in ("## Claims of the paper against cosim", "## Accuracy", "### vgg-small on sram8t",
+                    "## Skew", "## Energy, latency and area", "## Cells not run", "Component table"):
+        assert section in text, section
+    assert "86.00 [" in text and "40.00 [" in text            # software and non-ideal with their CIs
+    assert "no lookup table calibrated for 5 ohm" in text
+    # the claims: a 46-point drop (CI-separated) is "hurt badly"; BinSparX within 1 point of software
+    claims = text.split("## Claims")[1].split("## Accuracy")[0]
+    assert "| Non-idealities hurt CiM-BNN accuracy badly |" in claims
+    assert "largest drop 51.00 points" in claims and "smallest 46.00 points" in claims and "| yes |" in claims
+    assert "largest gain +45.00 points" in claims
+    assert "not measured" not in claims.split("BinSparX reduces energy")[0]
+    figs = sorted(p.name for p in (tmp_path / "docs" / "report").glob("*.png"))
+    assert any(f.startswith("acc_vs_rows") for f in figs) and any(f.startswith("acc_vs_rwire") for f in figs)
+    assert any(f.startswith("on_count_hist") for f in figs) and any(f.startswith("energy_") for f in figs)
+    for f in figs:
+        assert (tmp_path / "docs" / "report" / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"report/{f}" in text
+    import pandas as pd
+    df = pd.read_parquet(tmp_path / "docs" / "report" / "results.parquet")
+    assert len(df) == len(res.cells) and set(df.status) == {"computed", "not run"}
+    assert (df.ci_low.dropna() < df.accuracy.dropna()).all()
+    costs = pd.read_csv(tmp_path / "docs" / "report" / "costs.csv")
+    assert set(costs.variant) == {"nonideal", "mirrored", "binsparx"}
+    prov = json.loads((tmp_path / "docs" / "report" / "provenance.json").read_text())
+    assert prov["technology"] == ["sram8t"] and "code_version" in prov
+    assert "vgg-small" in report.accuracy_summary(res)
+
+
+def test_report_says_not_measured_without_data(tmp_path):
+    cfg = parse_config({"grid": {"networks": ["vgg-small"], "technologies": ["sram8t"], "rows": [8],
+                                 "r_wire_ohm": [10.0], "variants": ["software", "nonideal", "binsparx"]}})
+    cells = [runner.CellResult(c, "not run", None, reason="CiM inference is not available") for c in cfg.cells()]
+    res = report.StudyResults(config=cfg, cells=cells, skew={}, seconds=1.0)
+    text = report.write_report(res, tmp_path).read_text()
+    claims = text.split("## Claims")[1].split("## Accuracy")[0]
+    assert claims.count("not measured") >= 6
+    assert "| yes |" not in claims and "| no |" not in claims
