@@ -1,0 +1,443 @@
+"""Calibration: a sweep of SPICE operating points, and the fit of the surrogate's lookup table.
+
+The sweep
+---------
+A *point* is one ngspice run of an R x C array with K input vectors (one ``.dc`` analysis); every
+(vector, column) pair of a point is one *sample* (columns of a decoupled array are independent).
+Point ``i`` is drawn from ``numpy.random.default_rng([seed, i])`` alone, so the same seed gives the same
+points whatever order they run in, how many workers run them, and how often the sweep was interrupted.
+
+Weight columns (the pattern along a column) mix two families:
+
+- ``bernoulli``: every cell 1 with a column density drawn from U(0.05, 0.95);
+- ``stratified``: an exact ON-count drawn uniformly from 0..R, placed ``uniform``, ``near`` the sense end
+  (the source-line end, row R-1), ``far`` from it (row 0 side), or ``clustered`` (one contiguous block).
+
+Input vectors: one all-ones vector (the column pattern itself is ON, every other row leaks: ReRAM HRS,
+FET Ioff), Bernoulli vectors with densities from U(0.05, 1), and a few contiguous blocks. So the
+samples cover ON-count 0..R, placements near/far/clustered/uniform, and off-cell leakage from none to all.
+
+Every finished point is written at once to ``DIR/points/point_NNNNN.npz`` (atomically); a rerun with
+the same arguments skips finished points, so an interrupted sweep loses nothing.
+
+The fit
+-------
+The surrogate's model (``MODEL = "moments-v1"``): for each column, from matrix products only,
+
+    k         ON-count                     sum_j x_j w_j
+    mu_e      ON-cell cosine moments       sum_j x_j w_j cos(pi e (j+1/2)/R) / k,   e = 1..E
+    lam       leak fraction                sum_j x_j (1-w_j) / R                 (leaky cells only)
+    nu_e      leak moments                 sum_j x_j (1-w_j) cos(pi e (j+1/2)/R) / R
+
+and the column current is a per-ON-count linear combination of the features
+``[1, mu_e, mu_a mu_b (a<=b), lam, lam^2, lam mu_e, nu_e]``: ``I = sum_f coef[k, f] * feature_f``.
+The cosine moments are the coordinates in which the wire network's IR-drop kernel (a smooth function
+of the distance between cells along the line) is nearly diagonal, so a few of them carry the
+pattern dependence. ``coef`` is fitted by weighted least squares (relative error) with coefficients
+piecewise linear in k between knots, plus a per-count offset shrunk towards zero where that count has
+few samples. The table also holds the count-only baseline (mean SPICE current per ON-count), the
+spread per count, and the moment ranges seen in calibration (the surrogate clamps to them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import CosimError, InputError, TableError
+from .technology import Technology
+
+MODEL = "moments-v1"
+PLACEMENTS = ("uniform", "near", "far", "clustered")
+DEFAULT_MOMENTS = 4
+DEFAULT_VECTORS = 16
+#: cells whose leak is below this fraction of the ON current get no leak terms
+LEAK_RATIO_MIN = 1e-3
+#: samples a count needs before its own offset is trusted fully (shrinkage n / (n + OFFSET_SHRINK))
+OFFSET_SHRINK = 8.0
+
+
+# ---------------------------------------------------------------------------------------------------
+# Patterns
+# ---------------------------------------------------------------------------------------------------
+def place_ones(rng: np.random.Generator, rows: int, k: int, placement: str) -> np.ndarray:
+    """A 0/1 vector of length ``rows`` with exactly ``k`` ones placed as asked (row R-1 = sense end)."""
+    out = np.zeros(rows, dtype=np.uint8)
+    k = int(min(max(k, 0), rows))
+    if k == 0:
+        return out
+    if placement == "clustered":
+        start = int(rng.integers(0, rows - k + 1))
+        out[start:start + k] = 1
+        return out
+    idx = np.arange(rows, dtype=np.float64)
+    if placement == "uniform":
+        p = np.ones(rows)
+    elif placement == "near":
+        p = np.exp(-(rows - 1 - idx) / (rows * rng.uniform(0.08, 0.4)))
+    elif placement == "far":
+        p = np.exp(-idx / (rows * rng.uniform(0.08, 0.4)))
+    else:
+        raise InputError(f"unknown placement '{placement}': expected one of {', '.join(PLACEMENTS)}")
+    sel = rng.choice(rows, size=k, replace=False, p=p / p.sum())
+    out[sel] = 1
+    return out
+
+
+def design_point(seed: int, index: int, rows: int, cols: int, vectors: int = DEFAULT_VECTORS
+                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Inputs (K, R), weights (R, C) and the family of each column, for sweep point ``index``."""
+    rng = np.random.default_rng([int(seed), int(index)])
+    w = np.zeros((rows, cols), dtype=np.uint8)
+    fam: list[str] = []
+    for c in range(cols):
+        if rng.random() < 0.5:
+            p = rng.uniform(0.05, 0.95)
+            w[:, c] = rng.random(rows) < p
+            fam.append("bernoulli")
+        else:
+            placement = PLACEMENTS[int(rng.integers(0, len(PLACEMENTS)))]
+            w[:, c] = place_ones(rng, rows, int(rng.integers(0, rows + 1)), placement)
+            fam.append(placement)
+    x = np.zeros((vectors, rows), dtype=np.uint8)
+    n_block = max(1, vectors // 6)
+    for v in range(vectors):
+        if v == 0:
+            x[v] = 1
+        elif v > vectors - 1 - n_block:
+            x[v] = place_ones(rng, rows, int(rng.integers(1, rows + 1)), "clustered")
+        else:
+            x[v] = rng.random(rows) < rng.uniform(0.05, 1.0)
+    return x, w, fam
+
+
+def random_patterns(family: str, rng: np.random.Generator, rows: int, cols: int, vectors: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Validation patterns: ``random`` (every input and weight 1 with p = 0.5) or ``skewed`` (input and
+    weight densities drawn per vector and per column from 10-90 %, as binary networks have)."""
+    if family == "random":
+        x = (rng.random((vectors, rows)) < 0.5).astype(np.uint8)
+        w = (rng.random((rows, cols)) < 0.5).astype(np.uint8)
+    elif family == "skewed":
+        px = rng.uniform(0.1, 0.9, size=(vectors, 1))
+        pw = rng.uniform(0.1, 0.9, size=(1, cols))
+        x = (rng.random((vectors, rows)) < px).astype(np.uint8)
+        w = (rng.random((rows, cols)) < pw).astype(np.uint8)
+    else:
+        raise InputError(f"unknown pattern family '{family}': expected random, skewed or network")
+    return x, w
+
+
+# ---------------------------------------------------------------------------------------------------
+# Features (numpy; the surrogate computes the same with torch)
+# ---------------------------------------------------------------------------------------------------
+def cosine_basis(rows: int, moments: int) -> np.ndarray:
+    """(R, E+1): column 0 is all ones, column e is cos(pi e (j + 1/2) / R)."""
+    j = np.arange(rows, dtype=np.float64)
+    return np.stack([np.cos(np.pi * e * (j + 0.5) / rows) for e in range(moments + 1)], axis=1)
+
+
+def feature_names(moments: int, leak: bool) -> list[str]:
+    names = ["1"] + [f"mu{e}" for e in range(1, moments + 1)]
+    names += [f"mu{a}*mu{b}" for a in range(1, moments + 1) for b in range(a, moments + 1)]
+    if leak:
+        names += ["lam", "lam^2"] + [f"lam*mu{e}" for e in range(1, moments + 1)]
+        names += [f"nu{e}" for e in range(1, moments + 1)]
+    return names
+
+
+def features_np(on: np.ndarray, active: np.ndarray, moments: int, leak: bool,
+                mu_range: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """ON-counts (n,) and feature matrix (n, F) of n column patterns (on, active: (n, R) 0/1)."""
+    on = np.asarray(on, dtype=np.float64)
+    active = np.asarray(active, dtype=np.float64)
+    rows = on.shape[1]
+    phi = cosine_basis(rows, moments)
+    m = on @ phi
+    k = np.rint(m[:, 0])
+    mu = m[:, 1:] / np.maximum(k, 1.0)[:, None]
+    if mu_range is not None:
+        mu = np.clip(mu, mu_range[0], mu_range[1])
+    cols = [np.ones_like(k)] + [mu[:, e] for e in range(moments)]
+    cols += [mu[:, a] * mu[:, b] for a in range(moments) for b in range(a, moments)]
+    if leak:
+        lk = active @ phi - m
+        lam = lk[:, 0] / rows
+        cols += [lam, lam * lam] + [lam * mu[:, e] for e in range(moments)]
+        cols += [lk[:, e] / rows for e in range(1, moments + 1)]
+    return k.astype(np.int64), np.stack(cols, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Running points
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SweepConfig:
+    tech: Technology
+    rows: int
+    cols: int
+    topology: str
+    seed: int
+    vectors: int = DEFAULT_VECTORS
+    backend: str = "subprocess"
+
+    def key(self) -> dict[str, Any]:
+        return {"technology_params": self.tech.as_dict(), "rows": self.rows, "cols": self.cols,
+                "topology": self.topology, "seed": self.seed, "vectors": self.vectors}
+
+
+def _point_path(out_dir: Path, index: int) -> Path:
+    return out_dir / "points" / f"point_{index:05d}.npz"
+
+
+def run_point(cfg: SweepConfig, index: int, out_dir: str | Path) -> Path:
+    """Simulate sweep point ``index`` and write it (atomically). Returns the file."""
+    from .netlist import ArraySpec
+    from .spice import run_array
+
+    out_dir = Path(out_dir)
+    path = _point_path(out_dir, index)
+    if path.is_file():
+        return path
+    x, w, fam = design_point(cfg.seed, index, cfg.rows, cfg.cols, cfg.vectors)
+    spec = ArraySpec(cfg.tech, cfg.rows, cfg.cols, cfg.topology)
+    res = run_array(spec, x, w, backend=cfg.backend)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
+    np.savez_compressed(tmp, inputs=x, weights=w, current_a=res.column_current_a, family=np.array(fam),
+                        ngspice_version=np.array(res.ngspice_version), solver=np.array(res.solver),
+                        netlist_sha256=np.array(res.netlist_sha256), seconds=np.array(res.seconds),
+                        config=np.array(json.dumps(cfg.key(), sort_keys=True)))
+    tmp.replace(path)
+    return path
+
+
+def _run_point_worker(args: tuple[SweepConfig, int, str]) -> tuple[int, str | None, str | None]:
+    cfg, index, out_dir = args
+    try:
+        return index, str(run_point(cfg, index, out_dir)), None
+    except CosimError as e:
+        return index, None, str(e)
+
+
+def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int = 1,
+              progress: bool = True, stop_after: int | None = None) -> list[Path]:
+    """Run points 0..points-1 that are not finished yet (``workers`` local processes). Finished points
+    are kept whatever happens. ``stop_after`` runs at most that many new points (tests: interruption)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg_file = out_dir / "sweep.json"
+    key = json.dumps(cfg.key(), sort_keys=True)
+    if cfg_file.is_file():
+        if cfg_file.read_text() != key:
+            raise InputError(f"{out_dir} holds a sweep with other settings (technology, size, topology, seed or "
+                             "vectors); use another --out folder")
+    else:
+        cfg_file.write_text(key)
+    todo = [i for i in range(points) if not _point_path(out_dir, i).is_file()]
+    if stop_after is not None:
+        todo = todo[:stop_after]
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+        bar = tqdm(total=len(todo), desc=f"calibrate {cfg.tech.name} {cfg.rows}x{cfg.cols}", unit="point")
+    errors: list[str] = []
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for i in todo:
+                _, _, err = _run_point_worker((cfg, i, str(out_dir)))
+                if err:
+                    errors.append(f"point {i}: {err}")
+                if bar:
+                    bar.update(1)
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                futs = [pool.submit(_run_point_worker, (cfg, i, str(out_dir))) for i in todo]
+                for f in as_completed(futs):
+                    idx, _, err = f.result()
+                    if err:
+                        errors.append(f"point {idx}: {err}")
+                    if bar:
+                        bar.update(1)
+    finally:
+        if bar:
+            bar.close()
+    if errors:
+        raise CosimError(f"{len(errors)} of {len(todo)} points failed (finished points kept in {out_dir}): {errors[0]}")
+    return [_point_path(out_dir, i) for i in range(points) if _point_path(out_dir, i).is_file()]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Samples
+# ---------------------------------------------------------------------------------------------------
+def _hex(bits: np.ndarray) -> str:
+    return np.packbits(bits.astype(np.uint8)).tobytes().hex()
+
+
+def unhex(s: str, rows: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(bytes.fromhex(s), dtype=np.uint8))[:rows]
+
+
+def load_points(paths: list[Path]):
+    """One pandas row per (point, vector, column): masks, counts, SPICE current."""
+    import pandas as pd
+
+    recs = []
+    for p in paths:
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                x, w, cur, fam = z["inputs"], z["weights"], z["current_a"], z["family"]
+                meta = {k: str(z[k]) for k in ("ngspice_version", "solver", "netlist_sha256")}
+                secs = float(z["seconds"])
+        except Exception as e:  # noqa: BLE001 - any unreadable point file is reported the same way
+            raise TableError(f"calibration point {p} is unreadable ({type(e).__name__}); delete it and rerun") from None
+        idx = int(p.stem.split("_")[1])
+        K, R = x.shape
+        C = w.shape[1]
+        for v in range(K):
+            for c in range(C):
+                on = x[v] & w[:, c]
+                act = x[v]
+                recs.append({"point": idx, "vector": v, "column": c, "family": str(fam[c]),
+                             "k": int(on.sum()), "n_leak": int((act & (1 - w[:, c])).sum()),
+                             "on_hex": _hex(on), "active_hex": _hex(act), "current_a": float(cur[v, c]),
+                             "seconds": secs / (K * C), **meta})
+    return pd.DataFrame.from_records(recs)
+
+
+def masks(df, rows: int) -> tuple[np.ndarray, np.ndarray]:
+    on = np.stack([unhex(s, rows) for s in df["on_hex"]]) if len(df) else np.zeros((0, rows), np.uint8)
+    act = np.stack([unhex(s, rows) for s in df["active_hex"]]) if len(df) else np.zeros((0, rows), np.uint8)
+    return on, act
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fit
+# ---------------------------------------------------------------------------------------------------
+def _knots(rows: int, n_knots: int | None) -> np.ndarray:
+    n = n_knots or min(rows + 1, max(5, rows // 8 + 1))
+    return np.unique(np.rint(np.linspace(0, rows, n)))
+
+
+def _hat(k: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    pos = np.interp(k, knots, np.arange(knots.size))
+    i0 = np.clip(np.floor(pos).astype(int), 0, max(knots.size - 2, 0))
+    fr = pos - i0
+    B = np.zeros((k.size, knots.size))
+    B[np.arange(k.size), i0] = 1 - fr
+    if knots.size > 1:
+        B[np.arange(k.size), i0 + 1] += fr
+    return B
+
+
+def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: int, i_cell_a: float,
+               leak: bool, moments: int = DEFAULT_MOMENTS, n_knots: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Fit the table arrays from samples. Returns (arrays, meta)."""
+    if len(current_a) < 10:
+        raise TableError(f"too few calibration samples to fit a table ({len(current_a)})")
+    on = np.asarray(on)
+    active = np.asarray(active)
+    cur = np.asarray(current_a, dtype=np.float64)
+    phi = cosine_basis(rows, moments)
+    mu_all = (on @ phi)[:, 1:] / np.maximum(on.sum(1), 1)[:, None]
+    mu_range = np.stack([mu_all.min(0), mu_all.max(0)])
+    k, F = features_np(on, active, moments, leak, mu_range)
+    knots = _knots(rows, n_knots)
+    B = _hat(k.astype(np.float64), knots)
+    A = (B[:, :, None] * F[:, None, :]).reshape(len(k), -1)
+    wt = 1.0 / np.maximum(np.abs(cur), i_cell_a)
+    scale = float(np.max(np.abs(A), axis=0).clip(1e-30).max())
+    theta, *_ = np.linalg.lstsq(A * wt[:, None], cur * wt, rcond=1e-10)
+    del scale
+    nF = F.shape[1]
+    kk = np.arange(rows + 1, dtype=np.float64)
+    coef = _hat(kk, knots) @ theta.reshape(knots.size, nF)
+    # per-count offsets of the residual, shrunk where a count has few samples
+    res = cur - np.einsum("nf,nf->n", coef[k], F)
+    n_k = np.bincount(k, minlength=rows + 1).astype(np.float64)
+    sum_k = np.bincount(k, weights=res, minlength=rows + 1)
+    coef[:, 0] += np.where(n_k > 0, sum_k / np.maximum(n_k, 1) * n_k / (n_k + OFFSET_SHRINK), 0.0)
+    # count-only baseline: mean SPICE current per count (interpolated where a count has no sample)
+    mean = np.full(rows + 1, np.nan)
+    std = np.zeros(rows + 1)
+    for c in np.flatnonzero(n_k):
+        s = cur[k == c]
+        mean[c] = s.mean()
+        std[c] = s.std()
+    have = np.flatnonzero(~np.isnan(mean))
+    mean = np.interp(kk, have, mean[have]) if have.size > 1 else np.full(rows + 1, np.nanmean(mean))
+    arrays = {"coef": coef, "count_mean_a": mean, "count_std_a": std, "count_n": n_k, "mu_range": mu_range,
+              "knots": knots}
+    meta = {"model": MODEL, "n_moments": int(moments), "leak_terms": bool(leak),
+            "features": feature_names(moments, leak), "n_knots": int(knots.size)}
+    return arrays, meta
+
+
+def _digest(items: list[str]) -> str:
+    h = hashlib.sha256()
+    for s in items:
+        h.update(s.encode())
+    return h.hexdigest()
+
+
+def fit_table(cfg: SweepConfig, samples, moments: int = DEFAULT_MOMENTS, n_knots: int | None = None):
+    """The LookupTable of a finished sweep (samples: ``load_points`` frame)."""
+    from . import provenance
+    from .spice import cell_currents
+    from .tables import LookupTable
+
+    cc = cell_currents(cfg.tech, cfg.topology)
+    i_cell = float(cc["i_on_a"])
+    leak = abs(cc["i_off_a"]) > LEAK_RATIO_MIN * abs(i_cell)
+    on, act = masks(samples, cfg.rows)
+    arrays, meta = fit_arrays(on, act, samples["current_a"].to_numpy(), cfg.rows, i_cell, leak, moments, n_knots)
+    hashes = sorted(set(samples["netlist_sha256"]))
+    prov = provenance.record(
+        technology=cfg.tech.name, technology_params=cfg.tech.as_dict(), cell=cfg.tech.cell, rows=cfg.rows,
+        cols=cfg.cols, topology=cfg.topology, r_wire_ohm=cfg.tech.r_wire_ohm,
+        ngspice_version=",".join(sorted(set(samples["ngspice_version"]))),
+        solver=",".join(sorted(set(samples["solver"]))),
+        netlist_sha256=_digest(hashes), n_netlists=len(hashes), seed=cfg.seed,
+        n_points=int(samples["point"].nunique()), n_samples=int(len(samples)), vectors_per_point=cfg.vectors,
+        i_cell_a=i_cell, i_off_a=float(cc["i_off_a"]), i_idle_a=float(cc["i_idle_a"]),
+        i_idle_off_a=float(cc["i_idle_off_a"]), spice_seconds=float(samples["seconds"].sum()),
+    )
+    return LookupTable(arrays=arrays, meta=meta, provenance=prov)
+
+
+def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int = 1, moments: int = DEFAULT_MOMENTS,
+              progress: bool = True, stop_after: int | None = None,
+              log: Callable[[str], None] | None = None):
+    """Run (or resume) the sweep, write ``samples.parquet`` and ``table.parquet`` into ``out_dir``.
+    Returns the LookupTable."""
+    from . import provenance
+
+    out_dir = Path(out_dir)
+    t0 = time.perf_counter()
+    paths = run_sweep(cfg, points, out_dir, workers=workers, progress=progress, stop_after=stop_after)
+    if len(paths) < points:
+        raise CosimError(f"sweep stopped with {len(paths)} of {points} points finished (kept in {out_dir}); "
+                         "run the same command again to resume")
+    samples = load_points(paths)
+    table = fit_table(cfg, samples, moments=moments)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tbl = pa.Table.from_pandas(samples, preserve_index=False)
+    md = dict(tbl.schema.metadata or {})
+    md[b"cosim_provenance"] = json.dumps(provenance.record(**{k: v for k, v in table.provenance.items()
+                                                                if k not in ("code_version", "python", "date_utc")}),
+                                         sort_keys=True, default=str).encode()
+    pq.write_table(tbl.replace_schema_metadata(md), out_dir / "samples.parquet", compression="zstd")
+    table.save(out_dir / "table.parquet")
+    if log:
+        log(f"{len(samples)} samples from {len(paths)} points, {time.perf_counter() - t0:.1f} s")
+    return table

@@ -1,0 +1,52 @@
+"""``cosim calibrate``: run a SPICE sweep (resumable, parallel) and fit a lookup table for the surrogate."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..errors import InputError
+from ..technology import CELLS, TOPOLOGIES, get_technology
+
+
+@click.command(name="calibrate")
+@click.option("--tech", "tech_name", required=True, help="technology: sram8t, reram1t1r or resistor")
+@click.option("--rows", type=int, required=True, help="array rows R")
+@click.option("--cols", type=int, required=True, help="array columns per SPICE run (samples per vector)")
+@click.option("--topology", type=click.Choice(TOPOLOGIES), default=None, help="default: the technology's")
+@click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell segment (default: technology's)")
+@click.option("--points", type=int, required=True, help="SPICE operating points (runs) in the sweep")
+@click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per point (one .dc sweep)")
+@click.option("--moments", type=int, default=4, show_default=True, help="cosine moments of the ON pattern (surrogate features)")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output folder (resumable)")
+@click.option("--workers", type=int, default=1, show_default=True, help="parallel local ngspice processes")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="print the table's provenance as JSON")
+@click.option("--no-progress", is_flag=True, help="no progress bar")
+def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, moments, out_dir, workers, seed, as_json,
+            no_progress):
+    """Run (or resume) a SPICE sweep and write samples.parquet and table.parquet into --out."""
+    from ..calibrate import SweepConfig, calibrate
+    from ..netlist import ArraySpec
+
+    if tech_name not in CELLS and tech_name not in ("sram8t", "reram1t1r", "resistor"):
+        raise InputError(f"unknown technology '{tech_name}'")
+    tech = get_technology(tech_name, r_wire_ohm=r_wire_ohm)
+    spec = ArraySpec(tech, rows, cols, topology)
+    if spec.topology != "decoupled":
+        raise InputError("calibration of the coupled topology is not implemented yet (its surrogate needs "
+                         "column-index and row-load terms); use --topology decoupled")
+    for name, v, lo in (("points", points, 1), ("vectors", vectors, 1), ("workers", workers, 1), ("moments", moments, 1)):
+        if v < lo:
+            raise InputError(f"--{name} must be >= {lo}, got {v}")
+    if moments > 16:
+        raise InputError(f"--moments must be at most 16, got {moments}")
+    cfg = SweepConfig(tech=tech, rows=spec.rows, cols=spec.cols, topology=spec.topology, seed=seed, vectors=vectors)
+    table = calibrate(cfg, points, out_dir, workers=workers, moments=moments, progress=not no_progress,
+                      log=lambda m: click.echo(m, err=True))
+    if as_json:
+        click.echo(json.dumps(table.provenance, sort_keys=True, default=str))
+    else:
+        click.echo(f"wrote {out_dir}/table.parquet and {out_dir}/samples.parquet "
+                   f"({table.provenance['n_samples']} samples, {table.provenance['n_points']} points)")
