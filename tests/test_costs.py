@@ -78,7 +78,7 @@ def test_network_costs_latency_area_and_totals():
     tech = get_technology("sram8t").replace(t_read_s=2.0)
     nc = costs.network_costs([LAYER], rows=4, cols=2, tech=tech, binsparx=True, array_energy_per_image_j=1000.0, c=HAND)
     # per vector: popcount before the read (3) + read (2) + ADCs and accumulate (9); 2 positions
-    assert nc["latency_s"] == 2 * 14
+    assert nc["latency_s"] == nc["critical_path_s"] == 2 * 14
     assert nc["cycles"] == 28
     lc = costs.layer_costs(LAYER, rows=4, cols=2, binsparx=True, c=HAND)
     periph = sum(lc[k] for k in ("adc_j", "correction_j", "accumulate_j", "popcount_j", "flip_inputs_j",
@@ -90,6 +90,14 @@ def test_network_costs_latency_area_and_totals():
     assert nc["total_area_um2"] == pytest.approx(sum(nc["area_um2"].values()))
     # without a calibrated array energy, no total is made up
     assert costs.network_costs([LAYER], 4, 2, tech, False, None, c=HAND)["total_energy_j"] is None
+
+
+def test_latency_rounds_to_whole_clocks():
+    tech = get_technology("sram8t").replace(t_read_s=2.0)
+    # a synchronous design rounds every vector up to whole clocks
+    half = dict(HAND, t_fa_s=Component(0.25, "s", "", "test"), t_xor_s=Component(0.25, "s", "", "test"))
+    nc = costs.network_costs([LAYER], rows=4, cols=2, tech=tech, binsparx=True, array_energy_per_image_j=None, c=half)
+    assert nc["critical_path_s"] == 2 * 11.75 and nc["cycles"] == 2 * 12 and nc["latency_s"] == 24
 
 
 def test_array_energy_from_currents():

@@ -209,7 +209,9 @@ def network_costs(layers: Sequence[LayerShape], rows: int, cols: int, tech: Tech
         "total_energy_j": None if array_energy_per_image_j is None else periph + array_energy_per_image_j,
         "area_um2": area,
         "total_area_um2": sum(area.values()),
-        "latency_s": sum(x["t_layer_s"] for x in latency_layers),
+        # synchronous: every vector takes a whole number of clocks
+        "latency_s": sum(x["cycles"] for x in latency_layers) * c["t_clk_s"].value,
+        "critical_path_s": sum(x["t_layer_s"] for x in latency_layers),
         "cycles": sum(x["cycles"] for x in latency_layers),
         "latency_layers": latency_layers,
         "sources": {"t_read_s": source_of(tech, "t_read_s"), "v_read_v": source_of(tech, "v_read_v"),

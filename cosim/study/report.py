@@ -141,6 +141,43 @@ def costs_frame(res: StudyResults, df):
     return pd.DataFrame(out)
 
 
+def latency_frame(res: StudyResults):
+    """Cycles per layer, +1 encoding vs BinSparX (whose input popcount precedes every read)."""
+    import pandas as pd
+
+    from ..technology import get_technology
+
+    out = []
+    for (net, r), sk in sorted(res.skew.items()):
+        shapes = [costs_mod.LayerShape(s["name"], s["k"], s["n"], s["positions"]) for s in sk["shapes"]]
+        for tech_name in res.config.technologies:
+            tech = get_technology(tech_name)
+            per = {b: costs_mod.network_costs(shapes, r, res.config.cols, tech, binsparx=b, array_energy_per_image_j=None,
+                                              adc_bits=res.config.adc_bits_for(r))["latency_layers"] for b in (False, True)}
+            for lb, lx in zip(per[False], per[True]):
+                out.append({"network": net, "technology": tech_name, "rows": r, "layer": lb["layer"],
+                            "positions": lb["positions"], "cycles_baseline": lb["cycles"], "cycles_binsparx": lx["cycles"],
+                            "t_layer_baseline_s": lb["t_layer_s"], "t_layer_binsparx_s": lx["t_layer_s"]})
+    return pd.DataFrame(out)
+
+
+def side_by_side(cf) -> list[list[str]]:
+    """BinSparX's savings (array energy) and overheads (periphery, latency, area) against the +1 encoding."""
+    rows = []
+    base = cf[cf.variant == "nonideal"].set_index(["network", "technology", "rows", "r_wire_ohm"])
+    bsx = cf[cf.variant == "binsparx"].set_index(["network", "technology", "rows", "r_wire_ohm"])
+    for i in base.index.intersection(bsx.index):
+        b, x = base.loc[i], bsx.loc[i]
+        arr = ("not measured" if not (_num(b.e_array_j) and _num(x.e_array_j))
+               else f"{1e9 * (x.e_array_j - b.e_array_j):+.3f} ({100 * (x.e_array_j / b.e_array_j - 1):+.1f} %)")
+        tot = ("not measured" if not (_num(b.e_total_j) and _num(x.e_total_j))
+               else f"{100 * (x.e_total_j / b.e_total_j - 1):+.1f} %")
+        rows.append([i[0], i[1], str(i[2]), f"{i[3]:g}", arr,
+                     f"{1e9 * (x.e_periphery_j - b.e_periphery_j):+.3f} ({100 * (x.e_periphery_j / b.e_periphery_j - 1):+.1f} %)",
+                     tot, f"{100 * (x.latency_s / b.latency_s - 1):+.2f} %", f"{100 * (x.a_total_um2 / b.a_total_um2 - 1):+.2f} %"])
+    return rows
+
+
 # ------------------------------------------------------------------------------------------- plots
 
 def _plt():
@@ -380,6 +417,9 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
         sf.to_csv(fig_dir / "skew_layers.csv", index=False)
     if cf is not None and len(cf):
         cf.to_csv(fig_dir / "costs.csv", index=False)
+    lf = latency_frame(res) if res.skew else None
+    if lf is not None and len(lf):
+        lf.to_csv(fig_dir / "latency_layers.csv", index=False)
     import pandas as pd
     pd.DataFrame(costs_mod.component_table()).to_csv(fig_dir / "components.csv", index=False)
 
@@ -487,8 +527,18 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
                          f"{c.a_total_um2 / 1e6:.4f}"])
         md.append(_md_table(["network", "tech", "rows", "ohm", "variant", "array nJ/img", "periphery nJ/img",
                              "total nJ/img", "latency us/img", "cycles", "array mm²", "total mm²"], rows))
+        md.append("\nBinSparX against the +1 encoding, side by side (energy per image in nJ; savings negative):\n")
+        md.append(_md_table(["network", "tech", "rows", "ohm", "array energy", "periphery energy", "total energy",
+                             "latency", "area"], side_by_side(cf)))
     else:
         md.append("not measured (no skew statistics / layer shapes in this run)")
+    if lf is not None and len(lf):
+        md.append("\nCycles per layer and image (clock of the component table), +1 encoding vs BinSparX "
+                  "(`report/latency_layers.csv`):\n")
+        md.append(_md_table(["network", "tech", "rows", "layer", "positions", "cycles (+1)", "cycles (BinSparX)", "overhead"],
+                            [[l.network, l.technology, str(l.rows), l.layer, str(l.positions), str(l.cycles_baseline),
+                              str(l.cycles_binsparx), f"{100 * (l.cycles_binsparx / l.cycles_baseline - 1):+.1f} %"]
+                             for _, l in lf.iterrows()]))
     for title, p in energy_figs:
         md.append(f"\n![energy breakdown, {title}](report/{p.name})\n")
     md.append("\nComponent table (`report/components.csv`):\n")
@@ -507,7 +557,7 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
                   + ", ".join(f"`{s}`" for s in shown) + (" ..." if len(res.not_in_run) > len(shown) else ""))
     md.append("\n## Files\n")
     md.append("`report/results.csv` / `report/results.parquet` (one row per cell), `report/skew_layers.csv`, "
-              "`report/costs.csv`, `report/components.csv`, `report/provenance.json`, and the PNGs above.\n")
+              "`report/costs.csv`, `report/latency_layers.csv`, `report/components.csv`, `report/provenance.json`, and the PNGs above.\n")
     path = out / "REPORT.md"
     path.write_text("\n".join(md) + "\n")
     return path
