@@ -1,0 +1,13 @@
+"""Whole-network compute-in-memory inference: mapping onto crossbars, array models, BinSparX, statistics.
+
+    from cosim.cim import to_cim, cim_stats
+    cim = to_cim(model, tech="sram8t", rows=64, cols=64, mode="surrogate", binsparx=True)
+"""
+
+from .arrays import ArrayModel, IdealArray
+from .convert import MODES, cim_layers, cim_stats, convert, reset_stats, to_cim
+from .layers import CiMConv2d, CrossbarMatrix
+from .mapping import TileMap
+
+__all__ = ["ArrayModel", "IdealArray", "MODES", "cim_layers", "cim_stats", "convert", "reset_stats", "to_cim",
+           "CiMConv2d", "CrossbarMatrix", "TileMap"]

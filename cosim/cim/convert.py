@@ -1,0 +1,97 @@
+"""The drop-in API: convert a trained torch BNN into its CiM form.
+
+    >>> from cosim.cim import to_cim
+    >>> cim = to_cim(model, tech="sram8t", rows=64, cols=64, mode="surrogate", binsparx=True)
+    >>> logits = cim(images)                      # every BinConv2d now runs on 64x64 crossbars
+    >>> cim_stats(cim)["overall"]["on_cell_fraction"]
+
+:func:`convert` is the low-level form: any :class:`~cosim.cim.arrays.ArrayModel`. :func:`to_cim` builds
+the array model for a mode: ``ideal`` (exact AND-counts), ``surrogate`` (the SPICE-calibrated tables of
+cosim.surrogate, with an ADC of ``adc_bits`` and ``adc_reference`` "ideal" or "calibrated") or
+``spice`` (the surrogate for the network, plus SPICE reads of a few tiles compared with it).
+The input model is not modified (the CiM form is a deep copy).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..bnn.layers import BinConv2d
+from ..errors import InputError
+from .arrays import ArrayModel, IdealArray
+from .layers import DEFAULT_CHUNK_BYTES, CiMConv2d
+from .stats import overall
+
+MODES = ("ideal", "surrogate", "spice")
+
+
+def convert(model: nn.Module, array: ArrayModel, cols: int, *, binsparx: bool = False,
+            max_active_rows: int | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+            max_stride: int = 8) -> nn.Module:
+    """A copy of ``model`` whose every BinConv2d runs on ``array`` (rows = array.rows) x ``cols`` crossbars."""
+    if not isinstance(model, nn.Module):
+        raise InputError(f"expected a torch module, got {type(model).__name__}")
+    names = [n for n, m in model.named_modules() if isinstance(m, BinConv2d)]
+    if not names:
+        raise InputError("the model has no binary convolution (BinConv2d) to map onto crossbars")
+    out = copy.deepcopy(model)
+    for name in names:
+        parent_name, _, attr = name.rpartition(".")
+        parent = out.get_submodule(parent_name) if parent_name else out
+        conv = getattr(parent, attr)
+        setattr(parent, attr, CiMConv2d(conv, array, cols, binsparx=binsparx, max_active_rows=max_active_rows,
+                                         name=name, chunk_bytes=chunk_bytes, max_stride=max_stride))
+    out.eval()
+    out.cim_config = {"rows": int(array.rows), "cols": int(cols), "binsparx": bool(binsparx),
+                      "max_active_rows": max_active_rows,
+                      "array": array.describe() if hasattr(array, "describe") else type(array).__name__}
+    return out
+
+
+def cim_layers(model: nn.Module) -> list[tuple[str, CiMConv2d]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, CiMConv2d)]
+
+
+def cim_stats(model: nn.Module) -> dict[str, Any]:
+    """Statistics of everything run through ``model`` since conversion (or :func:`reset_stats`)."""
+    layers = [m.stats for _, m in cim_layers(model)]
+    return {"layers": [s.summary() for s in layers], "overall": overall(layers)}
+
+
+def reset_stats(model: nn.Module) -> None:
+    from .stats import LayerStats
+    for _, m in cim_layers(model):
+        old = m.matrix.stats
+        new = LayerStats(name=old.name, rows=old.rows, cols=old.cols, row_tiles=old.row_tiles, col_tiles=old.col_tiles,
+                         flipped_columns=old.flipped_columns, column_slices=old.column_slices,
+                         stored_ones=old.stored_ones, real_cells=old.real_cells,
+                         v_read_v=old.v_read_v, t_read_s=old.t_read_s)
+        m.matrix.stats = new
+
+
+def set_energy_scale(model: nn.Module, v_read_v: float, t_read_s: float) -> None:
+    for _, m in cim_layers(model):
+        m.matrix.stats.v_read_v, m.matrix.stats.t_read_s = float(v_read_v), float(t_read_s)
+
+
+def to_cim(model: nn.Module, *, tech: str = "sram8t", rows: int = 64, cols: int = 64, mode: str = "ideal",
+           table: Any = None, binsparx: bool = False, adc_bits: int | None = None, adc_reference: str = "ideal",
+           max_active_rows: int | None = None, device: str | torch.device = "cpu",
+           spice_tiles: int = 4, spice_vectors: int = 8, seed: int = 0,
+           chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> nn.Module:
+    """Convert ``model`` for a technology, array size and mode (see the module docstring)."""
+    from .arrays import build_array
+    if mode not in MODES:
+        raise InputError(f"unknown mode '{mode}': expected one of {', '.join(MODES)}")
+    array, tech_obj = build_array(mode=mode, tech=tech, rows=rows, cols=cols, table=table, adc_bits=adc_bits,
+                                  adc_reference=adc_reference, device=device, spice_tiles=spice_tiles,
+                                  spice_vectors=spice_vectors, seed=seed)
+    cim = convert(model, array, cols, binsparx=binsparx, max_active_rows=max_active_rows, chunk_bytes=chunk_bytes)
+    cim.to(device)
+    set_energy_scale(cim, tech_obj.v_read_v, tech_obj.t_read_s)
+    cim.cim_config.update({"mode": mode, "tech": tech_obj.name, "adc_bits": adc_bits, "adc_reference": adc_reference})
+    return cim

@@ -1,0 +1,270 @@
+"""CiM layers: a binary convolution computed tile by tile on crossbar array models.
+
+:class:`CrossbarMatrix` holds one n x C_out binary weight matrix mapped onto R x C arrays (with BinSparX
+weight flips when asked) and computes signed dot products of input bit vectors with it:
+
+    for each row tile t:   codes_t = array.read(x_t', W_t')            (ADC codes, AND-counts)
+                           P_t = 4 codes_t - 2 sum b(x_t') - 2 sum b(W_t') + n_t
+    out = sum_t s_x[t] s_w[t] P_t                                    (BinSparX correction)
+
+The digital parts (sums of bits, flips, n_t) are exact; with :class:`~cosim.cim.arrays.IdealArray` the
+result is the exact integer dot product, bit for bit the software convolution's. All arithmetic after
+the read is float32 on integers below 2**24, so it is exact in any order.
+
+:class:`CiMConv2d` replaces a :class:`cosim.bnn.layers.BinConv2d`: same binarization and -1 padding,
+then im2col (cosim.cim.mapping) and a :class:`CrossbarMatrix`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..bnn.layers import BinConv2d
+from ..errors import InputError
+from . import binsparx as bsx
+from .arrays import ArrayModel
+from .mapping import FLOAT16_EXACT, TileMap, bits_dtype, conv_weight_matrix, im2col_bits, weight_tiles
+from .stats import LayerStats
+
+#: bytes of unrolled input bits processed at once by one layer (bounds memory whatever the batch)
+DEFAULT_CHUNK_BYTES = 96 * 2**20
+
+
+def column_sums(x: torch.Tensor) -> torch.Tensor:
+    """Exact float32 sums over the first dimension of a 0/1 matrix (M, K) held as float16 or float32.
+
+    float16 sums are taken as products with a ones vector over blocks of 2048 rows (exact in float16,
+    fast), then added in float32; a plain ``sum(dtype=float32)`` would first copy the whole matrix.
+    """
+    if x.dtype != torch.float16:
+        return x.sum(dim=0, dtype=torch.float32)
+    m, k = x.shape
+    blk = FLOAT16_EXACT
+    q = m // blk
+    total = torch.zeros(k, dtype=torch.float32, device=x.device)
+    if q:
+        ones = torch.ones(1, blk, dtype=x.dtype, device=x.device)
+        total += torch.matmul(ones, x[:q * blk].view(q, blk, k)).sum(dim=0, dtype=torch.float32)[0]
+    if m > q * blk:
+        rest = x[q * blk:]
+        total += (torch.ones(1, rest.shape[0], dtype=x.dtype, device=x.device) @ rest)[0].float()
+    return total
+
+
+def row_sums(x3: torch.Tensor) -> torch.Tensor:
+    """Exact float32 sums over the last dimension (at most 2048 entries of 0/1) of (M, T, R)."""
+    if x3.dtype == torch.float16:
+        return x3.sum(dim=2).float()          # float accumulation inside, every count <= 2048 exact
+    return x3.sum(dim=2, dtype=torch.float32)
+
+
+class CrossbarMatrix(nn.Module):
+    """A binary weight matrix (n, C_out) of +-1 mapped onto crossbars of ``array.rows`` x ``cols``."""
+
+    def __init__(self, weight_matrix_pm1: torch.Tensor, array: ArrayModel, cols: int, *, binsparx: bool = False,
+                 max_active_rows: int | None = None, name: str = "", max_stride: int = 8) -> None:
+        super().__init__()
+        n, cout = weight_matrix_pm1.shape
+        self.tiles = TileMap(n=int(n), cout=int(cout), rows=int(array.rows), cols=int(cols))
+        if array.cols is not None and array.cols != cols:
+            raise InputError(f"array model has {array.cols} columns, the mapping asks for {cols}")
+        if max_active_rows is not None and max_active_rows < 1:
+            raise InputError(f"max_active_rows must be >= 1, got {max_active_rows}")
+        self.array = array
+        self.binsparx = bool(binsparx)
+        self.max_active_rows = max_active_rows if (max_active_rows and max_active_rows < self.tiles.rows) else None
+        self.max_stride = int(max_stride)
+        self.dtype = bits_dtype(self.tiles.rows)
+        w = weight_tiles(weight_matrix_pm1, self.tiles, self.dtype)
+        self.register_buffer("w_ones_unflipped", w.sum(dim=2, dtype=torch.float32), persistent=False)  # (T, R)
+        if self.binsparx:
+            w, wflip = bsx.flip_weights(w, self.tiles)
+        else:
+            wflip = torch.zeros(self.tiles.row_tiles, self.tiles.cout_padded, dtype=torch.bool)
+        self.register_buffer("w_tiles", w.contiguous(), persistent=False)                   # (T, R, Cp)
+        self.register_buffer("s_w", bsx.sign_of(wflip), persistent=False)                     # (T, Cp)
+        self.register_buffer("s_w16", self.s_w.to(self.dtype), persistent=False)
+        self.register_buffer("w_col_ones", w.sum(dim=1, dtype=torch.float32), persistent=False)  # (T, Cp)
+        self.register_buffer("n_real", self.tiles.real_rows().to(torch.float32), persistent=False)  # (T,)
+        self.stats = LayerStats(name=name, rows=self.tiles.rows, cols=self.tiles.cols,
+                                row_tiles=self.tiles.row_tiles, col_tiles=self.tiles.col_tiles)
+        real_cols = self.tiles.col_mask()
+        self.stats.flipped_columns = float((wflip & real_cols[None, :]).sum())
+        self.stats.column_slices = float(self.tiles.row_tiles * cout)
+        self.stats.stored_ones = float(w.sum(dtype=torch.float64))
+        self.stats.real_cells = float(n * cout)
+        self.rows_per_vector = int(self.tiles.n_padded)
+
+    # ---------------------------------------------------------------- reading one row tile
+    def _read_tile(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
+        """ADC codes (M, C_padded) of row tile t for input bits x_t (M, R)."""
+        w_t = self.w_tiles[t]
+        if self.array.cols is None:
+            return self.array.read(x_t, w_t)
+        c = self.tiles.cols
+        parts = [self.array.read(x_t, w_t[:, j * c:(j + 1) * c]) for j in range(self.tiles.col_tiles)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def _current(self, x_t: torch.Tensor, t: int, codes: torch.Tensor) -> float | None:
+        fn = getattr(self.array, "current_sum_a", None)
+        if fn is None or self.stats.current_sum_a is None:
+            return None
+        w_t = self.w_tiles[t]
+        if self.array.cols is None:
+            return fn(x_t, w_t, codes)
+        c, total = self.tiles.cols, 0.0
+        for j in range(self.tiles.col_tiles):
+            v = fn(x_t, w_t[:, j * c:(j + 1) * c], codes[:, j * c:(j + 1) * c])
+            if v is None:
+                return None
+            total += v
+        return total
+
+    def _track_max(self, x_t: torch.Tensor, t: int, codes: torch.Tensor) -> None:
+        """Largest true AND-count of a real column in one read, over every ``max_stride``-th vector."""
+        k = self.max_stride
+        if not k or x_t.shape[0] == 0:
+            return
+        cout = self.tiles.cout
+        if self.array.exact:
+            mx = codes[::k, :cout].max()
+        else:
+            mx = (x_t[::k] @ self.w_tiles[t][:, :cout]).max()
+        self.stats.max_on_count = max(self.stats.max_on_count, float(mx))
+
+    def _read(self, x_t: torch.Tensor, t: int, x_ones_t: torch.Tensor) -> torch.Tensor:
+        """Codes of row tile t; with partial wordline activation, at most m rows on per read, summed."""
+        m = self.max_active_rows
+        if m is None:
+            codes = self._read_tile(x_t, t)
+            self.stats.array_reads += x_t.shape[0] * self.tiles.col_tiles
+            self._track_max(x_t, t, codes)
+            self.stats.add_current(self._current(x_t, t, codes))
+            return codes
+        n_reads = max(1, math.ceil(float(x_ones_t.max()) / m)) if x_t.shape[0] else 1
+        rank = torch.cumsum(x_t, dim=1, dtype=torch.float32)        # exact: counts <= R
+        group = torch.where(x_t > 0, torch.div(rank - 1, m, rounding_mode="floor"), torch.full_like(rank, -1.0))
+        codes = None
+        for g in range(n_reads):
+            x_g = (group == g).to(x_t.dtype)
+            c = self._read_tile(x_g, t)
+            self._track_max(x_g, t, c)
+            self.stats.add_current(self._current(x_g, t, c))
+            codes = c if codes is None else codes + c
+        self.stats.array_reads += x_t.shape[0] * self.tiles.col_tiles * n_reads
+        return codes
+
+    # ---------------------------------------------------------------- the matrix product
+    def forward(self, x_buf: torch.Tensor) -> torch.Tensor:
+        """Signed dot products (M, C_out), float32, for input bits ``x_buf`` (M, T_r*R)."""
+        tiles, st = self.tiles, self.stats
+        m, T = x_buf.shape[0], tiles.row_tiles
+        x3 = x_buf.view(m, T, tiles.rows)
+        if self.binsparx:
+            # AND-counts the unflipped operands would give, summed: sum_r (sum_m x)(sum_c w)
+            st.on_cells_unflipped += float((column_sums(x_buf).view(T, -1).double() * self.w_ones_unflipped.double()).sum())
+            x_buf, xflip = bsx.flip_inputs(x_buf, tiles, inplace=True)
+            x3 = x_buf.view(m, T, tiles.rows)
+            s_x = bsx.sign_of(xflip)                                          # (M, T) float32
+            s_x16 = s_x.to(x_buf.dtype)
+            st.flipped_subvectors += float(xflip.sum())
+        x_ones = row_sums(x3)                                                 # (M, T)
+        on_cells = float((column_sums(x_buf).view(T, -1).double() * self.w_tiles.sum(dim=2, dtype=torch.float64)).sum())
+        st.on_cells += on_cells
+        if not self.binsparx:
+            st.on_cells_unflipped += on_cells
+        n_real_sum = float(self.n_real.sum())
+        st.subvectors += float(m * T)
+        st.vectors += m
+        st.column_reads += m * T * tiles.cout
+        st.real_cells_read += float(m) * n_real_sum * tiles.cout
+        st.active_rows += float(x_ones.sum(dtype=torch.float64))
+        st.real_rows_read += float(m) * n_real_sum
+
+        # Codes are integers in [0, max_code]: partial sums of up to `group` tiles are exact in the bit
+        # dtype (float16 holds every integer up to 2048), then they are flushed into a float32 sum.
+        max_code = int(getattr(self.array, "max_code", None) or tiles.rows)
+        group = max(1, FLOAT16_EXACT // max_code) if x_buf.dtype == torch.float16 else T
+        acc = torch.zeros(m, tiles.cout_padded, dtype=torch.float32, device=x_buf.device)
+        part = None
+        for t in range(T):
+            codes = self._read(x3[:, t, :], t, x_ones[:, t])
+            if codes.dtype != x_buf.dtype:
+                codes = codes.to(x_buf.dtype)
+            if self.binsparx:
+                codes = codes * self.s_w16[t]
+                if part is None:
+                    part = codes.mul_(s_x16[:, t:t + 1])
+                else:
+                    part.addcmul_(codes, s_x16[:, t:t + 1])
+            else:
+                part = codes if part is None else part.add_(codes)
+            if (t + 1) % group == 0 or t == T - 1:
+                acc.add_(part)
+                part = None
+        # digital correction: sum_t s_x s_w (-2 sum b(x') + n_t - 2 sum b(w'))
+        a = self.n_real[None, :] - 2 * x_ones                                  # (M, T)
+        b = -2 * self.w_col_ones                                               # (T, Cp)
+        if self.binsparx:
+            corr = (s_x * a) @ self.s_w + s_x @ (self.s_w * b)
+        else:
+            corr = a.sum(dim=1, keepdim=True) + b.sum(dim=0, keepdim=True)
+        out = acc.mul_(4).add_(corr)
+        return out[:, :tiles.cout]
+
+
+class CiMConv2d(nn.Module):
+    """A :class:`~cosim.bnn.layers.BinConv2d` computed on crossbars (drop-in: same input and output)."""
+
+    def __init__(self, conv: BinConv2d, array: ArrayModel, cols: int, *, binsparx: bool = False,
+                 max_active_rows: int | None = None, name: str = "", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                 max_stride: int = 8) -> None:
+        super().__init__()
+        if not isinstance(conv, BinConv2d):
+            raise InputError(f"CiMConv2d converts a BinConv2d, got {type(conv).__name__}")
+        if conv.groups != 1 or tuple(conv.dilation) != (1, 1) or conv.bias is not None:
+            raise InputError(f"layer {name}: only ungrouped, undilated binary convolutions without bias map onto crossbars")
+        self.kernel_size = tuple(conv.kernel_size)
+        self.stride = tuple(conv.stride)
+        self.pad = int(conv.pad)
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.chunk_bytes = int(chunk_bytes)
+        self.source = conv
+        with torch.no_grad():
+            wm = conv_weight_matrix(conv.binary_weight().detach())
+        self.matrix = CrossbarMatrix(wm, array, cols, binsparx=binsparx, max_active_rows=max_active_rows,
+                                     name=name, max_stride=max_stride)
+
+    @property
+    def stats(self) -> LayerStats:
+        return self.matrix.stats
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xb = self.source.binary_input(x)                      # sign, then -1 padding: what the rows see
+        b = xb.shape[0]
+        tiles = self.matrix.tiles
+        ho = (xb.shape[2] - self.kernel_size[0]) // self.stride[0] + 1
+        wo = (xb.shape[3] - self.kernel_size[1]) // self.stride[1] + 1
+        per_image = ho * wo * tiles.n_padded * torch.finfo(self.matrix.dtype).bits // 8
+        step = max(1, self.chunk_bytes // max(1, per_image))
+        outs = []
+        for i in range(0, b, step):
+            buf, (ho, wo) = im2col_bits(xb[i:i + step], self.kernel_size, self.stride, tiles, self.matrix.dtype)
+            y = self.matrix(buf)
+            outs.append(y.view(-1, ho, wo, tiles.cout))
+        y = (outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)).permute(0, 3, 1, 2)
+        # the memory format the software convolution gives for this input (downstream float kernels
+        # round differently per layout, and the logits must be bit-identical): channels-last in,
+        # channels-last out; else contiguous
+        if xb.is_contiguous(memory_format=torch.channels_last) and not xb.is_contiguous():
+            return y.contiguous(memory_format=torch.channels_last)
+        return y.contiguous()
+
+    def extra_repr(self) -> str:
+        t = self.matrix.tiles
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"pad={self.pad}; {t.row_tiles}x{t.col_tiles} arrays of {t.rows}x{t.cols}, binsparx={self.matrix.binsparx}")
