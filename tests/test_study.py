@@ -268,6 +268,13 @@ def test_encodings_match_brute_force_and_keep_the_dot_product():
         assert np.array_equal(c.round().int().numpy(), _brute_counts(x.numpy(), w.numpy(), rows, s)), s
         assert torch.equal(skew.signed_from_counts(c, xb, wb, xf, wf, n_real), x @ w), s
         assert float(xb[:, 2, 3].abs().sum()) == 0 and float(wb[2, 3].abs().sum()) == 0  # unused row stays off
+    xb, wb, _, _ = skew.encode(x, w, rows, "plus")
+    fast = skew.scheme_counts(xb, wb, skew.real_rows(11, rows))
+    assert torch.equal(skew.real_rows(11, rows), n_real)
+    for s in skew.SCHEMES:
+        xb_s, wb_s, xf, wf = skew.encode(x, w, rows, s)
+        c, fx, fw = fast[s]
+        assert torch.equal(c, skew.on_counts(xb_s, wb_s)) and torch.equal(fx, xf) and torch.equal(fw, wf), s
 
 
 def test_all_plus_column_is_emptied_by_binsparx():

@@ -139,6 +139,42 @@ def on_counts(xb: torch.Tensor, wb: torch.Tensor) -> torch.Tensor:
     return torch.einsum("mtr,trc->mtc", xb, wb)
 
 
+def scheme_counts(xb: torch.Tensor, wb: torch.Tensor, n_real: torch.Tensor
+                  ) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """AND-counts (M, T, C) of every scheme, with its input flips (M, T) and weight flips (T, C), from ONE
+    matrix product.
+
+    ``xb`` (M, T, R) and ``wb`` (T, R, C) are the bits of the +1 encoding (unused rows 0), ``n_real`` (T,)
+    the real rows of each tile. Negating one operand over the real rows turns a count c into
+    sum(other operand's bits) - c; negating both into n - sum b(x) - sum b(w) + c. (``encode`` +
+    ``on_counts`` compute each scheme directly; the tests check that both agree.)"""
+    c = on_counts(xb, wb)
+    sx = xb.sum(dim=2)                                     # (M, T) +1 inputs per sub-vector
+    sw = wb.sum(dim=1)                                     # (T, C) +1 weights per column slice
+    n = n_real.to(c.dtype)
+    both = n[None, :, None] - sx[:, :, None] - sw[None] + c
+    x_only = sw[None] - c                                  # input sub-vector negated
+    w_only = sx[:, :, None] - c                            # weight column slice negated
+    fx = 2 * sx > n[None, :]
+    fw = 2 * sw > n[:, None]
+    no_x = torch.zeros_like(fx)
+    no_w = torch.zeros_like(fw)
+    fx3, fw3 = fx[:, :, None], fw[None]
+    return {
+        "plus": (c, no_x, no_w),
+        "minus": (both, no_x, no_w),
+        "bsx-columns": (torch.where(fw3, w_only, c), no_x, fw),
+        "bsx-subvectors": (torch.where(fx3, x_only, c), fx, no_w),
+        "binsparx": (torch.where(fx3 & fw3, both, torch.where(fx3, x_only, torch.where(fw3, w_only, c))), fx, fw),
+    }
+
+
+def real_rows(n: int, rows: int) -> torch.Tensor:
+    """(T,) real rows of each of the ceil(n / rows) tiles."""
+    t = math.ceil(n / rows)
+    return torch.clamp(n - torch.arange(t) * rows, max=rows).float()
+
+
 def signed_from_counts(c: torch.Tensor, xb: torch.Tensor, wb: torch.Tensor, xflip: torch.Tensor,
                        wflip: torch.Tensor, n_real: torch.Tensor) -> torch.Tensor:
     """Signed dot products (M, C) recovered from the counts: sum_t s_x s_w (4c - 2 sum b(x) - 2 sum b(w) + n).
@@ -160,9 +196,8 @@ def layer_skew_update(st: LayerSkew, x_pm1: torch.Tensor, w_pm1: torch.Tensor, m
     step = max(1, max_cells // max(1, t * st.cout))
     for i in range(0, m, step):
         xs = x_pm1[i:i + step]
-        for s in SCHEMES:
-            xb, wb, xflip, wflip = encode(xs, w_pm1, st.rows, s)
-            c = on_counts(xb, wb)
+        xb, wb, _, _ = encode(xs, w_pm1, st.rows, "plus")
+        for s, (c, xflip, wflip) in scheme_counts(xb, wb, real_rows(n, st.rows)).items():
             h = torch.bincount(c.round().long().flatten(), minlength=st.rows + 1).numpy().astype(np.int64)
             st.hist[s] = st.hist.get(s, np.zeros(st.rows + 1, dtype=np.int64)) + h
             if s == "binsparx":
