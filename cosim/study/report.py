@@ -266,6 +266,12 @@ def _pct(x, digits: int = 2) -> str:
     return f"{100 * x:.{digits}f} %"
 
 
+def _fmt(x, fmt: str, scale: float = 1.0) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    return fmt.format(scale * float(x))
+
+
 def _acc_cell(row) -> str:
     if row is None or row["status"] == "not run" or row["accuracy"] is None or (isinstance(row["accuracy"], float) and math.isnan(row["accuracy"])):
         return "not run"
@@ -490,6 +496,20 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
     md.append(accuracy_tables(df, cfg))
     for title, p in figs:
         md.append(f"\n![{title}](report/{p.name})\n")
+
+    arr = df[(df.variant != "software") & df.accuracy.notna()]
+    if len(arr):
+        md.append("\n### Array statistics of the runs\n")
+        md.append("From cosim.cim's counters over every read of the cell's run (true AND-counts, before the ADC): "
+                  "conducting cells over real cells read, mean / max ON-count of a column read, reduction of the "
+                  "summed AND-counts by the flips, flipped column slices and sub-vectors, array energy per image.\n")
+        md.append(_md_table(["network", "tech", "rows", "ohm", "variant", "on cells", "mean ON", "max ON",
+                             "partial sums reduced", "cols flipped", "sub-vectors flipped", "array nJ/img"],
+                            [[r.network, r.technology, str(int(r.rows)), f"{r.r_wire_ohm:g}", r.variant,
+                              _pct(r.on_cell_fraction), _fmt(r.mean_on_count, "{:.2f}"), _fmt(r.max_on_count, "{:.0f}"),
+                              _pct(r.partial_sum_reduction), _pct(r.flipped_column_fraction),
+                              _pct(r.flipped_subvector_fraction), _fmt(r.array_energy_per_image_j, "{:.3f}", 1e9)]
+                             for _, r in arr.iterrows()]))
 
     md.append("\n## Skew: +1 fractions and ON-counts per layer\n")
     md.append("BinSparX gains from skew. Exact AND-counts (no non-ideality) of every column read, from "
