@@ -86,7 +86,9 @@ def finfet_library_text(fits: Mapping[str, Mapping[str, float]], targets: Mappin
             vds, vgs = "V(s,d)", "(max(V(d),V(s))-V(g))"
             head = "B1 s d I="
         z = f"(({vgs}-{_g(p['vt'])}+{_g(f['eta'])}*abs({vds}))/{_g(a_s)})"
-        veff = f"({_g(a_s)}*(max({z},0)+ln(1+exp(-abs({z})))))"
+        # ngspice caps exp() arguments at ~228, so ln(1+exp(z)) cannot overflow; a single z keeps
+        # the expression (and ngspice's symbolic derivative trees of it) small, which is what costs.
+        veff = f"({_g(a_s)}*ln(1+exp({z})))"
         lines.append(
             f"{head}{{nfin*{_g(p['k'])}}}*pow({veff},{_g(p['a'])})*(1+{_g(f['lam'])}*abs({vds}))"
             f"*tanh({vds}/({_g(p['c'])}*{veff}+{_g(2 * f['phit'])}))"
