@@ -1,0 +1,103 @@
+"""``cosim spice``: simulate one crossbar array in ngspice and print its column currents.
+
+    cosim spice --tech sram8t --rows 64 --cols 4 --pattern random --seed 0 --batch 2 [--json]
+    cosim spice --tech resistor --rows 32 --cols 8 --inputs IN.npy --weights W.npy --json
+
+With --json it prints one JSON object: column_current_a and ideal_column_current_a (K lists of C
+currents, A), ngspice_version, solver, backend, seconds, netlist_sha256, and the provenance of the run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from ..errors import InputError
+from ..netlist import ArraySpec, MAX_SIZE
+from ..technology import CELLS, TOPOLOGIES, get_technology
+
+PATTERNS = ("random", "all-on")
+
+
+def _load_npy(path: str, what: str) -> np.ndarray:
+    try:
+        arr = np.load(Path(path), allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{what} file not found: {path}") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read {what} file {path} as .npy: {str(e).splitlines()[0] if str(e) else e}") from None
+    return arr
+
+
+def make_pattern(pattern: str, rows: int, cols: int, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (batch, rows) and weights (rows, cols) of 0/1: 'random' (fair coin) or 'all-on' (all 1)."""
+    if pattern == "all-on":
+        return np.ones((batch, rows), np.uint8), np.ones((rows, cols), np.uint8)
+    rng = np.random.default_rng(seed)
+    weights = rng.integers(0, 2, (rows, cols), dtype=np.uint8)
+    inputs = rng.integers(0, 2, (batch, rows), dtype=np.uint8)
+    return inputs, weights
+
+
+@click.command("spice")
+@click.option("--tech", "tech_name", type=click.Choice(list(CELLS)), default="sram8t", show_default=True,
+              help="technology (registry name)")
+@click.option("--rows", type=int, default=64, show_default=True, help=f"rows, 1..{MAX_SIZE}")
+@click.option("--cols", type=int, default=4, show_default=True, help=f"columns, 1..{MAX_SIZE}")
+@click.option("--topology", type=click.Choice(list(TOPOLOGIES)), default=None,
+              help="array topology (default: the technology's)")
+@click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell pitch (ohm)")
+@click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False), default=None, help="K x R .npy of 0/1")
+@click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None, help="R x C .npy of 0/1")
+@click.option("--pattern", type=click.Choice(PATTERNS), default="random", show_default=True,
+              help="generated inputs and weights when no .npy files are given")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the random pattern")
+@click.option("--batch", type=int, default=1, show_default=True, help="number of input vectors K (pattern)")
+@click.option("--backend", type=click.Choice(["subprocess", "shared"]), default="subprocess", show_default=True)
+@click.option("--timeout-s", type=float, default=None, help="give up after this many seconds")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_path, pattern, seed, batch,
+            backend, timeout_s, as_json):
+    """Simulate one crossbar array in ngspice; print column currents beside the ideal ones."""
+    from ..spice import ideal_column_currents, run_array
+
+    tech = get_technology(tech_name, r_wire_ohm=r_wire_ohm)
+    spec = ArraySpec(tech, rows, cols, topology)
+    if (inputs_path is None) != (weights_path is None):
+        raise InputError("give both --inputs and --weights, or neither (then --pattern is used)")
+    if inputs_path is not None:
+        inputs = _load_npy(inputs_path, "inputs")
+        weights = _load_npy(weights_path, "weights")
+        source = {"inputs": str(inputs_path), "weights": str(weights_path)}
+    else:
+        if batch < 1:
+            raise InputError(f"--batch must be >= 1, got {batch}")
+        inputs, weights = make_pattern(pattern, rows, cols, batch, seed)
+        source = {"pattern": pattern, "seed": seed, "batch": batch}
+    res = run_array(spec, inputs, weights, backend=backend, timeout_s=timeout_s)
+    ideal = ideal_column_currents(spec, inputs, weights)
+    out = {
+        "technology": tech.name, "cell": tech.cell, "rows": rows, "cols": cols, "topology": spec.topology,
+        "r_wire_ohm": tech.r_wire_ohm, "r_driver_ohm": tech.r_driver_ohm, "r_sink_ohm": tech.r_sink_ohm,
+        "v_read_v": tech.v_read_v,
+        "column_current_a": res.column_current_a.tolist(),
+        "ideal_column_current_a": ideal.tolist(),
+        "ngspice_version": res.ngspice_version, "solver": res.solver, "backend": res.backend,
+        "seconds": res.seconds, "netlist_sha256": res.netlist_sha256, "retried": res.retried,
+        "provenance": res.provenance(**source),
+    }
+    if as_json:
+        click.echo(json.dumps(out))
+        return
+    click.echo(f"{spec.describe()}  ngspice {res.ngspice_version} ({res.solver}, {res.backend})  "
+               f"{res.seconds:.2f} s  r_wire {tech.r_wire_ohm:g} ohm")
+    for k in range(res.column_current_a.shape[0]):
+        click.echo(f"vector {k}:")
+        click.echo(f"  {'column':>6s} {'spice (uA)':>12s} {'ideal (uA)':>12s} {'ratio':>7s}")
+        for c in range(cols):
+            a, i = res.column_current_a[k, c], ideal[k, c]
+            ratio = f"{a / i:7.4f}" if i > 0 else "      -"
+            click.echo(f"  {c:6d} {a * 1e6:12.4f} {i * 1e6:12.4f} {ratio}")

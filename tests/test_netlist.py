@@ -1,0 +1,91 @@
+"""Netlist generator: validation, determinism, structure."""
+
+import re
+
+import numpy as np
+import pytest
+
+from cosim.errors import CosimError, InputError
+from cosim.netlist import ArraySpec, build_netlist, check_inputs, sense_names
+from cosim.technology import get_technology
+
+
+@pytest.mark.parametrize("rows,cols", [(0, 4), (4, 0), (-1, 2), (513, 2), (2.5, 2), ("8", 2), (True, 2), (10**6, 1)])
+def test_bad_sizes(rows, cols):
+    with pytest.raises(InputError) as e:
+        ArraySpec(get_technology("resistor"), rows, cols)
+    assert "\n" not in str(e.value)
+
+
+def test_topology_default_and_bad():
+    t = get_technology("sram8t")
+    assert ArraySpec(t, 4, 4).topology == t.topology
+    assert ArraySpec(t, 4, 4, "coupled").topology == "coupled"
+    with pytest.raises(InputError):
+        ArraySpec(t, 4, 4, "diagonal")
+    with pytest.raises(CosimError):
+        get_technology("nosuchtech")
+    with pytest.raises(InputError):
+        ArraySpec("sram8t", 4, 4)
+
+
+def test_bad_inputs_and_weights():
+    spec = ArraySpec(get_technology("resistor"), 3, 2)
+    w = np.ones((3, 2))
+    with pytest.raises(InputError, match="shape"):
+        check_inputs(spec, np.ones((2, 4)), w)
+    with pytest.raises(InputError, match="shape"):
+        check_inputs(spec, np.ones((2, 3)), np.ones((2, 3)))
+    with pytest.raises(InputError, match="0 and 1"):
+        check_inputs(spec, np.array([[0, 2, 1]]), w)
+    with pytest.raises(InputError, match="0 and 1"):
+        check_inputs(spec, np.ones((1, 3)), np.full((3, 2), 0.5))
+    with pytest.raises(InputError):
+        check_inputs(spec, np.array([["a", "b", "c"]]), w)
+    with pytest.raises(InputError):
+        check_inputs(spec, np.ones((0, 3)), w)
+    x, _ = check_inputs(spec, np.array([1, 0, 1]), w.astype(bool))  # 1-D is one vector; bool is fine
+    assert x.shape == (1, 3)
+
+
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r", "resistor"])
+@pytest.mark.parametrize("topology", ["decoupled", "coupled"])
+def test_deterministic_and_complete(tech, topology, rng):
+    spec = ArraySpec(get_technology(tech), 5, 3, topology)
+    x = rng.integers(0, 2, (4, 5))
+    w = rng.integers(0, 2, (5, 3))
+    a = build_netlist(spec, x, w)
+    assert a == build_netlist(spec, x.copy(), w.copy())
+    assert a != build_netlist(spec, x, 1 - w)
+    assert a.rstrip().endswith(".end")
+    assert ".dc Vsw 0 3 1" in a
+    for name in sense_names(spec):
+        assert re.search(rf"^V{name[1:]} ", a, re.M) or re.search(rf"^{name.capitalize()} ", a, re.M)
+    assert len(re.findall(r"^[XR]\d+_\d+ ", a, re.M)) == 15  # one cell per crosspoint
+    wires = len(re.findall(r"^R[bsw]\d+_\d+ ", a, re.M))
+    assert wires == (2 * 4 * 3 if topology == "decoupled" else 4 * 3 + 5 * 2)
+    assert ("klu" in a) is False
+    assert ".options klu" in build_netlist(spec, x, w, klu=True)
+
+
+def test_zero_resistances_merge_nodes(rng):
+    t = get_technology("resistor", r_wire_ohm=0.0, r_driver_ohm=0.0, r_sink_ohm=0.0)
+    spec = ArraySpec(t, 4, 2)
+    deck = build_netlist(spec, rng.integers(0, 2, (2, 4)), rng.integers(0, 2, (4, 2)))
+    assert not re.search(r"^R\S* \S+ \S+ 0\.0$", deck, re.M)   # no 0-ohm resistor left
+    assert not re.search(r"^R[bsdk]", deck, re.M)
+    assert re.search(r"^X0_0 vrd ", deck, re.M)                  # bit line merged into the driver node
+
+
+def test_pwl_plateaus_hold_each_vector():
+    spec = ArraySpec(get_technology("resistor"), 2, 1)
+    deck = build_netlist(spec, np.array([[1, 1], [0, 1], [1, 1]]), np.ones((2, 1)))
+    assert "Vx1 x1 0 1.0" in deck                                # constant row: plain source
+    assert "-0.25,1.0,0.25,1.0,0.75,0.0,1.25,0.0,1.75,1.0,2.25,1.0" in deck.replace("\n+ ", "")
+
+
+def test_coupled_8t_senses_at_the_bit_line():
+    spec = ArraySpec(get_technology("sram8t"), 2, 2, "coupled")
+    deck = build_netlist(spec, np.ones((1, 2)), np.ones((2, 2)))
+    assert re.search(r"^Vm0 vrd d0 0$", deck, re.M)
+    assert re.search(r"^Rk1 s1_0 0 ", deck, re.M)               # row source line sinks at column 0
