@@ -9,9 +9,10 @@ integers). :class:`IdealArray` returns ``x_bits @ w_bits`` exactly; :class:`Surr
 SPICE-calibrated surrogate (cosim.surrogate, imported only when used); :class:`SpiceArray` runs
 ngspice on a handful of tiles and digitises the currents with the surrogate's ADC.
 
-``array.current_sum_a(x_bits, w_bits)`` is the sum over vectors and columns of the column currents in
-A (for the array energy = sum I * v_read_v * t_read_s); ``array.exact`` says whether the codes are the
-exact AND-counts.
+A model may also offer ``read_with_current(x_bits, w_bits) -> (codes, sum of column currents in A)``
+for the array energy (sum I * v_read_v * t_read_s); an exact model offers
+``ideal_current_sum_a(on_cells, leak_cells)``. ``array.exact`` says whether the codes are the exact
+AND-counts; ``array.max_code`` bounds the codes.
 """
 
 from __future__ import annotations
@@ -54,16 +55,104 @@ class IdealArray:
         if rows < 1 or (cols is not None and cols < 1):
             raise InputError(f"array size must be positive, got {rows}x{cols}")
         self.rows, self.cols, self.i_cell_a = int(rows), cols, i_cell_a
+        self.i_off_a: float | None = None
+        self.max_code = int(rows)
 
     def read(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
         check_operands(x_bits, w_bits, self.rows)
         return x_bits @ w_bits
 
-    def current_sum_a(self, x_bits: torch.Tensor, w_bits: torch.Tensor, codes: torch.Tensor | None = None) -> float | None:
+    def ideal_current_sum_a(self, on_cells: float, leak_cells: float) -> float | None:
+        """Sum of ideal column currents: ON cells x i_cell_a + (input 1, weight 0) cells x i_off_a."""
         if self.i_cell_a is None:
             return None
-        c = codes if codes is not None else self.read(x_bits, w_bits)
-        return float(c.sum(dtype=torch.float64)) * self.i_cell_a
+        return on_cells * self.i_cell_a + leak_cells * (self.i_off_a or 0.0)
 
     def describe(self) -> dict:
-        return {"model": "ideal", "rows": self.rows, "cols": self.cols, "i_cell_a": self.i_cell_a}
+        out = {"model": "ideal", "rows": self.rows, "cols": self.cols, "i_cell_a": self.i_cell_a, "i_off_a": self.i_off_a}
+        if getattr(self, "table_provenance", None):
+            out["table_provenance"] = self.table_provenance
+        return out
+
+
+class SurrogateArray:
+    """The SPICE-calibrated surrogate (cosim.surrogate.Surrogate) as an array model.
+
+    Reads return the ADC codes of the surrogate's column currents; the currents' sum is kept for the
+    array energy. Columns of a decoupled table are independent, so any number is read at once
+    (``cols`` None); a coupled table reads whole arrays of its calibrated width.
+    """
+
+    exact = False
+
+    def __init__(self, surrogate) -> None:
+        self.surrogate = surrogate
+        self.rows = int(surrogate.rows)
+        self.cols = None if surrogate.topology == "decoupled" else int(surrogate.cols)
+        self.max_code = int(surrogate.adc.max_code)
+        self.i_cell_a = float(surrogate.i_cell_a)
+        self.i_off_a = float(getattr(surrogate, "i_off_a", 0.0))
+
+    def read_with_current(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> tuple[torch.Tensor, float]:
+        check_operands(x_bits, w_bits, self.rows)
+        i_a = self.surrogate.column_currents(x_bits, w_bits)
+        return self.surrogate.adc.digitize(i_a), float(i_a.sum(dtype=torch.float64))
+
+    def read(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
+        return self.read_with_current(x_bits, w_bits)[0]
+
+    def describe(self) -> dict:
+        s = self.surrogate
+        prov = s.table.provenance
+        return {"model": "surrogate", "rows": self.rows, "cols": s.cols, "topology": s.topology,
+                "technology": s.tech.name, "adc": s.adc.describe(), "table": prov.get("source_path"),
+                "table_provenance": {k: v for k, v in prov.items() if k != "technology_params"}}
+
+
+def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_bits: int | None = None,
+                adc_reference: str = "ideal", adc_lsb_counts: int = 1, topology: str | None = None,
+                device="cpu", **_ignored):
+    """(array model, Technology) for a mode. ``table``: a LookupTable, a path, or None for the shipped
+    default table of the technology and size. Ideal mode uses the table (when one is at hand) only for
+    the unit cell currents of the ideal array energy."""
+    from ..technology import get_technology
+
+    tech_obj = get_technology(tech) if isinstance(tech, str) else tech
+    if rows < 1 or cols < 1:
+        raise InputError(f"array size must be positive, got {rows}x{cols}")
+    lut = _load_table(table, tech_obj, rows, cols, topology, required=(mode != "ideal"))
+    if mode == "ideal":
+        if lut is None:
+            return IdealArray(rows, None), tech_obj
+        arr = IdealArray(rows, None, i_cell_a=float(lut.provenance["i_cell_a"]))
+        arr.i_off_a = float(lut.provenance.get("i_off_a", 0.0))
+        arr.table_provenance = {k: v for k, v in lut.provenance.items() if k != "technology_params"}
+        return arr, tech_obj
+    from ..adc import ADC
+    from ..surrogate import Surrogate
+
+    adc = ADC(bits=adc_bits, references=adc_reference, lsb_counts=adc_lsb_counts)
+    sur = Surrogate(lut, device=device, adc=adc)
+    return SurrogateArray(sur), lut.technology()
+
+
+def _load_table(table, tech_obj, rows: int, cols: int, topology: str | None, required: bool):
+    from ..errors import TableError
+    from ..tables import LookupTable, default_table_path, load_table
+
+    topo = topology or tech_obj.topology
+    if table is None:
+        try:
+            path = default_table_path(tech_obj.name, rows, topo)
+        except TableError:
+            if required:
+                raise
+            return None
+        return load_table(path, tech=tech_obj, rows=rows, cols=cols, topology=topo)
+    lut = table if isinstance(table, LookupTable) else load_table(table)
+    if lut.tech_name != tech_obj.name:
+        raise TableError(f"{lut.provenance.get('source_path', 'table')}: calibrated for technology "
+                         f"'{lut.tech_name}', asked for '{tech_obj.name}'")
+    # an explicit table carries its own technology parameters (wire resistance, ...): name, size
+    # and topology must match what was asked
+    return lut.check(rows=rows, cols=cols, topology=topo)

@@ -96,53 +96,67 @@ class CrossbarMatrix(nn.Module):
         self.stats.column_slices = float(self.tiles.row_tiles * cout)
         self.stats.stored_ones = float(w.sum(dtype=torch.float64))
         self.stats.real_cells = float(n * cout)
-        self.rows_per_vector = int(self.tiles.n_padded)
+        #: spot checks (spice mode): (row tile, column tile) pairs whose inputs are recorded once
+        self.spot_tiles: set[tuple[int, int]] = set()
+        self.spot_vectors = 8
+        self.spot_records: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ---------------------------------------------------------------- reading one row tile
-    def _read_tile(self, x_t: torch.Tensor, t: int) -> torch.Tensor:
-        """ADC codes (M, C_padded) of row tile t for input bits x_t (M, R)."""
-        w_t = self.w_tiles[t]
-        if self.array.cols is None:
-            return self.array.read(x_t, w_t)
-        c = self.tiles.cols
-        parts = [self.array.read(x_t, w_t[:, j * c:(j + 1) * c]) for j in range(self.tiles.col_tiles)]
-        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+    def _read_tile(self, x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, float | None]:
+        """(ADC codes (M, C_out), sum of column currents or None) of row tile t for input bits x_t (M, R).
 
-    def _current(self, x_t: torch.Tensor, t: int, codes: torch.Tensor) -> float | None:
-        fn = getattr(self.array, "current_sum_a", None)
-        if fn is None or self.stats.current_sum_a is None:
-            return None
+        Columns independent (decoupled): the real columns are read at once. Otherwise each column
+        tile is one array of C columns (unused columns off) and its real columns are kept."""
         w_t = self.w_tiles[t]
+        rwc = getattr(self.array, "read_with_current", None)
+        cout = self.tiles.cout
         if self.array.cols is None:
-            return fn(x_t, w_t, codes)
-        c, total = self.tiles.cols, 0.0
+            if rwc is not None:
+                return rwc(x_t, w_t[:, :cout])
+            return self.array.read(x_t, w_t[:, :cout]), None
+        c = self.tiles.cols
+        parts, current = [], 0.0
         for j in range(self.tiles.col_tiles):
-            v = fn(x_t, w_t[:, j * c:(j + 1) * c], codes[:, j * c:(j + 1) * c])
-            if v is None:
-                return None
-            total += v
-        return total
+            w_j = w_t[:, j * c:(j + 1) * c]
+            if rwc is not None:
+                codes, cur = rwc(x_t, w_j)
+                current = None if (current is None or cur is None) else current + cur
+            else:
+                codes, current = self.array.read(x_t, w_j), None
+            parts.append(codes)
+        codes = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        return codes[:, :cout], current
 
     def _track_max(self, x_t: torch.Tensor, t: int, codes: torch.Tensor) -> None:
         """Largest true AND-count of a real column in one read, over every ``max_stride``-th vector."""
         k = self.max_stride
         if not k or x_t.shape[0] == 0:
             return
-        cout = self.tiles.cout
         if self.array.exact:
-            mx = codes[::k, :cout].max()
+            mx = codes[::k].max()
         else:
-            mx = (x_t[::k] @ self.w_tiles[t][:, :cout]).max()
+            mx = (x_t[::k] @ self.w_tiles[t][:, :self.tiles.cout]).max()
         self.stats.max_on_count = max(self.stats.max_on_count, float(mx))
+
+    def _record_spot(self, x_t: torch.Tensor, t: int) -> None:
+        for j in range(self.tiles.col_tiles):
+            if (t, j) in self.spot_tiles and (t, j) not in self.spot_records and x_t.shape[0]:
+                k = min(self.spot_vectors, x_t.shape[0])
+                idx = torch.linspace(0, x_t.shape[0] - 1, k).round().long().unique()
+                c = self.tiles.cols
+                self.spot_records[(t, j)] = (x_t[idx].float().cpu(), self.w_tiles[t][:, j * c:(j + 1) * c].float().cpu())
 
     def _read(self, x_t: torch.Tensor, t: int, x_ones_t: torch.Tensor) -> torch.Tensor:
         """Codes of row tile t; with partial wordline activation, at most m rows on per read, summed."""
+        if self.spot_tiles:
+            self._record_spot(x_t, t)
         m = self.max_active_rows
         if m is None:
-            codes = self._read_tile(x_t, t)
+            codes, cur = self._read_tile(x_t, t)
             self.stats.array_reads += x_t.shape[0] * self.tiles.col_tiles
             self._track_max(x_t, t, codes)
-            self.stats.add_current(self._current(x_t, t, codes))
+            if not self.array.exact:
+                self.stats.add_current(cur)
             return codes
         n_reads = max(1, math.ceil(float(x_ones_t.max()) / m)) if x_t.shape[0] else 1
         rank = torch.cumsum(x_t, dim=1, dtype=torch.float32)        # exact: counts <= R
@@ -150,9 +164,10 @@ class CrossbarMatrix(nn.Module):
         codes = None
         for g in range(n_reads):
             x_g = (group == g).to(x_t.dtype)
-            c = self._read_tile(x_g, t)
+            c, cur = self._read_tile(x_g, t)
             self._track_max(x_g, t, c)
-            self.stats.add_current(self._current(x_g, t, c))
+            if not self.array.exact:
+                self.stats.add_current(cur)
             codes = c if codes is None else codes + c
         self.stats.array_reads += x_t.shape[0] * self.tiles.col_tiles * n_reads
         return codes
@@ -188,14 +203,17 @@ class CrossbarMatrix(nn.Module):
         # dtype (float16 holds every integer up to 2048), then they are flushed into a float32 sum.
         max_code = int(getattr(self.array, "max_code", None) or tiles.rows)
         group = max(1, FLOAT16_EXACT // max_code) if x_buf.dtype == torch.float16 else T
-        acc = torch.zeros(m, tiles.cout_padded, dtype=torch.float32, device=x_buf.device)
+        if self.array.exact:      # ideal currents: ON cells x i_cell + (input 1, weight 0) cells x i_off
+            fn = getattr(self.array, "ideal_current_sum_a", None)
+            st.add_current(fn(on_cells, float(x_ones.sum(dtype=torch.float64)) * tiles.cout - on_cells) if fn else None)
+        acc = torch.zeros(m, tiles.cout, dtype=torch.float32, device=x_buf.device)
         part = None
         for t in range(T):
             codes = self._read(x3[:, t, :], t, x_ones[:, t])
             if codes.dtype != x_buf.dtype:
                 codes = codes.to(x_buf.dtype)
             if self.binsparx:
-                codes = codes * self.s_w16[t]
+                codes = codes * self.s_w16[t, :tiles.cout]
                 if part is None:
                     part = codes.mul_(s_x16[:, t:t + 1])
                 else:
@@ -207,13 +225,13 @@ class CrossbarMatrix(nn.Module):
                 part = None
         # digital correction: sum_t s_x s_w (-2 sum b(x') + n_t - 2 sum b(w'))
         a = self.n_real[None, :] - 2 * x_ones                                  # (M, T)
-        b = -2 * self.w_col_ones                                               # (T, Cp)
+        b = -2 * self.w_col_ones[:, :tiles.cout]                               # (T, C_out)
         if self.binsparx:
-            corr = (s_x * a) @ self.s_w + s_x @ (self.s_w * b)
+            s_w = self.s_w[:, :tiles.cout]
+            corr = (s_x * a) @ s_w + s_x @ (s_w * b)
         else:
             corr = a.sum(dim=1, keepdim=True) + b.sum(dim=0, keepdim=True)
-        out = acc.mul_(4).add_(corr)
-        return out[:, :tiles.cout]
+        return acc.mul_(4).add_(corr)
 
 
 class CiMConv2d(nn.Module):

@@ -1,0 +1,134 @@
+"""``cosim infer``: a whole binary network on simulated crossbars (ideal / surrogate / spice)."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from ..bnn.models import MODEL_NAMES
+from ..technology import REGISTRY
+
+
+@click.command("infer")
+@click.option("--model", "model_name", type=click.Choice(MODEL_NAMES), required=True, help="Network.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="Compact cosim checkpoint or a state dict (.pt). Default: the reference weights of --model "
+                   "in $COSIM_MODELS.")
+@click.option("--data", type=click.Path(), default=None, help="CIFAR-10 (folder or .tar.gz). Default: $COSIM_DATA.")
+@click.option("--tech", type=click.Choice(sorted(REGISTRY)), default="sram8t", show_default=True)
+@click.option("--rows", type=click.IntRange(min=1), default=64, show_default=True, help="Rows R of one crossbar.")
+@click.option("--cols", type=click.IntRange(min=1), default=64, show_default=True, help="Columns C of one crossbar.")
+@click.option("--table", type=click.Path(dir_okay=False), default=None,
+              help="Lookup table (cosim calibrate). Default: the shipped table of --tech and --rows.")
+@click.option("--mode", type=click.Choice(["ideal", "surrogate", "spice"]), default="surrogate", show_default=True)
+@click.option("--binsparx/--no-binsparx", default=False, show_default=True, help="BinSparX weight and input flips.")
+@click.option("--adc-bits", type=click.IntRange(1, 16), default=None, help="ADC resolution (default: one code per count).")
+@click.option("--adc-reference", type=click.Choice(["ideal", "calibrated"]), default="ideal", show_default=True,
+              help="ADC reference levels: k x I_cell, or SPICE-calibrated mean currents.")
+@click.option("--adc-lsb", type=click.IntRange(min=1), default=1, show_default=True, help="AND-counts per ADC code.")
+@click.option("--max-active-rows", type=click.IntRange(min=1), default=None,
+              help="Partial wordline activation: at most this many rows on per read.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="The first N test images only.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--spice-tiles", type=click.IntRange(min=1), default=4, show_default=True,
+              help="spice mode: tiles simulated in ngspice.")
+@click.option("--spice-vectors", type=click.IntRange(min=1), default=8, show_default=True,
+              help="spice mode: input vectors per simulated tile.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the spot-check tile choice.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (stderr).")
+def command(model_name, checkpoint, data, tech, rows, cols, table, mode, binsparx, adc_bits, adc_reference, adc_lsb,
+            max_active_rows, limit, batch_size, device, spice_tiles, spice_vectors, seed, as_json, progress):
+    """Run a whole binary network on simulated crossbars and report accuracy, statistics and energy."""
+    import time
+
+    import torch
+
+    from ..bnn.checkpoint import load_checkpoint
+    from ..bnn.models import load_reference, reference_path
+    from ..cim import cim_stats, to_cim
+    from ..datasets import load_cifar10, resolve_data_path, to_tensor
+    from ..errors import InputError
+    from ..provenance import record
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {device} asked for, but torch sees no CUDA device")
+    if checkpoint is None:
+        net, ckpt = load_reference(model_name), str(reference_path(model_name))
+    else:
+        net, _meta = load_checkpoint(checkpoint, model=model_name)
+        ckpt = str(checkpoint)
+    cim = to_cim(net, tech=tech, rows=rows, cols=cols, mode=mode, table=table, binsparx=binsparx, adc_bits=adc_bits,
+                 adc_reference=adc_reference, adc_lsb_counts=adc_lsb, max_active_rows=max_active_rows, device=device,
+                 spice_tiles=spice_tiles, spice_vectors=spice_vectors, seed=seed)
+    source = resolve_data_path(data)
+    images, labels = load_cifar10(source, split="test")
+    n = len(labels) if limit is None else min(limit, len(labels))
+    steps = range(0, n, batch_size)
+    if progress:
+        from tqdm import tqdm
+        steps = tqdm(steps, desc=f"infer {model_name} {mode}", unit="batch", leave=False)
+    correct = 0
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for i in steps:
+            x = to_tensor(images[i:min(i + batch_size, n)], device)
+            pred = cim(x).argmax(dim=1).cpu().numpy()
+            correct += int((pred == labels[i:i + len(pred)]).sum())
+    seconds = time.perf_counter() - t0
+    stats = cim_stats(cim)
+    ov = stats["overall"]
+    cfg = dict(cim.cim_config)
+    arr = cfg.pop("array")
+    table_prov = arr.get("table_provenance") or getattr(cim.cim_array, "table_provenance", None) or {}
+    out = {
+        "model": model_name, "checkpoint": ckpt, "data": str(source), "mode": mode, "tech": cfg["tech"],
+        "rows": rows, "cols": cols, "binsparx": binsparx, "adc_bits": adc_bits, "adc_reference": adc_reference,
+        "max_active_rows": max_active_rows,
+        "accuracy": correct / n, "n": n, "correct": correct,
+        "on_cell_fraction": ov["on_cell_fraction"], "mean_on_count": ov["mean_on_count"],
+        "max_on_count": ov["max_on_count"], "partial_sum_reduction": ov["partial_sum_reduction"],
+        "flipped_column_fraction": ov["flipped_column_fraction"],
+        "flipped_subvector_fraction": ov["flipped_subvector_fraction"],
+        "array_energy_j": ov["array_energy_j"], "array_reads": ov["array_reads"],
+        "seconds": round(seconds, 3), "images_per_s": round(n / seconds, 2) if seconds > 0 else None,
+        "device": str(device), "threads": torch.get_num_threads(),
+        "overall": ov, "layers": stats["layers"], "array": arr,
+    }
+    if mode == "spice":
+        from ..cim.spot import run_spot_checks, summarize
+        checks = run_spot_checks(cim, cim.cim_array.surrogate)
+        out["spice_checks"] = checks
+        out["spice_summary"] = summarize(checks)
+    out["provenance"] = record(
+        technology=cfg["tech"], array_size=[rows, cols], topology=table_prov.get("topology"),
+        r_wire_ohm=cfg.get("r_wire_ohm"), ngspice_version=table_prov.get("ngspice_version"),
+        solver=table_prov.get("solver"), table=table_prov.get("source_path"),
+        table_code_version=table_prov.get("code_version"), table_seed=table_prov.get("seed"),
+        table_synthetic=bool(table_prov.get("synthetic", False)), seed=seed, model=model_name, checkpoint=ckpt,
+        data=str(source), v_read_v=cfg.get("v_read_v"), t_read_s=cfg.get("t_read_s"),
+        max_on_count_vector_stride=8)
+    if as_json:
+        click.echo(json.dumps(out, indent=1, default=_jsonable))
+    else:
+        e = out["array_energy_j"]
+        click.echo(f"{model_name} on {cfg['tech']} {rows}x{cols} ({mode}, binsparx {'on' if binsparx else 'off'}): "
+                   f"accuracy {out['accuracy']:.4f} ({correct}/{n}), ON cells {ov['on_cell_fraction']:.3f}, "
+                   f"mean ON-count {ov['mean_on_count']:.2f}, array energy "
+                   f"{'n/a' if e is None else f'{e:.3e} J'}, {seconds:.1f} s")
+        if mode == "spice":
+            s = out["spice_summary"]
+            click.echo(f"spice spot checks: {s['tiles']} tiles, surrogate/SPICE code agreement "
+                       f"{s.get('code_agreement_surrogate_vs_spice', float('nan')):.3f}")
+
+
+def _jsonable(o):
+    try:
+        import numpy as np
+        if isinstance(o, np.generic):
+            return o.item()
+    except ImportError:  # pragma: no cover
+        pass
+    return str(o)
