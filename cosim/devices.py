@@ -66,6 +66,8 @@ def finfet_library_text(fits: Mapping[str, Mapping[str, float]], targets: Mappin
         "* Microelectronics J. 53 (2016), Tables 3-4; physics-facts.md). Do not edit: rerun the script.",
         "*   Ids  = sgn(Vds) nfin K Veff^A (1 + lam|Vds|) tanh(|Vds| / (C Veff + 2 phit))",
         "*   Veff = A S ln(1 + exp((Vgs - VT + eta|Vds|) / (A S))),  S = SS/ln10",
+        "* u = Veff/(A S) is held on an inner node u (a current u into 1 ohm): smaller expressions for",
+        "* ngspice to differentiate, about 2x faster arrays than one nested expression.",
         "* Source/drain symmetric: Vgs is taken from the lower (NMOS) / higher (PMOS) of d and s.",
         f"* Fixed: S = {_g(f['s'])} V (SS 62.5 mV/dec), eta = {_g(f['eta'])}, lam = {_g(f['lam'])}, "
         f"phit = {_g(f['phit'])} V. DC only, no charge model.",
@@ -86,12 +88,15 @@ def finfet_library_text(fits: Mapping[str, Mapping[str, float]], targets: Mappin
             vds, vgs = "V(s,d)", "(max(V(d),V(s))-V(g))"
             head = "B1 s d I="
         z = f"(({vgs}-{_g(p['vt'])}+{_g(f['eta'])}*abs({vds}))/{_g(a_s)})"
-        # ngspice caps exp() arguments at ~228, so ln(1+exp(z)) cannot overflow; a single z keeps
-        # the expression (and ngspice's symbolic derivative trees of it) small, which is what costs.
-        veff = f"({_g(a_s)}*ln(1+exp({z})))"
+        # u = ln(1 + exp(z)) = Veff/(A S) is held on an inner node (a current u into 1 ohm): ngspice
+        # differentiates B-source expressions symbolically, and one nested expression that repeats the
+        # softplus costs about twice the evaluation time and more Newton iterations (measured on 8T
+        # arrays). ngspice caps exp() arguments at ~228, so the softplus cannot overflow.
+        lines.append(f"Bu 0 u I=ln(1+exp({z}))")
+        lines.append("Ru u 0 1")
         lines.append(
-            f"{head}{{nfin*{_g(p['k'])}}}*pow({veff},{_g(p['a'])})*(1+{_g(f['lam'])}*abs({vds}))"
-            f"*tanh({vds}/({_g(p['c'])}*{veff}+{_g(2 * f['phit'])}))"
+            f"{head}{{nfin*{_g(p['k'])}}}*pow({_g(a_s)}*max(V(u),1e-30),{_g(p['a'])})*(1+{_g(f['lam'])}*abs({vds}))"
+            f"*tanh({vds}/({_g(p['c'] * a_s)}*max(V(u),0)+{_g(2 * f['phit'])}))"
         )
         lines.append(".ends")
         lines.append("")
