@@ -173,15 +173,17 @@ class CrossbarMatrix(nn.Module):
         return codes
 
     # ---------------------------------------------------------------- the matrix product
-    def forward(self, x_buf: torch.Tensor) -> torch.Tensor:
-        """Signed dot products (M, C_out), float32, for input bits ``x_buf`` (M, T_r*R)."""
+    def forward(self, x_buf: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
+        """Signed dot products (M, C_out), float32, for input bits ``x_buf`` (M, T_r*R).
+
+        ``overwrite``: BinSparX may flip ``x_buf`` in place (a scratch buffer of the caller)."""
         tiles, st = self.tiles, self.stats
         m, T = x_buf.shape[0], tiles.row_tiles
         x3 = x_buf.view(m, T, tiles.rows)
         if self.binsparx:
             # AND-counts the unflipped operands would give, summed: sum_r (sum_m x)(sum_c w)
             st.on_cells_unflipped += float((column_sums(x_buf).view(T, -1).double() * self.w_ones_unflipped.double()).sum())
-            x_buf, xflip = bsx.flip_inputs(x_buf, tiles, inplace=True)
+            x_buf, xflip = bsx.flip_inputs(x_buf, tiles, inplace=overwrite)
             x3 = x_buf.view(m, T, tiles.rows)
             s_x = bsx.sign_of(xflip)                                          # (M, T) float32
             s_x16 = s_x.to(x_buf.dtype)
@@ -272,7 +274,7 @@ class CiMConv2d(nn.Module):
         outs = []
         for i in range(0, b, step):
             buf, (ho, wo) = im2col_bits(xb[i:i + step], self.kernel_size, self.stride, tiles, self.matrix.dtype)
-            y = self.matrix(buf)
+            y = self.matrix(buf, overwrite=True)
             outs.append(y.view(-1, ho, wo, tiles.cout))
         y = (outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)).permute(0, 3, 1, 2)
         # the memory format the software convolution gives for this input (downstream float kernels
