@@ -89,3 +89,13 @@ def test_coupled_8t_senses_at_the_bit_line():
     deck = build_netlist(spec, np.ones((1, 2)), np.ones((2, 2)))
     assert re.search(r"^Vm0 vrd d0 0$", deck, re.M)
     assert re.search(r"^Rk1 s1_0 0 ", deck, re.M)               # row source line sinks at column 0
+
+
+def test_committed_examples_are_reproduced():
+    from cosim.paths import CHECKOUT_DIR
+    x = np.array([[1, 0, 1, 1], [0, 1, 1, 0]])
+    w = np.fromfunction(lambda r, c: (r + c + 1) % 2, (4, 3)).astype(int)
+    for tech, topo in [("resistor", "decoupled"), ("resistor", "coupled"), ("sram8t", "decoupled"),
+                       ("reram1t1r", "coupled")]:
+        path = CHECKOUT_DIR / "netlists" / f"{tech}_4x3_{topo}.cir"
+        assert path.read_text() == build_netlist(ArraySpec(get_technology(tech), 4, 3, topo), x, w), path.name
