@@ -181,3 +181,8 @@ def test_timeout(monkeypatch, tmp_path):
     monkeypatch.setenv("COSIM_NGSPICE", _fake_ngspice(tmp_path, "exec sleep 5\n"))
     with pytest.raises(NgspiceError, match="within"):
         run_array(ArraySpec(get_technology("resistor"), 2, 2), [[1, 1]], np.ones((2, 2)), timeout_s=0.5)
+
+
+def test_shared_backend_refuses_a_timeout():
+    with pytest.raises(InputError, match="subprocess"):
+        run_array(ArraySpec(get_technology("resistor"), 2, 2), [[1, 1]], np.ones((2, 2)), backend="shared", timeout_s=5)

@@ -57,7 +57,7 @@ def make_pattern(pattern: str, rows: int, cols: int, batch: int, seed: int) -> t
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the random pattern")
 @click.option("--batch", type=int, default=1, show_default=True, help="number of input vectors K (pattern)")
 @click.option("--backend", type=click.Choice(["subprocess", "shared"]), default="subprocess", show_default=True)
-@click.option("--timeout-s", type=float, default=None, help="give up after this many seconds")
+@click.option("--timeout-s", type=float, default=None, help="give up after this many seconds (subprocess backend)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_path, pattern, seed, batch,
             backend, timeout_s, as_json):

@@ -8,12 +8,11 @@ import os
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import NgspiceError
+from ..errors import InputError, NgspiceError
 from .detect import require_executable, require_library
 from .rawfile import read_rawfile
 
@@ -123,7 +122,12 @@ def _rawfile_name(name: str) -> str:
 
 
 def run_shared(deck: str, n_points: int, timeout_s: float | None = None) -> tuple[dict[str, np.ndarray], str]:
-    """Run ``deck`` in the process's libngspice; returns (vectors, version)."""
+    """Run ``deck`` in the process's libngspice; returns (vectors, version).
+
+    No timeout: a run inside this process cannot be stopped safely (PySpice's background-thread
+    halt corrupts the instance), so ``timeout_s`` must be None here; use the subprocess backend."""
+    if timeout_s is not None:
+        raise InputError("timeout_s needs backend='subprocess': a run inside this process cannot be stopped safely")
     with _Shared.lock:
         ngs = _Shared.get()
         for cmd in ("destroy all", "remcirc"):
@@ -135,17 +139,7 @@ def run_shared(deck: str, n_points: int, timeout_s: float | None = None) -> tupl
         try:
             ngs.load_circuit(deck)
             output = ngs.stdout + "\n" + ngs.stderr
-            if timeout_s is None:
-                ngs.exec_command("run")
-            else:
-                ngs.exec_command("bg_run")
-                t0 = time.perf_counter()
-                time.sleep(0.005)
-                while ngs._ngspice_shared.ngSpice_running():
-                    if time.perf_counter() - t0 > timeout_s:
-                        ngs.exec_command("bg_halt")
-                        raise NgspiceError(f"ngspice did not finish within {timeout_s:g} s")
-                    time.sleep(0.005)
+            ngs.exec_command("run")
             output += "\n" + ngs.stdout + "\n" + ngs.stderr
             plot = ngs.last_plot
             names = [n.lower() for n in ngs._convert_string_array(ngs._ngspice_shared.ngSpice_AllVecs(plot.encode()))]
