@@ -186,3 +186,14 @@ def test_timeout(monkeypatch, tmp_path):
 def test_shared_backend_refuses_a_timeout():
     with pytest.raises(InputError, match="subprocess"):
         run_array(ArraySpec(get_technology("resistor"), 2, 2), [[1, 1]], np.ones((2, 2)), backend="shared", timeout_s=5)
+
+
+@pytest.mark.parametrize("tech,rows,r_wire,facts", [("sram8t", 64, 10.0, 0.53), ("sram8t", 128, 2.0, 0.58),
+                                                    ("reram1t1r", 128, 10.0, 0.18)])
+def test_all_on_ratio_matches_the_facts_sheet(tech, rows, r_wire, facts):
+    """physics-facts.md worst-case table (every cell on, same wire R on bit and return line)."""
+    t = get_technology(tech, r_wire_ohm=r_wire, r_driver_ohm=0.0, r_sink_ohm=0.0)
+    spec = ArraySpec(t, rows, 1, "decoupled")
+    x, w = np.ones((1, rows)), np.ones((rows, 1))
+    ratio = run_array(spec, x, w).column_current_a[0, 0] / ideal_column_currents(spec, x, w)[0, 0]
+    assert ratio == pytest.approx(facts, abs=0.03)
