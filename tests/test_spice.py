@@ -197,3 +197,22 @@ def test_all_on_ratio_matches_the_facts_sheet(tech, rows, r_wire, facts):
     x, w = np.ones((1, rows)), np.ones((rows, 1))
     ratio = run_array(spec, x, w).column_current_a[0, 0] / ideal_column_currents(spec, x, w)[0, 0]
     assert ratio == pytest.approx(facts, abs=0.03)
+
+
+def test_without_klu_the_deck_uses_sparse(monkeypatch, rng):
+    """KLU is used only when detected: a build without it gets no '.options klu' and the same answer."""
+    from cosim.spice import detect
+
+    real = detect.require_executable
+
+    def no_klu():
+        return {**real(), "klu": False}
+
+    spec = ArraySpec(get_technology("resistor"), 16, 4)
+    x, w = rng.integers(0, 2, (2, 16)), rng.integers(0, 2, (16, 4))
+    with_klu = run_array(spec, x, w)
+    monkeypatch.setattr(detect, "require_executable", no_klu)
+    res = run_array(spec, x, w)
+    assert res.solver == "sparse"
+    assert (res.netlist_sha256 != with_klu.netlist_sha256) == (with_klu.solver == "klu")
+    np.testing.assert_allclose(res.column_current_a, with_klu.column_current_a, rtol=1e-9)
