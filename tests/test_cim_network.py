@@ -112,6 +112,8 @@ def test_adc_bits_and_calibrated_references_run():
             y = cim(x)
             assert torch.isfinite(y).all() and y.shape == (2, 10)
             assert cim.cim_array.max_code == 7
+        cim = to_cim(net, tech="sram8t", rows=32, cols=32, mode="surrogate", table=tab, adc_bits=3, adc_lsb_counts=4)
+        assert torch.isfinite(cim(x)).all() and cim.cim_array.max_code == 28
 
 
 def test_bad_tables():
@@ -167,3 +169,21 @@ def test_real_networks_bit_identical(name):
 
 def test_cosim_error_is_base():
     assert issubclass(TableError, CosimError)
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+@pytest.mark.skipif(not _shared_ready(), reason="shared reference weights / CIFAR-10 not found")
+@pytest.mark.parametrize("name", ["vgg-small", "resnet18"])
+def test_real_networks_surrogate_end_to_end(name):
+    """Both networks through the surrogate (ideal-law table: must equal the software logits)."""
+    from cosim.bnn.models import load_reference
+    from cosim.datasets import load_cifar10, to_tensor
+    images, _ = load_cifar10(split="test")
+    x = to_tensor(images[:1])
+    net = load_reference(name)
+    tab = synthetic_table("sram8t", 64, 64, samples=3000, ir_drop=0.0)
+    with torch.no_grad():
+        ref = net(x)
+        cim = to_cim(net, tech="sram8t", rows=64, cols=64, mode="surrogate", table=tab, binsparx=True)
+        assert torch.equal(cim(x), ref)

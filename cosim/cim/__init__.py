@@ -8,6 +8,7 @@ from .arrays import ArrayModel, IdealArray
 from .convert import MODES, cim_layers, cim_stats, convert, reset_stats, to_cim
 from .layers import CiMConv2d, CrossbarMatrix
 from .mapping import TileMap
+from .spot import run_spot_checks, select_spot_tiles
 
 __all__ = ["ArrayModel", "IdealArray", "MODES", "cim_layers", "cim_stats", "convert", "reset_stats", "to_cim",
-           "CiMConv2d", "CrossbarMatrix", "TileMap"]
+           "CiMConv2d", "CrossbarMatrix", "TileMap", "run_spot_checks", "select_spot_tiles"]

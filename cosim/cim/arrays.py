@@ -89,7 +89,8 @@ class SurrogateArray:
         self.surrogate = surrogate
         self.rows = int(surrogate.rows)
         self.cols = None if surrogate.topology == "decoupled" else int(surrogate.cols)
-        self.max_code = int(surrogate.adc.max_code)
+        #: largest value a read returns (codes count lsb_counts AND-counts each)
+        self.max_code = int(surrogate.adc.max_code) * int(surrogate.adc.lsb_counts)
         self.i_cell_a = float(surrogate.i_cell_a)
         self.i_off_a = float(getattr(surrogate, "i_off_a", 0.0))
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .energy import array_energy_j
+
 
 @dataclass
 class LayerStats:
@@ -58,9 +60,7 @@ class LayerStats:
         def ratio(a: float, b: float) -> float | None:
             return a / b if b else None
 
-        energy = None
-        if self.current_sum_a is not None and self.v_read_v is not None and self.t_read_s is not None:
-            energy = self.current_sum_a * self.v_read_v * self.t_read_s
+        energy = array_energy_j(self.current_sum_a, self.v_read_v, self.t_read_s)
         red = None
         if self.on_cells_unflipped:
             red = 1.0 - self.on_cells / self.on_cells_unflipped
