@@ -30,6 +30,7 @@ Zero resistances are shorts: the nodes they join are merged (SPICE rejects 0-ohm
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Iterable
 
 import numpy as np
@@ -97,8 +98,13 @@ def check_inputs(spec: ArraySpec, inputs, weights) -> tuple[np.ndarray, np.ndarr
     return x, w
 
 
+@lru_cache(maxsize=4096)
+def _num_cached(x: float) -> str:
+    return repr(x)
+
+
 def _num(x: float) -> str:
-    return repr(float(x))
+    return _num_cached(float(x))
 
 
 class _Deck:
@@ -136,9 +142,19 @@ class _Deck:
         self.items.append((name, nodes, tail))
 
     def lines(self) -> Iterable[str]:
-        f = self.find
+        if not self.parent:  # nothing merged: no lookups
+            for name, nodes, tail in self.items:
+                yield f"{name} {' '.join(nodes)} {tail}"
+            return
+        cache: dict[str, str] = {}
         for name, nodes, tail in self.items:
-            yield f"{name} {' '.join(f(n) for n in nodes)} {tail}"
+            out = []
+            for n in nodes:
+                r = cache.get(n)
+                if r is None:
+                    r = cache[n] = self.find(n)
+                out.append(r)
+            yield f"{name} {' '.join(out)} {tail}"
 
 
 def _pwl_lines(name: str, node: str, values: np.ndarray) -> list[str]:
@@ -242,13 +258,16 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
     if tech.cell == "reram1t1r" and topo == "coupled":
         out.append(f"Vg vg 0 {_num(tech.v_wl_v)}")
 
+    wl = w.tolist()  # Python ints: much faster to index than numpy scalars
+    r_on_s, r_off_s = _num(tech.r_on_ohm), _num(tech.r_off_ohm)
+
     def cell(r: int, c: int, a: str, ctl: str, b: str) -> None:
         if lin and topo == "coupled":
-            d.add(f"R{r}_{c}", [a, b], _num(tech.r_on_ohm if w[r, c] else tech.r_off_ohm))
+            d.add(f"R{r}_{c}", [a, b], r_on_s if wl[r][c] else r_off_s)
         elif tech.cell == "sram8t":
-            d.add(f"X{r}_{c}", [a, ctl, "vq" if w[r, c] else "0", b], "cell8t")
+            d.add(f"X{r}_{c}", [a, ctl, "vq" if wl[r][c] else "0", b], "cell8t")
         else:
-            d.add(f"X{r}_{c}", [a, ctl, b], "cell1" if w[r, c] else "cell0")
+            d.add(f"X{r}_{c}", [a, ctl, b], "cell1" if wl[r][c] else "cell0")
 
     if topo == "decoupled":
         out.append(f"Vrd vrd 0 {_num(tech.v_read_v)}")
