@@ -87,6 +87,7 @@ def worst_case_section() -> str:
 
 
 def run_child(*args: str, timeout_s: float) -> dict:
+    """One case in a fresh child process (its own peak memory)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--case", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -138,63 +139,87 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text((head + "\n\n" if head else "") + worst_case_section())
         print(f"wrote the worst-case section of {args.out}")
         return 0
-    points = []
-    for tech in args.techs:
-        for n in args.sizes:
-            r = run_child(tech, str(n), "1", timeout_s=args.timeout_s)
-            print(tech, n, r, flush=True)
-            points.append((tech, n, r))
-    batch = []
-    for tech in args.techs:
-        b = run_child(tech, str(args.batch_n), "16", timeout_s=args.timeout_s)
-        s = run_child(tech, str(args.batch_n), "16", "--separate", timeout_s=args.timeout_s)
-        print(tech, "batched", b, "separate", s, flush=True)
-        batch.append((tech, b, s))
 
     prov = record(ngspice_version=info["version"], solver="klu" if info["klu"] else "sparse",
                   backend="subprocess", seed=0, machine=machine())
-    lines = [
-        "# SPICE runner benchmarks",
-        "",
-        f"Measured by `scripts/bench_spice.py` on {prov['date_utc']}: {machine()}, shared with other jobs",
-        f"while it ran. ngspice {info['version']} ({'KLU' if info['klu'] else 'Sparse 1.3'}), subprocess backend",
-        "(`ngspice -b`, rawfile parsed by numpy), random inputs and weights (seed 0), default technology",
-        "parameters (10 ohm wire per cell, 10 ohm driver and sink), decoupled topology. Seconds are wall",
-        "time of `run_array` (netlist, simulation, reading); peak memory is the largest ngspice process",
-        "(max RSS) and the Python process of that case.",
-        "",
-        "ngspice 39 figures: not measured. Only ngspice 46 is installed on this machine (39 was not",
-        "installed on purpose); ngspice 39 has no KLU, and the facts sheet's 1 kohm switch-resistor crossbar",
-        "took 63 s (128) and 884 s (256) there against 0.81 s and 6.1 s with ngspice 46 + KLU.",
-        "",
-        "## One operating point (K = 1)",
-        "",
-        "| technology | N x N | seconds | ngspice peak MB | Python peak MB |",
-        "|---|---|---|---|---|",
-    ]
-    for tech, n, r in points:
-        if "error" in r:
-            lines.append(f"| {tech} | {n} x {n} | failed: {r['error']} | | |")
-        else:
-            lines.append(f"| {tech} | {n} x {n} | {r['seconds']:.2f} | {r['ngspice_peak_mb']:.0f} | {r['python_peak_mb']:.0f} |")
-    lines += [
-        "",
-        f"## K = 16 input vectors, {args.batch_n} x {args.batch_n}: one batched run against 16 separate runs",
-        "",
-        "| technology | batched s | batched s/vector | separate s | separate s/vector | speed-up per vector |",
-        "|---|---|---|---|---|---|",
-    ]
-    for tech, b, s in batch:
-        if "error" in b or "error" in s:
-            lines.append(f"| {tech} | failed: {b.get('error') or s.get('error')} | | | | |")
-        else:
-            lines.append(f"| {tech} | {b['seconds']:.2f} | {b['seconds_per_vector']:.3f} | {s['seconds']:.2f} | "
-                         f"{s['seconds_per_vector']:.3f} | {s['seconds'] / b['seconds']:.2f}x |")
-    lines += ["", "Provenance: `" + json.dumps(prov) + "`", ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n" + worst_case_section())
-    if args.json_out:
-        args.json_out.write_text(json.dumps({"points": points, "batch": batch, "provenance": prov}, indent=1))
+    points: dict[tuple[str, int], dict] = {}
+    batch: dict[str, tuple[dict, dict]] = {}
+    worst = worst_case_section()
+
+    def write() -> None:
+        lines = [
+            "# SPICE runner benchmarks",
+            "",
+            f"Measured by `scripts/bench_spice.py` on {prov['date_utc']}: {machine()}. The machine was",
+            "SHARED with other jobs while it ran: the 1-minute load average at the start of each case is in",
+            "the tables (2 cores; a load of 10 means the case got a fraction of a core), so the seconds are",
+            "upper bounds of what an idle machine gives.",
+            f"ngspice {info['version']} ({'KLU' if info['klu'] else 'Sparse 1.3'}), subprocess backend",
+            "(`ngspice -b`, rawfile parsed by numpy), random inputs and weights (seed 0), default technology",
+            "parameters (10 ohm wire per cell, 10 ohm driver and sink), decoupled topology. Seconds are wall",
+            "time of `run_array` (netlist, simulation, reading); peak memory is the largest ngspice process",
+            "(max RSS) and the Python process of that case.",
+            "",
+            "ngspice 39 figures: not measured. Only ngspice 46 is installed on this machine (39 was not",
+            "installed on purpose); ngspice 39 has no KLU, and the facts sheet's 1 kohm switch-resistor",
+            "crossbar took 63 s (128) and 884 s (256) there against 0.81 s and 6.1 s with ngspice 46 + KLU.",
+            "",
+            "## One operating point (K = 1)",
+            "",
+            "| technology | N x N | seconds | ngspice peak MB | Python peak MB | load average |",
+            "|---|---|---|---|---|---|",
+        ]
+        for tech in args.techs:
+            for n in args.sizes:
+                r = points.get((tech, n))
+                if r is None:
+                    lines.append(f"| {tech} | {n} x {n} | not measured (run not finished) | | | |")
+                elif "error" in r:
+                    lines.append(f"| {tech} | {n} x {n} | failed: {r['error']} | | | {r['load']:.1f} |")
+                else:
+                    lines.append(f"| {tech} | {n} x {n} | {r['seconds']:.2f} | {r['ngspice_peak_mb']:.0f} | "
+                                 f"{r['python_peak_mb']:.0f} | {r['load']:.1f} |")
+        lines += [
+            "",
+            f"## K = 16 input vectors, {args.batch_n} x {args.batch_n}: one batched run against 16 separate runs",
+            "",
+            "| technology | batched s | batched s/vector | separate s | separate s/vector | speed-up per vector | load average |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for tech in args.techs:
+            if tech not in batch:
+                lines.append(f"| {tech} | not measured (run not finished) | | | | | |")
+                continue
+            b, sep = batch[tech]
+            if "error" in b or "error" in sep:
+                lines.append(f"| {tech} | failed: {b.get('error') or sep.get('error')} | | | | | |")
+            else:
+                lines.append(f"| {tech} | {b['seconds']:.2f} | {b['seconds_per_vector']:.3f} | {sep['seconds']:.2f} | "
+                             f"{sep['seconds_per_vector']:.3f} | {sep['seconds'] / b['seconds']:.2f}x | "
+                             f"{b['load']:.1f} / {sep['load']:.1f} |")
+        lines += ["", "Provenance: `" + json.dumps(prov) + "`", ""]
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("\n".join(lines) + "\n" + worst)
+        if args.json_out:
+            args.json_out.write_text(json.dumps({"points": {f"{t} {n}": r for (t, n), r in points.items()},
+                                                 "batch": batch, "provenance": prov}, indent=1))
+
+    def case(*a: str) -> dict:
+        load = os.getloadavg()[0]
+        r = run_child(*a, timeout_s=args.timeout_s)
+        r["load"] = load
+        return r
+
+    # cheap cases first, the largest arrays last: an interrupted run keeps what it measured
+    for tech in args.techs:
+        batch[tech] = (case(tech, str(args.batch_n), "16"), case(tech, str(args.batch_n), "16", "--separate"))
+        print(tech, "batched", batch[tech], flush=True)
+        write()
+    for n in sorted(args.sizes):
+        for tech in args.techs:
+            points[(tech, n)] = case(tech, str(n), "1")
+            print(tech, n, points[(tech, n)], flush=True)
+            write()
     print(f"wrote {args.out}")
     return 0
 
