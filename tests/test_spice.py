@@ -216,3 +216,21 @@ def test_without_klu_the_deck_uses_sparse(monkeypatch, rng):
     assert res.solver == "sparse"
     assert (res.netlist_sha256 != with_klu.netlist_sha256) == (with_klu.solver == "klu")
     np.testing.assert_allclose(res.column_current_a, with_klu.column_current_a, rtol=1e-9)
+
+
+def test_rawfile_ascii_binary_and_truncated(tmp_path):
+    from cosim.spice.rawfile import read_rawfile
+
+    head = ("Title: * t\nPlotname: DC transfer characteristic\nFlags: real\nNo. Variables: 2\nNo. Points: 3\n"
+            "Variables:\n\t0\tv(v-sweep)\tvoltage\n\t1\ti(vm0)\tcurrent\n")
+    data = np.array([[0, 1e-6], [1, 2e-6], [2, 3e-6]], dtype="<f8")
+    (tmp_path / "b.raw").write_bytes((head + "Binary:\n").encode() + data.tobytes())
+    (tmp_path / "a.raw").write_text(head + "Values:\n" + "".join(f"{k}\t\t{v[0]:.15e}\n\t{v[1]:.15e}\n" for k, v in enumerate(data)))
+    for name in ("a.raw", "b.raw"):
+        plot = read_rawfile(tmp_path / name)[-1]
+        np.testing.assert_array_equal(plot["data"]["i(vm0)"], data[:, 1])
+    (tmp_path / "t.raw").write_bytes((head + "Binary:\n").encode() + data.tobytes()[:-8])
+    with pytest.raises(NgspiceError, match="truncated"):
+        read_rawfile(tmp_path / "t.raw")
+    with pytest.raises(NgspiceError, match="no rawfile"):
+        read_rawfile(tmp_path / "missing.raw")
