@@ -111,7 +111,9 @@ def test_augment_is_a_crop_and_flip():
 def test_train_writes_checkpoints_and_resumes_exactly(tmp_path):
     x_train, y_train = synthetic_arrays(1, seed=0)
     x_test, y_test = synthetic_arrays(1, seed=1)
-    cfg = dict(model="vgg-small", epochs=2, batch_size=5, lr=5e-3, device="cpu", test_limit=4)
+    # 4 images, one batch per epoch: small, but the resumed run must replay shuffling and augmentation
+    cfg = dict(model="vgg-small", epochs=2, batch_size=4, lr=5e-3, device="cpu", limit=4, test_limit=4,
+               eval_every=0)
     straight = train(TrainConfig(**cfg), x_train, y_train, x_test, y_test, tmp_path / "a.ckpt", progress=False,
                      log=lambda m: None)
     assert straight.epochs_done == 2 and straight.test["n"] == 4

@@ -130,3 +130,25 @@ def load_checkpoint(path: str | os.PathLike, model: str | None = None) -> tuple[
     meta["checkpoint_kind"] = kind
     meta["checkpoint_path"] = str(path)
     return net, meta
+
+
+#: checkpoints shipped with the package (trained by cosim itself), by model name
+PACKAGED_FILES = {"vgg-small": "vgg_small.ckpt", "resnet18": "resnet18.ckpt"}
+
+
+def packaged_checkpoint(name: str) -> Path:
+    from ..paths import resources_dir
+
+    return resources_dir() / "checkpoints" / PACKAGED_FILES[canonical_name(name)]
+
+
+def load_default(name: str) -> tuple[nn.Module, dict]:
+    """The best weights at hand for ``name``: cosim's own packaged checkpoint where one is committed
+    (``cosim/resources/checkpoints/``), else the reference weights (``load_reference``)."""
+    from .models import load_reference, reference_path
+
+    path = packaged_checkpoint(name)
+    if path.is_file():
+        return load_checkpoint(path, model=name)
+    key = canonical_name(name)
+    return load_reference(key), {"model": key, "checkpoint_kind": "reference", "checkpoint_path": str(reference_path(key))}

@@ -48,9 +48,10 @@ class IntThreshold:
 
     def __call__(self, p: torch.Tensor) -> torch.Tensor:
         shape = (1, -1) + (1,) * (p.ndim - 2)
-        d = self.direction.to(p.device, p.dtype).view(shape)
-        t = self.threshold.to(p.device, p.dtype).view(shape)
-        return torch.where(d * p >= t, torch.ones_like(p), -torch.ones_like(p))
+        # compared in float32 (exact for integers up to 2**24), whatever p's dtype
+        d = self.direction.to(p.device, torch.float32).view(shape)
+        t = self.threshold.to(p.device, torch.float32).view(shape)
+        return torch.where(d * p.float() >= t, torch.ones_like(p), -torch.ones_like(p))
 
     @property
     def channels(self) -> int:

@@ -13,8 +13,8 @@ from ..bnn.models import MODEL_NAMES
 @click.option("--model", "model_name", type=click.Choice(MODEL_NAMES), default=None,
               help="Network; checked against the checkpoint (a compact checkpoint names its own).")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="Compact cosim checkpoint or a state dict (.pt). Default: the reference weights of --model "
-                   "in $COSIM_MODELS.")
+              help="Compact cosim checkpoint or a state dict (.pt). Default: cosim's packaged checkpoint of "
+                   "--model if one is committed, else the reference weights in $COSIM_MODELS.")
 @click.option("--data", type=click.Path(), default=None,
               help="CIFAR-10 (image-folder tree or official python version, folder or .tar.gz). Default: $COSIM_DATA.")
 @click.option("--split", type=click.Choice(["test", "train"]), default="test", show_default=True)
@@ -25,9 +25,8 @@ from ..bnn.models import MODEL_NAMES
 @click.option("--progress/--no-progress", default=False, help="Show a progress bar.")
 def command(model_name, checkpoint, data, split, limit, batch_size, device, as_json, progress):
     """Evaluate a binary network's top-1 accuracy on CIFAR-10."""
-    from ..bnn.checkpoint import load_checkpoint
+    from ..bnn.checkpoint import load_checkpoint, load_default
     from ..bnn.evaluate import evaluate
-    from ..bnn.models import load_reference, reference_path
     from ..bnn.train import pick_device
     from ..datasets import load_cifar10, resolve_data_path
     from ..errors import InputError
@@ -36,8 +35,8 @@ def command(model_name, checkpoint, data, split, limit, batch_size, device, as_j
     if checkpoint is None:
         if model_name is None:
             raise InputError("give --model or --checkpoint")
-        model, meta = load_reference(model_name), {"model": model_name}
-        checkpoint = str(reference_path(model_name))
+        model, meta = load_default(model_name)
+        checkpoint = meta["checkpoint_path"]
     else:
         model, meta = load_checkpoint(checkpoint, model=model_name)
     source = resolve_data_path(data)
