@@ -160,9 +160,9 @@ def _decode_dir(root: Path, split: str):
         split_dir = base / split
         if split_dir.is_dir() and any(d.is_dir() for d in split_dir.iterdir()):
             files: dict[str, list[tuple[str, bytes | Path]]] = {}
-            for cls_dir in sorted(d for d in split_dir.iterdir() if d.is_dir()):
+            for cls_dir in sorted(d for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith(".")):
                 files[cls_dir.name] = [(f.name, f) for f in sorted(cls_dir.iterdir())
-                                       if f.suffix.lower() in _IMAGE_EXT]
+                                       if f.suffix.lower() in _IMAGE_EXT and not f.name.startswith(".")]
             return _from_image_files(files, f"{split_dir}")
     raise DataError(f"{root} is in neither CIFAR-10 format (no {split}/<class>/ image folders, no "
                     f"data_batch_N/test_batch files); {_HOW_TO_POINT}")
@@ -181,7 +181,7 @@ def _decode_archive(path: Path, split: str):
                 if name in _PY_FILES[split]:
                     batches[name] = tar.extractfile(m).read()
                 elif (len(parts) >= 3 and parts[-3] == split and name.lower().endswith(_IMAGE_EXT)
-                      and not name.startswith(".")):
+                      and not name.startswith(".") and not parts[-2].startswith(".")):
                     images.setdefault(parts[-2], []).append((name, tar.extractfile(m).read()))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         raise DataError(f"cannot read CIFAR-10 archive {path}: truncated or corrupt ({_one_line(e)})") from None
