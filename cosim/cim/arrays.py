@@ -97,7 +97,7 @@ class SurrogateArray:
     def read_with_current(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> tuple[torch.Tensor, float]:
         check_operands(x_bits, w_bits, self.rows)
         i_a = self.surrogate.column_currents(x_bits, w_bits)
-        return self.surrogate.adc.digitize(i_a), float(i_a.sum(dtype=torch.float64))
+        return self.surrogate.adc.digitize(i_a), float(i_a.sum())
 
     def read(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
         return self.read_with_current(x_bits, w_bits)[0]

@@ -1,7 +1,7 @@
 """SPICE spot checks of the surrogate inside a real layer (the ``spice`` mode).
 
 The network itself runs on the surrogate (SPICE on every tile of a network would take days); a few
-tiles of real layers are picked at random (seeded), the input vectors that reach them in the first
+tiles of real layers are picked at random (seeded; spread over the layers), the input vectors that reach them in the first
 batch are recorded (``vectors`` of them, spread evenly over the batch), and after the run each tile is
 simulated in ngspice (cosim.spice.run_array, the table's technology and topology, the full R x C
 array with unused rows and columns off) and digitised with the surrogate's own ADC. The report
@@ -28,13 +28,22 @@ def select_spot_tiles(model: nn.Module, n_tiles: int, vectors: int = 8, seed: in
     if n_tiles < 1 or vectors < 1:
         raise InputError(f"spot checks need at least one tile and one vector, got {n_tiles} and {vectors}")
     layers = cim_layers(model)
-    candidates = [(li, t, j) for li, (_, m) in enumerate(layers)
-                  for t in range(m.matrix.tiles.row_tiles) for j in range(m.matrix.tiles.col_tiles)]
     rng = np.random.default_rng(seed)
-    picks = rng.choice(len(candidates), size=min(n_tiles, len(candidates)), replace=False)
+    # spread over the layers (a random layer order, round robin), a random tile within each
+    order = rng.permutation(len(layers)).tolist()
+    chosen: set[tuple[int, int, int]] = set()
+    total = sum(m.matrix.tiles.n_arrays for _, m in layers)
+    i = 0
+    while len(chosen) < min(n_tiles, total):
+        li = order[i % len(order)]
+        i += 1
+        tiles = layers[li][1].matrix.tiles
+        free = [(t, j) for t in range(tiles.row_tiles) for j in range(tiles.col_tiles) if (li, t, j) not in chosen]
+        if free:
+            t, j = free[int(rng.integers(len(free)))]
+            chosen.add((li, t, j))
     out = []
-    for p in sorted(picks.tolist()):
-        li, t, j = candidates[p]
+    for li, t, j in sorted(chosen):
         name, m = layers[li]
         m.matrix.spot_tiles.add((t, j))
         m.matrix.spot_vectors = int(vectors)

@@ -37,10 +37,12 @@ from ..technology import REGISTRY
 @click.option("--spice-vectors", type=click.IntRange(min=1), default=8, show_default=True,
               help="spice mode: input vectors per simulated tile.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the spot-check tile choice.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch (default: torch's choice; 1 is faster on a machine shared with other jobs).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (stderr).")
 def command(model_name, checkpoint, data, tech, rows, cols, table, mode, binsparx, adc_bits, adc_reference, adc_lsb,
-            max_active_rows, limit, batch_size, device, spice_tiles, spice_vectors, seed, as_json, progress):
+            max_active_rows, limit, batch_size, device, spice_tiles, spice_vectors, seed, threads, as_json, progress):
     """Run a whole binary network on simulated crossbars and report accuracy, statistics and energy."""
     import time
 
@@ -53,6 +55,8 @@ def command(model_name, checkpoint, data, tech, rows, cols, table, mode, binspar
     from ..errors import InputError
     from ..provenance import record
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device {device} asked for, but torch sees no CUDA device")
     if checkpoint is None:
