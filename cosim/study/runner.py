@@ -185,7 +185,9 @@ def find_table(tech_name: str, rows: int, r_wire_ohm: float, dirs: Iterable[Path
     tech = get_technology(tech_name, r_wire_ohm=float(r_wire_ohm))
     seen = []
     for d in dirs:
-        for p in sorted(Path(d).glob("*.parquet")):
+        for p in sorted(Path(d).rglob("*.parquet")):
+            if p.name == "samples.parquet":  # cosim calibrate's raw SPICE samples, not a table
+                continue
             try:
                 t = load_table(p, tech=tech, rows=rows)
             except TableError:
@@ -193,8 +195,8 @@ def find_table(tech_name: str, rows: int, r_wire_ohm: float, dirs: Iterable[Path
             return t, str(p), sha256_file(p)
         seen.append(str(d))
     raise TableError(f"no lookup table calibrated for {tech_name}, {rows} rows, {r_wire_ohm:g} ohm/cell in "
-                     f"{', '.join(seen) or 'no table folder'}; make one with 'cosim calibrate' and put it in "
-                     f"one of those folders")
+                     f"{', '.join(seen) or 'no table folder'}; make one with 'cosim calibrate --tech {tech_name} "
+                     f"--rows {rows} --r-wire-ohm {r_wire_ohm:g} ...' into a folder under one of them")
 
 
 # ------------------------------------------------------------------------------------- the mirrored encoding
