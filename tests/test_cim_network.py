@@ -187,3 +187,20 @@ def test_real_networks_surrogate_end_to_end(name):
         ref = net(x)
         cim = to_cim(net, tech="sram8t", rows=64, cols=64, mode="surrogate", table=tab, binsparx=True)
         assert torch.equal(cim(x), ref)
+
+
+def test_coupled_table_reads_whole_arrays():
+    """A coupled-topology table is read one whole C-column array at a time (unused columns off)."""
+    net = _tiny_net(5)
+    tab = synthetic_table("resistor", 16, 8, samples=1500, ir_drop=0.0, topology="coupled")
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        ref = net(x)
+        cim = to_cim(net, tech="resistor", rows=16, cols=8, mode="surrogate", table=tab, topology="coupled",
+                     binsparx=True)
+        assert cim.cim_array.cols == 8
+        assert torch.equal(cim(x), ref)
+    with pytest.raises(TableError):
+        to_cim(net, tech="resistor", rows=16, cols=16, mode="surrogate", table=tab)      # 8 columns calibrated
+    with pytest.raises(TableError):
+        to_cim(net, tech="resistor", rows=16, cols=8, mode="surrogate", table=tab, topology="decoupled")

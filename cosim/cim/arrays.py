@@ -154,6 +154,6 @@ def _load_table(table, tech_obj, rows: int, cols: int, topology: str | None, req
     if lut.tech_name != tech_obj.name:
         raise TableError(f"{lut.provenance.get('source_path', 'table')}: calibrated for technology "
                          f"'{lut.tech_name}', asked for '{tech_obj.name}'")
-    # an explicit table carries its own technology parameters (wire resistance, ...): name, size
-    # and topology must match what was asked
-    return lut.check(rows=rows, cols=cols, topology=topo)
+    # an explicit table carries its own technology parameters (wire resistance, ...) and topology:
+    # name and size must match what was asked, the topology only where one was asked
+    return lut.check(rows=rows, cols=cols, topology=topology)

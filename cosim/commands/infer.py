@@ -21,6 +21,8 @@ from ..technology import REGISTRY
 @click.option("--cols", type=click.IntRange(min=1), default=64, show_default=True, help="Columns C of one crossbar.")
 @click.option("--table", type=click.Path(dir_okay=False), default=None,
               help="Lookup table (cosim calibrate). Default: the shipped table of --tech and --rows.")
+@click.option("--topology", type=click.Choice(["decoupled", "coupled"]), default=None,
+              help="Array topology (default: the table's; without --table the technology's).")
 @click.option("--mode", type=click.Choice(["ideal", "surrogate", "spice"]), default="surrogate", show_default=True)
 @click.option("--binsparx/--no-binsparx", default=False, show_default=True, help="BinSparX weight and input flips.")
 @click.option("--adc-bits", type=click.IntRange(1, 16), default=None, help="ADC resolution (default: one code per count).")
@@ -41,7 +43,7 @@ from ..technology import REGISTRY
               help="CPU threads for torch (default: torch's choice; 1 is faster on a machine shared with other jobs).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (stderr).")
-def command(model_name, checkpoint, data, tech, rows, cols, table, mode, binsparx, adc_bits, adc_reference, adc_lsb,
+def command(model_name, checkpoint, data, tech, rows, cols, table, topology, mode, binsparx, adc_bits, adc_reference, adc_lsb,
             max_active_rows, limit, batch_size, device, spice_tiles, spice_vectors, seed, threads, as_json, progress):
     """Run a whole binary network on simulated crossbars and report accuracy, statistics and energy."""
     import time
@@ -65,7 +67,8 @@ def command(model_name, checkpoint, data, tech, rows, cols, table, mode, binspar
         net, _meta = load_checkpoint(checkpoint, model=model_name)
         ckpt = str(checkpoint)
     cim = to_cim(net, tech=tech, rows=rows, cols=cols, mode=mode, table=table, binsparx=binsparx, adc_bits=adc_bits,
-                 adc_reference=adc_reference, adc_lsb_counts=adc_lsb, max_active_rows=max_active_rows, device=device,
+                 adc_reference=adc_reference, adc_lsb_counts=adc_lsb, max_active_rows=max_active_rows, topology=topology,
+                 device=device,
                  spice_tiles=spice_tiles, spice_vectors=spice_vectors, seed=seed)
     source = resolve_data_path(data)
     images, labels = load_cifar10(source, split="test")
