@@ -37,12 +37,12 @@ def test_defaults_are_the_full_grid_and_the_shipped_config_agrees():
 def test_quick_subset():
     q = load_config(quick=True)
     assert q.quick and q.networks == ("vgg-small",) and q.technologies == ("sram8t",)
-    assert q.rows == (128,) and q.r_wire_ohm == (10.0,) and q.limit < 10000
+    assert q.rows == (64,) and q.r_wire_ohm == (10.0,) and q.limit < 10000
     cells = q.cells()
     assert cells[0].variant == "software" and cells[0].technology is None
     arr = [c for c in cells if c.variant != "software"]
-    assert all(c.adc_bits == 8 and c.cols == 128 for c in arr)
-    assert {c.pwa_rows for c in arr if c.flags["pwa"]} == {16}
+    assert all(c.adc_bits == 7 and c.cols == 64 for c in arr)
+    assert all(c.pwa_rows == 16 for c in load_config().cells() if c.variant == "pwa")
     assert all(c.pwa_rows is None for c in arr if not c.flags["pwa"])
 
 

@@ -44,6 +44,8 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, progress
             if quick and k in ("limit", "skew_images"):
                 raw.setdefault("quick", {})[k] = v
         cfg = dataclasses.replace(parse_config(raw, quick=quick, source=cfg.source), source=cfg.source)
+    import torch
+    torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
     click.echo(f"study: {cfg.describe()}", err=True)
     ctx = StudyContext(cfg)

@@ -15,7 +15,7 @@ File layout (every table and key optional; unknown keys are an error)::
     variants     = ["software", "nonideal", "binsparx", ...]    # see VARIANTS
 
     [run]
-    cols = 128            # columns per crossbar tile
+    cols = 64             # columns per crossbar tile (cosim infer's default array is 64 x 64)
     limit = 10000         # first N CIFAR-10 test images (class-balanced prefix)
     adc_bits = 0          # 0: the ADC resolves every count of a column (ceil(log2(rows + 1)) bits)
     pwa_rows = 16         # partial wordline activation: at most this many rows on at a time
@@ -23,6 +23,7 @@ File layout (every table and key optional; unknown keys are an error)::
     seed = 0
     skew_images = 64      # images for the skew statistics / ON-count histograms
     device = "cpu"
+    threads = 1           # torch CPU threads (1 is fastest on a machine shared with other jobs)
 
     [paths]               # "" = the default (cosim.paths)
     data = ""
@@ -72,7 +73,7 @@ DEFAULT_GRID: dict[str, Any] = {
     "variants": list(VARIANTS),
 }
 DEFAULT_RUN: dict[str, Any] = {
-    "cols": 128,
+    "cols": 64,
     "limit": 10000,
     "adc_bits": 0,
     "pwa_rows": 16,
@@ -80,17 +81,18 @@ DEFAULT_RUN: dict[str, Any] = {
     "seed": 0,
     "skew_images": 64,
     "device": "cpu",
+    "threads": 1,
 }
 DEFAULT_PATHS: dict[str, str] = {"data": "", "models": "", "cache": ""}
 #: the quick study: default technology, VGG-small, default array size and wire resistance, a subset.
 DEFAULT_QUICK: dict[str, Any] = {
     "networks": ["vgg-small"],
     "technologies": ["sram8t"],
-    "rows": [128],
+    "rows": [64],
     "r_wire_ohm": [10.0],
-    "variants": ["software", "nonideal", "mirrored", "binsparx", "pwa", "pwa+binsparx", "adc-cal", "adc-cal+binsparx"],
-    "limit": 500,
-    "skew_images": 16,
+    "variants": ["software", "nonideal", "mirrored", "binsparx", "adc-cal", "adc-cal+binsparx"],
+    "limit": 100,
+    "skew_images": 8,
 }
 
 MAX_ROWS = 4096
@@ -141,6 +143,7 @@ class StudyConfig:
     seed: int
     skew_images: int
     device: str
+    threads: int = 1
     data: str = ""
     models: str = ""
     cache: str = ""
@@ -238,6 +241,7 @@ def parse_config(raw: dict[str, Any], quick: bool = False, source: str = "dict")
     batch_size = _int(values["batch_size"], "batch_size", where, lo=1, hi=100000)
     seed = _int(values["seed"], "seed", where, lo=0, hi=2**31 - 1)
     skew_images = _int(values["skew_images"], "skew_images", where, lo=1, hi=MAX_TEST_IMAGES)
+    threads = _int(values["threads"], "threads", where, lo=1, hi=256)
     device = values["device"]
     if device not in ("cpu", "cuda") and not (isinstance(device, str) and device.startswith("cuda:")):
         raise InputError(f"{where}: device must be 'cpu' or 'cuda', got {device!r}")
@@ -247,7 +251,7 @@ def parse_config(raw: dict[str, Any], quick: bool = False, source: str = "dict")
     return StudyConfig(
         networks=networks, technologies=technologies, rows=rows, r_wire_ohm=r_wire, variants=variants,
         cols=cols, limit=limit, adc_bits=adc_bits, pwa_rows=pwa_rows, batch_size=batch_size, seed=seed,
-        skew_images=skew_images, device=device, data=values["data"], models=values["models"],
+        skew_images=skew_images, device=device, threads=threads, data=values["data"], models=values["models"],
         cache=values["cache"], quick=quick, source=source, raw=raw)
 
 
