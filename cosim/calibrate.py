@@ -22,21 +22,29 @@ the same arguments skips finished points, so an interrupted sweep loses nothing.
 
 The fit
 -------
-The surrogate's model (``MODEL = "moments-v1"``): for each column, from matrix products only,
+The surrogate's model (``MODEL = "moments-v2"``): for each column, from ONE matrix product
+(x times the columns w * phi_e),
 
-    k         ON-count                     sum_j x_j w_j
-    mu_e      ON-cell cosine moments       sum_j x_j w_j cos(pi e (j+1/2)/R) / k,   e = 1..E
-    lam       leak fraction                sum_j x_j (1-w_j) / R                 (leaky cells only)
-    nu_e      leak moments                 sum_j x_j (1-w_j) cos(pi e (j+1/2)/R) / R
+    k       ON-count                       sum_j x_j w_j
+    m_e     ON-pattern cosine moment       sum_j x_j w_j cos(pi e (j+1/2)/R)       e in ``orders``
+    L       leaking cells (leaky cells)    sum_j x_j (1-w_j)                       (= sum_j x_j - k)
+    nu_e    leak cosine moment             sum_j x_j (1-w_j) cos(pi e (j+1/2)/R)   e in ``leak_orders``
 
-and the column current is a per-ON-count linear combination of the features
-``[1, mu_e, mu_a mu_b (a<=b), lam, lam^2, lam mu_e, nu_e]``: ``I = sum_f coef[k, f] * feature_f``.
-The cosine moments are the coordinates in which the wire network's IR-drop kernel (a smooth function
-of the distance between cells along the line) is nearly diagonal, so a few of them carry the
-pattern dependence. ``coef`` is fitted by weighted least squares (relative error) with coefficients
-piecewise linear in k between knots, plus a per-count offset shrunk towards zero where that count has
-few samples. The table also holds the count-only baseline (mean SPICE current per ON-count), the
-spread per count, and the moment ranges seen in calibration (the surrogate clamps to them).
+and the column current is a per-ON-count polynomial
+
+    I = c0[k] + sum_e m_e (c1_e[k] + c2_e[k] m_e) + L (cL[k] + cLL[k] L) + sum_e cN_e[k] nu_e
+
+i.e. the lookup table ``coef`` (R+1 counts x F features) is indexed by k and combined with the
+features. Why these features: to first order the IR drop of a column is a quadratic form of its ON
+pattern with a kernel that depends only on the distance between cells along the line (the drop at a
+cell is the wire resistance times the current of every other cell whose path it shares); cosines
+nearly diagonalise such a kernel, so the squares of a few low-order moments carry most of the pattern
+dependence, and the linear terms the asymmetry between bit line and source line (a FET is more
+sensitive to a drop on its source side). Orders (1, 2, 3, 4) were chosen on measured validation
+(docs/VALIDATION.md). ``coef`` is fitted by weighted least squares (relative error), each
+coefficient piecewise linear in k between knots, plus a per-count offset shrunk towards zero where a
+count has few samples. The table also holds the count-only baseline (mean SPICE current per
+ON-count, which the calibrated ADC uses as its levels), the spread per count and samples per count.
 """
 
 from __future__ import annotations
@@ -55,14 +63,20 @@ import numpy as np
 from .errors import CosimError, InputError, TableError
 from .technology import Technology
 
-MODEL = "moments-v1"
+MODEL = "moments-v2"
 PLACEMENTS = ("uniform", "near", "far", "clustered")
-DEFAULT_MOMENTS = 4
+#: cosine orders of the ON pattern (features m_e, m_e^2) and of the leaking cells (nu_e)
+DEFAULT_ORDERS = (1, 2, 3, 4)
+DEFAULT_LEAK_ORDERS = (1, 2)
 DEFAULT_VECTORS = 16
 #: cells whose leak is below this fraction of the ON current get no leak terms
 LEAK_RATIO_MIN = 1e-3
 #: samples a count needs before its own offset is trusted fully (shrinkage n / (n + OFFSET_SHRINK))
 OFFSET_SHRINK = 8.0
+#: penalty weights of the fit (second differences across knots; ridge on pattern terms), in the
+#: space where every design column is scaled to unit maximum and targets are relative currents
+SMOOTH_WEIGHT = 0.1
+RIDGE_WEIGHT = 1e-3
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -139,40 +153,36 @@ def random_patterns(family: str, rng: np.random.Generator, rows: int, cols: int,
 # ---------------------------------------------------------------------------------------------------
 # Features (numpy; the surrogate computes the same with torch)
 # ---------------------------------------------------------------------------------------------------
-def cosine_basis(rows: int, moments: int) -> np.ndarray:
-    """(R, E+1): column 0 is all ones, column e is cos(pi e (j + 1/2) / R)."""
+def cosine_basis(rows: int, orders: list[int] | tuple[int, ...]) -> np.ndarray:
+    """(R, 1 + len(orders)): column 0 is all ones, then cos(pi e (j + 1/2) / R) for each order e."""
     j = np.arange(rows, dtype=np.float64)
-    return np.stack([np.cos(np.pi * e * (j + 0.5) / rows) for e in range(moments + 1)], axis=1)
+    return np.stack([np.ones(rows)] + [np.cos(np.pi * e * (j + 0.5) / rows) for e in orders], axis=1)
 
 
-def feature_names(moments: int, leak: bool) -> list[str]:
-    names = ["1"] + [f"mu{e}" for e in range(1, moments + 1)]
-    names += [f"mu{a}*mu{b}" for a in range(1, moments + 1) for b in range(a, moments + 1)]
-    if leak:
-        names += ["lam", "lam^2"] + [f"lam*mu{e}" for e in range(1, moments + 1)]
-        names += [f"nu{e}" for e in range(1, moments + 1)]
+def feature_names(orders: list[int], leak_orders: list[int] | None) -> list[str]:
+    names = ["1"]
+    for e in orders:
+        names += [f"m{e}", f"m{e}^2"]
+    if leak_orders is not None:
+        names += ["L", "L^2"] + [f"nu{e}" for e in leak_orders]
     return names
 
 
-def features_np(on: np.ndarray, active: np.ndarray, moments: int, leak: bool,
-                mu_range: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """ON-counts (n,) and feature matrix (n, F) of n column patterns (on, active: (n, R) 0/1)."""
+def features_np(on: np.ndarray, active: np.ndarray, orders: list[int], leak_orders: list[int] | None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """ON-counts (n,) and feature matrix (n, F) of n column patterns (on, active: (n, R) 0/1), in the
+    order of ``feature_names``."""
     on = np.asarray(on, dtype=np.float64)
-    active = np.asarray(active, dtype=np.float64)
     rows = on.shape[1]
-    phi = cosine_basis(rows, moments)
-    m = on @ phi
+    m = on @ cosine_basis(rows, orders)
     k = np.rint(m[:, 0])
-    mu = m[:, 1:] / np.maximum(k, 1.0)[:, None]
-    if mu_range is not None:
-        mu = np.clip(mu, mu_range[0], mu_range[1])
-    cols = [np.ones_like(k)] + [mu[:, e] for e in range(moments)]
-    cols += [mu[:, a] * mu[:, b] for a in range(moments) for b in range(a, moments)]
-    if leak:
-        lk = active @ phi - m
-        lam = lk[:, 0] / rows
-        cols += [lam, lam * lam] + [lam * mu[:, e] for e in range(moments)]
-        cols += [lk[:, e] / rows for e in range(1, moments + 1)]
+    cols = [np.ones_like(k)]
+    for i in range(len(orders)):
+        cols += [m[:, 1 + i], m[:, 1 + i] ** 2]
+    if leak_orders is not None:
+        leak = np.asarray(active, dtype=np.float64) - on
+        lk = leak @ cosine_basis(rows, leak_orders)
+        cols += [lk[:, 0], lk[:, 0] ** 2] + [lk[:, 1 + i] for i in range(len(leak_orders))]
     return k.astype(np.int64), np.stack(cols, axis=1)
 
 
@@ -323,7 +333,7 @@ def masks(df, rows: int) -> tuple[np.ndarray, np.ndarray]:
 # Fit
 # ---------------------------------------------------------------------------------------------------
 def _knots(rows: int, n_knots: int | None) -> np.ndarray:
-    n = n_knots or min(rows + 1, max(5, rows // 8 + 1))
+    n = n_knots or min(rows + 1, max(5, rows // 2 + 1), 33)
     return np.unique(np.rint(np.linspace(0, rows, n)))
 
 
@@ -339,25 +349,43 @@ def _hat(k: np.ndarray, knots: np.ndarray) -> np.ndarray:
 
 
 def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: int, i_cell_a: float,
-               leak: bool, moments: int = DEFAULT_MOMENTS, n_knots: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+               orders: list[int], leak_orders: list[int] | None, n_knots: int | None = None
+               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Fit the table arrays from samples. Returns (arrays, meta)."""
-    if len(current_a) < 10:
-        raise TableError(f"too few calibration samples to fit a table ({len(current_a)})")
-    on = np.asarray(on)
-    active = np.asarray(active)
     cur = np.asarray(current_a, dtype=np.float64)
-    phi = cosine_basis(rows, moments)
-    mu_all = (on @ phi)[:, 1:] / np.maximum(on.sum(1), 1)[:, None]
-    mu_range = np.stack([mu_all.min(0), mu_all.max(0)])
-    k, F = features_np(on, active, moments, leak, mu_range)
+    if cur.size < 10:
+        raise TableError(f"too few calibration samples to fit a table ({cur.size})")
+    k, F = features_np(on, active, orders, leak_orders)
     knots = _knots(rows, n_knots)
     B = _hat(k.astype(np.float64), knots)
     A = (B[:, :, None] * F[:, None, :]).reshape(len(k), -1)
     wt = 1.0 / np.maximum(np.abs(cur), i_cell_a)
-    scale = float(np.max(np.abs(A), axis=0).clip(1e-30).max())
-    theta, *_ = np.linalg.lstsq(A * wt[:, None], cur * wt, rcond=1e-10)
-    del scale
+    Aw = A * wt[:, None]
+    colscale = np.max(np.abs(Aw), axis=0)
+    colscale[colscale == 0] = 1.0
     nF = F.shape[1]
+    nK = knots.size
+    # Regularisation (in the scaled space): second differences of every coefficient across knots
+    # (coefficients vary smoothly with the ON-count, and knots with few samples borrow from their
+    # neighbours) and a small ridge on the pattern terms (no wild values where data are sparse).
+    # Penalties act on the true coefficients theta = theta' / colscale, each feature measured in its
+    # own typical scale s_f (the largest scaled column of that feature over the knots).
+    s_f = np.tile(colscale.reshape(nK, nF).max(axis=0), nK)
+    to_scaled = s_f / colscale
+    pen = []
+    if nK >= 3:
+        D = np.zeros((nK - 2, nK))
+        for i in range(nK - 2):
+            D[i, i:i + 3] = (1.0, -2.0, 1.0)
+        pen.append(SMOOTH_WEIGHT * np.kron(D, np.eye(nF)) * to_scaled[None, :])
+    names = feature_names(orders, leak_orders)
+    ridge = np.kron(np.eye(nK), np.diag([0.0 if n in ("1", "L", "L^2") else 1.0 for n in names]))
+    pen.append(RIDGE_WEIGHT * ridge[np.any(ridge != 0, axis=1)] * to_scaled[None, :])
+    P = np.vstack(pen)
+    M = np.vstack([Aw / colscale, P])
+    rhs = np.concatenate([cur * wt, np.zeros(P.shape[0])])
+    theta, *_ = np.linalg.lstsq(M, rhs, rcond=None)
+    theta = theta / colscale
     kk = np.arange(rows + 1, dtype=np.float64)
     coef = _hat(kk, knots) @ theta.reshape(knots.size, nF)
     # per-count offsets of the residual, shrunk where a count has few samples
@@ -374,10 +402,10 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
         std[c] = s.std()
     have = np.flatnonzero(~np.isnan(mean))
     mean = np.interp(kk, have, mean[have]) if have.size > 1 else np.full(rows + 1, np.nanmean(mean))
-    arrays = {"coef": coef, "count_mean_a": mean, "count_std_a": std, "count_n": n_k, "mu_range": mu_range,
-              "knots": knots}
-    meta = {"model": MODEL, "n_moments": int(moments), "leak_terms": bool(leak),
-            "features": feature_names(moments, leak), "n_knots": int(knots.size)}
+    arrays = {"coef": coef, "count_mean_a": mean, "count_std_a": std, "count_n": n_k, "knots": knots}
+    meta = {"model": MODEL, "orders": [int(e) for e in orders],
+            "leak_orders": None if leak_orders is None else [int(e) for e in leak_orders],
+            "features": feature_names(orders, leak_orders), "n_knots": int(knots.size)}
     return arrays, meta
 
 
@@ -388,7 +416,17 @@ def _digest(items: list[str]) -> str:
     return h.hexdigest()
 
 
-def fit_table(cfg: SweepConfig, samples, moments: int = DEFAULT_MOMENTS, n_knots: int | None = None):
+def default_orders(tech: Technology) -> tuple[list[int], list[int] | None]:
+    """Cosine orders of the ON pattern and of the leaking cells (None: no leak terms) for a technology."""
+    from .spice import cell_currents
+
+    cc = cell_currents(tech, "decoupled")
+    leak = abs(cc["i_off_a"]) > LEAK_RATIO_MIN * abs(cc["i_on_a"])
+    return list(DEFAULT_ORDERS), (list(DEFAULT_LEAK_ORDERS) if leak else None)
+
+
+def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak_orders: list[int] | None | str = "auto",
+              n_knots: int | None = None):
     """The LookupTable of a finished sweep (samples: ``load_points`` frame)."""
     from . import provenance
     from .spice import cell_currents
@@ -397,8 +435,13 @@ def fit_table(cfg: SweepConfig, samples, moments: int = DEFAULT_MOMENTS, n_knots
     cc = cell_currents(cfg.tech, cfg.topology)
     i_cell = float(cc["i_on_a"])
     leak = abs(cc["i_off_a"]) > LEAK_RATIO_MIN * abs(i_cell)
+    orders = list(DEFAULT_ORDERS) if orders is None else list(orders)
+    if leak_orders == "auto":
+        leak_orders = list(DEFAULT_LEAK_ORDERS) if leak else None
+    if leak_orders is not None and not set(leak_orders) <= set(orders):
+        raise InputError(f"leak orders {leak_orders} must be a subset of the orders {orders}")
     on, act = masks(samples, cfg.rows)
-    arrays, meta = fit_arrays(on, act, samples["current_a"].to_numpy(), cfg.rows, i_cell, leak, moments, n_knots)
+    arrays, meta = fit_arrays(on, act, samples["current_a"].to_numpy(), cfg.rows, i_cell, orders, leak_orders, n_knots)
     hashes = sorted(set(samples["netlist_sha256"]))
     prov = provenance.record(
         technology=cfg.tech.name, technology_params=cfg.tech.as_dict(), cell=cfg.tech.cell, rows=cfg.rows,
@@ -413,7 +456,7 @@ def fit_table(cfg: SweepConfig, samples, moments: int = DEFAULT_MOMENTS, n_knots
     return LookupTable(arrays=arrays, meta=meta, provenance=prov)
 
 
-def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int = 1, moments: int = DEFAULT_MOMENTS,
+def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int = 1, orders: list[int] | None = None,
               progress: bool = True, stop_after: int | None = None,
               log: Callable[[str], None] | None = None):
     """Run (or resume) the sweep, write ``samples.parquet`` and ``table.parquet`` into ``out_dir``.
@@ -427,7 +470,7 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int =
         raise CosimError(f"sweep stopped with {len(paths)} of {points} points finished (kept in {out_dir}); "
                          "run the same command again to resume")
     samples = load_points(paths)
-    table = fit_table(cfg, samples, moments=moments)
+    table = fit_table(cfg, samples, orders=orders)
     import pyarrow as pa
     import pyarrow.parquet as pq
 

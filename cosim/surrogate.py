@@ -57,23 +57,24 @@ class Surrogate:
         self.tech = table.technology()
         self.i_cell_a = float(table.provenance["i_cell_a"])
         self.i_off_a = float(table.provenance.get("i_off_a", 0.0))
-        self.n_moments = int(table.meta["n_moments"])
-        self.leak_terms = bool(table.meta["leak_terms"])
-        coef = np.asarray(table["coef"], dtype=np.float64)
+        self.orders = [int(e) for e in table.meta["orders"]]
+        lo = table.meta.get("leak_orders")
+        self.leak_orders = None if lo is None else [int(e) for e in lo]
+        self.leak_terms = self.leak_orders is not None
         n_feat = len(table.meta["features"])
-        if coef.shape != (self.rows + 1, n_feat):
-            raise TableError(f"table array 'coef' has shape {coef.shape}, expected {(self.rows + 1, n_feat)}")
-        mu_range = np.asarray(table["mu_range"], dtype=np.float64)
-        if mu_range.shape != (2, self.n_moments):
-            raise TableError(f"table array 'mu_range' has shape {mu_range.shape}, expected {(2, self.n_moments)}")
+        coef = np.asarray(table["coef"], dtype=np.float64)
+        if coef.shape != (self.rows + 1, n_feat) or n_feat != 1 + 2 * len(self.orders) + (
+                0 if lo is None else 2 + len(self.leak_orders)):
+            raise TableError(f"table array 'coef' has shape {coef.shape}, which does not match its {n_feat} features")
         count_mean = np.asarray(table["count_mean_a"], dtype=np.float64)
         if count_mean.shape != (self.rows + 1,):
             raise TableError(f"table array 'count_mean_a' has shape {count_mean.shape}, expected {(self.rows + 1,)}")
         # Currents are computed in units of i_cell (well-scaled in float32), then scaled back.
-        self._coef = torch.as_tensor(coef / self.i_cell_a, dtype=dtype, device=self.device)
-        self._mu_lo = torch.as_tensor(mu_range[0], dtype=dtype, device=self.device).view(1, -1, 1)
-        self._mu_hi = torch.as_tensor(mu_range[1], dtype=dtype, device=self.device).view(1, -1, 1)
-        self._phi = torch.as_tensor(cosine_basis(self.rows, self.n_moments), dtype=dtype, device=self.device)
+        # Coefficients are stored feature-major (F, R+1) so one gather gives contiguous planes.
+        self._coef_t = torch.as_tensor((coef / self.i_cell_a).T.copy(), dtype=dtype, device=self.device)
+        self._phi = torch.as_tensor(cosine_basis(self.rows, self.orders), dtype=dtype, device=self.device)
+        self._phi_leak = (None if lo is None else
+                          torch.as_tensor(cosine_basis(self.rows, self.leak_orders), dtype=dtype, device=self.device))
         self._count_mean = torch.as_tensor(count_mean / self.i_cell_a, dtype=dtype, device=self.device)
         self.adc = (adc or ADC()).bind(table)
 
@@ -84,8 +85,8 @@ class Surrogate:
         return cls(table, device=device, adc=adc, **kw)
 
     def __repr__(self) -> str:
-        return (f"Surrogate({self.tech.name} {self.rows} rows {self.topology}, E={self.n_moments}, "
-                f"leak={self.leak_terms}, device={self.device}, adc={self.adc!r})")
+        return (f"Surrogate({self.tech.name} {self.rows} rows {self.topology}, orders={self.orders}, "
+                f"leak_orders={self.leak_orders}, device={self.device}, adc={self.adc!r})")
 
     # ---- inputs -----------------------------------------------------------------------------------
     def _check(self, x_bits: Any, w_bits: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,30 +106,35 @@ class Surrogate:
 
     # ---- model ------------------------------------------------------------------------------------
     def _weights(self, w: torch.Tensor) -> torch.Tensor:
-        """(R', (E+1)*C): [w, w*phi_1, ..., w*phi_E] as one right-hand side."""
+        """(R', (1+E)*C): [w, w*phi_e1, w*phi_e2, ...] as one right-hand side."""
         r = w.shape[0]
-        phi = self._phi[:r]                                     # (R', E+1)
+        phi = self._phi[:r]                                     # (R', 1+E)
         return (phi.unsqueeze(2) * w.unsqueeze(1)).reshape(r, -1)
 
     def _chunk_currents(self, x: torch.Tensor, wp: torch.Tensor, c: int) -> torch.Tensor:
-        """Currents in units of i_cell for a chunk of vectors."""
-        E = self.n_moments
+        """Currents in units of i_cell for a chunk of vectors: one matmul, one gather, a few FMAs."""
         n = x.shape[0]
+        E = len(self.orders)
         m = (x @ wp).view(n, E + 1, c)
-        k = m[:, 0].round()
-        inv = 1.0 / k.clamp(min=1.0)
-        mu = torch.maximum(torch.minimum(m[:, 1:] * inv.unsqueeze(1), self._mu_hi), self._mu_lo)   # (n, E, C)
-        feats = [torch.ones_like(k)] + [mu[:, e] for e in range(E)]
-        feats += [mu[:, a] * mu[:, b] for a in range(E) for b in range(a, E)]
-        if self.leak_terms:
-            xs = x @ self._phi[: x.shape[1]]                    # (n, E+1): per-vector row moments
-            lk = xs.unsqueeze(2) - m                            # leak (input 1, weight 0) moments
-            lam = lk[:, 0] / self.rows
-            feats += [lam, lam * lam] + [lam * mu[:, e] for e in range(E)]
-            feats += [lk[:, e] / self.rows for e in range(1, E + 1)]
-        f = torch.stack(feats, dim=-1)                          # (n, C, F)
-        g = self._coef[k.long()]                                # (n, C, F)
-        return (g * f).sum(-1)
+        k = m[:, 0]
+        idx = k.round().long()
+        g = self._coef_t.index_select(1, idx.view(-1)).view(-1, n, c)   # (F, n, C)
+        out = g[0]
+        for i in range(E):
+            me = m[:, 1 + i]
+            out = out + me * torch.addcmul(g[1 + 2 * i], g[2 + 2 * i], me)
+        if self.leak_orders is not None:
+            xs = x @ self._phi_leak[: x.shape[1]]              # (n, 1+EL): per-vector row sums / moments
+            j = 1 + 2 * E
+            lk = xs[:, :1] - k                                  # leaking cells: input 1, weight 0
+            out = out + lk * torch.addcmul(g[j], g[j + 1], lk)
+            for i in range(len(self.leak_orders)):
+                nu = xs[:, 1 + i: 2 + i] - m[:, 1 + self.orders.index(self.leak_orders[i])] \
+                    if self.leak_orders[i] in self.orders else None
+                if nu is None:
+                    raise TableError("leak orders must be a subset of the ON-pattern orders")
+                out = torch.addcmul(out, g[j + 2 + i], nu)
+        return out
 
     def column_currents(self, x_bits: Any, w_bits: Any) -> torch.Tensor:
         """(N, C) non-ideal column currents (A)."""

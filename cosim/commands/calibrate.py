@@ -18,13 +18,13 @@ from ..technology import CELLS, TOPOLOGIES, get_technology
 @click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell segment (default: technology's)")
 @click.option("--points", type=int, required=True, help="SPICE operating points (runs) in the sweep")
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per point (one .dc sweep)")
-@click.option("--moments", type=int, default=4, show_default=True, help="cosine moments of the ON pattern (surrogate features)")
+@click.option("--orders", default="1,2,3,4", show_default=True, help="cosine orders of the ON-pattern moments (surrogate features)")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output folder (resumable)")
 @click.option("--workers", type=int, default=1, show_default=True, help="parallel local ngspice processes")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the table's provenance as JSON")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
-def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, moments, out_dir, workers, seed, as_json,
+def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders, out_dir, workers, seed, as_json,
             no_progress):
     """Run (or resume) a SPICE sweep and write samples.parquet and table.parquet into --out."""
     from ..calibrate import SweepConfig, calibrate
@@ -37,13 +37,17 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, moment
     if spec.topology != "decoupled":
         raise InputError("calibration of the coupled topology is not implemented yet (its surrogate needs "
                          "column-index and row-load terms); use --topology decoupled")
-    for name, v, lo in (("points", points, 1), ("vectors", vectors, 1), ("workers", workers, 1), ("moments", moments, 1)):
+    for name, v, lo in (("points", points, 1), ("vectors", vectors, 1), ("workers", workers, 1)):
         if v < lo:
             raise InputError(f"--{name} must be >= {lo}, got {v}")
-    if moments > 16:
-        raise InputError(f"--moments must be at most 16, got {moments}")
+    try:
+        order_list = sorted({int(e) for e in orders.split(",") if e.strip()})
+    except ValueError:
+        raise InputError(f"--orders must be a comma list of positive integers, got '{orders}'") from None
+    if not order_list or order_list[0] < 1 or order_list[-1] > rows:
+        raise InputError(f"--orders must be positive integers up to the row count, got '{orders}'")
     cfg = SweepConfig(tech=tech, rows=spec.rows, cols=spec.cols, topology=spec.topology, seed=seed, vectors=vectors)
-    table = calibrate(cfg, points, out_dir, workers=workers, moments=moments, progress=not no_progress,
+    table = calibrate(cfg, points, out_dir, workers=workers, orders=order_list, progress=not no_progress,
                       log=lambda m: click.echo(m, err=True))
     if as_json:
         click.echo(json.dumps(table.provenance, sort_keys=True, default=str))

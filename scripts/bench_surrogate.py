@@ -1,0 +1,85 @@
+#!/usr/bin/env python
+"""Throughput of the surrogate against the ideal binary matrix product on the same data.
+
+    .venv/bin/python scripts/bench_surrogate.py [--table T] [--vectors 1000000] [--threads 2] [--json]
+
+Inputs are random 0/1 float32 blocks of ``--block`` vectors (generated before timing); each block goes
+through (a) the ideal product x @ w, (b) ``Surrogate.column_currents``, (c) ``Surrogate.read`` (currents
+and ADC). Reports seconds per 10^6 vectors and the ratio to (a). Best of ``--repeat`` passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--table", default=None, help="lookup table (default: shipped sram8t 128 rows)")
+    ap.add_argument("--vectors", type=int, default=1_000_000)
+    ap.add_argument("--cols", type=int, default=None, help="columns (default: the table's rows, a square array)")
+    ap.add_argument("--block", type=int, default=65536)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from cosim.provenance import record
+    from cosim.surrogate import Surrogate
+    from cosim.tables import default_table_path, load_table
+
+    path = args.table or default_table_path("sram8t", 128)
+    table = load_table(path)
+    sur = Surrogate.from_table(table, device=args.device)
+    rows = sur.rows
+    cols = args.cols or rows
+    g = torch.Generator().manual_seed(0)
+    w = (torch.rand(rows, cols, generator=g) < 0.5).float().to(args.device)
+    nblk = (args.vectors + args.block - 1) // args.block
+    blocks = [(torch.rand(min(args.block, args.vectors - i * args.block), rows, generator=g) < 0.5).float().to(args.device)
+              for i in range(nblk)]
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
+
+    def timed(fn) -> float:
+        best = float("inf")
+        for _ in range(args.repeat):
+            sync()
+            t = time.perf_counter()
+            for x in blocks:
+                fn(x)
+            sync()
+            best = min(best, time.perf_counter() - t)
+        return best * 1e6 / args.vectors
+
+    with torch.no_grad():
+        t_ideal = timed(lambda x: x @ w)
+        t_cur = timed(lambda x: sur.column_currents(x, w))
+        t_read = timed(lambda x: sur.read(x, w))
+    out = {
+        "rows": rows, "cols": cols, "vectors": args.vectors, "threads": args.threads, "device": args.device,
+        "ideal_matmul_s_per_1e6": t_ideal, "surrogate_currents_s_per_1e6": t_cur, "surrogate_read_s_per_1e6": t_read,
+        "ratio_currents_to_ideal": t_cur / t_ideal, "ratio_read_to_ideal": t_read / t_ideal,
+        "orders": sur.orders, "leak_orders": sur.leak_orders,
+        "provenance": record(table=str(path), technology=sur.tech.name, machine=platform.machine(),
+                             cpus=os.cpu_count(), torch=torch.__version__, load_avg=os.getloadavg()),
+    }
+    if args.json:
+        print(json.dumps(out, sort_keys=True, default=str))
+    else:
+        print(f"{rows}x{cols}, {args.vectors} vectors, {args.threads} threads ({sur.tech.name}, orders {sur.orders}, "
+              f"leak orders {sur.leak_orders}; load average {os.getloadavg()[0]:.1f}):")
+        print(f"  ideal x@w          {t_ideal:.3f} s per 10^6 vectors")
+        print(f"  surrogate currents {t_cur:.3f} s per 10^6 vectors ({t_cur / t_ideal:.2f}x ideal)")
+        print(f"  surrogate read     {t_read:.3f} s per 10^6 vectors ({t_read / t_ideal:.2f}x ideal)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Calibration: sweep design, determinism for a seed, resuming after an interruption, the fit."""
+
+import numpy as np
+import pytest
+
+from cosim.calibrate import (PLACEMENTS, SweepConfig, calibrate, design_point, features_np, fit_arrays,
+                             place_ones, run_sweep)
+from cosim.errors import CosimError, InputError, TableError
+from cosim.tables import load_table
+from cosim.technology import get_technology
+
+pytestmark = pytest.mark.ngspice
+
+
+def _cfg(seed=0, rows=8, **kw):
+    return SweepConfig(tech=get_technology("resistor", **kw), rows=rows, cols=4, topology="decoupled", seed=seed,
+                       vectors=4)
+
+
+def test_design_is_deterministic_and_covering():
+    a = design_point(5, 3, 32, 16, 8)
+    b = design_point(5, 3, 32, 16, 8)
+    c = design_point(6, 3, 32, 16, 8)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+    assert not np.array_equal(a[1], c[1])
+    ks = np.concatenate([(x.astype(int) @ w.astype(int)).ravel()
+                         for x, w, _ in (design_point(0, i, 32, 16, 8) for i in range(12))])
+    assert ks.min() == 0 and ks.max() >= 28           # covers ON-count 0 .. about R
+    fams = {f for i in range(12) for f in design_point(0, i, 32, 16, 8)[2]}
+    assert fams == {"bernoulli", *PLACEMENTS}
+    rng = np.random.default_rng(0)
+    for placement in PLACEMENTS:
+        assert place_ones(rng, 20, 7, placement).sum() == 7
+    near = np.mean([np.flatnonzero(place_ones(rng, 64, 8, "near")).mean() for _ in range(20)])
+    far = np.mean([np.flatnonzero(place_ones(rng, 64, 8, "far")).mean() for _ in range(20)])
+    assert near > 40 > 23 > far
+
+
+def test_same_seed_same_table_and_resume(tmp_path):
+    cfg = _cfg()
+    t1 = calibrate(cfg, 4, tmp_path / "a", progress=False)
+    # interrupted after two points, then resumed: the finished points are kept and reused
+    with pytest.raises(CosimError, match="resume"):
+        calibrate(cfg, 4, tmp_path / "b", progress=False, stop_after=2)
+    kept = sorted(p.name for p in (tmp_path / "b" / "points").glob("*.npz"))
+    assert kept == ["point_00000.npz", "point_00001.npz"]
+    mtime = (tmp_path / "b" / "points" / "point_00000.npz").stat().st_mtime_ns
+    t2 = calibrate(cfg, 4, tmp_path / "b", progress=False, workers=2)
+    assert (tmp_path / "b" / "points" / "point_00000.npz").stat().st_mtime_ns == mtime
+    for k in t1.arrays:
+        np.testing.assert_array_equal(t1.arrays[k], t2.arrays[k])
+    assert t1.meta == t2.meta
+    t3 = load_table(tmp_path / "b" / "table.parquet", tech=cfg.tech, rows=8)
+    np.testing.assert_array_equal(t3.arrays["coef"], t1.arrays["coef"])
+    for key in ("ngspice_version", "solver", "netlist_sha256", "code_version", "seed", "date_utc", "technology_params"):
+        assert key in t3.provenance
+    assert (tmp_path / "a" / "samples.parquet").is_file()
+    # another seed gives other points
+    t4 = calibrate(_cfg(seed=1), 4, tmp_path / "c", progress=False)
+    assert not np.array_equal(t4.arrays["coef"], t1.arrays["coef"])
+
+
+def test_other_settings_in_same_folder_refused(tmp_path):
+    run_sweep(_cfg(), 1, tmp_path, progress=False)
+    with pytest.raises(InputError, match="other settings"):
+        run_sweep(_cfg(seed=9), 1, tmp_path, progress=False)
+
+
+def test_unreadable_point_is_reported(tmp_path):
+    cfg = _cfg()
+    run_sweep(cfg, 2, tmp_path, progress=False)
+    (tmp_path / "points" / "point_00001.npz").write_bytes(b"garbage")
+    with pytest.raises(TableError, match="unreadable"):
+        calibrate(cfg, 2, tmp_path, progress=False)
+
+
+def test_fit_recovers_an_exact_model():
+    rng = np.random.default_rng(0)
+    rows = 16
+    on = (rng.random((600, rows)) < rng.uniform(0.05, 0.95, (600, 1))).astype(np.uint8)
+    act = on | (rng.random((600, rows)) < 0.3).astype(np.uint8)
+    k, F = features_np(on, act, [1, 2], [1])
+    # a current that is exactly of the model's form: fitted to round-off
+    cur = 1e-5 * k - 2e-8 * k ** 2 + 1e-7 * F[:, 1] - 3e-8 * F[:, 4] + 4e-7 * F[:, 5]
+    arrays, meta = fit_arrays(on, act, cur, rows, 1e-5, [1, 2], [1])
+    pred = np.einsum("nf,nf->n", arrays["coef"][k], F)
+    np.testing.assert_allclose(pred, cur, rtol=3e-3, atol=1e-12)   # the fit is lightly regularised
+    assert meta["features"][0] == "1" and len(meta["features"]) == F.shape[1]
