@@ -106,8 +106,9 @@ def spice_family(table: LookupTable, family: str, n_columns: int, seed: int, vec
 
 def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random", "skewed"), n_columns: int = 512,
              seed: int = 1, vectors: int = 16, cols: int | None = None, adc: ADC | None = None,
-             out_dir: str | Path | None = None) -> dict[str, Any]:
-    """Compare the surrogate and the baselines with fresh SPICE points; returns the report dict."""
+             out_dir: str | Path | None = None, return_samples: bool = False) -> dict[str, Any]:
+    """Compare the surrogate and the baselines with fresh SPICE points; returns the report dict
+    (JSON-ready; with ``return_samples`` also ``samples``: numpy arrays per column, for plots)."""
     import torch
 
     from .provenance import code_version, record
@@ -169,6 +170,9 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     report["by_adc"] = overall["by_adc"]
     report["spice_code_equals_true_count"] = overall["spice_code_equals_true_count"]
     report["adc"] = sur[main_adc].adc.describe()
+    if return_samples:
+        fams = np.concatenate([np.full(len(a), f) for f, a in zip(patterns, all_rows["k"])])
+        report["samples"] = {"k": k, "spice_a": spice, "family": fams, **{f"{p}_a": v for p, v in preds.items()}}
     report["table"] = {k2: v for k2, v in table.provenance.items() if k2 != "technology_params"}
     report["table_meta"] = table.meta
     report["provenance"] = record(

@@ -1,0 +1,223 @@
+#!/usr/bin/env python
+"""Validate every shipped lookup table against fresh SPICE points and write docs/VALIDATION.md with
+plots under docs/figures/.
+
+    .venv/bin/python scripts/make_validation_report.py [--work runs/validation] [--only sram8t_64,...]
+
+For each table, ``cosim.validate.validate`` simulates fresh ``random`` and ``skewed`` arrays (seed 1,
+disjoint from calibration) and compares the surrogate, the ideal model and the count-only table
+through the same ADC. SPICE runs are kept under --work/<name>/ and reused by a rerun, so the report
+can be regenerated without SPICE once the runs exist. The full JSON reports go next to them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+
+#: name -> (technology, rows, columns per family, vectors per run). The 128-row 8T-SRAM validation is
+#: smaller because one 8T run at 128 rows costs many minutes on the shared 2-core machine.
+CASES = {
+    "sram8t_64": ("sram8t", 64, 512, 16),
+    "reram1t1r_64": ("reram1t1r", 64, 512, 16),
+    "sram8t_128": ("sram8t", 128, 256, 8),
+    "reram1t1r_128": ("reram1t1r", 128, 512, 16),
+}
+TARGETS = {64: 0.99, 128: 0.99, 256: 0.97}
+REL_RMSE_TARGET = 0.01
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fmt(x: float, pct: bool = True) -> str:
+    return f"{100 * x:.2f} %" if pct else f"{x:.3g}"
+
+
+def _plot(name: str, rep: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = rep["samples"]
+    k, spice, sur = s["k"], s["spice_a"] * 1e6, s["surrogate_a"] * 1e6
+    ideal, cnt = s["ideal_a"] * 1e6, s["count_only_a"] * 1e6
+    fig, ax = plt.subplots(1, 3, figsize=(15, 4.3))
+    order = np.argsort(k)
+    ax[0].scatter(k, spice, s=6, c="k", label="SPICE (fresh points)")
+    ax[0].scatter(k, sur, s=6, c="tab:orange", alpha=0.6, label="surrogate")
+    ax[0].plot(k[order], cnt[order], c="tab:blue", lw=1, label="count-only table")
+    ax[0].plot(k[order], ideal[order], c="tab:green", lw=1, ls="--", label="ideal (incl. leak)")
+    ax[0].set_xlabel("ON-count k (AND-count)")
+    ax[0].set_ylabel("column current (uA)")
+    ax[0].set_title(f"{name}: current against ON-count")
+    ax[0].legend(fontsize=8)
+    lim = [min(spice.min(), sur.min()), max(spice.max(), sur.max())]
+    ax[1].plot(lim, lim, c="gray", lw=0.8)
+    ax[1].scatter(spice, sur, s=6, c="tab:orange")
+    ax[1].set_xlabel("SPICE current (uA)")
+    ax[1].set_ylabel("surrogate current (uA)")
+    ax[1].set_title("surrogate against SPICE")
+    rel = (sur - spice) / np.maximum(np.abs(spice), 1e-12)
+    relc = (cnt - spice) / np.maximum(np.abs(spice), 1e-12)
+    bins = np.linspace(-0.05, 0.05, 81)
+    ax[2].hist(np.clip(relc, -0.05, 0.05), bins=bins, alpha=0.6, label="count-only")
+    ax[2].hist(np.clip(rel, -0.05, 0.05), bins=bins, alpha=0.8, label="surrogate")
+    ax[2].set_xlabel("relative current error (clipped to +-5 %)")
+    ax[2].set_ylabel("columns")
+    ax[2].set_title("error distribution")
+    ax[2].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _count_bins(per: dict, rows: int) -> list[tuple[str, dict]]:
+    """Merge the per-ON-count breakdown into about 8 ranges of k."""
+    edges = np.unique(np.linspace(0, rows + 1, 9).astype(int))
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        ks = [k for k in per if lo <= int(k) < hi]
+        if not ks:
+            continue
+        n = sum(per[k]["n_columns"] for k in ks)
+        agree = sum(per[k]["code_agreement"] * per[k]["n_columns"] for k in ks) / n
+        mae = sum(per[k]["mean_abs_code_error"] * per[k]["n_columns"] for k in ks) / n
+        out.append((f"{lo}-{hi - 1}", {"n_columns": n, "code_agreement": agree, "mean_abs_code_error": mae}))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", default=str(ROOT / "runs" / "validation"))
+    ap.add_argument("--only", default=None)
+    ap.add_argument("--out", default=str(ROOT / "docs" / "VALIDATION.md"))
+    args = ap.parse_args()
+
+    from cosim.provenance import code_version, record
+    from cosim.spice import ngspice_info
+    from cosim.tables import default_table_path, load_table
+    from cosim.validate import validate
+
+    names = args.only.split(",") if args.only else list(CASES)
+    work = Path(args.work)
+    results = {}
+    for name in names:
+        tech, rows, n, vectors = CASES[name]
+        try:
+            path = default_table_path(tech, rows)
+        except Exception as e:  # noqa: BLE001 - a missing table is reported in the document
+            print(f"{name}: {e}", file=sys.stderr)
+            continue
+        table = load_table(path)
+        rep = validate(table, patterns=["random", "skewed"], n_columns=n, seed=1, vectors=vectors,
+                       cols=min(rows, 32), out_dir=work / name, return_samples=True)
+        _plot(name, rep, ROOT / "docs" / "figures" / f"validation_{name}.png")
+        samples = rep.pop("samples")
+        (work / name).mkdir(parents=True, exist_ok=True)
+        (work / name / "report.json").write_text(json.dumps(rep, sort_keys=True, default=str, indent=1))
+        results[name] = (table, rep, samples)
+        print(f"{name}: surrogate {rep['code_agreement']:.4f} / {rep['current_rel_rmse']:.2e}", file=sys.stderr)
+
+    info = ngspice_info()
+    prov = record(machine=f"{platform.machine()}, 2 cores (shared)", ngspice_version=info.get("version"),
+                  solver="klu" if info.get("klu") else "sparse")
+    L = ["# Validation of the SPICE-calibrated surrogate", "",
+         "Generated by `scripts/make_validation_report.py` (do not edit by hand). "
+         f"Code version {code_version()}, ngspice {prov['ngspice_version']} ({prov['solver']}), "
+         f"{prov['machine']}, {prov['date_utc']}.", "",
+         "## What is compared", "",
+         "Each shipped table (`cosim/resources/tables/`, decoupled topology, default wire resistance "
+         "10 ohm per cell segment, driver and sink 10 ohm) is checked against **fresh** SPICE points that "
+         "calibration never saw (pattern seeds disjoint from the calibration sweep):",
+         "",
+         "- `random`: every input and weight bit 1 with p = 0.5;",
+         "- `skewed`: input density per vector and weight density per column drawn from 10-90 %;",
+         "- `network` (slices of a trained BNN layer): **not run** — `cosim validate` does not take network "
+         "slices yet.", "",
+         "Predictors: the **surrogate** (per-ON-count polynomial in cosine moments of the ON pattern and the "
+         "leak terms, `cosim/calibrate.py`), the **ideal** model (k·I_on + leaking cells·I_off, no wires) and "
+         "the **count-only** table (mean calibration current per ON-count).", "",
+         "**ADC and code agreement.** A prediction's code is compared with the code of the SPICE current "
+         "through the SAME ADC, at full resolution (one code per count 0..R). Headline numbers use "
+         "*ideal* references (levels k·I_on, what a designer who ignores IR drop would build; the codes of busy "
+         "columns then come out low, which is the physics a study measures). The *calibrated* ADC (levels = "
+         "mean SPICE current per count from calibration) is also reported: its decision thresholds are "
+         "closer together in current where IR drop compresses the response, so the same current error "
+         "flips more codes. `SPICE code = true count` says how often the array itself reads the exact "
+         "AND-count through that ADC.", "",
+         "Relative RMS current error = RMS(prediction − SPICE) / RMS(SPICE) over all columns.", ""]
+    L += ["## Summary", "",
+          "| table | calibration samples | validation columns | surrogate code agreement (ideal ADC) | calibrated ADC | "
+          "surrogate rel. RMS current error | count-only: agreement / rel. RMS | ideal: agreement / rel. RMS | "
+          "SPICE code = true count (ideal ADC) | target met? |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, (table, rep, _) in results.items():
+        b = rep["baselines"]
+        cal = rep["by_adc"]["calibrated"]["surrogate"]["code_agreement"]
+        tgt = TARGETS[table.rows]
+        met = rep["code_agreement"] >= tgt and rep["current_rel_rmse"] <= REL_RMSE_TARGET
+        L.append(f"| {name} | {table.provenance['n_samples']} ({table.provenance['n_points']} SPICE points) | "
+                 f"{rep['n_columns']} | {_fmt(rep['code_agreement'])} | {_fmt(cal)} | {_fmt(rep['current_rel_rmse'])} | "
+                 f"{_fmt(b['count_only']['code_agreement'])} / {_fmt(b['count_only']['current_rel_rmse'])} | "
+                 f"{_fmt(b['ideal']['code_agreement'])} / {_fmt(b['ideal']['current_rel_rmse'])} | "
+                 f"{_fmt(rep['spice_code_equals_true_count'])} | "
+                 f"{'yes' if met else 'no'} (≥ {100 * tgt:.0f} %, ≤ 1 %) |")
+    missing = [n for n in CASES if n not in results]
+    L += ["", "256-row tables: **not shipped, not validated.** One 256-row SPICE point of nonlinear cells "
+          "costs tens of minutes on this shared 2-core machine (the 128-row 8T-SRAM points took over 20 min "
+          "each), so a covering sweep could not finish in the time available."]
+    if missing:
+        L.append(f"Missing from this run: {', '.join(missing)}.")
+    for name, (table, rep, samples) in results.items():
+        L += ["", f"## {name}", "",
+              f"Table: `{Path(table.provenance.get('source_path', '')).name}`, model {table.meta['model']}, "
+              f"orders {table.meta['orders']}, leak orders {table.meta['leak_orders']}, "
+              f"{table.meta['n_knots']} knots; calibrated from {table.provenance['n_samples']} samples "
+              f"({table.provenance['n_points']} points, {table.provenance['spice_seconds']:.0f} s of ngspice), "
+              f"I_on = {table.provenance['i_cell_a'] * 1e6:.3f} uA, I_off = {table.provenance['i_off_a'] * 1e9:.3g} nA, "
+              f"seed {table.provenance['seed']}, code {table.provenance['code_version']}.", "",
+              "| pattern | predictor | code agreement | mean abs code error | rel. RMS current error | columns |",
+              "|---|---|---|---|---|---|"]
+        for fam, sec in rep["patterns"].items():
+            rows_ = [("surrogate", sec)] + [(p, sec["baselines"][p]) for p in ("count_only", "ideal")]
+            for pname, m in rows_:
+                L.append(f"| {fam} | {pname} | {_fmt(m['code_agreement'])} | {m['mean_abs_code_error']:.3f} | "
+                         f"{_fmt(m['current_rel_rmse'])} | {m['n_columns']} |")
+        L += ["", "Per ON-count (both patterns, ideal-reference ADC):", "",
+              "| ON-count k | columns | surrogate agreement | surrogate mean abs code error | count-only agreement |",
+              "|---|---|---|---|---|"]
+        sb = dict(_count_bins(rep["per_on_count"]["surrogate"], table.rows))
+        cb = dict(_count_bins(rep["per_on_count"]["count_only"], table.rows))
+        for rng_, m in sb.items():
+            L.append(f"| {rng_} | {m['n_columns']} | {_fmt(m['code_agreement'])} | {m['mean_abs_code_error']:.3f} | "
+                     f"{_fmt(cb[rng_]['code_agreement'])} |")
+        if rep["warnings"]:
+            L += [""] + [f"Warning: {w}" for w in rep["warnings"]]
+        L += ["", f"![{name}](figures/validation_{name}.png)"]
+    L += ["", "## Reading the numbers", "",
+          "The surrogate beats the count-only table by an order of magnitude in current error and by a wide "
+          "margin in code agreement, but it does **not** reach the 99 % code-agreement target at full count "
+          "resolution. The reason is physical and measured above: at the default 10 ohm per segment the IR drop "
+          "compresses the column response so much that one count is worth only about 1-3 % of the current of a "
+          "busy column, while the placement of the ON cells moves the current by a few percent at a fixed count. "
+          "To hold 99 % agreement a predictor must therefore get each column's current right to a few hundredths "
+          "of a percent; the surrogate's residual (a few tenths of a percent, mostly from the truncated moment "
+          "expansion and the FET nonlinearity) flips the code of the columns that lie near a decision threshold. "
+          "More cosine orders reduce the residual (measured on sram8t_64: orders 1-2: 0.70 % / 92.8 %, 1-4: "
+          "0.33 % / 95.3 %, 1-5: 0.29 % / 96.1 % rel. RMS / agreement on `random`) at the cost of one more matrix "
+          "block and three element-wise passes per order.", ""]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(L) + "\n")
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
