@@ -1,0 +1,367 @@
+"""One executor for every sweep (calibration, validation, study grid): local processes or a Dask cluster.
+
+    from cosim.executor import make_executor
+    with make_executor(workers=4) as ex:                        # local processes
+        for r in ex.map(task, items):                          # results as they finish
+            r.index, r.value, r.error, r.attempts
+    with make_executor(scheduler="tcp://10.0.0.5:8786") as ex:  # the same tasks on a dask.distributed cluster
+        results = list(ex.map(task, items, ordered=True))      # in input order
+
+``scheduler=None`` reads ``COSIM_SCHEDULER``; unset (or empty) means local processes
+(``concurrent.futures.ProcessPoolExecutor``; one worker and no timeout runs in this process).
+
+A task is ``fn(item)``; ``fn`` must be importable on the workers (a module-level function of an
+installed package). An exception raised by ``fn`` is the task's result (``error``, one line) and is not
+retried: it would fail the same way again. Faults of the machinery are retried up to ``retries`` times
+on a fresh worker: a worker process that dies (kill -9, out of memory, node lost) and a task that gives
+no result within ``timeout_s`` (a hung worker: its process is killed - local pool - or restarted - Dask
+worker - and the task resubmitted). The clock of ``timeout_s`` starts when the task is submitted; at most
+as many tasks as there are workers are in flight, so it measures the task's own run (plus a worker's
+start-up). When retries are exhausted the task's ``error`` says why; nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator
+
+from .errors import CosimError, InputError
+
+ENV_SCHEDULER = "COSIM_SCHEDULER"
+DEFAULT_RETRIES = 2
+CONNECT_TIMEOUT_S = 20.0
+_POLL_S = 0.5
+
+
+@dataclass
+class TaskResult:
+    """The outcome of one task: ``value`` when ``error`` is None, else ``error`` (one line)."""
+
+    index: int
+    value: Any = None
+    error: str | None = None
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _call(fn: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
+    """Runs on the worker: (True, value) or (False, one-line reason). Never raises for fn's errors."""
+    try:
+        return True, fn(item)
+    except CosimError as e:
+        return False, str(e)
+    except Exception as e:  # noqa: BLE001 - the task's own failure is its result
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return False, f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+def _one_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return f"{type(e).__name__}: {s.splitlines()[0]}" if s else type(e).__name__
+
+
+class _Emitter:
+    """Yields results as they finish, or in input order (buffering)."""
+
+    def __init__(self, n: int, ordered: bool) -> None:
+        self.ordered, self.buf, self.next = ordered, {}, 0
+        self.n = n
+
+    def push(self, r: TaskResult) -> list[TaskResult]:
+        if not self.ordered:
+            return [r]
+        self.buf[r.index] = r
+        out = []
+        while self.next in self.buf:
+            out.append(self.buf.pop(self.next))
+            self.next += 1
+        return out
+
+
+class Executor:
+    """Common interface. ``kind`` is 'local' or 'dask'; ``workers`` the number of tasks run at once."""
+
+    kind = "base"
+    workers = 1
+
+    def map(self, fn: Callable[[Any], Any], items: Iterable[Any], *, ordered: bool = False,
+            timeout_s: float | None = None, retries: int = DEFAULT_RETRIES) -> Iterator[TaskResult]:
+        raise NotImplementedError
+
+    def run_everywhere(self, fn: Callable[[], Any]) -> dict[str, Any]:
+        """``fn()`` on every worker (where it runs: local -> this process); {worker: value}."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _check_map_args(timeout_s: float | None, retries: int) -> None:
+    if timeout_s is not None and not timeout_s > 0:
+        raise InputError(f"timeout_s must be positive, got {timeout_s}")
+    if retries < 0:
+        raise InputError(f"retries must be >= 0, got {retries}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Local processes
+# ---------------------------------------------------------------------------------------------------
+def _kill_pool(pool) -> None:
+    """Kill the pool's worker processes (a hung task cannot be cancelled otherwise) and drop the pool."""
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    for p in procs:
+        try:
+            p.kill()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        try:
+            p.join(timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class LocalExecutor(Executor):
+    kind = "local"
+
+    def __init__(self, workers: int = 1) -> None:
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise InputError(f"workers must be an integer >= 1, got {workers!r}")
+        self.workers = workers
+
+    def describe(self) -> str:
+        return f"local, {self.workers} process{'es' if self.workers > 1 else ''}"
+
+    def run_everywhere(self, fn: Callable[[], Any]) -> dict[str, Any]:
+        return {"local": fn()}
+
+    def map(self, fn, items, *, ordered=False, timeout_s=None, retries=DEFAULT_RETRIES):
+        _check_map_args(timeout_s, retries)
+        items = list(items)
+        if self.workers == 1 and timeout_s is None:
+            return self._inline(fn, items)
+        return self._pool(fn, items, ordered, timeout_s, retries)
+
+    @staticmethod
+    def _inline(fn, items) -> Iterator[TaskResult]:
+        for i, item in enumerate(items):
+            ok, val = _call(fn, item)
+            yield TaskResult(i, val if ok else None, None if ok else val, 1)
+
+    def _pool(self, fn, items, ordered, timeout_s, retries) -> Iterator[TaskResult]:
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        n = len(items)
+        pending = deque(range(n))
+        attempts = [0] * n
+        inflight: dict[Any, tuple[int, float]] = {}
+        emit = _Emitter(n, ordered)
+        pool = None
+        try:
+            while pending or inflight:
+                if pool is None:
+                    pool = ProcessPoolExecutor(max_workers=min(self.workers, max(n, 1)))
+                while pending and len(inflight) < self.workers:
+                    i = pending.popleft()
+                    attempts[i] += 1
+                    inflight[pool.submit(_call, fn, items[i])] = (i, time.monotonic())
+                wait_s = _POLL_S if timeout_s is None else min(_POLL_S, timeout_s)
+                done, _ = wait(list(inflight), timeout=wait_s, return_when=FIRST_COMPLETED)
+                faults: list[tuple[int, str]] = []
+                broken = False
+                for f in done:
+                    i, _ = inflight.pop(f)
+                    try:
+                        ok, val = f.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        faults.append((i, "worker process died"))
+                        continue
+                    except Exception as e:  # noqa: BLE001 - e.g. fn or item cannot be pickled
+                        for r in emit.push(TaskResult(i, None, _one_line(e), attempts[i])):
+                            yield r
+                        continue
+                    for r in emit.push(TaskResult(i, val if ok else None, None if ok else val, attempts[i])):
+                        yield r
+                if timeout_s is not None:
+                    now = time.monotonic()
+                    for f, (i, t0) in list(inflight.items()):
+                        if now - t0 > timeout_s and not f.done():
+                            del inflight[f]
+                            faults.append((i, f"no result within {timeout_s:g} s (worker hung or too slow)"))
+                            broken = True
+                if broken:
+                    _kill_pool(pool)
+                    pool = None
+                    # tasks that were merely sharing the pool go back first, without counting an attempt
+                    for f, (i, _) in sorted(inflight.items(), key=lambda kv: -kv[1][0]):
+                        attempts[i] -= 1
+                        pending.appendleft(i)
+                    inflight.clear()
+                for i, why in faults:
+                    if attempts[i] <= retries:
+                        pending.append(i)
+                    else:
+                        for r in emit.push(TaskResult(i, None, f"gave up after {attempts[i]} attempts: {why}",
+                                                      attempts[i])):
+                            yield r
+        finally:
+            if pool is not None:
+                if inflight:
+                    _kill_pool(pool)
+                else:
+                    pool.shutdown(wait=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Dask
+# ---------------------------------------------------------------------------------------------------
+class DaskExecutor(Executor):
+    """Tasks on a dask.distributed cluster at ``address`` (``tcp://HOST:PORT``). ``workers`` caps the
+    tasks in flight (default: the cluster's threads, re-read as workers come and go)."""
+
+    kind = "dask"
+
+    def __init__(self, address: str, workers: int | None = None, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise CosimError("a scheduler was given but dask.distributed is not installed (pip install distributed)") from None
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise InputError(f"workers must be an integer >= 1, got {workers!r}")
+        self.address = address
+        self._cap = workers
+        try:
+            self.client = Client(address, timeout=connect_timeout_s, set_as_default=False)
+        except (OSError, TimeoutError) as e:
+            raise CosimError(f"cannot reach the dask scheduler at {address}: {_one_line(e)}") from None
+        try:
+            self.client.wait_for_workers(1, timeout=connect_timeout_s)
+        except (OSError, TimeoutError):
+            self.client.close()
+            raise CosimError(f"the dask scheduler at {address} has no workers (start some with: dask worker {address})") from None
+
+    def _threads(self) -> int:
+        try:
+            return max(1, sum(self.client.nthreads().values()))
+        except Exception:  # noqa: BLE001 - scheduler busy: assume one
+            return 1
+
+    @property
+    def workers(self) -> int:  # type: ignore[override]
+        return self._cap or self._threads()
+
+    def describe(self) -> str:
+        return f"dask at {self.address}, {self._threads()} worker threads"
+
+    def run_everywhere(self, fn: Callable[[], Any]) -> dict[str, Any]:
+        return dict(self.client.run(fn))
+
+    def _restart_worker_of(self, key: str) -> None:
+        try:
+            for w, keys in self.client.processing().items():
+                if key in keys:
+                    self.client.restart_workers([w], raise_for_error=False)
+        except Exception:  # noqa: BLE001 - worker already gone: the scheduler reschedules anyway
+            pass
+
+    def map(self, fn, items, *, ordered=False, timeout_s=None, retries=DEFAULT_RETRIES):
+        _check_map_args(timeout_s, retries)
+        return self._map(fn, list(items), ordered, timeout_s, retries)
+
+    def _map(self, fn, items, ordered, timeout_s, retries) -> Iterator[TaskResult]:
+        n = len(items)
+        run_id = uuid.uuid4().hex[:12]
+        pending = deque(range(n))
+        attempts = [0] * n
+        inflight: dict[Any, tuple[int, float]] = {}
+        emit = _Emitter(n, ordered)
+        try:
+            while pending or inflight:
+                cap = self.workers
+                while pending and len(inflight) < cap:
+                    i = pending.popleft()
+                    attempts[i] += 1
+                    f = self.client.submit(_call, fn, items[i], key=f"cosim-{run_id}-{i}-{attempts[i]}", pure=False,
+                                           retries=0)
+                    inflight[f] = (i, time.monotonic())
+                wait_s = _POLL_S if timeout_s is None else min(_POLL_S, timeout_s)
+                t_wait = time.monotonic() + wait_s
+                done = [f for f in inflight if f.done()]
+                while not done and time.monotonic() < t_wait:
+                    time.sleep(0.01)
+                    done = [f for f in inflight if f.done()]
+                faults: list[tuple[int, str]] = []
+                for f in done:
+                    if f not in inflight:
+                        continue
+                    i, _ = inflight.pop(f)
+                    if f.status == "finished":
+                        try:
+                            ok, val = f.result()
+                        except Exception as e:  # noqa: BLE001 - result lost with its worker
+                            faults.append((i, _one_line(e)))
+                            continue
+                        for r in emit.push(TaskResult(i, val if ok else None, None if ok else val, attempts[i])):
+                            yield r
+                    else:  # 'error' (KilledWorker: the worker died with it too often, lost data) or 'cancelled'
+                        try:
+                            why = _one_line(f.exception()) if f.status == "error" else f"task {f.status}"
+                        except Exception as e:  # noqa: BLE001
+                            why = _one_line(e)
+                        faults.append((i, why))
+                    f.release()
+                if timeout_s is not None:
+                    now = time.monotonic()
+                    for f, (i, t0) in list(inflight.items()):
+                        if now - t0 > timeout_s and not f.done():
+                            del inflight[f]
+                            self._restart_worker_of(f.key)
+                            f.cancel()
+                            faults.append((i, f"no result within {timeout_s:g} s (worker hung or too slow)"))
+                for i, why in faults:
+                    if attempts[i] <= retries:
+                        pending.append(i)
+                    else:
+                        for r in emit.push(TaskResult(i, None, f"gave up after {attempts[i]} attempts: {why}",
+                                                      attempts[i])):
+                            yield r
+        finally:
+            if inflight:
+                self.client.cancel(list(inflight))
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def make_executor(workers: int | None = None, scheduler: str | None = None) -> Executor:
+    """Local processes (``workers``, default 1) or, when ``scheduler`` (or ``COSIM_SCHEDULER``) names a
+    dask scheduler (``tcp://HOST:PORT``), that cluster (``workers`` then caps the tasks in flight)."""
+    address = scheduler if scheduler is not None else os.environ.get(ENV_SCHEDULER, "")
+    address = address.strip()
+    if address:
+        if "://" not in address:
+            raise InputError(f"scheduler address must look like tcp://HOST:PORT, got '{address}'")
+        return DaskExecutor(address, workers)
+    return LocalExecutor(1 if workers is None else workers)

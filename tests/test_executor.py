@@ -1,0 +1,226 @@
+"""The executor: local processes and a real dask.distributed LocalCluster (TCP on 127.0.0.1) give the
+same SPICE results; a killed worker's task is rerun; a hung task times out and is resubmitted; a task's
+own error is its result; a point that does not converge is retried with the aids, then recorded as
+failed with its reason."""
+
+import os
+import shutil
+import signal
+import stat
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from cosim.errors import InputError
+from cosim.executor import LocalExecutor, make_executor
+from cosim.netlist import ArraySpec
+from cosim.pointcache import PointCache
+from cosim.spice import run_array
+from cosim.sweep import SpicePoint, run_points
+from cosim.technology import get_technology
+
+ngspice = pytest.mark.ngspice
+
+
+def _points(n=8, seed=0, rows=8, cols=4, vectors=4):
+    spec = ArraySpec(get_technology("resistor"), rows, cols, "decoupled")
+    rng = np.random.default_rng(seed)
+    return [SpicePoint(spec, (rng.random((vectors, rows)) < 0.5).astype(np.uint8),
+                       (rng.random((rows, cols)) < 0.5).astype(np.uint8)) for _ in range(n)]
+
+
+# --- tasks (module level: the workers import them) ---------------------------------------------
+def _square(i):
+    return i * i
+
+
+def _fails_on_three(i):
+    if i == 3:
+        raise ValueError("three is bad")
+    return i
+
+
+def _victim(args):
+    """On its first run (no marker yet) item ``victim`` writes its pid to the marker and sleeps."""
+    marker, i, victim, sleep_s = args
+    if i == victim and not os.path.exists(marker):
+        tmp = marker + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(tmp, marker)
+        time.sleep(sleep_s)
+    return i * 10
+
+
+def _always_hangs(args):
+    time.sleep(60)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A real dask.distributed cluster: scheduler and 2 worker processes (1 thread each) over TCP."""
+    from distributed import LocalCluster
+
+    cl = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      protocol="tcp", dashboard_address=None)
+    try:
+        yield cl.scheduler_address
+    finally:
+        cl.close()
+
+
+def test_make_executor_choices(monkeypatch):
+    monkeypatch.delenv("COSIM_SCHEDULER", raising=False)
+    ex = make_executor(workers=3)
+    assert isinstance(ex, LocalExecutor) and ex.workers == 3 and ex.kind == "local"
+    with pytest.raises(InputError, match="tcp://HOST:PORT"):
+        make_executor(scheduler="localhost:8786")
+    with pytest.raises(InputError, match="workers"):
+        make_executor(workers=0)
+    monkeypatch.setenv("COSIM_SCHEDULER", "nonsense")
+    with pytest.raises(InputError, match="tcp://HOST:PORT"):
+        make_executor()
+
+
+def test_unreachable_scheduler_is_one_line_error():
+    from cosim.errors import CosimError
+    from cosim.executor import DaskExecutor
+
+    with pytest.raises(CosimError, match="cannot reach the dask scheduler"):
+        DaskExecutor("tcp://127.0.0.1:9", connect_timeout_s=1)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_local_map_order_and_task_errors(workers):
+    with make_executor(workers=workers) as ex:
+        got = list(ex.map(_fails_on_three, range(6), ordered=True))
+    assert [r.index for r in got] == list(range(6))
+    assert [r.value for r in got if r.ok] == [0, 1, 2, 4, 5]
+    bad = got[3]
+    assert not bad.ok and bad.error == "ValueError: three is bad" and bad.attempts == 1   # not retried
+
+
+def test_local_killed_worker_is_resubmitted(tmp_path):
+    marker = str(tmp_path / "pid")
+    items = [(marker, i, 2, 30.0) for i in range(5)]
+    with make_executor(workers=2) as ex:
+        killer = _kill_when_marked(marker)
+        got = list(ex.map(_victim, items, ordered=True, timeout_s=25))
+        killer.join(10)
+    assert [r.value for r in got] == [i * 10 for i in range(5)]
+    assert got[2].attempts == 2 and all(r.ok for r in got)
+
+
+def test_local_hung_task_times_out_and_is_resubmitted(tmp_path):
+    marker = str(tmp_path / "pid")
+    items = [(marker, i, 1, 60.0) for i in range(3)]
+    t0 = time.monotonic()
+    with make_executor(workers=2) as ex:
+        got = list(ex.map(_victim, items, timeout_s=2.0))
+    assert time.monotonic() - t0 < 30
+    by = {r.index: r for r in got}
+    assert sorted(by) == [0, 1, 2] and all(r.ok for r in got)
+    assert by[1].attempts == 2 and by[1].value == 10
+    # a task that always hangs: bounded retries, then an error that says why
+    with make_executor(workers=1) as ex:
+        (r,) = list(ex.map(_always_hangs, [None], timeout_s=0.5, retries=1))
+    assert not r.ok and r.attempts == 2 and "gave up after 2 attempts: no result within 0.5 s" in r.error
+
+
+def _kill_when_marked(marker, timeout_s=30.0):
+    def kill():
+        t_end = time.monotonic() + timeout_s
+        while time.monotonic() < t_end:
+            if os.path.exists(marker):
+                os.kill(int(open(marker).read()), signal.SIGKILL)
+                return
+            time.sleep(0.05)
+    th = threading.Thread(target=kill, daemon=True)
+    th.start()
+    return th
+
+
+@ngspice
+def test_local_and_dask_give_identical_spice_results(cluster):
+    pts = _points()
+    ref = [run_array(p.spec, p.inputs, p.weights).column_current_a for p in pts]
+    inline = run_points(pts, cache=False)
+    with make_executor(workers=2) as ex:
+        local = run_points(pts, cache=False, executor=ex)
+    with make_executor(scheduler=cluster) as ex:
+        assert ex.kind == "dask" and ex.workers == 2
+        dask = run_points(pts, cache=False, executor=ex)
+    for rep in (inline, local, dask):
+        assert rep.n_failed == 0 and rep.computed == len(pts)
+        for a, b in zip(ref, rep.currents):
+            np.testing.assert_array_equal(a, b)
+    assert "dask at tcp://127.0.0.1" in dask.executor
+
+
+def test_dask_killed_worker_task_is_rerun(cluster, tmp_path):
+    marker = str(tmp_path / "pid")
+    items = [(marker, i, 1, 30.0) for i in range(4)]
+    with make_executor(scheduler=cluster) as ex:
+        killer = _kill_when_marked(marker)
+        got = list(ex.map(_victim, items, ordered=True, timeout_s=25))
+        killer.join(10)
+    assert not killer.is_alive()
+    assert [r.value for r in got] == [0, 10, 20, 30] and all(r.ok for r in got)
+
+
+def test_dask_hung_task_times_out_and_is_resubmitted(cluster, tmp_path):
+    marker = str(tmp_path / "pid")
+    items = [(marker, i, 0, 60.0) for i in range(3)]
+    t0 = time.monotonic()
+    with make_executor(scheduler=cluster) as ex:
+        got = {r.index: r for r in ex.map(_victim, items, timeout_s=3.0)}
+        # the hung worker was restarted: the cluster is whole again
+        t_end = time.monotonic() + 30
+        while len(ex.client.nthreads()) < 2 and time.monotonic() < t_end:
+            time.sleep(0.2)
+        assert len(ex.client.nthreads()) == 2
+    assert time.monotonic() - t0 < 45
+    assert all(r.ok for r in got.values()) and got[0].attempts == 2 and got[0].value == 0
+
+
+_FAKE_NGSPICE = """#!/bin/bash
+# ngspice that does not converge on decks with 3 vectors, and on decks with 5 vectors until the
+# stronger stepping aid (gminsteps=1000) is in the deck; everything else goes to the real ngspice.
+deck="${@: -1}"
+if [ -f "$deck" ] && grep -q "vectors=3$" "$deck"; then
+  echo "doAnalyses: iteration limit reached"; echo "dc sweep failed"; exit 1
+fi
+if [ -f "$deck" ] && grep -q "vectors=5$" "$deck" && ! grep -q "gminsteps=1000" "$deck"; then
+  echo "doAnalyses: iteration limit reached"; exit 1
+fi
+exec REAL "$@"
+"""
+
+
+@ngspice
+def test_non_converging_point_retried_then_recorded_failed(tmp_path, monkeypatch):
+    real = shutil.which("ngspice")
+    fake = tmp_path / "ngspice"
+    fake.write_text(_FAKE_NGSPICE.replace("REAL", real))
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    pts = _points(2, vectors=4) + _points(1, seed=1, vectors=5) + _points(1, seed=2, vectors=3)
+    ref = run_array(pts[2].spec, pts[2].inputs, pts[2].weights).column_current_a     # the real ngspice
+    monkeypatch.setenv("COSIM_NGSPICE", str(fake))
+    cache = PointCache(tmp_path / "cache")
+    rep = run_points(pts, cache=cache)
+    assert rep.n_failed == 1 and set(rep.failed) == {3} and rep.computed == 4
+    assert "did not converge with any convergence aid" in rep.failed[3]
+    assert "gmin+source stepping: ngspice failed (exit 1): dc sweep failed" in rep.failed[3]
+    assert "smaller steps: " in rep.failed[3]
+    assert "1 failed" in rep.summary()
+    assert [m["aid"] for m in rep.meta[:3]] == ["none", "none", "stronger stepping"]
+    np.testing.assert_allclose(rep.currents[2], ref, rtol=1e-9)
+    fails = cache.failures()
+    assert len(fails) == 1 and fails[0]["kind"] == "nonconvergence" and fails[0]["reason"] == rep.failed[3]
+    # a re-run recomputes nothing and still reports the failure; retry_failed runs it again
+    again = run_points(pts, cache=cache)
+    assert again.computed == 0 and again.cached == 4 and again.failed == rep.failed
+    retry = run_points(pts, cache=cache, retry_failed=True)
+    assert retry.computed == 1 and retry.n_failed == 1
