@@ -17,7 +17,8 @@ on a fresh worker: a worker process that dies (kill -9, out of memory, node lost
 no result within ``timeout_s`` (a hung worker: its process is killed - local pool - or restarted - Dask
 worker - and the task resubmitted). The clock of ``timeout_s`` starts when the task is submitted; at most
 as many tasks as there are workers are in flight, so it measures the task's own run (plus a worker's
-start-up). When retries are exhausted the task's ``error`` says why; nothing is dropped.
+start-up). When retries are exhausted the task's ``error`` says why; nothing is dropped. (A local pool
+cannot tell whose worker died: every task in flight when a pool process dies counts an attempt.)
 """
 
 from __future__ import annotations
@@ -138,6 +139,14 @@ def _kill_pool(pool) -> None:
             pass
 
 
+def _mp_context():
+    """'forkserver' where there is one (workers forked from a clean server, not from a caller that may
+    hold threads: a dask client, torch), else the platform default."""
+    import multiprocessing as mp
+
+    return mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else None)
+
+
 class LocalExecutor(Executor):
     kind = "local"
 
@@ -178,7 +187,7 @@ class LocalExecutor(Executor):
         try:
             while pending or inflight:
                 if pool is None:
-                    pool = ProcessPoolExecutor(max_workers=min(self.workers, max(n, 1)))
+                    pool = ProcessPoolExecutor(max_workers=min(self.workers, max(n, 1)), mp_context=_mp_context())
                 while pending and len(inflight) < self.workers:
                     i = pending.popleft()
                     attempts[i] += 1
