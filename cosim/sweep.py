@@ -174,6 +174,7 @@ class SweepReport:
     seconds: float = 0.0
     executor: str = ""
     corrupt: int = 0           # cache entries found corrupt (recomputed)
+    mismatched: int = 0        # points whose worker built another netlist or ran another ngspice than here
 
     @property
     def n_failed(self) -> int:
@@ -183,6 +184,9 @@ class SweepReport:
         n = len(self.currents)
         s = (f"{n} points: {self.computed} computed, {self.cached} from the cache, {self.n_failed} failed "
              f"({self.executor}, {self.seconds:.1f} s)")
+        if self.mismatched:
+            s += (f"; {self.mismatched} points ran on workers with another netlist or ngspice than this machine "
+                  "(check that cosim, device models and ngspice are the same everywhere)")
         if self.failed:
             i = min(self.failed)
             s += f"; first failure, point {i}: {self.failed[i]}"
@@ -252,8 +256,10 @@ def run_points(points: Sequence[SpicePoint], *, executor: Executor | None = None
                 val = r.value
                 meta = {k: v for k, v in val.items() if k != "current_a"} | {"attempts": r.attempts}
                 got = point_key(val["netlist_sha256"], val["ngspice_version"], val["solver"], backend, LADDER_ID)
+                if got != key:
+                    rep.mismatched += 1
                 if store is not None:
-                    store.put(got, val["current_a"], meta)   # == key unless a worker's ngspice changed meanwhile
+                    store.put(got, val["current_a"], meta)   # under what really ran
                 rep.currents[i], rep.meta[i] = val["current_a"], meta | {"cached": False}
                 rep.computed += 1
             else:

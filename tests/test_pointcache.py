@@ -186,3 +186,20 @@ def test_run_points_rejects_non_points():
     spec = ArraySpec(get_technology("resistor"), 2, 2, "decoupled")
     with pytest.raises(InputError, match="not a SpicePoint"):
         run_points([SpicePoint(spec, np.ones((1, 2)), np.ones((2, 2))), "x"], cache=False)
+
+
+@pytest.mark.ngspice
+def test_worker_with_other_ngspice_is_reported_and_stored_under_its_own_key(tmp_path):
+    """The caller keys points by the ngspice its workers report; a worker that then runs another build
+    stores its result under the key of what really ran, and the report says so."""
+    from cosim.executor import LocalExecutor
+
+    class StaleProbe(LocalExecutor):
+        def run_everywhere(self, fn):
+            return {"w": {**fn(), "version": "45"}}
+
+    spec = ArraySpec(get_technology("resistor"), 4, 2, "decoupled")
+    pts = [SpicePoint(spec, np.ones((2, 4)), np.eye(4, 2))]
+    rep = run_points(pts, executor=StaleProbe(1), cache=tmp_path)
+    assert rep.mismatched == 1 and "another netlist or ngspice" in rep.summary()
+    assert run_points(pts, cache=tmp_path).cached == 1        # found under the real build's key
