@@ -224,3 +224,21 @@ def test_non_converging_point_retried_then_recorded_failed(tmp_path, monkeypatch
     assert again.computed == 0 and again.cached == 4 and again.failed == rep.failed
     retry = run_points(pts, cache=cache, retry_failed=True)
     assert retry.computed == 1 and retry.n_failed == 1
+
+
+@ngspice
+def test_every_convergence_aid_gives_the_plain_result():
+    """Each rung of the ladder really changes the deck (the smaller-steps rung finds the .dc line) and
+    converges to the same currents as the plain run."""
+    from cosim.netlist import build_netlist
+    from cosim.sweep import AIDS, _substep_deck, run_robust
+
+    spec = ArraySpec(get_technology("reram1t1r"), 4, 3, "decoupled")
+    rng = np.random.default_rng(5)
+    x, w = (rng.random((4, 4)) < 0.5).astype(np.uint8), (rng.random((4, 3)) < 0.5).astype(np.uint8)
+    assert _substep_deck(build_netlist(spec, x, w), 4, 8) is not None
+    plain = run_array(spec, x, w).column_current_a
+    for aid in AIDS:
+        got = run_robust(spec, x, w, aids=[aid])
+        assert got["aid"] == aid.name
+        np.testing.assert_allclose(got["current_a"], plain, rtol=1e-6, atol=1e-15)
