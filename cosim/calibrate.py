@@ -160,9 +160,7 @@ def cosine_basis(rows: int, orders: list[int] | tuple[int, ...]) -> np.ndarray:
 
 
 def feature_names(orders: list[int], leak_orders: list[int] | None) -> list[str]:
-    names = ["1"]
-    for e in orders:
-        names += [f"m{e}", f"m{e}^2"]
+    names = ["1"] + [f"m{e}" for e in orders] + [f"m{e}^2" for e in orders]
     if leak_orders is not None:
         names += ["L", "L^2"] + [f"nu{e}" for e in leak_orders]
     return names
@@ -176,9 +174,7 @@ def features_np(on: np.ndarray, active: np.ndarray, orders: list[int], leak_orde
     rows = on.shape[1]
     m = on @ cosine_basis(rows, orders)
     k = np.rint(m[:, 0])
-    cols = [np.ones_like(k)]
-    for i in range(len(orders)):
-        cols += [m[:, 1 + i], m[:, 1 + i] ** 2]
+    cols = [np.ones_like(k)] + [m[:, 1 + i] for i in range(len(orders))] + [m[:, 1 + i] ** 2 for i in range(len(orders))]
     if leak_orders is not None:
         leak = np.asarray(active, dtype=np.float64) - on
         lk = leak @ cosine_basis(rows, leak_orders)

@@ -7,8 +7,8 @@ SPICE-calibrated lookup table (``cosim.calibrate`` explains the model).
 
 ``x_bits`` is (N, R') of 0/1 with R' <= rows (a partially used tile: the missing rows R'..rows-1 are
 off), ``w_bits`` is (R', C) of 0/1, any C for the decoupled topology. Cost: ONE matrix product of x with
-the (E+1)·C columns ``w * cos-basis`` (the first block is the ideal product x·w itself), then a few
-element-wise operations per output; batches are processed in chunks so memory stays bounded.
+the (E+1)·C columns ``w * cos-basis`` (one of each column's E+1 is the ideal product x·w itself), one
+gather of the count's coefficients, and a few element-wise operations per output; batches are processed in chunks so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -70,8 +70,10 @@ class Surrogate:
         if count_mean.shape != (self.rows + 1,):
             raise TableError(f"table array 'count_mean_a' has shape {count_mean.shape}, expected {(self.rows + 1,)}")
         # Currents are computed in units of i_cell (well-scaled in float32), then scaled back.
-        # Coefficients are stored feature-major (F, R+1) so one gather gives contiguous planes.
-        self._coef_t = torch.as_tensor((coef / self.i_cell_a).T.copy(), dtype=dtype, device=self.device)
+        self._coef = torch.as_tensor(coef / self.i_cell_a, dtype=dtype, device=self.device)
+        if lo is not None and not set(self.leak_orders) <= set(self.orders):
+            raise TableError("table leak orders must be a subset of its orders")
+        self._leak_pos = [] if lo is None else [self.orders.index(e) for e in self.leak_orders]
         self._phi = torch.as_tensor(cosine_basis(self.rows, self.orders), dtype=dtype, device=self.device)
         self._phi_leak = (None if lo is None else
                           torch.as_tensor(cosine_basis(self.rows, self.leak_orders), dtype=dtype, device=self.device))
@@ -106,34 +108,28 @@ class Surrogate:
 
     # ---- model ------------------------------------------------------------------------------------
     def _weights(self, w: torch.Tensor) -> torch.Tensor:
-        """(R', (1+E)*C): [w, w*phi_e1, w*phi_e2, ...] as one right-hand side."""
+        """(R', C*(1+E)): for each column c the block [w_c, w_c*phi_e1, w_c*phi_e2, ...], so that the
+        product x @ W viewed as (N, C, 1+E) holds k and the moments of every column contiguously."""
         r = w.shape[0]
         phi = self._phi[:r]                                     # (R', 1+E)
-        return (phi.unsqueeze(2) * w.unsqueeze(1)).reshape(r, -1)
+        return (w.unsqueeze(2) * phi.unsqueeze(1)).reshape(r, -1)
 
     def _chunk_currents(self, x: torch.Tensor, wp: torch.Tensor, c: int) -> torch.Tensor:
-        """Currents in units of i_cell for a chunk of vectors: one matmul, one gather, a few FMAs."""
+        """Currents in units of i_cell for a chunk of vectors: one matmul, one gather, a few passes."""
         n = x.shape[0]
         E = len(self.orders)
-        m = (x @ wp).view(n, E + 1, c)
-        k = m[:, 0]
-        idx = k.round().long()
-        g = self._coef_t.index_select(1, idx.view(-1)).view(-1, n, c)   # (F, n, C)
-        out = g[0]
-        for i in range(E):
-            me = m[:, 1 + i]
-            out = out + me * torch.addcmul(g[1 + 2 * i], g[2 + 2 * i], me)
+        m = (x @ wp).view(n, c, E + 1)
+        k = m[..., 0]
+        g = torch.nn.functional.embedding(k.round().long(), self._coef)      # (n, C, F)
+        mom = m[..., 1:]
+        t = torch.addcmul(g[..., 1:1 + E], g[..., 1 + E:1 + 2 * E], mom)     # c1 + c2 m   (n, C, E)
+        out = torch.add(g[..., 0], t.mul_(mom).sum(-1))
         if self.leak_orders is not None:
             xs = x @ self._phi_leak[: x.shape[1]]              # (n, 1+EL): per-vector row sums / moments
-            j = 1 + 2 * E
             lk = xs[:, :1] - k                                  # leaking cells: input 1, weight 0
-            out = out + lk * torch.addcmul(g[j], g[j + 1], lk)
-            for i in range(len(self.leak_orders)):
-                nu = xs[:, 1 + i: 2 + i] - m[:, 1 + self.orders.index(self.leak_orders[i])] \
-                    if self.leak_orders[i] in self.orders else None
-                if nu is None:
-                    raise TableError("leak orders must be a subset of the ON-pattern orders")
-                out = torch.addcmul(out, g[j + 2 + i], nu)
+            parts = [lk, lk * lk] + [xs[:, 1 + i: 2 + i] - m[..., 1 + self._leak_pos[i]]
+                                     for i in range(len(self.leak_orders))]
+            out = out + (g[..., 1 + 2 * E:] * torch.stack(parts, dim=-1)).sum(-1)
         return out
 
     def column_currents(self, x_bits: Any, w_bits: Any) -> torch.Tensor:
