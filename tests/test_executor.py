@@ -118,8 +118,8 @@ def test_local_hung_task_times_out_and_is_resubmitted(tmp_path):
     items = [(marker, i, 1, 60.0) for i in range(3)]
     t0 = time.monotonic()
     with make_executor(workers=2) as ex:
-        got = list(ex.map(_victim, items, timeout_s=2.0))
-    assert time.monotonic() - t0 < 30
+        got = list(ex.map(_victim, items, timeout_s=4.0))
+    assert time.monotonic() - t0 < 40
     by = {r.index: r for r in got}
     assert sorted(by) == [0, 1, 2] and all(r.ok for r in got)
     assert by[1].attempts == 2 and by[1].value == 10
@@ -175,13 +175,13 @@ def test_dask_hung_task_times_out_and_is_resubmitted(cluster, tmp_path):
     items = [(marker, i, 0, 60.0) for i in range(3)]
     t0 = time.monotonic()
     with make_executor(scheduler=cluster) as ex:
-        got = {r.index: r for r in ex.map(_victim, items, timeout_s=3.0)}
+        got = {r.index: r for r in ex.map(_victim, items, timeout_s=5.0)}
         # the hung worker was restarted: the cluster is whole again
         t_end = time.monotonic() + 30
         while len(ex.client.nthreads()) < 2 and time.monotonic() < t_end:
             time.sleep(0.2)
         assert len(ex.client.nthreads()) == 2
-    assert time.monotonic() - t0 < 45
+    assert time.monotonic() - t0 < 55
     assert all(r.ok for r in got.values()) and got[0].attempts == 2 and got[0].value == 0
 
 
