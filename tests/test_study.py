@@ -373,7 +373,7 @@ def test_report_on_a_tiny_fake_grid(tmp_path):
     claims = text.split("## Claims")[1].split("## Accuracy")[0]
     assert "| Non-idealities hurt CiM-BNN accuracy badly |" in claims
     assert "largest drop 51.00 points" in claims and "smallest 46.00 points" in claims and "| yes |" in claims
-    assert "largest gain +45.00 points" in claims
+    assert "largest gain +45.00 points" in claims and "BinSparX alone at most +45.00 points" in claims
     assert "not measured" not in claims.split("BinSparX reduces energy")[0]
     figs = sorted(p.name for p in (tmp_path / "docs" / "report").glob("*.png"))
     assert any(f.startswith("acc_vs_rows") for f in figs) and any(f.startswith("acc_vs_rwire") for f in figs)
@@ -401,3 +401,40 @@ def test_report_says_not_measured_without_data(tmp_path):
     claims = text.split("## Claims")[1].split("## Accuracy")[0]
     assert claims.count("not measured") >= 6
     assert "| yes |" not in claims and "| no |" not in claims
+
+
+# ------------------------------------------------------------------------------------------- end to end
+
+@pytest.mark.shared
+def test_quick_report_end_to_end_on_a_tiny_subset(tmp_path, capsys):
+    """The real command on 4 test images and 1 skew image, software / non-ideal / BinSparX, then again
+    from the cache."""
+    import pandas as pd
+
+    from cosim.cli import main
+    from cosim.paths import default_data_path, reference_models_dir
+    if not (reference_models_dir() / "vgg_small.pt").is_file() or not default_data_path().exists():
+        pytest.skip("needs the shared reference weights and CIFAR-10 ($COSIM_SHARED)")
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text('[quick]\nvariants = ["software", "nonideal", "binsparx"]\nlimit = 4\nskew_images = 1\n'
+                   f'[paths]\ncache = "{tmp_path / "cache"}"\n')
+    out = tmp_path / "docs"
+    main(["report", "--config", str(cfg), "--quick", "--out", str(out), "--no-progress"])
+    printed = capsys.readouterr().out
+    assert "software" in printed and "binsparx" in printed and "wrote" in printed
+    df = pd.read_csv(out / "report" / "results.csv")
+    assert list(df.variant) == ["software", "nonideal", "binsparx"]
+    assert (df.status == "computed").all(), df.reason.tolist()
+    assert (df.n == 4).all() and df.accuracy.between(0, 1).all()
+    arr = df[df.variant != "software"]
+    assert (arr.rows == 64).all() and (arr.technology == "sram8t").all()
+    assert arr.on_cell_fraction.between(0, 1).all() and (arr.array_energy_per_image_j > 0).all()
+    bsx = df[df.variant == "binsparx"].iloc[0]
+    assert bsx.partial_sum_reduction > 0 and bsx.on_cell_fraction < df[df.variant == "nonideal"].iloc[0].on_cell_fraction
+    text = (out / "REPORT.md").read_text()
+    assert "## Claims of the paper against cosim" in text and "### vgg-small on sram8t" in text
+    assert list((out / "report").glob("on_count_hist_*.png")) and list((out / "report").glob("energy_*.png"))
+    # a second run reads every cell back from the cache
+    main(["report", "--config", str(cfg), "--quick", "--out", str(out), "--no-progress"])
+    df2 = pd.read_csv(out / "report" / "results.csv")
+    assert (df2.status == "cached").all() and df2.accuracy.tolist() == df.accuracy.tolist()
