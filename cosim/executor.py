@@ -297,6 +297,8 @@ class DaskExecutor(Executor):
         return self._map(fn, list(items), ordered, timeout_s, retries)
 
     def _map(self, fn, items, ordered, timeout_s, retries) -> Iterator[TaskResult]:
+        from distributed import wait
+
         n = len(items)
         run_id = uuid.uuid4().hex[:12]
         pending = deque(range(n))
@@ -313,11 +315,11 @@ class DaskExecutor(Executor):
                                            retries=0)
                     inflight[f] = (i, time.monotonic())
                 wait_s = _POLL_S if timeout_s is None else min(_POLL_S, timeout_s)
-                t_wait = time.monotonic() + wait_s
-                done = [f for f in inflight if f.done()]
-                while not done and time.monotonic() < t_wait:
-                    time.sleep(0.01)
-                    done = [f for f in inflight if f.done()]
+                try:
+                    with self.client.as_current():
+                        done = wait(list(inflight), timeout=wait_s, return_when="FIRST_COMPLETED").done
+                except TimeoutError:
+                    done = set()
                 faults: list[tuple[int, str]] = []
                 for f in done:
                     if f not in inflight:
