@@ -204,3 +204,28 @@ def test_coupled_table_reads_whole_arrays():
         to_cim(net, tech="resistor", rows=16, cols=16, mode="surrogate", table=tab)      # 8 columns calibrated
     with pytest.raises(TableError):
         to_cim(net, tech="resistor", rows=16, cols=8, mode="surrogate", table=tab, topology="decoupled")
+
+
+def _shipped(tech, rows):
+    from cosim.errors import TableError
+    from cosim.tables import default_table_path
+    try:
+        default_table_path(tech, rows)
+        return True
+    except TableError:
+        return False
+
+
+@pytest.mark.skipif(not _shipped("sram8t", 64), reason="no shipped sram8t 64-row table")
+def test_shipped_table_end_to_end():
+    """The default (shipped, SPICE-calibrated) table through a small network, with its energy."""
+    net = _tiny_net(6)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        cim = to_cim(net, tech="sram8t", rows=64, cols=64, mode="surrogate", binsparx=True,
+                     adc_reference="calibrated")
+        y = cim(x)
+    assert torch.isfinite(y).all()
+    s = cim_stats(cim)["overall"]
+    assert s["array_energy_j"] > 0 and 0 < s["on_cell_fraction"] < 0.5
+    assert cim.cim_config["array"]["table_provenance"]["ngspice_version"]

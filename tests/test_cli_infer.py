@@ -22,9 +22,13 @@ needs_shared = pytest.mark.skipif(not _shared_ready(), reason="shared reference 
 
 
 def _run(args, capsys):
-    with pytest.raises(SystemExit) as e:
+    """(exit status, captured output) of ``cosim ARGS`` in process (0 when main returns)."""
+    try:
         main(args)
-    return e.value.code, capsys.readouterr()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr()
 
 
 @pytest.mark.shared
@@ -67,3 +71,26 @@ def test_infer_corrupt_table(tmp_path, capsys):
     bad.write_bytes(b"not a parquet file")
     code, io = _run(["infer", "--model", "vgg-small", "--table", str(bad), "--mode", "surrogate", "--limit", "1"], capsys)
     assert code == 1 and io.err.startswith("error: ") and len(io.err.strip().splitlines()) == 1
+
+
+def _shipped_sram8t_64():
+    from cosim.errors import TableError
+    from cosim.tables import default_table_path
+    try:
+        default_table_path("sram8t", 64)
+        return True
+    except TableError:
+        return False
+
+
+@pytest.mark.shared
+@needs_shared
+@pytest.mark.skipif(not _shipped_sram8t_64(), reason="no shipped sram8t 64-row table")
+def test_infer_surrogate_default_table(capsys):
+    code, io = _run(["infer", "--model", "vgg-small", "--mode", "surrogate", "--tech", "sram8t", "--rows", "64",
+                     "--cols", "64", "--limit", "1", "--threads", "1", "--json", "--no-progress"], capsys)
+    assert code == 0, io.err
+    res = json.loads(io.out)
+    assert res["n"] == 1 and res["array_energy_j"] > 0 and res["mode"] == "surrogate"
+    assert res["provenance"]["table"].endswith("sram8t_64_decoupled.parquet")
+    assert res["provenance"]["table_synthetic"] is False
