@@ -26,6 +26,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--chunk", type=int, default=None, help="surrogate chunk (vectors per pass; default: its own)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -39,6 +40,8 @@ def main() -> None:
     path = args.table or default_table_path("sram8t", 128)
     table = load_table(path)
     sur = Surrogate.from_table(table, device=args.device)
+    if args.chunk:
+        sur.chunk = args.chunk
     rows = sur.rows
     cols = args.cols or rows
     g = torch.Generator().manual_seed(0)
@@ -66,7 +69,7 @@ def main() -> None:
     out = {
         "rows": rows, "cols": cols, "vectors": args.vectors, "threads": args.threads, "device": args.device,
         "ideal_matmul_s_per_1e6": t_ideal, "surrogate_currents_s_per_1e6": t_cur, "surrogate_read_s_per_1e6": t_read,
-        "ratio_currents_to_ideal": t_cur / t_ideal, "ratio_read_to_ideal": t_read / t_ideal,
+        "ratio_currents_to_ideal": t_cur / t_ideal, "chunk": sur.chunk, "ratio_read_to_ideal": t_read / t_ideal,
         "orders": sur.orders, "leak_orders": sur.leak_orders,
         "provenance": record(table=str(path), technology=sur.tech.name, machine=platform.machine(),
                              cpus=os.cpu_count(), torch=torch.__version__, load_avg=os.getloadavg()),
@@ -74,7 +77,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, sort_keys=True, default=str))
     else:
-        print(f"{rows}x{cols}, {args.vectors} vectors, {args.threads} threads ({sur.tech.name}, orders {sur.orders}, "
+        print(f"{rows}x{cols}, {args.vectors} vectors, chunk {sur.chunk}, {args.threads} threads ({sur.tech.name}, orders {sur.orders}, "
               f"leak orders {sur.leak_orders}; load average {os.getloadavg()[0]:.1f}):")
         print(f"  ideal x@w          {t_ideal:.3f} s per 10^6 vectors")
         print(f"  surrogate currents {t_cur:.3f} s per 10^6 vectors ({t_cur / t_ideal:.2f}x ideal)")
