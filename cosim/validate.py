@@ -30,7 +30,7 @@ import numpy as np
 
 from .adc import ADC
 from .calibrate import random_patterns
-from .errors import CosimError, InputError
+from .errors import InputError
 from .tables import LookupTable, load_table
 
 FAMILIES = ("random", "skewed", "network")
@@ -209,4 +209,4 @@ def summary_line(report: dict[str, Any]) -> str:
             f"{b['ideal']['current_rel_rmse']:.2e}")
 
 
-__all__ = ["validate", "metrics", "summary_line", "FAMILIES", "CosimError"]
+__all__ = ["validate", "metrics", "summary_line", "FAMILIES"]

@@ -7,7 +7,7 @@ import json
 import click
 
 from ..errors import InputError
-from ..technology import CELLS, TOPOLOGIES, get_technology
+from ..technology import TOPOLOGIES, get_technology
 
 
 @click.command(name="calibrate")
@@ -30,8 +30,6 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders
     from ..calibrate import SweepConfig, calibrate
     from ..netlist import ArraySpec
 
-    if tech_name not in CELLS and tech_name not in ("sram8t", "reram1t1r", "resistor"):
-        raise InputError(f"unknown technology '{tech_name}'")
     tech = get_technology(tech_name, r_wire_ohm=r_wire_ohm)
     spec = ArraySpec(tech, rows, cols, topology)
     if spec.topology != "decoupled":
