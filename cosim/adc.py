@@ -123,6 +123,16 @@ class ADC:
         except ImportError:  # pragma: no cover - torch is a dependency
             torch = None
         if torch is not None and isinstance(current_a, torch.Tensor):
+            if self._levels is None:
+                # Evenly spaced ideal levels: the nearest level is a rounding, ~3x cheaper than a search.
+                # ceil(x/step - 1/2) counts the thresholds (c + 1/2)*step lying strictly below x, as
+                # bucketize(right=False) does.
+                step = self.lsb_counts * self.i_cell_a if self.i_cell_a is not None else None
+                if step is None:
+                    raise InputError("ADC has no reference levels: give i_cell_a or bind it to a lookup table")
+                x = current_a if current_a.is_floating_point() else current_a.to(torch.float32)
+                codes = torch.ceil(x / step - 0.5).clamp_(0, self.max_code)
+                return codes * scale
             key = ("torch", (current_a.device, current_a.dtype))
             t = self._cache.get(key)
             if t is None:

@@ -51,3 +51,21 @@ def test_bad_configuration(kw):
 def test_unbound_adc_is_an_error():
     with pytest.raises(InputError):
         ADC(bits=4).digitize(np.array([1e-6]))
+
+
+def test_ideal_torch_rounding_equals_threshold_search():
+    """The torch fast path for evenly spaced (ideal) levels gives the codes of a threshold search in the
+    same precision, including currents exactly at a level or a threshold and beyond the range."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    for bits, lsb in ((None, 1), (3, 1), (7, 2)):
+        adc = ADC(bits=bits, references="ideal", i_cell_a=2.0838e-5, rows=128, lsb_counts=lsb)
+        th = adc.thresholds_a()
+        x = np.concatenate([rng.uniform(-1e-5, 140 * 2.0838e-5, 20000), adc.levels_a(), th,
+                            th * (1 + 1e-6), th * (1 - 1e-6)]).astype(np.float32)
+        xt = torch.from_numpy(x)
+        fast = adc.digitize(xt)
+        search = torch.bucketize(xt, torch.as_tensor(th, dtype=torch.float32), right=False).float() * lsb
+        assert torch.equal(fast, search)
+        assert float(fast.max()) == adc.max_code * lsb and float(fast.min()) == 0.0
