@@ -44,3 +44,18 @@ def record(**fields: Any) -> dict[str, Any]:
     out.setdefault("python", platform.python_version())
     out.setdefault("date_utc", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     return out
+
+
+def json_default(o: Any) -> Any:
+    """``json.dumps(default=...)`` for what results and provenance records hold: numpy scalars and
+    arrays, paths. Anything else is an error (never silently stringified)."""
+    import numpy as np
+    from pathlib import Path
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

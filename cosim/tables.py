@@ -29,6 +29,7 @@ import numpy as np
 
 from .errors import InputError, TableError
 from .paths import resources_dir
+from .provenance import json_default
 from .technology import Technology
 
 FORMAT = "cosim-lookup-table"
@@ -39,18 +40,6 @@ TABLES_SUBDIR = "tables"
 
 def _sha(a: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(a, dtype="<f8").tobytes()).hexdigest()
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 @dataclass
@@ -146,7 +135,7 @@ class LookupTable:
                   "shapes": shapes, "sha256": sums}
         tbl = pa.Table.from_pandas(df, preserve_index=False)
         md = dict(tbl.schema.metadata or {})
-        md[METADATA_KEY] = json.dumps(header, sort_keys=True, default=_json_default).encode()
+        md[METADATA_KEY] = json.dumps(header, sort_keys=True, default=json_default).encode()
         tbl = tbl.replace_schema_metadata(md)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")

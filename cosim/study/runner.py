@@ -34,7 +34,7 @@ import torch
 from ..bnn.layers import BinConv2d
 from ..errors import CosimError, DataError, InputError, TableError
 from ..paths import PACKAGE_DIR, cache_dir, resources_dir
-from ..provenance import code_version, record
+from ..provenance import code_version, json_default, record
 from .config import Cell, StudyConfig
 
 CACHE_FORMAT = 1
@@ -106,21 +106,9 @@ class CellStore:
         p.parent.mkdir(parents=True, exist_ok=True)
         obj = {**obj, "key": key}
         with tempfile.NamedTemporaryFile("w", dir=p.parent, delete=False, suffix=".part") as tmp:
-            json.dump(obj, tmp, sort_keys=True, default=_json_default, indent=1)
+            json.dump(obj, tmp, sort_keys=True, default=json_default, indent=1)
         os.replace(tmp.name, p)
         return p
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # ------------------------------------------------------------------------------------------- context
