@@ -172,8 +172,8 @@ def main() -> int:
     missing = [n for n in CASES if n not in results]
     L += ["", "256-row tables: **not shipped, not validated.** Measured cost of one calibration point (64 columns, "
           "16 vectors, wall time on this 2-core machine shared with four other jobs): 8T-SRAM 64 rows 264-397 s, "
-          "128 rows 852 s (a second 128-row point did not finish in 40 min and was stopped, so the 128-row 8T "
-          "table rests on ONE point, 1024 samples); 1T-1R 64 rows 52-81 s, 128 rows 183-1247 s. A 256-row point "
+          "128 rows 852 s (the other two 128-row points took 436 s together with 2 workers once the machine "
+          "was idle); 1T-1R 64 rows 52-81 s, 128 rows 183-1247 s. A 256-row point "
           "has four times the nodes of a 128-row one, so a covering 256-row sweep could not finish in time."]
     if missing:
         L.append(f"Missing from this run: {', '.join(missing)} (its fresh SPICE validation runs did not finish in the time available; the table is shipped unvalidated).")
