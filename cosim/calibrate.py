@@ -18,7 +18,9 @@ FET Ioff), Bernoulli vectors with densities from U(0.05, 1), and a few contiguou
 samples cover ON-count 0..R, placements near/far/clustered/uniform, and off-cell leakage from none to all.
 
 Every finished point is written at once to ``DIR/points/point_NNNNN.npz`` (atomically); a rerun with
-the same arguments skips finished points, so an interrupted sweep loses nothing.
+the same arguments skips finished points, so an interrupted sweep loses nothing. Points run through
+``cosim.executor`` (local processes or a dask cluster) and the content-addressed SPICE point cache
+(``cosim.sweep``), so a point already simulated anywhere with the same netlist and ngspice is not rerun.
 
 The fit
 -------
@@ -53,7 +55,6 @@ import hashlib
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -226,18 +227,32 @@ def run_point(cfg: SweepConfig, index: int, out_dir: str | Path) -> Path:
     return path
 
 
-def _run_point_worker(args: tuple[SweepConfig, int, str]) -> tuple[int, str | None, str | None]:
-    cfg, index, out_dir = args
-    try:
-        return index, str(run_point(cfg, index, out_dir)), None
-    except CosimError as e:
-        return index, None, str(e)
+def _write_point(out_dir: Path, index: int, cfg: SweepConfig, x, w, fam, current_a, meta: dict[str, Any]) -> Path:
+    """Write sweep point ``index`` (atomically), in the format ``run_point`` writes."""
+    path = _point_path(out_dir, index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
+    np.savez_compressed(tmp, inputs=x, weights=w, current_a=current_a, family=np.array(fam),
+                        ngspice_version=np.array(meta["ngspice_version"]), solver=np.array(meta["solver"]),
+                        netlist_sha256=np.array(meta["netlist_sha256"]), seconds=np.array(meta["seconds"]),
+                        config=np.array(json.dumps(cfg.key(), sort_keys=True)))
+    tmp.replace(path)
+    return path
 
 
-def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int = 1,
-              progress: bool = True, stop_after: int | None = None) -> list[Path]:
-    """Run points 0..points-1 that are not finished yet (``workers`` local processes). Finished points
-    are kept whatever happens. ``stop_after`` runs at most that many new points (tests: interruption)."""
+def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int | None = None,
+              progress: bool = True, stop_after: int | None = None, scheduler: str | None = None,
+              cache: Any = None, point_timeout_s: float | None = None) -> list[Path]:
+    """Run points 0..points-1 that are not finished yet, through ``cosim.executor`` (``workers`` local
+    processes, default 1, or the dask cluster at ``scheduler`` / ``$COSIM_SCHEDULER``) and the SPICE point cache
+    (``cache``: a folder or PointCache, default ``$COSIM_CACHE/spice``; False: none). Finished points are
+    kept whatever happens (written here as they arrive). ``point_timeout_s`` resubmits a point that gives no
+    result in time (hung or lost worker). ``stop_after`` runs at most that many new points (tests:
+    interruption). Points that fail (after the convergence aids) are counted and reported at the end."""
+    from .executor import make_executor
+    from .netlist import ArraySpec
+    from .sweep import SpicePoint, run_points
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg_file = out_dir / "sweep.json"
@@ -251,33 +266,23 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int =
     todo = [i for i in range(points) if not _point_path(out_dir, i).is_file()]
     if stop_after is not None:
         todo = todo[:stop_after]
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm
-        bar = tqdm(total=len(todo), desc=f"calibrate {cfg.tech.name} {cfg.rows}x{cfg.cols}", unit="point")
-    errors: list[str] = []
-    try:
-        if workers <= 1 or len(todo) <= 1:
-            for i in todo:
-                _, _, err = _run_point_worker((cfg, i, str(out_dir)))
-                if err:
-                    errors.append(f"point {i}: {err}")
-                if bar:
-                    bar.update(1)
-        else:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                futs = [pool.submit(_run_point_worker, (cfg, i, str(out_dir))) for i in todo]
-                for f in as_completed(futs):
-                    idx, _, err = f.result()
-                    if err:
-                        errors.append(f"point {idx}: {err}")
-                    if bar:
-                        bar.update(1)
-    finally:
-        if bar:
-            bar.close()
-    if errors:
-        raise CosimError(f"{len(errors)} of {len(todo)} points failed (finished points kept in {out_dir}): {errors[0]}")
+    if todo:
+        spec = ArraySpec(cfg.tech, cfg.rows, cfg.cols, cfg.topology)
+        designs = [design_point(cfg.seed, i, cfg.rows, cfg.cols, cfg.vectors) for i in todo]
+
+        def write(j: int, current_a, meta: dict[str, Any]) -> None:
+            if current_a is not None:
+                x, w, fam = designs[j]
+                _write_point(out_dir, todo[j], cfg, x, w, fam, current_a, meta)
+
+        with make_executor(workers=workers, scheduler=scheduler) as ex:
+            desc = f"calibrate {cfg.tech.name} {cfg.rows}x{cfg.cols}" if progress else False
+            rep = run_points([SpicePoint(spec, x, w) for x, w, _ in designs], executor=ex, cache=cache,
+                             backend=cfg.backend, task_timeout_s=point_timeout_s, progress=desc, on_result=write)
+        if rep.failed:
+            j = min(rep.failed)
+            raise CosimError(f"{rep.n_failed} of {len(todo)} points failed (finished points kept in {out_dir}; "
+                             f"'cosim cache info --failed' lists them): point {todo[j]}: {rep.failed[j]}")
     return [_point_path(out_dir, i) for i in range(points) if _point_path(out_dir, i).is_file()]
 
 
@@ -452,16 +457,18 @@ def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak_o
     return LookupTable(arrays=arrays, meta=meta, provenance=prov)
 
 
-def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int = 1, orders: list[int] | None = None,
+def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int | None = None, orders: list[int] | None = None,
               progress: bool = True, stop_after: int | None = None,
-              log: Callable[[str], None] | None = None):
+              log: Callable[[str], None] | None = None, scheduler: str | None = None, cache: Any = None,
+              point_timeout_s: float | None = None):
     """Run (or resume) the sweep, write ``samples.parquet`` and ``table.parquet`` into ``out_dir``.
-    Returns the LookupTable."""
+    Returns the LookupTable. ``workers``, ``scheduler``, ``cache``, ``point_timeout_s``: see ``run_sweep``."""
     from . import provenance
 
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    paths = run_sweep(cfg, points, out_dir, workers=workers, progress=progress, stop_after=stop_after)
+    paths = run_sweep(cfg, points, out_dir, workers=workers, progress=progress, stop_after=stop_after,
+                      scheduler=scheduler, cache=cache, point_timeout_s=point_timeout_s)
     if len(paths) < points:
         raise CosimError(f"sweep stopped with {len(paths)} of {points} points finished (kept in {out_dir}); "
                          "run the same command again to resume")
