@@ -134,6 +134,17 @@ def main() -> None:
         write_doc(res, args)
 
 
+def load_note(cases: list[dict]) -> str:
+    worst = max(max(c["load"]) for c in cases)
+    cores = os.cpu_count() or 1
+    if worst < cores:
+        return (f"The machine is shared with other jobs but was nearly idle while this ran (1-minute load average "
+                f"at most {worst} on {cores} cores; before and after each case in the table).")
+    return (f"The machine was SHARED with other jobs while this ran (1-minute load average up to {worst} on {cores} "
+            "cores, before and after each case in the table): a case got a fraction of a core, so 2 workers cannot "
+            "show a 2x speed-up, and the seconds are upper bounds of what an idle machine gives.")
+
+
 def write_doc(res: dict, args) -> None:
     cases = res["cases"]
     prov = res["provenance"]
@@ -145,10 +156,7 @@ def write_doc(res: dict, args) -> None:
         "# Executor benchmarks: calibration throughput, local processes and Dask",
         "",
         f"Measured by `scripts/bench_executor.py` on {prov['date_utc']}: {prov['machine']}; ngspice "
-        f"{prov['ngspice_version']} ({prov['solver']}), code {prov['code_version']}. The machine was SHARED with "
-        "other jobs (2 cores): the 1-minute load average before and after each case is in the table; a load of "
-        "8 means a case got a fraction of a core, so 2 workers cannot show a 2x speed-up here, and the seconds "
-        "are upper bounds of what an idle machine gives.",
+        f"{prov['ngspice_version']} ({prov['solver']}), code {prov['code_version']}. " + load_note(cases),
         "",
         f"Calibration sweep (`cosim.calibrate.run_sweep`: design, SPICE through the executor, point files) of "
         f"{args.tech} {args.rows}x{args.cols}, {args.vectors} input vectors per point, {args.points} points, seed 0, "
@@ -182,11 +190,11 @@ def write_doc(res: dict, args) -> None:
         "",
         "    throughput(N) = min( N / (t_spice + t_task),  1 / t_drv )   points/s",
         "",
-        f"Measured here: t_spice = {t_spice:.3f} s (this small array, one loaded core), t_task = "
+        f"Measured here: t_spice = {t_spice:.3f} s (this small array, one core), t_task = "
         f"{oh['dask_2'] * 1e3:.1f} ms (dask), t_drv = {t_drv * 1e3:.1f} ms, so the caller saturates at "
         f"{1 / t_drv:.0f} points/s, i.e. at N = {(t_spice + oh['dask_2']) / t_drv:.0f} workers for this array. "
-        "Points of real calibrations are far more expensive (docs/benchmarks/spice.md, same loaded machine, one "
-        "operating point: reram1t1r 128x128 43 s, sram8t 128x128 313 s), while the caller's cost grows only "
+        "Points of real calibrations are far more expensive (docs/benchmarks/spice.md, this machine under a load of "
+        "about 10, one operating point: reram1t1r 128x128 43 s, sram8t 128x128 313 s), while the caller's cost grows only "
         "with the netlist: building and hashing the netlist of one point with "
         f"{args.vectors} vectors took " + ", ".join(f"{v:.0f} ms at {k}x{k}" for k, v in res["netlist_and_hash_ms"].items())
         + f". So throughput grows linearly with N until the caller saturates (for 128x128, at 1 / (t_drv + the "
