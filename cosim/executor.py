@@ -38,6 +38,15 @@ CONNECT_TIMEOUT_S = 20.0
 _POLL_S = 0.5
 
 
+def _requeue_or_give_up(faults, attempts, retries, pending, emit):
+    """Resubmit each faulted task that has attempts left; report the others as failed results."""
+    for i, why in faults:
+        if attempts[i] <= retries:
+            pending.append(i)
+        else:
+            yield from emit.push(TaskResult(i, None, f"gave up after {attempts[i]} attempts: {why}", attempts[i]))
+
+
 @dataclass
 class TaskResult:
     """The outcome of one task: ``value`` when ``error`` is None, else ``error`` (one line)."""
@@ -225,13 +234,7 @@ class LocalExecutor(Executor):
                         attempts[i] -= 1
                         pending.appendleft(i)
                     inflight.clear()
-                for i, why in faults:
-                    if attempts[i] <= retries:
-                        pending.append(i)
-                    else:
-                        for r in emit.push(TaskResult(i, None, f"gave up after {attempts[i]} attempts: {why}",
-                                                      attempts[i])):
-                            yield r
+                yield from _requeue_or_give_up(faults, attempts, retries, pending, emit)
         finally:
             if pool is not None:
                 if inflight:
@@ -348,13 +351,7 @@ class DaskExecutor(Executor):
                             self._restart_worker_of(f.key)
                             f.cancel()
                             faults.append((i, f"no result within {timeout_s:g} s (worker hung or too slow)"))
-                for i, why in faults:
-                    if attempts[i] <= retries:
-                        pending.append(i)
-                    else:
-                        for r in emit.push(TaskResult(i, None, f"gave up after {attempts[i]} attempts: {why}",
-                                                      attempts[i])):
-                            yield r
+                yield from _requeue_or_give_up(faults, attempts, retries, pending, emit)
         finally:
             if inflight:
                 self.client.cancel(list(inflight))

@@ -134,12 +134,16 @@ class PointCache:
         except FileNotFoundError:
             return None
         except Exception:  # noqa: BLE001 - anything unreadable is a corrupt entry: treated as missing
-            self.corrupt += 1
-            try:
-                path.unlink()
-            except OSError:
-                pass
-            return None
+            return self._discard_corrupt(path)
+
+    def _discard_corrupt(self, path: Path) -> None:
+        """Count and remove an unreadable entry; the caller treats it as missing."""
+        self.corrupt += 1
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        return None
 
     def get(self, key: str) -> CachedPoint | None:
         """The stored result, or None (missing or corrupt; a corrupt file is removed)."""
@@ -165,12 +169,7 @@ class PointCache:
         except FileNotFoundError:
             return None
         except Exception:  # noqa: BLE001 - corrupt failure record: as if none
-            self.corrupt += 1
-            try:
-                path.unlink()
-            except OSError:
-                pass
-            return None
+            return self._discard_corrupt(path)
 
     def clear_failure(self, key: str) -> None:
         try:
