@@ -94,3 +94,19 @@ def test_infer_surrogate_default_table(capsys):
     assert res["n"] == 1 and res["array_energy_j"] > 0 and res["mode"] == "surrogate"
     assert res["provenance"]["table"].endswith("sram8t_64_decoupled.parquet")
     assert res["provenance"]["table_synthetic"] is False
+
+
+@pytest.mark.shared
+@pytest.mark.ngspice
+@needs_shared
+def test_infer_spice_mode_reports_spot_checks(tmp_path):
+    table = synthetic_table("resistor", 64, 64, samples=1500, ir_drop=0.0).save(tmp_path / "r.parquet")
+    out = subprocess.run([sys.executable, "-m", "cosim.cli", "infer", "--model", "vgg-small", "--mode", "spice",
+                          "--tech", "resistor", "--rows", "64", "--cols", "64", "--table", str(table),
+                          "--spice-tiles", "1", "--spice-vectors", "2", "--limit", "1", "--json", "--no-progress"],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["spice_summary"]["tiles"] == 1 and len(res["spice_checks"]) == 1
+    assert res["spice_checks"][0]["vectors"] == 2 and res["spice_checks"][0]["ngspice_version"]
+    assert res["spice_seconds"] > 0
