@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +61,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import CosimError, InputError, TableError
+from .fileio import atomic_path
 from .technology import Technology
 
 MODEL = "moments-v2"
@@ -217,26 +217,19 @@ def run_point(cfg: SweepConfig, index: int, out_dir: str | Path) -> Path:
     x, w, fam = design_point(cfg.seed, index, cfg.rows, cfg.cols, cfg.vectors)
     spec = ArraySpec(cfg.tech, cfg.rows, cfg.cols, cfg.topology)
     res = run_array(spec, x, w, backend=cfg.backend)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, inputs=x, weights=w, current_a=res.column_current_a, family=np.array(fam),
-                        ngspice_version=np.array(res.ngspice_version), solver=np.array(res.solver),
-                        netlist_sha256=np.array(res.netlist_sha256), seconds=np.array(res.seconds),
-                        config=np.array(json.dumps(cfg.key(), sort_keys=True)))
-    tmp.replace(path)
-    return path
+    return _write_point(out_dir, index, cfg, x, w, fam, res.column_current_a,
+                        {"ngspice_version": res.ngspice_version, "solver": res.solver,
+                         "netlist_sha256": res.netlist_sha256, "seconds": res.seconds})
 
 
 def _write_point(out_dir: Path, index: int, cfg: SweepConfig, x, w, fam, current_a, meta: dict[str, Any]) -> Path:
     """Write sweep point ``index`` (atomically), in the format ``run_point`` writes."""
     path = _point_path(out_dir, index)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
-    np.savez_compressed(tmp, inputs=x, weights=w, current_a=current_a, family=np.array(fam),
-                        ngspice_version=np.array(meta["ngspice_version"]), solver=np.array(meta["solver"]),
-                        netlist_sha256=np.array(meta["netlist_sha256"]), seconds=np.array(meta["seconds"]),
-                        config=np.array(json.dumps(cfg.key(), sort_keys=True)))
-    tmp.replace(path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, inputs=x, weights=w, current_a=current_a, family=np.array(fam),
+                            ngspice_version=np.array(meta["ngspice_version"]), solver=np.array(meta["solver"]),
+                            netlist_sha256=np.array(meta["netlist_sha256"]), seconds=np.array(meta["seconds"]),
+                            config=np.array(json.dumps(cfg.key(), sort_keys=True)))
     return path
 
 

@@ -24,7 +24,6 @@ import os
 import pickle
 import re
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -33,6 +32,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from .errors import DataError
+from .fileio import atomic_path
 from .paths import cache_dir, default_data_path
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -297,13 +297,8 @@ def _cache_file(key: str | None) -> Path | None:
 def _write_cache(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     """Best effort: an unwritable cache only costs a second decode later."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".npz.part") as tmp:
+        with atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, images=images, labels=labels)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp.name, 0o666 & ~umask)
-        os.replace(tmp.name, path)
     except OSError:
         pass
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError, TableError
+from .fileio import atomic_path
 from .paths import resources_dir
 from .provenance import json_default
 from .technology import Technology
@@ -137,10 +138,8 @@ class LookupTable:
         md = dict(tbl.schema.metadata or {})
         md[METADATA_KEY] = json.dumps(header, sort_keys=True, default=json_default).encode()
         tbl = tbl.replace_schema_metadata(md)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        pq.write_table(tbl, tmp, compression="zstd", write_page_checksum=True)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            pq.write_table(tbl, tmp, compression="zstd", write_page_checksum=True)
         return path
 
 

@@ -21,7 +21,6 @@ and can be kept in an output folder (``out_dir``) so a rerun reuses them.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -31,6 +30,7 @@ import numpy as np
 from .adc import ADC
 from .calibrate import random_patterns
 from .errors import InputError
+from .fileio import atomic_path
 from .tables import LookupTable, load_table
 
 FAMILIES = ("random", "skewed", "network")
@@ -91,13 +91,11 @@ def spice_family(table: LookupTable, family: str, n_columns: int, seed: int, vec
                     continue
         res = run_array(spec, x, w)
         if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
-            np.savez_compressed(tmp, inputs=x, weights=w, current_a=res.column_current_a,
-                                ngspice_version=np.array(res.ngspice_version), solver=np.array(res.solver),
-                                netlist_sha256=np.array(res.netlist_sha256), seconds=np.array(res.seconds),
-                                technology=np.array(json.dumps(tech.as_dict(), sort_keys=True)))
-            tmp.replace(path)
+            with atomic_path(path, suffix=".npz") as tmp:
+                np.savez_compressed(tmp, inputs=x, weights=w, current_a=res.column_current_a,
+                                    ngspice_version=np.array(res.ngspice_version), solver=np.array(res.solver),
+                                    netlist_sha256=np.array(res.netlist_sha256), seconds=np.array(res.seconds),
+                                    technology=np.array(json.dumps(tech.as_dict(), sort_keys=True)))
         xs.append(x); ws.append(w); cur.append(res.column_current_a)
         meta.append({"ngspice_version": res.ngspice_version, "solver": res.solver,
                      "netlist_sha256": res.netlist_sha256, "seconds": res.seconds})

@@ -15,7 +15,6 @@ round trip gives identical outputs. VGG-small's binary weights take 0.55 MB inst
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import DataError
+from ..fileio import atomic_path
 from .layers import BinConv2d
 from .models import MODEL_NAMES, build_model, canonical_name, guess_model, load_state, read_state_dict
 
@@ -74,15 +74,8 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike, meta: dict | None
 
 
 def atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".part")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def is_compact(obj) -> bool:

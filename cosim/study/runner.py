@@ -21,7 +21,6 @@ import copy
 import hashlib
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -33,8 +32,9 @@ import torch
 
 from ..bnn.layers import BinConv2d
 from ..errors import CosimError, DataError, InputError, TableError
+from ..fileio import atomic_path
 from ..paths import PACKAGE_DIR, cache_dir, resources_dir
-from ..provenance import code_version, json_default, record
+from ..provenance import json_default, record
 from .config import Cell, StudyConfig
 
 CACHE_FORMAT = 1
@@ -103,11 +103,9 @@ class CellStore:
 
     def put(self, key: str, obj: dict, kind: str = "cells") -> Path:
         p = self.path(key, kind)
-        p.parent.mkdir(parents=True, exist_ok=True)
         obj = {**obj, "key": key}
-        with tempfile.NamedTemporaryFile("w", dir=p.parent, delete=False, suffix=".part") as tmp:
-            json.dump(obj, tmp, sort_keys=True, default=json_default, indent=1)
-        os.replace(tmp.name, p)
+        with atomic_path(p) as tmp:
+            tmp.write_text(json.dumps(obj, sort_keys=True, default=json_default, indent=1))
         return p
 
 
