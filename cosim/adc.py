@@ -116,7 +116,6 @@ class ADC:
     def digitize(self, current_a: Any) -> Any:
         """Codes (estimated AND-counts, float, integer-valued) of column currents; same type and device
         as the input (torch tensor or numpy array)."""
-        thr = self.thresholds_a()
         scale = float(self.lsb_counts)
         try:
             import torch
@@ -136,9 +135,9 @@ class ADC:
             key = ("torch", (current_a.device, current_a.dtype))
             t = self._cache.get(key)
             if t is None:
-                t = torch.as_tensor(thr, dtype=current_a.dtype, device=current_a.device)
+                t = torch.as_tensor(self.thresholds_a(), dtype=current_a.dtype, device=current_a.device)
                 self._cache[key] = t
             codes = torch.bucketize(current_a.contiguous(), t, right=False)
             return codes.to(current_a.dtype if current_a.is_floating_point() else torch.float32) * scale
         arr = np.asarray(current_a, dtype=np.float64)
-        return np.searchsorted(thr, arr, side="left").astype(np.float64) * scale
+        return np.searchsorted(self.thresholds_a(), arr, side="left").astype(np.float64) * scale

@@ -205,25 +205,8 @@ def _point_path(out_dir: Path, index: int) -> Path:
     return out_dir / "points" / f"point_{index:05d}.npz"
 
 
-def run_point(cfg: SweepConfig, index: int, out_dir: str | Path) -> Path:
-    """Simulate sweep point ``index`` and write it (atomically). Returns the file."""
-    from .netlist import ArraySpec
-    from .spice import run_array
-
-    out_dir = Path(out_dir)
-    path = _point_path(out_dir, index)
-    if path.is_file():
-        return path
-    x, w, fam = design_point(cfg.seed, index, cfg.rows, cfg.cols, cfg.vectors)
-    spec = ArraySpec(cfg.tech, cfg.rows, cfg.cols, cfg.topology)
-    res = run_array(spec, x, w, backend=cfg.backend)
-    return _write_point(out_dir, index, cfg, x, w, fam, res.column_current_a,
-                        {"ngspice_version": res.ngspice_version, "solver": res.solver,
-                         "netlist_sha256": res.netlist_sha256, "seconds": res.seconds})
-
-
 def _write_point(out_dir: Path, index: int, cfg: SweepConfig, x, w, fam, current_a, meta: dict[str, Any]) -> Path:
-    """Write sweep point ``index`` (atomically), in the format ``run_point`` writes."""
+    """Write sweep point ``index`` (atomically): inputs, weights, currents and what produced them."""
     path = _point_path(out_dir, index)
     with atomic_path(path, suffix=".npz") as tmp:
         np.savez_compressed(tmp, inputs=x, weights=w, current_a=current_a, family=np.array(fam),
@@ -408,15 +391,6 @@ def _digest(items: list[str]) -> str:
     for s in items:
         h.update(s.encode())
     return h.hexdigest()
-
-
-def default_orders(tech: Technology) -> tuple[list[int], list[int] | None]:
-    """Cosine orders of the ON pattern and of the leaking cells (None: no leak terms) for a technology."""
-    from .spice import cell_currents
-
-    cc = cell_currents(tech, "decoupled")
-    leak = abs(cc["i_off_a"]) > LEAK_RATIO_MIN * abs(cc["i_on_a"])
-    return list(DEFAULT_ORDERS), (list(DEFAULT_LEAK_ORDERS) if leak else None)
 
 
 def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak_orders: list[int] | None | str = "auto",

@@ -68,8 +68,7 @@ def _call(fn: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
     except CosimError as e:
         return False, str(e)
     except Exception as e:  # noqa: BLE001 - the task's own failure is its result
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        return False, f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+        return False, _one_line(e)
 
 
 def _one_line(e: BaseException) -> str:
@@ -80,9 +79,8 @@ def _one_line(e: BaseException) -> str:
 class _Emitter:
     """Yields results as they finish, or in input order (buffering)."""
 
-    def __init__(self, n: int, ordered: bool) -> None:
+    def __init__(self, ordered: bool) -> None:
         self.ordered, self.buf, self.next = ordered, {}, 0
-        self.n = n
 
     def push(self, r: TaskResult) -> list[TaskResult]:
         if not self.ordered:
@@ -191,7 +189,7 @@ class LocalExecutor(Executor):
         pending = deque(range(n))
         attempts = [0] * n
         inflight: dict[Any, tuple[int, float]] = {}
-        emit = _Emitter(n, ordered)
+        emit = _Emitter(ordered)
         pool = None
         try:
             while pending or inflight:
@@ -307,7 +305,7 @@ class DaskExecutor(Executor):
         pending = deque(range(n))
         attempts = [0] * n
         inflight: dict[Any, tuple[int, float]] = {}
-        emit = _Emitter(n, ordered)
+        emit = _Emitter(ordered)
         try:
             while pending or inflight:
                 cap = self.workers

@@ -116,10 +116,7 @@ class PointCache:
         np.savez(buf, current_a=cur, meta=np.array(meta_json), digest=np.array(_digest(cur, meta_json)))
         path = self.path(key)
         self._write_atomic(path, buf.getvalue())
-        try:
-            self.failure_path(key).unlink()
-        except FileNotFoundError:
-            pass
+        self.clear_failure(key)
         return path
 
     def _read(self, path: Path) -> CachedPoint | None:

@@ -32,6 +32,7 @@ from .executor import DEFAULT_RETRIES, Executor, make_executor
 from .netlist import ArraySpec, build_netlist, check_inputs, sense_names
 from .pointcache import PointCache, point_key
 from .provenance import sha256_text
+from .spice import RETRY_OPTIONS, uses_klu
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Aid:
 #: The convergence ladder, in order. The first two decks are exactly those of ``run_array``.
 AIDS: tuple[Aid, ...] = (
     Aid("none", ""),
-    Aid("gmin+source stepping", "gminsteps=100 srcsteps=100 itl1=1000 itl2=1000 itl6=1000"),
+    Aid("gmin+source stepping", RETRY_OPTIONS),
     Aid("stronger stepping", "gminsteps=1000 srcsteps=1000 itl1=5000 itl2=5000 itl6=5000 itl4=100"),
     Aid("smaller steps", "gminsteps=1000 srcsteps=1000 itl1=5000 itl2=5000 itl6=5000 itl4=100", substeps=8),
 )
@@ -54,17 +55,6 @@ LADDER_ID = "aids-v1:" + ";".join(f"{a.options}/{a.substeps}" for a in AIDS)
 
 class NonConvergenceError(NgspiceError):
     """ngspice did not converge with any of the aids; the message lists what each aid got."""
-
-
-def _klu(backend: str) -> bool:
-    from .spice.detect import ngspice_info, require_executable
-
-    if backend == "subprocess":
-        return bool(require_executable()["klu"])
-    try:
-        return bool(ngspice_info()["klu"])
-    except NgspiceError:
-        return False
 
 
 def _substep_deck(deck: str, k: int, sub: int) -> str | None:
@@ -86,7 +76,7 @@ def run_robust(spec: ArraySpec, inputs, weights, backend: str = "subprocess", ti
     t0 = time.perf_counter()
     x, w = check_inputs(spec, inputs, weights)
     k = x.shape[0]
-    klu = _klu(backend)
+    klu = uses_klu(backend)
     base = build_netlist(spec, x, w, klu=klu)
     run = BACKENDS[backend]
     tried: list[str] = []
@@ -149,7 +139,7 @@ def ngspice_probe(backend: str = "subprocess") -> dict[str, Any]:
     else:
         from .spice.detect import require_executable
         version = require_executable()["version"]
-    klu = _klu(backend)
+    klu = uses_klu(backend)
     info = ngspice_info()
     return {"version": str(version), "solver": "klu" if klu else "sparse", "executable": info.get("executable")}
 

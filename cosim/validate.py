@@ -64,7 +64,7 @@ def _network_patterns(*_: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def spice_family(table: LookupTable, family: str, n_columns: int, seed: int, vectors: int, cols: int,
-                 out_dir: Path | None, workers: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
+                 out_dir: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
     """Simulate fresh arrays of one family. Returns inputs list, weights list, currents, run metadata.
 
     Runs are kept as ``out_dir/<family>/run_NNN.npz`` when ``out_dir`` is given (resumable)."""

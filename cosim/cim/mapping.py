@@ -143,13 +143,3 @@ def im2col_bits(xb_pm1: torch.Tensor, kernel: tuple[int, int], stride: tuple[int
     if tiles.n_padded > tiles.n:
         buf[..., tiles.n:] = 0
     return buf.view(b * ho * wo, tiles.n_padded), (ho, wo)
-
-
-def linear_bits(x_pm1: torch.Tensor, tiles: TileMap, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """(B, n) +-1 input vectors -> (B, T_r*R) bits, unused rows 0."""
-    if x_pm1.dim() != 2 or x_pm1.shape[1] != tiles.n:
-        raise InputError(f"input must be (B, {tiles.n}), got shape {tuple(x_pm1.shape)}")
-    dtype = dtype or bits_dtype(tiles.rows)
-    buf = torch.zeros(x_pm1.shape[0], tiles.n_padded, dtype=dtype, device=x_pm1.device)
-    buf[:, :tiles.n] = (x_pm1 > 0).to(dtype)
-    return buf

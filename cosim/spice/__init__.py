@@ -56,7 +56,12 @@ class RunResult:
                       backend=self.backend, netlist_sha256=self.netlist_sha256, **fields)
 
 
-def _solver_klu() -> bool:
+def uses_klu(backend: str) -> bool:
+    """Whether decks for ``backend`` should ask for KLU: the ngspice executable must exist and have it
+    (subprocess, raises NgspiceError when ngspice is missing); for the shared library, KLU when detected."""
+    if backend == "subprocess":
+        from .detect import require_executable
+        return bool(require_executable()["klu"])
     try:
         return bool(ngspice_info()["klu"])
     except NgspiceError:
@@ -72,11 +77,7 @@ def run_array(spec: ArraySpec, inputs, weights, backend: str = "subprocess", nod
         raise InputError(f"timeout_s must be positive, got {timeout_s}")
     t0 = time.perf_counter()
     x, w = check_inputs(spec, inputs, weights)
-    if backend == "subprocess":
-        from .detect import require_executable
-        klu = bool(require_executable()["klu"])
-    else:
-        klu = _solver_klu()
+    klu = uses_klu(backend)
     deck = build_netlist(spec, x, w, klu=klu, node_voltages=node_voltages)
     run = BACKENDS[backend]
     retried = False
