@@ -88,6 +88,8 @@ class CrossbarMatrix(nn.Module):
         self.register_buffer("s_w", bsx.sign_of(wflip), persistent=False)                     # (T, Cp)
         self.register_buffer("s_w16", self.s_w.to(self.dtype), persistent=False)
         self.register_buffer("w_col_ones", w.sum(dim=1, dtype=torch.float32), persistent=False)  # (T, Cp)
+        self.register_buffer("w_row_ones", w.sum(dim=2, dtype=torch.float64), persistent=False)  # (T, R), stored
+        self.n_real_sum = float(self.tiles.real_rows().sum())                                    # == tiles.n
         self.register_buffer("n_real", self.tiles.real_rows().to(torch.float32), persistent=False)  # (T,)
         self.stats = LayerStats(name=name, rows=self.tiles.rows, cols=self.tiles.cols,
                                 row_tiles=self.tiles.row_tiles, col_tiles=self.tiles.col_tiles)
@@ -189,11 +191,11 @@ class CrossbarMatrix(nn.Module):
             s_x16 = s_x.to(x_buf.dtype)
             st.flipped_subvectors += float(xflip.sum())
         x_ones = row_sums(x3)                                                 # (M, T)
-        on_cells = float((column_sums(x_buf).view(T, -1).double() * self.w_tiles.sum(dim=2, dtype=torch.float64)).sum())
+        on_cells = float((column_sums(x_buf).view(T, -1).double() * self.w_row_ones).sum())
         st.on_cells += on_cells
         if not self.binsparx:
             st.on_cells_unflipped += on_cells
-        n_real_sum = float(self.n_real.sum())
+        n_real_sum = self.n_real_sum
         st.subvectors += float(m * T)
         st.vectors += m
         st.column_reads += m * T * tiles.cout

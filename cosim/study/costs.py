@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..technology import Technology, source_of
+from .config import full_adc_bits as adc_bits_for
 
 NEUROSIM_ADC = ("NeuroSim DNN_NeuroSim_V1.3 SarADC.cpp column power (0.4710*bits + 1.9529) uW, as quoted in "
                 "github.com/neurosim/DNN_NeuroSim_V1.3 issue #35 (node/clock of that formula not checked here)")
@@ -83,10 +84,6 @@ class LayerShape:
         if rows < 1 or cols < 1:
             raise InputError(f"array size must be positive, got {rows}x{cols}")
         return math.ceil(self.k / rows), math.ceil(self.n / cols)
-
-
-def adc_bits_for(rows: int) -> int:
-    return max(1, math.ceil(math.log2(rows + 1)))
 
 
 def e_adc_conversion_j(bits: int, c: Mapping[str, Component] = COMPONENTS) -> float:

@@ -152,8 +152,14 @@ class StudyContext:
         """(table, path, sha256) calibrated for the cell's technology, rows and wire resistance."""
         k = (cell.technology, cell.rows, cell.r_wire_ohm)
         if k not in self._tables:
-            self._tables[k] = find_table(cell.technology, cell.rows, cell.r_wire_ohm, self.table_dirs())
-        return self._tables[k]
+            try:
+                self._tables[k] = find_table(cell.technology, cell.rows, cell.r_wire_ohm, self.table_dirs())
+            except TableError as e:
+                self._tables[k] = e  # missing for every cell of this key: search the folders once
+        found = self._tables[k]
+        if isinstance(found, TableError):
+            raise found
+        return found
 
     def table_dirs(self) -> list[Path]:
         dirs = [resources_dir() / "tables", self.cache_root / "tables"]
