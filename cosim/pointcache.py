@@ -24,7 +24,6 @@ import io
 import json
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -32,6 +31,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import InputError
+from .fileio import atomic_path
 
 SCHEMA = 1
 _TMP_SUFFIX = ".tmp"
@@ -92,20 +92,11 @@ class PointCache:
         return self.root / key[:2] / f"{key}.fail.json"
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}{_TMP_SUFFIX}")
-        try:
+        with atomic_path(path, suffix=_TMP_SUFFIX) as tmp:
             with open(tmp, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
-            raise
 
     # -- results -----------------------------------------------------------------------------------
     def put(self, key: str, current_a: np.ndarray, meta: dict[str, Any]) -> Path:
