@@ -127,8 +127,8 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     if adc is not None:
         adcs = {"selected": adc, **adcs}
     main_adc = "selected" if adc is not None else "ideal"
-    sur = {name: Surrogate.from_table(table, adc=a) for name, a in adcs.items()}
-    s0 = next(iter(sur.values()))
+    s0 = Surrogate.from_table(table)
+    bound = {name: a.bind(table) for name, a in adcs.items()}   # each ADC as the surrogate would bind it
     out = Path(out_dir) if out_dir is not None else None
     warnings = []
     if table.provenance.get("code_version") != code_version():
@@ -157,17 +157,17 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
         all_rows["spice"].append(spice)
         for p in PREDICTORS:
             all_rows[p].append(preds[p])
-        report["patterns"][fam] = _section(sur, adcs, main_adc, k, spice, preds)
+        report["patterns"][fam] = _section(bound, main_adc, k, spice, preds)
     k = np.concatenate(all_rows["k"])
     spice = np.concatenate(all_rows["spice"])
     preds = {p: np.concatenate(all_rows[p]) for p in PREDICTORS}
-    overall = _section(sur, adcs, main_adc, k, spice, preds)
+    overall = _section(bound, main_adc, k, spice, preds)
     report.update({key: overall[key] for key in ("code_agreement", "mean_abs_code_error", "current_rel_rmse", "n_columns")})
     report["baselines"] = overall["baselines"]
     report["per_on_count"] = overall["per_on_count"]
     report["by_adc"] = overall["by_adc"]
     report["spice_code_equals_true_count"] = overall["spice_code_equals_true_count"]
-    report["adc"] = sur[main_adc].adc.describe()
+    report["adc"] = bound[main_adc].describe()
     if return_samples:
         fams = np.concatenate([np.full(len(a), f) for f, a in zip(patterns, all_rows["k"])])
         report["samples"] = {"k": k, "spice_a": spice, "family": fams, **{f"{p}_a": v for p, v in preds.items()}}
@@ -182,16 +182,16 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     return report
 
 
-def _section(sur: dict, adcs: dict, main_adc: str, k: np.ndarray, spice: np.ndarray, preds: dict) -> dict[str, Any]:
+def _section(adcs: dict, main_adc: str, k: np.ndarray, spice: np.ndarray, preds: dict) -> dict[str, Any]:
     by_adc = {}
-    for name in adcs:
-        a = sur[name].adc
+    for name, a in adcs.items():
         sc = a.digitize(spice)
-        entry = {p: metrics(preds[p], spice, a.digitize(preds[p]), sc) for p in PREDICTORS}
+        codes = {p: a.digitize(preds[p]) for p in PREDICTORS}
+        entry = {p: metrics(preds[p], spice, codes[p], sc) for p in PREDICTORS}
         entry["spice_code_equals_true_count"] = float(np.mean(sc == np.minimum(k, a.max_code * a.lsb_counts)))
         by_adc[name] = entry
         if name == main_adc:
-            per = {p: _per_count(k, preds[p], spice, a.digitize(preds[p]), sc) for p in PREDICTORS}
+            per = {p: _per_count(k, preds[p], spice, codes[p], sc) for p in PREDICTORS}
     main = by_adc[main_adc]
     return {**main["surrogate"], "baselines": {p: main[p] for p in ("ideal", "count_only")},
             "per_on_count": per, "by_adc": by_adc,
