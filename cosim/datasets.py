@@ -85,10 +85,16 @@ def to_tensor(images, device="cpu"):
     x = torch.as_tensor(images)
     if x.ndim != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE or x.dtype != torch.uint8:
         raise DataError(f"expected uint8 images of shape N,32,32,3, got {x.dtype} {tuple(x.shape)}")
-    x = x.to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(MEAN, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return normalise(x.to(device).permute(0, 3, 1, 2))
+
+
+def normalise(x_uint8):
+    """uint8 N,3,H,W tensor on any device -> normalised float32 (README mean/std)."""
+    import torch
+
+    mean = torch.tensor(MEAN, dtype=torch.float32, device=x_uint8.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=torch.float32, device=x_uint8.device).view(1, 3, 1, 1)
+    return (x_uint8.float() / 255.0 - mean) / std
 
 
 def resolve_data_path(path: str | os.PathLike | None = None) -> Path:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..datasets import MEAN, STD
+from ..datasets import normalise
 from ..errors import DataError, InputError
 from ..provenance import record
 from .checkpoint import atomic_save, save_checkpoint
@@ -85,13 +85,6 @@ def pick_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device} asked for, but no CUDA device is available")
     return dev
-
-
-def normalise(x_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 N,3,H,W on any device -> normalised float32 (README mean/std)."""
-    mean = torch.tensor(MEAN, device=x_uint8.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=x_uint8.device).view(1, 3, 1, 1)
-    return (x_uint8.float() / 255.0 - mean) / std
 
 
 def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
