@@ -51,7 +51,6 @@ ON-count, which the calibrated ADC uses as its levels), the spread per count and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -386,13 +385,6 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     return arrays, meta
 
 
-def _digest(items: list[str]) -> str:
-    h = hashlib.sha256()
-    for s in items:
-        h.update(s.encode())
-    return h.hexdigest()
-
-
 def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak_orders: list[int] | None | str = "auto",
               n_knots: int | None = None):
     """The LookupTable of a finished sweep (samples: ``load_points`` frame)."""
@@ -416,7 +408,7 @@ def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak_o
         cols=cfg.cols, topology=cfg.topology, r_wire_ohm=cfg.tech.r_wire_ohm,
         ngspice_version=",".join(sorted(set(samples["ngspice_version"]))),
         solver=",".join(sorted(set(samples["solver"]))),
-        netlist_sha256=_digest(hashes), n_netlists=len(hashes), seed=cfg.seed,
+        netlist_sha256=provenance.sha256_text("".join(hashes)), n_netlists=len(hashes), seed=cfg.seed,
         n_points=int(samples["point"].nunique()), n_samples=int(len(samples)), vectors_per_point=cfg.vectors,
         i_cell_a=i_cell, i_off_a=float(cc["i_off_a"]), i_idle_a=float(cc["i_idle_a"]),
         i_idle_off_a=float(cc["i_idle_off_a"]), spice_seconds=float(samples["seconds"].sum()),

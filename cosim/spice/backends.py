@@ -121,6 +121,15 @@ def _rawfile_name(name: str) -> str:
     return f"v({name})"
 
 
+def _reset(ngs) -> None:
+    """Remove every circuit and plot from the shared instance (nothing there is not an error)."""
+    for cmd in ("destroy all", "remcirc"):
+        try:
+            ngs.exec_command(cmd)
+        except Exception:  # noqa: BLE001 - nothing to remove
+            pass
+
+
 def run_shared(deck: str, n_points: int, timeout_s: float | None = None) -> tuple[dict[str, np.ndarray], str]:
     """Run ``deck`` in the process's libngspice; returns (vectors, version).
 
@@ -130,11 +139,7 @@ def run_shared(deck: str, n_points: int, timeout_s: float | None = None) -> tupl
         raise InputError("timeout_s needs backend='subprocess': a run inside this process cannot be stopped safely")
     with _Shared.lock:
         ngs = _Shared.get()
-        for cmd in ("destroy all", "remcirc"):
-            try:
-                ngs.exec_command(cmd)
-            except Exception:  # noqa: BLE001 - nothing to remove
-                pass
+        _reset(ngs)
         output = ""
         try:
             ngs.load_circuit(deck)
@@ -152,11 +157,7 @@ def run_shared(deck: str, n_points: int, timeout_s: float | None = None) -> tupl
             output += "\n" + ngs.stdout + "\n" + ngs.stderr
             raise NgspiceRunError(f"ngspice failed: {summarise(output)}", _looks_unconverged(output)) from None
         finally:
-            for cmd in ("destroy all", "remcirc"):
-                try:
-                    ngs.exec_command(cmd)
-                except Exception:  # noqa: BLE001
-                    pass
+            _reset(ngs)
         got = len(next(iter(data.values())))
         if got != n_points:
             raise NgspiceRunError(f"ngspice stopped after {got} of {n_points} sweep points: {summarise(output)}", True)

@@ -32,8 +32,13 @@ def _find_library() -> str | None:
             p = Path(d) / name
             if p.exists():
                 return str(p)
-    name = ctypes.util.find_library("ngspice")
-    return name
+    return _system_library()
+
+
+@lru_cache(maxsize=1)
+def _system_library() -> str | None:
+    """The linker's libngspice (ctypes starts ldconfig for this: looked up once per process)."""
+    return ctypes.util.find_library("ngspice")
 
 
 def _find_executable() -> str | None:
