@@ -23,7 +23,7 @@ from torch import nn
 
 from ..errors import DataError
 from ..fileio import atomic_path
-from .layers import BinConv2d
+from .layers import binary_layers
 from .models import MODEL_NAMES, build_model, canonical_name, guess_model, load_state, read_state_dict
 
 FORMAT = "cosim-bnn-checkpoint"
@@ -31,7 +31,7 @@ VERSION = 1
 
 
 def binary_weight_names(model: nn.Module) -> list[str]:
-    return [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, BinConv2d)]
+    return [f"{n}.weight" for n, _ in binary_layers(model)]
 
 
 def model_name(model: nn.Module) -> str:

@@ -58,3 +58,8 @@ class BinConv2d(nn.Conv2d):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", pad={self.pad} (binarized, value -1)"
+
+
+def binary_layers(model: nn.Module) -> list[tuple[str, BinConv2d]]:
+    """(name, layer) of every BinConv2d, in forward order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, BinConv2d)]

@@ -165,11 +165,6 @@ def read_state_dict(path: str | Path) -> dict:
     return obj
 
 
-def binary_layers(model: nn.Module) -> list[tuple[str, BinConv2d]]:
-    """(name, layer) of every BinConv2d, in forward order."""
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, BinConv2d)]
-
-
 def _few(keys: list[str], n: int = 3) -> str:
     more = f" (+{len(keys) - n} more)" if len(keys) > n else ""
     return ", ".join(keys[:n]) + more

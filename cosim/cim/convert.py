@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..bnn.layers import BinConv2d
+from ..bnn.layers import binary_layers
 from ..errors import InputError
-from .arrays import ArrayModel, IdealArray
+from .arrays import ArrayModel
 from .layers import DEFAULT_CHUNK_BYTES, CiMConv2d
 from .stats import overall
 
@@ -35,7 +35,7 @@ def convert(model: nn.Module, array: ArrayModel, cols: int, *, binsparx: bool = 
     """A copy of ``model`` whose every BinConv2d runs on ``array`` (rows = array.rows) x ``cols`` crossbars."""
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch module, got {type(model).__name__}")
-    names = [n for n, m in model.named_modules() if isinstance(m, BinConv2d)]
+    names = [n for n, _ in binary_layers(model)]
     if not names:
         raise InputError("the model has no binary convolution (BinConv2d) to map onto crossbars")
     out = copy.deepcopy(model)

@@ -24,7 +24,7 @@ from ..errors import InputError, NgspiceError
 from ..netlist import ArraySpec, build_netlist, check_inputs, sense_names
 from ..provenance import record, sha256_text
 from ..technology import Technology
-from .backends import BACKENDS, NgspiceRunError, shared_version
+from .backends import BACKENDS, NgspiceRunError
 from .detect import ngspice_info
 
 __all__ = ["run_array", "RunResult", "ngspice_info", "cell_currents", "ideal_column_currents", "BACKENDS",

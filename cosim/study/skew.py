@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..bnn.layers import BinConv2d
+from ..bnn.layers import BinConv2d, binary_layers
 from ..errors import InputError
 
 SCHEMES = ("plus", "minus", "bsx-columns", "bsx-subvectors", "binsparx")
@@ -215,7 +215,7 @@ def measure_skew(model: nn.Module, images: torch.Tensor, rows: int, batch_size: 
     """Skew statistics of every BinConv2d of ``model`` over ``images`` (normalised N,3,H,W float tensor)."""
     if rows < 1:
         raise InputError(f"rows must be positive, got {rows}")
-    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, BinConv2d)]
+    layers = binary_layers(model)
     if not layers:
         raise InputError("the model has no binary convolution (BinConv2d)")
     stats: dict[str, LayerSkew] = {}
