@@ -26,7 +26,8 @@ from ..bnn.layers import BinConv2d
 from ..errors import InputError
 from . import binsparx as bsx
 from .arrays import ArrayModel
-from .mapping import FLOAT16_EXACT, TileMap, bits_dtype, conv_weight_matrix, im2col_bits, weight_tiles
+from .mapping import (FLOAT16_EXACT, TileMap, bits_dtype, conv_output_size, conv_weight_matrix, im2col_bits,
+                      weight_tiles)
 from .stats import LayerStats
 
 #: bytes of unrolled input bits processed at once by one layer (bounds memory whatever the batch)
@@ -269,8 +270,8 @@ class CiMConv2d(nn.Module):
         xb = self.source.binary_input(x)                      # sign, then -1 padding: what the rows see
         b = xb.shape[0]
         tiles = self.matrix.tiles
-        ho = (xb.shape[2] - self.kernel_size[0]) // self.stride[0] + 1
-        wo = (xb.shape[3] - self.kernel_size[1]) // self.stride[1] + 1
+        ho = conv_output_size(xb.shape[2], self.kernel_size[0], self.stride[0])
+        wo = conv_output_size(xb.shape[3], self.kernel_size[1], self.stride[1])
         per_image = ho * wo * tiles.n_padded * torch.finfo(self.matrix.dtype).bits // 8
         step = max(1, self.chunk_bytes // max(1, per_image))
         outs = []

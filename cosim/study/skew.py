@@ -218,12 +218,10 @@ def measure_skew(model: nn.Module, images: torch.Tensor, rows: int, batch_size: 
     layers = binary_layers(model)
     if not layers:
         raise InputError("the model has no binary convolution (BinConv2d)")
-    stats: dict[str, LayerSkew] = {}
-    for name, conv in layers:
-        w = weight_matrix_pm1(conv)
-        stats[name] = LayerSkew(name=name, n=w.shape[0], cout=w.shape[1], rows=rows,
-                                weight_plus=float((w > 0).float().mean()))
     weights = {name: weight_matrix_pm1(conv) for name, conv in layers}
+    stats: dict[str, LayerSkew] = {
+        name: LayerSkew(name=name, n=w.shape[0], cout=w.shape[1], rows=rows, weight_plus=float((w > 0).float().mean()))
+        for name, w in weights.items()}
 
     def hook(name: str, conv: BinConv2d):
         def fn(module, args):
