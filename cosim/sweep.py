@@ -64,11 +64,17 @@ def _substep_deck(deck: str, k: int, sub: int) -> str | None:
     return deck.replace(line, f".dc Vsw 0 {k - 1} {1.0 / sub!r}\n")
 
 
+def _join_options(*parts: str) -> str:
+    return " ".join(p.strip() for p in parts if p and p.strip())
+
+
 def run_robust(spec: ArraySpec, inputs, weights, backend: str = "subprocess", timeout_s: float | None = None,
-               aids: Sequence[Aid] = AIDS) -> dict[str, Any]:
+               aids: Sequence[Aid] = AIDS, options: str = "") -> dict[str, Any]:
     """Column currents of one point, trying the convergence aids in turn. Returns {"current_a" (K, C),
     "ngspice_version", "solver", "netlist_sha256" (of the plain deck), "aid" (the aid that worked),
-    "seconds"}. Raises NonConvergenceError when every aid failed, NgspiceError for other failures."""
+    "tried" (one line per aid that failed before), "seconds"}. ``options``: extra ``.options`` of the
+    point, in every deck (an aid's options follow them, so an aid overrides the same option). Raises
+    NonConvergenceError when every aid failed, NgspiceError for other failures."""
     from .spice.backends import BACKENDS, NgspiceRunError
 
     if backend not in BACKENDS:
@@ -77,11 +83,13 @@ def run_robust(spec: ArraySpec, inputs, weights, backend: str = "subprocess", ti
     x, w = check_inputs(spec, inputs, weights)
     k = x.shape[0]
     klu = uses_klu(backend)
-    base = build_netlist(spec, x, w, klu=klu)
+    options = _join_options(options)
+    base = build_netlist(spec, x, w, klu=klu, extra_options=options)
     run = BACKENDS[backend]
     tried: list[str] = []
     for aid in aids:
-        deck = base if not aid.options else build_netlist(spec, x, w, klu=klu, extra_options=aid.options)
+        deck = base if not aid.options else build_netlist(spec, x, w, klu=klu,
+                                                          extra_options=_join_options(options, aid.options))
         n = k
         if aid.substeps > 1:
             deck = _substep_deck(deck, k, aid.substeps)
@@ -105,18 +113,21 @@ def run_robust(spec: ArraySpec, inputs, weights, backend: str = "subprocess", ti
         if current.shape[0] != k or not np.all(np.isfinite(current)):
             raise NgspiceError(f"{spec.describe()}: ngspice returned non-finite or missing column currents")
         return {"current_a": current, "ngspice_version": str(version), "solver": "klu" if klu else "sparse",
-                "netlist_sha256": sha256_text(base), "aid": aid.name, "seconds": time.perf_counter() - t0}
+                "netlist_sha256": sha256_text(base), "aid": aid.name, "tried": tried,
+                "seconds": time.perf_counter() - t0}
     raise NonConvergenceError(f"{spec.describe()}: did not converge with any convergence aid ("
                               + "; ".join(tried) + ")")
 
 
 @dataclass(frozen=True)
 class SpicePoint:
-    """One ngspice run: an array and its K input vectors (K, R) and weights (R, C), all 0/1."""
+    """One ngspice run: an array and its K input vectors (K, R) and weights (R, C), all 0/1; ``options``:
+    extra ngspice ``.options`` for this point (tolerances, say; part of its netlist, so of its cache key)."""
 
     spec: ArraySpec
     inputs: np.ndarray
     weights: np.ndarray
+    options: str = ""
 
 
 def point_task(args: tuple[SpicePoint, str, float | None]) -> dict[str, Any]:
@@ -124,7 +135,7 @@ def point_task(args: tuple[SpicePoint, str, float | None]) -> dict[str, Any]:
     "kind": "nonconvergence", ...} when no aid converged (other errors raise: the executor reports them)."""
     p, backend, timeout_s = args
     try:
-        return run_robust(p.spec, p.inputs, p.weights, backend=backend, timeout_s=timeout_s)
+        return run_robust(p.spec, p.inputs, p.weights, backend=backend, timeout_s=timeout_s, options=p.options)
     except NonConvergenceError as e:
         return {"failed": str(e), "kind": "nonconvergence"}
 
@@ -214,7 +225,9 @@ def run_points(points: Sequence[SpicePoint], *, executor: Executor | None = None
         for i, p in enumerate(points):
             if not isinstance(p, SpicePoint):
                 raise InputError(f"point {i} is not a SpicePoint")
-            deck = build_netlist(p.spec, p.inputs, p.weights, klu=klu)
+            if not isinstance(p.options, str):
+                raise InputError(f"point {i}: options must be a string of ngspice .options, got {p.options!r}")
+            deck = build_netlist(p.spec, p.inputs, p.weights, klu=klu, extra_options=_join_options(p.options))
             key = point_key(sha256_text(deck), version, solver, backend, LADDER_ID)
             keys.append(key)
             if store is not None:

@@ -226,6 +226,41 @@ def test_non_converging_point_retried_then_recorded_failed(tmp_path, monkeypatch
     assert retry.computed == 1 and retry.n_failed == 1
 
 
+#: tolerances below double precision: Newton can never meet them, whatever the aid (a REAL ngspice failure)
+IMPOSSIBLE_TOLERANCES = "reltol=1e-20 abstol=1e-30 vntol=1e-30"
+
+
+@ngspice
+def test_real_non_convergence_climbs_the_ladder_then_is_recorded_failed(tmp_path):
+    """A real ngspice deck (a 1T-1R array whose .options ask for tolerances below double precision) does
+    not converge with the default options; the sweep retries it with gmin/source stepping, stronger
+    stepping and smaller steps, records it failed with ngspice's own reason for each rung, finishes the
+    other points, and reports the count. The fake-ngspice test above covers recovery on a later rung."""
+    spec = ArraySpec(get_technology("reram1t1r"), 2, 2, "decoupled")
+    x = np.array([[1, 1], [1, 0]], np.uint8)
+    w = np.array([[1, 0], [1, 1]], np.uint8)
+    pts = [SpicePoint(spec, x, w), SpicePoint(spec, x, w, options=IMPOSSIBLE_TOLERANCES), SpicePoint(spec, x, w[:, ::-1])]
+    cache = PointCache(tmp_path / "cache")
+    rep = run_points(pts, cache=cache)
+    assert rep.computed == 3 and set(rep.failed) == {1} and rep.n_failed == 1
+    assert rep.currents[1] is None and rep.currents[0] is not None and rep.currents[2] is not None
+    np.testing.assert_array_equal(rep.currents[0], run_array(spec, x, w).column_current_a)
+    reason = rep.failed[1]
+    assert reason.startswith("reram1t1r 2x2 decoupled: did not converge with any convergence aid (")
+    # every rung ran, each with ngspice's own message (not a made-up one)
+    parts = reason.split("(", 1)[1].split("; ")
+    assert [p.split(":")[0] for p in parts] == ["none", "gmin+source stepping", "stronger stepping", "smaller steps"]
+    assert all("ngspice failed (exit 1): " in p and "gmin stepping failed" in p for p in parts), parts
+    assert rep.meta[1]["kind"] == "nonconvergence" and rep.meta[1]["attempts"] == 1
+    assert "3 points: 3 computed, 0 from the cache, 1 failed" in rep.summary()
+    assert f"first failure, point 1: {reason}" in rep.summary()
+    (fail,) = cache.failures()
+    assert fail["reason"] == reason and fail["kind"] == "nonconvergence"
+    # the options are part of the point's key: the same array without them is another (cached, good) point
+    again = run_points(pts, cache=cache)
+    assert again.computed == 0 and again.cached == 3 and again.failed == rep.failed
+
+
 @ngspice
 def test_every_convergence_aid_gives_the_plain_result():
     """Each rung of the ladder really changes the deck (the smaller-steps rung finds the .dc line) and
