@@ -1,8 +1,15 @@
 """Validation of a lookup table's surrogate against fresh SPICE points (never used in calibration).
 
-For each pattern family (``random``: inputs and weights 1 with p = 0.5; ``skewed``: input and weight
-densities drawn per vector / per column from 10-90 %) ngspice simulates fresh arrays, and the
-surrogate and two baselines predict the same columns:
+For each pattern family ngspice simulates fresh arrays, and the surrogate and two baselines predict
+the same columns. Families:
+
+- ``random``   inputs and weights 1 with p = 0.5;
+- ``skewed``   input and weight densities drawn per vector / per column from 10-90 %;
+- ``network``  real operands of a trained binary network (``cosim.netslices``): R-row slices of the
+  unrolled inputs and weight columns of several binary layers on a few CIFAR-10 test images, runs
+  alternating without and with BinSparX's flips (what inference applies).
+
+Predictors:
 
 - ``surrogate``   the table's model (ON-count, cosine moments of the ON pattern, leak terms);
 - ``ideal``       no non-ideality at all: k * I_on + leaking cells * I_off;
@@ -14,8 +21,10 @@ equals the true AND-count (the physics: how wrong the array itself is).
 
 Metrics per predictor, overall and per ON-count: ``code_agreement``, ``mean_abs_code_error`` (codes,
 i.e. counts), ``current_rel_rmse`` (RMS of the current error over RMS of the SPICE current),
-``n_columns``. Points are simulated with seeds disjoint from calibration (``[seed, 7777, family]``)
-and can be kept in an output folder (``out_dir``) so a rerun reuses them.
+``n_columns``. Points are simulated with seeds disjoint from calibration (``[seed, 7777, family, run]``)
+through the same machinery as calibration (``cosim.sweep.run_points``: local processes or a dask
+cluster, the content-addressed SPICE point cache, the convergence-aid ladder), and can also be kept in
+an output folder (``out_dir``) so a rerun reuses them without the cache.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 import numpy as np
@@ -58,57 +68,115 @@ def _per_count(k: np.ndarray, pred_a, spice_a, pred_code, spice_code) -> dict[st
     return out
 
 
-def _network_patterns(*_: Any) -> tuple[np.ndarray, np.ndarray]:
-    raise InputError("pattern family 'network' needs slices of a trained binary network, which cosim's "
-                     "validation does not take yet; use random and/or skewed")
+@dataclass
+class _Run:
+    family: str
+    index: int
+    x: np.ndarray
+    w: np.ndarray
+    info: dict[str, Any] | None = None
 
 
-def spice_family(table: LookupTable, family: str, n_columns: int, seed: int, vectors: int, cols: int,
-                 out_dir: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
-    """Simulate fresh arrays of one family. Returns inputs list, weights list, currents, run metadata.
-
-    Runs are kept as ``out_dir/<family>/run_NNN.npz`` when ``out_dir`` is given (resumable)."""
-    from .netlist import ArraySpec
-    from .spice import run_array
-
-    if family == "network":
-        _network_patterns()
-    tech = table.technology()
-    spec = ArraySpec(tech, table.rows, cols, table.topology)
+def family_runs(table: LookupTable, family: str, n_columns: int, seed: int, vectors: int, cols: int,
+                network: Any = None) -> list[_Run]:
+    """The SPICE runs of one family: ceil(n_columns / (vectors * cols)) arrays of ``cols`` columns and
+    ``vectors`` input vectors, patterns drawn from ``[seed, 7777, family, run]`` (``network``: a
+    ``cosim.netslices.NetworkSource``, needed by the ``network`` family)."""
     n_runs = max(1, int(np.ceil(n_columns / (vectors * cols))))
-    xs, ws, cur, meta = [], [], [], []
+    runs = []
     for r in range(n_runs):
-        path = None if out_dir is None else out_dir / family / f"run_{r:03d}.npz"
-        rng = np.random.default_rng([int(seed), 7777, _FAMILY_ID[family], r])
-        x, w = random_patterns(family, rng, table.rows, cols, vectors)
-        if path is not None and path.is_file():
-            with np.load(path) as z:
-                if np.array_equal(z["inputs"], x) and np.array_equal(z["weights"], w) and \
-                        str(z["technology"]) == json.dumps(tech.as_dict(), sort_keys=True):
-                    xs.append(x); ws.append(w); cur.append(z["current_a"])
-                    meta.append({k: str(z[k]) for k in ("ngspice_version", "solver", "netlist_sha256")} |
-                                {"seconds": float(z["seconds"])})
-                    continue
-        res = run_array(spec, x, w)
-        if path is not None:
-            with atomic_path(path, suffix=".npz") as tmp:
-                np.savez_compressed(tmp, inputs=x, weights=w, current_a=res.column_current_a,
-                                    ngspice_version=np.array(res.ngspice_version), solver=np.array(res.solver),
-                                    netlist_sha256=np.array(res.netlist_sha256), seconds=np.array(res.seconds),
-                                    technology=np.array(json.dumps(tech.as_dict(), sort_keys=True)))
-        xs.append(x); ws.append(w); cur.append(res.column_current_a)
-        meta.append({"ngspice_version": res.ngspice_version, "solver": res.solver,
-                     "netlist_sha256": res.netlist_sha256, "seconds": res.seconds})
-    return xs, ws, cur, meta
+        if family == "network":
+            x, w, info = network.sample(table.rows, r, seed, vectors, cols)
+        else:
+            rng = np.random.default_rng([int(seed), 7777, _FAMILY_ID[family], r])
+            (x, w), info = random_patterns(family, rng, table.rows, cols, vectors), None
+        runs.append(_Run(family, r, x, w, info))
+    return runs
+
+
+def _kept_path(out_dir: Path | None, run: _Run) -> Path | None:
+    return None if out_dir is None else out_dir / run.family / f"run_{run.index:03d}.npz"
+
+
+def _read_kept(path: Path | None, run: _Run, tech_json: str) -> tuple[np.ndarray, dict] | None:
+    """A kept SPICE run of ``out_dir`` for exactly these operands and technology, else None."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path) as z:
+            if not (np.array_equal(z["inputs"], run.x) and np.array_equal(z["weights"], run.w)
+                    and str(z["technology"]) == tech_json):
+                return None
+            meta = {k: str(z[k]) for k in ("ngspice_version", "solver", "netlist_sha256")}
+            return np.array(z["current_a"]), meta | {"seconds": float(z["seconds"]), "cached": True}
+    except (OSError, ValueError, KeyError):
+        return None      # unreadable: simulated again
+
+
+def _keep(path: Path, run: _Run, current_a: np.ndarray, meta: dict, tech_json: str) -> None:
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez_compressed(tmp, inputs=run.x, weights=run.w, current_a=current_a,
+                            ngspice_version=np.array(meta["ngspice_version"]), solver=np.array(meta["solver"]),
+                            netlist_sha256=np.array(meta["netlist_sha256"]), seconds=np.array(meta["seconds"]),
+                            technology=np.array(tech_json), info=np.array(json.dumps(run.info, sort_keys=True)))
+
+
+def simulate_runs(table: LookupTable, runs: list[_Run], cols: int, out_dir: Path | None, executor: Any = None,
+                  cache: Any = None, point_timeout_s: float | None = None, progress: bool | str = False
+                  ) -> tuple[list[np.ndarray | None], list[dict], dict[int, str], Any]:
+    """SPICE column currents of every run: kept runs of ``out_dir`` first, the others as points of
+    ``cosim.sweep.run_points`` (``executor``: local processes or a dask cluster, default this process;
+    ``cache``: the SPICE point cache, default ``$COSIM_CACHE/spice``, False: none). Returns
+    (currents or None, meta, {run: reason} of failed runs, the sweep report or None)."""
+    from .netlist import ArraySpec
+    from .sweep import SpicePoint, run_points
+
+    tech = table.technology()
+    tech_json = json.dumps(tech.as_dict(), sort_keys=True)
+    spec = ArraySpec(tech, table.rows, cols, table.topology)
+    currents: list[np.ndarray | None] = [None] * len(runs)
+    meta: list[dict] = [{} for _ in runs]
+    todo = []
+    for j, run in enumerate(runs):
+        kept = _read_kept(_kept_path(out_dir, run), run, tech_json)
+        if kept is None:
+            todo.append(j)
+        else:
+            currents[j], meta[j] = kept
+    failed: dict[int, str] = {}
+    rep = None
+    if todo:
+        def on_result(i: int, current_a, m: dict) -> None:
+            j = todo[i]
+            path = _kept_path(out_dir, runs[j])
+            if current_a is not None and path is not None:
+                _keep(path, runs[j], current_a, m, tech_json)
+
+        rep = run_points([SpicePoint(spec, runs[j].x, runs[j].w) for j in todo], executor=executor, cache=cache,
+                         task_timeout_s=point_timeout_s, progress=progress, on_result=on_result)
+        for i, j in enumerate(todo):
+            currents[j], meta[j] = rep.currents[i], rep.meta[i] or {}
+            if i in rep.failed:
+                failed[j] = rep.failed[i]
+    return currents, meta, failed, rep
 
 
 def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random", "skewed"), n_columns: int = 512,
              seed: int = 1, vectors: int = 16, cols: int | None = None, adc: ADC | None = None,
-             out_dir: str | Path | None = None, return_samples: bool = False) -> dict[str, Any]:
+             out_dir: str | Path | None = None, return_samples: bool = False, network: Any = None,
+             executor: Any = None, cache: Any = None, point_timeout_s: float | None = None,
+             progress: bool | str = False) -> dict[str, Any]:
     """Compare the surrogate and the baselines with fresh SPICE points; returns the report dict
-    (JSON-ready; with ``return_samples`` also ``samples``: numpy arrays per column, for plots)."""
+    (JSON-ready; with ``return_samples`` also ``samples``: numpy arrays per column, for plots).
+
+    ``network``: the ``cosim.netslices.NetworkSource`` of the ``network`` family (default: the reference
+    VGG-small on the first ``cosim.netslices.DEFAULT_IMAGES`` CIFAR-10 test images). ``executor``,
+    ``cache``, ``point_timeout_s``: where and how the SPICE points run (``simulate_runs``). A run that
+    fails even with the convergence aids is left out of the metrics and listed under ``failed_runs``
+    (with a warning); if every run fails, an NgspiceError."""
     import torch
 
+    from .errors import NgspiceError
     from .provenance import code_version, record
     from .surrogate import Surrogate
 
@@ -120,9 +188,15 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
             raise InputError(f"unknown pattern family '{p}': expected some of {', '.join(FAMILIES)}")
     if not patterns:
         raise InputError("no pattern family given")
+    patterns = list(dict.fromkeys(patterns))
     if n_columns < 1 or vectors < 1:
         raise InputError("n and vectors must be positive")
     cols = cols or min(table.rows, 32)
+    if cols < 1:
+        raise InputError(f"cols must be positive, got {cols}")
+    if "network" in patterns and network is None:
+        from .netslices import load_network
+        network = load_network()
     adcs = {"ideal": ADC(references="ideal"), "calibrated": ADC(references="calibrated")}
     if adc is not None:
         adcs = {"selected": adc, **adcs}
@@ -135,14 +209,25 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
         warnings.append(f"table made by code version {table.provenance.get('code_version')}, "
                         f"validated with {code_version()}")
     report: dict[str, Any] = {"patterns": {}, "warnings": warnings}
-    all_rows: dict[str, list] = {"k": [], "spice": [], **{p: [] for p in PREDICTORS}}
-    spice_meta: list[dict] = []
     t0 = time.perf_counter()
+    runs = [run for fam in patterns
+            for run in family_runs(table, fam, n_columns, seed, vectors, cols, network if fam == "network" else None)]
+    currents, spice_meta, failed, sweep = simulate_runs(table, runs, cols, out, executor=executor, cache=cache,
+                                                        point_timeout_s=point_timeout_s, progress=progress)
+    report["failed_runs"] = [{"family": runs[j].family, "run": runs[j].index, "reason": why}
+                             for j, why in sorted(failed.items())]
+    if failed:
+        warnings.append(f"{len(failed)} of {len(runs)} SPICE runs failed (left out of the metrics; see failed_runs)")
+    if len(failed) == len(runs):
+        raise NgspiceError(f"every validation SPICE run failed; first: {report['failed_runs'][0]['reason']}")
+    all_rows: dict[str, list] = {"k": [], "spice": [], **{p: [] for p in PREDICTORS}}
+    fam_of: list[str] = []
     for fam in patterns:
-        xs, ws, cur, meta = spice_family(table, fam, n_columns, seed, vectors, cols, out)
-        spice_meta += meta
         k_l, sp_l, pr = [], [], {p: [] for p in PREDICTORS}
-        for x, w, c in zip(xs, ws, cur):
+        for run, c in zip(runs, currents):
+            if run.family != fam or c is None:
+                continue
+            x, w = run.x, run.w
             xt = torch.as_tensor(x, dtype=torch.float32)
             wt = torch.as_tensor(w, dtype=torch.float32)
             k_l.append((x.astype(np.int64) @ w.astype(np.int64)).ravel())
@@ -150,14 +235,19 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
             pr["surrogate"].append(s0.column_currents(xt, wt).double().numpy().ravel())
             pr["ideal"].append(s0.ideal_currents(xt, wt).double().numpy().ravel())
             pr["count_only"].append(s0.count_only_currents(xt, wt).double().numpy().ravel())
+        n_failed = sum(1 for j in failed if runs[j].family == fam)
+        if not k_l:
+            report["patterns"][fam] = {"n_columns": 0, "failed_runs": n_failed}
+            continue
         k = np.concatenate(k_l)
         spice = np.concatenate(sp_l)
         preds = {p: np.concatenate(v) for p, v in pr.items()}
         all_rows["k"].append(k)
         all_rows["spice"].append(spice)
+        fam_of.append(fam)
         for p in PREDICTORS:
             all_rows[p].append(preds[p])
-        report["patterns"][fam] = _section(bound, main_adc, k, spice, preds)
+        report["patterns"][fam] = _section(bound, main_adc, k, spice, preds) | {"failed_runs": n_failed}
     k = np.concatenate(all_rows["k"])
     spice = np.concatenate(all_rows["spice"])
     preds = {p: np.concatenate(all_rows[p]) for p in PREDICTORS}
@@ -168,17 +258,31 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     report["by_adc"] = overall["by_adc"]
     report["spice_code_equals_true_count"] = overall["spice_code_equals_true_count"]
     report["adc"] = bound[main_adc].describe()
+    if "network" in patterns:
+        report["network"] = {"source": network.describe(),
+                             "runs": [{"run": r.index, **r.info, "failed": j in failed}
+                                      for j, r in enumerate(runs) if r.family == "network"]}
     if return_samples:
-        fams = np.concatenate([np.full(len(a), f) for f, a in zip(patterns, all_rows["k"])])
+        fams = np.concatenate([np.full(len(a), f) for f, a in zip(fam_of, all_rows["k"])])
         report["samples"] = {"k": k, "spice_a": spice, "family": fams, **{f"{p}_a": v for p, v in preds.items()}}
     report["table"] = {k2: v for k2, v in table.provenance.items() if k2 != "technology_params"}
     report["table_meta"] = table.meta
+    ok_meta = [m for j, m in enumerate(spice_meta) if j not in failed and m]
+    net_prov = {}
+    if "network" in patterns:
+        src = network.describe()
+        net_prov = {"network": src.get("network"), "network_layers": src.get("layers"),
+                    "network_images": src.get("images"), "network_images_sha256": src.get("images_sha256"),
+                    "network_checkpoint": src.get("checkpoint"), "network_checkpoint_sha256": src.get("checkpoint_sha256")}
     report["provenance"] = record(
         technology=table.tech_name, rows=table.rows, topology=table.topology, seed=seed, vectors=vectors, cols=cols,
-        ngspice_version=",".join(sorted({m["ngspice_version"] for m in spice_meta})),
-        solver=",".join(sorted({m["solver"] for m in spice_meta})),
-        netlist_sha256=sorted({m["netlist_sha256"] for m in spice_meta}),
-        spice_seconds=float(sum(m["seconds"] for m in spice_meta)), seconds=time.perf_counter() - t0)
+        patterns=patterns, **net_prov,
+        ngspice_version=",".join(sorted({str(m.get("ngspice_version")) for m in ok_meta})),
+        solver=",".join(sorted({str(m.get("solver")) for m in ok_meta})),
+        netlist_sha256=sorted({str(m.get("netlist_sha256")) for m in ok_meta}),
+        spice_runs=len(runs), spice_runs_reused=sum(1 for m in spice_meta if m.get("cached")),
+        spice_failed=len(failed), executor=sweep.executor if sweep is not None else "none (all runs reused)",
+        spice_seconds=float(sum(float(m.get("seconds", 0.0)) for m in ok_meta)), seconds=time.perf_counter() - t0)
     return report
 
 
@@ -204,7 +308,8 @@ def summary_line(report: dict[str, Any]) -> str:
             f"{report['mean_abs_code_error']:.4f}, current rel RMSE {report['current_rel_rmse']:.2e} over "
             f"{report['n_columns']} columns; count-only {b['count_only']['code_agreement']:.4f} / "
             f"{b['count_only']['current_rel_rmse']:.2e}; ideal {b['ideal']['code_agreement']:.4f} / "
-            f"{b['ideal']['current_rel_rmse']:.2e}")
+            f"{b['ideal']['current_rel_rmse']:.2e}"
+            + (f"; {len(report['failed_runs'])} SPICE run(s) failed, left out" if report.get("failed_runs") else ""))
 
 
 __all__ = ["validate", "metrics", "summary_line", "FAMILIES"]

@@ -4,11 +4,15 @@ import json
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
+from cosim.bnn.layers import BinConv2d
 from cosim.calibrate import SweepConfig, calibrate
 from cosim.cli import main
 from cosim.errors import InputError
 from cosim.technology import get_technology
+from cosim.netslices import NetworkSource
 from cosim.validate import metrics, validate
 
 pytestmark = pytest.mark.ngspice
@@ -20,8 +24,24 @@ KEYS = ("code_agreement", "mean_abs_code_error", "current_rel_rmse", "n_columns"
 def table_path(tmp_path_factory):
     d = tmp_path_factory.mktemp("cal")
     cfg = SweepConfig(tech=get_technology("resistor"), rows=16, cols=8, topology="decoupled", seed=0, vectors=8)
-    calibrate(cfg, 4, d, progress=False)
+    calibrate(cfg, 4, d, progress=False, cache=False)
     return d / "table.parquet"
+
+
+def _tiny_source(layers=None):
+    """Two binary layers (72 and 54 unrolled rows: 5 and 4 tiles of 16 rows, the last ones partly unused),
+    weights skewed to +1 so BinSparX flips columns; synthetic images."""
+    from cosim.datasets import synthetic_arrays
+
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), BinConv2d(8, 6),
+                      nn.BatchNorm2d(6), BinConv2d(6, 12, stride=2))
+    with torch.no_grad():
+        m[2].weight.copy_(torch.where(torch.rand(6, 8, 3, 3) < 0.7, 1.0, -1.0))
+        m[4].weight.copy_(torch.where(torch.rand(12, 6, 3, 3) < 0.35, 1.0, -1.0))
+        m[3].bias.fill_(0.4)
+    images, _ = synthetic_arrays(1, seed=3)
+    return NetworkSource(m.eval(), images[:3], name="tiny", layers=layers, provenance={"checkpoint": "in memory"})
 
 
 def test_metrics():
@@ -45,8 +65,10 @@ def test_report_keys_and_beats_count_only(table_path, tmp_path):
     # a rerun reuses the kept SPICE runs and gives the same numbers
     again = validate(table_path, patterns=["random", "skewed"], n_columns=64, vectors=8, cols=8, out_dir=tmp_path)
     assert again["current_rel_rmse"] == rep["current_rel_rmse"]
-    with pytest.raises(InputError, match="network"):
-        validate(table_path, patterns=["network"], n_columns=8, vectors=2, cols=2)
+    assert again["provenance"]["spice_runs_reused"] == again["provenance"]["spice_runs"] == 2
+    assert rep["failed_runs"] == [] and rep["provenance"]["spice_failed"] == 0
+    with pytest.raises(InputError, match="unknown pattern family 'nets'"):
+        validate(table_path, patterns=["nets"], n_columns=8, vectors=2, cols=2)
 
 
 def _run(argv, capsys):
@@ -72,3 +94,111 @@ def test_cli_json_and_errors(table_path, tmp_path, capsys):
         code, out, err = _run(argv, capsys)
         assert code == 1, argv
         assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_network_patterns_are_real_layer_slices_with_and_without_binsparx():
+    from cosim.datasets import to_tensor
+    from cosim.study.skew import unfold_pm1, weight_matrix_pm1
+
+    src = _tiny_source()
+    assert src.layers == ["2", "4"]
+    rows, vectors, cols = 16, 5, 4
+    runs = [src.sample(rows, r, seed=1, vectors=vectors, cols=cols) for r in range(4)]
+    # runs cycle through the layers, and every layer is seen with and without BinSparX within 2L runs
+    assert [(i["layer"], i["binsparx"]) for _, _, i in runs] == [("2", False), ("4", True), ("2", True), ("4", False)]
+    # deterministic by seed; another seed draws other slices
+    again = src.sample(rows, 1, seed=1, vectors=vectors, cols=cols)
+    assert np.array_equal(again[0], runs[1][0]) and np.array_equal(again[1], runs[1][1]) and again[2] == runs[1][2]
+    other = [src.sample(rows, r, seed=2, vectors=vectors, cols=cols)[2] for r in range(4)]
+    assert [o["positions"] for o in other] != [i["positions"] for _, _, i in runs]
+    # a plain run is exactly the layer's unrolled input and weight bits (checked against an independent im2col)
+    captured = {}
+    layer = dict(src.model.named_modules())["2"]
+    h = layer.register_forward_pre_hook(lambda mod, inp: captured.setdefault("x", mod.binary_input(inp[0])))
+    with torch.no_grad():
+        src.model(to_tensor(src.images))
+    h.remove()
+    xv = unfold_pm1(captured["x"], (3, 3), (1, 1))                       # (M, 72) +-1
+    wm = weight_matrix_pm1(layer)                                        # (72, 6) +-1
+    x, w, info = runs[0]
+    t, real = info["row_tile"], info["real_rows"]
+    assert info["layer_rows"] == 72 and info["row_tiles"] == 5 and real == min(16, 72 - 16 * t)
+    ref_x = (xv[info["positions"], 16 * t:16 * t + real] > 0).numpy().astype(np.uint8)
+    ref_w = (wm[16 * t:16 * t + real][:, info["columns"]] > 0).numpy().astype(np.uint8)
+    assert x.shape == (vectors, rows) and w.shape == (rows, cols) and x.dtype == np.uint8
+    np.testing.assert_array_equal(x[:, :real], ref_x)
+    np.testing.assert_array_equal(w[:real], ref_w)
+    assert not x[:, real:].any() and not w[real:].any()                   # unused rows of the tile are off
+    # a BinSparX run: every applied sub-vector and stored column holds at most half its real rows on
+    for x, w, info in runs[1:3]:
+        real = info["real_rows"]
+        assert (x.sum(axis=1) <= real // 2).all() and (w.sum(axis=0) <= real // 2).all()
+        assert not x[:, real:].any() and not w[real:].any()
+    assert runs[2][2]["flipped_columns"] > 0                               # the +1-skewed layer's columns flip
+    with pytest.raises(InputError, match="unknown binary layer"):
+        _tiny_source(layers=["0"])
+
+
+def test_validate_network_family_records_where_the_slices_come_from(table_path, tmp_path):
+    src = _tiny_source()
+    rep = validate(table_path, patterns=["network", "random"], n_columns=64, vectors=4, cols=8, network=src,
+                   cache=tmp_path / "cache")
+    sec = rep["patterns"]["network"]
+    assert sec["n_columns"] == 64 and sec["failed_runs"] == 0 and rep["n_columns"] == 128
+    assert all(k in sec for k in KEYS) and "count_only" in sec["baselines"]
+    runs = rep["network"]["runs"]
+    assert [(r["run"], r["layer"], r["binsparx"]) for r in runs] == [(0, "2", False), (1, "4", True)]
+    assert rep["network"]["source"]["network"] == "tiny" and rep["network"]["source"]["images"] == 3
+    prov = rep["provenance"]
+    assert prov["network"] == "tiny" and prov["network_layers"] == ["2", "4"] and prov["patterns"] == ["network", "random"]
+    assert prov["network_images_sha256"] == src.describe()["images_sha256"]
+    json.dumps(rep, default=str)
+    # the same points again: all from the SPICE point cache, same numbers
+    again = validate(table_path, patterns=["network", "random"], n_columns=64, vectors=4, cols=8, network=src,
+                     cache=tmp_path / "cache")
+    assert again["current_rel_rmse"] == rep["current_rel_rmse"] and again["patterns"]["network"] == sec
+
+
+def test_a_failed_spice_run_is_reported_not_dropped(table_path, tmp_path, monkeypatch):
+    import cosim.sweep as sweep
+
+    real = sweep.run_robust
+    calls = []
+
+    def second_fails(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise sweep.NonConvergenceError("array: did not converge with any convergence aid (test)")
+        return real(*a, **k)
+
+    monkeypatch.setattr(sweep, "run_robust", second_fails)
+    rep = validate(table_path, patterns=["random"], n_columns=96, vectors=4, cols=8, cache=False)
+    assert rep["n_columns"] == 64 and rep["patterns"]["random"]["failed_runs"] == 1
+    assert rep["failed_runs"] == [{"family": "random", "run": 1, "reason": "array: did not converge with any "
+                                   "convergence aid (test)"}]
+    assert any("1 of 3 SPICE runs failed" in w for w in rep["warnings"])
+    from cosim.validate import summary_line
+    assert "1 SPICE run(s) failed" in summary_line(rep)
+
+
+@pytest.mark.shared
+def test_cli_network_patterns_from_the_reference_vgg(table_path, tmp_path, capsys):
+    """The reference VGG-small weights (shared/models) on two synthetic CIFAR-format test images."""
+    from cosim.datasets import write_synthetic
+    from cosim.paths import reference_models_dir
+
+    if not (reference_models_dir() / "vgg_small.pt").is_file():
+        pytest.skip("needs the shared reference weights ($COSIM_SHARED)")
+    data = write_synthetic(tmp_path / "data", n_train_per_class=1, n_test_per_class=1)
+    main(["validate", "--table", str(table_path), "--patterns", "network", "--n", "32", "--vectors", "4",
+          "--cols", "8", "--images", "2", "--layers", "2,12", "--data", str(data), "--no-cache", "--json"])
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["n_columns"] == 32 and rep["network"]["source"]["network"] == "vgg-small"
+    assert rep["network"]["source"]["checkpoint"].endswith("vgg_small.pt")
+    assert len(rep["network"]["source"]["checkpoint_sha256"]) == 64
+    assert [r["layer"] for r in rep["network"]["runs"]] == ["2"] and rep["provenance"]["network_layers"] == ["2", "12"]
+    code, _, err = _run(["validate", "--table", str(table_path), "--patterns", "network", "--layers", "99",
+                         "--data", str(data)], capsys)
+    assert code == 1 and "unknown binary layer(s) 99 of vgg-small" in err and err.count("\n") == 1
+    code, _, err = _run(["validate", "--table", str(table_path), "--images", "3"], capsys)
+    assert code == 1 and "add network to --patterns" in err

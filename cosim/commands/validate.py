@@ -25,19 +25,56 @@ def _clean(o):
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per SPICE run")
 @click.option("--cols", type=int, default=None, help="columns per SPICE run (default: min(rows, 32))")
 @click.option("--seed", type=int, default=1, show_default=True, help="seed of the fresh patterns")
+@click.option("--network", default="vgg-small", show_default=True,
+              help="network patterns: the binary network (vgg-small or resnet18)")
+@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
+              help="network patterns: its weights (default: the reference weights, $COSIM_MODELS)")
+@click.option("--layers", default=None, help="network patterns: comma list of binary layer names (default: all)")
+@click.option("--images", type=int, default=None, help="network patterns: first N CIFAR-10 test images (default 4)")
+@click.option("--data", type=click.Path(), default=None, help="network patterns: CIFAR-10 location (default: $COSIM_DATA)")
 @click.option("--adc-references", type=click.Choice(["ideal", "calibrated"]), default="ideal", show_default=True,
               help="ADC levels for the headline numbers (both are reported under by_adc)")
 @click.option("--adc-bits", type=int, default=None, help="ADC bits (default: enough for every count 0..rows)")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="keep the SPICE runs here (reused on rerun)")
+@click.option("--workers", type=int, default=None,
+              help="parallel local ngspice processes (default 1); with --scheduler: most runs in flight")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="run the SPICE points on this dask.distributed scheduler (default: $COSIM_SCHEDULER, else local)")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="SPICE point cache (default: $COSIM_CACHE/spice)")
+@click.option("--no-cache", is_flag=True, help="do not read or write the SPICE point cache")
+@click.option("--point-timeout-s", type=float, default=None,
+              help="resubmit a SPICE run that gives no result within this time (hung or lost worker)")
 @click.option("--json", "as_json", is_flag=True, help="print the full report as JSON")
-def command(table_path, patterns, n_columns, vectors, cols, seed, adc_references, adc_bits, out_dir, as_json):
+def command(table_path, patterns, n_columns, vectors, cols, seed, network, checkpoint, layers, images, data,
+            adc_references, adc_bits, out_dir, workers, scheduler, cache_dir, no_cache, point_timeout_s, as_json):
     """Simulate fresh points never used in calibration and compare surrogate, ideal and count-only codes."""
     from ..adc import ADC
-    from ..validate import summary_line, validate
+    from ..errors import InputError
+    from ..executor import make_executor
+    from ..validate import FAMILIES, summary_line, validate
 
+    fams = [p.strip() for p in patterns.split(",") if p.strip()]
+    bad = [p for p in fams if p not in FAMILIES]
+    if bad:
+        raise InputError(f"unknown pattern family '{bad[0]}': expected some of {', '.join(FAMILIES)}")
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    if point_timeout_s is not None and not point_timeout_s > 0:
+        raise InputError(f"--point-timeout-s must be positive, got {point_timeout_s}")
+    if "network" not in fams and (checkpoint or layers or images is not None or data):
+        raise InputError("--checkpoint, --layers, --images and --data choose the network patterns: "
+                         "add network to --patterns")
+    source = None
+    if "network" in fams:
+        from ..netslices import DEFAULT_IMAGES, load_network
+        source = load_network(network, checkpoint=checkpoint, images=DEFAULT_IMAGES if images is None else images,
+                              data=data, layers=layers.split(",") if layers else None)
     adc = ADC(bits=adc_bits, references=adc_references)
-    rep = validate(table_path, patterns=patterns.split(","), n_columns=n_columns, seed=seed, vectors=vectors,
-                   cols=cols, adc=adc, out_dir=out_dir)
+    with make_executor(workers=workers, scheduler=scheduler) as ex:
+        rep = validate(table_path, patterns=fams, n_columns=n_columns, seed=seed, vectors=vectors, cols=cols,
+                       adc=adc, out_dir=out_dir, network=source, executor=ex,
+                       cache=False if no_cache else cache_dir, point_timeout_s=point_timeout_s)
     for w in rep["warnings"]:
         click.echo(f"warning: {w}", err=True)
     if as_json:
