@@ -93,10 +93,15 @@ class ResNet18(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
 
-def build_model(name: str) -> nn.Module:
-    """A freshly initialised ``vgg-small`` or ``resnet18``."""
+def build_model(name: str, bits: int = 1) -> nn.Module:
+    """A freshly initialised ``vgg-small`` or ``resnet18``; ``bits`` 2 or 4: the same network with k-bit
+    weights and activations in place of every binary convolution (cosim.bnn.quant)."""
     key = canonical_name(name)
-    return vgg_small() if key == "vgg-small" else ResNet18()
+    model = vgg_small() if key == "vgg-small" else ResNet18()
+    if bits != 1:
+        from .quant import quantize_model
+        model = quantize_model(model, bits)
+    return model
 
 
 def canonical_name(name: str) -> str:

@@ -40,7 +40,7 @@ from .models import build_model, canonical_name, load_state, read_state_dict
 STATE_SUFFIX = ".state"
 STATE_FORMAT = "cosim-bnn-train-state"
 #: settings that must agree for a run to continue from a training state
-RESUME_KEYS = ("model", "batch_size", "lr", "weight_decay", "seed", "limit", "augment")
+RESUME_KEYS = ("model", "batch_size", "lr", "weight_decay", "seed", "limit", "augment", "bits", "init")
 
 
 @dataclass
@@ -58,6 +58,8 @@ class TrainConfig:
     augment: bool = True
     amp: bool | None = None        # bf16 autocast; None: on for CUDA, off on CPU
     eval_batch_size: int = 500
+    bits: int = 1                  # 1: the BNN; 2 or 4: k-bit weights and activations (cosim.bnn.quant)
+    init: str | None = None        # k-bit: initialise from this BNN checkpoint ("reference": the reference weights)
 
     def __post_init__(self) -> None:
         self.model = canonical_name(self.model)
@@ -68,10 +70,15 @@ class TrainConfig:
             raise InputError(f"learning rate must be > 0, got {self.lr}")
         if self.limit is not None and int(self.limit) < 1:
             raise InputError(f"limit must be >= 1, got {self.limit}")
+        from .quant import check_bits
+        self.bits = check_bits(self.bits)
+        if self.init is not None and self.bits == 1:
+            raise InputError("init (from a BNN) is for k-bit networks (bits 2 or 4)")
 
     def recipe(self) -> str:
         aug = "random crop (reflect pad 4) + flip" if self.augment else "no augmentation"
-        return (f"Adam lr {self.lr:g} cosine to 0 per step, weight decay {self.weight_decay:g}, batch "
+        prec = "" if self.bits == 1 else f"{self.bits}-bit weights and activations (LSQ), init {self.init or 'random'}, "
+        return (prec + f"Adam lr {self.lr:g} cosine to 0 per step, weight decay {self.weight_decay:g}, batch "
                 f"{self.batch_size}, {aug}, {'bf16 autocast' if self.amp else 'float32'}, seed {self.seed}")
 
 
@@ -165,7 +172,10 @@ def train(cfg: TrainConfig, train_images: np.ndarray, train_labels: np.ndarray,
     total_steps = steps_per_epoch * cfg.epochs
 
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model).to(device)
+    model = build_model(cfg.model, bits=cfg.bits).to(device)
+    if cfg.init is not None:
+        from .quant import init_from_binary
+        init_from_binary(model, _load_bnn(cfg.model, cfg.init))
     optimizer = make_optimizer(model, cfg)
     start_epoch, start_batch, history, train_s = 0, 0, [], 0.0
     spath = state_path(out)
@@ -176,7 +186,7 @@ def train(cfg: TrainConfig, train_images: np.ndarray, train_labels: np.ndarray,
         if st.get("format") != STATE_FORMAT:
             raise DataError(f"{spath} is not a cosim training state")
         old = st["config"]
-        diff = [k for k in RESUME_KEYS if old.get(k) != asdict(cfg).get(k)]
+        diff = [k for k in RESUME_KEYS if old.get(k, {"bits": 1}.get(k)) != asdict(cfg).get(k)]  # older states: 1 bit
         if diff:
             k = diff[0]
             raise DataError(f"training state {spath} was made with {k}={old.get(k)!r}, not {asdict(cfg).get(k)!r}; "
@@ -206,7 +216,11 @@ def train(cfg: TrainConfig, train_images: np.ndarray, train_labels: np.ndarray,
                 "test_acc": None if test is None else test["accuracy"], "test_n": None if test is None else test["n"],
                 "provenance": record(seed=cfg.seed, technology=None, array_size=None, ngspice_version=None,
                                      solver=None)}
-        save_checkpoint(model, out, meta=meta, name=cfg.model)
+        if cfg.bits == 1:
+            save_checkpoint(model, out, meta=meta, name=cfg.model)
+        else:
+            from .quant import save_qcheckpoint
+            save_qcheckpoint(model, out, cfg.model, meta=meta)
 
     test = history[-1].get("test") if history else None
     epoch, next_batch, t_epoch = start_epoch, start_batch, time.perf_counter()
@@ -259,6 +273,12 @@ def train(cfg: TrainConfig, train_images: np.ndarray, train_labels: np.ndarray,
         log(f"interrupted: training state saved to {spath} (continues at epoch {epoch + 1}, batch {next_batch + 1})")
         raise
     return TrainResult(out, cfg.epochs, test, history, train_s, resumed_from)
+
+
+def _load_bnn(name: str, init: str) -> nn.Module:
+    from .checkpoint import load_checkpoint
+    from .models import load_reference
+    return load_reference(name) if init == "reference" else load_checkpoint(init, model=name)[0]
 
 
 def _device_name(device: torch.device) -> str:

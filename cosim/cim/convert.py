@@ -21,8 +21,10 @@ import torch
 from torch import nn
 
 from ..bnn.layers import binary_layers
+from ..bnn.quant import QuantConv2d, model_bits, quant_layers
 from ..errors import InputError
 from .arrays import ArrayModel
+from .bitslice import CiMQuantConv2d
 from .layers import DEFAULT_CHUNK_BYTES, CiMConv2d
 from .stats import overall
 
@@ -32,28 +34,30 @@ MODES = ("ideal", "surrogate", "spice")
 def convert(model: nn.Module, array: ArrayModel, cols: int, *, binsparx: bool = False,
             max_active_rows: int | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
             max_stride: int = 8) -> nn.Module:
-    """A copy of ``model`` whose every BinConv2d runs on ``array`` (rows = array.rows) x ``cols`` crossbars."""
+    """A copy of ``model`` whose every BinConv2d runs on ``array`` (rows = array.rows) x ``cols`` crossbars;
+    every k-bit QuantConv2d runs bit-sliced on the same arrays (cosim.cim.bitslice)."""
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch module, got {type(model).__name__}")
-    names = [n for n, _ in binary_layers(model)]
+    names = [n for n, _ in binary_layers(model)] + [n for n, _ in quant_layers(model)]
     if not names:
-        raise InputError("the model has no binary convolution (BinConv2d) to map onto crossbars")
+        raise InputError("the model has no binary (BinConv2d) or k-bit (QuantConv2d) convolution to map onto crossbars")
     out = copy.deepcopy(model)
     for name in names:
         parent_name, _, attr = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
         conv = getattr(parent, attr)
-        setattr(parent, attr, CiMConv2d(conv, array, cols, binsparx=binsparx, max_active_rows=max_active_rows,
+        cls = CiMQuantConv2d if isinstance(conv, QuantConv2d) else CiMConv2d
+        setattr(parent, attr, cls(conv, array, cols, binsparx=binsparx, max_active_rows=max_active_rows,
                                          name=name, chunk_bytes=chunk_bytes, max_stride=max_stride))
     out.eval()
-    out.cim_config = {"rows": int(array.rows), "cols": int(cols), "binsparx": bool(binsparx),
+    out.cim_config = {"rows": int(array.rows), "cols": int(cols), "binsparx": bool(binsparx), "bits": model_bits(model),
                       "max_active_rows": max_active_rows,
                       "array": array.describe() if hasattr(array, "describe") else type(array).__name__}
     return out
 
 
-def cim_layers(model: nn.Module) -> list[tuple[str, CiMConv2d]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, CiMConv2d)]
+def cim_layers(model: nn.Module) -> list[tuple[str, CiMConv2d | CiMQuantConv2d]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (CiMConv2d, CiMQuantConv2d))]
 
 
 def cim_stats(model: nn.Module) -> dict[str, Any]:
@@ -69,7 +73,7 @@ def reset_stats(model: nn.Module) -> None:
         new = LayerStats(name=old.name, rows=old.rows, cols=old.cols, row_tiles=old.row_tiles, col_tiles=old.col_tiles,
                          flipped_columns=old.flipped_columns, column_slices=old.column_slices,
                          stored_ones=old.stored_ones, real_cells=old.real_cells,
-                         v_read_v=old.v_read_v, t_read_s=old.t_read_s)
+                         v_read_v=old.v_read_v, t_read_s=old.t_read_s, extra=dict(old.extra))
         m.matrix.stats = new
 
 

@@ -1,4 +1,8 @@
-"""``cosim infer``: a whole binary network on simulated crossbars (ideal / surrogate / spice)."""
+"""``cosim infer``: a whole binary network on simulated crossbars (ideal / surrogate / spice).
+
+``--bits 2|4`` runs the k-bit network of the same architecture instead (cosim.bnn.quant, trained with
+``cosim train --bits k``), bit-sliced onto the same binary-cell arrays (cosim.cim.bitslice); the JSON
+is the same, with ``bits`` added."""
 
 from __future__ import annotations
 
@@ -12,9 +16,11 @@ from ..technology import REGISTRY
 
 @click.command("infer")
 @click.option("--model", "model_name", type=click.Choice(MODEL_NAMES), required=True, help="Network.")
+@click.option("--bits", type=click.Choice(["1", "2", "4"]), default="1", show_default=True,
+              help="Weight and activation bits: 1 is the BNN; 2 and 4 run the k-bit network bit-sliced on the same arrays.")
 @click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
               help="Compact cosim checkpoint or a state dict (.pt). Default: the reference weights of --model "
-                   "in $COSIM_MODELS.")
+                   "in $COSIM_MODELS; with --bits 2|4 the k-bit checkpoint $COSIM_CACHE/checkpoints/<model>_w<k>a<k>.ckpt.")
 @click.option("--data", type=click.Path(), default=None, help="CIFAR-10 (folder or .tar.gz). Default: $COSIM_DATA.")
 @click.option("--tech", type=click.Choice(sorted(REGISTRY)), default="sram8t", show_default=True)
 @click.option("--rows", type=click.IntRange(min=1), default=64, show_default=True, help="Rows R of one crossbar.")
@@ -43,7 +49,7 @@ from ..technology import REGISTRY
               help="CPU threads for torch (default: torch's choice; 1 is faster on a machine shared with other jobs).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (stderr).")
-def command(model_name, checkpoint, data, tech, rows, cols, table, topology, mode, binsparx, adc_bits, adc_reference, adc_lsb,
+def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topology, mode, binsparx, adc_bits, adc_reference, adc_lsb,
             max_active_rows, limit, batch_size, device, spice_tiles, spice_vectors, seed, threads, as_json, progress):
     """Run a whole binary network on simulated crossbars and report accuracy, statistics and energy."""
     import time
@@ -61,7 +67,17 @@ def command(model_name, checkpoint, data, tech, rows, cols, table, topology, mod
         torch.set_num_threads(threads)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device {device} asked for, but torch sees no CUDA device")
-    if checkpoint is None:
+    bits = int(bits)
+    if bits != 1:
+        from ..bnn.quant import default_qcheckpoint, load_qcheckpoint
+        path = checkpoint or default_qcheckpoint(model_name, bits)
+        if checkpoint is None and not path.is_file():
+            raise InputError(f"no {bits}-bit {model_name} checkpoint at {path}; train one with `cosim train --model "
+                             f"{model_name} --bits {bits} --init reference --out {path}` (see docs/MULTIBIT.md) "
+                             f"or pass --checkpoint")
+        net, _meta = load_qcheckpoint(path, model=model_name, bits=bits)
+        ckpt = str(path)
+    elif checkpoint is None:
         net, ckpt = load_reference(model_name), str(reference_path(model_name))
     else:
         net, _meta = load_checkpoint(checkpoint, model=model_name)
@@ -91,7 +107,7 @@ def command(model_name, checkpoint, data, tech, rows, cols, table, topology, mod
     arr = cfg.pop("array")
     table_prov = arr.get("table_provenance") or getattr(cim.cim_array, "table_provenance", None) or {}
     out = {
-        "model": model_name, "checkpoint": ckpt, "data": str(source), "mode": mode, "tech": cfg["tech"],
+        "model": model_name, "bits": bits, "checkpoint": ckpt, "data": str(source), "mode": mode, "tech": cfg["tech"],
         "rows": rows, "cols": cols, "binsparx": binsparx, "adc_bits": adc_bits, "adc_reference": adc_reference,
         "max_active_rows": max_active_rows,
         "accuracy": correct / n, "n": n, "correct": correct,
@@ -118,12 +134,12 @@ def command(model_name, checkpoint, data, tech, rows, cols, table, topology, mod
         table_code_version=table_prov.get("code_version"), table_seed=table_prov.get("seed"),
         table_synthetic=bool(table_prov.get("synthetic", False)), seed=seed, model=model_name, checkpoint=ckpt,
         data=str(source), v_read_v=cfg.get("v_read_v"), t_read_s=cfg.get("t_read_s"),
-        max_on_count_vector_stride=8)
+        max_on_count_vector_stride=8, bits=bits)
     if as_json:
         click.echo(json.dumps(out, indent=1, default=_jsonable))
     else:
         e = out["array_energy_j"]
-        click.echo(f"{model_name} on {cfg['tech']} {rows}x{cols} ({mode}, binsparx {'on' if binsparx else 'off'}): "
+        click.echo(f"{model_name}{'' if bits == 1 else f' ({bits}-bit)'} on {cfg['tech']} {rows}x{cols} ({mode}, binsparx {'on' if binsparx else 'off'}): "
                    f"accuracy {out['accuracy']:.4f} ({correct}/{n}), ON cells {ov['on_cell_fraction']:.3f}, "
                    f"mean ON-count {ov['mean_on_count']:.2f}, array energy "
                    f"{'n/a' if e is None else f'{e:.3e} J'}, {seconds:.1f} s")

@@ -38,13 +38,22 @@ from ..bnn.models import MODEL_NAMES
 @click.option("--auto-resume", "resume_mode", flag_value="auto", default=True, hidden=True)
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar per epoch.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object at the end.")
+@click.option("--bits", type=click.Choice(["1", "2", "4"]), default="1", show_default=True,
+              help="Weight and activation bits: 1 is the BNN; 2 and 4 train a k-bit network (LSQ).")
+@click.option("--init", "init", default=None,
+              help="k-bit only: start from this BNN checkpoint, or 'reference' for the reference BNN weights "
+                   "(float layers and BNs copied, k-bit weights from the binary signs).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads for torch.")
 def command(model_name, data, epochs, out, batch_size, lr, weight_decay, seed, device, limit, test_limit,
-            eval_every, augment, resume_mode, progress, as_json):
+            eval_every, augment, resume_mode, progress, as_json, bits, init, threads):
     """Train a binary network on CIFAR-10; resumable from its last checkpoint."""
     from ..bnn.train import TrainConfig, state_path, train
     from ..datasets import load_cifar10, resolve_data_path
 
-    cfg = TrainConfig(model=model_name, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+    if threads is not None:
+        import torch
+        torch.set_num_threads(threads)
+    cfg = TrainConfig(bits=int(bits), init=init, model=model_name, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                       seed=seed, device=device, limit=limit, test_limit=test_limit, eval_every=eval_every,
                       augment=augment)
     source = resolve_data_path(data)
@@ -53,7 +62,7 @@ def command(model_name, data, epochs, out, batch_size, lr, weight_decay, seed, d
     log = (lambda msg: click.echo(msg, err=True)) if as_json else click.echo
     result = train(cfg, x_train, y_train, x_test, y_test, out, resume=resume_mode or "auto", progress=progress,
                    log=log, data_source=str(source))
-    summary = {"model": cfg.model, "out": str(result.out), "state": str(state_path(out)),
+    summary = {"model": cfg.model, "bits": cfg.bits, "out": str(result.out), "state": str(state_path(out)),
                "epochs": result.epochs_done, "train_s": round(result.train_s, 1),
                "accuracy": None if result.test is None else result.test["accuracy"],
                "n": None if result.test is None else result.test["n"]}
