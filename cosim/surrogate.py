@@ -13,6 +13,7 @@ gather of the count's coefficients, and a few element-wise operations per output
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,35 @@ def _as_tensor(a: Any, name: str, device: torch.device, dtype: torch.dtype) -> t
             raise InputError(f"{name} is not a numeric array") from None
     if t.dtype == torch.bool or not t.is_floating_point() or t.dtype != dtype:
         t = t.to(dtype)
+    return t.to(device)
+
+
+@dataclass(frozen=True)
+class PreparedWeights:
+    """One weight matrix in the surrogate's operand layout (``Surrogate.prepare``)."""
+
+    rows: int
+    cols: int
+    w_count: torch.Tensor        # (R', C) 0/1, in the dtype of the count product
+    w_moments: torch.Tensor      # (R', C*E): column c*E + e is w_c * phi_e
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.w_count, self.w_moments))
+
+
+def _as_raw(a: Any, name: str, device: torch.device) -> torch.Tensor:
+    """A tensor on ``device`` in its own dtype (booleans as uint8); converted chunk by chunk later."""
+    if isinstance(a, torch.Tensor):
+        t = a
+    else:
+        try:
+            t = torch.as_tensor(np.asarray(a))
+        except (TypeError, ValueError, RuntimeError):
+            raise InputError(f"{name} is not a numeric array") from None
+    if t.dtype == torch.bool:
+        t = t.to(torch.uint8)
+    if t.is_complex():
+        raise InputError(f"{name} is not a real array")
     return t.to(device)
 
 
@@ -79,6 +109,13 @@ class Surrogate:
                           torch.as_tensor(cosine_basis(self.rows, self.leak_orders), dtype=dtype, device=self.device))
         self._count_mean = torch.as_tensor(count_mean / self.i_cell_a, dtype=dtype, device=self.device)
         self.adc = (adc or ADC()).bind(table)
+        self._leak_pos_t = (None if lo is None else
+                            torch.as_tensor(self._leak_pos, dtype=torch.int64).contiguous())
+        self._thr = None
+        #: evaluate with the fused C kernel (cosim.surrogate_kernel) where it is available (CPU, float32)
+        self.use_kernel = True
+        #: compute the exact ON-counts as bfloat16 products on CPU (float32 otherwise)
+        self.fast_counts = True
 
     @classmethod
     def from_table(cls, table_or_path: LookupTable | str | Path, device: str | torch.device = "cpu",
@@ -107,45 +144,125 @@ class Surrogate:
         return x, w
 
     # ---- model ------------------------------------------------------------------------------------
-    def _weights(self, w: torch.Tensor) -> torch.Tensor:
-        """(R', C*(1+E)): for each column c the block [w_c, w_c*phi_e1, w_c*phi_e2, ...], so that the
-        product x @ W viewed as (N, C, 1+E) holds k and the moments of every column contiguously."""
-        r = w.shape[0]
-        phi = self._phi[:r]                                     # (R', 1+E)
-        return (w.unsqueeze(2) * phi.unsqueeze(1)).reshape(r, -1)
+    def prepare(self, w_bits: Any) -> "PreparedWeights":
+        """The weight-side operands of the model for one (R', C) weight matrix, built once and reusable
+        for any number of reads (``column_currents``, ``read`` and ``read_with_current`` accept them in
+        place of ``w_bits``): the count matrix w and the moment matrix, for each column c the E columns
+        w_c * phi_e side by side, so that x @ W_m viewed as (N, C, E) holds every column's moments
+        contiguously."""
+        if isinstance(w_bits, PreparedWeights):
+            return w_bits
+        w = _as_tensor(w_bits, "w_bits", self.device, self.dtype)
+        if w.dim() != 2:
+            raise InputError(f"w_bits must be (R, C), got shape {tuple(w.shape)}")
+        if w.shape[0] > self.rows:
+            raise InputError(f"{w.shape[0]} rows do not fit a table calibrated for {self.rows} rows")
+        if self.topology == "coupled" and w.shape[1] != self.cols:
+            raise InputError(f"coupled table is for {self.cols} columns, got {w.shape[1]}")
+        r, c = w.shape
+        phi = self._phi[:r, 1:]                                                  # (R', E)
+        w_m = (w.unsqueeze(2) * phi.unsqueeze(1)).reshape(r, c * len(self.orders)).contiguous()
+        count_dtype = self._count_dtype(r)
+        return PreparedWeights(rows=r, cols=c, w_count=w.to(count_dtype).contiguous(), w_moments=w_m)
 
-    def _chunk_currents(self, x: torch.Tensor, wp: torch.Tensor, c: int) -> torch.Tensor:
-        """Currents in units of i_cell for a chunk of vectors: one matmul, one gather, a few passes."""
-        n = x.shape[0]
+    def _count_dtype(self, rows: int) -> torch.dtype:
+        """bfloat16 products of 0/1 operands hold every count up to 256 exactly (float32 accumulation, an
+        8-bit significand for the result); on CPUs with bf16 matrix units they cost a fraction of float32."""
+        if self.fast_counts and self.device.type == "cpu" and self.dtype == torch.float32 and rows <= 256:
+            return torch.bfloat16
+        return self.dtype
+
+    def _products(self, x_raw: torch.Tensor, pw: "PreparedWeights") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """ON-counts (n, C), moments (n, C*E) and, for leak tables, the inputs' own row sums and leak
+        moments (n, 1+EL), for one chunk of input vectors (0/1 of any dtype)."""
+        x = x_raw.to(self.dtype)
+        xc = x_raw.to(pw.w_count.dtype)
+        k = xc @ pw.w_count
+        m = x @ pw.w_moments
+        xs = None if self._phi_leak is None else x @ self._phi_leak[: x.shape[1]]
+        return k, m, xs
+
+    def _torch_currents(self, k: torch.Tensor, m: torch.Tensor, xs: torch.Tensor | None) -> torch.Tensor:
+        """Currents in units of i_cell for one chunk (the torch evaluation: GPU, float64, no C compiler)."""
+        n, c = k.shape
         E = len(self.orders)
-        m = (x @ wp).view(n, c, E + 1)
-        k = m[..., 0]
-        g = torch.nn.functional.embedding(k.round().long(), self._coef)      # (n, C, F)
-        mom = m[..., 1:]
-        t = torch.addcmul(g[..., 1:1 + E], g[..., 1 + E:1 + 2 * E], mom)     # c1 + c2 m   (n, C, E)
+        kl = k.round().long()
+        g = torch.nn.functional.embedding(kl, self._coef)                       # (n, C, F)
+        mom = m.view(n, c, E)
+        t = torch.addcmul(g[..., 1:1 + E], g[..., 1 + E:1 + 2 * E], mom)        # c1 + c2 m   (n, C, E)
         out = torch.add(g[..., 0], t.mul_(mom).sum(-1))
-        if self.leak_orders is not None:
-            xs = x @ self._phi_leak[: x.shape[1]]              # (n, 1+EL): per-vector row sums / moments
-            lk = xs[:, :1] - k                                  # leaking cells: input 1, weight 0
-            parts = [lk, lk * lk] + [xs[:, 1 + i: 2 + i] - m[..., 1 + self._leak_pos[i]]
+        if xs is not None:
+            lk = xs[:, :1] - kl.to(out.dtype)                                    # leaking cells: input 1, weight 0
+            parts = [lk, lk * lk] + [xs[:, 1 + i: 2 + i] - mom[..., self._leak_pos[i]]
                                      for i in range(len(self.leak_orders))]
             out = out + (g[..., 1 + 2 * E:] * torch.stack(parts, dim=-1)).sum(-1)
         return out
 
-    def column_currents(self, x_bits: Any, w_bits: Any) -> torch.Tensor:
-        """(N, C) non-ideal column currents (A)."""
-        x, w = self._check(x_bits, w_bits)
-        wp = self._weights(w)
-        c = w.shape[1]
-        out = torch.empty((x.shape[0], c), dtype=self.dtype, device=self.device)
+    def _kernel(self):
+        if self.device.type != "cpu" or self.dtype != torch.float32 or not self.use_kernel:
+            return None
+        from . import surrogate_kernel
+        return surrogate_kernel.load()
+
+    def _run(self, x_bits: Any, w_bits: Any, currents: bool, codes: bool
+             ) -> tuple[torch.Tensor | None, torch.Tensor | None, Any]:
+        """(currents (A) or None, ADC codes or None, sum of the currents: float on CPU, 0-d tensor else)."""
+        pw = self.prepare(w_bits)
+        x = _as_raw(x_bits, "x_bits", self.device)
+        if x.dim() == 1:
+            x = x.unsqueeze(0)
+        if x.dim() != 2:
+            raise InputError(f"x_bits must be (N, R), got shape {tuple(x.shape)}")
+        if x.shape[1] != pw.rows:
+            raise InputError(f"x_bits has {x.shape[1]} rows but w_bits has {pw.rows}")
+        n, c = x.shape[0], pw.cols
+        cur = torch.empty((n, c), dtype=self.dtype, device=self.device) if currents else None
+        code = torch.empty((n, c), dtype=self.dtype, device=self.device) if codes else None
+        lib = self._kernel()
+        total: Any = 0.0
+        E = len(self.orders)
         with torch.no_grad():
-            for s in range(0, x.shape[0], self.chunk):
-                out[s:s + self.chunk] = self._chunk_currents(x[s:s + self.chunk], wp, c)
-        return out * self.i_cell_a
+            if lib is not None:
+                from .surrogate_kernel import evaluate
+                thr = self._thresholds() if codes else None
+                threads = torch.get_num_threads()
+                for s in range(0, n, self.chunk):
+                    k, m, xs = self._products(x[s:s + self.chunk], pw)
+                    total += evaluate(lib, k, m, E, self._coef, self.i_cell_a, xs=xs, leak_pos=self._leak_pos_t,
+                                      cur=None if cur is None else cur[s:s + self.chunk], thresholds=thr,
+                                      lsb=float(self.adc.lsb_counts), code=None if code is None else code[s:s + self.chunk],
+                                      threads=threads)
+                return cur, code, total
+            out = cur if cur is not None else torch.empty((n, c), dtype=self.dtype, device=self.device)
+            for s in range(0, n, self.chunk):
+                out[s:s + self.chunk] = self._torch_currents(*self._products(x[s:s + self.chunk], pw))
+            out.mul_(self.i_cell_a)
+            total = out.sum()
+            if self.device.type == "cpu":
+                total = float(total)
+            if codes:
+                code = self.adc.digitize(out)
+            return cur, code, total
+
+    def _thresholds(self):
+        if self._thr is None:
+            from .surrogate_kernel import Thresholds
+            self._thr = Thresholds(self.adc.thresholds_a())
+        return self._thr
+
+    def column_currents(self, x_bits: Any, w_bits: Any) -> torch.Tensor:
+        """(N, C) non-ideal column currents (A). ``w_bits``: (R', C) of 0/1 or ``prepare(w_bits)``."""
+        return self._run(x_bits, w_bits, currents=True, codes=False)[0]
 
     def read(self, x_bits: Any, w_bits: Any) -> torch.Tensor:
         """(N, C) ADC codes: the estimated AND-count of each column (float tensor of integers)."""
-        return self.adc.digitize(self.column_currents(x_bits, w_bits))
+        return self._run(x_bits, w_bits, currents=False, codes=True)[1]
+
+    def read_with_current(self, x_bits: Any, w_bits: Any) -> tuple[torch.Tensor, Any]:
+        """(ADC codes (N, C), sum of all column currents in A): a float on CPU, a 0-d tensor on other
+        devices (no synchronisation per call; the caller adds them up and converts once)."""
+        _, code, total = self._run(x_bits, w_bits, currents=False, codes=True)
+        return code, total
 
     # ---- baselines (validation) -------------------------------------------------------------------
     def ideal_currents(self, x_bits: Any, w_bits: Any) -> torch.Tensor:

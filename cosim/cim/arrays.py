@@ -10,13 +10,14 @@ SPICE-calibrated surrogate (cosim.surrogate, imported only when used); :class:`S
 ngspice on a handful of tiles and digitises the currents with the surrogate's ADC.
 
 A model may also offer ``read_with_current(x_bits, w_bits) -> (codes, sum of column currents in A)``
-for the array energy (sum I * v_read_v * t_read_s); an exact model offers
+(a float, or a 0-d tensor on a GPU so that reads do not synchronise) for the array energy (sum I * v_read_v * t_read_s); an exact model offers
 ``ideal_current_sum_a(on_cells, leak_cells)``. ``array.exact`` says whether the codes are the exact
 AND-counts; ``array.max_code`` bounds the codes.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -81,11 +82,17 @@ class SurrogateArray:
     Reads return the ADC codes of the surrogate's column currents; the currents' sum is kept for the
     array energy. Columns of a decoupled table are independent, so any number is read at once
     (``cols`` None); a coupled table reads whole arrays of its calibrated width.
+
+    The weight-side operands of every tile (``Surrogate.prepare``) are built on its first read and kept
+    (least recently used first out beyond ``max_prepared_bytes``): a network reads the same tiles for
+    every batch. A cached tile is recognised by its storage, shape, strides and torch's version counter
+    (an in-place change of the weights is a new tile), and the cache holds a reference to the weights so
+    that their memory cannot be reused by another tensor while they are cached.
     """
 
     exact = False
 
-    def __init__(self, surrogate) -> None:
+    def __init__(self, surrogate, max_prepared_bytes: int = 1 << 30) -> None:
         self.surrogate = surrogate
         self.rows = int(surrogate.rows)
         self.cols = None if surrogate.topology == "decoupled" else int(surrogate.cols)
@@ -93,14 +100,41 @@ class SurrogateArray:
         self.max_code = int(surrogate.adc.max_code) * int(surrogate.adc.lsb_counts)
         self.i_cell_a = float(surrogate.i_cell_a)
         self.i_off_a = float(getattr(surrogate, "i_off_a", 0.0))
+        self.max_prepared_bytes = int(max_prepared_bytes)
+        self._prepared: OrderedDict = OrderedDict()
+        self._prepared_bytes = 0
 
-    def read_with_current(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> tuple[torch.Tensor, float]:
+    def prepared(self, w_bits: torch.Tensor):
+        """The surrogate's operands for ``w_bits`` (R, C), from the cache or built and cached."""
+        key = (w_bits.data_ptr(), tuple(w_bits.shape), tuple(w_bits.stride()), w_bits.dtype, str(w_bits.device),
+               w_bits._version)
+        hit = self._prepared.get(key)
+        if hit is not None:
+            self._prepared.move_to_end(key)
+            return hit[1]
+        pw = self.surrogate.prepare(w_bits)
+        size = pw.nbytes()
+        if size <= self.max_prepared_bytes:
+            self._prepared[key] = (w_bits, pw)
+            self._prepared_bytes += size
+            while self._prepared_bytes > self.max_prepared_bytes:
+                _, (_, old) = self._prepared.popitem(last=False)
+                self._prepared_bytes -= old.nbytes()
+        return pw
+
+    def clear_cache(self) -> None:
+        self._prepared.clear()
+        self._prepared_bytes = 0
+
+    def read_with_current(self, x_bits: torch.Tensor, w_bits: torch.Tensor):
+        """(codes, sum of the column currents in A): a float on CPU, a 0-d tensor on a GPU (no
+        synchronisation per read; callers add them up and convert once)."""
         check_operands(x_bits, w_bits, self.rows)
-        i_a = self.surrogate.column_currents(x_bits, w_bits)
-        return self.surrogate.adc.digitize(i_a), float(i_a.sum())
+        return self.surrogate.read_with_current(x_bits, self.prepared(w_bits))
 
     def read(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
-        return self.read_with_current(x_bits, w_bits)[0]
+        check_operands(x_bits, w_bits, self.rows)
+        return self.surrogate.read(x_bits, self.prepared(w_bits))
 
     def describe(self) -> dict:
         s = self.surrogate

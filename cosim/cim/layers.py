@@ -103,6 +103,8 @@ class CrossbarMatrix(nn.Module):
         self.spot_tiles: set[tuple[int, int]] = set()
         self.spot_vectors = 8
         self.spot_records: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._current_acc = None
+        self._current_unknown = False
 
     # ---------------------------------------------------------------- reading one row tile
     def _read_tile(self, x_t: torch.Tensor, t: int) -> tuple[torch.Tensor, float | None]:
@@ -149,6 +151,21 @@ class CrossbarMatrix(nn.Module):
                 c = self.tiles.cols
                 self.spot_records[(t, j)] = (x_t[idx].float().cpu(), self.w_tiles[t][:, j * c:(j + 1) * c].float().cpu())
 
+    def _add_current(self, cur) -> None:
+        """Collect one read's current sum (a float, a 0-d device tensor, or None: unknown) for the
+        statistics; ``_flush_current`` hands the total over once per forward (one device sync)."""
+        if cur is None:
+            self._current_unknown = True
+        else:
+            self._current_acc = cur if self._current_acc is None else self._current_acc + cur
+
+    def _flush_current(self) -> None:
+        if self._current_unknown:
+            self.stats.add_current(None)
+        elif self._current_acc is not None:
+            self.stats.add_current(float(self._current_acc))
+        self._current_acc, self._current_unknown = None, False
+
     def _read(self, x_t: torch.Tensor, t: int, x_ones_t: torch.Tensor) -> torch.Tensor:
         """Codes of row tile t; with partial wordline activation, at most m rows on per read, summed."""
         if self.spot_tiles:
@@ -159,7 +176,7 @@ class CrossbarMatrix(nn.Module):
             self.stats.array_reads += x_t.shape[0] * self.tiles.col_tiles
             self._track_max(x_t, t, codes)
             if not self.array.exact:
-                self.stats.add_current(cur)
+                self._add_current(cur)
             return codes
         n_reads = max(1, math.ceil(float(x_ones_t.max()) / m)) if x_t.shape[0] else 1
         rank = torch.cumsum(x_t, dim=1, dtype=torch.float32)        # exact: counts <= R
@@ -170,7 +187,7 @@ class CrossbarMatrix(nn.Module):
             c, cur = self._read_tile(x_g, t)
             self._track_max(x_g, t, c)
             if not self.array.exact:
-                self.stats.add_current(cur)
+                self._add_current(cur)
             codes = c if codes is None else codes + c
         self.stats.array_reads += x_t.shape[0] * self.tiles.col_tiles * n_reads
         return codes
@@ -228,6 +245,7 @@ class CrossbarMatrix(nn.Module):
             if (t + 1) % group == 0 or t == T - 1:
                 acc.add_(part)
                 part = None
+        self._flush_current()
         # digital correction: sum_t s_x s_w (-2 sum b(x') + n_t - 2 sum b(w'))
         a = self.n_real[None, :] - 2 * x_ones                                  # (M, T)
         b = -2 * self.w_col_ones[:, :tiles.cout]                               # (T, C_out)

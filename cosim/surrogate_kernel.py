@@ -1,0 +1,300 @@
+"""A fused CPU kernel for the surrogate's per-column evaluation (cosim.surrogate), with a torch fallback.
+
+After the matrix products (the ON-count k and the E cosine moments of every column), everything left is
+element-wise: gather the count's coefficients, evaluate the quadratic (plus leak terms), scale to amperes,
+and, when asked, digitise with the ADC's thresholds and sum the currents. In torch that is a dozen
+memory-bound passes over (N, C, E) tensors; this kernel does it in one pass, reading the E + 1 inputs of a
+column and writing one or two floats. It is plain C (no torch headers), compiled on first use with the
+system C compiler into ``cosim.paths.cache_dir()/kernels`` (about a second) and called through ctypes,
+one POSIX thread per torch thread. Where there is no compiler, or ``COSIM_SURROGATE_KERNEL=torch`` is
+set, ``load()`` returns None and the surrogate uses its torch path (the same model, the same results
+within float32 rounding).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import torch
+
+from .paths import cache_dir
+
+ENV = "COSIM_SURROGATE_KERNEL"
+
+SOURCE = r"""
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <pthread.h>
+
+typedef struct {
+    int64_t n0, n1, C, E, EL, R, F;
+    const void *k; int64_t k_ld; int k_bf16;   /* ON-counts (n, C): float32 or bfloat16, row stride k_ld */
+    const float *m; int64_t m_ld;              /* moments (n, C*E), column c at c*E, row stride m_ld */
+    const float *xs; int64_t xs_ld;            /* leak: (n, 1+EL) row sums / moments of the inputs, or NULL */
+    const int64_t *leak_pos;                   /* EL positions of the leak orders among the orders */
+    const float *coef;                         /* (R+1, F) in units of i_cell */
+    float i_cell;                              /* A */
+    float *cur; int64_t cur_ld;                /* currents (A) or NULL */
+    const float *thr; int64_t nthr; float lsb;  /* ADC thresholds (A), ascending, thr[-1] = -inf and thr[nthr] = +inf readable; AND-counts per code */
+    const int32_t *grid_start; int64_t ngrid;  /* thresholds below each cell of a uniform grid (a guess) */
+    float grid_lo, grid_inv;                   /* grid: cell b starts at grid_lo + b / grid_inv */
+    float *code; int64_t code_ld;              /* codes or NULL */
+    double sum;                                /* sum of the currents (A) */
+} job_t;
+
+#define CB 64
+static inline __attribute__((always_inline)) double rows(const job_t *j, const int64_t E) {
+    const int64_t C = j->C, EL = j->EL, R = j->R, F = j->F, nt = j->nthr, G = j->ngrid;
+    const int64_t n0 = j->n0, n1 = j->n1, k_ld = j->k_ld, m_ld = j->m_ld, xs_ld = j->xs_ld;
+    const int64_t cur_ld = j->cur_ld, code_ld = j->code_ld;
+    const int k_bf16 = j->k_bf16;
+    const uint16_t *restrict kb = (const uint16_t *)j->k;
+    const float *restrict kf32 = (const float *)j->k;
+    const float *restrict coef = j->coef;
+    const float *restrict thr = j->thr;
+    const int32_t *restrict gstart = (const int32_t *)j->grid_start;
+    const int64_t *restrict leak_pos = j->leak_pos;
+    const float i_cell = j->i_cell, lsb = j->lsb, glo = j->grid_lo, ginv = j->grid_inv, gmax = (float)(G - 1);
+    double total = 0.0;
+    int32_t kk[CB], idx[CB], lo[CB];
+    float ia[CB];
+    for (int64_t i = n0; i < n1; ++i) {
+        const float *restrict mr = j->m + i * m_ld;
+        const float *restrict xr = j->xs ? j->xs + i * xs_ld : 0;
+        float *restrict cur = j->cur ? j->cur + i * cur_ld : 0;
+        float *restrict code = j->code ? j->code + i * code_ld : 0;
+        float rowsum = 0.0f;
+        for (int64_t c0 = 0; c0 < C; c0 += CB) {
+            const int64_t nb = C - c0 < CB ? C - c0 : CB;
+            if (k_bf16) {
+                const uint16_t *restrict kr = kb + i * k_ld + c0;
+                for (int64_t c = 0; c < nb; ++c) {
+                    uint32_t u = ((uint32_t)kr[c]) << 16; float kv; memcpy(&kv, &u, 4);
+                    int32_t k = (int32_t)(kv + 0.5f);
+                    k = k < 0 ? 0 : (k > R ? (int32_t)R : k);
+                    kk[c] = k; idx[c] = k * (int32_t)F;
+                }
+            } else {
+                const float *restrict kr = kf32 + i * k_ld + c0;
+                for (int64_t c = 0; c < nb; ++c) {
+                    int32_t k = (int32_t)(kr[c] + 0.5f);
+                    k = k < 0 ? 0 : (k > R ? (int32_t)R : k);
+                    kk[c] = k; idx[c] = k * (int32_t)F;
+                }
+            }
+            const float *restrict mb = mr + c0 * E;
+            for (int64_t c = 0; c < nb; ++c) {
+                const float *restrict g = coef + idx[c];
+                float t = 0.0f;
+                for (int64_t e = 0; e < E; ++e) {
+                    float me = mb[c * E + e];
+                    t += (g[1 + e] + g[1 + E + e] * me) * me;
+                }
+                ia[c] = g[0] + t;
+            }
+            if (xr) {
+                for (int64_t c = 0; c < nb; ++c) {
+                    const float *restrict gl = coef + idx[c] + 1 + 2 * E;
+                    float lk = xr[0] - (float)kk[c];
+                    float s = gl[0] * lk + gl[1] * (lk * lk);
+                    for (int64_t q = 0; q < EL; ++q) s += gl[2 + q] * (xr[1 + q] - mb[c * E + leak_pos[q]]);
+                    ia[c] += s;
+                }
+            }
+            for (int64_t c = 0; c < nb; ++c) { ia[c] *= i_cell; rowsum += ia[c]; }
+            if (cur) for (int64_t c = 0; c < nb; ++c) cur[c0 + c] = ia[c];
+            if (code) {
+                /* the number of thresholds strictly below ia: a guess from a uniform grid over the
+                   thresholds (each cell holds at most one), corrected by one step each way, checked */
+                const float *restrict tp = thr;           /* tp[-1] = -inf, tp[nt] = +inf */
+                int32_t bad = 0;
+                for (int64_t c = 0; c < nb; ++c) {
+                    const float v = ia[c];
+                    float gx = (v - glo) * ginv;
+                    gx = gx < 0.0f ? 0.0f : (gx > gmax ? gmax : gx);
+                    int32_t l = gstart[(int32_t)gx];
+                    l -= (tp[l - 1] >= v);
+                    l += (tp[l] < v);
+                    bad |= (tp[l - 1] >= v) | (tp[l] < v);
+                    lo[c] = l;
+                }
+                if (bad) {
+                    for (int64_t c = 0; c < nb; ++c) {
+                        int64_t l = lo[c]; const float v = ia[c];
+                        while (l > 0 && thr[l - 1] >= v) --l;
+                        while (l < nt && thr[l] < v) ++l;
+                        lo[c] = (int32_t)l;
+                    }
+                }
+                for (int64_t c = 0; c < nb; ++c) code[c0 + c] = (float)lo[c] * lsb;
+            }
+        }
+        total += (double)rowsum;
+    }
+    return total;
+}
+
+static void *run(void *arg) {
+    job_t *j = (job_t *)arg;
+    j->sum = j->E == 4 ? rows(j, 4) : (j->E == 2 ? rows(j, 2) : rows(j, j->E));
+    return 0;
+}
+
+int cosim_surrogate_eval(job_t *proto, int threads) {
+    job_t jobs[64];
+    pthread_t tid[64];
+    int started[64];
+    int64_t n0 = proto->n0, n = proto->n1 - proto->n0;
+    if (threads < 1) threads = 1;
+    if (threads > 64) threads = 64;
+    if (n < 256 * (int64_t)threads) threads = n >= 256 ? (int)(n / 256) : 1;   /* >= 256 vectors a thread */
+    for (int t = 0; t < threads; ++t) {
+        jobs[t] = *proto;
+        jobs[t].n0 = n0 + n * t / threads;
+        jobs[t].n1 = n0 + n * (t + 1) / threads;
+        started[t] = 0;
+    }
+    for (int t = 1; t < threads; ++t)
+        started[t] = pthread_create(&tid[t], 0, run, &jobs[t]) == 0;
+    run(&jobs[0]);
+    for (int t = 1; t < threads; ++t) {
+        if (started[t]) pthread_join(tid[t], 0); else run(&jobs[t]);
+    }
+    double s = 0.0;
+    for (int t = 0; t < threads; ++t) s += jobs[t].sum;
+    proto->sum = s;
+    return 0;
+}
+"""
+
+
+class _Job(ctypes.Structure):
+    _fields_ = [("n0", ctypes.c_int64), ("n1", ctypes.c_int64), ("C", ctypes.c_int64), ("E", ctypes.c_int64),
+                ("EL", ctypes.c_int64), ("R", ctypes.c_int64), ("F", ctypes.c_int64),
+                ("k", ctypes.c_void_p), ("k_ld", ctypes.c_int64), ("k_bf16", ctypes.c_int),
+                ("m", ctypes.c_void_p), ("m_ld", ctypes.c_int64),
+                ("xs", ctypes.c_void_p), ("xs_ld", ctypes.c_int64),
+                ("leak_pos", ctypes.c_void_p), ("coef", ctypes.c_void_p), ("i_cell", ctypes.c_float),
+                ("cur", ctypes.c_void_p), ("cur_ld", ctypes.c_int64),
+                ("thr", ctypes.c_void_p), ("nthr", ctypes.c_int64), ("lsb", ctypes.c_float),
+                ("grid_start", ctypes.c_void_p), ("ngrid", ctypes.c_int64), ("grid_lo", ctypes.c_float),
+                ("grid_inv", ctypes.c_float),
+                ("code", ctypes.c_void_p), ("code_ld", ctypes.c_int64), ("sum", ctypes.c_double)]
+
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+_tried = False
+#: why the kernel is not used (None while it is, or before the first load)
+load_error: str | None = None
+
+
+def _compile(target: Path) -> None:
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        raise OSError("no C compiler (cc or gcc) on PATH")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        src = Path(tmp) / "kernel.c"
+        src.write_text(SOURCE)
+        out = Path(tmp) / target.name
+        flags = ["-O3", "-march=native", "-fPIC", "-shared", "-pthread"]
+        r = subprocess.run([cc, *flags, str(src), "-o", str(out), "-lm"], capture_output=True, text=True)
+        if r.returncode != 0 and "-march=native" in flags:     # a compiler without -march=native
+            flags.remove("-march=native")
+            r = subprocess.run([cc, *flags, str(src), "-o", str(out), "-lm"], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise OSError(f"{cc} failed: {r.stderr.strip()[:300]}")
+        os.replace(out, target)                                # atomic: concurrent processes are safe
+
+
+def load() -> ctypes.CDLL | None:
+    """The compiled kernel (compiled on first use, cached on disk), or None where it cannot be had."""
+    global _lib, _tried, load_error
+    if os.environ.get(ENV, "").lower() == "torch":
+        return None
+    if _tried:
+        return _lib
+    with _lock:
+        if _tried:
+            return _lib
+        _tried = True
+        import platform
+        key = hashlib.sha256((SOURCE + platform.machine() + platform.node()).encode()).hexdigest()[:16]
+        target = cache_dir() / "kernels" / f"surrogate_{key}.so"
+        try:
+            if not target.exists():
+                _compile(target)
+            lib = ctypes.CDLL(str(target))
+            lib.cosim_surrogate_eval.argtypes = [ctypes.POINTER(_Job), ctypes.c_int]
+            lib.cosim_surrogate_eval.restype = ctypes.c_int
+            _lib = lib
+        except OSError as e:
+            load_error = str(e)
+            _lib = None
+    return _lib
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+class Thresholds:
+    """ADC thresholds (A, ascending) in the kernel's form: float32 values between two sentinels (-inf
+    before, +inf after) and a uniform grid over them whose cells hold the number of thresholds below the
+    cell: a first guess of a code, from which the kernel steps to the exact count of thresholds strictly
+    below the current (any guess gives the right code; a good one saves time)."""
+
+    def __init__(self, thresholds_a, cells_per_threshold: int = 16) -> None:
+        import numpy as np
+        t32 = np.asarray(thresholds_a, dtype=np.float32).ravel()
+        if t32.size and (not np.all(np.isfinite(t32)) or np.any(np.diff(t32) < 0)):
+            raise ValueError("ADC thresholds must be finite and ascending")
+        self.padded = torch.as_tensor(np.concatenate([[-np.inf], t32, [np.inf]]).astype(np.float32)).contiguous()
+        self.count = int(t32.size)
+        t = t32.astype(np.float64)
+        if t.size >= 2 and t[-1] > t[0]:
+            g = cells_per_threshold * (t.size + 1)
+            pad = (t[-1] - t[0]) / (t.size - 1)
+            lo, hi = t[0] - pad, t[-1] + pad
+            self.lo, self.inv = float(lo), float(g / (hi - lo))
+            edges = lo + np.arange(g) / self.inv
+            self.start = torch.as_tensor(np.searchsorted(t, edges, side="left").astype(np.int32))
+        else:
+            self.lo, self.inv = 0.0, 0.0
+            self.start = torch.zeros(1, dtype=torch.int32)
+
+
+def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, coef: torch.Tensor, i_cell_a: float,
+             xs: torch.Tensor | None = None, leak_pos: torch.Tensor | None = None,
+             cur: torch.Tensor | None = None, thresholds: Thresholds | None = None, lsb: float = 1.0,
+             code: torch.Tensor | None = None, threads: int = 1) -> float:
+    """Run the kernel on CPU tensors (row-major, unit stride along the last dimension): ``k`` (n, C) float32
+    or bfloat16 counts, ``m`` (n, C*E) float32 moments, ``coef`` (R+1, F) float32, ``xs`` (n, 1+EL) and
+    ``leak_pos`` (EL,) int64 for leak tables; writes ``cur`` (n, C) currents (A) and/or ``code`` (n, C)
+    codes (``thresholds`` of the ADC, ``lsb`` AND-counts per code). Returns the sum of the currents (A)."""
+    n, c = k.shape
+    for name, t in (("k", k), ("m", m), ("xs", xs), ("cur", cur), ("code", code)):
+        if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != n):
+            raise ValueError(f"kernel operand {name}: need a CPU matrix of {n} rows with unit column stride")
+    job = _Job(n0=0, n1=n, C=c, E=E, EL=0 if leak_pos is None else leak_pos.numel(), R=coef.shape[0] - 1,
+               F=coef.shape[1], k=k.data_ptr(), k_ld=k.stride(0), k_bf16=int(k.dtype == torch.bfloat16),
+               m=m.data_ptr(), m_ld=m.stride(0), xs=_ptr(xs), xs_ld=0 if xs is None else xs.stride(0),
+               leak_pos=_ptr(leak_pos), coef=coef.data_ptr(), i_cell=i_cell_a,
+               cur=_ptr(cur), cur_ld=0 if cur is None else cur.stride(0),
+               thr=None if thresholds is None else thresholds.padded.data_ptr() + 4,
+               nthr=0 if thresholds is None else thresholds.count, lsb=lsb,
+               grid_start=None if thresholds is None else thresholds.start.data_ptr(),
+               ngrid=0 if thresholds is None else thresholds.start.numel(),
+               grid_lo=0.0 if thresholds is None else thresholds.lo, grid_inv=0.0 if thresholds is None else thresholds.inv,
+               code=_ptr(code), code_ld=0 if code is None else code.stride(0), sum=0.0)
+    lib.cosim_surrogate_eval(ctypes.byref(job), int(threads))
+    return float(job.sum)
