@@ -1,0 +1,184 @@
+"""The fast surrogate paths (fused C kernel, torch fallback, bf16 counts, prepared and cached weights)
+against a straightforward float64 evaluation of the table's model written out here, column by column."""
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from cosim import surrogate_kernel
+from cosim.adc import ADC
+from cosim.cim.arrays import SurrogateArray
+from cosim.errors import InputError
+from cosim.surrogate import Surrogate
+from cosim.tables import default_table_path, load_table
+
+
+def reference_currents(table, x, w):
+    """(N, C) column currents (A) by the model's definition, in float64, one column at a time:
+    I = i_cell_a-free table coefficients of the ON-count k dotted with [1, m_e, m_e^2 (, L, L^2, nu_e)],
+    m_e = sum over conducting rows j of cos(pi e (j + 1/2) / R), R the table's row count."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    rows_table = table.rows
+    orders = [int(e) for e in table.meta["orders"]]
+    leak_orders = table.meta.get("leak_orders")
+    coef = np.asarray(table["coef"], dtype=np.float64)
+    j = np.arange(x.shape[1])
+    out = np.zeros((x.shape[0], w.shape[1]))
+    for c in range(w.shape[1]):
+        on = x * w[:, c]                                        # conducting cells of column c
+        k = on.sum(axis=1).round().astype(int)
+        feats = [np.ones(x.shape[0])]
+        moments = [(on * np.cos(math.pi * e * (j + 0.5) / rows_table)).sum(axis=1) for e in orders]
+        feats += moments + [mo ** 2 for mo in moments]
+        if leak_orders is not None:
+            leak = x - on                                       # input on, weight 0
+            lcount = leak.sum(axis=1)
+            feats += [lcount, lcount ** 2]
+            feats += [(leak * np.cos(math.pi * e * (j + 0.5) / rows_table)).sum(axis=1) for e in leak_orders]
+        out[:, c] = (coef[k] * np.stack(feats, axis=1)).sum(axis=1)
+    return out
+
+
+def reference_codes(adc, cur_a):
+    lv = adc.levels_a()
+    thr = 0.5 * (lv[1:] + lv[:-1])
+    return np.searchsorted(thr, cur_a, side="left") * adc.lsb_counts, thr
+
+
+def assert_codes_match(got, cur_ref, adc):
+    """Codes equal the reference's, except for currents within float32 rounding of a threshold."""
+    want, thr = reference_codes(adc, cur_ref)
+    bad = got != want
+    if bad.any():
+        near = np.min(np.abs(cur_ref[bad][:, None] - thr[None, :]), axis=1)
+        assert np.all(near <= 1e-6 * np.abs(cur_ref[bad])), f"{bad.sum()} codes differ away from a threshold"
+        assert bad.mean() < 1e-3
+
+
+def _bits(rng, shape, p):
+    return torch.as_tensor((rng.random(shape) < p).astype(np.float32))
+
+
+TABLES = [("sram8t", 64), ("reram1t1r", 64), ("sram8t", 128)]
+
+
+@pytest.fixture(scope="module", params=TABLES, ids=[f"{t}{r}" for t, r in TABLES])
+def table(request):
+    tech, rows = request.param
+    return load_table(default_table_path(tech, rows))
+
+
+PATHS = {"kernel": dict(use_kernel=True, fast_counts=True), "kernel-f32-counts": dict(use_kernel=True, fast_counts=False),
+         "torch": dict(use_kernel=False, fast_counts=True)}
+
+
+def _surrogate(table, path, **kw):
+    sur = Surrogate.from_table(table, **kw)
+    for k, v in PATHS[path].items():
+        setattr(sur, k, v)
+    return sur
+
+
+def test_kernel_is_built_where_there_is_a_compiler():
+    """The fast tests below must exercise the C kernel, not silently the torch fallback."""
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler")
+    assert surrogate_kernel.load() is not None, surrogate_kernel.load_error
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("used_rows", ["full", "partial"])
+def test_currents_and_codes_match_reference(table, path, used_rows, rng):
+    r = table.rows if used_rows == "full" else table.rows - 13
+    n, c = 301, 37                                             # not multiples of the chunk or a block
+    x, w = _bits(rng, (n, r), 0.45), _bits(rng, (r, c), 0.5)
+    x[0] = 0                                                   # no row on: k = 0
+    x[1] = 1
+    w[:, 0] = 1                                                # a column storing only ones: k = rows on
+    want = reference_currents(table, x.numpy(), w.numpy())
+    for adc in (ADC(), ADC(bits=5, references="calibrated"), ADC(bits=4, references="ideal", lsb_counts=2)):
+        sur = _surrogate(table, path, adc=adc, chunk=64)
+        got = sur.column_currents(x, w).double().numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+        codes = sur.read(x, w).numpy()
+        assert_codes_match(codes, want, sur.adc)
+        codes2, total = sur.read_with_current(x, sur.prepare(w))
+        assert torch.equal(codes2, torch.as_tensor(codes))
+        assert isinstance(total, float) and total == pytest.approx(want.sum(), rel=1e-5)
+
+
+def test_input_dtypes_and_prepared_weights_agree(rng):
+    table = load_table(default_table_path("reram1t1r", 64))
+    sur = Surrogate.from_table(table, adc=ADC(bits=6, references="calibrated"))
+    x, w = _bits(rng, (90, 50), 0.5), _bits(rng, (50, 9), 0.5)
+    base = sur.column_currents(x, w)
+    for xv in (x.half(), x.bfloat16(), x.bool(), x.numpy().astype(np.int64)):
+        torch.testing.assert_close(sur.column_currents(xv, w), base, rtol=0, atol=0)
+    pw = sur.prepare(w)
+    assert sur.prepare(pw) is pw
+    torch.testing.assert_close(sur.column_currents(x, pw), base, rtol=0, atol=0)
+    assert torch.equal(sur.read(x, pw), sur.read(x, w))
+    with pytest.raises(InputError):
+        sur.column_currents(x[:, :40], pw)
+    with pytest.raises(InputError):
+        sur.prepare(torch.zeros(65, 3))
+
+
+def test_surrogate_array_caches_prepared_tiles(rng):
+    table = load_table(default_table_path("sram8t", 64))
+    sur = Surrogate.from_table(table, adc=ADC(references="calibrated"))
+    arr = SurrogateArray(sur)
+    w_all = _bits(rng, (64, 40), 0.5)
+    x = _bits(rng, (50, 64), 0.5)
+    a = arr.read(x, w_all[:, :20])
+    b, cur = arr.read_with_current(x, w_all[:, :20])          # a new view of the same tile: a hit
+    assert torch.equal(a, b) and len(arr._prepared) == 1
+    assert cur == pytest.approx(reference_currents(table, x.numpy(), w_all[:, :20].numpy()).sum(), rel=1e-5)
+    arr.read(x, w_all[:, 20:])                                 # another tile
+    assert len(arr._prepared) == 2
+    w_all[:, :20] = 1 - w_all[:, :20]                          # weights changed in place: not the cached tile
+    got = arr.read(x, w_all[:, :20]).numpy()
+    assert_codes_match(got, reference_currents(table, x.numpy(), w_all[:, :20].numpy()), sur.adc)
+    one = sur.prepare(w_all[:, :10]).nbytes()
+    small = SurrogateArray(sur, max_prepared_bytes=2 * one)    # least recently used tiles leave
+    for s in range(0, 40, 10):
+        small.read(x, w_all[:, s:s + 10])
+    assert len(small._prepared) == 2 and small._prepared_bytes <= 2 * one
+
+
+@pytest.mark.parametrize("kind", ["uniform", "clustered", "single", "none"])
+def test_kernel_thresholds_are_exact(kind, rng):
+    """The kernel's code search (grid guess, steps, fallback walk) is torch.bucketize on float32."""
+    lib = surrogate_kernel.load()
+    if lib is None:
+        pytest.skip(f"no kernel: {surrogate_kernel.load_error}")
+    thr = {"uniform": np.arange(1, 64) * 1.0, "clustered": np.concatenate([np.geomspace(1e-3, 1, 40), [5, 5.001, 5.002, 80]]),
+           "single": np.array([2.5]), "none": np.zeros(0)}[kind].astype(np.float32)
+    t = surrogate_kernel.Thresholds(thr)
+    n, c, e = 700, 33, 2
+    coef = torch.zeros(2, 1 + 2 * e)
+    coef[:, 0] = 1.0                                           # current = 1 + m_1 (in units of i_cell = 1)
+    coef[:, 1] = 1.0
+    m = torch.as_tensor(rng.uniform(-2, 90, size=(n, c * e)).astype(np.float32))
+    m[:5, 0:6:2] = torch.as_tensor(thr[:3] - 1 if thr.size >= 3 else [0.0, 1.0, 2.0])   # exactly on thresholds
+    k = torch.zeros(n, c)
+    cur, code = torch.empty(n, c), torch.empty(n, c)
+    total = surrogate_kernel.evaluate(lib, k, m, e, coef, 1.0, cur=cur, thresholds=t, lsb=3.0, code=code, threads=2)
+    torch.testing.assert_close(cur, 1 + m[:, 0::2], rtol=0, atol=0)
+    want = torch.bucketize(cur, torch.as_tensor(thr), right=False).float() * 3
+    assert torch.equal(code, want)
+    assert total == pytest.approx(cur.double().sum().item(), rel=1e-6)
+
+
+def test_torch_fallback_by_environment(monkeypatch, rng):
+    monkeypatch.setenv(surrogate_kernel.ENV, "torch")
+    assert surrogate_kernel.load() is None
+    table = load_table(default_table_path("sram8t", 64))
+    sur = Surrogate.from_table(table)
+    x, w = _bits(rng, (40, 64), 0.5), _bits(rng, (64, 5), 0.5)
+    np.testing.assert_allclose(sur.column_currents(x, w).double().numpy(), reference_currents(table, x.numpy(), w.numpy()),
+                               rtol=1e-5)
