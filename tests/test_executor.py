@@ -3,6 +3,7 @@ same SPICE results; a killed worker's task is rerun; a hung task times out and i
 own error is its result; a point that does not converge is retried with the aids, then recorded as
 failed with its reason."""
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -305,3 +306,77 @@ def test_calibration_through_the_cluster_matches_local(cluster, tmp_path, capsys
         b = np.load(tmp_path / "again" / "points" / f"point_{i:05d}.npz")
         np.testing.assert_array_equal(a["current_a"], b["current_a"])
         assert float(a["seconds"]) == float(b["seconds"])        # the cached record, not a new run
+
+
+@pytest.mark.shared
+def test_study_cells_through_the_cluster_match_local(cluster, tmp_path, capsys):
+    """`cosim report --scheduler` computes the grid's cells on the LocalCluster's workers (each loads the
+    weights, test images and tables itself and checks they are the caller's) with the same results as the
+    default run in this process; the cells land in the caller's cache, so a rerun computes nothing."""
+    import pandas as pd
+
+    from cosim.cli import main
+    from cosim.datasets import write_synthetic
+    from cosim.paths import reference_models_dir
+    from cosim.study import runner
+    from cosim.study.config import load_config
+
+    if not (reference_models_dir() / "vgg_small.pt").is_file():
+        pytest.skip("needs the shared reference weights ($COSIM_SHARED)")
+    data = write_synthetic(tmp_path / "data", n_train_per_class=1, n_test_per_class=1)
+    cfg_path = tmp_path / "study.toml"
+    cfg_path.write_text('[grid]\nnetworks = ["vgg-small"]\ntechnologies = ["sram8t"]\nrows = [64]\nr_wire_ohm = [10.0]\n'
+                        'variants = ["software", "binsparx"]\n[run]\nlimit = 2\nskew_images = 1\n'
+                        f'[paths]\ncache = "{tmp_path / "cache"}"\ndata = "{data}"\n')
+    cfg = load_config(cfg_path)
+    torch_threads = __import__("torch").get_num_threads()
+    try:
+        __import__("torch").set_num_threads(cfg.threads)        # as `cosim report` does
+        local_ctx = runner.StudyContext(dataclasses.replace(cfg, cache=str(tmp_path / "local")))
+        local = runner.run_cells(cfg.cells(), local_ctx, progress=False)
+    finally:
+        __import__("torch").set_num_threads(torch_threads)
+    main(["report", "--config", str(cfg_path), "--out", str(tmp_path / "out"), "--no-progress", "--scheduler", cluster])
+    assert "cells on: dask at tcp://127.0.0.1" in capsys.readouterr().err
+    dsk = pd.read_csv(tmp_path / "out" / "report" / "results.csv")
+    assert [r.status for r in local] == ["computed"] * 2
+    assert (dsk.status == "computed").all(), dsk.reason.tolist()
+    assert dsk.correct.tolist() == [r.result["correct"] for r in local]
+    remote = runner.run_cells(cfg.cells(), runner.StudyContext(cfg), progress=False)   # read back from the cache
+    assert [r.status for r in remote] == ["cached"] * 2
+    for a, b in zip(runner.run_cells(cfg.cells(), local_ctx, progress=False), remote):   # both as cached (JSON)
+        assert a.key == b.key
+        keys = [k for k in ("accuracy", "correct", "n", "stats", "layer_stats", "array_energy_per_image_j") if k in a.result]
+        assert {k: a.result[k] for k in keys} == {k: b.result.get(k) for k in keys}
+    assert remote[1].result["stats"]["on_cell_fraction"] > 0
+
+
+def _cell_fails_off_the_caller(cell, ctx):
+    """A compute that only the caller's process can run: a worker elsewhere fails like a lost input."""
+    from cosim.errors import DataError
+
+    if os.getpid() != int(os.environ["COSIM_TEST_CALLER_PID"]):
+        raise DataError(f"no test images on worker {os.getpid()}")
+    return {"accuracy": 1.0, "correct": 1, "n": 1}
+
+
+def _fixed_payload(cell, ctx):
+    return {"cell": cell.as_dict()}
+
+
+def test_study_cell_errors_on_workers_are_reported_not_cached(tmp_path, monkeypatch):
+    from cosim.study import runner
+    from cosim.study.config import parse_config
+
+    monkeypatch.setenv("COSIM_TEST_CALLER_PID", str(os.getpid()))
+    cfg = parse_config({"grid": {"networks": ["vgg-small"], "technologies": ["sram8t"], "rows": [64],
+                                 "r_wire_ohm": [10.0], "variants": ["software", "nonideal"]},
+                        "paths": {"cache": str(tmp_path / "cache")}})
+    ctx = runner.StudyContext(cfg)
+    with make_executor(workers=2) as ex:
+        res = runner.run_cells(cfg.cells(), ctx, compute=_cell_fails_off_the_caller, payload=_fixed_payload,
+                               progress=False, executor=ex)
+    assert [r.status for r in res] == ["not run", "not run"] and "no test images on worker" in res[0].reason
+    assert not list((tmp_path / "cache").rglob("*.json"))
+    res = runner.run_cells(cfg.cells(), ctx, compute=_cell_fails_off_the_caller, payload=_fixed_payload, progress=False)
+    assert [r.status for r in res] == ["computed", "computed"]

@@ -19,14 +19,29 @@ import click
 @click.option("--skew-images", type=int, default=None, help="Override the number of images for the skew statistics.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
               help="Cell cache folder (default: [paths] cache, else $COSIM_CACHE/study).")
+@click.option("--workers", type=int, default=None,
+              help="Cells computed at once by local processes (default 1: in this process); with --scheduler: "
+                   "most cells in flight (default: the cluster's worker threads).")
+@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
+              help="Compute the cells on this dask.distributed scheduler (default: $COSIM_SCHEDULER, else local). "
+                   "Every worker needs the same cosim, weights, test images and tables (checked per cell).")
+@click.option("--cell-timeout-s", type=float, default=None,
+              help="Resubmit a cell that gives no result within this time (hung or lost worker).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
-def command(config_path, quick, out_dir, limit, skew_images, cache_dir, progress) -> None:
+def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers, scheduler, cell_timeout_s,
+            progress) -> None:
     """Run the BinSparX study grid (cached per cell, resumable) and write docs/REPORT.md."""
+    from ..errors import InputError
+    from ..executor import make_executor
     from ..study.config import load_config, parse_config
     from ..study.report import StudyResults, accuracy_summary, write_report
     from ..study.runner import StudyContext, run_cells, skew_for
     import dataclasses
 
+    if workers is not None and workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
+    if cell_timeout_s is not None and not cell_timeout_s > 0:
+        raise InputError(f"--cell-timeout-s must be positive, got {cell_timeout_s}")
     cfg = load_config(config_path, quick=quick)
     overrides = {}
     if limit is not None:
@@ -54,7 +69,10 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, progress
         for rows in cfg.rows:
             skew[(net, rows)] = skew_for(net, rows, ctx, progress=progress)
     cells = cfg.cells()
-    results = run_cells(cells, ctx, progress=progress)
+    with make_executor(workers=workers, scheduler=scheduler) as ex:
+        if ex.kind != "local" or ex.workers > 1:
+            click.echo(f"cells on: {ex.describe()}", err=True)
+        results = run_cells(cells, ctx, progress=progress, executor=ex, timeout_s=cell_timeout_s)
     full_cells, not_in_run = 0, []
     if quick:
         full = load_config(config_path, quick=False).cells()

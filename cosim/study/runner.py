@@ -18,6 +18,7 @@ lookup table for a wire resistance is found by checking each table's calibration
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -295,42 +296,122 @@ class CellResult:
 
 ComputeFn = Callable[[Cell, StudyContext], dict]
 
+#: study contexts of this process by config (a worker loads weights, data and tables once, not per cell)
+_CONTEXTS: dict[str, StudyContext] = {}
+
+
+def config_token(config: StudyConfig) -> str:
+    """A key of everything in ``config`` that a cell's computation may read."""
+    return make_key({k: v for k, v in dataclasses.asdict(config).items() if k not in ("raw", "source")})
+
+
+def context_for(config: StudyConfig) -> StudyContext:
+    """This process's StudyContext for ``config``: the caller's own (registered by ``run_cells``), else
+    one made here, once (a worker process: torch is set to the config's thread count)."""
+    tok = config_token(config)
+    ctx = _CONTEXTS.get(tok)
+    if ctx is None:
+        torch.set_num_threads(config.threads)
+        ctx = _CONTEXTS[tok] = StudyContext(config)
+    return ctx
+
+
+def _compute_quiet(cell: Cell, ctx: StudyContext) -> dict:
+    return compute_cell(cell, ctx, progress=False)
+
+
+class CellTask:
+    """One grid cell as a task of ``cosim.executor`` (picklable: a Dask or process worker runs it).
+
+    The item is ``(cell, payload)``, the payload as keyed by the caller. The worker recomputes it from
+    its own weights, test images, tables and code and refuses to compute a cell whose inputs differ
+    from the caller's (another checkpoint or cosim version on that machine): the cached result would
+    be keyed by what did not run. A CosimError of the cell (a missing table, say) comes back as
+    ``{"not_run": reason}``."""
+
+    def __init__(self, config: StudyConfig, compute: ComputeFn | None = None,
+                 payload: Callable[[Cell, StudyContext], dict] | None = None) -> None:
+        self.config = config
+        self.compute = compute or _compute_quiet
+        self.payload = payload or cell_payload
+
+    def __call__(self, item: tuple[Cell, dict]) -> dict:
+        cell, expected = item
+        try:
+            ctx = context_for(self.config)
+            got = self.payload(cell, ctx)
+            if make_key(got) != make_key(expected):
+                diff = sorted(k for k in set(got) | set(expected) if got.get(k) != expected.get(k))
+                raise InputError(f"cell {cell.label()}: this worker's inputs differ from the caller's in "
+                                 f"{', '.join(diff)} (install the same cosim, weights, data and tables everywhere)")
+            return {"result": self.compute(cell, ctx)}
+        except CosimError as e:
+            return {"not_run": str(e)}
+
 
 def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = None,
-              progress: bool = True, payload: Callable[[Cell, StudyContext], dict] | None = None) -> list[CellResult]:
-    """Run ``cells`` (cached ones are read back, not recomputed). A cell whose inputs are missing (a
-    CosimError while keying or computing it) is reported as not run; an interrupt stops the run with every
-    finished cell already on disk."""
+              progress: bool = True, payload: Callable[[Cell, StudyContext], dict] | None = None,
+              executor: Any = None, timeout_s: float | None = None, retries: int | None = None) -> list[CellResult]:
+    """Run ``cells`` (cached ones are read back, not recomputed) as tasks of ``executor`` (``cosim.executor``;
+    default: one after the other in this process). Keys are computed and results cached here, as they
+    arrive, so workers need no shared cache. A cell whose inputs are missing (a CosimError while keying or
+    computing it) or whose task failed (a worker lost ``retries`` times, or no result within
+    ``timeout_s``) is reported as not run, with the reason, and not cached; an interrupt stops the run
+    with every finished cell already on disk. ``compute`` and ``payload`` must be picklable (module-level
+    functions) for an executor with worker processes."""
+    from ..executor import DEFAULT_RETRIES, make_executor
+
     store = CellStore(ctx.cache_root)
-    compute = compute or (lambda c, x: compute_cell(c, x, progress=False))
-    payload = payload or cell_payload
-    results: list[CellResult] = []
+    task = CellTask(ctx.config, compute, payload)
+    results: list[CellResult | None] = [None] * len(cells)
+    todo: list[tuple[int, dict, str]] = []
+    for i, cell in enumerate(cells):
+        try:
+            pay = task.payload(cell, ctx)
+            key = make_key(pay)
+        except CosimError as e:
+            results[i] = CellResult(cell, "not run", None, reason=str(e))
+            continue
+        hit = store.get(key)
+        if hit is not None:
+            results[i] = CellResult(cell, "cached", hit["result"], key=key)
+        else:
+            todo.append((i, pay, key))
     bar = None
     if progress:
         from tqdm import tqdm
-        bar = tqdm(total=len(cells), desc="study cells", unit="cell")
+        bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="study cells", unit="cell")
+    own = executor is None
+    ex = make_executor(1) if own else executor
+    tok = config_token(ctx.config)
+    registered = _CONTEXTS.get(tok)
+    _CONTEXTS[tok] = ctx                      # tasks run in this process use the caller's loaded context
     try:
-        for cell in cells:
+        items = [(cells[i], pay) for i, pay, _ in todo]
+        for r in ex.map(task, items, timeout_s=timeout_s, retries=DEFAULT_RETRIES if retries is None else retries):
+            i, pay, key = todo[r.index]
+            cell = cells[i]
+            if not r.ok:
+                results[i] = CellResult(cell, "not run", None, reason=f"task failed: {r.error}")
+            elif "not_run" in r.value:
+                results[i] = CellResult(cell, "not run", None, reason=r.value["not_run"])
+            else:
+                res = r.value["result"]
+                store.put(key, {"payload": pay, "result": res})
+                results[i] = CellResult(cell, "computed", res, key=key)
             if bar is not None:
                 bar.set_postfix_str(cell.label()[:60])
-            try:
-                pay = payload(cell, ctx)
-                key = make_key(pay)
-                hit = store.get(key)
-                if hit is not None:
-                    results.append(CellResult(cell, "cached", hit["result"], key=key))
-                else:
-                    res = compute(cell, ctx)
-                    store.put(key, {"payload": pay, "result": res})
-                    results.append(CellResult(cell, "computed", res, key=key))
-            except CosimError as e:
-                results.append(CellResult(cell, "not run", None, reason=str(e)))
-            if bar is not None:
                 bar.update(1)
     finally:
+        if registered is None:
+            _CONTEXTS.pop(tok, None)
+        else:
+            _CONTEXTS[tok] = registered
+        if own:
+            ex.close()
         if bar is not None:
             bar.close()
-    return results
+    return [r for r in results if r is not None]
 
 
 # ------------------------------------------------------------------------------------------- skew
