@@ -351,32 +351,37 @@ def test_study_cells_through_the_cluster_match_local(cluster, tmp_path, capsys):
     assert remote[1].result["stats"]["on_cell_fraction"] > 0
 
 
-def _cell_fails_off_the_caller(cell, ctx):
-    """A compute that only the caller's process can run: a worker elsewhere fails like a lost input."""
-    from cosim.errors import DataError
+class _FailsOffTheCaller:
+    """A compute only the caller's process can run: on a worker it fails like a lost input would."""
 
-    if os.getpid() != int(os.environ["COSIM_TEST_CALLER_PID"]):
-        raise DataError(f"no test images on worker {os.getpid()}")
-    return {"accuracy": 1.0, "correct": 1, "n": 1}
+    def __init__(self, caller_pid):
+        self.caller_pid = caller_pid
+
+    def __call__(self, cell, ctx):
+        from cosim.errors import DataError
+
+        if os.getpid() != self.caller_pid:
+            raise DataError(f"no test images on worker {os.getpid()}")
+        return {"accuracy": 1.0, "correct": 1, "n": 1}
 
 
 def _fixed_payload(cell, ctx):
     return {"cell": cell.as_dict()}
 
 
-def test_study_cell_errors_on_workers_are_reported_not_cached(tmp_path, monkeypatch):
+def test_study_cell_errors_on_workers_are_reported_not_cached(tmp_path):
     from cosim.study import runner
     from cosim.study.config import parse_config
 
-    monkeypatch.setenv("COSIM_TEST_CALLER_PID", str(os.getpid()))
+    compute = _FailsOffTheCaller(os.getpid())
     cfg = parse_config({"grid": {"networks": ["vgg-small"], "technologies": ["sram8t"], "rows": [64],
                                  "r_wire_ohm": [10.0], "variants": ["software", "nonideal"]},
                         "paths": {"cache": str(tmp_path / "cache")}})
     ctx = runner.StudyContext(cfg)
     with make_executor(workers=2) as ex:
-        res = runner.run_cells(cfg.cells(), ctx, compute=_cell_fails_off_the_caller, payload=_fixed_payload,
+        res = runner.run_cells(cfg.cells(), ctx, compute=compute, payload=_fixed_payload,
                                progress=False, executor=ex)
     assert [r.status for r in res] == ["not run", "not run"] and "no test images on worker" in res[0].reason
     assert not list((tmp_path / "cache").rglob("*.json"))
-    res = runner.run_cells(cfg.cells(), ctx, compute=_cell_fails_off_the_caller, payload=_fixed_payload, progress=False)
+    res = runner.run_cells(cfg.cells(), ctx, compute=compute, payload=_fixed_payload, progress=False)
     assert [r.status for r in res] == ["computed", "computed"]
