@@ -120,6 +120,7 @@ def test_ideal_cim_is_bit_identical_to_the_software_network(bits, rows, cols, bi
     assert st_["layers"][0]["bits"] == bits and st_["layers"][0]["vectors"] == bits * 3 * 81
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["vgg-small", "resnet18"])
 def test_full_networks_run_bit_exact_on_ideal_arrays(name):
     torch.manual_seed(1)
@@ -210,23 +211,6 @@ def test_qcheckpoint_round_trip_and_errors(tmp_path):
         load_qcheckpoint(tmp_path / "plain.pt")
 
 
-def test_train_a_2bit_network_from_a_bnn_and_resume(tmp_path):
-    x_train, y_train = synthetic_arrays(1, seed=0)
-    x_test, y_test = synthetic_arrays(1, seed=1)
-    cfg = dict(model="vgg-small", epochs=1, batch_size=5, lr=1e-3, device="cpu", limit=5, test_limit=4,
-               eval_every=0, bits=2)
-    res = train(TrainConfig(**cfg), x_train, y_train, x_test, y_test, tmp_path / "q.ckpt", progress=False,
-                log=lambda m: None)
-    assert res.test["n"] == 4
-    net, meta = load_qcheckpoint(tmp_path / "q.ckpt", model="vgg-small", bits=2)
-    assert "2-bit" in meta["recipe"] and all(bool(l.initialised) for _, l in quant_layers(net))
-    with pytest.raises(DataError):   # another precision cannot continue this state
-        train(TrainConfig(**{**cfg, "bits": 4, "epochs": 2}), x_train, y_train, None, None, tmp_path / "q.ckpt",
-              progress=False, log=lambda m: None)
-    with pytest.raises(InputError):
-        TrainConfig(model="vgg-small", bits=1, init="reference")
-
-
 def test_cli_train_and_infer_bits(tmp_path, capsys, monkeypatch):
     from cosim.cli import main
 
@@ -237,6 +221,14 @@ def test_cli_train_and_infer_bits(tmp_path, capsys, monkeypatch):
           "--batch-size", "10", "--device", "cpu", "--no-progress", "--json", "--threads", "1"])
     out = json.loads(capsys.readouterr().out)
     assert out["bits"] == 2 and out["n"] == 10
+    net, meta = load_qcheckpoint(ckpt, model="vgg-small", bits=2)
+    assert "2-bit" in meta["recipe"] and all(bool(layer.initialised) for _, layer in quant_layers(net))
+    x_train, y_train = synthetic_arrays(1, seed=0)
+    with pytest.raises(DataError, match="bits"):   # another precision cannot continue this training state
+        train(TrainConfig(model="vgg-small", epochs=2, batch_size=10, lr=2e-3, device="cpu", bits=4), x_train,
+              y_train, None, None, ckpt, progress=False, log=lambda m: None)
+    with pytest.raises(InputError):
+        TrainConfig(model="vgg-small", bits=1, init="reference")
     table = synthetic_table("sram8t", 64, 64, samples=1500, ir_drop=0.0).save(tmp_path / "t.parquet")
     main(["infer", "--model", "vgg-small", "--bits", "2", "--checkpoint", str(ckpt), "--data", str(data),
           "--mode", "ideal", "--table", str(table), "--limit", "2", "--json", "--no-progress"])

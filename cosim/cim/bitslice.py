@@ -96,23 +96,9 @@ class CiMQuantConv2d(nn.Module):
 
     # ------------------------------------------------------------------ per-plane statistics
     def _collect(self, buf: torch.Tensor) -> None:
-        """Histograms over every ``plane_stride``-th input vector of one chunk (k_x planes stacked)."""
-        mat, tiles, k = self.matrix, self.matrix.tiles, self.bits
-        x = buf.view(k, -1, tiles.n_padded)[:, ::self.plane_stride].reshape(-1, tiles.n_padded).clone()
-        if mat.binsparx:
-            x, _ = bsx.flip_inputs(x, tiles, inplace=True)
-        x3 = x.view(k, -1, tiles.row_tiles, tiles.rows)
-        nbin = tiles.rows + 1
-        cout = tiles.cout
-        for t in range(tiles.row_tiles):
-            xt = x3[:, :, t, :].float()                                            # (k, m, R)
-            rows_on = xt.sum(dim=2).long()                                         # (k, m)
-            counts = torch.matmul(xt, mat.w_tiles[t][:, :cout].float()).long()    # (k, m, k C_out)
-            counts = counts.view(k, counts.shape[1], cout // k, k)
-            for j in range(k):
-                self._rows_on[j] += torch.bincount(rows_on[j], minlength=nbin).double()
-                for i in range(k):
-                    self._on_count[j, i] += torch.bincount(counts[j, :, :, i].reshape(-1), minlength=nbin).double()
+        rows_on, on_count = count_histograms(self.matrix, buf, self.bits, self.bits, self.plane_stride)
+        self._rows_on += rows_on
+        self._on_count += on_count
 
     def plane_histograms(self) -> dict:
         """``rows_on[j][r]``: reads of activation plane j with r rows on (per row tile and vector);
@@ -152,6 +138,34 @@ class CiMQuantConv2d(nn.Module):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"bits={self.bits}; {t.row_tiles}x{t.col_tiles} arrays of {t.rows}x{t.cols} "
                 f"({self.bits} columns per weight, {self.bits} reads per input vector), binsparx={self.matrix.binsparx}")
+
+
+def count_histograms(matrix: CrossbarMatrix, buf: torch.Tensor, bits_x: int, bits_w: int,
+                     stride: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distributions of one chunk of input bits ``buf`` (k_x planes stacked plane-major, as a
+    :class:`CiMQuantConv2d` or, with k = 1, a binary layer applies them) on ``matrix``, over every
+    ``stride``-th input vector, after BinSparX flips where the matrix uses them.
+
+    Returns ``rows_on`` (k_x, R + 1): reads (vector x row tile) with r rows on, per activation plane;
+    ``on_count`` (k_x, k_w, R + 1): column reads with AND-count c, per activation x weight plane."""
+    tiles, kx, kw = matrix.tiles, int(bits_x), int(bits_w)
+    x = buf.view(kx, -1, tiles.n_padded)[:, ::max(1, int(stride))].reshape(-1, tiles.n_padded).clone()
+    if matrix.binsparx:
+        x, _ = bsx.flip_inputs(x, tiles, inplace=True)
+    x3 = x.view(kx, -1, tiles.row_tiles, tiles.rows)
+    nbin, cout = tiles.rows + 1, tiles.cout
+    rows_hist = torch.zeros(kx, nbin, dtype=torch.float64)
+    on_hist = torch.zeros(kx, kw, nbin, dtype=torch.float64)
+    for t in range(tiles.row_tiles):
+        xt = x3[:, :, t, :].float()                                            # (k_x, m, R)
+        rows_on = xt.sum(dim=2).long()                                         # (k_x, m)
+        counts = torch.matmul(xt, matrix.w_tiles[t][:, :cout].float()).long()  # (k_x, m, k_w C_out)
+        counts = counts.view(kx, counts.shape[1], cout // kw, kw)
+        for j in range(kx):
+            rows_hist[j] += torch.bincount(rows_on[j], minlength=nbin).double()
+            for i in range(kw):
+                on_hist[j, i] += torch.bincount(counts[j, :, :, i].reshape(-1), minlength=nbin).double()
+    return rows_hist, on_hist
 
 
 def reset_plane_histograms(model: nn.Module, collect: bool | None = None) -> None:
