@@ -4,8 +4,11 @@
     .venv/bin/python scripts/bench_surrogate.py [--table T] [--vectors 1000000] [--threads 2] [--json]
 
 Inputs are random 0/1 float32 blocks of ``--block`` vectors (generated before timing); each block goes
-through (a) the ideal product x @ w, (b) ``Surrogate.column_currents``, (c) ``Surrogate.read`` (currents
-and ADC). Reports seconds per 10^6 vectors and the ratio to (a). Best of ``--repeat`` passes.
+through (a) the ideal product x @ w, (b) ``Surrogate.column_currents(x, w)`` (currents, the weights
+prepared on every call), (c) ``Surrogate.read(x, prepared)`` (ADC codes, the weights prepared once, as
+the CiM layers read a cached tile), (d) the same read on the torch path (no C kernel, float32 counts:
+the pre-kernel evaluation) for comparison under the same load. Reports seconds per 10^6 vectors and the
+ratio to (a), best of ``--repeat`` passes, and the 1-minute load average before and after.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--chunk", type=int, default=None, help="surrogate chunk (vectors per pass; default: its own)")
+    ap.add_argument("--no-torch-path", action="store_true", help="skip timing the torch path (slow)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -62,15 +66,28 @@ def main() -> None:
             best = min(best, time.perf_counter() - t)
         return best * 1e6 / args.vectors
 
+    from cosim import surrogate_kernel
+
+    load_before = os.getloadavg()[0]
+    pw = sur.prepare(w)
     with torch.no_grad():
         t_ideal = timed(lambda x: x @ w)
         t_cur = timed(lambda x: sur.column_currents(x, w))
-        t_read = timed(lambda x: sur.read(x, w))
+        t_read = timed(lambda x: sur.read(x, pw))
+        t_torch = None
+        if not args.no_torch_path:
+            sur.use_kernel, sur.fast_counts = False, False
+            pw_t = sur.prepare(w)
+            t_torch = timed(lambda x: sur.read(x, pw_t))
+            sur.use_kernel, sur.fast_counts = True, True
+    kernel = sur._kernel() is not None
     out = {
         "rows": rows, "cols": cols, "vectors": args.vectors, "threads": args.threads, "device": args.device,
         "ideal_matmul_s_per_1e6": t_ideal, "surrogate_currents_s_per_1e6": t_cur, "surrogate_read_s_per_1e6": t_read,
         "ratio_currents_to_ideal": t_cur / t_ideal, "chunk": sur.chunk, "ratio_read_to_ideal": t_read / t_ideal,
-        "orders": sur.orders, "leak_orders": sur.leak_orders,
+        "orders": sur.orders, "leak_orders": sur.leak_orders, "kernel": kernel,
+        "kernel_error": surrogate_kernel.load_error, "torch_path_read_s_per_1e6": t_torch,
+        "load_avg_1min_before": load_before, "load_avg_1min_after": os.getloadavg()[0],
         "provenance": record(table=str(path), technology=sur.tech.name, machine=platform.machine(),
                              cpus=os.cpu_count(), torch=torch.__version__, load_avg=os.getloadavg()),
     }
@@ -81,7 +98,11 @@ def main() -> None:
               f"leak orders {sur.leak_orders}; load average {os.getloadavg()[0]:.1f}):")
         print(f"  ideal x@w          {t_ideal:.3f} s per 10^6 vectors")
         print(f"  surrogate currents {t_cur:.3f} s per 10^6 vectors ({t_cur / t_ideal:.2f}x ideal)")
-        print(f"  surrogate read     {t_read:.3f} s per 10^6 vectors ({t_read / t_ideal:.2f}x ideal)")
+        print(f"  surrogate read     {t_read:.3f} s per 10^6 vectors ({t_read / t_ideal:.2f}x ideal; "
+              f"{'C kernel' if kernel else 'torch path: ' + str(surrogate_kernel.load_error)})")
+        if t_torch is not None:
+            print(f"  torch-path read    {t_torch:.3f} s per 10^6 vectors ({t_torch / t_ideal:.2f}x ideal)")
+        print(f"  load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
 
 
 if __name__ == "__main__":
