@@ -25,6 +25,14 @@ coupled    A line along each row carries current shared by all columns.
            by all columns of that row.
 
 Zero resistances are shorts: the nodes they join are merged (SPICE rejects 0-ohm resistors).
+
+Device models (``models``): ``compiled`` writes every transistor and ReRAM as an instance of the
+compiled devices (``N`` elements of ``cosim_finfet`` / ``cosim_reram``, cosim.devices), flat, with
+the cell's inner node ``m<r>_<c>`` between its two devices, and loads the library with ``pre_osdi``;
+``bsource`` writes the cells as subcircuits of the B-source models (finfet7.lib, reram.lib, cells.lib),
+for ngspice builds without OSDI. Both are the same equations: the currents agree to the solver's
+tolerance (tested). ``auto`` (the default, or $COSIM_SPICE_MODELS) takes ``compiled`` when the
+installed ngspice loads the library (cosim.spice.detect.compiled_models_available).
 """
 
 from __future__ import annotations
@@ -35,13 +43,29 @@ from typing import Iterable
 
 import numpy as np
 
-from .devices import model_text
+from .devices import compiled_library_name, model_text
 from .errors import InputError
 from .technology import TOPOLOGIES, Technology
 
 MAX_SIZE = 512      # rows and columns from 1 to MAX_SIZE
 MAX_VECTORS = 100_000
 RSHUNT_OHM = 1e12   # .option rshunt for decks with nonlinear cells (floating inner nodes)
+MODEL_IMPLS = ("auto", "compiled", "bsource")
+MODELS_ENV = "COSIM_SPICE_MODELS"
+
+
+def resolve_models(models: str | None = None) -> str:
+    """``compiled`` or ``bsource`` for a request (None -> $COSIM_SPICE_MODELS, else ``auto``; ``auto``
+    -> ``compiled`` when the installed ngspice loads the compiled library, else ``bsource``)."""
+    import os
+    want = models if models is not None else (os.environ.get(MODELS_ENV) or "auto")
+    if want not in MODEL_IMPLS:
+        src = "" if models is not None else f" (from ${MODELS_ENV})"
+        raise InputError(f"unknown device-model implementation '{want}'{src}: expected one of {', '.join(MODEL_IMPLS)}")
+    if want == "auto":
+        from .spice.detect import compiled_models_available  # the SPICE step answers what ngspice can load
+        return "compiled" if compiled_models_available() else "bsource"
+    return want
 
 
 @dataclass(frozen=True)
@@ -201,30 +225,40 @@ def _cell_subckts(tech: Technology, topology: str) -> list[str]:
     return []  # coupled resistor: plain R elements
 
 
-def _models(tech: Technology, topology: str) -> list[str]:
+def _models(tech: Technology, topology: str, impl: str) -> list[str]:
     if tech.cell == "resistor":
         return [model_text("cells.lib")] if topology == "decoupled" else []
-    libs = ["finfet7.lib"] + (["reram.lib"] if tech.cell == "reram1t1r" else []) + ["cells.lib"]
+    if impl == "compiled":
+        libs = ["finfet7_osdi.lib"] + (["reram_osdi.lib"] if tech.cell == "reram1t1r" else [])
+    else:
+        libs = ["finfet7.lib"] + (["reram.lib"] if tech.cell == "reram1t1r" else []) + ["cells.lib"]
     return [model_text(n) for n in libs]
 
 
 def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_voltages: bool = False,
-                  extra_options: str = "") -> str:
+                  extra_options: str = "", models: str | None = None) -> str:
     """The ngspice deck of ``spec`` for inputs (K, R) and weights (R, C), both 0/1.
 
     ``klu`` adds ``.options klu`` (only when the ngspice build has KLU); ``node_voltages`` saves every
     node voltage, otherwise only the column ammeters; ``extra_options`` is appended to ``.options``
-    (used for convergence retries)."""
+    (used for convergence retries); ``models`` picks the device-model implementation (module doc)."""
     x, w = check_inputs(spec, inputs, weights)
     tech, R, C, K = spec.tech, spec.rows, spec.cols, x.shape[0]
     topo = spec.topology
     lin = tech.cell == "resistor"
+    impl = "bsource" if lin else resolve_models(models)
     out = [
         f"* cosim crossbar: tech={tech.name or tech.cell} cell={tech.cell} rows={R} cols={C} "
         f"topology={topo} vectors={K}",
         f"* v_read_v={_num(tech.v_read_v)} v_wl_v={_num(tech.v_wl_v)} r_wire_ohm={_num(tech.r_wire_ohm)} "
         f"r_driver_ohm={_num(tech.r_driver_ohm)} r_sink_ohm={_num(tech.r_sink_ohm)}",
     ]
+    if impl == "compiled":
+        # the SPICE backends provide the library under this name (cosim.devices.compiled_library)
+        out += [f"* device models: compiled ({compiled_library_name()})", ".control",
+                f"pre_osdi {compiled_library_name()}", ".endc"]
+    elif not lin:
+        out.append("* device models: B-source")
     opts = []
     if klu:
         opts.append("klu")
@@ -237,9 +271,10 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
         opts.append(extra_options)
     if opts:
         out.append(".options " + " ".join(opts))
-    for text in _models(tech, topo):
+    for text in _models(tech, topo, impl):
         out.append(text.rstrip("\n"))
-    out.extend(_cell_subckts(tech, topo))
+    if impl != "compiled":
+        out.extend(_cell_subckts(tech, topo))
 
     d = _Deck()
     out.append("Vsw sw 0 0")
@@ -263,10 +298,22 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
 
     wl = w.tolist()  # Python ints: much faster to index than numpy scalars
     r_on_s, r_off_s = _num(tech.r_on_ohm), _num(tech.r_off_ohm)
+    fet = f"nfet_{tech.fet_flavour}_c nfin={tech.fet_nfin}"
+    if tech.cell == "reram1t1r":
+        rr = f"reram_c i0={_num(tech.reram_i0_a)} g0={_num(tech.reram_g0_m)} v0={_num(tech.reram_v0_v)} gap="
+        reram = (rr + _num(tech.reram_gap_hrs_m), rr + _num(tech.reram_gap_lrs_m))
 
     def cell(r: int, c: int, a: str, ctl: str, b: str) -> None:
         if lin and topo == "coupled":
             d.add(f"R{r}_{c}", [a, b], r_on_s if wl[r][c] else r_off_s)
+        elif impl == "compiled":  # flat: two devices and the cell's inner node
+            m = f"m{r}_{c}"
+            if tech.cell == "sram8t":  # read-word-line FET on the bit line, stored-bit FET to the source line
+                d.add(f"Na{r}_{c}", [a, ctl, m], fet)
+                d.add(f"Nb{r}_{c}", [m, "vq" if wl[r][c] else "0", b], fet)
+            else:  # ReRAM from the bit line to m, access FET from m to b
+                d.add(f"Nr{r}_{c}", [a, m], reram[wl[r][c]])
+                d.add(f"Nt{r}_{c}", [m, ctl, b], fet)
         elif tech.cell == "sram8t":
             d.add(f"X{r}_{c}", [a, ctl, "vq" if wl[r][c] else "0", b], "cell8t")
         else:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Fit the 7 nm FinFET behavioural DC model to the ASAP7 per-fin table and write device_models/finfet7.lib.
+"""Fit the 7 nm FinFET behavioural DC model to the ASAP7 per-fin table and write device_models/finfet7.lib
+(B-source subcircuits) and device_models/finfet7_osdi.lib (.model cards of the compiled device).
 
 Reproduces the fit from the published numbers only (physics-facts.md, "Transistors: 7 nm FinFET";
 Clark et al., Microelectronics J. 53 (2016), Tables 3 and 4):
@@ -18,8 +19,8 @@ Fixed for every flavour (facts sheet): SS = 62.5 mV/dec, DIBL eta = 21 mV/V, lam
                  above leave a one-parameter family of exact fits; this picks one)
 VT is the model's own threshold; the table's Vt,sat (a constant-current threshold) is printed beside it.
 
-Run ``python scripts/fit_finfet.py`` to regenerate device_models/finfet7.lib byte-for-byte
-(``--check`` only compares and exits 1 on a difference).
+Run ``python scripts/fit_finfet.py`` to regenerate both files byte-for-byte (``--check`` only
+compares and exits 1 on a difference).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cosim.devices import (  # noqa: E402
-    FINFET_FIXED, VDD_V, VDS_LIN_V, LIN_RATIO, finfet_ids_a, finfet_library_text,
+    FINFET_FIXED, VDD_V, VDS_LIN_V, LIN_RATIO, finfet_ids_a, finfet_library_text, finfet_osdi_library_text,
 )
 
 #: ASAP7 per-fin table (physics-facts.md): flavour -> (Idsat uA, Ioff nA, Vt,sat V); PMOS Idsat only.
@@ -89,10 +90,11 @@ def fit_one(t: dict[str, float]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="compare with the committed file, write nothing")
-    ap.add_argument("--out", type=Path, default=ROOT / "device_models" / "finfet7.lib")
+    ap.add_argument("--out-dir", type=Path, default=ROOT / "device_models")
     args = ap.parse_args(argv)
     fits = {name: fit_one(t) for name, t in targets().items()}
-    text = finfet_library_text(fits, targets())
+    files = {args.out_dir / "finfet7.lib": finfet_library_text(fits, targets()),
+             args.out_dir / "finfet7_osdi.lib": finfet_osdi_library_text(fits)}
     for name, t in targets().items():
         p = {**fits[name], **FINFET_FIXED}
         print(f"{name:6s} K={p['k']:.4e} A={p['a']:.4f} VT={p['vt']:+.4f} C={p['c']:.4f}  "
@@ -100,11 +102,15 @@ def main(argv: list[str] | None = None) -> int:
               f"Ioff {finfet_ids_a(p, 0, VDD_V) * 1e9:8.4f} nA (table {t['ioff_a'] * 1e9:.3f})  "
               f"Rlin {VDS_LIN_V / finfet_ids_a(p, VDD_V, VDS_LIN_V) / 1e3:5.2f} kohm")
     if args.check:
-        same = args.out.exists() and args.out.read_text() == text
-        print("up to date" if same else f"{args.out} differs from the fit")
-        return 0 if same else 1
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
+        stale = [p for p, text in files.items() if not (p.exists() and p.read_text() == text)]
+        for p in stale:
+            print(f"{p} differs from the fit")
+        if not stale:
+            print("up to date")
+        return 1 if stale else 0
+    for p, text in files.items():
+        p.write_text(text)
+        print(f"wrote {p}")
     return 0
 
 

@@ -48,24 +48,44 @@ def test_bad_inputs_and_weights():
     assert x.shape == (1, 3)
 
 
+@pytest.mark.parametrize("models", ["bsource", "compiled"])
 @pytest.mark.parametrize("tech", ["sram8t", "reram1t1r", "resistor"])
 @pytest.mark.parametrize("topology", ["decoupled", "coupled"])
-def test_deterministic_and_complete(tech, topology, rng):
+def test_deterministic_and_complete(tech, topology, models, rng):
     spec = ArraySpec(get_technology(tech), 5, 3, topology)
     x = rng.integers(0, 2, (4, 5))
     w = rng.integers(0, 2, (5, 3))
-    a = build_netlist(spec, x, w)
-    assert a == build_netlist(spec, x.copy(), w.copy())
-    assert a != build_netlist(spec, x, 1 - w)
+    a = build_netlist(spec, x, w, models=models)
+    assert a == build_netlist(spec, x.copy(), w.copy(), models=models)
+    assert a != build_netlist(spec, x, 1 - w, models=models)
     assert a.rstrip().endswith(".end")
     assert ".dc Vsw 0 3 1" in a
     for name in sense_names(spec):
         assert re.search(rf"^V{name[1:]} ", a, re.M) or re.search(rf"^{name.capitalize()} ", a, re.M)
-    assert len(re.findall(r"^[XR]\d+_\d+ ", a, re.M)) == 15  # one cell per crosspoint
+    if models == "compiled" and tech != "resistor":  # flat: two compiled devices per crosspoint
+        assert len(re.findall(r"^N[abrt]\d+_\d+ ", a, re.M)) == 2 * 15
+        assert not re.search(r"^X", a, re.M) and ".subckt" not in a
+        assert re.search(r"^pre_osdi cosim_devices-[0-9a-f]{12}\.osdi$", a, re.M)
+    else:
+        assert len(re.findall(r"^[XR]\d+_\d+ ", a, re.M)) == 15  # one cell per crosspoint
+        assert "pre_osdi" not in a
     wires = len(re.findall(r"^R[bsw]\d+_\d+ ", a, re.M))
     assert wires == (2 * 4 * 3 if topology == "decoupled" else 4 * 3 + 5 * 2)
     assert ("klu" in a) is False
-    assert ".options klu" in build_netlist(spec, x, w, klu=True)
+    assert ".options klu" in build_netlist(spec, x, w, klu=True, models=models)
+
+
+def test_device_model_choice(monkeypatch):
+    spec = ArraySpec(get_technology("sram8t"), 2, 2)
+    x, w = np.ones((1, 2)), np.ones((2, 2))
+    monkeypatch.setenv("COSIM_SPICE_MODELS", "bsource")
+    assert "pre_osdi" not in build_netlist(spec, x, w)
+    assert "pre_osdi" in build_netlist(spec, x, w, models="compiled")   # the argument wins
+    monkeypatch.setenv("COSIM_SPICE_MODELS", "verilog")
+    with pytest.raises(InputError, match="COSIM_SPICE_MODELS"):
+        build_netlist(spec, x, w)
+    with pytest.raises(InputError, match="expected one of auto, compiled, bsource"):
+        build_netlist(spec, x, w, models="fast")
 
 
 def test_zero_resistances_merge_nodes(rng):
@@ -95,7 +115,9 @@ def test_committed_examples_are_reproduced():
     from cosim.paths import CHECKOUT_DIR
     x = np.array([[1, 0, 1, 1], [0, 1, 1, 0]])
     w = np.fromfunction(lambda r, c: (r + c + 1) % 2, (4, 3)).astype(int)
-    for tech, topo in [("resistor", "decoupled"), ("resistor", "coupled"), ("sram8t", "decoupled"),
-                       ("reram1t1r", "coupled")]:
-        path = CHECKOUT_DIR / "netlists" / f"{tech}_4x3_{topo}.cir"
-        assert path.read_text() == build_netlist(ArraySpec(get_technology(tech), 4, 3, topo), x, w), path.name
+    for tech, topo, models in [("resistor", "decoupled", ""), ("resistor", "coupled", ""),
+                               ("sram8t", "decoupled", ""), ("reram1t1r", "coupled", ""),
+                               ("sram8t", "decoupled", "compiled")]:
+        path = CHECKOUT_DIR / "netlists" / f"{tech}_4x3_{topo}{'_' + models if models else ''}.cir"
+        deck = build_netlist(ArraySpec(get_technology(tech), 4, 3, topo), x, w, models=models or "bsource")
+        assert path.read_text() == deck, path.name

@@ -234,3 +234,47 @@ def test_rawfile_ascii_binary_and_truncated(tmp_path):
         read_rawfile(tmp_path / "t.raw")
     with pytest.raises(NgspiceError, match="no rawfile"):
         read_rawfile(tmp_path / "missing.raw")
+
+
+compiled = pytest.mark.skipif(not __import__("cosim.spice.detect", fromlist=["x"]).compiled_models_available(),
+                              reason="this ngspice does not run the compiled (OSDI) models")
+
+
+@compiled
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+@pytest.mark.parametrize("topology", ["decoupled", "coupled"])
+def test_compiled_models_agree_with_bsource_models(tech, topology, rng):
+    """The compiled devices are the B-source equations: the same array currents to within the solver's
+    tolerance, in both backends."""
+    spec = ArraySpec(get_technology(tech), 16, 12, topology)
+    x, w = rng.integers(0, 2, (3, 16)), rng.integers(0, 2, (16, 12))
+    ref = run_array(spec, x, w, models="bsource")
+    assert ref.device_models == "bsource"
+    for backend in ("subprocess", "shared"):
+        got = run_array(spec, x, w, models="compiled", backend=backend)
+        assert got.device_models == "compiled" and got.provenance()["device_models"] == "compiled"
+        np.testing.assert_allclose(got.column_current_a, ref.column_current_a, rtol=1e-4, atol=1e-12)
+
+
+@compiled
+def test_compiled_models_zero_wire_resistance_gives_ideal_currents(rng):
+    t = get_technology("sram8t", r_wire_ohm=0.0, r_driver_ohm=0.0, r_sink_ohm=0.0)
+    spec = ArraySpec(t, 16, 6)
+    x, w = rng.integers(0, 2, (2, 16)), rng.integers(0, 2, (16, 6))
+    np.testing.assert_allclose(run_array(spec, x, w, models="compiled").column_current_a,
+                               ideal_column_currents(spec, x, w), rtol=1e-6, atol=1e-12)
+
+
+def test_compiled_models_without_a_compiler_fall_back(monkeypatch, tmp_path):
+    """No C compiler: 'auto' takes the B-source models; asking for compiled ones is a one-line error."""
+    from cosim.netlist import resolve_models
+    from cosim.spice.detect import compiled_models_status
+    monkeypatch.setenv("COSIM_CACHE", str(tmp_path))          # nothing built there yet
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    ok, reason = compiled_models_status()
+    assert not ok and "\n" not in reason
+    assert resolve_models("auto") == "bsource"
+    spec = ArraySpec(get_technology("sram8t"), 2, 2)
+    with pytest.raises(NgspiceError) as e:
+        run_array(spec, np.ones((1, 2)), np.ones((2, 2)), models="compiled")
+    assert "\n" not in str(e.value)

@@ -4,7 +4,8 @@
     cosim spice --tech resistor --rows 32 --cols 8 --inputs IN.npy --weights W.npy --json
 
 With --json it prints one JSON object: column_current_a and ideal_column_current_a (K lists of C
-currents, A), ngspice_version, solver, backend, seconds, netlist_sha256, and the provenance of the run.
+currents, A), ngspice_version, solver, backend, device_models, seconds, netlist_sha256, and the
+provenance of the run.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import click
 import numpy as np
 
 from ..errors import InputError
-from ..netlist import ArraySpec, MAX_SIZE
+from ..netlist import ArraySpec, MAX_SIZE, MODEL_IMPLS
 from ..technology import CELLS, TOPOLOGIES, get_technology
 
 PATTERNS = ("random", "all-on")
@@ -58,9 +59,11 @@ def make_pattern(pattern: str, rows: int, cols: int, batch: int, seed: int) -> t
 @click.option("--batch", type=int, default=1, show_default=True, help="number of input vectors K (pattern)")
 @click.option("--backend", type=click.Choice(["subprocess", "shared"]), default="subprocess", show_default=True)
 @click.option("--timeout-s", type=float, default=None, help="give up after this many seconds (subprocess backend)")
+@click.option("--models", type=click.Choice(list(MODEL_IMPLS)), default=None,
+              help="device models: compiled (OSDI) or B-source; default auto ($COSIM_SPICE_MODELS)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_path, pattern, seed, batch,
-            backend, timeout_s, as_json):
+            backend, timeout_s, models, as_json):
     """Simulate one crossbar array in ngspice; print column currents beside the ideal ones."""
     from ..spice import ideal_column_currents, run_array
 
@@ -77,7 +80,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_pa
             raise InputError(f"--batch must be >= 1, got {batch}")
         inputs, weights = make_pattern(pattern, rows, cols, batch, seed)
         source = {"pattern": pattern, "seed": seed, "batch": batch}
-    res = run_array(spec, inputs, weights, backend=backend, timeout_s=timeout_s)
+    res = run_array(spec, inputs, weights, backend=backend, timeout_s=timeout_s, models=models)
     ideal = ideal_column_currents(spec, inputs, weights)
     out = {
         "technology": tech.name, "cell": tech.cell, "rows": rows, "cols": cols, "topology": spec.topology,
@@ -86,13 +89,15 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_pa
         "column_current_a": res.column_current_a.tolist(),
         "ideal_column_current_a": ideal.tolist(),
         "ngspice_version": res.ngspice_version, "solver": res.solver, "backend": res.backend,
+        "device_models": res.device_models,
         "seconds": res.seconds, "netlist_sha256": res.netlist_sha256, "retried": res.retried,
         "provenance": res.provenance(**source),
     }
     if as_json:
         click.echo(json.dumps(out))
         return
-    click.echo(f"{spec.describe()}  ngspice {res.ngspice_version} ({res.solver}, {res.backend})  "
+    click.echo(f"{spec.describe()}  ngspice {res.ngspice_version} ({res.solver}, {res.backend}, "
+               f"{res.device_models} models)  "
                f"{res.seconds:.2f} s  r_wire {tech.r_wire_ohm:g} ohm")
     for k in range(res.column_current_a.shape[0]):
         click.echo(f"vector {k}:")

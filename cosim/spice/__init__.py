@@ -7,8 +7,10 @@
 Two backends with identical results: ``subprocess`` (``ngspice -b``, rawfile parsed by numpy;
 isolated from crashes, runs in parallel processes) and ``shared`` (PySpice NgSpiceShared, in process,
 one instance per process). All K input vectors are one ``.dc`` analysis. KLU is used when the
-ngspice build has it (detected). A run that does not converge is retried once with gmin and source
-stepping and larger iteration limits before it fails.
+ngspice build has it (detected), and the compiled device models when it loads them (OSDI, detected;
+``models="bsource"`` or COSIM_SPICE_MODELS=bsource forces the B-source models, see cosim.netlist).
+A run that does not converge is retried once with gmin and source stepping and larger iteration
+limits before it fails.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, NgspiceError
-from ..netlist import ArraySpec, build_netlist, check_inputs, sense_names
+from ..netlist import ArraySpec, build_netlist, check_inputs, resolve_models, sense_names
 from ..provenance import record, sha256_text
 from ..technology import Technology
 from .backends import BACKENDS, NgspiceRunError
@@ -47,13 +49,15 @@ class RunResult:
     backend: str
     node_voltages: dict[str, np.ndarray] | None = None   # node -> (K,) V, when asked for
     retried: bool = False                   # True when the convergence retry was needed
+    device_models: str = "bsource"          # "compiled" (OSDI) or "bsource" (cosim.netlist)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def provenance(self, **fields: Any) -> dict[str, Any]:
         s = self.spec
         return record(technology=s.tech.name, cell=s.tech.cell, rows=s.rows, cols=s.cols, topology=s.topology,
                       r_wire_ohm=s.tech.r_wire_ohm, ngspice_version=self.ngspice_version, solver=self.solver,
-                      backend=self.backend, netlist_sha256=self.netlist_sha256, **fields)
+                      backend=self.backend, device_models=self.device_models, netlist_sha256=self.netlist_sha256,
+                      **fields)
 
 
 def uses_klu(backend: str) -> bool:
@@ -69,8 +73,9 @@ def uses_klu(backend: str) -> bool:
 
 
 def run_array(spec: ArraySpec, inputs, weights, backend: str = "subprocess", node_voltages: bool = False,
-              timeout_s: float | None = None) -> RunResult:
-    """Simulate the array ``spec`` for inputs (K, R) and weights (R, C) of 0/1 in one ngspice analysis."""
+              timeout_s: float | None = None, models: str | None = None) -> RunResult:
+    """Simulate the array ``spec`` for inputs (K, R) and weights (R, C) of 0/1 in one ngspice analysis.
+    ``models``: device-model implementation, "auto" (default), "compiled" or "bsource" (cosim.netlist)."""
     if backend not in BACKENDS:
         raise InputError(f"unknown backend '{backend}': expected one of {', '.join(BACKENDS)}")
     if timeout_s is not None and not timeout_s > 0:
@@ -78,7 +83,8 @@ def run_array(spec: ArraySpec, inputs, weights, backend: str = "subprocess", nod
     t0 = time.perf_counter()
     x, w = check_inputs(spec, inputs, weights)
     klu = uses_klu(backend)
-    deck = build_netlist(spec, x, w, klu=klu, node_voltages=node_voltages)
+    impl = "bsource" if spec.tech.cell == "resistor" else resolve_models(models)
+    deck = build_netlist(spec, x, w, klu=klu, node_voltages=node_voltages, models=impl)
     run = BACKENDS[backend]
     retried = False
     try:
@@ -87,7 +93,8 @@ def run_array(spec: ArraySpec, inputs, weights, backend: str = "subprocess", nod
         if not e.convergence:
             raise NgspiceError(f"{spec.describe()}: {e}") from None
         retried = True
-        deck = build_netlist(spec, x, w, klu=klu, node_voltages=node_voltages, extra_options=RETRY_OPTIONS)
+        deck = build_netlist(spec, x, w, klu=klu, node_voltages=node_voltages, extra_options=RETRY_OPTIONS,
+                             models=impl)
         try:
             data, version = run(deck, x.shape[0], timeout_s)
         except NgspiceRunError as e2:
@@ -106,7 +113,7 @@ def run_array(spec: ArraySpec, inputs, weights, backend: str = "subprocess", nod
         volts = {k[2:-1]: v for k, v in data.items() if k.startswith("v(") and k != "v(v-sweep)" and k != "v(sw)"}
     return RunResult(spec=spec, column_current_a=current, ngspice_version=str(version), solver="klu" if klu else "sparse",
                      seconds=time.perf_counter() - t0, netlist_sha256=sha256_text(deck), backend=backend,
-                     node_voltages=volts, retried=retried)
+                     node_voltages=volts, retried=retried, device_models=impl)
 
 
 @lru_cache(maxsize=64)

@@ -5,6 +5,7 @@ circuits and plots removed after every run). Both take a deck and return its vec
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import tempfile
 import threading
@@ -46,12 +47,44 @@ def _looks_unconverged(output: str) -> bool:
     return any(w in low for w in _CONVERGENCE_WORDS)
 
 
+def ngspice_threads() -> int:
+    """OpenMP threads ngspice may use to load devices: $COSIM_NGSPICE_THREADS, default 1. ngspice's
+    own spinit asks for 8; on a 2-core machine that made a 128x128 8T point 2-3x slower (threads
+    spinning in the kernel), and cosim runs points in parallel processes instead."""
+    raw = os.environ.get("COSIM_NGSPICE_THREADS", "1")
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InputError(f"COSIM_NGSPICE_THREADS must be a positive integer, got '{raw}'")
+    return n
+
+
+_PRE_OSDI = re.compile(r"^pre_osdi (\S+)$", re.M)
+
+
+def _osdi_libraries(deck: str) -> dict[str, Path]:
+    """The compiled-model libraries a deck loads (``pre_osdi <name>``), built if needed: name -> path."""
+    names = _PRE_OSDI.findall(deck)
+    if not names:
+        return {}
+    from ..devices import compiled_library
+    return {n: compiled_library(n) for n in names}
+
+
 def run_subprocess(deck: str, n_points: int, timeout_s: float | None = None) -> tuple[dict[str, np.ndarray], str]:
-    """Run ``ngspice -b -r`` on ``deck``; returns (vectors, version)."""
+    """Run ``ngspice -b -r`` on ``deck``; returns (vectors, version). Compiled-model libraries the deck
+    names are linked into the run's folder, where ngspice looks for them."""
     info = require_executable()
+    libs = _osdi_libraries(deck)
     with tempfile.TemporaryDirectory(prefix="cosim-spice-") as tmp:
         cir, raw = Path(tmp) / "array.cir", Path(tmp) / "array.raw"
         cir.write_text(deck)
+        # read after ngspice's spinit (and instead of ~/.spiceinit): the run's thread count
+        (Path(tmp) / ".spiceinit").write_text(f"set num_threads={ngspice_threads()}\n")
+        for name, path in libs.items():
+            (Path(tmp) / name).symlink_to(path)
         try:
             proc = subprocess.run([info["executable"], "-b", "-r", str(raw), str(cir)], capture_output=True,
                                   text=True, timeout=timeout_s, cwd=tmp, env={**os.environ, "LC_ALL": "C"})
@@ -137,11 +170,14 @@ def run_shared(deck: str, n_points: int, timeout_s: float | None = None) -> tupl
     halt corrupts the instance), so ``timeout_s`` must be None here; use the subprocess backend."""
     if timeout_s is not None:
         raise InputError("timeout_s needs backend='subprocess': a run inside this process cannot be stopped safely")
+    for name, path in _osdi_libraries(deck).items():  # no run folder here: the library's own path
+        deck = deck.replace(f"pre_osdi {name}\n", f"pre_osdi {path}\n")
     with _Shared.lock:
         ngs = _Shared.get()
         _reset(ngs)
         output = ""
         try:
+            ngs.exec_command(f"set num_threads={ngspice_threads()}")
             ngs.load_circuit(deck)
             output = ngs.stdout + "\n" + ngs.stderr
             ngs.exec_command("run")

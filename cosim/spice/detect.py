@@ -1,4 +1,5 @@
-"""Finding ngspice: the executable, its version and build (KLU, OSDI), and the shared library.
+"""Finding ngspice: the executable, its version and build (KLU, OSDI), the shared library, and
+whether it runs cosim's compiled device models.
 
 Set ``COSIM_NGSPICE`` to an executable to use it instead of ``ngspice`` on PATH, and
 ``NGSPICE_LIBRARY_PATH`` to a libngspice to use for the shared backend. Detection runs ngspice once
@@ -86,6 +87,56 @@ def ngspice_info() -> dict[str, Any]:
     ``version`` is None (and klu/osdi False) when no executable is found; ``library`` is None when
     no libngspice is found. Cached per COSIM_NGSPICE / PATH / NGSPICE_LIBRARY_PATH setting."""
     return dict(_detect(_find_executable(), _find_library()))
+
+
+def compiled_models_status() -> tuple[bool, str]:
+    """(usable, reason): whether the installed ngspice runs cosim's compiled device models (OSDI):
+    the build loads OSDI libraries, a C compiler builds the library (cosim.devices.compiled_library),
+    and one compiled RVT fin in ngspice gives the model's saturation current. Cached per setting."""
+    info = ngspice_info()
+    if info["executable"] is None:
+        return False, "ngspice not found"
+    if not info["osdi"]:
+        return False, f"ngspice {info['version']} cannot load OSDI libraries"
+    from ..devices import osdi_source_sha256
+    from ..paths import cache_dir
+    return _probe_compiled(info["executable"], osdi_source_sha256(), str(cache_dir()))
+
+
+@lru_cache(maxsize=8)
+def _probe_compiled(executable: str, source_sha: str, cache: str) -> tuple[bool, str]:
+    from ..devices import compiled_library, compiled_library_name, model_text
+    try:
+        lib = compiled_library()
+    except NgspiceError as e:
+        return False, str(e)
+    name = compiled_library_name()
+    deck = "\n".join(["* cosim compiled-model probe", ".control", f"pre_osdi {name}", ".endc",
+                      model_text("finfet7_osdi.lib"), "Vd d 0 0.7", "Vm d dm 0",
+                      "N1 dm d 0 nfet_rvt_c nfin=1", ".dc Vd 0.7 0.7 1", ".print dc i(Vm)", ".end", ""])
+    with tempfile.TemporaryDirectory(prefix="cosim-osdi-probe-") as tmp:
+        (Path(tmp) / name).symlink_to(lib)
+        (Path(tmp) / "probe.cir").write_text(deck)
+        try:
+            proc = subprocess.run([executable, "-b", "probe.cir"], capture_output=True, text=True, timeout=60,
+                                  cwd=tmp, env={**os.environ, "LC_ALL": "C"})
+        except (OSError, subprocess.SubprocessError) as e:
+            return False, f"ngspice failed to run the compiled-model probe: {e}"
+    m = re.search(r"^\s*0\s+[-+0-9.e]+\s+([-+0-9.e]+)\s*$", proc.stdout, re.M)
+    i_a = float(m.group(1)) if m else float("nan")
+    # ASAP7 RVT fin: Idsat 37.85 uA at Vgs = Vds = 0.7 V (the fit reproduces it to 0.1 %)
+    if not (abs(i_a - 37.85e-6) < 0.01 * 37.85e-6):
+        last = (proc.stdout + proc.stderr).strip().splitlines()
+        return False, f"ngspice did not run the compiled models ({last[-1][:200] if last else 'no output'})"
+    return True, f"{name} loaded by ngspice {_version(executable)}"
+
+
+def _version(executable: str) -> str:
+    return str(_detect(executable, _find_library())["version"])
+
+
+def compiled_models_available() -> bool:
+    return compiled_models_status()[0]
 
 
 def require_executable() -> dict[str, Any]:
