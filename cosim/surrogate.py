@@ -6,9 +6,15 @@ SPICE-calibrated lookup table (``cosim.calibrate`` explains the model).
     i_a = sur.column_currents(x_bits, w_bits)      # (N, C) column currents (A)
 
 ``x_bits`` is (N, R') of 0/1 with R' <= rows (a partially used tile: the missing rows R'..rows-1 are
-off), ``w_bits`` is (R', C) of 0/1, any C for the decoupled topology. Cost: ONE matrix product of x with
-the (E+1)·C columns ``w * cos-basis`` (one of each column's E+1 is the ideal product x·w itself), one
-gather of the count's coefficients, and a few element-wise operations per output; batches are processed in chunks so memory stays bounded.
+off), ``w_bits`` is (R', C) of 0/1, any C for the decoupled topology, or ``sur.prepare(w_bits)``: the
+weight-side operands built once for many reads (``cosim.cim.arrays.SurrogateArray`` caches them per tile).
+
+Cost per chunk of vectors: two matrix products, the exact ON-counts x·w (bfloat16 on CPU: every count up
+to 256 is exact) and the E cosine moments x·(w * phi_e) in float32, then one pass per column that gathers
+the count's coefficients, evaluates the quadratic (and leak terms), scales to amperes and, for ``read``,
+finds the ADC code. On CPU that pass is the fused C kernel of ``cosim.surrogate_kernel`` (compiled on
+first use; without a C compiler, on GPUs and in float64 the same model runs as torch operations).
+Batches are processed in chunks so memory stays bounded.
 """
 
 from __future__ import annotations

@@ -182,3 +182,24 @@ def test_torch_fallback_by_environment(monkeypatch, rng):
     x, w = _bits(rng, (40, 64), 0.5), _bits(rng, (64, 5), 0.5)
     np.testing.assert_allclose(sur.column_currents(x, w).double().numpy(), reference_currents(table, x.numpy(), w.numpy()),
                                rtol=1e-5)
+
+
+def test_crossbar_layer_current_sum_is_the_reads_currents(rng):
+    """The layer's array-current statistic (summed per forward, one conversion) is the sum of every tile
+    read's column currents, and a second forward adds the same again (cached tiles)."""
+    from cosim.cim.layers import CrossbarMatrix
+
+    table = load_table(default_table_path("sram8t", 64))
+    arr = SurrogateArray(Surrogate.from_table(table))
+    wm = torch.as_tensor(np.where(rng.random((100, 20)) < 0.5, 1.0, -1.0).astype(np.float32))
+    layer = CrossbarMatrix(wm, arr, 64)
+    tiles = layer.tiles
+    x = _bits(rng, (70, tiles.row_tiles * tiles.rows), 0.5)
+    x.view(70, tiles.row_tiles, tiles.rows)[:, 1, 100 - 64:] = 0      # padded rows of the last tile are off
+    want = sum(reference_currents(table, x[:, t * 64:(t + 1) * 64].numpy(),
+                                  layer.w_tiles[t][:, :20].float().numpy()).sum() for t in range(tiles.row_tiles))
+    layer(x.to(layer.dtype))
+    assert layer.stats.current_sum_a == pytest.approx(want, rel=1e-5)
+    layer(x.to(layer.dtype))
+    assert layer.stats.current_sum_a == pytest.approx(2 * want, rel=1e-5)
+    assert len(arr._prepared) == tiles.row_tiles
