@@ -385,3 +385,26 @@ def test_study_cell_errors_on_workers_are_reported_not_cached(tmp_path):
     assert not list((tmp_path / "cache").rglob("*.json"))
     res = runner.run_cells(cfg.cells(), ctx, compute=compute, payload=_fixed_payload, progress=False)
     assert [r.status for r in res] == ["computed", "computed"]
+
+
+@ngspice
+def test_validation_points_through_the_cluster_match_local(cluster, tmp_path):
+    """`cosim validate`'s SPICE points are tasks of the same executor: inline, 2 local processes and the
+    LocalCluster give the same report; failed runs would be listed (none here)."""
+    from cosim.calibrate import SweepConfig, calibrate
+    from cosim.validate import validate
+
+    cfg = SweepConfig(tech=get_technology("resistor"), rows=8, cols=4, topology="decoupled", seed=3, vectors=4)
+    table = calibrate(cfg, 3, tmp_path / "cal", progress=False, cache=False)
+    kw = dict(patterns=["random", "skewed"], n_columns=32, vectors=4, cols=4, cache=False)
+    inline = validate(table, **kw)
+    with make_executor(workers=2) as ex:
+        local = validate(table, executor=ex, **kw)
+    with make_executor(scheduler=cluster) as ex:
+        dask = validate(table, executor=ex, **kw)
+    assert dask["provenance"]["executor"].startswith("dask at tcp://127.0.0.1")
+    assert local["provenance"]["executor"] == "local, 2 processes"
+    for rep in (local, dask):
+        assert rep["failed_runs"] == [] and rep["provenance"]["spice_runs"] == 4
+        for key in ("code_agreement", "current_rel_rmse", "n_columns", "baselines", "per_on_count", "patterns"):
+            assert rep[key] == inline[key], key
