@@ -34,7 +34,7 @@ CASES = {
     "reram1t1r_128": ("reram1t1r", 128, 512, 16),
 }
 #: network patterns, 64-row tables only: columns, vectors and columns per run, images, layers (None: all)
-NETWORK_CASE = {"n": 128, "vectors": 4, "cols": 16, "images": 4, "network": "vgg-small"}
+NETWORK_CASE = {"n": 640, "vectors": 4, "cols": 16, "images": 4, "network": "vgg-small"}
 NETWORK_TABLES = ("sram8t_64", "reram1t1r_64")
 NET_BEGIN, NET_END = "<!-- network patterns: begin (generated) -->", "<!-- network patterns: end -->"
 NOT_RUN_BULLET = ("- `network` (slices of a trained BNN layer): **not run** — `cosim validate` does not take network "
@@ -107,45 +107,70 @@ def network_bullet() -> str:
     c = NETWORK_CASE
     return (f"- `network`: real crossbar operands of the reference {c['network']} (`cosim/netslices.py`): R-row slices "
             f"of the unrolled inputs and weight columns of its binary layers on the first {c['images']} CIFAR-10 test "
-            "images, SPICE runs alternating without and with BinSparX's flips and cycling through the layers; "
-            f"64-row tables only, small n ({c['n']} columns, {c['vectors']} vectors x {c['cols']} columns per run): "
-            "see *Network patterns* below.")
+            "images (cosim.cim.mapping's im2col and tiling), SPICE runs cycling through the layers without and with "
+            f"BinSparX's flips; 64-row tables only, small n ({c['n']} columns, {c['vectors']} vectors x {c['cols']} "
+            "columns per run): see *Network patterns* below.")
 
 
 def network_section(results: dict) -> list[str]:
     """The generated network section (between NET_BEGIN and NET_END)."""
-    from cosim.provenance import record
+    from cosim.provenance import code_version, record
 
     c = NETWORK_CASE
     L = [NET_BEGIN, "", "## Network patterns (64 rows, small n)", "",
          f"`cosim validate --patterns network --n {c['n']} --vectors {c['vectors']} --cols {c['cols']} "
          f"--images {c['images']} --seed 1` on each 64-row table: real operands of the reference {c['network']} "
-         "weights on the first CIFAR-10 test images. Small n (SPICE at 64 rows is slow on this machine), so "
-         "these numbers say whether real BNN operands behave like the synthetic families, not more. "
-         f"Generated {record()['date_utc']}.", "",
-         "| table | run | layer | BinSparX | row tile | columns | surrogate agreement | surrogate rel. RMS | "
-         "count-only agreement / rel. RMS | ideal agreement |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, rep in results.items():
-        sec = rep["patterns"]["network"]
-        b = sec["baselines"]
-        runs = rep["network"]["runs"]
-        desc = "; ".join(f"{r['layer']}{' (BinSparX)' if r['binsparx'] else ''}" for r in runs)
-        L.append(f"| {name} | all {len(runs)} | {desc} | both | - | {sec['n_columns']} | {_fmt(sec['code_agreement'])} | "
-                 f"{_fmt(sec['current_rel_rmse'])} | {_fmt(b['count_only']['code_agreement'])} / "
-                 f"{_fmt(b['count_only']['current_rel_rmse'])} | {_fmt(b['ideal']['code_agreement'])} |")
-        for r in runs:
-            L.append(f"| {name} | {r['run']} | {r['layer']} | {'yes' if r['binsparx'] else 'no'} | "
-                     f"{r['row_tile']} of {r['row_tiles']} | {c['vectors'] * c['cols']} | | | | |")
+         "weights on the first CIFAR-10 test images; run r takes binary layer r mod 5 and applies BinSparX's flips "
+         "when (r mod 5 + r div 5) is odd, so the runs cover every layer with and without BinSparX. Small n "
+         f"(one {c['vectors']}-vector x {c['cols']}-column array per layer and encoding): these numbers say whether "
+         "real BNN operands behave like the synthetic families, not more. "
+         f"Code version {code_version()}, {record()['date_utc']}.", "",
+         "| table | operands | columns | mean ON-count | surrogate agreement | surrogate rel. RMS | "
+         "count-only agreement / rel. RMS | ideal agreement / rel. RMS |", "|---|---|---|---|---|---|---|---|"]
+    for name, (rep, groups) in results.items():
+        for label, g in groups:
+            L.append(f"| {name} | {label} | {g['n_columns']} | {g['mean_k']:.1f} | {_fmt(g['surrogate']['code_agreement'])} | "
+                     f"{_fmt(g['surrogate']['current_rel_rmse'])} | {_fmt(g['count_only']['code_agreement'])} / "
+                     f"{_fmt(g['count_only']['current_rel_rmse'])} | {_fmt(g['ideal']['code_agreement'])} / "
+                     f"{_fmt(g['ideal']['current_rel_rmse'])} |")
         if rep.get("failed_runs"):
-            L.append(f"| {name} | failed | {len(rep['failed_runs'])} run(s): {rep['failed_runs'][0]['reason'][:120]} | | | | | | | |")
+            L.append(f"| {name} | {len(rep['failed_runs'])} SPICE run(s) failed, left out: "
+                     f"{rep['failed_runs'][0]['reason'][:120]} | | | | | | |")
     if results:
-        src = next(iter(results.values()))["network"]["source"]
+        rep = next(iter(results.values()))[0]
+        src = rep["network"]["source"]
         L += ["", f"Weights `{Path(src['checkpoint']).name}` (sha256 {src['checkpoint_sha256'][:12]}…), test images "
-              f"{src['image_indices']} of `{Path(src['data']).name}`, layers {', '.join(src['layers'])}. The "
-              "per-run JSON (positions, columns, flips) is in the work folder's `network.json`."]
+              f"{src['image_indices']} of `{Path(src['data']).name}`, layers {', '.join(src['layers'])}, codes through "
+              "the ideal-reference ADC at full resolution. The per-run record (layer, row tile, positions, "
+              "columns, flips) is in the work folder's `<table>/network.json`."]
     else:
         L += ["", "Not run (no 64-row table validated)."]
     return L + ["", NET_END]
+
+
+def _groups(table, rep: dict, samples: dict) -> list[tuple[str, dict]]:
+    """Metrics of the network runs without and with BinSparX (from the per-column samples)."""
+    from cosim.adc import ADC
+    from cosim.validate import PREDICTORS, metrics
+
+    adc = ADC(references="ideal").bind(table)
+    ok = [r for r in rep["network"]["runs"] if not r["failed"]]
+    per_run = len(samples["k"]) // max(1, len(ok))
+    run_bsx = np.repeat([r["binsparx"] for r in ok], per_run)
+    spice = samples["spice_a"]
+    sc = adc.digitize(spice)
+    out = []
+    for bsx in (False, True):
+        m = run_bsx == bsx
+        if not m.any():
+            continue
+        layers = ", ".join(dict.fromkeys(r["layer"] for r in ok if r["binsparx"] == bsx))
+        g = {"n_columns": int(m.sum()), "mean_k": float(samples["k"][m].mean())}
+        for p in PREDICTORS:
+            pred = samples[f"{p}_a"][m]
+            g[p] = metrics(pred, spice[m], adc.digitize(pred), sc[m])
+        out.append((f"{'with' if bsx else 'without'} BinSparX (layers {layers})", g))
+    return out
 
 
 def run_network(names, work: Path) -> dict:
@@ -162,11 +187,12 @@ def run_network(names, work: Path) -> dict:
         tech, rows, _, _ = CASES[name]
         table = load_table(default_table_path(tech, rows))
         rep = validate(table, patterns=["network"], n_columns=c["n"], seed=1, vectors=c["vectors"], cols=c["cols"],
-                       out_dir=work / name, network=src)
+                       out_dir=work / name, network=src, return_samples=True)
+        samples = rep.pop("samples")
         (work / name).mkdir(parents=True, exist_ok=True)
         (work / name / "network.json").write_text(json.dumps(rep, sort_keys=True, default=str, indent=1))
         print(f"{name} network: surrogate {rep['code_agreement']:.4f} / {rep['current_rel_rmse']:.2e}", file=sys.stderr)
-        out[name] = rep
+        out[name] = (rep, _groups(table, rep, samples))
     return out
 
 
