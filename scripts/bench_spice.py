@@ -7,6 +7,7 @@ Each case runs in a fresh child process so its peak memory (ngspice's and Python
     python scripts/bench_spice.py                       # 64 and 128, both technologies, batch test
     python scripts/bench_spice.py --sizes 64 128 256    # the full table (256 is heavy)
     python scripts/bench_spice.py --case sram8t 64 1    # one case, prints one JSON line
+    python scripts/bench_spice.py --models bsource      # the B-source device models instead of the compiled ones
 """
 
 from __future__ import annotations
@@ -38,11 +39,14 @@ def one_case(tech_name: str, n: int, k: int, separate: bool, seed: int = 0) -> d
     w = rng.integers(0, 2, (n, n))
     t0 = time.perf_counter()
     if separate:
-        cur = np.concatenate([run_array(spec, x[i:i + 1], w).column_current_a for i in range(k)])
+        runs = [run_array(spec, x[i:i + 1], w) for i in range(k)]
+        cur = np.concatenate([r.column_current_a for r in runs])
         res = None
+        models = runs[0].device_models
     else:
         res = run_array(spec, x, w)
         cur = res.column_current_a
+        models = res.device_models
     wall = time.perf_counter() - t0
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -51,7 +55,8 @@ def one_case(tech_name: str, n: int, k: int, separate: bool, seed: int = 0) -> d
     return {"tech": tech_name, "n": n, "k": k, "separate": separate, "seconds": wall,
             "seconds_per_vector": wall / k, "ngspice_peak_mb": child_kb / 1024, "python_peak_mb": self_kb / 1024,
             "mean_column_current_a": float(cur.mean()), "solver": "klu" if info["klu"] else "sparse",
-            "ngspice_version": info["version"], "netlist_sha256": res.netlist_sha256 if res else None}
+            "ngspice_version": info["version"], "netlist_sha256": res.netlist_sha256 if res else None,
+            "device_models": models}
 
 
 #: physics-facts.md worst-case table: (technology, rows) -> (ratio at 2 ohm/cell, ratio at 10 ohm/cell)
@@ -122,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json-out", type=Path, default=None, help="also write the raw results as JSON")
     ap.add_argument("--worst-case-only", action="store_true",
                     help="only (re)write the worst-case section of --out, keep the rest")
+    ap.add_argument("--models", choices=["auto", "compiled", "bsource"], default=None,
+                    help="device-model implementation (sets COSIM_SPICE_MODELS for the cases)")
     args = ap.parse_args(argv)
+    if args.models:
+        os.environ["COSIM_SPICE_MODELS"] = args.models
     if args.case:
         tech, n, k = args.case
         print(json.dumps(one_case(tech, int(n), int(k), args.separate)))
@@ -140,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote the worst-case section of {args.out}")
         return 0
 
+    from cosim.netlist import resolve_models
+    models = resolve_models()
     prov = record(ngspice_version=info["version"], solver="klu" if info["klu"] else "sparse",
-                  backend="subprocess", seed=0, machine=machine())
+                  backend="subprocess", device_models=models, seed=0, machine=machine())
     points: dict[tuple[str, int], dict] = {}
     batch: dict[str, tuple[dict, dict]] = {}
     worst = worst_case_section()
@@ -154,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
             "SHARED with other jobs while it ran: the 1-minute load average at the start of each case is in",
             "the tables (2 cores; a load of 10 means the case got a fraction of a core), so the seconds are",
             "upper bounds of what an idle machine gives.",
-            f"ngspice {info['version']} ({'KLU' if info['klu'] else 'Sparse 1.3'}), subprocess backend",
+            f"ngspice {info['version']} ({'KLU' if info['klu'] else 'Sparse 1.3'}), **{models} device models**"
+            + (" (C code through OSDI, cosim.devices)" if models == "compiled" else " (ngspice B-sources)")
+            + ", one ngspice thread (COSIM_NGSPICE_THREADS), subprocess backend",
             "(`ngspice -b`, rawfile parsed by numpy), random inputs and weights (seed 0), default technology",
             "parameters (10 ohm wire per cell, 10 ohm driver and sink), decoupled topology. Seconds are wall",
             "time of `run_array` (netlist, simulation, reading); peak memory is the largest ngspice process",
@@ -163,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
             "ngspice 39 figures: not measured. Only ngspice 46 is installed on this machine (39 was not",
             "installed on purpose); ngspice 39 has no KLU, and the facts sheet's 1 kohm switch-resistor",
             "crossbar took 63 s (128) and 884 s (256) there against 0.81 s and 6.1 s with ngspice 46 + KLU.",
+            "An ngspice without OSDI (39 as Debian bookworm ships it) runs the B-source models: the figures",
+            "of `--models bsource` below are what it would pay at best (it also lacks KLU).",
+            "",
+            "Earlier, with the B-source models and ngspice's default 8 OpenMP threads (same script, load",
+            "average 10-13): 8T-SRAM 64 / 128 / 256: 10.8 / 312.6 / 1,428 s, 201 / 765 / 3,013 MB; 1T-1R:",
+            "13.6 / 43.2 / 196.9 s; 16 vectors batched 1.12x (8T) and 1.28x (1T-1R) faster per vector at 32 x 32.",
             "",
             "## One operating point (K = 1)",
             "",

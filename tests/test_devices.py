@@ -36,22 +36,36 @@ def test_python_model_hits_the_table():
 
 @needs_ngspice
 @pytest.mark.ngspice
-def test_simulated_idsat_and_ioff_per_flavour():
+@pytest.mark.parametrize("models", ["bsource", "compiled"])
+def test_simulated_idsat_and_ioff_per_flavour(models):
     """Every flavour, NMOS and PMOS, in one ngspice run: Idsat within 5 %, Ioff within 2x of the table;
-    the RVT fin's linear-region resistance is the facts sheet's ~5.9 kohm."""
+    the RVT fin's linear-region resistance is the facts sheet's ~5.9 kohm. Both implementations."""
+    from cosim.devices import compiled_library_name
+    from cosim.spice.detect import compiled_models_status
+    if models == "compiled":
+        ok, why = compiled_models_status()
+        if not ok:
+            pytest.skip(why)
+        lines = ["* fet check", ".control", f"pre_osdi {compiled_library_name()}", ".endc",
+                 model_text("finfet7_osdi.lib")]
+        el, suffix = "N", "_c"      # compiled instances: N<name> d g s <model>
+    else:
+        lines = ["* fet check", model_text("finfet7.lib")]
+        el, suffix = "X", ""
     tg = fit_finfet.targets()
-    lines = ["* fet check", model_text("finfet7.lib"), "Vsw sw 0 0", "Vdd dd 0 0.7"]
+    lines += ["Vsw sw 0 0", "Vdd dd 0 0.7"]
     names = sorted(tg)
     for n in names:
         pol, fl = n[0], n[1:]
+        dev = f"{pol}fet_{fl}{suffix}"
         # gate at Vdd (on, saturation) and at the source (off); drain-source 0.7 V
         if pol == "n":
-            lines += [f"Von_{n} dd d_on_{n} 0", f"Xon_{n} d_on_{n} dd 0 nfet_{fl}",
-                      f"Voff_{n} dd d_off_{n} 0", f"Xoff_{n} d_off_{n} 0 0 nfet_{fl}"]
+            lines += [f"Von_{n} dd d_on_{n} 0", f"{el}on_{n} d_on_{n} dd 0 {dev}",
+                      f"Voff_{n} dd d_off_{n} 0", f"{el}off_{n} d_off_{n} 0 0 {dev}"]
         else:  # PMOS: source at Vdd, drain to ground through the ammeter
-            lines += [f"Von_{n} d_on_{n} 0 0", f"Xon_{n} d_on_{n} 0 dd pfet_{fl}",
-                      f"Voff_{n} d_off_{n} 0 0", f"Xoff_{n} d_off_{n} dd dd pfet_{fl}"]
-    lines += ["Vlin lin 0 0.05", "Vml lin dl 0", "Xlin dl dd 0 nfet_rvt", ".dc Vsw 0 0 1", ".end"]
+            lines += [f"Von_{n} d_on_{n} 0 0", f"{el}on_{n} d_on_{n} 0 dd {dev}",
+                      f"Voff_{n} d_off_{n} 0 0", f"{el}off_{n} d_off_{n} dd dd {dev}"]
+    lines += ["Vlin lin 0 0.05", "Vml lin dl 0", f"{el}lin dl dd 0 nfet_rvt{suffix}", ".dc Vsw 0 0 1", ".end"]
     data, _ = run_subprocess("\n".join(lines) + "\n", 1)
     for n in names:
         idsat = data[f"i(von_{n})"][0]
