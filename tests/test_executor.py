@@ -277,7 +277,11 @@ def test_every_convergence_aid_gives_the_plain_result():
     for aid in AIDS:
         got = run_robust(spec, x, w, aids=[aid])
         assert got["aid"] == aid.name
-        np.testing.assert_allclose(got["current_a"], plain, rtol=1e-6, atol=1e-15)
+        # the smaller-steps rung reaches each vector along another path (a continuation from fractional row
+        # drives), so Newton stops at another point within ngspice's tolerances (reltol 1e-3): measured 4e-6
+        # relative with the compiled device models; the other rungs solve the same deck and agree exactly
+        rtol = 1e-4 if aid.substeps > 1 else 1e-6
+        np.testing.assert_allclose(got["current_a"], plain, rtol=rtol, atol=1e-15)
 
 
 @ngspice
