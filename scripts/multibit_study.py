@@ -38,7 +38,7 @@ def _load(model: str, bits: int):
     if bits == 1:
         return load_reference(model), {"checkpoint": str(reference_path(model)), "recipe": "reference BNN weights"}
     net, meta = load_qcheckpoint(default_qcheckpoint(model, bits), model=model, bits=bits)
-    return net, {"checkpoint": meta["checkpoint_path"], "recipe": meta.get("recipe"), "epochs": meta.get("epochs"),
+    return net, {"checkpoint": meta["checkpoint_path"], "recipe": meta.get("recipe"), "epochs": meta.get("epochs"), "epochs_planned": meta.get("epochs_planned"),
                  "train_images": meta.get("train_images"), "train_s": meta.get("train_s"),
                  "test_acc_at_training": meta.get("test_acc"), "test_n_at_training": meta.get("test_n"),
                  "train_device": meta.get("device"), "train_command": _train_command(meta)}
@@ -185,10 +185,11 @@ def run(args) -> None:
             ideal_logits = _predict(cim, images[:ns], args.batch)
             for h in handles:
                 h.remove()
+            sw_first = _predict(net, images[:ns], args.batch)     # the same batches as the ideal run
             res = {"model": model, "bits": bits, **info, "n": len(labels), "software_correct": (pred == labels).tolist(),
                    "software_pred": pred.tolist(), "software_accuracy": float((pred == labels).mean()),
-                   "ideal_n": ns, "ideal_bit_identical_logits": bool(torch.equal(ideal_logits, logits[:ns])),
-                   "ideal_pred_agreement": float((ideal_logits.argmax(1) == logits[:ns].argmax(1)).double().mean()),
+                   "ideal_n": ns, "ideal_bit_identical_logits": bool(torch.equal(ideal_logits, sw_first)),
+                   "ideal_pred_agreement": float((ideal_logits.argmax(1) == sw_first.argmax(1)).double().mean()),
                    "rows": args.rows, "cols": args.cols,
                    "statistics": _summarise_hists(acc, args.rows, bits), "seconds": round(time.perf_counter() - t0, 1),
                    "load_average_at_end": _uptime(),
@@ -197,24 +198,27 @@ def run(args) -> None:
             sw_path.write_text(json.dumps(res, indent=1))
             print(f"{model} {bits}-bit software {res['software_accuracy']:.3f} ideal bit-identical "
                   f"{res['ideal_bit_identical_logits']} ({res['seconds']} s)", flush=True)
+        variant = _variant(args)
         for tech in args.techs:
-            path = out_dir / f"{model}_b{bits}_{tech}_{args.rows}.json"
+            path = out_dir / f"{model}_b{bits}_{tech}_{args.rows}{'' if variant == 'default' else '_' + variant}.json"
             if path.is_file() and not args.force:
                 continue
             t0 = time.perf_counter()
-            cim = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="surrogate")
+            cim = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="surrogate", binsparx=args.binsparx,
+                         adc_reference=args.adc_reference)
             logits = _predict(cim, images, args.batch)
             seconds = time.perf_counter() - t0
             pred = logits.argmax(1).numpy()
             ov = cim_stats(cim)["overall"]
             errs = []
             if args.error_images:
-                ideal = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="ideal")
+                ideal = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="ideal", binsparx=args.binsparx)
                 from cosim.datasets import to_tensor
                 errs = _layer_errors(ideal, cim, to_tensor(images[:args.error_images]))
             arr = cim.cim_config["array"]
             prov = arr.get("table_provenance", {})
             res = {"model": model, "bits": bits, "tech": tech, "rows": args.rows, "cols": args.cols, "n": len(labels),
+                   "variant": variant, "binsparx": args.binsparx, "adc_reference": args.adc_reference,
                    "cim_correct": (pred == labels).tolist(), "cim_pred": pred.tolist(),
                    "cim_accuracy": float((pred == labels).mean()), "overall": ov, "layer_errors": errs,
                    "error_images": args.error_images, "seconds": round(seconds, 1), "threads": args.threads,
@@ -226,7 +230,7 @@ def run(args) -> None:
                                         ngspice_version=prov.get("ngspice_version"), data=str(source),
                                         checkpoint=info["checkpoint"], command=" ".join(sys.argv))}
             path.write_text(json.dumps(res, indent=1))
-            print(f"{model} {bits}-bit {tech} {args.rows}: CiM {res['cim_accuracy']:.3f} ({res['seconds']} s)", flush=True)
+            print(f"{model} {bits}-bit {tech} {args.rows} {variant}: CiM {res['cim_accuracy']:.3f} ({res['seconds']} s)", flush=True)
 
 
 # ------------------------------------------------------------------------------------------ render
@@ -236,6 +240,18 @@ def _boot_ci(diff: np.ndarray, n_boot: int = 10000, seed: int = 0) -> tuple[floa
     idx = rng.integers(0, len(diff), size=(n_boot, len(diff)))
     means = diff[idx].mean(axis=1)
     return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+VARIANTS = {"default": "ideal ADC references, no BinSparX",
+            "adccal-bsx": "calibrated ADC references + BinSparX"}
+
+
+def _variant(args) -> str:
+    if args.adc_reference == "ideal" and not args.binsparx:
+        return "default"
+    if args.adc_reference == "calibrated" and args.binsparx:
+        return "adccal-bsx"
+    raise SystemExit("variants: default (ideal ADC references, no BinSparX) or --adc-reference calibrated --binsparx")
 
 
 CHANCE = 0.1   # CIFAR-10, ten balanced classes
@@ -272,7 +288,8 @@ def render(args) -> None:
         if p.name.endswith("_software.json"):
             continue
         r = json.loads(p.read_text())
-        runs[(r["model"], r["bits"], r["tech"], r["rows"])] = r
+        label = r["tech"] + ("" if r.get("variant", "default") == "default" else f" ({VARIANTS[r['variant']]})")
+        runs[(r["model"], r["bits"], label, r["rows"])] = r
     if not runs:
         raise SystemExit(f"no results in {res_dir}; run `scripts/multibit_study.py run` first")
     models = [m for m in ("vgg-small", "resnet18") if any(k[0] == m for k in runs)]
@@ -359,8 +376,10 @@ def render(args) -> None:
     for (model, bits), s in sorted(sw.items()):
         how = s.get("recipe") or ""
         if bits != 1:
-            how = (f"`cosim train --bits {bits} --init reference`, {s.get('epochs')} epochs of "
-                   f"{s.get('train_images')} images, {s.get('train_s')} s of training: {how}")
+            stop = ("" if s.get("epochs") == s.get("epochs_planned")
+                    else f" (stopped after epoch {s.get('epochs')} of {s.get('epochs_planned')} planned)")
+            how = (f"`cosim train --bits {bits} --init reference`, {s.get('epochs')} epoch(s) of "
+                   f"{s.get('train_images')} training images{stop}, {s.get('train_s')} s wall: {how}")
         lines.append(f"| {model} | {bits} | {how} | {s['software_accuracy']:.3f} (N = {s['n']}) | "
                      f"{'yes' if s['ideal_bit_identical_logits'] else 'NO'} (first {s['ideal_n']} images) |")
     lines += [
@@ -374,8 +393,10 @@ def render(args) -> None:
         "",
         "## Accuracy drop on the arrays",
         "",
-        "Surrogate mode, shipped table of each technology (its default wire resistance), no BinSparX, ADC",
-        "with one code per count (`cosim infer` defaults). Drop = software accuracy - CiM accuracy on the same",
+        "Surrogate mode, shipped table of each technology (its default wire resistance), ADC with one code",
+        "per count; without a note: ideal ADC references (k x I_cell) and no BinSparX (`cosim infer`",
+        "defaults); rows marked *calibrated ADC references + BinSparX* use the SPICE-calibrated mean currents",
+        "as ADC references and BinSparX flips (per bit-plane for k-bit), the study's best variant. Drop = software accuracy - CiM accuracy on the same",
         "images, in percentage points, with a 95 % bootstrap confidence interval over images (paired);",
         "agreement = fraction of images whose predicted class is the software network's.",
         "",
@@ -496,23 +517,19 @@ def render(args) -> None:
 TRAINING_NOTE = """
 ## Training the k-bit networks (regenerate the checkpoints)
 
-The checkpoints are not in git (each is 10-45 MB of latent float weights); `cosim train` writes them
-to `$COSIM_CACHE/checkpoints/<model>_w<k>a<k>.ckpt` (default cache `~/.cache/cosim`), where
-`cosim infer --bits k` and this script look for them:
-
-```
-C=${COSIM_CACHE:-~/.cache/cosim}/checkpoints
-cosim train --model vgg-small --bits 2 --init reference --epochs 2 --limit 8192 --batch-size 64 --lr 5e-4 \\
-    --test-limit 1000 --eval-every 0 --device cpu --threads 1 --no-progress --json --out $C/vgg_small_w2a2.ckpt
-cosim train --model vgg-small --bits 4 ...same... --out $C/vgg_small_w4a4.ckpt
-cosim train --model resnet18  --bits 2 --init reference --epochs 1 --limit 8192 --batch-size 64 --lr 5e-4 \\
-    --test-limit 1000 --eval-every 0 --device cpu --threads 1 --no-progress --json --out $C/resnet18_w2a2.ckpt
-cosim train --model resnet18  --bits 4 ...same... --out $C/resnet18_w4a4.ckpt
-```
+The checkpoints are not in git (18 MB for VGG-small, 45 MB for ResNet-18: latent float weights);
+`cosim train` writes them to `$COSIM_CACHE/checkpoints/<model>_w<k>a<k>.ckpt` (default cache
+`~/.cache/cosim`), where `cosim infer --bits k` and this script look for them. The commands used are
+in "Reproduce" above (each also recorded in the checkpoint's `meta.config`). The VGG-small runs were
+planned for 2 epochs of 8,192 images and stopped after the first epoch (the machine's 2 cores were
+shared with several other jobs, 27 min of wall time, about 6 min of CPU time per epoch); to get the same
+checkpoint, run the command and stop it once it logs `epoch 1/2` (the schedule and shuffling are
+seeded; the checkpoint written after epoch 1 is the one used). ResNet-18 ran its whole 1-epoch
+schedule on 4,096 images.
 
 On a GPU the same commands without `--limit`, `--threads` and `--device cpu`, with the BNNs' recipe
-(`--epochs 80`, `--batch-size 256`, `--lr 2e-3`), give properly trained k-bit networks; then rerun the
-study.
+(`--epochs 80`, `--batch-size 256`, `--lr 2e-3`), give properly trained k-bit networks; rerun the study
+then (`run --force`, then `render`).
 """
 
 
@@ -534,6 +551,8 @@ def main(argv=None) -> None:
     r.add_argument("--data", default=None)
     r.add_argument("--results", default=str(cache_dir() / "multibit"))
     r.add_argument("--force", action="store_true")
+    r.add_argument("--adc-reference", choices=["ideal", "calibrated"], default="ideal")
+    r.add_argument("--binsparx", action="store_true")
     d = sub.add_parser("render")
     d.add_argument("--results", default=str(cache_dir() / "multibit"))
     d.add_argument("--doc", default=str(ROOT / "docs" / "MULTIBIT.md"))
