@@ -120,6 +120,8 @@ class Surrogate:
         self._thr = None
         #: evaluate with the fused C kernel (cosim.surrogate_kernel) where it is available (CPU, float32)
         self.use_kernel = True
+        #: threads of the C kernel (None: torch's intra-op thread count)
+        self.kernel_threads: int | None = None
         #: compute the exact ON-counts as bfloat16 products on CPU (float32 otherwise)
         self.fast_counts = True
 
@@ -231,7 +233,7 @@ class Surrogate:
             if lib is not None:
                 from .surrogate_kernel import evaluate
                 thr = self._thresholds() if codes else None
-                threads = torch.get_num_threads()
+                threads = self.kernel_threads or torch.get_num_threads()
                 for s in range(0, n, self.chunk):
                     k, m, xs = self._products(x[s:s + self.chunk], pw)
                     total += evaluate(lib, k, m, E, self._coef, self.i_cell_a, xs=xs, leak_pos=self._leak_pos_t,
