@@ -97,6 +97,9 @@ def main(argv=None) -> int:
            "models": {}}
     if a.device.startswith("cuda"):
         res["provenance"]["gpu"] = torch.cuda.get_device_name()
+    from cosim import surrogate_kernel
+    res["provenance"]["surrogate_kernel"] = (surrogate_kernel.load() is not None if a.device == "cpu" else False)
+    res["provenance"]["surrogate_kernel_error"] = surrogate_kernel.load_error
     for name in a.models.split(","):
         net = load_reference(name).to(a.device)
         r = {}

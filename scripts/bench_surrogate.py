@@ -20,6 +20,34 @@ import platform
 import time
 
 
+def _profile(sur, pw, x, w, rep: int = 40) -> dict:
+    """Process CPU seconds per 10^6 vectors of each step of a kernel-path read of one chunk ``x``."""
+    import torch
+
+    from cosim.surrogate_kernel import evaluate, load
+
+    lib, thr = load(), sur._thresholds()
+    xb = x.to(pw.w_count.dtype)
+    k, m = xb @ pw.w_count, x @ pw.w_moments
+    code = torch.empty(k.shape)
+    steps = {"ideal_product": lambda: x @ w, "inputs_to_count_dtype": lambda: x.to(pw.w_count.dtype),
+             "count_product": lambda: xb @ pw.w_count, "moment_product": lambda: x @ pw.w_moments,
+             "kernel_codes": lambda: evaluate(lib, k, m, len(sur.orders), sur._coef, sur.i_cell_a, thresholds=thr,
+                                              lsb=float(sur.adc.lsb_counts), code=code, threads=torch.get_num_threads()),
+             "whole_read": lambda: sur.read(x, pw)}
+    out = {}
+    for name, fn in steps.items():
+        fn()
+        best = float("inf")
+        for _ in range(3):
+            c0 = time.process_time()
+            for _ in range(rep):
+                fn()
+            best = min(best, (time.process_time() - c0) / rep)
+        out[name] = best * 1e6 / x.shape[0]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default=None, help="lookup table (default: shipped sram8t 128 rows)")
@@ -31,6 +59,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--chunk", type=int, default=None, help="surrogate chunk (vectors per pass; default: its own)")
     ap.add_argument("--no-torch-path", action="store_true", help="skip timing the torch path (slow)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also the process CPU seconds per 10^6 vectors of each step of a read, one chunk repeated")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -81,13 +111,14 @@ def main() -> None:
             t_torch = timed(lambda x: sur.read(x, pw_t))
             sur.use_kernel, sur.fast_counts = True, True
     kernel = sur._kernel() is not None
+    profile = _profile(sur, pw, blocks[0][:sur.chunk], w) if args.profile and kernel else None
     out = {
         "rows": rows, "cols": cols, "vectors": args.vectors, "threads": args.threads, "device": args.device,
         "ideal_matmul_s_per_1e6": t_ideal, "surrogate_currents_s_per_1e6": t_cur, "surrogate_read_s_per_1e6": t_read,
         "ratio_currents_to_ideal": t_cur / t_ideal, "chunk": sur.chunk, "ratio_read_to_ideal": t_read / t_ideal,
         "orders": sur.orders, "leak_orders": sur.leak_orders, "kernel": kernel,
         "kernel_error": surrogate_kernel.load_error, "torch_path_read_s_per_1e6": t_torch,
-        "load_avg_1min_before": load_before, "load_avg_1min_after": os.getloadavg()[0],
+        "profile_cpu_s_per_1e6": profile, "load_avg_1min_before": load_before, "load_avg_1min_after": os.getloadavg()[0],
         "provenance": record(table=str(path), technology=sur.tech.name, machine=platform.machine(),
                              cpus=os.cpu_count(), torch=torch.__version__, load_avg=os.getloadavg()),
     }
@@ -102,6 +133,8 @@ def main() -> None:
               f"{'C kernel' if kernel else 'torch path: ' + str(surrogate_kernel.load_error)})")
         if t_torch is not None:
             print(f"  torch-path read    {t_torch:.3f} s per 10^6 vectors ({t_torch / t_ideal:.2f}x ideal)")
+        if profile:
+            print("  CPU seconds per 10^6 vectors: " + ", ".join(f"{k} {v:.3f}" for k, v in profile.items()))
         print(f"  load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after")
 
 
