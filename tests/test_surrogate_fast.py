@@ -143,6 +143,10 @@ def test_surrogate_array_caches_prepared_tiles(rng):
     w_all[:, :20] = 1 - w_all[:, :20]                          # weights changed in place: not the cached tile
     got = arr.read(x, w_all[:, :20]).numpy()
     assert_codes_match(got, reference_currents(table, x.numpy(), w_all[:, :20].numpy()), sur.adc)
+    with torch.inference_mode():                                # no version counter: read, not cached
+        w_inf = w_all[:, :20].clone()
+        n_cached = len(arr._prepared)
+        assert torch.equal(arr.read(x, w_inf), arr.surrogate.read(x, w_inf)) and len(arr._prepared) == n_cached
     one = sur.prepare(w_all[:, :10]).nbytes()
     small = SurrogateArray(sur, max_prepared_bytes=2 * one)    # least recently used tiles leave
     for s in range(0, 40, 10):

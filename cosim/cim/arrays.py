@@ -86,8 +86,9 @@ class SurrogateArray:
     The weight-side operands of every tile (``Surrogate.prepare``) are built on its first read and kept
     (least recently used first out beyond ``max_prepared_bytes``): a network reads the same tiles for
     every batch. A cached tile is recognised by its storage, shape, strides and torch's version counter
-    (an in-place change of the weights is a new tile), and the cache holds a reference to the weights so
-    that their memory cannot be reused by another tensor while they are cached.
+    (an in-place change of the weights is a new tile; inference-mode tensors, which have no counter, are
+    not cached), and the cache holds a reference to the weights so that their memory cannot be reused
+    by another tensor while they are cached.
     """
 
     exact = False
@@ -105,7 +106,10 @@ class SurrogateArray:
         self._prepared_bytes = 0
 
     def prepared(self, w_bits: torch.Tensor):
-        """The surrogate's operands for ``w_bits`` (R, C), from the cache or built and cached."""
+        """The surrogate's operands for ``w_bits`` (R, C), from the cache or built and cached. Tensors
+        created under ``torch.inference_mode`` have no version counter, so they are prepared each time."""
+        if w_bits.is_inference():
+            return self.surrogate.prepare(w_bits)
         key = (w_bits.data_ptr(), tuple(w_bits.shape), tuple(w_bits.stride()), w_bits.dtype, str(w_bits.device),
                w_bits._version)
         hit = self._prepared.get(key)
