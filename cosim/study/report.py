@@ -118,6 +118,10 @@ def costs_frame(res: StudyResults, df):
         for tech_name in res.config.technologies:
             for rw in res.config.r_wire_ohm:
                 tech = get_technology(tech_name, r_wire_ohm=rw)
+                ran = df[(df.network == net) & (df.technology == tech_name) & (df.rows == r) & (df.r_wire_ohm == rw)
+                         & df.variant.isin(["nonideal", "mirrored", "binsparx"]) & (df.status != "not run")]
+                if ran.empty:
+                    continue  # no array cell of this configuration ran: nothing measured to set costs against
                 for variant in ("nonideal", "mirrored", "binsparx"):
                     sel = df[(df.network == net) & (df.technology == tech_name) & (df.rows == r)
                              & (df.r_wire_ohm == rw) & (df.variant == variant)]
@@ -186,30 +190,46 @@ def _plt():
     return plt
 
 
-def plot_accuracy(df, by: str, fixed: str, fixed_value, net: str, tech: str, path: Path) -> Path | None:
-    sub = df[(df.network == net) & (df.technology == tech) & (df[fixed] == fixed_value) & df.accuracy.notna()]
-    if sub.empty:
+def plot_accuracy(df, by: str, fixed: str, fixed_values, net: str, tech: str, path: Path) -> Path | None:
+    """Accuracy against ``by`` (array rows or wire resistance), one panel per value of ``fixed`` that has a
+    result, every variant with its 95 % CI (variants slightly offset along x so that equal points stay
+    visible). None where no cell of (net, tech) has a result."""
+    base = df[(df.network == net) & (df.technology == tech) & df.accuracy.notna() & (df.variant != "software")]
+    panels = [fv for fv in fixed_values if len(base[base[fixed] == fv])]
+    if not panels:
         return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for v in VARIANT_ORDER:
-        s = sub[sub.variant == v].sort_values(by)
-        if s.empty:
-            continue
-        x = s[by].astype(float).to_numpy()
-        y = 100 * s.accuracy.to_numpy()
-        err = np.vstack([y - 100 * s.ci_low.to_numpy(), 100 * s.ci_high.to_numpy() - y])
-        ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=v)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 1.0, 4), sharey=True, squeeze=False)
     sw = df[(df.network == net) & (df.variant == "software") & df.accuracy.notna()]
-    if len(sw):
-        ax.axhline(100 * sw.iloc[0].accuracy, color="k", ls="--", lw=1, label="software")
-    ax.set_xlabel({"rows": "array rows", "r_wire_ohm": "wire resistance per cell (ohm)"}[by])
-    ax.set_ylabel("top-1 accuracy (%), 95 % Wilson CI")
-    ax.set_title(f"{net} on {tech}, {fixed} = {fixed_value:g}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    nv = len(VARIANT_ORDER)
+    for ax, fv in zip(axes[0], panels):
+        sub = base[base[fixed] == fv]
+        for j, v in enumerate(VARIANT_ORDER):
+            s = sub[sub.variant == v].sort_values(by)
+            if s.empty:
+                continue
+            x = s[by].astype(float).to_numpy()
+            off = (j - (nv - 1) / 2) * 0.025  # a small offset per variant, in log2 units of x
+            xj = x * 2.0 ** off
+            y = 100 * s.accuracy.to_numpy()
+            err = np.vstack([y - 100 * s.ci_low.to_numpy(), 100 * s.ci_high.to_numpy() - y])
+            ax.errorbar(xj, y, yerr=err, marker="o", ms=4, capsize=2, lw=1, label=v)
+        if len(sw):
+            ax.axhline(100 * sw.iloc[0].accuracy, color="k", ls="--", lw=1, label="software")
+        ax.axhline(10.0, color="grey", ls=":", lw=1, label="chance (10 %)")
+        ax.set_xscale("log", base=2)
+        xs = sorted(sub[by].astype(float).unique())
+        ax.set_xticks(xs)
+        ax.set_xticklabels([f"{x:g}" for x in xs])
+        ax.set_xlabel({"rows": "array rows", "r_wire_ohm": "wire resistance per cell (ohm)"}[by])
+        ax.set_title(f"{fixed.replace('r_wire_ohm', 'wire').replace('rows', 'rows')} = {fv:g}"
+                     + (" ohm/cell" if fixed == "r_wire_ohm" else ""), fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("top-1 accuracy (%), 95 % Wilson CI")
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(f"{net} on {tech}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
@@ -233,26 +253,32 @@ def plot_histograms(sk: dict, path: Path) -> Path:
     return path
 
 
-def plot_energy(cf, net: str, tech: str, rows: int, r_wire: float, path: Path) -> Path | None:
-    sub = cf[(cf.network == net) & (cf.technology == tech) & (cf.rows == rows) & (cf.r_wire_ohm == r_wire)]
+def plot_energy(cf, net: str, tech: str, r_wire: float, path: Path) -> Path | None:
+    """Energy per image by component, one bar per (array rows, variant) with a measured array energy."""
+    if cf is None or cf.empty:
+        return None
+    sub = cf[(cf.network == net) & (cf.technology == tech) & (cf.r_wire_ohm == r_wire)]
+    sub = sub[[_num(v) for v in sub.e_array_j]].sort_values(["rows", "variant"], kind="stable")
     if sub.empty:
         return None
     plt = _plt()
     parts = ["e_array_j", "e_adc_j", "e_correction_j", "e_accumulate_j", "e_popcount_j", "e_flip_inputs_j",
              "e_flip_registers_j", "e_sign_correction_j"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(sub) + 2.0), 4))
     bottom = np.zeros(len(sub))
-    labels = list(sub.variant)
+    labels = [f"{int(r)}\n{v}" for r, v in zip(sub.rows, sub.variant)]
     for p in parts:
         vals = np.array([0.0 if (v is None or (isinstance(v, float) and math.isnan(v))) else float(v)
                          for v in sub[p]]) * 1e9
         ax.bar(labels, vals, bottom=bottom, label=p[2:-2])
         bottom += vals
     ax.set_ylabel("energy per image (nJ)")
-    ax.set_title(f"{net}, {tech}, {rows} rows, {r_wire:g} ohm/cell")
+    ax.set_xlabel("array rows / variant")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_title(f"{net}, {tech}, {r_wire:g} ohm/cell")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
@@ -291,17 +317,25 @@ def accuracy_tables(df, cfg: StudyConfig) -> str:
         for tech in cfg.technologies:
             variants = [v for v in cfg.variants if v != "software"]
             header = ["rows", "wire (ohm/cell)", "software"] + variants
-            rows = []
+            rows, skipped = [], []
             for r in cfg.rows:
                 for rw in cfg.r_wire_ohm:
                     line = [str(r), f"{rw:g}", sw_txt]
+                    any_result = False
                     for v in variants:
                         s = df[(df.network == net) & (df.technology == tech) & (df.rows == r)
                                & (df.r_wire_ohm == rw) & (df.variant == v)]
                         line.append(_acc_cell(s.iloc[0]) if len(s) else "not in run")
-                    rows.append(line)
+                        any_result |= bool(len(s)) and _num(s.iloc[0]["accuracy"])
+                    if any_result:
+                        rows.append(line)
+                    else:
+                        skipped.append(f"{r} rows / {rw:g} ohm")
+            note = (f"\n\nNo cell run for: {', '.join(skipped)} (see *Cells not run*)." if skipped else "")
             out.append(f"### {net} on {tech}\n\nTop-1 accuracy in %, [95 % Wilson interval], on the first "
-                       f"{cfg.limit} CIFAR-10 test images (class-balanced prefix).\n\n" + _md_table(header, rows))
+                       f"{cfg.limit} CIFAR-10 test images (class-balanced prefix).\n\n"
+                       + (_md_table(header, rows) if rows else "No cell of this network and technology was run.")
+                       + note)
     return "\n\n".join(out)
 
 
@@ -340,8 +374,10 @@ def claims(df, cf, res: StudyResults) -> list[list[str]]:
         d, ni, sw = max(drops, key=lambda t: t[0])
         sep = ni.ci_high < sw.ci_low
         agreed = "yes" if (d * 100 >= BAD_DROP_PP and sep) else "no"
+        n_bad = sum(1 for dd, n_, s_ in drops if dd * 100 >= BAD_DROP_PP and n_.ci_high < s_.ci_low)
+        dmin, nmin, _ = min(drops, key=lambda t: t[0])
         fig = (f"largest drop {100 * d:.2f} points ({where(ni)}; {n_cells}); smallest "
-               f"{100 * min(t[0] for t in drops):.2f} points")
+               f"{100 * dmin:.2f} points ({where(nmin)}); the rule holds in {n_bad} of {len(drops)}")
         rows.append(["Non-idealities hurt CiM-BNN accuracy badly", "large drops (not quantified in the abstract)",
                      fig, agreed, f"drop >= {BAD_DROP_PP:g} points with non-overlapping 95 % CIs"])
     else:
@@ -353,9 +389,18 @@ def claims(df, cf, res: StudyResults) -> list[list[str]]:
     if with_sw:
         g, b, x, sw = min(((sw.accuracy - x.accuracy, b, x, sw) for b, x, sw in with_sw), key=lambda t: t[0])
         agreed = "yes" if (g * 100 <= NEAR_SOFTWARE_PP and (sw.accuracy - b.accuracy) * 100 > NEAR_SOFTWARE_PP) else "no"
+        per = []
+        for base_v, bsx_v in PAIRS:
+            fam = [(sw2.accuracy - x2.accuracy, x2) for b2, x2, sw2 in with_sw if b2.variant == base_v]
+            if fam:
+                gg, xx = min(fam, key=lambda t: t[0])
+                per.append(f"`{bsx_v}` best {100 * xx.accuracy:.2f} % ({where(xx)})")
+        n_near = sum(1 for b2, x2, sw2 in with_sw if (sw2.accuracy - x2.accuracy) * 100 <= NEAR_SOFTWARE_PP
+                     and (sw2.accuracy - b2.accuracy) * 100 > NEAR_SOFTWARE_PP)
         rows.append(["BinSparX brings accuracy back to near software level in some cases", "near software (abstract)",
                      f"closest: `{x.variant}` {100 * x.accuracy:.2f} % vs software {100 * sw.accuracy:.2f} % "
-                     f"(`{b.variant}` without BinSparX {100 * b.accuracy:.2f} %; {where(x)})",
+                     f"(`{b.variant}` without BinSparX {100 * b.accuracy:.2f} %; {where(x)}); "
+                     + "; ".join(per) + f"; the rule holds in {n_near} of {len(with_sw)} pairs",
                      agreed, f"a BinSparX variant within {NEAR_SOFTWARE_PP:g} points of software where the same "
                              f"variant without BinSparX is not"])
     else:
@@ -365,10 +410,20 @@ def claims(df, cf, res: StudyResults) -> list[list[str]]:
         gmax, b, x = max(((x.accuracy - b.accuracy, b, x) for b, x in combos), key=lambda t: t[0])
         sig = x.ci_low > b.ci_high
         alone = [(x2.accuracy - b2.accuracy) for b2, x2 in combos if b2.variant == "nonideal"]
+        with_m = []
+        for base_v, what in (("pwa", "with partial wordline activation"), ("adc-cal", "with calibrated ADC references")):
+            fam = [(x2.accuracy - b2.accuracy, b2, x2) for b2, x2 in combos if b2.variant == base_v]
+            if fam:
+                gg, bb, xx = max(fam, key=lambda t: t[0])
+                with_m.append(f"{what} at most {100 * gg:+.2f} points ({where(xx)}, "
+                              f"{'CI-separated' if xx.ci_low > bb.ci_high else 'within the CIs'})")
+        n_sig = sum(1 for b2, x2 in combos if x2.ci_low > b2.ci_high)
         rows.append(["Accuracy boost of BinSparX up to 77.25 %", "up to 77.25 (points, presumably)",
                      f"largest gain {100 * gmax:+.2f} points, `{b.variant}` -> `{x.variant}` ({where(x)}; "
                      f"{'CI-separated' if sig else 'within the CIs'})"
-                     + (f"; BinSparX alone at most {100 * max(alone):+.2f} points" if alone else ""),
+                     + (f"; BinSparX alone at most {100 * max(alone):+.2f} points" if alone else "")
+                     + "".join(f"; {t}" for t in with_m)
+                     + f"; CI-separated gains in {n_sig} of {len(combos)} pairs",
                      "yes" if abs(100 * gmax - 77.25) <= 10 else "no",
                      "largest measured gain within 10 points of 77.25 (on the cells measured)"])
     else:
@@ -394,7 +449,7 @@ def claims(df, cf, res: StudyResults) -> list[list[str]]:
         e_changes = [(bsx.loc[i, "e_total_j"] / base.loc[i, "e_total_j"] - 1, i) for i in common
                      if _num(base.loc[i, "e_total_j"]) and _num(bsx.loc[i, "e_total_j"])]
         if e_changes:
-            txt = "; ".join(f"{100 * v:+.1f} % ({i[0]}, {i[1]}, {i[2]} rows, {i[3]:g} ohm)" for v, i in e_changes)
+            txt = _range_txt(e_changes)
             rows.append(["BinSparX reduces energy", "reduction (abstract)", f"total energy per image {txt}",
                          "yes" if all(v < 0 for v, _ in e_changes) else "no",
                          "array (calibrated currents) + periphery (component table) lower with BinSparX"])
@@ -404,17 +459,29 @@ def claims(df, cf, res: StudyResults) -> list[list[str]]:
         area = [(bsx.loc[i, "a_total_um2"] / base.loc[i, "a_total_um2"] - 1, i) for i in common]
         if lat:
             rows.append(["BinSparX costs a mild latency increase", "mild (abstract)",
-                         "; ".join(f"{100 * v:+.1f} % ({i[0]}, {i[1]}, {i[2]} rows, {i[3]:g} ohm)" for v, i in lat[:4]),
+                         _range_txt(lat),
                          "yes" if all(v <= MILD_OVERHEAD for v, _ in lat) else "no",
                          f"increase <= {100 * MILD_OVERHEAD:g} % (cost model, component table)"])
             rows.append(["BinSparX costs a mild area increase", "mild (abstract)",
-                         "; ".join(f"{100 * v:+.1f} % ({i[0]}, {i[1]}, {i[2]} rows, {i[3]:g} ohm)" for v, i in area[:4]),
+                         _range_txt(area),
                          "yes" if all(v <= MILD_OVERHEAD for v, _ in area) else "no",
                          f"increase <= {100 * MILD_OVERHEAD:g} % (cost model, component table)"])
     else:
         for c in ("BinSparX reduces energy", "BinSparX costs a mild latency increase", "BinSparX costs a mild area increase"):
             rows.append([c, "(abstract)", "not measured", "—", ""])
     return rows
+
+
+def _range_txt(changes) -> str:
+    """'+x %' for one (change, index) pair; the range, its ends' configurations and the count for several."""
+    def at(i) -> str:
+        return f"{i[0]}, {i[1]}, {i[2]} rows, {i[3]:g} ohm"
+    if len(changes) == 1:
+        v, i = changes[0]
+        return f"{100 * v:+.1f} % ({at(i)})"
+    lo, hi = min(changes, key=lambda t: t[0]), max(changes, key=lambda t: t[0])
+    return (f"{100 * lo[0]:+.1f} % ({at(lo[1])}) to {100 * hi[0]:+.1f} % ({at(hi[1])}) over "
+            f"{len(changes)} configurations")
 
 
 def _num(v) -> bool:
@@ -442,28 +509,27 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
     import pandas as pd
     pd.DataFrame(costs_mod.component_table()).to_csv(fig_dir / "components.csv", index=False)
 
+    for old in list(fig_dir.glob("*.png")):
+        old.unlink()  # figures of an earlier report with another grid would otherwise linger
     figs: list[tuple[str, Path]] = []
     for net in cfg.networks:
         for tech in cfg.technologies:
-            for rw in cfg.r_wire_ohm:
-                p = plot_accuracy(df, "rows", "r_wire_ohm", rw, net, tech, fig_dir / f"acc_vs_rows_{net}_{tech}_{rw:g}ohm.png")
-                if p:
-                    figs.append((f"{net} on {tech}: accuracy vs array rows at {rw:g} ohm/cell", p))
-            for r in cfg.rows:
-                p = plot_accuracy(df, "r_wire_ohm", "rows", r, net, tech, fig_dir / f"acc_vs_rwire_{net}_{tech}_{r}rows.png")
-                if p:
-                    figs.append((f"{net} on {tech}: accuracy vs wire resistance at {r} rows", p))
+            p = plot_accuracy(df, "rows", "r_wire_ohm", cfg.r_wire_ohm, net, tech, fig_dir / f"acc_vs_rows_{net}_{tech}.png")
+            if p:
+                figs.append((f"{net} on {tech}: accuracy vs array rows, one panel per wire resistance", p))
+            p = plot_accuracy(df, "r_wire_ohm", "rows", cfg.rows, net, tech, fig_dir / f"acc_vs_rwire_{net}_{tech}.png")
+            if p:
+                figs.append((f"{net} on {tech}: accuracy vs wire resistance, one panel per array size", p))
     hist_figs = [(f"{k[0]}, {k[1]}-row tiles", plot_histograms(sk, fig_dir / f"on_count_hist_{k[0]}_{k[1]}rows.png"))
                  for k, sk in sorted(res.skew.items())]
     energy_figs = []
     if cf is not None:
         for net in cfg.networks:
             for tech in cfg.technologies:
-                for r in cfg.rows:
-                    for rw in cfg.r_wire_ohm:
-                        p = plot_energy(cf, net, tech, r, rw, fig_dir / f"energy_{net}_{tech}_{r}rows_{rw:g}ohm.png")
-                        if p:
-                            energy_figs.append((f"{net}, {tech}, {r} rows, {rw:g} ohm/cell", p))
+                for rw in cfg.r_wire_ohm:
+                    p = plot_energy(cf, net, tech, rw, fig_dir / f"energy_{net}_{tech}_{rw:g}ohm.png")
+                    if p:
+                        energy_figs.append((f"{net}, {tech}, {rw:g} ohm/cell", p))
 
     prov = record(command=command, config=cfg.source, quick=cfg.quick, technology=list(cfg.technologies),
                   rows=list(cfg.rows), cols=cfg.cols, r_wire_ohm=list(cfg.r_wire_ohm), seed=cfg.seed,
@@ -568,12 +634,17 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
     else:
         md.append("not measured (no skew statistics / layer shapes in this run)")
     if lf is not None and len(lf):
-        md.append("\nCycles per layer and image (clock of the component table), +1 encoding vs BinSparX "
-                  "(`report/latency_layers.csv`):\n")
-        md.append(_md_table(["network", "tech", "rows", "layer", "positions", "cycles (+1)", "cycles (BinSparX)", "overhead"],
-                            [[l.network, l.technology, str(l.rows), l.layer, str(l.positions), str(l.cycles_baseline),
-                              str(l.cycles_binsparx), f"{100 * (l.cycles_binsparx / l.cycles_baseline - 1):+.1f} %"]
-                             for _, l in lf.iterrows()]))
+        md.append("\nCycles per image (clock of the component table), +1 encoding vs BinSparX, summed over the "
+                  "layers, with the smallest and largest per-layer overhead; every layer in "
+                  "`report/latency_layers.csv`:\n")
+        lrows = []
+        for (net, tech, r), g in lf.groupby(["network", "technology", "rows"], sort=False):
+            ov = g.cycles_binsparx / g.cycles_baseline - 1
+            cb, cx = int(g.cycles_baseline.sum()), int(g.cycles_binsparx.sum())
+            lrows.append([net, tech, str(r), str(len(g)), str(cb), str(cx), f"{100 * (cx / cb - 1):+.2f} %",
+                          f"{100 * ov.min():+.1f} % / {100 * ov.max():+.1f} %"])
+        md.append(_md_table(["network", "tech", "rows", "layers", "cycles (+1)", "cycles (BinSparX)", "overhead",
+                             "per-layer overhead min / max"], lrows))
     for title, p in energy_figs:
         md.append(f"\n![energy breakdown, {title}](report/{p.name})\n")
     md.append("\nComponent table (`report/components.csv`):\n")
@@ -583,7 +654,18 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
 
     md.append("\n## Cells not run\n")
     if len(not_run):
-        md.append(_md_table(["cell", "reason"], [[cr.cell.label(), cr.reason] for cr in res.cells if cr.status == "not run"]))
+        groups: dict[tuple, list] = {}
+        for cr in res.cells:
+            if cr.status == "not run":
+                c = cr.cell
+                k = (c.technology or "", c.rows or 0, c.r_wire_ohm or 0.0, cr.reason)
+                groups.setdefault(k, []).append(f"{c.network}/{c.variant}")
+        md.append(f"{len(not_run)} cell(s), grouped by technology, array size, wire resistance and reason:\n")
+        md.append(_md_table(["tech", "rows", "ohm", "cells", "reason"],
+                            [[t, str(r), f"{rw:g}", f"{len(v)}: " + ", ".join(v) if len(v) <= 4 else
+                              f"{len(v)} ({len({x.split('/')[0] for x in v})} network(s) x "
+                              f"{len({x.split('/')[1] for x in v})} variant(s))", reason]
+                             for (t, r, rw, reason), v in groups.items()]))
     else:
         md.append("None of this run's cells failed to run.")
     if cfg.quick and res.not_in_run:
