@@ -232,14 +232,14 @@ class Surrogate:
         with torch.no_grad():
             if lib is not None:
                 from .surrogate_kernel import evaluate
-                thr = self._thresholds() if codes else None
+                thr, step_a = self._adc_rule() if codes else (None, 0.0)
                 threads = self.kernel_threads or torch.get_num_threads()
                 for s in range(0, n, self.chunk):
                     k, m, xs = self._products(x[s:s + self.chunk], pw)
                     total += evaluate(lib, k, m, E, self._coef, self.i_cell_a, xs=xs, leak_pos=self._leak_pos_t,
                                       cur=None if cur is None else cur[s:s + self.chunk], thresholds=thr,
                                       lsb=float(self.adc.lsb_counts), code=None if code is None else code[s:s + self.chunk],
-                                      threads=threads)
+                                      threads=threads, step_a=step_a, max_code=self.adc.max_code)
                 return cur, code, total
             out = cur if cur is not None else torch.empty((n, c), dtype=self.dtype, device=self.device)
             for s in range(0, n, self.chunk):
@@ -251,6 +251,13 @@ class Surrogate:
             if codes:
                 code = self.adc.digitize(out)
             return cur, code, total
+
+    def _adc_rule(self):
+        """(thresholds for the kernel, or None; level spacing in A, or 0): the ADC's own rule, a rounding
+        for evenly spaced (ideal) levels as ``ADC.digitize`` does, else a search of the thresholds."""
+        if self.adc._levels is None and self.adc.i_cell_a is not None:
+            return None, self.adc.lsb_counts * self.adc.i_cell_a
+        return self._thresholds(), 0.0
 
     def _thresholds(self):
         if self._thr is None:

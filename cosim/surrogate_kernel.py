@@ -49,6 +49,8 @@ typedef struct {
     const float *thr; int64_t nthr; float lsb;  /* ADC thresholds (A), ascending, thr[-1] = -inf and thr[nthr] = +inf readable; AND-counts per code */
     const int32_t *grid_start; int64_t ngrid;  /* thresholds below each cell of a uniform grid (a guess) */
     float grid_lo, grid_inv;                   /* grid: cell b starts at grid_lo + b / grid_inv */
+    float step; float max_code;                /* step > 0: evenly spaced levels c * step (A), codes
+                                                  ceil(i / step - 1/2) clipped to [0, max_code], no thresholds */
     float *code; int64_t code_ld;              /* codes or NULL */
     double sum;                                /* sum of the currents (A) */
 } job_t;
@@ -65,6 +67,7 @@ static inline __attribute__((always_inline)) double rows(const job_t *j, const i
     const float *restrict thr = j->thr;
     const int32_t *restrict gstart = (const int32_t *)j->grid_start;
     const int64_t *restrict leak_pos = j->leak_pos;
+    const float step = j->step, max_code = j->max_code;
     const float i_cell = j->i_cell, lsb = j->lsb, glo = j->grid_lo, ginv = j->grid_inv, gmax = (float)(G - 1);
     double total = 0.0;
     int32_t kk[CB], idx[CB], lo[CB];
@@ -131,7 +134,15 @@ static inline __attribute__((always_inline)) double rows(const job_t *j, const i
             }
             for (int64_t c = 0; c < nb; ++c) { ia[c] *= i_cell; rowsum += ia[c]; }
             if (cur) for (int64_t c = 0; c < nb; ++c) cur[c0 + c] = ia[c];
-            if (code) {
+            if (code && step > 0.0f) {
+                /* evenly spaced levels: the nearest level by rounding, as cosim.adc.ADC.digitize does
+                   (float32: i / step, minus 1/2, ceil, clip, times the AND-counts per code) */
+                for (int64_t c = 0; c < nb; ++c) {
+                    float q = ceilf(ia[c] / step - 0.5f);
+                    q = q < 0.0f ? 0.0f : (q > max_code ? max_code : q);
+                    code[c0 + c] = q * lsb;
+                }
+            } else if (code) {
                 /* the number of thresholds strictly below ia: a guess from a uniform grid over the
                    thresholds (each cell holds at most one), corrected by one step each way, checked */
                 const float *restrict tp = thr;           /* tp[-1] = -inf, tp[nt] = +inf */
@@ -206,7 +217,7 @@ class _Job(ctypes.Structure):
                 ("cur", ctypes.c_void_p), ("cur_ld", ctypes.c_int64),
                 ("thr", ctypes.c_void_p), ("nthr", ctypes.c_int64), ("lsb", ctypes.c_float),
                 ("grid_start", ctypes.c_void_p), ("ngrid", ctypes.c_int64), ("grid_lo", ctypes.c_float),
-                ("grid_inv", ctypes.c_float),
+                ("grid_inv", ctypes.c_float), ("step", ctypes.c_float), ("max_code", ctypes.c_float),
                 ("code", ctypes.c_void_p), ("code_ld", ctypes.c_int64), ("sum", ctypes.c_double)]
 
 
@@ -296,11 +307,13 @@ class Thresholds:
 def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, coef: torch.Tensor, i_cell_a: float,
              xs: torch.Tensor | None = None, leak_pos: torch.Tensor | None = None,
              cur: torch.Tensor | None = None, thresholds: Thresholds | None = None, lsb: float = 1.0,
-             code: torch.Tensor | None = None, threads: int = 1) -> float:
+             code: torch.Tensor | None = None, threads: int = 1, step_a: float = 0.0, max_code: int = 0) -> float:
     """Run the kernel on CPU tensors (row-major, unit stride along the last dimension): ``k`` (n, C) float32
     or bfloat16 counts, ``m`` (n, C*E) float32 moments, ``coef`` (R+1, F) float32, ``xs`` (n, 1+EL) and
     ``leak_pos`` (EL,) int64 for leak tables; writes ``cur`` (n, C) currents (A) and/or ``code`` (n, C)
-    codes (``thresholds`` of the ADC, ``lsb`` AND-counts per code). Returns the sum of the currents (A)."""
+    codes (``thresholds`` of the ADC, ``lsb`` AND-counts per code; or, with ``step_a`` > 0, evenly spaced
+    levels c * step_a rounded to as ``ADC.digitize`` does, codes 0..``max_code``). Returns the sum of the
+    currents (A)."""
     n, c = k.shape
     for name, t in (("k", k), ("m", m), ("xs", xs), ("cur", cur), ("code", code)):
         if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != n):
@@ -315,6 +328,7 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, coef: t
                grid_start=None if thresholds is None else thresholds.start.data_ptr(),
                ngrid=0 if thresholds is None else thresholds.start.numel(),
                grid_lo=0.0 if thresholds is None else thresholds.lo, grid_inv=0.0 if thresholds is None else thresholds.inv,
-               code=_ptr(code), code_ld=0 if code is None else code.stride(0), sum=0.0)
+               code=_ptr(code), code_ld=0 if code is None else code.stride(0), sum=0.0,
+               step=float(step_a), max_code=float(max_code))
     lib.cosim_surrogate_eval(ctypes.byref(job), int(threads))
     return float(job.sum)

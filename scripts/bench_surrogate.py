@@ -26,14 +26,15 @@ def _profile(sur, pw, x, w, rep: int = 40) -> dict:
 
     from cosim.surrogate_kernel import evaluate, load
 
-    lib, thr = load(), sur._thresholds()
+    lib, (thr, step_a) = load(), sur._adc_rule()
     xb = x.to(pw.w_count.dtype)
     k, m = xb @ pw.w_count, x @ pw.w_moments
     code = torch.empty(k.shape)
     steps = {"ideal_product": lambda: x @ w, "inputs_to_count_dtype": lambda: x.to(pw.w_count.dtype),
              "count_product": lambda: xb @ pw.w_count, "moment_product": lambda: x @ pw.w_moments,
              "kernel_codes": lambda: evaluate(lib, k, m, len(sur.orders), sur._coef, sur.i_cell_a, thresholds=thr,
-                                              lsb=float(sur.adc.lsb_counts), code=code, threads=torch.get_num_threads()),
+                                              lsb=float(sur.adc.lsb_counts), code=code, threads=torch.get_num_threads(),
+                                              step_a=step_a, max_code=sur.adc.max_code),
              "whole_read": lambda: sur.read(x, pw)}
     out = {}
     for name, fn in steps.items():

@@ -106,6 +106,8 @@ def test_currents_and_codes_match_reference(table, path, used_rows, rng):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
         codes = sur.read(x, w).numpy()
         assert_codes_match(codes, want, sur.adc)
+        # the fused ADC is the ADC's own rule: bit for bit digitize() of the same path's currents
+        assert np.array_equal(codes, sur.adc.digitize(sur.column_currents(x, w)).numpy())
         codes2, total = sur.read_with_current(x, sur.prepare(w))
         assert torch.equal(codes2, torch.as_tensor(codes))
         assert isinstance(total, float) and total == pytest.approx(want.sum(), rel=1e-5)
