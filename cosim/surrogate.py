@@ -184,7 +184,7 @@ class Surrogate:
         """ON-counts (n, C), moments (n, C*E) and, for leak tables, the inputs' own row sums and leak
         moments (n, 1+EL), for one chunk of input vectors (0/1 of any dtype)."""
         x = x_raw.to(self.dtype)
-        xc = x_raw.to(pw.w_count.dtype)
+        xc = x.to(pw.w_count.dtype)          # from the float32 copy: float16 -> bfloat16 directly is slow
         k = xc @ pw.w_count
         m = x @ pw.w_moments
         xs = None if self._phi_leak is None else x @ self._phi_leak[: x.shape[1]]
