@@ -150,7 +150,8 @@ static inline __attribute__((always_inline)) double rows(const job_t *j, const i
                 for (int64_t c = 0; c < nb; ++c) {
                     const float v = ia[c];
                     float gx = (v - glo) * ginv;
-                    gx = gx < 0.0f ? 0.0f : (gx > gmax ? gmax : gx);
+                    gx = gx < gmax ? gx : gmax;            /* NaN -> the last cell: all thresholds, */
+                    gx = gx > 0.0f ? gx : 0.0f;            /* as torch.bucketize places NaN */
                     int32_t l = gstart[(int32_t)gx];
                     l -= (tp[l - 1] >= v);
                     l += (tp[l] < v);
