@@ -26,9 +26,10 @@ coupled    A line along each row carries current shared by all columns.
 
 Zero resistances are shorts: the nodes they join are merged (SPICE rejects 0-ohm resistors).
 
-Device models (``models``): ``compiled`` writes every transistor and ReRAM as an instance of the
-compiled devices (``N`` elements of ``cosim_finfet`` / ``cosim_reram``, cosim.devices), flat, with
-the cell's inner node ``m<r>_<c>`` between its two devices, and loads the library with ``pre_osdi``;
+Device models (``models``): ``compiled`` writes every cell as instances of the compiled devices
+(``N`` elements, cosim.devices), flat: the 8T read port as one ``cosim_stack`` (its two FETs' shared
+node solved inside the device), the 1T-1R cell as a ``cosim_reram`` and a ``cosim_finfet`` with the
+cell's inner node ``m<r>_<c>`` between them; the deck loads the library with ``pre_osdi``;
 ``bsource`` writes the cells as subcircuits of the B-source models (finfet7.lib, reram.lib, cells.lib),
 for ngspice builds without OSDI. Both are the same equations: the currents agree to the solver's
 tolerance (tested). ``auto`` (the default, or $COSIM_SPICE_MODELS) takes ``compiled`` when the
@@ -50,6 +51,7 @@ from .technology import TOPOLOGIES, Technology
 MAX_SIZE = 512      # rows and columns from 1 to MAX_SIZE
 MAX_VECTORS = 100_000
 RSHUNT_OHM = 1e12   # .option rshunt for decks with nonlinear cells (floating inner nodes)
+RELTOL = 1e-6       # .option reltol for decks with nonlinear cells (see build_netlist)
 MODEL_IMPLS = ("auto", "compiled", "bsource")
 MODELS_ENV = "COSIM_SPICE_MODELS"
 
@@ -266,7 +268,11 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
         # noopiter: start the operating point with gmin stepping instead of a plain Newton run that
         # large 8T arrays do not finish in itl1 iterations (128x128 sram8t: 159 instead of 260 Newton
         # iterations, identical currents; 64x64 and 128x128 1T-1R unchanged).
-        opts.append(f"rshunt={RSHUNT_OHM:g} noopiter")
+        # reltol: ngspice's default 1e-3 stops the (quadratically converging) Newton iteration one step
+        # early on these arrays, up to 2e-4 off in column current; 1e-6 costs about one more iteration
+        # and leaves ~1e-9 (measured against reltol 1e-8).
+        # (an explicit reltol in extra_options replaces this one: ngspice keeps the first value it reads)
+        opts.append(f"rshunt={RSHUNT_OHM:g} noopiter" + ("" if "reltol" in extra_options else f" reltol={RELTOL:g}"))
     if extra_options:
         opts.append(extra_options)
     if opts:
@@ -299,6 +305,7 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
     wl = w.tolist()  # Python ints: much faster to index than numpy scalars
     r_on_s, r_off_s = _num(tech.r_on_ohm), _num(tech.r_off_ohm)
     fet = f"nfet_{tech.fet_flavour}_c nfin={tech.fet_nfin}"
+    stack = f"nstack_{tech.fet_flavour}_c nfin={tech.fet_nfin}"
     if tech.cell == "reram1t1r":
         rr = f"reram_c i0={_num(tech.reram_i0_a)} g0={_num(tech.reram_g0_m)} v0={_num(tech.reram_v0_v)} gap="
         reram = (rr + _num(tech.reram_gap_hrs_m), rr + _num(tech.reram_gap_lrs_m))
@@ -306,14 +313,14 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
     def cell(r: int, c: int, a: str, ctl: str, b: str) -> None:
         if lin and topo == "coupled":
             d.add(f"R{r}_{c}", [a, b], r_on_s if wl[r][c] else r_off_s)
-        elif impl == "compiled":  # flat: two devices and the cell's inner node
+        elif impl == "compiled" and tech.cell == "sram8t":
+            # the read port as one stack device (read-word-line FET on the bit line, stored-bit FET to the
+            # source line; their shared node solved inside the device)
+            d.add(f"Nc{r}_{c}", [a, ctl, "vq" if wl[r][c] else "0", b], stack)
+        elif impl == "compiled":  # flat: ReRAM from the bit line to the inner node m, access FET from m to b
             m = f"m{r}_{c}"
-            if tech.cell == "sram8t":  # read-word-line FET on the bit line, stored-bit FET to the source line
-                d.add(f"Na{r}_{c}", [a, ctl, m], fet)
-                d.add(f"Nb{r}_{c}", [m, "vq" if wl[r][c] else "0", b], fet)
-            else:  # ReRAM from the bit line to m, access FET from m to b
-                d.add(f"Nr{r}_{c}", [a, m], reram[wl[r][c]])
-                d.add(f"Nt{r}_{c}", [m, ctl, b], fet)
+            d.add(f"Nr{r}_{c}", [a, m], reram[wl[r][c]])
+            d.add(f"Nt{r}_{c}", [m, ctl, b], fet)
         elif tech.cell == "sram8t":
             d.add(f"X{r}_{c}", [a, ctl, "vq" if wl[r][c] else "0", b], "cell8t")
         else:

@@ -10,6 +10,11 @@
  *       u    = ln(1 + exp((Vgs - VT + eta|Vds|) / (A S))),  Vgs from the lower of d, s (NMOS)
  *       pol = +1 NMOS, -1 PMOS (all voltages and the current mirrored).
  *   cosim_reram   a b     ReRAM read model I = I0 exp(-gap/g0) sinh(V(a,b)/V0)
+ *   cosim_stack   d g1 g2 s   two cosim_finfet in series (d -g1- m -g2- s, the 8T-SRAM read port) as ONE
+ *       device: the inner node m is solved inside the device (safeguarded Newton on the monotone current
+ *       balance, to machine precision) and the derivatives follow from the implicit function theorem.
+ *       The same circuit as two FETs and a node, without the inner node as a Newton unknown of the
+ *       array: a stack that is off (stored 0) no longer slows the array's Newton iteration down.
  *
  * The simulator interface (descriptor layout, flags, the SPICE right-hand side J x_k - F(x_k)) follows
  * the OSDI 0.3 specification (SemiMod); written for cosim, with no code taken from a compiler.
@@ -75,7 +80,7 @@ typedef struct {
 } OsdiDescriptor;
 
 /* ---- a generic two- or three-terminal resistive device: residuals and a dense jacobian ----------- */
-#define MAXN 3
+#define MAXN 4
 typedef struct {
     uint32_t node_mapping[MAXN];
     double *jac_ptr[MAXN * MAXN];
@@ -175,15 +180,12 @@ static void fin_setup_instance(void *h, void *inst, void *model, double t, uint3
     if (!(i->given & 1u)) i->nfin = m->p[F_NFIN];
     ok_init(res);
 }
-static uint32_t fin_eval(void *h, void *inst, void *model, OsdiSimInfo *info) {
-    (void)h;
-    FinInst *i = inst;
-    const double *p = ((FinModel *)model)->p;
+/* Current d -> s of one fin-model FET at real node voltages, and its derivatives d/dVd, d/dVg, d/dVs. */
+static double fet_current(const double *p, double nfin, double Vd, double Vg, double Vs,
+                          double *gd_out, double *gg_out, double *gs_out) {
     const double pol = p[F_POL] < 0 ? -1.0 : 1.0;
-    const double *x = info->prev_solve;
-    const uint32_t *nm = i->core.node_mapping;
     /* mirrored voltages: NMOS as is, PMOS negated */
-    const double vd = pol * x[nm[0]], vg = pol * x[nm[1]], vs = pol * x[nm[2]];
+    const double vd = pol * Vd, vg = pol * Vg, vs = pol * Vs;
     const bool d_low = vd < vs;                       /* the lower of d, s is the source */
     const double vgs = vg - (d_low ? vd : vs);
     const double vds = vd - vs, sgn = vds < 0 ? -1.0 : 1.0, avds = fabs(vds);
@@ -197,18 +199,28 @@ static uint32_t fin_eval(void *h, void *inst, void *model, OsdiSimInfo *info) {
     const double den = p[F_C] * as * u + 2.0 * p[F_PHIT];
     const double th = tanh(vds / den), sech2 = 1.0 - th * th;
     const double dth_dvds = sech2 / den, dth_du = -sech2 * vds / (den * den) * p[F_C] * as;
-    const double kk = i->nfin * p[F_K];
+    const double kk = nfin * p[F_K];
     const double id = kk * pw * l * th;                /* mirrored current d -> s */
     const double di_du = kk * (dpw_du * l * th + pw * l * dth_du);
     const double du_dvgs = du_dz / as, du_dvds = du_dz * p[F_ETA] * sgn / as;
     const double di_dvgs = di_du * du_dvgs;
     const double di_dvds = kk * pw * (dl_dvds * th + l * dth_dvds) + di_du * du_dvds;
-    /* d(id)/d(mirrored node voltages); d(pol*id)/d(V) equals these since pol*pol = 1 */
-    const double g_d = di_dvds + (d_low ? -di_dvgs : 0.0);
-    const double g_g = di_dvgs;
-    const double g_s = -di_dvds + (d_low ? 0.0 : -di_dvgs);
+    /* d(pol*id)/d(V) = d(id)/d(mirrored V) since pol*pol = 1 */
+    *gd_out = di_dvds + (d_low ? -di_dvgs : 0.0);
+    *gg_out = di_dvgs;
+    *gs_out = -di_dvds + (d_low ? 0.0 : -di_dvgs);
+    return pol * id;
+}
+
+static uint32_t fin_eval(void *h, void *inst, void *model, OsdiSimInfo *info) {
+    (void)h;
+    FinInst *i = inst;
+    const double *p = ((FinModel *)model)->p, *x = info->prev_solve;
+    const uint32_t *nm = i->core.node_mapping;
+    double g_d, g_g, g_s;
+    const double id = fet_current(p, i->nfin, x[nm[0]], x[nm[1]], x[nm[2]], &g_d, &g_g, &g_s);
     double *r = i->core.res, *j = i->core.jac;
-    r[0] = pol * id; r[1] = 0.0; r[2] = -pol * id;
+    r[0] = id; r[1] = 0.0; r[2] = -id;
     j[0] = g_d;  j[1] = g_g;  j[2] = g_s;
     j[3] = -g_d; j[4] = -g_g; j[5] = -g_s;
     return 0;
@@ -218,6 +230,71 @@ static void fin_load_rhs_dc(void *inst, void *m, double *dst, double *x) { (void
 static void fin_load_rhs_tran(void *inst, void *m, double *dst, double *x, double a) { (void)a; fin_load_rhs_dc(inst, m, dst, x); }
 static void fin_load_jac(void *inst, void *m) { (void)m; core_load_jacobian(&((FinInst *)inst)->core, FIN_NJAC); }
 static void fin_load_jac_tran(void *inst, void *m, double a) { (void)a; fin_load_jac(inst, m); }
+
+/* ===================================== cosim_stack ============================================= */
+/* Same parameters as cosim_finfet (both FETs alike); instance data FinInst plus the last inner voltage. */
+typedef struct { FinInst fin; double m_v; bool m_valid; } StackInst;
+static OsdiNode STACK_NODES[4] = {
+    {"d", "V", "A", offsetof(StackInst, fin.core.res) + 0 * sizeof(double), NONE, NONE, NONE, false},
+    {"g1", "V", "A", offsetof(StackInst, fin.core.res) + 1 * sizeof(double), NONE, NONE, NONE, false},
+    {"g2", "V", "A", offsetof(StackInst, fin.core.res) + 2 * sizeof(double), NONE, NONE, NONE, false},
+    {"s", "V", "A", offsetof(StackInst, fin.core.res) + 3 * sizeof(double), NONE, NONE, NONE, false},
+};
+/* the gates draw no current: only the d and s rows */
+#define STACK_NJAC 8
+static OsdiJacobianEntry STACK_JAC[STACK_NJAC] = {
+    {{0, 0}, NONE, JACOBIAN_ENTRY_RESIST}, {{0, 1}, NONE, JACOBIAN_ENTRY_RESIST},
+    {{0, 2}, NONE, JACOBIAN_ENTRY_RESIST}, {{0, 3}, NONE, JACOBIAN_ENTRY_RESIST},
+    {{3, 0}, NONE, JACOBIAN_ENTRY_RESIST}, {{3, 1}, NONE, JACOBIAN_ENTRY_RESIST},
+    {{3, 2}, NONE, JACOBIAN_ENTRY_RESIST}, {{3, 3}, NONE, JACOBIAN_ENTRY_RESIST},
+};
+static void *stack_access(void *inst, void *model, uint32_t id, uint32_t flags) {
+    return fin_access(inst ? &((StackInst *)inst)->fin : NULL, model, id, flags);
+}
+static void stack_setup_instance(void *h, void *inst, void *model, double t, uint32_t nt, OsdiSimParas *sp,
+                                 OsdiInitInfo *res) {
+    ((StackInst *)inst)->m_valid = false;
+    fin_setup_instance(h, &((StackInst *)inst)->fin, model, t, nt, sp, res);
+}
+static uint32_t stack_eval(void *h, void *inst, void *model, OsdiSimInfo *info) {
+    (void)h;
+    StackInst *st = inst;
+    FinInst *i = &st->fin;
+    const double *p = ((FinModel *)model)->p, *x = info->prev_solve;
+    const uint32_t *nm = i->core.node_mapping;
+    const double Vd = x[nm[0]], Vg1 = x[nm[1]], Vg2 = x[nm[2]], Vs = x[nm[3]];
+    /* f(m) = I1(Vd, Vg1, m) - I2(m, Vg2, Vs) falls monotonically from f(min(Vd,Vs)) >= 0 to
+       f(max(Vd,Vs)) <= 0: bracketed Newton, bisection where Newton leaves the bracket. */
+    double lo = Vd < Vs ? Vd : Vs, hi = Vd < Vs ? Vs : Vd;
+    double m = (st->m_valid && st->m_v > lo && st->m_v < hi) ? st->m_v : 0.5 * (lo + hi);
+    double gd1 = 0, gg1 = 0, gs1 = 0, gd2 = 0, gg2 = 0, gs2 = 0, i1 = 0, i2 = 0;
+    for (int it = 0; it < 200; it++) {
+        i1 = fet_current(p, i->nfin, Vd, Vg1, m, &gd1, &gg1, &gs1);
+        i2 = fet_current(p, i->nfin, m, Vg2, Vs, &gd2, &gg2, &gs2);
+        const double f = i1 - i2, fm = gs1 - gd2;
+        if (f > 0) lo = m; else hi = m;
+        if (fabs(f) <= 1e-13 * (fabs(i1) + fabs(i2)) + 1e-30 || hi - lo <= 1e-15 * (1.0 + fabs(m))) break;
+        double next = fm < 0 ? m - f / fm : 0.5 * (lo + hi);
+        if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+        m = next;
+    }
+    st->m_v = m; st->m_valid = true;
+    double fm = gs1 - gd2;
+    if (fm > -1e-300) fm = -1e-300;
+    /* implicit derivatives of m, then of I = I1(Vd, Vg1, m) */
+    const double dm_dd = -gd1 / fm, dm_dg1 = -gg1 / fm, dm_dg2 = gg2 / fm, dm_ds = gs2 / fm;
+    const double g_d = gd1 + gs1 * dm_dd, g_g1 = gg1 + gs1 * dm_dg1, g_g2 = gs1 * dm_dg2, g_s = gs1 * dm_ds;
+    double *r = i->core.res, *j = i->core.jac;
+    r[0] = i1; r[1] = 0.0; r[2] = 0.0; r[3] = -i1;
+    j[0] = g_d;  j[1] = g_g1;  j[2] = g_g2;  j[3] = g_s;
+    j[4] = -g_d; j[5] = -g_g1; j[6] = -g_g2; j[7] = -g_s;
+    return 0;
+}
+static void stack_load_residual(void *inst, void *m, double *dst) { (void)m; core_load_residual(&((StackInst *)inst)->fin.core, 4, dst); }
+static void stack_load_rhs_dc(void *inst, void *m, double *dst, double *x) { (void)m; core_load_spice_rhs(&((StackInst *)inst)->fin.core, STACK_JAC, STACK_NJAC, 4, dst, x); }
+static void stack_load_rhs_tran(void *inst, void *m, double *dst, double *x, double a) { (void)a; stack_load_rhs_dc(inst, m, dst, x); }
+static void stack_load_jac(void *inst, void *m) { (void)m; core_load_jacobian(&((StackInst *)inst)->fin.core, STACK_NJAC); }
+static void stack_load_jac_tran(void *inst, void *m, double a) { (void)a; stack_load_jac(inst, m); }
 
 /* ===================================== cosim_reram ============================================= */
 enum { R_I0, R_G0, R_V0, R_GAP, R_NPARAM };
@@ -303,8 +380,8 @@ static void re_load_jac_tran(void *inst, void *m, double a) { (void)a; re_load_j
 
 uint32_t OSDI_VERSION_MAJOR = 0;
 uint32_t OSDI_VERSION_MINOR = 3;
-uint32_t OSDI_NUM_DESCRIPTORS = 2;
-OsdiDescriptor OSDI_DESCRIPTORS[2] = {
+uint32_t OSDI_NUM_DESCRIPTORS = 3;
+OsdiDescriptor OSDI_DESCRIPTORS[3] = {
     {
         .name = "cosim_finfet", .num_nodes = 3, .num_terminals = 3, .nodes = FIN_NODES,
         .num_jacobian_entries = FIN_NJAC, .jacobian_entries = FIN_JAC,
@@ -326,5 +403,24 @@ OsdiDescriptor OSDI_DESCRIPTORS[2] = {
         .load_spice_rhs_tran = re_load_rhs_tran, .load_jacobian_resist = re_load_jac,
         .load_jacobian_tran = re_load_jac_tran,
         CORE_OFFSETS(ReInst),
+    },
+    {
+        .name = "cosim_stack", .num_nodes = 4, .num_terminals = 4, .nodes = STACK_NODES,
+        .num_jacobian_entries = STACK_NJAC, .jacobian_entries = STACK_JAC,
+        .num_params = F_NPARAM, .num_instance_params = 1, .param_opvar = FIN_PARAMS,
+        .instance_size = sizeof(StackInst), .model_size = sizeof(FinModel),
+        .access = stack_access, .setup_model = fin_setup_model, .setup_instance = stack_setup_instance,
+        .eval = stack_eval, .load_residual_resist = stack_load_residual, .load_spice_rhs_dc = stack_load_rhs_dc,
+        .load_spice_rhs_tran = stack_load_rhs_tran, .load_jacobian_resist = stack_load_jac,
+        .load_jacobian_tran = stack_load_jac_tran,
+        .collapsed_offset = offsetof(StackInst, fin.core.collapsed),
+        .node_mapping_offset = offsetof(StackInst, fin.core.node_mapping),
+        .jacobian_ptr_resist_offset = offsetof(StackInst, fin.core.jac_ptr),
+        .num_states = 0, .state_idx_off = offsetof(StackInst, fin.core.state_idx),
+        .bound_step_offset = NONE,
+        .num_collapsible = 0, .collapsible = NULL, .noise_sources = NULL, .num_noise_src = 0,
+        .num_opvars = 0, .load_noise = no_noise, .load_residual_react = no_load,
+        .load_limit_rhs_resist = no_load, .load_limit_rhs_react = no_load,
+        .load_jacobian_react = no_load_alpha,
     },
 };
