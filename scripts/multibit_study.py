@@ -296,6 +296,8 @@ def render(args) -> None:
     lines: list[str] = []
     drops = {}
     for key, r in sorted(runs.items()):
+        if (key[0], key[1]) not in sw:
+            continue
         s = sw[(key[0], key[1])]
         n = min(len(s["software_correct"]), len(r["cim_correct"]))
         d = np.array(s["software_correct"][:n], float) - np.array(r["cim_correct"][:n], float)
@@ -346,6 +348,9 @@ def render(args) -> None:
         "same networks through one hardware model: the same shipped SPICE-calibrated tables, the same",
         "surrogate and ADC, the same R x C arrays of binary cells.",
         "",
+        "## Summary (measured, generated)",
+        "",
+        "*SUMMARY*",
         "## Mapping k-bit networks onto binary cells",
         "",
         "* **Encoding (offset binary, symmetric odd levels).** A k-bit weight or activation is an unsigned",
@@ -469,6 +474,13 @@ def render(args) -> None:
         vals = ", ".join(f"{x['rel_rms_error']:.3f}" for x in e)
         ch = np.mean([x["frac_outputs_changed"] for x in e])
         lines.append(f"| {model} | {tech} | {bits} | {vals} | {100 * ch:.1f} % (mean over layers; {r['error_images']} images) |")
+    labels = sorted({(k[2], k[3]) for k in runs})
+    missing = [f"{m} {k}-bit, {t}, {r}x{r}" for m in models for k in (1, 2, 4) for t, r in labels
+               if (m, k, t, r) not in drops]
+    lines += ["", "## Not measured", ""]
+    lines += (["Runs of the grid above that did not fit in this session's CPU time (2 shared cores); "
+               "`scripts/multibit_study.py run` with the options in \"Reproduce\" adds them:", ""]
+              + [f"* {x}" for x in missing] if missing else ["Every run of the grid above was measured."])
     lines += [
         "",
         "## Claim",
@@ -509,6 +521,18 @@ def render(args) -> None:
     for m, b, t, s_, n, th, up in timing:
         lines.append(f"| {m} | {b} | {t} | {n} | {th} | {s_} | {up.split('load average:')[-1].strip()} |")
     lines.append("")
+    summary = []
+    for m, t, r in sorted({(k[0], k[2], k[3]) for k in drops}):
+        parts = []
+        for k in (1, 2, 4):
+            v = drops.get((m, k, t, r))
+            if v is not None:
+                parts.append(f"{k}-bit {v['cim']:.2f} of {v['sw']:.2f} (retained {v['retained']:.2f} "
+                             f"[{v['retained_ci'][0]:.2f}, {v['retained_ci'][1]:.2f}], N = {v['n']})")
+        summary.append(f"* {m}, {t}, {r}x{r}: " + "; ".join(parts))
+    summary += ["", f"Claim verdict by the rule in \"Claim\": **{verdict}**.", ""]
+    i = lines.index("*SUMMARY*")
+    lines[i:i + 1] = summary
     Path(args.doc).write_text("\n".join(lines) + "\n" + TRAINING_NOTE)
     print(f"wrote {args.doc}: claim {verdict}")
     print("CLAIM_FIGURE: " + fig + f" -> {verdict}")
