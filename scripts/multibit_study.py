@@ -474,6 +474,14 @@ def render(args) -> None:
         vals = ", ".join(f"{x['rel_rms_error']:.3f}" for x in e)
         ch = np.mean([x["frac_outputs_changed"] for x in e])
         lines.append(f"| {model} | {tech} | {bits} | {vals} | {100 * ch:.1f} % (mean over layers; {r['error_images']} images) |")
+    ratios = []
+    for (m, k, t, r), run_k in sorted(runs.items()):
+        b1 = runs.get((m, 1, t, r))
+        if k == 1 or b1 is None or not run_k["layer_errors"] or not b1["layer_errors"]:
+            continue
+        ek = np.mean([x["rel_rms_error"] for x in run_k["layer_errors"]])
+        e1 = np.mean([x["rel_rms_error"] for x in b1["layer_errors"]])
+        ratios.append(f"{m} {t} {k}-bit {ek / e1:.2f}")
     labels = sorted({(k[2], k[3]) for k in runs})
     missing = [f"{m} {k}-bit, {t}, {r}x{r}" for m in models for k in (1, 2, 4) for t, r in labels
                if (m, k, t, r) not in drops]
@@ -499,6 +507,21 @@ def render(args) -> None:
     lines.append(f"| CiM-BNNs are more prone to crossbar non-idealities than higher-precision networks | {fig} "
                  f"(surrogate, shipped tables) | {verdict} |")
     lines += [
+        "",
+        "Reading it. (1) At the `cosim infer` defaults (ideal ADC references, no BinSparX) every network,",
+        "binary or k-bit, falls to chance on both technologies: the arrays' systematic current loss at 64",
+        "rows swamps all precisions alike, so that operating point cannot rank them. (2) With calibrated ADC",
+        "references and BinSparX the networks survive in part; the paired table says where a k-bit network",
+        "retains more or less than its BNN. (3) The per-layer output errors, which depend little on how well",
+        "a network is trained, compare the layers directly; mean over layers, k-bit / BNN: "
+        + (", ".join(ratios) if ratios else "n/a") + ".",
+        "The k-bit layers' lowest activation plane turns on more rows and ON cells per read than a BNN's",
+        "input (statistics above): the BNN's skewed inputs are what BinSparX exploits, a bit-plane of a",
+        "multi-level activation is closer to half on. (4) Caveat: the k-bit networks here are short CPU fine-tunes with",
+        "lower software accuracy and presumably smaller decision margins than the fully trained BNNs, which",
+        "makes them more fragile; the accuracy comparison should be repeated with fully trained k-bit",
+        "networks (the GPU commands in the last section) before it is taken as final. The layer-level",
+        "errors do not share this caveat.",
         "",
         "Rule: *agreed* when the k-bit network retains more of its above-chance accuracy than the BNN, with",
         "the 95 % CI of the difference above 0, for every (network, technology, k) compared; *partly agreed*",
