@@ -30,14 +30,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import shutil
-import subprocess
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
+from .cbuild import build_shared
 from .errors import InputError, NgspiceError
 from .paths import cache_dir, device_models_dir
 
@@ -166,7 +163,7 @@ def compiled_library_name() -> str:
 
 def compiled_library(name: str | None = None) -> Path:
     """Path of the compiled-model library ``name`` (default: the current source's), built on first use
-    into $COSIM_CACHE/osdi/ with the C compiler ($CC, else cc/gcc/clang). A name whose hash is not the
+    into $COSIM_CACHE/osdi/ with the C compiler (cosim.cbuild). A name whose hash is not the
     current source's cannot be built here: NgspiceError."""
     want = compiled_library_name()
     name = name or want
@@ -174,26 +171,11 @@ def compiled_library(name: str | None = None) -> Path:
         raise NgspiceError(f"the deck asks for compiled models {name}, but this cosim builds {want} "
                            "(regenerate the deck with this cosim version)")
     out = cache_dir() / "osdi" / name
-    if out.exists():
-        return out
-    cc = os.environ.get("CC") or next((c for c in ("cc", "gcc", "clang") if shutil.which(c)), None)
-    if cc is None:
-        raise NgspiceError("no C compiler to build the compiled device models (install gcc, or set CC; "
-                           "or set COSIM_SPICE_MODELS=bsource)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    src = model_path(OSDI_SOURCE)
-    with tempfile.TemporaryDirectory(prefix="cosim-osdi-", dir=out.parent) as tmp:
-        tmp_out = Path(tmp) / name
-        try:
-            proc = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(tmp_out), str(src), "-lm"],
-                                  capture_output=True, text=True, timeout=120)
-        except (OSError, subprocess.SubprocessError) as e:
-            raise NgspiceError(f"cannot run the C compiler {cc}: {e}") from None
-        if proc.returncode != 0 or not tmp_out.exists():
-            first = (proc.stderr.strip().splitlines() or ["no output"])[0]
-            raise NgspiceError(f"building the compiled device models failed ({cc}): {first[:200]}")
-        os.replace(tmp_out, out)  # atomic: a half-written library is never loaded
-    return out
+    try:
+        return build_shared(model_path(OSDI_SOURCE), out, flags=["-O2"])
+    except OSError as e:
+        raise NgspiceError(f"building the compiled device models failed: {e} "
+                           "(or set COSIM_SPICE_MODELS=bsource)") from None
 
 
 def model_path(name: str) -> Path:

@@ -16,14 +16,12 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
-import shutil
-import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import torch
 
+from .cbuild import build_shared
 from .paths import cache_dir
 
 ENV = "COSIM_SURROGATE_KERNEL"
@@ -230,22 +228,7 @@ load_error: str | None = None
 
 
 def _compile(target: Path) -> None:
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if not cc:
-        raise OSError("no C compiler (cc or gcc) on PATH")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        src = Path(tmp) / "kernel.c"
-        src.write_text(SOURCE)
-        out = Path(tmp) / target.name
-        flags = ["-O3", "-march=native", "-fPIC", "-shared", "-pthread"]
-        r = subprocess.run([cc, *flags, str(src), "-o", str(out), "-lm"], capture_output=True, text=True)
-        if r.returncode != 0 and "-march=native" in flags:     # a compiler without -march=native
-            flags.remove("-march=native")
-            r = subprocess.run([cc, *flags, str(src), "-o", str(out), "-lm"], capture_output=True, text=True)
-        if r.returncode != 0:
-            raise OSError(f"{cc} failed: {r.stderr.strip()[:300]}")
-        os.replace(out, target)                                # atomic: concurrent processes are safe
+    build_shared(SOURCE, target, flags=["-O3", "-pthread"], optional_flags=["-march=native"])
 
 
 def load() -> ctypes.CDLL | None:
