@@ -258,9 +258,10 @@ def plot_energy(cf, net: str, tech: str, r_wire: float, path: Path) -> Path | No
     if cf is None or cf.empty:
         return None
     sub = cf[(cf.network == net) & (cf.technology == tech) & (cf.r_wire_ohm == r_wire)]
-    sub = sub[[_num(v) for v in sub.e_array_j]].sort_values(["rows", "variant"], kind="stable")
+    sub = sub[sub.e_array_j.map(_num).astype(bool)]
     if sub.empty:
         return None
+    sub = sub.sort_values(["rows", "variant"], kind="stable")
     plt = _plt()
     parts = ["e_array_j", "e_adc_j", "e_correction_j", "e_accumulate_j", "e_popcount_j", "e_flip_inputs_j",
              "e_flip_registers_j", "e_sign_correction_j"]
@@ -387,22 +388,31 @@ def claims(df, cf, res: StudyResults) -> list[list[str]]:
     sws = {n: acc(n, "software") for n in ran.network.unique()}
     with_sw = [(b, x, sws[x.network].iloc[0]) for b, x in combos if len(sws.get(x.network, []))]
     if with_sw:
-        g, b, x, sw = min(((sw.accuracy - x.accuracy, b, x, sw) for b, x, sw in with_sw), key=lambda t: t[0])
-        agreed = "yes" if (g * 100 <= NEAR_SOFTWARE_PP and (sw.accuracy - b.accuracy) * 100 > NEAR_SOFTWARE_PP) else "no"
+        def near(r, sw) -> bool:  # within NEAR_SOFTWARE_PP points, or software's accuracy inside r's 95 % CI
+            return (sw.accuracy - r.accuracy) * 100 <= NEAR_SOFTWARE_PP or r.ci_high >= sw.accuracy
+
+        def below(r, sw) -> bool:  # clearly below software: more than NEAR_SOFTWARE_PP points and CI-separated
+            return (sw.accuracy - r.accuracy) * 100 > NEAR_SOFTWARE_PP and r.ci_high < sw.ci_low
+
+        holds = [(x2.accuracy - b2.accuracy, b2, x2, sw2) for b2, x2, sw2 in with_sw if near(x2, sw2) and below(b2, sw2)]
+        if holds:  # the clearest case: the largest recovery among the pairs where the rule holds
+            _, b, x, sw = max(holds, key=lambda t: t[0])
+        else:
+            _, b, x, sw = min(((sw2.accuracy - x2.accuracy, b2, x2, sw2) for b2, x2, sw2 in with_sw), key=lambda t: t[0])
+        agreed = "yes" if holds else "no"
         per = []
         for base_v, bsx_v in PAIRS:
             fam = [(sw2.accuracy - x2.accuracy, x2) for b2, x2, sw2 in with_sw if b2.variant == base_v]
             if fam:
                 gg, xx = min(fam, key=lambda t: t[0])
                 per.append(f"`{bsx_v}` best {100 * xx.accuracy:.2f} % ({where(xx)})")
-        n_near = sum(1 for b2, x2, sw2 in with_sw if (sw2.accuracy - x2.accuracy) * 100 <= NEAR_SOFTWARE_PP
-                     and (sw2.accuracy - b2.accuracy) * 100 > NEAR_SOFTWARE_PP)
         rows.append(["BinSparX brings accuracy back to near software level in some cases", "near software (abstract)",
-                     f"closest: `{x.variant}` {100 * x.accuracy:.2f} % vs software {100 * sw.accuracy:.2f} % "
-                     f"(`{b.variant}` without BinSparX {100 * b.accuracy:.2f} %; {where(x)}); "
-                     + "; ".join(per) + f"; the rule holds in {n_near} of {len(with_sw)} pairs",
-                     agreed, f"a BinSparX variant within {NEAR_SOFTWARE_PP:g} points of software where the same "
-                             f"variant without BinSparX is not"])
+                     f"{'clearest case' if holds else 'closest'}: `{x.variant}` {_acc_cell(x)} % vs software "
+                     f"{_acc_cell(sw)} % (`{b.variant}` without BinSparX {_acc_cell(b)} %; {where(x)}); "
+                     + "; ".join(per) + f"; the rule holds in {len(holds)} of {len(with_sw)} pairs",
+                     agreed, f"a BinSparX variant within {NEAR_SOFTWARE_PP:g} points of software or with software's "
+                             f"accuracy inside its 95 % CI, where the same variant without BinSparX is more than "
+                             f"{NEAR_SOFTWARE_PP:g} points below software with non-overlapping 95 % CIs"])
     else:
         rows.append(["BinSparX brings accuracy back to near software level in some cases", "near software",
                      "not measured", "—", ""])
