@@ -219,7 +219,9 @@ def plot_accuracy(df, by: str, fixed: str, fixed_values, net: str, tech: str, pa
         ax.axhline(10.0, color="grey", ls=":", lw=1, label="chance (10 %)")
         ax.set_xscale("log", base=2)
         xs = sorted(sub[by].astype(float).unique())
+        ax.set_xlim(min(xs) * 2.0 ** -0.35, max(xs) * 2.0 ** 0.35)  # also for a single x value
         ax.set_xticks(xs)
+        ax.minorticks_off()
         ax.set_xticklabels([f"{x:g}" for x in xs])
         ax.set_xlabel({"rows": "array rows", "r_wire_ohm": "wire resistance per cell (ohm)"}[by])
         ax.set_title(f"{fixed.replace('r_wire_ohm', 'wire').replace('rows', 'rows')} = {fv:g}"
