@@ -515,9 +515,10 @@ def render(args) -> None:
         "retains more or less than its BNN. (3) The per-layer output errors, which depend little on how well",
         "a network is trained, compare the layers directly; mean over layers, k-bit / BNN: "
         + (", ".join(ratios) if ratios else "n/a") + ".",
-        "The k-bit layers' lowest activation plane turns on more rows and ON cells per read than a BNN's",
-        "input (statistics above): the BNN's skewed inputs are what BinSparX exploits, a bit-plane of a",
-        "multi-level activation is closer to half on. (4) Caveat: the k-bit networks here are short CPU fine-tunes with",
+        "What the arrays see (statistics above), mean ON-count per column read, 1 / 2 / 4-bit: "
+        + "; ".join(f"{m} " + " / ".join(f"{sw[(m, k)]['statistics']['mean_on_count']:.1f}" if (m, k) in sw else "n/a"
+                                         for k in (1, 2, 4)) for m in models) + ";",
+        "a read's current, and so its IR drop, grows with it. (4) Caveat: the k-bit networks here are short CPU fine-tunes with",
         "lower software accuracy and presumably smaller decision margins than the fully trained BNNs, which",
         "makes them more fragile; the accuracy comparison should be repeated with fully trained k-bit",
         "networks (the GPU commands in the last section) before it is taken as final. The layer-level",
@@ -534,11 +535,10 @@ def render(args) -> None:
     for (model, bits), s in sorted(sw.items()):
         if bits != 1 and s.get("train_command"):
             lines.append(s["train_command"])
-    cmds = sorted({json.loads((res_dir / f"{m}_b{b}_software.json").read_text())["provenance"].get("command", "")
-                   for (m, b) in sw})
+    cmds = sorted({json.loads(p.read_text())["provenance"].get("command", "") for p in res_dir.glob("*.json")})
     lines += [c for c in cmds if c] + [f".venv/bin/python scripts/multibit_study.py render", "```", ""]
-    timing = sorted({(r["model"], r["bits"], r["tech"], r["seconds"], r["n"], r.get("threads"), r["load_average_at_end"])
-                     for r in runs.values()})
+    timing = sorted({(k[0], k[1], k[2], r["seconds"], r["n"], r.get("threads"), r["load_average_at_end"])
+                     for k, r in runs.items()})
     lines += ["Surrogate run times (whole network, CPU, the machine shared with other jobs):", "",
               "| network | bits | tech | images | threads | seconds | uptime at the end |", "|---|---|---|---|---|---|---|"]
     for m, b, t, s_, n, th, up in timing:
