@@ -38,6 +38,7 @@ installed ngspice loads the library (cosim.spice.detect.compiled_models_availabl
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable
@@ -59,7 +60,6 @@ MODELS_ENV = "COSIM_SPICE_MODELS"
 def resolve_models(models: str | None = None) -> str:
     """``compiled`` or ``bsource`` for a request (None -> $COSIM_SPICE_MODELS, else ``auto``; ``auto``
     -> ``compiled`` when the installed ngspice loads the compiled library, else ``bsource``)."""
-    import os
     want = models if models is not None else (os.environ.get(MODELS_ENV) or "auto")
     if want not in MODEL_IMPLS:
         src = "" if models is not None else f" (from ${MODELS_ENV})"

@@ -100,11 +100,12 @@ def compiled_models_status() -> tuple[bool, str]:
         return False, f"ngspice {info['version']} cannot load OSDI libraries"
     from ..devices import osdi_source_sha256
     from ..paths import cache_dir
-    return _probe_compiled(info["executable"], osdi_source_sha256(), str(cache_dir()))
+    return _probe_compiled(info["executable"], info["version"], osdi_source_sha256(), str(cache_dir()))
 
 
 @lru_cache(maxsize=8)
-def _probe_compiled(executable: str, source_sha: str, cache: str) -> tuple[bool, str]:
+def _probe_compiled(executable: str, version: str, source_sha: str, cache: str) -> tuple[bool, str]:
+    """The probe behind compiled_models_status (cached per ngspice, C source and cache folder)."""
     from ..devices import compiled_library, compiled_library_name, model_text
     try:
         lib = compiled_library()
@@ -128,11 +129,7 @@ def _probe_compiled(executable: str, source_sha: str, cache: str) -> tuple[bool,
     if not (abs(i_a - 37.85e-6) < 0.01 * 37.85e-6):
         last = (proc.stdout + proc.stderr).strip().splitlines()
         return False, f"ngspice did not run the compiled models ({last[-1][:200] if last else 'no output'})"
-    return True, f"{name} loaded by ngspice {_version(executable)}"
-
-
-def _version(executable: str) -> str:
-    return str(_detect(executable, _find_library())["version"])
+    return True, f"{name} loaded by ngspice {version}"
 
 
 def compiled_models_available() -> bool:
