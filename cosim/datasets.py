@@ -310,11 +310,8 @@ def _write_cache(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5()
     with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "md5").hexdigest()
 
 
 def _one_line(e: BaseException) -> str:

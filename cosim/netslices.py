@@ -25,18 +25,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import DataError, InputError
+from .provenance import sha256_file
 
 #: test images run through the network by default (the first N of the test split)
 DEFAULT_IMAGES = 4
 DEFAULT_NETWORK = "vgg-small"
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -200,7 +195,7 @@ def load_network(network: str = DEFAULT_NETWORK, checkpoint: str | Path | None =
     imgs, _ = load_cifar10(src, split="test")
     if images > len(imgs):
         raise InputError(f"asked for {images} test images, {src} has {len(imgs)}")
-    prov = {"checkpoint": str(path), "checkpoint_sha256": _sha256_file(path),
+    prov = {"checkpoint": str(path), "checkpoint_sha256": sha256_file(path),
             "checkpoint_kind": meta.get("checkpoint_kind"), "data": str(src), "split": "test",
             "image_indices": f"0..{images - 1}"}
     return NetworkSource(model, imgs[:images], name=name, layers=layers, provenance=prov)

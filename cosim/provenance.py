@@ -37,6 +37,12 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def sha256_file(path) -> str:
+    """sha256 of a file's bytes (read in chunks)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def record(**fields: Any) -> dict[str, Any]:
     """A provenance dict: the given fields plus code version, host and UTC date."""
     out = dict(fields)

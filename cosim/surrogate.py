@@ -35,16 +35,8 @@ DEFAULT_CHUNK = 2048
 
 
 def _as_tensor(a: Any, name: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    if isinstance(a, torch.Tensor):
-        t = a
-    else:
-        try:
-            t = torch.as_tensor(np.asarray(a))
-        except (TypeError, ValueError, RuntimeError):
-            raise InputError(f"{name} is not a numeric array") from None
-    if t.dtype == torch.bool or not t.is_floating_point() or t.dtype != dtype:
-        t = t.to(dtype)
-    return t.to(device)
+    """A tensor on ``device`` in ``dtype``."""
+    return _as_raw(a, name, device).to(dtype)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from ..bnn.layers import BinConv2d
 from ..errors import CosimError, DataError, InputError, TableError
 from ..fileio import atomic_path
 from ..paths import PACKAGE_DIR, cache_dir, resources_dir
-from ..provenance import json_default, record
+from ..provenance import json_default, record, sha256_file
 from .config import Cell, StudyConfig
 
 CACHE_FORMAT = 1
@@ -46,14 +46,6 @@ SKEW_SOURCES = ("bnn/layers.py", "bnn/models.py", "study/skew.py")
 
 
 # ------------------------------------------------------------------------------------------- hashing
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def sha256_arrays(*arrays: np.ndarray) -> str:
     h = hashlib.sha256()
