@@ -561,9 +561,12 @@ def render(args) -> None:
     ret = {k: [v["retained"] for (m, b, t, r), v in drops.items() if b == k and "BinSparX" in t] for k in (1, 2, 4)}
     span = "; ".join(f"{k}-bit {min(v):.2f}-{max(v):.2f}" for k, v in ret.items() if v)
     sw_range = [v["sw"] for (m, b, t, r), v in drops.items() if b != 1]
-    short = (f"{', '.join(sorted({f'{r}x{r}' for (_, _, _, r) in drops}))} arrays, default wire resistance, both "
-             f"technologies, surrogate: at the `cosim infer` defaults binary, 2- and 4-bit networks all fall to chance; "
-             f"with calibrated ADC references + BinSparX the fraction of above-chance accuracy retained is {span}; "
+    def _sizes(pick):
+        return ", ".join(f"{r}x{r}" for r in sorted({r for (_, _, t, r) in drops if pick(t)}))
+    short = (f"{_sizes(lambda t: True)} arrays, default wire resistance, both technologies, surrogate: "
+             f"at the `cosim infer` defaults ({_sizes(lambda t: 'BinSparX' not in t)}) binary, 2- and 4-bit networks "
+             f"all fall to chance; with calibrated ADC references + BinSparX ({_sizes(lambda t: 'BinSparX' in t)}) "
+             f"the fraction of above-chance accuracy retained is {span}; "
              f"k-bit significantly worse than the BNN in {kbit_worse} of {len(verdict_rows)} paired comparisons, "
              f"better in {bin_worse} (k-bit networks: short CPU fine-tunes, software accuracy "
              f"{min(sw_range):.2f}-{max(sw_range):.2f})" if sw_range else fig)
