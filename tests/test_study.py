@@ -438,3 +438,17 @@ def test_quick_report_end_to_end_on_a_tiny_subset(tmp_path, capsys):
     main(["report", "--config", str(cfg), "--quick", "--out", str(out), "--no-progress"])
     df2 = pd.read_csv(out / "report" / "results.csv")
     assert (df2.status == "cached").all() and df2.accuracy.tolist() == df.accuracy.tolist()
+
+
+def test_multibit_claim_row_reads_the_multibit_study(tmp_path):
+    import json as _json
+    from cosim.study.report import multibit_claim
+    (row,) = multibit_claim(tmp_path)
+    assert row[2].startswith("not measured") and row[3] == "—"
+    (tmp_path / "MULTIBIT.json").write_text(_json.dumps(
+        {"claim": "c", "cosim": "fig", "agreed": "not agreed", "source": "MULTIBIT.md"}))
+    (row,) = multibit_claim(tmp_path)
+    assert row[0] == "c" and row[2] == "fig (`MULTIBIT.md`)" and row[3] == "no"
+    (tmp_path / "MULTIBIT.json").write_text("{not json")
+    (row,) = multibit_claim(tmp_path)
+    assert row[2].startswith("unreadable")

@@ -522,6 +522,26 @@ def _num(v) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
 
+MULTIBIT_CLAIM = "MULTIBIT.json"   # written beside REPORT.md by scripts/multibit_study.py render
+
+
+def multibit_claim(out: Path) -> list[list[str]]:
+    """The paper's first claim (BNNs more prone than higher precision), from the multi-bit study's own
+    results (docs/MULTIBIT.md) when they sit beside the report; else the row says it was not measured."""
+    claim = "CiM-BNNs are more prone to crossbar non-idealities than higher-precision networks"
+    path = Path(out) / MULTIBIT_CLAIM
+    try:
+        m = json.loads(path.read_text())
+        verdict = {"agreed": "yes", "not agreed": "no", "partly agreed": "partly"}.get(m["agreed"], m["agreed"])
+        return [[m["claim"], "yes (abstract)", f"{m['cosim']} (`{m['source']}`)", verdict,
+                 "yes: every k-bit network retains significantly more of its above-chance accuracy than its BNN; "
+                 "no: some BNN retains significantly more (paired, 95 % CI)"]]
+    except FileNotFoundError:
+        return [[claim, "yes (abstract)", "not measured here (scripts/multibit_study.py)", "—", ""]]
+    except (ValueError, KeyError, TypeError):
+        return [[claim, "yes (abstract)", f"unreadable {path.name}", "—", ""]]
+
+
 def write_report(res: StudyResults, out: str | Path, command: str = "cosim report") -> Path:
     """Write REPORT.md, the PNGs and the data files under ``out``; the path of REPORT.md."""
     out = Path(out)
@@ -605,7 +625,7 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
     md.append("## Claims of the paper against cosim\n")
     md.append(f"Paper: {PAPER}. \"Agreed\" follows the rule in the last column, applied to the cells measured "
               f"here only.\n")
-    md.append(_md_table(["claim", "paper", "cosim", "agreed", "rule"], claims(df, cf, res)))
+    md.append(_md_table(["claim", "paper", "cosim", "agreed", "rule"], claims(df, cf, res) + multibit_claim(out)))
 
     md.append("\n## Accuracy\n")
     md.append(accuracy_tables(df, cfg))
