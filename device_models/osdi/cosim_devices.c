@@ -79,7 +79,7 @@ typedef struct {
     void (*load_jacobian_tran)(void *inst, void *model, double alpha);
 } OsdiDescriptor;
 
-/* ---- a generic two- or three-terminal resistive device: residuals and a dense jacobian ----------- */
+/* ---- what every device here shares: a resistive device of up to MAXN terminals -------------------- */
 #define MAXN 4
 typedef struct {
     uint32_t node_mapping[MAXN];
@@ -89,22 +89,36 @@ typedef struct {
     double bound_step;
     double res[MAXN];            /* current leaving each node into the device (A) */
     double jac[MAXN * MAXN];     /* d res / d V of each jacobian entry, in the descriptor's order (S) */
+    const OsdiJacobianEntry *entries;    /* the descriptor's jacobian entries (set by setup_instance) */
+    uint32_t nn, ne;                     /* its node and entry counts */
 } Core;
 
-/* The loaders walk the descriptor's jacobian entries (row node_1, column node_2). */
-static void core_load_jacobian(Core *c, uint32_t ne) {
-    for (uint32_t k = 0; k < ne; k++) *c->jac_ptr[k] += c->jac[k];
+/* Every instance struct starts with its Core, so one set of loaders serves every device; they walk
+   the device's jacobian entries (row node_1, column node_2). */
+static void core_shape(Core *c, uint32_t nn, const OsdiJacobianEntry *entries, uint32_t ne) {
+    c->nn = nn; c->entries = entries; c->ne = ne;
 }
-static void core_load_residual(Core *c, uint32_t nn, double *dst) {
-    for (uint32_t i = 0; i < nn; i++) dst[c->node_mapping[i]] += c->res[i];
+static void core_load_jac(void *inst, void *m) {
+    (void)m;
+    Core *c = inst;
+    for (uint32_t k = 0; k < c->ne; k++) *c->jac_ptr[k] += c->jac[k];
+}
+static void core_load_jac_tran(void *inst, void *m, double a) { (void)a; core_load_jac(inst, m); }
+static void core_load_residual(void *inst, void *m, double *dst) {
+    (void)m;
+    Core *c = inst;
+    for (uint32_t i = 0; i < c->nn; i++) dst[c->node_mapping[i]] += c->res[i];
 }
 /* SPICE's Newton right-hand side: J x_k - F(x_k) */
-static void core_load_spice_rhs(Core *c, const OsdiJacobianEntry *e, uint32_t ne, uint32_t nn, double *dst,
-                                const double *x) {
-    for (uint32_t i = 0; i < nn; i++) dst[c->node_mapping[i]] -= c->res[i];
-    for (uint32_t k = 0; k < ne; k++)
+static void core_load_rhs_dc(void *inst, void *m, double *dst, double *x) {
+    (void)m;
+    Core *c = inst;
+    const OsdiJacobianEntry *e = c->entries;
+    for (uint32_t i = 0; i < c->nn; i++) dst[c->node_mapping[i]] -= c->res[i];
+    for (uint32_t k = 0; k < c->ne; k++)
         dst[c->node_mapping[e[k].nodes.node_1]] += c->jac[k] * x[c->node_mapping[e[k].nodes.node_2]];
 }
+static void core_load_rhs_tran(void *inst, void *m, double *dst, double *x, double a) { (void)a; core_load_rhs_dc(inst, m, dst, x); }
 static void no_noise(void *i, void *m, double f, double *d, double *l) { (void)i; (void)m; (void)f; (void)d; (void)l; }
 static void no_load(void *i, void *m, double *d) { (void)i; (void)m; (void)d; }
 static void no_load_alpha(void *i, void *m, double a) { (void)i; (void)m; (void)a; }
@@ -178,6 +192,7 @@ static void fin_setup_instance(void *h, void *inst, void *model, double t, uint3
     FinInst *i = inst;
     FinModel *m = model;
     if (!(i->given & 1u)) i->nfin = m->p[F_NFIN];
+    core_shape(&i->core, 3, FIN_JAC, FIN_NJAC);
     ok_init(res);
 }
 /* Current d -> s of one fin-model FET at real node voltages, and its derivatives d/dVd, d/dVg, d/dVs. */
@@ -225,11 +240,6 @@ static uint32_t fin_eval(void *h, void *inst, void *model, OsdiSimInfo *info) {
     j[3] = -g_d; j[4] = -g_g; j[5] = -g_s;
     return 0;
 }
-static void fin_load_residual(void *inst, void *m, double *dst) { (void)m; core_load_residual(&((FinInst *)inst)->core, 3, dst); }
-static void fin_load_rhs_dc(void *inst, void *m, double *dst, double *x) { (void)m; core_load_spice_rhs(&((FinInst *)inst)->core, FIN_JAC, FIN_NJAC, 3, dst, x); }
-static void fin_load_rhs_tran(void *inst, void *m, double *dst, double *x, double a) { (void)a; fin_load_rhs_dc(inst, m, dst, x); }
-static void fin_load_jac(void *inst, void *m) { (void)m; core_load_jacobian(&((FinInst *)inst)->core, FIN_NJAC); }
-static void fin_load_jac_tran(void *inst, void *m, double a) { (void)a; fin_load_jac(inst, m); }
 
 /* ===================================== cosim_stack ============================================= */
 /* Same parameters as cosim_finfet (both FETs alike); instance data FinInst plus the last inner voltage. */
@@ -255,6 +265,7 @@ static void stack_setup_instance(void *h, void *inst, void *model, double t, uin
                                  OsdiInitInfo *res) {
     ((StackInst *)inst)->m_valid = false;
     fin_setup_instance(h, &((StackInst *)inst)->fin, model, t, nt, sp, res);
+    core_shape(&((StackInst *)inst)->fin.core, 4, STACK_JAC, STACK_NJAC);
 }
 static uint32_t stack_eval(void *h, void *inst, void *model, OsdiSimInfo *info) {
     (void)h;
@@ -290,11 +301,6 @@ static uint32_t stack_eval(void *h, void *inst, void *model, OsdiSimInfo *info) 
     j[4] = -g_d; j[5] = -g_g1; j[6] = -g_g2; j[7] = -g_s;
     return 0;
 }
-static void stack_load_residual(void *inst, void *m, double *dst) { (void)m; core_load_residual(&((StackInst *)inst)->fin.core, 4, dst); }
-static void stack_load_rhs_dc(void *inst, void *m, double *dst, double *x) { (void)m; core_load_spice_rhs(&((StackInst *)inst)->fin.core, STACK_JAC, STACK_NJAC, 4, dst, x); }
-static void stack_load_rhs_tran(void *inst, void *m, double *dst, double *x, double a) { (void)a; stack_load_rhs_dc(inst, m, dst, x); }
-static void stack_load_jac(void *inst, void *m) { (void)m; core_load_jacobian(&((StackInst *)inst)->fin.core, STACK_NJAC); }
-static void stack_load_jac_tran(void *inst, void *m, double a) { (void)a; stack_load_jac(inst, m); }
 
 /* ===================================== cosim_reram ============================================= */
 enum { R_I0, R_G0, R_V0, R_GAP, R_NPARAM };
@@ -345,6 +351,7 @@ static void re_setup_instance(void *h, void *inst, void *model, double t, uint32
     ReModel *m = model;
     for (int k = 0; k < R_NPARAM; k++)
         if (!(i->given & (1u << k))) i->p[k] = m->p[k];
+    core_shape(&i->core, 2, RE_JAC, RE_NJAC);
     ok_init(res);
 }
 static uint32_t re_eval(void *h, void *inst, void *model, OsdiSimInfo *info) {
@@ -360,23 +367,25 @@ static uint32_t re_eval(void *h, void *inst, void *model, OsdiSimInfo *info) {
     j[0] = g; j[1] = -g; j[2] = -g; j[3] = g;
     return 0;
 }
-static void re_load_residual(void *inst, void *m, double *dst) { (void)m; core_load_residual(&((ReInst *)inst)->core, 2, dst); }
-static void re_load_rhs_dc(void *inst, void *m, double *dst, double *x) { (void)m; core_load_spice_rhs(&((ReInst *)inst)->core, RE_JAC, RE_NJAC, 2, dst, x); }
-static void re_load_rhs_tran(void *inst, void *m, double *dst, double *x, double a) { (void)a; re_load_rhs_dc(inst, m, dst, x); }
-static void re_load_jac(void *inst, void *m) { (void)m; core_load_jacobian(&((ReInst *)inst)->core, RE_NJAC); }
-static void re_load_jac_tran(void *inst, void *m, double a) { (void)a; re_load_jac(inst, m); }
 
 /* ===================================== exported symbols ======================================== */
-#define CORE_OFFSETS(T)                                                                          \
-    .collapsed_offset = offsetof(T, core.collapsed),                                             \
-    .node_mapping_offset = offsetof(T, core.node_mapping),                                       \
-    .jacobian_ptr_resist_offset = offsetof(T, core.jac_ptr),                                     \
-    .num_states = 0, .state_idx_off = offsetof(T, core.state_idx),                               \
+/* The descriptor fields every device shares; C is the path of the instance's Core (at offset 0). */
+#define CORE_OFFSETS(T, C)                                                                       \
+    .collapsed_offset = offsetof(T, C.collapsed),                                                \
+    .node_mapping_offset = offsetof(T, C.node_mapping),                                          \
+    .jacobian_ptr_resist_offset = offsetof(T, C.jac_ptr),                                        \
+    .num_states = 0, .state_idx_off = offsetof(T, C.state_idx),                                  \
+    .load_residual_resist = core_load_residual, .load_spice_rhs_dc = core_load_rhs_dc,           \
+    .load_spice_rhs_tran = core_load_rhs_tran, .load_jacobian_resist = core_load_jac,            \
+    .load_jacobian_tran = core_load_jac_tran,                                                    \
     .bound_step_offset = NONE,                                                                   \
     .num_collapsible = 0, .collapsible = NULL, .noise_sources = NULL, .num_noise_src = 0,        \
     .num_opvars = 0, .load_noise = no_noise, .load_residual_react = no_load,                     \
     .load_limit_rhs_resist = no_load, .load_limit_rhs_react = no_load,                           \
     .load_jacobian_react = no_load_alpha
+
+_Static_assert(offsetof(FinInst, core) == 0 && offsetof(StackInst, fin.core) == 0 && offsetof(ReInst, core) == 0,
+               "the loaders take an instance for its Core");
 
 uint32_t OSDI_VERSION_MAJOR = 0;
 uint32_t OSDI_VERSION_MINOR = 3;
@@ -388,10 +397,8 @@ OsdiDescriptor OSDI_DESCRIPTORS[3] = {
         .num_params = F_NPARAM, .num_instance_params = 1, .param_opvar = FIN_PARAMS,
         .instance_size = sizeof(FinInst), .model_size = sizeof(FinModel),
         .access = fin_access, .setup_model = fin_setup_model, .setup_instance = fin_setup_instance,
-        .eval = fin_eval, .load_residual_resist = fin_load_residual, .load_spice_rhs_dc = fin_load_rhs_dc,
-        .load_spice_rhs_tran = fin_load_rhs_tran, .load_jacobian_resist = fin_load_jac,
-        .load_jacobian_tran = fin_load_jac_tran,
-        CORE_OFFSETS(FinInst),
+        .eval = fin_eval,
+        CORE_OFFSETS(FinInst, core),
     },
     {
         .name = "cosim_reram", .num_nodes = 2, .num_terminals = 2, .nodes = RE_NODES,
@@ -399,10 +406,8 @@ OsdiDescriptor OSDI_DESCRIPTORS[3] = {
         .num_params = R_NPARAM, .num_instance_params = R_NPARAM, .param_opvar = RE_PARAMS,
         .instance_size = sizeof(ReInst), .model_size = sizeof(ReModel),
         .access = re_access, .setup_model = re_setup_model, .setup_instance = re_setup_instance,
-        .eval = re_eval, .load_residual_resist = re_load_residual, .load_spice_rhs_dc = re_load_rhs_dc,
-        .load_spice_rhs_tran = re_load_rhs_tran, .load_jacobian_resist = re_load_jac,
-        .load_jacobian_tran = re_load_jac_tran,
-        CORE_OFFSETS(ReInst),
+        .eval = re_eval,
+        CORE_OFFSETS(ReInst, core),
     },
     {
         .name = "cosim_stack", .num_nodes = 4, .num_terminals = 4, .nodes = STACK_NODES,
@@ -410,17 +415,7 @@ OsdiDescriptor OSDI_DESCRIPTORS[3] = {
         .num_params = F_NPARAM, .num_instance_params = 1, .param_opvar = FIN_PARAMS,
         .instance_size = sizeof(StackInst), .model_size = sizeof(FinModel),
         .access = stack_access, .setup_model = fin_setup_model, .setup_instance = stack_setup_instance,
-        .eval = stack_eval, .load_residual_resist = stack_load_residual, .load_spice_rhs_dc = stack_load_rhs_dc,
-        .load_spice_rhs_tran = stack_load_rhs_tran, .load_jacobian_resist = stack_load_jac,
-        .load_jacobian_tran = stack_load_jac_tran,
-        .collapsed_offset = offsetof(StackInst, fin.core.collapsed),
-        .node_mapping_offset = offsetof(StackInst, fin.core.node_mapping),
-        .jacobian_ptr_resist_offset = offsetof(StackInst, fin.core.jac_ptr),
-        .num_states = 0, .state_idx_off = offsetof(StackInst, fin.core.state_idx),
-        .bound_step_offset = NONE,
-        .num_collapsible = 0, .collapsible = NULL, .noise_sources = NULL, .num_noise_src = 0,
-        .num_opvars = 0, .load_noise = no_noise, .load_residual_react = no_load,
-        .load_limit_rhs_resist = no_load, .load_limit_rhs_react = no_load,
-        .load_jacobian_react = no_load_alpha,
+        .eval = stack_eval,
+        CORE_OFFSETS(StackInst, fin.core),
     },
 };
