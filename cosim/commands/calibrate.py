@@ -8,6 +8,7 @@ import click
 
 from ..errors import InputError
 from ..technology import TOPOLOGIES, get_technology
+from .sweep_options import check_sweep_options, point_cache, sweep_options
 
 
 @click.command(name="calibrate")
@@ -20,16 +21,7 @@ from ..technology import TOPOLOGIES, get_technology
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per point (one .dc sweep)")
 @click.option("--orders", default="1,2,3,4", show_default=True, help="cosine orders of the ON-pattern moments (surrogate features)")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output folder (resumable)")
-@click.option("--workers", type=int, default=None,
-              help="parallel local ngspice processes (default 1); with --scheduler: most points in flight "
-                   "(default: the cluster's worker threads)")
-@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
-              help="run the points on this dask.distributed scheduler (default: $COSIM_SCHEDULER, else local)")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="SPICE point cache (default: $COSIM_CACHE/spice)")
-@click.option("--no-cache", is_flag=True, help="do not read or write the SPICE point cache")
-@click.option("--point-timeout-s", type=float, default=None,
-              help="resubmit a point that gives no result within this time (hung or lost worker)")
+@sweep_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the table's provenance as JSON")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
@@ -44,7 +36,8 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders
     if spec.topology != "decoupled":
         raise InputError("calibration of the coupled topology is not implemented yet (its surrogate needs "
                          "column-index and row-load terms); use --topology decoupled")
-    for name, v, lo in (("points", points, 1), ("vectors", vectors, 1), ("workers", workers, 1)):
+    check_sweep_options(workers, point_timeout_s)
+    for name, v, lo in (("points", points, 1), ("vectors", vectors, 1)):
         if v is not None and v < lo:
             raise InputError(f"--{name} must be >= {lo}, got {v}")
     try:
@@ -54,11 +47,9 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders
     if not order_list or order_list[0] < 1 or order_list[-1] > rows:
         raise InputError(f"--orders must be positive integers up to the row count, got '{orders}'")
     cfg = SweepConfig(tech=tech, rows=spec.rows, cols=spec.cols, topology=spec.topology, seed=seed, vectors=vectors)
-    if point_timeout_s is not None and not point_timeout_s > 0:
-        raise InputError(f"--point-timeout-s must be positive, got {point_timeout_s}")
     table = calibrate(cfg, points, out_dir, workers=workers, orders=order_list, progress=not no_progress,
                       log=lambda m: click.echo(m, err=True), scheduler=scheduler,
-                      cache=False if no_cache else cache_dir, point_timeout_s=point_timeout_s)
+                      cache=point_cache(no_cache, cache_dir), point_timeout_s=point_timeout_s)
     if as_json:
         click.echo(json.dumps(table.provenance, sort_keys=True, default=str))
     else:

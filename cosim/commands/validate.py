@@ -7,6 +7,8 @@ import math
 
 import click
 
+from .sweep_options import check_sweep_options, point_cache, sweep_options
+
 
 def _clean(o):
     if isinstance(o, float) and not math.isfinite(o):
@@ -36,15 +38,7 @@ def _clean(o):
               help="ADC levels for the headline numbers (both are reported under by_adc)")
 @click.option("--adc-bits", type=int, default=None, help="ADC bits (default: enough for every count 0..rows)")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="keep the SPICE runs here (reused on rerun)")
-@click.option("--workers", type=int, default=None,
-              help="parallel local ngspice processes (default 1); with --scheduler: most runs in flight")
-@click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
-              help="run the SPICE points on this dask.distributed scheduler (default: $COSIM_SCHEDULER, else local)")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="SPICE point cache (default: $COSIM_CACHE/spice)")
-@click.option("--no-cache", is_flag=True, help="do not read or write the SPICE point cache")
-@click.option("--point-timeout-s", type=float, default=None,
-              help="resubmit a SPICE run that gives no result within this time (hung or lost worker)")
+@sweep_options
 @click.option("--json", "as_json", is_flag=True, help="print the full report as JSON")
 def command(table_path, patterns, n_columns, vectors, cols, seed, network, checkpoint, layers, images, data,
             adc_references, adc_bits, out_dir, workers, scheduler, cache_dir, no_cache, point_timeout_s, as_json):
@@ -58,10 +52,7 @@ def command(table_path, patterns, n_columns, vectors, cols, seed, network, check
     bad = [p for p in fams if p not in FAMILIES]
     if bad:
         raise InputError(f"unknown pattern family '{bad[0]}': expected some of {', '.join(FAMILIES)}")
-    if workers is not None and workers < 1:
-        raise InputError(f"--workers must be >= 1, got {workers}")
-    if point_timeout_s is not None and not point_timeout_s > 0:
-        raise InputError(f"--point-timeout-s must be positive, got {point_timeout_s}")
+    check_sweep_options(workers, point_timeout_s)
     if "network" not in fams and (checkpoint or layers or images is not None or data):
         raise InputError("--checkpoint, --layers, --images and --data choose the network patterns: "
                          "add network to --patterns")
@@ -74,7 +65,7 @@ def command(table_path, patterns, n_columns, vectors, cols, seed, network, check
     with make_executor(workers=workers, scheduler=scheduler) as ex:
         rep = validate(table_path, patterns=fams, n_columns=n_columns, seed=seed, vectors=vectors, cols=cols,
                        adc=adc, out_dir=out_dir, network=source, executor=ex,
-                       cache=False if no_cache else cache_dir, point_timeout_s=point_timeout_s)
+                       cache=point_cache(no_cache, cache_dir), point_timeout_s=point_timeout_s)
     for w in rep["warnings"]:
         click.echo(f"warning: {w}", err=True)
     if as_json:
