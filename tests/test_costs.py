@@ -16,7 +16,8 @@ HAND = {
     "p_adc_fixed_w": Component(2.0, "W", "", "test"),
     "t_clk_s": Component(1.0, "s", "", "test"),
     "adc_share": Component(2, "columns", "", "test"),
-    "a_adc_um2": Component(7.0, "um^2", "", "test"),
+    "a_adc_fixed_um2": Component(1.0, "um^2", "", "test"),
+    "a_adc_per_bit_um2": Component(2.0, "um^2", "", "test"),
     "e_fa_j": Component(1.0, "J", "", "test"),
     "a_fa_um2": Component(1.0, "um^2", "", "test"),
     "t_fa_s": Component(1.0, "s", "", "test"),
@@ -27,15 +28,41 @@ HAND = {
     "a_reg_um2": Component(3.0, "um^2", "", "test"),
 }
 # k=10 rows unrolled, 3 output channels, 2 output positions, on 4x2 arrays:
-# 3 row tiles x 2 column tiles; ADC 3 bits (counts 0..4); partial sum 3+2 bits; accumulator 4+2 bits.
+# 3 row tiles x 2 column tiles; ADC 3 bits (counts 0..4, area 1 + 2 x 3 = 7); partial sum 3+2 bits;
+# accumulator 4+2 bits.
 LAYER = LayerShape("l", k=10, n=3, positions=2)
 
 
 def test_adc_conversion_energy_and_time():
     assert costs.e_adc_conversion_j(3, HAND) == (1 * 3 + 2) * 4 * 1
     assert costs.t_adc_conversion_s(3, HAND) == 4
-    # the shipped table: NeuroSim's power formula x (bits+1) clocks of 1 ns
-    assert costs.e_adc_conversion_j(7) == pytest.approx((0.4710e-6 * 7 + 1.9529e-6) * 8e-9)
+    # the shipped table: NeuroSim V1.3's 7 nm HP SAR power (0.2008 x bits + 0.6823) uW x (bits+1) clocks of 1 ns
+    assert costs.e_adc_conversion_j(7) == pytest.approx((0.2008e-6 * 7 + 0.6823e-6) * 8e-9)
+    assert costs.t_adc_conversion_s(7) == pytest.approx(8e-9)
+
+
+def test_adc_area_is_neurosims_transistor_count():
+    # SarADC::CalculateUnitArea at 7 nm: (269 + (b-1) x 109) NMOS + (209 + (b-1) x 73) PMOS, each a one-fin
+    # minimum transistor of 0.0742 um x 0.238 um
+    for bits in (7, 8, 9):
+        n = (269 + (bits - 1) * 109) + (209 + (bits - 1) * 73)
+        assert costs.a_adc_um2(bits) == pytest.approx(n * 0.0742 * 0.238)
+    assert costs.a_adc_um2(7) == pytest.approx(27.73, abs=0.01)
+    assert costs.a_adc_um2(3, HAND) == 7
+
+
+def test_logic_cells_are_the_asap7_figures():
+    c = costs.COMPONENTS
+    # LEF SIZE (um): FAx1 0.756 x 0.27, XOR2xp5 0.486 x 0.27, DFFHQNx1 1.08 x 0.27 (= liberty area 0.13122, 0.2916)
+    assert c["a_fa_um2"].value == pytest.approx(0.20412)
+    assert c["a_xor_um2"].value == pytest.approx(0.13122)
+    assert c["a_reg_um2"].value == pytest.approx(0.2916)
+    # liberty delays at (20 ps, 2.88 fF)
+    assert c["t_fa_s"].value == pytest.approx(82.2491e-12) and c["t_xor_s"].value == pytest.approx(43.3332e-12)
+    # energies: mean VDD internal energy + 1/2 x 2.88 fF x 0.49 V^2 = 0.7056 fJ (hand-summed table entries)
+    assert c["e_fa_j"].value == pytest.approx((1.1091329 / 8 + 0.7056) * 1e-15, rel=1e-6)
+    assert c["e_xor_j"].value == pytest.approx((1.1844113 / 8 + 0.7056) * 1e-15, rel=1e-6)
+    assert c["e_reg_j"].value == pytest.approx((0.985316 / 2 + 0.7056) * 1e-15, rel=1e-6)
 
 
 def test_adc_bits_and_popcount_tree():
@@ -117,5 +144,6 @@ def test_bad_array_size():
 def test_every_component_has_a_source():
     for row in costs.component_table():
         assert row["source"] and row["meaning"] and row["unit"]
-        assert "cosim assumption" in row["source"] or "NeuroSim" in row["source"]
+        # the file the figure was read from (NeuroSim's C++, an ASAP7 liberty or LEF file), or a stated assumption
+        assert "cosim assumption" in row["source"] or any(f in row["source"] for f in (".cpp", ".lib", ".lef")), row
         assert math.isfinite(row["value"]) and row["value"] > 0

@@ -2,8 +2,9 @@
 
 Array energy comes from the calibrated column currents: ``E = v_read_v * t_read_s * sum(I_col)`` over
 every column read of an inference (``array_energy_j``). Everything around the array comes from
-``COMPONENTS``, a per-component table in which every figure names its source or says plainly that it
-is a cosim assumption (there is no published 7 nm figure for it in the project's facts sheet).
+``COMPONENTS``, a per-component table in which every figure names the public file it was read from (the
+SAR ADC from NeuroSim V1.3's 7 nm models, the logic cells from the ASAP7 7 nm predictive library's LEF
+and TT-corner liberty files) or says plainly that it is a cosim assumption.
 
 The architecture costed here (a documented cosim model, not the paper's, whose periphery details were
 not readable):
@@ -33,9 +34,88 @@ from ..errors import InputError
 from ..technology import Technology, source_of
 from .config import full_adc_bits as adc_bits_for
 
-NEUROSIM_ADC = ("NeuroSim DNN_NeuroSim_V1.3 SarADC.cpp column power (0.4710*bits + 1.9529) uW, as quoted in "
-                "github.com/neurosim/DNN_NeuroSim_V1.3 issue #35 (node/clock of that formula not checked here)")
-ASSUMED = "cosim assumption (no published 7 nm figure in physics-facts.md); sweep it"
+# ------------------------------------------------------------------------------------------- sources
+# Every figure below was read from the file named in its source string (public copies of NeuroSim V1.3
+# and of the ASAP7 7.5-track library); derived figures are computed here from the quoted entries.
+
+NEUROSIM = "github.com/neurosim/DNN_NeuroSim_V1.3, Inference_pytorch/NeuroSIM/"
+#: NeuroSim V1.3 SarADC.cpp, GetColumnPower, 7 nm HP branch ("else { // 7nm", deviceroadmap == 1):
+#: Column_Power = (0.2008*log2(levelOutput) + 0.6823)*1e-6 + 0.040310*exp(-2.311*log10(columnRes)) W,
+#: x (1 + 1.3e-3*(temp - 300)), energy = power x (log2(levelOutput) + 1) x 1 ns.
+NEUROSIM_ADC_POWER = (
+    NEUROSIM + "SarADC.cpp GetColumnPower, 7 nm HP branch: (0.2008*log2(levelOutput) + 0.6823) uW per column "
+    "conversion, log2(levelOutput) = bits, at temp = 300 K (factor 1 + 1.3e-3*(temp-300) = 1); its column-resistance "
+    "term 0.040310*exp(-2.311*log10(R_col)) W is left out here (the array current is cosim's calibrated array "
+    "energy). The LSTP branch, NeuroSim's default deviceroadmap, gives (0.1061*bits + 0.8847) uW; HP is taken as the "
+    "closer match to ASAP7 RVT logic at 0.7 V (PTM 7 nm HP vdd = 0.7 V in Technology.cpp)")
+
+#: NeuroSim V1.3 SarADC::CalculateUnitArea: areaUnit = A_N*(269 + (bits-1)*109) + A_P*(209 + (bits-1)*73), A_N / A_P
+#: the area of a minimum inverter NMOS / PMOS from formula.cpp CalculateGateArea (FinFET branch) with
+#: Technology.cpp 7 nm HP (PitchFin 30 nm, widthFin 6 nm, pnSizeRatio = (int)(1912/1685) = 1) and constant.h
+#: (MIN_NMOS_SIZE 2, MAX_TRANSISTOR_HEIGHT 28, MAX_TRANSISTOR_HEIGHT_FINFET 34, POLY_WIDTH_FINFET 1.4,
+#: MIN_GAP_BET_GATE_POLY_FINFET 3.9): width 2 x 7 nm x 30/(2 x 7) = 30 nm = 1 fin, so the footprint is
+#: 2*(1.4 + 3.9)*7 nm wide by 7 nm*28*34/28 = 238 nm high for both.
+_F_UM = 7e-3
+NEUROSIM_MIN_TRANSISTOR_UM2 = (2 * (1.4 + 3.9) * _F_UM) * (_F_UM * 28 * 34 / 28)   # 0.0742 um x 0.238 um
+NEUROSIM_ADC_AREA = (
+    NEUROSIM + "SarADC.cpp CalculateUnitArea: A_min*(269 + (bits-1)*109) + A_min*(209 + (bits-1)*73) = "
+    "A_min*(296 + 182*bits), A_min = 0.0742 um x 0.238 um = 0.01766 um^2 (formula.cpp CalculateGateArea, FinFET "
+    "branch, minimum inverter; Technology.cpp 7 nm HP PitchFin 30 nm; constant.h as in the sepehrMSP/DNN_NeuroSim_V1.3 "
+    "copy): 27.7 / 30.9 / 34.2 um^2 at 7 / 8 / 9 bits. A transistor-count estimate of NeuroSim's, not a layout")
+NEUROSIM_CLOCK = (NEUROSIM + "SarADC.cpp CalculateLatency: (log2(levelOutput) + 1) x 1e-9 s per conversion, and "
+                  "Param.cpp clkFreq = 1e9. cosim clocks its digital periphery with the same 1 GHz clock (its "
+                  "assumption; the ASAP7 delays below fit the popcount tree and one XOR in it)")
+NEUROSIM_MUX = NEUROSIM + "Param.cpp default numColMuxed = 8 (\"How many columns share 1 ADC\"); a design choice"
+
+#: ASAP7 (asap7sc7p5t_28, RVT, TT corner, 0.7 V, 25 C) as copied into public repositories:
+ASAP7_LEF = ("ASAP7 asap7sc7p5t_28_R_1x_220121a.lef (copy at github.com/ABKGroup/ASAP7-Synopsys-Enablement, "
+             "ASAP7/lef/asap7sc7p5t_28_R_1x_220121a.lef)")
+ASAP7_SIMPLE = ("ASAP7 asap7sc7p5t_SIMPLE_RVT_TT_nldm_211120.lib (github.com/The-OpenROAD-Project/"
+                "OpenROAD-flow-scripts, flow/platforms/asap7/lib/, commit 9a3c1446; PVT_0P7V_25C, ps, fF, fJ)")
+ASAP7_SEQ = ("ASAP7 asap7sc7p5t_SEQ_RVT_TT_nldm_220123.lib (github.com/The-OpenROAD-Project/OpenROAD-flow-scripts, "
+             "flow/platforms/asap7/lib/, commit caffa1d6; PVT_0P7V_25C, ps, fF, fJ)")
+#: the liberty table point used for every delay and energy: input transition 20 ps (index_1, 3rd entry),
+#: output load 2.88 fF (index_2 entry 2.88; a fanout of about three ASAP7 gate inputs of ~0.9 fF)
+ASAP7_VDD_V = 0.7
+ASAP7_LOAD_F = 2.88e-15
+ASAP7_POINT = "at input transition 20 ps, output load 2.88 fF"
+#: energy of one output transition = mean of the VDD-pin internal energies (rise_power/fall_power of the
+#: related_pg_pin VDD groups; the VSS-pin groups are not added) + 1/2 C_load VDD^2 drawn to charge the load
+LOAD_FJ = 0.5 * ASAP7_LOAD_F * ASAP7_VDD_V ** 2 * 1e15                            # 0.7056 fJ
+
+
+def _per_transition_j(internal_fj: Iterable[float]) -> float:
+    """Energy of one output transition (J): mean liberty internal energy (fJ) + 1/2 C V^2 of the load."""
+    v = list(internal_fj)
+    return (sum(v) / len(v) + LOAD_FJ) * 1e-15
+
+
+#: FAx1, pin SN, internal_power related_pin A, VDD, rise/fall at (20 ps, 2.88 fF), when B*CI, B*!CI, !B*CI, !B*!CI
+FA_SN_INTERNAL_FJ = (0.359052, -0.105849, 0.0433438, 0.250899, 0.0396944, 0.252567, 0.348176, -0.0787503)
+#: XOR2xp5, pin Y, internal_power VDD rise/fall at (20 ps, 2.88 fF): A when B, A when !B, B when A, B when !A
+XOR_INTERNAL_FJ = (0.247634, -0.0541826, 0.100937, 0.320282, 0.194851, -0.0240771, 0.106954, 0.292013)
+#: DFFHQNx1, pin QN, internal_power related_pin CLK, VDD, rise/fall at (20 ps, 2.88 fF)
+DFF_INTERNAL_FJ = (0.504594, 0.480722)
+
+_E_NOTE = (f"{ASAP7_POINT}: mean of the VDD internal_power entries listed + 1/2 x 2.88 fF x (0.7 V)^2 = "
+           f"{LOAD_FJ:.4f} fJ for the load (VSS-pin entries not added)")
+FA_ENERGY = (f"{ASAP7_SIMPLE}, FAx1_ASAP7_75t_R pin SN, internal_power related_pin A (when B*CI, B*!CI, !B*CI, "
+             f"!B*!CI; rise/fall fJ {', '.join(f'{x:g}' for x in FA_SN_INTERNAL_FJ)}) {_E_NOTE}. The sum output only: "
+             f"the CON (carry) pin's internal energy and load are not included, so a bit operation whose carry "
+             f"also toggles costs more")
+XOR_ENERGY = (f"{ASAP7_SIMPLE}, XOR2xp5_ASAP7_75t_R pin Y, internal_power A when B / !B, B when A / !A (rise/fall "
+              f"fJ {', '.join(f'{x:g}' for x in XOR_INTERNAL_FJ)}) {_E_NOTE}")
+DFF_ENERGY = (f"{ASAP7_SEQ}, DFFHQNx1_ASAP7_75t_R pin QN, internal_power related_pin CLK (rise/fall fJ "
+              f"{', '.join(f'{x:g}' for x in DFF_INTERNAL_FJ)}) {_E_NOTE}; a clock edge that writes a new bit. "
+              f"cosim charges the same for a read of the bit (an upper bound: a read clocks nothing)")
+FA_DELAY = (f"{ASAP7_SIMPLE}, FAx1_ASAP7_75t_R pin SN, largest cell_rise/cell_fall {ASAP7_POINT} among the B->SN "
+            f"and CI->SN arcs read: 82.2491 ps (CI->SN, when !A*B, cell_fall; CI->SN when A*!B 77.28 / 79.90 ps, "
+            f"B->SN when A*CI 38.88 / 38.03 ps); the A->SN arcs were not read")
+XOR_DELAY = (f"{ASAP7_SIMPLE}, XOR2xp5_ASAP7_75t_R pin Y, largest of its eight cell_rise/cell_fall entries "
+             f"{ASAP7_POINT}: 43.3332 ps (A->Y when !B, cell_rise; the others 26.5-42.4 ps)")
+FA_AREA = f"{ASAP7_LEF}, MACRO FAx1_ASAP7_75t_R SIZE 0.756 BY 0.27 (um)"
+XOR_AREA = f"{ASAP7_LEF}, MACRO XOR2xp5_ASAP7_75t_R SIZE 0.486 BY 0.27 (um); {ASAP7_SIMPLE}: area 0.13122"
+DFF_AREA = f"{ASAP7_LEF}, MACRO DFFHQNx1_ASAP7_75t_R SIZE 1.08 BY 0.27 (um); {ASAP7_SEQ}: area 0.2916"
 
 
 @dataclass(frozen=True)
@@ -48,19 +128,26 @@ class Component:
 
 #: The per-component table. Names carry their unit.
 COMPONENTS: dict[str, Component] = {
-    "p_adc_per_bit_w": Component(0.4710e-6, "W", "SAR ADC power, part proportional to its resolution (per bit)", NEUROSIM_ADC),
-    "p_adc_fixed_w": Component(1.9529e-6, "W", "SAR ADC power, resolution-independent part", NEUROSIM_ADC),
-    "t_clk_s": Component(1e-9, "s", "digital clock period; a SAR conversion of b bits takes b + 1 clocks", ASSUMED),
-    "adc_share": Component(8, "columns", "columns multiplexed onto one ADC", ASSUMED),
-    "a_adc_um2": Component(20.0, "um^2", "area of one SAR ADC (7-9 bits)", ASSUMED),
-    "e_fa_j": Component(1.0e-15, "J", "energy of one full-adder bit operation (adder tree, accumulator, correction)", ASSUMED),
-    "a_fa_um2": Component(0.15, "um^2", "area of one full adder", ASSUMED),
-    "t_fa_s": Component(20e-12, "s", "delay of one adder-tree stage (ripple of a few bits, carry-save tree)", ASSUMED),
-    "e_xor_j": Component(0.2e-15, "J", "energy of one XOR/XNOR gate toggle (input flip, sign of partial sum)", ASSUMED),
-    "a_xor_um2": Component(0.05, "um^2", "area of one XOR gate", ASSUMED),
-    "t_xor_s": Component(10e-12, "s", "delay of one XOR gate", ASSUMED),
-    "e_reg_j": Component(0.5e-15, "J", "energy of one flip-flop write or read (flip bits)", ASSUMED),
-    "a_reg_um2": Component(0.3, "um^2", "area of one flip-flop", ASSUMED),
+    "p_adc_per_bit_w": Component(0.2008e-6, "W", "SAR ADC power, part proportional to its resolution (per bit)",
+                                 NEUROSIM_ADC_POWER),
+    "p_adc_fixed_w": Component(0.6823e-6, "W", "SAR ADC power, resolution-independent part", NEUROSIM_ADC_POWER),
+    "t_clk_s": Component(1e-9, "s", "clock period; a SAR conversion of b bits takes b + 1 clocks", NEUROSIM_CLOCK),
+    "adc_share": Component(8, "columns", "columns multiplexed onto one ADC", NEUROSIM_MUX),
+    "a_adc_per_bit_um2": Component(182 * NEUROSIM_MIN_TRANSISTOR_UM2, "um^2",
+                                   "SAR ADC area, part proportional to its resolution (per bit)", NEUROSIM_ADC_AREA),
+    "a_adc_fixed_um2": Component(296 * NEUROSIM_MIN_TRANSISTOR_UM2, "um^2", "SAR ADC area, resolution-independent part",
+                                 NEUROSIM_ADC_AREA),
+    "e_fa_j": Component(_per_transition_j(FA_SN_INTERNAL_FJ), "J",
+                        "energy of one full-adder bit operation (adder tree, accumulator, correction)", FA_ENERGY),
+    "a_fa_um2": Component(0.756 * 0.27, "um^2", "area of one full adder", FA_AREA),
+    "t_fa_s": Component(82.2491e-12, "s", "delay of one adder-tree stage (one full adder, input to sum)", FA_DELAY),
+    "e_xor_j": Component(_per_transition_j(XOR_INTERNAL_FJ), "J",
+                         "energy of one XOR/XNOR gate toggle (input flip, sign of partial sum)", XOR_ENERGY),
+    "a_xor_um2": Component(0.486 * 0.27, "um^2", "area of one XOR gate", XOR_AREA),
+    "t_xor_s": Component(43.3332e-12, "s", "delay of one XOR gate", XOR_DELAY),
+    "e_reg_j": Component(_per_transition_j(DFF_INTERNAL_FJ), "J", "energy of one flip-flop write or read (flip bits)",
+                         DFF_ENERGY),
+    "a_reg_um2": Component(1.08 * 0.27, "um^2", "area of one flip-flop", DFF_AREA),
 }
 
 
@@ -90,6 +177,11 @@ def e_adc_conversion_j(bits: int, c: Mapping[str, Component] = COMPONENTS) -> fl
     """Energy of one conversion: power(bits) x conversion time ((bits + 1) clocks)."""
     p_w = c["p_adc_per_bit_w"].value * bits + c["p_adc_fixed_w"].value
     return p_w * (bits + 1) * c["t_clk_s"].value
+
+
+def a_adc_um2(bits: int, c: Mapping[str, Component] = COMPONENTS) -> float:
+    """Area of one SAR ADC of ``bits`` bits: fixed part + per-bit part (NeuroSim's transistor count)."""
+    return c["a_adc_fixed_um2"].value + c["a_adc_per_bit_um2"].value * bits
 
 
 def t_adc_conversion_s(bits: int, c: Mapping[str, Component] = COMPONENTS) -> float:
@@ -142,7 +234,7 @@ def layer_costs(layer: LayerShape, rows: int, cols: int, binsparx: bool, adc_bit
 
     n_tiles = t_row * t_col
     a = {
-        "adc_um2": n_tiles * math.ceil(cols / share) * c["a_adc_um2"].value,
+        "adc_um2": n_tiles * math.ceil(cols / share) * a_adc_um2(bits, c),
         "accumulators_um2": n_tiles * cols * (acc_bits * (c["a_fa_um2"].value + c["a_reg_um2"].value)
                                               + 2 * ps_bits * c["a_fa_um2"].value),
         "popcount_um2": t_row * fa_tree * c["a_fa_um2"].value,
