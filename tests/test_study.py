@@ -403,6 +403,104 @@ def test_report_says_not_measured_without_data(tmp_path):
     assert "| yes |" not in claims and "| no |" not in claims
 
 
+# ------------------------------------------------------------------------------------------- render only
+
+def test_read_cached_cells_takes_results_of_other_code_versions_only_for_the_same_inputs(tmp_path, monkeypatch):
+    """--from-cache: a cell takes the cached result whose payload matches in everything but the code hash; a
+    result of other inputs (another table, say) or no result at all is "not run"; the newest of two wins."""
+    import os
+
+    ctx = _ctx(tmp_path)
+    cells = ctx.config.cells()
+    now = lambda c, x: {**_payload(c, x), "code": "this checkout"}
+    monkeypatch.setattr(runner, "cell_payload", now)
+    store = runner.CellStore(ctx.cache_root)
+
+    def put(cell, code, acc, inputs="fixed", age=0.0):
+        pay = {"cell": cell.as_dict(), "inputs": inputs, "code": code}
+        path = store.put(runner.make_key(pay), {"payload": pay, "result": {"accuracy": acc, "correct": 1, "n": 10}})
+        t = path.stat().st_mtime - age
+        os.utime(path, (t, t))
+
+    put(cells[0], "frozen worktree", 0.1)
+    put(cells[1], "frozen worktree", 0.2, age=100.0)
+    put(cells[1], "an older run", 0.3, age=200.0)       # older: not taken
+    put(cells[2], "frozen worktree", 0.4, inputs="other table")
+    (ctx.cache_root / "cells" / "junk.json").write_text("{not json")
+    res = report.read_cached_cells(cells, ctx)
+    assert [r.status for r in res] == ["cached", "cached", "not run", "not run", "not run"]
+    assert [r.result["accuracy"] for r in res[:2]] == [0.1, 0.2]
+    assert "not in the cell cache" in res[2].reason and "computes nothing" in res[2].reason
+    # a cell cached by this very code is found the same way
+    put(cells[3], "this checkout", 0.5)
+    assert report.read_cached_cells(cells, ctx)[3].result["accuracy"] == 0.5
+
+
+def _stub_study(monkeypatch, calls):
+    """The report command with stub cells and skew statistics (no weights, data or tables needed)."""
+    m = _tiny_model()
+    layers = skew.measure_skew(m, torch.randn(2, 3, 6, 6), rows=8)
+    sk = {"network": "vgg-small", "rows": 64, "images": 2, "layers": [l.summary() for l in layers],
+          "overall": skew.overall_summary(layers),
+          "hist": {s: skew.total_histogram(layers, s).tolist() for s in skew.SCHEMES},
+          "shapes": [{"name": l.name, "k": l.n, "n": l.cout, "positions": l.positions} for l in layers]}
+
+    def cells_not_run(cells, ctx, **kw):
+        calls.append("run_cells")
+        return [runner.CellResult(c, "not run", None, reason="stub") for c in cells]
+
+    def cached(cells, ctx):
+        calls.append("read_cached_cells")
+        return [runner.CellResult(c, "not run", None, reason="stub: not in the cell cache") for c in cells]
+
+    monkeypatch.setattr(runner, "run_cells", cells_not_run)
+    monkeypatch.setattr(runner, "skew_for", lambda net, rows, ctx, progress=False: dict(sk, network=net, rows=rows))
+    monkeypatch.setattr(report, "read_cached_cells", cached)
+
+
+def test_quick_report_does_not_overwrite_the_committed_report(tmp_path, monkeypatch, capsys):
+    """`cosim report --quick` writes cosim-report/REPORT.md in the working directory (not docs/), says where,
+    and names no --out in the command it records; --out still overrides; the grid's default stays docs/."""
+    from cosim.cli import main
+    from cosim.commands.report import GRID_OUT, QUICK_OUT
+
+    calls = []
+    _stub_study(monkeypatch, calls)
+    monkeypatch.chdir(tmp_path)
+    main(["report", "--quick", "--no-progress"])
+    out = capsys.readouterr().out
+    assert (tmp_path / QUICK_OUT / "REPORT.md").is_file() and not (tmp_path / "docs").exists()
+    assert f"wrote {tmp_path / QUICK_OUT / 'REPORT.md'}" in out
+    prov = json.loads((tmp_path / QUICK_OUT / "report" / "provenance.json").read_text())
+    assert prov["command"] == "cosim report --quick"
+    main(["report", "--quick", "--no-progress", "--out", "elsewhere"])
+    assert (tmp_path / "elsewhere" / "REPORT.md").is_file()
+    assert json.loads((tmp_path / "elsewhere" / "report" / "provenance.json").read_text())["command"] == \
+        "cosim report --quick --out elsewhere"
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text('[grid]\nnetworks = ["vgg-small"]\ntechnologies = ["sram8t"]\nrows = [64]\nr_wire_ohm = [10.0]\n'
+                   'variants = ["software", "nonideal"]\n')
+    main(["report", "--config", str(cfg), "--no-progress"])
+    assert (tmp_path / GRID_OUT / "REPORT.md").is_file()
+    assert calls == ["run_cells"] * 3
+    # ignored by git where the README runs it (the repository root)
+    assert f"/{QUICK_OUT}/" in (REPO / ".gitignore").read_text().split()
+
+
+def test_from_cache_computes_nothing(tmp_path, monkeypatch):
+    from cosim.cli import main
+
+    calls = []
+    _stub_study(monkeypatch, calls)
+    monkeypatch.chdir(tmp_path)
+    main(["report", "--quick", "--from-cache", "--no-progress", "--out", "o"])
+    assert calls == ["read_cached_cells"]
+    text = (tmp_path / "o" / "REPORT.md").read_text()
+    assert "`cosim report --quick --from-cache --out o`" in text and "stub: not in the cell cache" in text
+    with pytest.raises(SystemExit):
+        main(["report", "--quick", "--from-cache", "--workers", "2", "--out", "o"])
+
+
 # ------------------------------------------------------------------------------------------- end to end
 
 @pytest.mark.shared

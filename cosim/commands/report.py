@@ -1,4 +1,8 @@
-"""``cosim report``: run (or reuse) the BinSparX study grid and write docs/REPORT.md."""
+"""``cosim report``: run (or reuse) the BinSparX study grid and write its REPORT.md.
+
+Where: ``--out`` when given; else ``docs/`` for a grid (the committed report, docs/REPORT.md, is written
+this way: ``cosim report --config configs/study-session.toml``) and ``cosim-report/`` in the working
+directory for ``--quick`` (so that the README's first run does not replace the committed report)."""
 
 from __future__ import annotations
 
@@ -7,14 +11,19 @@ from pathlib import Path
 
 import click
 
+#: default output folders (relative to the working directory): the quick study's, the grid's
+QUICK_OUT = "cosim-report"
+GRID_OUT = "docs"
+
 
 @click.command("report")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
               help="Study config (TOML, see configs/study.toml); default: the built-in full grid.")
 @click.option("--quick", is_flag=True, help="Run the config's [quick] subset (default technology, VGG-small, "
               "default array size and wire resistance, a subset of the test set): a few minutes on 2 cores.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="docs", show_default=True,
-              help="Folder for REPORT.md (figures and data go to OUT/report/).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help=f"Folder for REPORT.md (figures and data go to OUT/report/); default: {QUICK_OUT}/ with "
+                   f"--quick, else {GRID_OUT}/.")
 @click.option("--limit", type=int, default=None, help="Override the number of test images per cell.")
 @click.option("--skew-images", type=int, default=None, help="Override the number of images for the skew statistics.")
 @click.option("--cache", "cache_dir", type=click.Path(file_okay=False), default=None,
@@ -27,14 +36,20 @@ import click
                    "Every worker needs the same cosim, weights, test images and tables (checked per cell).")
 @click.option("--cell-timeout-s", type=float, default=None,
               help="Resubmit a cell that gives no result within this time (hung or lost worker).")
+@click.option("--from-cache", is_flag=True,
+              help="Compute no cell: write the report from the cell cache only, taking each cell's result as "
+                   "cached by any version of the code keyed into the cells (same cell, weights, test images and "
+                   "lookup table); a cell without one is listed as not run. Costs (periphery energy, latency, "
+                   "area) are computed now, from the component table; skew statistics are read or recomputed.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
 def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers, scheduler, cell_timeout_s,
-            progress) -> None:
-    """Run the BinSparX study grid (cached per cell, resumable) and write docs/REPORT.md."""
+            from_cache, progress) -> None:
+    """Run the BinSparX study grid (cached per cell, resumable) and write REPORT.md (default: docs/, or
+    cosim-report/ with --quick)."""
     from ..errors import InputError
     from ..executor import make_executor
     from ..study.config import load_config, parse_config
-    from ..study.report import StudyResults, accuracy_summary, write_report
+    from ..study.report import StudyResults, accuracy_summary, read_cached_cells, write_report
     from ..study.runner import StudyContext, run_cells, skew_for
     import dataclasses
 
@@ -69,10 +84,15 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
         for rows in cfg.rows:
             skew[(net, rows)] = skew_for(net, rows, ctx, progress=progress)
     cells = cfg.cells()
-    with make_executor(workers=workers, scheduler=scheduler) as ex:
-        if ex.kind != "local" or ex.workers > 1:
-            click.echo(f"cells on: {ex.describe()}", err=True)
-        results = run_cells(cells, ctx, progress=progress, executor=ex, timeout_s=cell_timeout_s)
+    if from_cache:
+        if workers is not None or scheduler is not None:
+            raise InputError("--from-cache computes no cell: it takes neither --workers nor --scheduler")
+        results = read_cached_cells(cells, ctx)
+    else:
+        with make_executor(workers=workers, scheduler=scheduler) as ex:
+            if ex.kind != "local" or ex.workers > 1:
+                click.echo(f"cells on: {ex.describe()}", err=True)
+            results = run_cells(cells, ctx, progress=progress, executor=ex, timeout_s=cell_timeout_s)
     full_cells, not_in_run = 0, []
     if quick:
         full = load_config(config_path, quick=False).cells()
@@ -81,10 +101,12 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
         not_in_run = [c.label() for c in full if c.label().rsplit("/n=", 1)[0] not in mine]
     res = StudyResults(config=cfg, cells=results, skew=skew, seconds=time.perf_counter() - t0,
                        full_grid_cells=full_cells, not_in_run=not_in_run)
+    default_out = QUICK_OUT if quick else GRID_OUT
     cmd = "cosim report" + (f" --config {config_path}" if config_path else "") + (" --quick" if quick else "") \
-        + (f" --limit {limit}" if limit is not None else "") + (f" --out {out_dir}" if out_dir != "docs" else "")
-    path = write_report(res, Path(out_dir), command=cmd)
+        + (f" --limit {limit}" if limit is not None else "") + (" --from-cache" if from_cache else "") \
+        + (f" --out {out_dir}" if out_dir is not None and Path(out_dir) != Path(default_out) else "")
+    path = write_report(res, Path(out_dir if out_dir is not None else default_out), command=cmd)
     click.echo(accuracy_summary(res))
     n_not = sum(r.status == "not run" for r in results)
-    click.echo(f"wrote {path} ({len(results) - n_not} cell(s) with results, {n_not} not run; "
+    click.echo(f"wrote {path.resolve()} ({len(results) - n_not} cell(s) with results, {n_not} not run; "
                f"{res.seconds:.0f} s)")

@@ -1,7 +1,8 @@
 """``docs/REPORT.md``: the BinSparX study's claims table, accuracy tables, plots and data files.
 
 Input: the cell results of a run (cosim.study.runner), the skew statistics per network and array size,
-and the config. Output, under ``out`` (default ``docs/``):
+and the config. Output, under ``out`` (``cosim report``'s default: ``docs/`` for a grid, ``cosim-report/``
+for ``--quick``):
 
 * ``REPORT.md`` -- claims table (each claim of the paper, its figure, cosim's figure, agreed or not, by a
   stated rule), accuracy tables per network and technology with 95 % Wilson intervals, skew tables,
@@ -62,6 +63,50 @@ class StudyResults:
     seconds: float = 0.0
     full_grid_cells: int = 0                      #: cells of the full grid (for "not run" counts)
     not_in_run: list = field(default_factory=list)  #: labels of full-grid cells outside this run
+
+
+# ------------------------------------------------------------------------------------------- render only
+
+def read_cached_cells(cells: list, ctx) -> list:
+    """Each cell's result from the cell cache, computing nothing (``cosim report --from-cache``).
+
+    A cell's key hashes the source of the code that computes it (``runner.KEY_SOURCES``), so any change to
+    that code misses every cached cell. Here a cell takes the cached result whose payload equals the
+    cell's own in everything but that source hash: the same cell (network, variant, technology, array
+    size, wire resistance, ADC bits, images, seed), weights, test images and lookup table. The result
+    keeps its own provenance (``code_version``: the code that computed it), which the report lists. A
+    cell with no such result, or whose inputs are missing, is "not run" with the reason; where several
+    code versions cached the same cell, the newest file is taken."""
+    from ..errors import CosimError
+    from .runner import CellResult, CellStore, cell_payload, make_key
+
+    store = CellStore(ctx.cache_root)
+    index: dict[str, tuple[float, str, dict]] = {}   # key of the payload without "code" -> newest entry
+    for f in sorted((store.root / "cells").glob("*.json")):
+        try:
+            obj = json.loads(f.read_text())
+            pay, key = obj["payload"], obj["key"]
+            obj["result"]["accuracy"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # damaged or foreign: not a result
+        k = make_key({a: b for a, b in pay.items() if a != "code"})
+        mtime = f.stat().st_mtime
+        if k not in index or mtime > index[k][0]:
+            index[k] = (mtime, key, obj["result"])
+    out = []
+    for cell in cells:
+        try:
+            pay = cell_payload(cell, ctx)
+        except CosimError as e:
+            out.append(CellResult(cell, "not run", None, reason=str(e)))
+            continue
+        hit = index.get(make_key({a: b for a, b in pay.items() if a != "code"}))
+        if hit is None:
+            out.append(CellResult(cell, "not run", None, reason=f"not in the cell cache {store.root} "
+                                  "(--from-cache computes nothing)"))
+        else:
+            out.append(CellResult(cell, "cached", hit[2], key=hit[1]))
+    return out
 
 
 # ------------------------------------------------------------------------------------------- frames
@@ -608,7 +653,8 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
               f"read from the cell cache), {len(not_run)} cell(s) not run."
               + (f" This is the quick subset: {len(res.not_in_run)} more cell(s) of the full grid "
                  f"({res.full_grid_cells} in all) are not in this run (run `cosim report` without --quick)."
-                 if cfg.quick and res.full_grid_cells else ""))
+                 if cfg.quick and res.full_grid_cells else "")
+              + _cell_code_note(df))
     md.append(f"\nAccuracies are on the first {cfg.limit} CIFAR-10 test images (a class-balanced prefix"
               f"{'' if cfg.limit >= 10000 else ', a subset'}), with 95 % Wilson intervals. Array variants use the "
               f"SPICE-calibrated surrogate (mode `surrogate` of `cosim infer`) with {cfg.cols}-column tiles, "
@@ -735,6 +781,18 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
     path = out / "REPORT.md"
     path.write_text("\n".join(md) + "\n")
     return path
+
+
+def _cell_code_note(df) -> str:
+    """Which code computed the cells, where that is not the code writing the report (cells read with
+    ``--from-cache``): the report's costs and tables are this code's, the cells' accuracies and array
+    statistics theirs."""
+    codes = df.code_version.dropna().value_counts()
+    if not len(codes) or set(codes.index) == {code_version()}:
+        return ""
+    return (" The cells' results were computed by code " + ", ".join(f"{c} ({n} cell(s))" for c, n in codes.items())
+            + " (read from the cell cache); the periphery cost model (energy, latency, area) and the tables and "
+              "figures of this report are those of the code that wrote it, named above.")
 
 
 def accuracy_summary(res: StudyResults) -> str:
