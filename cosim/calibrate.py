@@ -24,29 +24,35 @@ the same arguments skips finished points, so an interrupted sweep loses nothing.
 
 The fit
 -------
-The surrogate's model (``MODEL = "moments-v2"``): for each column, from ONE matrix product
-(x times the columns w * phi_e),
+The surrogate's model (``MODEL = "moments-v3"``). For each column, from matrix products of the inputs
+with the weight columns times a few basis functions of the row index (one product per order, plus,
+for leaky cells, one small product of the inputs alone), the *variables*
 
-    k       ON-count                       sum_j x_j w_j
-    m_e     ON-pattern cosine moment       sum_j x_j w_j cos(pi e (j+1/2)/R)       e in ``orders``
-    L       leaking cells (leaky cells)    sum_j x_j (1-w_j)                       (= sum_j x_j - k)
-    nu_e    leak cosine moment             sum_j x_j (1-w_j) cos(pi e (j+1/2)/R)   e in ``leak_orders``
+    k       ON-count                          sum_j x_j w_j
+    m_e     ON-pattern Legendre moment        sum_j x_j w_j P_e(2 (j+1/2)/R - 1)        e in ``orders``
+    L       leaking cells (leak tables)       sum_j x_j (1-w_j)                          (= sum_j x_j - k)
+    nu_e    leak Legendre moment              sum_j x_j (1-w_j) P_e(2 (j+1/2)/R - 1)    (= sum_j x_j P_e - m_e)
 
-and the column current is a per-ON-count polynomial
+and the column current is a per-ON-count polynomial in them,
 
-    I = c0[k] + sum_e m_e (c1_e[k] + c2_e[k] m_e) + L (cL[k] + cLL[k] L) + sum_e cN_e[k] nu_e
+    I = sum_f coef[k, f] * t_f(m, L, nu)
 
-i.e. the lookup table ``coef`` (R+1 counts x F features) is indexed by k and combined with the
-features. Why these features: to first order the IR drop of a column is a quadratic form of its ON
-pattern with a kernel that depends only on the distance between cells along the line (the drop at a
-cell is the wire resistance times the current of every other cell whose path it shares); cosines
-nearly diagonalise such a kernel, so the squares of a few low-order moments carry most of the pattern
-dependence, and the linear terms the asymmetry between bit line and source line (a FET is more
-sensitive to a drop on its source side). Orders (1, 2, 3, 4) were chosen on measured validation
-(docs/VALIDATION.md). ``coef`` is fitted by weighted least squares (relative error), each
+over a list of *terms* t_f, each a product of at most three variables (``meta["terms"]``: index
+triples into [m_1..m_E, L, nu_1..nu_E, 1]), i.e. the lookup table ``coef`` (R+1 counts x F terms) is
+indexed by k and dotted with the terms. The default terms: 1, every monomial of degree 1 to 3 in the
+m_e (a full cubic), and for leak tables L, L^2, L^3, nu_e, nu_e^2, L m_e and nu_e m_e.
+
+Why these: to first order the IR drop of a column is a quadratic form of its ON pattern whose kernel
+depends on where two cells sit along the line (the drop at a cell is the wire resistance times the
+current of every cell whose path it shares); a few smooth moments carry most of that form, and the
+cell's nonlinear response to its drop adds the cubic terms. Leaking cells (ReRAM HRS, about a tenth of
+an ON cell) carry current through the same wires: their count and moments, and their products with the
+ON moments, enter the same way. Measured on the shipped tables (docs/VALIDATION.md), the Legendre full
+cubic replaced moments-v2 (cosine moments, squares only), which agreed on 87 % of the ADC codes at 128
+rows of 8T-SRAM and 83 % at 256 rows. ``coef`` is fitted by weighted least squares (relative error), each
 coefficient piecewise linear in k between knots, plus a per-count offset shrunk towards zero where a
-count has few samples. The table also holds the count-only baseline (mean SPICE current per
-ON-count, which the calibrated ADC uses as its levels), the spread per count and samples per count.
+count has few samples. The table also holds the count-only baseline (mean SPICE current per ON-count,
+which the calibrated ADC uses as its levels), the spread per count and samples per count.
 """
 
 from __future__ import annotations
@@ -63,11 +69,10 @@ from .errors import CosimError, InputError, TableError
 from .fileio import atomic_path
 from .technology import Technology
 
-MODEL = "moments-v2"
+MODEL = "moments-v3"
 PLACEMENTS = ("uniform", "near", "far", "clustered")
-#: cosine orders of the ON pattern (features m_e, m_e^2) and of the leaking cells (nu_e)
+#: Legendre orders of the ON-pattern (m_e) and leak (nu_e) moments
 DEFAULT_ORDERS = (1, 2, 3, 4)
-DEFAULT_LEAK_ORDERS = (1, 2)
 DEFAULT_VECTORS = 16
 #: cells whose leak is below this fraction of the ON current get no leak terms
 LEAK_RATIO_MIN = 1e-3
@@ -153,33 +158,65 @@ def random_patterns(family: str, rng: np.random.Generator, rows: int, cols: int,
 # ---------------------------------------------------------------------------------------------------
 # Features (numpy; the surrogate computes the same with torch)
 # ---------------------------------------------------------------------------------------------------
-def cosine_basis(rows: int, orders: list[int] | tuple[int, ...]) -> np.ndarray:
-    """(R, 1 + len(orders)): column 0 is all ones, then cos(pi e (j + 1/2) / R) for each order e."""
-    j = np.arange(rows, dtype=np.float64)
-    return np.stack([np.ones(rows)] + [np.cos(np.pi * e * (j + 0.5) / rows) for e in orders], axis=1)
+def moment_basis(rows: int, orders: list[int] | tuple[int, ...]) -> np.ndarray:
+    """(R, 1 + len(orders)): column 0 is all ones, then the Legendre polynomial P_e of the row position
+    2 (j + 1/2) / R - 1 (in -1..1) for each order e."""
+    from numpy.polynomial import legendre
+
+    pos = 2.0 * (np.arange(rows, dtype=np.float64) + 0.5) / rows - 1.0
+    return np.stack([np.ones(rows)] + [legendre.legval(pos, [0.0] * int(e) + [1.0]) for e in orders], axis=1)
 
 
-def feature_names(orders: list[int], leak_orders: list[int] | None) -> list[str]:
-    names = ["1"] + [f"m{e}" for e in orders] + [f"m{e}^2" for e in orders]
-    if leak_orders is not None:
-        names += ["L", "L^2"] + [f"nu{e}" for e in leak_orders]
-    return names
+def variable_names(orders: list[int], leak: bool) -> list[str]:
+    """Names of the model's variables, in the order the term indices refer to them."""
+    return [f"m{e}" for e in orders] + (["L"] + [f"nu{e}" for e in orders] if leak else [])
 
 
-def features_np(on: np.ndarray, active: np.ndarray, orders: list[int], leak_orders: list[int] | None
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """ON-counts (n,) and feature matrix (n, F) of n column patterns (on, active: (n, R) 0/1), in the
-    order of ``feature_names``."""
+def default_terms(n_orders: int, leak: bool) -> list[tuple[int, ...]]:
+    """The default terms as tuples of variable indices (empty tuple: the constant)."""
+    from itertools import combinations_with_replacement
+
+    E = n_orders
+    terms: list[tuple[int, ...]] = [()]
+    for degree in (1, 2, 3):
+        terms += list(combinations_with_replacement(range(E), degree))
+    if leak:
+        L = E
+        nu = [E + 1 + e for e in range(E)]
+        terms += [(L,), (L, L), (L, L, L)] + [(n,) for n in nu] + [(n, n) for n in nu]
+        terms += [(L, e) for e in range(E)] + [(nu[e], e) for e in range(E)]
+    return terms
+
+
+def term_names(terms: list[tuple[int, ...]], names: list[str]) -> list[str]:
+    return ["*".join(names[i] for i in t) or "1" for t in terms]
+
+
+def variables_np(on: np.ndarray, active: np.ndarray, orders: list[int], leak: bool) -> tuple[np.ndarray, np.ndarray]:
+    """ON-counts (n,) and variables (n, V) of n column patterns (on, active: (n, R) 0/1), in the order of
+    ``variable_names``."""
     on = np.asarray(on, dtype=np.float64)
-    rows = on.shape[1]
-    m = on @ cosine_basis(rows, orders)
-    k = np.rint(m[:, 0])
-    cols = [np.ones_like(k)] + [m[:, 1 + i] for i in range(len(orders))] + [m[:, 1 + i] ** 2 for i in range(len(orders))]
-    if leak_orders is not None:
-        leak = np.asarray(active, dtype=np.float64) - on
-        lk = leak @ cosine_basis(rows, leak_orders)
-        cols += [lk[:, 0], lk[:, 0] ** 2] + [lk[:, 1 + i] for i in range(len(leak_orders))]
-    return k.astype(np.int64), np.stack(cols, axis=1)
+    phi = moment_basis(on.shape[1], orders)
+    m = on @ phi
+    k = np.rint(m[:, 0]).astype(np.int64)
+    parts = [m[:, 1:]]
+    if leak:
+        lk = (np.asarray(active, dtype=np.float64) - on) @ phi
+        parts.append(lk)
+    return k, np.concatenate(parts, axis=1)
+
+
+def features_np(on: np.ndarray, active: np.ndarray, orders: list[int], leak: bool,
+                terms: list[tuple[int, ...]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """ON-counts (n,) and term matrix (n, F) of n column patterns, terms in the given order (default:
+    ``default_terms``)."""
+    k, v = variables_np(on, active, orders, leak)
+    terms = default_terms(len(orders), leak) if terms is None else terms
+    F = np.ones((len(k), len(terms)))
+    for f, t in enumerate(terms):
+        for i in t:
+            F[:, f] *= v[:, i]
+    return k, F
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -325,13 +362,18 @@ def _hat(k: np.ndarray, knots: np.ndarray) -> np.ndarray:
 
 
 def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: int, i_cell_a: float,
-               orders: list[int], leak_orders: list[int] | None, n_knots: int | None = None
-               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Fit the table arrays from samples. Returns (arrays, meta)."""
+               orders: list[int], leak: bool, n_knots: int | None = None,
+               terms: list[tuple[int, ...]] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Fit the table arrays from samples (``leak``: with the leaking-cell variables; ``terms``: default
+    ``default_terms``). Returns (arrays, meta)."""
     cur = np.asarray(current_a, dtype=np.float64)
     if cur.size < 10:
         raise TableError(f"too few calibration samples to fit a table ({cur.size})")
-    k, F = features_np(on, active, orders, leak_orders)
+    terms = default_terms(len(orders), leak) if terms is None else [tuple(int(i) for i in t) for t in terms]
+    var_names = variable_names(orders, leak)
+    if any(len(t) > 3 or any(not 0 <= i < len(var_names) for i in t) for t in terms) or () not in terms:
+        raise InputError("model terms must be products of at most three variables and include the constant")
+    k, F = features_np(on, active, orders, leak, terms)
     knots = _knots(rows, n_knots)
     B = _hat(k.astype(np.float64), knots)
     A = (B[:, :, None] * F[:, None, :]).reshape(len(k), -1)
@@ -354,8 +396,9 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
         for i in range(nK - 2):
             D[i, i:i + 3] = (1.0, -2.0, 1.0)
         pen.append(SMOOTH_WEIGHT * np.kron(D, np.eye(nF)) * to_scaled[None, :])
-    names = feature_names(orders, leak_orders)
-    ridge = np.kron(np.eye(nK), np.diag([0.0 if n in ("1", "L", "L^2") else 1.0 for n in names]))
+    # no ridge on the constant and the pure leak-count terms (L, L^2, ...: they carry the leak current)
+    free = [len(t) == 0 or (leak and all(i == len(orders) for i in t)) for t in terms]
+    ridge = np.kron(np.eye(nK), np.diag([0.0 if fr else 1.0 for fr in free]))
     pen.append(RIDGE_WEIGHT * ridge[np.any(ridge != 0, axis=1)] * to_scaled[None, :])
     P = np.vstack(pen)
     M = np.vstack([Aw / colscale, P])
@@ -379,13 +422,13 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     have = np.flatnonzero(~np.isnan(mean))
     mean = np.interp(kk, have, mean[have]) if have.size > 1 else np.full(rows + 1, np.nanmean(mean))
     arrays = {"coef": coef, "count_mean_a": mean, "count_std_a": std, "count_n": n_k, "knots": knots}
-    meta = {"model": MODEL, "orders": [int(e) for e in orders],
-            "leak_orders": None if leak_orders is None else [int(e) for e in leak_orders],
-            "features": feature_names(orders, leak_orders), "n_knots": int(knots.size)}
+    meta = {"model": MODEL, "basis": "legendre", "orders": [int(e) for e in orders], "leak": bool(leak),
+            "variables": var_names, "terms": [list(t) for t in terms],
+            "features": term_names(terms, var_names), "n_knots": int(knots.size)}
     return arrays, meta
 
 
-def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak_orders: list[int] | None | str = "auto",
+def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak: bool | str = "auto",
               n_knots: int | None = None):
     """The LookupTable of a finished sweep (samples: ``load_points`` frame)."""
     from . import provenance
@@ -394,14 +437,11 @@ def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak_o
 
     cc = cell_currents(cfg.tech, cfg.topology)
     i_cell = float(cc["i_on_a"])
-    leak = abs(cc["i_off_a"]) > LEAK_RATIO_MIN * abs(i_cell)
+    if leak == "auto":
+        leak = abs(cc["i_off_a"]) > LEAK_RATIO_MIN * abs(i_cell)
     orders = list(DEFAULT_ORDERS) if orders is None else list(orders)
-    if leak_orders == "auto":
-        leak_orders = list(DEFAULT_LEAK_ORDERS) if leak else None
-    if leak_orders is not None and not set(leak_orders) <= set(orders):
-        raise InputError(f"leak orders {leak_orders} must be a subset of the orders {orders}")
     on, act = masks(samples, cfg.rows)
-    arrays, meta = fit_arrays(on, act, samples["current_a"].to_numpy(), cfg.rows, i_cell, orders, leak_orders, n_knots)
+    arrays, meta = fit_arrays(on, act, samples["current_a"].to_numpy(), cfg.rows, i_cell, orders, bool(leak), n_knots)
     hashes = sorted(set(samples["netlist_sha256"]))
     prov = provenance.record(
         technology=cfg.tech.name, technology_params=cfg.tech.as_dict(), cell=cfg.tech.cell, rows=cfg.rows,

@@ -10,9 +10,9 @@ off), ``w_bits`` is (R', C) of 0/1, any C for the decoupled topology, or ``sur.p
 weight-side operands built once for many reads (``cosim.cim.arrays.SurrogateArray`` caches them per tile).
 
 Cost per chunk of vectors: two matrix products, the exact ON-counts x·w (bfloat16 on CPU: every count up
-to 256 is exact) and the E cosine moments x·(w * phi_e) in float32, then one pass per column that gathers
-the count's coefficients, evaluates the quadratic (and leak terms), scales to amperes and, for ``read``,
-finds the ADC code. On CPU that pass is the fused C kernel of ``cosim.surrogate_kernel`` (compiled on
+to 256 is exact) and the E Legendre moments x·(w * phi_e) in float32 (plus, for leak tables, the small
+product x·phi of the inputs alone), then one pass per column that forms the variables, gathers the
+count's coefficient of every term, sums the terms, scales to amperes and, for ``read``, finds the ADC code. On CPU that pass is the fused C kernel of ``cosim.surrogate_kernel`` (compiled on
 first use; without a C compiler, on GPUs and in float64 the same model runs as torch operations).
 Batches are processed in chunks so memory stays bounded.
 """
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .adc import ADC
-from .calibrate import MODEL, cosine_basis
+from .calibrate import MODEL, moment_basis, variable_names
 from .errors import InputError, TableError
 from .tables import LookupTable, load_table
 
@@ -46,7 +46,7 @@ class PreparedWeights:
     rows: int
     cols: int
     w_count: torch.Tensor        # (R', C) 0/1, in the dtype of the count product
-    w_moments: torch.Tensor      # (R', C*E): column c*E + e is w_c * phi_e
+    w_moments: torch.Tensor      # (R', E*C): column e*C + c is w_c * phi_e
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.w_count, self.w_moments))
@@ -74,7 +74,8 @@ class Surrogate:
     def __init__(self, table: LookupTable, device: str | torch.device = "cpu", adc: ADC | None = None,
                  dtype: torch.dtype = torch.float32, chunk: int = DEFAULT_CHUNK) -> None:
         if table.meta.get("model") != MODEL:
-            raise TableError(f"table model '{table.meta.get('model')}' is not supported (this cosim reads {MODEL})")
+            raise TableError(f"table model '{table.meta.get('model')}' is not supported (this cosim reads {MODEL}); "
+                             "run 'cosim calibrate' again with the same --out to refit it from the kept SPICE points")
         self.table = table
         self.device = torch.device(device)
         self.dtype = dtype
@@ -86,29 +87,37 @@ class Surrogate:
         self.i_cell_a = float(table.provenance["i_cell_a"])
         self.i_off_a = float(table.provenance.get("i_off_a", 0.0))
         self.orders = [int(e) for e in table.meta["orders"]]
-        lo = table.meta.get("leak_orders")
-        self.leak_orders = None if lo is None else [int(e) for e in lo]
-        self.leak_terms = self.leak_orders is not None
-        n_feat = len(table.meta["features"])
+        self.leak = bool(table.meta.get("leak", False))
+        n_var = len(variable_names(self.orders, self.leak))
+        try:
+            terms = [tuple(int(i) for i in t) for t in table.meta["terms"]]
+        except (KeyError, TypeError, ValueError):
+            raise TableError("table meta has no valid 'terms'") from None
+        if any(len(t) > 3 or any(not 0 <= i < n_var for i in t) for t in terms):
+            raise TableError(f"table terms refer to variables beyond its {n_var}")
+        self.terms = terms
         coef = np.asarray(table["coef"], dtype=np.float64)
-        if coef.shape != (self.rows + 1, n_feat) or n_feat != 1 + 2 * len(self.orders) + (
-                0 if lo is None else 2 + len(self.leak_orders)):
-            raise TableError(f"table array 'coef' has shape {coef.shape}, which does not match its {n_feat} features")
+        if coef.shape != (self.rows + 1, len(terms)):
+            raise TableError(f"table array 'coef' has shape {coef.shape}, which does not match its {len(terms)} terms")
         count_mean = np.asarray(table["count_mean_a"], dtype=np.float64)
         if count_mean.shape != (self.rows + 1,):
             raise TableError(f"table array 'count_mean_a' has shape {count_mean.shape}, expected {(self.rows + 1,)}")
+        self.n_variables = n_var
         # Currents are computed in units of i_cell (well-scaled in float32), then scaled back.
-        self._coef = torch.as_tensor(coef / self.i_cell_a, dtype=dtype, device=self.device)
-        if lo is not None and not set(self.leak_orders) <= set(self.orders):
-            raise TableError("table leak orders must be a subset of its orders")
-        self._leak_pos = [] if lo is None else [self.orders.index(e) for e in self.leak_orders]
-        self._phi = torch.as_tensor(cosine_basis(self.rows, self.orders), dtype=dtype, device=self.device)
-        self._phi_leak = (None if lo is None else
-                          torch.as_tensor(cosine_basis(self.rows, self.leak_orders), dtype=dtype, device=self.device))
+        self._coef_t = torch.as_tensor((coef / self.i_cell_a).T.copy(), dtype=dtype, device=self.device)  # (F, R+1)
+        padded = [list(t) + [n_var] * (3 - len(t)) for t in terms]                   # n_var: the constant 1
+        self._terms = torch.as_tensor(padded, dtype=torch.int32).contiguous()
+        # the kernel's AVX-512 layout: terms padded to a multiple of 16 (the constant, coefficient 0)
+        fp = -(-len(terms) // 16) * 16
+        rows_p = np.zeros((self.rows + 1, fp), dtype=np.float32)
+        rows_p[:, :len(terms)] = coef / self.i_cell_a
+        idx_p = np.full((3, fp), n_var, dtype=np.int32)
+        idx_p[:, :len(terms)] = np.asarray(padded, dtype=np.int32).T
+        self._coef_rows = torch.as_tensor(rows_p).contiguous()
+        self._term_idx = torch.as_tensor(idx_p).contiguous()
+        self._phi = torch.as_tensor(moment_basis(self.rows, self.orders), dtype=dtype, device=self.device)
         self._count_mean = torch.as_tensor(count_mean / self.i_cell_a, dtype=dtype, device=self.device)
         self.adc = (adc or ADC()).bind(table)
-        self._leak_pos_t = (None if lo is None else
-                            torch.as_tensor(self._leak_pos, dtype=torch.int64).contiguous())
         self._thr = None
         #: evaluate with the fused C kernel (cosim.surrogate_kernel) where it is available (CPU, float32)
         self.use_kernel = True
@@ -125,7 +134,7 @@ class Surrogate:
 
     def __repr__(self) -> str:
         return (f"Surrogate({self.tech.name} {self.rows} rows {self.topology}, orders={self.orders}, "
-                f"leak_orders={self.leak_orders}, device={self.device}, adc={self.adc!r})")
+                f"leak={self.leak}, terms={len(self.terms)}, device={self.device}, adc={self.adc!r})")
 
     # ---- inputs -----------------------------------------------------------------------------------
     def _check(self, x_bits: Any, w_bits: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -147,8 +156,8 @@ class Surrogate:
     def prepare(self, w_bits: Any) -> "PreparedWeights":
         """The weight-side operands of the model for one (R', C) weight matrix, built once and reusable
         for any number of reads (``column_currents``, ``read`` and ``read_with_current`` accept them in
-        place of ``w_bits``): the count matrix w and the moment matrix, for each column c the E columns
-        w_c * phi_e side by side, so that x @ W_m viewed as (N, C, E) holds every column's moments
+        place of ``w_bits``): the count matrix w and the moment matrix, E blocks of C columns (block e
+        holds w * phi_e), so that x @ W_m viewed as (N, E, C) holds each moment of a row of columns
         contiguously."""
         if isinstance(w_bits, PreparedWeights):
             return w_bits
@@ -161,7 +170,7 @@ class Surrogate:
             raise InputError(f"coupled table is for {self.cols} columns, got {w.shape[1]}")
         r, c = w.shape
         phi = self._phi[:r, 1:]                                                  # (R', E)
-        w_m = (w.unsqueeze(2) * phi.unsqueeze(1)).reshape(r, c * len(self.orders)).contiguous()
+        w_m = (phi.unsqueeze(1) * w.unsqueeze(2)).transpose(1, 2).reshape(r, len(self.orders) * c).contiguous()
         count_dtype = self._count_dtype(r)
         return PreparedWeights(rows=r, cols=c, w_count=w.to(count_dtype).contiguous(), w_moments=w_m)
 
@@ -173,35 +182,38 @@ class Surrogate:
         return self.dtype
 
     def _products(self, x_raw: torch.Tensor, pw: "PreparedWeights") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """ON-counts (n, C), moments (n, C*E) and, for leak tables, the inputs' own row sums and leak
-        moments (n, 1+EL), for one chunk of input vectors (0/1 of any dtype)."""
+        """ON-counts (n, C), moments (n, E*C) and, for leak tables, the inputs' own row sums and
+        moments (n, 1+E), for one chunk of input vectors (0/1 of any dtype)."""
         x = x_raw.to(self.dtype)
         xc = x.to(pw.w_count.dtype)          # from the float32 copy: float16 -> bfloat16 directly is slow
         k = xc @ pw.w_count
         m = x @ pw.w_moments
-        xs = None if self._phi_leak is None else x @ self._phi_leak[: x.shape[1]]
+        xs = x @ self._phi[: x.shape[1]] if self.leak else None
         return k, m, xs
 
     def _torch_currents(self, k: torch.Tensor, m: torch.Tensor, xs: torch.Tensor | None) -> torch.Tensor:
         """Currents in units of i_cell for one chunk (the torch evaluation: GPU, float64, no C compiler)."""
         n, c = k.shape
         E = len(self.orders)
-        kl = k.round().long()
-        g = torch.nn.functional.embedding(kl, self._coef)                       # (n, C, F)
-        mom = m.view(n, c, E)
-        t = torch.addcmul(g[..., 1:1 + E], g[..., 1 + E:1 + 2 * E], mom)        # c1 + c2 m   (n, C, E)
-        out = torch.add(g[..., 0], t.mul_(mom).sum(-1))
+        kl = k.round().long().clamp_(0, self.rows)
+        mom = m.view(n, E, c)
+        var = [mom[:, e] for e in range(E)]
         if xs is not None:
-            lk = xs[:, :1] - kl.to(out.dtype)                                    # leaking cells: input 1, weight 0
-            parts = [lk, lk * lk] + [xs[:, 1 + i: 2 + i] - mom[..., self._leak_pos[i]]
-                                     for i in range(len(self.leak_orders))]
-            out = out + (g[..., 1 + 2 * E:] * torch.stack(parts, dim=-1)).sum(-1)
+            var.append(xs[:, :1] - kl.to(m.dtype))                                # leaking cells: input 1, weight 0
+            var += [xs[:, 1 + e:2 + e] - var[e] for e in range(E)]
+        out = torch.zeros((n, c), dtype=m.dtype, device=m.device)
+        for f, t in enumerate(self.terms):
+            term = self._coef_t[f][kl]
+            for i in t:
+                term = term * var[i]
+            out += term
         return out
 
     def _kernel(self):
-        if self.device.type != "cpu" or self.dtype != torch.float32 or not self.use_kernel:
-            return None
         from . import surrogate_kernel
+        if (self.device.type != "cpu" or self.dtype != torch.float32 or not self.use_kernel
+                or self.n_variables > surrogate_kernel.MAX_VARIABLES):
+            return None
         return surrogate_kernel.load()
 
     def _run(self, x_bits: Any, w_bits: Any, currents: bool, codes: bool
@@ -228,7 +240,8 @@ class Surrogate:
                 threads = self.kernel_threads or torch.get_num_threads()
                 for s in range(0, n, self.chunk):
                     k, m, xs = self._products(x[s:s + self.chunk], pw)
-                    total += evaluate(lib, k, m, E, self._coef, self.i_cell_a, xs=xs, leak_pos=self._leak_pos_t,
+                    total += evaluate(lib, k, m, E, self.n_variables, self._terms, self._coef_t, self.i_cell_a, xs=xs,
+                                      coef_rows=self._coef_rows, term_idx=self._term_idx,
                                       cur=None if cur is None else cur[s:s + self.chunk], thresholds=thr,
                                       lsb=float(self.adc.lsb_counts), code=None if code is None else code[s:s + self.chunk],
                                       threads=threads, step_a=step_a, max_code=self.adc.max_code)

@@ -1,10 +1,11 @@
 """A fused CPU kernel for the surrogate's per-column evaluation (cosim.surrogate), with a torch fallback.
 
-After the matrix products (the ON-count k and the E cosine moments of every column), everything left is
-element-wise: gather the count's coefficients, evaluate the quadratic (plus leak terms), scale to amperes,
-and, when asked, digitise with the ADC's thresholds and sum the currents. In torch that is a dozen
-memory-bound passes over (N, C, E) tensors; this kernel does it in one pass, reading the E + 1 inputs of a
-column and writing one or two floats. It is plain C (no torch headers), compiled on first use with the
+After the matrix products (the ON-count k and the E moments of every column), everything left is
+element-wise: form the variables (moments, leaking cells), gather the count's coefficient of every term,
+sum the terms, scale to amperes and, when asked, digitise with the ADC's thresholds and sum the currents.
+In torch that is dozens of memory-bound passes over (N, C) tensors; this kernel does it in one pass over
+blocks of 64 columns (the term loop vectorises across columns, gathering coefficients by ON-count),
+reading the E + 1 inputs of a column and writing one or two floats. It is plain C (no torch headers), compiled on first use with the
 system C compiler into ``cosim.paths.cache_dir()/kernels`` (about a second) and called through ctypes,
 one POSIX thread per torch thread. Where there is no compiler, or ``COSIM_SURROGATE_KERNEL=torch`` is
 set, ``load()`` returns None and the surrogate uses its torch path (the same model, the same results
@@ -31,17 +32,19 @@ SOURCE = r"""
 #include <stdint.h>
 #include <string.h>
 #include <pthread.h>
-#ifdef __SSE3__
-#include <pmmintrin.h>
+#ifdef __AVX512F__
+#include <immintrin.h>
 #endif
 
 typedef struct {
-    int64_t n0, n1, C, E, EL, R, F;
+    int64_t n0, n1, C, E, V, R, F;
     const void *k; int64_t k_ld; int k_bf16;   /* ON-counts (n, C): float32 or bfloat16, row stride k_ld */
-    const float *m; int64_t m_ld;              /* moments (n, C*E), column c at c*E, row stride m_ld */
-    const float *xs; int64_t xs_ld;            /* leak: (n, 1+EL) row sums / moments of the inputs, or NULL */
-    const int64_t *leak_pos;                   /* EL positions of the leak orders among the orders */
-    const float *coef;                         /* (R+1, F) in units of i_cell */
+    const float *m; int64_t m_ld;              /* moments (n, E*C), moment e of column c at e*C + c */
+    const float *xs; int64_t xs_ld;            /* leak tables: (n, 1+E) row sums / moments of the inputs, else NULL */
+    const int32_t *terms;                      /* (F, 3) variable indices of each term, V = the constant 1 */
+    const float *coef_t;                       /* (F, R+1): coefficient of term f at ON-count k, units of i_cell */
+    const float *coef_rows; int64_t fpad;      /* the same as (R+1, fpad) rows padded with zeros to a multiple of 16, or NULL */
+    const int32_t *term_idx;                   /* (3, fpad): the terms' variable indices, padding = V (the constant) */
     float i_cell;                              /* A */
     float *cur; int64_t cur_ld;                /* currents (A) or NULL */
     const float *thr; int64_t nthr; float lsb;  /* ADC thresholds (A), ascending, thr[-1] = -inf and thr[nthr] = +inf readable; AND-counts per code */
@@ -54,22 +57,25 @@ typedef struct {
 } job_t;
 
 #define CB 64
-static inline __attribute__((always_inline)) double rows(const job_t *j, const int64_t E) {
-    const int64_t C = j->C, EL = j->EL, R = j->R, F = j->F, nt = j->nthr, G = j->ngrid;
+#define VMAX 40
+static double rows(const job_t *j) {
+    const int64_t C = j->C, E = j->E, V = j->V, R = j->R, F = j->F, nt = j->nthr, G = j->ngrid;
     const int64_t n0 = j->n0, n1 = j->n1, k_ld = j->k_ld, m_ld = j->m_ld, xs_ld = j->xs_ld;
     const int64_t cur_ld = j->cur_ld, code_ld = j->code_ld;
     const int k_bf16 = j->k_bf16;
     const uint16_t *restrict kb = (const uint16_t *)j->k;
     const float *restrict kf32 = (const float *)j->k;
-    const float *restrict coef = j->coef;
+    const float *restrict coef_t = j->coef_t;
+    const int32_t *restrict terms = j->terms;
     const float *restrict thr = j->thr;
     const int32_t *restrict gstart = (const int32_t *)j->grid_start;
-    const int64_t *restrict leak_pos = j->leak_pos;
     const float step = j->step, max_code = j->max_code;
     const float i_cell = j->i_cell, lsb = j->lsb, glo = j->grid_lo, ginv = j->grid_inv, gmax = (float)(G - 1);
     double total = 0.0;
-    int32_t kk[CB], idx[CB], lo[CB];
+    int32_t kk[CB], lo[CB];
     float ia[CB];
+    float v[VMAX + 1][CB];
+    for (int64_t c = 0; c < CB; ++c) v[V][c] = 1.0f;
     for (int64_t i = n0; i < n1; ++i) {
         const float *restrict mr = j->m + i * m_ld;
         const float *restrict xr = j->xs ? j->xs + i * xs_ld : 0;
@@ -83,51 +89,52 @@ static inline __attribute__((always_inline)) double rows(const job_t *j, const i
                 for (int64_t c = 0; c < nb; ++c) {
                     uint32_t u = ((uint32_t)kr[c]) << 16; float kv; memcpy(&kv, &u, 4);
                     int32_t k = (int32_t)(kv + 0.5f);
-                    k = k < 0 ? 0 : (k > R ? (int32_t)R : k);
-                    kk[c] = k; idx[c] = k * (int32_t)F;
+                    kk[c] = k < 0 ? 0 : (k > R ? (int32_t)R : k);
                 }
             } else {
                 const float *restrict kr = kf32 + i * k_ld + c0;
                 for (int64_t c = 0; c < nb; ++c) {
                     int32_t k = (int32_t)(kr[c] + 0.5f);
-                    k = k < 0 ? 0 : (k > R ? (int32_t)R : k);
-                    kk[c] = k; idx[c] = k * (int32_t)F;
+                    kk[c] = k < 0 ? 0 : (k > R ? (int32_t)R : k);
                 }
             }
-            const float *restrict mb = mr + c0 * E;
-            int64_t cs = 0;
-#ifdef __SSE3__
-            if (E == 4) {                       /* four columns at a time, the four orders in one vector */
-                for (; cs + 4 <= nb; cs += 4) {
-                    __m128 t[4];
-                    for (int q = 0; q < 4; ++q) {
-                        const float *restrict g = coef + idx[cs + q];
-                        __m128 mv = _mm_loadu_ps(mb + (cs + q) * 4);
-                        __m128 c1 = _mm_loadu_ps(g + 1), c2 = _mm_loadu_ps(g + 5);
-                        t[q] = _mm_mul_ps(_mm_add_ps(c1, _mm_mul_ps(c2, mv)), mv);
-                    }
-                    __m128 h = _mm_hadd_ps(_mm_hadd_ps(t[0], t[1]), _mm_hadd_ps(t[2], t[3]));
-                    __m128 c0v = _mm_setr_ps(coef[idx[cs]], coef[idx[cs + 1]], coef[idx[cs + 2]], coef[idx[cs + 3]]);
-                    _mm_storeu_ps(ia + cs, _mm_add_ps(c0v, h));
-                }
-            }
-#endif
-            for (int64_t c = cs; c < nb; ++c) {
-                const float *restrict g = coef + idx[c];
-                float t = 0.0f;
-                for (int64_t e = 0; e < E; ++e) {
-                    float me = mb[c * E + e];
-                    t += (g[1 + e] + g[1 + E + e] * me) * me;
-                }
-                ia[c] = g[0] + t;
-            }
+            /* the variables of this block of columns, one row of v per variable */
+            for (int64_t e = 0; e < E; ++e) memcpy(v[e], mr + e * C + c0, nb * sizeof(float));
             if (xr) {
+                for (int64_t c = 0; c < nb; ++c) v[E][c] = xr[0] - (float)kk[c];
+                for (int64_t e = 0; e < E; ++e)
+                    for (int64_t c = 0; c < nb; ++c) v[E + 1 + e][c] = xr[1 + e] - v[e][c];
+            }
+#ifdef __AVX512F__
+            if (j->coef_rows && V < 16) {
+                /* one column at a time: its variables in one register, 16 terms per step as products of
+                   three permutations of it, times the count's coefficient row (contiguous) */
+                const __m512i vidx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+                                                        _mm512_set1_epi32(CB));
+                const __mmask16 vmask = (__mmask16)((1u << (V + 1)) - 1u);
+                const int64_t fpad = j->fpad;
+                const int32_t *restrict ti = j->term_idx;
                 for (int64_t c = 0; c < nb; ++c) {
-                    const float *restrict gl = coef + idx[c] + 1 + 2 * E;
-                    float lk = xr[0] - (float)kk[c];
-                    float s = gl[0] * lk + gl[1] * (lk * lk);
-                    for (int64_t q = 0; q < EL; ++q) s += gl[2 + q] * (xr[1 + q] - mb[c * E + leak_pos[q]]);
-                    ia[c] += s;
+                    const __m512 vz = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), vmask, vidx, &v[0][c], 4);
+                    const float *restrict row = j->coef_rows + (int64_t)kk[c] * fpad;
+                    __m512 acc = _mm512_setzero_ps();
+                    for (int64_t q = 0; q < fpad; q += 16) {
+                        __m512 t = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_loadu_si512(ti + q), vz),
+                                                 _mm512_permutexvar_ps(_mm512_loadu_si512(ti + fpad + q), vz));
+                        t = _mm512_mul_ps(t, _mm512_permutexvar_ps(_mm512_loadu_si512(ti + 2 * fpad + q), vz));
+                        acc = _mm512_fmadd_ps(_mm512_loadu_ps(row + q), t, acc);
+                    }
+                    ia[c] = _mm512_reduce_add_ps(acc);
+                }
+            } else
+#endif
+            {
+                for (int64_t c = 0; c < nb; ++c) ia[c] = 0.0f;
+                for (int64_t f = 0; f < F; ++f) {
+                    const float *restrict a = v[terms[3 * f]], *restrict b = v[terms[3 * f + 1]], *restrict d = v[terms[3 * f + 2]];
+                    const float *restrict cf = coef_t + f * (R + 1);
+#pragma GCC ivdep
+                    for (int64_t c = 0; c < nb; ++c) ia[c] += cf[kk[c]] * (a[c] * b[c] * d[c]);
                 }
             }
             for (int64_t c = 0; c < nb; ++c) { ia[c] *= i_cell; rowsum += ia[c]; }
@@ -174,7 +181,7 @@ static inline __attribute__((always_inline)) double rows(const job_t *j, const i
 
 static void *run(void *arg) {
     job_t *j = (job_t *)arg;
-    j->sum = j->E == 4 ? rows(j, 4) : (j->E == 2 ? rows(j, 2) : rows(j, j->E));
+    j->sum = rows(j);
     return 0;
 }
 
@@ -208,11 +215,13 @@ int cosim_surrogate_eval(job_t *proto, int threads) {
 
 class _Job(ctypes.Structure):
     _fields_ = [("n0", ctypes.c_int64), ("n1", ctypes.c_int64), ("C", ctypes.c_int64), ("E", ctypes.c_int64),
-                ("EL", ctypes.c_int64), ("R", ctypes.c_int64), ("F", ctypes.c_int64),
+                ("V", ctypes.c_int64), ("R", ctypes.c_int64), ("F", ctypes.c_int64),
                 ("k", ctypes.c_void_p), ("k_ld", ctypes.c_int64), ("k_bf16", ctypes.c_int),
                 ("m", ctypes.c_void_p), ("m_ld", ctypes.c_int64),
                 ("xs", ctypes.c_void_p), ("xs_ld", ctypes.c_int64),
-                ("leak_pos", ctypes.c_void_p), ("coef", ctypes.c_void_p), ("i_cell", ctypes.c_float),
+                ("terms", ctypes.c_void_p), ("coef_t", ctypes.c_void_p),
+                ("coef_rows", ctypes.c_void_p), ("fpad", ctypes.c_int64), ("term_idx", ctypes.c_void_p),
+                ("i_cell", ctypes.c_float),
                 ("cur", ctypes.c_void_p), ("cur_ld", ctypes.c_int64),
                 ("thr", ctypes.c_void_p), ("nthr", ctypes.c_int64), ("lsb", ctypes.c_float),
                 ("grid_start", ctypes.c_void_p), ("ngrid", ctypes.c_int64), ("grid_lo", ctypes.c_float),
@@ -288,24 +297,38 @@ class Thresholds:
             self.start = torch.zeros(1, dtype=torch.int32)
 
 
-def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, coef: torch.Tensor, i_cell_a: float,
-             xs: torch.Tensor | None = None, leak_pos: torch.Tensor | None = None,
+#: most variables a table may have for the kernel (VMAX in the C source)
+MAX_VARIABLES = 40
+
+
+def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int, terms: torch.Tensor,
+             coef_t: torch.Tensor, i_cell_a: float, xs: torch.Tensor | None = None,
+             coef_rows: torch.Tensor | None = None, term_idx: torch.Tensor | None = None,
              cur: torch.Tensor | None = None, thresholds: Thresholds | None = None, lsb: float = 1.0,
              code: torch.Tensor | None = None, threads: int = 1, step_a: float = 0.0, max_code: int = 0) -> float:
     """Run the kernel on CPU tensors (row-major, unit stride along the last dimension): ``k`` (n, C) float32
-    or bfloat16 counts, ``m`` (n, C*E) float32 moments, ``coef`` (R+1, F) float32, ``xs`` (n, 1+EL) and
-    ``leak_pos`` (EL,) int64 for leak tables; writes ``cur`` (n, C) currents (A) and/or ``code`` (n, C)
-    codes (``thresholds`` of the ADC, ``lsb`` AND-counts per code; or, with ``step_a`` > 0, evenly spaced
+    or bfloat16 counts, ``m`` (n, E*C) float32 moments (moment e of column c at e*C + c), ``terms`` (F, 3)
+    int32 variable indices (V: the constant), ``coef_t`` (F, R+1) float32 coefficients in units of i_cell,
+    ``xs`` (n, 1+E) for leak tables; optionally the same model in the layout of the AVX-512 path
+    (``coef_rows`` (R+1, Fp) and ``term_idx`` (3, Fp) int32, Fp a multiple of 16, padding terms the
+    constant with coefficient 0); writes ``cur`` (n, C) currents (A) and/or ``code`` (n, C) codes
+    (``thresholds`` of the ADC, ``lsb`` AND-counts per code; or, with ``step_a`` > 0, evenly spaced
     levels c * step_a rounded to as ``ADC.digitize`` does, codes 0..``max_code``). Returns the sum of the
     currents (A)."""
     n, c = k.shape
     for name, t in (("k", k), ("m", m), ("xs", xs), ("cur", cur), ("code", code)):
         if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != n):
             raise ValueError(f"kernel operand {name}: need a CPU matrix of {n} rows with unit column stride")
-    job = _Job(n0=0, n1=n, C=c, E=E, EL=0 if leak_pos is None else leak_pos.numel(), R=coef.shape[0] - 1,
-               F=coef.shape[1], k=k.data_ptr(), k_ld=k.stride(0), k_bf16=int(k.dtype == torch.bfloat16),
+    if coef_rows is not None and (coef_rows.shape[1] % 16 or term_idx is None or term_idx.shape != (3, coef_rows.shape[1])
+                                  or not (coef_rows.is_contiguous() and term_idx.is_contiguous())):
+        raise ValueError("kernel operands: coef_rows must be (R+1, 16 q) with term_idx (3, 16 q), contiguous")
+    if V > MAX_VARIABLES or m.shape[1] != E * c or not (terms.is_contiguous() and coef_t.is_contiguous()):
+        raise ValueError("kernel operands: too many variables, or moments/terms/coefficients of the wrong layout")
+    job = _Job(n0=0, n1=n, C=c, E=E, V=V, R=coef_t.shape[1] - 1, F=coef_t.shape[0],
+               k=k.data_ptr(), k_ld=k.stride(0), k_bf16=int(k.dtype == torch.bfloat16),
                m=m.data_ptr(), m_ld=m.stride(0), xs=_ptr(xs), xs_ld=0 if xs is None else xs.stride(0),
-               leak_pos=_ptr(leak_pos), coef=coef.data_ptr(), i_cell=i_cell_a,
+               terms=terms.data_ptr(), coef_t=coef_t.data_ptr(), coef_rows=_ptr(coef_rows),
+               fpad=0 if coef_rows is None else coef_rows.shape[1], term_idx=_ptr(term_idx), i_cell=i_cell_a,
                cur=_ptr(cur), cur_ld=0 if cur is None else cur.stride(0),
                thr=None if thresholds is None else thresholds.padded.data_ptr() + 4,
                nthr=0 if thresholds is None else thresholds.count, lsb=lsb,

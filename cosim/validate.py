@@ -11,7 +11,7 @@ the same columns. Families:
 
 Predictors:
 
-- ``surrogate``   the table's model (ON-count, cosine moments of the ON pattern, leak terms);
+- ``surrogate``   the table's model (ON-count, Legendre moments of the ON pattern and leaking cells, moments-v3);
 - ``ideal``       no non-ideality at all: k * I_on + leaking cells * I_off;
 - ``count_only``  the mean calibration current of the column's ON-count (a table over k alone).
 

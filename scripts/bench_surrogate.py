@@ -30,11 +30,13 @@ def _profile(sur, pw, x, w, rep: int = 40) -> dict:
 
     lib, (thr, step_a) = load(), sur._adc_rule()
     xb = x.to(pw.w_count.dtype)
-    k, m = xb @ pw.w_count, x @ pw.w_moments
+    k, m, xs = sur._products(x, pw)
     code = torch.empty(k.shape)
     steps = {"ideal_product": lambda: x @ w, "inputs_to_count_dtype": lambda: x.to(pw.w_count.dtype),
              "count_product": lambda: xb @ pw.w_count, "moment_product": lambda: x @ pw.w_moments,
-             "kernel_codes": lambda: evaluate(lib, k, m, len(sur.orders), sur._coef, sur.i_cell_a, thresholds=thr,
+             "kernel_codes": lambda: evaluate(lib, k, m, len(sur.orders), sur.n_variables, sur._terms, sur._coef_t,
+                                              sur.i_cell_a, xs=xs, coef_rows=sur._coef_rows, term_idx=sur._term_idx,
+                                              thresholds=thr,
                                               lsb=float(sur.adc.lsb_counts), code=code, threads=torch.get_num_threads(),
                                               step_a=step_a, max_code=sur.adc.max_code),
              "whole_read": lambda: sur.read(x, pw)}
@@ -124,7 +126,7 @@ def main() -> None:
         "rows": rows, "cols": cols, "vectors": args.vectors, "threads": args.threads, "device": args.device,
         "ideal_matmul_s_per_1e6": t_ideal, "surrogate_currents_s_per_1e6": t_cur, "surrogate_read_s_per_1e6": t_read,
         "ratio_currents_to_ideal": t_cur / t_ideal, "chunk": sur.chunk, "ratio_read_to_ideal": t_read / t_ideal,
-        "orders": sur.orders, "leak_orders": sur.leak_orders, "kernel": kernel,
+        "orders": sur.orders, "leak": sur.leak, "terms": len(sur.terms), "kernel": kernel,
         "kernel_error": surrogate_kernel.load_error, "torch_path_read_s_per_1e6": t_torch,
         "profile_cpu_s_per_1e6": profile, "cpu_s_per_1e6_of_best_pass": cpu_s, "load_avg_1min_before": load_before, "load_avg_1min_after": os.getloadavg()[0],
         "provenance": record(table=str(path), technology=sur.tech.name, machine=platform.machine(),
@@ -134,7 +136,7 @@ def main() -> None:
         print(json.dumps(out, sort_keys=True, default=str))
     else:
         print(f"{rows}x{cols}, {args.vectors} vectors, chunk {sur.chunk}, {args.threads} threads ({sur.tech.name}, orders {sur.orders}, "
-              f"leak orders {sur.leak_orders}; load average {os.getloadavg()[0]:.1f}):")
+              f"{len(sur.terms)} terms; load average {os.getloadavg()[0]:.1f}):")
         print(f"  ideal x@w          {t_ideal:.3f} s per 10^6 vectors")
         print(f"  surrogate currents {t_cur:.3f} s per 10^6 vectors ({t_cur / t_ideal:.2f}x ideal)")
         print(f"  surrogate read     {t_read:.3f} s per 10^6 vectors ({t_read / t_ideal:.2f}x ideal; "

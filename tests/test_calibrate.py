@@ -79,10 +79,10 @@ def test_fit_recovers_an_exact_model():
     rows = 16
     on = (rng.random((600, rows)) < rng.uniform(0.05, 0.95, (600, 1))).astype(np.uint8)
     act = on | (rng.random((600, rows)) < 0.3).astype(np.uint8)
-    k, F = features_np(on, act, [1, 2], [1])
+    k, F = features_np(on, act, [1, 2], True)
     # a current that is exactly of the model's form: fitted to round-off
     cur = 1e-5 * k - 2e-8 * k ** 2 + 1e-7 * F[:, 1] - 3e-8 * F[:, 4] + 4e-7 * F[:, 5]
-    arrays, meta = fit_arrays(on, act, cur, rows, 1e-5, [1, 2], [1])
+    arrays, meta = fit_arrays(on, act, cur, rows, 1e-5, [1, 2], True)
     pred = np.einsum("nf,nf->n", arrays["coef"][k], F)
     np.testing.assert_allclose(pred, cur, rtol=3e-3, atol=1e-3 * 1e-5)   # lightly regularised fit; 1e-3 I_cell
     assert meta["features"][0] == "1" and len(meta["features"]) == F.shape[1]

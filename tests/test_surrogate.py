@@ -47,7 +47,7 @@ def test_matches_numpy_features(wire_table, rng):
     got = sur.column_currents(x, w).double().numpy()
     on = (x.numpy()[:, None, :] * w.numpy().T[None]).reshape(-1, 32)
     act = np.repeat(x.numpy()[:, None, :], 6, 1).reshape(-1, 32)
-    k, F = features_np(on, act, sur.orders, sur.leak_orders)
+    k, F = features_np(on, act, sur.orders, sur.leak, sur.terms)
     want = np.einsum("nf,nf->n", wire_table["coef"][k], F).reshape(50, 6)
     np.testing.assert_allclose(got, want, rtol=2e-5)
 

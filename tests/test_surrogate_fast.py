@@ -1,7 +1,6 @@
 """The fast surrogate paths (fused C kernel, torch fallback, bf16 counts, prepared and cached weights)
 against a straightforward float64 evaluation of the table's model written out here, column by column."""
 
-import math
 import shutil
 
 import numpy as np
@@ -16,30 +15,33 @@ from cosim.surrogate import Surrogate
 from cosim.tables import default_table_path, load_table
 
 
+LEGENDRE = {1: lambda u: u, 2: lambda u: (3 * u ** 2 - 1) / 2, 3: lambda u: (5 * u ** 3 - 3 * u) / 2,
+            4: lambda u: (35 * u ** 4 - 30 * u ** 2 + 3) / 8}
+
+
 def reference_currents(table, x, w):
     """(N, C) column currents (A) by the model's definition, in float64, one column at a time:
-    I = i_cell_a-free table coefficients of the ON-count k dotted with [1, m_e, m_e^2 (, L, L^2, nu_e)],
-    m_e = sum over conducting rows j of cos(pi e (j + 1/2) / R), R the table's row count."""
+    I = sum over the table's terms f of coef[k, f] times the product of the term's variables, the
+    variables being [m_e (, L, nu_e)]: m_e = sum over conducting rows j of P_e(2 (j + 1/2) / R - 1)
+    (Legendre polynomials written out, R the table's row count), L the leaking cells (input 1, weight 0)
+    and nu_e their moments."""
     x = np.asarray(x, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     rows_table = table.rows
     orders = [int(e) for e in table.meta["orders"]]
-    leak_orders = table.meta.get("leak_orders")
+    terms = [tuple(t) for t in table.meta["terms"]]
     coef = np.asarray(table["coef"], dtype=np.float64)
-    j = np.arange(x.shape[1])
+    u = 2 * (np.arange(x.shape[1]) + 0.5) / rows_table - 1
     out = np.zeros((x.shape[0], w.shape[1]))
     for c in range(w.shape[1]):
         on = x * w[:, c]                                        # conducting cells of column c
         k = on.sum(axis=1).round().astype(int)
-        feats = [np.ones(x.shape[0])]
-        moments = [(on * np.cos(math.pi * e * (j + 0.5) / rows_table)).sum(axis=1) for e in orders]
-        feats += moments + [mo ** 2 for mo in moments]
-        if leak_orders is not None:
+        var = [(on * LEGENDRE[e](u)).sum(axis=1) for e in orders]
+        if table.meta["leak"]:
             leak = x - on                                       # input on, weight 0
-            lcount = leak.sum(axis=1)
-            feats += [lcount, lcount ** 2]
-            feats += [(leak * np.cos(math.pi * e * (j + 0.5) / rows_table)).sum(axis=1) for e in leak_orders]
-        out[:, c] = (coef[k] * np.stack(feats, axis=1)).sum(axis=1)
+            var += [leak.sum(axis=1)] + [(leak * LEGENDRE[e](u)).sum(axis=1) for e in orders]
+        feats = np.stack([np.prod([var[i] for i in t], axis=0) if t else np.ones(x.shape[0]) for t in terms], axis=1)
+        out[:, c] = (coef[k] * feats).sum(axis=1)
     return out
 
 
@@ -73,6 +75,8 @@ def table(request):
 
 
 PATHS = {"kernel": dict(use_kernel=True, fast_counts=True), "kernel-f32-counts": dict(use_kernel=True, fast_counts=False),
+         # the kernel's portable term loop (what runs without AVX-512): no padded coefficient rows
+         "kernel-generic": dict(use_kernel=True, fast_counts=True, _coef_rows=None),
          "torch": dict(use_kernel=False, fast_counts=True)}
 
 
@@ -166,18 +170,23 @@ def test_kernel_thresholds_are_exact(kind, rng):
            "single": np.array([2.5]), "none": np.zeros(0)}[kind].astype(np.float32)
     t = surrogate_kernel.Thresholds(thr)
     n, c, e = 700, 33, 2
-    coef = torch.zeros(2, 1 + 2 * e)
-    coef[:, 0] = 1.0                                           # current = 1 + m_1 (in units of i_cell = 1)
-    coef[:, 1] = 1.0
-    m = torch.as_tensor(rng.uniform(-2, 90, size=(n, c * e)).astype(np.float32))
-    m[:5, 0:6:2] = torch.as_tensor(thr[:3] - 1 if thr.size >= 3 else [0.0, 1.0, 2.0])   # exactly on thresholds
+    terms = torch.tensor([[e, e, e], [0, e, e]], dtype=torch.int32)   # 1 and m_1 (variable e: the constant)
+    coef_t = torch.ones(2, 2)                                  # current = 1 + m_1 (in units of i_cell = 1), k in 0..1
+    coef_rows = torch.zeros(2, 16)
+    coef_rows[:, :2] = 1.0
+    term_idx = torch.full((3, 16), e, dtype=torch.int32)
+    term_idx[0, 1] = 0
+    m = torch.as_tensor(rng.uniform(-2, 90, size=(n, e * c)).astype(np.float32))
+    m[:5, 0:3] = torch.as_tensor(thr[:3] - 1 if thr.size >= 3 else [0.0, 1.0, 2.0])   # exactly on thresholds
     k = torch.zeros(n, c)
-    cur, code = torch.empty(n, c), torch.empty(n, c)
-    total = surrogate_kernel.evaluate(lib, k, m, e, coef, 1.0, cur=cur, thresholds=t, lsb=3.0, code=code, threads=2)
-    torch.testing.assert_close(cur, 1 + m[:, 0::2], rtol=0, atol=0)
-    want = torch.bucketize(cur, torch.as_tensor(thr), right=False).float() * 3
-    assert torch.equal(code, want)
-    assert total == pytest.approx(cur.double().sum().item(), rel=1e-6)
+    for layout in ({}, {"coef_rows": coef_rows, "term_idx": term_idx}):   # generic loop, AVX-512 path
+        cur, code = torch.empty(n, c), torch.empty(n, c)
+        total = surrogate_kernel.evaluate(lib, k, m, e, e, terms, coef_t, 1.0, cur=cur, thresholds=t, lsb=3.0,
+                                          code=code, threads=2, **layout)
+        torch.testing.assert_close(cur, 1 + m[:, :c], rtol=0, atol=0)
+        want = torch.bucketize(cur, torch.as_tensor(thr), right=False).float() * 3
+        assert torch.equal(code, want)
+        assert total == pytest.approx(cur.double().sum().item(), rel=1e-6)
 
 
 def test_torch_fallback_by_environment(monkeypatch, rng):

@@ -19,7 +19,7 @@ LAW = "I = i_cell * sum_on (1 - ir_drop k/R) (1 - 0.4 ir_drop (R-1-j)/R) + i_off
 def synthetic_table(tech: str = "sram8t", rows: int = 64, cols: int = 64, samples: int = 3000, seed: int = 0,
                     i_cell_a: float = 20e-6, i_off_a: float = 0.0, topology: str = "decoupled", ir_drop: float = 0.25):
     """A LookupTable fitted to samples of the synthetic law; ``ir_drop`` 0 gives an ideal linear array."""
-    from ..calibrate import DEFAULT_LEAK_ORDERS, DEFAULT_ORDERS, LEAK_RATIO_MIN, fit_arrays
+    from ..calibrate import DEFAULT_ORDERS, LEAK_RATIO_MIN, fit_arrays
     from ..provenance import record
     from ..tables import LookupTable
 
@@ -35,8 +35,7 @@ def synthetic_table(tech: str = "sram8t", rows: int = 64, cols: int = 64, sample
     per_cell = (1 - ir_drop * k / rows) * (1 - 0.4 * ir_drop * (rows - 1 - j) / rows)
     cur = i_cell_a * (on * per_cell).sum(1) + i_off_a * (active & ~w).sum(1)
     leak = i_off_a > LEAK_RATIO_MIN * i_cell_a
-    arrays, meta = fit_arrays(on, active, cur, rows, i_cell_a, list(DEFAULT_ORDERS),
-                              list(DEFAULT_LEAK_ORDERS) if leak else None)
+    arrays, meta = fit_arrays(on, active, cur, rows, i_cell_a, list(DEFAULT_ORDERS), leak)
     prov = record(technology=t.name, technology_params=t.as_dict(), cell=t.cell, rows=rows, cols=cols,
                   topology=topology, r_wire_ohm=t.r_wire_ohm, ngspice_version="none (synthetic)",
                   solver="none (synthetic)", seed=seed, i_cell_a=i_cell_a, i_off_a=i_off_a,

@@ -19,7 +19,7 @@ from .sweep_options import check_sweep_options, point_cache, sweep_options
 @click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell segment (default: technology's)")
 @click.option("--points", type=int, required=True, help="SPICE operating points (runs) in the sweep")
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per point (one .dc sweep)")
-@click.option("--orders", default="1,2,3,4", show_default=True, help="cosine orders of the ON-pattern moments (surrogate features)")
+@click.option("--orders", default="1,2,3,4", show_default=True, help="Legendre orders of the ON-pattern (and leak) moments of the surrogate model")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output folder (resumable)")
 @sweep_options
 @click.option("--seed", type=int, default=0, show_default=True)
