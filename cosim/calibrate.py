@@ -73,6 +73,8 @@ MODEL = "moments-v3"
 PLACEMENTS = ("uniform", "near", "far", "clustered")
 #: Legendre orders of the ON-pattern (m_e) and leak (nu_e) moments
 DEFAULT_ORDERS = (1, 2, 3, 4)
+#: term sets of ``default_terms``; ``cosim calibrate --terms``
+TERM_SETS = ("full", "compact")
 DEFAULT_VECTORS = 16
 #: cells whose leak is below this fraction of the ON current get no leak terms
 LEAK_RATIO_MIN = 1e-3
@@ -172,14 +174,22 @@ def variable_names(orders: list[int], leak: bool) -> list[str]:
     return [f"m{e}" for e in orders] + (["L"] + [f"nu{e}" for e in orders] if leak else [])
 
 
-def default_terms(n_orders: int, leak: bool) -> list[tuple[int, ...]]:
-    """The default terms as tuples of variable indices (empty tuple: the constant)."""
+def default_terms(n_orders: int, leak: bool, kind: str = "full") -> list[tuple[int, ...]]:
+    """The model's terms as tuples of variable indices (empty tuple: the constant). ``kind``: ``full``
+    (every monomial of degree 1-3 in the ON moments) or ``compact`` (degree 1, all products of two, and
+    the cubes only: 19 instead of 35 ON terms for four orders, cheaper to evaluate, as accurate at 64 rows:
+    docs/VALIDATION.md); both add the same leak terms."""
     from itertools import combinations_with_replacement
 
+    if kind not in TERM_SETS:
+        raise InputError(f"unknown term set '{kind}': expected one of {', '.join(TERM_SETS)}")
     E = n_orders
     terms: list[tuple[int, ...]] = [()]
-    for degree in (1, 2, 3):
-        terms += list(combinations_with_replacement(range(E), degree))
+    if kind == "full":
+        for degree in (1, 2, 3):
+            terms += list(combinations_with_replacement(range(E), degree))
+    else:
+        terms += [(e,) for e in range(E)] + list(combinations_with_replacement(range(E), 2)) + [(e, e, e) for e in range(E)]
     if leak:
         L = E
         nu = [E + 1 + e for e in range(E)]
@@ -429,7 +439,7 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
 
 
 def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak: bool | str = "auto",
-              n_knots: int | None = None):
+              n_knots: int | None = None, terms: str = "full"):
     """The LookupTable of a finished sweep (samples: ``load_points`` frame)."""
     from . import provenance
     from .spice import cell_currents
@@ -441,7 +451,8 @@ def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak: 
         leak = abs(cc["i_off_a"]) > LEAK_RATIO_MIN * abs(i_cell)
     orders = list(DEFAULT_ORDERS) if orders is None else list(orders)
     on, act = masks(samples, cfg.rows)
-    arrays, meta = fit_arrays(on, act, samples["current_a"].to_numpy(), cfg.rows, i_cell, orders, bool(leak), n_knots)
+    arrays, meta = fit_arrays(on, act, samples["current_a"].to_numpy(), cfg.rows, i_cell, orders, bool(leak), n_knots,
+                               default_terms(len(orders), bool(leak), terms))
     hashes = sorted(set(samples["netlist_sha256"]))
     prov = provenance.record(
         technology=cfg.tech.name, technology_params=cfg.tech.as_dict(), cell=cfg.tech.cell, rows=cfg.rows,
@@ -453,17 +464,21 @@ def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak: 
         i_cell_a=i_cell, i_off_a=float(cc["i_off_a"]), i_idle_a=float(cc["i_idle_a"]),
         i_idle_off_a=float(cc["i_idle_off_a"]), spice_seconds=float(samples["seconds"].sum()),
     )
+    meta["term_set"] = terms
     return LookupTable(arrays=arrays, meta=meta, provenance=prov)
 
 
 def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int | None = None, orders: list[int] | None = None,
               progress: bool = True, stop_after: int | None = None,
               log: Callable[[str], None] | None = None, scheduler: str | None = None, cache: Any = None,
-              point_timeout_s: float | None = None):
+              point_timeout_s: float | None = None, terms: str = "full"):
     """Run (or resume) the sweep, write ``samples.parquet`` and ``table.parquet`` into ``out_dir``.
-    Returns the LookupTable. ``workers``, ``scheduler``, ``cache``, ``point_timeout_s``: see ``run_sweep``."""
+    Returns the LookupTable. ``workers``, ``scheduler``, ``cache``, ``point_timeout_s``: see ``run_sweep``;
+    ``terms``: the model's term set (``default_terms``)."""
     from . import provenance
 
+    if terms not in TERM_SETS:
+        raise InputError(f"unknown term set '{terms}': expected one of {', '.join(TERM_SETS)}")
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     paths = run_sweep(cfg, points, out_dir, workers=workers, progress=progress, stop_after=stop_after,
@@ -472,7 +487,7 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
         raise CosimError(f"sweep stopped with {len(paths)} of {points} points finished (kept in {out_dir}); "
                          "run the same command again to resume")
     samples = load_points(paths)
-    table = fit_table(cfg, samples, orders=orders)
+    table = fit_table(cfg, samples, orders=orders, terms=terms)
     import pyarrow as pa
     import pyarrow.parquet as pq
 

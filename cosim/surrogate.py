@@ -46,7 +46,7 @@ class PreparedWeights:
     rows: int
     cols: int
     w_count: torch.Tensor        # (R', C) 0/1, in the dtype of the count product
-    w_moments: torch.Tensor      # (R', E*C): column e*C + c is w_c * phi_e
+    w_moments: torch.Tensor      # (R', C*E): column c*E + e is w_c * phi_e
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.w_count, self.w_moments))
@@ -107,20 +107,18 @@ class Surrogate:
         self._coef_t = torch.as_tensor((coef / self.i_cell_a).T.copy(), dtype=dtype, device=self.device)  # (F, R+1)
         padded = [list(t) + [n_var] * (3 - len(t)) for t in terms]                   # n_var: the constant 1
         self._terms = torch.as_tensor(padded, dtype=torch.int32).contiguous()
-        # the kernel's AVX-512 layout: terms padded to a multiple of 16 (the constant, coefficient 0)
-        fp = -(-len(terms) // 16) * 16
-        rows_p = np.zeros((self.rows + 1, fp), dtype=np.float32)
-        rows_p[:, :len(terms)] = coef / self.i_cell_a
-        idx_p = np.full((3, fp), n_var, dtype=np.int32)
-        idx_p[:, :len(terms)] = np.asarray(padded, dtype=np.int32).T
-        self._coef_rows = torch.as_tensor(rows_p).contiguous()
-        self._term_idx = torch.as_tensor(idx_p).contiguous()
+        self._coef_rows = self._term_idx = None                                    # the kernel's AVX-512 layout
+        if self.device.type == "cpu" and dtype == torch.float32:
+            from .surrogate_kernel import avx512_layout
+            self._coef_rows, self._term_idx = avx512_layout(self._coef_t, self._terms, n_var)
         self._phi = torch.as_tensor(moment_basis(self.rows, self.orders), dtype=dtype, device=self.device)
         self._count_mean = torch.as_tensor(count_mean / self.i_cell_a, dtype=dtype, device=self.device)
         self.adc = (adc or ADC()).bind(table)
         self._thr = None
         #: evaluate with the fused C kernel (cosim.surrogate_kernel) where it is available (CPU, float32)
         self.use_kernel = True
+        #: let the C kernel use its AVX-512 term loop where compiled in (False: its portable loop)
+        self.kernel_simd = True
         #: threads of the C kernel (None: torch's intra-op thread count)
         self.kernel_threads: int | None = None
         #: compute the exact ON-counts as bfloat16 products on CPU (float32 otherwise)
@@ -156,8 +154,8 @@ class Surrogate:
     def prepare(self, w_bits: Any) -> "PreparedWeights":
         """The weight-side operands of the model for one (R', C) weight matrix, built once and reusable
         for any number of reads (``column_currents``, ``read`` and ``read_with_current`` accept them in
-        place of ``w_bits``): the count matrix w and the moment matrix, E blocks of C columns (block e
-        holds w * phi_e), so that x @ W_m viewed as (N, E, C) holds each moment of a row of columns
+        place of ``w_bits``): the count matrix w and the moment matrix, for each column c the E columns
+        w_c * phi_e side by side, so that x @ W_m viewed as (N, C, E) holds every column's moments
         contiguously."""
         if isinstance(w_bits, PreparedWeights):
             return w_bits
@@ -170,7 +168,7 @@ class Surrogate:
             raise InputError(f"coupled table is for {self.cols} columns, got {w.shape[1]}")
         r, c = w.shape
         phi = self._phi[:r, 1:]                                                  # (R', E)
-        w_m = (phi.unsqueeze(1) * w.unsqueeze(2)).transpose(1, 2).reshape(r, len(self.orders) * c).contiguous()
+        w_m = (w.unsqueeze(2) * phi.unsqueeze(1)).reshape(r, c * len(self.orders)).contiguous()
         count_dtype = self._count_dtype(r)
         return PreparedWeights(rows=r, cols=c, w_count=w.to(count_dtype).contiguous(), w_moments=w_m)
 
@@ -182,7 +180,7 @@ class Surrogate:
         return self.dtype
 
     def _products(self, x_raw: torch.Tensor, pw: "PreparedWeights") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """ON-counts (n, C), moments (n, E*C) and, for leak tables, the inputs' own row sums and
+        """ON-counts (n, C), moments (n, C*E) and, for leak tables, the inputs' own row sums and
         moments (n, 1+E), for one chunk of input vectors (0/1 of any dtype)."""
         x = x_raw.to(self.dtype)
         xc = x.to(pw.w_count.dtype)          # from the float32 copy: float16 -> bfloat16 directly is slow
@@ -196,8 +194,8 @@ class Surrogate:
         n, c = k.shape
         E = len(self.orders)
         kl = k.round().long().clamp_(0, self.rows)
-        mom = m.view(n, E, c)
-        var = [mom[:, e] for e in range(E)]
+        mom = m.view(n, c, E)
+        var = [mom[..., e] for e in range(E)]
         if xs is not None:
             var.append(xs[:, :1] - kl.to(m.dtype))                                # leaking cells: input 1, weight 0
             var += [xs[:, 1 + e:2 + e] - var[e] for e in range(E)]
@@ -242,7 +240,7 @@ class Surrogate:
                     k, m, xs = self._products(x[s:s + self.chunk], pw)
                     total += evaluate(lib, k, m, E, self.n_variables, self._terms, self._coef_t, self.i_cell_a, xs=xs,
                                       coef_rows=self._coef_rows, term_idx=self._term_idx,
-                                      cur=None if cur is None else cur[s:s + self.chunk], thresholds=thr,
+                                      simd=self.kernel_simd, cur=None if cur is None else cur[s:s + self.chunk], thresholds=thr,
                                       lsb=float(self.adc.lsb_counts), code=None if code is None else code[s:s + self.chunk],
                                       threads=threads, step_a=step_a, max_code=self.adc.max_code)
                 return cur, code, total

@@ -4,8 +4,9 @@ After the matrix products (the ON-count k and the E moments of every column), ev
 element-wise: form the variables (moments, leaking cells), gather the count's coefficient of every term,
 sum the terms, scale to amperes and, when asked, digitise with the ADC's thresholds and sum the currents.
 In torch that is dozens of memory-bound passes over (N, C) tensors; this kernel does it in one pass over
-blocks of 64 columns (the term loop vectorises across columns, gathering coefficients by ON-count),
-reading the E + 1 inputs of a column and writing one or two floats. It is plain C (no torch headers), compiled on first use with the
+blocks of 64 columns, reading the E + 1 inputs of a column and writing one or two floats. With AVX-512
+each column's variables sit in one register and 16 terms at a time are products of permutations of it,
+dotted with the contiguous coefficient row of its ON-count; elsewhere a portable loop does the same. It is plain C (no torch headers), compiled on first use with the
 system C compiler into ``cosim.paths.cache_dir()/kernels`` (about a second) and called through ctypes,
 one POSIX thread per torch thread. Where there is no compiler, or ``COSIM_SURROGATE_KERNEL=torch`` is
 set, ``load()`` returns None and the surrogate uses its torch path (the same model, the same results
@@ -39,12 +40,13 @@ SOURCE = r"""
 typedef struct {
     int64_t n0, n1, C, E, V, R, F;
     const void *k; int64_t k_ld; int k_bf16;   /* ON-counts (n, C): float32 or bfloat16, row stride k_ld */
-    const float *m; int64_t m_ld;              /* moments (n, E*C), moment e of column c at e*C + c */
+    const float *m; int64_t m_ld;              /* moments (n, C*E), moment e of column c at c*E + e */
     const float *xs; int64_t xs_ld;            /* leak tables: (n, 1+E) row sums / moments of the inputs, else NULL */
     const int32_t *terms;                      /* (F, 3) variable indices of each term, V = the constant 1 */
     const float *coef_t;                       /* (F, R+1): coefficient of term f at ON-count k, units of i_cell */
-    const float *coef_rows; int64_t fpad;      /* the same as (R+1, fpad) rows padded with zeros to a multiple of 16, or NULL */
-    const int32_t *term_idx;                   /* (3, fpad): the terms' variable indices, padding = V (the constant) */
+    int simd;                                  /* 1: the AVX-512 term loop where compiled in; 0: the portable one */
+    const float *coef_rows; int64_t fpad;      /* AVX-512 layout: (R+1, fpad) rows, fpad a multiple of 16, zero padded */
+    const int32_t *term_idx;                   /* (3, fpad) the terms' variable indices, padding = V (the constant) */
     float i_cell;                              /* A */
     float *cur; int64_t cur_ld;                /* currents (A) or NULL */
     const float *thr; int64_t nthr; float lsb;  /* ADC thresholds (A), ascending, thr[-1] = -inf and thr[nthr] = +inf readable; AND-counts per code */
@@ -76,12 +78,35 @@ static double rows(const job_t *j) {
     float ia[CB];
     float v[VMAX + 1][CB];
     for (int64_t c = 0; c < CB; ++c) v[V][c] = 1.0f;
+    const float *restrict coef_rows = j->coef_rows;
+    const int64_t fpad = j->fpad;
+    const int32_t *restrict ti = j->term_idx;
+#ifdef __AVX512F__
+    const int vec = j->simd && coef_rows && V < 16;
+    const __mmask16 mask_m = (__mmask16)((1u << E) - 1u);                 /* lanes of the moments */
+    const __mmask16 mask_nu = (__mmask16)(((1u << E) - 1u) << (E + 1));    /* lanes of the leak moments */
+    const __mmask16 mask_l = (__mmask16)(1u << E);                         /* lane of L */
+    int32_t sh[16];
+    for (int l = 0; l < 16; ++l) sh[l] = (l > E && l <= 2 * E) ? (int32_t)(l - E - 1) : 0;
+    const __m512i shift_nu = _mm512_loadu_si512(sh);
+#else
+    (void)coef_rows; (void)fpad; (void)ti;
+#endif
     for (int64_t i = n0; i < n1; ++i) {
         const float *restrict mr = j->m + i * m_ld;
         const float *restrict xr = j->xs ? j->xs + i * xs_ld : 0;
         float *restrict cur = j->cur ? j->cur + i * cur_ld : 0;
         float *restrict code = j->code ? j->code + i * code_ld : 0;
         float rowsum = 0.0f;
+#ifdef __AVX512F__
+        /* the row's part of every column's variables: the inputs' sums and moments at the leak
+           variables' lanes (L = xs0 - k, nu_e = xs_e - m_e) and the constant 1 at lane V */
+        __m512 xz = _mm512_setzero_ps();
+        if (vec) {
+            if (xr) xz = _mm512_maskz_loadu_ps((__mmask16)(((1u << (E + 1)) - 1u) << E), xr - E);
+            xz = _mm512_mask_mov_ps(xz, (__mmask16)(1u << V), _mm512_set1_ps(1.0f));
+        }
+#endif
         for (int64_t c0 = 0; c0 < C; c0 += CB) {
             const int64_t nb = C - c0 < CB ? C - c0 : CB;
             if (k_bf16) {
@@ -98,25 +123,19 @@ static double rows(const job_t *j) {
                     kk[c] = k < 0 ? 0 : (k > R ? (int32_t)R : k);
                 }
             }
-            /* the variables of this block of columns, one row of v per variable */
-            for (int64_t e = 0; e < E; ++e) memcpy(v[e], mr + e * C + c0, nb * sizeof(float));
-            if (xr) {
-                for (int64_t c = 0; c < nb; ++c) v[E][c] = xr[0] - (float)kk[c];
-                for (int64_t e = 0; e < E; ++e)
-                    for (int64_t c = 0; c < nb; ++c) v[E + 1 + e][c] = xr[1 + e] - v[e][c];
-            }
 #ifdef __AVX512F__
-            if (j->coef_rows && V < 16) {
-                /* one column at a time: its variables in one register, 16 terms per step as products of
-                   three permutations of it, times the count's coefficient row (contiguous) */
-                const __m512i vidx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
-                                                        _mm512_set1_epi32(CB));
-                const __mmask16 vmask = (__mmask16)((1u << (V + 1)) - 1u);
-                const int64_t fpad = j->fpad;
-                const int32_t *restrict ti = j->term_idx;
+            if (vec) {
+                /* one column at a time: its variables in one register (the moments are contiguous, the
+                   leak variables and the constant come from the row's own vector xz), 16 terms per step
+                   as products of three permutations of it, times the count's coefficient row */
                 for (int64_t c = 0; c < nb; ++c) {
-                    const __m512 vz = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), vmask, vidx, &v[0][c], 4);
-                    const float *restrict row = j->coef_rows + (int64_t)kk[c] * fpad;
+                    const __m512 mz = _mm512_maskz_loadu_ps(mask_m, mr + (c0 + c) * E);
+                    __m512 vz = _mm512_add_ps(mz, xz);
+                    if (xr) {
+                        vz = _mm512_sub_ps(vz, _mm512_maskz_permutexvar_ps(mask_nu, shift_nu, mz));
+                        vz = _mm512_mask_sub_ps(vz, mask_l, vz, _mm512_set1_ps((float)kk[c]));
+                    }
+                    const float *restrict row = coef_rows + (int64_t)kk[c] * fpad;
                     __m512 acc = _mm512_setzero_ps();
                     for (int64_t q = 0; q < fpad; q += 16) {
                         __m512 t = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_loadu_si512(ti + q), vz),
@@ -129,11 +148,18 @@ static double rows(const job_t *j) {
             } else
 #endif
             {
+                /* the variables of this block of columns, one row of v per variable */
+                for (int64_t e = 0; e < E; ++e)
+                    for (int64_t c = 0; c < nb; ++c) v[e][c] = mr[(c0 + c) * E + e];
+                if (xr) {
+                    for (int64_t c = 0; c < nb; ++c) v[E][c] = xr[0] - (float)kk[c];
+                    for (int64_t e = 0; e < E; ++e)
+                        for (int64_t c = 0; c < nb; ++c) v[E + 1 + e][c] = xr[1 + e] - v[e][c];
+                }
                 for (int64_t c = 0; c < nb; ++c) ia[c] = 0.0f;
                 for (int64_t f = 0; f < F; ++f) {
                     const float *restrict a = v[terms[3 * f]], *restrict b = v[terms[3 * f + 1]], *restrict d = v[terms[3 * f + 2]];
                     const float *restrict cf = coef_t + f * (R + 1);
-#pragma GCC ivdep
                     for (int64_t c = 0; c < nb; ++c) ia[c] += cf[kk[c]] * (a[c] * b[c] * d[c]);
                 }
             }
@@ -219,7 +245,7 @@ class _Job(ctypes.Structure):
                 ("k", ctypes.c_void_p), ("k_ld", ctypes.c_int64), ("k_bf16", ctypes.c_int),
                 ("m", ctypes.c_void_p), ("m_ld", ctypes.c_int64),
                 ("xs", ctypes.c_void_p), ("xs_ld", ctypes.c_int64),
-                ("terms", ctypes.c_void_p), ("coef_t", ctypes.c_void_p),
+                ("terms", ctypes.c_void_p), ("coef_t", ctypes.c_void_p), ("simd", ctypes.c_int),
                 ("coef_rows", ctypes.c_void_p), ("fpad", ctypes.c_int64), ("term_idx", ctypes.c_void_p),
                 ("i_cell", ctypes.c_float),
                 ("cur", ctypes.c_void_p), ("cur_ld", ctypes.c_int64),
@@ -297,6 +323,18 @@ class Thresholds:
             self.start = torch.zeros(1, dtype=torch.int32)
 
 
+def avx512_layout(coef_t: torch.Tensor, terms: torch.Tensor, n_variables: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model in the AVX-512 loop's layout: coefficient rows (R+1, Fp) and term indices (3, Fp), the F
+    terms padded to a multiple of 16 with the constant (index ``n_variables``) at coefficient 0."""
+    f, r1 = coef_t.shape
+    fp = -(-f // 16) * 16
+    rows = torch.zeros((r1, fp), dtype=torch.float32)
+    rows[:, :f] = coef_t.T.to(torch.float32)
+    idx = torch.full((3, fp), n_variables, dtype=torch.int32)
+    idx[:, :f] = terms.T
+    return rows.contiguous(), idx.contiguous()
+
+
 #: most variables a table may have for the kernel (VMAX in the C source)
 MAX_VARIABLES = 40
 
@@ -305,16 +343,18 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int,
              coef_t: torch.Tensor, i_cell_a: float, xs: torch.Tensor | None = None,
              coef_rows: torch.Tensor | None = None, term_idx: torch.Tensor | None = None,
              cur: torch.Tensor | None = None, thresholds: Thresholds | None = None, lsb: float = 1.0,
-             code: torch.Tensor | None = None, threads: int = 1, step_a: float = 0.0, max_code: int = 0) -> float:
+             code: torch.Tensor | None = None, threads: int = 1, step_a: float = 0.0, max_code: int = 0,
+             simd: bool = True) -> float:
     """Run the kernel on CPU tensors (row-major, unit stride along the last dimension): ``k`` (n, C) float32
-    or bfloat16 counts, ``m`` (n, E*C) float32 moments (moment e of column c at e*C + c), ``terms`` (F, 3)
+    or bfloat16 counts, ``m`` (n, C*E) float32 moments (moment e of column c at c*E + e), ``terms`` (F, 3)
     int32 variable indices (V: the constant), ``coef_t`` (F, R+1) float32 coefficients in units of i_cell,
-    ``xs`` (n, 1+E) for leak tables; optionally the same model in the layout of the AVX-512 path
-    (``coef_rows`` (R+1, Fp) and ``term_idx`` (3, Fp) int32, Fp a multiple of 16, padding terms the
-    constant with coefficient 0); writes ``cur`` (n, C) currents (A) and/or ``code`` (n, C) codes
+    ``xs`` (n, 1+E) for leak tables; for the AVX-512 loop also the model in its layout (``coef_rows``
+    (R+1, Fp) and ``term_idx`` (3, Fp) int32, Fp a multiple of 16, padding terms the constant with
+    coefficient 0; see ``avx512_layout``); writes ``cur`` (n, C) currents (A) and/or ``code`` (n, C) codes
     (``thresholds`` of the ADC, ``lsb`` AND-counts per code; or, with ``step_a`` > 0, evenly spaced
-    levels c * step_a rounded to as ``ADC.digitize`` does, codes 0..``max_code``). Returns the sum of the
-    currents (A)."""
+    levels c * step_a rounded to as ``ADC.digitize`` does, codes 0..``max_code``). ``simd``: use the
+    AVX-512 term loop where the kernel was compiled with it (False: the portable loop, for tests). Returns
+    the sum of the currents (A)."""
     n, c = k.shape
     for name, t in (("k", k), ("m", m), ("xs", xs), ("cur", cur), ("code", code)):
         if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != n):
@@ -327,7 +367,7 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int,
     job = _Job(n0=0, n1=n, C=c, E=E, V=V, R=coef_t.shape[1] - 1, F=coef_t.shape[0],
                k=k.data_ptr(), k_ld=k.stride(0), k_bf16=int(k.dtype == torch.bfloat16),
                m=m.data_ptr(), m_ld=m.stride(0), xs=_ptr(xs), xs_ld=0 if xs is None else xs.stride(0),
-               terms=terms.data_ptr(), coef_t=coef_t.data_ptr(), coef_rows=_ptr(coef_rows),
+               terms=terms.data_ptr(), coef_t=coef_t.data_ptr(), simd=int(bool(simd)), coef_rows=_ptr(coef_rows),
                fpad=0 if coef_rows is None else coef_rows.shape[1], term_idx=_ptr(term_idx), i_cell=i_cell_a,
                cur=_ptr(cur), cur_ld=0 if cur is None else cur.stride(0),
                thr=None if thresholds is None else thresholds.padded.data_ptr() + 4,

@@ -301,8 +301,8 @@ def main() -> int:
           "columns, a superset of the runs above; "
           "code agreement / relative RMS current error, ideal-reference ADC):", "",
           "| table | moments-v2 (cosines 1-4, squares: the previous model) | cosines 1-8, squares | "
-          "Legendre 1-4, squares + cross products + cubes (19 terms; + 19 leak terms for 1T-1R) | Legendre 1-4, full cubic (35 terms; "
-          "+ 19 leak terms for 1T-1R: shipped) |",
+          "Legendre 1-4, squares + cross products + cubes (19 terms; + 19 leak terms for 1T-1R: `compact`, shipped at "
+          "64 rows) | Legendre 1-4, full cubic (35 terms; + 19 leak terms for 1T-1R: `full`, shipped at 128 and 256 rows) |",
           "|---|---|---|---|---|",
           "| sram8t_64 | 97.22 % / 0.29 % | 98.54 % / 0.15 % | 99.61 % / 0.04 % | 99.61 % / 0.03 % |",
           "| sram8t_128 | 87.06 % / 0.94 % | 91.02 % / 0.67 % | 98.68 % / 0.12 % | 99.12 % / 0.09 % |",
@@ -318,8 +318,9 @@ def main() -> int:
           "95.8 % with the previous leak terms, 98.5 % with these, at 128 rows), since HRS cells carry about a tenth of an ON cell's current through the same "
           "wires. At sram8t_256 neither more orders (Legendre 1-5: 95.75 %, 1-6: 95.51 %) nor more SPICE points "
           "(8, 12, 16 points: 95.70, 95.41, 95.65 %) close the remaining gap to 97 %: there the model form is "
-          "still the limit. The price is evaluation time: 35-54 terms per column instead of 9-13 "
-          "(docs/BENCHMARKS.md)."]
+          "still the limit. The price is evaluation time: 19-54 terms per column instead of 9-13 "
+          "(docs/BENCHMARKS.md); the 64-row tables use the compact set, as accurate there and cheaper "
+          "(`cosim calibrate --terms`, `scripts/make_tables.py`)."]
     if missing:
         L.append(f"Missing from this run: {', '.join(missing)} (its fresh SPICE validation runs did not finish in the time available; the table is shipped unvalidated).")
     for name, (table, rep, samples) in results.items():

@@ -86,3 +86,28 @@ def test_fit_recovers_an_exact_model():
     pred = np.einsum("nf,nf->n", arrays["coef"][k], F)
     np.testing.assert_allclose(pred, cur, rtol=3e-3, atol=1e-3 * 1e-5)   # lightly regularised fit; 1e-3 I_cell
     assert meta["features"][0] == "1" and len(meta["features"]) == F.shape[1]
+
+
+def test_term_sets():
+    from cosim.calibrate import default_terms
+
+    full, compact = default_terms(4, False), default_terms(4, False, "compact")
+    assert len(full) == 1 + 4 + 10 + 20 and len(compact) == 1 + 4 + 10 + 4
+    assert set(compact) <= set(full) and len(set(full)) == len(full)
+    leak = default_terms(4, True, "compact")
+    assert len(leak) == len(compact) + 19 and all(max(t, default=0) <= 8 for t in leak)
+    with pytest.raises(InputError, match="term set"):
+        default_terms(4, False, "quartic")
+
+
+def test_surrogate_rejects_terms_beyond_its_variables():
+    from cosim.cim.synthetic import synthetic_table
+    from cosim.surrogate import Surrogate
+
+    table = synthetic_table(rows=16, samples=400)
+    table.meta["terms"] = table.meta["terms"][:-1] + [[0, 1, 9]]
+    with pytest.raises(TableError, match="variables"):
+        Surrogate(table)
+    table.meta["model"] = "moments-v2"
+    with pytest.raises(TableError, match="refit"):
+        Surrogate(table)

@@ -76,7 +76,7 @@ def table(request):
 
 PATHS = {"kernel": dict(use_kernel=True, fast_counts=True), "kernel-f32-counts": dict(use_kernel=True, fast_counts=False),
          # the kernel's portable term loop (what runs without AVX-512): no padded coefficient rows
-         "kernel-generic": dict(use_kernel=True, fast_counts=True, _coef_rows=None),
+         "kernel-generic": dict(use_kernel=True, fast_counts=True, kernel_simd=False),
          "torch": dict(use_kernel=False, fast_counts=True)}
 
 
@@ -172,18 +172,15 @@ def test_kernel_thresholds_are_exact(kind, rng):
     n, c, e = 700, 33, 2
     terms = torch.tensor([[e, e, e], [0, e, e]], dtype=torch.int32)   # 1 and m_1 (variable e: the constant)
     coef_t = torch.ones(2, 2)                                  # current = 1 + m_1 (in units of i_cell = 1), k in 0..1
-    coef_rows = torch.zeros(2, 16)
-    coef_rows[:, :2] = 1.0
-    term_idx = torch.full((3, 16), e, dtype=torch.int32)
-    term_idx[0, 1] = 0
     m = torch.as_tensor(rng.uniform(-2, 90, size=(n, e * c)).astype(np.float32))
-    m[:5, 0:3] = torch.as_tensor(thr[:3] - 1 if thr.size >= 3 else [0.0, 1.0, 2.0])   # exactly on thresholds
+    m[:5, 0:6:2] = torch.as_tensor(thr[:3] - 1 if thr.size >= 3 else [0.0, 1.0, 2.0])   # exactly on thresholds
     k = torch.zeros(n, c)
-    for layout in ({}, {"coef_rows": coef_rows, "term_idx": term_idx}):   # generic loop, AVX-512 path
+    rows, idx = surrogate_kernel.avx512_layout(coef_t, terms, e)
+    for simd in (True, False):                                 # the AVX-512 and the portable term loops
         cur, code = torch.empty(n, c), torch.empty(n, c)
         total = surrogate_kernel.evaluate(lib, k, m, e, e, terms, coef_t, 1.0, cur=cur, thresholds=t, lsb=3.0,
-                                          code=code, threads=2, **layout)
-        torch.testing.assert_close(cur, 1 + m[:, :c], rtol=0, atol=0)
+                                          code=code, threads=2, simd=simd, coef_rows=rows, term_idx=idx)
+        torch.testing.assert_close(cur, 1 + m[:, 0::2], rtol=0, atol=0)
         want = torch.bucketize(cur, torch.as_tensor(thr), right=False).float() * 3
         assert torch.equal(code, want)
         assert total == pytest.approx(cur.double().sum().item(), rel=1e-6)
