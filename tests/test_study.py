@@ -538,11 +538,19 @@ def test_quick_report_end_to_end_on_a_tiny_subset(tmp_path, capsys):
     assert (df2.status == "cached").all() and df2.accuracy.tolist() == df.accuracy.tolist()
 
 
-def test_multibit_claim_row_reads_the_multibit_study(tmp_path):
+def test_multibit_claim_row_reads_the_multibit_study(tmp_path, monkeypatch):
     import json as _json
+    from cosim import paths
     from cosim.study.report import multibit_claim
+    checkout = tmp_path / "checkout"
+    monkeypatch.setattr(paths, "CHECKOUT_DIR", checkout)
     (row,) = multibit_claim(tmp_path)
     assert row[2].startswith("not measured") and row[3] == "—"
+    (checkout / "docs").mkdir(parents=True)                  # a report written outside docs/ reads the checkout's
+    (checkout / "docs" / "MULTIBIT.json").write_text(_json.dumps(
+        {"claim": "c0", "cosim": "fig0", "agreed": "agreed", "source": "MULTIBIT.md"}))
+    (row,) = multibit_claim(tmp_path)
+    assert row[0] == "c0" and row[3] == "yes"
     (tmp_path / "MULTIBIT.json").write_text(_json.dumps(
         {"claim": "c", "cosim": "fig", "agreed": "not agreed", "source": "MULTIBIT.md"}))
     (row,) = multibit_claim(tmp_path)

@@ -572,9 +572,14 @@ MULTIBIT_CLAIM = "MULTIBIT.json"   # written beside REPORT.md by scripts/multibi
 
 def multibit_claim(out: Path) -> list[list[str]]:
     """The paper's first claim (BNNs more prone than higher precision), from the multi-bit study's own
-    results (docs/MULTIBIT.md) when they sit beside the report; else the row says it was not measured."""
+    results (docs/MULTIBIT.md) when they sit beside the report or, for a report written elsewhere (the
+    quick study's cosim-report/), in the checkout's docs/; else the row says it was not measured."""
+    from ..paths import CHECKOUT_DIR
+
     claim = "CiM-BNNs are more prone to crossbar non-idealities than higher-precision networks"
     path = Path(out) / MULTIBIT_CLAIM
+    if not path.is_file():
+        path = CHECKOUT_DIR / "docs" / MULTIBIT_CLAIM
     try:
         m = json.loads(path.read_text())
         verdict = {"agreed": "yes", "not agreed": "no", "partly agreed": "partly"}.get(m["agreed"], m["agreed"])
