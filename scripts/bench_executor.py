@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -21,24 +20,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = ""
-    try:
-        kb = int(next(ln for ln in open("/proc/meminfo") if ln.startswith("MemTotal")).split()[1])
-        mem = f", {kb / 2**20:.0f} GB RAM"
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}"
 
 
 def load1() -> float:
@@ -86,7 +67,7 @@ def main() -> None:
 
     from cosim.calibrate import SweepConfig
     from cosim.executor import make_executor
-    from cosim.provenance import record
+    from cosim.provenance import machine_description, record
     from cosim.spice import ngspice_info
     from cosim.technology import get_technology
 
@@ -125,7 +106,7 @@ def main() -> None:
         del c["currents"]
     info = ngspice_info()
     prov = record(technology=args.tech, rows=args.rows, cols=args.cols, vectors=args.vectors, points=args.points,
-                  ngspice_version=info["version"], solver="klu" if info["klu"] else "sparse", machine=machine())
+                  ngspice_version=info["version"], solver="klu" if info["klu"] else "sparse", machine=machine_description())
     res = {"cases": cases, "cluster_start_s": cluster_start_s, "identical_results": identical,
            "task_overhead_s": {"inline": oh_inline, "local_2": oh_local2, "dask_2": oh_dask},
            "netlist_and_hash_ms": netlist_ms, "provenance": prov}

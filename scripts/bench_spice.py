@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -102,19 +101,6 @@ def run_child(*args: str, timeout_s: float) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {mem_gb:.0f} GB RAM, {platform.system()} {platform.release()}"
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", nargs=3, metavar=("TECH", "N", "K"), help="run one case (internal)")
@@ -137,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(one_case(tech, int(n), int(k), args.separate)))
         return 0
 
-    from cosim.provenance import record
+    from cosim.provenance import machine_description, record
     from cosim.spice import ngspice_info
 
     info = ngspice_info()
@@ -152,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     from cosim.netlist import resolve_models
     models = resolve_models()
     prov = record(ngspice_version=info["version"], solver="klu" if info["klu"] else "sparse",
-                  backend="subprocess", device_models=models, seed=0, machine=machine())
+                  backend="subprocess", device_models=models, seed=0, machine=machine_description())
     points: dict[tuple[str, int], dict] = {}
     batch: dict[str, tuple[dict, dict]] = {}
     worst = worst_case_section()
@@ -161,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = [
             "# SPICE runner benchmarks",
             "",
-            f"Measured by `scripts/bench_spice.py` on {prov['date_utc']}: {machine()}. The machine was",
+            f"Measured by `scripts/bench_spice.py` on {prov['date_utc']}: {machine_description()}. The machine was",
             "SHARED with other jobs while it ran: the 1-minute load average at the start of each case is in",
             "the tables (2 cores; a load of 10 means the case got a fraction of a core), so the seconds are",
             "upper bounds of what an idle machine gives.",
