@@ -81,5 +81,15 @@ def test_ideal_conv_bit_exact(cin, cout, k, stride, pad, hw, rows, cols, seed, p
 
 
 def test_cim_conv_rejects_other_layers():
-    with pytest.raises(InputError):
+    from cosim.bnn.quant import QuantConv2d
+    from cosim.cim.bitslice import CiMQuantConv2d
+
+    with pytest.raises(InputError, match="expected a BinConv2d"):
         CiMConv2d(torch.nn.Conv2d(2, 2, 3), IdealArray(8), 8)
+    with pytest.raises(InputError, match="expected a QuantConv2d"):
+        CiMQuantConv2d(BinConv2d(2, 2), IdealArray(8), 8)
+    for make, cim in ((BinConv2d, CiMConv2d), (lambda i, o: QuantConv2d(i, o, bits=2), CiMQuantConv2d)):
+        conv = make(2, 2)
+        conv.dilation = (2, 2)                                 # dilated: not an im2col of the plain kind
+        with pytest.raises(InputError, match="undilated"):
+            cim(conv, IdealArray(8), 8, name="c1")

@@ -37,7 +37,7 @@ from ..bnn.quant import QuantConv2d, bit_planes_pm1
 from ..errors import InputError
 from . import binsparx as bsx
 from .arrays import ArrayModel
-from .layers import DEFAULT_CHUNK_BYTES, CrossbarMatrix
+from .layers import DEFAULT_CHUNK_BYTES, CrossbarMatrix, check_mappable_conv
 from .mapping import conv_output_size, conv_weight_matrix, im2col_bits
 from .stats import LayerStats
 
@@ -66,10 +66,7 @@ class CiMQuantConv2d(nn.Module):
                  max_active_rows: int | None = None, name: str = "", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                  max_stride: int = 8) -> None:
         super().__init__()
-        if not isinstance(conv, QuantConv2d):
-            raise InputError(f"CiMQuantConv2d converts a QuantConv2d, got {type(conv).__name__}")
-        if conv.groups != 1 or tuple(conv.dilation) != (1, 1) or conv.bias is not None:
-            raise InputError(f"layer {name}: only ungrouped, undilated convolutions without bias map onto crossbars")
+        check_mappable_conv(conv, QuantConv2d, name)
         self.bits = conv.bits
         self.kernel_size = tuple(conv.kernel_size)
         self.stride = tuple(conv.stride)

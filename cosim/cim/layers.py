@@ -257,6 +257,15 @@ class CrossbarMatrix(nn.Module):
         return acc.mul_(4).add_(corr)
 
 
+def check_mappable_conv(conv: nn.Conv2d, kind: type, name: str) -> None:
+    """InputError unless ``conv`` is a ``kind`` convolution that unrolls onto crossbars (im2col): one
+    group, no dilation, no bias."""
+    if not isinstance(conv, kind):
+        raise InputError(f"layer {name}: expected a {kind.__name__}, got {type(conv).__name__}")
+    if conv.groups != 1 or tuple(conv.dilation) != (1, 1) or conv.bias is not None:
+        raise InputError(f"layer {name}: only ungrouped, undilated convolutions without bias map onto crossbars")
+
+
 class CiMConv2d(nn.Module):
     """A :class:`~cosim.bnn.layers.BinConv2d` computed on crossbars (drop-in: same input and output)."""
 
@@ -264,10 +273,7 @@ class CiMConv2d(nn.Module):
                  max_active_rows: int | None = None, name: str = "", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                  max_stride: int = 8) -> None:
         super().__init__()
-        if not isinstance(conv, BinConv2d):
-            raise InputError(f"CiMConv2d converts a BinConv2d, got {type(conv).__name__}")
-        if conv.groups != 1 or tuple(conv.dilation) != (1, 1) or conv.bias is not None:
-            raise InputError(f"layer {name}: only ungrouped, undilated binary convolutions without bias map onto crossbars")
+        check_mappable_conv(conv, BinConv2d, name)
         self.kernel_size = tuple(conv.kernel_size)
         self.stride = tuple(conv.stride)
         self.pad = int(conv.pad)
