@@ -22,6 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+#: seconds of one 128x128 operating point (K = 1) with the compiled device models, docs/benchmarks/spice.md
+#: (scripts/bench_spice.py, 2026-11-27 11:49 UTC, load 3): the projection's real-calibration point costs
+T_POINT_128 = {"reram1t1r": 1.30, "sram8t": 1.08}
+
+
 def load1() -> float:
     return round(os.getloadavg()[0], 1)
 
@@ -174,22 +179,26 @@ def write_doc(res: dict, args) -> None:
         f"Measured here: t_spice = {t_spice:.3f} s (this small array, one core), t_task = "
         f"{oh['dask_2'] * 1e3:.1f} ms (dask), t_drv = {t_drv * 1e3:.1f} ms, so the caller saturates at "
         f"{1 / t_drv:.0f} points/s, i.e. at N = {(t_spice + oh['dask_2']) / t_drv:.0f} workers for this array. "
-        "Points of real calibrations are far more expensive (docs/benchmarks/spice.md, this machine under a load of "
-        "about 10, one operating point: reram1t1r 128x128 43 s, sram8t 128x128 313 s), while the caller's cost grows only "
+        "Points of real calibrations are more expensive (docs/benchmarks/spice.md, compiled device models, load 3, "
+        f"one operating point: reram1t1r 128x128 {T_POINT_128['reram1t1r']:.2f} s, sram8t 128x128 "
+        f"{T_POINT_128['sram8t']:.2f} s), while the caller's cost grows only "
         "with the netlist: building and hashing the netlist of one point with "
         f"{args.vectors} vectors took " + ", ".join(f"{v:.0f} ms at {k}x{k}" for k, v in res["netlist_and_hash_ms"].items())
         + f". So throughput grows linearly with N until the caller saturates (for 128x128, at 1 / (t_drv + the "
-        f"128x128 netlist time) = {3600 / t_drv_128:.0f} points/h: about N = {43.0 / t_drv_128:.0f} workers for 43 s "
-        f"points, N = {313.0 / t_drv_128:.0f} for 313 s points). Beyond that, building the cache-key netlists on "
-        "the caller is the bottleneck (it could be spread over the workers; not done):",
+        f"128x128 netlist time) = {3600 / t_drv_128:.0f} points/h: about N = {T_POINT_128['reram1t1r'] / t_drv_128:.0f} "
+        f"workers for the reram1t1r points, N = {T_POINT_128['sram8t'] / t_drv_128:.0f} for the sram8t ones). Beyond "
+        "that, building the cache-key netlists on the caller is the bottleneck (it could be spread over the "
+        "workers; not done): with the compiled device models a 128x128 point costs ngspice about as much as "
+        "8-9 netlists cost the caller, so more workers than that do not help such a sweep:",
         "",
-        "| N workers | this array, points/s | 43 s points (reram1t1r 128x128), points/h | 313 s points (sram8t 128x128), points/h |",
+        f"| N workers | this array, points/s | {T_POINT_128['reram1t1r']:.2f} s points (reram1t1r 128x128), points/h | "
+        f"{T_POINT_128['sram8t']:.2f} s points (sram8t 128x128), points/h |",
         "|---|---|---|---|",
     ]
     for n in (1, 2, 8, 32, 128, 512):
         small = min(n / (t_spice + oh["dask_2"]), 1 / t_drv)
-        big1 = min(n / (43.0 + oh["dask_2"]), 1 / t_drv_128) * 3600
-        big2 = min(n / (313.0 + oh["dask_2"]), 1 / t_drv_128) * 3600
+        big1 = min(n / (T_POINT_128["reram1t1r"] + oh["dask_2"]), 1 / t_drv_128) * 3600
+        big2 = min(n / (T_POINT_128["sram8t"] + oh["dask_2"]), 1 / t_drv_128) * 3600
         lines.append(f"| {n} | {small:.1f} | {big1:.0f} | {big2:.0f} |")
     lines += [
         "",
