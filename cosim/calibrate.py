@@ -40,7 +40,9 @@ and the column current is a per-ON-count polynomial in them,
 over a list of *terms* t_f, each a product of at most three variables (``meta["terms"]``: index
 triples into [m_1..m_E, L, nu_1..nu_E, 1]), i.e. the lookup table ``coef`` (R+1 counts x F terms) is
 indexed by k and dotted with the terms. The default terms: 1, every monomial of degree 1 to 3 in the
-m_e (a full cubic), and for leak tables L, L^2, L^3, nu_e, nu_e^2, L m_e and nu_e m_e.
+m_e (a full cubic), and for leak tables L, L^2, L^3, nu_e, nu_e^2, L m_e, nu_e m_e and L m_a m_b
+(``default_terms``; the ``compact`` set keeps only the squares, products and cubes of the m_e and
+drops L m_a m_b).
 
 Why these: to first order the IR drop of a column is a quadratic form of its ON pattern whose kernel
 depends on where two cells sit along the line (the drop at a cell is the wire resistance times the
@@ -178,7 +180,8 @@ def default_terms(n_orders: int, leak: bool, kind: str = "full") -> list[tuple[i
     """The model's terms as tuples of variable indices (empty tuple: the constant). ``kind``: ``full``
     (every monomial of degree 1-3 in the ON moments) or ``compact`` (degree 1, all products of two, and
     the cubes only: 19 instead of 35 ON terms for four orders, cheaper to evaluate, as accurate at 64 rows:
-    docs/VALIDATION.md); both add the same leak terms."""
+    docs/VALIDATION.md). Leak tables add L, L^2, L^3, nu_e, nu_e^2, L m_e and nu_e m_e, and in the full set
+    also L m_a m_b (the leak current's share of the IR drop interacting with the ON pattern's)."""
     from itertools import combinations_with_replacement
 
     if kind not in TERM_SETS:
@@ -195,6 +198,8 @@ def default_terms(n_orders: int, leak: bool, kind: str = "full") -> list[tuple[i
         nu = [E + 1 + e for e in range(E)]
         terms += [(L,), (L, L), (L, L, L)] + [(n,) for n in nu] + [(n, n) for n in nu]
         terms += [(L, e) for e in range(E)] + [(nu[e], e) for e in range(E)]
+        if kind == "full":
+            terms += [(L, a, b) for a, b in combinations_with_replacement(range(E), 2)]
     return terms
 
 

@@ -96,6 +96,7 @@ def test_term_sets():
     assert set(compact) <= set(full) and len(set(full)) == len(full)
     leak = default_terms(4, True, "compact")
     assert len(leak) == len(compact) + 19 and all(max(t, default=0) <= 8 for t in leak)
+    assert len(default_terms(4, True)) == len(full) + 19 + 10
     with pytest.raises(InputError, match="term set"):
         default_terms(4, False, "quartic")
 

@@ -392,7 +392,9 @@ def test_report_on_a_tiny_fake_grid(tmp_path):
     assert "vgg-small" in report.accuracy_summary(res)
 
 
-def test_report_says_not_measured_without_data(tmp_path):
+def test_report_says_not_measured_without_data(tmp_path, monkeypatch):
+    from cosim import paths
+    monkeypatch.setattr(paths, "CHECKOUT_DIR", tmp_path / "checkout")   # no multi-bit study results either
     cfg = parse_config({"grid": {"networks": ["vgg-small"], "technologies": ["sram8t"], "rows": [8],
                                  "r_wire_ohm": [10.0], "variants": ["software", "nonideal", "binsparx"]}})
     cells = [runner.CellResult(c, "not run", None, reason="CiM inference is not available") for c in cfg.cells()]
