@@ -200,12 +200,18 @@ def run(args) -> None:
                   f"{res['ideal_bit_identical_logits']} ({res['seconds']} s)", flush=True)
         variant = _variant(args)
         for tech in args.techs:
-            path = out_dir / f"{model}_b{bits}_{tech}_{args.rows}{'' if variant == 'default' else '_' + variant}.json"
+            table = _table_path(tech, args.rows, args.r_wire_ohm)
+            table_sha = _sha256(table)
+            r_tag = "" if args.r_wire_ohm is None else f"_r{args.r_wire_ohm:g}ohm"
+            path = out_dir / f"{model}_b{bits}_{tech}_{args.rows}{r_tag}{'' if variant == 'default' else '_' + variant}.json"
             if path.is_file() and not args.force:
-                continue
+                old = json.loads(path.read_text()).get("provenance", {}).get("table_sha256")
+                if old == table_sha:
+                    continue
+                print(f"{path.name}: made with another table than {table.name}; running it again", flush=True)
             t0 = time.perf_counter()
             cim = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="surrogate", binsparx=args.binsparx,
-                         adc_reference=args.adc_reference)
+                         adc_reference=args.adc_reference, table=table)
             logits = _predict(cim, images, args.batch)
             seconds = time.perf_counter() - t0
             pred = logits.argmax(1).numpy()
@@ -219,18 +225,37 @@ def run(args) -> None:
             prov = arr.get("table_provenance", {})
             res = {"model": model, "bits": bits, "tech": tech, "rows": args.rows, "cols": args.cols, "n": len(labels),
                    "variant": variant, "binsparx": args.binsparx, "adc_reference": args.adc_reference,
+                   "r_wire_ohm": cim.cim_config.get("r_wire_ohm"), "r_wire_explicit": args.r_wire_ohm is not None,
                    "cim_correct": (pred == labels).tolist(), "cim_pred": pred.tolist(),
                    "cim_accuracy": float((pred == labels).mean()), "overall": ov, "layer_errors": errs,
                    "error_images": args.error_images, "seconds": round(seconds, 1), "threads": args.threads,
                    "load_average_at_end": _uptime(),
                    "provenance": record(model=model, bits=bits, technology=tech, array_size=[args.rows, args.cols],
                                         r_wire_ohm=cim.cim_config.get("r_wire_ohm"), table=prov.get("source_path"),
+                                        table_sha256=table_sha,
                                         table_code_version=prov.get("code_version"),
                                         table_synthetic=bool(prov.get("synthetic", False)),
                                         ngspice_version=prov.get("ngspice_version"), data=str(source),
                                         checkpoint=info["checkpoint"], command=" ".join(sys.argv))}
             path.write_text(json.dumps(res, indent=1))
             print(f"{model} {bits}-bit {tech} {args.rows} {variant}: CiM {res['cim_accuracy']:.3f} ({res['seconds']} s)", flush=True)
+
+
+def _table_path(tech: str, rows: int, r_wire_ohm: float | None) -> Path:
+    """The shipped table of a technology and size: its default wire resistance, or the study's variant
+    calibrated at ``r_wire_ohm`` per cell (scripts/make_tables.py)."""
+    from cosim.tables import default_table_path
+    path = default_table_path(tech, rows)
+    if r_wire_ohm is not None:
+        path = path.with_name(f"{path.stem}_r{r_wire_ohm:g}ohm.parquet")
+        if not path.is_file():
+            raise SystemExit(f"no shipped table {path.name} (scripts/make_tables.py makes the wire-resistance variants)")
+    return path
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 # ------------------------------------------------------------------------------------------ render
@@ -288,7 +313,8 @@ def render(args) -> None:
         if p.name.endswith("_software.json"):
             continue
         r = json.loads(p.read_text())
-        label = r["tech"] + ("" if r.get("variant", "default") == "default" else f" ({VARIANTS[r['variant']]})")
+        label = (r["tech"] + (f", {r['r_wire_ohm']:g} ohm/cell" if r.get("r_wire_explicit") else "")
+                 + ("" if r.get("variant", "default") == "default" else f" ({VARIANTS[r['variant']]})"))
         runs[(r["model"], r["bits"], label, r["rows"])] = r
     if not runs:
         raise SystemExit(f"no results in {res_dir}; run `scripts/multibit_study.py run` first")
@@ -618,6 +644,8 @@ def main(argv=None) -> None:
     r.add_argument("--force", action="store_true")
     r.add_argument("--adc-reference", choices=["ideal", "calibrated"], default="ideal")
     r.add_argument("--binsparx", action="store_true")
+    r.add_argument("--r-wire-ohm", type=float, default=None,
+                   help="use the shipped table calibrated at this wire resistance per cell (default: the technology's own)")
     d = sub.add_parser("render")
     d.add_argument("--results", default=str(cache_dir() / "multibit"))
     d.add_argument("--doc", default=str(ROOT / "docs" / "MULTIBIT.md"))
