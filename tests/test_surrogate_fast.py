@@ -65,7 +65,7 @@ def _bits(rng, shape, p):
     return torch.as_tensor((rng.random(shape) < p).astype(np.float32))
 
 
-TABLES = [("sram8t", 64), ("reram1t1r", 64), ("sram8t", 128)]
+TABLES = [("sram8t", 64), ("reram1t1r", 64), ("sram8t", 128), ("reram1t1r", 128)]
 
 
 @pytest.fixture(scope="module", params=TABLES, ids=[f"{t}{r}" for t, r in TABLES])
