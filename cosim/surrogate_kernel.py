@@ -262,8 +262,13 @@ _tried = False
 load_error: str | None = None
 
 
+#: compiler flags; -fno-trapping-math lets the ADC's rounding loop vectorise (ceilf; no FP traps are used,
+#: results are unchanged)
+FLAGS = ("-O3", "-pthread", "-fno-trapping-math")
+
+
 def _compile(target: Path) -> None:
-    build_shared(SOURCE, target, flags=["-O3", "-pthread"], optional_flags=["-march=native"])
+    build_shared(SOURCE, target, flags=list(FLAGS), optional_flags=["-march=native"])
 
 
 def load() -> ctypes.CDLL | None:
@@ -278,7 +283,7 @@ def load() -> ctypes.CDLL | None:
             return _lib
         _tried = True
         import platform
-        key = hashlib.sha256((SOURCE + platform.machine() + platform.node()).encode()).hexdigest()[:16]
+        key = hashlib.sha256((SOURCE + " ".join(FLAGS) + platform.machine() + platform.node()).encode()).hexdigest()[:16]
         target = cache_dir() / "kernels" / f"surrogate_{key}.so"
         try:
             if not target.exists():
