@@ -8,7 +8,7 @@
 For each network and precision: software accuracy on the first ``--limit`` CIFAR-10 test images; the
 ideal CiM network on the first ``--stats-limit`` images (bit-exactness against software, and the
 per-bit-plane distributions: rows on per read, ON-counts per read); then for each technology the
-surrogate CiM network (shipped table of ``--rows``, its default wire resistance) on the same
+surrogate CiM network (shipped table of ``--rows``, its default wire resistance or ``--r-wire-ohm``) on the same
 ``--limit`` images, and, on ``--error-images`` images, each CiM layer's output error (surrogate
 against ideal, for the same layer input). Binary networks are the reference BNN weights; k-bit ones
 the checkpoints of ``cosim train --bits k`` ($COSIM_CACHE/checkpoints, see docs/MULTIBIT.md).
@@ -424,7 +424,9 @@ def render(args) -> None:
         "",
         "## Accuracy drop on the arrays",
         "",
-        "Surrogate mode, shipped table of each technology (its default wire resistance), ADC with one code",
+        "Surrogate mode, shipped table of each technology (its default wire resistance, 10 ohm/cell; rows",
+        "naming another, e.g. *sram8t, 2 ohm/cell*, use the study's table calibrated at that wire resistance,",
+        "`--r-wire-ohm`), the surrogate model moments-v3 (docs/VALIDATION.md), ADC with one code",
         "per count; without a note: ideal ADC references (k x I_cell) and no BinSparX (`cosim infer`",
         "defaults); rows marked *calibrated ADC references + BinSparX* use the SPICE-calibrated mean currents",
         "as ADC references and BinSparX flips (per bit-plane for k-bit), the study's best variant. Drop = software accuracy - CiM accuracy on the same",
@@ -562,7 +564,7 @@ def render(args) -> None:
         if bits != 1 and s.get("train_command"):
             lines.append(s["train_command"])
     cmds = sorted({json.loads(p.read_text())["provenance"].get("command", "") for p in res_dir.glob("*.json")})
-    lines += [c for c in cmds if c] + [f".venv/bin/python scripts/multibit_study.py render", "```", ""]
+    lines += [c for c in cmds if c] + [".venv/bin/python scripts/multibit_study.py render", "```", ""]
     timing = sorted({(k[0], k[1], k[2], r["seconds"], r["n"], r.get("threads"), r["load_average_at_end"])
                      for k, r in runs.items()})
     lines += ["Surrogate run times (whole network, CPU, the machine shared with other jobs):", "",
@@ -589,7 +591,9 @@ def render(args) -> None:
     sw_range = [v["sw"] for (m, b, t, r), v in drops.items() if b != 1]
     def _sizes(pick):
         return ", ".join(f"{r}x{r}" for r in sorted({r for (_, _, t, r) in drops if pick(t)}))
-    short = (f"{_sizes(lambda t: True)} arrays, default wire resistance, both technologies, surrogate: "
+    wires = sorted({float(x.split(", ")[1].split(" ")[0]) for (_, _, x, _) in drops if " ohm/cell" in x})
+    wire_txt = ("default wire resistance" + (f" and {', '.join(f'{w:g}' for w in wires)} ohm/cell" if wires else ""))
+    short = (f"{_sizes(lambda t: True)} arrays, {wire_txt}, both technologies, surrogate: "
              f"at the `cosim infer` defaults ({_sizes(lambda t: 'BinSparX' not in t)}) binary, 2- and 4-bit networks "
              f"all fall to chance; with calibrated ADC references + BinSparX ({_sizes(lambda t: 'BinSparX' in t)}) "
              f"the fraction of above-chance accuracy retained is {span}; "
