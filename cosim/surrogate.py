@@ -12,8 +12,9 @@ weight-side operands built once for many reads (``cosim.cim.arrays.SurrogateArra
 Cost per chunk of vectors: two matrix products, the exact ON-counts x·w (bfloat16 on CPU: every count up
 to 256 is exact) and the E Legendre moments x·(w * phi_e) in float32 (plus, for leak tables, the small
 product x·phi of the inputs alone), then one pass per column that forms the variables, gathers the
-count's coefficient of every term, sums the terms, scales to amperes and, for ``read``, finds the ADC code. On CPU that pass is the fused C kernel of ``cosim.surrogate_kernel`` (compiled on
-first use; without a C compiler, on GPUs and in float64 the same model runs as torch operations).
+count's coefficient of every term, sums the terms, scales to amperes and, for ``read``, finds the ADC
+code. On CPU that pass is the fused C kernel of ``cosim.surrogate_kernel`` (compiled on first use;
+without a C compiler, on GPUs and in float64 the same model runs as torch operations).
 Batches are processed in chunks so memory stays bounded.
 """
 
