@@ -200,15 +200,14 @@ def run(args) -> None:
                   f"{res['ideal_bit_identical_logits']} ({res['seconds']} s)", flush=True)
         variant = _variant(args)
         for tech in args.techs:
-            table = _table_path(tech, args.rows, args.r_wire_ohm)
-            table_sha = _sha256(table)
+            table, table_file, table_sha = _find_table(tech, args.rows, args.r_wire_ohm)
             r_tag = "" if args.r_wire_ohm is None else f"_r{args.r_wire_ohm:g}ohm"
             path = out_dir / f"{model}_b{bits}_{tech}_{args.rows}{r_tag}{'' if variant == 'default' else '_' + variant}.json"
             if path.is_file() and not args.force:
                 old = json.loads(path.read_text()).get("provenance", {}).get("table_sha256")
                 if old == table_sha:
                     continue
-                print(f"{path.name}: made with another table than {table.name}; running it again", flush=True)
+                print(f"{path.name}: made with another table than {Path(table_file).name}; running it again", flush=True)
             t0 = time.perf_counter()
             cim = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="surrogate", binsparx=args.binsparx,
                          adc_reference=args.adc_reference, table=table)
@@ -241,21 +240,18 @@ def run(args) -> None:
             print(f"{model} {bits}-bit {tech} {args.rows} {variant}: CiM {res['cim_accuracy']:.3f} ({res['seconds']} s)", flush=True)
 
 
-def _table_path(tech: str, rows: int, r_wire_ohm: float | None) -> Path:
-    """The shipped table of a technology and size: its default wire resistance, or the study's variant
-    calibrated at ``r_wire_ohm`` per cell (scripts/make_tables.py)."""
-    from cosim.tables import default_table_path
-    path = default_table_path(tech, rows)
-    if r_wire_ohm is not None:
-        path = path.with_name(f"{path.stem}_r{r_wire_ohm:g}ohm.parquet")
-        if not path.is_file():
-            raise SystemExit(f"no shipped table {path.name} (scripts/make_tables.py makes the wire-resistance variants)")
-    return path
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _find_table(tech: str, rows: int, r_wire_ohm: float | None):
+    """(table, path, sha256) of the shipped table calibrated for this technology, rows and wire resistance
+    (default: the technology's own), found by its provenance as the study finds its tables."""
+    from cosim.errors import TableError
+    from cosim.study.runner import find_table
+    from cosim.tables import tables_dir
+    from cosim.technology import get_technology
+    r = get_technology(tech).r_wire_ohm if r_wire_ohm is None else r_wire_ohm
+    try:
+        return find_table(tech, rows, r, [tables_dir()])
+    except TableError as e:
+        raise SystemExit(f"{e} (scripts/make_tables.py makes the shipped wire-resistance variants)") from None
 
 
 # ------------------------------------------------------------------------------------------ render
