@@ -231,6 +231,15 @@ def _tiny_model(seed=0):
     return m.eval()
 
 
+def _stub_skew(rows: int) -> dict:
+    """Skew statistics of the tiny model in the form cosim.study.runner.skew_for returns (labelled ``rows``)."""
+    layers = skew.measure_skew(_tiny_model(), torch.randn(2, 3, 6, 6), rows=8)
+    return {"network": "vgg-small", "rows": rows, "images": 2, "layers": [l.summary() for l in layers],
+            "overall": skew.overall_summary(layers),
+            "hist": {s: skew.total_histogram(layers, s).tolist() for s in skew.SCHEMES},
+            "shapes": [{"name": l.name, "k": l.n, "n": l.cout, "positions": l.positions} for l in layers]}
+
+
 def _brute_counts(x, w, rows, scheme):
     """Per-element loops: AND-count of each (vector, tile, column) under a scheme."""
     m, n = x.shape
@@ -350,12 +359,7 @@ def _fake_results(tmp_path, quick=True):
             r["stats"] = {"on_cell_fraction": 0.15, "mean_on_count": 1.2, "max_on_count": 5, "partial_sum_reduction": 0.1}
             r["array_energy_per_image_j"] = {"nonideal": 2e-9, "mirrored": 3e-9, "binsparx": 1.5e-9, "pwa": 2e-9}[c.variant]
         out.append(runner.CellResult(c, "computed", r, key="k"))
-    m = _tiny_model()
-    layers = skew.measure_skew(m, torch.randn(2, 3, 6, 6), rows=8)
-    sk = {"network": "vgg-small", "rows": 8, "images": 2, "layers": [l.summary() for l in layers],
-          "overall": skew.overall_summary(layers),
-          "hist": {s: skew.total_histogram(layers, s).tolist() for s in skew.SCHEMES},
-          "shapes": [{"name": l.name, "k": l.n, "n": l.cout, "positions": l.positions} for l in layers]}
+    sk = _stub_skew(rows=8)
     return report.StudyResults(config=cfg, cells=out, skew={("vgg-small", 8): sk}, seconds=3.0,
                                full_grid_cells=400 if quick else 0, not_in_run=["a/b/c"] if quick else [])
 
@@ -440,12 +444,7 @@ def test_read_cached_cells_takes_results_of_other_code_versions_only_for_the_sam
 
 def _stub_study(monkeypatch, calls):
     """The report command with stub cells and skew statistics (no weights, data or tables needed)."""
-    m = _tiny_model()
-    layers = skew.measure_skew(m, torch.randn(2, 3, 6, 6), rows=8)
-    sk = {"network": "vgg-small", "rows": 64, "images": 2, "layers": [l.summary() for l in layers],
-          "overall": skew.overall_summary(layers),
-          "hist": {s: skew.total_histogram(layers, s).tolist() for s in skew.SCHEMES},
-          "shapes": [{"name": l.name, "k": l.n, "n": l.cout, "positions": l.positions} for l in layers]}
+    sk = _stub_skew(rows=64)
 
     def cells_not_run(cells, ctx, **kw):
         calls.append("run_cells")
