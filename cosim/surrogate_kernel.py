@@ -82,10 +82,10 @@ static double rows(const job_t *j) {
     const int64_t fpad = j->fpad;
     const int32_t *restrict ti = j->term_idx;
 #ifdef __AVX512F__
-    const int vec = j->simd && coef_rows && V < 16;
-    const __mmask16 mask_m = (__mmask16)((1u << E) - 1u);                 /* lanes of the moments */
-    const __mmask16 mask_nu = (__mmask16)(((1u << E) - 1u) << (E + 1));    /* lanes of the leak moments */
-    const __mmask16 mask_l = (__mmask16)(1u << E);                         /* lane of L */
+    const int vec = j->simd && coef_rows && V < 16;                       /* then E < 16: the shifts are defined */
+    const __mmask16 mask_m = vec ? (__mmask16)((1u << E) - 1u) : 0;               /* lanes of the moments */
+    const __mmask16 mask_nu = vec ? (__mmask16)(((1u << E) - 1u) << (E + 1)) : 0; /* lanes of the leak moments */
+    const __mmask16 mask_l = vec ? (__mmask16)(1u << E) : 0;                      /* lane of L */
     int32_t sh[16];
     for (int l = 0; l < 16; ++l) sh[l] = (l > E && l <= 2 * E) ? (int32_t)(l - E - 1) : 0;
     const __m512i shift_nu = _mm512_loadu_si512(sh);

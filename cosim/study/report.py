@@ -269,7 +269,7 @@ def plot_accuracy(df, by: str, fixed: str, fixed_values, net: str, tech: str, pa
         ax.minorticks_off()
         ax.set_xticklabels([f"{x:g}" for x in xs])
         ax.set_xlabel({"rows": "array rows", "r_wire_ohm": "wire resistance per cell (ohm)"}[by])
-        ax.set_title(f"{fixed.replace('r_wire_ohm', 'wire').replace('rows', 'rows')} = {fv:g}"
+        ax.set_title(f"{'wire' if fixed == 'r_wire_ohm' else fixed} = {fv:g}"
                      + (" ohm/cell" if fixed == "r_wire_ohm" else ""), fontsize=9)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("top-1 accuracy (%), 95 % Wilson CI")
