@@ -22,8 +22,18 @@ import platform
 import time
 
 
+def _read_mode(sur, x, pw, bits: bool):
+    sur.bit_inputs = bits
+    try:
+        return sur.read(x, pw)
+    finally:
+        sur.bit_inputs = True
+
+
 def _profile(sur, pw, x, w, rep: int = 40) -> dict:
-    """Process CPU seconds per 10^6 vectors of each step of a kernel-path read of one chunk ``x``."""
+    """Process CPU seconds per 10^6 vectors of each step of a kernel-path read of one chunk ``x``: the
+    steps of a read from the matrix products (products, then the kernel), that whole read, and the
+    default read, in which the kernel forms counts and moments from packed bits itself."""
     import torch
 
     from cosim.surrogate_kernel import evaluate, load
@@ -39,7 +49,8 @@ def _profile(sur, pw, x, w, rep: int = 40) -> dict:
                                               thresholds=thr,
                                               lsb=float(sur.adc.lsb_counts), code=code, threads=torch.get_num_threads(),
                                               step_a=step_a, max_code=sur.adc.max_code),
-             "whole_read": lambda: sur.read(x, pw)}
+             "whole_read_from_products": lambda: _read_mode(sur, x, pw, bits=False),
+             "whole_read": lambda: _read_mode(sur, x, pw, bits=True)}
     out = {}
     for name, fn in steps.items():
         fn()
