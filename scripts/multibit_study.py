@@ -32,13 +32,26 @@ sys.path.insert(0, str(ROOT))
 TECHS = ("sram8t", "reram1t1r")
 
 
+def _stale(path: Path, info: dict, table_sha: str | None) -> bool:
+    """Whether a stored result was made from another checkpoint (or, for CiM runs, another table) than now,
+    or does not say which."""
+    old = json.loads(path.read_text())
+    if (old.get("checkpoint_sha256") or old.get("provenance", {}).get("checkpoint_sha256")) != info["checkpoint_sha256"]:
+        return True
+    return table_sha is not None and old.get("provenance", {}).get("table_sha256") != table_sha
+
+
 def _load(model: str, bits: int):
     from cosim.bnn.models import load_reference, reference_path
     from cosim.bnn.quant import default_qcheckpoint, load_qcheckpoint
+    from cosim.provenance import sha256_file
     if bits == 1:
-        return load_reference(model), {"checkpoint": str(reference_path(model)), "recipe": "reference BNN weights"}
+        path = reference_path(model)
+        return load_reference(model), {"checkpoint": str(path), "checkpoint_sha256": sha256_file(path),
+                                       "recipe": "reference BNN weights"}
     net, meta = load_qcheckpoint(default_qcheckpoint(model, bits), model=model, bits=bits)
-    return net, {"checkpoint": meta["checkpoint_path"], "recipe": meta.get("recipe"), "epochs": meta.get("epochs"), "epochs_planned": meta.get("epochs_planned"),
+    return net, {"checkpoint": meta["checkpoint_path"], "checkpoint_sha256": sha256_file(meta["checkpoint_path"]),
+                 "recipe": meta.get("recipe"), "epochs": meta.get("epochs"), "epochs_planned": meta.get("epochs_planned"),
                  "train_images": meta.get("train_images"), "train_s": meta.get("train_s"),
                  "test_acc_at_training": meta.get("test_acc"), "test_n_at_training": meta.get("test_n"),
                  "train_device": meta.get("device"), "train_command": _train_command(meta)}
@@ -175,7 +188,7 @@ def run(args) -> None:
     for bits in args.bits:
         net, info = _load(model, bits)
         sw_path = out_dir / f"{model}_b{bits}_software.json"
-        if args.force or not sw_path.is_file():
+        if args.force or not sw_path.is_file() or _stale(sw_path, info, None):
             t0 = time.perf_counter()
             logits = _predict(net, images, args.batch)
             pred = logits.argmax(1).numpy()
@@ -204,10 +217,9 @@ def run(args) -> None:
             r_tag = "" if args.r_wire_ohm is None else f"_r{args.r_wire_ohm:g}ohm"
             path = out_dir / f"{model}_b{bits}_{tech}_{args.rows}{r_tag}{'' if variant == 'default' else '_' + variant}.json"
             if path.is_file() and not args.force:
-                old = json.loads(path.read_text()).get("provenance", {}).get("table_sha256")
-                if old == table_sha:
+                if not _stale(path, info, table_sha):
                     continue
-                print(f"{path.name}: made with another table than {Path(table_file).name}; running it again", flush=True)
+                print(f"{path.name}: made with another table or checkpoint; running it again", flush=True)
             t0 = time.perf_counter()
             cim = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="surrogate", binsparx=args.binsparx,
                          adc_reference=args.adc_reference, table=table)
@@ -235,7 +247,8 @@ def run(args) -> None:
                                         table_code_version=prov.get("code_version"),
                                         table_synthetic=bool(prov.get("synthetic", False)),
                                         ngspice_version=prov.get("ngspice_version"), data=str(source),
-                                        checkpoint=info["checkpoint"], command=" ".join(sys.argv))}
+                                        checkpoint=info["checkpoint"], checkpoint_sha256=info["checkpoint_sha256"],
+                                        command=" ".join(sys.argv))}
             path.write_text(json.dumps(res, indent=1))
             print(f"{model} {bits}-bit {tech} {args.rows} {variant}: CiM {res['cim_accuracy']:.3f} ({res['seconds']} s)", flush=True)
 
