@@ -69,6 +69,8 @@ def _train_command(meta: dict) -> str:
         parts.append(f"--limit {c['limit']}")
     if c.get("test_limit"):
         parts.append(f"--test-limit {c['test_limit']}")
+    if c.get("amp"):
+        parts.append("--amp")
     parts.append(f"--eval-every {c['eval_every']} --device {c['device']} --threads 1 --no-progress --json "
                  f"--out $COSIM_CACHE/checkpoints/{c['model'].replace('-', '_')}_w{c['bits']}a{c['bits']}.ckpt")
     return " ".join(parts)
@@ -425,8 +427,8 @@ def render(args) -> None:
     lines += [
         "",
         "The binary networks are the reference weights (80 / 45 epochs on all 50,000 images on an H100). No",
-        "GPU was lent to this task, so the k-bit networks are **short CPU fine-tunes** started from those",
-        "BNNs (float layers, batch norms and weight signs copied, `--init reference`): far from converged,",
+        "GPU was lent to this task, so the k-bit networks are **one-epoch CPU fine-tunes** started from those",
+        "BNNs (float layers, batch norms and weight signs copied, `--init reference`): not converged,",
         "so their software accuracy is below what 2- and 4-bit networks reach with a full schedule. The",
         "comparison below is of each network's *drop* against its own software accuracy, which is what the",
         "claim is about.",
@@ -555,7 +557,7 @@ def render(args) -> None:
         "What the arrays see (statistics above), mean ON-count per column read, 1 / 2 / 4-bit: "
         + "; ".join(f"{m} " + " / ".join(f"{sw[(m, k)]['statistics']['mean_on_count']:.1f}" if (m, k) in sw else "n/a"
                                          for k in (1, 2, 4)) for m in models) + ";",
-        "a read's current, and so its IR drop, grows with it. (4) Caveat: the k-bit networks here are short CPU fine-tunes with",
+        "a read's current, and so its IR drop, grows with it. (4) Caveat: the k-bit networks here are one-epoch CPU fine-tunes with",
         "lower software accuracy and presumably smaller decision margins than the fully trained BNNs, which",
         "makes them more fragile; the accuracy comparison should be repeated with fully trained k-bit",
         "networks (the GPU commands in the last section) before it is taken as final. The layer-level",
@@ -607,7 +609,7 @@ def render(args) -> None:
              f"all fall to chance; with calibrated ADC references + BinSparX ({_sizes(lambda t: 'BinSparX' in t)}) "
              f"the fraction of above-chance accuracy retained is {span}; "
              f"k-bit significantly worse than the BNN in {kbit_worse} of {len(verdict_rows)} paired comparisons, "
-             f"better in {bin_worse} (k-bit networks: short CPU fine-tunes, software accuracy "
+             f"better in {bin_worse} (k-bit networks: one-epoch CPU fine-tunes, software accuracy "
              f"{min(sw_range):.2f}-{max(sw_range):.2f})" if sw_range else fig)
     Path(args.doc).with_suffix(".json").write_text(json.dumps({
         "claim": "CiM-BNNs are more prone to crossbar non-idealities than higher-precision networks",
@@ -624,16 +626,17 @@ TRAINING_NOTE = """
 The checkpoints are not in git (18 MB for VGG-small, 45 MB for ResNet-18: latent float weights);
 `cosim train` writes them to `$COSIM_CACHE/checkpoints/<model>_w<k>a<k>.ckpt` (default cache
 `~/.cache/cosim`), where `cosim infer --bits k` and this script look for them. The commands used are
-in "Reproduce" above (each also recorded in the checkpoint's `meta.config`). The VGG-small runs were
-planned for 2 epochs of 8,192 images and stopped after the first epoch (the machine's 2 cores were
-shared with several other jobs, 27 min of wall time, about 6 min of CPU time per epoch); to get the same
-checkpoint, run the command and stop it once it logs `epoch 1/2` (the schedule and shuffling are
-seeded; the checkpoint written after epoch 1 is the one used). ResNet-18 ran its whole 1-epoch
-schedule on 4,096 images.
+in "Reproduce" above (each also recorded in the checkpoint's `meta.config`): one epoch each, started
+from the reference BNN, one CPU thread with bf16 autocast (`--amp`: this CPU's AMX units; about 22 ms
+per VGG-small and 36-40 ms per ResNet-18 training image, half of float32), two trainings side by side
+on the 2 cores: VGG-small on all 50,000 training images (about 21 min each), ResNet-18 on the first
+25,000 (class-balanced prefix, `--limit 25000`), which is what fitted the session's time. The
+software accuracies above are on the images each study run used; the test accuracy on the first 1,000
+test images at the end of training is in each checkpoint's meta.
 
-On a GPU the same commands without `--limit`, `--threads` and `--device cpu`, with the BNNs' recipe
+On a GPU the same commands without `--limit`, `--threads` and `--amp`, with the BNNs' recipe
 (`--epochs 80`, `--batch-size 256`, `--lr 2e-3`), give properly trained k-bit networks; rerun the study
-then (`run --force`, then `render`).
+then (`run`, which redoes every result whose checkpoint changed, then `render`).
 """
 
 
