@@ -219,11 +219,11 @@ def test_cli_train_and_infer_bits(tmp_path, capsys, monkeypatch):
     ckpt = tmp_path / "vgg2.ckpt"
     main(["train", "--model", "vgg-small", "--bits", "2", "--data", str(data), "--epochs", "1", "--out", str(ckpt),
           "--batch-size", "5", "--limit", "5", "--test-limit", "2", "--device", "cpu", "--no-progress", "--json",
-          "--threads", "1"])
+          "--threads", "1", "--amp"])
     out = json.loads(capsys.readouterr().out)
     assert out["bits"] == 2 and out["n"] == 2
     net, meta = load_qcheckpoint(ckpt, model="vgg-small", bits=2)
-    assert "2-bit" in meta["recipe"] and all(bool(layer.initialised) for _, layer in quant_layers(net))
+    assert "2-bit" in meta["recipe"] and "bf16 autocast" in meta["recipe"] and all(bool(layer.initialised) for _, layer in quant_layers(net))
     x_train, y_train = synthetic_arrays(1, seed=0)
     with pytest.raises(DataError, match="bits"):   # another precision cannot continue this training state
         train(TrainConfig(model="vgg-small", epochs=2, batch_size=5, lr=2e-3, device="cpu", limit=5, bits=4), x_train,
