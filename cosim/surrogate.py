@@ -247,8 +247,8 @@ class Surrogate:
                 common = dict(coef_rows=self._coef_rows, term_idx=self._term_idx, simd=self.kernel_simd, thresholds=thr,
                               lsb=float(self.adc.lsb_counts), threads=threads, step_a=step_a, max_code=self.adc.max_code)
                 if self.bit_inputs and pw.w_packed is not None:      # one pass, no products
-                    from .surrogate_kernel import _X_DTYPES
-                    xk = x if x.dtype in _X_DTYPES else (x != 0).to(torch.uint8)
+                    from .surrogate_kernel import BIT_INPUT_DTYPES
+                    xk = x if x.dtype in BIT_INPUT_DTYPES else (x != 0).to(torch.uint8)
                     if xk.stride(1) != 1:
                         xk = xk.contiguous()
                     total = evaluate(lib, None, None, E, self.n_variables, self._terms, self._coef_t, self.i_cell_a,

@@ -439,7 +439,7 @@ MAX_VARIABLES = 40
 #: most rows of a tile in the kernel's bit mode (WMAX 64-bit words in the C source)
 MAX_BIT_ROWS = 16 * 64
 #: input dtypes the bit mode reads directly (others are converted to uint8 first)
-_X_DTYPES = {torch.float32: 0, torch.uint8: 1, torch.float16: 2, torch.bfloat16: 2}
+BIT_INPUT_DTYPES = {torch.float32: 0, torch.uint8: 1, torch.float16: 2, torch.bfloat16: 2}
 
 
 def pack_bits(a: torch.Tensor) -> torch.Tensor:
@@ -496,7 +496,7 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor | None, m: torch.Tensor | None, E
         words = w_packed.shape[1]
         if (x.shape[1] > MAX_BIT_ROWS or words != -(-x.shape[1] // 64) or lut.shape[1:] != (256, lut.shape[2])
                 or lut.shape[0] * 8 < x.shape[1] or lut.shape[2] < E or not (w_packed.is_contiguous() and lut.is_contiguous())
-                or w_packed.dtype != torch.int64 or lut.dtype != torch.float32 or x.dtype not in _X_DTYPES):
+                or w_packed.dtype != torch.int64 or lut.dtype != torch.float32 or x.dtype not in BIT_INPUT_DTYPES):
             raise ValueError("kernel bit mode: inputs, packed weights or byte table of the wrong shape or dtype")
         xs = None
     else:
@@ -523,7 +523,7 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor | None, m: torch.Tensor | None, E
                grid_lo=0.0 if thresholds is None else thresholds.lo, grid_inv=0.0 if thresholds is None else thresholds.inv,
                code=_ptr(code), code_ld=0 if code is None else code.stride(0), sum=0.0,
                step=float(step_a), max_code=float(max_code),
-               xraw=_ptr(x), x_ld=x.stride(0) if bit else 0, x_dtype=_X_DTYPES.get(x.dtype, 0) if bit else 0,
+               xraw=_ptr(x), x_ld=x.stride(0) if bit else 0, x_dtype=BIT_INPUT_DTYPES.get(x.dtype, 0) if bit else 0,
                Rp=x.shape[1] if bit else 0, W=w_packed.shape[1] if bit else 0, wbits=_ptr(w_packed),
                lut=_ptr(lut), lut_es=lut.shape[2] if bit else 0)
     lib.cosim_surrogate_eval(ctypes.byref(job), int(threads))
