@@ -1,7 +1,10 @@
 """A fused CPU kernel for the surrogate's per-column evaluation (cosim.surrogate), with a torch fallback.
 
-After the matrix products (the ON-count k and the E moments of every column), everything left is
-element-wise: form the variables (moments, leaking cells), gather the count's coefficient of every term,
+Its inputs are either the matrix products (the ON-count k and the E moments of every column) or, in bit
+mode (the default on CPU), the 0/1 inputs and the weights packed as bits: the kernel then forms each
+column's count (a popcount of the AND) and moments (one lookup per byte of the AND in a table of the
+basis sums of that byte's rows) itself, without the products. The rest is element-wise: form the
+variables (moments, leaking cells), gather the count's coefficient of every term,
 sum the terms, scale to amperes and, when asked, digitise with the ADC's thresholds and sum the currents.
 In torch that is dozens of memory-bound passes over (N, C) tensors; this kernel does it in one pass over
 blocks of 64 columns, reading the E + 1 inputs of a column and writing one or two floats. With AVX-512
