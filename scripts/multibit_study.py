@@ -319,11 +319,15 @@ def render(args) -> None:
     for p in sorted(res_dir.glob("*_software.json")):
         r = json.loads(p.read_text())
         sw[(r["model"], r["bits"])] = r
-    runs = {}
+    runs, stale = {}, []
     for p in sorted(res_dir.glob("*_b*_*_*.json")):
         if p.name.endswith("_software.json"):
             continue
         r = json.loads(p.read_text())
+        s = sw.get((r["model"], r["bits"]))
+        if s is not None and r.get("provenance", {}).get("checkpoint_sha256") != s.get("checkpoint_sha256"):
+            stale.append(p.name)    # made from another network than the software run: no drop can be formed
+            continue
         label = (r["tech"] + (f", {r['r_wire_ohm']:g} ohm/cell" if r.get("r_wire_explicit") else "")
                  + ("" if r.get("variant", "default") == "default" else f" ({VARIANTS[r['variant']]})"))
         runs[(r["model"], r["bits"], label, r["rows"])] = r
@@ -593,6 +597,9 @@ def render(args) -> None:
                              f"[{v['retained_ci'][0]:.2f}, {v['retained_ci'][1]:.2f}], N = {v['n']})")
         summary.append(f"* {m}, {t}, {r}x{r}: " + "; ".join(parts))
     summary += ["", f"Claim verdict by the rule in \"Claim\": **{verdict}**.", ""]
+    if stale:
+        summary += [f"Not rerun after their network was retrained, so left out ({len(stale)}): "
+                    + ", ".join(f"`{n}`" for n in stale) + ".", ""]
     i = lines.index("*SUMMARY*")
     lines[i:i + 1] = summary
     Path(args.doc).write_text("\n".join(lines) + "\n" + TRAINING_NOTE)
