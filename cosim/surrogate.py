@@ -48,10 +48,9 @@ class PreparedWeights:
     cols: int
     w_count: torch.Tensor        # (R', C) 0/1, in the dtype of the count product
     w_moments: torch.Tensor      # (R', C*E): column c*E + e is w_c * phi_e
-    w_packed: torch.Tensor | None = None   # (C, ceil(R'/64)) int64: the weights as bits, for the kernel's bit mode
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.w_count, self.w_moments, self.w_packed) if t is not None)
+        return sum(t.numel() * t.element_size() for t in (self.w_count, self.w_moments))
 
 
 def _as_raw(a: Any, name: str, device: torch.device) -> torch.Tensor:
@@ -109,11 +108,10 @@ class Surrogate:
         self._coef_t = torch.as_tensor((coef / self.i_cell_a).T.copy(), dtype=dtype, device=self.device)  # (F, R+1)
         padded = [list(t) + [n_var] * (3 - len(t)) for t in terms]                   # n_var: the constant 1
         self._terms = torch.as_tensor(padded, dtype=torch.int32).contiguous()
-        self._coef_rows = self._term_idx = self._lut = None   # the kernel's AVX-512 layout and byte table
+        self._coef_rows = self._term_idx = None                                    # the kernel's AVX-512 layout
         if self.device.type == "cpu" and dtype == torch.float32:
-            from .surrogate_kernel import avx512_layout, byte_table
+            from .surrogate_kernel import avx512_layout
             self._coef_rows, self._term_idx = avx512_layout(self._coef_t, self._terms, n_var)
-            self._lut = byte_table(torch.as_tensor(moment_basis(self.rows, self.orders)[:, 1:]))
         self._phi = torch.as_tensor(moment_basis(self.rows, self.orders), dtype=dtype, device=self.device)
         self._count_mean = torch.as_tensor(count_mean / self.i_cell_a, dtype=dtype, device=self.device)
         self.adc = (adc or ADC()).bind(table)
@@ -126,9 +124,6 @@ class Surrogate:
         self.kernel_threads: int | None = None
         #: compute the exact ON-counts as bfloat16 products on CPU (float32 otherwise)
         self.fast_counts = True
-        #: let the C kernel form counts and moments itself from the inputs and the weights as bits (a popcount
-        #: and one table lookup per byte of each column's AND); False: from the matrix products
-        self.bit_inputs = True
 
     @classmethod
     def from_table(cls, table_or_path: LookupTable | str | Path, device: str | torch.device = "cpu",
@@ -176,9 +171,7 @@ class Surrogate:
         phi = self._phi[:r, 1:]                                                  # (R', E)
         w_m = (w.unsqueeze(2) * phi.unsqueeze(1)).reshape(r, c * len(self.orders)).contiguous()
         count_dtype = self._count_dtype(r)
-        from .surrogate_kernel import MAX_BIT_ROWS, pack_bits
-        packed = pack_bits(w.T) if self._lut is not None and r <= MAX_BIT_ROWS else None
-        return PreparedWeights(rows=r, cols=c, w_count=w.to(count_dtype).contiguous(), w_moments=w_m, w_packed=packed)
+        return PreparedWeights(rows=r, cols=c, w_count=w.to(count_dtype).contiguous(), w_moments=w_m)
 
     def _count_dtype(self, rows: int) -> torch.dtype:
         """bfloat16 products of 0/1 operands hold every count up to 256 exactly (float32 accumulation, an
@@ -244,21 +237,13 @@ class Surrogate:
                 from .surrogate_kernel import evaluate
                 thr, step_a = self._adc_rule() if codes else (None, 0.0)
                 threads = self.kernel_threads or torch.get_num_threads()
-                common = dict(coef_rows=self._coef_rows, term_idx=self._term_idx, simd=self.kernel_simd, thresholds=thr,
-                              lsb=float(self.adc.lsb_counts), threads=threads, step_a=step_a, max_code=self.adc.max_code)
-                if self.bit_inputs and pw.w_packed is not None:      # one pass, no products
-                    from .surrogate_kernel import BIT_INPUT_DTYPES
-                    xk = x if x.dtype in BIT_INPUT_DTYPES else (x != 0).to(torch.uint8)
-                    if xk.stride(1) != 1:
-                        xk = xk.contiguous()
-                    total = evaluate(lib, None, None, E, self.n_variables, self._terms, self._coef_t, self.i_cell_a,
-                                     x=xk, w_packed=pw.w_packed, lut=self._lut, leak=self.leak, cur=cur, code=code, **common)
-                    return cur, code, total
                 for s in range(0, n, self.chunk):
                     k, m, xs = self._products(x[s:s + self.chunk], pw)
                     total += evaluate(lib, k, m, E, self.n_variables, self._terms, self._coef_t, self.i_cell_a, xs=xs,
-                                      cur=None if cur is None else cur[s:s + self.chunk],
-                                      code=None if code is None else code[s:s + self.chunk], **common)
+                                      coef_rows=self._coef_rows, term_idx=self._term_idx,
+                                      simd=self.kernel_simd, cur=None if cur is None else cur[s:s + self.chunk], thresholds=thr,
+                                      lsb=float(self.adc.lsb_counts), code=None if code is None else code[s:s + self.chunk],
+                                      threads=threads, step_a=step_a, max_code=self.adc.max_code)
                 return cur, code, total
             out = cur if cur is not None else torch.empty((n, c), dtype=self.dtype, device=self.device)
             for s in range(0, n, self.chunk):

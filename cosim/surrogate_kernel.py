@@ -1,10 +1,7 @@
 """A fused CPU kernel for the surrogate's per-column evaluation (cosim.surrogate), with a torch fallback.
 
-Its inputs are either the matrix products (the ON-count k and the E moments of every column) or, in bit
-mode (the default on CPU), the 0/1 inputs and the weights packed as bits: the kernel then forms each
-column's count (a popcount of the AND) and moments (one lookup per byte of the AND in a table of the
-basis sums of that byte's rows) itself, without the products. The rest is element-wise: form the
-variables (moments, leaking cells), gather the count's coefficient of every term,
+After the matrix products (the ON-count k and the E moments of every column), everything left is
+element-wise: form the variables (moments, leaking cells), gather the count's coefficient of every term,
 sum the terms, scale to amperes and, when asked, digitise with the ADC's thresholds and sum the currents.
 In torch that is dozens of memory-bound passes over (N, C) tensors; this kernel does it in one pass over
 blocks of 64 columns, reading the E + 1 inputs of a column and writing one or two floats. With AVX-512
@@ -39,9 +36,6 @@ SOURCE = r"""
 #ifdef __AVX512F__
 #include <immintrin.h>
 #endif
-#ifdef __SSE2__
-#include <emmintrin.h>
-#endif
 
 typedef struct {
     int64_t n0, n1, C, E, V, R, F;
@@ -62,68 +56,7 @@ typedef struct {
                                                   ceil(i / step - 1/2) clipped to [0, max_code], no thresholds */
     float *code; int64_t code_ld;              /* codes or NULL */
     double sum;                                /* sum of the currents (A) */
-    /* bit mode (xraw != NULL): the kernel forms k, the moments and the leak sums itself from the 0/1
-       inputs and the packed weights, and k, m and xs above are not read */
-    const void *xraw; int64_t x_ld; int x_dtype; /* inputs (n, Rp): 0 float32, 1 uint8, 2 16-bit float; nonzero = on */
-    int64_t Rp, W;                             /* rows of this tile, 64-bit words per packed row */
-    const uint64_t *wbits;                     /* (C, W): column c's weights, row r at bit r % 64 of word r / 64 */
-    const float *lut; int64_t lut_es;          /* (ceil(R/8), 256, lut_es): sum of phi_1..phi_E over the set bits
-                                                  of byte value v at byte position b (rows 8b..8b+7) */
-    int leak;                                  /* bit mode: a leak table (the kernel forms the inputs' sums) */
 } job_t;
-
-#define WMAX 16
-/* pack one row of 0/1 inputs into bits (row r at bit r % 64 of word r / 64) */
-static void pack_row(const void *x, int dt, int64_t Rp, int64_t W, uint64_t *restrict out) {
-    for (int64_t w = 0; w < W; ++w) out[w] = 0;
-    int64_t r = 0;
-    if (dt == 0) {
-        const float *restrict xf = (const float *)x;
-#ifdef __AVX512F__
-        for (; r + 16 <= Rp; r += 16)
-            out[r >> 6] |= (uint64_t)_mm512_cmp_ps_mask(_mm512_loadu_ps(xf + r), _mm512_setzero_ps(), _CMP_NEQ_UQ) << (r & 63);
-#endif
-        for (; r < Rp; ++r) out[r >> 6] |= (uint64_t)(xf[r] != 0.0f) << (r & 63);
-    } else if (dt == 1) {
-        const uint8_t *restrict xb = (const uint8_t *)x;
-#ifdef __AVX512BW__
-        for (; r + 64 <= Rp; r += 64) out[r >> 6] = (uint64_t)_mm512_test_epi8_mask(_mm512_loadu_si512(xb + r), _mm512_set1_epi8((char)0xff));
-#endif
-        for (; r < Rp; ++r) out[r >> 6] |= (uint64_t)(xb[r] != 0) << (r & 63);
-    } else {
-        const uint16_t *restrict xh = (const uint16_t *)x;   /* float16 / bfloat16: nonzero unless +-0 */
-#ifdef __AVX512BW__
-        for (; r + 32 <= Rp; r += 32)
-            out[r >> 6] |= (uint64_t)_mm512_test_epi16_mask(_mm512_loadu_si512(xh + r), _mm512_set1_epi16(0x7fff)) << (r & 63);
-#endif
-        for (; r < Rp; ++r) out[r >> 6] |= (uint64_t)((xh[r] & 0x7fff) != 0) << (r & 63);
-    }
-}
-
-/* out[0..E) = sum over the nb bytes of the packed bits of the table entry of each byte */
-static inline void lut_sum(const float *restrict lut, int64_t es, int64_t E, const uint8_t *restrict by, int64_t nb,
-                           float *restrict out) {
-#ifdef __SSE2__
-    if (es == 4) {
-        __m128 a0 = _mm_setzero_ps(), a1 = _mm_setzero_ps();
-        int64_t b = 0;
-        for (; b + 1 < nb; b += 2) {
-            a0 = _mm_add_ps(a0, _mm_loadu_ps(lut + ((b << 8) + by[b]) * 4));
-            a1 = _mm_add_ps(a1, _mm_loadu_ps(lut + (((b + 1) << 8) + by[b + 1]) * 4));
-        }
-        if (b < nb) a0 = _mm_add_ps(a0, _mm_loadu_ps(lut + ((b << 8) + by[b]) * 4));
-        float t[4];
-        _mm_storeu_ps(t, _mm_add_ps(a0, a1));
-        for (int64_t e = 0; e < E; ++e) out[e] = t[e];
-        return;
-    }
-#endif
-    for (int64_t e = 0; e < E; ++e) out[e] = 0.0f;
-    for (int64_t b = 0; b < nb; ++b) {
-        const float *restrict t = lut + ((b << 8) + by[b]) * es;
-        for (int64_t e = 0; e < E; ++e) out[e] += t[e];
-    }
-}
 
 #define CB 64
 #define VMAX 40
@@ -159,26 +92,9 @@ static double rows(const job_t *j) {
 #else
     (void)coef_rows; (void)fpad; (void)ti;
 #endif
-    const int bitmode = j->xraw != 0;
-    const int64_t W = j->W, nbytes = (j->Rp + 7) / 8, es = j->lut_es;
-    const int leak = bitmode && j->leak;
-    const size_t x_es = j->x_dtype == 0 ? 4 : (j->x_dtype == 1 ? 1 : 2);
-    uint64_t xw[WMAX], aw[WMAX];
-    float mloc[CB * VMAX], xsl[VMAX + 1];
     for (int64_t i = n0; i < n1; ++i) {
-        const float *restrict mr = bitmode ? mloc : j->m + i * m_ld;
+        const float *restrict mr = j->m + i * m_ld;
         const float *restrict xr = j->xs ? j->xs + i * xs_ld : 0;
-        if (bitmode) {
-            pack_row((const char *)j->xraw + (size_t)(i * j->x_ld) * x_es, j->x_dtype, j->Rp, W, xw);
-            xr = 0;
-            if (leak) {
-                int64_t cnt = 0;
-                for (int64_t w = 0; w < W; ++w) cnt += __builtin_popcountll(xw[w]);
-                xsl[0] = (float)cnt;
-                lut_sum(j->lut, es, E, (const uint8_t *)xw, nbytes, xsl + 1);
-                xr = xsl;
-            }
-        }
         float *restrict cur = j->cur ? j->cur + i * cur_ld : 0;
         float *restrict code = j->code ? j->code + i * code_ld : 0;
         float rowsum = 0.0f;
@@ -193,17 +109,7 @@ static double rows(const job_t *j) {
 #endif
         for (int64_t c0 = 0; c0 < C; c0 += CB) {
             const int64_t nb = C - c0 < CB ? C - c0 : CB;
-            /* bit mode: this block's counts and moments, the moments of column c at mloc[c * E] */
-            const float *restrict mb = bitmode ? mloc : mr + c0 * E;
-            if (bitmode) {
-                for (int64_t c = 0; c < nb; ++c) {
-                    const uint64_t *restrict wc = j->wbits + (c0 + c) * W;
-                    int64_t k = 0;
-                    for (int64_t w = 0; w < W; ++w) { aw[w] = xw[w] & wc[w]; k += __builtin_popcountll(aw[w]); }
-                    kk[c] = (int32_t)k;
-                    lut_sum(j->lut, es, E, (const uint8_t *)aw, nbytes, mloc + c * E);
-                }
-            } else if (k_bf16) {
+            if (k_bf16) {
                 const uint16_t *restrict kr = kb + i * k_ld + c0;
                 for (int64_t c = 0; c < nb; ++c) {
                     uint32_t u = ((uint32_t)kr[c]) << 16; float kv; memcpy(&kv, &u, 4);
@@ -223,7 +129,7 @@ static double rows(const job_t *j) {
                    leak variables and the constant come from the row's own vector xz), 16 terms per step
                    as products of three permutations of it, times the count's coefficient row */
                 for (int64_t c = 0; c < nb; ++c) {
-                    const __m512 mz = _mm512_maskz_loadu_ps(mask_m, mb + c * E);
+                    const __m512 mz = _mm512_maskz_loadu_ps(mask_m, mr + (c0 + c) * E);
                     __m512 vz = _mm512_add_ps(mz, xz);
                     if (xr) {
                         vz = _mm512_sub_ps(vz, _mm512_maskz_permutexvar_ps(mask_nu, shift_nu, mz));
@@ -244,7 +150,7 @@ static double rows(const job_t *j) {
             {
                 /* the variables of this block of columns, one row of v per variable */
                 for (int64_t e = 0; e < E; ++e)
-                    for (int64_t c = 0; c < nb; ++c) v[e][c] = mb[c * E + e];
+                    for (int64_t c = 0; c < nb; ++c) v[e][c] = mr[(c0 + c) * E + e];
                 if (xr) {
                     for (int64_t c = 0; c < nb; ++c) v[E][c] = xr[0] - (float)kk[c];
                     for (int64_t e = 0; e < E; ++e)
@@ -346,10 +252,7 @@ class _Job(ctypes.Structure):
                 ("thr", ctypes.c_void_p), ("nthr", ctypes.c_int64), ("lsb", ctypes.c_float),
                 ("grid_start", ctypes.c_void_p), ("ngrid", ctypes.c_int64), ("grid_lo", ctypes.c_float),
                 ("grid_inv", ctypes.c_float), ("step", ctypes.c_float), ("max_code", ctypes.c_float),
-                ("code", ctypes.c_void_p), ("code_ld", ctypes.c_int64), ("sum", ctypes.c_double),
-                ("xraw", ctypes.c_void_p), ("x_ld", ctypes.c_int64), ("x_dtype", ctypes.c_int),
-                ("Rp", ctypes.c_int64), ("W", ctypes.c_int64), ("wbits", ctypes.c_void_p),
-                ("lut", ctypes.c_void_p), ("lut_es", ctypes.c_int64), ("leak", ctypes.c_int)]
+                ("code", ctypes.c_void_p), ("code_ld", ctypes.c_int64), ("sum", ctypes.c_double)]
 
 
 _lock = threading.Lock()
@@ -439,83 +342,36 @@ def avx512_layout(coef_t: torch.Tensor, terms: torch.Tensor, n_variables: int) -
 
 #: most variables a table may have for the kernel (VMAX in the C source)
 MAX_VARIABLES = 40
-#: most rows of a tile in the kernel's bit mode (WMAX 64-bit words in the C source)
-MAX_BIT_ROWS = 16 * 64
-#: input dtypes the bit mode reads directly (others are converted to uint8 first)
-BIT_INPUT_DTYPES = {torch.float32: 0, torch.uint8: 1, torch.float16: 2, torch.bfloat16: 2}
 
 
-def pack_bits(a: torch.Tensor) -> torch.Tensor:
-    """(n, R) 0/1 (nonzero = 1) -> (n, W) int64 words, W = ceil(R / 64), row r at bit r % 64 of word r // 64
-    (the kernel's layout for packed weights, columns as rows: ``pack_bits(w.T)``)."""
-    import numpy as np
-    n, r = a.shape
-    words = -(-r // 64)
-    b = np.packbits((a != 0).cpu().numpy(), axis=1, bitorder="little")
-    out = np.zeros((n, words * 8), dtype=np.uint8)
-    out[:, :b.shape[1]] = b
-    return torch.from_numpy(out.view("<i8").copy())
-
-
-def byte_table(phi: torch.Tensor) -> torch.Tensor:
-    """(ceil(R/8), 256, ES) float32, ES = E rounded up to a multiple of 4: for each byte position b and byte
-    value v, the sum of phi[8 b + t, e] over the set bits t of v (phi: (R, E), the moment basis without its
-    constant column). A column's moments are the sum of the entries of its AND-ed bytes."""
-    r, e = phi.shape
-    nb = -(-r // 8)
-    es = -(-e // 4) * 4
-    p = torch.zeros((nb * 8, es), dtype=torch.float64)
-    p[:r, :e] = phi.to(torch.float64)
-    bitsel = ((torch.arange(256)[:, None] >> torch.arange(8)[None, :]) & 1).to(torch.float64)   # (256, 8)
-    return torch.einsum("vt,bte->bve", bitsel, p.view(nb, 8, es)).to(torch.float32).contiguous()
-
-
-def evaluate(lib: ctypes.CDLL, k: torch.Tensor | None, m: torch.Tensor | None, E: int, V: int, terms: torch.Tensor,
+def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int, terms: torch.Tensor,
              coef_t: torch.Tensor, i_cell_a: float, xs: torch.Tensor | None = None,
              coef_rows: torch.Tensor | None = None, term_idx: torch.Tensor | None = None,
              cur: torch.Tensor | None = None, thresholds: Thresholds | None = None, lsb: float = 1.0,
              code: torch.Tensor | None = None, threads: int = 1, step_a: float = 0.0, max_code: int = 0,
-             simd: bool = True, x: torch.Tensor | None = None, w_packed: torch.Tensor | None = None,
-             lut: torch.Tensor | None = None, leak: bool = False) -> float:
-    """Run the kernel on CPU tensors (row-major, unit stride along the last dimension). Its inputs are
-    either the products, ``k`` (n, C) float32 or bfloat16 counts, ``m`` (n, C*E) float32 moments (moment e
-    of column c at c*E + e) and for leak tables ``xs`` (n, 1+E) the inputs' own row sums and moments; or,
-    in bit mode, the 0/1 inputs ``x`` (n, R') themselves (float32, uint8, float16 or bfloat16; nonzero is
-    on), the weights packed by ``pack_bits(w.T)`` (``w_packed``, (C, W)) and the moment basis's
-    ``byte_table`` (``lut``), from which the kernel forms counts, moments and (``leak``) the leak sums
-    itself. ``terms`` (F, 3) int32 variable indices (V: the constant), ``coef_t`` (F, R+1) float32
-    coefficients in units of i_cell; for the AVX-512 loop also the model in its layout (``coef_rows``
+             simd: bool = True) -> float:
+    """Run the kernel on CPU tensors (row-major, unit stride along the last dimension): ``k`` (n, C) float32
+    or bfloat16 counts, ``m`` (n, C*E) float32 moments (moment e of column c at c*E + e), ``terms`` (F, 3)
+    int32 variable indices (V: the constant), ``coef_t`` (F, R+1) float32 coefficients in units of i_cell,
+    ``xs`` (n, 1+E) for leak tables; for the AVX-512 loop also the model in its layout (``coef_rows``
     (R+1, Fp) and ``term_idx`` (3, Fp) int32, Fp a multiple of 16, padding terms the constant with
     coefficient 0; see ``avx512_layout``); writes ``cur`` (n, C) currents (A) and/or ``code`` (n, C) codes
     (``thresholds`` of the ADC, ``lsb`` AND-counts per code; or, with ``step_a`` > 0, evenly spaced
     levels c * step_a rounded to as ``ADC.digitize`` does, codes 0..``max_code``). ``simd``: use the
     AVX-512 term loop where the kernel was compiled with it (False: the portable loop, for tests). Returns
     the sum of the currents (A)."""
-    bit = x is not None
-    if bit:
-        if w_packed is None or lut is None or x.dim() != 2:
-            raise ValueError("kernel bit mode: need x (n, R'), w_packed and lut")
-        n, c = x.shape[0], w_packed.shape[0]
-        words = w_packed.shape[1]
-        if (x.shape[1] > MAX_BIT_ROWS or words != -(-x.shape[1] // 64) or lut.shape[1:] != (256, lut.shape[2])
-                or lut.shape[0] * 8 < x.shape[1] or lut.shape[2] < E or not (w_packed.is_contiguous() and lut.is_contiguous())
-                or w_packed.dtype != torch.int64 or lut.dtype != torch.float32 or x.dtype not in BIT_INPUT_DTYPES):
-            raise ValueError("kernel bit mode: inputs, packed weights or byte table of the wrong shape or dtype")
-        xs = None
-    else:
-        n, c = k.shape
-    for name, t in (("k", k), ("m", m), ("x", x), ("xs", xs), ("cur", cur), ("code", code)):
+    n, c = k.shape
+    for name, t in (("k", k), ("m", m), ("xs", xs), ("cur", cur), ("code", code)):
         if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != n):
             raise ValueError(f"kernel operand {name}: need a CPU matrix of {n} rows with unit column stride")
     if coef_rows is not None and (coef_rows.shape[1] % 16 or term_idx is None or term_idx.shape != (3, coef_rows.shape[1])
                                   or not (coef_rows.is_contiguous() and term_idx.is_contiguous())):
         raise ValueError("kernel operands: coef_rows must be (R+1, 16 q) with term_idx (3, 16 q), contiguous")
-    if V > MAX_VARIABLES or (not bit and m.shape[1] != E * c) or not (terms.is_contiguous() and coef_t.is_contiguous()):
+    if V > MAX_VARIABLES or m.shape[1] != E * c or not (terms.is_contiguous() and coef_t.is_contiguous()):
         raise ValueError("kernel operands: too many variables, or moments/terms/coefficients of the wrong layout")
     job = _Job(n0=0, n1=n, C=c, E=E, V=V, R=coef_t.shape[1] - 1, F=coef_t.shape[0],
-               k=_ptr(k), k_ld=0 if bit else k.stride(0), k_bf16=int(not bit and k.dtype == torch.bfloat16),
-               m=_ptr(m), m_ld=0 if bit else m.stride(0),
-               xs=_ptr(xs), xs_ld=0 if xs is None else xs.stride(0), leak=int(bit and leak),
+               k=k.data_ptr(), k_ld=k.stride(0), k_bf16=int(k.dtype == torch.bfloat16),
+               m=m.data_ptr(), m_ld=m.stride(0), xs=_ptr(xs), xs_ld=0 if xs is None else xs.stride(0),
                terms=terms.data_ptr(), coef_t=coef_t.data_ptr(), simd=int(bool(simd)), coef_rows=_ptr(coef_rows),
                fpad=0 if coef_rows is None else coef_rows.shape[1], term_idx=_ptr(term_idx), i_cell=i_cell_a,
                cur=_ptr(cur), cur_ld=0 if cur is None else cur.stride(0),
@@ -525,9 +381,6 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor | None, m: torch.Tensor | None, E
                ngrid=0 if thresholds is None else thresholds.start.numel(),
                grid_lo=0.0 if thresholds is None else thresholds.lo, grid_inv=0.0 if thresholds is None else thresholds.inv,
                code=_ptr(code), code_ld=0 if code is None else code.stride(0), sum=0.0,
-               step=float(step_a), max_code=float(max_code),
-               xraw=_ptr(x), x_ld=x.stride(0) if bit else 0, x_dtype=BIT_INPUT_DTYPES.get(x.dtype, 0) if bit else 0,
-               Rp=x.shape[1] if bit else 0, W=w_packed.shape[1] if bit else 0, wbits=_ptr(w_packed),
-               lut=_ptr(lut), lut_es=lut.shape[2] if bit else 0)
+               step=float(step_a), max_code=float(max_code))
     lib.cosim_surrogate_eval(ctypes.byref(job), int(threads))
     return float(job.sum)

@@ -6,8 +6,7 @@
 Inputs are random 0/1 float32 blocks of ``--block`` vectors (generated before timing); each block goes
 through (a) the ideal product x @ w, (b) ``Surrogate.column_currents(x, w)`` (currents, the weights
 prepared on every call), (c) ``Surrogate.read(x, prepared)`` (ADC codes, the weights prepared once, as
-the CiM layers read a cached tile; the kernel in bit mode), the same read from the matrix products
-(``bit_inputs = False``), (d) the same read on the torch path (no C kernel, float32 counts:
+the CiM layers read a cached tile), (d) the same read on the torch path (no C kernel, float32 counts:
 the pre-kernel evaluation) for comparison under the same load. Reports seconds per 10^6 vectors and the
 ratio to (a), best of ``--repeat`` passes (wall time, and the process CPU time of those passes: with
 one thread on a shared machine the CPU time is the work done, the wall time also the waiting for a
@@ -23,18 +22,8 @@ import platform
 import time
 
 
-def _read_mode(sur, x, pw, bits: bool):
-    sur.bit_inputs = bits
-    try:
-        return sur.read(x, pw)
-    finally:
-        sur.bit_inputs = True
-
-
 def _profile(sur, pw, x, w, rep: int = 40) -> dict:
-    """Process CPU seconds per 10^6 vectors of each step of a kernel-path read of one chunk ``x``: the
-    steps of a read from the matrix products (products, then the kernel), that whole read, and the
-    default read, in which the kernel forms counts and moments from packed bits itself."""
+    """Process CPU seconds per 10^6 vectors of each step of a kernel-path read of one chunk ``x``."""
     import torch
 
     from cosim.surrogate_kernel import evaluate, load
@@ -45,7 +34,7 @@ def _profile(sur, pw, x, w, rep: int = 40) -> dict:
     code = torch.empty(k.shape)
     x16, wb = x.to(torch.bfloat16), w.to(torch.bfloat16)
     steps = {"ideal_product": lambda: x @ w,
-             # the same exact counts from bf16 operands (on AMX: matrix units), as the products path computes them
+             # the same exact counts from bf16 operands (on AMX: matrix units), as the count product computes them
              "ideal_product_bf16": lambda: x16 @ wb, "inputs_to_count_dtype": lambda: x.to(pw.w_count.dtype),
              "count_product": lambda: xb @ pw.w_count, "moment_product": lambda: x @ pw.w_moments,
              "kernel_codes": lambda: evaluate(lib, k, m, len(sur.orders), sur.n_variables, sur._terms, sur._coef_t,
@@ -53,8 +42,7 @@ def _profile(sur, pw, x, w, rep: int = 40) -> dict:
                                               thresholds=thr,
                                               lsb=float(sur.adc.lsb_counts), code=code, threads=torch.get_num_threads(),
                                               step_a=step_a, max_code=sur.adc.max_code),
-             "whole_read_from_products": lambda: _read_mode(sur, x, pw, bits=False),
-             "whole_read": lambda: _read_mode(sur, x, pw, bits=True)}
+             "whole_read": lambda: sur.read(x, pw)}
     out = {}
     for name, fn in steps.items():
         fn()
@@ -129,7 +117,6 @@ def main() -> None:
         t_ideal = timed(lambda x: x @ w, "ideal")
         t_cur = timed(lambda x: sur.column_currents(x, w), "currents")
         t_read = timed(lambda x: sur.read(x, pw), "read")
-        t_read_products = timed(lambda x: _read_mode(sur, x, pw, bits=False), "read_from_products")
         t_torch = None
         if not args.no_torch_path:
             sur.use_kernel, sur.fast_counts = False, False
@@ -141,8 +128,7 @@ def main() -> None:
     out = {
         "rows": rows, "cols": cols, "vectors": args.vectors, "threads": args.threads, "device": args.device,
         "ideal_matmul_s_per_1e6": t_ideal, "surrogate_currents_s_per_1e6": t_cur, "surrogate_read_s_per_1e6": t_read,
-        "ratio_currents_to_ideal": t_cur / t_ideal,
-        "surrogate_read_from_products_s_per_1e6": t_read_products, "ratio_read_from_products_to_ideal": t_read_products / t_ideal, "chunk": sur.chunk, "ratio_read_to_ideal": t_read / t_ideal,
+        "ratio_currents_to_ideal": t_cur / t_ideal, "chunk": sur.chunk, "ratio_read_to_ideal": t_read / t_ideal,
         "orders": sur.orders, "leak": sur.leak, "terms": len(sur.terms), "kernel": kernel,
         "kernel_error": surrogate_kernel.load_error, "torch_path_read_s_per_1e6": t_torch,
         "profile_cpu_s_per_1e6": profile, "cpu_s_per_1e6_of_best_pass": cpu_s, "load_avg_1min_before": load_before, "load_avg_1min_after": os.getloadavg()[0],
@@ -158,7 +144,6 @@ def main() -> None:
         print(f"  surrogate currents {t_cur:.3f} s per 10^6 vectors ({t_cur / t_ideal:.2f}x ideal)")
         print(f"  surrogate read     {t_read:.3f} s per 10^6 vectors ({t_read / t_ideal:.2f}x ideal; "
               f"{'C kernel' if kernel else 'torch path: ' + str(surrogate_kernel.load_error)})")
-        print(f"  read from products {t_read_products:.3f} s per 10^6 vectors ({t_read_products / t_ideal:.2f}x ideal)")
         if t_torch is not None:
             print(f"  torch-path read    {t_torch:.3f} s per 10^6 vectors ({t_torch / t_ideal:.2f}x ideal)")
         print("  process CPU seconds per 10^6 vectors (same passes): " + ", ".join(f"{k} {v:.3f}" for k, v in cpu_s.items()))
