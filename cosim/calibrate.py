@@ -76,7 +76,9 @@ PLACEMENTS = ("uniform", "near", "far", "clustered")
 #: Legendre orders of the ON-pattern (m_e) and leak (nu_e) moments
 DEFAULT_ORDERS = (1, 2, 3, 4)
 #: term sets of ``default_terms``; ``cosim calibrate --terms``
-TERM_SETS = ("full", "compact")
+TERM_SETS = ("full", "compact", "quartic")
+#: most variables in one term (the kernel multiplies up to four)
+MAX_DEGREE = 4
 DEFAULT_VECTORS = 16
 #: cells whose leak is below this fraction of the ON current get no leak terms
 LEAK_RATIO_MIN = 1e-3
@@ -178,9 +180,10 @@ def variable_names(orders: list[int], leak: bool) -> list[str]:
 
 def default_terms(n_orders: int, leak: bool, kind: str = "full") -> list[tuple[int, ...]]:
     """The model's terms as tuples of variable indices (empty tuple: the constant). ``kind``: ``full``
-    (every monomial of degree 1-3 in the ON moments) or ``compact`` (degree 1, all products of two, and
+    (every monomial of degree 1-3 in the ON moments), ``compact`` (degree 1, all products of two, and
     the cubes only: 19 instead of 35 ON terms for four orders, cheaper to evaluate, as accurate at 64 rows:
-    docs/VALIDATION.md). Leak tables add L, L^2, L^3, nu_e, nu_e^2, L m_e and nu_e m_e, and in the full set
+    docs/VALIDATION.md) or ``quartic`` (``full`` and every monomial of degree 4 in the ON moments: 70 ON
+    terms for four orders; with 65 knots it reached the 256-row 8T-SRAM target in docs/VALIDATION.md). Leak tables add L, L^2, L^3, nu_e, nu_e^2, L m_e and nu_e m_e, and in the full set
     also L m_a m_b (the leak current's share of the IR drop interacting with the ON pattern's)."""
     from itertools import combinations_with_replacement
 
@@ -188,8 +191,8 @@ def default_terms(n_orders: int, leak: bool, kind: str = "full") -> list[tuple[i
         raise InputError(f"unknown term set '{kind}': expected one of {', '.join(TERM_SETS)}")
     E = n_orders
     terms: list[tuple[int, ...]] = [()]
-    if kind == "full":
-        for degree in (1, 2, 3):
+    if kind in ("full", "quartic"):
+        for degree in (1, 2, 3, 4) if kind == "quartic" else (1, 2, 3):
             terms += list(combinations_with_replacement(range(E), degree))
     else:
         terms += [(e,) for e in range(E)] + list(combinations_with_replacement(range(E), 2)) + [(e, e, e) for e in range(E)]
@@ -198,7 +201,7 @@ def default_terms(n_orders: int, leak: bool, kind: str = "full") -> list[tuple[i
         nu = [E + 1 + e for e in range(E)]
         terms += [(L,), (L, L), (L, L, L)] + [(n,) for n in nu] + [(n, n) for n in nu]
         terms += [(L, e) for e in range(E)] + [(nu[e], e) for e in range(E)]
-        if kind == "full":
+        if kind in ("full", "quartic"):
             terms += [(L, a, b) for a, b in combinations_with_replacement(range(E), 2)]
     return terms
 
@@ -386,8 +389,8 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
         raise TableError(f"too few calibration samples to fit a table ({cur.size})")
     terms = default_terms(len(orders), leak) if terms is None else [tuple(int(i) for i in t) for t in terms]
     var_names = variable_names(orders, leak)
-    if any(len(t) > 3 or any(not 0 <= i < len(var_names) for i in t) for t in terms) or () not in terms:
-        raise InputError("model terms must be products of at most three variables and include the constant")
+    if any(len(t) > MAX_DEGREE or any(not 0 <= i < len(var_names) for i in t) for t in terms) or () not in terms:
+        raise InputError(f"model terms must be products of at most {MAX_DEGREE} variables and include the constant")
     k, F = features_np(on, active, orders, leak, terms)
     knots = _knots(rows, n_knots)
     B = _hat(k.astype(np.float64), knots)
@@ -476,10 +479,10 @@ def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak: 
 def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int | None = None, orders: list[int] | None = None,
               progress: bool = True, stop_after: int | None = None,
               log: Callable[[str], None] | None = None, scheduler: str | None = None, cache: Any = None,
-              point_timeout_s: float | None = None, terms: str = "full"):
+              point_timeout_s: float | None = None, terms: str = "full", n_knots: int | None = None):
     """Run (or resume) the sweep, write ``samples.parquet`` and ``table.parquet`` into ``out_dir``.
     Returns the LookupTable. ``workers``, ``scheduler``, ``cache``, ``point_timeout_s``: see ``run_sweep``;
-    ``terms``: the model's term set (``default_terms``)."""
+    ``terms``: the model's term set (``default_terms``); ``n_knots``: ON-count knots (default ``_knots``)."""
     from . import provenance
 
     if terms not in TERM_SETS:
@@ -492,7 +495,7 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
         raise CosimError(f"sweep stopped with {len(paths)} of {points} points finished (kept in {out_dir}); "
                          "run the same command again to resume")
     samples = load_points(paths)
-    table = fit_table(cfg, samples, orders=orders, terms=terms)
+    table = fit_table(cfg, samples, orders=orders, terms=terms, n_knots=n_knots)
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .adc import ADC
-from .calibrate import MODEL, moment_basis, variable_names
+from .calibrate import MAX_DEGREE, MODEL, moment_basis, variable_names
 from .errors import InputError, TableError
 from .tables import LookupTable, load_table
 
@@ -94,8 +94,8 @@ class Surrogate:
             terms = [tuple(int(i) for i in t) for t in table.meta["terms"]]
         except (KeyError, TypeError, ValueError):
             raise TableError("table meta has no valid 'terms'") from None
-        if any(len(t) > 3 or any(not 0 <= i < n_var for i in t) for t in terms):
-            raise TableError(f"table terms refer to variables beyond its {n_var}")
+        if any(len(t) > MAX_DEGREE or any(not 0 <= i < n_var for i in t) for t in terms):
+            raise TableError(f"table terms have more than {MAX_DEGREE} factors or refer to variables beyond its {n_var}")
         self.terms = terms
         coef = np.asarray(table["coef"], dtype=np.float64)
         if coef.shape != (self.rows + 1, len(terms)):
@@ -106,7 +106,8 @@ class Surrogate:
         self.n_variables = n_var
         # Currents are computed in units of i_cell (well-scaled in float32), then scaled back.
         self._coef_t = torch.as_tensor((coef / self.i_cell_a).T.copy(), dtype=dtype, device=self.device)  # (F, R+1)
-        padded = [list(t) + [n_var] * (3 - len(t)) for t in terms]                   # n_var: the constant 1
+        width = max(3, max(len(t) for t in terms))            # variables per term: 3, or 4 with degree-4 terms
+        padded = [list(t) + [n_var] * (width - len(t)) for t in terms]               # n_var: the constant 1
         self._terms = torch.as_tensor(padded, dtype=torch.int32).contiguous()
         self._coef_rows = self._term_idx = None                                    # the kernel's AVX-512 layout
         if self.device.type == "cpu" and dtype == torch.float32:

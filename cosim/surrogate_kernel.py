@@ -42,11 +42,12 @@ typedef struct {
     const void *k; int64_t k_ld; int k_bf16;   /* ON-counts (n, C): float32 or bfloat16, row stride k_ld */
     const float *m; int64_t m_ld;              /* moments (n, C*E), moment e of column c at c*E + e */
     const float *xs; int64_t xs_ld;            /* leak tables: (n, 1+E) row sums / moments of the inputs, else NULL */
-    const int32_t *terms;                      /* (F, 3) variable indices of each term, V = the constant 1 */
+    const int32_t *terms;                      /* (F, D) variable indices of each term, V = the constant 1 */
+    int64_t D;                                 /* variables per term: 3, or 4 for tables with degree-4 terms */
     const float *coef_t;                       /* (F, R+1): coefficient of term f at ON-count k, units of i_cell */
     int simd;                                  /* 1: the AVX-512 term loop where compiled in; 0: the portable one */
     const float *coef_rows; int64_t fpad;      /* AVX-512 layout: (R+1, fpad) rows, fpad a multiple of 16, zero padded */
-    const int32_t *term_idx;                   /* (3, fpad) the terms' variable indices, padding = V (the constant) */
+    const int32_t *term_idx;                   /* (D, fpad) the terms' variable indices, padding = V (the constant) */
     float i_cell;                              /* A */
     float *cur; int64_t cur_ld;                /* currents (A) or NULL */
     const float *thr; int64_t nthr; float lsb;  /* ADC thresholds (A), ascending, thr[-1] = -inf and thr[nthr] = +inf readable; AND-counts per code */
@@ -65,6 +66,8 @@ static double rows(const job_t *j) {
     const int64_t n0 = j->n0, n1 = j->n1, k_ld = j->k_ld, m_ld = j->m_ld, xs_ld = j->xs_ld;
     const int64_t cur_ld = j->cur_ld, code_ld = j->code_ld;
     const int k_bf16 = j->k_bf16;
+    const int64_t D = j->D;
+    const int D4 = D == 4;
     const uint16_t *restrict kb = (const uint16_t *)j->k;
     const float *restrict kf32 = (const float *)j->k;
     const float *restrict coef_t = j->coef_t;
@@ -141,6 +144,7 @@ static double rows(const job_t *j) {
                         __m512 t = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_loadu_si512(ti + q), vz),
                                                  _mm512_permutexvar_ps(_mm512_loadu_si512(ti + fpad + q), vz));
                         t = _mm512_mul_ps(t, _mm512_permutexvar_ps(_mm512_loadu_si512(ti + 2 * fpad + q), vz));
+                        if (D4) t = _mm512_mul_ps(t, _mm512_permutexvar_ps(_mm512_loadu_si512(ti + 3 * fpad + q), vz));
                         acc = _mm512_fmadd_ps(_mm512_loadu_ps(row + q), t, acc);
                     }
                     ia[c] = _mm512_reduce_add_ps(acc);
@@ -158,9 +162,11 @@ static double rows(const job_t *j) {
                 }
                 for (int64_t c = 0; c < nb; ++c) ia[c] = 0.0f;
                 for (int64_t f = 0; f < F; ++f) {
-                    const float *restrict a = v[terms[3 * f]], *restrict b = v[terms[3 * f + 1]], *restrict d = v[terms[3 * f + 2]];
+                    const int32_t *restrict tf = terms + D * f;
+                    const float *restrict a = v[tf[0]], *restrict b = v[tf[1]], *restrict d = v[tf[2]];
+                    const float *restrict g = D4 ? v[tf[3]] : v[V];       /* v[V]: the constant 1 */
                     const float *restrict cf = coef_t + f * (R + 1);
-                    for (int64_t c = 0; c < nb; ++c) ia[c] += cf[kk[c]] * (a[c] * b[c] * d[c]);
+                    for (int64_t c = 0; c < nb; ++c) ia[c] += cf[kk[c]] * (a[c] * b[c] * d[c] * g[c]);
                 }
             }
             for (int64_t c = 0; c < nb; ++c) { ia[c] *= i_cell; rowsum += ia[c]; }
@@ -245,7 +251,7 @@ class _Job(ctypes.Structure):
                 ("k", ctypes.c_void_p), ("k_ld", ctypes.c_int64), ("k_bf16", ctypes.c_int),
                 ("m", ctypes.c_void_p), ("m_ld", ctypes.c_int64),
                 ("xs", ctypes.c_void_p), ("xs_ld", ctypes.c_int64),
-                ("terms", ctypes.c_void_p), ("coef_t", ctypes.c_void_p), ("simd", ctypes.c_int),
+                ("terms", ctypes.c_void_p), ("D", ctypes.c_int64), ("coef_t", ctypes.c_void_p), ("simd", ctypes.c_int),
                 ("coef_rows", ctypes.c_void_p), ("fpad", ctypes.c_int64), ("term_idx", ctypes.c_void_p),
                 ("i_cell", ctypes.c_float),
                 ("cur", ctypes.c_void_p), ("cur_ld", ctypes.c_int64),
@@ -329,13 +335,14 @@ class Thresholds:
 
 
 def avx512_layout(coef_t: torch.Tensor, terms: torch.Tensor, n_variables: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model in the AVX-512 loop's layout: coefficient rows (R+1, Fp) and term indices (3, Fp), the F
-    terms padded to a multiple of 16 with the constant (index ``n_variables``) at coefficient 0."""
+    """The model in the AVX-512 loop's layout: coefficient rows (R+1, Fp) and term indices (D, Fp) (``terms``
+    is (F, D)), the F terms padded to a multiple of 16 with the constant (index ``n_variables``) at
+    coefficient 0."""
     f, r1 = coef_t.shape
     fp = -(-f // 16) * 16
     rows = torch.zeros((r1, fp), dtype=torch.float32)
     rows[:, :f] = coef_t.T.to(torch.float32)
-    idx = torch.full((3, fp), n_variables, dtype=torch.int32)
+    idx = torch.full((terms.shape[1], fp), n_variables, dtype=torch.int32)
     idx[:, :f] = terms.T
     return rows.contiguous(), idx.contiguous()
 
@@ -351,10 +358,10 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int,
              code: torch.Tensor | None = None, threads: int = 1, step_a: float = 0.0, max_code: int = 0,
              simd: bool = True) -> float:
     """Run the kernel on CPU tensors (row-major, unit stride along the last dimension): ``k`` (n, C) float32
-    or bfloat16 counts, ``m`` (n, C*E) float32 moments (moment e of column c at c*E + e), ``terms`` (F, 3)
-    int32 variable indices (V: the constant), ``coef_t`` (F, R+1) float32 coefficients in units of i_cell,
+    or bfloat16 counts, ``m`` (n, C*E) float32 moments (moment e of column c at c*E + e), ``terms`` (F, D)
+    int32 variable indices, D = 3 or 4 (V: the constant), ``coef_t`` (F, R+1) float32 coefficients in units of i_cell,
     ``xs`` (n, 1+E) for leak tables; for the AVX-512 loop also the model in its layout (``coef_rows``
-    (R+1, Fp) and ``term_idx`` (3, Fp) int32, Fp a multiple of 16, padding terms the constant with
+    (R+1, Fp) and ``term_idx`` (D, Fp) int32, Fp a multiple of 16, padding terms the constant with
     coefficient 0; see ``avx512_layout``); writes ``cur`` (n, C) currents (A) and/or ``code`` (n, C) codes
     (``thresholds`` of the ADC, ``lsb`` AND-counts per code; or, with ``step_a`` > 0, evenly spaced
     levels c * step_a rounded to as ``ADC.digitize`` does, codes 0..``max_code``). ``simd``: use the
@@ -364,15 +371,18 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int,
     for name, t in (("k", k), ("m", m), ("xs", xs), ("cur", cur), ("code", code)):
         if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != n):
             raise ValueError(f"kernel operand {name}: need a CPU matrix of {n} rows with unit column stride")
-    if coef_rows is not None and (coef_rows.shape[1] % 16 or term_idx is None or term_idx.shape != (3, coef_rows.shape[1])
+    if terms.dim() != 2 or terms.shape[1] not in (3, 4):
+        raise ValueError("kernel operands: terms must be (F, 3) or (F, 4)")
+    if coef_rows is not None and (coef_rows.shape[1] % 16 or term_idx is None
+                                  or term_idx.shape != (terms.shape[1], coef_rows.shape[1])
                                   or not (coef_rows.is_contiguous() and term_idx.is_contiguous())):
-        raise ValueError("kernel operands: coef_rows must be (R+1, 16 q) with term_idx (3, 16 q), contiguous")
+        raise ValueError("kernel operands: coef_rows must be (R+1, 16 q) with term_idx (D, 16 q), contiguous")
     if V > MAX_VARIABLES or m.shape[1] != E * c or not (terms.is_contiguous() and coef_t.is_contiguous()):
         raise ValueError("kernel operands: too many variables, or moments/terms/coefficients of the wrong layout")
     job = _Job(n0=0, n1=n, C=c, E=E, V=V, R=coef_t.shape[1] - 1, F=coef_t.shape[0],
                k=k.data_ptr(), k_ld=k.stride(0), k_bf16=int(k.dtype == torch.bfloat16),
                m=m.data_ptr(), m_ld=m.stride(0), xs=_ptr(xs), xs_ld=0 if xs is None else xs.stride(0),
-               terms=terms.data_ptr(), coef_t=coef_t.data_ptr(), simd=int(bool(simd)), coef_rows=_ptr(coef_rows),
+               terms=terms.data_ptr(), D=terms.shape[1], coef_t=coef_t.data_ptr(), simd=int(bool(simd)), coef_rows=_ptr(coef_rows),
                fpad=0 if coef_rows is None else coef_rows.shape[1], term_idx=_ptr(term_idx), i_cell=i_cell_a,
                cur=_ptr(cur), cur_ld=0 if cur is None else cur.stride(0),
                thr=None if thresholds is None else thresholds.padded.data_ptr() + 4,

@@ -97,8 +97,11 @@ def test_term_sets():
     leak = default_terms(4, True, "compact")
     assert len(leak) == len(compact) + 19 and all(max(t, default=0) <= 8 for t in leak)
     assert len(default_terms(4, True)) == len(full) + 19 + 10
+    quartic = default_terms(4, False, "quartic")
+    assert len(quartic) == len(full) + 35 and set(full) <= set(quartic) and max(map(len, quartic)) == 4
+    assert len(default_terms(4, True, "quartic")) == len(default_terms(4, True)) + 35
     with pytest.raises(InputError, match="term set"):
-        default_terms(4, False, "quartic")
+        default_terms(4, False, "quintic")
 
 
 def test_surrogate_rejects_terms_beyond_its_variables():
@@ -106,8 +109,12 @@ def test_surrogate_rejects_terms_beyond_its_variables():
     from cosim.surrogate import Surrogate
 
     table = synthetic_table(rows=16, samples=400)
-    table.meta["terms"] = table.meta["terms"][:-1] + [[0, 1, 9]]
+    terms = table.meta["terms"]
+    table.meta["terms"] = terms[:-1] + [[0, 1, 9]]
     with pytest.raises(TableError, match="variables"):
+        Surrogate(table)
+    table.meta["terms"] = terms[:-1] + [[0, 0, 1, 1, 2]]          # five factors: more than the kernel multiplies
+    with pytest.raises(TableError, match="factors"):
         Surrogate(table)
     table.meta["model"] = "moments-v2"
     with pytest.raises(TableError, match="refit"):

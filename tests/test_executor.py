@@ -310,6 +310,13 @@ def test_calibration_through_the_cluster_matches_local(cluster, tmp_path, capsys
         b = np.load(tmp_path / "again" / "points" / f"point_{i:05d}.npz")
         np.testing.assert_array_equal(a["current_a"], b["current_a"])
         assert float(a["seconds"]) == float(b["seconds"])        # the cached record, not a new run
+    # another model form from the same (cached) points: degree-4 terms, 5 knots
+    main(["calibrate", "--tech", "resistor", "--rows", "8", "--cols", "4", "--topology", "decoupled", "--points", "4",
+          "--vectors", "4", "--seed", "3", "--out", str(tmp_path / "quartic"), "--terms", "quartic", "--knots", "5",
+          "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    q = load_table(tmp_path / "quartic" / "table.parquet")
+    assert q.meta["n_knots"] == 5 and max(len(t) for t in q.meta["terms"]) == 4
+    assert len(q.meta["terms"]) == len(local.meta["terms"]) + 35
 
 
 @pytest.mark.shared

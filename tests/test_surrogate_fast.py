@@ -160,6 +160,38 @@ def test_surrogate_array_caches_prepared_tiles(rng):
     assert len(small._prepared) == 2 and small._prepared_bytes <= 2 * one
 
 
+def _with_degree4_terms(table, rng):
+    """The table with every degree-4 monomial of its ON moments added (small random coefficients; for a
+    leak table also one term with a leak variable), as the ``quartic`` term set makes them."""
+    from itertools import combinations_with_replacement
+
+    from cosim.tables import LookupTable
+    E = len(table.meta["orders"])
+    extra = [list(t) for t in combinations_with_replacement(range(E), 4)] + ([[E, 0, 1, 2]] if table.meta["leak"] else [])
+    i_cell = float(table.provenance["i_cell_a"])
+    coef = np.hstack([table["coef"], rng.normal(size=(table.rows + 1, len(extra))) * i_cell * 1e-4])
+    arrays = {**table.arrays, "coef": coef}
+    meta = {**table.meta, "terms": table.meta["terms"] + extra, "features": table.meta["features"] + ["q"] * len(extra)}
+    return LookupTable(arrays=arrays, meta=meta, provenance=table.provenance)
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+def test_degree4_terms_match_reference(path, tech, rng):
+    """Terms of four factors (the ``quartic`` term set) through the kernel's AVX-512 and portable loops and
+    the torch path, against the float64 definition."""
+    table = _with_degree4_terms(load_table(default_table_path(tech, 64)), rng)
+    x, w = _bits(rng, (203, 64), 0.45), _bits(rng, (64, 21), 0.5)
+    want = reference_currents(table, x.numpy(), w.numpy())
+    sur = _surrogate(table, path, chunk=64)
+    assert sur._terms.shape[1] == 4
+    got = sur.column_currents(x, w).double().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+    assert not np.allclose(want, reference_currents(load_table(default_table_path(tech, 64)), x.numpy(), w.numpy()),
+                           rtol=1e-4)                            # the degree-4 terms do contribute
+    assert_codes_match(sur.read(x, w).numpy(), want, sur.adc)
+
+
 @pytest.mark.parametrize("kind", ["uniform", "clustered", "single", "none"])
 def test_kernel_thresholds_are_exact(kind, rng):
     """The kernel's code search (grid guess, steps, fallback walk) is torch.bucketize on float32."""

@@ -20,14 +20,17 @@ from .sweep_options import check_sweep_options, point_cache, sweep_options
 @click.option("--points", type=int, required=True, help="SPICE operating points (runs) in the sweep")
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per point (one .dc sweep)")
 @click.option("--orders", default="1,2,3,4", show_default=True, help="Legendre orders of the ON-pattern (and leak) moments of the surrogate model")
-@click.option("--terms", type=click.Choice(["full", "compact"]), default="full", show_default=True,
-              help="surrogate terms: full cubic in the moments, or compact (cross products and cubes only; cheaper)")
+@click.option("--terms", type=click.Choice(["full", "compact", "quartic"]), default="full", show_default=True,
+              help="surrogate terms: full cubic in the moments, compact (cross products and cubes only; cheaper), "
+                   "or quartic (the full cubic and every degree-4 monomial; dearer)")
+@click.option("--knots", type=click.IntRange(min=2), default=None,
+              help="ON-count knots of the coefficients (default: min(R+1, R/2+1, 33))")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output folder (resumable)")
 @sweep_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the table's provenance as JSON")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
-def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders, terms, out_dir, workers, scheduler,
+def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders, terms, knots, out_dir, workers, scheduler,
             cache_dir, no_cache, point_timeout_s, seed, as_json, no_progress):
     """Run (or resume) a SPICE sweep and write samples.parquet and table.parquet into --out."""
     from ..calibrate import SweepConfig, calibrate
@@ -51,7 +54,8 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders
     cfg = SweepConfig(tech=tech, rows=spec.rows, cols=spec.cols, topology=spec.topology, seed=seed, vectors=vectors)
     table = calibrate(cfg, points, out_dir, workers=workers, orders=order_list, progress=not no_progress,
                       log=lambda m: click.echo(m, err=True), scheduler=scheduler,
-                      cache=point_cache(no_cache, cache_dir), point_timeout_s=point_timeout_s, terms=terms)
+                      cache=point_cache(no_cache, cache_dir), point_timeout_s=point_timeout_s, terms=terms,
+                      n_knots=knots)
     if as_json:
         click.echo(json.dumps(table.provenance, sort_keys=True, default=str))
     else:
