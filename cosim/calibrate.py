@@ -37,8 +37,8 @@ and the column current is a per-ON-count polynomial in them,
 
     I = sum_f coef[k, f] * t_f(m, L, nu)
 
-over a list of *terms* t_f, each a product of at most three variables (``meta["terms"]``: index
-triples into [m_1..m_E, L, nu_1..nu_E, 1]), i.e. the lookup table ``coef`` (R+1 counts x F terms) is
+over a list of *terms* t_f, each a product of at most four variables (``meta["terms"]``: lists of
+indices into [m_1..m_E, L, nu_1..nu_E, 1]), i.e. the lookup table ``coef`` (R+1 counts x F terms) is
 indexed by k and dotted with the terms. The default terms: 1, every monomial of degree 1 to 3 in the
 m_e (a full cubic), and for leak tables L, L^2, L^3, nu_e, nu_e^2, L m_e, nu_e m_e and L m_a m_b
 (``default_terms``; the ``compact`` set keeps only the squares, products and cubes of the m_e and

@@ -130,7 +130,7 @@ static double rows(const job_t *j) {
             if (vec) {
                 /* one column at a time: its variables in one register (the moments are contiguous, the
                    leak variables and the constant come from the row's own vector xz), 16 terms per step
-                   as products of three permutations of it, times the count's coefficient row */
+                   as products of three (or four) permutations of it, times the count's coefficient row */
                 for (int64_t c = 0; c < nb; ++c) {
                     const __m512 mz = _mm512_maskz_loadu_ps(mask_m, mr + (c0 + c) * E);
                     __m512 vz = _mm512_add_ps(mz, xz);
