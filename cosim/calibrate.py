@@ -183,8 +183,9 @@ def default_terms(n_orders: int, leak: bool, kind: str = "full") -> list[tuple[i
     (every monomial of degree 1-3 in the ON moments), ``compact`` (degree 1, all products of two, and
     the cubes only: 19 instead of 35 ON terms for four orders, cheaper to evaluate, as accurate at 64 rows:
     docs/VALIDATION.md) or ``quartic`` (``full`` and every monomial of degree 4 in the ON moments: 70 ON
-    terms for four orders; with 65 knots it reached the 256-row 8T-SRAM target in docs/VALIDATION.md). Leak tables add L, L^2, L^3, nu_e, nu_e^2, L m_e and nu_e m_e, and in the full set
-    also L m_a m_b (the leak current's share of the IR drop interacting with the ON pattern's)."""
+    terms for four orders; with 65 knots it reached the 256-row 8T-SRAM target in docs/VALIDATION.md).
+    Leak tables add L, L^2, L^3, nu_e, nu_e^2, L m_e and nu_e m_e, and in the full and quartic sets also
+    L m_a m_b (the leak current's share of the IR drop interacting with the ON pattern's)."""
     from itertools import combinations_with_replacement
 
     if kind not in TERM_SETS:
@@ -192,7 +193,7 @@ def default_terms(n_orders: int, leak: bool, kind: str = "full") -> list[tuple[i
     E = n_orders
     terms: list[tuple[int, ...]] = [()]
     if kind in ("full", "quartic"):
-        for degree in (1, 2, 3, 4) if kind == "quartic" else (1, 2, 3):
+        for degree in range(1, 5 if kind == "quartic" else 4):
             terms += list(combinations_with_replacement(range(E), degree))
     else:
         terms += [(e,) for e in range(E)] + list(combinations_with_replacement(range(E), 2)) + [(e, e, e) for e in range(E)]
