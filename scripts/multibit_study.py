@@ -32,11 +32,17 @@ sys.path.insert(0, str(ROOT))
 TECHS = ("sram8t", "reram1t1r")
 
 
+def _checkpoint_sha(result: dict) -> str | None:
+    """The network checkpoint's SHA-256 a stored result records (software runs at the top level, CiM runs
+    in their provenance), or None."""
+    return result.get("checkpoint_sha256") or result.get("provenance", {}).get("checkpoint_sha256")
+
+
 def _stale(path: Path, info: dict, table_sha: str | None) -> bool:
     """Whether a stored result was made from another checkpoint (or, for CiM runs, another table) than now,
     or does not say which."""
     old = json.loads(path.read_text())
-    if (old.get("checkpoint_sha256") or old.get("provenance", {}).get("checkpoint_sha256")) != info["checkpoint_sha256"]:
+    if _checkpoint_sha(old) != info["checkpoint_sha256"]:
         return True
     return table_sha is not None and old.get("provenance", {}).get("table_sha256") != table_sha
 
@@ -325,7 +331,7 @@ def render(args) -> None:
             continue
         r = json.loads(p.read_text())
         s = sw.get((r["model"], r["bits"]))
-        if s is not None and r.get("provenance", {}).get("checkpoint_sha256") != s.get("checkpoint_sha256"):
+        if s is not None and _checkpoint_sha(r) != _checkpoint_sha(s):
             stale.append(p.name)    # made from another network than the software run: no drop can be formed
             continue
         label = (r["tech"] + (f", {r['r_wire_ohm']:g} ohm/cell" if r.get("r_wire_explicit") else "")
