@@ -29,9 +29,14 @@ with the weight columns times a few basis functions of the row index (one produc
 for leaky cells, one small product of the inputs alone), the *variables*
 
     k       ON-count                          sum_j x_j w_j
-    m_e     ON-pattern Legendre moment        sum_j x_j w_j P_e(2 (j+1/2)/R - 1)        e in ``orders``
+    m_e     ON-pattern moment                 sum_j x_j w_j phi_e(j)                     e in ``orders``
     L       leaking cells (leak tables)       sum_j x_j (1-w_j)                          (= sum_j x_j - k)
-    nu_e    leak Legendre moment              sum_j x_j (1-w_j) P_e(2 (j+1/2)/R - 1)    (= sum_j x_j P_e - m_e)
+    nu_e    leak moment                       sum_j x_j (1-w_j) phi_e(j)                 (= sum_j x_j phi_e - m_e)
+
+where an order is either an integer e, the Legendre polynomial phi_e(j) = P_e(2 (j+1/2)/R - 1), or
+``"s<n>"``, the sine phi(j) = sin((n - 1/2) pi d_j) of the distance d_j = (R - j - 1/2)/R of row j from the
+sense end (row R-1): the eigenfunctions of min(d_i, d_j), the IR-drop kernel of a line fed from one end
+(the drop at a cell is the wire resistance times the current of every cell whose path it shares).
 
 and the column current is a per-ON-count polynomial in them,
 
@@ -40,14 +45,16 @@ and the column current is a per-ON-count polynomial in them,
 over a list of *terms* t_f, each a product of at most four variables (``meta["terms"]``: lists of
 indices into [m_1..m_E, L, nu_1..nu_E, 1]), i.e. the lookup table ``coef`` (R+1 counts x F terms) is
 indexed by k and dotted with the terms. The default terms: 1, every monomial of degree 1 to 3 in the
-m_e (a full cubic), and for leak tables L, L^2, L^3, nu_e, nu_e^2, L m_e, nu_e m_e and L m_a m_b
-(``default_terms``; the ``compact`` set keeps only the squares, products and cubes of the m_e and
-drops L m_a m_b).
+Legendre m_e (a full cubic), the square of every sine m_e, and for leak tables L, L^2, L^3, nu_e, nu_e^2,
+L m_e, nu_e m_e and L m_a m_b over the Legendre orders (``default_terms``; the ``compact`` set keeps
+only the squares, products and cubes of the m_e and drops L m_a m_b).
 
 Why these: to first order the IR drop of a column is a quadratic form of its ON pattern whose kernel
-depends on where two cells sit along the line (the drop at a cell is the wire resistance times the
-current of every cell whose path it shares); a few smooth moments carry most of that form, and the
-cell's nonlinear response to its drop adds the cubic terms. Leaking cells (ReRAM HRS, about a tenth of
+depends on where two cells sit along the line, min(d_i, d_j) above; a few smooth moments carry most of
+that form, and the cell's nonlinear response to its drop adds the cubic terms. In the kernel's own
+eigenbasis the form is a sum of squares, sum_n lambda_n m_sn^2 with lambda_n ~ 1/(n - 1/2)^2: the
+squares of the first sine moments carry the part of it that a few smooth moments cannot (where one ON
+count is worth only a few percent of a busy column's current, at 128 and 256 rows of 8T-SRAM). Leaking cells (ReRAM HRS, about a tenth of
 an ON cell) carry current through the same wires: their count and moments, and their products with the
 ON moments, enter the same way. Measured on the shipped tables (docs/VALIDATION.md), the Legendre full
 cubic replaced moments-v2 (cosine moments, squares only), which agreed on 87 % of the ADC codes at 128
@@ -73,7 +80,7 @@ from .technology import Technology
 
 MODEL = "moments-v3"
 PLACEMENTS = ("uniform", "near", "far", "clustered")
-#: Legendre orders of the ON-pattern (m_e) and leak (nu_e) moments
+#: moment orders of the ON-pattern (m_e) and leak (nu_e) variables: Legendre orders, or "s<n>" for sines
 DEFAULT_ORDERS = (1, 2, 3, 4)
 #: term sets of ``default_terms``; ``cosim calibrate --terms``
 TERM_SETS = ("full", "compact", "quartic")
@@ -164,46 +171,77 @@ def random_patterns(family: str, rng: np.random.Generator, rows: int, cols: int,
 # ---------------------------------------------------------------------------------------------------
 # Features (numpy; the surrogate computes the same with torch)
 # ---------------------------------------------------------------------------------------------------
-def moment_basis(rows: int, orders: list[int] | tuple[int, ...]) -> np.ndarray:
-    """(R, 1 + len(orders)): column 0 is all ones, then the Legendre polynomial P_e of the row position
-    2 (j + 1/2) / R - 1 (in -1..1) for each order e."""
+Order = int | str
+
+
+def normalise_orders(orders) -> list[Order]:
+    """Moment orders as the model stores them: Legendre orders as positive integers, then sine orders as
+    ``"s<n>"`` (n >= 1), each once; raises InputError on anything else."""
+    out: list[Order] = []
+    for o in orders:
+        text = str(o).strip().lower()
+        try:
+            norm: Order = f"s{int(text[1:])}" if text.startswith("s") else int(text)
+        except ValueError:
+            raise InputError(f"moment order '{o}' is neither a Legendre order (1, 2, ...) nor a sine order (s1, s2, ...)") from None
+        if (int(norm[1:]) if isinstance(norm, str) else norm) < 1 or norm in out:
+            raise InputError(f"moment orders must be distinct and >= 1, got {list(orders)}")
+        out.append(norm)
+    return [o for o in out if isinstance(o, int)] + [o for o in out if isinstance(o, str)]
+
+
+def moment_basis(rows: int, orders) -> np.ndarray:
+    """(R, 1 + len(orders)): column 0 is all ones, then for each order the basis function of the row index
+    j: the Legendre polynomial P_e of 2 (j + 1/2) / R - 1 (in -1..1), or for ``"s<n>"`` the sine
+    sin((n - 1/2) pi (R - j - 1/2) / R) of the distance from the sense end."""
     from numpy.polynomial import legendre
 
-    pos = 2.0 * (np.arange(rows, dtype=np.float64) + 0.5) / rows - 1.0
-    return np.stack([np.ones(rows)] + [legendre.legval(pos, [0.0] * int(e) + [1.0]) for e in orders], axis=1)
+    j = np.arange(rows, dtype=np.float64)
+    pos = 2.0 * (j + 0.5) / rows - 1.0
+    dist = (rows - j - 0.5) / rows
+    cols = [np.ones(rows)]
+    for o in normalise_orders(orders):
+        cols.append(np.sin((int(o[1:]) - 0.5) * np.pi * dist) if isinstance(o, str)
+                    else legendre.legval(pos, [0.0] * o + [1.0]))
+    return np.stack(cols, axis=1)
 
 
-def variable_names(orders: list[int], leak: bool) -> list[str]:
+def variable_names(orders, leak: bool) -> list[str]:
     """Names of the model's variables, in the order the term indices refer to them."""
+    orders = normalise_orders(orders)
     return [f"m{e}" for e in orders] + (["L"] + [f"nu{e}" for e in orders] if leak else [])
 
 
-def default_terms(n_orders: int, leak: bool, kind: str = "full") -> list[tuple[int, ...]]:
-    """The model's terms as tuples of variable indices (empty tuple: the constant). ``kind``: ``full``
-    (every monomial of degree 1-3 in the ON moments), ``compact`` (degree 1, all products of two, and
-    the cubes only: 19 instead of 35 ON terms for four orders, cheaper to evaluate, as accurate at 64 rows:
-    docs/VALIDATION.md) or ``quartic`` (``full`` and every monomial of degree 4 in the ON moments: 70 ON
-    terms for four orders; with 65 knots it reached the 256-row 8T-SRAM target in docs/VALIDATION.md).
-    Leak tables add L, L^2, L^3, nu_e, nu_e^2, L m_e and nu_e m_e, and in the full and quartic sets also
-    L m_a m_b (the leak current's share of the IR drop interacting with the ON pattern's)."""
+def default_terms(orders, leak: bool, kind: str = "full") -> list[tuple[int, ...]]:
+    """The model's terms as tuples of variable indices (empty tuple: the constant), for the moment
+    ``orders`` (``normalise_orders``). ``kind``: ``full`` (every monomial of degree 1-3 in the Legendre
+    ON moments), ``compact`` (degree 1, all products of two, and the cubes only: 19 instead of 35 ON
+    terms for four orders, cheaper to evaluate, as accurate at 64 rows: docs/VALIDATION.md) or
+    ``quartic`` (``full`` and every monomial of degree 4: 70 ON terms for four orders). Every sine ON
+    moment adds its square (the IR-drop quadratic form in the kernel's eigenbasis). Leak tables add L,
+    L^2, L^3, nu_e, nu_e^2, L m_e and nu_e m_e over the Legendre orders, and in the full and quartic sets
+    also L m_a m_b (the leak current's share of the IR drop interacting with the ON pattern's)."""
     from itertools import combinations_with_replacement
 
     if kind not in TERM_SETS:
         raise InputError(f"unknown term set '{kind}': expected one of {', '.join(TERM_SETS)}")
-    E = n_orders
+    orders = normalise_orders(orders)
+    poly = [i for i, o in enumerate(orders) if isinstance(o, int)]
+    sine = [i for i, o in enumerate(orders) if isinstance(o, str)]
     terms: list[tuple[int, ...]] = [()]
     if kind in ("full", "quartic"):
         for degree in range(1, 5 if kind == "quartic" else 4):
-            terms += list(combinations_with_replacement(range(E), degree))
+            terms += list(combinations_with_replacement(poly, degree))
     else:
-        terms += [(e,) for e in range(E)] + list(combinations_with_replacement(range(E), 2)) + [(e, e, e) for e in range(E)]
+        terms += [(e,) for e in poly] + list(combinations_with_replacement(poly, 2)) + [(e, e, e) for e in poly]
+    terms += [(s, s) for s in sine]
     if leak:
-        L = E
-        nu = [E + 1 + e for e in range(E)]
-        terms += [(L,), (L, L), (L, L, L)] + [(n,) for n in nu] + [(n, n) for n in nu]
-        terms += [(L, e) for e in range(E)] + [(nu[e], e) for e in range(E)]
+        L = len(orders)
+        nu = {e: L + 1 + e for e in poly}
+        terms += [(L,), (L, L), (L, L, L)] + [(nu[e],) for e in poly] + [(nu[e], nu[e]) for e in poly]
+        terms += [(L, e) for e in poly] + [(nu[e], e) for e in poly]
         if kind in ("full", "quartic"):
-            terms += [(L, a, b) for a, b in combinations_with_replacement(range(E), 2)]
+            terms += [(L, a, b) for a, b in combinations_with_replacement(poly, 2)]
     return terms
 
 
@@ -211,7 +249,7 @@ def term_names(terms: list[tuple[int, ...]], names: list[str]) -> list[str]:
     return ["*".join(names[i] for i in t) or "1" for t in terms]
 
 
-def variables_np(on: np.ndarray, active: np.ndarray, orders: list[int], leak: bool) -> tuple[np.ndarray, np.ndarray]:
+def variables_np(on: np.ndarray, active: np.ndarray, orders, leak: bool) -> tuple[np.ndarray, np.ndarray]:
     """ON-counts (n,) and variables (n, V) of n column patterns (on, active: (n, R) 0/1), in the order of
     ``variable_names``."""
     on = np.asarray(on, dtype=np.float64)
@@ -225,12 +263,12 @@ def variables_np(on: np.ndarray, active: np.ndarray, orders: list[int], leak: bo
     return k, np.concatenate(parts, axis=1)
 
 
-def features_np(on: np.ndarray, active: np.ndarray, orders: list[int], leak: bool,
+def features_np(on: np.ndarray, active: np.ndarray, orders, leak: bool,
                 terms: list[tuple[int, ...]] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """ON-counts (n,) and term matrix (n, F) of n column patterns, terms in the given order (default:
     ``default_terms``)."""
     k, v = variables_np(on, active, orders, leak)
-    terms = default_terms(len(orders), leak) if terms is None else terms
+    terms = default_terms(orders, leak) if terms is None else terms
     F = np.ones((len(k), len(terms)))
     for f, t in enumerate(terms):
         for i in t:
@@ -381,14 +419,15 @@ def _hat(k: np.ndarray, knots: np.ndarray) -> np.ndarray:
 
 
 def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: int, i_cell_a: float,
-               orders: list[int], leak: bool, n_knots: int | None = None,
+               orders, leak: bool, n_knots: int | None = None,
                terms: list[tuple[int, ...]] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Fit the table arrays from samples (``leak``: with the leaking-cell variables; ``terms``: default
     ``default_terms``). Returns (arrays, meta)."""
     cur = np.asarray(current_a, dtype=np.float64)
     if cur.size < 10:
         raise TableError(f"too few calibration samples to fit a table ({cur.size})")
-    terms = default_terms(len(orders), leak) if terms is None else [tuple(int(i) for i in t) for t in terms]
+    orders = normalise_orders(orders)
+    terms = default_terms(orders, leak) if terms is None else [tuple(int(i) for i in t) for t in terms]
     var_names = variable_names(orders, leak)
     if any(len(t) > MAX_DEGREE or any(not 0 <= i < len(var_names) for i in t) for t in terms) or () not in terms:
         raise InputError(f"model terms must be products of at most {MAX_DEGREE} variables and include the constant")
@@ -441,13 +480,14 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     have = np.flatnonzero(~np.isnan(mean))
     mean = np.interp(kk, have, mean[have]) if have.size > 1 else np.full(rows + 1, np.nanmean(mean))
     arrays = {"coef": coef, "count_mean_a": mean, "count_std_a": std, "count_n": n_k, "knots": knots}
-    meta = {"model": MODEL, "basis": "legendre", "orders": [int(e) for e in orders], "leak": bool(leak),
+    meta = {"model": MODEL, "basis": "legendre+sine" if any(isinstance(o, str) for o in orders) else "legendre",
+            "orders": orders, "leak": bool(leak),
             "variables": var_names, "terms": [list(t) for t in terms],
             "features": term_names(terms, var_names), "n_knots": int(knots.size)}
     return arrays, meta
 
 
-def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak: bool | str = "auto",
+def fit_table(cfg: SweepConfig, samples, orders=None, leak: bool | str = "auto",
               n_knots: int | None = None, terms: str = "full"):
     """The LookupTable of a finished sweep (samples: ``load_points`` frame)."""
     from . import provenance
@@ -458,10 +498,10 @@ def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak: 
     i_cell = float(cc["i_on_a"])
     if leak == "auto":
         leak = abs(cc["i_off_a"]) > LEAK_RATIO_MIN * abs(i_cell)
-    orders = list(DEFAULT_ORDERS) if orders is None else list(orders)
+    orders = normalise_orders(DEFAULT_ORDERS if orders is None else orders)
     on, act = masks(samples, cfg.rows)
     arrays, meta = fit_arrays(on, act, samples["current_a"].to_numpy(), cfg.rows, i_cell, orders, bool(leak), n_knots,
-                               default_terms(len(orders), bool(leak), terms))
+                               default_terms(orders, bool(leak), terms))
     hashes = sorted(set(samples["netlist_sha256"]))
     prov = provenance.record(
         technology=cfg.tech.name, technology_params=cfg.tech.as_dict(), cell=cfg.tech.cell, rows=cfg.rows,
@@ -477,7 +517,7 @@ def fit_table(cfg: SweepConfig, samples, orders: list[int] | None = None, leak: 
     return LookupTable(arrays=arrays, meta=meta, provenance=prov)
 
 
-def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int | None = None, orders: list[int] | None = None,
+def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int | None = None, orders=None,
               progress: bool = True, stop_after: int | None = None,
               log: Callable[[str], None] | None = None, scheduler: str | None = None, cache: Any = None,
               point_timeout_s: float | None = None, terms: str = "full", n_knots: int | None = None):

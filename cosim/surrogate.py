@@ -10,7 +10,7 @@ off), ``w_bits`` is (R', C) of 0/1, any C for the decoupled topology, or ``sur.p
 weight-side operands built once for many reads (``cosim.cim.arrays.SurrogateArray`` caches them per tile).
 
 Cost per chunk of vectors: two matrix products, the exact ON-counts x·w (bfloat16 on CPU: every count up
-to 256 is exact) and the E Legendre moments x·(w * phi_e) in float32 (plus, for leak tables, the small
+to 256 is exact) and the E moments x·(w * phi_e) in float32 (plus, for leak tables, the small
 product x·phi of the inputs alone), then one pass per column that forms the variables, gathers the
 count's coefficient of every term, sums the terms, scales to amperes and, for ``read``, finds the ADC
 code. On CPU that pass is the fused C kernel of ``cosim.surrogate_kernel`` (compiled on first use;
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .adc import ADC
-from .calibrate import MAX_DEGREE, MODEL, moment_basis, variable_names
+from .calibrate import MAX_DEGREE, MODEL, moment_basis, normalise_orders, variable_names
 from .errors import InputError, TableError
 from .tables import LookupTable, load_table
 
@@ -87,7 +87,10 @@ class Surrogate:
         self.tech = table.technology()
         self.i_cell_a = float(table.provenance["i_cell_a"])
         self.i_off_a = float(table.provenance.get("i_off_a", 0.0))
-        self.orders = [int(e) for e in table.meta["orders"]]
+        try:
+            self.orders = normalise_orders(table.meta["orders"])
+        except (KeyError, TypeError, InputError):
+            raise TableError("table meta has no valid moment 'orders'") from None
         self.leak = bool(table.meta.get("leak", False))
         n_var = len(variable_names(self.orders, self.leak))
         try:

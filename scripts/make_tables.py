@@ -35,9 +35,19 @@ for _tech in ("sram8t", "reram1t1r"):
         for _r in (2.0, 5.0, 20.0):
             TABLES[f"{_tech}_{_rows}_r{_r:g}ohm"] = (_tech, _rows, _points, _r)
 COLS, VECTORS, SEED = 64, 16, 0
-#: the surrogate's term set per row count: the compact set is as accurate at 64 rows and cheaper to
-#: evaluate; 128 and 256 rows need the full cubic (docs/VALIDATION.md, "Model form")
-TERMS = {64: "compact", 128: "full", 256: "full"}
+#: the surrogate's model form per (technology, rows): term set, ON-count knots (None: calibrate's
+#: default, 33 at 128 rows and up) and moment orders (None: calibrate's default, Legendre 1-4). The
+#: compact set is as accurate at 64 rows and cheaper to evaluate; 128 and 256 rows need the full cubic;
+#: 8T-SRAM, whose IR drop compresses the response most, also needs the squares of the first eight sine
+#: moments of the IR-drop kernel, and at 256 rows every quartic monomial on 65 knots
+#: (docs/VALIDATION.md, "Model form")
+SINES = (1, 2, 3, 4) + tuple(f"s{n}" for n in range(1, 9))
+MODEL_FORM = {64: ("compact", None, None), 128: ("full", None, None), 256: ("full", None, None)}
+MODEL_FORM_TECH = {("sram8t", 128): ("full", 65, SINES), ("sram8t", 256): ("quartic", 65, SINES)}
+
+
+def model_form(tech: str, rows: int) -> tuple[str, int | None, tuple | None]:
+    return MODEL_FORM_TECH.get((tech, rows), MODEL_FORM[rows])
 
 
 def main() -> int:
@@ -61,9 +71,11 @@ def main() -> int:
         tech_name, rows, points, r_wire_ohm = TABLES[name]
         cfg = SweepConfig(tech=get_technology(tech_name, r_wire_ohm=r_wire_ohm), rows=rows, cols=COLS,
                           topology="decoupled", seed=SEED, vectors=VECTORS)
+        terms, n_knots, orders = model_form(tech_name, rows)
         try:
             table = calibrate(cfg, args.points or points, Path(args.work) / name, workers=args.workers,
-                              log=lambda m: print(f"{name}: {m}", file=sys.stderr), terms=TERMS[rows])
+                              log=lambda m: print(f"{name}: {m}", file=sys.stderr), terms=terms, n_knots=n_knots,
+                              orders=orders)
         except CosimError as e:
             print(f"error: {name}: {e}", file=sys.stderr)
             return 1

@@ -91,17 +91,43 @@ def test_fit_recovers_an_exact_model():
 def test_term_sets():
     from cosim.calibrate import default_terms
 
-    full, compact = default_terms(4, False), default_terms(4, False, "compact")
+    o4 = [1, 2, 3, 4]
+    full, compact = default_terms(o4, False), default_terms(o4, False, "compact")
     assert len(full) == 1 + 4 + 10 + 20 and len(compact) == 1 + 4 + 10 + 4
     assert set(compact) <= set(full) and len(set(full)) == len(full)
-    leak = default_terms(4, True, "compact")
+    leak = default_terms(o4, True, "compact")
     assert len(leak) == len(compact) + 19 and all(max(t, default=0) <= 8 for t in leak)
-    assert len(default_terms(4, True)) == len(full) + 19 + 10
-    quartic = default_terms(4, False, "quartic")
+    assert len(default_terms(o4, True)) == len(full) + 19 + 10
+    quartic = default_terms(o4, False, "quartic")
     assert len(quartic) == len(full) + 35 and set(full) <= set(quartic) and max(map(len, quartic)) == 4
-    assert len(default_terms(4, True, "quartic")) == len(default_terms(4, True)) + 35
+    assert len(default_terms(o4, True, "quartic")) == len(default_terms(o4, True)) + 35
+    # sine orders come after the Legendre ones and add only their squares; leak terms keep to Legendre
+    sines = default_terms(["s1", 1, 2, 3, 4, "s2"], True)
+    base = default_terms(o4, True)
+    L = 6
+    assert len(sines) == len(base) + 2 and {(4, 4), (5, 5)} <= set(sines)
+    assert all(t in sines for t in [(L,), (L, 0, 3), (L + 1 + 3, 3)]) and (L + 1 + 4,) not in sines
     with pytest.raises(InputError, match="term set"):
-        default_terms(4, False, "quintic")
+        default_terms(o4, False, "quintic")
+
+
+def test_moment_orders_and_basis():
+    from cosim.calibrate import moment_basis, normalise_orders, variable_names
+
+    assert normalise_orders(["S2", 3, "1", "s1"]) == [3, 1, "s2", "s1"]
+    for bad in (["x"], [0], ["s0"], [1, "1"]):
+        with pytest.raises(InputError, match="order"):
+            normalise_orders(bad)
+    rows = 16
+    phi = moment_basis(rows, [2, "s1", "s3"])
+    d = (rows - np.arange(rows) - 0.5) / rows               # distance of each row from the sense end (row R-1)
+    np.testing.assert_allclose(phi[:, 2], np.sin(np.pi * d / 2))
+    np.testing.assert_allclose(phi[:, 3], np.sin(2.5 * np.pi * d))
+    # the sines diagonalise the IR-drop kernel min(d_i, d_j) of a line fed from one end
+    K = np.minimum.outer(d, d)
+    G = phi[:, 2:].T @ K @ phi[:, 2:]
+    assert abs(G[0, 1]) < 0.02 * G[0, 0] and G[0, 0] > 5 * G[1, 1]
+    assert variable_names([1, "s1"], True) == ["m1", "ms1", "L", "nu1", "nus1"]
 
 
 def test_surrogate_rejects_terms_beyond_its_variables():

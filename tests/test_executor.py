@@ -317,6 +317,14 @@ def test_calibration_through_the_cluster_matches_local(cluster, tmp_path, capsys
     q = load_table(tmp_path / "quartic" / "table.parquet")
     assert q.meta["n_knots"] == 5 and max(len(t) for t in q.meta["terms"]) == 4
     assert len(q.meta["terms"]) == len(local.meta["terms"]) + 35
+    # and with sine moments: their squares are terms, and the surrogate reads the table back
+    main(["calibrate", "--tech", "resistor", "--rows", "8", "--cols", "4", "--topology", "decoupled", "--points", "4",
+          "--vectors", "4", "--seed", "3", "--out", str(tmp_path / "sine"), "--orders", "1,2,3,4,s1,s2",
+          "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
+    s = load_table(tmp_path / "sine" / "table.parquet")
+    assert s.meta["orders"] == [1, 2, 3, 4, "s1", "s2"] and {"ms1*ms1", "ms2*ms2"} <= set(s.meta["features"])
+    from cosim.surrogate import Surrogate
+    assert Surrogate.from_table(s).column_currents(np.ones((2, 8)), np.ones((8, 4))).shape == (2, 4)
 
 
 @pytest.mark.shared

@@ -23,23 +23,25 @@ def reference_currents(table, x, w):
     """(N, C) column currents (A) by the model's definition, in float64, one column at a time:
     I = sum over the table's terms f of coef[k, f] times the product of the term's variables, the
     variables being [m_e (, L, nu_e)]: m_e = sum over conducting rows j of P_e(2 (j + 1/2) / R - 1)
-    (Legendre polynomials written out, R the table's row count), L the leaking cells (input 1, weight 0)
-    and nu_e their moments."""
+    (Legendre polynomials written out, R the table's row count) or, for an order "s<n>", of
+    sin((n - 1/2) pi (R - j - 1/2) / R), L the leaking cells (input 1, weight 0) and nu_e their moments."""
     x = np.asarray(x, dtype=np.float64)
     w = np.asarray(w, dtype=np.float64)
     rows_table = table.rows
-    orders = [int(e) for e in table.meta["orders"]]
+    j = np.arange(x.shape[1])
+    u = 2 * (j + 0.5) / rows_table - 1
+    basis = [np.sin((int(e[1:]) - 0.5) * np.pi * (rows_table - j - 0.5) / rows_table) if isinstance(e, str)
+             else LEGENDRE[int(e)](u) for e in table.meta["orders"]]
     terms = [tuple(t) for t in table.meta["terms"]]
     coef = np.asarray(table["coef"], dtype=np.float64)
-    u = 2 * (np.arange(x.shape[1]) + 0.5) / rows_table - 1
     out = np.zeros((x.shape[0], w.shape[1]))
     for c in range(w.shape[1]):
         on = x * w[:, c]                                        # conducting cells of column c
         k = on.sum(axis=1).round().astype(int)
-        var = [(on * LEGENDRE[e](u)).sum(axis=1) for e in orders]
+        var = [(on * phi).sum(axis=1) for phi in basis]
         if table.meta["leak"]:
             leak = x - on                                       # input on, weight 0
-            var += [leak.sum(axis=1)] + [(leak * LEGENDRE[e](u)).sum(axis=1) for e in orders]
+            var += [leak.sum(axis=1)] + [(leak * phi).sum(axis=1) for phi in basis]
         feats = np.stack([np.prod([var[i] for i in t], axis=0) if t else np.ones(x.shape[0]) for t in terms], axis=1)
         out[:, c] = (coef[k] * feats).sum(axis=1)
     return out

@@ -19,7 +19,7 @@ from .sweep_options import check_sweep_options, point_cache, sweep_options
 @click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell segment (default: technology's)")
 @click.option("--points", type=int, required=True, help="SPICE operating points (runs) in the sweep")
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per point (one .dc sweep)")
-@click.option("--orders", default="1,2,3,4", show_default=True, help="Legendre orders of the ON-pattern (and leak) moments of the surrogate model")
+@click.option("--orders", default="1,2,3,4", show_default=True, help="moment orders of the surrogate model: Legendre orders (1,2,...) and sine orders of the IR-drop kernel (s1,s2,...; their squares are terms)")
 @click.option("--terms", type=click.Choice(["full", "compact", "quartic"]), default="full", show_default=True,
               help="surrogate terms: full cubic in the moments, compact (cross products and cubes only; cheaper), "
                    "or quartic (the full cubic and every degree-4 monomial; dearer)")
@@ -33,7 +33,7 @@ from .sweep_options import check_sweep_options, point_cache, sweep_options
 def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders, terms, knots, out_dir, workers, scheduler,
             cache_dir, no_cache, point_timeout_s, seed, as_json, no_progress):
     """Run (or resume) a SPICE sweep and write samples.parquet and table.parquet into --out."""
-    from ..calibrate import SweepConfig, calibrate
+    from ..calibrate import SweepConfig, calibrate, normalise_orders
     from ..netlist import ArraySpec
 
     tech = get_technology(tech_name, r_wire_ohm=r_wire_ohm)
@@ -46,11 +46,11 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders
         if v is not None and v < lo:
             raise InputError(f"--{name} must be >= {lo}, got {v}")
     try:
-        order_list = sorted({int(e) for e in orders.split(",") if e.strip()})
-    except ValueError:
-        raise InputError(f"--orders must be a comma list of positive integers, got '{orders}'") from None
-    if not order_list or order_list[0] < 1 or order_list[-1] > rows:
-        raise InputError(f"--orders must be positive integers up to the row count, got '{orders}'")
+        order_list = normalise_orders(dict.fromkeys(e.strip().lower() for e in orders.split(",") if e.strip()))
+    except InputError as e:
+        raise InputError(f"--orders: {e}") from None
+    if not order_list or max(int(str(e).lstrip("s")) for e in order_list) > rows:
+        raise InputError(f"--orders must be orders up to the row count, got '{orders}'")
     cfg = SweepConfig(tech=tech, rows=spec.rows, cols=spec.cols, topology=spec.topology, seed=seed, vectors=vectors)
     table = calibrate(cfg, points, out_dir, workers=workers, orders=order_list, progress=not no_progress,
                       log=lambda m: click.echo(m, err=True), scheduler=scheduler,
