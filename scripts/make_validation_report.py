@@ -271,7 +271,9 @@ def main() -> int:
          "- `skewed`: input density per vector and weight density per column drawn from 10-90 %;",
          network_bullet(), "",
          "Predictors: the **surrogate** (model moments-v3: a per-ON-count cubic polynomial in Legendre moments "
-         "of the ON pattern and, for leaky cells, in the leaking-cell count and moments, `cosim/calibrate.py`), the **ideal** model (k·I_on + leaking cells·I_off, no wires) and "
+         "of the ON pattern and, for leaky cells, in the leaking-cell count and moments; for 8T-SRAM at 128 and 256 "
+         "rows also the squares of eight sine moments of the IR-drop kernel, and at 256 rows every quartic "
+         "monomial; each table's form is in its section below and `cosim/calibrate.py`), the **ideal** model (k·I_on + leaking cells·I_off, no wires) and "
          "the **count-only** table (mean calibration current per ON-count).", "",
          "**ADC and code agreement.** A prediction's code is compared with the code of the SPICE current "
          "through the SAME ADC, at full resolution (one code per count 0..R). Headline numbers use "
@@ -325,15 +327,32 @@ def main() -> int:
           "gave nothing), since HRS cells carry about a tenth of an ON cell's current through the same "
           "wires. At sram8t_256 neither more orders (Legendre 1-5: 95.75 %, 1-6: 95.51 %) nor more SPICE points "
           "(8, 12, 16 points: 95.70, 95.41, 95.65 %) close the remaining gap to 97 %: there the model form is "
-          "still the limit. What does close it (measured the same way, not shipped): every monomial of degree 4 "
-          "in the four moments (70 terms) with the coefficients on 65 instead of 33 knots in the ON-count: "
-          "97.31 % / 0.21 %, and 97.19 % / 0.21 % on the 4096 columns of the summary above (the full cubic on 65 "
-          "knots: 95.90 %, the quartic on 33 knots: 96.92 %). `cosim calibrate --terms quartic --knots 65` makes "
-          "such a table (refit from kept points by rerunning it on the same --out); shipping it means refitting "
-          "the 256-row 8T-SRAM tables of every wire resistance and rerunning the study and k-bit runs that use "
-          "them, not done yet. At sram8t_128 neither "
-          "more knots nor the quartic moves the agreement (98.95 % on the 4096 columns above with 33 and 65 knots). "
-          "The price is evaluation time: 19-64 terms per column instead of 9-13 "
+          "still the limit, and at sram8t_128 neither more knots nor the quartic moves the agreement (98.95 % on "
+          "the 4096 columns above, with 33 and 65 knots).", "",
+          "**What closed the 8T-SRAM gaps: the IR-drop quadratic form in its own eigenbasis.** Measured on the "
+          "4096 columns above by refitting the tables' kept calibration points (shipped since 2026-11-27, "
+          "`scripts/make_tables.py`). To first order the drop along a column is sum_ij x_i x_j min(d_i, d_j) "
+          "(d: distance from the sense end), whose eigenfunctions are sin((n - 1/2) pi d) with weights "
+          "~1/(n - 1/2)^2; a few smooth moments carry its mean, but at a fixed count its fluctuation from one "
+          "pattern to the next lives in the squares of the sine moments. Adding the squares of the first eight "
+          "(`--orders 1,2,3,4,s1,...,s8`: eight more moments, eight more terms):", "",
+          "| table | shipped before | + sine squares s1-s4 (33 knots) | s1-s6 (33 knots) | s1-s8 (33 knots) | s2-s8, no s1 (33 knots) | s1-s8, 65 knots (shipped) |",
+          "|---|---|---|---|---|---|---|",
+          "| sram8t_128 (full cubic) | 98.95 % / 0.09 % | 99.10 % | 99.29 % | 99.32 % / 0.06 % | 98.85 % | 99.41 % / 0.06 % |",
+          "| sram8t_256 (quartic, 65 knots) | 97.19 % / 0.21 % (95.04 % with the full cubic on 33 knots) | | | | | 98.05 % / 0.14 % |", "",
+          "(sram8t_256 with the full cubic and s1-s8 on 65 knots: 96.26 %.) The same model form on the study's "
+          "other wire resistances, each table against 2048 fresh columns of its own (`cosim validate --n 1024`), "
+          "agreement / relative RMS current error:", "",
+          "| table | full cubic (before) | quartic, 65 knots | + sine squares s1-s8 (shipped) |",
+          "|---|---|---|---|",
+          "| sram8t_128, 2 ohm | 99.56 % / 0.017 % | | 99.95 % / 0.005 % |",
+          "| sram8t_128, 5 ohm | 99.32 % / 0.039 % | | 99.85 % / 0.018 % |",
+          "| sram8t_128, 20 ohm | 98.00 % / 0.226 % | | 98.63 % / 0.160 % |",
+          "| sram8t_256, 2 ohm | 98.78 % / 0.045 % | 99.32 % / 0.029 % | 99.51 % / 0.014 % |",
+          "| sram8t_256, 5 ohm | 97.17 % / 0.164 % | 97.85 % / 0.124 % | 98.73 % / 0.085 % |",
+          "| sram8t_256, 20 ohm | 93.55 % / 0.712 % | 96.58 % / 0.437 % | 97.07 % / 0.383 % |", "",
+          "The price is evaluation time: 19-78 terms per column instead of 9-13, and at 8T-SRAM 128 and 256 rows "
+          "twelve moment products instead of four "
           "(docs/BENCHMARKS.md); the 64-row tables use the compact set, as accurate there and cheaper "
           "(`cosim calibrate --terms`, `scripts/make_tables.py`)."]
     if missing:
@@ -341,7 +360,7 @@ def main() -> int:
     for name, (table, rep, samples) in results.items():
         L += ["", f"## {name}", "",
               f"Table: `{Path(table.provenance.get('source_path', '')).name}`, model {table.meta['model']}, "
-              f"Legendre orders {table.meta['orders']}, {len(table.meta['terms'])} terms"
+              f"moment orders {table.meta['orders']}, {len(table.meta['terms'])} terms"
               f"{' (with leaking-cell variables)' if table.meta['leak'] else ''}, "
               f"{table.meta['n_knots']} knots; calibrated from {table.provenance['n_samples']} samples "
               f"({table.provenance['n_points']} points, {table.provenance['spice_seconds']:.0f} s of ngspice), "
@@ -375,11 +394,11 @@ def main() -> int:
           "The surrogate beats the count-only table by one to two orders of magnitude in current error and by a "
           f"wide margin in code agreement. Code agreement target met: {_listing(met) or 'none'}; missed: "
           f"{_listing(missed) or 'none'} (with {n_val} columns a table's agreement near 99 % has a standard error "
-          f"of about {100 * np.sqrt(0.99 * 0.01 / max(n_val, 1)):.2f} points). Why the misses are hard: at the default 10 ohm per segment the IR drop "
+          f"of about {100 * np.sqrt(0.99 * 0.01 / max(n_val, 1)):.2f} points). Why high agreement is hard: at the default 10 ohm per segment the IR drop "
           "compresses the column response so much that one count is worth only about 1-3 % of the current of "
           "a busy column, while the placement of the ON (and, for 1T-1R, the leaking) cells moves the current "
           "by a few percent at a fixed count. To hold 99 % agreement a predictor must get each column's current "
-          "right to a few hundredths of a percent; the remaining residual (0.1-0.4 %) flips the code of the "
+          "right to a few hundredths of a percent; the remaining residual (0.03-0.2 %) flips the code of the "
           "columns that lie near a decision threshold. The calibrated-reference ADC column is lower for the "
           "same reason: its thresholds sit closer together where the response is compressed.", ""]
     out = Path(args.out)
