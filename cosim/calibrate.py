@@ -54,9 +54,9 @@ depends on where two cells sit along the line, min(d_i, d_j) above; a few smooth
 that form, and the cell's nonlinear response to its drop adds the cubic terms. In the kernel's own
 eigenbasis the form is a sum of squares, sum_n lambda_n m_sn^2 with lambda_n ~ 1/(n - 1/2)^2: the
 squares of the first sine moments carry the part of it that a few smooth moments cannot (where one ON
-count is worth only a few percent of a busy column's current, at 128 and 256 rows of 8T-SRAM). Leaking cells (ReRAM HRS, about a tenth of
-an ON cell) carry current through the same wires: their count and moments, and their products with the
-ON moments, enter the same way. Measured on the shipped tables (docs/VALIDATION.md), the Legendre full
+count is worth only a few percent of a busy column's current, at 128 and 256 rows of 8T-SRAM). Leaking
+cells (ReRAM HRS, about a tenth of an ON cell) carry current through the same wires: their count and
+moments, and their products with the ON moments, enter the same way. Measured on the shipped tables (docs/VALIDATION.md), the Legendre full
 cubic replaced moments-v2 (cosine moments, squares only), which agreed on 87 % of the ADC codes at 128
 rows of 8T-SRAM and 83 % at 256 rows. ``coef`` is fitted by weighted least squares (relative error), each
 coefficient piecewise linear in k between knots, plus a per-count offset shrunk towards zero where a
@@ -183,7 +183,8 @@ def normalise_orders(orders) -> list[Order]:
         try:
             norm: Order = f"s{int(text[1:])}" if text.startswith("s") else int(text)
         except ValueError:
-            raise InputError(f"moment order '{o}' is neither a Legendre order (1, 2, ...) nor a sine order (s1, s2, ...)") from None
+            raise InputError(f"moment order '{o}' is neither a Legendre order (1, 2, ...) "
+                             "nor a sine order (s1, s2, ...)") from None
         if (int(norm[1:]) if isinstance(norm, str) else norm) < 1 or norm in out:
             raise InputError(f"moment orders must be distinct and >= 1, got {list(orders)}")
         out.append(norm)

@@ -19,7 +19,9 @@ from .sweep_options import check_sweep_options, point_cache, sweep_options
 @click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell segment (default: technology's)")
 @click.option("--points", type=int, required=True, help="SPICE operating points (runs) in the sweep")
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per point (one .dc sweep)")
-@click.option("--orders", default="1,2,3,4", show_default=True, help="moment orders of the surrogate model: Legendre orders (1,2,...) and sine orders of the IR-drop kernel (s1,s2,...; their squares are terms)")
+@click.option("--orders", default="1,2,3,4", show_default=True,
+              help="moment orders of the surrogate model: Legendre orders (1,2,...) and sine orders of the "
+                   "IR-drop kernel (s1,s2,...; their squares are terms)")
 @click.option("--terms", type=click.Choice(["full", "compact", "quartic"]), default="full", show_default=True,
               help="surrogate terms: full cubic in the moments, compact (cross products and cubes only; cheaper), "
                    "or quartic (the full cubic and every degree-4 monomial; dearer)")
