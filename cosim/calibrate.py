@@ -56,8 +56,8 @@ eigenbasis the form is a sum of squares, sum_n lambda_n m_sn^2 with lambda_n ~ 1
 squares of the first sine moments carry the part of it that a few smooth moments cannot (where one ON
 count is worth only a few percent of a busy column's current, at 128 and 256 rows of 8T-SRAM). Leaking
 cells (ReRAM HRS, about a tenth of an ON cell) carry current through the same wires: their count and
-moments, and their products with the ON moments, enter the same way. Measured on the shipped tables (docs/VALIDATION.md), the Legendre full
-cubic replaced moments-v2 (cosine moments, squares only), which agreed on 87 % of the ADC codes at 128
+moments, and their products with the ON moments, enter the same way. Measured on the shipped tables
+(docs/VALIDATION.md), the Legendre full cubic replaced moments-v2 (cosine moments, squares only), which agreed on 87 % of the ADC codes at 128
 rows of 8T-SRAM and 83 % at 256 rows. ``coef`` is fitted by weighted least squares (relative error), each
 coefficient piecewise linear in k between knots, plus a per-count offset shrunk towards zero where a
 count has few samples. The table also holds the count-only baseline (mean SPICE current per ON-count,
@@ -174,6 +174,11 @@ def random_patterns(family: str, rng: np.random.Generator, rows: int, cols: int,
 Order = int | str
 
 
+def order_number(order: Order) -> int:
+    """The n of a normalised order: e of Legendre order e, n of sine order ``"s<n>"``."""
+    return int(order[1:]) if isinstance(order, str) else order
+
+
 def normalise_orders(orders) -> list[Order]:
     """Moment orders as the model stores them: Legendre orders as positive integers, then sine orders as
     ``"s<n>"`` (n >= 1), each once; raises InputError on anything else."""
@@ -185,7 +190,7 @@ def normalise_orders(orders) -> list[Order]:
         except ValueError:
             raise InputError(f"moment order '{o}' is neither a Legendre order (1, 2, ...) "
                              "nor a sine order (s1, s2, ...)") from None
-        if (int(norm[1:]) if isinstance(norm, str) else norm) < 1 or norm in out:
+        if order_number(norm) < 1 or norm in out:
             raise InputError(f"moment orders must be distinct and >= 1, got {list(orders)}")
         out.append(norm)
     return [o for o in out if isinstance(o, int)] + [o for o in out if isinstance(o, str)]
@@ -202,7 +207,7 @@ def moment_basis(rows: int, orders) -> np.ndarray:
     dist = (rows - j - 0.5) / rows
     cols = [np.ones(rows)]
     for o in normalise_orders(orders):
-        cols.append(np.sin((int(o[1:]) - 0.5) * np.pi * dist) if isinstance(o, str)
+        cols.append(np.sin((order_number(o) - 0.5) * np.pi * dist) if isinstance(o, str)
                     else legendre.legval(pos, [0.0] * o + [1.0]))
     return np.stack(cols, axis=1)
 

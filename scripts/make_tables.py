@@ -41,13 +41,10 @@ COLS, VECTORS, SEED = 64, 16, 0
 #: 8T-SRAM, whose IR drop compresses the response most, also needs the squares of the first eight sine
 #: moments of the IR-drop kernel, and at 256 rows every quartic monomial on 65 knots
 #: (docs/VALIDATION.md, "Model form")
-SINES = (1, 2, 3, 4) + tuple(f"s{n}" for n in range(1, 9))
-MODEL_FORM = {64: ("compact", None, None), 128: ("full", None, None), 256: ("full", None, None)}
-MODEL_FORM_TECH = {("sram8t", 128): ("full", 65, SINES), ("sram8t", 256): ("quartic", 65, SINES)}
-
-
-def model_form(tech: str, rows: int) -> tuple[str, int | None, tuple | None]:
-    return MODEL_FORM_TECH.get((tech, rows), MODEL_FORM[rows])
+WITH_SINES = (1, 2, 3, 4) + tuple(f"s{n}" for n in range(1, 9))   # Legendre 1-4 and sines s1-s8
+MODEL_FORM = {("sram8t", 64): ("compact", None, None), ("reram1t1r", 64): ("compact", None, None),
+              ("sram8t", 128): ("full", 65, WITH_SINES), ("reram1t1r", 128): ("full", None, None),
+              ("sram8t", 256): ("quartic", 65, WITH_SINES), ("reram1t1r", 256): ("full", None, None)}
 
 
 def main() -> int:
@@ -71,7 +68,7 @@ def main() -> int:
         tech_name, rows, points, r_wire_ohm = TABLES[name]
         cfg = SweepConfig(tech=get_technology(tech_name, r_wire_ohm=r_wire_ohm), rows=rows, cols=COLS,
                           topology="decoupled", seed=SEED, vectors=VECTORS)
-        terms, n_knots, orders = model_form(tech_name, rows)
+        terms, n_knots, orders = MODEL_FORM[tech_name, rows]
         try:
             table = calibrate(cfg, args.points or points, Path(args.work) / name, workers=args.workers,
                               log=lambda m: print(f"{name}: {m}", file=sys.stderr), terms=terms, n_knots=n_knots,

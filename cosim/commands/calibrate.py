@@ -35,7 +35,7 @@ from .sweep_options import check_sweep_options, point_cache, sweep_options
 def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders, terms, knots, out_dir, workers, scheduler,
             cache_dir, no_cache, point_timeout_s, seed, as_json, no_progress):
     """Run (or resume) a SPICE sweep and write samples.parquet and table.parquet into --out."""
-    from ..calibrate import SweepConfig, calibrate, normalise_orders
+    from ..calibrate import SweepConfig, calibrate, normalise_orders, order_number
     from ..netlist import ArraySpec
 
     tech = get_technology(tech_name, r_wire_ohm=r_wire_ohm)
@@ -51,7 +51,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders
         order_list = normalise_orders(dict.fromkeys(e.strip().lower() for e in orders.split(",") if e.strip()))
     except InputError as e:
         raise InputError(f"--orders: {e}") from None
-    if not order_list or max(int(str(e).lstrip("s")) for e in order_list) > rows:
+    if not order_list or max(map(order_number, order_list)) > rows:
         raise InputError(f"--orders must be orders up to the row count, got '{orders}'")
     cfg = SweepConfig(tech=tech, rows=spec.rows, cols=spec.cols, topology=spec.topology, seed=seed, vectors=vectors)
     table = calibrate(cfg, points, out_dir, workers=workers, orders=order_list, progress=not no_progress,
