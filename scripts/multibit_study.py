@@ -642,7 +642,7 @@ The checkpoints are not in git (18 MB for VGG-small, 45 MB for ResNet-18: latent
 in "Reproduce" above (each also recorded in the checkpoint's `meta.config`): one epoch each, started
 from the reference BNN, one CPU thread with bf16 autocast (`--amp`: this CPU's AMX units; about 22 ms
 per VGG-small and 36-40 ms per ResNet-18 training image, half of float32), two trainings side by side
-on the 2 cores: VGG-small on all 50,000 training images (about 21 min each), ResNet-18 on the first
+on the 2 cores: VGG-small on all 50,000 training images (30 min for 2-bit, 21 for 4-bit), ResNet-18 on the first
 25,000 (class-balanced prefix, `--limit 25000`), which is what fitted the session's time. The
 software accuracies above are on the images each study run used; the test accuracy on the first 1,000
 test images at the end of training (in each checkpoint's meta) was VGG-small 0.662 (2-bit) and 0.681
