@@ -9,8 +9,8 @@ SPICE-calibrated lookup table (``cosim.calibrate`` explains the model).
 off), ``w_bits`` is (R', C) of 0/1, any C for the decoupled topology, or ``sur.prepare(w_bits)``: the
 weight-side operands built once for many reads (``cosim.cim.arrays.SurrogateArray`` caches them per tile).
 
-Cost per chunk of vectors: two matrix products, the exact ON-counts x·w (bfloat16 on CPU: every count up
-to 256 is exact) and the E moments x·(w * phi_e) in float32 (plus, for leak tables, the small
+Cost per chunk of vectors: two matrix products, the exact ON-counts x·w (in the fastest exact dtype of
+the device, cosim.products.bits_dtype) and the E moments x·(w * phi_e) in float32 (plus, for leak tables, the small
 product x·phi of the inputs alone), then one pass per column that forms the variables, gathers the
 count's coefficient of every term, sums the terms, scales to amperes and, for ``read``, finds the ADC
 code. On CPU that pass is the fused C kernel of ``cosim.surrogate_kernel`` (compiled on first use;
@@ -30,6 +30,7 @@ import torch
 from .adc import ADC
 from .calibrate import MAX_DEGREE, MODEL, moment_basis, normalise_orders, variable_names
 from .errors import InputError, TableError
+from .products import bits_dtype, f32_kernel, matmul_f32, prepare_f32
 from .tables import LookupTable, load_table
 
 DEFAULT_CHUNK = 2048
@@ -48,9 +49,13 @@ class PreparedWeights:
     cols: int
     w_count: torch.Tensor        # (R', C) 0/1, in the dtype of the count product
     w_moments: torch.Tensor      # (R', C*E): column c*E + e is w_c * phi_e
+    #: the float32 product kernel of the moments (cosim.products.f32_kernel) and its layout of w_moments
+    f32_kernel: str = "blas"
+    w_moments_t: torch.Tensor | None = None
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.w_count, self.w_moments))
+        return sum(t.numel() * t.element_size() for t in (self.w_count, self.w_moments, self.w_moments_t)
+                   if t is not None)
 
 
 def _as_raw(a: Any, name: str, device: torch.device) -> torch.Tensor:
@@ -175,22 +180,29 @@ class Surrogate:
         phi = self._phi[:r, 1:]                                                  # (R', E)
         w_m = (w.unsqueeze(2) * phi.unsqueeze(1)).reshape(r, c * len(self.orders)).contiguous()
         count_dtype = self._count_dtype(r)
-        return PreparedWeights(rows=r, cols=c, w_count=w.to(count_dtype).contiguous(), w_moments=w_m)
+        kernel = f32_kernel(self.device) if self.dtype == torch.float32 else "blas"
+        return PreparedWeights(rows=r, cols=c, w_count=w.to(count_dtype).contiguous(), w_moments=w_m,
+                               f32_kernel=kernel, w_moments_t=prepare_f32(w_m, kernel))
 
     def _count_dtype(self, rows: int) -> torch.dtype:
-        """bfloat16 products of 0/1 operands hold every count up to 256 exactly (float32 accumulation, an
-        8-bit significand for the result); on CPUs with bf16 matrix units they cost a fraction of float32."""
-        if self.fast_counts and self.device.type == "cpu" and self.dtype == torch.float32 and rows <= 256:
-            return torch.bfloat16
+        """The dtype of the exact ON-count product: the fastest dtype of this device that holds every
+        count of ``rows`` rows exactly (cosim.products.bits_dtype: bfloat16 up to 256 rows where the CPU
+        multiplies it fast, float16 on GPUs, float32 elsewhere)."""
+        if self.fast_counts and self.dtype == torch.float32:
+            return bits_dtype(rows, self.device)
         return self.dtype
 
     def _products(self, x_raw: torch.Tensor, pw: "PreparedWeights") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """ON-counts (n, C), moments (n, C*E) and, for leak tables, the inputs' own row sums and
         moments (n, 1+E), for one chunk of input vectors (0/1 of any dtype)."""
         x = x_raw.to(self.dtype)
-        xc = x.to(pw.w_count.dtype)          # from the float32 copy: float16 -> bfloat16 directly is slow
+        # the count operand: the input itself where it already has the count dtype, else from the float32
+        # copy (float16 -> bfloat16 directly is slow)
+        xc = x_raw if x_raw.dtype == pw.w_count.dtype else x.to(pw.w_count.dtype)
         k = xc @ pw.w_count
-        m = x @ pw.w_moments
+        if k.dtype not in (torch.float32, torch.bfloat16) and self.device.type == "cpu":
+            k = k.float()                    # the C kernel reads float32 or bfloat16 counts
+        m = matmul_f32(x, pw.w_moments, pw.w_moments_t, pw.f32_kernel)
         xs = x @ self._phi[: x.shape[1]] if self.leak else None
         return k, m, xs
 

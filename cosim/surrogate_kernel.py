@@ -273,6 +273,22 @@ load_error: str | None = None
 FLAGS = ("-O3", "-pthread", "-fno-trapping-math")
 
 
+def cpu_signature() -> str:
+    """The machine, the CPU model and its feature flags (what ``-march=native`` compiles for)."""
+    import platform
+    info = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("model name", "flags", "Features", "CPU part")):
+                    info += line
+                elif not line.strip() and info:
+                    break                                   # the first processor is enough
+    except OSError:
+        pass
+    return platform.machine() + platform.node() + info
+
+
 def _compile(target: Path) -> None:
     build_shared(SOURCE, target, flags=list(FLAGS), optional_flags=["-march=native"])
 
@@ -288,8 +304,8 @@ def load() -> ctypes.CDLL | None:
         if _tried:
             return _lib
         _tried = True
-        import platform
-        key = hashlib.sha256((SOURCE + " ".join(FLAGS) + platform.machine() + platform.node()).encode()).hexdigest()[:16]
+        # -march=native code runs only on the CPU it was built for: the key names the CPU and its flags
+        key = hashlib.sha256((SOURCE + " ".join(FLAGS) + cpu_signature()).encode()).hexdigest()[:16]
         target = cache_dir() / "kernels" / f"surrogate_{key}.so"
         try:
             if not target.exists():

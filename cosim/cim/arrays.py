@@ -51,6 +51,9 @@ class IdealArray:
     """
 
     exact = True
+    #: reads are the plain products x_bits @ w_bits: a caller may compute the reads of several row tiles
+    #: as one product where their sum is all it needs (cosim.cim.layers.CrossbarMatrix does)
+    linear = True
 
     def __init__(self, rows: int, cols: int | None = None, i_cell_a: float | None = None) -> None:
         if rows < 1 or (cols is not None and cols < 1):

@@ -51,7 +51,7 @@ def flip_inputs(x_buf: torch.Tensor, tiles: TileMap, inplace: bool = False) -> t
     m = x_buf.shape[0]
     x3 = x_buf.view(m, tiles.row_tiles, tiles.rows)
     n_real = tiles.real_rows().to(x_buf.device)
-    ones = x3.sum(dim=2).float() if x3.dtype == torch.float16 else x3.sum(dim=2, dtype=torch.float32)  # (M, T_r), exact
+    ones = x3.sum(dim=2).float() if x3.dtype != torch.float32 else x3.sum(dim=2, dtype=torch.float32)  # (M, T_r), exact
     flip = 2 * ones > n_real[None, :]
     out = x3 if inplace else x3.clone()
     out.sub_(flip[:, :, None].to(x_buf.dtype)).abs_()          # |x - f|: 1 - x where flipped, x elsewhere

@@ -64,7 +64,7 @@ class CiMQuantConv2d(nn.Module):
 
     def __init__(self, conv: QuantConv2d, array: ArrayModel, cols: int, *, binsparx: bool = False,
                  max_active_rows: int | None = None, name: str = "", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-                 max_stride: int = 8) -> None:
+                 max_stride: int = 8, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         check_mappable_conv(conv, QuantConv2d, name)
         self.bits = conv.bits
@@ -78,7 +78,7 @@ class CiMQuantConv2d(nn.Module):
             wm = sliced_weight_matrix(conv.int_weight().detach(), self.bits)
             self.register_buffer("scale", conv.out_scale().detach().clone(), persistent=False)
         self.matrix = CrossbarMatrix(wm, array, cols, binsparx=binsparx, max_active_rows=max_active_rows,
-                                     name=name, max_stride=max_stride)
+                                     name=name, max_stride=max_stride, dtype=dtype)
         self.matrix.stats.extra.update({"bits": self.bits, "bit_planes_per_read": 1,
                                         "weight_columns_per_output": self.bits})
         #: collect per-plane distributions (rows on, ON-counts) in :meth:`plane_histograms`

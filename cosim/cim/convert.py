@@ -23,6 +23,8 @@ from torch import nn
 from ..bnn.layers import binary_layers
 from ..bnn.quant import QuantConv2d, model_bits, quant_layers
 from ..errors import InputError
+from ..products import bits_dtype
+from ..products import describe as describe_products
 from .arrays import ArrayModel
 from .bitslice import CiMQuantConv2d
 from .layers import DEFAULT_CHUNK_BYTES, CiMConv2d
@@ -33,25 +35,27 @@ MODES = ("ideal", "surrogate", "spice")
 
 def convert(model: nn.Module, array: ArrayModel, cols: int, *, binsparx: bool = False,
             max_active_rows: int | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-            max_stride: int = 8) -> nn.Module:
+            max_stride: int = 8, device: str | torch.device = "cpu") -> nn.Module:
     """A copy of ``model`` whose every BinConv2d runs on ``array`` (rows = array.rows) x ``cols`` crossbars;
-    every k-bit QuantConv2d runs bit-sliced on the same arrays (cosim.cim.bitslice)."""
+    every k-bit QuantConv2d runs bit-sliced on the same arrays (cosim.cim.bitslice). Bit tensors take
+    the fastest exact dtype of ``device`` (cosim.products.bits_dtype), where the copy is to run."""
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch module, got {type(model).__name__}")
     names = [n for n, _ in binary_layers(model)] + [n for n, _ in quant_layers(model)]
     if not names:
         raise InputError("the model has no binary (BinConv2d) or k-bit (QuantConv2d) convolution to map onto crossbars")
     out = copy.deepcopy(model)
+    dtype = bits_dtype(int(array.rows), device)
     for name in names:
         parent_name, _, attr = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
         conv = getattr(parent, attr)
         cls = CiMQuantConv2d if isinstance(conv, QuantConv2d) else CiMConv2d
         setattr(parent, attr, cls(conv, array, cols, binsparx=binsparx, max_active_rows=max_active_rows,
-                                         name=name, chunk_bytes=chunk_bytes, max_stride=max_stride))
+                                  name=name, chunk_bytes=chunk_bytes, max_stride=max_stride, dtype=dtype))
     out.eval()
     out.cim_config = {"rows": int(array.rows), "cols": int(cols), "binsparx": bool(binsparx), "bits": model_bits(model),
-                      "max_active_rows": max_active_rows,
+                      "max_active_rows": max_active_rows, "products": describe_products(int(array.rows), device),
                       "array": array.describe() if hasattr(array, "describe") else type(array).__name__}
     return out
 
@@ -101,7 +105,7 @@ def to_cim(model: nn.Module, *, tech: str = "sram8t", rows: int = 64, cols: int 
                                   adc_reference=adc_reference, adc_lsb_counts=adc_lsb_counts, topology=topology,
                                   device=device)
     cim = convert(model, array, cols, binsparx=binsparx, max_active_rows=max_active_rows, chunk_bytes=chunk_bytes,
-                  max_stride=max_stride)
+                  max_stride=max_stride, device=device)
     cim.to(device)
     set_energy_scale(cim, tech_obj.v_read_v, tech_obj.t_read_s)
     cim.cim_config.update({"mode": mode, "tech": tech_obj.name, "adc_bits": adc_bits, "adc_reference": adc_reference,

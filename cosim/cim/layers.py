@@ -26,8 +26,8 @@ from ..bnn.layers import BinConv2d
 from ..errors import InputError
 from . import binsparx as bsx
 from .arrays import ArrayModel
-from .mapping import (FLOAT16_EXACT, TileMap, bits_dtype, conv_output_size, conv_weight_matrix, im2col_bits,
-                      weight_tiles)
+from ..products import exact_limit
+from .mapping import TileMap, bits_dtype, conv_output_size, conv_weight_matrix, im2col_bits, weight_tiles
 from .stats import LayerStats
 
 #: bytes of unrolled input bits processed at once by one layer (bounds memory whatever the batch)
@@ -35,15 +35,16 @@ DEFAULT_CHUNK_BYTES = 96 * 2**20
 
 
 def column_sums(x: torch.Tensor) -> torch.Tensor:
-    """Exact float32 sums over the first dimension of a 0/1 matrix (M, K) held as float16 or float32.
+    """Exact float32 sums over the first dimension of a 0/1 matrix (M, K) of bits (any bit dtype).
 
-    float16 sums are taken as products with a ones vector over blocks of 2048 rows (exact in float16,
-    fast), then added in float32; a plain ``sum(dtype=float32)`` would first copy the whole matrix.
+    Half-precision sums are taken as products with a ones vector over blocks of as many rows as the
+    dtype counts exactly (2048 for float16, 256 for bfloat16), then added in float32; a plain
+    ``sum(dtype=float32)`` would first copy the whole matrix.
     """
-    if x.dtype != torch.float16:
+    if x.dtype == torch.float32:
         return x.sum(dim=0, dtype=torch.float32)
     m, k = x.shape
-    blk = FLOAT16_EXACT
+    blk = exact_limit(x.dtype)
     q = m // blk
     total = torch.zeros(k, dtype=torch.float32, device=x.device)
     if q:
@@ -56,9 +57,10 @@ def column_sums(x: torch.Tensor) -> torch.Tensor:
 
 
 def row_sums(x3: torch.Tensor) -> torch.Tensor:
-    """Exact float32 sums over the last dimension (at most 2048 entries of 0/1) of (M, T, R)."""
-    if x3.dtype == torch.float16:
-        return x3.sum(dim=2).float()          # float accumulation inside, every count <= 2048 exact
+    """Exact float32 sums over the last dimension (R entries of 0/1, R within the bit dtype's exact
+    range, as :func:`cosim.products.bits_dtype` guarantees) of (M, T, R)."""
+    if x3.dtype != torch.float32:
+        return x3.sum(dim=2).float()          # float accumulation inside, every count <= R exact
     return x3.sum(dim=2, dtype=torch.float32)
 
 
@@ -66,7 +68,8 @@ class CrossbarMatrix(nn.Module):
     """A binary weight matrix (n, C_out) of +-1 mapped onto crossbars of ``array.rows`` x ``cols``."""
 
     def __init__(self, weight_matrix_pm1: torch.Tensor, array: ArrayModel, cols: int, *, binsparx: bool = False,
-                 max_active_rows: int | None = None, name: str = "", max_stride: int = 8) -> None:
+                 max_active_rows: int | None = None, name: str = "", max_stride: int = 8,
+                 dtype: torch.dtype | None = None) -> None:
         super().__init__()
         n, cout = weight_matrix_pm1.shape
         self.tiles = TileMap(n=int(n), cout=int(cout), rows=int(array.rows), cols=int(cols))
@@ -78,7 +81,10 @@ class CrossbarMatrix(nn.Module):
         self.binsparx = bool(binsparx)
         self.max_active_rows = max_active_rows if (max_active_rows and max_active_rows < self.tiles.rows) else None
         self.max_stride = int(max_stride)
-        self.dtype = bits_dtype(self.tiles.rows)
+        #: dtype of the bit tensors (None: the fastest exact one on the CPU, cosim.products.bits_dtype)
+        self.dtype = dtype or bits_dtype(self.tiles.rows)
+        if exact_limit(self.dtype) < self.tiles.rows:
+            raise InputError(f"{self.dtype} does not hold every AND-count of {self.tiles.rows}-row arrays exactly")
         w = weight_tiles(weight_matrix_pm1, self.tiles, self.dtype)
         self.register_buffer("w_ones_unflipped", w.sum(dim=2, dtype=torch.float32), persistent=False)  # (T, R)
         if self.binsparx:
@@ -88,6 +94,12 @@ class CrossbarMatrix(nn.Module):
         self.register_buffer("w_tiles", w.contiguous(), persistent=False)                   # (T, R, Cp)
         self.register_buffer("s_w", bsx.sign_of(wflip), persistent=False)                     # (T, Cp)
         self.register_buffer("s_w16", self.s_w.to(self.dtype), persistent=False)
+        #: linear exact arrays (IdealArray): the stored bits times their flip signs, (T*R, C_out), so that
+        #: the signed sum over several row tiles of s_x s_w (x' . w') is one product (see _linear_forward)
+        self.linear = bool(getattr(array, "linear", False)) and array.cols is None
+        if self.linear:
+            ws = w[:, :, :cout] * self.s_w16[:, None, :cout]
+            self.register_buffer("w_signed", ws.reshape(-1, cout).contiguous(), persistent=False)
         self.register_buffer("w_col_ones", w.sum(dim=1, dtype=torch.float32), persistent=False)  # (T, Cp)
         self.register_buffer("w_row_ones", w.sum(dim=2, dtype=torch.float64), persistent=False)  # (T, R), stored
         self.n_real_sum = float(self.tiles.real_rows().sum())                                    # == tiles.n
@@ -196,7 +208,10 @@ class CrossbarMatrix(nn.Module):
     def forward(self, x_buf: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
         """Signed dot products (M, C_out), float32, for input bits ``x_buf`` (M, T_r*R).
 
-        ``overwrite``: BinSparX may flip ``x_buf`` in place (a scratch buffer of the caller)."""
+        ``overwrite``: BinSparX may flip ``x_buf`` in place (a scratch buffer of the caller). Bits of
+        another dtype than ``self.dtype`` are converted (a copy)."""
+        if x_buf.dtype != self.dtype:
+            x_buf, overwrite = x_buf.to(self.dtype), True
         tiles, st = self.tiles, self.stats
         m, T = x_buf.shape[0], tiles.row_tiles
         x3 = x_buf.view(m, T, tiles.rows)
@@ -221,13 +236,58 @@ class CrossbarMatrix(nn.Module):
         st.active_rows += float(x_ones.sum(dtype=torch.float64))
         st.real_rows_read += float(m) * n_real_sum
 
-        # Codes are integers in [0, max_code]: partial sums of up to `group` tiles are exact in the bit
-        # dtype (float16 holds every integer up to 2048), then they are flushed into a float32 sum.
-        max_code = int(getattr(self.array, "max_code", None) or tiles.rows)
-        group = max(1, FLOAT16_EXACT // max_code) if x_buf.dtype == torch.float16 else T
         if self.array.exact:      # ideal currents: ON cells x i_cell + (input 1, weight 0) cells x i_off
             fn = getattr(self.array, "ideal_current_sum_a", None)
             st.add_current(fn(on_cells, float(x_ones.sum(dtype=torch.float64)) * tiles.cout - on_cells) if fn else None)
+        if self.linear and self.max_active_rows is None and not self.spot_tiles:
+            acc = self._linear_forward(x_buf, s_x16 if self.binsparx else None)
+        else:
+            acc = self._tile_forward(x_buf, x_ones, s_x16 if self.binsparx else None)
+        # digital correction: sum_t s_x s_w (-2 sum b(x') + n_t - 2 sum b(w'))
+        a = self.n_real[None, :] - 2 * x_ones                                  # (M, T)
+        b = -2 * self.w_col_ones[:, :tiles.cout]                               # (T, C_out)
+        if self.binsparx:
+            s_w = self.s_w[:, :tiles.cout]
+            corr = (s_x * a) @ s_w + s_x @ (s_w * b)
+        else:
+            corr = a.sum(dim=1, keepdim=True) + b.sum(dim=0, keepdim=True)
+        return acc.mul_(4).add_(corr)
+
+    def _linear_forward(self, x_buf: torch.Tensor, s_x16: torch.Tensor | None) -> torch.Tensor:
+        """sum_t s_x s_w (x_t' . w_t') (M, C_out) float32 for a linear exact array: the reads of as many
+        row tiles as the bit dtype sums exactly (exact_limit // R) as one product of the signed operands
+        (s_x folded into the inputs, s_w into ``w_signed``), so no tile is read on its own. Every partial
+        sum of such a product is an integer of magnitude at most exact_limit: bit for bit the per-tile
+        reads' sum. The statistics the reads would give (array reads, the largest AND-count) are kept."""
+        tiles, st = self.tiles, self.stats
+        m, T, R, cout = x_buf.shape[0], tiles.row_tiles, tiles.rows, tiles.cout
+        st.array_reads += m * T * tiles.col_tiles
+        k = self.max_stride
+        if k and m:                      # the largest AND-count of the (unsigned) reads, every k-th vector
+            xs = x_buf.view(m, T, R)[::k].transpose(0, 1)                     # (T, m/k, R)
+            mx = torch.bmm(xs, self.w_tiles[:, :, :cout]).max()
+            st.max_on_count = max(st.max_on_count, float(mx))
+        if s_x16 is not None:
+            x3 = x_buf.view(m, T, R)
+            x_buf = x3.mul_(s_x16[:, :, None]).view(m, T * R)                # x_buf is scratch here
+        group = T if x_buf.dtype == torch.float32 else max(1, exact_limit(x_buf.dtype) // R)
+        acc = None
+        for t0 in range(0, T, group):
+            t1 = min(T, t0 + group)
+            part = x_buf[:, t0 * R:t1 * R] @ self.w_signed[t0 * R:t1 * R]
+            acc = part.float() if acc is None else acc.add_(part)
+        self._flush_current()
+        return acc
+
+    def _tile_forward(self, x_buf: torch.Tensor, x_ones: torch.Tensor, s_x16: torch.Tensor | None) -> torch.Tensor:
+        """sum_t s_x s_w codes_t (M, C_out) float32, reading every row tile from the array model."""
+        tiles = self.tiles
+        m, T = x_buf.shape[0], tiles.row_tiles
+        x3 = x_buf.view(m, T, tiles.rows)
+        # Codes are integers in [0, max_code]: partial sums of up to `group` tiles are exact in the bit
+        # dtype (exact_limit: 256 in bfloat16, 2048 in float16), then flushed into a float32 sum.
+        max_code = int(getattr(self.array, "max_code", None) or tiles.rows)
+        group = max(1, exact_limit(x_buf.dtype) // max_code) if x_buf.dtype != torch.float32 else T
         acc = torch.zeros(m, tiles.cout, dtype=torch.float32, device=x_buf.device)
         part = None
         for t in range(T):
@@ -246,15 +306,7 @@ class CrossbarMatrix(nn.Module):
                 acc.add_(part)
                 part = None
         self._flush_current()
-        # digital correction: sum_t s_x s_w (-2 sum b(x') + n_t - 2 sum b(w'))
-        a = self.n_real[None, :] - 2 * x_ones                                  # (M, T)
-        b = -2 * self.w_col_ones[:, :tiles.cout]                               # (T, C_out)
-        if self.binsparx:
-            s_w = self.s_w[:, :tiles.cout]
-            corr = (s_x * a) @ s_w + s_x @ (s_w * b)
-        else:
-            corr = a.sum(dim=1, keepdim=True) + b.sum(dim=0, keepdim=True)
-        return acc.mul_(4).add_(corr)
+        return acc
 
 
 def check_mappable_conv(conv: nn.Conv2d, kind: type, name: str) -> None:
@@ -271,7 +323,7 @@ class CiMConv2d(nn.Module):
 
     def __init__(self, conv: BinConv2d, array: ArrayModel, cols: int, *, binsparx: bool = False,
                  max_active_rows: int | None = None, name: str = "", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-                 max_stride: int = 8) -> None:
+                 max_stride: int = 8, dtype: torch.dtype | None = None) -> None:
         super().__init__()
         check_mappable_conv(conv, BinConv2d, name)
         self.kernel_size = tuple(conv.kernel_size)
@@ -283,7 +335,7 @@ class CiMConv2d(nn.Module):
         with torch.no_grad():
             wm = conv_weight_matrix(conv.binary_weight().detach())
         self.matrix = CrossbarMatrix(wm, array, cols, binsparx=binsparx, max_active_rows=max_active_rows,
-                                     name=name, max_stride=max_stride)
+                                     name=name, max_stride=max_stride, dtype=dtype)
 
     @property
     def stats(self) -> LayerStats:

@@ -11,9 +11,9 @@ A value v in {-1, +1} is held as the bit b(v) = (v + 1) / 2: an input +1 drives 
 fewer than C real columns; the unused rows and columns are off (bit 0) and are never flipped by
 BinSparX. A -1 padding position of the binarized input is a *real* row holding an input of -1.
 
-Bits are held as float16 (float32 above 2048 rows): products and sums of 0/1 values are exact
-integers there (float16 holds every integer up to 2048), and float16 matrix products are fast on CPUs
-with AMX/AVX-512 FP16 and on GPUs.
+Bits are held in the dtype :func:`cosim.products.bits_dtype` chooses for the array height and device:
+one whose products and sums of 0/1 values are exact integers for every count of the array (bfloat16 up
+to 256 rows, float16 up to 2048, float32 beyond) and that the running CPU or GPU multiplies fastest.
 """
 
 from __future__ import annotations
@@ -24,16 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-
-#: largest array height for which float16 bit tensors hold every AND-count exactly
-FLOAT16_MAX_ROWS = 2048
-#: every integer of magnitude up to this is exact in float16
-FLOAT16_EXACT = 2048
-
-
-def bits_dtype(rows: int) -> torch.dtype:
-    """The dtype of bit tensors for arrays of ``rows`` rows (exact integer AND-counts)."""
-    return torch.float16 if rows <= FLOAT16_MAX_ROWS else torch.float32
+from ..products import bits_dtype
 
 
 @dataclass(frozen=True)
