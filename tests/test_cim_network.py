@@ -229,3 +229,29 @@ def test_shipped_table_end_to_end():
     s = cim_stats(cim)["overall"]
     assert s["array_energy_j"] > 0 and 0 < s["on_cell_fraction"] < 0.5
     assert cim.cim_config["array"]["table_provenance"]["ngspice_version"]
+
+
+@pytest.mark.parametrize("mode", ["ideal", "surrogate"])
+def test_worker_processes_classify_as_one(mode):
+    """Images classified by two worker processes: the same count of correct images and the same
+    statistics as in this process (energy within float rounding)."""
+    import numpy as np
+
+    from cosim.cim.parallel import classify
+    torch.manual_seed(5)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), BinConv2d(8, 12, 3, 2, 1),
+                        nn.BatchNorm2d(12), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(48, 10)).eval()
+    g = np.random.default_rng(0)
+    images = g.integers(0, 256, size=(45, 32, 32, 3), dtype=np.uint8)
+    labels = g.integers(0, 10, size=45)
+    kw = dict(tech="sram8t", rows=32, cols=8, mode=mode, binsparx=True, max_stride=1,     # every vector's count
+              table=synthetic_table("sram8t", 32, 32, samples=1500, ir_drop=0.05))
+    one, two = to_cim(net, **kw), to_cim(net, **kw)
+    c1 = classify(one, images, labels, batch_size=10)
+    c2 = classify(two, images, labels, batch_size=10, workers=2, rebuild=(net, kw))
+    assert c1 == c2
+    s1, s2 = cim_stats(one)["overall"], cim_stats(two)["overall"]
+    e1, e2 = s1.pop("array_energy_j"), s2.pop("array_energy_j")
+    assert s1 == s2 and s1["max_on_count"] > 0 and e2 == pytest.approx(e1, rel=1e-9)
+    with pytest.raises(InputError):
+        classify(two, images, labels, batch_size=10, workers=2)      # no way to build the workers' copies

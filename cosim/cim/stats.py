@@ -50,6 +50,20 @@ class LayerStats:
     t_read_s: float | None = None
     extra: dict = field(default_factory=dict)
 
+    #: the counts one run of images adds to (the rest describe the mapping and stay as they are)
+    RUN_FIELDS = ("vectors", "array_reads", "column_reads", "real_cells_read", "on_cells", "on_cells_unflipped",
+                  "active_rows", "real_rows_read", "flipped_subvectors", "subvectors")
+
+    def add_run(self, other: "LayerStats") -> None:
+        """Add the counts of another run of the same layer (another process's images, say)."""
+        if (other.name, other.rows, other.cols, other.row_tiles, other.col_tiles) != \
+                (self.name, self.rows, self.cols, self.row_tiles, self.col_tiles):
+            raise ValueError(f"statistics of layer {other.name!r} do not belong to layer {self.name!r}")
+        for f in self.RUN_FIELDS:
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        self.max_on_count = max(self.max_on_count, other.max_on_count)
+        self.add_current(other.current_sum_a)
+
     def add_current(self, current_a: float | None) -> None:
         if current_a is None or self.current_sum_a is None:
             self.current_sum_a = None
@@ -87,9 +101,7 @@ def overall(layers: list[LayerStats]) -> dict:
     """Totals over layers (ratios of sums, so big layers weigh by their reads)."""
     tot = LayerStats(name="overall")
     for s in layers:
-        for f in ("vectors", "array_reads", "column_reads", "real_cells_read", "on_cells", "on_cells_unflipped",
-                  "active_rows", "real_rows_read", "stored_ones", "real_cells", "flipped_columns",
-                  "column_slices", "flipped_subvectors", "subvectors"):
+        for f in LayerStats.RUN_FIELDS + ("stored_ones", "real_cells", "flipped_columns", "column_slices"):
             setattr(tot, f, getattr(tot, f) + getattr(s, f))
         tot.max_on_count = max(tot.max_on_count, s.max_on_count)
     energies = [s.summary()["array_energy_j"] for s in layers]

@@ -47,10 +47,13 @@ from ..technology import REGISTRY
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the spot-check tile choice.")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch (default: torch's choice; 1 is faster on a machine shared with other jobs).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes classifying shards of the images (ideal and surrogate modes on the CPU; "
+                   "one torch thread each). On N idle cores --workers N is the fastest; on a shared machine too.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (stderr).")
 def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topology, mode, binsparx, adc_bits, adc_reference, adc_lsb,
-            max_active_rows, limit, batch_size, device, spice_tiles, spice_vectors, seed, threads, as_json, progress):
+            max_active_rows, limit, batch_size, device, spice_tiles, spice_vectors, seed, threads, workers, as_json, progress):
     """Run a whole binary network on simulated crossbars and report accuracy, statistics and energy."""
     import time
 
@@ -59,12 +62,16 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
     from ..bnn.checkpoint import load_checkpoint
     from ..bnn.models import load_reference, reference_path
     from ..cim import cim_stats, to_cim
-    from ..datasets import load_cifar10, resolve_data_path, to_tensor
+    from ..cim.parallel import classify
+    from ..datasets import load_cifar10, resolve_data_path
     from ..errors import InputError
-    from ..provenance import record
+    from ..provenance import machine_description, record
 
     if threads is not None:
         torch.set_num_threads(threads)
+    if workers > 1 and (mode == "spice" or not device.startswith("cpu")):
+        raise InputError("--workers > 1 runs the ideal and surrogate modes on the CPU only (spice mode records "
+                         "its spot checks in one process; a GPU runs one)")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device {device} asked for, but torch sees no CUDA device")
     bits = int(bits)
@@ -82,24 +89,16 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
     else:
         net, _meta = load_checkpoint(checkpoint, model=model_name)
         ckpt = str(checkpoint)
-    cim = to_cim(net, tech=tech, rows=rows, cols=cols, mode=mode, table=table, binsparx=binsparx, adc_bits=adc_bits,
-                 adc_reference=adc_reference, adc_lsb_counts=adc_lsb, max_active_rows=max_active_rows, topology=topology,
-                 device=device,
-                 spice_tiles=spice_tiles, spice_vectors=spice_vectors, seed=seed)
+    kw = dict(tech=tech, rows=rows, cols=cols, mode=mode, table=table, binsparx=binsparx, adc_bits=adc_bits,
+              adc_reference=adc_reference, adc_lsb_counts=adc_lsb, max_active_rows=max_active_rows, topology=topology,
+              device=device, spice_tiles=spice_tiles, spice_vectors=spice_vectors, seed=seed)
+    cim = to_cim(net, **kw)
     source = resolve_data_path(data)
     images, labels = load_cifar10(source, split="test")
     n = len(labels) if limit is None else min(limit, len(labels))
-    steps = range(0, n, batch_size)
-    if progress:
-        from tqdm import tqdm
-        steps = tqdm(steps, desc=f"infer {model_name} {mode}", unit="batch", leave=False)
-    correct = 0
     t0 = time.perf_counter()
-    with torch.inference_mode():
-        for i in steps:
-            x = to_tensor(images[i:min(i + batch_size, n)], device)
-            pred = cim(x).argmax(dim=1).cpu().numpy()
-            correct += int((pred == labels[i:i + len(pred)]).sum())
+    correct = classify(cim, images[:n], labels[:n], batch_size=batch_size, device=device, workers=workers,
+                       rebuild=(net, kw), progress=f"infer {model_name} {mode}" if progress else None)
     seconds = time.perf_counter() - t0
     stats = cim_stats(cim)
     ov = stats["overall"]
@@ -117,7 +116,8 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
         "flipped_subvector_fraction": ov["flipped_subvector_fraction"],
         "array_energy_j": ov["array_energy_j"], "array_reads": ov["array_reads"],
         "seconds": round(seconds, 3), "images_per_s": round(n / seconds, 2) if seconds > 0 else None,
-        "device": str(device), "threads": torch.get_num_threads(),
+        "device": str(device), "threads": 1 if workers > 1 else torch.get_num_threads(),
+        "workers": workers,
         "overall": ov, "layers": stats["layers"], "array": arr,
     }
     if mode == "spice":
@@ -134,7 +134,7 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
         table_code_version=table_prov.get("code_version"), table_seed=table_prov.get("seed"),
         table_synthetic=bool(table_prov.get("synthetic", False)), seed=seed, model=model_name, checkpoint=ckpt,
         data=str(source), v_read_v=cfg.get("v_read_v"), t_read_s=cfg.get("t_read_s"),
-        max_on_count_vector_stride=8, bits=bits)
+        max_on_count_vector_stride=8, bits=bits, machine=machine_description(), products=cfg.get("products"))
     if as_json:
         click.echo(json.dumps(out, indent=1, default=_jsonable))
     else:
