@@ -8,6 +8,7 @@ linearly from the measured images per second (every batch costs the same) and ma
 work done, where wall time also counts waiting for a core.
 
     .venv/bin/python scripts/bench_infer.py --threads 2 --n-ideal 200 --n-surrogate 20 --out bench.json
+    .venv/bin/python scripts/bench_infer.py --threads 1 --workers 2 --n-ideal 1000 --n-surrogate 200
     .venv/bin/python scripts/bench_infer.py --device cuda --n-ideal 10000 --n-surrogate 10000   # on a GPU
 
 The surrogate uses the shipped table of the technology and size when there is one, else (flagged
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import time
@@ -36,25 +36,38 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed_run(model, images, labels, n: int, batch: int, device: str) -> dict:
-    import torch
-
-    from cosim.datasets import to_tensor
-    correct = 0
-    _sync(device)
-    c0 = time.process_time()
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        for i in range(0, n, batch):
-            x = to_tensor(images[i:min(i + batch, n)], device)
-            correct += int((model(x).argmax(1).cpu().numpy() == labels[i:i + x.shape[0]]).sum())
-    _sync(device)
-    s = time.perf_counter() - t0
-    cpu = time.process_time() - c0
-    return {"n": n, "seconds": round(s, 3), "cpu_seconds": round(cpu, 3), "images_per_s": round(n / s, 3),
-            "images_per_cpu_s": round(n / cpu, 3), "extrapolated_10k_cpu_s": round(10000 * cpu / n, 1),
-            "extrapolated_10k_s": round(10000 * s / n, 1), "accuracy": correct / n,
-            "peak_rss_gb_so_far": round(_peak_rss_gb(), 2)}
+def timed_run(model, images, labels, n: int, batch: int, device: str, workers: int = 1, rebuild=None) -> dict:
+    """Classify the first n images through ``model``; with ``workers`` > 1 in a pool of worker processes
+    started and warmed up on a first batch before the clock starts (a long run pays that once)."""
+    from cosim.cim.parallel import WorkerPool
+    from cosim.cim.parallel import classify as classify_here
+    pool = WorkerPool(rebuild[0], rebuild[1], workers) if workers > 1 else None
+    try:
+        if pool is not None:
+            pool.classify(model, images[:batch * workers], labels[:batch * workers], batch)
+            pool.cpu_seconds = 0.0
+            from cosim.cim import reset_stats
+            reset_stats(model)
+        _sync(device)
+        c0 = time.process_time()
+        t0 = time.perf_counter()
+        if pool is None:
+            correct = classify_here(model, images[:n], labels[:n], batch_size=batch, device=device)
+        else:
+            correct = pool.classify(model, images[:n], labels[:n], batch)
+        _sync(device)
+        s = time.perf_counter() - t0
+        cpu = time.process_time() - c0 + (pool.cpu_seconds if pool is not None else 0.0)
+        workers_rss = workers * pool.peak_rss_gb if pool is not None else 0.0
+    finally:
+        if pool is not None:
+            pool.close()
+    return {"n": n, "workers": workers, "seconds": round(s, 3), "cpu_seconds": round(cpu, 3),
+            "images_per_s": round(n / s, 3), "images_per_cpu_s": round(n / cpu, 3),
+            "extrapolated_10k_cpu_s": round(10000 * cpu / n, 1), "extrapolated_10k_s": round(10000 * s / n, 1),
+            "accuracy": correct / n, "peak_rss_gb_so_far": round(_peak_rss_gb(), 2),
+            # this process plus every worker at the largest worker's peak: a bound on the total
+            "peak_rss_gb_with_workers": round(_peak_rss_gb() + workers_rss, 2)}
 
 
 def main(argv=None) -> int:
@@ -67,7 +80,9 @@ def main(argv=None) -> int:
     ap.add_argument("--n-ideal", type=int, default=200)
     ap.add_argument("--n-surrogate", type=int, default=20)
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of this process (workers: 1 each)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="CiM modes: worker processes over the images (cosim infer --workers); software: threads")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--table", default=None, help="lookup table (default: shipped, else synthetic)")
     ap.add_argument("--out", default=None)
@@ -91,8 +106,14 @@ def main(argv=None) -> int:
             table, synthetic = synthetic_table(a.tech, a.rows, a.cols), True
     images, labels = load_cifar10(split="test")
     load0 = [round(v, 2) for v in os.getloadavg()]
-    res = {"load_average_at_start": load0, "provenance": record(technology=a.tech, array_size=[a.rows, a.cols], device=a.device, threads=a.threads,
-                                machine=platform.processor() or platform.machine(), table=str(table) if not synthetic
+    from cosim import products
+    from cosim.provenance import machine_description
+    from cosim.surrogate_kernel import cpu_signature
+    flags = sorted(f for f in cpu_signature().split() if f.startswith(("avx512", "amx", "avx2", "avx_vnni")))
+    res = {"load_average_at_start": load0,
+           "provenance": record(technology=a.tech, array_size=[a.rows, a.cols], device=a.device, threads=a.threads,
+                                workers=a.workers, machine=machine_description(), cpu_flags=flags,
+                                products=products.describe(a.rows, a.device), table=str(table) if not synthetic
                                 else "synthetic", table_synthetic=synthetic, seed=0),
            "models": {}}
     if a.device.startswith("cuda"):
@@ -103,17 +124,22 @@ def main(argv=None) -> int:
     for name in a.models.split(","):
         net = load_reference(name).to(a.device)
         r = {}
-        if a.n_software > 0:
+        if a.n_software > 0:      # the software network on every core given to the CiM modes, as threads
+            torch.set_num_threads(max(a.threads, a.workers))
             r["software"] = timed_run(net, images, labels, a.n_software, a.batch, a.device)
+            r["software"]["threads"] = torch.get_num_threads()
+            torch.set_num_threads(a.threads)
         for label, mode, bs, n in (("ideal", "ideal", False, a.n_ideal), ("ideal_binsparx", "ideal", True, a.n_ideal),
                                    ("surrogate", "surrogate", False, a.n_surrogate),
                                    ("surrogate_binsparx", "surrogate", True, a.n_surrogate)):
             if n <= 0:
                 continue
-            cim = to_cim(net, tech=a.tech, rows=a.rows, cols=a.cols, mode=mode, table=table, binsparx=bs,
-                         device=a.device)
-            r[label] = timed_run(cim, images, labels, n, a.batch, a.device)
+            kw = dict(tech=a.tech, rows=a.rows, cols=a.cols, mode=mode, table=table, binsparx=bs, device=a.device)
+            cim = to_cim(net, **kw)
+            r[label] = timed_run(cim, images, labels, n, a.batch, a.device, a.workers, (net, kw))
             print(f"{name} {label}: {r[label]}", file=sys.stderr, flush=True)
+        if "software" in r and "ideal" in r:
+            r["ideal_over_software"] = round(r["software"]["images_per_s"] / r["ideal"]["images_per_s"], 2)
         if "surrogate" in r and "ideal" in r:
             r["surrogate_over_ideal"] = round(r["ideal"]["images_per_s"] / r["surrogate"]["images_per_s"], 2)
             r["surrogate_over_ideal_cpu"] = round(r["ideal"]["images_per_cpu_s"] / r["surrogate"]["images_per_cpu_s"], 2)

@@ -26,6 +26,7 @@ def _profile(sur, pw, x, w, rep: int = 40) -> dict:
     """Process CPU seconds per 10^6 vectors of each step of a kernel-path read of one chunk ``x``."""
     import torch
 
+    from cosim.products import matmul_f32
     from cosim.surrogate_kernel import evaluate, load
 
     lib, (thr, step_a) = load(), sur._adc_rule()
@@ -34,7 +35,7 @@ def _profile(sur, pw, x, w, rep: int = 40) -> dict:
     code = torch.empty(k.shape)
     steps = {"ideal_product": lambda: x @ w, "inputs_to_count_dtype": lambda: x.to(pw.w_count.dtype),
              # the exact counts from bf16 operands (on AMX: matrix units): the ideal product in bf16
-             "count_product": lambda: xb @ pw.w_count, "moment_product": lambda: x @ pw.w_moments,
+             "count_product": lambda: xb @ pw.w_count, "moment_product": lambda: matmul_f32(x, pw.w_moments, pw.w_moments_t, pw.f32_kernel),
              "kernel_codes": lambda: evaluate(lib, k, m, len(sur.orders), sur.n_variables, sur._terms, sur._coef_t,
                                               sur.i_cell_a, xs=xs, coef_rows=sur._coef_rows, term_idx=sur._term_idx,
                                               thresholds=thr,
@@ -73,7 +74,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from cosim.provenance import record
+    from cosim.products import bits_dtype
+    from cosim.products import describe as describe_products
+    from cosim.provenance import machine_description, record
     from cosim.surrogate import Surrogate
     from cosim.tables import default_table_path, load_table
 
@@ -93,13 +96,13 @@ def main() -> None:
 
     cpu_s: dict[str, float] = {}
 
-    def timed(fn, name: str) -> float:
+    def timed(fn, name: str, inputs=blocks) -> float:
         """Best wall seconds per 10^6 vectors; the process CPU seconds of the same pass go to cpu_s."""
         best = float("inf")
         for _ in range(args.repeat):
             sync()
             c, t = time.process_time(), time.perf_counter()
-            for x in blocks:
+            for x in inputs:
                 fn(x)
             sync()
             wall = time.perf_counter() - t
@@ -111,8 +114,12 @@ def main() -> None:
 
     load_before = os.getloadavg()[0]
     pw = sur.prepare(w)
+    bits = bits_dtype(rows, args.device)           # the ideal CiM mode's exact product on this machine
+    w_bits = w.to(bits)
+    bit_blocks = [x.to(bits) for x in blocks]
     with torch.no_grad():
         t_ideal = timed(lambda x: x @ w, "ideal")
+        t_ideal_bits = timed(lambda x: x @ w_bits, "ideal_bits", bit_blocks)
         t_cur = timed(lambda x: sur.column_currents(x, w), "currents")
         t_read = timed(lambda x: sur.read(x, pw), "read")
         t_torch = None
@@ -127,10 +134,13 @@ def main() -> None:
         "rows": rows, "cols": cols, "vectors": args.vectors, "threads": args.threads, "device": args.device,
         "ideal_matmul_s_per_1e6": t_ideal, "surrogate_currents_s_per_1e6": t_cur, "surrogate_read_s_per_1e6": t_read,
         "ratio_currents_to_ideal": t_cur / t_ideal, "chunk": sur.chunk, "ratio_read_to_ideal": t_read / t_ideal,
+        "ideal_bits_dtype": str(bits), "ideal_bits_matmul_s_per_1e6": t_ideal_bits,
+        "ratio_read_to_ideal_bits": t_read / t_ideal_bits,
         "orders": sur.orders, "leak": sur.leak, "terms": len(sur.terms), "kernel": kernel,
         "kernel_error": surrogate_kernel.load_error, "torch_path_read_s_per_1e6": t_torch,
         "profile_cpu_s_per_1e6": profile, "cpu_s_per_1e6_of_best_pass": cpu_s, "load_avg_1min_before": load_before, "load_avg_1min_after": os.getloadavg()[0],
-        "provenance": record(table=str(path), technology=sur.tech.name, machine=platform.machine(),
+        "provenance": record(table=str(path), technology=sur.tech.name, machine=machine_description(),
+                             products=describe_products(sur.rows),
                              cpus=os.cpu_count(), torch=torch.__version__, load_avg=os.getloadavg()),
     }
     if args.json:
