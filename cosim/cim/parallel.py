@@ -53,25 +53,87 @@ def _init_worker(model: nn.Module, kwargs: dict) -> None:
     _WORKER["cim"] = to_cim(model, **kwargs)
 
 
-def _run_shard(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tuple[int, list]:
+def _run_shard(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tuple[int, list, float, float]:
+    import resource
+    import time
+
     from .convert import cim_layers, reset_stats
+    c0 = time.process_time()
     cim = _WORKER["cim"]
     reset_stats(cim)
     correct = _classify_batches(cim, images, labels, batch_size, "cpu", None)
-    return correct, [(name, layer.matrix.stats) for name, layer in cim_layers(cim)]
+    return (correct, [(name, layer.matrix.stats) for name, layer in cim_layers(cim)], time.process_time() - c0,
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
+
+
+class WorkerPool:
+    """``workers`` processes, each holding its own copy ``to_cim(model, **kwargs)`` of a CiM network (one
+    torch thread each), that classify shards of images for :meth:`classify`; a context manager.
+
+    ``cpu_seconds``: the CPU time the workers spent on shards so far (their start-up not counted);
+    ``peak_rss_gb``: the largest peak resident memory of a worker so far."""
+
+    def __init__(self, model: nn.Module, kwargs: dict, workers: int) -> None:
+        from concurrent.futures import ProcessPoolExecutor
+        if workers < 1:
+            raise InputError(f"workers must be >= 1, got {workers}")
+        if torch.device(kwargs.get("device", "cpu")).type != "cpu":
+            raise InputError("worker processes run on the CPU only: use one process with a GPU")
+        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else None)
+        self.workers = workers
+        self.cpu_seconds = 0.0
+        self.peak_rss_gb = 0.0
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(model, kwargs))
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def classify(self, cim: nn.Module, images, labels, batch_size: int = 100,
+                 on_images: Callable[[int], None] | None = None) -> int:
+        """Correct top-1 classifications of ``images``; the shards' layer statistics are added to those of
+        ``cim`` (the caller's copy of the same network)."""
+        from concurrent.futures import as_completed
+
+        from .convert import cim_layers
+        labels = np.asarray(labels)
+        n = len(labels)
+        layers = dict(cim_layers(cim))
+        step = max(batch_size, min(SHARD_IMAGES, -(-n // self.workers)))
+        futures = {self._pool.submit(_run_shard, images[i:i + step], labels[i:i + step], batch_size):
+                   min(step, n - i) for i in range(0, n, step)}
+        correct = 0
+        for fut in as_completed(futures):
+            c, stats, cpu_s, rss_gb = fut.result()
+            correct += c
+            self.cpu_seconds += cpu_s
+            self.peak_rss_gb = max(self.peak_rss_gb, rss_gb)
+            for name, st in stats:
+                layers[name].matrix.stats.add_run(st)
+            if on_images is not None:
+                on_images(futures[fut])
+        return correct
 
 
 def classify(cim: nn.Module, images, labels, *, batch_size: int = 100, device="cpu", workers: int = 1,
              rebuild: tuple[nn.Module, dict] | None = None, progress: str | None = None) -> int:
     """Number of ``images`` (uint8 N x 32 x 32 x 3) whose top-1 class through ``cim`` is their label.
 
-    ``workers`` > 1: that many processes (CPU only), each building its own copy from ``rebuild`` =
-    (software model, keyword arguments of ``to_cim``) that gave ``cim``; their statistics are added to
-    ``cim``'s. ``progress``: a label for a progress bar on stderr, or None."""
+    ``workers`` > 1: a :class:`WorkerPool` of that many processes (CPU only), each building its own copy
+    from ``rebuild`` = (software model, keyword arguments of ``to_cim``) that gave ``cim``; their
+    statistics are added to ``cim``'s. ``progress``: a label for a progress bar on stderr, or None."""
     labels = np.asarray(labels)
     n = len(labels)
     if batch_size < 1 or workers < 1:
         raise InputError(f"batch size and workers must be >= 1, got {batch_size} and {workers}")
+    if workers > 1 and rebuild is None:
+        raise InputError("worker processes need the model and to_cim arguments to build their copies")
     bar = None
     if progress:
         from tqdm import tqdm
@@ -79,29 +141,8 @@ def classify(cim: nn.Module, images, labels, *, batch_size: int = 100, device="c
     try:
         if workers == 1 or n <= batch_size:
             return _classify_batches(cim, images, labels, batch_size, device, bar.update if bar else None)
-        if torch.device(device).type != "cpu":
-            raise InputError("several worker processes run on the CPU only: use --workers 1 with a GPU")
-        if rebuild is None:
-            raise InputError("worker processes need the model and to_cim arguments to build their copies")
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        from .convert import cim_layers
-        layers = dict(cim_layers(cim))
-        step = max(batch_size, min(SHARD_IMAGES, -(-n // workers)))
-        ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else None)
-        correct = 0
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=rebuild) as pool:
-            futures = {pool.submit(_run_shard, images[i:i + step], labels[i:i + step], batch_size):
-                       min(step, n - i) for i in range(0, n, step)}
-            for fut in as_completed(futures):
-                c, stats = fut.result()
-                correct += c
-                for name, st in stats:
-                    layers[name].matrix.stats.add_run(st)
-                if bar is not None:
-                    bar.update(futures[fut])
-        return correct
+        with WorkerPool(rebuild[0], rebuild[1], workers) as pool:
+            return pool.classify(cim, images, labels, batch_size, bar.update if bar else None)
     finally:
         if bar is not None:
             bar.close()
