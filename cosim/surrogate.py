@@ -127,8 +127,10 @@ class Surrogate:
         self._thr = None
         #: evaluate with the fused C kernel (cosim.surrogate_kernel) where it is available (CPU, float32)
         self.use_kernel = True
-        #: let the C kernel use its AVX-512 term loop where compiled in (False: its portable loop)
-        self.kernel_simd = True
+        #: let the C kernel use its AVX-512 term loop where compiled in (False: its portable loop, the one
+        #: CPUs without AVX-512 run; COSIM_SURROGATE_KERNEL=portable makes it the default)
+        from .surrogate_kernel import portable_forced
+        self.kernel_simd = not portable_forced()
         #: threads of the C kernel (None: torch's intra-op thread count)
         self.kernel_threads: int | None = None
         #: compute the exact ON-counts as bfloat16 products on CPU (float32 otherwise)

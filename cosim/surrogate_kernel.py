@@ -8,7 +8,8 @@ blocks of 64 columns, reading the E + 1 inputs of a column and writing one or tw
 each column's variables sit in one register and 16 terms at a time are products of permutations of it,
 dotted with the contiguous coefficient row of its ON-count; elsewhere a portable loop does the same. It is plain C (no torch headers), compiled on first use with the
 system C compiler into ``cosim.paths.cache_dir()/kernels`` (about a second) and called through ctypes,
-one POSIX thread per torch thread. Where there is no compiler, or ``COSIM_SURROGATE_KERNEL=torch`` is
+one POSIX thread per torch thread. ``COSIM_SURROGATE_KERNEL=portable`` runs the portable loop on any
+CPU (as CPUs without AVX-512 do). Where there is no compiler, or ``COSIM_SURROGATE_KERNEL=torch`` is
 set, ``load()`` returns None and the surrogate uses its torch path (the same model, the same results
 within float32 rounding).
 """
@@ -291,6 +292,11 @@ def cpu_signature() -> str:
 
 def _compile(target: Path) -> None:
     build_shared(SOURCE, target, flags=list(FLAGS), optional_flags=["-march=native"])
+
+
+def portable_forced() -> bool:
+    """Whether ``COSIM_SURROGATE_KERNEL=portable`` asks for the kernel's portable loop (no AVX-512)."""
+    return os.environ.get(ENV, "").strip().lower() == "portable"
 
 
 def load() -> ctypes.CDLL | None:

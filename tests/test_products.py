@@ -151,6 +151,8 @@ def test_surrogate_network_same_on_every_path(binsparx, monkeypatch):
     for (dtype, simd), y in outs.items():
         assert torch.equal(y, outs[("float32", simd)]), (dtype, simd)          # exact counts in every dtype
         assert torch.allclose(y, outs[("float32", True)], rtol=1e-5, atol=1e-4)   # loops: float32 rounding
+    monkeypatch.setenv("COSIM_SURROGATE_KERNEL", "portable")
+    assert not to_cim(net, tech="sram8t", rows=32, cols=32, mode="surrogate", table=tab).cim_array.surrogate.kernel_simd
     sur = cim.cim_array.surrogate
     g = torch.Generator().manual_seed(0)
     xb = (torch.rand(500, 32, generator=g) < 0.5).float()
