@@ -41,6 +41,7 @@ from .adc import ADC
 from .calibrate import random_patterns
 from .errors import InputError
 from .fileio import atomic_path
+from .netlist import MAX_SIZE
 from .tables import LookupTable, load_table
 
 FAMILIES = ("random", "skewed", "network")
@@ -191,9 +192,10 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     patterns = list(dict.fromkeys(patterns))
     if n_columns < 1 or vectors < 1:
         raise InputError("n and vectors must be positive")
-    cols = cols or min(table.rows, 32)
-    if cols < 1:
-        raise InputError(f"cols must be positive, got {cols}")
+    if cols is None:
+        cols = min(table.rows, 32)
+    elif isinstance(cols, bool) or not isinstance(cols, (int, np.integer)) or not 1 <= cols <= MAX_SIZE:
+        raise InputError(f"cols must be an integer from 1 to {MAX_SIZE}, got {cols!r}")
     if "network" in patterns and network is None:
         from .netslices import load_network
         network = load_network()

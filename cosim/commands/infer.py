@@ -11,6 +11,7 @@ import json
 import click
 
 from ..bnn.models import MODEL_NAMES
+from ..netlist import MAX_SIZE
 from ..technology import REGISTRY
 
 
@@ -23,8 +24,10 @@ from ..technology import REGISTRY
                    "in $COSIM_MODELS; with --bits 2|4 the k-bit checkpoint $COSIM_CACHE/checkpoints/<model>_w<k>a<k>.ckpt.")
 @click.option("--data", type=click.Path(), default=None, help="CIFAR-10 (folder or .tar.gz). Default: $COSIM_DATA.")
 @click.option("--tech", type=click.Choice(sorted(REGISTRY)), default="sram8t", show_default=True)
-@click.option("--rows", type=click.IntRange(min=1), default=64, show_default=True, help="Rows R of one crossbar.")
-@click.option("--cols", type=click.IntRange(min=1), default=64, show_default=True, help="Columns C of one crossbar.")
+@click.option("--rows", type=click.IntRange(1, MAX_SIZE), default=64, show_default=True,
+              help=f"Rows R of one crossbar, 1..{MAX_SIZE}.")
+@click.option("--cols", type=click.IntRange(1, MAX_SIZE), default=64, show_default=True,
+              help=f"Columns C of one crossbar, 1..{MAX_SIZE}.")
 @click.option("--table", type=click.Path(dir_okay=False), default=None,
               help="Lookup table (cosim calibrate). Default: the shipped table of --tech and --rows.")
 @click.option("--topology", type=click.Choice(["decoupled", "coupled"]), default=None,

@@ -7,6 +7,7 @@ import math
 
 import click
 
+from ..netlist import MAX_SIZE
 from .sweep_options import check_sweep_options, point_cache, sweep_options
 
 
@@ -25,7 +26,8 @@ def _clean(o):
 @click.option("--patterns", default="random,skewed", show_default=True, help="comma list of random, skewed, network")
 @click.option("--n", "n_columns", type=int, default=512, show_default=True, help="fresh SPICE columns per pattern family")
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per SPICE run")
-@click.option("--cols", type=int, default=None, help="columns per SPICE run (default: min(rows, 32))")
+@click.option("--cols", type=click.IntRange(1, MAX_SIZE), default=None,
+              help=f"columns per SPICE run, 1..{MAX_SIZE} (default: min(rows, 32))")
 @click.option("--seed", type=int, default=1, show_default=True, help="seed of the fresh patterns")
 @click.option("--network", default="vgg-small", show_default=True,
               help="network patterns: the binary network (vgg-small or resnet18)")
