@@ -74,8 +74,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import CosimError, InputError, TableError
-from .fileio import atomic_path
+from .errors import CosimError, InputError, StorageError, TableError
+from .fileio import atomic_path, check_writable, describe_os_error
 from .technology import Technology
 
 MODEL = "moments-v3"
@@ -329,15 +329,27 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
     from .sweep import SpicePoint, run_points
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out_dir, "the output folder")
     cfg_file = out_dir / "sweep.json"
     key = json.dumps(cfg.key(), sort_keys=True)
     if cfg_file.is_file():
-        if cfg_file.read_text() != key:
+        text = cfg_file.read_text()
+        try:
+            json.loads(text)
+        except ValueError:
+            raise InputError(f"{cfg_file} is {'empty' if not text.strip() else 'not JSON'}: not the record of a "
+                             "sweep written by cosim; delete it to start a sweep in this folder, or use another "
+                             "--out folder") from None
+        if text != key:
             raise InputError(f"{out_dir} holds a sweep with other settings (technology, size, topology, seed or "
                              "vectors); use another --out folder")
     else:
-        cfg_file.write_text(key)
+        for name in ("table.parquet", "samples.parquet"):
+            if (out_dir / name).exists():
+                raise InputError(f"{out_dir / name} was not written by a sweep in this folder (no sweep.json); "
+                                 "calibrate will not overwrite it: use another --out folder")
+        with atomic_path(cfg_file) as tmp:
+            tmp.write_text(key)
     todo = [i for i in range(points) if not _point_path(out_dir, i).is_file()]
     if stop_after is not None:
         todo = todo[:stop_after]
@@ -350,10 +362,17 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
                 x, w, fam = designs[j]
                 _write_point(out_dir, todo[j], cfg, x, w, fam, current_a, meta)
 
-        with make_executor(workers=workers, scheduler=scheduler) as ex:
-            desc = f"calibrate {cfg.tech.name} {cfg.rows}x{cfg.cols}" if progress else False
-            rep = run_points([SpicePoint(spec, x, w) for x, w, _ in designs], executor=ex, cache=cache,
-                             backend=cfg.backend, task_timeout_s=point_timeout_s, progress=desc, on_result=write)
+        try:
+            with make_executor(workers=workers, scheduler=scheduler) as ex:
+                desc = f"calibrate {cfg.tech.name} {cfg.rows}x{cfg.cols}" if progress else False
+                rep = run_points([SpicePoint(spec, x, w) for x, w, _ in designs], executor=ex, cache=cache,
+                                 backend=cfg.backend, task_timeout_s=point_timeout_s, progress=desc,
+                                 on_result=write)
+        except OSError as e:
+            kept = sum(_point_path(out_dir, i).is_file() for i in range(points))
+            raise StorageError(f"{describe_os_error(e)}; {kept} of {points} points are kept in {out_dir} (and every "
+                               "point computed is in it or in the SPICE point cache): fix that and run the same "
+                               "command again to resume") from None
         if rep.failed:
             j = min(rep.failed)
             raise CosimError(f"{rep.n_failed} of {len(todo)} points failed (finished points kept in {out_dir}; "
@@ -551,8 +570,13 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
     md[b"cosim_provenance"] = json.dumps(provenance.record(**{k: v for k, v in table.provenance.items()
                                                                 if k not in ("code_version", "python", "date_utc")}),
                                          sort_keys=True, default=str).encode()
-    pq.write_table(tbl.replace_schema_metadata(md), out_dir / "samples.parquet", compression="zstd")
-    table.save(out_dir / "table.parquet")
+    try:
+        with atomic_path(out_dir / "samples.parquet", suffix=".parquet") as tmp:
+            pq.write_table(tbl.replace_schema_metadata(md), tmp, compression="zstd")
+        table.save(out_dir / "table.parquet")
+    except OSError as e:
+        raise StorageError(f"cannot write the table: {describe_os_error(e)} (all {len(paths)} points are kept in "
+                           f"{out_dir}: fix that and run the same command again to fit it)") from None
     if log:
         log(f"{len(samples)} samples from {len(paths)} points, {time.perf_counter() - t0:.1f} s")
     return table

@@ -3,6 +3,14 @@ orphans, misleading messages. Each test is fast; those that need a mount, ngspic
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 from cosim.cli import main
@@ -64,3 +72,126 @@ def test_validate_function_refuses_cols_zero():
     table = synthetic_table("resistor", 8, 8, samples=200, ir_drop=0.0)
     with pytest.raises(InputError, match="cols must be an integer from 1 to 512, got 0"):
         validate(table, cols=0, n_columns=8, vectors=2, cache=False)
+
+
+# --- file-system faults ------------------------------------------------------------------------------
+@contextmanager
+def _tmpfs(path: Path, size_kb: int, read_only: bool = False, fill: bool = False):
+    """A tiny tmpfs at ``path`` (read-only, or filled up); the test is skipped where mounting is refused
+    (not root, no mount). root ignores file modes, so a chmod'ed folder would not do."""
+    path.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(path)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()[:100]}")
+    try:
+        if fill:
+            fd = os.open(path / "filler", os.O_WRONLY | os.O_CREAT)
+            try:
+                while True:
+                    os.write(fd, b"\0" * 4096)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+            finally:
+                os.close(fd)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True, capture_output=True)
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def _resistor_cfg(seed=0):
+    from cosim.calibrate import SweepConfig
+    from cosim.technology import get_technology
+
+    return SweepConfig(tech=get_technology("resistor"), rows=8, cols=4, topology="decoupled", seed=seed, vectors=4)
+
+
+def _calibrate_args(out, *extra):
+    return ["calibrate", "--tech", "resistor", "--rows", "8", "--cols", "4", "--points", "2", "--vectors", "4",
+            "--out", str(out), "--no-progress", *extra]
+
+
+@pytest.mark.ngspice
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_calibrate_out_on_a_faulty_file_system(fault, tmp_path, capsys):
+    with _tmpfs(tmp_path / "mnt", 64, read_only=fault == "read-only", fill=fault == "full") as mnt:
+        code, io = _run(_calibrate_args(mnt / "cal", "--no-cache"), capsys)
+        err = _one_line_error(code, io)
+        cause = "Read-only file system" if fault == "read-only" else "No space left on device"
+        assert str(mnt / "cal") in err and cause in err
+        assert not any(p.name.startswith(".") for p in mnt.rglob("*")), "no partial files"
+
+
+@pytest.mark.ngspice
+def test_calibrate_out_inside_a_file(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("x")
+    code, io = _run(_calibrate_args(f / "cal", "--no-cache"), capsys)
+    err = _one_line_error(code, io)
+    assert str(f / "cal") in err and "Not a directory" in err
+    code, io = _run(_calibrate_args(f, "--no-cache"), capsys)
+    assert "is a file" in _usage_error(code, io)
+    from cosim.fileio import check_writable
+    from cosim.errors import StorageError
+    with pytest.raises(StorageError, match="it is a file, not a folder"):
+        check_writable(f, "the output folder")
+
+
+@pytest.mark.ngspice
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_calibrate_with_an_unwritable_point_cache_stops_before_computing(fault, tmp_path, capsys):
+    with _tmpfs(tmp_path / "mnt", 64, read_only=fault == "read-only", fill=fault == "full") as mnt:
+        code, io = _run(_calibrate_args(tmp_path / "cal", "--cache-dir", str(mnt / "spice")), capsys)
+        err = _one_line_error(code, io)
+        assert str(mnt / "spice") in err and "SPICE point cache" in err and "--no-cache" in err
+    assert not list((tmp_path / "cal").glob("points/*.npz"))
+
+
+@pytest.mark.ngspice
+def test_a_point_the_cache_cannot_take_is_still_kept_in_out(tmp_path, monkeypatch):
+    """The cache fills up in the middle of a sweep: the point whose cache write failed is written to the
+    output folder, the sweep stops there with one line, and a rerun resumes bit-identically."""
+    from cosim.calibrate import calibrate
+    from cosim.errors import StorageError
+    from cosim.pointcache import PointCache
+
+    real_put = PointCache.put
+    calls = []
+
+    def put(self, key, current_a, meta):
+        calls.append(key)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path(key)))
+        return real_put(self, key, current_a, meta)
+
+    monkeypatch.setattr(PointCache, "put", put)
+    cfg = _resistor_cfg()
+    with pytest.raises(StorageError, match="No space left on device") as ei:
+        calibrate(cfg, 4, tmp_path / "cal", progress=False, cache=tmp_path / "cache")
+    assert "stopped after 2 computed point(s)" in str(ei.value) and "2 of 4 points are kept" in str(ei.value)
+    assert len(str(ei.value).splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "cal" / "points").glob("*.npz")) == ["point_00000.npz",
+                                                                                  "point_00001.npz"]
+    monkeypatch.setattr(PointCache, "put", real_put)
+    resumed = calibrate(cfg, 4, tmp_path / "cal", progress=False, cache=tmp_path / "cache")
+    fresh = calibrate(cfg, 4, tmp_path / "fresh", progress=False, cache=False)
+    for k in fresh.arrays:
+        np.testing.assert_array_equal(fresh.arrays[k], resumed.arrays[k])
+
+
+@pytest.mark.ngspice
+def test_calibrate_refuses_a_table_it_did_not_write_and_an_empty_sweep_record(tmp_path):
+    from cosim.calibrate import run_sweep
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "table.parquet").write_bytes(b"someone else's table")
+    with pytest.raises(InputError, match="not written by a sweep in this folder"):
+        run_sweep(_resistor_cfg(), 1, tmp_path / "a", progress=False, cache=False)
+    assert (tmp_path / "a" / "table.parquet").read_bytes() == b"someone else's table"
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "sweep.json").write_text("")
+    with pytest.raises(InputError, match="sweep.json is empty: not the record of a sweep"):
+        run_sweep(_resistor_cfg(), 1, tmp_path / "b", progress=False, cache=False)
