@@ -71,6 +71,7 @@ def check_writable(folder: str | Path, what: str) -> Path:
     """Create ``folder`` (and parents) and write a small file there; StorageError 'cannot write WHAT
     FOLDER: cause' when that fails (read-only or full file system, a file in the way). Returns the folder."""
     folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]   # removed again if the try fails
     try:
         if folder.exists() and not folder.is_dir():
             raise StorageError(f"cannot write {what} {folder}: it is a file, not a folder")
@@ -86,5 +87,10 @@ def check_writable(folder: str | Path, what: str) -> Path:
     except StorageError:
         raise
     except OSError as e:
+        for p in created:
+            try:
+                p.rmdir()
+            except OSError:
+                break
         raise StorageError(f"cannot write {what} {folder}: {os_cause(e)}") from None
     return folder

@@ -39,8 +39,8 @@ import numpy as np
 
 from .adc import ADC
 from .calibrate import random_patterns
-from .errors import InputError
-from .fileio import atomic_path
+from .errors import InputError, StorageError
+from .fileio import atomic_path, check_writable, describe_os_error
 from .netlist import MAX_SIZE
 from .tables import LookupTable, load_table
 
@@ -205,7 +205,7 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     main_adc = "selected" if adc is not None else "ideal"
     s0 = Surrogate.from_table(table)
     bound = {name: a.bind(table) for name, a in adcs.items()}   # each ADC as the surrogate would bind it
-    out = Path(out_dir) if out_dir is not None else None
+    out = check_writable(out_dir, "the output folder") if out_dir is not None else None
     warnings = []
     if table.provenance.get("code_version") != code_version():
         warnings.append(f"table made by code version {table.provenance.get('code_version')}, "
@@ -214,8 +214,13 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     t0 = time.perf_counter()
     runs = [run for fam in patterns
             for run in family_runs(table, fam, n_columns, seed, vectors, cols, network if fam == "network" else None)]
-    currents, spice_meta, failed, sweep = simulate_runs(table, runs, cols, out, executor=executor, cache=cache,
-                                                        point_timeout_s=point_timeout_s, progress=progress)
+    try:
+        currents, spice_meta, failed, sweep = simulate_runs(table, runs, cols, out, executor=executor, cache=cache,
+                                                            point_timeout_s=point_timeout_s, progress=progress)
+    except OSError as e:
+        kept = "" if out is None else (f"; {sum(_kept_path(out, r).is_file() for r in runs)} of {len(runs)} SPICE runs "
+                                       f"are kept in {out}")
+        raise StorageError(f"{describe_os_error(e)}{kept}: fix that and run the same command again to resume") from None
     report["failed_runs"] = [{"family": runs[j].family, "run": runs[j].index, "reason": why}
                              for j, why in sorted(failed.items())]
     if failed:

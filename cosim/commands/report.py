@@ -6,6 +6,7 @@ directory for ``--quick`` (so that the README's first run does not replace the c
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
             from_cache, progress) -> None:
     """Run the BinSparX study grid (cached per cell, resumable) and write REPORT.md (default: docs/, or
     cosim-report/ with --quick)."""
-    from ..errors import InputError
+    from ..errors import InputError, StorageError
     from ..executor import make_executor
     from ..study.config import load_config, parse_config
     from ..study.report import StudyResults, accuracy_summary, read_cached_cells, write_report
@@ -74,6 +75,15 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
             if quick and k in ("limit", "skew_images"):
                 raw.setdefault("quick", {})[k] = v
         cfg = dataclasses.replace(parse_config(raw, quick=quick, source=cfg.source), source=cfg.source)
+    from ..fileio import check_writable
+    # before any cell is computed: where the report and the cells go must take files
+    report_dir = Path(out_dir if out_dir is not None else (QUICK_OUT if quick else GRID_OUT))
+    check_writable(report_dir, "the report folder")
+    if not from_cache:
+        try:
+            check_writable(StudyContext(cfg).cache_root, "the cell cache")
+        except StorageError as e:
+            raise StorageError(f"{e} (--cache DIR, or COSIM_CACHE, for another cache)") from None
     import torch
     torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
@@ -102,11 +112,20 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
     res = StudyResults(config=cfg, cells=results, skew=skew, seconds=time.perf_counter() - t0,
                        full_grid_cells=full_cells, not_in_run=not_in_run)
     default_out = QUICK_OUT if quick else GRID_OUT
-    cmd = "cosim report" + (f" --config {config_path}" if config_path else "") + (" --quick" if quick else "") \
-        + (f" --limit {limit}" if limit is not None else "") + (" --from-cache" if from_cache else "") \
-        + (f" --out {out_dir}" if out_dir is not None and Path(out_dir) != Path(default_out) else "")
-    path = write_report(res, Path(out_dir if out_dir is not None else default_out), command=cmd)
+    # the whole command, as it would be typed again (only --progress, which changes no result, is left out)
+    opts = [("--config", config_path), ("--quick", quick), ("--limit", limit), ("--skew-images", skew_images),
+            ("--cache", cache_dir), ("--workers", workers), ("--scheduler", scheduler),
+            ("--cell-timeout-s", cell_timeout_s), ("--from-cache", from_cache),
+            ("--out", out_dir if out_dir is not None and Path(out_dir) != Path(default_out) else None)]
+    cmd = " ".join(["cosim report"] + [name if value is True else f"{name} {shlex.quote(str(value))}"
+                                       for name, value in opts if value not in (None, False)])
+    path = write_report(res, report_dir, command=cmd)
     click.echo(accuracy_summary(res))
     n_not = sum(r.status == "not run" for r in results)
+    from ..study.runner import CACHE_FAULT
+    stopped = [r.reason for r in results if r.reason and r.reason.startswith(CACHE_FAULT)]
     click.echo(f"wrote {path.resolve()} ({len(results) - n_not} cell(s) with results, {n_not} not run; "
                f"{res.seconds:.0f} s)")
+    if stopped:
+        raise StorageError(f"{stopped[0][len('not run: '):]}; stopped with {len(stopped)} cell(s) not run (every "
+                           f"computed cell is in {path}): fix that and run the same command again")

@@ -33,7 +33,7 @@ import torch
 
 from ..bnn.layers import BinConv2d
 from ..errors import CosimError, DataError, InputError, TableError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, describe_os_error
 from ..paths import PACKAGE_DIR, cache_dir, resources_dir
 from ..provenance import json_default, record, sha256_file
 from .config import Cell, StudyConfig
@@ -74,6 +74,10 @@ def make_key(payload: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------- storage
+
+#: the reason of cells left unrun because the cell cache could not take a result
+CACHE_FAULT = "not run: the cell cache cannot be written"
+
 
 class CellStore:
     """Cell results as JSON files under ``root`` (one per key), written atomically."""
@@ -380,7 +384,9 @@ def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = 
     _CONTEXTS[tok] = ctx                      # tasks run in this process use the caller's loaded context
     try:
         items = [(cells[i], pay) for i, pay, _ in todo]
-        for r in ex.map(task, items, timeout_s=timeout_s, retries=DEFAULT_RETRIES if retries is None else retries):
+        stream = ex.map(task, items, timeout_s=timeout_s, retries=DEFAULT_RETRIES if retries is None else retries)
+        cache_fault = None
+        for r in stream:
             i, pay, key = todo[r.index]
             cell = cells[i]
             if not r.ok:
@@ -389,11 +395,21 @@ def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = 
                 results[i] = CellResult(cell, "not run", None, reason=r.value["not_run"])
             else:
                 res = r.value["result"]
-                store.put(key, {"payload": pay, "result": res})
+                try:
+                    store.put(key, {"payload": pay, "result": res})
+                except OSError as e:   # full or read-only: keep this cell's result, compute no more
+                    cache_fault = describe_os_error(e)
                 results[i] = CellResult(cell, "computed", res, key=key)
             if bar is not None:
                 bar.set_postfix_str(cell.label()[:60])
                 bar.update(1)
+            if cache_fault is not None:
+                stream.close()
+                for j, _, _ in todo:
+                    if results[j] is None:
+                        results[j] = CellResult(cells[j], "not run", None,
+                                                reason=f"{CACHE_FAULT}: {cache_fault}")
+                break
     finally:
         if registered is None:
             _CONTEXTS.pop(tok, None)
