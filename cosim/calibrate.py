@@ -555,6 +555,12 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
         raise InputError(f"unknown term set '{terms}': expected one of {', '.join(TERM_SETS)}")
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
+    fallback = None
+    if cfg.tech.cell != "resistor":
+        from .netlist import fallback_warning, models_fallback
+        fallback = models_fallback()
+        if fallback and log:
+            log(f"warning: {fallback_warning(fallback)}")
     paths = run_sweep(cfg, points, out_dir, workers=workers, progress=progress, stop_after=stop_after,
                       scheduler=scheduler, cache=cache, point_timeout_s=point_timeout_s)
     if len(paths) < points:
@@ -562,6 +568,8 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
                          "run the same command again to resume")
     samples = load_points(paths)
     table = fit_table(cfg, samples, orders=orders, terms=terms, n_knots=n_knots)
+    if fallback:
+        table.provenance["device_models_fallback"] = fallback
     import pyarrow as pa
     import pyarrow.parquet as pq
 

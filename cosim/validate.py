@@ -210,6 +210,11 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     if table.provenance.get("code_version") != code_version():
         warnings.append(f"table made by code version {table.provenance.get('code_version')}, "
                         f"validated with {code_version()}")
+    if table.technology().cell != "resistor":
+        from .netlist import fallback_warning, models_fallback
+        fallback = models_fallback()
+        if fallback:
+            warnings.append(fallback_warning(fallback))
     report: dict[str, Any] = {"patterns": {}, "warnings": warnings}
     t0 = time.perf_counter()
     runs = [run for fam in patterns

@@ -305,3 +305,37 @@ def test_validate_out_and_cache_on_a_faulty_file_system(fault, tmp_path, capsys)
         err = _one_line_error(code, io)
         assert f"cannot write the SPICE point cache {mnt / 'spice'}: {cause}" in err
         assert not [p for p in mnt.rglob("*") if p.name != "filler"]
+
+
+# --- device-model fallback ---------------------------------------------------------------------------
+def _compiled_models_usable() -> bool:
+    try:
+        from cosim.spice.detect import compiled_models_status
+        return compiled_models_status()[0]
+    except Exception:  # noqa: BLE001 - no ngspice
+        return False
+
+
+@pytest.mark.ngspice
+@pytest.mark.skipif(not _compiled_models_usable(), reason="this ngspice does not run the compiled models anyway")
+def test_spice_reports_a_fallback_to_the_bsource_models(tmp_path, monkeypatch, capsys):
+    """A read-only cache cannot hold the compiled device models: cosim spice still runs, on the B-source
+    models, and says so on stderr, in the JSON and in the provenance."""
+    import json
+
+    args = ["spice", "--tech", "sram8t", "--rows", "2", "--cols", "1", "--json"]
+    with _tmpfs(tmp_path / "mnt", 64, read_only=True) as mnt:
+        monkeypatch.setenv("COSIM_CACHE", str(mnt))
+        monkeypatch.delenv("COSIM_SPICE_MODELS", raising=False)
+        code, io = _run(args, capsys)
+    assert code == 0, io.err
+    out = json.loads(io.out)
+    assert out["device_models"] == "bsource"
+    assert "Read-only file system" in out["device_models_fallback"]
+    assert out["provenance"]["device_models_fallback"] == out["device_models_fallback"]
+    warning = [ln for ln in io.err.splitlines() if ln.startswith("warning: device models: B-source instead")]
+    assert len(warning) == 1 and "Read-only file system" in warning[0]
+    # asked for explicitly: no fallback, no warning
+    monkeypatch.setenv("COSIM_CACHE", str(tmp_path / "cache"))
+    code, io = _run(args + ["--models", "bsource"], capsys)
+    assert code == 0 and json.loads(io.out)["device_models_fallback"] is None and "warning" not in io.err

@@ -17,7 +17,7 @@ import click
 import numpy as np
 
 from ..errors import InputError
-from ..netlist import ArraySpec, MAX_SIZE, MODEL_IMPLS
+from ..netlist import ArraySpec, MAX_SIZE, MODEL_IMPLS, fallback_warning
 from ..technology import CELLS, TOPOLOGIES, get_technology
 
 PATTERNS = ("random", "all-on")
@@ -89,10 +89,12 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_pa
         "column_current_a": res.column_current_a.tolist(),
         "ideal_column_current_a": ideal.tolist(),
         "ngspice_version": res.ngspice_version, "solver": res.solver, "backend": res.backend,
-        "device_models": res.device_models,
+        "device_models": res.device_models, "device_models_fallback": res.device_models_fallback,
         "seconds": res.seconds, "netlist_sha256": res.netlist_sha256, "retried": res.retried,
         "provenance": res.provenance(**source),
     }
+    if res.device_models_fallback:
+        click.echo(f"warning: {fallback_warning(res.device_models_fallback)}", err=True)
     if as_json:
         click.echo(json.dumps(out))
         return
