@@ -324,7 +324,7 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
     kept whatever happens (written here as they arrive). ``point_timeout_s`` resubmits a point that gives no
     result in time (hung or lost worker). ``stop_after`` runs at most that many new points (tests:
     interruption). Points that fail (after the convergence aids) are counted and reported at the end."""
-    from .executor import make_executor
+    from .executor import SchedulerLostError, make_executor
     from .netlist import ArraySpec
     from .sweep import SpicePoint, run_points
 
@@ -368,6 +368,10 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
                 rep = run_points([SpicePoint(spec, x, w) for x, w, _ in designs], executor=ex, cache=cache,
                                  backend=cfg.backend, task_timeout_s=point_timeout_s, progress=desc,
                                  on_result=write)
+        except SchedulerLostError as e:
+            kept = sum(_point_path(out_dir, i).is_file() for i in range(points))
+            raise SchedulerLostError(f"{e}; {kept} of {points} points are kept in {out_dir}: run the same command "
+                                     "again (with a running scheduler) to resume") from None
         except OSError as e:
             kept = sum(_point_path(out_dir, i).is_file() for i in range(points))
             raise StorageError(f"{describe_os_error(e)}; {kept} of {points} points are kept in {out_dir} (and every "

@@ -38,6 +38,22 @@ CONNECT_TIMEOUT_S = 20.0
 _POLL_S = 0.5
 
 
+class SchedulerLostError(CosimError):
+    """The dask scheduler went away during a map (killed, its machine or the network down). Results
+    already yielded are the caller's; callers add what they kept and that a rerun resumes."""
+
+
+class _QuietConnectionLoss:
+    """A logging filter for dask's client: drops its tracebacks about a lost scheduler connection
+    (cosim reports that itself, in one line)."""
+
+    def filter(self, record) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        text = record.getMessage().lower()
+        return not (isinstance(exc, (OSError, TimeoutError)) or type(exc).__name__ in ("CommClosedError",
+                    "CancelledError", "StreamClosedError") or "reconnect" in text or "connection" in text)
+
+
 def _requeue_or_give_up(faults, attempts, retries, pending, emit):
     """Resubmit each faulted task that has attempts left; report the others as failed results."""
     for i, why in faults:
@@ -250,15 +266,20 @@ class DaskExecutor(Executor):
 
     kind = "dask"
 
-    def __init__(self, address: str, workers: int | None = None, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    def __init__(self, address: str, workers: int | None = None, connect_timeout_s: float | None = None) -> None:
         try:
             from distributed import Client
         except ImportError:
             raise CosimError("a scheduler was given but dask.distributed is not installed (pip install distributed)") from None
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise InputError(f"workers must be an integer >= 1, got {workers!r}")
+        # also how long the client tries to reconnect to a scheduler that went away before giving up
+        connect_timeout_s = CONNECT_TIMEOUT_S if connect_timeout_s is None else connect_timeout_s
         self.address = address
         self._cap = workers
+        import logging
+        self._quiet = _QuietConnectionLoss()
+        logging.getLogger("distributed.client").addFilter(self._quiet)
         try:
             self.client = Client(address, timeout=connect_timeout_s, set_as_default=False)
         except (OSError, TimeoutError) as e:
@@ -298,8 +319,6 @@ class DaskExecutor(Executor):
         return self._map(fn, list(items), ordered, timeout_s, retries)
 
     def _map(self, fn, items, ordered, timeout_s, retries) -> Iterator[TaskResult]:
-        from distributed import wait
-
         n = len(items)
         run_id = uuid.uuid4().hex[:12]
         pending = deque(range(n))
@@ -307,58 +326,87 @@ class DaskExecutor(Executor):
         inflight: dict[Any, tuple[int, float]] = {}
         emit = _Emitter(ordered)
         try:
-            while pending or inflight:
-                cap = self.workers
-                while pending and len(inflight) < cap:
-                    i = pending.popleft()
-                    attempts[i] += 1
-                    f = self.client.submit(_call, fn, items[i], key=f"cosim-{run_id}-{i}-{attempts[i]}", pure=False,
-                                           retries=0)
-                    inflight[f] = (i, time.monotonic())
-                wait_s = _POLL_S if timeout_s is None else min(_POLL_S, timeout_s)
-                try:
-                    with self.client.as_current():
-                        done = wait(list(inflight), timeout=wait_s, return_when="FIRST_COMPLETED").done
-                except TimeoutError:
-                    done = set()
-                faults: list[tuple[int, str]] = []
-                for f in done:
-                    if f not in inflight:
-                        continue
-                    i, _ = inflight.pop(f)
-                    if f.status == "finished":
-                        try:
-                            ok, val = f.result()
-                        except Exception as e:  # noqa: BLE001 - result lost with its worker
-                            faults.append((i, _one_line(e)))
-                            continue
-                        for r in emit.push(TaskResult(i, val if ok else None, None if ok else val, attempts[i])):
-                            yield r
-                    else:  # 'error' (KilledWorker: the worker died with it too often, lost data) or 'cancelled'
-                        try:
-                            why = _one_line(f.exception()) if f.status == "error" else f"task {f.status}"
-                        except Exception as e:  # noqa: BLE001
-                            why = _one_line(e)
-                        faults.append((i, why))
-                    f.release()
-                if timeout_s is not None:
-                    now = time.monotonic()
-                    for f, (i, t0) in list(inflight.items()):
-                        if now - t0 > timeout_s and not f.done():
-                            del inflight[f]
-                            self._restart_worker_of(f.key)
-                            f.cancel()
-                            faults.append((i, f"no result within {timeout_s:g} s (worker hung or too slow)"))
-                yield from _requeue_or_give_up(faults, attempts, retries, pending, emit)
+            yield from self._loop(fn, items, ordered, timeout_s, retries, run_id, pending, attempts, inflight, emit)
+        except CosimError:
+            raise
+        except Exception as e:  # noqa: BLE001 - every error of the client here means the scheduler is gone
+            if self._scheduler_alive():
+                raise
+            raise SchedulerLostError(f"lost the dask scheduler at {self.address} ({_lost_reason(e)})") from None
         finally:
             if inflight:
-                self.client.cancel(list(inflight))
+                try:
+                    self.client.cancel(list(inflight))
+                except Exception:  # noqa: BLE001 - the scheduler is gone: nothing to cancel
+                    pass
+
+    def _scheduler_alive(self) -> bool:
+        try:
+            return self.client.status == "running" and not self.client.scheduler_comm.comm.closed()
+        except Exception:  # noqa: BLE001
+            return False
+
+    def _loop(self, fn, items, ordered, timeout_s, retries, run_id, pending, attempts, inflight, emit):
+        from distributed import wait
+
+        while pending or inflight:
+            cap = self.workers
+            while pending and len(inflight) < cap:
+                i = pending.popleft()
+                attempts[i] += 1
+                f = self.client.submit(_call, fn, items[i], key=f"cosim-{run_id}-{i}-{attempts[i]}", pure=False,
+                                       retries=0)
+                inflight[f] = (i, time.monotonic())
+            wait_s = _POLL_S if timeout_s is None else min(_POLL_S, timeout_s)
+            try:
+                with self.client.as_current():
+                    done = wait(list(inflight), timeout=wait_s, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                done = set()
+            faults: list[tuple[int, str]] = []
+            for f in done:
+                if f not in inflight:
+                    continue
+                i, _ = inflight.pop(f)
+                if f.status == "finished":
+                    try:
+                        ok, val = f.result()
+                    except Exception as e:  # noqa: BLE001 - result lost with its worker
+                        faults.append((i, _one_line(e)))
+                        continue
+                    for r in emit.push(TaskResult(i, val if ok else None, None if ok else val, attempts[i])):
+                        yield r
+                else:  # 'error' (KilledWorker: the worker died with it too often, lost data) or 'cancelled'
+                    try:
+                        why = _one_line(f.exception()) if f.status == "error" else f"task {f.status}"
+                    except Exception as e:  # noqa: BLE001
+                        why = _one_line(e)
+                    faults.append((i, why))
+                f.release()
+            if timeout_s is not None:
+                now = time.monotonic()
+                for f, (i, t0) in list(inflight.items()):
+                    if now - t0 > timeout_s and not f.done():
+                        del inflight[f]
+                        self._restart_worker_of(f.key)
+                        f.cancel()
+                        faults.append((i, f"no result within {timeout_s:g} s (worker hung or too slow)"))
+            yield from _requeue_or_give_up(faults, attempts, retries, pending, emit)
 
     def close(self) -> None:
+        import logging
         try:
-            self.client.close()
+            self.client.close(timeout=5 if self._scheduler_alive() else 1)
         except Exception:  # noqa: BLE001
             pass
+        logging.getLogger("distributed.client").removeFilter(self._quiet)
+
+
+def _lost_reason(e: BaseException) -> str:
+    text = str(e)
+    if "scheduler-connection-lost" in text or type(e).__name__ == "FuturesCancelledError":
+        return "connection lost"
+    return _one_line(e)
 
 
 def make_executor(workers: int | None = None, scheduler: str | None = None) -> Executor:

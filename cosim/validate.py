@@ -178,6 +178,7 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     import torch
 
     from .errors import NgspiceError
+    from .executor import SchedulerLostError
     from .provenance import code_version, record
     from .surrogate import Surrogate
 
@@ -222,6 +223,12 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     try:
         currents, spice_meta, failed, sweep = simulate_runs(table, runs, cols, out, executor=executor, cache=cache,
                                                             point_timeout_s=point_timeout_s, progress=progress)
+    except SchedulerLostError as e:
+        kept = (f"{sum(_kept_path(out, r).is_file() for r in runs)} of {len(runs)} SPICE runs are kept in {out}"
+                if out is not None else "the SPICE runs finished are kept in the SPICE point cache" if cache is not False
+                else "nothing is kept (--no-cache and no --out)")
+        raise SchedulerLostError(f"{e}; {kept}: run the same command again (with a running scheduler) to "
+                                 "resume") from None
     except OSError as e:
         kept = "" if out is None else (f"; {sum(_kept_path(out, r).is_file() for r in runs)} of {len(runs)} SPICE runs "
                                        f"are kept in {out}")

@@ -339,3 +339,64 @@ def test_spice_reports_a_fallback_to_the_bsource_models(tmp_path, monkeypatch, c
     monkeypatch.setenv("COSIM_CACHE", str(tmp_path / "cache"))
     code, io = _run(args + ["--models", "bsource"], capsys)
     assert code == 0 and json.loads(io.out)["device_models_fallback"] is None and "warning" not in io.err
+
+
+# --- a lost dask scheduler ---------------------------------------------------------------------------
+@contextmanager
+def _subprocess_cluster(tmp_path: Path, extra_args=(), env=None):
+    """A dask scheduler and one worker as separate processes on 127.0.0.1 (so the test can kill -9 the
+    scheduler); yields (address, scheduler process)."""
+    import json
+    import sys
+    import time
+
+    pytest.importorskip("distributed")
+    sfile = tmp_path / "scheduler.json"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), **(env or {})}
+    sched = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                              "--port", "0", "--scheduler-file", str(sfile), "--no-dashboard", *extra_args],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    worker = None
+    try:
+        t0 = time.monotonic()
+        while not sfile.is_file() and time.monotonic() - t0 < 30:
+            time.sleep(0.1)
+        address = json.loads(sfile.read_text())["address"]
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                   "--no-dashboard", "--host", "127.0.0.1", *extra_args],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        yield address, sched
+    finally:
+        for p in (worker, sched):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(10)
+
+
+@pytest.mark.ngspice
+def test_a_lost_scheduler_is_one_line_with_what_is_kept(tmp_path, monkeypatch, capsys):
+    """kill -9 of the scheduler in the middle of a calibration: one line that says the scheduler was
+    lost, how many points are kept and that a rerun resumes; no traceback from dask's client either."""
+    from cosim import calibrate as cal
+    from cosim import executor
+
+    monkeypatch.setattr(executor, "CONNECT_TIMEOUT_S", 2.0)   # also the client's time to reconnect
+    with _subprocess_cluster(tmp_path) as (address, sched):
+        real_write = cal._write_point
+
+        def write_then_kill_scheduler(*args, **kw):
+            path = real_write(*args, **kw)
+            if sched.poll() is None:
+                sched.kill()
+                sched.wait(10)
+            return path
+
+        monkeypatch.setattr(cal, "_write_point", write_then_kill_scheduler)
+        args = ["calibrate", "--tech", "resistor", "--rows", "8", "--cols", "4", "--points", "30", "--vectors", "4",
+                "--out", str(tmp_path / "cal"), "--no-cache", "--no-progress", "--scheduler", address]
+        code, io = _run(args, capsys)
+    err = _one_line_error(code, io)
+    kept = len(list((tmp_path / "cal" / "points").glob("*.npz")))
+    assert 1 <= kept < 30
+    assert f"lost the dask scheduler at {address}" in err and f"{kept} of 30 points are kept" in err
+    assert "run the same command again" in err

@@ -355,7 +355,7 @@ def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = 
     ``timeout_s``) is reported as not run, with the reason, and not cached; an interrupt stops the run
     with every finished cell already on disk. ``compute`` and ``payload`` must be picklable (module-level
     functions) for an executor with worker processes."""
-    from ..executor import DEFAULT_RETRIES, make_executor
+    from ..executor import DEFAULT_RETRIES, SchedulerLostError, make_executor
 
     store = CellStore(ctx.cache_root)
     task = CellTask(ctx.config, compute, payload)
@@ -386,30 +386,35 @@ def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = 
         items = [(cells[i], pay) for i, pay, _ in todo]
         stream = ex.map(task, items, timeout_s=timeout_s, retries=DEFAULT_RETRIES if retries is None else retries)
         cache_fault = None
-        for r in stream:
-            i, pay, key = todo[r.index]
-            cell = cells[i]
-            if not r.ok:
-                results[i] = CellResult(cell, "not run", None, reason=f"task failed: {r.error}")
-            elif "not_run" in r.value:
-                results[i] = CellResult(cell, "not run", None, reason=r.value["not_run"])
-            else:
-                res = r.value["result"]
-                try:
-                    store.put(key, {"payload": pay, "result": res})
-                except OSError as e:   # full or read-only: keep this cell's result, compute no more
-                    cache_fault = describe_os_error(e)
-                results[i] = CellResult(cell, "computed", res, key=key)
-            if bar is not None:
-                bar.set_postfix_str(cell.label()[:60])
-                bar.update(1)
-            if cache_fault is not None:
-                stream.close()
-                for j, _, _ in todo:
-                    if results[j] is None:
-                        results[j] = CellResult(cells[j], "not run", None,
-                                                reason=f"{CACHE_FAULT}: {cache_fault}")
-                break
+        try:
+            for r in stream:
+                i, pay, key = todo[r.index]
+                cell = cells[i]
+                if not r.ok:
+                    results[i] = CellResult(cell, "not run", None, reason=f"task failed: {r.error}")
+                elif "not_run" in r.value:
+                    results[i] = CellResult(cell, "not run", None, reason=r.value["not_run"])
+                else:
+                    res = r.value["result"]
+                    try:
+                        store.put(key, {"payload": pay, "result": res})
+                    except OSError as e:   # full or read-only: keep this cell's result, compute no more
+                        cache_fault = describe_os_error(e)
+                    results[i] = CellResult(cell, "computed", res, key=key)
+                if bar is not None:
+                    bar.set_postfix_str(cell.label()[:60])
+                    bar.update(1)
+                if cache_fault is not None:
+                    stream.close()
+                    for j, _, _ in todo:
+                        if results[j] is None:
+                            results[j] = CellResult(cells[j], "not run", None,
+                                                    reason=f"{CACHE_FAULT}: {cache_fault}")
+                    break
+        except SchedulerLostError as e:
+            kept = sum(r is not None and r.status in ("computed", "cached") for r in results)
+            raise SchedulerLostError(f"{e}; {kept} of {len(cells)} cells are kept in the cell cache {store.root}: run "
+                                     "the same command again (with a running scheduler) to resume") from None
     finally:
         if registered is None:
             _CONTEXTS.pop(tok, None)
