@@ -317,7 +317,7 @@ def _write_point(out_dir: Path, index: int, cfg: SweepConfig, x, w, fam, current
 
 def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int | None = None,
               progress: bool = True, stop_after: int | None = None, scheduler: str | None = None,
-              cache: Any = None, point_timeout_s: float | None = None) -> list[Path]:
+              cache: Any = None, point_timeout_s: float | None = None, security: Any = None) -> list[Path]:
     """Run points 0..points-1 that are not finished yet, through ``cosim.executor`` (``workers`` local
     processes, default 1, or the dask cluster at ``scheduler`` / ``$COSIM_SCHEDULER``) and the SPICE point cache
     (``cache``: a folder or PointCache, default ``$COSIM_CACHE/spice``; False: none). Finished points are
@@ -363,7 +363,7 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
                 _write_point(out_dir, todo[j], cfg, x, w, fam, current_a, meta)
 
         try:
-            with make_executor(workers=workers, scheduler=scheduler) as ex:
+            with make_executor(workers=workers, scheduler=scheduler, security=security) as ex:
                 desc = f"calibrate {cfg.tech.name} {cfg.rows}x{cfg.cols}" if progress else False
                 rep = run_points([SpicePoint(spec, x, w) for x, w, _ in designs], executor=ex, cache=cache,
                                  backend=cfg.backend, task_timeout_s=point_timeout_s, progress=desc,
@@ -549,10 +549,12 @@ def fit_table(cfg: SweepConfig, samples, orders=None, leak: bool | str = "auto",
 def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int | None = None, orders=None,
               progress: bool = True, stop_after: int | None = None,
               log: Callable[[str], None] | None = None, scheduler: str | None = None, cache: Any = None,
-              point_timeout_s: float | None = None, terms: str = "full", n_knots: int | None = None):
+              point_timeout_s: float | None = None, terms: str = "full", n_knots: int | None = None,
+              security: Any = None):
     """Run (or resume) the sweep, write ``samples.parquet`` and ``table.parquet`` into ``out_dir``.
     Returns the LookupTable. ``workers``, ``scheduler``, ``cache``, ``point_timeout_s``: see ``run_sweep``;
-    ``terms``: the model's term set (``default_terms``); ``n_knots``: ON-count knots (default ``_knots``)."""
+    ``terms``: the model's term set (``default_terms``); ``n_knots``: ON-count knots (default ``_knots``);
+    ``security``: the TLS ``Security`` of a ``tls://`` scheduler (``cosim.executor.dask_security``)."""
     from . import provenance
 
     if terms not in TERM_SETS:
@@ -566,7 +568,7 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
         if fallback and log:
             log(f"warning: {fallback_warning(fallback)}")
     paths = run_sweep(cfg, points, out_dir, workers=workers, progress=progress, stop_after=stop_after,
-                      scheduler=scheduler, cache=cache, point_timeout_s=point_timeout_s)
+                      scheduler=scheduler, cache=cache, point_timeout_s=point_timeout_s, security=security)
     if len(paths) < points:
         raise CosimError(f"sweep stopped with {len(paths)} of {points} points finished (kept in {out_dir}); "
                          "run the same command again to resume")

@@ -266,7 +266,8 @@ class DaskExecutor(Executor):
 
     kind = "dask"
 
-    def __init__(self, address: str, workers: int | None = None, connect_timeout_s: float | None = None) -> None:
+    def __init__(self, address: str, workers: int | None = None, connect_timeout_s: float | None = None,
+                 security: Any = None) -> None:
         try:
             from distributed import Client
         except ImportError:
@@ -281,7 +282,7 @@ class DaskExecutor(Executor):
         self._quiet = _QuietConnectionLoss()
         logging.getLogger("distributed.client").addFilter(self._quiet)
         try:
-            self.client = Client(address, timeout=connect_timeout_s, set_as_default=False)
+            self.client = Client(address, timeout=connect_timeout_s, set_as_default=False, security=security)
         except (OSError, TimeoutError) as e:
             raise CosimError(f"cannot reach the dask scheduler at {address}: {_one_line(e)}") from None
         try:
@@ -409,13 +410,39 @@ def _lost_reason(e: BaseException) -> str:
     return _one_line(e)
 
 
-def make_executor(workers: int | None = None, scheduler: str | None = None) -> Executor:
+def dask_security(ca_file: str | None = None, cert: str | None = None, key: str | None = None):
+    """The ``distributed.security.Security`` of a TLS cluster from PEM files: the certificate authority
+    that signed the scheduler's and workers' certificates, and this client's certificate and key (all
+    three, or none: then None, and a ``tls://`` scheduler takes dask's own configuration,
+    ``distributed.comm.tls.*``). Encryption is then required: no plain tcp:// connection is made."""
+    given = {"--tls-ca-file": ca_file, "--tls-cert": cert, "--tls-key": key}
+    if not any(given.values()):
+        return None
+    missing = [k for k, v in given.items() if not v]
+    if missing:
+        raise InputError(f"TLS needs all three of --tls-ca-file, --tls-cert and --tls-key; missing {', '.join(missing)}")
+    for opt, path in given.items():
+        if not os.path.isfile(path):
+            raise InputError(f"{opt}: no such file: {path}")
+    from distributed.security import Security
+    return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+
+
+def make_executor(workers: int | None = None, scheduler: str | None = None, security: Any = None) -> Executor:
     """Local processes (``workers``, default 1) or, when ``scheduler`` (or ``COSIM_SCHEDULER``) names a
-    dask scheduler (``tcp://HOST:PORT``), that cluster (``workers`` then caps the tasks in flight)."""
+    dask scheduler (``tcp://HOST:PORT``, ``tls://HOST:PORT``), that cluster (``workers`` then caps the tasks
+    in flight). ``security``: a ``distributed.security.Security`` (``dask_security``) for a TLS cluster."""
     address = scheduler if scheduler is not None else os.environ.get(ENV_SCHEDULER, "")
     address = address.strip()
     if address:
         if "://" not in address:
-            raise InputError(f"scheduler address must look like tcp://HOST:PORT, got '{address}'")
-        return DaskExecutor(address, workers)
+            raise InputError(f"scheduler address must look like tcp://HOST:PORT or tls://HOST:PORT, got '{address}'")
+        if security is not None and not address.startswith("tls://"):
+            raise InputError(f"TLS certificates were given, but the scheduler address {address} is not tls://")
+        if security is None and address.startswith("tls://"):
+            import dask
+            if not dask.config.get("distributed.comm.tls.ca-file", None):
+                raise InputError(f"the scheduler {address} speaks TLS: give --tls-ca-file, --tls-cert and --tls-key "
+                                 "(or COSIM_TLS_CA_FILE, COSIM_TLS_CERT and COSIM_TLS_KEY)")
+        return DaskExecutor(address, workers, security=security)
     return LocalExecutor(1 if workers is None else workers)

@@ -400,3 +400,174 @@ def test_a_lost_scheduler_is_one_line_with_what_is_kept(tmp_path, monkeypatch, c
     assert 1 <= kept < 30
     assert f"lost the dask scheduler at {address}" in err and f"{kept} of 30 points are kept" in err
     assert "run the same command again" in err
+
+
+# --- a safe cluster: TLS ------------------------------------------------------------------------------
+def _pem_pair(subject: str, issuer_key=None, issuer_name=None, ca: bool = False):
+    """(certificate PEM, key PEM) for 127.0.0.1/localhost, signed by the issuer (self-signed without one)."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    now = dt.datetime.now(dt.timezone.utc)
+    b = (x509.CertificateBuilder().subject_name(name).issuer_name(issuer_name or name).public_key(key.public_key())
+         .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+         .not_valid_after(now + dt.timedelta(days=1))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
+                                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                            critical=False)
+    cert = b.sign(issuer_key or key, hashes.SHA256())
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()), key, name)
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A certificate authority, a certificate and key it signed (for scheduler, workers and client), and
+    a certificate of another authority: PEM files."""
+    pytest.importorskip("cryptography")
+    d = tmp_path_factory.mktemp("tls")
+    ca_pem, _, ca_key, ca_name = _pem_pair("cosim test CA", ca=True)
+    cert_pem, key_pem, _, _ = _pem_pair("cosim node", ca_key, ca_name)
+    other_ca_pem, _, other_key, other_name = _pem_pair("another CA", ca=True)
+    other_pem, other_key_pem, _, _ = _pem_pair("stranger", other_key, other_name)
+    files = {"ca": ca_pem, "cert": cert_pem, "key": key_pem, "other_cert": other_pem, "other_key": other_key_pem}
+    out = {}
+    for name, data in files.items():
+        (d / f"{name}.pem").write_bytes(data)
+        out[name] = str(d / f"{name}.pem")
+    return out
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tls_files):
+    """A dask cluster on 127.0.0.1 that speaks TLS only (scheduler and one worker, in this process)."""
+    pytest.importorskip("distributed")
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    sec = Security(tls_ca_file=tls_files["ca"], tls_scheduler_cert=tls_files["cert"],
+                   tls_scheduler_key=tls_files["key"], tls_worker_cert=tls_files["cert"],
+                   tls_worker_key=tls_files["key"], tls_client_cert=tls_files["cert"],
+                   tls_client_key=tls_files["key"], require_encryption=True)
+    cl = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tls://", host="127.0.0.1",
+                      security=sec, dashboard_address=None)
+    try:
+        assert cl.scheduler_address.startswith("tls://127.0.0.1:")
+        yield cl.scheduler_address
+    finally:
+        cl.close()
+
+
+def _neg(i):
+    return -i
+
+
+def test_tls_cluster_runs_with_certificates_and_refuses_without(tls_cluster, tls_files, monkeypatch):
+    from cosim.errors import CosimError
+    from cosim.executor import dask_security, make_executor
+
+    monkeypatch.setattr("cosim.executor.CONNECT_TIMEOUT_S", 3.0)
+    sec = dask_security(tls_files["ca"], tls_files["cert"], tls_files["key"])
+    with make_executor(scheduler=tls_cluster, security=sec) as ex:
+        assert [r.value for r in ex.map(_neg, range(4), ordered=True)] == [0, -1, -2, -3]
+    with pytest.raises(InputError, match="speaks TLS: give --tls-ca-file"):
+        make_executor(scheduler=tls_cluster)
+    plain = tls_cluster.replace("tls://", "tcp://")
+    with pytest.raises(InputError, match="is not tls://"):
+        make_executor(scheduler=plain, security=sec)
+    stranger = dask_security(tls_files["ca"], tls_files["other_cert"], tls_files["other_key"])
+    with pytest.raises(CosimError, match="cannot reach the dask scheduler") as ei:
+        make_executor(scheduler=tls_cluster, security=stranger)
+    assert len(str(ei.value).splitlines()) == 1
+    with pytest.raises(InputError, match="missing --tls-key"):
+        dask_security(tls_files["ca"], tls_files["cert"], None)
+    with pytest.raises(InputError, match="no such file"):
+        dask_security(tls_files["ca"], tls_files["cert"], tls_files["key"] + ".missing")
+
+
+@pytest.mark.ngspice
+def test_calibrate_through_a_tls_cluster(tls_cluster, tls_files, tmp_path, monkeypatch, capsys):
+    """The CLI takes the certificates as options or COSIM_TLS_* variables and gives the local table."""
+    from cosim.tables import load_table
+
+    monkeypatch.setenv("COSIM_TLS_CA_FILE", tls_files["ca"])
+    args = ["calibrate", "--tech", "resistor", "--rows", "8", "--cols", "4", "--points", "2", "--vectors", "4",
+            "--no-cache", "--no-progress"]
+    code, io = _run(args + ["--out", str(tmp_path / "tls"), "--scheduler", tls_cluster,
+                            "--tls-cert", tls_files["cert"], "--tls-key", tls_files["key"]], capsys)
+    assert code == 0, io.err
+    monkeypatch.delenv("COSIM_TLS_CA_FILE")
+    assert _run(args + ["--out", str(tmp_path / "local")], capsys)[0] == 0
+    a, b = load_table(tmp_path / "tls" / "table.parquet"), load_table(tmp_path / "local" / "table.parquet")
+    for k in a.arrays:
+        np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
+
+
+def test_readme_cluster_commands_bind_an_explicit_interface():
+    """The README's dask scheduler / worker commands name the interface they listen on (never every
+    interface), start no dashboard on every interface, and the TLS ones pass certificates."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    lines = [ln for ln in readme.splitlines() if "dask scheduler" in ln or "dask worker" in ln]
+    commands = [ln for ln in lines if ln.lstrip().startswith(".venv/bin/dask ")]
+    assert len(commands) >= 4
+    for ln in commands:
+        assert "--host " in ln or "--interface " in ln, ln
+        assert "--dashboard-address 127.0.0.1:" in ln, ln   # dask's HTTP server listens even with --no-dashboard
+    tls = [ln for ln in commands if "tls://" in ln or "--protocol tls" in ln]
+    assert tls and all("--tls-ca-file" in ln and "--tls-cert" in ln and "--tls-key" in ln for ln in tls)
+    assert "--tls-ca-file" in readme.split("cosim calibrate", 1)[1]
+
+
+@pytest.mark.slow
+def test_readme_tls_cluster_listens_on_the_given_interface_only(tls_files, tmp_path):
+    """The README's TLS scheduler and worker commands, run with 127.0.0.1 for the machines' addresses:
+    every socket their processes listen on is bound to 127.0.0.1 (none to every interface), and cosim
+    runs points through them. About 10 s: scheduler and worker processes start."""
+    import shlex
+    import socket
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    files = {"ca.pem": tls_files["ca"], "node.pem": tls_files["cert"], "node-key.pem": tls_files["key"]}
+
+    def command(kind):
+        line = next(ln for ln in readme.splitlines() if ln.lstrip().startswith(f".venv/bin/dask {kind}")
+                    and "--protocol tls" in ln or ln.lstrip().startswith(f".venv/bin/dask {kind} tls://"))
+        words = shlex.split(line.split("#")[0].replace("10.0.0.5", "127.0.0.1").replace("10.0.0.6", "127.0.0.1")
+                            .replace("8786", str(port)).replace("8787", "0").replace("--nworkers 8", "--nworkers 1"))
+        return [sys.executable, "-m", f"distributed.cli.dask_{kind}"] + [files.get(w, w) for w in words[2:]]
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [subprocess.Popen(command("scheduler"), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(2)
+        procs.append(subprocess.Popen(command("worker"), env=env, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        from cosim.executor import dask_security, make_executor
+        with make_executor(scheduler=f"tls://127.0.0.1:{port}",
+                           security=dask_security(tls_files["ca"], tls_files["cert"], tls_files["key"])) as ex:
+            assert [r.value for r in ex.map(abs, [-1, -2], ordered=True)] == [1, 2]
+        listening = []
+        for p in procs:
+            for q in [psutil.Process(p.pid), *psutil.Process(p.pid).children(recursive=True)]:
+                listening += [c.laddr.ip for c in q.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+        assert len(listening) >= 4 and set(listening) == {"127.0.0.1"}, listening
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(10)

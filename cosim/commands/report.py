@@ -12,6 +12,8 @@ from pathlib import Path
 
 import click
 
+from .sweep_options import security, tls_options
+
 #: default output folders (relative to the working directory): the quick study's, the grid's
 QUICK_OUT = "cosim-report"
 GRID_OUT = "docs"
@@ -33,7 +35,8 @@ GRID_OUT = "docs"
               help="Cells computed at once by local processes (default 1: in this process); with --scheduler: "
                    "most cells in flight (default: the cluster's worker threads).")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
-              help="Compute the cells on this dask.distributed scheduler (default: $COSIM_SCHEDULER, else local). "
+              help="Compute the cells on this dask.distributed scheduler, tcp:// or tls:// (default: $COSIM_SCHEDULER, "
+                   "else local). "
                    "Every worker needs the same cosim, weights, test images and tables (checked per cell).")
 @click.option("--cell-timeout-s", type=float, default=None,
               help="Resubmit a cell that gives no result within this time (hung or lost worker).")
@@ -42,9 +45,10 @@ GRID_OUT = "docs"
                    "cached by any version of the code keyed into the cells (same cell, weights, test images and "
                    "lookup table); a cell without one is listed as not run. Costs (periphery energy, latency, "
                    "area) are computed now, from the component table; skew statistics are read or recomputed.")
+@tls_options
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
 def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers, scheduler, cell_timeout_s,
-            from_cache, progress) -> None:
+            from_cache, tls_ca_file, tls_cert, tls_key, progress) -> None:
     """Run the BinSparX study grid (cached per cell, resumable) and write REPORT.md (default: docs/, or
     cosim-report/ with --quick)."""
     from ..errors import InputError, StorageError
@@ -58,6 +62,7 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
         raise InputError(f"--workers must be >= 1, got {workers}")
     if cell_timeout_s is not None and not cell_timeout_s > 0:
         raise InputError(f"--cell-timeout-s must be positive, got {cell_timeout_s}")
+    sec = security(tls_ca_file, tls_cert, tls_key)
     cfg = load_config(config_path, quick=quick)
     overrides = {}
     if limit is not None:
@@ -99,7 +104,7 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
             raise InputError("--from-cache computes no cell: it takes neither --workers nor --scheduler")
         results = read_cached_cells(cells, ctx)
     else:
-        with make_executor(workers=workers, scheduler=scheduler) as ex:
+        with make_executor(workers=workers, scheduler=scheduler, security=sec) as ex:
             if ex.kind != "local" or ex.workers > 1:
                 click.echo(f"cells on: {ex.describe()}", err=True)
             results = run_cells(cells, ctx, progress=progress, executor=ex, timeout_s=cell_timeout_s)
