@@ -146,6 +146,12 @@ def _check_map_args(timeout_s: float | None, retries: int) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Local processes
 # ---------------------------------------------------------------------------------------------------
+def _pool_worker_init(parent_pid: int) -> None:
+    """In each local pool worker: end with the cosim process ``parent_pid`` (cosim.orphans)."""
+    from .orphans import watch_parent
+    watch_parent(parent_pid)
+
+
 def _kill_pool(pool) -> None:
     """Kill the pool's worker processes (a hung task cannot be cancelled otherwise) and drop the pool."""
     procs = list((getattr(pool, "_processes", None) or {}).values())
@@ -160,6 +166,8 @@ def _kill_pool(pool) -> None:
             p.join(timeout=5)
         except Exception:  # noqa: BLE001
             pass
+    from .orphans import remove_orphaned_scratch
+    remove_orphaned_scratch()   # the killed workers' ngspice run folders
 
 
 def _mp_context():
@@ -210,7 +218,8 @@ class LocalExecutor(Executor):
         try:
             while pending or inflight:
                 if pool is None:
-                    pool = ProcessPoolExecutor(max_workers=min(self.workers, max(n, 1)), mp_context=_mp_context())
+                    pool = ProcessPoolExecutor(max_workers=min(self.workers, max(n, 1)), mp_context=_mp_context(),
+                                               initializer=_pool_worker_init, initargs=(os.getpid(),))
                 while pending and len(inflight) < self.workers:
                     i = pending.popleft()
                     attempts[i] += 1

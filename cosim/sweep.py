@@ -205,7 +205,10 @@ def run_points(points: Sequence[SpicePoint], *, executor: Executor | None = None
     ``task_timeout_s`` resubmits a task that gives no result (hung or dead worker), at most ``retries``
     times. ``on_result(i, current_a or None, meta)`` is called here for every point as it is known
     (cached points first). Failed points are in ``report.failed``; the sweep itself does not raise for them."""
+    from .orphans import remove_orphaned_scratch
+
     t0 = time.perf_counter()
+    remove_orphaned_scratch()   # run folders of earlier sweeps' killed workers
     own = executor is None
     ex = make_executor(1) if own else executor
     store = None if cache is False else (cache if isinstance(cache, PointCache) else PointCache(cache))

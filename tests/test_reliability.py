@@ -571,3 +571,59 @@ def test_readme_tls_cluster_listens_on_the_given_interface_only(tls_files, tmp_p
         for p in procs:
             p.kill()
             p.wait(10)
+
+
+# --- orphans -----------------------------------------------------------------------------------------
+def test_pool_workers_and_their_helpers_end_with_a_killed_cosim(tmp_path):
+    """kill -9 of a process running local pool workers: the workers, multiprocessing's fork server and
+    resource tracker end within a few seconds, and the workers' scratch folders go with them."""
+    import signal
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from cosim.executor import LocalExecutor\n"
+        "from cosim.orphans import scratch_dir\n"
+        "def hold(i):\n"
+        "    with scratch_dir('spice'):\n"
+        "        time.sleep(60)\n"
+        "if __name__ == '__main__':\n"
+        "    list(LocalExecutor(2).map(hold, range(4), timeout_s=120))\n")
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    main_proc = subprocess.Popen([sys.executable, str(script)], env=env)
+    try:
+        t0 = time.monotonic()
+        while len(list(tmp_path.glob("cosim-spice-*"))) < 2 and time.monotonic() - t0 < 30:
+            time.sleep(0.1)
+        helpers = psutil.Process(main_proc.pid).children(recursive=True)
+        assert len(helpers) >= 4              # fork server, resource tracker, two workers
+        os.kill(main_proc.pid, signal.SIGKILL)
+        main_proc.wait(10)
+        gone, alive = psutil.wait_procs(helpers, timeout=10)
+        assert not alive, [p.cmdline()[:3] for p in alive]
+        assert not list(tmp_path.glob("cosim-spice-*"))
+    finally:
+        if main_proc.poll() is None:
+            main_proc.kill()
+
+
+def test_scratch_folders_of_dead_processes_are_removed(tmp_path):
+    import sys
+
+    from cosim.orphans import remove_orphaned_scratch
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    names = {"dead": f"cosim-spice-{dead.pid}-ab12_x", "mine": f"cosim-spice-{os.getpid()}-cd34",
+             "alive": f"cosim-osdi-probe-{os.getppid()}-ef56", "other": f"cosim-spice-{dead.pid}"}
+    for n in names.values():
+        (tmp_path / n).mkdir()
+        (tmp_path / n / "array.raw").write_bytes(b"x")
+    (tmp_path / f"cosim-spice-{dead.pid}-file").write_text("a file, not a scratch folder")
+    assert remove_orphaned_scratch(tmp_path) == 1
+    left = {p.name for p in tmp_path.iterdir()}
+    assert names["dead"] not in left and {names["mine"], names["alive"], names["other"]} <= left

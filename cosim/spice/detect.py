@@ -13,12 +13,12 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ..errors import NgspiceError
+from ..orphans import die_with_parent, scratch_dir
 
 _LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
              "/usr/local/lib")
@@ -68,12 +68,12 @@ def _detect(executable: str | None, library: str | None) -> dict[str, Any]:
     info["version"] = m.group(1)
     info["klu"] = "KLU" in text
     # OSDI: ngspice >= 39 with OSDI knows the 'osdi' command; without, it is an unknown command.
-    with tempfile.TemporaryDirectory(prefix="cosim-ngspice-") as tmp:
+    with scratch_dir("ngspice") as tmp:
         deck = Path(tmp) / "osdi.cir"
         deck.write_text("* osdi probe\nV1 a 0 1\nR1 a 0 1k\n.control\nosdi\n.endc\n.end\n")
         try:
             probe = subprocess.run([executable, "-b", str(deck)], capture_output=True, text=True,
-                                   timeout=30, cwd=tmp)
+                                   timeout=30, cwd=tmp, preexec_fn=die_with_parent)
             ptext = probe.stdout + probe.stderr
             info["osdi"] = "osdi:" in ptext and "unknown command" not in ptext.lower()
         except (OSError, subprocess.SubprocessError):
@@ -115,12 +115,12 @@ def _probe_compiled(executable: str, version: str, source_sha: str, cache: str) 
     deck = "\n".join(["* cosim compiled-model probe", ".control", f"pre_osdi {name}", ".endc",
                       model_text("finfet7_osdi.lib"), "Vd d 0 0.7", "Vm d dm 0",
                       "N1 dm d 0 nfet_rvt_c nfin=1", ".dc Vd 0.7 0.7 1", ".print dc i(Vm)", ".end", ""])
-    with tempfile.TemporaryDirectory(prefix="cosim-osdi-probe-") as tmp:
+    with scratch_dir("osdi-probe") as tmp:
         (Path(tmp) / name).symlink_to(lib)
         (Path(tmp) / "probe.cir").write_text(deck)
         try:
             proc = subprocess.run([executable, "-b", "probe.cir"], capture_output=True, text=True, timeout=60,
-                                  cwd=tmp, env={**os.environ, "LC_ALL": "C"})
+                                  cwd=tmp, env={**os.environ, "LC_ALL": "C"}, preexec_fn=die_with_parent)
         except (OSError, subprocess.SubprocessError) as e:
             return False, f"ngspice failed to run the compiled-model probe: {e}"
     m = re.search(r"^\s*0\s+[-+0-9.e]+\s+([-+0-9.e]+)\s*$", proc.stdout, re.M)
