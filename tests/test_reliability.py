@@ -627,3 +627,41 @@ def test_scratch_folders_of_dead_processes_are_removed(tmp_path):
     assert remove_orphaned_scratch(tmp_path) == 1
     left = {p.name for p in tmp_path.iterdir()}
     assert names["dead"] not in left and {names["mine"], names["alive"], names["other"]} <= left
+
+
+# --- misleading messages -----------------------------------------------------------------------------
+def test_a_text_file_named_npy_is_not_an_array(tmp_path, capsys):
+    text = tmp_path / "in.npy"
+    text.write_text("0 1 1 0\n")
+    objects = tmp_path / "obj.npy"
+    np.save(objects, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    good = tmp_path / "w.npy"
+    np.save(good, np.ones((8, 2), np.uint8))
+    code, io = _run(["spice", "--tech", "resistor", "--rows", "8", "--cols", "2", "--inputs", str(text),
+                     "--weights", str(good)], capsys)
+    err = _one_line_error(code, io)
+    assert "is not a NumPy .npy array" in err and "pickle" not in err and "unsafe" not in err
+    code, io = _run(["spice", "--tech", "resistor", "--rows", "8", "--cols", "2", "--inputs", str(objects),
+                     "--weights", str(good)], capsys)
+    err = _one_line_error(code, io)
+    assert "holds Python objects" in err and "allow_pickle" not in err
+
+
+def test_an_archive_cut_before_its_test_folder_is_truncated(tmp_path):
+    import gzip
+    import io
+    import tarfile
+
+    from cosim.datasets import load_cifar10, write_synthetic
+    from cosim.errors import DataError
+
+    whole = write_synthetic(tmp_path / "w", archive=True)
+    raw = gzip.decompress(whole.read_bytes())
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        cut_at = min(m.offset for m in tar.getmembers() if "/test" in m.name)   # just before test/
+    for name, data in (("cut.tar.gz", gzip.compress(raw[:cut_at])), ("cut.tar", raw[:cut_at])):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DataError, match="truncated") as ei:
+            load_cifar10(tmp_path / name, split="test")
+        assert "neither CIFAR-10 format" not in str(ei.value)
+    assert load_cifar10(whole, split="test")[0].shape[0] == 20
