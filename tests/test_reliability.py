@@ -665,3 +665,17 @@ def test_an_archive_cut_before_its_test_folder_is_truncated(tmp_path):
             load_cifar10(tmp_path / name, split="test")
         assert "neither CIFAR-10 format" not in str(ei.value)
     assert load_cifar10(whole, split="test")[0].shape[0] == 20
+
+
+def test_timeout_covers_probing_a_hanging_ngspice(tmp_path, monkeypatch, capsys):
+    import time
+
+    fake = tmp_path / "ngspice"
+    fake.write_text("#!/bin/sh\nexec sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("COSIM_NGSPICE", str(fake))
+    t0 = time.monotonic()
+    code, io = _run(["spice", "--tech", "resistor", "--rows", "4", "--cols", "2", "--timeout-s", "1"], capsys)
+    assert time.monotonic() - t0 < 10
+    err = _one_line_error(code, io)
+    assert f"ngspice at {fake} gave no answer within 1 s" in err

@@ -27,7 +27,7 @@ from ..netlist import ArraySpec, build_netlist, check_inputs, models_fallback, r
 from ..provenance import record, sha256_text
 from ..technology import Technology
 from .backends import BACKENDS, NgspiceRunError
-from .detect import ngspice_info
+from .detect import ngspice_info, probe_timeout
 
 __all__ = ["run_array", "RunResult", "ngspice_info", "cell_currents", "ideal_column_currents", "BACKENDS",
            "RETRY_OPTIONS"]
@@ -84,9 +84,10 @@ def run_array(spec: ArraySpec, inputs, weights, backend: str = "subprocess", nod
         raise InputError(f"timeout_s must be positive, got {timeout_s}")
     t0 = time.perf_counter()
     x, w = check_inputs(spec, inputs, weights)
-    klu = uses_klu(backend)
-    impl = "bsource" if spec.tech.cell == "resistor" else resolve_models(models)
-    fallback = models_fallback(models) if spec.tech.cell != "resistor" else None
+    with probe_timeout(timeout_s):   # finding out what ngspice can do keeps to the same time limit
+        klu = uses_klu(backend)
+        impl = "bsource" if spec.tech.cell == "resistor" else resolve_models(models)
+        fallback = models_fallback(models) if spec.tech.cell != "resistor" else None
     deck = build_netlist(spec, x, w, klu=klu, node_voltages=node_voltages, models=impl)
     run = BACKENDS[backend]
     retried = False
