@@ -42,7 +42,7 @@ from .calibrate import random_patterns
 from .errors import InputError, StorageError
 from .fileio import atomic_path, check_writable, describe_os_error
 from .netlist import MAX_SIZE
-from .tables import LookupTable, load_table
+from .tables import LookupTable, load_table, provenance_warnings
 
 FAMILIES = ("random", "skewed", "network")
 PREDICTORS = ("surrogate", "ideal", "count_only")
@@ -208,9 +208,7 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     bound = {name: a.bind(table) for name, a in adcs.items()}   # each ADC as the surrogate would bind it
     out = check_writable(out_dir, "the output folder") if out_dir is not None else None
     warnings = []
-    if table.provenance.get("code_version") != code_version():
-        warnings.append(f"table made by code version {table.provenance.get('code_version')}, "
-                        f"validated with {code_version()}")
+    warnings += provenance_warnings(table.provenance, ngspice=True)
     if table.technology().cell != "resistor":
         from .netlist import fallback_warning, models_fallback
         fallback = models_fallback()

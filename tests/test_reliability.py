@@ -679,3 +679,44 @@ def test_timeout_covers_probing_a_hanging_ngspice(tmp_path, monkeypatch, capsys)
     assert time.monotonic() - t0 < 10
     err = _one_line_error(code, io)
     assert f"ngspice at {fake} gave no answer within 1 s" in err
+
+
+def test_tables_from_other_code_or_another_ngspice_are_warned_about(tmp_path, monkeypatch):
+    from cosim import tables
+    from cosim.provenance import code_version
+    from cosim.spice import detect
+
+    monkeypatch.setattr(detect, "ngspice_info", lambda: {"version": "46", "klu": True, "osdi": True,
+                                                         "executable": "ngspice", "library": None})
+    here = {"code_version": code_version(), "ngspice_version": "46", "solver": "klu", "source_path": "t.parquet"}
+    assert tables.provenance_warnings(here) == []
+    old = {**here, "ngspice_version": "39", "solver": "sparse", "code_version": "0.0.9+gabc"}
+    w = tables.provenance_warnings(old)
+    assert any("made by code version 0.0.9+gabc" in x for x in w)
+    assert any("ngspice 39 (sparse), this machine runs ngspice 46 (klu)" in x for x in w)
+    assert len(tables.provenance_warnings(old, ngspice=False)) == 1
+    shipped = {**old, "source_path": str(tables.Path(tables.__file__).parent / "resources" / "tables" / "x.parquet")}
+    assert not any("code version" in x for x in tables.provenance_warnings(shipped))
+
+
+def _shared_ready():
+    from cosim.paths import default_data_path, reference_models_dir
+    return (reference_models_dir() / "vgg_small.pt").is_file() and default_data_path().exists()
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not _shared_ready(), reason="shared reference weights / CIFAR-10 not found")
+def test_infer_warns_about_a_table_from_other_code(tmp_path, capsys):
+    import json
+
+    from cosim.cim.synthetic import synthetic_table
+
+    t = synthetic_table("sram8t", 64, 64, samples=1500, ir_drop=0.0)
+    t.provenance.update(code_version="0.0.9+gabc", synthetic=False)
+    path = t.save(tmp_path / "old.parquet")
+    code, io = _run(["infer", "--model", "vgg-small", "--mode", "surrogate", "--table", str(path), "--limit", "1",
+                     "--threads", "1", "--no-progress", "--json"], capsys)
+    assert code == 0, io.err
+    warning = f"table {path} made by code version 0.0.9+gabc"
+    assert any(ln.startswith(f"warning: {warning}") for ln in io.err.splitlines())
+    assert any(w.startswith(warning) for w in json.loads(io.out)["warnings"])

@@ -89,6 +89,13 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
                  adc_reference=adc_reference, adc_lsb_counts=adc_lsb, max_active_rows=max_active_rows, topology=topology,
                  device=device,
                  spice_tiles=spice_tiles, spice_vectors=spice_vectors, seed=seed)
+    from ..tables import provenance_warnings
+    described = cim.cim_config.get("array")
+    arr_prov = ((described.get("table_provenance") if isinstance(described, dict) else None)
+                or getattr(cim.cim_array, "table_provenance", None) or {})
+    warnings = provenance_warnings(arr_prov, ngspice=(mode == "spice")) if mode != "ideal" else []
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
     source = resolve_data_path(data)
     images, labels = load_cifar10(source, split="test")
     n = len(labels) if limit is None else min(limit, len(labels))
@@ -121,7 +128,7 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
         "array_energy_j": ov["array_energy_j"], "array_reads": ov["array_reads"],
         "seconds": round(seconds, 3), "images_per_s": round(n / seconds, 2) if seconds > 0 else None,
         "device": str(device), "threads": torch.get_num_threads(),
-        "overall": ov, "layers": stats["layers"], "array": arr,
+        "overall": ov, "layers": stats["layers"], "array": arr, "warnings": warnings,
     }
     if mode == "spice":
         from ..cim.spot import run_spot_checks, summarize
