@@ -720,3 +720,38 @@ def test_infer_warns_about_a_table_from_other_code(tmp_path, capsys):
     warning = f"table {path} made by code version 0.0.9+gabc"
     assert any(ln.startswith(f"warning: {warning}") for ln in io.err.splitlines())
     assert any(w.startswith(warning) for w in json.loads(io.out)["warnings"])
+
+
+class _LosesItsScheduler:
+    """An executor whose scheduler goes away after the first result."""
+
+    kind, workers = "dask", 1
+
+    def map(self, fn, items, **kw):
+        from cosim.executor import SchedulerLostError, TaskResult
+
+        items = list(items)
+        yield TaskResult(0, fn(items[0]))
+        raise SchedulerLostError("lost the dask scheduler at tcp://127.0.0.1:1 (connection lost)")
+
+    def close(self):
+        pass
+
+
+def test_a_lost_scheduler_in_the_study_keeps_the_finished_cells(tmp_path):
+    from cosim.executor import SchedulerLostError
+    from cosim.study import runner
+    from cosim.study.config import load_config
+
+    import dataclasses
+
+    cfg = dataclasses.replace(load_config(None, quick=True), cache=str(tmp_path / "cells"))
+    ctx = runner.StudyContext(cfg)
+    cells = cfg.cells()[:3]
+    with pytest.raises(SchedulerLostError) as ei:
+        runner.run_cells(cells, ctx, compute=_compute_stub, payload=_payload_stub, progress=False,
+                         executor=_LosesItsScheduler())
+    msg = str(ei.value)
+    assert msg.startswith("lost the dask scheduler at tcp://127.0.0.1:1") and "1 of 3 cells are kept" in msg
+    assert "run the same command again" in msg and len(msg.splitlines()) == 1
+    assert len(list((tmp_path / "cells" / "cells").glob("*.json"))) == 1
