@@ -142,8 +142,12 @@ def point_task(args: tuple[SpicePoint, str, float | None]) -> dict[str, Any]:
 
 
 def ngspice_probe(backend: str = "subprocess") -> dict[str, Any]:
-    """What a worker would run: {"version", "solver"} (part of every cache key)."""
+    """What a worker would run: {"version", "solver"} (part of every cache key). Every worker asked also
+    removes the run folders its killed processes left behind (cosim.orphans)."""
+    from .orphans import remove_orphaned_scratch
     from .spice.detect import ngspice_info
+
+    remove_orphaned_scratch()
 
     if backend == "shared":
         from .spice.backends import shared_version

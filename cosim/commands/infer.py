@@ -137,6 +137,11 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
         out["spice_checks"] = checks
         out["spice_summary"] = summarize(checks)
         out["spice_seconds"] = round(time.perf_counter() - t_spice, 3)  # the spot checks, beside "seconds"
+        fallback = next((c["device_models_fallback"] for c in checks if c.get("device_models_fallback")), None)
+        if fallback:
+            from ..netlist import fallback_warning
+            warnings.append(fallback_warning(fallback))
+            click.echo(f"warning: {warnings[-1]}", err=True)
     out["provenance"] = record(
         technology=cfg["tech"], array_size=[rows, cols], topology=table_prov.get("topology"),
         r_wire_ohm=cfg.get("r_wire_ohm"), ngspice_version=table_prov.get("ngspice_version"),
