@@ -755,3 +755,15 @@ def test_a_lost_scheduler_in_the_study_keeps_the_finished_cells(tmp_path):
     assert msg.startswith("lost the dask scheduler at tcp://127.0.0.1:1") and "1 of 3 cells are kept" in msg
     assert "run the same command again" in msg and len(msg.splitlines()) == 1
     assert len(list((tmp_path / "cells" / "cells").glob("*.json"))) == 1
+
+
+def test_a_killed_report_writers_staging_folder_is_removed(stub_study, tmp_path, capsys):
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    left = tmp_path / "rep" / f".report-new-{dead.pid}-abc"
+    (left / "report").mkdir(parents=True)
+    (left / "report" / "half.png").write_bytes(b"")
+    assert _run(["report", "--quick", "--no-progress", "--out", "rep"], capsys)[0] == 0
+    assert not left.exists() and (tmp_path / "rep" / "REPORT.md").is_file()

@@ -605,10 +605,16 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
     import shutil
     import tempfile
 
+    from ..orphans import pid_alive
+
     out = Path(out)
     check_writable(out, "the report folder")
+    for left in out.glob(".report-new-*-*"):   # of a report writer that was killed
+        pid = left.name.split("-")[2]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
     try:
-        stage = Path(tempfile.mkdtemp(prefix=".report-new-", dir=out))
+        stage = Path(tempfile.mkdtemp(prefix=f".report-new-{os.getpid()}-", dir=out))
     except OSError as e:
         raise StorageError(f"cannot write the report folder {out}: {os_cause(e)}") from None
     try:
