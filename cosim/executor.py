@@ -19,10 +19,16 @@ worker - and the task resubmitted). The clock of ``timeout_s`` starts when the t
 as many tasks as there are workers are in flight, so it measures the task's own run (plus a worker's
 start-up). When retries are exhausted the task's ``error`` says why; nothing is dropped. (A local pool
 cannot tell whose worker died: every task in flight when a pool process dies counts an attempt.)
+
+Local pool workers end with the process that started them (``cosim.orphans``). A Dask scheduler that
+goes away in the middle of a map is a ``SchedulerLostError`` (one line; the caller says what it kept).
+A cluster across machines should speak TLS: ``make_executor(scheduler="tls://...",
+security=dask_security(ca_file, cert, key))``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -270,8 +276,10 @@ class LocalExecutor(Executor):
 # Dask
 # ---------------------------------------------------------------------------------------------------
 class DaskExecutor(Executor):
-    """Tasks on a dask.distributed cluster at ``address`` (``tcp://HOST:PORT``). ``workers`` caps the
-    tasks in flight (default: the cluster's threads, re-read as workers come and go)."""
+    """Tasks on a dask.distributed cluster at ``address`` (``tcp://HOST:PORT``, or ``tls://HOST:PORT`` with
+    ``security``, a ``distributed.security.Security``: ``dask_security``). ``workers`` caps the tasks in
+    flight (default: the cluster's threads, re-read as workers come and go). A scheduler that goes away
+    during ``map`` (after the client's ``connect_timeout_s`` of reconnecting) raises SchedulerLostError."""
 
     kind = "dask"
 
@@ -287,17 +295,17 @@ class DaskExecutor(Executor):
         connect_timeout_s = CONNECT_TIMEOUT_S if connect_timeout_s is None else connect_timeout_s
         self.address = address
         self._cap = workers
-        import logging
         self._quiet = _QuietConnectionLoss()
         logging.getLogger("distributed.client").addFilter(self._quiet)
         try:
             self.client = Client(address, timeout=connect_timeout_s, set_as_default=False, security=security)
         except (OSError, TimeoutError) as e:
+            logging.getLogger("distributed.client").removeFilter(self._quiet)
             raise CosimError(f"cannot reach the dask scheduler at {address}: {_one_line(e)}") from None
         try:
             self.client.wait_for_workers(1, timeout=connect_timeout_s)
         except (OSError, TimeoutError):
-            self.client.close()
+            self.close()
             raise CosimError(f"the dask scheduler at {address} has no workers (start some with: dask worker {address})") from None
 
     def _threads(self) -> int:
@@ -336,10 +344,10 @@ class DaskExecutor(Executor):
         inflight: dict[Any, tuple[int, float]] = {}
         emit = _Emitter(ordered)
         try:
-            yield from self._loop(fn, items, ordered, timeout_s, retries, run_id, pending, attempts, inflight, emit)
+            yield from self._loop(fn, items, timeout_s, retries, run_id, pending, attempts, inflight, emit)
         except CosimError:
             raise
-        except Exception as e:  # noqa: BLE001 - every error of the client here means the scheduler is gone
+        except Exception as e:  # noqa: BLE001 - with the scheduler gone, one line; else the error itself
             if self._scheduler_alive():
                 raise
             raise SchedulerLostError(f"lost the dask scheduler at {self.address} ({_lost_reason(e)})") from None
@@ -356,7 +364,8 @@ class DaskExecutor(Executor):
         except Exception:  # noqa: BLE001
             return False
 
-    def _loop(self, fn, items, ordered, timeout_s, retries, run_id, pending, attempts, inflight, emit):
+    def _loop(self, fn, items, timeout_s, retries, run_id, pending, attempts, inflight, emit):
+        """The submit / wait / resubmit loop of ``_map`` (which turns a lost scheduler into one error)."""
         from distributed import wait
 
         while pending or inflight:
@@ -404,7 +413,6 @@ class DaskExecutor(Executor):
             yield from _requeue_or_give_up(faults, attempts, retries, pending, emit)
 
     def close(self) -> None:
-        import logging
         try:
             self.client.close(timeout=5 if self._scheduler_alive() else 1)
         except Exception:  # noqa: BLE001
