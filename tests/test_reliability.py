@@ -767,3 +767,15 @@ def test_a_killed_report_writers_staging_folder_is_removed(stub_study, tmp_path,
     (left / "report" / "half.png").write_bytes(b"")
     assert _run(["report", "--quick", "--no-progress", "--out", "rep"], capsys)[0] == 0
     assert not left.exists() and (tmp_path / "rep" / "REPORT.md").is_file()
+
+
+def test_any_other_file_system_fault_is_one_line_with_path_and_cause(tmp_path, monkeypatch, capsys):
+    """A fault no command foresaw still ends in one line naming the path and the cause."""
+    from cosim.pointcache import PointCache
+
+    def info(self):
+        raise OSError(errno.EIO, os.strerror(errno.EIO), str(self.root / "ab"))
+
+    monkeypatch.setattr(PointCache, "info", info)
+    code, io = _run(["cache", "info", "--dir", str(tmp_path)], capsys)
+    assert _one_line_error(code, io) == f"error: {tmp_path / 'ab'}: {os.strerror(errno.EIO)}"
