@@ -455,5 +455,8 @@ def skew_for(network: str, rows: int, ctx: StudyContext, progress: bool = False)
            "seconds": round(time.perf_counter() - t0, 3),
            "provenance": record(network=network, rows=rows, technology=None, solver="exact integer counts (torch)",
                                 seed=ctx.config.seed, weights_sha256=weights_sha, data=data_src)}
-    store.put(key, {"payload": pay, "result": res}, kind="skew")
+    try:
+        store.put(key, {"payload": pay, "result": res}, kind="skew")
+    except OSError:
+        pass   # a read-only cache (cosim report --from-cache): the statistics are used, just not kept
     return res
