@@ -351,6 +351,7 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
         with atomic_path(cfg_file) as tmp:
             tmp.write_text(key)
     todo = [i for i in range(points) if not _point_path(out_dir, i).is_file()]
+    kept_before = points - len(todo)
     if stop_after is not None:
         todo = todo[:stop_after]
     if todo:
@@ -374,6 +375,8 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
                                      "again (with a running scheduler) to resume") from None
         except OSError as e:
             kept = sum(_point_path(out_dir, i).is_file() for i in range(points))
+            if kept == kept_before and isinstance(e, StorageError):
+                raise   # refused before any point ran
             raise StorageError(f"{describe_os_error(e)}; {kept} of {points} points are kept in {out_dir} (and every "
                                "point computed is in it or in the SPICE point cache): fix that and run the same "
                                "command again to resume") from None
@@ -561,6 +564,7 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
         raise InputError(f"unknown term set '{terms}': expected one of {', '.join(TERM_SETS)}")
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
+    check_writable(out_dir, "the output folder")   # before the probes below: a refusal comes first
     fallback = None
     if cfg.tech.cell != "resistor":
         from .netlist import fallback_warning, models_fallback

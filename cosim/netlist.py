@@ -84,9 +84,8 @@ def models_fallback(models: str | None = None) -> str | None:
 
 def fallback_warning(reason: str) -> str:
     """The one-line warning of a fallback from the compiled to the B-source device models."""
-    return (f"device models: B-source instead of compiled ({reason}); the same equations, evaluated by ngspice's "
-            "expression parser: much slower, and currents differ in the last digits (--models bsource to choose "
-            "them, or fix the cause)")
+    return (f"device models: B-source instead of compiled, because {reason.rstrip('.')}. The same equations, "
+            "evaluated by ngspice's expression parser: much slower, and currents differ in the last digits")
 
 
 @dataclass(frozen=True)
