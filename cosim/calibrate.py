@@ -377,9 +377,8 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
             kept = sum(_point_path(out_dir, i).is_file() for i in range(points))
             if kept == kept_before and isinstance(e, StorageError):
                 raise   # refused before any point ran
-            raise StorageError(f"{describe_os_error(e)}; {kept} of {points} points are kept in {out_dir} (and every "
-                               "point computed is in it or in the SPICE point cache): fix that and run the same "
-                               "command again to resume") from None
+            raise StorageError(f"{describe_os_error(e)}; {kept} of {points} points are kept in {out_dir}: fix that "
+                               "and run the same command again to resume") from None
         if rep.failed:
             j = min(rep.failed)
             raise CosimError(f"{rep.n_failed} of {len(todo)} points failed (finished points kept in {out_dir}; "

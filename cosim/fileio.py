@@ -7,7 +7,8 @@ Atomic file writes: a result file is either complete or absent, never half-writt
 
 The block writes to a temporary file in ``dest``'s folder (same file system); when it ends without an
 error the file gets ordinary permissions (0666 less the umask) and is renamed onto ``dest``; when it
-fails the temporary file is removed and the error goes on.
+fails the temporary file is removed and the error goes on (an OSError that names no file, as a full
+disk's does, is given ``dest``'s name).
 
 ``check_writable(folder, what)`` tries a folder before any work is done (read-only, full, a file in the
 way): a StorageError naming the folder and the cause, instead of a traceback after the work.
@@ -43,6 +44,12 @@ def atomic_path(dest: str | Path, suffix: str = ".part") -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, dest)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.filename is None and not isinstance(e, StorageError):
+            # a write error (a full disk) names no file: name the one that was being written
+            raise OSError(e.errno, e.strerror or str(e), str(dest)) from e
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

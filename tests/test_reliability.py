@@ -78,7 +78,7 @@ def test_validate_function_refuses_cols_zero():
 
 # --- file-system faults ------------------------------------------------------------------------------
 @contextmanager
-def _tmpfs(path: Path, size_kb: int, read_only: bool = False, fill: bool = False):
+def _tmpfs(path: Path, size_kb: int, read_only: bool = False, fill: bool | int = False):
     """A tiny tmpfs at ``path`` (read-only, or filled up); the test is skipped where mounting is refused
     (not root, no mount). root ignores file modes, so a chmod'ed folder would not do."""
     path.mkdir(parents=True, exist_ok=True)
@@ -88,10 +88,11 @@ def _tmpfs(path: Path, size_kb: int, read_only: bool = False, fill: bool = False
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode().strip()[:100]}")
     try:
-        if fill:
+        if fill:   # True: full; an int: leave about that many kB free
             fd = os.open(path / "filler", os.O_WRONLY | os.O_CREAT)
+            left_kb = 0 if fill is True else int(fill)
             try:
-                while True:
+                for _ in range(size_kb // 4 - left_kb // 4 if left_kb else 10 ** 6):
                     os.write(fd, b"\0" * 4096)
             except OSError as e:
                 assert e.errno == errno.ENOSPC
@@ -779,3 +780,42 @@ def test_any_other_file_system_fault_is_one_line_with_path_and_cause(tmp_path, m
     monkeypatch.setattr(PointCache, "info", info)
     code, io = _run(["cache", "info", "--dir", str(tmp_path)], capsys)
     assert _one_line_error(code, io) == f"error: {tmp_path / 'ab'}: {os.strerror(errno.EIO)}"
+
+
+@pytest.mark.ngspice
+def test_calibrate_out_fills_up_during_the_sweep(tmp_path, capsys):
+    """A real full disk in the middle of a sweep: one line naming the point file and the cause, the
+    finished points kept, no temporary files left."""
+    with _tmpfs(tmp_path / "mnt", 64, fill=24) as mnt:
+        args = ["calibrate", "--tech", "resistor", "--rows", "8", "--cols", "4", "--points", "40", "--vectors", "4",
+                "--out", str(mnt / "cal"), "--no-cache", "--no-progress"]
+        code, io = _run(args, capsys)
+        err = _one_line_error(code, io)
+        kept = sorted((mnt / "cal" / "points").glob("point_*.npz"))
+        assert 1 <= len(kept) < 40
+        assert f"{mnt / 'cal' / 'points'}/point_{len(kept):05d}.npz: No space left on device" in err
+        assert f"{len(kept)} of 40 points are kept in {mnt / 'cal'}" in err
+        assert not [p for p in mnt.rglob(".*")]
+
+
+@pytest.mark.ngspice
+def test_point_cache_fills_up_during_the_sweep(tmp_path, capsys):
+    """The point cache's disk fills up: the point it could not take is still in --out, and the sweep
+    stops there; a rerun with room resumes to the table of an uninterrupted run."""
+    from cosim.tables import load_table
+
+    args = ["calibrate", "--tech", "resistor", "--rows", "8", "--cols", "4", "--points", "16", "--vectors", "4",
+            "--no-progress"]
+    with _tmpfs(tmp_path / "mnt", 64, fill=12) as mnt:
+        code, io = _run(args + ["--out", str(tmp_path / "cal"), "--cache-dir", str(mnt / "spice")], capsys)
+        err = _one_line_error(code, io)
+        cached = len(list((mnt / "spice").rglob("*.npz")))
+        kept = len(list((tmp_path / "cal" / "points").glob("point_*.npz")))
+        assert "cannot write the SPICE point cache" in err and "No space left on device" in err
+        assert kept == cached + 1 and f"{kept} of 16 points are kept" in err
+        assert not [p for p in mnt.rglob(".*")]
+    assert _run(args + ["--out", str(tmp_path / "cal"), "--cache-dir", str(tmp_path / "spice")], capsys)[0] == 0
+    assert _run(args + ["--out", str(tmp_path / "fresh"), "--no-cache"], capsys)[0] == 0
+    a, b = load_table(tmp_path / "cal" / "table.parquet"), load_table(tmp_path / "fresh" / "table.parquet")
+    for k in a.arrays:
+        np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
