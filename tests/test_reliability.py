@@ -819,3 +819,11 @@ def test_point_cache_fills_up_during_the_sweep(tmp_path, capsys):
     a, b = load_table(tmp_path / "cal" / "table.parquet"), load_table(tmp_path / "fresh" / "table.parquet")
     for k in a.arrays:
         np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
+
+
+def test_report_on_a_disk_that_fills_up_while_writing(stub_study, tmp_path, capsys):
+    with _tmpfs(tmp_path / "mnt", 64, fill=16) as mnt:
+        code, io = _run(["report", "--quick", "--no-progress", "--out", str(mnt / "rep")], capsys)
+        err = _one_line_error(code, io)
+        assert err.startswith(f"error: cannot write the report: {mnt / 'rep'}") and "No space left on device" in err
+        assert not [p for p in (mnt / "rep").rglob("*")], "no partial report, no 0-byte PNG"

@@ -631,8 +631,9 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
             raise
         os.replace(stage / "REPORT.md", out / "REPORT.md")
     except OSError as e:
-        raise StorageError(f"cannot write the report: {describe_os_error(e)} (the study's cells are cached: "
-                           "fix that and run the same command again)") from None
+        where = describe_os_error(e) if e.filename else f"{out}: {os_cause(e)}"   # pyarrow names no file
+        raise StorageError(f"cannot write the report: {where} (the study's cells are cached: fix that and run "
+                           "the same command again)") from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return out / "REPORT.md"
