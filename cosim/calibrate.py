@@ -74,8 +74,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import CosimError, InputError, TableError
-from .fileio import atomic_path
+from .errors import CosimError, InputError, StorageError, TableError
+from .fileio import atomic_path, check_writable, describe_os_error
 from .technology import Technology
 
 MODEL = "moments-v3"
@@ -317,28 +317,41 @@ def _write_point(out_dir: Path, index: int, cfg: SweepConfig, x, w, fam, current
 
 def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int | None = None,
               progress: bool = True, stop_after: int | None = None, scheduler: str | None = None,
-              cache: Any = None, point_timeout_s: float | None = None) -> list[Path]:
+              cache: Any = None, point_timeout_s: float | None = None, security: Any = None) -> list[Path]:
     """Run points 0..points-1 that are not finished yet, through ``cosim.executor`` (``workers`` local
     processes, default 1, or the dask cluster at ``scheduler`` / ``$COSIM_SCHEDULER``) and the SPICE point cache
     (``cache``: a folder or PointCache, default ``$COSIM_CACHE/spice``; False: none). Finished points are
     kept whatever happens (written here as they arrive). ``point_timeout_s`` resubmits a point that gives no
     result in time (hung or lost worker). ``stop_after`` runs at most that many new points (tests:
     interruption). Points that fail (after the convergence aids) are counted and reported at the end."""
-    from .executor import make_executor
+    from .executor import SchedulerLostError, make_executor
     from .netlist import ArraySpec
     from .sweep import SpicePoint, run_points
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out_dir, "the output folder")
     cfg_file = out_dir / "sweep.json"
     key = json.dumps(cfg.key(), sort_keys=True)
     if cfg_file.is_file():
-        if cfg_file.read_text() != key:
+        text = cfg_file.read_text()
+        try:
+            json.loads(text)
+        except ValueError:
+            raise InputError(f"{cfg_file} is {'empty' if not text.strip() else 'not JSON'}: not the record of a "
+                             "sweep written by cosim; delete it to start a sweep in this folder, or use another "
+                             "--out folder") from None
+        if text != key:
             raise InputError(f"{out_dir} holds a sweep with other settings (technology, size, topology, seed or "
                              "vectors); use another --out folder")
     else:
-        cfg_file.write_text(key)
+        for name in ("table.parquet", "samples.parquet"):
+            if (out_dir / name).exists():
+                raise InputError(f"{out_dir / name} was not written by a sweep in this folder (no sweep.json); "
+                                 "calibrate will not overwrite it: use another --out folder")
+        with atomic_path(cfg_file) as tmp:
+            tmp.write_text(key)
     todo = [i for i in range(points) if not _point_path(out_dir, i).is_file()]
+    kept_before = points - len(todo)
     if stop_after is not None:
         todo = todo[:stop_after]
     if todo:
@@ -350,10 +363,22 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
                 x, w, fam = designs[j]
                 _write_point(out_dir, todo[j], cfg, x, w, fam, current_a, meta)
 
-        with make_executor(workers=workers, scheduler=scheduler) as ex:
-            desc = f"calibrate {cfg.tech.name} {cfg.rows}x{cfg.cols}" if progress else False
-            rep = run_points([SpicePoint(spec, x, w) for x, w, _ in designs], executor=ex, cache=cache,
-                             backend=cfg.backend, task_timeout_s=point_timeout_s, progress=desc, on_result=write)
+        try:
+            with make_executor(workers=workers, scheduler=scheduler, security=security) as ex:
+                desc = f"calibrate {cfg.tech.name} {cfg.rows}x{cfg.cols}" if progress else False
+                rep = run_points([SpicePoint(spec, x, w) for x, w, _ in designs], executor=ex, cache=cache,
+                                 backend=cfg.backend, task_timeout_s=point_timeout_s, progress=desc,
+                                 on_result=write)
+        except SchedulerLostError as e:
+            kept = sum(_point_path(out_dir, i).is_file() for i in range(points))
+            raise SchedulerLostError(f"{e}; {kept} of {points} points are kept in {out_dir}: run the same command "
+                                     "again (with a running scheduler) to resume") from None
+        except OSError as e:
+            kept = sum(_point_path(out_dir, i).is_file() for i in range(points))
+            if kept == kept_before and isinstance(e, StorageError):
+                raise   # refused before any point ran
+            raise StorageError(f"{describe_os_error(e)}; {kept} of {points} points are kept in {out_dir}: fix that "
+                               "and run the same command again to resume") from None
         if rep.failed:
             j = min(rep.failed)
             raise CosimError(f"{rep.n_failed} of {len(todo)} points failed (finished points kept in {out_dir}; "
@@ -526,23 +551,34 @@ def fit_table(cfg: SweepConfig, samples, orders=None, leak: bool | str = "auto",
 def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int | None = None, orders=None,
               progress: bool = True, stop_after: int | None = None,
               log: Callable[[str], None] | None = None, scheduler: str | None = None, cache: Any = None,
-              point_timeout_s: float | None = None, terms: str = "full", n_knots: int | None = None):
+              point_timeout_s: float | None = None, terms: str = "full", n_knots: int | None = None,
+              security: Any = None):
     """Run (or resume) the sweep, write ``samples.parquet`` and ``table.parquet`` into ``out_dir``.
     Returns the LookupTable. ``workers``, ``scheduler``, ``cache``, ``point_timeout_s``: see ``run_sweep``;
-    ``terms``: the model's term set (``default_terms``); ``n_knots``: ON-count knots (default ``_knots``)."""
+    ``terms``: the model's term set (``default_terms``); ``n_knots``: ON-count knots (default ``_knots``);
+    ``security``: the TLS ``Security`` of a ``tls://`` scheduler (``cosim.executor.dask_security``)."""
     from . import provenance
 
     if terms not in TERM_SETS:
         raise InputError(f"unknown term set '{terms}': expected one of {', '.join(TERM_SETS)}")
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
+    check_writable(out_dir, "the output folder")   # before the probes below: a refusal comes first
+    fallback = None
+    if cfg.tech.cell != "resistor":
+        from .netlist import fallback_warning, models_fallback
+        fallback = models_fallback()
+        if fallback and log:
+            log(f"warning: {fallback_warning(fallback)}")
     paths = run_sweep(cfg, points, out_dir, workers=workers, progress=progress, stop_after=stop_after,
-                      scheduler=scheduler, cache=cache, point_timeout_s=point_timeout_s)
+                      scheduler=scheduler, cache=cache, point_timeout_s=point_timeout_s, security=security)
     if len(paths) < points:
         raise CosimError(f"sweep stopped with {len(paths)} of {points} points finished (kept in {out_dir}); "
                          "run the same command again to resume")
     samples = load_points(paths)
     table = fit_table(cfg, samples, orders=orders, terms=terms, n_knots=n_knots)
+    if fallback:
+        table.provenance["device_models_fallback"] = fallback
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -551,8 +587,13 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
     md[b"cosim_provenance"] = json.dumps(provenance.record(**{k: v for k, v in table.provenance.items()
                                                                 if k not in ("code_version", "python", "date_utc")}),
                                          sort_keys=True, default=str).encode()
-    pq.write_table(tbl.replace_schema_metadata(md), out_dir / "samples.parquet", compression="zstd")
-    table.save(out_dir / "table.parquet")
+    try:
+        with atomic_path(out_dir / "samples.parquet", suffix=".parquet") as tmp:
+            pq.write_table(tbl.replace_schema_metadata(md), tmp, compression="zstd")
+        table.save(out_dir / "table.parquet")
+    except OSError as e:
+        raise StorageError(f"cannot write the table: {describe_os_error(e)} (all {len(paths)} points are kept in "
+                           f"{out_dir}: fix that and run the same command again to fit it)") from None
     if log:
         log(f"{len(samples)} samples from {len(paths)} points, {time.perf_counter() - t0:.1f} s")
     return table

@@ -5,6 +5,7 @@ imports the steps after it."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -61,6 +62,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except CosimError as e:
         click.echo(f"error: {e}", err=True)
+        sys.exit(1)
+    except BrokenPipeError:
+        # the reader of our output went away (cosim ... | head): nothing to say, and no more to write
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except OSError as e:
+        # a file-system fault nothing more specific caught (read-only, full, a file in the way): its path
+        # and cause in one line (results are written atomically: nothing is left half-written)
+        from .fileio import describe_os_error
+        click.echo(f"error: {describe_os_error(e)}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         click.echo("error: interrupted (finished work was kept)", err=True)

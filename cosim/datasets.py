@@ -174,12 +174,31 @@ def _decode_dir(root: Path, split: str):
                     f"data_batch_N/test_batch files); {_HOW_TO_POINT}")
 
 
+def _end_marking_tarinfo() -> type:
+    """A TarInfo class that notes whether the archive's end-of-archive block (a block of zeros) was
+    read: an archive cut at a member boundary reads as a shorter, valid one without it."""
+
+    class _TarInfo(tarfile.TarInfo):
+        ended = False
+
+        @classmethod
+        def frombuf(cls, buf, encoding, errors):
+            if len(buf) == tarfile.BLOCKSIZE and buf.count(tarfile.NUL) == tarfile.BLOCKSIZE:
+                _TarInfo.ended = True
+            return super().frombuf(buf, encoding, errors)
+
+    return _TarInfo
+
+
 def _decode_archive(path: Path, split: str):
     batches: dict[str, bytes] = {}
     images: dict[str, list[tuple[str, bytes]]] = {}
+    marker = _end_marking_tarinfo()
+    members = 0
     try:
-        with tarfile.open(path, mode="r|*") as tar:
+        with tarfile.open(path, mode="r|*", tarinfo=marker) as tar:
             for m in tar:
+                members += 1
                 if not m.isfile():
                     continue
                 parts = PurePosixPath(m.name).parts
@@ -191,6 +210,9 @@ def _decode_archive(path: Path, split: str):
                     images.setdefault(parts[-2], []).append((name, tar.extractfile(m).read()))
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         raise DataError(f"cannot read CIFAR-10 archive {path}: truncated or corrupt ({_one_line(e)})") from None
+    if not marker.ended:
+        raise DataError(f"cannot read CIFAR-10 archive {path}: truncated (it ends after {members} member(s), "
+                        "without the end-of-archive block); copy or download it again")
     if batches and images:
         raise DataError(f"archive {path} holds both CIFAR-10 formats; unpack the one you mean and point at it")
     if batches:

@@ -174,8 +174,9 @@ def compiled_library(name: str | None = None) -> Path:
     try:
         return build_shared(model_path(OSDI_SOURCE), out, flags=["-O2"])
     except OSError as e:
-        raise NgspiceError(f"building the compiled device models failed: {e} "
-                           "(or set COSIM_SPICE_MODELS=bsource)") from None
+        from .fileio import describe_os_error
+        raise NgspiceError(f"cannot build the compiled device models: {describe_os_error(e)}; "
+                           "COSIM_SPICE_MODELS=bsource chooses the B-source models") from None
 
 
 def model_path(name: str) -> Path:

@@ -19,3 +19,8 @@ class TableError(CosimError, ValueError):
 
 class DataError(CosimError, ValueError):
     """A data set or checkpoint cannot be read or does not match the model."""
+
+
+class StorageError(CosimError, OSError):
+    """A file or folder cannot be written (read-only, full, not a folder): the message names the path,
+    the cause and what was kept."""

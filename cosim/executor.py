@@ -19,10 +19,16 @@ worker - and the task resubmitted). The clock of ``timeout_s`` starts when the t
 as many tasks as there are workers are in flight, so it measures the task's own run (plus a worker's
 start-up). When retries are exhausted the task's ``error`` says why; nothing is dropped. (A local pool
 cannot tell whose worker died: every task in flight when a pool process dies counts an attempt.)
+
+Local pool workers end with the process that started them (``cosim.orphans``). A Dask scheduler that
+goes away in the middle of a map is a ``SchedulerLostError`` (one line; the caller says what it kept).
+A cluster across machines should speak TLS: ``make_executor(scheduler="tls://...",
+security=dask_security(ca_file, cert, key))``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -36,6 +42,22 @@ ENV_SCHEDULER = "COSIM_SCHEDULER"
 DEFAULT_RETRIES = 2
 CONNECT_TIMEOUT_S = 20.0
 _POLL_S = 0.5
+
+
+class SchedulerLostError(CosimError):
+    """The dask scheduler went away during a map (killed, its machine or the network down). Results
+    already yielded are the caller's; callers add what they kept and that a rerun resumes."""
+
+
+class _QuietConnectionLoss:
+    """A logging filter for dask's client: drops its tracebacks about a lost scheduler connection
+    (cosim reports that itself, in one line)."""
+
+    def filter(self, record) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        text = record.getMessage().lower()
+        return not (isinstance(exc, (OSError, TimeoutError)) or type(exc).__name__ in ("CommClosedError",
+                    "CancelledError", "StreamClosedError") or "reconnect" in text or "connection" in text)
 
 
 def _requeue_or_give_up(faults, attempts, retries, pending, emit):
@@ -130,6 +152,12 @@ def _check_map_args(timeout_s: float | None, retries: int) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Local processes
 # ---------------------------------------------------------------------------------------------------
+def _pool_worker_init(parent_pid: int) -> None:
+    """In each local pool worker: end with the cosim process ``parent_pid`` (cosim.orphans)."""
+    from .orphans import watch_parent
+    watch_parent(parent_pid)
+
+
 def _kill_pool(pool) -> None:
     """Kill the pool's worker processes (a hung task cannot be cancelled otherwise) and drop the pool."""
     procs = list((getattr(pool, "_processes", None) or {}).values())
@@ -144,6 +172,8 @@ def _kill_pool(pool) -> None:
             p.join(timeout=5)
         except Exception:  # noqa: BLE001
             pass
+    from .orphans import remove_orphaned_scratch
+    remove_orphaned_scratch()   # the killed workers' ngspice run folders
 
 
 def _mp_context():
@@ -194,7 +224,8 @@ class LocalExecutor(Executor):
         try:
             while pending or inflight:
                 if pool is None:
-                    pool = ProcessPoolExecutor(max_workers=min(self.workers, max(n, 1)), mp_context=_mp_context())
+                    pool = ProcessPoolExecutor(max_workers=min(self.workers, max(n, 1)), mp_context=_mp_context(),
+                                               initializer=_pool_worker_init, initargs=(os.getpid(),))
                 while pending and len(inflight) < self.workers:
                     i = pending.popleft()
                     attempts[i] += 1
@@ -245,28 +276,36 @@ class LocalExecutor(Executor):
 # Dask
 # ---------------------------------------------------------------------------------------------------
 class DaskExecutor(Executor):
-    """Tasks on a dask.distributed cluster at ``address`` (``tcp://HOST:PORT``). ``workers`` caps the
-    tasks in flight (default: the cluster's threads, re-read as workers come and go)."""
+    """Tasks on a dask.distributed cluster at ``address`` (``tcp://HOST:PORT``, or ``tls://HOST:PORT`` with
+    ``security``, a ``distributed.security.Security``: ``dask_security``). ``workers`` caps the tasks in
+    flight (default: the cluster's threads, re-read as workers come and go). A scheduler that goes away
+    during ``map`` (after the client's ``connect_timeout_s`` of reconnecting) raises SchedulerLostError."""
 
     kind = "dask"
 
-    def __init__(self, address: str, workers: int | None = None, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    def __init__(self, address: str, workers: int | None = None, connect_timeout_s: float | None = None,
+                 security: Any = None) -> None:
         try:
             from distributed import Client
         except ImportError:
             raise CosimError("a scheduler was given but dask.distributed is not installed (pip install distributed)") from None
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise InputError(f"workers must be an integer >= 1, got {workers!r}")
+        # also how long the client tries to reconnect to a scheduler that went away before giving up
+        connect_timeout_s = CONNECT_TIMEOUT_S if connect_timeout_s is None else connect_timeout_s
         self.address = address
         self._cap = workers
+        self._quiet = _QuietConnectionLoss()
+        logging.getLogger("distributed.client").addFilter(self._quiet)
         try:
-            self.client = Client(address, timeout=connect_timeout_s, set_as_default=False)
+            self.client = Client(address, timeout=connect_timeout_s, set_as_default=False, security=security)
         except (OSError, TimeoutError) as e:
+            logging.getLogger("distributed.client").removeFilter(self._quiet)
             raise CosimError(f"cannot reach the dask scheduler at {address}: {_one_line(e)}") from None
         try:
             self.client.wait_for_workers(1, timeout=connect_timeout_s)
         except (OSError, TimeoutError):
-            self.client.close()
+            self.close()
             raise CosimError(f"the dask scheduler at {address} has no workers (start some with: dask worker {address})") from None
 
     def _threads(self) -> int:
@@ -298,8 +337,6 @@ class DaskExecutor(Executor):
         return self._map(fn, list(items), ordered, timeout_s, retries)
 
     def _map(self, fn, items, ordered, timeout_s, retries) -> Iterator[TaskResult]:
-        from distributed import wait
-
         n = len(items)
         run_id = uuid.uuid4().hex[:12]
         pending = deque(range(n))
@@ -307,67 +344,122 @@ class DaskExecutor(Executor):
         inflight: dict[Any, tuple[int, float]] = {}
         emit = _Emitter(ordered)
         try:
-            while pending or inflight:
-                cap = self.workers
-                while pending and len(inflight) < cap:
-                    i = pending.popleft()
-                    attempts[i] += 1
-                    f = self.client.submit(_call, fn, items[i], key=f"cosim-{run_id}-{i}-{attempts[i]}", pure=False,
-                                           retries=0)
-                    inflight[f] = (i, time.monotonic())
-                wait_s = _POLL_S if timeout_s is None else min(_POLL_S, timeout_s)
-                try:
-                    with self.client.as_current():
-                        done = wait(list(inflight), timeout=wait_s, return_when="FIRST_COMPLETED").done
-                except TimeoutError:
-                    done = set()
-                faults: list[tuple[int, str]] = []
-                for f in done:
-                    if f not in inflight:
-                        continue
-                    i, _ = inflight.pop(f)
-                    if f.status == "finished":
-                        try:
-                            ok, val = f.result()
-                        except Exception as e:  # noqa: BLE001 - result lost with its worker
-                            faults.append((i, _one_line(e)))
-                            continue
-                        for r in emit.push(TaskResult(i, val if ok else None, None if ok else val, attempts[i])):
-                            yield r
-                    else:  # 'error' (KilledWorker: the worker died with it too often, lost data) or 'cancelled'
-                        try:
-                            why = _one_line(f.exception()) if f.status == "error" else f"task {f.status}"
-                        except Exception as e:  # noqa: BLE001
-                            why = _one_line(e)
-                        faults.append((i, why))
-                    f.release()
-                if timeout_s is not None:
-                    now = time.monotonic()
-                    for f, (i, t0) in list(inflight.items()):
-                        if now - t0 > timeout_s and not f.done():
-                            del inflight[f]
-                            self._restart_worker_of(f.key)
-                            f.cancel()
-                            faults.append((i, f"no result within {timeout_s:g} s (worker hung or too slow)"))
-                yield from _requeue_or_give_up(faults, attempts, retries, pending, emit)
+            yield from self._loop(fn, items, timeout_s, retries, run_id, pending, attempts, inflight, emit)
+        except CosimError:
+            raise
+        except Exception as e:  # noqa: BLE001 - with the scheduler gone, one line; else the error itself
+            if self._scheduler_alive():
+                raise
+            raise SchedulerLostError(f"lost the dask scheduler at {self.address} ({_lost_reason(e)})") from None
         finally:
             if inflight:
-                self.client.cancel(list(inflight))
+                try:
+                    self.client.cancel(list(inflight))
+                except Exception:  # noqa: BLE001 - the scheduler is gone: nothing to cancel
+                    pass
+
+    def _scheduler_alive(self) -> bool:
+        try:
+            return self.client.status == "running" and not self.client.scheduler_comm.comm.closed()
+        except Exception:  # noqa: BLE001
+            return False
+
+    def _loop(self, fn, items, timeout_s, retries, run_id, pending, attempts, inflight, emit):
+        """The submit / wait / resubmit loop of ``_map`` (which turns a lost scheduler into one error)."""
+        from distributed import wait
+
+        while pending or inflight:
+            cap = self.workers
+            while pending and len(inflight) < cap:
+                i = pending.popleft()
+                attempts[i] += 1
+                f = self.client.submit(_call, fn, items[i], key=f"cosim-{run_id}-{i}-{attempts[i]}", pure=False,
+                                       retries=0)
+                inflight[f] = (i, time.monotonic())
+            wait_s = _POLL_S if timeout_s is None else min(_POLL_S, timeout_s)
+            try:
+                with self.client.as_current():
+                    done = wait(list(inflight), timeout=wait_s, return_when="FIRST_COMPLETED").done
+            except TimeoutError:
+                done = set()
+            faults: list[tuple[int, str]] = []
+            for f in done:
+                if f not in inflight:
+                    continue
+                i, _ = inflight.pop(f)
+                if f.status == "finished":
+                    try:
+                        ok, val = f.result()
+                    except Exception as e:  # noqa: BLE001 - result lost with its worker
+                        faults.append((i, _one_line(e)))
+                        continue
+                    for r in emit.push(TaskResult(i, val if ok else None, None if ok else val, attempts[i])):
+                        yield r
+                else:  # 'error' (KilledWorker: the worker died with it too often, lost data) or 'cancelled'
+                    try:
+                        why = _one_line(f.exception()) if f.status == "error" else f"task {f.status}"
+                    except Exception as e:  # noqa: BLE001
+                        why = _one_line(e)
+                    faults.append((i, why))
+                f.release()
+            if timeout_s is not None:
+                now = time.monotonic()
+                for f, (i, t0) in list(inflight.items()):
+                    if now - t0 > timeout_s and not f.done():
+                        del inflight[f]
+                        self._restart_worker_of(f.key)
+                        f.cancel()
+                        faults.append((i, f"no result within {timeout_s:g} s (worker hung or too slow)"))
+            yield from _requeue_or_give_up(faults, attempts, retries, pending, emit)
 
     def close(self) -> None:
         try:
-            self.client.close()
+            self.client.close(timeout=5 if self._scheduler_alive() else 1)
         except Exception:  # noqa: BLE001
             pass
+        logging.getLogger("distributed.client").removeFilter(self._quiet)
 
 
-def make_executor(workers: int | None = None, scheduler: str | None = None) -> Executor:
+def _lost_reason(e: BaseException) -> str:
+    text = str(e)
+    if "scheduler-connection-lost" in text or type(e).__name__ == "FuturesCancelledError":
+        return "connection lost"
+    return _one_line(e)
+
+
+def dask_security(ca_file: str | None = None, cert: str | None = None, key: str | None = None):
+    """The ``distributed.security.Security`` of a TLS cluster from PEM files: the certificate authority
+    that signed the scheduler's and workers' certificates, and this client's certificate and key (all
+    three, or none: then None, and a ``tls://`` scheduler takes dask's own configuration,
+    ``distributed.comm.tls.*``). Encryption is then required: no plain tcp:// connection is made."""
+    given = {"--tls-ca-file": ca_file, "--tls-cert": cert, "--tls-key": key}
+    if not any(given.values()):
+        return None
+    missing = [k for k, v in given.items() if not v]
+    if missing:
+        raise InputError(f"TLS needs all three of --tls-ca-file, --tls-cert and --tls-key; missing {', '.join(missing)}")
+    for opt, path in given.items():
+        if not os.path.isfile(path):
+            raise InputError(f"{opt}: no such file: {path}")
+    from distributed.security import Security
+    return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True)
+
+
+def make_executor(workers: int | None = None, scheduler: str | None = None, security: Any = None) -> Executor:
     """Local processes (``workers``, default 1) or, when ``scheduler`` (or ``COSIM_SCHEDULER``) names a
-    dask scheduler (``tcp://HOST:PORT``), that cluster (``workers`` then caps the tasks in flight)."""
+    dask scheduler (``tcp://HOST:PORT``, ``tls://HOST:PORT``), that cluster (``workers`` then caps the tasks
+    in flight). ``security``: a ``distributed.security.Security`` (``dask_security``) for a TLS cluster."""
     address = scheduler if scheduler is not None else os.environ.get(ENV_SCHEDULER, "")
     address = address.strip()
     if address:
         if "://" not in address:
-            raise InputError(f"scheduler address must look like tcp://HOST:PORT, got '{address}'")
-        return DaskExecutor(address, workers)
+            raise InputError(f"scheduler address must look like tcp://HOST:PORT or tls://HOST:PORT, got '{address}'")
+        if security is not None and not address.startswith("tls://"):
+            raise InputError(f"TLS certificates were given, but the scheduler address {address} is not tls://")
+        if security is None and address.startswith("tls://"):
+            import dask
+            if not dask.config.get("distributed.comm.tls.ca-file", None):
+                raise InputError(f"the scheduler {address} speaks TLS: give --tls-ca-file, --tls-cert and --tls-key "
+                                 "(or COSIM_TLS_CA_FILE, COSIM_TLS_CERT and COSIM_TLS_KEY)")
+        return DaskExecutor(address, workers, security=security)
     return LocalExecutor(1 if workers is None else workers)

@@ -70,6 +70,24 @@ def resolve_models(models: str | None = None) -> str:
     return want
 
 
+def models_fallback(models: str | None = None) -> str | None:
+    """Why ``auto`` falls back from the compiled device models to the B-source ones (the same equations,
+    but another implementation: slower, and its results are other numbers to the last digits), or None
+    when it does not (compiled models used, or ``bsource``/``compiled`` asked for explicitly)."""
+    want = models if models is not None else (os.environ.get(MODELS_ENV) or "auto")
+    if want != "auto":
+        return None
+    from .spice.detect import compiled_models_status
+    usable, reason = compiled_models_status()
+    return None if usable else reason
+
+
+def fallback_warning(reason: str) -> str:
+    """The one-line warning of a fallback from the compiled to the B-source device models."""
+    return (f"device models: B-source instead of compiled, because {reason.rstrip('.')}. The same equations, "
+            "evaluated by ngspice's expression parser: much slower, and currents differ in the last digits")
+
+
 @dataclass(frozen=True)
 class ArraySpec:
     """One crossbar array: technology, size and topology (None -> the technology's default)."""

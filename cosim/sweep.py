@@ -27,7 +27,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import CosimError, InputError, NgspiceError
+from .errors import CosimError, InputError, NgspiceError, StorageError
+from .fileio import check_writable, describe_os_error
 from .executor import DEFAULT_RETRIES, Executor, make_executor
 from .netlist import ArraySpec, build_netlist, check_inputs, sense_names
 from .pointcache import PointCache, point_key
@@ -141,8 +142,12 @@ def point_task(args: tuple[SpicePoint, str, float | None]) -> dict[str, Any]:
 
 
 def ngspice_probe(backend: str = "subprocess") -> dict[str, Any]:
-    """What a worker would run: {"version", "solver"} (part of every cache key)."""
+    """What a worker would run: {"version", "solver"} (part of every cache key). Every worker asked also
+    removes the run folders its killed processes left behind (cosim.orphans)."""
+    from .orphans import remove_orphaned_scratch
     from .spice.detect import ngspice_info
+
+    remove_orphaned_scratch()
 
     if backend == "shared":
         from .spice.backends import shared_version
@@ -204,7 +209,10 @@ def run_points(points: Sequence[SpicePoint], *, executor: Executor | None = None
     ``task_timeout_s`` resubmits a task that gives no result (hung or dead worker), at most ``retries``
     times. ``on_result(i, current_a or None, meta)`` is called here for every point as it is known
     (cached points first). Failed points are in ``report.failed``; the sweep itself does not raise for them."""
+    from .orphans import remove_orphaned_scratch
+
     t0 = time.perf_counter()
+    remove_orphaned_scratch()   # run folders of earlier sweeps' killed workers
     own = executor is None
     ex = make_executor(1) if own else executor
     store = None if cache is False else (cache if isinstance(cache, PointCache) else PointCache(cache))
@@ -251,8 +259,16 @@ def run_points(points: Sequence[SpicePoint], *, executor: Executor | None = None
             from tqdm import tqdm
             bar = tqdm(total=n, initial=n - len(todo), desc=progress if isinstance(progress, str) else "spice",
                        unit="point")
+        if store is not None and todo:
+            # before any point is computed: a cache that cannot take the results stops the sweep now
+            try:
+                check_writable(store.root, "the SPICE point cache")
+            except StorageError as e:
+                raise StorageError(f"{e} (use --no-cache, or --cache-dir DIR / COSIM_CACHE for another cache)"
+                                   ) from None
         tasks = [(points[i], backend, spice_timeout_s) for i in todo]
         for r in ex.map(point_task, tasks, timeout_s=task_timeout_s, retries=retries):
+            cache_error = None
             i = todo[r.index]
             key = keys[i]
             if r.ok and "failed" not in r.value:
@@ -262,7 +278,7 @@ def run_points(points: Sequence[SpicePoint], *, executor: Executor | None = None
                 if got != key:
                     rep.mismatched += 1
                 if store is not None:
-                    store.put(got, val["current_a"], meta)   # under what really ran
+                    cache_error = _store(store.put, got, val["current_a"], meta)   # under what really ran
                 rep.currents[i], rep.meta[i] = val["current_a"], meta | {"cached": False}
                 rep.computed += 1
             else:
@@ -271,14 +287,19 @@ def run_points(points: Sequence[SpicePoint], *, executor: Executor | None = None
                 meta = {"kind": kind, "attempts": r.attempts, "ngspice_version": version, "solver": solver,
                         "spec": p_describe(points[i])}
                 if store is not None:
-                    store.put_failure(key, reason, meta)
+                    cache_error = _store(store.put_failure, key, reason, meta)
                 rep.failed[i] = reason
                 rep.meta[i] = meta | {"reason": reason, "cached": False}
                 rep.computed += 1
             if on_result:
-                on_result(i, rep.currents[i], rep.meta[i])
+                on_result(i, rep.currents[i], rep.meta[i])   # the caller keeps it even when the cache could not
             if bar:
                 bar.update(1)
+            if cache_error is not None:
+                # stop before computing more: every point so far is in the cache or with the caller
+                raise StorageError(f"cannot write the SPICE point cache: {describe_os_error(cache_error)}; "
+                                   f"stopped after {rep.computed} computed point(s) (free space, or use --no-cache "
+                                   "or another --cache-dir, and rerun)")
     finally:
         if bar:
             bar.close()
@@ -287,6 +308,15 @@ def run_points(points: Sequence[SpicePoint], *, executor: Executor | None = None
     rep.corrupt = store.corrupt if store is not None else 0
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+def _store(put: Callable[..., Any], *args: Any) -> OSError | None:
+    """``put(*args)`` into the point cache; the OSError when the cache cannot take it (full, read-only)."""
+    try:
+        put(*args)
+    except OSError as e:
+        return e
+    return None
 
 
 def p_describe(p: SpicePoint) -> str:

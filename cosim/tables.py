@@ -236,3 +236,34 @@ def default_table_path(tech_name: str, rows: int, topology: str = "decoupled", m
         raise TableError(f"no default table for {tech_name} {rows} rows {topology} (shipped: "
                          f"{', '.join(shipped) or 'none'}); make one with 'cosim calibrate'")
     return path
+
+
+def provenance_warnings(prov: dict[str, Any], ngspice: bool = True) -> list[str]:
+    """Warnings about using a table here: made by another version of cosim's code (a table shipped in
+    ``cosim/resources/tables`` belongs to this code and is not named), or (``ngspice``) calibrated with
+    another ngspice or solver than this machine runs, whose SPICE results may differ from it."""
+    from .paths import resources_dir
+    from .provenance import code_version
+
+    out: list[str] = []
+    if prov.get("synthetic"):
+        return out
+    src = prov.get("source_path")
+    shipped = bool(src) and Path(src).resolve().is_relative_to((resources_dir() / "tables").resolve())
+    made = prov.get("code_version")
+    if made and made != code_version() and not shipped:
+        out.append(f"table {src or ''} made by code version {made}, used with {code_version()}".replace("  ", " "))
+    if ngspice and prov.get("ngspice_version"):
+        from .errors import NgspiceError
+        from .spice.detect import ngspice_info
+        try:
+            info = ngspice_info()
+        except NgspiceError:
+            return out
+        if info["version"]:
+            here = f"ngspice {info['version']} ({'klu' if info['klu'] else 'sparse'})"
+            there = f"ngspice {prov['ngspice_version']} ({prov.get('solver', '?')})"
+            if here != there:
+                out.append(f"table calibrated with {there}, this machine runs {here}: its SPICE results "
+                           "may differ from the table's")
+    return out

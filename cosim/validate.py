@@ -39,9 +39,10 @@ import numpy as np
 
 from .adc import ADC
 from .calibrate import random_patterns
-from .errors import InputError
-from .fileio import atomic_path
-from .tables import LookupTable, load_table
+from .errors import InputError, StorageError
+from .fileio import atomic_path, check_writable, describe_os_error
+from .netlist import MAX_SIZE
+from .tables import LookupTable, load_table, provenance_warnings
 
 FAMILIES = ("random", "skewed", "network")
 PREDICTORS = ("surrogate", "ideal", "count_only")
@@ -177,6 +178,7 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     import torch
 
     from .errors import NgspiceError
+    from .executor import SchedulerLostError
     from .provenance import code_version, record
     from .surrogate import Surrogate
 
@@ -191,9 +193,10 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     patterns = list(dict.fromkeys(patterns))
     if n_columns < 1 or vectors < 1:
         raise InputError("n and vectors must be positive")
-    cols = cols or min(table.rows, 32)
-    if cols < 1:
-        raise InputError(f"cols must be positive, got {cols}")
+    if cols is None:
+        cols = min(table.rows, 32)
+    elif isinstance(cols, bool) or not isinstance(cols, (int, np.integer)) or not 1 <= cols <= MAX_SIZE:
+        raise InputError(f"cols must be an integer from 1 to {MAX_SIZE}, got {cols!r}")
     if "network" in patterns and network is None:
         from .netslices import load_network
         network = load_network()
@@ -203,17 +206,31 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     main_adc = "selected" if adc is not None else "ideal"
     s0 = Surrogate.from_table(table)
     bound = {name: a.bind(table) for name, a in adcs.items()}   # each ADC as the surrogate would bind it
-    out = Path(out_dir) if out_dir is not None else None
+    out = check_writable(out_dir, "the output folder") if out_dir is not None else None
     warnings = []
-    if table.provenance.get("code_version") != code_version():
-        warnings.append(f"table made by code version {table.provenance.get('code_version')}, "
-                        f"validated with {code_version()}")
+    warnings += provenance_warnings(table.provenance, ngspice=True)
+    if table.technology().cell != "resistor":
+        from .netlist import fallback_warning, models_fallback
+        fallback = models_fallback()
+        if fallback:
+            warnings.append(fallback_warning(fallback))
     report: dict[str, Any] = {"patterns": {}, "warnings": warnings}
     t0 = time.perf_counter()
     runs = [run for fam in patterns
             for run in family_runs(table, fam, n_columns, seed, vectors, cols, network if fam == "network" else None)]
-    currents, spice_meta, failed, sweep = simulate_runs(table, runs, cols, out, executor=executor, cache=cache,
-                                                        point_timeout_s=point_timeout_s, progress=progress)
+    try:
+        currents, spice_meta, failed, sweep = simulate_runs(table, runs, cols, out, executor=executor, cache=cache,
+                                                            point_timeout_s=point_timeout_s, progress=progress)
+    except SchedulerLostError as e:
+        kept = (f"{sum(_kept_path(out, r).is_file() for r in runs)} of {len(runs)} SPICE runs are kept in {out}"
+                if out is not None else "the SPICE runs finished are kept in the SPICE point cache" if cache is not False
+                else "nothing is kept (--no-cache and no --out)")
+        raise SchedulerLostError(f"{e}; {kept}: run the same command again (with a running scheduler) to "
+                                 "resume") from None
+    except OSError as e:
+        kept = "" if out is None else (f"; {sum(_kept_path(out, r).is_file() for r in runs)} of {len(runs)} SPICE runs "
+                                       f"are kept in {out}")
+        raise StorageError(f"{describe_os_error(e)}{kept}: fix that and run the same command again to resume") from None
     report["failed_runs"] = [{"family": runs[j].family, "run": runs[j].index, "reason": why}
                              for j, why in sorted(failed.items())]
     if failed:

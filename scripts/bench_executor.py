@@ -228,10 +228,11 @@ workers on the others; every machine needs the same cosim and the same ngspice i
 (`bash scripts/setup.sh`), and cosim refuses to mix ngspice builds:
 
 ```bash
-# on the scheduler machine (port 8786)
-.venv/bin/dask scheduler --port 8786
+# on the scheduler machine (port 8786), listening on its cluster address only, no dashboard
+# (a Dask scheduler runs any code it is sent: across shared networks use TLS, see the README)
+.venv/bin/dask scheduler --host SCHEDULER-HOST --port 8786 --no-dashboard --dashboard-address 127.0.0.1:8787
 # on each worker machine: one single-threaded worker process per core (ngspice runs one core each)
-.venv/bin/dask worker tcp://SCHEDULER-HOST:8786 --nworkers 8 --nthreads 1
+.venv/bin/dask worker tcp://SCHEDULER-HOST:8786 --host WORKER-HOST --no-dashboard --dashboard-address 127.0.0.1:0 --nworkers 8 --nthreads 1
 # on the machine you work on
 .venv/bin/cosim calibrate --tech sram8t --rows 256 --cols 256 --points 4000 --out cal256 \\
     --scheduler tcp://SCHEDULER-HOST:8786 --point-timeout-s 3600

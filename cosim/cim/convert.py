@@ -98,7 +98,12 @@ def to_cim(model: nn.Module, *, tech: str = "sram8t", rows: int = 64, cols: int 
     and spice modes; ideal mode reads exact counts. ``max_active_rows``: partial wordline activation.
     In ``spice`` mode, ``spice_tiles`` tiles are marked for SPICE spot checks (``run_spot_checks``).
     """
+    from ..netlist import MAX_SIZE
     from .arrays import build_array
+    for name, v in (("rows", rows), ("cols", cols)):
+        # checked before anything is allocated: a crossbar of a million columns would exhaust memory
+        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SIZE:
+            raise InputError(f"{name} must be an integer from 1 to {MAX_SIZE}, got {v!r}")
     if mode not in MODES:
         raise InputError(f"unknown mode '{mode}': expected one of {', '.join(MODES)}")
     array, tech_obj = build_array(mode=mode, tech=tech, rows=rows, cols=cols, table=table, adc_bits=adc_bits,

@@ -88,6 +88,7 @@ def run_spot_checks(model: nn.Module, surrogate, backend: str = "subprocess") ->
                 "mean_abs_code_error_ideal_vs_spice": float((ideal - c_spice)[:, sl].abs().mean()),
                 "current_rel_rmse_surrogate_vs_spice": float(rel),
                 "ngspice_version": res.ngspice_version, "solver": res.solver,
+                "device_models": res.device_models, "device_models_fallback": res.device_models_fallback,
                 "netlist_sha256": res.netlist_sha256, "spice_seconds": round(spice_s, 3),
             })
     return results

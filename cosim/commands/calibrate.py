@@ -8,7 +8,7 @@ import click
 
 from ..errors import InputError
 from ..technology import TOPOLOGIES, get_technology
-from .sweep_options import check_sweep_options, point_cache, sweep_options
+from .sweep_options import check_sweep_options, point_cache, security, sweep_options
 
 
 @click.command(name="calibrate")
@@ -33,7 +33,7 @@ from .sweep_options import check_sweep_options, point_cache, sweep_options
 @click.option("--json", "as_json", is_flag=True, help="print the table's provenance as JSON")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders, terms, knots, out_dir, workers, scheduler,
-            cache_dir, no_cache, point_timeout_s, seed, as_json, no_progress):
+            cache_dir, no_cache, point_timeout_s, tls_ca_file, tls_cert, tls_key, seed, as_json, no_progress):
     """Run (or resume) a SPICE sweep and write samples.parquet and table.parquet into --out."""
     from ..calibrate import SweepConfig, calibrate, normalise_orders, order_number
     from ..netlist import ArraySpec
@@ -44,6 +44,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders
         raise InputError("calibration of the coupled topology is not implemented yet (its surrogate needs "
                          "column-index and row-load terms); use --topology decoupled")
     check_sweep_options(workers, point_timeout_s)
+    sec = security(tls_ca_file, tls_cert, tls_key)
     for name, v, lo in (("points", points, 1), ("vectors", vectors, 1)):
         if v is not None and v < lo:
             raise InputError(f"--{name} must be >= {lo}, got {v}")
@@ -57,7 +58,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders
     table = calibrate(cfg, points, out_dir, workers=workers, orders=order_list, progress=not no_progress,
                       log=lambda m: click.echo(m, err=True), scheduler=scheduler,
                       cache=point_cache(no_cache, cache_dir), point_timeout_s=point_timeout_s, terms=terms,
-                      n_knots=knots)
+                      n_knots=knots, security=sec)
     if as_json:
         click.echo(json.dumps(table.provenance, sort_keys=True, default=str))
     else:

@@ -11,6 +11,7 @@ import json
 import click
 
 from ..bnn.models import MODEL_NAMES
+from ..netlist import MAX_SIZE
 from ..technology import REGISTRY
 
 
@@ -23,8 +24,10 @@ from ..technology import REGISTRY
                    "in $COSIM_MODELS; with --bits 2|4 the k-bit checkpoint $COSIM_CACHE/checkpoints/<model>_w<k>a<k>.ckpt.")
 @click.option("--data", type=click.Path(), default=None, help="CIFAR-10 (folder or .tar.gz). Default: $COSIM_DATA.")
 @click.option("--tech", type=click.Choice(sorted(REGISTRY)), default="sram8t", show_default=True)
-@click.option("--rows", type=click.IntRange(min=1), default=64, show_default=True, help="Rows R of one crossbar.")
-@click.option("--cols", type=click.IntRange(min=1), default=64, show_default=True, help="Columns C of one crossbar.")
+@click.option("--rows", type=click.IntRange(1, MAX_SIZE), default=64, show_default=True,
+              help=f"Rows R of one crossbar, 1..{MAX_SIZE}.")
+@click.option("--cols", type=click.IntRange(1, MAX_SIZE), default=64, show_default=True,
+              help=f"Columns C of one crossbar, 1..{MAX_SIZE}.")
 @click.option("--table", type=click.Path(dir_okay=False), default=None,
               help="Lookup table (cosim calibrate). Default: the shipped table of --tech and --rows.")
 @click.option("--topology", type=click.Choice(["decoupled", "coupled"]), default=None,
@@ -93,6 +96,13 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
               adc_reference=adc_reference, adc_lsb_counts=adc_lsb, max_active_rows=max_active_rows, topology=topology,
               device=device, spice_tiles=spice_tiles, spice_vectors=spice_vectors, seed=seed)
     cim = to_cim(net, **kw)
+    from ..tables import provenance_warnings
+    described = cim.cim_config.get("array")
+    arr_prov = ((described.get("table_provenance") if isinstance(described, dict) else None)
+                or getattr(cim.cim_array, "table_provenance", None) or {})
+    warnings = provenance_warnings(arr_prov, ngspice=(mode == "spice")) if mode != "ideal" else []
+    for w in warnings:
+        click.echo(f"warning: {w}", err=True)
     source = resolve_data_path(data)
     images, labels = load_cifar10(source, split="test")
     n = len(labels) if limit is None else min(limit, len(labels))
@@ -118,7 +128,7 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
         "seconds": round(seconds, 3), "images_per_s": round(n / seconds, 2) if seconds > 0 else None,
         "device": str(device), "threads": 1 if workers > 1 else torch.get_num_threads(),
         "workers": workers,
-        "overall": ov, "layers": stats["layers"], "array": arr,
+        "overall": ov, "layers": stats["layers"], "array": arr, "warnings": warnings,
     }
     if mode == "spice":
         from ..cim.spot import run_spot_checks, summarize
@@ -127,6 +137,11 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
         out["spice_checks"] = checks
         out["spice_summary"] = summarize(checks)
         out["spice_seconds"] = round(time.perf_counter() - t_spice, 3)  # the spot checks, beside "seconds"
+        fallback = next((c["device_models_fallback"] for c in checks if c.get("device_models_fallback")), None)
+        if fallback:
+            from ..netlist import fallback_warning
+            warnings.append(fallback_warning(fallback))
+            click.echo(f"warning: {warnings[-1]}", err=True)
     out["provenance"] = record(
         technology=cfg["tech"], array_size=[rows, cols], topology=table_prov.get("topology"),
         r_wire_ohm=cfg.get("r_wire_ohm"), ngspice_version=table_prov.get("ngspice_version"),

@@ -6,10 +6,13 @@ directory for ``--quick`` (so that the README's first run does not replace the c
 
 from __future__ import annotations
 
+import shlex
 import time
 from pathlib import Path
 
 import click
+
+from .sweep_options import security, tls_options
 
 #: default output folders (relative to the working directory): the quick study's, the grid's
 QUICK_OUT = "cosim-report"
@@ -32,7 +35,8 @@ GRID_OUT = "docs"
               help="Cells computed at once by local processes (default 1: in this process); with --scheduler: "
                    "most cells in flight (default: the cluster's worker threads).")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
-              help="Compute the cells on this dask.distributed scheduler (default: $COSIM_SCHEDULER, else local). "
+              help="Compute the cells on this dask.distributed scheduler, tcp:// or tls:// (default: $COSIM_SCHEDULER, "
+                   "else local). "
                    "Every worker needs the same cosim, weights, test images and tables (checked per cell).")
 @click.option("--cell-timeout-s", type=float, default=None,
               help="Resubmit a cell that gives no result within this time (hung or lost worker).")
@@ -41,12 +45,13 @@ GRID_OUT = "docs"
                    "cached by any version of the code keyed into the cells (same cell, weights, test images and "
                    "lookup table); a cell without one is listed as not run. Costs (periphery energy, latency, "
                    "area) are computed now, from the component table; skew statistics are read or recomputed.")
+@tls_options
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
 def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers, scheduler, cell_timeout_s,
-            from_cache, progress) -> None:
+            from_cache, tls_ca_file, tls_cert, tls_key, progress) -> None:
     """Run the BinSparX study grid (cached per cell, resumable) and write REPORT.md (default: docs/, or
     cosim-report/ with --quick)."""
-    from ..errors import InputError
+    from ..errors import InputError, StorageError
     from ..executor import make_executor
     from ..study.config import load_config, parse_config
     from ..study.report import StudyResults, accuracy_summary, read_cached_cells, write_report
@@ -57,6 +62,7 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
         raise InputError(f"--workers must be >= 1, got {workers}")
     if cell_timeout_s is not None and not cell_timeout_s > 0:
         raise InputError(f"--cell-timeout-s must be positive, got {cell_timeout_s}")
+    sec = security(tls_ca_file, tls_cert, tls_key)
     cfg = load_config(config_path, quick=quick)
     overrides = {}
     if limit is not None:
@@ -74,6 +80,15 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
             if quick and k in ("limit", "skew_images"):
                 raw.setdefault("quick", {})[k] = v
         cfg = dataclasses.replace(parse_config(raw, quick=quick, source=cfg.source), source=cfg.source)
+    from ..fileio import check_writable
+    # before any cell is computed: where the report and the cells go must take files
+    report_dir = Path(out_dir if out_dir is not None else (QUICK_OUT if quick else GRID_OUT))
+    check_writable(report_dir, "the report folder")
+    if not from_cache:
+        try:
+            check_writable(StudyContext(cfg).cache_root, "the cell cache")
+        except StorageError as e:
+            raise StorageError(f"{e} (--cache DIR, or COSIM_CACHE, for another cache)") from None
     import torch
     torch.set_num_threads(cfg.threads)
     t0 = time.perf_counter()
@@ -89,7 +104,7 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
             raise InputError("--from-cache computes no cell: it takes neither --workers nor --scheduler")
         results = read_cached_cells(cells, ctx)
     else:
-        with make_executor(workers=workers, scheduler=scheduler) as ex:
+        with make_executor(workers=workers, scheduler=scheduler, security=sec) as ex:
             if ex.kind != "local" or ex.workers > 1:
                 click.echo(f"cells on: {ex.describe()}", err=True)
             results = run_cells(cells, ctx, progress=progress, executor=ex, timeout_s=cell_timeout_s)
@@ -102,11 +117,20 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
     res = StudyResults(config=cfg, cells=results, skew=skew, seconds=time.perf_counter() - t0,
                        full_grid_cells=full_cells, not_in_run=not_in_run)
     default_out = QUICK_OUT if quick else GRID_OUT
-    cmd = "cosim report" + (f" --config {config_path}" if config_path else "") + (" --quick" if quick else "") \
-        + (f" --limit {limit}" if limit is not None else "") + (" --from-cache" if from_cache else "") \
-        + (f" --out {out_dir}" if out_dir is not None and Path(out_dir) != Path(default_out) else "")
-    path = write_report(res, Path(out_dir if out_dir is not None else default_out), command=cmd)
+    # the whole command, as it would be typed again (only --progress, which changes no result, is left out)
+    opts = [("--config", config_path), ("--quick", quick), ("--limit", limit), ("--skew-images", skew_images),
+            ("--cache", cache_dir), ("--workers", workers), ("--scheduler", scheduler),
+            ("--cell-timeout-s", cell_timeout_s), ("--from-cache", from_cache),
+            ("--out", out_dir if out_dir is not None and Path(out_dir) != Path(default_out) else None)]
+    cmd = " ".join(["cosim report"] + [name if value is True else f"{name} {shlex.quote(str(value))}"
+                                       for name, value in opts if value not in (None, False)])
+    path = write_report(res, report_dir, command=cmd)
     click.echo(accuracy_summary(res))
     n_not = sum(r.status == "not run" for r in results)
+    from ..study.runner import CACHE_FAULT
+    stopped = [r.reason for r in results if r.reason and r.reason.startswith(CACHE_FAULT)]
     click.echo(f"wrote {path.resolve()} ({len(results) - n_not} cell(s) with results, {n_not} not run; "
                f"{res.seconds:.0f} s)")
+    if stopped:
+        raise StorageError(f"{stopped[0][len('not run: '):]}; stopped with {len(stopped)} cell(s) not run (every "
+                           f"computed cell is in {path}): fix that and run the same command again")

@@ -17,18 +17,35 @@ import click
 import numpy as np
 
 from ..errors import InputError
-from ..netlist import ArraySpec, MAX_SIZE, MODEL_IMPLS
+from ..netlist import ArraySpec, MAX_SIZE, MODEL_IMPLS, fallback_warning
 from ..technology import CELLS, TOPOLOGIES, get_technology
 
 PATTERNS = ("random", "all-on")
 
 
+#: the first bytes of every .npy file (numpy.lib.format)
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def _load_npy(path: str, what: str) -> np.ndarray:
     try:
+        with open(path, "rb") as f:
+            head = f.read(len(NPY_MAGIC))
+        if head != NPY_MAGIC:
+            # numpy would take it for a pickle and suggest loading it unsafely: it is just not an array
+            raise InputError(f"{what} file {path} is not a NumPy .npy array (no .npy header; save one with "
+                             "numpy.save)")
         arr = np.load(Path(path), allow_pickle=False)
     except FileNotFoundError:
         raise InputError(f"{what} file not found: {path}") from None
-    except (OSError, ValueError) as e:
+    except IsADirectoryError:
+        raise InputError(f"{what} file {path} is a folder") from None
+    except ValueError as e:
+        if "allow_pickle" in str(e):
+            raise InputError(f"{what} file {path} holds Python objects, not numbers; cosim does not load "
+                             "pickled data (save 0/1 integers with numpy.save)") from None
+        raise InputError(f"cannot read {what} file {path} as .npy: {str(e).splitlines()[0] if str(e) else e}") from None
+    except OSError as e:
         raise InputError(f"cannot read {what} file {path} as .npy: {str(e).splitlines()[0] if str(e) else e}") from None
     return arr
 
@@ -89,10 +106,12 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_pa
         "column_current_a": res.column_current_a.tolist(),
         "ideal_column_current_a": ideal.tolist(),
         "ngspice_version": res.ngspice_version, "solver": res.solver, "backend": res.backend,
-        "device_models": res.device_models,
+        "device_models": res.device_models, "device_models_fallback": res.device_models_fallback,
         "seconds": res.seconds, "netlist_sha256": res.netlist_sha256, "retried": res.retried,
         "provenance": res.provenance(**source),
     }
+    if res.device_models_fallback:
+        click.echo(f"warning: {fallback_warning(res.device_models_fallback)}", err=True)
     if as_json:
         click.echo(json.dumps(out))
         return

@@ -7,7 +7,8 @@ import math
 
 import click
 
-from .sweep_options import check_sweep_options, point_cache, sweep_options
+from ..netlist import MAX_SIZE
+from .sweep_options import check_sweep_options, point_cache, security, sweep_options
 
 
 def _clean(o):
@@ -25,7 +26,8 @@ def _clean(o):
 @click.option("--patterns", default="random,skewed", show_default=True, help="comma list of random, skewed, network")
 @click.option("--n", "n_columns", type=int, default=512, show_default=True, help="fresh SPICE columns per pattern family")
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per SPICE run")
-@click.option("--cols", type=int, default=None, help="columns per SPICE run (default: min(rows, 32))")
+@click.option("--cols", type=click.IntRange(1, MAX_SIZE), default=None,
+              help=f"columns per SPICE run, 1..{MAX_SIZE} (default: min(rows, 32))")
 @click.option("--seed", type=int, default=1, show_default=True, help="seed of the fresh patterns")
 @click.option("--network", default="vgg-small", show_default=True,
               help="network patterns: the binary network (vgg-small or resnet18)")
@@ -41,7 +43,8 @@ def _clean(o):
 @sweep_options
 @click.option("--json", "as_json", is_flag=True, help="print the full report as JSON")
 def command(table_path, patterns, n_columns, vectors, cols, seed, network, checkpoint, layers, images, data,
-            adc_references, adc_bits, out_dir, workers, scheduler, cache_dir, no_cache, point_timeout_s, as_json):
+            adc_references, adc_bits, out_dir, workers, scheduler, cache_dir, no_cache, point_timeout_s,
+            tls_ca_file, tls_cert, tls_key, as_json):
     """Simulate fresh points never used in calibration and compare surrogate, ideal and count-only codes."""
     from ..adc import ADC
     from ..errors import InputError
@@ -53,6 +56,7 @@ def command(table_path, patterns, n_columns, vectors, cols, seed, network, check
     if bad:
         raise InputError(f"unknown pattern family '{bad[0]}': expected some of {', '.join(FAMILIES)}")
     check_sweep_options(workers, point_timeout_s)
+    sec = security(tls_ca_file, tls_cert, tls_key)
     if "network" not in fams and (checkpoint or layers or images is not None or data):
         raise InputError("--checkpoint, --layers, --images and --data choose the network patterns: "
                          "add network to --patterns")
@@ -62,7 +66,7 @@ def command(table_path, patterns, n_columns, vectors, cols, seed, network, check
         source = load_network(network, checkpoint=checkpoint, images=DEFAULT_IMAGES if images is None else images,
                               data=data, layers=layers.split(",") if layers else None)
     adc = ADC(bits=adc_bits, references=adc_references)
-    with make_executor(workers=workers, scheduler=scheduler) as ex:
+    with make_executor(workers=workers, scheduler=scheduler, security=sec) as ex:
         rep = validate(table_path, patterns=fams, n_columns=n_columns, seed=seed, vectors=vectors, cols=cols,
                        adc=adc, out_dir=out_dir, network=source, executor=ex,
                        cache=point_cache(no_cache, cache_dir), point_timeout_s=point_timeout_s)

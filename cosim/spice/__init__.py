@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError, NgspiceError
-from ..netlist import ArraySpec, build_netlist, check_inputs, resolve_models, sense_names
+from ..netlist import ArraySpec, build_netlist, check_inputs, models_fallback, resolve_models, sense_names
 from ..provenance import record, sha256_text
 from ..technology import Technology
 from .backends import BACKENDS, NgspiceRunError
-from .detect import ngspice_info
+from .detect import ngspice_info, probe_timeout
 
 __all__ = ["run_array", "RunResult", "ngspice_info", "cell_currents", "ideal_column_currents", "BACKENDS",
            "RETRY_OPTIONS"]
@@ -50,13 +50,15 @@ class RunResult:
     node_voltages: dict[str, np.ndarray] | None = None   # node -> (K,) V, when asked for
     retried: bool = False                   # True when the convergence retry was needed
     device_models: str = "bsource"          # "compiled" (OSDI) or "bsource" (cosim.netlist)
+    device_models_fallback: str | None = None   # why "auto" fell back to bsource, None when it did not
     extra: dict[str, Any] = field(default_factory=dict)
 
     def provenance(self, **fields: Any) -> dict[str, Any]:
         s = self.spec
         return record(technology=s.tech.name, cell=s.tech.cell, rows=s.rows, cols=s.cols, topology=s.topology,
                       r_wire_ohm=s.tech.r_wire_ohm, ngspice_version=self.ngspice_version, solver=self.solver,
-                      backend=self.backend, device_models=self.device_models, netlist_sha256=self.netlist_sha256,
+                      backend=self.backend, device_models=self.device_models,
+                      device_models_fallback=self.device_models_fallback, netlist_sha256=self.netlist_sha256,
                       **fields)
 
 
@@ -82,8 +84,10 @@ def run_array(spec: ArraySpec, inputs, weights, backend: str = "subprocess", nod
         raise InputError(f"timeout_s must be positive, got {timeout_s}")
     t0 = time.perf_counter()
     x, w = check_inputs(spec, inputs, weights)
-    klu = uses_klu(backend)
-    impl = "bsource" if spec.tech.cell == "resistor" else resolve_models(models)
+    with probe_timeout(timeout_s):   # finding out what ngspice can do keeps to the same time limit
+        klu = uses_klu(backend)
+        impl = "bsource" if spec.tech.cell == "resistor" else resolve_models(models)
+        fallback = models_fallback(models) if spec.tech.cell != "resistor" else None
     deck = build_netlist(spec, x, w, klu=klu, node_voltages=node_voltages, models=impl)
     run = BACKENDS[backend]
     retried = False
@@ -113,7 +117,7 @@ def run_array(spec: ArraySpec, inputs, weights, backend: str = "subprocess", nod
         volts = {k[2:-1]: v for k, v in data.items() if k.startswith("v(") and k != "v(v-sweep)" and k != "v(sw)"}
     return RunResult(spec=spec, column_current_a=current, ngspice_version=str(version), solver="klu" if klu else "sparse",
                      seconds=time.perf_counter() - t0, netlist_sha256=sha256_text(deck), backend=backend,
-                     node_voltages=volts, retried=retried, device_models=impl)
+                     node_voltages=volts, retried=retried, device_models=impl, device_models_fallback=fallback)
 
 
 @lru_cache(maxsize=64)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError, NgspiceError
+from ..orphans import die_with_parent, scratch_dir
 from .detect import require_executable, require_library
 from .rawfile import read_rawfile
 
@@ -78,7 +78,7 @@ def run_subprocess(deck: str, n_points: int, timeout_s: float | None = None) -> 
     names are linked into the run's folder, where ngspice looks for them."""
     info = require_executable()
     libs = _osdi_libraries(deck)
-    with tempfile.TemporaryDirectory(prefix="cosim-spice-") as tmp:
+    with scratch_dir("spice") as tmp:
         cir, raw = Path(tmp) / "array.cir", Path(tmp) / "array.raw"
         cir.write_text(deck)
         # read after ngspice's spinit (and instead of ~/.spiceinit): the run's thread count
@@ -87,7 +87,8 @@ def run_subprocess(deck: str, n_points: int, timeout_s: float | None = None) -> 
             (Path(tmp) / name).symlink_to(path)
         try:
             proc = subprocess.run([info["executable"], "-b", "-r", str(raw), str(cir)], capture_output=True,
-                                  text=True, timeout=timeout_s, cwd=tmp, env={**os.environ, "LC_ALL": "C"})
+                                  text=True, timeout=timeout_s, cwd=tmp, env={**os.environ, "LC_ALL": "C"},
+                                  preexec_fn=die_with_parent)   # a killed worker takes its ngspice along
         except subprocess.TimeoutExpired:
             raise NgspiceError(f"ngspice did not finish within {timeout_s:g} s") from None
         except OSError as e:

@@ -13,12 +13,42 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ..errors import NgspiceError
+from ..orphans import die_with_parent, scratch_dir
+
+#: most seconds one probe of ngspice (its version, OSDI, the compiled models) may take; a caller with a
+#: shorter time limit lowers it for its probes (``probe_timeout``)
+PROBE_TIMEOUT_S = 30.0
+_probe_limit_s: float | None = None
+
+
+@contextmanager
+def probe_timeout(timeout_s: float | None):
+    """Within the block, probes of ngspice give up after ``timeout_s`` (when shorter than their own
+    limit): a caller's --timeout-s also covers finding out what ngspice can do."""
+    global _probe_limit_s
+    old = _probe_limit_s
+    if timeout_s is not None:
+        _probe_limit_s = timeout_s if old is None else min(old, timeout_s)
+    try:
+        yield
+    finally:
+        _probe_limit_s = old
+
+
+def _probe_s(own_s: float = PROBE_TIMEOUT_S) -> float:
+    return own_s if _probe_limit_s is None else min(own_s, _probe_limit_s)
+
+
+def _no_answer(executable: str, what: str, timeout_s: float) -> NgspiceError:
+    return NgspiceError(f"ngspice at {executable} gave no answer within {timeout_s:g} s ({what}); "
+                        "is it hanging? (COSIM_NGSPICE chooses another)")
+
 
 _LIB_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
              "/usr/local/lib")
@@ -56,8 +86,12 @@ def _detect(executable: str | None, library: str | None) -> dict[str, Any]:
                             "executable": executable, "library": library}
     if executable is None:
         return info
+    limit = _probe_s()
     try:
-        out = subprocess.run([executable, "-v"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run([executable, "-v"], capture_output=True, text=True, timeout=limit,
+                             preexec_fn=die_with_parent)
+    except subprocess.TimeoutExpired:
+        raise _no_answer(executable, "ngspice -v", limit) from None
     except (OSError, subprocess.SubprocessError) as e:
         raise NgspiceError(f"cannot run ngspice at {executable}: {e}") from None
     text = out.stdout + out.stderr
@@ -68,14 +102,16 @@ def _detect(executable: str | None, library: str | None) -> dict[str, Any]:
     info["version"] = m.group(1)
     info["klu"] = "KLU" in text
     # OSDI: ngspice >= 39 with OSDI knows the 'osdi' command; without, it is an unknown command.
-    with tempfile.TemporaryDirectory(prefix="cosim-ngspice-") as tmp:
+    with scratch_dir("ngspice") as tmp:
         deck = Path(tmp) / "osdi.cir"
         deck.write_text("* osdi probe\nV1 a 0 1\nR1 a 0 1k\n.control\nosdi\n.endc\n.end\n")
         try:
             probe = subprocess.run([executable, "-b", str(deck)], capture_output=True, text=True,
-                                   timeout=30, cwd=tmp)
+                                   timeout=limit, cwd=tmp, preexec_fn=die_with_parent)
             ptext = probe.stdout + probe.stderr
             info["osdi"] = "osdi:" in ptext and "unknown command" not in ptext.lower()
+        except subprocess.TimeoutExpired:   # not cached as "no OSDI": raised
+            raise _no_answer(executable, "the OSDI probe", limit) from None
         except (OSError, subprocess.SubprocessError):
             info["osdi"] = False
     return info
@@ -115,12 +151,15 @@ def _probe_compiled(executable: str, version: str, source_sha: str, cache: str) 
     deck = "\n".join(["* cosim compiled-model probe", ".control", f"pre_osdi {name}", ".endc",
                       model_text("finfet7_osdi.lib"), "Vd d 0 0.7", "Vm d dm 0",
                       "N1 dm d 0 nfet_rvt_c nfin=1", ".dc Vd 0.7 0.7 1", ".print dc i(Vm)", ".end", ""])
-    with tempfile.TemporaryDirectory(prefix="cosim-osdi-probe-") as tmp:
+    with scratch_dir("osdi-probe") as tmp:
         (Path(tmp) / name).symlink_to(lib)
         (Path(tmp) / "probe.cir").write_text(deck)
+        limit = _probe_s(2 * PROBE_TIMEOUT_S)
         try:
-            proc = subprocess.run([executable, "-b", "probe.cir"], capture_output=True, text=True, timeout=60,
-                                  cwd=tmp, env={**os.environ, "LC_ALL": "C"})
+            proc = subprocess.run([executable, "-b", "probe.cir"], capture_output=True, text=True, timeout=limit,
+                                  cwd=tmp, env={**os.environ, "LC_ALL": "C"}, preexec_fn=die_with_parent)
+        except subprocess.TimeoutExpired:   # not cached as "compiled models unusable": raised
+            raise _no_answer(executable, "the compiled-model probe", limit) from None
         except (OSError, subprocess.SubprocessError) as e:
             return False, f"ngspice failed to run the compiled-model probe: {e}"
     m = re.search(r"^\s*0\s+[-+0-9.e]+\s+([-+0-9.e]+)\s*$", proc.stdout, re.M)

@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import StorageError
+from ..fileio import check_writable, describe_os_error, os_cause
 from ..provenance import code_version, record
 from . import costs as costs_mod
 from .config import VARIANTS, StudyConfig
@@ -593,10 +596,53 @@ def multibit_claim(out: Path) -> list[list[str]]:
 
 
 def write_report(res: StudyResults, out: str | Path, command: str = "cosim report") -> Path:
-    """Write REPORT.md, the PNGs and the data files under ``out``; the path of REPORT.md."""
+    """Write REPORT.md, the PNGs and the data files under ``out``; the path of REPORT.md.
+
+    All of it is written first into a temporary folder inside ``out`` and then swapped in for the
+    previous REPORT.md and report/ folder, so ``out`` holds either the whole old report or the whole
+    new one: never a mix of both, nor a half-written file (a full disk, a read-only folder). Faults are
+    a StorageError naming the path and the cause; the previous report is then left as it was."""
+    import shutil
+    import tempfile
+
+    from ..orphans import pid_alive
+
     out = Path(out)
-    fig_dir = out / "report"
-    fig_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out, "the report folder")
+    for left in out.glob(".report-new-*-*"):   # of a report writer that was killed
+        pid = left.name.split("-")[2]
+        if pid.isdigit() and not pid_alive(int(pid)):
+            shutil.rmtree(left, ignore_errors=True)
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".report-new-{os.getpid()}-", dir=out))
+    except OSError as e:
+        raise StorageError(f"cannot write the report folder {out}: {os_cause(e)}") from None
+    try:
+        _write_files(res, out, stage, command)
+        fig_dir, old = out / "report", None
+        if fig_dir.exists():
+            old = stage / "report-old"
+            os.replace(fig_dir, old)
+        try:
+            os.replace(stage / "report", fig_dir)
+        except OSError:
+            if old is not None:
+                os.replace(old, fig_dir)
+            raise
+        os.replace(stage / "REPORT.md", out / "REPORT.md")
+    except OSError as e:
+        where = describe_os_error(e) if e.filename else f"{out}: {os_cause(e)}"   # pyarrow names no file
+        raise StorageError(f"cannot write the report: {where} (the study's cells are cached: fix that and run "
+                           "the same command again)") from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return out / "REPORT.md"
+
+
+def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> None:
+    """The files of the report for ``out``, written into ``stage`` (REPORT.md and report/)."""
+    fig_dir = stage / "report"
+    fig_dir.mkdir()
     cfg = res.config
     df = results_frame(res)
     sf = skew_frame(res)
@@ -613,8 +659,6 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
     import pandas as pd
     pd.DataFrame(costs_mod.component_table()).to_csv(fig_dir / "components.csv", index=False)
 
-    for old in list(fig_dir.glob("*.png")):
-        old.unlink()  # figures of an earlier report with another grid would otherwise linger
     figs: list[tuple[str, Path]] = []
     for net in cfg.networks:
         for tech in cfg.technologies:
@@ -783,9 +827,7 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
     md.append("\n## Files\n")
     md.append("`report/results.csv` / `report/results.parquet` (one row per cell), `report/skew_layers.csv`, "
               "`report/costs.csv`, `report/latency_layers.csv`, `report/components.csv`, `report/provenance.json`, and the PNGs above.\n")
-    path = out / "REPORT.md"
-    path.write_text("\n".join(md) + "\n")
-    return path
+    (stage / "REPORT.md").write_text("\n".join(md) + "\n")
 
 
 def _cell_code_note(df) -> str:

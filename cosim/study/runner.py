@@ -33,7 +33,7 @@ import torch
 
 from ..bnn.layers import BinConv2d
 from ..errors import CosimError, DataError, InputError, TableError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, describe_os_error
 from ..paths import PACKAGE_DIR, cache_dir, resources_dir
 from ..provenance import json_default, record, sha256_file
 from .config import Cell, StudyConfig
@@ -74,6 +74,10 @@ def make_key(payload: dict[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------- storage
+
+#: the reason of cells left unrun because the cell cache could not take a result
+CACHE_FAULT = "not run: the cell cache cannot be written"
+
 
 class CellStore:
     """Cell results as JSON files under ``root`` (one per key), written atomically."""
@@ -351,7 +355,7 @@ def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = 
     ``timeout_s``) is reported as not run, with the reason, and not cached; an interrupt stops the run
     with every finished cell already on disk. ``compute`` and ``payload`` must be picklable (module-level
     functions) for an executor with worker processes."""
-    from ..executor import DEFAULT_RETRIES, make_executor
+    from ..executor import DEFAULT_RETRIES, SchedulerLostError, make_executor
 
     store = CellStore(ctx.cache_root)
     task = CellTask(ctx.config, compute, payload)
@@ -380,20 +384,37 @@ def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = 
     _CONTEXTS[tok] = ctx                      # tasks run in this process use the caller's loaded context
     try:
         items = [(cells[i], pay) for i, pay, _ in todo]
-        for r in ex.map(task, items, timeout_s=timeout_s, retries=DEFAULT_RETRIES if retries is None else retries):
-            i, pay, key = todo[r.index]
-            cell = cells[i]
-            if not r.ok:
-                results[i] = CellResult(cell, "not run", None, reason=f"task failed: {r.error}")
-            elif "not_run" in r.value:
-                results[i] = CellResult(cell, "not run", None, reason=r.value["not_run"])
-            else:
-                res = r.value["result"]
-                store.put(key, {"payload": pay, "result": res})
-                results[i] = CellResult(cell, "computed", res, key=key)
-            if bar is not None:
-                bar.set_postfix_str(cell.label()[:60])
-                bar.update(1)
+        stream = ex.map(task, items, timeout_s=timeout_s, retries=DEFAULT_RETRIES if retries is None else retries)
+        cache_fault = None
+        try:
+            for r in stream:
+                i, pay, key = todo[r.index]
+                cell = cells[i]
+                if not r.ok:
+                    results[i] = CellResult(cell, "not run", None, reason=f"task failed: {r.error}")
+                elif "not_run" in r.value:
+                    results[i] = CellResult(cell, "not run", None, reason=r.value["not_run"])
+                else:
+                    res = r.value["result"]
+                    try:
+                        store.put(key, {"payload": pay, "result": res})
+                    except OSError as e:   # full or read-only: keep this cell's result, compute no more
+                        cache_fault = describe_os_error(e)
+                    results[i] = CellResult(cell, "computed", res, key=key)
+                if bar is not None:
+                    bar.set_postfix_str(cell.label()[:60])
+                    bar.update(1)
+                if cache_fault is not None:
+                    stream.close()
+                    for j, _, _ in todo:
+                        if results[j] is None:
+                            results[j] = CellResult(cells[j], "not run", None,
+                                                    reason=f"{CACHE_FAULT}: {cache_fault}")
+                    break
+        except SchedulerLostError as e:
+            kept = sum(r is not None and r.status in ("computed", "cached") for r in results)
+            raise SchedulerLostError(f"{e}; {kept} of {len(cells)} cells are kept in the cell cache {store.root}: run "
+                                     "the same command again (with a running scheduler) to resume") from None
     finally:
         if registered is None:
             _CONTEXTS.pop(tok, None)
@@ -434,5 +455,8 @@ def skew_for(network: str, rows: int, ctx: StudyContext, progress: bool = False)
            "seconds": round(time.perf_counter() - t0, 3),
            "provenance": record(network=network, rows=rows, technology=None, solver="exact integer counts (torch)",
                                 seed=ctx.config.seed, weights_sha256=weights_sha, data=data_src)}
-    store.put(key, {"payload": pay, "result": res}, kind="skew")
+    try:
+        store.put(key, {"payload": pay, "result": res}, kind="skew")
+    except OSError:
+        pass   # a read-only cache (cosim report --from-cache): the statistics are used, just not kept
     return res
