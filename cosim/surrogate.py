@@ -34,6 +34,12 @@ from .products import bits_dtype, f32_kernel, matmul_f32, prepare_f32
 from .tables import LookupTable, load_table
 
 DEFAULT_CHUNK = 2048
+#: with the default chunk, vectors per pass are cut so that one pass's products (counts and moments, about
+#: 4 (E+1) C bytes a vector) stay within this, so the kernel reads them from the caches rather than memory
+#: (VGG-small on 8T-SRAM tables, 10 images, one thread of an AMD EPYC, CPU time best of 3 against a fixed
+#: 2,048-vector pass: 128 rows 0.95 s vs 1.17 s, 256 rows 0.96 s vs 1.11 s, 64 rows 0.66 s vs 0.68 s)
+CHUNK_BYTES = 4 << 20
+MIN_CHUNK = 256
 
 
 def _as_tensor(a: Any, name: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -245,6 +251,7 @@ class Surrogate:
         if x.shape[1] != pw.rows:
             raise InputError(f"x_bits has {x.shape[1]} rows but w_bits has {pw.rows}")
         n, c = x.shape[0], pw.cols
+        step = self._chunk_for(c)
         cur = torch.empty((n, c), dtype=self.dtype, device=self.device) if currents else None
         code = torch.empty((n, c), dtype=self.dtype, device=self.device) if codes else None
         lib = self._kernel()
@@ -255,17 +262,17 @@ class Surrogate:
                 from .surrogate_kernel import evaluate
                 thr, step_a = self._adc_rule() if codes else (None, 0.0)
                 threads = self.kernel_threads or torch.get_num_threads()
-                for s in range(0, n, self.chunk):
-                    k, m, xs = self._products(x[s:s + self.chunk], pw)
+                for s in range(0, n, step):
+                    k, m, xs = self._products(x[s:s + step], pw)
                     total += evaluate(lib, k, m, E, self.n_variables, self._terms, self._coef_t, self.i_cell_a, xs=xs,
                                       coef_rows=self._coef_rows, term_idx=self._term_idx,
-                                      simd=self.kernel_simd, cur=None if cur is None else cur[s:s + self.chunk], thresholds=thr,
-                                      lsb=float(self.adc.lsb_counts), code=None if code is None else code[s:s + self.chunk],
+                                      simd=self.kernel_simd, cur=None if cur is None else cur[s:s + step], thresholds=thr,
+                                      lsb=float(self.adc.lsb_counts), code=None if code is None else code[s:s + step],
                                       threads=threads, step_a=step_a, max_code=self.adc.max_code)
                 return cur, code, total
             out = cur if cur is not None else torch.empty((n, c), dtype=self.dtype, device=self.device)
-            for s in range(0, n, self.chunk):
-                out[s:s + self.chunk] = self._torch_currents(*self._products(x[s:s + self.chunk], pw))
+            for s in range(0, n, step):
+                out[s:s + step] = self._torch_currents(*self._products(x[s:s + step], pw))
             out.mul_(self.i_cell_a)
             total = out.sum()
             if self.device.type == "cpu":
@@ -273,6 +280,14 @@ class Surrogate:
             if codes:
                 code = self.adc.digitize(out)
             return cur, code, total
+
+    def _chunk_for(self, cols: int) -> int:
+        """Vectors per pass for ``cols`` columns: ``chunk``, and with the default chunk on the CPU no more
+        than keep a pass's products within CHUNK_BYTES (at least MIN_CHUNK)."""
+        if self.chunk != DEFAULT_CHUNK or self.device.type != "cpu":
+            return self.chunk
+        per_vector = 4 * (len(self.orders) + 1) * max(1, cols)
+        return max(MIN_CHUNK, min(self.chunk, CHUNK_BYTES // per_vector // 64 * 64))
 
     def _adc_rule(self):
         """(thresholds for the kernel, or None; level spacing in A, or 0): the ADC's own rule, a rounding
