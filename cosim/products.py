@@ -5,7 +5,8 @@ long as every partial sum is an integer the dtype holds: up to 256 in bfloat16 (
 2048 in float16 (11 bits) and 2**24 in float32. Which of them is fast depends on the processor, by a
 factor of 100 and more:
 
-- an Intel Xeon with AMX runs float16 and bfloat16 products on its matrix units;
+- an Intel Xeon with AMX runs bfloat16 products on its matrix units (and float16 ones where it has
+  AVX-512 FP16 or AMX-FP16);
 - an AMD EPYC with AVX-512 BF16 but no AVX-512 FP16 runs bfloat16 about 5x faster than float32, and
   float16 about 30x *slower* than float32 (torch converts it element by element);
 - a CPU without AVX-512 BF16 emulates bfloat16 too.

@@ -24,9 +24,9 @@ from torch import nn
 
 from ..bnn.layers import BinConv2d
 from ..errors import InputError
+from ..products import exact_limit
 from . import binsparx as bsx
 from .arrays import ArrayModel
-from ..products import exact_limit
 from .mapping import TileMap, bits_dtype, conv_output_size, conv_weight_matrix, im2col_bits, weight_tiles
 from .stats import LayerStats
 
@@ -276,7 +276,6 @@ class CrossbarMatrix(nn.Module):
             t1 = min(T, t0 + group)
             part = x_buf[:, t0 * R:t1 * R] @ self.w_signed[t0 * R:t1 * R]
             acc = part.float() if acc is None else acc.add_(part)
-        self._flush_current()
         return acc
 
     def _tile_forward(self, x_buf: torch.Tensor, x_ones: torch.Tensor, s_x16: torch.Tensor | None) -> torch.Tensor:
