@@ -13,7 +13,7 @@ factor of 100 and more:
 
 So the dtype is never fixed to one machine's strengths: :func:`bits_dtype` takes, among the dtypes
 exact for an array of ``rows`` rows, the fastest one by a short timing probe of the running device
-(about 0.1 s, once per process and device), with float32 (exact everywhere) as the portable fallback.
+(0.1-0.3 s, once per process and device), with float32 (exact everywhere) as the portable fallback.
 On CUDA devices float16 is taken without a probe (tensor cores run it on every GPU cosim supports).
 
 ``COSIM_BITS_DTYPE`` (``float32``, ``bfloat16``, ``float16`` or ``auto``, the default) forces a dtype
