@@ -19,3 +19,7 @@ class TableError(CosimError, ValueError):
 
 class DataError(CosimError, ValueError):
     """A data set or checkpoint cannot be read or does not match the model."""
+
+
+class SolverError(CosimError, RuntimeError):
+    """The exact array solver (cosim.solver) did not converge for some columns; the message names them."""

@@ -1,0 +1,415 @@
+"""Exact DC operating point of whole crossbar arrays, batched over input vectors: the ngspice deck's
+circuit (cosim.netlist) solved by Newton's method on its line-node voltages.
+
+    from cosim.solver import solve_array
+    res = solve_array(spec, inputs, weights)       # inputs (K, R), weights (R, C) of 0/1
+    res.column_current_a                           # (K, C) A, the current ``cosim.spice.run_array`` senses
+
+The circuit is the deck's, built again from the geometry (not from the deck text): the same driver,
+wire-segment and sink resistances, the same sense points and signs, zero resistances merged into one
+node, and the deck's ``rshunt`` from every node to ground for nonlinear cells. Each cell's current is a
+function of its two line-node voltages, evaluated by the compiled device code the decks load
+(cosim.solver_kernel: the 8T read stack's inner node solved inside the cell as cosim_stack does, the
+1T-1R inner node likewise, with its rshunt).
+
+decoupled  every column independent: 2R unknowns (bit line, source line), a block-tridiagonal Jacobian
+           with 2x2 blocks solved by the block Thomas algorithm, in C, one thread per slice of the
+           K x C columns.
+coupled    the whole array per input vector: a sparse Jacobian (scipy.sparse, SuperLU), cells evaluated
+           by the same C code.
+
+Convergence: a Newton step is accepted as the last when every node moved by at most
+``reltol * |v| + vntol_v`` and every sensed current changed by at most ``reltol * |i| + abstol_a`` since the
+previous iteration (reltol 1e-6 as the decks; vntol 1e-9 V and abstol 1e-14 A, stricter than ngspice's
+1e-6 V and 1e-12 A). Steps longer than ``dv_max_v`` are shortened (damping). A column (decoupled) or
+vector (coupled) that does not converge is reported with its index and reason (``SolveResult.failures``;
+``solve_array`` raises SolverError unless ``allow_failures``), its current NaN, never a number.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from .devices import model_text
+from .errors import InputError, SolverError
+from .netlist import RELTOL, RSHUNT_OHM, ArraySpec, check_inputs
+from .solver_kernel import FET_PARAM_NAMES, KIND, STATUS_REASONS, CellPar, DecJob, load
+
+VNTOL_V = 1e-9
+ABSTOL_A = 1e-14
+MAX_ITER = 100
+
+
+@dataclass
+class SolveResult:
+    """Column currents of K input vectors by the exact solver, and how it went."""
+
+    spec: ArraySpec
+    column_current_a: np.ndarray          # (K, C) float64, A; NaN where not converged
+    iterations: np.ndarray                # (K, C) Newton iterations (coupled: of the vector)
+    failures: list[tuple[int, int, str]] = field(default_factory=list)   # (vector, column, reason)
+    seconds: float = 0.0
+    threads: int = 1
+
+    @property
+    def converged(self) -> np.ndarray:
+        return np.isfinite(self.column_current_a)
+
+
+@lru_cache(maxsize=16)
+def fet_parameters(flavour: str) -> tuple[float, ...]:
+    """The ``nstack_<flavour>_c`` .model card of finfet7_osdi.lib (the deck's FETs), in the C order
+    (nfin is set per technology)."""
+    text = model_text("finfet7_osdi.lib")
+    m = re.search(rf"^\.model\s+nstack_{re.escape(flavour)}_c\s+cosim_stack\s+(.*)$", text, re.M)
+    if m is None:
+        raise InputError(f"no compiled FET model for flavour '{flavour}' in finfet7_osdi.lib")
+    vals = dict(kv.split("=", 1) for kv in m.group(1).split())
+    return tuple(1.0 if n == "nfin" else float(vals[n]) for n in FET_PARAM_NAMES)
+
+
+def g_shunt_s(spec: ArraySpec) -> float:
+    """Conductance of the deck's rshunt from every node to ground (decks of nonlinear cells only)."""
+    return 0.0 if spec.tech.cell == "resistor" else 1.0 / RSHUNT_OHM
+
+
+def cell_parameters(spec: ArraySpec) -> CellPar:
+    tech = spec.tech
+    p = CellPar()
+    p.kind = KIND[tech.cell]
+    if tech.cell != "resistor":
+        for i, v in enumerate(fet_parameters(tech.fet_flavour)):
+            p.fet[i] = v
+    p.nfin = float(tech.fet_nfin)
+    p.fet[0] = float(tech.fet_nfin)
+    p.re_i0_a, p.re_g0_m, p.re_v0_v = tech.reram_i0_a, tech.reram_g0_m, tech.reram_v0_v
+    p.g_inner_shunt_s = g_shunt_s(spec)
+    return p
+
+
+def cell_states(spec: ArraySpec) -> np.ndarray:
+    """(2, 2, 2): the cell's (s1, s2) for [input, weight] in the kernel's terms (gate voltages, gap,
+    conductance; see solver_kernel.c)."""
+    tech, topo = spec.tech, spec.topology
+    out = np.zeros((2, 2, 2))
+    for x in (0, 1):
+        for w in (0, 1):
+            if tech.cell == "sram8t":   # read word line, stored bit (vq or ground)
+                out[x, w] = (x * tech.v_wl_v, w * tech.v_wl_v)
+            elif tech.cell == "reram1t1r":   # gate: the input (decoupled) or always on (coupled); gap
+                gate = tech.v_wl_v if topo == "coupled" else x * tech.v_wl_v
+                out[x, w] = (gate, tech.reram_gap_lrs_m if w else tech.reram_gap_hrs_m)
+            else:   # gated linear cell (decoupled) or plain resistor (coupled)
+                ctl = 1.0 if topo == "coupled" else float(x)
+                out[x, w] = (ctl, 1.0 / (tech.r_on_ohm if w else tech.r_off_ohm))
+    return out
+
+
+def default_threads() -> int:
+    try:
+        import torch
+        return max(1, torch.get_num_threads())
+    except Exception:  # noqa: BLE001 - torch is optional here
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _conductance(ohm: float) -> float:
+    return 0.0 if ohm == 0 else 1.0 / ohm
+
+
+def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, reltol: float = RELTOL,
+                vntol_v: float = VNTOL_V, abstol_a: float = ABSTOL_A, dv_max_v: float | None = None,
+                threads: int | None = None, allow_failures: bool = False) -> SolveResult:
+    """(K, C) column currents of ``spec`` for inputs (K, R) and weights (R, C) of 0/1, exactly (module doc).
+    Raises SolverError naming the columns that did not converge, unless ``allow_failures``."""
+    if not (isinstance(max_iter, int) and max_iter >= 1):
+        raise InputError(f"max_iter must be an integer >= 1, got {max_iter!r}")
+    if not (reltol > 0 and vntol_v >= 0 and abstol_a >= 0):
+        raise InputError("reltol must be positive, vntol_v and abstol_a non-negative")
+    t0 = time.perf_counter()
+    x, w = check_inputs(spec, inputs, weights)
+    dv = spec.tech.v_read_v if dv_max_v is None else float(dv_max_v)
+    nthreads = default_threads() if threads is None else max(1, int(threads))
+    if spec.topology == "decoupled":
+        cur, iters, status = _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv, nthreads)
+    else:
+        cur, iters, status = _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv)
+    failures = [(int(k), int(c), STATUS_REASONS.get(int(status[k, c]), f"status {int(status[k, c])}"))
+                for k, c in zip(*np.nonzero(status))]
+    res = SolveResult(spec, cur, iters, failures, time.perf_counter() - t0, nthreads)
+    if failures and not allow_failures:
+        k, c, why = failures[0]
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise SolverError(f"{spec.describe()}: column {c} of vector {k} did not converge: {why}{more}")
+    return res
+
+
+def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nthreads):
+    lib = load()
+    tech = spec.tech
+    K, R, C = x.shape[0], spec.rows, spec.cols
+    gsh = g_shunt_s(spec)
+    par = cell_parameters(spec)
+    states = cell_states(spec)
+    xc = np.ascontiguousarray(x, dtype=np.uint8)
+    wt = np.ascontiguousarray(w.T, dtype=np.uint8)
+    cur = np.empty((K, C))
+    status = np.empty((K, C), np.int32)
+    iters = np.empty((K, C), np.int32)
+    job = DecJob()
+    job.P = ctypes.pointer(par)
+    job.K, job.C, job.R = K, C, R
+    job.x, job.wt = xc.ctypes.data, wt.ctypes.data
+    for xi in (0, 1):
+        for wi in (0, 1):
+            job.state[2 * xi + wi][0], job.state[2 * xi + wi][1] = states[xi, wi]
+    job.v_read_v = tech.v_read_v
+    job.g_wire_s = _conductance(tech.r_wire_ohm)
+    job.driver_fixed = int(tech.r_driver_ohm == 0)
+    job.g_driver_s = _conductance(tech.r_driver_ohm)
+    job.sink_fixed = int(tech.r_sink_ohm == 0)
+    # the sink: the 0 V ammeter to node k, then r_sink to ground; k carries its own rshunt
+    job.g_sink_s = 0.0 if job.sink_fixed else _conductance(tech.r_sink_ohm) + gsh
+    job.g_shunt_s = gsh
+    job.max_iter, job.reltol, job.vntol_v, job.abstol_a, job.dv_max_v = max_iter, reltol, vntol_v, abstol_a, dv_max_v
+    job.i_out, job.status, job.iters = cur.ctypes.data, status.ctypes.data, iters.ctypes.data
+    lib.cosim_solve_decoupled(ctypes.byref(job), int(nthreads))
+    return cur, iters, status
+
+
+# ------------------------------------------------------------------------------------------------
+# coupled topology: a general sparse Newton on the merged node graph
+
+class _Graph:
+    """Nodes 0..n-1; resistors; zero-ohm joins merged (connected components); fixed-potential nodes."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.ra: list[np.ndarray] = []
+        self.rb: list[np.ndarray] = []
+        self.rg: list[np.ndarray] = []
+        self.sa: list[np.ndarray] = []
+        self.sb: list[np.ndarray] = []
+
+    def resistors(self, a, b, ohm: float) -> None:
+        a, b = np.asarray(a, np.int64).ravel(), np.asarray(b, np.int64).ravel()
+        if ohm == 0:
+            self.sa.append(a)
+            self.sb.append(b)
+        else:
+            self.ra.append(a)
+            self.rb.append(b)
+            self.rg.append(np.full(a.shape, 1.0 / ohm))
+
+    def merge(self) -> np.ndarray:
+        import scipy.sparse as sp
+        from scipy.sparse.csgraph import connected_components
+        if not self.sa:
+            return np.arange(self.n)
+        a, b = np.concatenate(self.sa), np.concatenate(self.sb)
+        g = sp.coo_matrix((np.ones(a.size), (a, b)), shape=(self.n, self.n))
+        _, labels = connected_components(g, directed=False)
+        return labels
+
+
+def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    lib = load()
+    tech = spec.tech
+    K, R, C = x.shape[0], spec.rows, spec.cols
+    gsh = g_shunt_s(spec)
+    par = cell_parameters(spec)
+    states = cell_states(spec)
+    rc = np.arange(R * C).reshape(R, C)
+    # raw nodes: line A (r, c), line B (r, c), then fixed nodes
+    A, B = rc, R * C + rc
+    nraw = 2 * R * C
+    g = _Graph(nraw + R + C + 1)
+    GND = nraw + R + C
+    if tech.cell == "sram8t":
+        # A = read bit line b (down each column), B = read source line s (along each row);
+        # fixed: one v_read node per column (the sense amplifier behind the ammeter), ground
+        sense_fixed = nraw + R + np.arange(C)          # VRD(c)
+        g.resistors(sense_fixed, A[0], tech.r_driver_ohm)
+        g.resistors(A[:-1], A[1:], tech.r_wire_ohm)
+        g.resistors(B[:, :-1], B[:, 1:], tech.r_wire_ohm)
+        g.resistors(B[:, 0], np.full(R, GND), tech.r_sink_ohm)
+        fixed_v = np.zeros((K, R + C + 1))
+        fixed_v[:, R:R + C] = tech.v_read_v
+        sense_sign = -1.0         # the current leaving the sense node into the array
+        sense_extra_a = tech.v_read_v * gsh   # rshunt of the ammeter's node d (at v_read), through the ammeter
+        sink_is_sense = False
+    else:
+        # A = row line w (along each row, driven at its left end), B = column line b (down to the sink)
+        drv = nraw + np.arange(R)
+        g.resistors(drv, A[:, 0], tech.r_driver_ohm)
+        g.resistors(A[:, :-1], A[:, 1:], tech.r_wire_ohm)
+        g.resistors(B[:-1], B[1:], tech.r_wire_ohm)
+        sense_fixed = nraw + R + np.arange(C)          # TERM(c): ground behind ammeter and sink
+        # the sink with the rshunt of the ammeter's far node k (at the same voltage as the column's end)
+        if tech.r_sink_ohm == 0:
+            g.resistors(B[-1], sense_fixed, 0.0)
+        else:
+            g.ra.append(B[-1].copy())
+            g.rb.append(sense_fixed.copy())
+            g.rg.append(np.full(C, 1.0 / tech.r_sink_ohm + gsh))
+        fixed_v = np.zeros((K, R + C + 1))
+        fixed_v[:, :R] = x * tech.v_read_v
+        sense_sign = 1.0
+        sense_extra_a = 0.0
+        sink_is_sense = True
+    del sink_is_sense
+    labels = g.merge()
+    # components: fixed if they hold a fixed raw node
+    fixed_raw = np.arange(nraw, g.n)
+    comp_fixed = {}
+    for j, node in enumerate(fixed_raw):
+        lab = labels[node]
+        if lab in comp_fixed and tech.cell != "sram8t":
+            # two fixed nodes joined by zero ohm: same potential in every vector, else not a circuit
+            other = comp_fixed[lab]
+            if not np.array_equal(fixed_v[:, other], fixed_v[:, j]):
+                raise InputError("zero resistance between two driven nodes of different potentials")
+        comp_fixed.setdefault(lab, j)
+    ncomp = labels.max() + 1
+    is_fixed = np.zeros(ncomp, bool)
+    is_fixed[list(comp_fixed)] = True
+    uidx = -np.ones(ncomp, np.int64)
+    fidx = -np.ones(ncomp, np.int64)
+    unknown_comps = np.nonzero(~is_fixed)[0]
+    uidx[unknown_comps] = np.arange(unknown_comps.size)
+    fixed_comps = np.array(sorted(comp_fixed), np.int64)
+    fidx[fixed_comps] = np.arange(fixed_comps.size)
+    fixed_cols = np.array([comp_fixed[c] for c in fixed_comps], np.int64)  # column of fixed_v per fixed comp
+    n, nf = unknown_comps.size, fixed_comps.size
+    # positions in the full vector: unknowns first, then fixed
+    pos = np.where(is_fixed, n + np.maximum(fidx, 0), np.maximum(uidx, 0))
+    node_pos = pos[labels]
+    # linear part
+    if g.ra:
+        ra, rb, rg = (np.concatenate(v) for v in (g.ra, g.rb, g.rg))
+        pa, pb = node_pos[ra], node_pos[rb]
+        keep = pa != pb
+        pa, pb, rg = pa[keep], pb[keep], rg[keep]
+    else:
+        pa = pb = np.zeros(0, np.int64)
+        rg = np.zeros(0)
+    m = n + nf
+    shunt = np.zeros(m)
+    shunt[:n] = gsh
+    G = sp.coo_matrix((np.concatenate([rg, rg, -rg, -rg, shunt]),
+                       (np.concatenate([pa, pb, pa, pb, np.arange(m)]),
+                        np.concatenate([pa, pb, pb, pa, np.arange(m)]))), shape=(m, m)).tocsr()
+    G_uu = G[:n, :n].tocsc()
+    G_all_u = G[:, :n].tocsr()
+    G_all_f = G[:, n:].tocsr()
+    # cells
+    ca, cb = node_pos[A.ravel()], node_pos[B.ravel()]
+    live = ca != cb
+    ca, cb = ca[live], cb[live]
+    w_flat = w.ravel()[live]
+    row_of = np.repeat(np.arange(R), C)[live]
+    ncell = ca.size
+    sense_pos = node_pos[sense_fixed]
+    cur = np.full((K, C), np.nan)
+    iters = np.zeros((K, C), np.int32)
+    status = np.zeros((K, C), np.int32)
+    mwarm = np.full(ncell, np.nan)
+    ia = np.empty(ncell)
+    ib = np.empty(ncell)
+    J = np.empty((ncell, 4))
+    cp = ctypes.pointer(par)
+    # Jacobian stamps of the cells: rows/cols (a or b) x (a or b), restricted to unknowns
+    rows_j = np.concatenate([ca, ca, cb, cb])
+    cols_j = np.concatenate([ca, cb, ca, cb])
+    keep_j = (rows_j < n) & (cols_j < n)
+    rows_j, cols_j = rows_j[keep_j], cols_j[keep_j]
+
+    def ptr(a):
+        return a.ctypes.data
+
+    for k in range(K):
+        xk = x[k][row_of]
+        s1 = np.ascontiguousarray(states[xk, w_flat, 0])
+        s2 = np.ascontiguousarray(states[xk, w_flat, 1])
+        vf = fixed_v[k, fixed_cols]
+        v = np.empty(m)
+        v[n:] = vf
+        # start: cells as linear conductances at their ideal-bias value
+        va0 = np.where(ca < n, 0.0, 0.0)
+        del va0
+        vi_a = np.full(ncell, tech.v_read_v)
+        vi_b = np.zeros(ncell)
+        lib.cosim_cells_eval(cp, ncell, ptr(s1), ptr(s2), ptr(vi_a), ptr(vi_b), ptr(mwarm), ptr(ia), ptr(ib), ptr(J))
+        g0 = np.maximum(np.abs(ia) / tech.v_read_v, 1e-9)
+        mwarm[:] = np.nan
+        L = sp.coo_matrix((np.concatenate([g0, g0, -g0, -g0]),
+                           (np.concatenate([ca, cb, ca, cb]), np.concatenate([ca, cb, cb, ca]))),
+                          shape=(m, m)).tocsr() + G
+        if n:
+            v[:n] = spla.spsolve(L[:n, :n].tocsc(), -(L[:n, n:] @ vf))
+        i_prev = None
+        ok = 0
+        it = 0
+        for it in range(1, max_iter + 1):
+            va, vb = np.ascontiguousarray(v[ca]), np.ascontiguousarray(v[cb])
+            lib.cosim_cells_eval(cp, ncell, ptr(s1), ptr(s2), ptr(va), ptr(vb), ptr(mwarm), ptr(ia), ptr(ib), ptr(J))
+            leave = G_all_u @ v[:n] + G_all_f @ vf
+            np.add.at(leave, ca, ia)
+            np.add.at(leave, cb, -ib)
+            sense = sense_sign * -leave[sense_pos] + sense_extra_a
+            if not (np.all(np.isfinite(leave)) and np.all(np.isfinite(J))):
+                ok = 2
+                break
+            if n == 0:
+                i_now = sense
+                if i_prev is not None:
+                    ok = 0
+                    break
+                i_prev = i_now
+                continue
+            vals = np.concatenate([J[:, 0], J[:, 1], -J[:, 2], -J[:, 3]])[keep_j]
+            Jm = (G_uu + sp.coo_matrix((vals, (rows_j, cols_j)), shape=(n, n)).tocsc()).tocsc()
+            try:
+                d = spla.spsolve(Jm, -leave[:n])
+            except RuntimeError:
+                ok = 3
+                break
+            if not np.all(np.isfinite(d)):
+                ok = 3
+                break
+            # sensed current after the step, to first order (exact to O(d^2))
+            dmax = np.abs(d).max() if n else 0.0
+            scale = dv_max_v / dmax if dmax > dv_max_v else 1.0
+            vnew = v[:n] + scale * d
+            conv = scale == 1.0 and np.all(np.abs(vnew - v[:n]) <= reltol * np.maximum(np.abs(vnew), np.abs(v[:n])) + vntol_v)
+            v[:n] = vnew
+            i_now = sense
+            if conv and i_prev is not None and np.all(np.abs(i_now - i_prev) <= reltol * np.abs(i_now) + abstol_a):
+                ok = 0
+                # the sense currents at the accepted voltages
+                va, vb = np.ascontiguousarray(v[ca]), np.ascontiguousarray(v[cb])
+                lib.cosim_cells_eval(cp, ncell, ptr(s1), ptr(s2), ptr(va), ptr(vb), ptr(mwarm), ptr(ia), ptr(ib), ptr(J))
+                leave = G_all_u @ v[:n] + G_all_f @ vf
+                np.add.at(leave, ca, ia)
+                np.add.at(leave, cb, -ib)
+                i_now = sense_sign * -leave[sense_pos] + sense_extra_a
+                break
+            i_prev = i_now
+        else:
+            ok = 1
+        iters[k] = it
+        if ok == 0:
+            cur[k] = i_now
+        else:
+            status[k] = ok
+    return cur, iters, status
