@@ -170,6 +170,8 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
     for xi in (0, 1):
         for wi in (0, 1):
             job.state[2 * xi + wi][0], job.state[2 * xi + wi][1] = states[xi, wi]
+    for st, m0 in enumerate(_inner_at_ideal_bias(lib, par, states, tech.v_read_v)):
+        job.m0[st] = m0
     job.v_read_v = tech.v_read_v
     job.g_wire_s = _conductance(tech.r_wire_ohm)
     job.driver_fixed = int(tech.r_driver_ohm == 0)
@@ -182,6 +184,17 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
     job.i_out, job.status, job.iters = cur.ctypes.data, status.ctypes.data, iters.ctypes.data
     lib.cosim_solve_decoupled(ctypes.byref(job), int(nthreads))
     return cur, iters, status
+
+
+def _inner_at_ideal_bias(lib, par, states, v_read_v: float) -> np.ndarray:
+    """The inner node voltage of each state [2 * input + weight] with v_read across the cell: the first
+    guess of the cells' inner solves (warm starts after that)."""
+    s = np.ascontiguousarray(states.reshape(4, 2))
+    s1, s2 = np.ascontiguousarray(s[:, 0]), np.ascontiguousarray(s[:, 1])
+    va, vb = np.full(4, v_read_v), np.zeros(4)
+    m, ia, ib, J = np.full(4, np.nan), np.empty(4), np.empty(4), np.empty(16)
+    lib.cosim_cells_eval(ctypes.pointer(par), 4, *(a.ctypes.data for a in (s1, s2, va, vb, m, ia, ib, J)))
+    return m
 
 
 # ------------------------------------------------------------------------------------------------

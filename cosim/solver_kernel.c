@@ -28,13 +28,26 @@ typedef struct {
     double g_inner_shunt_s;      /* conductance to ground of the 1T-1R inner node (the deck's rshunt) */
 } cellpar_t;
 
-/* The 8T read stack: the loop of stack_eval in cosim_devices.c (warm start *mw when inside the bracket). */
-static void stack_cell(const cellpar_t *P, double vg1, double vg2, double Vd, double Vs, double *mw,
+/* What a cell keeps between evaluations: its inner node voltage, the line voltages it was solved at and
+   the inner node's derivatives, to predict the next inner voltage to first order (a warm start). */
+typedef struct { double m, va, vb, dma, dmb; } cellws_t;
+
+static inline double predict(const cellws_t *w, double va, double vb) {
+    return w->m + w->dma * (va - w->va) + w->dmb * (vb - w->vb);
+}
+
+/* A Newton step on the inner node below this (V) is taken without another evaluation: the current is
+   moved along its derivative (error of the order of the step squared, far below 1e-15 relative). */
+#define INNER_LAST_STEP_V 1e-9
+
+/* The 8T read stack: the loop of stack_eval in cosim_devices.c (its start predicted from the last solve; see cellws_t). */
+static void stack_cell(const cellpar_t *P, double vg1, double vg2, double Vd, double Vs, cellws_t *w,
                        double *ia, double *ib, double *J) {
     const double *p = P->fet;
     const double nfin = P->nfin;
     double lo = Vd < Vs ? Vd : Vs, hi = Vd < Vs ? Vs : Vd;
-    double m = (*mw > lo && *mw < hi) ? *mw : 0.5 * (lo + hi);
+    const double mp = predict(w, Vd, Vs);
+    double m = (mp > lo && mp < hi) ? mp : ((w->m > lo && w->m < hi) ? w->m : 0.5 * (lo + hi));
     double gd1 = 0, gg1 = 0, gs1 = 0, gd2 = 0, gg2 = 0, gs2 = 0, i1 = 0, i2 = 0;
     for (int it = 0; it < 200; it++) {
         i1 = fet_current(p, nfin, Vd, vg1, m, &gd1, &gg1, &gs1);
@@ -43,20 +56,26 @@ static void stack_cell(const cellpar_t *P, double vg1, double vg2, double Vd, do
         if (f > 0) lo = m; else hi = m;
         if (fabs(f) <= 1e-13 * (fabs(i1) + fabs(i2)) + 1e-30 || hi - lo <= 1e-15 * (1.0 + fabs(m))) break;
         double next = fm < 0 ? m - f / fm : 0.5 * (lo + hi);
+        if (fm < 0 && fabs(next - m) <= INNER_LAST_STEP_V && next > lo && next < hi) {
+            i1 += gs1 * (next - m); m = next; break;
+        }
+        /* a Newton step below the rounding of the node voltages: converged (cosim_stack would bisect the
+           bracket down to the same 1e-15 V instead, at the cost of ~40 more evaluations) */
+        if (fm < 0 && fabs(next - m) <= 1e-15 * (1.0 + fabs(m))) { if (next > lo && next < hi) m = next; break; }
         if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
         m = next;
     }
-    *mw = m;
     double fm = gs1 - gd2;
     if (fm > -1e-300) fm = -1e-300;
     const double dm_dd = -gd1 / fm, dm_ds = gs2 / fm;
+    w->m = m; w->va = Vd; w->vb = Vs; w->dma = dm_dd; w->dmb = dm_ds;
     const double g_d = gd1 + gs1 * dm_dd, g_s = gs1 * dm_ds;
     *ia = i1; *ib = i1;
     J[0] = g_d; J[1] = g_s; J[2] = g_d; J[3] = g_s;
 }
 
 /* 1T-1R: f(m) = Ir(va - m) - If(m, vg, vb) - gsh m = 0, decreasing in m, bracketed by min/max(va, vb, 0). */
-static void reram_cell(const cellpar_t *P, double vg, double gap, double va, double vb, double *mw,
+static void reram_cell(const cellpar_t *P, double vg, double gap, double va, double vb, cellws_t *w,
                        double *ia, double *ib, double *J) {
     const double *p = P->fet;
     const double nfin = P->nfin, v0 = P->re_v0_v, gsh = P->g_inner_shunt_s;
@@ -64,7 +83,8 @@ static void reram_cell(const cellpar_t *P, double vg, double gap, double va, dou
     double lo = va < vb ? va : vb, hi = va < vb ? vb : va;
     if (lo > 0) lo = 0;
     if (hi < 0) hi = 0;
-    double m = (*mw > lo && *mw < hi) ? *mw : 0.5 * (lo + hi);
+    const double mp = predict(w, va, vb);
+    double m = (mp > lo && mp < hi) ? mp : ((w->m > lo && w->m < hi) ? w->m : 0.5 * (lo + hi));
     double ir = 0, gr = 0, ifet = 0, gfd = 0, gfg = 0, gfs = 0;
     for (int it = 0; it < 200; it++) {
         const double x = (va - m) / v0;
@@ -75,20 +95,26 @@ static void reram_cell(const cellpar_t *P, double vg, double gap, double va, dou
         if (f > 0) lo = m; else hi = m;
         if (fabs(f) <= 1e-13 * (fabs(ir) + fabs(ifet)) + 1e-30 || hi - lo <= 1e-15 * (1.0 + fabs(m))) break;
         double next = fm < 0 ? m - f / fm : 0.5 * (lo + hi);
+        if (fm < 0 && fabs(next - m) <= INNER_LAST_STEP_V && next > lo && next < hi) {
+            ir -= gr * (next - m); ifet += gfd * (next - m); m = next; break;
+        }
+        /* a Newton step below the rounding of the node voltages: converged (cosim_stack would bisect the
+           bracket down to the same 1e-15 V instead, at the cost of ~40 more evaluations) */
+        if (fm < 0 && fabs(next - m) <= 1e-15 * (1.0 + fabs(m))) { if (next > lo && next < hi) m = next; break; }
         if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
         m = next;
     }
-    *mw = m;
     double D = gr + gfd + gsh;
     if (D < 1e-300) D = 1e-300;
     const double dm_da = gr / D, dm_db = -gfs / D;
+    w->m = m; w->va = va; w->vb = vb; w->dma = dm_da; w->dmb = dm_db;
     *ia = ir; *ib = ifet;
     J[0] = gr * (1.0 - dm_da); J[1] = -gr * dm_db;
     J[2] = gfd * dm_da;        J[3] = gfd * dm_db + gfs;
 }
 
 /* One cell: J = [dia/dva, dia/dvb, dib/dva, dib/dvb]. */
-static inline void cell_eval(const cellpar_t *P, double s1, double s2, double va, double vb, double *mw,
+static inline void cell_eval(const cellpar_t *P, double s1, double s2, double va, double vb, cellws_t *mw,
                              double *ia, double *ib, double *J) {
     if (P->kind == KIND_STACK) {
         stack_cell(P, s1, s2, va, vb, mw, ia, ib, J);
@@ -104,7 +130,11 @@ static inline void cell_eval(const cellpar_t *P, double s1, double s2, double va
 /* Many cells at once (the coupled topology's Newton in cosim.solver). m: warm starts, in and out. */
 void cosim_cells_eval(const cellpar_t *P, int64_t n, const double *s1, const double *s2, const double *va,
                       const double *vb, double *m, double *ia, double *ib, double *J) {
-    for (int64_t i = 0; i < n; i++) cell_eval(P, s1[i], s2[i], va[i], vb[i], &m[i], &ia[i], &ib[i], &J[4 * i]);
+    for (int64_t i = 0; i < n; i++) {
+        cellws_t w = {m[i], va[i], vb[i], 0.0, 0.0};
+        cell_eval(P, s1[i], s2[i], va[i], vb[i], &w, &ia[i], &ib[i], &J[4 * i]);
+        m[i] = w.m;
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -114,6 +144,7 @@ typedef struct {
     const uint8_t *x;            /* (K, R) inputs */
     const uint8_t *wt;           /* (C, R) weights, transposed */
     double state[4][2];          /* cell state (s1, s2) for [2 * input + weight] */
+    double m0[4];                /* first guess of each state's inner node voltage (its value at ideal bias) */
     double v_read_v;
     double g_wire_s;             /* 0: zero-ohm wires, each line one node */
     double g_driver_s;           /* 0 with driver_fixed: zero-ohm driver, the top of the bit line held at v_read */
@@ -135,13 +166,14 @@ static void *dec_run(void *arg) {
     const int merged = j->g_wire_s == 0.0;
     const int64_t N = merged ? 1 : R;
     const double gw = j->g_wire_s, gsh = j->g_shunt_s;
-    double *buf = malloc(sizeof(double) * (size_t)(R * 3 + N * 20) + 64);
+    double *buf = malloc(sizeof(double) * (size_t)(R * 2 + N * 20) + sizeof(cellws_t) * (size_t)R + 64);
+    cellws_t *ws = (cellws_t *)(buf + R * 2 + N * 20);
     if (!buf) {
         for (int64_t q = j->j0; q < j->j1; q++) { j->status[q] = 4; j->i_out[q] = NAN; }
         return NULL;
     }
-    double *m = buf, *s1a = buf + R, *s2a = buf + 2 * R;
-    double *vb = buf + 3 * R, *vs = vb + N;
+    double *s1a = buf, *s2a = buf + R;
+    double *vb = buf + 2 * R, *vs = vb + N;
     double *A = vs + N;          /* (N, 4) diagonal blocks, then reused as C' */
     double *rb = A + 4 * N, *rs = rb + N;
     double *Lb = rs + N, *Ls = Lb + N, *Ub = Ls + N, *Us = Ub + N;
@@ -152,7 +184,8 @@ static void *dec_run(void *arg) {
         const uint8_t *xr = j->x + k * R, *wr = j->wt + c * R;
         for (int64_t r = 0; r < R; r++) {
             const int st = 2 * (xr[r] != 0) + (wr[r] != 0);
-            s1a[r] = j->state[st][0]; s2a[r] = j->state[st][1]; m[r] = NAN;
+            s1a[r] = j->state[st][0]; s2a[r] = j->state[st][1];
+            ws[r].m = j->m0[st]; ws[r].va = ws[r].vb = ws[r].dma = ws[r].dmb = 0.0;
         }
         for (int64_t n = 0; n < N; n++) { vb[n] = j->v_read_v; vs[n] = 0.0; }
         int status = 1, it;
@@ -177,7 +210,7 @@ static void *dec_run(void *arg) {
             for (int64_t r = 0; r < R; r++) {
                 const int64_t n = merged ? 0 : r;
                 double ia, ib, Jc[4];
-                cell_eval(P, s1a[r], s2a[r], vb[n], vs[n], &m[r], &ia, &ib, Jc);
+                cell_eval(P, s1a[r], s2a[r], vb[n], vs[n], &ws[r], &ia, &ib, Jc);
                 rb[n] += ia; rs[n] -= ib;
                 A[4 * n] += Jc[0]; A[4 * n + 1] += Jc[1]; A[4 * n + 2] -= Jc[2]; A[4 * n + 3] -= Jc[3];
                 if (n == N - 1) { ib_last += ib; jb_last[2] += Jc[2]; jb_last[3] += Jc[3]; }
