@@ -14,6 +14,7 @@ from .errors import CosimError
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "spice": ("cosim.commands.spice", "Simulate one crossbar array in ngspice; print column currents."),
+    "solve": ("cosim.commands.solve", "Solve one crossbar array exactly (no ngspice); print column currents."),
     "calibrate": ("cosim.commands.calibrate", "Run a SPICE sweep and fit lookup tables for the surrogate."),
     "validate": ("cosim.commands.validate", "Compare the surrogate with fresh SPICE points."),
     "train": ("cosim.commands.train", "Train a binary network on CIFAR-10."),

@@ -426,3 +426,22 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
         else:
             status[k] = ok
     return cur, iters, status
+
+
+@lru_cache(maxsize=64)
+def _cell_currents(tech, topology: str) -> tuple[float, float, float, float]:
+    bare = tech.replace(r_wire_ohm=0.0, r_driver_ohm=0.0, r_sink_ohm=0.0)
+    spec = ArraySpec(bare, rows=1, cols=2, topology=topology)
+    res = solve_array(spec, np.array([[1], [0]]), np.array([[1, 0]]), threads=1)
+    (i_on, i_off), (i_idle, i_idle_off) = res.column_current_a
+    return float(i_on), float(i_off), float(i_idle), float(i_idle_off)
+
+
+def ideal_column_currents(spec: ArraySpec, inputs, weights) -> np.ndarray:
+    """(K, C) column currents without wire, driver or sink resistance (per-cell currents summed), the
+    cells solved here: ``cosim.spice.ideal_column_currents`` without ngspice."""
+    x, w = check_inputs(spec, inputs, weights)
+    i_on, i_off, i_idle, i_idle_off = _cell_currents(spec.tech, spec.topology)
+    xf, wf = x.astype(np.float64), w.astype(np.float64)
+    return (i_on * (xf @ wf) + i_off * (xf @ (1 - wf)) + i_idle * ((1 - xf) @ wf)
+            + i_idle_off * ((1 - xf) @ (1 - wf)))
