@@ -1,0 +1,182 @@
+"""The exact array solver (cosim.solver) and ``cosim solve``: against the nodal solve (resistor arrays)
+and ngspice (nonlinear cells, both topologies), over patterns; non-convergence handling."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cosim.errors import InputError, SolverError
+from cosim.netlist import ArraySpec, build_netlist, sense_names
+from cosim.nodal import solve_linear_array
+from cosim.solver import ideal_column_currents, solve_array
+from cosim.spice import ngspice_info
+from cosim.technology import get_technology
+
+TECHS = ["sram8t", "reram1t1r", "resistor"]
+TOPOLOGIES = ["decoupled", "coupled"]
+ZERO_SETS = [{}, {"r_wire_ohm": 0.0}, {"r_driver_ohm": 0.0, "r_sink_ohm": 0.0},
+             {"r_wire_ohm": 0.0, "r_driver_ohm": 0.0, "r_sink_ohm": 0.0}]
+
+
+
+def patterns(rows: int, cols: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Input vectors and weights covering the issue's patterns: random, all on, far-end and near-end
+    blocks, alternate rows, 90 % dense, and a skewed (sparse) column."""
+    x = [rng.integers(0, 2, rows), np.ones(rows, int)]
+    far, near = np.zeros(rows, int), np.zeros(rows, int)
+    far[rows // 2:] = 1
+    near[: rows // 3] = 1
+    alt = np.arange(rows) % 2
+    dense = (rng.random(rows) < 0.9).astype(int)
+    x += [far, near, alt, dense]
+    w = rng.integers(0, 2, (rows, cols))
+    w[:, 0] = 1
+    if cols > 1:
+        w[:, 1] = (rng.random(rows) < 0.1)
+    return np.array(x), w
+
+
+def spice_currents(spec: ArraySpec, x, w, reltol: float = 1e-9) -> np.ndarray:
+    """ngspice's column currents with a tighter reltol than the decks' (the reference converged further)."""
+    from cosim.netlist import resolve_models
+    from cosim.spice import uses_klu
+    from cosim.spice.backends import run_subprocess
+    deck = build_netlist(spec, x, w, klu=uses_klu("subprocess"), extra_options=f"reltol={reltol:g}",
+                         models=resolve_models(None))
+    data, _ = run_subprocess(deck, np.asarray(x).shape[0])
+    return np.stack([data[f"i({n})"] for n in sense_names(spec)], axis=1)
+
+
+# ------------------------------------------------------------------------------ resistor arrays: exact
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("zeros", ZERO_SETS)
+def test_resistor_arrays_equal_the_nodal_solve(topology, zeros, rng):
+    spec = ArraySpec(get_technology("resistor", **zeros), 24, 7, topology)
+    x, w = patterns(24, 7, rng)
+    got = solve_array(spec, x, w).column_current_a
+    np.testing.assert_allclose(got, solve_linear_array(spec, x, w), rtol=1e-10, atol=1e-18)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.integers(1, 20), cols=st.integers(1, 5), k=st.integers(1, 3),
+       r_wire=st.sampled_from([0.0, 2.0, 20.0]), topology=st.sampled_from(TOPOLOGIES),
+       seed=st.integers(0, 2**31))
+def test_resistor_property_any_pattern(rows, cols, k, r_wire, topology, seed):
+    g = np.random.default_rng(seed)
+    x, w = g.integers(0, 2, (k, rows)), g.integers(0, 2, (rows, cols))
+    spec = ArraySpec(get_technology("resistor", r_wire_ohm=r_wire), rows, cols, topology)
+    np.testing.assert_allclose(solve_array(spec, x, w).column_current_a, solve_linear_array(spec, x, w),
+                               rtol=1e-10, atol=1e-18)
+
+
+# ------------------------------------------------------------------------------ properties, no ngspice
+@pytest.mark.parametrize("tech", TECHS)
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_zero_resistance_gives_ideal_currents(tech, topology, rng):
+    t = get_technology(tech, r_wire_ohm=0.0, r_driver_ohm=0.0, r_sink_ohm=0.0)
+    spec = ArraySpec(t, 16, 5, topology)
+    x, w = patterns(16, 5, rng)
+    # atol: the ideal sums single-cell solves, each with the deck's rshunt at the sense node (1e-12 S)
+    np.testing.assert_allclose(solve_array(spec, x, w).column_current_a, ideal_column_currents(spec, x, w),
+                               rtol=1e-9, atol=16 * 1e-12)
+
+
+@settings(max_examples=12, deadline=None)
+@given(tech=st.sampled_from(["sram8t", "reram1t1r"]), topology=st.sampled_from(TOPOLOGIES),
+       rows=st.integers(1, 24), seed=st.integers(0, 2**31))
+def test_batching_and_threads_do_not_change_a_column(tech, topology, rows, seed):
+    """Each vector solved alone equals the batch; wire resistance never raises a current above ideal."""
+    g = np.random.default_rng(seed)
+    x, w = g.integers(0, 2, (3, rows)), g.integers(0, 2, (rows, 3))
+    spec = ArraySpec(get_technology(tech, r_wire_ohm=5.0), rows, 3, topology)
+    both = solve_array(spec, x, w, threads=2).column_current_a
+    for k in range(3):
+        np.testing.assert_allclose(solve_array(spec, x[k:k + 1], w, threads=1).column_current_a[0], both[k],
+                                   rtol=1e-12, atol=1e-20)
+    if topology == "decoupled":
+        assert np.all(both <= ideal_column_currents(spec, x, w) * (1 + 1e-12))
+
+
+def test_more_wire_resistance_lowers_a_decoupled_column():
+    x, w = np.ones((1, 64)), np.ones((64, 2))
+    got = [solve_array(ArraySpec(get_technology("sram8t", r_wire_ohm=r), 64, 2), x, w).column_current_a[0, 0]
+           for r in (2.0, 5.0, 10.0, 20.0)]
+    assert all(a > b for a, b in zip(got, got[1:]))
+
+
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+def test_non_convergence_is_reported_not_returned(topology):
+    spec = ArraySpec(get_technology("sram8t"), 16, 3, topology)
+    x, w = np.ones((2, 16)), np.ones((16, 3))
+    with pytest.raises(SolverError, match="did not converge: iteration limit"):
+        solve_array(spec, x, w, max_iter=1)
+    res = solve_array(spec, x, w, max_iter=1, allow_failures=True)
+    assert np.all(np.isnan(res.column_current_a)) and not res.converged.any()
+    assert sorted((k, c) for k, c, _ in res.failures) == [(k, c) for k in range(2) for c in range(3)]
+    assert all(why == "iteration limit reached" for _, _, why in res.failures)
+    assert np.isfinite(solve_array(spec, x, w).column_current_a).all()
+
+
+def test_bad_arguments():
+    spec = ArraySpec(get_technology("sram8t"), 4, 2)
+    with pytest.raises(InputError):
+        solve_array(spec, np.ones((1, 4)), np.ones((4, 2)), max_iter=0)
+    with pytest.raises(InputError):
+        solve_array(spec, np.ones((1, 5)), np.ones((4, 2)))
+
+
+# ------------------------------------------------------------------------------ against ngspice
+@pytest.mark.ngspice
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("rows,r_wire", [(8, 2.0), (16, 20.0)])
+def test_equals_ngspice(tech, topology, rows, r_wire, rng):
+    if ngspice_info()["executable"] is None:
+        pytest.skip("ngspice not installed")
+    spec = ArraySpec(get_technology(tech, r_wire_ohm=r_wire), rows, 4, topology)
+    x, w = patterns(rows, 4, rng)
+    ref = spice_currents(spec, x, w)
+    got = solve_array(spec, x, w).column_current_a
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-12)
+
+
+@pytest.mark.ngspice
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+@pytest.mark.parametrize("topology", TOPOLOGIES)
+@pytest.mark.parametrize("zeros", ZERO_SETS[1:])
+def test_equals_ngspice_with_zero_resistances(tech, topology, zeros, rng):
+    if ngspice_info()["executable"] is None:
+        pytest.skip("ngspice not installed")
+    spec = ArraySpec(get_technology(tech, **zeros), 8, 3, topology)
+    x, w = patterns(8, 3, rng)
+    np.testing.assert_allclose(solve_array(spec, x, w).column_current_a, spice_currents(spec, x, w),
+                               rtol=1e-6, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------ the CLI
+def test_cli_solve_matches_spice_keys(tmp_path):
+    from cosim.cli import cli
+    runner = CliRunner()
+    args = ["--tech", "reram1t1r", "--rows", "8", "--cols", "3", "--batch", "2", "--json"]
+    out = runner.invoke(cli, ["solve", *args])
+    assert out.exit_code == 0, out.output
+    got = json.loads(out.output)
+    assert np.array(got["column_current_a"]).shape == (2, 3)
+    assert got["solver"] == "exact-banded" and got["ngspice_version"] is None
+    if ngspice_info()["executable"] is None:
+        return
+    ref = json.loads(runner.invoke(cli, ["spice", *args]).output)
+    assert set(ref) <= set(got)
+    np.testing.assert_allclose(got["column_current_a"], ref["column_current_a"], rtol=1e-6)
+    np.testing.assert_allclose(got["ideal_column_current_a"], ref["ideal_column_current_a"], rtol=1e-9)
+
+
+def test_cli_solve_reports_non_convergence():
+    from cosim.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["solve", "--rows", "8", "--cols", "2", "--max-iter", "1"])
+    assert e.value.code == 1
