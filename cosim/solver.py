@@ -42,8 +42,8 @@ from .errors import InputError, SolverError
 from .netlist import RELTOL, RSHUNT_OHM, ArraySpec, check_inputs
 from .solver_kernel import FET_PARAM_NAMES, KIND, STATUS_REASONS, CellPar, DecJob, load
 
-VNTOL_V = 1e-9
-ABSTOL_A = 1e-14
+VNTOL_V = 1e-6
+ABSTOL_A = 1e-12
 MAX_ITER = 100
 
 

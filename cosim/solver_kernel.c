@@ -189,7 +189,7 @@ static void *dec_run(void *arg) {
         }
         for (int64_t n = 0; n < N; n++) { vb[n] = j->v_read_v; vs[n] = 0.0; }
         int status = 1, it;
-        double i_sense = 0.0, i_prev = NAN;
+        double i_sense = 0.0, i_prev = NAN, d_prev = INFINITY;
         for (it = 1; it <= j->max_iter; it++) {
             /* assemble: F (currents leaving each node) into rb/rs as -F, Jacobian blocks */
             for (int64_t n = 0; n < N; n++) {
@@ -277,10 +277,13 @@ static void *dec_run(void *arg) {
                 i_sense = j->g_sink_s * vs[N - 1];
             }
             if (!isfinite(i_sense)) { status = 2; break; }
-            if (conv && isfinite(i_prev) && fabs(i_sense - i_prev) <= j->reltol * fabs(i_sense) + j->abstol_a) {
-                status = 0; break;
+            if (isfinite(i_prev)) {
+                /* the sensed current settled: its last change within tolerance, or (quadratic convergence)
+                   the error it leaves, about change^2 / previous change, 100x below the tolerance */
+                const double d = fabs(i_sense - i_prev), tol = j->reltol * fabs(i_sense) + j->abstol_a;
+                if (conv && (d <= tol || (d < d_prev && d * d <= 0.01 * tol * d_prev))) { status = 0; break; }
+                d_prev = d;
             }
-            if (conv && N == 1 && j->driver_fixed && j->sink_fixed) { status = 0; break; }
             i_prev = i_sense;
         }
         j->i_out[q] = status == 0 ? i_sense : NAN;

@@ -23,6 +23,7 @@ F_NPARAM = 10      # parameters of cosim_finfet / cosim_stack, in the C enum's o
 FET_PARAM_NAMES = ("nfin", "pol", "k", "a", "vt", "c", "s", "eta", "lam", "phit")
 KIND = {"resistor": 0, "sram8t": 1, "reram1t1r": 2}
 FLAGS = ("-O2", "-pthread")
+OPTIONAL_FLAGS = ("-march=native",)
 KERNEL_SOURCE = Path(__file__).with_name("solver_kernel.c")
 
 #: status codes of a column (cosim_solve_decoupled)
@@ -67,10 +68,11 @@ def load() -> ctypes.CDLL:
         if _lib is not None:
             return _lib
         src = source_text()
-        key = hashlib.sha256((src + " ".join(FLAGS)).encode()).hexdigest()[:16]
+        import platform
+        key = hashlib.sha256((src + " ".join(FLAGS + OPTIONAL_FLAGS) + platform.machine() + platform.node()).encode()).hexdigest()[:16]
         target = cache_dir() / "kernels" / f"solver_{key}.so"
         try:
-            build_shared(src, target, flags=list(FLAGS))
+            build_shared(src, target, flags=list(FLAGS), optional_flags=list(OPTIONAL_FLAGS))
             lib = ctypes.CDLL(str(target))
         except OSError as e:
             raise InputError(f"cannot build the solver kernel (needs a C compiler): {e}") from None
