@@ -180,3 +180,45 @@ def test_cli_solve_reports_non_convergence():
     with pytest.raises(SystemExit) as e:
         main(["solve", "--rows", "8", "--cols", "2", "--max-iter", "1"])
     assert e.value.code == 1
+
+
+# ------------------------------------------------------------------------------ --mode exact
+def _shipped(tech, rows):
+    from cosim.tables import default_table_path
+    try:
+        return default_table_path(tech, rows)
+    except Exception:  # noqa: BLE001 - no shipped table
+        return None
+
+
+@pytest.mark.skipif(_shipped("sram8t", 64) is None, reason="no shipped sram8t 64-row table")
+@pytest.mark.parametrize("reference", ["ideal", "calibrated"])
+def test_exact_mode_reads_solver_currents_through_the_surrogates_adc(reference, rng):
+    import torch
+    from cosim.cim.arrays import ExactArray, build_array
+    arr, tech = build_array(mode="exact", tech="sram8t", rows=64, cols=64, adc_bits=5, adc_reference=reference)
+    sur, _ = build_array(mode="surrogate", tech="sram8t", rows=64, cols=64, adc_bits=5, adc_reference=reference)
+    assert isinstance(arr, ExactArray) and arr.cols is None and tech.r_wire_ohm == arr.tech.r_wire_ohm
+    np.testing.assert_array_equal(arr.adc.levels_a(), sur.surrogate.adc.levels_a())
+    x = torch.from_numpy(rng.integers(0, 2, (6, 64))).float()
+    w = torch.from_numpy(rng.integers(0, 2, (64, 9))).float()
+    codes, total = arr.read_with_current(x, w)
+    cur = solve_array(ArraySpec(tech, 64, 9), x.numpy(), w.numpy()).column_current_a
+    np.testing.assert_array_equal(codes.numpy(), arr.adc.digitize(cur))
+    assert total == pytest.approx(cur.sum(), rel=1e-12)
+    # the surrogate reads nearly the same codes (its table was fitted to the same circuit in ngspice)
+    assert (sur.read(x, w).numpy() == codes.numpy()).mean() >= 0.85
+
+
+@pytest.mark.skipif(_shipped("sram8t", 64) is None, reason="no shipped sram8t 64-row table")
+def test_exact_mode_runs_a_small_network():
+    import torch
+    from cosim.cim import cim_stats, to_cim
+    from test_cim_network import _tiny_net
+    net, x = _tiny_net(2), torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        out = {m: to_cim(net, tech="sram8t", rows=64, cols=64, mode=m) for m in ("ideal", "exact")}
+        y = {m: c(x) for m, c in out.items()}
+    assert torch.isfinite(y["exact"]).all() and not torch.equal(y["exact"], y["ideal"])   # IR drop
+    assert out["exact"].cim_array.column_solves > 0
+    assert cim_stats(out["exact"])["overall"]["array_energy_j"] > 0

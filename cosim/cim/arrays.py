@@ -6,8 +6,9 @@ Every model has the same interface (:class:`ArrayModel`):
 
 ``codes`` are the ADC codes of the columns: the estimated AND-count of each column (a float tensor of
 integers). :class:`IdealArray` returns ``x_bits @ w_bits`` exactly; :class:`SurrogateArray` wraps the
-SPICE-calibrated surrogate (cosim.surrogate, imported only when used); :class:`SpiceArray` runs
-ngspice on a handful of tiles and digitises the currents with the surrogate's ADC.
+SPICE-calibrated surrogate (cosim.surrogate, imported only when used); :class:`ExactArray` solves every
+column exactly (cosim.solver) and digitises the currents with the same ADC as the surrogate mode;
+:class:`SpiceArray` runs ngspice on a handful of tiles and digitises the currents with the surrogate's ADC.
 
 A model may also offer ``read_with_current(x_bits, w_bits) -> (codes, sum of column currents in A)``
 (a float, or a 0-d tensor on a GPU so that reads do not synchronise) for the array energy (sum I * v_read_v * t_read_s); an exact model offers
@@ -148,6 +149,68 @@ class SurrogateArray:
                 "table_provenance": {k: v for k, v in prov.items() if k != "technology_params"}}
 
 
+class ExactArray:
+    """Every column solved exactly (cosim.solver: the deck's circuit, the compiled device equations) for
+    the table's technology, wire resistances and topology, digitised by the same ADC as the surrogate
+    mode (``adc``: ideal or SPICE-calibrated references, bound to the table). Currents are computed in
+    float64 on the CPU (the solver's C kernel) and returned on the operands' device. A column that does
+    not converge is an error (cosim.errors.SolverError), never a code."""
+
+    exact = False
+    #: vectors per solver call (the solver's limit is cosim.netlist.MAX_VECTORS)
+    chunk_vectors = 4096
+
+    def __init__(self, tech, rows: int, cols: int, topology: str, adc, threads: int | None = None) -> None:
+        from ..netlist import MAX_SIZE
+        self.tech, self.topology, self.adc = tech, topology, adc
+        self.rows = int(rows)
+        self.array_cols = int(cols)
+        self.cols = None if topology == "decoupled" else int(cols)
+        self.max_code = int(adc.max_code) * int(adc.lsb_counts)
+        self.i_cell_a = float(adc.i_cell_a)
+        self.i_off_a = 0.0
+        self.threads = threads
+        self._max_cols = MAX_SIZE
+        self.column_solves = 0
+
+    def column_currents(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
+        """(N, C) column currents (A, float64) of the operands."""
+        from ..netlist import ArraySpec
+        from ..solver import solve_array
+        check_operands(x_bits, w_bits, self.rows)
+        if self.cols is not None and w_bits.shape[1] != self.cols:
+            raise InputError(f"a coupled array reads whole arrays of {self.cols} columns, got {w_bits.shape[1]}")
+        x = x_bits.detach().to("cpu").numpy().astype("uint8", copy=False)
+        w = w_bits.detach().to("cpu").numpy().astype("uint8", copy=False)
+        N, C = x.shape[0], w.shape[1]
+        import numpy as np
+        out = np.empty((N, C))
+        step_c = C if self.cols is not None else self._max_cols
+        for c0 in range(0, C, step_c):
+            wc = w[:, c0:c0 + step_c]
+            spec = ArraySpec(self.tech, self.rows, wc.shape[1], self.topology)
+            for n0 in range(0, N, self.chunk_vectors):
+                xc = x[n0:n0 + self.chunk_vectors]
+                out[n0:n0 + xc.shape[0], c0:c0 + wc.shape[1]] = solve_array(spec, xc, wc, threads=self.threads).column_current_a
+        self.column_solves += N * C
+        return torch.from_numpy(out).to(x_bits.device)
+
+    def read_with_current(self, x_bits: torch.Tensor, w_bits: torch.Tensor):
+        cur = self.column_currents(x_bits, w_bits)
+        codes = self.adc.digitize(cur).to(x_bits.dtype if x_bits.is_floating_point() else torch.float32)
+        return codes, float(cur.sum())
+
+    def read(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
+        return self.read_with_current(x_bits, w_bits)[0]
+
+    def describe(self) -> dict:
+        out = {"model": "exact", "rows": self.rows, "cols": self.array_cols, "topology": self.topology,
+               "technology": self.tech.name, "adc": self.adc.describe(), "column_solves": self.column_solves}
+        if getattr(self, "table_provenance", None):
+            out["table_provenance"] = self.table_provenance
+        return out
+
+
 def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_bits: int | None = None,
                 adc_reference: str = "ideal", adc_lsb_counts: int = 1, topology: str | None = None,
                 device="cpu", **_ignored):
@@ -168,9 +231,15 @@ def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_b
         arr.table_provenance = {k: v for k, v in lut.provenance.items() if k != "technology_params"}
         return arr, tech_obj
     from ..adc import ADC
-    from ..surrogate import Surrogate
 
     adc = ADC(bits=adc_bits, references=adc_reference, lsb_counts=adc_lsb_counts)
+    if mode == "exact":
+        arr = ExactArray(lut.technology(), rows, lut.cols if lut.topology == "coupled" else cols, lut.topology,
+                         adc.bind(lut))
+        arr.table_provenance = {k: v for k, v in lut.provenance.items() if k != "technology_params"}
+        return arr, lut.technology()
+    from ..surrogate import Surrogate
+
     sur = Surrogate(lut, device=device, adc=adc)
     return SurrogateArray(sur), lut.technology()
 

@@ -8,7 +8,9 @@
 :func:`convert` is the low-level form: any :class:`~cosim.cim.arrays.ArrayModel`. :func:`to_cim` builds
 the array model for a mode: ``ideal`` (exact AND-counts), ``surrogate`` (the SPICE-calibrated tables of
 cosim.surrogate, with an ADC of ``adc_bits`` and ``adc_reference`` "ideal" or "calibrated") or
-``spice`` (the surrogate for the network, plus SPICE reads of a few tiles compared with it).
+``spice`` (the surrogate for the network, plus SPICE reads of a few tiles compared with it) or
+``exact`` (every column solved exactly by cosim.solver for the table's technology, read by the same ADC
+as the surrogate mode).
 The input model is not modified (the CiM form is a deep copy).
 """
 
@@ -28,7 +30,7 @@ from .bitslice import CiMQuantConv2d
 from .layers import DEFAULT_CHUNK_BYTES, CiMConv2d
 from .stats import overall
 
-MODES = ("ideal", "surrogate", "spice")
+MODES = ("ideal", "surrogate", "spice", "exact")
 
 
 def convert(model: nn.Module, array: ArrayModel, cols: int, *, binsparx: bool = False,

@@ -1,4 +1,4 @@
-"""``cosim infer``: a whole binary network on simulated crossbars (ideal / surrogate / spice).
+"""``cosim infer``: a whole binary network on simulated crossbars (ideal / surrogate / spice / exact).
 
 ``--bits 2|4`` runs the k-bit network of the same architecture instead (cosim.bnn.quant, trained with
 ``cosim train --bits k``), bit-sliced onto the same binary-cell arrays (cosim.cim.bitslice); the JSON
@@ -29,7 +29,7 @@ from ..technology import REGISTRY
               help="Lookup table (cosim calibrate). Default: the shipped table of --tech and --rows.")
 @click.option("--topology", type=click.Choice(["decoupled", "coupled"]), default=None,
               help="Array topology (default: the table's; without --table the technology's).")
-@click.option("--mode", type=click.Choice(["ideal", "surrogate", "spice"]), default="surrogate", show_default=True)
+@click.option("--mode", type=click.Choice(["ideal", "surrogate", "spice", "exact"]), default="surrogate", show_default=True)
 @click.option("--binsparx/--no-binsparx", default=False, show_default=True, help="BinSparX weight and input flips.")
 @click.option("--adc-bits", type=click.IntRange(1, 16), default=None, help="ADC resolution (default: one code per count).")
 @click.option("--adc-reference", type=click.Choice(["ideal", "calibrated"]), default="ideal", show_default=True,
