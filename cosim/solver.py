@@ -336,96 +336,109 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
     cur = np.full((K, C), np.nan)
     iters = np.zeros((K, C), np.int32)
     status = np.zeros((K, C), np.int32)
-    mwarm = np.full(ncell, np.nan)
-    ia = np.empty(ncell)
-    ib = np.empty(ncell)
-    J = np.empty((ncell, 4))
     cp = ctypes.pointer(par)
+    # incidence of the cells' terminals (m x ncell): the currents they draw from each node
+    inc_a = sp.csr_matrix((np.ones(ncell), (ca, np.arange(ncell))), shape=(m, ncell))
+    inc_b = sp.csr_matrix((np.ones(ncell), (cb, np.arange(ncell))), shape=(m, ncell))
     # Jacobian stamps of the cells: rows/cols (a or b) x (a or b), restricted to unknowns
     rows_j = np.concatenate([ca, ca, cb, cb])
     cols_j = np.concatenate([ca, cb, ca, cb])
     keep_j = (rows_j < n) & (cols_j < n)
     rows_j, cols_j = rows_j[keep_j], cols_j[keep_j]
-
-    def ptr(a):
-        return a.ctypes.data
-
-    for k in range(K):
-        xk = x[k][row_of]
-        s1 = np.ascontiguousarray(states[xk, w_flat, 0])
-        s2 = np.ascontiguousarray(states[xk, w_flat, 1])
-        vf = fixed_v[k, fixed_cols]
-        v = np.empty(m)
-        v[n:] = vf
-        # start: cells as linear conductances at their ideal-bias value
-        va0 = np.where(ca < n, 0.0, 0.0)
-        del va0
-        vi_a = np.full(ncell, tech.v_read_v)
-        vi_b = np.zeros(ncell)
-        lib.cosim_cells_eval(cp, ncell, ptr(s1), ptr(s2), ptr(vi_a), ptr(vi_b), ptr(mwarm), ptr(ia), ptr(ib), ptr(J))
-        g0 = np.maximum(np.abs(ia) / tech.v_read_v, 1e-9)
-        mwarm[:] = np.nan
-        L = sp.coo_matrix((np.concatenate([g0, g0, -g0, -g0]),
-                           (np.concatenate([ca, cb, ca, cb]), np.concatenate([ca, cb, cb, ca]))),
-                          shape=(m, m)).tocsr() + G
-        if n:
-            v[:n] = spla.spsolve(L[:n, :n].tocsc(), -(L[:n, n:] @ vf))
-        i_prev = None
-        ok = 0
-        it = 0
-        for it in range(1, max_iter + 1):
-            va, vb = np.ascontiguousarray(v[ca]), np.ascontiguousarray(v[cb])
-            lib.cosim_cells_eval(cp, ncell, ptr(s1), ptr(s2), ptr(va), ptr(vb), ptr(mwarm), ptr(ia), ptr(ib), ptr(J))
-            leave = G_all_u @ v[:n] + G_all_f @ vf
-            np.add.at(leave, ca, ia)
-            np.add.at(leave, cb, -ib)
-            sense = sense_sign * -leave[sense_pos] + sense_extra_a
-            if not (np.all(np.isfinite(leave)) and np.all(np.isfinite(J))):
-                ok = 2
-                break
-            if n == 0:
-                i_now = sense
-                if i_prev is not None:
-                    ok = 0
-                    break
-                i_prev = i_now
-                continue
-            vals = np.concatenate([J[:, 0], J[:, 1], -J[:, 2], -J[:, 3]])[keep_j]
-            Jm = (G_uu + sp.coo_matrix((vals, (rows_j, cols_j)), shape=(n, n)).tocsc()).tocsc()
-            try:
-                d = spla.spsolve(Jm, -leave[:n])
-            except RuntimeError:
-                ok = 3
-                break
-            if not np.all(np.isfinite(d)):
-                ok = 3
-                break
-            # sensed current after the step, to first order (exact to O(d^2))
-            dmax = np.abs(d).max() if n else 0.0
-            scale = dv_max_v / dmax if dmax > dv_max_v else 1.0
-            vnew = v[:n] + scale * d
-            conv = scale == 1.0 and np.all(np.abs(vnew - v[:n]) <= reltol * np.maximum(np.abs(vnew), np.abs(v[:n])) + vntol_v)
-            v[:n] = vnew
-            i_now = sense
-            if conv and i_prev is not None and np.all(np.abs(i_now - i_prev) <= reltol * np.abs(i_now) + abstol_a):
-                ok = 0
-                # the sense currents at the accepted voltages
-                va, vb = np.ascontiguousarray(v[ca]), np.ascontiguousarray(v[cb])
-                lib.cosim_cells_eval(cp, ncell, ptr(s1), ptr(s2), ptr(va), ptr(vb), ptr(mwarm), ptr(ia), ptr(ib), ptr(J))
-                leave = G_all_u @ v[:n] + G_all_f @ vf
-                np.add.at(leave, ca, ia)
-                np.add.at(leave, cb, -ib)
-                i_now = sense_sign * -leave[sense_pos] + sense_extra_a
-                break
-            i_prev = i_now
-        else:
-            ok = 1
-        iters[k] = it
-        if ok == 0:
-            cur[k] = i_now
-        else:
-            status[k] = ok
+    # the start of each line-A node (per raw node (r, c)): its driver's voltage
+    a_start_pos = node_pos[A.ravel()]
+    row_v = np.full((K, R), tech.v_read_v) if tech.cell == "sram8t" else x * tech.v_read_v
+    a_start_v = np.repeat(row_v, C, axis=1)                       # (K, R*C) in A.ravel() order
+    # vectors solved together: one block-diagonal sparse system of up to ~2e5 unknowns
+    batch = max(1, min(K, 200_000 // max(n, 1)))
+    for k0 in range(0, K, batch):
+        ks = slice(k0, min(K, k0 + batch))
+        c_, s_, i_ = _coupled_batch(lib, cp, states, x[ks], w_flat, row_of, ca, cb, n, m, fixed_v[ks][:, fixed_cols],
+                                    G, G_uu, inc_a, inc_b, rows_j, cols_j, keep_j, sense_pos, sense_sign,
+                                    sense_extra_a, tech.v_read_v, max_iter, reltol, vntol_v, abstol_a, dv_max_v,
+                                    start=(a_start_pos, a_start_v[ks]))
+        cur[ks], status[ks], iters[ks] = c_, s_[:, None], i_[:, None]
     return cur, iters, status
+
+
+def _coupled_batch(lib, cp, states, x, w_flat, row_of, ca, cb, n, m, vf, G, G_uu, inc_a, inc_b, rows_j, cols_j,
+                   keep_j, sense_pos, sense_sign, sense_extra_a, v_read_v, max_iter, reltol, vntol_v, abstol_a,
+                   dv_max_v, start):
+    """Newton on B vectors at once (module doc); returns currents (B, C), status (B,), iterations (B,)."""
+    import scipy.sparse as sp
+    import scipy.sparse.linalg as spla
+
+    Bn, ncell = x.shape[0], ca.size
+    xk = x[:, row_of]                                           # (B, ncell)
+    s1 = np.ascontiguousarray(states[xk, w_flat[None, :], 0])
+    s2 = np.ascontiguousarray(states[xk, w_flat[None, :], 1])
+    ntot = Bn * ncell
+    mwarm = np.full(ntot, np.nan)
+    ia, ib, J = np.empty(ntot), np.empty(ntot), np.empty((ntot, 4))
+    ptr = _ptr
+
+    def evaluate(V):
+        va, vb = np.ascontiguousarray(V[:, ca]).ravel(), np.ascontiguousarray(V[:, cb]).ravel()
+        lib.cosim_cells_eval(cp, ntot, ptr(s1), ptr(s2), ptr(va), ptr(vb), ptr(mwarm), ptr(ia), ptr(ib), ptr(J))
+        leave = (G @ V.T).T + (inc_a @ ia.reshape(Bn, ncell).T).T - (inc_b @ ib.reshape(Bn, ncell).T).T
+        return leave
+
+    off = (np.arange(Bn) * n)[:, None]
+    del v_read_v
+    rows_all = (rows_j[None, :] + off).ravel()
+    cols_all = (cols_j[None, :] + off).ravel()
+    base = sp.block_diag([G_uu] * Bn, format="csc") if n else None
+    V = np.zeros((Bn, m))
+    V[:, n:] = vf
+    # start: the ideal array (the driven lines at their drivers' voltage, the other lines at 0 V)
+    a_pos, a_init = start
+    sel = a_pos < n
+    V[:, a_pos[sel]] = a_init[:, np.nonzero(sel)[0]]
+    cur = np.full((Bn, len(sense_pos)), np.nan)
+    status = np.ones(Bn, np.int32)
+    iters = np.full(Bn, max_iter, np.int32)
+    active = np.ones(Bn, bool)
+    prev_sense, d_prev, step_ok = None, np.full((Bn, len(sense_pos)), np.inf), np.zeros(Bn, bool)
+    for it in range(1, max_iter + 1):
+        leave = evaluate(V)
+        sense = sense_sign * -leave[:, sense_pos] + sense_extra_a
+        bad = ~(np.isfinite(leave).all(axis=1) & np.isfinite(J.reshape(Bn, -1)).all(axis=1))
+        newly_bad = bad & active
+        status[newly_bad], iters[newly_bad], active[newly_bad] = 2, it, False
+        if prev_sense is not None:
+            d = np.abs(sense - prev_sense)
+            tol = reltol * np.abs(sense) + abstol_a
+            settled = np.all((d <= tol) | ((d < d_prev) & (d * d <= 0.01 * tol * d_prev)), axis=1)
+            done = active & step_ok & settled
+            cur[done], status[done], iters[done], active[done] = sense[done], 0, it, False
+            d_prev = d
+        elif n == 0:
+            cur[active], status[active], iters[active], active[:] = sense[active], 0, it, False
+        if not active.any() or it == max_iter:
+            break
+        prev_sense = sense
+        st = np.ascontiguousarray(J.reshape(Bn, ncell, 4).transpose(0, 2, 1)).reshape(Bn, 4 * ncell)
+        st[:, 2 * ncell:] *= -1.0        # rows of b: the cell injects ib there
+        vals = st[:, keep_j].ravel()
+        Jm = base + sp.csc_matrix((vals, (rows_all, cols_all)), shape=(Bn * n, Bn * n))
+        try:
+            d = spla.spsolve(Jm, -leave[:, :n].ravel()).reshape(Bn, n)
+        except RuntimeError:
+            status[active], iters[active], active[:] = 3, it, False
+            break
+        ok = np.isfinite(d).all(axis=1)
+        status[active & ~ok], iters[active & ~ok], active[~ok] = 3, it, False
+        d[~ok] = 0.0
+        dmax = np.abs(d).max(axis=1)
+        scale = np.where(dmax > dv_max_v, dv_max_v / np.maximum(dmax, 1e-300), 1.0)
+        vold = V[:, :n].copy()
+        V[:, :n] += scale[:, None] * d
+        step_ok = (scale == 1.0) & np.all(np.abs(V[:, :n] - vold) <= reltol * np.maximum(np.abs(V[:, :n]), np.abs(vold)) + vntol_v, axis=1)
+    return cur, np.where(active, 1, status), iters
+
+
+def _ptr(a: np.ndarray) -> int:
+    return a.ctypes.data
 
 
 @lru_cache(maxsize=64)

@@ -1,0 +1,131 @@
+"""Benchmark and validation of the exact array solver (cosim.solver) side by side with ngspice on the
+same columns.
+
+    PYTHONPATH=. .venv/bin/python scripts/bench_solver.py [--rows 64 128 256] [--cols 8] [--quick]
+
+For each technology (8T-SRAM, 1T-1R), topology, size and wire resistance (2 and 20 ohm per cell) one
+array is built whose columns hold the issue's patterns (all on, random, skewed 10 %, 90 % and 100 %
+dense, alternate rows) and whose input vectors are random ones, all ones, alternate rows, and every
+end-clustered block (the first n rows = near end, the last n rows = far end, for n = 1..R; with
+--quick every 8th n). It reports the largest relative difference of the solver's column currents from
+ngspice's (the decks' reltol 1e-6, and a deck with reltol 1e-9: ngspice converged further), the
+time per column of each (ngspice: wall time of run_array over K x C columns, one process; solver: one
+thread, and two), and the decoupled throughput on 128-row random columns. Prints a Markdown table and
+writes the rows as JSON to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+
+from cosim.netlist import ArraySpec, build_netlist, resolve_models, sense_names
+from cosim.solver import solve_array
+from cosim.spice import run_array, uses_klu
+from cosim.spice.backends import run_subprocess
+from cosim.technology import get_technology
+
+
+def columns(rows: int, cols: int, rng) -> np.ndarray:
+    kinds = [np.ones(rows), rng.random(rows) < 0.5, rng.random(rows) < 0.1, rng.random(rows) < 0.9,
+             np.arange(rows) % 2 == 0]
+    w = np.stack([kinds[c % len(kinds)] if c < len(kinds) else rng.random(rows) < 0.5 for c in range(cols)], 1)
+    return w.astype(np.uint8)
+
+
+def vectors(rows: int, rng, stride: int) -> np.ndarray:
+    out = [rng.integers(0, 2, rows) for _ in range(4)] + [np.ones(rows, int), np.arange(rows) % 2]
+    for n in range(1, rows + 1, stride):
+        near, far = np.zeros(rows, int), np.zeros(rows, int)
+        near[:n] = 1
+        far[rows - n:] = 1
+        out += [near, far]
+    return np.array(out, np.uint8)
+
+
+def spice_tight(spec, x, w, reltol=1e-9):
+    deck = build_netlist(spec, x, w, klu=uses_klu("subprocess"), extra_options=f"reltol={reltol:g}",
+                         models=resolve_models(None))
+    data, _ = run_subprocess(deck, x.shape[0])
+    return np.stack([data[f"i({n})"] for n in sense_names(spec)], axis=1)
+
+
+def rel(a, b):
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-12 / 1e-6)))  # 1e-12 A absolute floor
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, nargs="+", default=[64, 128, 256])
+    ap.add_argument("--cols", type=int, default=8)
+    ap.add_argument("--techs", nargs="+", default=["sram8t", "reram1t1r"])
+    ap.add_argument("--topologies", nargs="+", default=["decoupled", "coupled"])
+    ap.add_argument("--r-wire", type=float, nargs="+", default=[2.0, 20.0])
+    ap.add_argument("--quick", action="store_true", help="every 8th end-clustered block count only")
+    ap.add_argument("--no-tight", action="store_true", help="skip the reltol 1e-9 ngspice reference")
+    ap.add_argument("--out", default="solver_bench.json")
+    a = ap.parse_args()
+    cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next((ln.split(":", 1)[1].strip() for ln in cpu.splitlines() if ln.startswith("Model name")), "?")
+    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, CPU {model}, {os.cpu_count()} CPUs, "
+          f"load {os.getloadavg()[0]:.2f}, python {platform.python_version()}", flush=True)
+    rows_out = []
+    print("| tech | topology | rows | r_wire | K x C | max rel vs ngspice (reltol 1e-6) | vs ngspice (1e-9) "
+          "| ngspice ms/col | solver ms/col 1 thr | 2 thr | speed-up 1 thr | iters |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for tech in a.techs:
+        for topo in a.topologies:
+            for R in a.rows:
+                for rw in a.r_wire:
+                    rng = np.random.default_rng(R + int(rw))
+                    stride = 8 if a.quick or R > 128 else 1
+                    x, w = vectors(R, rng, stride), columns(R, a.cols, rng)
+                    spec = ArraySpec(get_technology(tech, r_wire_ohm=rw), R, a.cols, topo)
+                    t0 = time.perf_counter()
+                    ref = run_array(spec, x, w).column_current_a
+                    t_sp = time.perf_counter() - t0
+                    tight = None if a.no_tight else spice_tight(spec, x, w)
+                    s1 = solve_array(spec, x, w, threads=1)
+                    s2 = solve_array(spec, x, w, threads=2)
+                    n = x.shape[0] * a.cols
+                    row = dict(tech=tech, topology=topo, rows=R, r_wire_ohm=rw, K=int(x.shape[0]), C=a.cols,
+                               max_rel_default=rel(s1.column_current_a, ref),
+                               max_rel_tight=None if tight is None else rel(s1.column_current_a, tight),
+                               spice_default_vs_tight=None if tight is None else rel(ref, tight),
+                               ngspice_s_per_col=t_sp / n, solver_s_per_col_1t=s1.seconds / n,
+                               solver_s_per_col_2t=s2.seconds / n, iters_max=int(s1.iterations.max()),
+                               threads_equal=bool(np.array_equal(s1.column_current_a, s2.column_current_a)))
+                    rows_out.append(row)
+                    tt = "-" if tight is None else f"{row['max_rel_tight']:.1e}"
+                    print(f"| {tech} | {topo} | {R} | {rw:g} | {x.shape[0]} x {a.cols} | {row['max_rel_default']:.1e} "
+                          f"| {tt} | {t_sp / n * 1e3:.3f} | {s1.seconds / n * 1e3:.4f} | {s2.seconds / n * 1e3:.4f} "
+                          f"| {t_sp / s1.seconds:.0f}x | {row['iters_max']} |", flush=True)
+    # decoupled throughput: 128-row random columns
+    print("\n| tech | rows | columns | threads | column solves / s |")
+    print("|---|---|---|---|---|")
+    for tech in a.techs:
+        rng = np.random.default_rng(0)
+        spec = ArraySpec(get_technology(tech), 128, 128, "decoupled")
+        x, w = rng.integers(0, 2, (64, 128)), rng.integers(0, 2, (128, 128))
+        solve_array(spec, x[:1], w)
+        for th in (1, 2):
+            s = solve_array(spec, x, w, threads=th)
+            rate = x.shape[0] * 128 / s.seconds
+            rows_out.append(dict(throughput=True, tech=tech, rows=128, columns=x.shape[0] * 128, threads=th,
+                                 cols_per_s=rate))
+            print(f"| {tech} | 128 | {x.shape[0] * 128} | {th} | {rate:,.0f} |", flush=True)
+    with open(a.out, "w") as f:
+        json.dump({"cpu": model, "date_utc": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}",
+                   "argv": sys.argv[1:], "rows": rows_out}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
