@@ -222,3 +222,30 @@ def test_exact_mode_runs_a_small_network():
     assert torch.isfinite(y["exact"]).all() and not torch.equal(y["exact"], y["ideal"])   # IR drop
     assert out["exact"].cim_array.column_solves > 0
     assert cim_stats(out["exact"])["overall"]["array_energy_j"] > 0
+
+
+# ------------------------------------------------------------------------------ the torch backend
+DEVICES = ["cpu"] + (["cuda"] if __import__("torch").cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("tech", TECHS)
+@pytest.mark.parametrize("zeros", ZERO_SETS + [{"r_wire_ohm": 20.0}])
+def test_torch_backend_equals_the_c_kernel(device, tech, zeros, rng):
+    spec = ArraySpec(get_technology(tech, **zeros), 24, 5)
+    x, w = patterns(24, 5, rng)
+    a = solve_array(spec, x, w, backend="c")
+    b = solve_array(spec, x, w, backend="torch", device=device)
+    np.testing.assert_allclose(b.column_current_a, a.column_current_a, rtol=1e-12, atol=1e-20)
+    np.testing.assert_array_equal(b.iterations, a.iterations)
+
+
+def test_torch_backend_reports_non_convergence_and_refuses_coupled():
+    spec = ArraySpec(get_technology("sram8t"), 16, 3)
+    res = solve_array(spec, np.ones((2, 16)), np.ones((16, 3)), backend="torch", max_iter=1, allow_failures=True)
+    assert len(res.failures) == 6 and np.isnan(res.column_current_a).all()
+    with pytest.raises(InputError, match="decoupled topology only"):
+        solve_array(ArraySpec(get_technology("sram8t"), 4, 2, "coupled"), np.ones((1, 4)), np.ones((4, 2)),
+                    backend="torch")
+    with pytest.raises(InputError, match="unknown solver backend"):
+        solve_array(spec, np.ones((1, 16)), np.ones((16, 3)), backend="gpu")

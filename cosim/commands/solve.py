@@ -38,9 +38,11 @@ from .spice import PATTERNS, _load_npy, make_pattern
 @click.option("--batch", type=int, default=1, show_default=True, help="number of input vectors K (pattern)")
 @click.option("--threads", type=int, default=None, help="solver threads (default: torch's thread count)")
 @click.option("--max-iter", type=int, default=100, show_default=True, help="Newton iteration limit")
+@click.option("--device", default=None,
+              help="torch device for the decoupled topology (e.g. cuda); default: the compiled CPU kernel")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_path, pattern, seed, batch,
-            threads, max_iter, as_json):
+            threads, max_iter, device, as_json):
     """Solve one crossbar array exactly (no ngspice); print column currents beside the ideal ones."""
     from ..netlist import ArraySpec
     from ..provenance import record
@@ -63,9 +65,11 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_pa
         raise InputError(f"--threads must be >= 1, got {threads}")
     if max_iter < 1:
         raise InputError(f"--max-iter must be >= 1, got {max_iter}")
-    res = solve_array(spec, inputs, weights, threads=threads, max_iter=max_iter)
+    res = solve_array(spec, inputs, weights, threads=threads, max_iter=max_iter, device=device)
     ideal = ideal_column_currents(spec, inputs, weights)
     solver = "exact-banded" if spec.topology == "decoupled" else "exact-sparse"
+    if device is not None and str(device) != "cpu":
+        solver += f"-torch-{device}"
     models = "resistor" if tech.cell == "resistor" else "compiled"
     out = {
         "technology": tech.name, "cell": tech.cell, "rows": rows, "cols": cols, "topology": spec.topology,
