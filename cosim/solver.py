@@ -269,8 +269,9 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
     par = cell_parameters(spec)
     states = cell_states(spec)
     rc = np.arange(R * C).reshape(R, C)
-    # raw nodes: line A (r, c), line B (r, c), then fixed nodes
-    A, B = rc, R * C + rc
+    # raw nodes: line A (r, c) and line B (r, c) interleaved row by row (a Jacobian of bandwidth ~2C in
+    # this order, which the sparse LU keeps: natural ordering), then the fixed nodes
+    A, B = 2 * rc, 2 * rc + 1
     nraw = 2 * R * C
     g = _Graph(nraw + R + C + 1)
     GND = nraw + R + C
@@ -324,7 +325,10 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
     is_fixed[list(comp_fixed)] = True
     uidx = -np.ones(ncomp, np.int64)
     fidx = -np.ones(ncomp, np.int64)
+    first_raw = np.full(ncomp, np.iinfo(np.int64).max)
+    np.minimum.at(first_raw, labels, np.arange(labels.size))
     unknown_comps = np.nonzero(~is_fixed)[0]
+    unknown_comps = unknown_comps[np.argsort(first_raw[unknown_comps], kind="stable")]
     uidx[unknown_comps] = np.arange(unknown_comps.size)
     fixed_comps = np.array(sorted(comp_fixed), np.int64)
     fidx[fixed_comps] = np.arange(fixed_comps.size)
@@ -448,7 +452,7 @@ def _coupled_batch(lib, cp, states, x, w_flat, row_of, ca, cb, n, m, vf, G, G_uu
         vals = st[:, keep_j].ravel()
         Jm = base + sp.csc_matrix((vals, (rows_all, cols_all)), shape=(Bn * n, Bn * n))
         try:
-            d = spla.spsolve(Jm, -leave[:, :n].ravel()).reshape(Bn, n)
+            d = spla.spsolve(Jm, -leave[:, :n].ravel(), permc_spec="NATURAL").reshape(Bn, n)
         except RuntimeError:
             status[active], iters[active], active[:] = 3, it, False
             break
