@@ -159,7 +159,7 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
         ws = torch.full((4, 5), float("nan"), dtype=torch.float64)
         Cells(par).eval(st[:, 0], st[:, 1], torch.full((4,), spec.tech.v_read_v, dtype=torch.float64),
                         torch.zeros(4, dtype=torch.float64), ws)
-        cur, iters, status = solve_decoupled(spec, x, w, par=par, states=states, m0=ws[:, 0].numpy(),
+        cur, iters, status = solve_decoupled(spec, x, w, par=par, states=states, ws0=ws.numpy(),
                                              max_iter=max_iter, reltol=reltol, vntol_v=vntol_v, abstol_a=abstol_a,
                                              dv_max_v=dv, device=device or "cpu")
         nthreads = 1 if device is not None and str(device) != "cpu" else torch.get_num_threads()
@@ -196,8 +196,6 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
     for xi in (0, 1):
         for wi in (0, 1):
             job.state[2 * xi + wi][0], job.state[2 * xi + wi][1] = states[xi, wi]
-    for st, m0 in enumerate(_inner_at_ideal_bias(lib, par, states, tech.v_read_v)):
-        job.m0[st] = m0
     job.v_read_v = tech.v_read_v
     job.g_wire_s = _conductance(tech.r_wire_ohm)
     job.driver_fixed = int(tech.r_driver_ohm == 0)
@@ -210,17 +208,6 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
     job.i_out, job.status, job.iters = cur.ctypes.data, status.ctypes.data, iters.ctypes.data
     lib.cosim_solve_decoupled(ctypes.byref(job), int(nthreads))
     return cur, iters, status
-
-
-def _inner_at_ideal_bias(lib, par, states, v_read_v: float) -> np.ndarray:
-    """The inner node voltage of each state [2 * input + weight] with v_read across the cell: the first
-    guess of the cells' inner solves (warm starts after that)."""
-    s = np.ascontiguousarray(states.reshape(4, 2))
-    s1, s2 = np.ascontiguousarray(s[:, 0]), np.ascontiguousarray(s[:, 1])
-    va, vb = np.full(4, v_read_v), np.zeros(4)
-    m, ia, ib, J = np.full(4, np.nan), np.empty(4), np.empty(4), np.empty(16)
-    lib.cosim_cells_eval(ctypes.pointer(par), 4, *(a.ctypes.data for a in (s1, s2, va, vb, m, ia, ib, J)))
-    return m
 
 
 # ------------------------------------------------------------------------------------------------

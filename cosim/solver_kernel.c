@@ -144,7 +144,6 @@ typedef struct {
     const uint8_t *x;            /* (K, R) inputs */
     const uint8_t *wt;           /* (C, R) weights, transposed */
     double state[4][2];          /* cell state (s1, s2) for [2 * input + weight] */
-    double m0[4];                /* first guess of each state's inner node voltage (its value at ideal bias) */
     double v_read_v;
     double g_wire_s;             /* 0: zero-ohm wires, each line one node */
     double g_driver_s;           /* 0 with driver_fixed: zero-ohm driver, the top of the bit line held at v_read */
@@ -179,13 +178,21 @@ static void *dec_run(void *arg) {
     double *Lb = rs + N, *Ls = Lb + N, *Ub = Ls + N, *Us = Ub + N;
     double *cp = Us + N;         /* (N, 4) C' */
     double *db = cp + 4 * N, *ds = db + N;
+    /* each state's inner node and its derivatives at the ideal bias (v_read across the cell), where every
+       column starts: the first guess of the cells' inner solves */
+    cellws_t ws0[4];
+    for (int st = 0; st < 4; st++) {
+        double ia, ib, Jc[4];
+        ws0[st].m = NAN; ws0[st].va = ws0[st].vb = ws0[st].dma = ws0[st].dmb = 0.0;
+        cell_eval(P, j->state[st][0], j->state[st][1], j->v_read_v, 0.0, &ws0[st], &ia, &ib, Jc);
+    }
     for (int64_t q = j->j0; q < j->j1; q++) {
         const int64_t k = q / C, c = q % C;
         const uint8_t *xr = j->x + k * R, *wr = j->wt + c * R;
         for (int64_t r = 0; r < R; r++) {
             const int st = 2 * (xr[r] != 0) + (wr[r] != 0);
             s1a[r] = j->state[st][0]; s2a[r] = j->state[st][1];
-            ws[r].m = j->m0[st]; ws[r].va = ws[r].vb = ws[r].dma = ws[r].dmb = 0.0;
+            ws[r] = ws0[st];
         }
         for (int64_t n = 0; n < N; n++) { vb[n] = j->v_read_v; vs[n] = 0.0; }
         int status = 1, it;

@@ -39,7 +39,7 @@ class CellPar(ctypes.Structure):
 
 class DecJob(ctypes.Structure):
     _fields_ = [("P", ctypes.POINTER(CellPar)), ("K", ctypes.c_int64), ("C", ctypes.c_int64), ("R", ctypes.c_int64),
-                ("x", ctypes.c_void_p), ("wt", ctypes.c_void_p), ("state", (ctypes.c_double * 2) * 4), ("m0", ctypes.c_double * 4),
+                ("x", ctypes.c_void_p), ("wt", ctypes.c_void_p), ("state", (ctypes.c_double * 2) * 4),
                 ("v_read_v", ctypes.c_double), ("g_wire_s", ctypes.c_double), ("g_driver_s", ctypes.c_double),
                 ("g_sink_s", ctypes.c_double), ("driver_fixed", ctypes.c_int32), ("sink_fixed", ctypes.c_int32),
                 ("g_shunt_s", ctypes.c_double), ("max_iter", ctypes.c_int32), ("reltol", ctypes.c_double),

@@ -166,7 +166,7 @@ class Cells:
         return m, ir, ifet, (gr * (1.0 - dm_a), -gr * dm_b, gfd * dm_a, gfd * dm_b + gfs), dm_a, dm_b
 
 
-def solve_decoupled(spec, x, w, *, par, states, m0, max_iter: int, reltol: float, vntol_v: float, abstol_a: float,
+def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: float, vntol_v: float, abstol_a: float,
                     dv_max_v: float, device="cpu", chunk: int = 32768):
     """(currents (K, C), iterations (K, C), status (K, C)) as numpy arrays; see cosim.solver."""
     import numpy as np
@@ -179,7 +179,7 @@ def solve_decoupled(spec, x, w, *, par, states, m0, max_iter: int, reltol: float
     K, R, C = x.shape[0], spec.rows, spec.cols
     cells = Cells(par)
     st = torch.as_tensor(np.asarray(states).reshape(4, 2), dtype=f64, device=dev)
-    m0t = torch.as_tensor(np.asarray(m0), dtype=f64, device=dev)
+    ws0t = torch.as_tensor(np.asarray(ws0), dtype=f64, device=dev)      # (4, 5) each state at ideal bias
     xt = torch.as_tensor(np.asarray(x, np.int64), device=dev)
     wt = torch.as_tensor(np.asarray(w, np.int64).T.copy(), device=dev)      # (C, R)
     gw = _conductance(tech.r_wire_ohm)
@@ -198,8 +198,7 @@ def solve_decoupled(spec, x, w, *, par, states, m0, max_iter: int, reltol: float
         Q = q.numel()
         state = 2 * xt[q // C] + wt[q % C]                  # (Q, R)
         s1, s2 = st[state, 0], st[state, 1]
-        ws = torch.zeros(Q, R, 5, dtype=f64, device=dev)
-        ws[..., 0] = m0t[state]
+        ws = ws0t[state].clone()
         vb = torch.full((Q, N), vr, dtype=f64, device=dev)
         vs = torch.zeros(Q, N, dtype=f64, device=dev)
         active = torch.ones(Q, dtype=torch.bool, device=dev)
