@@ -177,7 +177,34 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
     return res
 
 
-def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nthreads):
+def solve_columns(spec: ArraySpec, inputs, weights, vector_index, column_index, *, max_iter: int = MAX_ITER,
+                  threads: int | None = None) -> np.ndarray:
+    """Currents (A) of the chosen columns only: column ``column_index[i]`` of weights (R, C) read by input
+    vector ``vector_index[i]`` of inputs (K, R), decoupled topology (columns independent). Raises
+    SolverError when one does not converge. For re-solving a few columns of a large read."""
+    if spec.topology != "decoupled":
+        raise InputError("solve_columns needs the decoupled topology (independent columns)")
+    x, w = check_inputs(spec, inputs, weights)
+    kk = np.ascontiguousarray(vector_index, dtype=np.int64).ravel()
+    cc = np.ascontiguousarray(column_index, dtype=np.int64).ravel()
+    if kk.shape != cc.shape:
+        raise InputError("vector_index and column_index must have the same length")
+    if kk.size and (kk.min() < 0 or kk.max() >= x.shape[0] or cc.min() < 0 or cc.max() >= spec.cols):
+        raise InputError("vector_index / column_index out of range")
+    if kk.size == 0:
+        return np.zeros(0)
+    nthreads = default_threads() if threads is None else max(1, int(threads))
+    cur, iters, status = _solve_decoupled(spec, x, w, max_iter, RELTOL, VNTOL_V, ABSTOL_A, spec.tech.v_read_v,
+                                          nthreads, pairs=(kk, cc))
+    bad = np.nonzero(status)[0]
+    if bad.size:
+        i = int(bad[0])
+        raise SolverError(f"{spec.describe()}: column {int(cc[i])} of vector {int(kk[i])} did not converge: "
+                          f"{STATUS_REASONS.get(int(status[i]), 'status ' + str(int(status[i])))}")
+    return cur
+
+
+def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nthreads, pairs=None):
     lib = load()
     tech = spec.tech
     K, R, C = x.shape[0], spec.rows, spec.cols
@@ -186,9 +213,10 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
     states = cell_states(spec)
     xc = np.ascontiguousarray(x, dtype=np.uint8)
     wt = np.ascontiguousarray(w.T, dtype=np.uint8)
-    cur = np.empty((K, C))
-    status = np.empty((K, C), np.int32)
-    iters = np.empty((K, C), np.int32)
+    shape = (K, C) if pairs is None else (pairs[0].size,)
+    cur = np.empty(shape)
+    status = np.empty(shape, np.int32)
+    iters = np.empty(shape, np.int32)
     job = DecJob()
     job.P = ctypes.pointer(par)
     job.K, job.C, job.R = K, C, R
@@ -206,6 +234,8 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
     job.g_shunt_s = gsh
     job.max_iter, job.reltol, job.vntol_v, job.abstol_a, job.dv_max_v = max_iter, reltol, vntol_v, abstol_a, dv_max_v
     job.i_out, job.status, job.iters = cur.ctypes.data, status.ctypes.data, iters.ctypes.data
+    if pairs is not None:
+        job.kidx, job.cidx, job.npairs = pairs[0].ctypes.data, pairs[1].ctypes.data, pairs[0].size
     lib.cosim_solve_decoupled(ctypes.byref(job), int(nthreads))
     return cur, iters, status
 

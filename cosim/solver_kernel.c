@@ -152,8 +152,10 @@ typedef struct {
     double g_shunt_s;            /* conductance to ground of every line node (the deck's rshunt) */
     int32_t max_iter;
     double reltol, vntol_v, abstol_a, dv_max_v;
-    int64_t j0, j1;              /* this thread's columns: flat index k * C + c */
-    double *i_out;               /* (K, C) sensed current (A) */
+    const int64_t *kidx, *cidx;  /* NULL: every column k * C + c; else the columns (kidx[q], cidx[q]), q < npairs */
+    int64_t npairs;
+    int64_t j0, j1;              /* this thread's columns: flat index k * C + c, or the pair index */
+    double *i_out;               /* (K, C) or (npairs,) sensed current (A) */
     int32_t *status;             /* (K, C) 0 converged, 1 iteration limit, 2 non-finite, 3 singular */
     int32_t *iters;              /* (K, C) Newton iterations */
 } dec_job_t;
@@ -187,7 +189,7 @@ static void *dec_run(void *arg) {
         cell_eval(P, j->state[st][0], j->state[st][1], j->v_read_v, 0.0, &ws0[st], &ia, &ib, Jc);
     }
     for (int64_t q = j->j0; q < j->j1; q++) {
-        const int64_t k = q / C, c = q % C;
+        const int64_t k = j->kidx ? j->kidx[q] : q / C, c = j->cidx ? j->cidx[q] : q % C;
         const uint8_t *xr = j->x + k * R, *wr = j->wt + c * R;
         for (int64_t r = 0; r < R; r++) {
             const int st = 2 * (xr[r] != 0) + (wr[r] != 0);
@@ -302,7 +304,7 @@ static void *dec_run(void *arg) {
 }
 
 int cosim_solve_decoupled(const dec_job_t *job, int nthreads) {
-    const int64_t n = job->K * job->C;
+    const int64_t n = job->kidx ? job->npairs : job->K * job->C;
     if (nthreads < 1) nthreads = 1;
     if (nthreads > 64) nthreads = 64;
     if (nthreads > n) nthreads = (int)(n > 0 ? n : 1);

@@ -44,6 +44,7 @@ class DecJob(ctypes.Structure):
                 ("g_sink_s", ctypes.c_double), ("driver_fixed", ctypes.c_int32), ("sink_fixed", ctypes.c_int32),
                 ("g_shunt_s", ctypes.c_double), ("max_iter", ctypes.c_int32), ("reltol", ctypes.c_double),
                 ("vntol_v", ctypes.c_double), ("abstol_a", ctypes.c_double), ("dv_max_v", ctypes.c_double),
+                ("kidx", ctypes.c_void_p), ("cidx", ctypes.c_void_p), ("npairs", ctypes.c_int64),
                 ("j0", ctypes.c_int64), ("j1", ctypes.c_int64), ("i_out", ctypes.c_void_p),
                 ("status", ctypes.c_void_p), ("iters", ctypes.c_void_p)]
 

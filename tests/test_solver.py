@@ -249,3 +249,82 @@ def test_torch_backend_reports_non_convergence_and_refuses_coupled():
                     backend="torch")
     with pytest.raises(InputError, match="unknown solver backend"):
         solve_array(spec, np.ones((1, 16)), np.ones((16, 3)), backend="gpu")
+
+
+# ------------------------------------------------------------------------------ certified surrogate reads
+def _solver_table(rows=32, blocks=12, seed=0):
+    """A table fitted (cosim.calibrate.fit_arrays, as a calibration does) to exact-solver currents of
+    8T-SRAM columns of random densities: a table whose residuals are those of the circuit it certifies."""
+    from cosim.calibrate import DEFAULT_ORDERS, fit_arrays
+    from cosim.provenance import record
+    from cosim.solver import _cell_currents
+    from cosim.tables import LookupTable
+    tech = get_technology("sram8t")
+    g = np.random.default_rng(seed)
+    on, act, cur = [], [], []
+    for _ in range(blocks):
+        x = (g.random((24, rows)) < g.uniform(0.05, 1.0, (24, 1))).astype(np.uint8)
+        w = (g.random((rows, 16)) < g.uniform(0.0, 1.0, (1, 16))).astype(np.uint8)
+        cur.append(solve_array(ArraySpec(tech, rows, 16), x, w).column_current_a.ravel())
+        on.append((x[:, None, :] & w.T[None]).reshape(-1, rows))
+        act.append(np.repeat(x, 16, axis=0))
+    i_on, i_off, _, _ = _cell_currents(tech, "decoupled")
+    on, act, cur = np.concatenate(on), np.concatenate(act), np.concatenate(cur)
+    arrays, meta = fit_arrays(on, act, cur, rows, i_on, list(DEFAULT_ORDERS), False)
+    prov = record(technology=tech.name, technology_params=tech.as_dict(), cell=tech.cell, rows=rows, cols=16,
+                  topology="decoupled", r_wire_ohm=tech.r_wire_ohm, ngspice_version="none (exact solver)",
+                  solver="cosim.solver", seed=seed, i_cell_a=i_on, i_off_a=i_off, n_samples=int(cur.size))
+    return LookupTable(arrays=arrays, meta=meta, provenance=prov)
+
+
+@pytest.fixture(scope="module")
+def solver_table():
+    return _solver_table()
+
+
+@pytest.mark.parametrize("adc", [{}, {"adc_bits": 3, "adc_reference": "calibrated"}])
+def test_certified_reads_equal_exact_reads(solver_table, adc):
+    import torch
+    from cosim.cim import to_cim
+    from test_cim_network import _tiny_net
+    net, x = _tiny_net(3), torch.randn(3, 3, 8, 8)
+    with torch.no_grad():
+        cims = {name: to_cim(net, tech="sram8t", rows=32, cols=32, table=solver_table, **kw, **adc)
+                for name, kw in {"certified": {"mode": "surrogate", "certify": True}, "exact": {"mode": "exact"},
+                                 "surrogate": {"mode": "surrogate"}}.items()}
+        y = {name: c(x) for name, c in cims.items()}
+    arr = cims["certified"].cim_array
+    assert torch.equal(y["certified"], y["exact"])
+    assert arr.resolved < arr.columns_read              # not every column re-solved
+    if not adc:   # one code per count: some columns lie near a decision level (3 bits saturate here)
+        assert arr.resolved > 0
+    # reads of random tiles: certified codes are the exact codes
+    g = np.random.default_rng(7)
+    xb = torch.from_numpy((g.random((64, 32)) < 0.5).astype(np.float32))
+    wb = torch.from_numpy((g.random((32, 40)) < 0.5).astype(np.float32))
+    assert torch.equal(arr.read(xb, wb), cims["exact"].cim_array.read(xb, wb))
+
+
+def test_certify_refuses_a_table_without_residuals(solver_table):
+    import torch
+    from cosim.cim import to_cim
+    from cosim.errors import TableError
+    from cosim.tables import LookupTable
+    from test_cim_network import _tiny_net
+    old = LookupTable(arrays={k: v for k, v in solver_table.arrays.items() if k != "certify_residual_a"},
+                      meta={k: v for k, v in solver_table.meta.items() if not k.startswith("certify")},
+                      provenance=dict(solver_table.provenance))
+    with pytest.raises(TableError, match="refit it by re-running its `cosim calibrate`"):
+        to_cim(_tiny_net(0), tech="sram8t", rows=32, cols=32, mode="surrogate", table=old, certify=True)
+    with pytest.raises(InputError, match="form of the surrogate mode"):
+        to_cim(_tiny_net(0), tech="sram8t", rows=32, cols=32, mode="exact", table=solver_table, certify=True)
+    del torch
+
+
+def test_calibration_records_residuals(solver_table, tmp_path):
+    from cosim.tables import load_table
+    res = solver_table["certify_residual_a"]
+    assert res.shape == (-(-33 // solver_table.meta["certify_band_counts"]),) and np.all(res >= 0)
+    again = load_table(solver_table.save(tmp_path / "t.parquet"))
+    np.testing.assert_array_equal(again["certify_residual_a"], res)
+    assert again.meta["certify_safety"] == 2.0

@@ -211,12 +211,79 @@ class ExactArray:
         return out
 
 
+class CertifiedArray(SurrogateArray):
+    """Certified surrogate reads: the surrogate's column currents, except that every column whose current
+    lies within a margin of an ADC decision level is re-solved exactly (cosim.solver) before it is
+    digitised, so its code is the exact one. The margin of a column with ON-count k is the table's
+    safety factor times the largest calibration residual recorded in its ON-count band and the two
+    beside it (cosim.calibrate.fit_arrays); a table without them is refused. Decoupled tables only
+    (columns are re-solved one by one). ``resolved`` / ``columns_read`` count the re-solved columns."""
+
+    def __init__(self, surrogate, tech, max_prepared_bytes: int = 1 << 30) -> None:
+        import numpy as np
+
+        from ..errors import TableError
+        super().__init__(surrogate, max_prepared_bytes)
+        lut = surrogate.table
+        where = lut.provenance.get("source_path", "the table")
+        if "certify_residual_a" not in lut.arrays or "certify_band_counts" not in lut.meta:
+            raise TableError(f"{where} records no calibration residuals, which certified reads need (it was fitted "
+                             "before cosim recorded them): refit it by re-running its `cosim calibrate` command "
+                             "with this cosim (the same --out folder reuses the SPICE points)")
+        if surrogate.topology != "decoupled":
+            raise InputError("certified reads need a decoupled table (columns re-solved one by one)")
+        res = np.asarray(lut["certify_residual_a"], dtype=np.float64)
+        near = np.maximum(res, np.maximum(np.r_[res[1:], 0.0], np.r_[0.0, res[:-1]]))
+        band = int(lut.meta["certify_band_counts"])
+        self.safety = float(lut.meta.get("certify_safety", 2.0))
+        self.margin_a = torch.as_tensor(self.safety * near[np.arange(self.rows + 1) // band], dtype=torch.float64)
+        self.thresholds_a = torch.as_tensor(surrogate.adc.thresholds_a(), dtype=torch.float64)
+        self.tech = tech
+        self.resolved = 0
+        self.columns_read = 0
+
+    def read_with_current(self, x_bits: torch.Tensor, w_bits: torch.Tensor):
+        from ..netlist import ArraySpec
+        from ..solver import solve_columns
+        check_operands(x_bits, w_bits, self.rows)
+        cur = self.surrogate.column_currents(x_bits, self.prepared(w_bits)).to("cpu", torch.float64)
+        k = (x_bits.to("cpu", torch.float32) @ w_bits.to("cpu", torch.float32)).round().long()
+        margin = self.margin_a[k.clamp(0, self.rows)]
+        thr = self.thresholds_a
+        if thr.numel():
+            i = torch.searchsorted(thr, cur).clamp(1, thr.numel()) - 1
+            dist = torch.minimum((cur - thr[i]).abs(), (cur - thr[(i + 1).clamp(max=thr.numel() - 1)]).abs())
+            near = dist <= margin
+        else:
+            near = torch.zeros_like(cur, dtype=torch.bool)
+        self.columns_read += cur.numel()
+        if bool(near.any()):
+            kk, cc = near.nonzero(as_tuple=True)
+            spec = ArraySpec(self.tech, self.rows, int(w_bits.shape[1]), "decoupled")
+            x = x_bits.detach().to("cpu").numpy().astype("uint8")
+            w = w_bits.detach().to("cpu").numpy().astype("uint8")
+            cur[kk, cc] = torch.from_numpy(solve_columns(spec, x, w, kk.numpy(), cc.numpy()))
+            self.resolved += int(kk.numel())
+        codes = self.surrogate.adc.digitize(cur).to(x_bits.device, torch.float32)
+        return codes, float(cur.sum())
+
+    def read(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
+        return self.read_with_current(x_bits, w_bits)[0]
+
+    def describe(self) -> dict:
+        out = super().describe()
+        out.update(model="surrogate-certified", certify_safety=self.safety, columns_read=self.columns_read,
+                   columns_resolved=self.resolved)
+        return out
+
+
 def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_bits: int | None = None,
                 adc_reference: str = "ideal", adc_lsb_counts: int = 1, topology: str | None = None,
-                device="cpu", **_ignored):
+                device="cpu", certify: bool = False, **_ignored):
     """(array model, Technology) for a mode. ``table``: a LookupTable, a path, or None for the shipped
     default table of the technology and size. Ideal mode uses the table (when one is at hand) only for
-    the unit cell currents of the ideal array energy."""
+    the unit cell currents of the ideal array energy. ``certify`` (surrogate mode): certified reads
+    (CertifiedArray)."""
     from ..technology import get_technology
 
     tech_obj = get_technology(tech) if isinstance(tech, str) else tech
@@ -241,6 +308,8 @@ def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_b
     from ..surrogate import Surrogate
 
     sur = Surrogate(lut, device=device, adc=adc)
+    if certify:
+        return CertifiedArray(sur, lut.technology()), lut.technology()
     return SurrogateArray(sur), lut.technology()
 
 

@@ -30,6 +30,9 @@ from ..technology import REGISTRY
 @click.option("--topology", type=click.Choice(["decoupled", "coupled"]), default=None,
               help="Array topology (default: the table's; without --table the technology's).")
 @click.option("--mode", type=click.Choice(["ideal", "surrogate", "spice", "exact"]), default="surrogate", show_default=True)
+@click.option("--certify", is_flag=True,
+              help="surrogate mode: re-solve exactly every column within the table's residual margin of an ADC "
+                   "decision level (needs a table with recorded residuals).")
 @click.option("--binsparx/--no-binsparx", default=False, show_default=True, help="BinSparX weight and input flips.")
 @click.option("--adc-bits", type=click.IntRange(1, 16), default=None, help="ADC resolution (default: one code per count).")
 @click.option("--adc-reference", type=click.Choice(["ideal", "calibrated"]), default="ideal", show_default=True,
@@ -49,7 +52,7 @@ from ..technology import REGISTRY
               help="CPU threads for torch (default: torch's choice; 1 is faster on a machine shared with other jobs).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (stderr).")
-def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topology, mode, binsparx, adc_bits, adc_reference, adc_lsb,
+def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topology, mode, certify, binsparx, adc_bits, adc_reference, adc_lsb,
             max_active_rows, limit, batch_size, device, spice_tiles, spice_vectors, seed, threads, as_json, progress):
     """Run a whole binary network on simulated crossbars and report accuracy, statistics and energy."""
     import time
@@ -84,7 +87,7 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
         ckpt = str(checkpoint)
     cim = to_cim(net, tech=tech, rows=rows, cols=cols, mode=mode, table=table, binsparx=binsparx, adc_bits=adc_bits,
                  adc_reference=adc_reference, adc_lsb_counts=adc_lsb, max_active_rows=max_active_rows, topology=topology,
-                 device=device,
+                 device=device, certify=certify,
                  spice_tiles=spice_tiles, spice_vectors=spice_vectors, seed=seed)
     source = resolve_data_path(data)
     images, labels = load_cifar10(source, split="test")
@@ -120,6 +123,9 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
         "device": str(device), "threads": torch.get_num_threads(),
         "overall": ov, "layers": stats["layers"], "array": arr,
     }
+    if certify:
+        ca = cim.cim_array
+        out["certify"] = {"safety": ca.safety, "columns_read": ca.columns_read, "columns_resolved": ca.resolved}
     if mode == "spice":
         from ..cim.spot import run_spot_checks, summarize
         t_spice = time.perf_counter()
