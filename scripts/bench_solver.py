@@ -71,6 +71,9 @@ def main() -> None:
     ap.add_argument("--r-wire", type=float, nargs="+", default=[2.0, 20.0])
     ap.add_argument("--quick", action="store_true", help="every 8th end-clustered block count only")
     ap.add_argument("--no-tight", action="store_true", help="skip the reltol 1e-9 ngspice reference")
+    ap.add_argument("--network-runs", type=int, default=4,
+                    help="arrays of real operands per case: R-row slices of the reference VGG-small's binary layers on "
+                         "CIFAR-10 test images (cosim.netslices; 0: none, or when the shared data are absent)")
     ap.add_argument("--out", default="solver_bench.json")
     a = ap.parse_args()
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -108,6 +111,45 @@ def main() -> None:
                     print(f"| {tech} | {topo} | {R} | {rw:g} | {x.shape[0]} x {a.cols} | {row['max_rel_default']:.1e} "
                           f"| {tt} | {t_sp / n * 1e3:.3f} | {s1.seconds / n * 1e3:.4f} | {s2.seconds / n * 1e3:.4f} "
                           f"| {t_sp / s1.seconds:.2g}x | {row['iters_max']} |", flush=True)
+    # network patterns: real operands of a trained BNN
+    if a.network_runs:
+        try:
+            from cosim.netslices import load_network
+            net = load_network(images=16)
+        except Exception as e:  # noqa: BLE001 - the shared weights / data are optional
+            net = None
+            print(f"\n(network patterns skipped: {e})")
+        if net is not None:
+            print("\n| tech | topology | rows | r_wire | arrays x K x C (network slices) | max rel vs ngspice (reltol 1e-6) "
+                  "| vs ngspice (1e-9) | ngspice ms/col | solver ms/col 1 thr |")
+            print("|---|---|---|---|---|---|---|---|---|")
+            for tech in a.techs:
+                for topo in a.topologies:
+                    for R in a.rows:
+                        for rw in a.r_wire:
+                            spec = ArraySpec(get_technology(tech, r_wire_ohm=rw), R, a.cols, topo)
+                            worst_d = worst_t = 0.0
+                            t_sp = t_so = 0.0
+                            n = 0
+                            for run in range(a.network_runs):
+                                x, w, _ = net.sample(R, run, 0, 16, a.cols)
+                                t0 = time.perf_counter()
+                                ref = run_array(spec, x, w).column_current_a
+                                t_sp += time.perf_counter() - t0
+                                tight = None if a.no_tight else spice_tight(spec, x, w)
+                                s1 = solve_array(spec, x, w, threads=1)
+                                t_so += s1.seconds
+                                n += x.shape[0] * a.cols
+                                worst_d = max(worst_d, rel(s1.column_current_a, ref))
+                                if tight is not None:
+                                    worst_t = max(worst_t, rel(s1.column_current_a, tight))
+                            rows_out.append(dict(network=True, tech=tech, topology=topo, rows=R, r_wire_ohm=rw,
+                                                 runs=a.network_runs, max_rel_default=worst_d,
+                                                 max_rel_tight=None if a.no_tight else worst_t,
+                                                 ngspice_s_per_col=t_sp / n, solver_s_per_col_1t=t_so / n))
+                            tt = "-" if a.no_tight else f"{worst_t:.1e}"
+                            print(f"| {tech} | {topo} | {R} | {rw:g} | {a.network_runs} x 16 x {a.cols} | {worst_d:.1e} | {tt} "
+                                  f"| {t_sp / n * 1e3:.3f} | {t_so / n * 1e3:.4f} |", flush=True)
     # decoupled throughput: 128-row random columns
     print("\n| tech | rows | columns | threads | column solves / s |")
     print("|---|---|---|---|---|")
