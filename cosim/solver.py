@@ -277,7 +277,6 @@ class _Graph:
 
 def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
     import scipy.sparse as sp
-    import scipy.sparse.linalg as spla
 
     lib = load()
     tech = spec.tech
@@ -304,7 +303,6 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
         fixed_v[:, R:R + C] = tech.v_read_v
         sense_sign = -1.0         # the current leaving the sense node into the array
         sense_extra_a = tech.v_read_v * gsh   # rshunt of the ammeter's node d (at v_read), through the ammeter
-        sink_is_sense = False
     else:
         # A = row line w (along each row, driven at its left end), B = column line b (down to the sink)
         drv = nraw + np.arange(R)
@@ -323,15 +321,13 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
         fixed_v[:, :R] = x * tech.v_read_v
         sense_sign = 1.0
         sense_extra_a = 0.0
-        sink_is_sense = True
-    del sink_is_sense
     labels = g.merge()
     # components: fixed if they hold a fixed raw node
     fixed_raw = np.arange(nraw, g.n)
     comp_fixed = {}
     for j, node in enumerate(fixed_raw):
         lab = labels[node]
-        if lab in comp_fixed and tech.cell != "sram8t":
+        if lab in comp_fixed:
             # two fixed nodes joined by zero ohm: same potential in every vector, else not a circuit
             other = comp_fixed[lab]
             if not np.array_equal(fixed_v[:, other], fixed_v[:, j]):
@@ -370,8 +366,6 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
                        (np.concatenate([pa, pb, pa, pb, np.arange(m)]),
                         np.concatenate([pa, pb, pb, pa, np.arange(m)]))), shape=(m, m)).tocsr()
     G_uu = G[:n, :n].tocsc()
-    G_all_u = G[:, :n].tocsr()
-    G_all_f = G[:, n:].tocsr()
     # cells
     ca, cb = node_pos[A.ravel()], node_pos[B.ravel()]
     live = ca != cb
