@@ -143,6 +143,14 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
     use_torch = backend == "torch" or (backend == "auto" and device is not None and str(device) != "cpu")
     if use_torch and spec.topology != "decoupled":
         raise InputError("the torch solver backend handles the decoupled topology only; use backend='c' (CPU)")
+    if use_torch and device is not None:
+        import torch
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise InputError(f"unknown torch device '{device}'") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"device '{device}' asked for, but torch sees no CUDA GPU")
     if not (isinstance(max_iter, int) and max_iter >= 1):
         raise InputError(f"max_iter must be an integer >= 1, got {max_iter!r}")
     if not (reltol > 0 and vntol_v >= 0 and abstol_a >= 0):

@@ -328,3 +328,10 @@ def test_calibration_records_residuals(solver_table, tmp_path):
     again = load_table(solver_table.save(tmp_path / "t.parquet"))
     np.testing.assert_array_equal(again["certify_residual_a"], res)
     assert again.meta["certify_safety"] == 2.0
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a GPU is present")
+def test_cuda_without_a_gpu_is_a_one_line_error():
+    spec = ArraySpec(get_technology("sram8t"), 4, 2)
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        solve_array(spec, np.ones((1, 4)), np.ones((4, 2)), device="cuda")
