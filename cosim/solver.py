@@ -20,12 +20,18 @@ decoupled  every column independent: 2R unknowns (bit line, source line), a bloc
 coupled    the whole array per input vector: a sparse Jacobian (scipy.sparse, SuperLU; the vectors of a
            batch as one block-diagonal system), cells evaluated by the same C code. CPU only.
 
-Convergence: a Newton step is accepted as the last when every node moved by at most
-``reltol * |v| + vntol_v`` and every sensed current changed by at most ``reltol * |i| + abstol_a`` since the
-previous iteration (reltol 1e-6 as the decks; vntol 1e-9 V and abstol 1e-14 A, stricter than ngspice's
-1e-6 V and 1e-12 A). Steps longer than ``dv_max_v`` are shortened (damping). A column (decoupled) or
-vector (coupled) that does not converge is reported with its index and reason (``SolveResult.failures``;
+Convergence, per column (decoupled) or vector (coupled), at least two iterations: the last step moved
+every node by at most ``reltol * |v| + vntol_v`` (ngspice's test with the decks' values: reltol 1e-6,
+vntol 1e-6 V), and every sensed current settled: its change since the previous iteration is within
+``reltol * |i| + abstol_a`` (abstol 1e-12 A, ngspice's), or, once the changes shrink (quadratic
+convergence), the error it leaves, about change^2 / previous change, is 100x below that. With the exact
+Jacobian this leaves the currents within about 1e-8 of ngspice converged to reltol 1e-9
+(docs/benchmarks/solver.md). Steps longer than ``dv_max_v`` (default v_read) are shortened (damping). A
+column or vector that does not converge is reported with its index and reason (``SolveResult.failures``;
 ``solve_array`` raises SolverError unless ``allow_failures``), its current NaN, never a number.
+
+Also: ``solve_columns`` (chosen (vector, column) pairs only, decoupled: the certified reads of
+cosim.cim.arrays.CertifiedArray) and ``ideal_column_currents`` (single cells solved, no ngspice).
 """
 
 from __future__ import annotations
