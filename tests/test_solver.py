@@ -131,7 +131,7 @@ def test_bad_arguments():
 
 # ------------------------------------------------------------------------------ against ngspice
 @pytest.mark.ngspice
-@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+@pytest.mark.parametrize("tech", TECHS)
 @pytest.mark.parametrize("topology", TOPOLOGIES)
 @pytest.mark.parametrize("rows,r_wire", [(8, 2.0), (16, 20.0)])
 def test_equals_ngspice(tech, topology, rows, r_wire, rng):
