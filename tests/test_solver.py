@@ -157,6 +157,22 @@ def test_equals_ngspice_with_zero_resistances(tech, topology, zeros, rng):
                                rtol=1e-6, atol=1e-12)
 
 
+@pytest.mark.ngspice
+@settings(max_examples=12, deadline=None)
+@given(tech=st.sampled_from(["sram8t", "reram1t1r"]), topology=st.sampled_from(TOPOLOGIES),
+       rows=st.integers(1, 24), cols=st.integers(1, 4), k=st.integers(1, 3),
+       r_wire=st.sampled_from([0.0, 2.0, 20.0]), seed=st.integers(0, 2**31))
+def test_property_equals_ngspice_on_any_pattern(tech, topology, rows, cols, k, r_wire, seed):
+    if ngspice_info()["executable"] is None:
+        pytest.skip("ngspice not installed")
+    g = np.random.default_rng(seed)
+    x = (g.random((k, rows)) < g.random()).astype(np.uint8)
+    w = (g.random((rows, cols)) < g.random()).astype(np.uint8)
+    spec = ArraySpec(get_technology(tech, r_wire_ohm=r_wire), rows, cols, topology)
+    np.testing.assert_allclose(solve_array(spec, x, w).column_current_a, spice_currents(spec, x, w),
+                               rtol=1e-6, atol=1e-12)
+
+
 # ------------------------------------------------------------------------------ the CLI
 def test_cli_solve_matches_spice_keys(tmp_path):
     from cosim.cli import cli
