@@ -18,7 +18,7 @@ from .solver_kernel import KIND
 
 #: indices of the FET parameters (the C enum)
 _POL, _K, _A, _VT, _C, _S, _ETA, _LAM, _PHIT = range(1, 10)
-INNER_LAST_STEP_V = 1e-9
+INNER_LAST_STEP_V = 1e-6     # as solver_kernel.c
 
 
 def fet_current(p, nfin: float, Vd, Vg, Vs):
