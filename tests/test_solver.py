@@ -185,6 +185,8 @@ def test_cli_solve_matches_spice_keys(tmp_path):
     assert got["solver"] == "exact-banded" and got["ngspice_version"] is None
     if ngspice_info()["executable"] is None:
         return
+    same = runner.invoke(cli, ["solve", *args, "--backend", "subprocess", "--models", "auto", "--timeout-s", "60"])
+    assert same.exit_code == 0 and json.loads(same.output)["column_current_a"] == got["column_current_a"]
     ref = json.loads(runner.invoke(cli, ["spice", *args]).output)
     assert set(ref) <= set(got)
     np.testing.assert_allclose(got["column_current_a"], ref["column_current_a"], rtol=1e-6)

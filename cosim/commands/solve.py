@@ -7,7 +7,8 @@
 With --json it prints one JSON object with the keys of ``cosim spice --json`` (column_current_a,
 ideal_column_current_a, seconds, ...; ngspice_version and netlist_sha256 are null: no ngspice runs),
 plus iterations (Newton iterations per vector and column) and threads. A column that does not converge
-is an error naming it (exit status 1), never a number.
+is an error naming it (exit status 1), never a number. ``cosim spice``'s ngspice options (--backend,
+--timeout-s, --models) are accepted, so one command line serves both, and change nothing here.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import click
 
 from ..errors import InputError
-from ..netlist import MAX_SIZE
+from ..netlist import MAX_SIZE, MODEL_IMPLS
 from ..technology import CELLS, TOPOLOGIES, get_technology
 from .spice import PATTERNS, _load_npy, make_pattern
 
@@ -36,13 +37,20 @@ from .spice import PATTERNS, _load_npy, make_pattern
               help="generated inputs and weights when no .npy files are given")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the random pattern")
 @click.option("--batch", type=int, default=1, show_default=True, help="number of input vectors K (pattern)")
+@click.option("--backend", type=click.Choice(["subprocess", "shared"]), default="subprocess", show_default=True,
+              help="accepted for the command line of `cosim spice`; no ngspice runs here, so no effect")
+@click.option("--timeout-s", type=float, default=None,
+              help="accepted for the command line of `cosim spice`; no effect")
+@click.option("--models", type=click.Choice(list(MODEL_IMPLS)), default=None,
+              help="accepted for the command line of `cosim spice`: every choice is the same equations, which "
+                   "the solver evaluates compiled")
 @click.option("--threads", type=int, default=None, help="solver threads (default: torch's thread count)")
 @click.option("--max-iter", type=int, default=100, show_default=True, help="Newton iteration limit")
 @click.option("--device", default=None,
               help="torch device for the decoupled topology (e.g. cuda); default: the compiled CPU kernel")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_path, pattern, seed, batch,
-            threads, max_iter, device, as_json):
+            backend, timeout_s, models, threads, max_iter, device, as_json):
     """Solve one crossbar array exactly (no ngspice); print column currents beside the ideal ones."""
     from ..netlist import ArraySpec
     from ..provenance import record
@@ -61,6 +69,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_pa
             raise InputError(f"--batch must be >= 1, got {batch}")
         inputs, weights = make_pattern(pattern, rows, cols, batch, seed)
         source = {"pattern": pattern, "seed": seed, "batch": batch}
+    del backend, timeout_s, models   # cosim spice's ngspice options: nothing to do here
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")
     if max_iter < 1:
