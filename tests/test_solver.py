@@ -353,3 +353,18 @@ def test_cuda_without_a_gpu_is_a_one_line_error():
     spec = ArraySpec(get_technology("sram8t"), 4, 2)
     with pytest.raises(InputError, match="no CUDA GPU"):
         solve_array(spec, np.ones((1, 4)), np.ones((4, 2)), device="cuda")
+
+
+def test_exact_mode_reads_whole_coupled_arrays(rng):
+    import torch
+    from cosim.cim.arrays import build_array
+    from cosim.cim.synthetic import synthetic_table
+    tab = synthetic_table("sram8t", 16, 8, samples=500, topology="coupled")
+    arr, tech = build_array(mode="exact", tech="sram8t", rows=16, cols=8, table=tab, topology="coupled")
+    assert arr.cols == 8 and arr.topology == "coupled"
+    x = torch.from_numpy(rng.integers(0, 2, (5, 16))).float()
+    w = torch.from_numpy(rng.integers(0, 2, (16, 8))).float()
+    cur = solve_array(ArraySpec(tech, 16, 8, "coupled"), x.numpy(), w.numpy()).column_current_a
+    np.testing.assert_array_equal(arr.read(x, w).numpy(), arr.adc.digitize(cur))
+    with pytest.raises(InputError, match="whole arrays of 8 columns"):
+        arr.read(x, w[:, :5])
