@@ -48,7 +48,7 @@ import numpy as np
 from .devices import model_text
 from .errors import InputError, SolverError
 from .netlist import RELTOL, RSHUNT_OHM, ArraySpec, check_inputs
-from .solver_kernel import FET_PARAM_NAMES, KIND, STATUS_REASONS, CellPar, DecJob, load
+from .solver_kernel import FET_PARAM_NAMES, KIND, STATUS_REASONS, CellPar, CellTab, DecJob, load
 
 VNTOL_V = 1e-6
 ABSTOL_A = 1e-12
@@ -133,20 +133,105 @@ def _conductance(ohm: float) -> float:
 
 
 BACKENDS = ("auto", "c", "torch")
+CELL_MODELS = ("exact", "table")
+#: the tabulated 8T cell (``cells="table"``): grid step (V), and how far the grid reaches from the ideal
+#: bias (v_read across the cell) into IR drop (V) and beyond it (V)
+TABLE_STEP_V = 2e-3
+TABLE_SPAN_V = 0.3
+TABLE_MARGIN_V = 0.02
+
+
+@lru_cache(maxsize=8)
+def cell_table(tech, step_v: float = TABLE_STEP_V) -> tuple[CellTab, np.ndarray]:
+    """The tabulated 8T read stack of ``tech`` (decoupled states): per state, on a grid of bit-line voltage
+    va in [v_read - TABLE_SPAN_V, v_read + TABLE_MARGIN_V] and source-line voltage vb in
+    [-TABLE_MARGIN_V, TABLE_SPAN_V] (so va > vb: the current is positive), the logarithm of the exact
+    cell's current and its derivatives (d2/dva dvb by a central difference of d/dva), for bicubic Hermite
+    interpolation in the kernel (exact cells outside the grid).
+    Returns the ctypes descriptor and the array it points into (keep both alive)."""
+    if tech.cell != "sram8t":
+        raise InputError("the tabulated cell is built for the 8T-SRAM read stack only")
+    lib = load()
+    spec = ArraySpec(tech, 1, 1, "decoupled")
+    par = cell_parameters(spec)
+    states = cell_states(spec).reshape(4, 2)
+    vr = tech.v_read_v
+    xs = np.arange(vr - TABLE_SPAN_V, vr + TABLE_MARGIN_V + step_v / 2, step_v)
+    ys = np.arange(-TABLE_MARGIN_V, TABLE_SPAN_V + step_v / 2, step_v)
+    X, Y = (a.ravel() for a in np.meshgrid(xs, ys, indexing="ij"))
+    n = X.size
+    h = 2e-5
+    out = np.empty((4, xs.size, ys.size, 4))
+    for st in range(4):
+        s1, s2 = np.full(n, states[st, 0]), np.full(n, states[st, 1])
+        cols = []
+        for dy in (0.0, h, -h):
+            yy = np.ascontiguousarray(Y + dy)
+            m, ia, ib, J = np.full(n, np.nan), np.empty(n), np.empty(n), np.empty((n, 4))
+            lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, X, yy, m, ia, ib, J)))
+            cols.append((ia, J[:, 0].copy(), J[:, 1].copy()))
+        (f, fx, fy), (fp, fxp, _), (fm, fxm, _) = cols
+        if not np.all(f > 0):
+            raise InputError("the tabulated cell needs a positive current on its whole grid")
+        # g = ln f and its derivatives; d2g/dva dvb by a central difference of dg/dva along vb
+        gxp, gxm = fxp / fp, fxm / fm
+        out[st] = np.stack([np.log(f), fx / f, fy / f, (gxp - gxm) / (2 * h)], axis=1).reshape(xs.size, ys.size, 4)
+    out = np.ascontiguousarray(out)
+    tab = CellTab()
+    tab.nx, tab.ny = xs.size, ys.size
+    tab.x0, tab.dx, tab.y0, tab.dy = float(xs[0]), float(step_v), float(ys[0]), float(step_v)
+    tab.c = out.ctypes.data
+    return tab, out
+
+
+def table_error(tech, points: int = 200_000, seed: int = 0, min_cell_v: float = 0.1) -> dict:
+    """Largest relative error of the tabulated cell against the exact one (current, d/dva, d/dvb) at
+    random points of its grid with at least ``min_cell_v`` across the cell, per state."""
+    lib = load()
+    tab, _arr = cell_table(tech)
+    spec = ArraySpec(tech, 1, 1, "decoupled")
+    par = cell_parameters(spec)
+    states = cell_states(spec).reshape(4, 2)
+    g = np.random.default_rng(seed)
+    va = tab.x0 + g.random(points) * tab.dx * (tab.nx - 1)
+    vb = tab.y0 + g.random(points) * tab.dy * (tab.ny - 1)
+    keep = va - vb >= min_cell_v
+    va, vb = np.ascontiguousarray(va[keep]), np.ascontiguousarray(vb[keep])
+    n = va.size
+    out = {}
+    for st in range(4):
+        sti = np.full(n, st, np.int32)
+        f, fx, fy, inside = np.empty(n), np.empty(n), np.empty(n), np.empty(n, np.int32)
+        lib.cosim_table_eval(ctypes.pointer(tab), n, *(_ptr(a) for a in (sti, va, vb, f, fx, fy, inside)))
+        s1, s2 = np.full(n, states[st, 0]), np.full(n, states[st, 1])
+        m, ia, ib, J = np.full(n, np.nan), np.empty(n), np.empty(n), np.empty((n, 4))
+        lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, va, vb, m, ia, ib, J)))
+        ok = inside.astype(bool)
+        out[st] = {"points": int(ok.sum()),
+                   "current": float(np.max(np.abs(f - ia)[ok] / np.abs(ia)[ok])),
+                   "d_dva": float(np.max(np.abs(fx - J[:, 0])[ok] / np.abs(J[:, 0])[ok])),
+                   "d_dvb": float(np.max(np.abs(fy - J[:, 1])[ok] / np.abs(J[:, 1])[ok]))}
+    return out
 
 
 def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, reltol: float = RELTOL,
                 vntol_v: float = VNTOL_V, abstol_a: float = ABSTOL_A, dv_max_v: float | None = None,
                 threads: int | None = None, allow_failures: bool = False, backend: str = "auto",
-                device=None) -> SolveResult:
+                device=None, cells: str = "exact") -> SolveResult:
     """(K, C) column currents of ``spec`` for inputs (K, R) and weights (R, C) of 0/1, exactly (module doc).
     Raises SolverError naming the columns that did not converge, unless ``allow_failures``.
 
     ``backend``: "c" (the compiled kernel, CPU threads), "torch" (cosim.solver_torch, float64 on
-    ``device``, decoupled topology only), "auto" (torch where ``device`` is not the CPU, else C)."""
+    ``device``, decoupled topology only), "auto" (torch where ``device`` is not the CPU, else C).
+    ``cells``: "exact" (every cell from the device equations), or "table" (8T-SRAM, decoupled, C kernel:
+    the cells interpolated from ``cell_table``, within about 1e-7 of the exact cell; faster)."""
     if backend not in BACKENDS:
         raise InputError(f"unknown solver backend '{backend}': expected one of {', '.join(BACKENDS)}")
     use_torch = backend == "torch" or (backend == "auto" and device is not None and str(device) != "cpu")
+    if cells not in CELL_MODELS:
+        raise InputError(f"unknown cell model '{cells}': expected one of {', '.join(CELL_MODELS)}")
+    if cells == "table" and (use_torch or spec.topology != "decoupled" or spec.tech.cell != "sram8t"):
+        raise InputError("cells='table' is the 8T-SRAM decoupled topology on the C kernel only")
     if use_torch and spec.topology != "decoupled":
         raise InputError("the torch solver backend handles the decoupled topology only; use backend='c' (CPU)")
     if use_torch and device is not None:
@@ -178,7 +263,8 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
                                              dv_max_v=dv, device=device or "cpu")
         nthreads = 1 if device is not None and str(device) != "cpu" else torch.get_num_threads()
     elif spec.topology == "decoupled":
-        cur, iters, status = _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv, nthreads)
+        cur, iters, status = _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv, nthreads,
+                                              table=cell_table(spec.tech) if cells == "table" else None)
     else:
         cur, iters, status = _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv)
     failures = [(int(k), int(c), STATUS_REASONS.get(int(status[k, c]), f"status {int(status[k, c])}"))
@@ -218,7 +304,7 @@ def solve_columns(spec: ArraySpec, inputs, weights, vector_index, column_index, 
     return cur
 
 
-def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nthreads, pairs=None):
+def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nthreads, pairs=None, table=None):
     lib = load()
     tech = spec.tech
     K, R, C = x.shape[0], spec.rows, spec.cols
@@ -250,6 +336,8 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
     job.i_out, job.status, job.iters = cur.ctypes.data, status.ctypes.data, iters.ctypes.data
     if pairs is not None:
         job.kidx, job.cidx, job.npairs = pairs[0].ctypes.data, pairs[1].ctypes.data, pairs[0].size
+    if table is not None:
+        job.table = ctypes.pointer(table[0])
     lib.cosim_solve_decoupled(ctypes.byref(job), int(nthreads))
     return cur, iters, status
 

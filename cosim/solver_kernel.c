@@ -36,11 +36,17 @@ static inline double predict(const cellws_t *w, double va, double vb) {
     return w->m + w->dma * (va - w->va) + w->dmb * (vb - w->vb);
 }
 
-/* A Newton step on the inner node below this (V) is taken without another evaluation: the current is
-   moved along its derivative, an error of the order of (step / n phi_t)^2 < 1e-9 relative. That error
-   only touches iterates far from the solution: a cell's next solve starts from this one (predicted), so
-   near convergence its steps, and errors, are of the order of the array's last step squared. */
+/* A Newton step on the inner node below INNER_LAST_STEP_V, and below 1e-3 of the node's distance to both
+   line voltages (where one FET's drain-source voltage, the scale its current changes on, is tiny), is
+   taken without another evaluation: the current is moved along its derivative, an error of the order of
+   (step / scale)^2 < 1e-6 relative. That error only touches iterates far from the solution: a cell's next
+   solve starts from this one (predicted), so near convergence its steps, and errors, are of the order of
+   the array's last step squared. */
 #define INNER_LAST_STEP_V 1e-6
+static inline double last_step_v(double m, double va, double vb) {
+    const double d = fmin(fabs(m - va), fabs(m - vb)) * 1e-3;
+    return d < INNER_LAST_STEP_V ? d : INNER_LAST_STEP_V;
+}
 
 /* The 8T read stack: the loop of stack_eval in cosim_devices.c (its start predicted from the last solve; see cellws_t). */
 static void stack_cell(const cellpar_t *P, double vg1, double vg2, double Vd, double Vs, cellws_t *w,
@@ -58,7 +64,7 @@ static void stack_cell(const cellpar_t *P, double vg1, double vg2, double Vd, do
         if (f > 0) lo = m; else hi = m;
         if (fabs(f) <= 1e-13 * (fabs(i1) + fabs(i2)) + 1e-30 || hi - lo <= 1e-15 * (1.0 + fabs(m))) break;
         double next = fm < 0 ? m - f / fm : 0.5 * (lo + hi);
-        if (fm < 0 && fabs(next - m) <= INNER_LAST_STEP_V && next > lo && next < hi) {
+        if (fm < 0 && fabs(next - m) <= last_step_v(next, Vd, Vs) && next > lo && next < hi) {
             i1 += gs1 * (next - m); m = next; break;
         }
         /* a Newton step below the rounding of the node voltages: converged (cosim_stack would bisect the
@@ -97,7 +103,7 @@ static void reram_cell(const cellpar_t *P, double vg, double gap, double va, dou
         if (f > 0) lo = m; else hi = m;
         if (fabs(f) <= 1e-13 * (fabs(ir) + fabs(ifet)) + 1e-30 || hi - lo <= 1e-15 * (1.0 + fabs(m))) break;
         double next = fm < 0 ? m - f / fm : 0.5 * (lo + hi);
-        if (fm < 0 && fabs(next - m) <= INNER_LAST_STEP_V && next > lo && next < hi) {
+        if (fm < 0 && fabs(next - m) <= last_step_v(next, va, vb) && next > lo && next < hi) {
             ir -= gr * (next - m); ifet += gfd * (next - m); m = next; break;
         }
         /* a Newton step below the rounding of the node voltages: converged (cosim_stack would bisect the
@@ -140,6 +146,50 @@ void cosim_cells_eval(const cellpar_t *P, int64_t n, const double *s1, const dou
 }
 
 /* ---------------------------------------------------------------------------------------------- */
+/* A tabulated cell (cosim.solver.cell_table): per state, on a grid of (va, vb), the logarithm of the
+   current and its derivatives d/dva, d/dvb, d2/dva dvb from the exact cell, interpolated by bicubic
+   Hermite patches (value and first derivatives continuous). Outside the grid the exact cell is evaluated. */
+typedef struct {
+    int32_t nx, ny;              /* grid nodes along va and vb */
+    double x0, dx, y0, dy;       /* va = x0 + i dx, vb = y0 + j dy (V) */
+    const double *c;             /* (4 states, nx, ny, 4): g, dg/dva, dg/dvb, d2g/dva dvb of g = ln(current) */
+} celltab_t;
+
+static inline int table_eval(const celltab_t *T, int st, double va, double vb, double *f, double *fx, double *fy) {
+    const double tx = (va - T->x0) / T->dx, ty = (vb - T->y0) / T->dy;
+    if (!(tx >= 0.0 && ty >= 0.0 && tx < T->nx - 1 && ty < T->ny - 1)) return 0;
+    const int i = (int)tx, j = (int)ty;
+    const double u = tx - i, v = ty - j;
+    const double u2 = u * u, u3 = u2 * u, v2 = v * v, v3 = v2 * v;
+    const double hu[2] = {2 * u3 - 3 * u2 + 1, -2 * u3 + 3 * u2}, ku[2] = {u3 - 2 * u2 + u, u3 - u2};
+    const double hv[2] = {2 * v3 - 3 * v2 + 1, -2 * v3 + 3 * v2}, kv[2] = {v3 - 2 * v2 + v, v3 - v2};
+    const double dhu[2] = {6 * u2 - 6 * u, -6 * u2 + 6 * u}, dku[2] = {3 * u2 - 4 * u + 1, 3 * u2 - 2 * u};
+    const double dhv[2] = {6 * v2 - 6 * v, -6 * v2 + 6 * v}, dkv[2] = {3 * v2 - 4 * v + 1, 3 * v2 - 2 * v};
+    const double dx = T->dx, dy = T->dy;
+    double F = 0, FX = 0, FY = 0;
+    for (int a = 0; a < 2; a++) {
+        for (int b = 0; b < 2; b++) {
+            const double *q = T->c + ((((int64_t)st * T->nx + i + a) * T->ny + j + b) * 4);
+            const double fu = hu[a] * q[0] + dx * ku[a] * q[1], fdu = dhu[a] * q[0] + dx * dku[a] * q[1];
+            const double gu = hu[a] * q[2] + dx * ku[a] * q[3], gdu = dhu[a] * q[2] + dx * dku[a] * q[3];
+            F += hv[b] * fu + dy * kv[b] * gu;
+            FX += hv[b] * fdu + dy * kv[b] * gdu;
+            FY += dhv[b] * fu + dy * dkv[b] * gu;
+        }
+    }
+    /* the table holds the logarithm of the current (positive on the grid): nearly linear where the
+       current is exponential (subthreshold), so the patches are accurate there too */
+    const double e = exp(F);
+    *f = e; *fx = e * FX / dx; *fy = e * FY / dy;
+    return 1;
+}
+
+/* The table at many points (for its validation): inside[i] 0 where (va, vb) is off the grid. */
+void cosim_table_eval(const celltab_t *T, int64_t n, const int32_t *st, const double *va, const double *vb,
+                      double *f, double *fx, double *fy, int32_t *inside) {
+    for (int64_t i = 0; i < n; i++) inside[i] = table_eval(T, st[i], va[i], vb[i], &f[i], &fx[i], &fy[i]);
+}
+
 typedef struct {
     const cellpar_t *P;
     int64_t K, C, R;
@@ -160,6 +210,7 @@ typedef struct {
     double *i_out;               /* (K, C) or (npairs,) sensed current (A) */
     int32_t *status;             /* (K, C) 0 converged, 1 iteration limit, 2 non-finite, 3 singular */
     int32_t *iters;              /* (K, C) Newton iterations */
+    const celltab_t *table;      /* NULL: exact cells; else tabulated 8T stacks (exact outside the grid) */
 } dec_job_t;
 
 static void *dec_run(void *arg) {
@@ -169,11 +220,14 @@ static void *dec_run(void *arg) {
     const int merged = j->g_wire_s == 0.0;
     const int64_t N = merged ? 1 : R;
     const double gw = j->g_wire_s, gsh = j->g_shunt_s;
-    double *buf = malloc(sizeof(double) * (size_t)(R * 2 + N * 20) + sizeof(cellws_t) * (size_t)R + 64);
+    const celltab_t *tab = (P->kind == KIND_STACK) ? j->table : NULL;
+    double *buf = malloc(sizeof(double) * (size_t)(R * 2 + N * 20) + sizeof(cellws_t) * (size_t)R
+                         + sizeof(int) * (size_t)R + 64);
     if (!buf) {
         for (int64_t q = j->j0; q < j->j1; q++) { j->status[q] = 4; j->i_out[q] = NAN; }
         return NULL;
     }
+    int *sta = (int *)((cellws_t *)(buf + R * 2 + N * 20) + R);
     cellws_t *ws = (cellws_t *)(buf + R * 2 + N * 20);
     double *s1a = buf, *s2a = buf + R;
     double *vb = buf + 2 * R, *vs = vb + N;
@@ -195,7 +249,7 @@ static void *dec_run(void *arg) {
         const uint8_t *xr = j->x + k * R, *wr = j->wt + c * R;
         for (int64_t r = 0; r < R; r++) {
             const int st = 2 * (xr[r] != 0) + (wr[r] != 0);
-            s1a[r] = j->state[st][0]; s2a[r] = j->state[st][1];
+            s1a[r] = j->state[st][0]; s2a[r] = j->state[st][1]; sta[r] = st;
             ws[r] = ws0[st];
         }
         for (int64_t n = 0; n < N; n++) { vb[n] = j->v_read_v; vs[n] = 0.0; }
@@ -221,7 +275,13 @@ static void *dec_run(void *arg) {
             for (int64_t r = 0; r < R; r++) {
                 const int64_t n = merged ? 0 : r;
                 double ia, ib, Jc[4];
-                cell_eval(P, s1a[r], s2a[r], vb[n], vs[n], &ws[r], &ia, &ib, Jc);
+                double f, fx, fy;
+                if (tab && table_eval(tab, sta[r], vb[n], vs[n], &f, &fx, &fy)) {
+                    ia = ib = f;
+                    Jc[0] = fx; Jc[1] = fy; Jc[2] = fx; Jc[3] = fy;
+                } else {
+                    cell_eval(P, s1a[r], s2a[r], vb[n], vs[n], &ws[r], &ia, &ib, Jc);
+                }
                 rb[n] += ia; rs[n] -= ib;
                 A[4 * n] += Jc[0]; A[4 * n + 1] += Jc[1]; A[4 * n + 2] -= Jc[2]; A[4 * n + 3] -= Jc[3];
                 if (n == N - 1) { ib_last += ib; jb_last[2] += Jc[2]; jb_last[3] += Jc[3]; }

@@ -37,6 +37,11 @@ class CellPar(ctypes.Structure):
                 ("g_inner_shunt_s", ctypes.c_double)]
 
 
+class CellTab(ctypes.Structure):
+    _fields_ = [("nx", ctypes.c_int32), ("ny", ctypes.c_int32), ("x0", ctypes.c_double), ("dx", ctypes.c_double),
+                ("y0", ctypes.c_double), ("dy", ctypes.c_double), ("c", ctypes.c_void_p)]
+
+
 class DecJob(ctypes.Structure):
     _fields_ = [("P", ctypes.POINTER(CellPar)), ("K", ctypes.c_int64), ("C", ctypes.c_int64), ("R", ctypes.c_int64),
                 ("x", ctypes.c_void_p), ("wt", ctypes.c_void_p), ("state", (ctypes.c_double * 2) * 4),
@@ -46,7 +51,7 @@ class DecJob(ctypes.Structure):
                 ("vntol_v", ctypes.c_double), ("abstol_a", ctypes.c_double), ("dv_max_v", ctypes.c_double),
                 ("kidx", ctypes.c_void_p), ("cidx", ctypes.c_void_p), ("npairs", ctypes.c_int64),
                 ("j0", ctypes.c_int64), ("j1", ctypes.c_int64), ("i_out", ctypes.c_void_p),
-                ("status", ctypes.c_void_p), ("iters", ctypes.c_void_p)]
+                ("status", ctypes.c_void_p), ("iters", ctypes.c_void_p), ("table", ctypes.POINTER(CellTab))]
 
 
 _lock = threading.Lock()
@@ -82,5 +87,7 @@ def load() -> ctypes.CDLL:
         p = ctypes.c_void_p
         lib.cosim_cells_eval.argtypes = [ctypes.POINTER(CellPar), ctypes.c_int64, p, p, p, p, p, p, p, p]
         lib.cosim_cells_eval.restype = None
+        lib.cosim_table_eval.argtypes = [ctypes.POINTER(CellTab), ctypes.c_int64, p, p, p, p, p, p, p]
+        lib.cosim_table_eval.restype = None
         _lib = lib
         return lib

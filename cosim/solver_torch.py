@@ -120,7 +120,8 @@ class Cells:
             done = (f.abs() <= 1e-13 * scale + 1e-30) | (cur_hi - cur_lo <= 1e-15 * (1.0 + cur_m.abs()))
             mid = 0.5 * (cur_lo + cur_hi)
             nxt = torch.where(fm < 0, cur_m - f / torch.where(fm < 0, fm, -torch.ones_like(fm)), mid)
-            last = (~done) & (fm < 0) & ((nxt - cur_m).abs() <= INNER_LAST_STEP_V) & (nxt > cur_lo) & (nxt < cur_hi)
+            thr = (torch.minimum((nxt - av).abs(), (nxt - bv).abs()) * 1e-3).clamp(max=INNER_LAST_STEP_V)
+            last = (~done) & (fm < 0) & ((nxt - cur_m).abs() <= thr) & (nxt > cur_lo) & (nxt < cur_hi)
             # a last sub-rounding step: move the currents along their derivatives
             dm = torch.where(last, nxt - cur_m, torch.zeros_like(cur_m))
             terms = self._moved(terms, dm)

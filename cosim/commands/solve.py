@@ -46,11 +46,14 @@ from .spice import PATTERNS, _load_npy, make_pattern
                    "the solver evaluates compiled")
 @click.option("--threads", type=int, default=None, help="solver threads (default: torch's thread count)")
 @click.option("--max-iter", type=int, default=100, show_default=True, help="Newton iteration limit")
+@click.option("--cells", type=click.Choice(["exact", "table"]), default="exact", show_default=True,
+              help="cell currents: the device equations, or (8T-SRAM, decoupled) their bicubic table, within "
+                   "1e-7 of them and several times faster once built (about 1 s per process)")
 @click.option("--device", default=None,
               help="torch device for the decoupled topology (e.g. cuda); default: the compiled CPU kernel")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_path, pattern, seed, batch,
-            backend, timeout_s, models, threads, max_iter, device, as_json):
+            backend, timeout_s, models, threads, max_iter, cells, device, as_json):
     """Solve one crossbar array exactly (no ngspice); print column currents beside the ideal ones."""
     from ..netlist import ArraySpec
     from ..provenance import record
@@ -74,11 +77,13 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_pa
         raise InputError(f"--threads must be >= 1, got {threads}")
     if max_iter < 1:
         raise InputError(f"--max-iter must be >= 1, got {max_iter}")
-    res = solve_array(spec, inputs, weights, threads=threads, max_iter=max_iter, device=device)
+    res = solve_array(spec, inputs, weights, threads=threads, max_iter=max_iter, device=device, cells=cells)
     ideal = ideal_column_currents(spec, inputs, weights)
     solver = "exact-banded" if spec.topology == "decoupled" else "exact-sparse"
     if device is not None and str(device) != "cpu":
         solver += f"-torch-{device}"
+    if cells == "table":
+        solver += "-table"
     models = "resistor" if tech.cell == "resistor" else "compiled"
     out = {
         "technology": tech.name, "cell": tech.cell, "rows": rows, "cols": cols, "topology": spec.topology,
