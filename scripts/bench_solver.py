@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from cosim.netlist import ArraySpec, build_netlist, resolve_models, sense_names
-from cosim.solver import solve_array
+from cosim.solver import cell_table, solve_array
 from cosim.spice import run_array, uses_klu
 from cosim.spice.backends import run_subprocess
 from cosim.technology import get_technology
@@ -82,8 +82,9 @@ def main() -> None:
           f"load {os.getloadavg()[0]:.2f}, python {platform.python_version()}", flush=True)
     rows_out = []
     print("| tech | topology | rows | r_wire | K x C | max rel vs ngspice (reltol 1e-6) | vs ngspice (1e-9) "
-          "| ngspice ms/col | solver ms/col 1 thr | 2 thr | speed-up 1 thr | iters |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| ngspice ms/col | solver ms/col 1 thr | 2 thr | speed-up 1 thr | iters "
+          "| table cells: vs ngspice (1e-9) | ms/col 1 thr | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for tech in a.techs:
         for topo in a.topologies:
             for R in a.rows:
@@ -106,11 +107,20 @@ def main() -> None:
                                ngspice_s_per_col=t_sp / n, solver_s_per_col_1t=s1.seconds / n,
                                solver_s_per_col_2t=s2.seconds / n, iters_max=int(s1.iterations.max()),
                                threads_equal=bool(np.array_equal(s1.column_current_a, s2.column_current_a)))
+                    tab_cols = "| - | - | - |"
+                    if tech == "sram8t" and topo == "decoupled":
+                        cell_table(spec.tech)            # built once per technology, outside the timing
+                        st = solve_array(spec, x, w, threads=1, cells="table")
+                        row.update(table_max_rel_tight=None if tight is None else rel(st.column_current_a, tight),
+                                   table_max_rel_exact=rel(st.column_current_a, s1.column_current_a),
+                                   table_s_per_col_1t=st.seconds / n)
+                        tt2 = "-" if tight is None else f"{row['table_max_rel_tight']:.1e}"
+                        tab_cols = f"| {tt2} | {st.seconds / n * 1e3:.4f} | {t_sp / st.seconds:.2g}x |"
                     rows_out.append(row)
                     tt = "-" if tight is None else f"{row['max_rel_tight']:.1e}"
                     print(f"| {tech} | {topo} | {R} | {rw:g} | {x.shape[0]} x {a.cols} | {row['max_rel_default']:.1e} "
                           f"| {tt} | {t_sp / n * 1e3:.3f} | {s1.seconds / n * 1e3:.4f} | {s2.seconds / n * 1e3:.4f} "
-                          f"| {t_sp / s1.seconds:.2g}x | {row['iters_max']} |", flush=True)
+                          f"| {t_sp / s1.seconds:.2g}x | {row['iters_max']} {tab_cols}", flush=True)
     # network patterns: real operands of a trained BNN
     if a.network_runs:
         try:
@@ -151,19 +161,21 @@ def main() -> None:
                             print(f"| {tech} | {topo} | {R} | {rw:g} | {a.network_runs} x 16 x {a.cols} | {worst_d:.1e} | {tt} "
                                   f"| {t_sp / n * 1e3:.3f} | {t_so / n * 1e3:.4f} |", flush=True)
     # decoupled throughput: 128-row random columns
-    print("\n| tech | rows | columns | threads | column solves / s |")
-    print("|---|---|---|---|---|")
+    print("\n| tech | cells | r_wire | rows | columns | threads | column solves / s |")
+    print("|---|---|---|---|---|---|---|")
     for tech in a.techs:
-        rng = np.random.default_rng(0)
-        spec = ArraySpec(get_technology(tech), 128, 128, "decoupled")
-        x, w = rng.integers(0, 2, (64, 128)), rng.integers(0, 2, (128, 128))
-        solve_array(spec, x[:1], w)
-        for th in (1, 2):
-            s = solve_array(spec, x, w, threads=th)
-            rate = x.shape[0] * 128 / s.seconds
-            rows_out.append(dict(throughput=True, tech=tech, rows=128, columns=x.shape[0] * 128, threads=th,
-                                 cols_per_s=rate))
-            print(f"| {tech} | 128 | {x.shape[0] * 128} | {th} | {rate:,.0f} |", flush=True)
+        for cells in (("exact", "table") if tech == "sram8t" else ("exact",)):
+            for rw in (2.0, 10.0):
+                rng = np.random.default_rng(0)
+                spec = ArraySpec(get_technology(tech, r_wire_ohm=rw), 128, 128, "decoupled")
+                x, w = rng.integers(0, 2, (64, 128)), rng.integers(0, 2, (128, 128))
+                solve_array(spec, x[:1], w, cells=cells)
+                for th in (1, 2):
+                    s = solve_array(spec, x, w, threads=th, cells=cells)
+                    rate = x.shape[0] * 128 / s.seconds
+                    rows_out.append(dict(throughput=True, tech=tech, cells=cells, r_wire_ohm=rw, rows=128,
+                                         columns=x.shape[0] * 128, threads=th, cols_per_s=rate))
+                    print(f"| {tech} | {cells} | {rw:g} | 128 | {x.shape[0] * 128} | {th} | {rate:,.0f} |", flush=True)
     with open(a.out, "w") as f:
         json.dump({"cpu": model, "date_utc": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}",
                    "argv": sys.argv[1:], "rows": rows_out}, f, indent=1)
