@@ -102,7 +102,6 @@ class Cells:
 
     def _inner(self, s1, s2, va, vb, m, lo, hi):
         n = m.shape[0]
-        res = None
         idx = torch.arange(n, device=m.device)
         cur_m, cur_lo, cur_hi = m, lo, hi
         final_m = m.clone()
@@ -113,10 +112,7 @@ class Cells:
             pos = f > 0
             cur_lo = torch.where(pos, cur_m, cur_lo)
             cur_hi = torch.where(pos, cur_hi, cur_m)
-            if self.kind == KIND["sram8t"]:
-                scale = terms[0].abs() + terms[1].abs()
-            else:
-                scale = terms[0].abs() + terms[1].abs()
+            scale = terms[0].abs() + terms[1].abs()      # |i1| + |i2|, or |Ir| + |Ifet|
             done = (f.abs() <= 1e-13 * scale + 1e-30) | (cur_hi - cur_lo <= 1e-15 * (1.0 + cur_m.abs()))
             mid = 0.5 * (cur_lo + cur_hi)
             nxt = torch.where(fm < 0, cur_m - f / torch.where(fm < 0, fm, -torch.ones_like(fm)), mid)
@@ -143,7 +139,6 @@ class Cells:
             final_m[idx] = cur_m
             for t_all, t in zip(final_terms, terms):
                 t_all[idx] = t
-        del res
         return self._result(final_m, final_terms)
 
     def _moved(self, terms, dm):

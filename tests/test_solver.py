@@ -375,8 +375,8 @@ def test_cell_table_error_is_below_1e_7():
     from cosim.solver import table_error
     tech = get_technology("sram8t")
     err = table_error(tech, points=40_000, min_cell_v=0.1)
-    for st in (0, 1, 3):   # input 0 (either bit), input 1 and stored 1
-        assert err[st]["current"] <= 1e-7, (st, err[st])
+    for state in (0, 1, 3):   # input 0 (either bit), input 1 and stored 1
+        assert err[state]["current"] <= 1e-7, (state, err[state])
     # input 1, stored 0: where the read transistor's drain-source voltage falls to ~1e-11 V (cells with
     # 0.1 V across, currents ~1e-16 A) the exact cell itself (and ngspice's cosim_stack, which returns the
     # same transistor's current) carries ~1e-6 relative rounding; from 0.2 V across, the table is within 1e-7
