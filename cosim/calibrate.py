@@ -89,6 +89,9 @@ MAX_DEGREE = 4
 DEFAULT_VECTORS = 16
 #: cells whose leak is below this fraction of the ON current get no leak terms
 LEAK_RATIO_MIN = 1e-3
+#: certified reads re-solve a column whose surrogate current lies within this factor times the table's
+#: largest calibration residual (its ON-count band and the two beside it) of an ADC decision level
+CERTIFY_SAFETY = 2.0
 #: samples a count needs before its own offset is trusted fully (shrinkage n / (n + OFFSET_SHRINK))
 OFFSET_SHRINK = 8.0
 #: penalty weights of the fit (second differences across knots; ridge on pattern terms), in the
@@ -511,11 +514,25 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     have = np.flatnonzero(~np.isnan(mean))
     mean = np.interp(kk, have, mean[have]) if have.size > 1 else np.full(rows + 1, np.nanmean(mean))
     arrays = {"coef": coef, "count_mean_a": mean, "count_std_a": std, "count_n": n_k, "knots": knots}
+    # residual bound for certified reads (cosim.cim.arrays.CertifiedArray): the largest |residual| of the
+    # final model per band of ON-counts, empty bands given the largest of all
+    final = np.abs(cur - np.einsum("nf,nf->n", coef[k], F))
+    band = certify_band_counts(rows)
+    bmax = np.full(-(-(rows + 1) // band), -1.0)
+    np.maximum.at(bmax, k // band, final)
+    bmax[bmax < 0] = final.max()
+    arrays["certify_residual_a"] = bmax
     meta = {"model": MODEL, "basis": "legendre+sine" if any(isinstance(o, str) for o in orders) else "legendre",
             "orders": orders, "leak": bool(leak),
             "variables": var_names, "terms": [list(t) for t in terms],
-            "features": term_names(terms, var_names), "n_knots": int(knots.size)}
+            "features": term_names(terms, var_names), "n_knots": int(knots.size),
+            "certify_band_counts": int(band), "certify_safety": CERTIFY_SAFETY}
     return arrays, meta
+
+
+def certify_band_counts(rows: int) -> int:
+    """ON-counts per band of the recorded residual bound: 16 bands over 0..rows."""
+    return max(1, -(-(rows + 1) // 16))
 
 
 def fit_table(cfg: SweepConfig, samples, orders=None, leak: bool | str = "auto",

@@ -15,11 +15,12 @@ from .errors import CosimError
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "spice": ("cosim.commands.spice", "Simulate one crossbar array in ngspice; print column currents."),
+    "solve": ("cosim.commands.solve", "Solve one crossbar array exactly (no ngspice); print column currents."),
     "calibrate": ("cosim.commands.calibrate", "Run a SPICE sweep and fit lookup tables for the surrogate."),
     "validate": ("cosim.commands.validate", "Compare the surrogate with fresh SPICE points."),
     "train": ("cosim.commands.train", "Train a binary network on CIFAR-10."),
     "eval": ("cosim.commands.eval", "Evaluate a binary network's software accuracy."),
-    "infer": ("cosim.commands.infer", "Run a whole network on simulated crossbars (ideal/surrogate/spice)."),
+    "infer": ("cosim.commands.infer", "Run a whole network on simulated crossbars (ideal/surrogate/spice/exact)."),
     "report": ("cosim.commands.report", "Run the BinSparX study grid and write docs/REPORT.md."),
     "cache": ("cosim.commands.cache", "Show or trim the SPICE result cache."),
 }

@@ -24,3 +24,7 @@ class DataError(CosimError, ValueError):
 class StorageError(CosimError, OSError):
     """A file or folder cannot be written (read-only, full, not a folder): the message names the path,
     the cause and what was kept."""
+
+
+class SolverError(CosimError, RuntimeError):
+    """The exact array solver (cosim.solver) did not converge for some columns; the message names them."""

@@ -6,8 +6,9 @@ Every model has the same interface (:class:`ArrayModel`):
 
 ``codes`` are the ADC codes of the columns: the estimated AND-count of each column (a float tensor of
 integers). :class:`IdealArray` returns ``x_bits @ w_bits`` exactly; :class:`SurrogateArray` wraps the
-SPICE-calibrated surrogate (cosim.surrogate, imported only when used); :class:`SpiceArray` runs
-ngspice on a handful of tiles and digitises the currents with the surrogate's ADC.
+SPICE-calibrated surrogate (cosim.surrogate, imported only when used); :class:`ExactArray` solves every
+column exactly (cosim.solver) and digitises the currents with the same ADC as the surrogate mode;
+:class:`SpiceArray` runs ngspice on a handful of tiles and digitises the currents with the surrogate's ADC.
 
 A model may also offer ``read_with_current(x_bits, w_bits) -> (codes, sum of column currents in A)``
 (a float, or a 0-d tensor on a GPU so that reads do not synchronise) for the array energy (sum I * v_read_v * t_read_s); an exact model offers
@@ -151,12 +152,141 @@ class SurrogateArray:
                 "table_provenance": {k: v for k, v in prov.items() if k != "technology_params"}}
 
 
+class ExactArray:
+    """Every column solved exactly (cosim.solver: the deck's circuit, the compiled device equations) for
+    the table's technology, wire resistances and topology, digitised by the same ADC as the surrogate
+    mode (``adc``: ideal or SPICE-calibrated references, bound to the table). Currents are computed in
+    float64 on the CPU (the solver's C kernel) and returned on the operands' device. A column that does
+    not converge is an error (cosim.errors.SolverError), never a code."""
+
+    exact = False
+    #: vectors per solver call (the solver's limit is cosim.netlist.MAX_VECTORS)
+    chunk_vectors = 4096
+
+    def __init__(self, tech, rows: int, cols: int, topology: str, adc, threads: int | None = None) -> None:
+        from ..netlist import MAX_SIZE
+        self.tech, self.topology, self.adc = tech, topology, adc
+        self.rows = int(rows)
+        self.array_cols = int(cols)
+        self.cols = None if topology == "decoupled" else int(cols)
+        self.max_code = int(adc.max_code) * int(adc.lsb_counts)
+        self.i_cell_a = float(adc.i_cell_a)
+        self.i_off_a = 0.0
+        self.threads = threads
+        self._max_cols = MAX_SIZE
+        self.column_solves = 0
+
+    def column_currents(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
+        """(N, C) column currents (A, float64) of the operands."""
+        from ..netlist import ArraySpec
+        from ..solver import solve_array
+        check_operands(x_bits, w_bits, self.rows)
+        if self.cols is not None and w_bits.shape[1] != self.cols:
+            raise InputError(f"a coupled array reads whole arrays of {self.cols} columns, got {w_bits.shape[1]}")
+        x = x_bits.detach().to("cpu").numpy().astype("uint8", copy=False)
+        w = w_bits.detach().to("cpu").numpy().astype("uint8", copy=False)
+        N, C = x.shape[0], w.shape[1]
+        import numpy as np
+        out = np.empty((N, C))
+        step_c = C if self.cols is not None else self._max_cols
+        for c0 in range(0, C, step_c):
+            wc = w[:, c0:c0 + step_c]
+            spec = ArraySpec(self.tech, self.rows, wc.shape[1], self.topology)
+            for n0 in range(0, N, self.chunk_vectors):
+                xc = x[n0:n0 + self.chunk_vectors]
+                out[n0:n0 + xc.shape[0], c0:c0 + wc.shape[1]] = solve_array(spec, xc, wc, threads=self.threads).column_current_a
+        self.column_solves += N * C
+        return torch.from_numpy(out).to(x_bits.device)
+
+    def read_with_current(self, x_bits: torch.Tensor, w_bits: torch.Tensor):
+        cur = self.column_currents(x_bits, w_bits)
+        codes = self.adc.digitize(cur).to(x_bits.dtype if x_bits.is_floating_point() else torch.float32)
+        return codes, float(cur.sum())
+
+    def read(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
+        return self.read_with_current(x_bits, w_bits)[0]
+
+    def describe(self) -> dict:
+        out = {"model": "exact", "rows": self.rows, "cols": self.array_cols, "topology": self.topology,
+               "technology": self.tech.name, "adc": self.adc.describe(), "column_solves": self.column_solves}
+        if getattr(self, "table_provenance", None):
+            out["table_provenance"] = self.table_provenance
+        return out
+
+
+class CertifiedArray(SurrogateArray):
+    """Certified surrogate reads: the surrogate's column currents, except that every column whose current
+    lies within a margin of an ADC decision level is re-solved exactly (cosim.solver) before it is
+    digitised, so its code is the exact one. The margin of a column with ON-count k is the table's
+    safety factor times the largest calibration residual recorded in its ON-count band and the two
+    beside it (cosim.calibrate.fit_arrays); a table without them is refused. Decoupled tables only
+    (columns are re-solved one by one). ``resolved`` / ``columns_read`` count the re-solved columns."""
+
+    def __init__(self, surrogate, tech, max_prepared_bytes: int = 1 << 30) -> None:
+        import numpy as np
+
+        from ..errors import TableError
+        super().__init__(surrogate, max_prepared_bytes)
+        lut = surrogate.table
+        where = lut.provenance.get("source_path", "the table")
+        if "certify_residual_a" not in lut.arrays or "certify_band_counts" not in lut.meta:
+            raise TableError(f"{where} records no calibration residuals, which certified reads need (it was fitted "
+                             "before cosim recorded them): refit it by re-running its `cosim calibrate` command "
+                             "with this cosim (the same --out folder reuses the SPICE points)")
+        if surrogate.topology != "decoupled":
+            raise InputError("certified reads need a decoupled table (columns re-solved one by one)")
+        res = np.asarray(lut["certify_residual_a"], dtype=np.float64)
+        near = np.maximum(res, np.maximum(np.r_[res[1:], 0.0], np.r_[0.0, res[:-1]]))
+        band = int(lut.meta["certify_band_counts"])
+        self.safety = float(lut.meta.get("certify_safety", 2.0))
+        self.margin_a = torch.as_tensor(self.safety * near[np.arange(self.rows + 1) // band], dtype=torch.float64)
+        self.thresholds_a = torch.as_tensor(surrogate.adc.thresholds_a(), dtype=torch.float64)
+        self.tech = tech
+        self.resolved = 0
+        self.columns_read = 0
+
+    def read_with_current(self, x_bits: torch.Tensor, w_bits: torch.Tensor):
+        from ..netlist import ArraySpec
+        from ..solver import solve_columns
+        check_operands(x_bits, w_bits, self.rows)
+        cur = self.surrogate.column_currents(x_bits, self.prepared(w_bits)).to("cpu", torch.float64)
+        k = (x_bits.to("cpu", torch.float32) @ w_bits.to("cpu", torch.float32)).round().long()
+        margin = self.margin_a[k.clamp(0, self.rows)]
+        thr = self.thresholds_a
+        if thr.numel():
+            i = torch.searchsorted(thr, cur).clamp(1, thr.numel()) - 1
+            dist = torch.minimum((cur - thr[i]).abs(), (cur - thr[(i + 1).clamp(max=thr.numel() - 1)]).abs())
+            near = dist <= margin
+        else:
+            near = torch.zeros_like(cur, dtype=torch.bool)
+        self.columns_read += cur.numel()
+        if bool(near.any()):
+            kk, cc = near.nonzero(as_tuple=True)
+            spec = ArraySpec(self.tech, self.rows, int(w_bits.shape[1]), "decoupled")
+            x = x_bits.detach().to("cpu").numpy().astype("uint8")
+            w = w_bits.detach().to("cpu").numpy().astype("uint8")
+            cur[kk, cc] = torch.from_numpy(solve_columns(spec, x, w, kk.numpy(), cc.numpy()))
+            self.resolved += int(kk.numel())
+        codes = self.surrogate.adc.digitize(cur).to(x_bits.device, torch.float32)
+        return codes, float(cur.sum())
+
+    def read(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
+        return self.read_with_current(x_bits, w_bits)[0]
+
+    def describe(self) -> dict:
+        out = super().describe()
+        out.update(model="surrogate-certified", certify_safety=self.safety, columns_read=self.columns_read,
+                   columns_resolved=self.resolved)
+        return out
+
+
 def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_bits: int | None = None,
                 adc_reference: str = "ideal", adc_lsb_counts: int = 1, topology: str | None = None,
-                device="cpu", **_ignored):
+                device="cpu", certify: bool = False, **_ignored):
     """(array model, Technology) for a mode. ``table``: a LookupTable, a path, or None for the shipped
     default table of the technology and size. Ideal mode uses the table (when one is at hand) only for
-    the unit cell currents of the ideal array energy."""
+    the unit cell currents of the ideal array energy. ``certify`` (surrogate mode): certified reads
+    (CertifiedArray)."""
     from ..technology import get_technology
 
     tech_obj = get_technology(tech) if isinstance(tech, str) else tech
@@ -171,10 +301,18 @@ def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_b
         arr.table_provenance = {k: v for k, v in lut.provenance.items() if k != "technology_params"}
         return arr, tech_obj
     from ..adc import ADC
-    from ..surrogate import Surrogate
 
     adc = ADC(bits=adc_bits, references=adc_reference, lsb_counts=adc_lsb_counts)
+    if mode == "exact":
+        arr = ExactArray(lut.technology(), rows, lut.cols if lut.topology == "coupled" else cols, lut.topology,
+                         adc.bind(lut))
+        arr.table_provenance = {k: v for k, v in lut.provenance.items() if k != "technology_params"}
+        return arr, lut.technology()
+    from ..surrogate import Surrogate
+
     sur = Surrogate(lut, device=device, adc=adc)
+    if certify:
+        return CertifiedArray(sur, lut.technology()), lut.technology()
     return SurrogateArray(sur), lut.technology()
 
 

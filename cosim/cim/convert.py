@@ -8,7 +8,9 @@
 :func:`convert` is the low-level form: any :class:`~cosim.cim.arrays.ArrayModel`. :func:`to_cim` builds
 the array model for a mode: ``ideal`` (exact AND-counts), ``surrogate`` (the SPICE-calibrated tables of
 cosim.surrogate, with an ADC of ``adc_bits`` and ``adc_reference`` "ideal" or "calibrated") or
-``spice`` (the surrogate for the network, plus SPICE reads of a few tiles compared with it).
+``spice`` (the surrogate for the network, plus SPICE reads of a few tiles compared with it) or
+``exact`` (every column solved exactly by cosim.solver for the table's technology, read by the same ADC
+as the surrogate mode).
 The input model is not modified (the CiM form is a deep copy).
 """
 
@@ -30,7 +32,7 @@ from .bitslice import CiMQuantConv2d
 from .layers import DEFAULT_CHUNK_BYTES, CiMConv2d
 from .stats import overall
 
-MODES = ("ideal", "surrogate", "spice")
+MODES = ("ideal", "surrogate", "spice", "exact")
 
 
 def convert(model: nn.Module, array: ArrayModel, cols: int, *, binsparx: bool = False,
@@ -90,13 +92,15 @@ def to_cim(model: nn.Module, *, tech: str = "sram8t", rows: int = 64, cols: int 
            table: Any = None, binsparx: bool = False, adc_bits: int | None = None, adc_reference: str = "ideal",
            adc_lsb_counts: int = 1, max_active_rows: int | None = None, topology: str | None = None,
            device: str | torch.device = "cpu", spice_tiles: int = 4, spice_vectors: int = 8, seed: int = 0,
-           chunk_bytes: int = DEFAULT_CHUNK_BYTES, max_stride: int = 8) -> nn.Module:
+           chunk_bytes: int = DEFAULT_CHUNK_BYTES, max_stride: int = 8, certify: bool = False) -> nn.Module:
     """Convert ``model`` for a technology, array size and mode (see the module docstring).
 
     ``table``: a LookupTable or a path (None: the shipped table for ``tech`` and ``rows``). The ADC
     (``adc_bits``, ``adc_reference`` "ideal"/"calibrated", ``adc_lsb_counts``) applies to the surrogate
     and spice modes; ideal mode reads exact counts. ``max_active_rows``: partial wordline activation.
     In ``spice`` mode, ``spice_tiles`` tiles are marked for SPICE spot checks (``run_spot_checks``).
+    ``certify`` (surrogate mode): certified reads, columns near an ADC decision level re-solved exactly
+    (cosim.cim.arrays.CertifiedArray; needs a table with recorded residuals).
     """
     from ..netlist import MAX_SIZE
     from .arrays import build_array
@@ -106,14 +110,16 @@ def to_cim(model: nn.Module, *, tech: str = "sram8t", rows: int = 64, cols: int 
             raise InputError(f"{name} must be an integer from 1 to {MAX_SIZE}, got {v!r}")
     if mode not in MODES:
         raise InputError(f"unknown mode '{mode}': expected one of {', '.join(MODES)}")
+    if certify and mode != "surrogate":
+        raise InputError(f"certified reads are a form of the surrogate mode, not of '{mode}'")
     array, tech_obj = build_array(mode=mode, tech=tech, rows=rows, cols=cols, table=table, adc_bits=adc_bits,
                                   adc_reference=adc_reference, adc_lsb_counts=adc_lsb_counts, topology=topology,
-                                  device=device)
+                                  device=device, certify=certify)
     cim = convert(model, array, cols, binsparx=binsparx, max_active_rows=max_active_rows, chunk_bytes=chunk_bytes,
                   max_stride=max_stride, device=device)
     cim.to(device)
     set_energy_scale(cim, tech_obj.v_read_v, tech_obj.t_read_s)
-    cim.cim_config.update({"mode": mode, "tech": tech_obj.name, "adc_bits": adc_bits, "adc_reference": adc_reference,
+    cim.cim_config.update({"mode": mode, "certify": bool(certify), "tech": tech_obj.name, "adc_bits": adc_bits, "adc_reference": adc_reference,
                            "adc_lsb_counts": adc_lsb_counts, "v_read_v": tech_obj.v_read_v,
                            "t_read_s": tech_obj.t_read_s, "r_wire_ohm": tech_obj.r_wire_ohm})
     cim.cim_array = array

@@ -1,4 +1,4 @@
-"""``cosim infer``: a whole binary network on simulated crossbars (ideal / surrogate / spice).
+"""``cosim infer``: a whole binary network on simulated crossbars (ideal / surrogate / spice / exact).
 
 ``--bits 2|4`` runs the k-bit network of the same architecture instead (cosim.bnn.quant, trained with
 ``cosim train --bits k``), bit-sliced onto the same binary-cell arrays (cosim.cim.bitslice); the JSON
@@ -32,7 +32,10 @@ from ..technology import REGISTRY
               help="Lookup table (cosim calibrate). Default: the shipped table of --tech and --rows.")
 @click.option("--topology", type=click.Choice(["decoupled", "coupled"]), default=None,
               help="Array topology (default: the table's; without --table the technology's).")
-@click.option("--mode", type=click.Choice(["ideal", "surrogate", "spice"]), default="surrogate", show_default=True)
+@click.option("--mode", type=click.Choice(["ideal", "surrogate", "spice", "exact"]), default="surrogate", show_default=True)
+@click.option("--certify", is_flag=True,
+              help="surrogate mode: re-solve exactly every column within the table's residual margin of an ADC "
+                   "decision level (needs a table with recorded residuals).")
 @click.option("--binsparx/--no-binsparx", default=False, show_default=True, help="BinSparX weight and input flips.")
 @click.option("--adc-bits", type=click.IntRange(1, 16), default=None, help="ADC resolution (default: one code per count).")
 @click.option("--adc-reference", type=click.Choice(["ideal", "calibrated"]), default="ideal", show_default=True,
@@ -55,8 +58,9 @@ from ..technology import REGISTRY
                    "one torch thread each). On N idle cores --workers N is the fastest; on a shared machine too.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (stderr).")
-def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topology, mode, binsparx, adc_bits, adc_reference, adc_lsb,
-            max_active_rows, limit, batch_size, device, spice_tiles, spice_vectors, seed, threads, workers, as_json, progress):
+def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topology, mode, certify, binsparx, adc_bits,
+            adc_reference, adc_lsb, max_active_rows, limit, batch_size, device, spice_tiles, spice_vectors, seed, threads,
+            workers, as_json, progress):
     """Run a whole binary network on simulated crossbars and report accuracy, statistics and energy."""
     import time
 
@@ -72,9 +76,9 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
 
     if threads is not None:
         torch.set_num_threads(threads)
-    if workers > 1 and (mode == "spice" or not device.startswith("cpu")):
-        raise InputError("--workers > 1 runs the ideal and surrogate modes on the CPU only (spice mode records "
-                         "its spot checks in one process; a GPU runs one)")
+    if workers > 1 and (mode == "spice" or certify or not device.startswith("cpu")):
+        raise InputError("--workers > 1 runs the ideal, surrogate and exact modes on the CPU only (spice mode and "
+                         "--certify count their checks in one process; a GPU runs one)")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device {device} asked for, but torch sees no CUDA device")
     bits = int(bits)
@@ -94,7 +98,7 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
         ckpt = str(checkpoint)
     kw = dict(tech=tech, rows=rows, cols=cols, mode=mode, table=table, binsparx=binsparx, adc_bits=adc_bits,
               adc_reference=adc_reference, adc_lsb_counts=adc_lsb, max_active_rows=max_active_rows, topology=topology,
-              device=device, spice_tiles=spice_tiles, spice_vectors=spice_vectors, seed=seed)
+              device=device, certify=certify, spice_tiles=spice_tiles, spice_vectors=spice_vectors, seed=seed)
     cim = to_cim(net, **kw)
     from ..tables import provenance_warnings
     described = cim.cim_config.get("array")
@@ -130,6 +134,9 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
         "workers": workers,
         "overall": ov, "layers": stats["layers"], "array": arr, "warnings": warnings,
     }
+    if certify:
+        ca = cim.cim_array
+        out["certify"] = {"safety": ca.safety, "columns_read": ca.columns_read, "columns_resolved": ca.resolved}
     if mode == "spice":
         from ..cim.spot import run_spot_checks, summarize
         t_spice = time.perf_counter()

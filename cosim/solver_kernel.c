@@ -1,0 +1,387 @@
+/*
+ * cosim exact array solver kernel (cosim.solver, cosim.solver_kernel).
+ *
+ * This file is compiled together with device_models/osdi/cosim_devices.c, which is prepended to it
+ * (cosim.solver_kernel does the concatenation): the cells' currents come from that file's fet_current,
+ * the same function the ngspice decks evaluate through OSDI, with the same .model parameters.
+ *
+ * Cells (two line nodes a, b; their gates at voltages fixed by the input and the stored state):
+ *   KIND_RES    linear gated cell: i = s1 * s2 * (va - vb), s1 = input control (0/1), s2 = conductance (S)
+ *   KIND_STACK  8T-SRAM read port: FET (d = a, gate s1) in series with FET (gate s2, s = b), their shared node
+ *               solved inside the cell exactly as the compiled cosim_stack device does (same bracketed
+ *               Newton, same stopping rule), derivatives by the implicit function theorem
+ *   KIND_RERAM  1T-1R: ReRAM (gap s2) from a to an inner node m, access FET (gate s1) from m to b; m solved
+ *               inside the cell (ngspice keeps it as a node, with the deck's rshunt to ground: included)
+ * Each cell returns ia (current entering at a), ib (current leaving at b) and d(ia, ib)/d(va, vb).
+ *
+ * cosim_solve_decoupled: Newton on the bit-line and source-line voltages of independent columns
+ * (block-tridiagonal 2x2 Jacobian, block Thomas algorithm), one POSIX thread per slice of columns.
+ */
+
+enum { KIND_RES = 0, KIND_STACK = 1, KIND_RERAM = 2 };
+
+typedef struct {
+    int32_t kind;
+    double fet[F_NPARAM];        /* cosim_finfet / cosim_stack model parameters (the .model card) */
+    double nfin;
+    double re_i0_a, re_g0_m, re_v0_v;
+    double g_inner_shunt_s;      /* conductance to ground of the 1T-1R inner node (the deck's rshunt) */
+} cellpar_t;
+
+/* What a cell keeps between evaluations: its inner node voltage, the line voltages it was solved at and
+   the inner node's derivatives, to predict the next inner voltage to first order (a warm start). */
+typedef struct { double m, va, vb, dma, dmb; } cellws_t;
+
+static inline double predict(const cellws_t *w, double va, double vb) {
+    return w->m + w->dma * (va - w->va) + w->dmb * (vb - w->vb);
+}
+
+/* A Newton step on the inner node below INNER_LAST_STEP_V, and below 1e-3 of the node's distance to both
+   line voltages (where one FET's drain-source voltage, the scale its current changes on, is tiny), is
+   taken without another evaluation: the current is moved along its derivative, an error of the order of
+   (step / scale)^2 < 1e-6 relative. That error only touches iterates far from the solution: a cell's next
+   solve starts from this one (predicted), so near convergence its steps, and errors, are of the order of
+   the array's last step squared. */
+#define INNER_LAST_STEP_V 1e-6
+static inline double last_step_v(double m, double va, double vb) {
+    const double d = fmin(fabs(m - va), fabs(m - vb)) * 1e-3;
+    return d < INNER_LAST_STEP_V ? d : INNER_LAST_STEP_V;
+}
+
+/* The 8T read stack: the loop of stack_eval in cosim_devices.c (its start predicted from the last solve; see cellws_t). */
+static void stack_cell(const cellpar_t *P, double vg1, double vg2, double Vd, double Vs, cellws_t *w,
+                       double *ia, double *ib, double *J) {
+    const double *p = P->fet;
+    const double nfin = P->nfin;
+    double lo = Vd < Vs ? Vd : Vs, hi = Vd < Vs ? Vs : Vd;
+    const double mp = predict(w, Vd, Vs);
+    double m = (mp > lo && mp < hi) ? mp : ((w->m > lo && w->m < hi) ? w->m : 0.5 * (lo + hi));
+    double gd1 = 0, gg1 = 0, gs1 = 0, gd2 = 0, gg2 = 0, gs2 = 0, i1 = 0, i2 = 0;
+    for (int it = 0; it < 200; it++) {
+        i1 = fet_current(p, nfin, Vd, vg1, m, &gd1, &gg1, &gs1);
+        i2 = fet_current(p, nfin, m, vg2, Vs, &gd2, &gg2, &gs2);
+        const double f = i1 - i2, fm = gs1 - gd2;
+        if (f > 0) lo = m; else hi = m;
+        if (fabs(f) <= 1e-13 * (fabs(i1) + fabs(i2)) + 1e-30 || hi - lo <= 1e-15 * (1.0 + fabs(m))) break;
+        double next = fm < 0 ? m - f / fm : 0.5 * (lo + hi);
+        if (fm < 0 && fabs(next - m) <= last_step_v(next, Vd, Vs) && next > lo && next < hi) {
+            i1 += gs1 * (next - m); m = next; break;
+        }
+        /* a Newton step below the rounding of the node voltages: converged (cosim_stack would bisect the
+           bracket down to the same 1e-15 V instead, at the cost of ~40 more evaluations) */
+        if (fm < 0 && fabs(next - m) <= 1e-15 * (1.0 + fabs(m))) { if (next > lo && next < hi) m = next; break; }
+        if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+        m = next;
+    }
+    double fm = gs1 - gd2;
+    if (fm > -1e-300) fm = -1e-300;
+    const double dm_dd = -gd1 / fm, dm_ds = gs2 / fm;
+    w->m = m; w->va = Vd; w->vb = Vs; w->dma = dm_dd; w->dmb = dm_ds;
+    const double g_d = gd1 + gs1 * dm_dd, g_s = gs1 * dm_ds;
+    *ia = i1; *ib = i1;
+    J[0] = g_d; J[1] = g_s; J[2] = g_d; J[3] = g_s;
+}
+
+/* 1T-1R: f(m) = Ir(va - m) - If(m, vg, vb) - gsh m = 0, decreasing in m, bracketed by min/max(va, vb, 0). */
+static void reram_cell(const cellpar_t *P, double vg, double gap, double va, double vb, cellws_t *w,
+                       double *ia, double *ib, double *J) {
+    const double *p = P->fet;
+    const double nfin = P->nfin, v0 = P->re_v0_v, gsh = P->g_inner_shunt_s;
+    const double ipre = P->re_i0_a * exp(-gap / P->re_g0_m);
+    double lo = va < vb ? va : vb, hi = va < vb ? vb : va;
+    if (lo > 0) lo = 0;
+    if (hi < 0) hi = 0;
+    const double mp = predict(w, va, vb);
+    double m = (mp > lo && mp < hi) ? mp : ((w->m > lo && w->m < hi) ? w->m : 0.5 * (lo + hi));
+    double ir = 0, gr = 0, ifet = 0, gfd = 0, gfg = 0, gfs = 0;
+    for (int it = 0; it < 200; it++) {
+        const double x = (va - m) / v0;
+        ir = ipre * sinh(x);
+        gr = ipre * cosh(x) / v0;
+        ifet = fet_current(p, nfin, m, vg, vb, &gfd, &gfg, &gfs);
+        const double f = ir - ifet - gsh * m, fm = -(gr + gfd + gsh);
+        if (f > 0) lo = m; else hi = m;
+        if (fabs(f) <= 1e-13 * (fabs(ir) + fabs(ifet)) + 1e-30 || hi - lo <= 1e-15 * (1.0 + fabs(m))) break;
+        double next = fm < 0 ? m - f / fm : 0.5 * (lo + hi);
+        if (fm < 0 && fabs(next - m) <= last_step_v(next, va, vb) && next > lo && next < hi) {
+            ir -= gr * (next - m); ifet += gfd * (next - m); m = next; break;
+        }
+        /* a Newton step below the rounding of the node voltages: converged (cosim_stack would bisect the
+           bracket down to the same 1e-15 V instead, at the cost of ~40 more evaluations) */
+        if (fm < 0 && fabs(next - m) <= 1e-15 * (1.0 + fabs(m))) { if (next > lo && next < hi) m = next; break; }
+        if (!(next > lo && next < hi)) next = 0.5 * (lo + hi);
+        m = next;
+    }
+    double D = gr + gfd + gsh;
+    if (D < 1e-300) D = 1e-300;
+    const double dm_da = gr / D, dm_db = -gfs / D;
+    w->m = m; w->va = va; w->vb = vb; w->dma = dm_da; w->dmb = dm_db;
+    *ia = ir; *ib = ifet;
+    J[0] = gr * (1.0 - dm_da); J[1] = -gr * dm_db;
+    J[2] = gfd * dm_da;        J[3] = gfd * dm_db + gfs;
+}
+
+/* One cell: J = [dia/dva, dia/dvb, dib/dva, dib/dvb]. */
+static inline void cell_eval(const cellpar_t *P, double s1, double s2, double va, double vb, cellws_t *mw,
+                             double *ia, double *ib, double *J) {
+    if (P->kind == KIND_STACK) {
+        stack_cell(P, s1, s2, va, vb, mw, ia, ib, J);
+    } else if (P->kind == KIND_RERAM) {
+        reram_cell(P, s1, s2, va, vb, mw, ia, ib, J);
+    } else {
+        const double g = s1 * s2;
+        *ia = *ib = g * (va - vb);
+        J[0] = g; J[1] = -g; J[2] = g; J[3] = -g;
+    }
+}
+
+/* Many cells at once (the coupled topology's Newton in cosim.solver). m: warm starts, in and out. */
+void cosim_cells_eval(const cellpar_t *P, int64_t n, const double *s1, const double *s2, const double *va,
+                      const double *vb, double *m, double *ia, double *ib, double *J) {
+    for (int64_t i = 0; i < n; i++) {
+        cellws_t w = {m[i], va[i], vb[i], 0.0, 0.0};
+        cell_eval(P, s1[i], s2[i], va[i], vb[i], &w, &ia[i], &ib[i], &J[4 * i]);
+        m[i] = w.m;
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* A tabulated cell (cosim.solver.cell_table): per state, on a grid of (va, vb), the logarithm of the
+   current and its derivatives d/dva, d/dvb, d2/dva dvb from the exact cell, interpolated by bicubic
+   Hermite patches (value and first derivatives continuous). Outside the grid the exact cell is evaluated. */
+typedef struct {
+    int32_t nx, ny;              /* grid nodes along va and vb */
+    double x0, dx, y0, dy;       /* va = x0 + i dx, vb = y0 + j dy (V) */
+    const double *c;             /* (4 states, nx, ny, 4): g, dg/dva, dg/dvb, d2g/dva dvb of g = ln(current) */
+} celltab_t;
+
+static inline int table_eval(const celltab_t *T, int st, double va, double vb, double *f, double *fx, double *fy) {
+    const double tx = (va - T->x0) / T->dx, ty = (vb - T->y0) / T->dy;
+    if (!(tx >= 0.0 && ty >= 0.0 && tx < T->nx - 1 && ty < T->ny - 1)) return 0;
+    const int i = (int)tx, j = (int)ty;
+    const double u = tx - i, v = ty - j;
+    const double u2 = u * u, u3 = u2 * u, v2 = v * v, v3 = v2 * v;
+    const double hu[2] = {2 * u3 - 3 * u2 + 1, -2 * u3 + 3 * u2}, ku[2] = {u3 - 2 * u2 + u, u3 - u2};
+    const double hv[2] = {2 * v3 - 3 * v2 + 1, -2 * v3 + 3 * v2}, kv[2] = {v3 - 2 * v2 + v, v3 - v2};
+    const double dhu[2] = {6 * u2 - 6 * u, -6 * u2 + 6 * u}, dku[2] = {3 * u2 - 4 * u + 1, 3 * u2 - 2 * u};
+    const double dhv[2] = {6 * v2 - 6 * v, -6 * v2 + 6 * v}, dkv[2] = {3 * v2 - 4 * v + 1, 3 * v2 - 2 * v};
+    const double dx = T->dx, dy = T->dy;
+    double F = 0, FX = 0, FY = 0;
+    for (int a = 0; a < 2; a++) {
+        for (int b = 0; b < 2; b++) {
+            const double *q = T->c + ((((int64_t)st * T->nx + i + a) * T->ny + j + b) * 4);
+            const double fu = hu[a] * q[0] + dx * ku[a] * q[1], fdu = dhu[a] * q[0] + dx * dku[a] * q[1];
+            const double gu = hu[a] * q[2] + dx * ku[a] * q[3], gdu = dhu[a] * q[2] + dx * dku[a] * q[3];
+            F += hv[b] * fu + dy * kv[b] * gu;
+            FX += hv[b] * fdu + dy * kv[b] * gdu;
+            FY += dhv[b] * fu + dy * dkv[b] * gu;
+        }
+    }
+    /* the table holds the logarithm of the current (positive on the grid): nearly linear where the
+       current is exponential (subthreshold), so the patches are accurate there too */
+    const double e = exp(F);
+    *f = e; *fx = e * FX / dx; *fy = e * FY / dy;
+    return 1;
+}
+
+/* The table at many points (for its validation): inside[i] 0 where (va, vb) is off the grid. */
+void cosim_table_eval(const celltab_t *T, int64_t n, const int32_t *st, const double *va, const double *vb,
+                      double *f, double *fx, double *fy, int32_t *inside) {
+    for (int64_t i = 0; i < n; i++) inside[i] = table_eval(T, st[i], va[i], vb[i], &f[i], &fx[i], &fy[i]);
+}
+
+typedef struct {
+    const cellpar_t *P;
+    int64_t K, C, R;
+    const uint8_t *x;            /* (K, R) inputs */
+    const uint8_t *wt;           /* (C, R) weights, transposed */
+    double state[4][2];          /* cell state (s1, s2) for [2 * input + weight] */
+    double v_read_v;
+    double g_wire_s;             /* 0: zero-ohm wires, each line one node */
+    double g_driver_s;           /* 0 with driver_fixed: zero-ohm driver, the top of the bit line held at v_read */
+    double g_sink_s;             /* conductance from the sense node to ground (sink and its node's shunt) */
+    int32_t driver_fixed, sink_fixed;
+    double g_shunt_s;            /* conductance to ground of every line node (the deck's rshunt) */
+    int32_t max_iter;
+    double reltol, vntol_v, abstol_a, dv_max_v;
+    const int64_t *kidx, *cidx;  /* NULL: every column k * C + c; else the columns (kidx[q], cidx[q]), q < npairs */
+    int64_t npairs;
+    int64_t j0, j1;              /* this thread's columns: flat index k * C + c, or the pair index */
+    double *i_out;               /* (K, C) or (npairs,) sensed current (A) */
+    int32_t *status;             /* (K, C) 0 converged, 1 iteration limit, 2 non-finite, 3 singular */
+    int32_t *iters;              /* (K, C) Newton iterations */
+    const celltab_t *table;      /* NULL: exact cells; else tabulated 8T stacks (exact outside the grid) */
+} dec_job_t;
+
+static void *dec_run(void *arg) {
+    dec_job_t *j = arg;
+    const cellpar_t *P = j->P;
+    const int64_t R = j->R, C = j->C;
+    const int merged = j->g_wire_s == 0.0;
+    const int64_t N = merged ? 1 : R;
+    const double gw = j->g_wire_s, gsh = j->g_shunt_s;
+    const celltab_t *tab = (P->kind == KIND_STACK) ? j->table : NULL;
+    double *buf = malloc(sizeof(double) * (size_t)(R * 2 + N * 20) + sizeof(cellws_t) * (size_t)R
+                         + sizeof(int) * (size_t)R + 64);
+    if (!buf) {
+        for (int64_t q = j->j0; q < j->j1; q++) { j->status[q] = 4; j->i_out[q] = NAN; }
+        return NULL;
+    }
+    int *sta = (int *)((cellws_t *)(buf + R * 2 + N * 20) + R);
+    cellws_t *ws = (cellws_t *)(buf + R * 2 + N * 20);
+    double *s1a = buf, *s2a = buf + R;
+    double *vb = buf + 2 * R, *vs = vb + N;
+    double *A = vs + N;          /* (N, 4) diagonal blocks, then reused as C' */
+    double *rb = A + 4 * N, *rs = rb + N;
+    double *Lb = rs + N, *Ls = Lb + N, *Ub = Ls + N, *Us = Ub + N;
+    double *cp = Us + N;         /* (N, 4) C' */
+    double *db = cp + 4 * N, *ds = db + N;
+    /* each state's inner node and its derivatives at the ideal bias (v_read across the cell), where every
+       column starts: the first guess of the cells' inner solves */
+    cellws_t ws0[4];
+    for (int st = 0; st < 4; st++) {
+        double ia, ib, Jc[4];
+        ws0[st].m = NAN; ws0[st].va = ws0[st].vb = ws0[st].dma = ws0[st].dmb = 0.0;
+        cell_eval(P, j->state[st][0], j->state[st][1], j->v_read_v, 0.0, &ws0[st], &ia, &ib, Jc);
+    }
+    for (int64_t q = j->j0; q < j->j1; q++) {
+        const int64_t k = j->kidx ? j->kidx[q] : q / C, c = j->cidx ? j->cidx[q] : q % C;
+        const uint8_t *xr = j->x + k * R, *wr = j->wt + c * R;
+        for (int64_t r = 0; r < R; r++) {
+            const int st = 2 * (xr[r] != 0) + (wr[r] != 0);
+            s1a[r] = j->state[st][0]; s2a[r] = j->state[st][1]; sta[r] = st;
+            ws[r] = ws0[st];
+        }
+        for (int64_t n = 0; n < N; n++) { vb[n] = j->v_read_v; vs[n] = 0.0; }
+        int status = 1, it;
+        double i_sense = 0.0, i_prev = NAN, d_prev = INFINITY;
+        for (it = 1; it <= j->max_iter; it++) {
+            /* assemble: F (currents leaving each node) into rb/rs as -F, Jacobian blocks */
+            for (int64_t n = 0; n < N; n++) {
+                double fb = gsh * vb[n], fs = gsh * vs[n];
+                double a00 = gsh, a11 = gsh;
+                if (!merged) {
+                    if (n > 0) { fb += gw * (vb[n] - vb[n - 1]); fs += gw * (vs[n] - vs[n - 1]); a00 += gw; a11 += gw; }
+                    if (n < N - 1) { fb += gw * (vb[n] - vb[n + 1]); fs += gw * (vs[n] - vs[n + 1]); a00 += gw; a11 += gw; }
+                }
+                if (n == 0 && !j->driver_fixed) { fb += j->g_driver_s * (vb[0] - j->v_read_v); a00 += j->g_driver_s; }
+                if (n == N - 1 && !j->sink_fixed) { fs += j->g_sink_s * vs[n]; a11 += j->g_sink_s; }
+                rb[n] = fb; rs[n] = fs;
+                A[4 * n] = a00; A[4 * n + 1] = 0.0; A[4 * n + 2] = 0.0; A[4 * n + 3] = a11;
+                Lb[n] = (!merged && n > 0) ? -gw : 0.0; Ls[n] = Lb[n];
+                Ub[n] = (!merged && n < N - 1) ? -gw : 0.0; Us[n] = Ub[n];
+            }
+            double ib_last = 0.0, jb_last[4] = {0, 0, 0, 0};
+            for (int64_t r = 0; r < R; r++) {
+                const int64_t n = merged ? 0 : r;
+                double ia, ib, Jc[4];
+                double f, fx, fy;
+                if (tab && table_eval(tab, sta[r], vb[n], vs[n], &f, &fx, &fy)) {
+                    ia = ib = f;
+                    Jc[0] = fx; Jc[1] = fy; Jc[2] = fx; Jc[3] = fy;
+                } else {
+                    cell_eval(P, s1a[r], s2a[r], vb[n], vs[n], &ws[r], &ia, &ib, Jc);
+                }
+                rb[n] += ia; rs[n] -= ib;
+                A[4 * n] += Jc[0]; A[4 * n + 1] += Jc[1]; A[4 * n + 2] -= Jc[2]; A[4 * n + 3] -= Jc[3];
+                if (n == N - 1) { ib_last += ib; jb_last[2] += Jc[2]; jb_last[3] += Jc[3]; }
+            }
+            (void)jb_last;
+            /* the sink-side flow into the fixed sink node, before this step (for a zero-ohm sink) */
+            double flow = ib_last, dflow_dvb = 0.0, dflow_dvs = 0.0;
+            if (j->sink_fixed) {
+                dflow_dvb = jb_last[2]; dflow_dvs = jb_last[3];
+                if (N > 1) flow += gw * (vs[N - 2] - vs[N - 1]);
+            }
+            /* Dirichlet rows */
+            if (j->driver_fixed) {
+                rb[0] = vb[0] - j->v_read_v; A[0] = 1.0; A[1] = 0.0; Ub[0] = 0.0;
+            }
+            if (j->sink_fixed) {
+                rs[N - 1] = vs[N - 1]; A[4 * (N - 1) + 2] = 0.0; A[4 * (N - 1) + 3] = 1.0; Ls[N - 1] = 0.0;
+            }
+            /* solve J d = -F: block Thomas (L, U diagonal 2x2) */
+            int bad = 0;
+            for (int64_t n = 0; n < N; n++) {
+                double a0 = A[4 * n], a1 = A[4 * n + 1], a2 = A[4 * n + 2], a3 = A[4 * n + 3];
+                double r0 = -rb[n], r1 = -rs[n];
+                if (n > 0) {   /* M = A - L C'_{n-1}; r -= L d_{n-1} */
+                    const double *cq = cp + 4 * (n - 1);
+                    a0 -= Lb[n] * cq[0]; a1 -= Lb[n] * cq[1];
+                    a2 -= Ls[n] * cq[2]; a3 -= Ls[n] * cq[3];
+                    r0 -= Lb[n] * db[n - 1]; r1 -= Ls[n] * ds[n - 1];
+                }
+                const double det = a0 * a3 - a1 * a2;
+                if (!(fabs(det) > 1e-300) || !isfinite(det)) { bad = 1; break; }
+                const double i0 = a3 / det, i1 = -a1 / det, i2 = -a2 / det, i3 = a0 / det;
+                /* C' = M^-1 diag(Ub, Us) */
+                cp[4 * n] = i0 * Ub[n]; cp[4 * n + 1] = i1 * Us[n];
+                cp[4 * n + 2] = i2 * Ub[n]; cp[4 * n + 3] = i3 * Us[n];
+                db[n] = i0 * r0 + i1 * r1; ds[n] = i2 * r0 + i3 * r1;
+            }
+            if (bad) { status = 3; break; }
+            for (int64_t n = N - 2; n >= 0; n--) {
+                const double *cq = cp + 4 * n;
+                db[n] -= cq[0] * db[n + 1] + cq[1] * ds[n + 1];
+                ds[n] -= cq[2] * db[n + 1] + cq[3] * ds[n + 1];
+            }
+            double dmax = 0.0;
+            for (int64_t n = 0; n < N; n++) {
+                const double a = fabs(db[n]), b = fabs(ds[n]);
+                if (a > dmax) dmax = a;
+                if (b > dmax) dmax = b;
+            }
+            if (!isfinite(dmax)) { status = 2; break; }
+            const double scale = dmax > j->dv_max_v ? j->dv_max_v / dmax : 1.0;
+            int conv = scale == 1.0;
+            for (int64_t n = 0; n < N; n++) {
+                const double nb = vb[n] + scale * db[n], ns = vs[n] + scale * ds[n];
+                if (conv && (fabs(nb - vb[n]) > j->reltol * fmax(fabs(nb), fabs(vb[n])) + j->vntol_v ||
+                             fabs(ns - vs[n]) > j->reltol * fmax(fabs(ns), fabs(vs[n])) + j->vntol_v)) conv = 0;
+                vb[n] = nb; vs[n] = ns;
+            }
+            /* sensed current after the step (first order in the step for a zero-ohm sink: exact to O(d^2)) */
+            if (j->sink_fixed) {
+                i_sense = flow + scale * (dflow_dvb * db[N - 1] + dflow_dvs * ds[N - 1]);
+                if (N > 1) i_sense += scale * gw * (ds[N - 2] - ds[N - 1]);
+            } else {
+                i_sense = j->g_sink_s * vs[N - 1];
+            }
+            if (!isfinite(i_sense)) { status = 2; break; }
+            if (isfinite(i_prev)) {
+                /* the sensed current settled: its last change within tolerance, or (quadratic convergence)
+                   the error it leaves, about change^2 / previous change, 100x below the tolerance */
+                const double d = fabs(i_sense - i_prev), tol = j->reltol * fabs(i_sense) + j->abstol_a;
+                if (conv && (d <= tol || (d < d_prev && d * d <= 0.01 * tol * d_prev))) { status = 0; break; }
+                d_prev = d;
+            }
+            i_prev = i_sense;
+        }
+        j->i_out[q] = status == 0 ? i_sense : NAN;
+        j->status[q] = status;
+        j->iters[q] = it > j->max_iter ? j->max_iter : it;
+    }
+    free(buf);
+    return NULL;
+}
+
+int cosim_solve_decoupled(const dec_job_t *job, int nthreads) {
+    const int64_t n = job->kidx ? job->npairs : job->K * job->C;
+    if (nthreads < 1) nthreads = 1;
+    if (nthreads > 64) nthreads = 64;
+    if (nthreads > n) nthreads = (int)(n > 0 ? n : 1);
+    dec_job_t jobs[64];
+    pthread_t tid[64];
+    int started[64];
+    for (int t = 0; t < nthreads; t++) {
+        jobs[t] = *job;
+        jobs[t].j0 = n * t / nthreads;
+        jobs[t].j1 = n * (t + 1) / nthreads;
+    }
+    for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&tid[t], 0, dec_run, &jobs[t]) == 0;
+    dec_run(&jobs[0]);
+    for (int t = 1; t < nthreads; t++) {
+        if (started[t]) pthread_join(tid[t], 0); else dec_run(&jobs[t]);
+    }
+    return 0;
+}

@@ -1,0 +1,93 @@
+"""The compiled kernel of the exact array solver (cosim.solver): C, built on first use, called by ctypes.
+
+The source is ``device_models/osdi/cosim_devices.c`` (the compiled device models the ngspice decks load
+through OSDI) followed by ``cosim/solver_kernel.c`` (the cells of the three technologies and the Newton
+loop of decoupled columns), compiled as one translation unit: the solver's cells call the very
+``fet_current`` the decks evaluate. The library is built with the system C compiler (cosim.cbuild) into
+``cosim.paths.cache_dir()/kernels``, named by the hash of both sources and the flags.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import threading
+from pathlib import Path
+
+from .cbuild import build_shared
+from .devices import OSDI_SOURCE, model_path
+from .errors import InputError
+from .paths import cache_dir
+
+F_NPARAM = 10      # parameters of cosim_finfet / cosim_stack, in the C enum's order
+FET_PARAM_NAMES = ("nfin", "pol", "k", "a", "vt", "c", "s", "eta", "lam", "phit")
+KIND = {"resistor": 0, "sram8t": 1, "reram1t1r": 2}
+FLAGS = ("-O2", "-pthread")
+OPTIONAL_FLAGS = ("-march=native",)
+KERNEL_SOURCE = Path(__file__).with_name("solver_kernel.c")
+
+#: status codes of a column (cosim_solve_decoupled)
+STATUS_REASONS = {1: "iteration limit reached", 2: "non-finite voltage or current",
+                  3: "singular Newton matrix", 4: "out of memory"}
+
+
+class CellPar(ctypes.Structure):
+    _fields_ = [("kind", ctypes.c_int32), ("fet", ctypes.c_double * F_NPARAM), ("nfin", ctypes.c_double),
+                ("re_i0_a", ctypes.c_double), ("re_g0_m", ctypes.c_double), ("re_v0_v", ctypes.c_double),
+                ("g_inner_shunt_s", ctypes.c_double)]
+
+
+class CellTab(ctypes.Structure):
+    _fields_ = [("nx", ctypes.c_int32), ("ny", ctypes.c_int32), ("x0", ctypes.c_double), ("dx", ctypes.c_double),
+                ("y0", ctypes.c_double), ("dy", ctypes.c_double), ("c", ctypes.c_void_p)]
+
+
+class DecJob(ctypes.Structure):
+    _fields_ = [("P", ctypes.POINTER(CellPar)), ("K", ctypes.c_int64), ("C", ctypes.c_int64), ("R", ctypes.c_int64),
+                ("x", ctypes.c_void_p), ("wt", ctypes.c_void_p), ("state", (ctypes.c_double * 2) * 4),
+                ("v_read_v", ctypes.c_double), ("g_wire_s", ctypes.c_double), ("g_driver_s", ctypes.c_double),
+                ("g_sink_s", ctypes.c_double), ("driver_fixed", ctypes.c_int32), ("sink_fixed", ctypes.c_int32),
+                ("g_shunt_s", ctypes.c_double), ("max_iter", ctypes.c_int32), ("reltol", ctypes.c_double),
+                ("vntol_v", ctypes.c_double), ("abstol_a", ctypes.c_double), ("dv_max_v", ctypes.c_double),
+                ("kidx", ctypes.c_void_p), ("cidx", ctypes.c_void_p), ("npairs", ctypes.c_int64),
+                ("j0", ctypes.c_int64), ("j1", ctypes.c_int64), ("i_out", ctypes.c_void_p),
+                ("status", ctypes.c_void_p), ("iters", ctypes.c_void_p), ("table", ctypes.POINTER(CellTab))]
+
+
+_lock = threading.Lock()
+_lib: ctypes.CDLL | None = None
+
+
+def source_text() -> str:
+    """The one translation unit: the device models' C source, then the solver's."""
+    dev = model_path(OSDI_SOURCE)
+    try:
+        return dev.read_text() + "\n#include <pthread.h>\n" + KERNEL_SOURCE.read_text()
+    except OSError as e:
+        raise InputError(f"solver kernel source not readable: {e}") from None
+
+
+def load() -> ctypes.CDLL:
+    """The compiled solver kernel (built on first use; raises InputError when it cannot be built)."""
+    global _lib
+    with _lock:
+        if _lib is not None:
+            return _lib
+        src = source_text()
+        import platform
+        key = hashlib.sha256((src + " ".join(FLAGS + OPTIONAL_FLAGS) + platform.machine() + platform.node()).encode()).hexdigest()[:16]
+        target = cache_dir() / "kernels" / f"solver_{key}.so"
+        try:
+            build_shared(src, target, flags=list(FLAGS), optional_flags=list(OPTIONAL_FLAGS))
+            lib = ctypes.CDLL(str(target))
+        except OSError as e:
+            raise InputError(f"cannot build the solver kernel (needs a C compiler): {e}") from None
+        lib.cosim_solve_decoupled.argtypes = [ctypes.POINTER(DecJob), ctypes.c_int]
+        lib.cosim_solve_decoupled.restype = ctypes.c_int
+        p = ctypes.c_void_p
+        lib.cosim_cells_eval.argtypes = [ctypes.POINTER(CellPar), ctypes.c_int64, p, p, p, p, p, p, p, p]
+        lib.cosim_cells_eval.restype = None
+        lib.cosim_table_eval.argtypes = [ctypes.POINTER(CellTab), ctypes.c_int64, p, p, p, p, p, p, p]
+        lib.cosim_table_eval.restype = None
+        _lib = lib
+        return lib
