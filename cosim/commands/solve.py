@@ -92,6 +92,8 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_pa
         "column_current_a": res.column_current_a.tolist(),
         "ideal_column_current_a": ideal.tolist(),
         "ngspice_version": None, "solver": solver, "backend": "cosim.solver", "device_models": models,
+        # the solver always evaluates the compiled device equations: never a fallback to other models
+        "device_models_fallback": None,
         "seconds": res.seconds, "netlist_sha256": None, "retried": False,
         "iterations": res.iterations.tolist(), "threads": res.threads,
         "provenance": record(technology=tech.name, cell=tech.cell, rows=rows, cols=cols, topology=spec.topology,
