@@ -183,8 +183,8 @@ class ExactArray:
         check_operands(x_bits, w_bits, self.rows)
         if self.cols is not None and w_bits.shape[1] != self.cols:
             raise InputError(f"a coupled array reads whole arrays of {self.cols} columns, got {w_bits.shape[1]}")
-        x = x_bits.detach().to("cpu").numpy().astype("uint8", copy=False)
-        w = w_bits.detach().to("cpu").numpy().astype("uint8", copy=False)
+        x = x_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
+        w = w_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
         N, C = x.shape[0], w.shape[1]
         import numpy as np
         out = np.empty((N, C))
@@ -263,8 +263,8 @@ class CertifiedArray(SurrogateArray):
         if bool(near.any()):
             kk, cc = near.nonzero(as_tuple=True)
             spec = ArraySpec(self.tech, self.rows, int(w_bits.shape[1]), "decoupled")
-            x = x_bits.detach().to("cpu").numpy().astype("uint8")
-            w = w_bits.detach().to("cpu").numpy().astype("uint8")
+            x = x_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
+            w = w_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
             cur[kk, cc] = torch.from_numpy(solve_columns(spec, x, w, kk.numpy(), cc.numpy()))
             self.resolved += int(kk.numel())
         codes = self.surrogate.adc.digitize(cur).to(x_bits.device, torch.float32)
