@@ -18,25 +18,13 @@ import json
 import click
 
 from ..errors import InputError
-from ..netlist import MAX_SIZE, MODEL_IMPLS
-from ..technology import CELLS, TOPOLOGIES, get_technology
-from .spice import PATTERNS, _load_npy, make_pattern
+from ..netlist import MODEL_IMPLS
+from ..technology import get_technology
+from .spice import _load_npy, array_options, make_pattern
 
 
 @click.command("solve")
-@click.option("--tech", "tech_name", type=click.Choice(list(CELLS)), default="sram8t", show_default=True,
-              help="technology (registry name)")
-@click.option("--rows", type=int, default=64, show_default=True, help=f"rows, 1..{MAX_SIZE}")
-@click.option("--cols", type=int, default=4, show_default=True, help=f"columns, 1..{MAX_SIZE}")
-@click.option("--topology", type=click.Choice(list(TOPOLOGIES)), default=None,
-              help="array topology (default: the technology's)")
-@click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell pitch (ohm)")
-@click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False), default=None, help="K x R .npy of 0/1")
-@click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None, help="R x C .npy of 0/1")
-@click.option("--pattern", type=click.Choice(PATTERNS), default="random", show_default=True,
-              help="generated inputs and weights when no .npy files are given")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the random pattern")
-@click.option("--batch", type=int, default=1, show_default=True, help="number of input vectors K (pattern)")
+@array_options
 @click.option("--backend", type=click.Choice(["subprocess", "shared"]), default="subprocess", show_default=True,
               help="accepted for the command line of `cosim spice`; no ngspice runs here, so no effect")
 @click.option("--timeout-s", type=float, default=None,

@@ -60,20 +60,31 @@ def make_pattern(pattern: str, rows: int, cols: int, batch: int, seed: int) -> t
     return inputs, weights
 
 
+def array_options(command):
+    """The options that say which array and operands to simulate (``cosim spice``; ``cosim solve`` takes
+    the same, so that one command line serves both)."""
+    for option in reversed((
+        click.option("--tech", "tech_name", type=click.Choice(list(CELLS)), default="sram8t", show_default=True,
+                     help="technology (registry name)"),
+        click.option("--rows", type=int, default=64, show_default=True, help=f"rows, 1..{MAX_SIZE}"),
+        click.option("--cols", type=int, default=4, show_default=True, help=f"columns, 1..{MAX_SIZE}"),
+        click.option("--topology", type=click.Choice(list(TOPOLOGIES)), default=None,
+                     help="array topology (default: the technology's)"),
+        click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell pitch (ohm)"),
+        click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False), default=None,
+                     help="K x R .npy of 0/1"),
+        click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None,
+                     help="R x C .npy of 0/1"),
+        click.option("--pattern", type=click.Choice(PATTERNS), default="random", show_default=True,
+                     help="generated inputs and weights when no .npy files are given"),
+        click.option("--seed", type=int, default=0, show_default=True, help="seed of the random pattern"),
+        click.option("--batch", type=int, default=1, show_default=True, help="number of input vectors K (pattern)"))):
+        command = option(command)
+    return command
+
+
 @click.command("spice")
-@click.option("--tech", "tech_name", type=click.Choice(list(CELLS)), default="sram8t", show_default=True,
-              help="technology (registry name)")
-@click.option("--rows", type=int, default=64, show_default=True, help=f"rows, 1..{MAX_SIZE}")
-@click.option("--cols", type=int, default=4, show_default=True, help=f"columns, 1..{MAX_SIZE}")
-@click.option("--topology", type=click.Choice(list(TOPOLOGIES)), default=None,
-              help="array topology (default: the technology's)")
-@click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell pitch (ohm)")
-@click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False), default=None, help="K x R .npy of 0/1")
-@click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None, help="R x C .npy of 0/1")
-@click.option("--pattern", type=click.Choice(PATTERNS), default="random", show_default=True,
-              help="generated inputs and weights when no .npy files are given")
-@click.option("--seed", type=int, default=0, show_default=True, help="seed of the random pattern")
-@click.option("--batch", type=int, default=1, show_default=True, help="number of input vectors K (pattern)")
+@array_options
 @click.option("--backend", type=click.Choice(["subprocess", "shared"]), default="subprocess", show_default=True)
 @click.option("--timeout-s", type=float, default=None, help="give up after this many seconds (subprocess backend)")
 @click.option("--models", type=click.Choice(list(MODEL_IMPLS)), default=None,
