@@ -13,10 +13,11 @@ from cosim.errors import CosimError, InputError, TableError
 from cosim.paths import default_data_path, reference_models_dir
 
 
-def _tiny_net(seed=0):
+def _tiny_net(seed=0, mid=24):
+    """Two binary convolutions on 8x8 inputs; the second unrolls to 9 * ``mid`` rows."""
     torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), BinConv2d(16, 24, 3, 1, 1),
-                        nn.BatchNorm2d(24), BinConv2d(24, 20, 3, 2, 1), nn.BatchNorm2d(20), nn.Flatten(),
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), BinConv2d(16, mid, 3, 1, 1),
+                        nn.BatchNorm2d(mid), BinConv2d(mid, 20, 3, 2, 1), nn.BatchNorm2d(20), nn.Flatten(),
                         nn.Linear(20 * 4 * 4, 10)).eval()
     for m in net.modules():
         if isinstance(m, nn.BatchNorm2d):

@@ -10,27 +10,19 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from torch import nn
 
 from cosim import products
-from cosim.bnn.layers import BinConv2d
 from cosim.cim import IdealArray, cim_stats, convert, to_cim
 from cosim.cim.synthetic import synthetic_table
 from cosim.errors import InputError
+from test_cim_network import _tiny_net as _net
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def _tiny_net(seed=0):
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), BinConv2d(16, 40, 3, 1, 1),
-                        nn.BatchNorm2d(40), BinConv2d(40, 20, 3, 2, 1), nn.BatchNorm2d(20), nn.Flatten(),
-                        nn.Linear(20 * 4 * 4, 10)).eval()
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-1, 1)
-            m.running_var.uniform_(0.5, 2)
-    return net
+    """The network of test_cim_network with 360 rows in its second binary layer: a full 256-row tile."""
+    return _net(seed, mid=40)
 
 
 def test_bits_dtype_is_exact_for_the_array(monkeypatch):
