@@ -125,7 +125,9 @@ def im2col_bits(xb_pm1: torch.Tensor, kernel: tuple[int, int], stride: tuple[int
     if ho < 1 or wo < 1:
         raise InputError(f"input of {h}x{w} is smaller than the {kh}x{kw} kernel")
     dtype = dtype or bits_dtype(tiles.rows)
-    bits = (xb_pm1 > 0).to(dtype).permute(0, 2, 3, 1)        # (B, H, W, C_in) view
+    # (B, H, W, C_in), channels contiguous: each kernel offset below then copies runs of C_in values
+    # (from a channels-first input, element by element; the transposition costs less than it saves)
+    bits = (xb_pm1 > 0).to(dtype).permute(0, 2, 3, 1).contiguous()
     buf = torch.empty(b, ho, wo, tiles.n_padded, dtype=dtype, device=xb_pm1.device)
     for i in range(kh):
         for j in range(kw):
