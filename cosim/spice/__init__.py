@@ -77,7 +77,7 @@ def uses_klu(backend: str) -> bool:
 def run_array(spec: ArraySpec, inputs, weights, backend: str = "subprocess", node_voltages: bool = False,
               timeout_s: float | None = None, models: str | None = None) -> RunResult:
     """Simulate the array ``spec`` for inputs (K, R) and weights (R, C) of 0/1 in one ngspice analysis.
-    ``models``: device-model implementation, "auto" (default), "compiled" or "bsource" (cosim.netlist)."""
+    ``models``: device-model implementation, "auto" (default), "compiled", "bsource" or "bsimcmg" (cosim.netlist)."""
     if backend not in BACKENDS:
         raise InputError(f"unknown backend '{backend}': expected one of {', '.join(BACKENDS)}")
     if timeout_s is not None and not timeout_s > 0:
