@@ -120,3 +120,19 @@ def test_corners_order_the_currents(osdi_library, monkeypatch):
         monkeypatch.setenv("COSIM_ASAP7_CORNER", c)
         cur[c] = float(run_array(spec, np.ones((1, 4)), np.ones((4, 1)), models="bsimcmg").column_current_a[0, 0])
     assert cur["SS"] < cur["TT"] < cur["FF"]
+
+
+@pytest.mark.ngspice
+def test_cell_currents_follow_the_device_models(osdi_library, monkeypatch):
+    """The cached one-cell currents (the table's I_cell) belong to the models and corner asked for."""
+    from cosim.spice import cell_currents
+    tech = get_technology("sram8t")
+    monkeypatch.setenv("COSIM_SPICE_MODELS", "bsource")
+    beh = cell_currents(tech)["i_on_a"]
+    monkeypatch.setenv("COSIM_SPICE_MODELS", "bsimcmg")
+    cur = {}
+    for c in ("TT", "FF"):
+        monkeypatch.setenv("COSIM_ASAP7_CORNER", c)
+        cur[c] = cell_currents(tech)["i_on_a"]
+    assert cur["TT"] != beh and abs(cur["TT"] / beh - 1) < 0.02     # the stack: within 2 % (VALIDATION.md)
+    assert cur["FF"] > 1.1 * cur["TT"]
