@@ -151,3 +151,16 @@ def test_cosim_and_brevitas_layers_in_one_network():
     x = torch.randn(2, 3, 6, 6)
     with torch.no_grad():
         assert torch.equal(convert(net, IdealArray(16), 8)(x), net(x))
+
+
+def test_other_brevitas_modules_stay_digital_or_are_refused():
+    from brevitas.nn import QuantConv1d
+    from brevitas.nn.quant_bn import BatchNorm2dToQuantScaleBias
+    torch.manual_seed(6)
+    net = nn.Sequential(QuantIdentity(act_quant=BinAct), QuantConv2d(3, 4, 3, bias=False, weight_quant=BinW1),
+                        BatchNorm2dToQuantScaleBias(4)).eval()
+    x = torch.randn(2, 3, 6, 6)
+    with torch.no_grad():
+        assert torch.equal(convert(net, IdealArray(8), 8)(x), net(x))
+    with pytest.raises(InputError, match=r"layer 0 \(QuantConv1d\) has 1-bit weights but is not a layer cosim maps"):
+        convert(nn.Sequential(QuantConv1d(3, 4, 3, weight_quant=BinW1)), IdealArray(8), 8)

@@ -224,6 +224,15 @@ def binary_mappings(model: nn.Module, skip: tuple[type, ...] = ()) -> tuple[list
             mapping = fn(m, name) if fn is not None else None
         elif _is_brevitas(m):
             mapping = _brevitas(m, name)
+        elif type(m).__module__.startswith("brevitas."):
+            # other Brevitas modules (activations, quantized batch norms, ...) are digital, unless they
+            # hold 1-bit weights cosim cannot map (a QuantConv1d, a transposed convolution)
+            wq = getattr(m, "weight_quant", None)
+            if wq is not None and getattr(wq, "is_quant_enabled", False) and _bit_width(wq) == 1.0:
+                raise InputError(f"layer {name} ({type(m).__name__}) has 1-bit weights but is not a layer cosim "
+                                 f"maps (QuantConv2d, QuantLinear): {HOOK}")
+            inside.append(name)
+            continue
         elif isinstance(getattr(m, "weight", None), torch.Tensor) and _CANDIDATE.search(type(m).__name__):
             raise InputError(f"layer {name} ({type(m).__name__}) is not a binary layer cosim recognises: {HOOK}")
         else:
