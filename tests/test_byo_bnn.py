@@ -7,7 +7,7 @@ from torch import nn
 
 from cosim.bnn.layers import BinConv2d
 from cosim.cim import IdealArray, cim_layers, cim_stats, convert, to_cim
-from cosim.cim.hooks import BinaryMapping, binarize_like_software, register_binary_layer
+from cosim.cim.hooks import BinaryMapping, binarize_like_software, pad_pm1, register_binary_layer
 from cosim.cim.layers import CiMLinear
 from cosim.cim.synthetic import synthetic_table
 from cosim.errors import InputError
@@ -164,3 +164,31 @@ def test_other_brevitas_modules_stay_digital_or_are_refused():
         assert torch.equal(convert(net, IdealArray(8), 8)(x), net(x))
     with pytest.raises(InputError, match=r"layer 0 \(QuantConv1d\) has 1-bit weights but is not a layer cosim maps"):
         convert(nn.Sequential(QuantConv1d(3, 4, 3, weight_quant=BinW1)), IdealArray(8), 8)
+
+
+class MyPaddedBinConv(nn.Module):
+    """A user's binary convolution with -1 padding, mapped through the hook (pad_pm1)."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(5, 3, 3, 3))
+
+    def _w(self):
+        return torch.where(self.weight >= 0, 1.0, -1.0)
+
+    def _x(self, x):
+        return pad_pm1(binarize_like_software(x), 1)
+
+    def forward(self, x):
+        return nn.functional.conv2d(self._x(x), self._w(), stride=2)
+
+    def cim_mapping(self):
+        return BinaryMapping(self._w().detach(), self._x, stride=(2, 2))
+
+
+def test_user_hook_maps_a_padded_convolution():
+    torch.manual_seed(7)
+    net = nn.Sequential(MyPaddedBinConv(), nn.Flatten()).eval()
+    x = torch.randn(2, 3, 7, 7)
+    with torch.no_grad():
+        assert torch.equal(convert(net, IdealArray(8), 4, binsparx=True)(x), net(x))
