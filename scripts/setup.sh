@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
 bsimcmg=0
+args="$*"
 for arg in "$@"; do
   case "$arg" in
     --dev) extras="[dev]" ;;
@@ -36,7 +37,7 @@ install_ngspice() {
   local pkgs="ngspice libngspice0 libngspice0-dev"
   if [ "$(id -u)" != 0 ]; then
     if [ "$codename" = bookworm ]; then
-      echo "ngspice is missing. Run as root: sudo bash scripts/setup.sh${extras:+ --dev}" \
+      echo "ngspice is missing. Run as root: sudo bash scripts/setup.sh${args:+ $args}" \
            "(it enables bookworm-backports and installs ngspice 46), or: sudo apt-get install -y $pkgs" >&2
     else
       echo "ngspice is missing. Run: sudo apt-get install -y $pkgs" >&2
