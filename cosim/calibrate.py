@@ -596,6 +596,14 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
     table = fit_table(cfg, samples, orders=orders, terms=terms, n_knots=n_knots)
     if fallback:
         table.provenance["device_models_fallback"] = fallback
+    if cfg.tech.cell != "resistor":
+        from .netlist import resolve_models
+        impl = resolve_models()
+        table.provenance["device_models"] = impl
+        if impl == "bsimcmg":
+            from . import bsimcmg
+            table.provenance["device_models_corner"] = bsimcmg.corner()
+            table.provenance["device_models_card"] = bsimcmg.card_file().name
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -33,7 +33,9 @@ cell's inner node ``m<r>_<c>`` between them; the deck loads the library with ``p
 ``bsource`` writes the cells as subcircuits of the B-source models (finfet7.lib, reram.lib, cells.lib),
 for ngspice builds without OSDI. Both are the same equations: the currents agree to the solver's
 tolerance (tested). ``auto`` (the default, or $COSIM_SPICE_MODELS) takes ``compiled`` when the
-installed ngspice loads the library (cosim.spice.detect.compiled_models_available).
+installed ngspice loads the library (cosim.spice.detect.compiled_models_available). ``bsimcmg``
+builds the same cells from the PDK's FinFETs: BSIM-CMG 107 through OSDI with the ASAP7 (or another
+PDK's) model cards of the corner $COSIM_ASAP7_CORNER (cosim.bsimcmg); never chosen by ``auto``.
 """
 
 from __future__ import annotations
@@ -53,12 +55,14 @@ MAX_SIZE = 512      # rows and columns from 1 to MAX_SIZE
 MAX_VECTORS = 100_000
 RSHUNT_OHM = 1e12   # .option rshunt for decks with nonlinear cells (floating inner nodes)
 RELTOL = 1e-6       # .option reltol for decks with nonlinear cells (see build_netlist)
-MODEL_IMPLS = ("auto", "compiled", "bsource")
+BSIMCMG_RSHUNT_OHM = 1e9   # the same for the BSIM-CMG models (see build_netlist)
+BSIMCMG_RELTOL = 1e-5
+MODEL_IMPLS = ("auto", "compiled", "bsource", "bsimcmg")
 MODELS_ENV = "COSIM_SPICE_MODELS"
 
 
 def resolve_models(models: str | None = None) -> str:
-    """``compiled`` or ``bsource`` for a request (None -> $COSIM_SPICE_MODELS, else ``auto``; ``auto``
+    """``compiled``, ``bsource`` or ``bsimcmg`` for a request (None -> $COSIM_SPICE_MODELS, else ``auto``; ``auto``
     -> ``compiled`` when the installed ngspice loads the compiled library, else ``bsource``)."""
     want = models if models is not None else (os.environ.get(MODELS_ENV) or "auto")
     if want not in MODEL_IMPLS:
@@ -248,6 +252,11 @@ def _cell_subckts(tech: Technology, topology: str) -> list[str]:
 def _models(tech: Technology, topology: str, impl: str) -> list[str]:
     if tech.cell == "resistor":
         return [model_text("cells.lib")] if topology == "decoupled" else []
+    if impl == "bsimcmg":
+        from . import bsimcmg
+        fl = (tech.fet_flavour,)
+        return ([bsimcmg.card_text(fl)] + ([model_text("reram.lib")] if tech.cell == "reram1t1r" else [])
+                + [bsimcmg.cells_text(fl)])
     if impl == "compiled":
         libs = ["finfet7_osdi.lib"] + (["reram_osdi.lib"] if tech.cell == "reram1t1r" else [])
     else:
@@ -277,6 +286,12 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
         # the SPICE backends provide the library under this name (cosim.devices.compiled_library)
         out += [f"* device models: compiled ({compiled_library_name()})", ".control",
                 f"pre_osdi {compiled_library_name()}", ".endc"]
+    elif impl == "bsimcmg" and not lin:
+        from . import bsimcmg
+        # the PDK's FinFETs (cosim.bsimcmg) at the cards' nominal temperature, 25 C (the behavioural
+        # model's fit temperature too); ngspice's default is 27 C
+        out += [f"* device models: BSIM-CMG ({bsimcmg.library_name()}, corner {bsimcmg.corner()})", ".control",
+                f"pre_osdi {bsimcmg.library_name()}", ".endc", ".temp 25"]
     elif not lin:
         out.append("* device models: B-source")
     opts = []
@@ -290,7 +305,14 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
         # early on these arrays, up to 2e-4 off in column current; 1e-6 costs about one more iteration
         # and leaves at most 6e-7 (measured against reltol 1e-8 on 16- and 64-row arrays).
         # (an explicit reltol in extra_options replaces this one: ngspice keeps the first value it reads)
-        opts.append(f"rshunt={RSHUNT_OHM:g} noopiter" + ("" if "reltol" in extra_options else f" reltol={RELTOL:g}"))
+        if impl == "bsimcmg":
+            # BSIM-CMG (measured, 8T 64x1 and 64x4): Newton, gmin and source stepping all fail with
+            # rshunt 1e12 (the inner node between two off fins floats) and with reltol below 1e-5;
+            # 1 nS to ground per node and reltol 1e-5 converge in a few ms. The shunts touch no ammeter
+            # path but the source-line nodes, which sit within millivolts of ground (docs/VALIDATION.md).
+            opts.append(f"rshunt={BSIMCMG_RSHUNT_OHM:g}" + ("" if "reltol" in extra_options else f" reltol={BSIMCMG_RELTOL:g}"))
+        else:
+            opts.append(f"rshunt={RSHUNT_OHM:g} noopiter" + ("" if "reltol" in extra_options else f" reltol={RELTOL:g}"))
     if extra_options:
         opts.append(extra_options)
     if opts:

@@ -38,6 +38,19 @@ CASES = {
 NETWORK_CASE = {"n": 640, "vectors": 4, "cols": 16, "images": 4, "network": "vgg-small"}
 NETWORK_TABLES = tuple(CASES)
 NET_BEGIN, NET_END = "<!-- network patterns: begin (generated) -->", "<!-- network patterns: end -->"
+#: the device-model section (scripts/validate_bsimcmg.py, written by hand from its output): kept as it is
+DEV_BEGIN, DEV_END = "<!-- device models: begin (kept by make_validation_report.py) -->", "<!-- device models: end -->"
+
+
+def kept_device_section(path: Path) -> list[str]:
+    """The device-model section of an existing VALIDATION.md (between its markers), to carry over."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return []
+    if DEV_BEGIN not in text or DEV_END not in text:
+        return []
+    return [DEV_BEGIN + text.split(DEV_BEGIN, 1)[1].split(DEV_END, 1)[0] + DEV_END, ""]
 NOT_RUN_BULLET = ("- `network` (slices of a trained BNN layer): **not run** — `cosim validate` does not take network "
                   "slices yet.")
 TARGETS = {64: 0.99, 128: 0.99, 256: 0.97}
@@ -403,6 +416,7 @@ def main() -> int:
           "same reason: its thresholds sit closer together where the response is compressed.", ""]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    L += kept_device_section(out)
     out.write_text("\n".join(L) + "\n")
     print(f"wrote {out}", file=sys.stderr)
     return 0

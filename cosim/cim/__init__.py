@@ -6,9 +6,10 @@
 
 from .arrays import ArrayModel, IdealArray
 from .convert import MODES, cim_layers, cim_stats, convert, reset_stats, to_cim
-from .layers import CiMConv2d, CrossbarMatrix
+from .hooks import BinaryMapping, register_binary_layer
+from .layers import CiMConv2d, CiMLinear, CrossbarMatrix
 from .mapping import TileMap
 from .spot import run_spot_checks, select_spot_tiles
 
 __all__ = ["ArrayModel", "IdealArray", "MODES", "cim_layers", "cim_stats", "convert", "reset_stats", "to_cim",
-           "CiMConv2d", "CrossbarMatrix", "TileMap", "run_spot_checks", "select_spot_tiles"]
+           "CiMConv2d", "CiMLinear", "CrossbarMatrix", "BinaryMapping", "register_binary_layer", "TileMap", "run_spot_checks", "select_spot_tiles"]

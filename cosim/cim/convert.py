@@ -22,14 +22,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..bnn.layers import binary_layers
 from ..bnn.quant import QuantConv2d, model_bits, quant_layers
 from ..errors import InputError
 from ..products import bits_dtype
 from ..products import describe as describe_products
 from .arrays import ArrayModel
 from .bitslice import CiMQuantConv2d
-from .layers import DEFAULT_CHUNK_BYTES, CiMConv2d
+from .hooks import binary_mappings
+from .layers import DEFAULT_CHUNK_BYTES, CiMConv2d, CiMLinear
 from .stats import overall
 
 MODES = ("ideal", "surrogate", "spice", "exact")
@@ -38,32 +38,44 @@ MODES = ("ideal", "surrogate", "spice", "exact")
 def convert(model: nn.Module, array: ArrayModel, cols: int, *, binsparx: bool = False,
             max_active_rows: int | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
             max_stride: int = 8, device: str | torch.device = "cpu") -> nn.Module:
-    """A copy of ``model`` whose every BinConv2d runs on ``array`` (rows = array.rows) x ``cols`` crossbars;
+    """A copy of ``model`` whose every binary layer (cosim.cim.hooks: BinConv2d, Brevitas 1-bit
+    QuantConv2d/QuantLinear, a layer with the hook) runs on ``array`` (rows = array.rows) x ``cols`` crossbars;
     every k-bit QuantConv2d runs bit-sliced on the same arrays (cosim.cim.bitslice). Bit tensors take
     the fastest exact dtype of ``device`` (cosim.products.bits_dtype), where the copy is to run."""
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch module, got {type(model).__name__}")
-    names = [n for n, _ in binary_layers(model)] + [n for n, _ in quant_layers(model)]
-    if not names:
-        raise InputError("the model has no binary (BinConv2d) or k-bit (QuantConv2d) convolution to map onto crossbars")
     out = copy.deepcopy(model)
+    # the mappings are taken from the copy: their input and output functions belong to its layers
+    mapped, software = binary_mappings(out, skip=(QuantConv2d,))
+    quant = [n for n, _ in quant_layers(out)]
+    if not mapped and not quant:
+        raise InputError("the model has no binary layer (BinConv2d, Brevitas 1-bit QuantConv2d/QuantLinear, a "
+                         "layer with the cosim.cim.hooks hook) or k-bit QuantConv2d to map onto crossbars")
     dtype = bits_dtype(int(array.rows), device)
-    for name in names:
+    kw = dict(binsparx=binsparx, max_active_rows=max_active_rows, chunk_bytes=chunk_bytes, max_stride=max_stride,
+              dtype=dtype)
+    new = [(n, None) for n in quant] + mapped
+    for name, mapping in new:
         parent_name, _, attr = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
-        conv = getattr(parent, attr)
-        cls = CiMQuantConv2d if isinstance(conv, QuantConv2d) else CiMConv2d
-        setattr(parent, attr, cls(conv, array, cols, binsparx=binsparx, max_active_rows=max_active_rows,
-                                  name=name, chunk_bytes=chunk_bytes, max_stride=max_stride, dtype=dtype))
+        layer = getattr(parent, attr)
+        if mapping is None:
+            cim_layer = CiMQuantConv2d(layer, array, cols, name=name, **kw)
+        elif mapping.kind == "conv":
+            cim_layer = CiMConv2d(layer, array, cols, name=name, mapping=mapping, **kw)
+        else:
+            cim_layer = CiMLinear(layer, array, cols, name=name, mapping=mapping, **kw)
+        setattr(parent, attr, cim_layer)
     out.eval()
     out.cim_config = {"rows": int(array.rows), "cols": int(cols), "binsparx": bool(binsparx), "bits": model_bits(model),
-                      "max_active_rows": max_active_rows, "products": describe_products(int(array.rows), device),
+                      "max_active_rows": max_active_rows, "software_layers": software,
+                      "products": describe_products(int(array.rows), device),
                       "array": array.describe() if hasattr(array, "describe") else type(array).__name__}
     return out
 
 
-def cim_layers(model: nn.Module) -> list[tuple[str, CiMConv2d | CiMQuantConv2d]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, (CiMConv2d, CiMQuantConv2d))]
+def cim_layers(model: nn.Module) -> list[tuple[str, CiMConv2d | CiMLinear | CiMQuantConv2d]]:
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, (CiMConv2d, CiMLinear, CiMQuantConv2d))]
 
 
 def cim_stats(model: nn.Module) -> dict[str, Any]:

@@ -318,23 +318,30 @@ def check_mappable_conv(conv: nn.Conv2d, kind: type, name: str) -> None:
 
 
 class CiMConv2d(nn.Module):
-    """A :class:`~cosim.bnn.layers.BinConv2d` computed on crossbars (drop-in: same input and output)."""
+    """A binary convolution computed on crossbars (drop-in: same input and output): a
+    :class:`~cosim.bnn.layers.BinConv2d`, or any layer a :class:`~cosim.cim.hooks.BinaryMapping` describes
+    (Brevitas, a user's hook)."""
 
-    def __init__(self, conv: BinConv2d, array: ArrayModel, cols: int, *, binsparx: bool = False,
+    def __init__(self, conv: nn.Module, array: ArrayModel, cols: int, *, binsparx: bool = False,
                  max_active_rows: int | None = None, name: str = "", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-                 max_stride: int = 8, dtype: torch.dtype | None = None) -> None:
+                 max_stride: int = 8, dtype: torch.dtype | None = None, mapping=None) -> None:
         super().__init__()
-        check_mappable_conv(conv, BinConv2d, name)
-        self.kernel_size = tuple(conv.kernel_size)
-        self.stride = tuple(conv.stride)
-        self.pad = int(conv.pad)
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        if mapping is None:
+            from .hooks import _bin_conv
+            check_mappable_conv(conv, BinConv2d, name)
+            mapping = _bin_conv(conv, name)
+        w = mapping.weight_pm1
+        if w.dim() != 4:
+            raise InputError(f"layer {name}: a convolution needs a 4-D weight, got shape {tuple(w.shape)}")
+        self.kernel_size = (int(w.shape[2]), int(w.shape[3]))
+        self.stride = tuple(int(s) for s in mapping.stride)
+        self.pad = int(getattr(conv, "pad", 0))
+        self.in_channels, self.out_channels = int(w.shape[1]), int(w.shape[0])
         self.chunk_bytes = int(chunk_bytes)
         self.source = conv
-        with torch.no_grad():
-            wm = conv_weight_matrix(conv.binary_weight().detach())
-        self.matrix = CrossbarMatrix(wm, array, cols, binsparx=binsparx, max_active_rows=max_active_rows,
-                                     name=name, max_stride=max_stride, dtype=dtype)
+        self.input_pm1, self.finish = mapping.input_pm1, mapping.output
+        self.matrix = CrossbarMatrix(conv_weight_matrix(w.float()), array, cols, binsparx=binsparx,
+                                     max_active_rows=max_active_rows, name=name, max_stride=max_stride, dtype=dtype)
 
     @property
     def stats(self) -> LayerStats:
@@ -342,7 +349,10 @@ class CiMConv2d(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xb = self.source.binary_input(x)                      # sign, then -1 padding: what the rows see
+        xb = self.input_pm1(x)                                # sign, then -1 padding: what the rows see
+        if xb.dim() != 4 or xb.shape[1] != self.in_channels:
+            raise InputError(f"layer {self.matrix.stats.name}: expected a (B, {self.in_channels}, H, W) input, "
+                             f"got shape {tuple(xb.shape)}")
         b = xb.shape[0]
         tiles = self.matrix.tiles
         ho = conv_output_size(xb.shape[2], self.kernel_size[0], self.stride[0])
@@ -359,10 +369,61 @@ class CiMConv2d(nn.Module):
         # round differently per layout, and the logits must be bit-identical): channels-last in,
         # channels-last out; else contiguous
         if xb.is_contiguous(memory_format=torch.channels_last) and not xb.is_contiguous():
-            return y.contiguous(memory_format=torch.channels_last)
-        return y.contiguous()
+            y = y.contiguous(memory_format=torch.channels_last)
+        else:
+            y = y.contiguous()
+        return y if self.finish is None else self.finish(y, x)
 
     def extra_repr(self) -> str:
         t = self.matrix.tiles
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"pad={self.pad}; {t.row_tiles}x{t.col_tiles} arrays of {t.rows}x{t.cols}, binsparx={self.matrix.binsparx}")
+
+
+class CiMLinear(nn.Module):
+    """A binary fully connected layer computed on crossbars: the (in, out) +-1 matrix of a
+    :class:`~cosim.cim.hooks.BinaryMapping` (Brevitas ``QuantLinear``, a user's hook), the input bits
+    straight on the rows (no im2col). Inputs of any leading shape (..., in)."""
+
+    def __init__(self, layer: nn.Module, array: ArrayModel, cols: int, *, mapping, binsparx: bool = False,
+                 max_active_rows: int | None = None, name: str = "", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                 max_stride: int = 8, dtype: torch.dtype | None = None) -> None:
+        super().__init__()
+        w = mapping.weight_pm1
+        if w.dim() != 2:
+            raise InputError(f"layer {name}: a fully connected layer needs a 2-D (out, in) weight, "
+                             f"got shape {tuple(w.shape)}")
+        self.out_features, self.in_features = int(w.shape[0]), int(w.shape[1])
+        self.chunk_bytes = int(chunk_bytes)
+        self.source = layer
+        self.input_pm1, self.finish = mapping.input_pm1, mapping.output
+        self.matrix = CrossbarMatrix(w.float().t().contiguous(), array, cols, binsparx=binsparx,
+                                     max_active_rows=max_active_rows, name=name, max_stride=max_stride, dtype=dtype)
+
+    @property
+    def stats(self) -> LayerStats:
+        return self.matrix.stats
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xb = self.input_pm1(x)
+        if xb.dim() < 1 or xb.shape[-1] != self.in_features:
+            raise InputError(f"layer {self.matrix.stats.name}: expected inputs of {self.in_features} features, "
+                             f"got shape {tuple(xb.shape)}")
+        lead = xb.shape[:-1]
+        flat = xb.reshape(-1, self.in_features)
+        tiles = self.matrix.tiles
+        step = max(1, self.chunk_bytes // max(1, tiles.n_padded * torch.finfo(self.matrix.dtype).bits // 8))
+        outs = []
+        for i in range(0, flat.shape[0], step):
+            part = flat[i:i + step]
+            buf = torch.zeros(part.shape[0], tiles.n_padded, dtype=self.matrix.dtype, device=part.device)
+            buf[:, :tiles.n] = (part > 0).to(self.matrix.dtype)
+            outs.append(self.matrix(buf, overwrite=True))
+        y = (outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)).reshape(*lead, tiles.cout)
+        return y if self.finish is None else self.finish(y, x)
+
+    def extra_repr(self) -> str:
+        t = self.matrix.tiles
+        return (f"in_features={self.in_features}, out_features={self.out_features}; {t.row_tiles}x{t.col_tiles} "
+                f"arrays of {t.rows}x{t.cols}, binsparx={self.matrix.binsparx}")

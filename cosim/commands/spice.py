@@ -88,7 +88,7 @@ def array_options(command):
 @click.option("--backend", type=click.Choice(["subprocess", "shared"]), default="subprocess", show_default=True)
 @click.option("--timeout-s", type=float, default=None, help="give up after this many seconds (subprocess backend)")
 @click.option("--models", type=click.Choice(list(MODEL_IMPLS)), default=None,
-              help="device models: compiled (OSDI) or B-source; default auto ($COSIM_SPICE_MODELS)")
+              help="device models: compiled (OSDI) or B-source (behavioural FinFET), or bsimcmg (the PDK's BSIM-CMG cards, corner $COSIM_ASAP7_CORNER); default auto ($COSIM_SPICE_MODELS)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_path, pattern, seed, batch,
             backend, timeout_s, models, as_json):

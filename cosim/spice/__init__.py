@@ -77,7 +77,7 @@ def uses_klu(backend: str) -> bool:
 def run_array(spec: ArraySpec, inputs, weights, backend: str = "subprocess", node_voltages: bool = False,
               timeout_s: float | None = None, models: str | None = None) -> RunResult:
     """Simulate the array ``spec`` for inputs (K, R) and weights (R, C) of 0/1 in one ngspice analysis.
-    ``models``: device-model implementation, "auto" (default), "compiled" or "bsource" (cosim.netlist)."""
+    ``models``: device-model implementation, "auto" (default), "compiled", "bsource" or "bsimcmg" (cosim.netlist)."""
     if backend not in BACKENDS:
         raise InputError(f"unknown backend '{backend}': expected one of {', '.join(BACKENDS)}")
     if timeout_s is not None and not timeout_s > 0:
@@ -121,11 +121,11 @@ def run_array(spec: ArraySpec, inputs, weights, backend: str = "subprocess", nod
 
 
 @lru_cache(maxsize=64)
-def _cell_currents(tech: Technology, topology: str) -> tuple[float, float, float, float]:
+def _cell_currents(tech: Technology, topology: str, models: str, corner: str | None) -> tuple[float, float, float, float]:
     bare = tech.replace(r_wire_ohm=0.0, r_driver_ohm=0.0, r_sink_ohm=0.0)
     spec = ArraySpec(bare, rows=1, cols=2, topology=topology)
     backend = "subprocess" if ngspice_info()["executable"] else "shared"
-    res = run_array(spec, np.array([[1], [0]]), np.array([[1, 0]]), backend=backend)
+    res = run_array(spec, np.array([[1], [0]]), np.array([[1, 0]]), backend=backend, models=models)
     (i_on, i_off), (i_idle, i_idle_off) = res.column_current_a
     return float(i_on), float(i_off), float(i_idle), float(i_idle_off)
 
@@ -136,7 +136,14 @@ def cell_currents(tech: Technology, topology: str | None = None) -> dict[str, fl
     ``i_idle_off_a`` (input 0, weight 0). ``topology`` defaults to the technology's: it decides how an
     input of 0 is applied (gate off in decoupled arrays, 0 V row in coupled resistor/1T-1R arrays)."""
     topo = ArraySpec(tech, 1, 1, topology).topology
-    i_on, i_off, i_idle, i_idle_off = _cell_currents(tech, topo)
+    # cached per device-model implementation (and BSIM-CMG corner): $COSIM_SPICE_MODELS may change
+    impl = "bsource" if tech.cell == "resistor" else resolve_models()
+    if impl == "bsimcmg":
+        from .. import bsimcmg
+        corner = bsimcmg.corner()
+    else:
+        corner = None
+    i_on, i_off, i_idle, i_idle_off = _cell_currents(tech, topo, impl, corner)
     return {"i_on_a": i_on, "i_off_a": i_off, "i_idle_a": i_idle, "i_idle_off_a": i_idle_off}
 
 

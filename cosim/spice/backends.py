@@ -70,7 +70,8 @@ def _osdi_libraries(deck: str) -> dict[str, Path]:
     if not names:
         return {}
     from ..devices import compiled_library
-    return {n: compiled_library(n) for n in names}
+    from .. import bsimcmg
+    return {n: (bsimcmg.library(n) if n.startswith("bsimcmg-") else compiled_library(n)) for n in names}
 
 
 def run_subprocess(deck: str, n_points: int, timeout_s: float | None = None) -> tuple[dict[str, np.ndarray], str]:
