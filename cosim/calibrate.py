@@ -154,10 +154,65 @@ def design_point(seed: int, index: int, rows: int, cols: int, vectors: int = DEF
     return x, w, fam
 
 
+#: placement families of ``random_patterns`` (validation, and ``calibrate --placements``)
+PLACEMENT_FAMILIES = ("far", "near", "alternate", "dense")
+
+
+def _block_lengths(rng: np.random.Generator, rows: int, n: int) -> np.ndarray:
+    """``n`` block lengths covering 0..rows as evenly as n allows (a random offset, then shuffled)."""
+    k = (np.arange(n) * (rows + 1) / max(n, 1) + rng.uniform(0, (rows + 1) / max(n, 1))).astype(np.int64)
+    return rng.permutation(np.minimum(k, rows))
+
+
+def placement_patterns(family: str, rng: np.random.Generator, rows: int, cols: int, vectors: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (K, R) and weights (R, C) whose conducting cells (x_j w_j = 1) sit as the family says
+    (row 0 is the far end of the bit line, row R-1 the sense end):
+
+    - ``far``: one contiguous block at the far end: weight column c holds rows 0..b_c-1, input vector v
+      rows 0..a_v-1 (a_0 = R: every row driven), so the conducting cells are rows 0..min(a_v, b_c)-1; the
+      b_c cover every count 0..R evenly, and driven rows past b_c leak;
+    - ``near``: the same block at the sense end (rows R-b..R-1);
+    - ``alternate``: every other row: column c holds the rows of one parity (drawn per column), vector v
+      drives one contiguous window (random start and length; v = 0 every row), so the conducting cells
+      are every other row of the window (counts 0..R/2);
+    - ``dense``: every input and weight 1 with a probability drawn per vector / per column from
+      U(0.95, 1), so 90-100 % of the cells conduct."""
+    if family in ("far", "near"):
+        b = _block_lengths(rng, rows, cols)
+        a = np.concatenate([[rows], rng.integers(0, rows + 1, size=vectors - 1)])[:vectors]
+        j = np.arange(rows)
+        pos = j if family == "far" else rows - 1 - j         # distance in rows from the block's end
+        w = (pos[:, None] < b[None, :]).astype(np.uint8)
+        x = (pos[None, :] < a[:, None]).astype(np.uint8)
+    elif family == "alternate":
+        parity = rng.integers(0, 2, size=cols)
+        w = ((np.arange(rows)[:, None] % 2) == parity[None, :]).astype(np.uint8)
+        x = np.zeros((vectors, rows), dtype=np.uint8)
+        for v in range(vectors):
+            if v == 0:
+                x[v] = 1
+            else:
+                n = int(rng.integers(1, rows + 1))
+                start = int(rng.integers(0, rows - n + 1))
+                x[v, start:start + n] = 1
+    elif family == "dense":
+        px = rng.uniform(0.95, 1.0, size=(vectors, 1))
+        pw = rng.uniform(0.95, 1.0, size=(1, cols))
+        x = (rng.random((vectors, rows)) < px).astype(np.uint8)
+        w = (rng.random((rows, cols)) < pw).astype(np.uint8)
+    else:
+        raise InputError(f"unknown placement family '{family}': expected one of {', '.join(PLACEMENT_FAMILIES)}")
+    return x, w
+
+
 def random_patterns(family: str, rng: np.random.Generator, rows: int, cols: int, vectors: int
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Validation patterns: ``random`` (every input and weight 1 with p = 0.5) or ``skewed`` (input and
-    weight densities drawn per vector and per column from 10-90 %, as binary networks have)."""
+    """Validation patterns: ``random`` (every input and weight 1 with p = 0.5), ``skewed`` (input and
+    weight densities drawn per vector and per column from 10-90 %, as binary networks have), or one of
+    the ``PLACEMENT_FAMILIES`` (``placement_patterns``)."""
+    if family in PLACEMENT_FAMILIES:
+        return placement_patterns(family, rng, rows, cols, vectors)
     if family == "random":
         x = (rng.random((vectors, rows)) < 0.5).astype(np.uint8)
         w = (rng.random((rows, cols)) < 0.5).astype(np.uint8)
@@ -167,7 +222,8 @@ def random_patterns(family: str, rng: np.random.Generator, rows: int, cols: int,
         x = (rng.random((vectors, rows)) < px).astype(np.uint8)
         w = (rng.random((rows, cols)) < pw).astype(np.uint8)
     else:
-        raise InputError(f"unknown pattern family '{family}': expected random, skewed or network")
+        raise InputError(f"unknown pattern family '{family}': expected random, skewed, network or one of "
+                         f"{', '.join(PLACEMENT_FAMILIES)}")
     return x, w
 
 
