@@ -87,6 +87,41 @@ TERM_SETS = ("full", "compact", "quartic")
 #: most variables in one term (the kernel multiplies up to four)
 MAX_DEGREE = 4
 DEFAULT_VECTORS = 16
+#: Legendre orders 1-4 and the sines s1-s8 of the IR-drop kernel
+WITH_SINES = DEFAULT_ORDERS + tuple(f"s{n}" for n in range(1, 9))
+
+
+@dataclass(frozen=True)
+class ModelForm:
+    """The surrogate's model form of a table: term set (``default_terms``), ON-count knots (None:
+    ``_knots``' default, 33 at 128 rows and up) and moment orders."""
+    terms: str = "full"
+    n_knots: int | None = None
+    orders: tuple = DEFAULT_ORDERS
+
+
+#: the model form of the shipped tables per (technology, rows), at every wire resistance. The compact
+#: set is as accurate at 64 rows and cheaper to evaluate; 128 and 256 rows need the full cubic; 8T-SRAM,
+#: whose IR drop compresses the response most, also needs the squares of the first eight sine moments of
+#: the IR-drop kernel, and at 256 rows every quartic monomial on 65 knots (docs/VALIDATION.md, "Model
+#: form"). Any other (technology, rows): ``ModelForm()``, the full cubic in Legendre 1-4.
+MODEL_FORMS = {("sram8t", 64): ModelForm("compact"), ("reram1t1r", 64): ModelForm("compact"),
+               ("sram8t", 128): ModelForm("full", 65, WITH_SINES), ("reram1t1r", 128): ModelForm("full"),
+               ("sram8t", 256): ModelForm("quartic", 65, WITH_SINES), ("reram1t1r", 256): ModelForm("full")}
+
+
+def model_form(tech_name: str, rows: int, terms: str | None = None, n_knots: int | None = None,
+               orders=None) -> ModelForm:
+    """The model form ``cosim calibrate`` fits for ``tech_name`` at ``rows``: the shipped tables' form
+    (``MODEL_FORMS``), each of ``terms``, ``n_knots``, ``orders`` that is given replacing its part."""
+    base = MODEL_FORMS.get((tech_name, int(rows)), ModelForm())
+    if terms is not None and terms not in TERM_SETS:
+        raise InputError(f"unknown term set '{terms}': expected one of {', '.join(TERM_SETS)}")
+    return ModelForm(terms=base.terms if terms is None else terms,
+                     n_knots=base.n_knots if n_knots is None else int(n_knots),
+                     orders=base.orders if orders is None else tuple(normalise_orders(orders)))
+
+
 #: cells whose leak is below this fraction of the ON current get no leak terms
 LEAK_RATIO_MIN = 1e-3
 #: certified reads re-solve a column whose surrogate current lies within this factor times the table's
@@ -624,16 +659,17 @@ def fit_table(cfg: SweepConfig, samples, orders=None, leak: bool | str = "auto",
 def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int | None = None, orders=None,
               progress: bool = True, stop_after: int | None = None,
               log: Callable[[str], None] | None = None, scheduler: str | None = None, cache: Any = None,
-              point_timeout_s: float | None = None, terms: str = "full", n_knots: int | None = None,
+              point_timeout_s: float | None = None, terms: str | None = None, n_knots: int | None = None,
               security: Any = None):
     """Run (or resume) the sweep, write ``samples.parquet`` and ``table.parquet`` into ``out_dir``.
     Returns the LookupTable. ``workers``, ``scheduler``, ``cache``, ``point_timeout_s``: see ``run_sweep``;
-    ``terms``: the model's term set (``default_terms``); ``n_knots``: ON-count knots (default ``_knots``);
+    ``terms`` (the term set, ``default_terms``), ``n_knots`` (ON-count knots) and ``orders``: the model
+    form, each left None taken from ``model_form`` (the shipped table's form of this technology and size);
     ``security``: the TLS ``Security`` of a ``tls://`` scheduler (``cosim.executor.dask_security``)."""
     from . import provenance
 
-    if terms not in TERM_SETS:
-        raise InputError(f"unknown term set '{terms}': expected one of {', '.join(TERM_SETS)}")
+    form = model_form(cfg.tech.name, cfg.rows, terms, n_knots, orders)
+    terms, n_knots, orders = form.terms, form.n_knots, form.orders
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     check_writable(out_dir, "the output folder")   # before the probes below: a refusal comes first

@@ -145,3 +145,50 @@ def test_surrogate_rejects_terms_beyond_its_variables():
     table.meta["model"] = "moments-v2"
     with pytest.raises(TableError, match="refit"):
         Surrogate(table)
+
+
+def test_model_form_is_the_shipped_tables_form():
+    """MODEL_FORMS says what every shipped table was fitted with (all wire resistances); other sizes get
+    the full cubic in Legendre 1-4; given parts replace the form's."""
+    from cosim.calibrate import DEFAULT_ORDERS, MODEL_FORMS, WITH_SINES, ModelForm, _knots, model_form
+    from cosim.tables import tables_dir
+
+    seen = set()
+    for path in sorted(tables_dir().glob("*_decoupled*.parquet")):
+        t = load_table(path)
+        form = model_form(t.tech_name, t.rows)
+        assert t.meta["term_set"] == form.terms, path.name
+        assert t.meta["orders"] == list(form.orders), path.name
+        assert t.meta["n_knots"] == (form.n_knots or _knots(t.rows, None).size), path.name
+        seen.add((t.tech_name, t.rows))
+    assert seen == set(MODEL_FORMS)
+    assert model_form("sram8t", 128) == ModelForm("full", 65, WITH_SINES)
+    assert model_form("resistor", 128) == ModelForm("full", None, DEFAULT_ORDERS) == model_form("sram8t", 32)
+    assert model_form("sram8t", 256, terms="full", orders=[1, 2]) == ModelForm("full", 65, (1, 2))
+    with pytest.raises(InputError, match="unknown term set 'cubic'"):
+        model_form("sram8t", 64, terms="cubic")
+
+
+def test_cli_calibrate_without_model_options_fits_the_shipped_form(tmp_path, monkeypatch, capsys):
+    import cosim.calibrate as cal
+    from cosim.calibrate import WITH_SINES
+    from cosim.cli import main
+
+    got = []
+
+    class _Table:
+        provenance = {"n_samples": 1, "n_points": 1}
+
+    monkeypatch.setattr(cal, "calibrate", lambda cfg, points, out, **kw: got.append((cfg, kw)) or _Table())
+    base = ["calibrate", "--tech", "sram8t", "--rows", "128", "--cols", "4", "--points", "1", "--no-progress",
+            "--out", str(tmp_path / "o")]
+    for extra, want in (([], ("full", 65, WITH_SINES)),
+                        (["--terms", "compact"], ("compact", 65, WITH_SINES)),
+                        (["--orders", "1,2", "--knots", "9"], ("full", 9, (1, 2)))):
+        main(base + extra)
+        assert "wrote" in capsys.readouterr().out
+        cfg, kw = got[-1]
+        assert (kw["terms"], kw["n_knots"], tuple(kw["orders"])) == want and cfg.rows == 128
+    base[base.index("--rows") + 1] = "64"
+    main(base)
+    assert (got[-1][1]["terms"], got[-1][1]["n_knots"], tuple(got[-1][1]["orders"])) == ("compact", None, (1, 2, 3, 4))
