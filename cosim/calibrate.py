@@ -22,6 +22,16 @@ the same arguments skips finished points, so an interrupted sweep loses nothing.
 ``cosim.executor`` (local processes or a dask cluster) and the content-addressed SPICE point cache
 (``cosim.sweep``), so a point already simulated anywhere with the same netlist and ngspice is not rerun.
 
+With ``solver="exact"`` (``cosim calibrate --solver exact``) the points are solved by the exact DC solver
+of the same circuits (``cosim.solver``, orders of magnitude faster) instead of ngspice, and ngspice
+re-solves a random 2 % of them (``check_points``, at least one): every current must agree within 1e-6
+relative (absolute floor 1e-12 A, the solver's tests' tolerance), or the calibration fails without
+writing a table; the largest difference is recorded in the table's provenance (``ngspice_check``).
+
+With ``placements`` (``--placements``) every third point (index 2, 5, 8, ...) holds one of the placement
+families of validation in turn (``placement_patterns``: ``far``, ``near``, ``alternate``, ``dense``); the
+other points are drawn exactly as without it.
+
 The fit
 -------
 The surrogate's model (``MODEL = "moments-v3"``). For each column, from matrix products of the inputs
@@ -67,6 +77,7 @@ which the calibrated ADC uses as its levels), the spread per count and samples p
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,6 +202,14 @@ def design_point(seed: int, index: int, rows: int, cols: int, vectors: int = DEF
 
 #: placement families of ``random_patterns`` (validation, and ``calibrate --placements``)
 PLACEMENT_FAMILIES = ("far", "near", "alternate", "dense")
+#: with placements, every third point of a sweep is a placement-family point
+PLACEMENT_EVERY = 3
+#: calibration solvers; with "exact", ngspice re-solves this fraction of the points (at least one) and the
+#: calibration fails where any current differs by more than CHECK_RTOL * |ngspice| + CHECK_ATOL_A
+SOLVERS = ("ngspice", "exact")
+CHECK_FRACTION = 0.02
+CHECK_RTOL = 1e-6
+CHECK_ATOL_A = 1e-12
 
 
 def _block_lengths(rng: np.random.Generator, rows: int, n: int) -> np.ndarray:
@@ -239,6 +258,19 @@ def placement_patterns(family: str, rng: np.random.Generator, rows: int, cols: i
     else:
         raise InputError(f"unknown placement family '{family}': expected one of {', '.join(PLACEMENT_FAMILIES)}")
     return x, w
+
+
+def sweep_design(cfg: "SweepConfig", index: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Inputs, weights and column families of sweep point ``index``: ``design_point``, except, with
+    ``cfg.placements``, points ``index % PLACEMENT_EVERY == PLACEMENT_EVERY - 1``, which hold one placement
+    family each (``placement_patterns``; the families in turn), drawn from ``[seed, index, 2]``. The other
+    points are exactly those of a sweep without placements."""
+    if cfg.placements and index % PLACEMENT_EVERY == PLACEMENT_EVERY - 1:
+        fam = PLACEMENT_FAMILIES[(index // PLACEMENT_EVERY) % len(PLACEMENT_FAMILIES)]
+        x, w = placement_patterns(fam, np.random.default_rng([int(cfg.seed), int(index), 2]), cfg.rows, cfg.cols,
+                                  cfg.vectors)
+        return x, w, [fam] * cfg.cols
+    return design_point(cfg.seed, index, cfg.rows, cfg.cols, cfg.vectors)
 
 
 def random_patterns(family: str, rng: np.random.Generator, rows: int, cols: int, vectors: int
@@ -388,10 +420,20 @@ class SweepConfig:
     seed: int
     vectors: int = DEFAULT_VECTORS
     backend: str = "subprocess"
+    #: "ngspice" (every point a SPICE run) or "exact" (cosim.solver; a random CHECK_FRACTION of the points
+    #: re-solved by ngspice as a cross-check)
+    solver: str = "ngspice"
+    #: every PLACEMENT_EVERY-th point a placement-family point (``sweep_design``)
+    placements: bool = False
 
     def key(self) -> dict[str, Any]:
-        return {"technology_params": self.tech.as_dict(), "rows": self.rows, "cols": self.cols,
-                "topology": self.topology, "seed": self.seed, "vectors": self.vectors}
+        key = {"technology_params": self.tech.as_dict(), "rows": self.rows, "cols": self.cols,
+               "topology": self.topology, "seed": self.seed, "vectors": self.vectors}
+        if self.solver != "ngspice":       # the defaults add nothing: existing sweeps resume as before
+            key["solver"] = self.solver
+        if self.placements:
+            key["placements"] = True
+        return key
 
 
 def _point_path(out_dir: Path, index: int) -> Path:
@@ -450,7 +492,10 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
         todo = todo[:stop_after]
     if todo:
         spec = ArraySpec(cfg.tech, cfg.rows, cfg.cols, cfg.topology)
-        designs = [design_point(cfg.seed, i, cfg.rows, cfg.cols, cfg.vectors) for i in todo]
+        designs = [sweep_design(cfg, i) for i in todo]
+        if cfg.solver == "exact":
+            _exact_points(cfg, spec, todo, designs, out_dir, progress)
+            return [_point_path(out_dir, i) for i in range(points) if _point_path(out_dir, i).is_file()]
 
         def write(j: int, current_a, meta: dict[str, Any]) -> None:
             if current_a is not None:
@@ -478,6 +523,82 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
             raise CosimError(f"{rep.n_failed} of {len(todo)} points failed (finished points kept in {out_dir}; "
                              f"'cosim cache info --failed' lists them): point {todo[j]}: {rep.failed[j]}")
     return [_point_path(out_dir, i) for i in range(points) if _point_path(out_dir, i).is_file()]
+
+
+def _exact_points(cfg: SweepConfig, spec, todo: list[int], designs: list, out_dir: Path, progress: bool) -> None:
+    """Solve and write the sweep points ``todo`` with the exact solver (cosim.solver), one array per point.
+    Each point records the deck's hash (the circuit solved is the deck's), solver "exact-banded" (or
+    "exact-sparse"), no ngspice version."""
+    from .netlist import build_netlist
+    from .provenance import sha256_text
+    from .solver import solve_array
+    from .spice import uses_klu
+
+    name = "exact-banded" if spec.topology == "decoupled" else "exact-sparse"
+    t0 = time.perf_counter()
+    for j, i in enumerate(todo):
+        x, w, fam = designs[j]
+        res = solve_array(spec, x, w)
+        meta = {"ngspice_version": "", "solver": name, "seconds": res.seconds,
+                "netlist_sha256": sha256_text(build_netlist(spec, x, w, klu=uses_klu(cfg.backend)))}
+        try:
+            _write_point(out_dir, i, cfg, x, w, fam, res.column_current_a, meta)
+        except OSError as e:
+            kept = j
+            raise StorageError(f"{describe_os_error(e)}; {kept} new points are kept in {out_dir}: fix that and "
+                               "run the same command again to resume") from None
+        if progress and (j + 1) % 50 == 0:
+            print(f"calibrate {cfg.tech.name} {cfg.rows}x{cfg.cols}: {j + 1}/{len(todo)} points solved, "
+                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+
+def check_points(cfg: SweepConfig, points: int) -> list[int]:
+    """The points ngspice re-solves for an exact-solver sweep: a random CHECK_FRACTION of 0..points-1
+    (at least one), drawn from ``[seed, 2, points]``."""
+    n = max(1, int(np.ceil(CHECK_FRACTION * points)))
+    rng = np.random.default_rng([int(cfg.seed), 2, int(points)])
+    return sorted(int(i) for i in rng.choice(points, size=min(n, points), replace=False))
+
+
+def ngspice_check(cfg: SweepConfig, paths: list[Path], points: int, workers: int | None = None,
+                  scheduler: str | None = None, cache: Any = None, point_timeout_s: float | None = None,
+                  security: Any = None) -> dict[str, Any]:
+    """Re-solve ``check_points`` of an exact-solver sweep with ngspice; returns the record kept in the
+    table's provenance (``max_rel_diff``: the largest |exact - ngspice| / (|ngspice| + CHECK_ATOL_A /
+    CHECK_RTOL), which is at most CHECK_RTOL exactly when every current is within CHECK_RTOL * |ngspice| +
+    CHECK_ATOL_A). Raises CosimError when it exceeds CHECK_RTOL or ngspice fails."""
+    from .executor import make_executor
+    from .netlist import ArraySpec
+    from .sweep import SpicePoint, run_points
+
+    chosen = check_points(cfg, points)
+    by_index = {int(p.stem.split("_")[1]): p for p in paths}
+    spec = ArraySpec(cfg.tech, cfg.rows, cfg.cols, cfg.topology)
+    exact, pts = [], []
+    for i in chosen:
+        with np.load(by_index[i], allow_pickle=False) as z:
+            x, w, cur = z["inputs"], z["weights"], z["current_a"]
+        exact.append(np.asarray(cur, np.float64))
+        pts.append(SpicePoint(spec, x, w))
+    with make_executor(workers=workers, scheduler=scheduler, security=security) as ex:
+        rep = run_points(pts, executor=ex, cache=cache, backend=cfg.backend, task_timeout_s=point_timeout_s)
+    if rep.failed:
+        j = min(rep.failed)
+        raise CosimError(f"the ngspice cross-check of the exact solver failed at point {chosen[j]}: {rep.failed[j]}")
+    ref = np.concatenate([np.asarray(c, np.float64).ravel() for c in rep.currents])
+    got = np.concatenate([e.ravel() for e in exact])
+    diff = np.abs(got - ref)
+    rel = float(np.max(diff / (np.abs(ref) + CHECK_ATOL_A / CHECK_RTOL)))
+    worst = int(np.argmax(diff / (np.abs(ref) + CHECK_ATOL_A / CHECK_RTOL)))
+    record = {"points": chosen, "samples": int(ref.size), "max_rel_diff": rel, "max_abs_diff_a": float(diff.max()),
+              "rtol": CHECK_RTOL, "atol_a": CHECK_ATOL_A,
+              "ngspice_version": ",".join(sorted({str(m["ngspice_version"]) for m in rep.meta if m})),
+              "ngspice_solver": ",".join(sorted({str(m["solver"]) for m in rep.meta if m}))}
+    if rel > CHECK_RTOL:
+        raise CosimError(f"the exact solver and ngspice differ by {rel:.2e} relative (more than {CHECK_RTOL:g}, "
+                         f"floor {CHECK_ATOL_A:g} A) at point {chosen[worst // (cfg.vectors * cfg.cols)]}: "
+                         f"{got[worst]:.9e} A vs {ref[worst]:.9e} A; the table is not written")
+    return record
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -669,6 +790,8 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
     from . import provenance
 
     form = model_form(cfg.tech.name, cfg.rows, terms, n_knots, orders)
+    if cfg.solver not in SOLVERS:
+        raise InputError(f"unknown calibration solver '{cfg.solver}': expected one of {', '.join(SOLVERS)}")
     terms, n_knots, orders = form.terms, form.n_knots, form.orders
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
@@ -684,8 +807,19 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
     if len(paths) < points:
         raise CosimError(f"sweep stopped with {len(paths)} of {points} points finished (kept in {out_dir}); "
                          "run the same command again to resume")
+    check = None
+    if cfg.solver == "exact":
+        check = ngspice_check(cfg, paths, points, workers=workers, scheduler=scheduler, cache=cache,
+                              point_timeout_s=point_timeout_s, security=security)
+        if log:
+            log(f"ngspice cross-check: {len(check['points'])} of {points} points, {check['samples']} currents, "
+                f"largest relative difference {check['max_rel_diff']:.2e}")
     samples = load_points(paths)
     table = fit_table(cfg, samples, orders=orders, terms=terms, n_knots=n_knots)
+    if check is not None:
+        table.provenance["ngspice_check"] = check
+    if cfg.placements:
+        table.provenance["placements"] = list(PLACEMENT_FAMILIES)
     if fallback:
         table.provenance["device_models_fallback"] = fallback
     import pyarrow as pa

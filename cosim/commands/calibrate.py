@@ -29,12 +29,18 @@ from .sweep_options import check_sweep_options, point_cache, security, sweep_opt
                    "table's form; else full)")
 @click.option("--knots", type=click.IntRange(min=2), default=None,
               help="ON-count knots of the coefficients (default: the shipped table's form; else min(R+1, R/2+1, 33))")
+@click.option("--solver", type=click.Choice(["ngspice", "exact"]), default="ngspice", show_default=True,
+              help="what solves the points: ngspice, or the exact solver (cosim.solver) with ngspice re-solving "
+                   "a random 2 %% of them as a cross-check (fails above 1e-6 relative)")
+@click.option("--placements", is_flag=True,
+              help="every third point a placement-family point (far, near, alternate, dense; cosim.calibrate)")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output folder (resumable)")
 @sweep_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the table's provenance as JSON")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
-def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders, terms, knots, out_dir, workers, scheduler,
+def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders, terms, knots, solver, placements,
+            out_dir, workers, scheduler,
             cache_dir, no_cache, point_timeout_s, tls_ca_file, tls_cert, tls_key, seed, as_json, no_progress):
     """Run (or resume) a SPICE sweep and write samples.parquet and table.parquet into --out."""
     from ..calibrate import SweepConfig, calibrate, model_form, normalise_orders, order_number
@@ -60,7 +66,8 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders
     if not form.orders or max(map(order_number, form.orders)) > rows:
         raise InputError(f"--orders must be orders up to the row count, got "
                          f"'{orders if orders is not None else ','.join(map(str, form.orders))}'")
-    cfg = SweepConfig(tech=tech, rows=spec.rows, cols=spec.cols, topology=spec.topology, seed=seed, vectors=vectors)
+    cfg = SweepConfig(tech=tech, rows=spec.rows, cols=spec.cols, topology=spec.topology, seed=seed, vectors=vectors,
+                      solver=solver, placements=placements)
     table = calibrate(cfg, points, out_dir, workers=workers, orders=form.orders, progress=not no_progress,
                       log=lambda m: click.echo(m, err=True), scheduler=scheduler,
                       cache=point_cache(no_cache, cache_dir), point_timeout_s=point_timeout_s, terms=form.terms,
