@@ -31,7 +31,9 @@ k * I_cell, and ``calibrated``, the table's mean SPICE current per count; ``sele
 per family, each with per-count figures of the surrogate (``by_adc[ref]["per_on_count"][k]``):
 ``code_agreement``, ``n_columns``, ``max_abs_error_a`` (its largest current error at that count) and
 ``margin_a`` (half the smaller gap from the count's reference level to its neighbours', where the ADC's
-decision levels lie); ``fragile`` marks a count whose error exceeds its margin: adjacent counts' currents
+decision levels lie), ``near_level_fraction`` (the fraction of its columns whose SPICE current lies closer
+to a decision level than ``max_abs_error_a``: codes a predictor with that residual cannot be sure of;
+every disagreement is among them); ``fragile`` marks a count whose error exceeds its margin: adjacent counts' currents
 lie closer together than the surrogate's residual, so its codes are intrinsically fragile there (certified
 reads re-solve such columns). The report also says how often the SPICE code
 equals the true AND-count (the physics: how wrong the array itself is).
@@ -354,8 +356,12 @@ def _per_count_margins(a: ADC, k: np.ndarray, pred_a: np.ndarray, spice_a: np.nd
         else:
             margin = float("nan")    # several counts per code, or beyond the ADC's range: no single level
         err = float(np.max(np.abs(pred_a[s] - spice_a[s])))
+        th = a.thresholds_a()
+        dist = (np.min(np.abs(spice_a[s][:, None] - th[None, :]), axis=1) if th.size
+                else np.full(int(s.sum()), np.inf))
         out[str(int(c))] = {"code_agreement": float(np.mean(pred_code[s] == spice_code[s])), "n_columns": int(s.sum()),
                             "max_abs_error_a": err, "margin_a": margin,
+                            "near_level_fraction": float(np.mean(dist < err)),
                             "fragile": bool(np.isfinite(margin) and err > margin)}
     return out
 
@@ -377,13 +383,16 @@ def agreement_table(report: dict[str, Any]) -> str:
             row += f" {e['surrogate']['code_agreement']:>21.4f} {e['count_only']['code_agreement']:>22.4f}"
         lines.append(row)
     for r in refs:
-        fr = report["by_adc"][r]["fragile_counts"]
-        if fr:
-            per = report["by_adc"][r]["per_on_count"]
-            shown = ", ".join(f"{c} ({per[str(c)]['code_agreement']:.3f})" for c in fr[:40])
-            more = f" and {len(fr) - 40} more" if len(fr) > 40 else ""
-            lines.append(f"fragile counts, {r} references (surrogate error above the decision margin; "
-                         f"agreement): {shown}{more}")
+        per = report["by_adc"][r]["per_on_count"]
+        for what, cs in (("fragile counts (surrogate error above the decision margin)",
+                          report["by_adc"][r]["fragile_counts"]),
+                         ("counts with code disagreements",
+                          [int(c) for c, v in per.items() if v["code_agreement"] < 1])):
+            if cs:
+                shown = ", ".join(f"{c} ({per[str(c)]['code_agreement']:.3f}/{per[str(c)]['near_level_fraction']:.3f})"
+                                  for c in cs[:40])
+                more = f" and {len(cs) - 40} more" if len(cs) > 40 else ""
+                lines.append(f"{r} references, {what} (agreement/near-level fraction): {shown}{more}")
     return "\n".join(lines)
 
 

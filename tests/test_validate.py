@@ -248,7 +248,11 @@ def test_per_count_margin_marks_counts_whose_error_exceeds_the_decision_margin()
     pred = spice + np.array([0.1, -0.2, 0.6, 0.0, 0.3])
     per = _per_count_margins(a, k, pred, spice, a.digitize(pred), a.digitize(spice))
     assert per["1"] == {"code_agreement": 1.0, "n_columns": 2, "max_abs_error_a": pytest.approx(0.2),
-                        "margin_a": 0.5, "fragile": False}
+                        "margin_a": 0.5, "near_level_fraction": 0.0, "fragile": False}
+    # a SPICE current 0.1 from a decision level (1.5) with an error of 0.2 at its count: near a level
+    per = _per_count_margins(a, k, pred, spice + np.array([0.4, 0, 0, 0, 0]), a.digitize(pred),
+                             a.digitize(spice + np.array([0.4, 0, 0, 0, 0])))
+    assert per["1"]["near_level_fraction"] == 0.5 and per["1"]["max_abs_error_a"] == pytest.approx(0.3)
     assert per["2"]["fragile"] and per["2"]["code_agreement"] == 0.5 and per["2"]["max_abs_error_a"] == pytest.approx(0.6)
     assert per["4"]["margin_a"] == 0.5 and not per["4"]["fragile"]   # the top code has one neighbour
 
