@@ -145,6 +145,9 @@ OFFSET_SHRINK = 8.0
 #: space where every design column is scaled to unit maximum and targets are relative currents
 SMOOTH_WEIGHT = 0.1
 RIDGE_WEIGHT = 1e-3
+#: a fit whose design matrix (samples x knots x terms) holds more elements than this is solved chunk by
+#: chunk (QR), in bounded memory; smaller ones (every shipped table) by one dense least-squares solve
+FIT_DENSE_MAX_ELEMENTS = 200_000_000
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -683,14 +686,25 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
         raise InputError(f"model terms must be products of at most {MAX_DEGREE} variables and include the constant")
     k, F = features_np(on, active, orders, leak, terms)
     knots = _knots(rows, n_knots)
-    B = _hat(k.astype(np.float64), knots)
-    A = (B[:, :, None] * F[:, None, :]).reshape(len(k), -1)
     wt = 1.0 / np.maximum(np.abs(cur), i_cell_a)
-    Aw = A * wt[:, None]
-    colscale = np.max(np.abs(Aw), axis=0)
-    colscale[colscale == 0] = 1.0
     nF = F.shape[1]
     nK = knots.size
+    n_cols = nK * nF
+    chunked = len(k) * n_cols > FIT_DENSE_MAX_ELEMENTS
+    step = max(1, FIT_DENSE_MAX_ELEMENTS // (4 * n_cols))
+
+    def design(lo: int, hi: int) -> np.ndarray:      # rows lo..hi of the weighted design matrix
+        B = _hat(k[lo:hi].astype(np.float64), knots)
+        return (B[:, :, None] * F[lo:hi, None, :]).reshape(hi - lo, -1) * wt[lo:hi, None]
+
+    if chunked:
+        colscale = np.zeros(n_cols)
+        for lo in range(0, len(k), step):
+            colscale = np.maximum(colscale, np.max(np.abs(design(lo, min(lo + step, len(k)))), axis=0))
+    else:
+        Aw = design(0, len(k))
+        colscale = np.max(np.abs(Aw), axis=0)
+    colscale[colscale == 0] = 1.0
     # Regularisation (in the scaled space): second differences of every coefficient across knots
     # (coefficients vary smoothly with the ON-count, and knots with few samples borrow from their
     # neighbours) and a small ridge on the pattern terms (no wild values where data are sparse).
@@ -709,9 +723,20 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     ridge = np.kron(np.eye(nK), np.diag([0.0 if fr else 1.0 for fr in free]))
     pen.append(RIDGE_WEIGHT * ridge[np.any(ridge != 0, axis=1)] * to_scaled[None, :])
     P = np.vstack(pen)
-    M = np.vstack([Aw / colscale, P])
-    rhs = np.concatenate([cur * wt, np.zeros(P.shape[0])])
-    theta, *_ = np.linalg.lstsq(M, rhs, rcond=None)
+    if chunked:
+        # the same least-squares problem, its rows reduced chunk by chunk to one triangular factor of
+        # [design | rhs] (QR), so memory stays at FIT_DENSE_MAX_ELEMENTS whatever the sample count
+        R = np.zeros((0, n_cols + 1))
+        blocks = [(lo, min(lo + step, len(k))) for lo in range(0, len(k), step)]
+        for lo, hi in blocks:
+            blk = np.hstack([design(lo, hi) / colscale, (cur[lo:hi] * wt[lo:hi])[:, None]])
+            R = np.linalg.qr(np.vstack([R, blk]), mode="r")
+        R = np.linalg.qr(np.vstack([R, np.hstack([P, np.zeros((P.shape[0], 1))])]), mode="r")
+        theta, *_ = np.linalg.lstsq(R[:n_cols, :n_cols], R[:n_cols, n_cols], rcond=None)
+    else:
+        M = np.vstack([Aw / colscale, P])
+        rhs = np.concatenate([cur * wt, np.zeros(P.shape[0])])
+        theta, *_ = np.linalg.lstsq(M, rhs, rcond=None)
     theta = theta / colscale
     kk = np.arange(rows + 1, dtype=np.float64)
     coef = _hat(kk, knots) @ theta.reshape(knots.size, nF)

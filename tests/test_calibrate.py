@@ -257,3 +257,21 @@ def test_exact_solver_calibration_fails_when_ngspice_disagrees(tmp_path, monkeyp
     assert e.value.code == 1 and err.count("\n") == 1 and "differ by" in err and "Traceback" not in err
     with pytest.raises(InputError, match="unknown calibration solver 'hspice'"):
         calibrate(_sram_cfg(solver="hspice"), 3, tmp_path / "b", progress=False, cache=False)
+
+
+def test_a_large_fit_solved_chunk_by_chunk_equals_the_dense_fit(monkeypatch):
+    import cosim.calibrate as cal
+
+    rng = np.random.default_rng(0)
+    rows = 16
+    on = (rng.random((3000, rows)) < rng.uniform(0.05, 0.95, (3000, 1))).astype(np.uint8)
+    active = np.maximum(on, (rng.random((3000, rows)) < 0.3).astype(np.uint8))
+    k = on.sum(1)
+    pos = (on * np.arange(rows)).sum(1) / np.maximum(k, 1)
+    cur = 1e-5 * k * (1 - 0.002 * k - 1e-4 * k * pos) + 1e-6 * (active.sum(1) - k) + 1e-9 * rng.standard_normal(3000)
+    dense = fit_arrays(on, active, cur, rows, 1e-5, (1, 2), True)
+    monkeypatch.setattr(cal, "FIT_DENSE_MAX_ELEMENTS", 20_000)       # ~250 rows per chunk
+    chunked = fit_arrays(on, active, cur, rows, 1e-5, (1, 2), True)
+    for name in ("coef", "count_mean_a", "certify_residual_a"):
+        np.testing.assert_allclose(chunked[0][name], dense[0][name], rtol=1e-7, atol=1e-18)
+    assert chunked[1] == dense[1]
