@@ -38,6 +38,8 @@ CASES = {
 NETWORK_CASE = {"n": 640, "vectors": 4, "cols": 16, "images": 4, "network": "vgg-small"}
 NETWORK_TABLES = tuple(CASES)
 NET_BEGIN, NET_END = "<!-- network patterns: begin (generated) -->", "<!-- network patterns: end -->"
+#: sections measured by hand (commands and figures in them) that a regeneration carries over unchanged
+KEPT_BEGIN, KEPT_END = "<!-- kept: begin (measured by hand, carried over by this script) -->", "<!-- kept: end -->"
 NOT_RUN_BULLET = ("- `network` (slices of a trained BNN layer): **not run** — `cosim validate` does not take network "
                   "slices yet.")
 TARGETS = {64: 0.99, 128: 0.99, 256: 0.97}
@@ -390,6 +392,9 @@ def main() -> int:
         ok = rep["code_agreement"] >= TARGETS[table.rows]
         (met if ok else missed).append(f"{name} ({_fmt(rep['code_agreement'])} against {100 * TARGETS[table.rows]:.0f} %)")
         n_val = max(n_val, rep["n_columns"])
+    old = Path(args.out).read_text() if Path(args.out).is_file() else ""
+    if KEPT_BEGIN in old and KEPT_END in old:
+        L += ["", KEPT_BEGIN + old.split(KEPT_BEGIN, 1)[1].split(KEPT_END, 1)[0] + KEPT_END]
     L += ["", "## Reading the numbers", "",
           "The surrogate beats the count-only table by one to two orders of magnitude in current error and by a "
           f"wide margin in code agreement. Code agreement target met: {_listing(met) or 'none'}; missed: "
