@@ -31,7 +31,7 @@ from .sweep_options import check_sweep_options, point_cache, security, sweep_opt
               help="ON-count knots of the coefficients (default: the shipped table's form; else min(R+1, R/2+1, 33))")
 @click.option("--solver", type=click.Choice(["ngspice", "exact"]), default="ngspice", show_default=True,
               help="what solves the points: ngspice, or the exact solver (cosim.solver) with ngspice re-solving "
-                   "a random 2 %% of them as a cross-check (fails above 1e-6 relative)")
+                   "a random 2 % of them as a cross-check (fails above 1e-6 relative)")
 @click.option("--placements", is_flag=True,
               help="every third point a placement-family point (far, near, alternate, dense; cosim.calibrate)")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output folder (resumable)")
