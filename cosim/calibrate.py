@@ -22,6 +22,17 @@ the same arguments skips finished points, so an interrupted sweep loses nothing.
 ``cosim.executor`` (local processes or a dask cluster) and the content-addressed SPICE point cache
 (``cosim.sweep``), so a point already simulated anywhere with the same netlist and ngspice is not rerun.
 
+With ``solver="exact"`` (``cosim calibrate --solver exact``) the points are solved by the exact DC solver
+of the same circuits (``cosim.solver``, orders of magnitude faster) instead of ngspice, and ngspice
+re-solves a random 2 % of them (``check_points``, at least one; converged to reltol 1e-9 rather than
+the decks' 1e-6, ``CHECK_SPICE_OPTIONS``, as the solver's tests do): every current must agree within 1e-6
+relative (absolute floor 1e-12 A, the solver's tests' tolerance), or the calibration fails without
+writing a table; the largest difference is recorded in the table's provenance (``ngspice_check``).
+
+With ``placements`` (``--placements``) every third point (index 2, 5, 8, ...) holds one of the placement
+families of validation in turn (``placement_patterns``: ``far``, ``near``, ``alternate``, ``dense``); the
+other points are drawn exactly as without it.
+
 The fit
 -------
 The surrogate's model (``MODEL = "moments-v3"``). For each column, from matrix products of the inputs
@@ -67,6 +78,7 @@ which the calibrated ADC uses as its levels), the spread per count and samples p
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +99,41 @@ TERM_SETS = ("full", "compact", "quartic")
 #: most variables in one term (the kernel multiplies up to four)
 MAX_DEGREE = 4
 DEFAULT_VECTORS = 16
+#: Legendre orders 1-4 and the sines s1-s8 of the IR-drop kernel
+WITH_SINES = DEFAULT_ORDERS + tuple(f"s{n}" for n in range(1, 9))
+
+
+@dataclass(frozen=True)
+class ModelForm:
+    """The surrogate's model form of a table: term set (``default_terms``), ON-count knots (None:
+    ``_knots``' default, 33 at 128 rows and up) and moment orders."""
+    terms: str = "full"
+    n_knots: int | None = None
+    orders: tuple = DEFAULT_ORDERS
+
+
+#: the model form of the shipped tables per (technology, rows), at every wire resistance. The compact
+#: set is as accurate at 64 rows and cheaper to evaluate; 128 and 256 rows need the full cubic; 8T-SRAM,
+#: whose IR drop compresses the response most, also needs the squares of the first eight sine moments of
+#: the IR-drop kernel, and at 256 rows every quartic monomial on 65 knots (docs/VALIDATION.md, "Model
+#: form"). Any other (technology, rows): ``ModelForm()``, the full cubic in Legendre 1-4.
+MODEL_FORMS = {("sram8t", 64): ModelForm("compact"), ("reram1t1r", 64): ModelForm("compact"),
+               ("sram8t", 128): ModelForm("full", 65, WITH_SINES), ("reram1t1r", 128): ModelForm("full"),
+               ("sram8t", 256): ModelForm("quartic", 65, WITH_SINES), ("reram1t1r", 256): ModelForm("full")}
+
+
+def model_form(tech_name: str, rows: int, terms: str | None = None, n_knots: int | None = None,
+               orders=None) -> ModelForm:
+    """The model form ``cosim calibrate`` fits for ``tech_name`` at ``rows``: the shipped tables' form
+    (``MODEL_FORMS``), each of ``terms``, ``n_knots``, ``orders`` that is given replacing its part."""
+    base = MODEL_FORMS.get((tech_name, int(rows)), ModelForm())
+    if terms is not None and terms not in TERM_SETS:
+        raise InputError(f"unknown term set '{terms}': expected one of {', '.join(TERM_SETS)}")
+    return ModelForm(terms=base.terms if terms is None else terms,
+                     n_knots=base.n_knots if n_knots is None else int(n_knots),
+                     orders=base.orders if orders is None else tuple(normalise_orders(orders)))
+
+
 #: cells whose leak is below this fraction of the ON current get no leak terms
 LEAK_RATIO_MIN = 1e-3
 #: certified reads re-solve a column whose surrogate current lies within this factor times the table's
@@ -98,6 +145,9 @@ OFFSET_SHRINK = 8.0
 #: space where every design column is scaled to unit maximum and targets are relative currents
 SMOOTH_WEIGHT = 0.1
 RIDGE_WEIGHT = 1e-3
+#: a fit whose design matrix (samples x knots x terms) holds more elements than this is solved chunk by
+#: chunk (QR), in bounded memory; smaller ones (every shipped table) by one dense least-squares solve
+FIT_DENSE_MAX_ELEMENTS = 200_000_000
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -154,10 +204,89 @@ def design_point(seed: int, index: int, rows: int, cols: int, vectors: int = DEF
     return x, w, fam
 
 
+#: placement families of ``random_patterns`` (validation, and ``calibrate --placements``)
+PLACEMENT_FAMILIES = ("far", "near", "alternate", "dense")
+#: with placements, every third point of a sweep is a placement-family point
+PLACEMENT_EVERY = 3
+#: calibration solvers; with "exact", ngspice re-solves this fraction of the points (at least one) and the
+#: calibration fails where any current differs by more than CHECK_RTOL * |ngspice| + CHECK_ATOL_A
+SOLVERS = ("ngspice", "exact")
+CHECK_FRACTION = 0.02
+CHECK_RTOL = 1e-6
+CHECK_ATOL_A = 1e-12
+#: the cross-check's ngspice runs converge further than the decks' reltol (1e-6, which leaves ngspice's own
+#: currents up to ~1e-6 from converged), as the solver's tests do: the difference measured is the solver's
+CHECK_SPICE_OPTIONS = "reltol=1e-9"
+
+
+def _block_lengths(rng: np.random.Generator, rows: int, n: int) -> np.ndarray:
+    """``n`` block lengths covering 0..rows as evenly as n allows (a random offset, then shuffled)."""
+    k = (np.arange(n) * (rows + 1) / max(n, 1) + rng.uniform(0, (rows + 1) / max(n, 1))).astype(np.int64)
+    return rng.permutation(np.minimum(k, rows))
+
+
+def placement_patterns(family: str, rng: np.random.Generator, rows: int, cols: int, vectors: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs (K, R) and weights (R, C) whose conducting cells (x_j w_j = 1) sit as the family says
+    (row 0 is the far end of the bit line, row R-1 the sense end):
+
+    - ``far``: one contiguous block at the far end: weight column c holds rows 0..b_c-1, input vector v
+      rows 0..a_v-1 (a_0 = R: every row driven), so the conducting cells are rows 0..min(a_v, b_c)-1; the
+      b_c cover every count 0..R evenly, and driven rows past b_c leak;
+    - ``near``: the same block at the sense end (rows R-b..R-1);
+    - ``alternate``: every other row: column c holds the rows of one parity (drawn per column), vector v
+      drives one contiguous window (random start and length; v = 0 every row), so the conducting cells
+      are every other row of the window (counts 0..R/2);
+    - ``dense``: every input and weight 1 with a probability drawn per vector / per column from
+      U(0.95, 1), so 90-100 % of the cells conduct."""
+    if family in ("far", "near"):
+        b = _block_lengths(rng, rows, cols)
+        a = np.concatenate([[rows], rng.integers(0, rows + 1, size=vectors - 1)])[:vectors]
+        j = np.arange(rows)
+        pos = j if family == "far" else rows - 1 - j         # distance in rows from the block's end
+        w = (pos[:, None] < b[None, :]).astype(np.uint8)
+        x = (pos[None, :] < a[:, None]).astype(np.uint8)
+    elif family == "alternate":
+        parity = rng.integers(0, 2, size=cols)
+        w = ((np.arange(rows)[:, None] % 2) == parity[None, :]).astype(np.uint8)
+        x = np.zeros((vectors, rows), dtype=np.uint8)
+        for v in range(vectors):
+            if v == 0:
+                x[v] = 1
+            else:
+                n = int(rng.integers(1, rows + 1))
+                start = int(rng.integers(0, rows - n + 1))
+                x[v, start:start + n] = 1
+    elif family == "dense":
+        px = rng.uniform(0.95, 1.0, size=(vectors, 1))
+        pw = rng.uniform(0.95, 1.0, size=(1, cols))
+        x = (rng.random((vectors, rows)) < px).astype(np.uint8)
+        w = (rng.random((rows, cols)) < pw).astype(np.uint8)
+    else:
+        raise InputError(f"unknown placement family '{family}': expected one of {', '.join(PLACEMENT_FAMILIES)}")
+    return x, w
+
+
+def sweep_design(cfg: "SweepConfig", index: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Inputs, weights and column families of sweep point ``index``: ``design_point``, except, with
+    ``cfg.placements``, points ``index % PLACEMENT_EVERY == PLACEMENT_EVERY - 1``, which hold one placement
+    family each (``placement_patterns``; the families in turn), drawn from ``[seed, index, 2]``. The other
+    points are exactly those of a sweep without placements."""
+    if cfg.placements and index % PLACEMENT_EVERY == PLACEMENT_EVERY - 1:
+        fam = PLACEMENT_FAMILIES[(index // PLACEMENT_EVERY) % len(PLACEMENT_FAMILIES)]
+        x, w = placement_patterns(fam, np.random.default_rng([int(cfg.seed), int(index), 2]), cfg.rows, cfg.cols,
+                                  cfg.vectors)
+        return x, w, [fam] * cfg.cols
+    return design_point(cfg.seed, index, cfg.rows, cfg.cols, cfg.vectors)
+
+
 def random_patterns(family: str, rng: np.random.Generator, rows: int, cols: int, vectors: int
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Validation patterns: ``random`` (every input and weight 1 with p = 0.5) or ``skewed`` (input and
-    weight densities drawn per vector and per column from 10-90 %, as binary networks have)."""
+    """Validation patterns: ``random`` (every input and weight 1 with p = 0.5), ``skewed`` (input and
+    weight densities drawn per vector and per column from 10-90 %, as binary networks have), or one of
+    the ``PLACEMENT_FAMILIES`` (``placement_patterns``)."""
+    if family in PLACEMENT_FAMILIES:
+        return placement_patterns(family, rng, rows, cols, vectors)
     if family == "random":
         x = (rng.random((vectors, rows)) < 0.5).astype(np.uint8)
         w = (rng.random((rows, cols)) < 0.5).astype(np.uint8)
@@ -167,7 +296,8 @@ def random_patterns(family: str, rng: np.random.Generator, rows: int, cols: int,
         x = (rng.random((vectors, rows)) < px).astype(np.uint8)
         w = (rng.random((rows, cols)) < pw).astype(np.uint8)
     else:
-        raise InputError(f"unknown pattern family '{family}': expected random, skewed or network")
+        raise InputError(f"unknown pattern family '{family}': expected random, skewed, network or one of "
+                         f"{', '.join(PLACEMENT_FAMILIES)}")
     return x, w
 
 
@@ -297,10 +427,20 @@ class SweepConfig:
     seed: int
     vectors: int = DEFAULT_VECTORS
     backend: str = "subprocess"
+    #: "ngspice" (every point a SPICE run) or "exact" (cosim.solver; a random CHECK_FRACTION of the points
+    #: re-solved by ngspice as a cross-check)
+    solver: str = "ngspice"
+    #: every PLACEMENT_EVERY-th point a placement-family point (``sweep_design``)
+    placements: bool = False
 
     def key(self) -> dict[str, Any]:
-        return {"technology_params": self.tech.as_dict(), "rows": self.rows, "cols": self.cols,
-                "topology": self.topology, "seed": self.seed, "vectors": self.vectors}
+        key = {"technology_params": self.tech.as_dict(), "rows": self.rows, "cols": self.cols,
+               "topology": self.topology, "seed": self.seed, "vectors": self.vectors}
+        if self.solver != "ngspice":       # the defaults add nothing: existing sweeps resume as before
+            key["solver"] = self.solver
+        if self.placements:
+            key["placements"] = True
+        return key
 
 
 def _point_path(out_dir: Path, index: int) -> Path:
@@ -359,7 +499,10 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
         todo = todo[:stop_after]
     if todo:
         spec = ArraySpec(cfg.tech, cfg.rows, cfg.cols, cfg.topology)
-        designs = [design_point(cfg.seed, i, cfg.rows, cfg.cols, cfg.vectors) for i in todo]
+        designs = [sweep_design(cfg, i) for i in todo]
+        if cfg.solver == "exact":
+            _exact_points(cfg, spec, todo, designs, out_dir, progress)
+            return [_point_path(out_dir, i) for i in range(points) if _point_path(out_dir, i).is_file()]
 
         def write(j: int, current_a, meta: dict[str, Any]) -> None:
             if current_a is not None:
@@ -387,6 +530,82 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
             raise CosimError(f"{rep.n_failed} of {len(todo)} points failed (finished points kept in {out_dir}; "
                              f"'cosim cache info --failed' lists them): point {todo[j]}: {rep.failed[j]}")
     return [_point_path(out_dir, i) for i in range(points) if _point_path(out_dir, i).is_file()]
+
+
+def _exact_points(cfg: SweepConfig, spec, todo: list[int], designs: list, out_dir: Path, progress: bool) -> None:
+    """Solve and write the sweep points ``todo`` with the exact solver (cosim.solver), one array per point.
+    Each point records the deck's hash (the circuit solved is the deck's), solver "exact-banded" (or
+    "exact-sparse"), no ngspice version."""
+    from .netlist import build_netlist
+    from .provenance import sha256_text
+    from .solver import solve_array
+    from .spice import uses_klu
+
+    name = "exact-banded" if spec.topology == "decoupled" else "exact-sparse"
+    t0 = time.perf_counter()
+    for j, i in enumerate(todo):
+        x, w, fam = designs[j]
+        res = solve_array(spec, x, w)
+        meta = {"ngspice_version": "", "solver": name, "seconds": res.seconds,
+                "netlist_sha256": sha256_text(build_netlist(spec, x, w, klu=uses_klu(cfg.backend)))}
+        try:
+            _write_point(out_dir, i, cfg, x, w, fam, res.column_current_a, meta)
+        except OSError as e:
+            kept = j
+            raise StorageError(f"{describe_os_error(e)}; {kept} new points are kept in {out_dir}: fix that and "
+                               "run the same command again to resume") from None
+        if progress and (j + 1) % 50 == 0:
+            print(f"calibrate {cfg.tech.name} {cfg.rows}x{cfg.cols}: {j + 1}/{len(todo)} points solved, "
+                  f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+
+
+def check_points(cfg: SweepConfig, points: int) -> list[int]:
+    """The points ngspice re-solves for an exact-solver sweep: a random CHECK_FRACTION of 0..points-1
+    (at least one), drawn from ``[seed, 2, points]``."""
+    n = max(1, int(np.ceil(CHECK_FRACTION * points)))
+    rng = np.random.default_rng([int(cfg.seed), 2, int(points)])
+    return sorted(int(i) for i in rng.choice(points, size=min(n, points), replace=False))
+
+
+def ngspice_check(cfg: SweepConfig, paths: list[Path], points: int, workers: int | None = None,
+                  scheduler: str | None = None, cache: Any = None, point_timeout_s: float | None = None,
+                  security: Any = None) -> dict[str, Any]:
+    """Re-solve ``check_points`` of an exact-solver sweep with ngspice; returns the record kept in the
+    table's provenance (``max_rel_diff``: the largest |exact - ngspice| / (|ngspice| + CHECK_ATOL_A /
+    CHECK_RTOL), which is at most CHECK_RTOL exactly when every current is within CHECK_RTOL * |ngspice| +
+    CHECK_ATOL_A). Raises CosimError when it exceeds CHECK_RTOL or ngspice fails."""
+    from .executor import make_executor
+    from .netlist import ArraySpec
+    from .sweep import SpicePoint, run_points
+
+    chosen = check_points(cfg, points)
+    by_index = {int(p.stem.split("_")[1]): p for p in paths}
+    spec = ArraySpec(cfg.tech, cfg.rows, cfg.cols, cfg.topology)
+    exact, pts = [], []
+    for i in chosen:
+        with np.load(by_index[i], allow_pickle=False) as z:
+            x, w, cur = z["inputs"], z["weights"], z["current_a"]
+        exact.append(np.asarray(cur, np.float64))
+        pts.append(SpicePoint(spec, x, w, options=CHECK_SPICE_OPTIONS))
+    with make_executor(workers=workers, scheduler=scheduler, security=security) as ex:
+        rep = run_points(pts, executor=ex, cache=cache, backend=cfg.backend, task_timeout_s=point_timeout_s)
+    if rep.failed:
+        j = min(rep.failed)
+        raise CosimError(f"the ngspice cross-check of the exact solver failed at point {chosen[j]}: {rep.failed[j]}")
+    ref = np.concatenate([np.asarray(c, np.float64).ravel() for c in rep.currents])
+    got = np.concatenate([e.ravel() for e in exact])
+    diff = np.abs(got - ref)
+    rel = float(np.max(diff / (np.abs(ref) + CHECK_ATOL_A / CHECK_RTOL)))
+    worst = int(np.argmax(diff / (np.abs(ref) + CHECK_ATOL_A / CHECK_RTOL)))
+    record = {"points": chosen, "samples": int(ref.size), "max_rel_diff": rel, "max_abs_diff_a": float(diff.max()),
+              "rtol": CHECK_RTOL, "atol_a": CHECK_ATOL_A, "ngspice_options": CHECK_SPICE_OPTIONS,
+              "ngspice_version": ",".join(sorted({str(m["ngspice_version"]) for m in rep.meta if m})),
+              "ngspice_solver": ",".join(sorted({str(m["solver"]) for m in rep.meta if m}))}
+    if rel > CHECK_RTOL:
+        raise CosimError(f"the exact solver and ngspice differ by {rel:.2e} relative (more than {CHECK_RTOL:g}, "
+                         f"floor {CHECK_ATOL_A:g} A) at point {chosen[worst // (cfg.vectors * cfg.cols)]}: "
+                         f"{got[worst]:.9e} A vs {ref[worst]:.9e} A; the table is not written")
+    return record
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -467,14 +686,25 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
         raise InputError(f"model terms must be products of at most {MAX_DEGREE} variables and include the constant")
     k, F = features_np(on, active, orders, leak, terms)
     knots = _knots(rows, n_knots)
-    B = _hat(k.astype(np.float64), knots)
-    A = (B[:, :, None] * F[:, None, :]).reshape(len(k), -1)
     wt = 1.0 / np.maximum(np.abs(cur), i_cell_a)
-    Aw = A * wt[:, None]
-    colscale = np.max(np.abs(Aw), axis=0)
-    colscale[colscale == 0] = 1.0
     nF = F.shape[1]
     nK = knots.size
+    n_cols = nK * nF
+    chunked = len(k) * n_cols > FIT_DENSE_MAX_ELEMENTS
+    step = max(1, FIT_DENSE_MAX_ELEMENTS // (4 * n_cols))
+
+    def design(lo: int, hi: int) -> np.ndarray:      # rows lo..hi of the weighted design matrix
+        B = _hat(k[lo:hi].astype(np.float64), knots)
+        return (B[:, :, None] * F[lo:hi, None, :]).reshape(hi - lo, -1) * wt[lo:hi, None]
+
+    if chunked:
+        colscale = np.zeros(n_cols)
+        for lo in range(0, len(k), step):
+            colscale = np.maximum(colscale, np.max(np.abs(design(lo, min(lo + step, len(k)))), axis=0))
+    else:
+        Aw = design(0, len(k))
+        colscale = np.max(np.abs(Aw), axis=0)
+    colscale[colscale == 0] = 1.0
     # Regularisation (in the scaled space): second differences of every coefficient across knots
     # (coefficients vary smoothly with the ON-count, and knots with few samples borrow from their
     # neighbours) and a small ridge on the pattern terms (no wild values where data are sparse).
@@ -493,9 +723,20 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     ridge = np.kron(np.eye(nK), np.diag([0.0 if fr else 1.0 for fr in free]))
     pen.append(RIDGE_WEIGHT * ridge[np.any(ridge != 0, axis=1)] * to_scaled[None, :])
     P = np.vstack(pen)
-    M = np.vstack([Aw / colscale, P])
-    rhs = np.concatenate([cur * wt, np.zeros(P.shape[0])])
-    theta, *_ = np.linalg.lstsq(M, rhs, rcond=None)
+    if chunked:
+        # the same least-squares problem, its rows reduced chunk by chunk to one triangular factor of
+        # [design | rhs] (QR), so memory stays at FIT_DENSE_MAX_ELEMENTS whatever the sample count
+        R = np.zeros((0, n_cols + 1))
+        blocks = [(lo, min(lo + step, len(k))) for lo in range(0, len(k), step)]
+        for lo, hi in blocks:
+            blk = np.hstack([design(lo, hi) / colscale, (cur[lo:hi] * wt[lo:hi])[:, None]])
+            R = np.linalg.qr(np.vstack([R, blk]), mode="r")
+        R = np.linalg.qr(np.vstack([R, np.hstack([P, np.zeros((P.shape[0], 1))])]), mode="r")
+        theta, *_ = np.linalg.lstsq(R[:n_cols, :n_cols], R[:n_cols, n_cols], rcond=None)
+    else:
+        M = np.vstack([Aw / colscale, P])
+        rhs = np.concatenate([cur * wt, np.zeros(P.shape[0])])
+        theta, *_ = np.linalg.lstsq(M, rhs, rcond=None)
     theta = theta / colscale
     kk = np.arange(rows + 1, dtype=np.float64)
     coef = _hat(kk, knots) @ theta.reshape(knots.size, nF)
@@ -568,16 +809,19 @@ def fit_table(cfg: SweepConfig, samples, orders=None, leak: bool | str = "auto",
 def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int | None = None, orders=None,
               progress: bool = True, stop_after: int | None = None,
               log: Callable[[str], None] | None = None, scheduler: str | None = None, cache: Any = None,
-              point_timeout_s: float | None = None, terms: str = "full", n_knots: int | None = None,
+              point_timeout_s: float | None = None, terms: str | None = None, n_knots: int | None = None,
               security: Any = None):
     """Run (or resume) the sweep, write ``samples.parquet`` and ``table.parquet`` into ``out_dir``.
     Returns the LookupTable. ``workers``, ``scheduler``, ``cache``, ``point_timeout_s``: see ``run_sweep``;
-    ``terms``: the model's term set (``default_terms``); ``n_knots``: ON-count knots (default ``_knots``);
+    ``terms`` (the term set, ``default_terms``), ``n_knots`` (ON-count knots) and ``orders``: the model
+    form, each left None taken from ``model_form`` (the shipped table's form of this technology and size);
     ``security``: the TLS ``Security`` of a ``tls://`` scheduler (``cosim.executor.dask_security``)."""
     from . import provenance
 
-    if terms not in TERM_SETS:
-        raise InputError(f"unknown term set '{terms}': expected one of {', '.join(TERM_SETS)}")
+    form = model_form(cfg.tech.name, cfg.rows, terms, n_knots, orders)
+    if cfg.solver not in SOLVERS:
+        raise InputError(f"unknown calibration solver '{cfg.solver}': expected one of {', '.join(SOLVERS)}")
+    terms, n_knots, orders = form.terms, form.n_knots, form.orders
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
     check_writable(out_dir, "the output folder")   # before the probes below: a refusal comes first
@@ -592,8 +836,19 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
     if len(paths) < points:
         raise CosimError(f"sweep stopped with {len(paths)} of {points} points finished (kept in {out_dir}); "
                          "run the same command again to resume")
+    check = None
+    if cfg.solver == "exact":
+        check = ngspice_check(cfg, paths, points, workers=workers, scheduler=scheduler, cache=cache,
+                              point_timeout_s=point_timeout_s, security=security)
+        if log:
+            log(f"ngspice cross-check: {len(check['points'])} of {points} points, {check['samples']} currents, "
+                f"largest relative difference {check['max_rel_diff']:.2e}")
     samples = load_points(paths)
     table = fit_table(cfg, samples, orders=orders, terms=terms, n_knots=n_knots)
+    if check is not None:
+        table.provenance["ngspice_check"] = check
+    if cfg.placements:
+        table.provenance["placements"] = list(PLACEMENT_FAMILIES)
     if fallback:
         table.provenance["device_models_fallback"] = fallback
     if cfg.tech.cell != "resistor":

@@ -7,7 +7,16 @@ the same columns. Families:
 - ``skewed``   input and weight densities drawn per vector / per column from 10-90 %;
 - ``network``  real operands of a trained binary network (``cosim.netslices``): R-row slices of the
   unrolled inputs and weight columns of several binary layers on a few CIFAR-10 test images, runs
-  alternating without and with BinSparX's flips (what inference applies).
+  alternating without and with BinSparX's flips (what inference applies);
+- ``far``      one contiguous block of conducting cells at the far end of the bit line (row 0 side):
+  weight column c holds rows 0..b_c-1, input vector v drives rows 0..a_v-1 (vector 0: every row), so the
+  block is rows 0..min(a_v, b_c)-1; the b_c cover every count 0..R evenly;
+- ``near``     the same block at the sense end (rows R-b..R-1);
+- ``alternate`` every other row: each column stores the rows of one parity, each vector drives one
+  contiguous window (vector 0: every row), so every other row of the window conducts (counts 0..R/2);
+- ``dense``    every input and weight 1 with a probability drawn per vector / column from U(0.95, 1):
+  90-100 % of the cells conduct
+  (``cosim.calibrate.placement_patterns``).
 
 Predictors:
 
@@ -15,8 +24,18 @@ Predictors:
 - ``ideal``       no non-ideality at all: k * I_on + leaking cells * I_off;
 - ``count_only``  the mean calibration current of the column's ON-count (a table over k alone).
 
-Codes are compared through the SAME ADC (``--adc-references``, ``--adc-bits``): a prediction agrees
-when it yields the code that the SPICE current yields. The report also says how often the SPICE code
+Codes are compared through the SAME ADC: a prediction agrees when it yields the code that the SPICE
+current yields. Both references are always reported side by side (``by_adc``: ``ideal``, levels
+k * I_cell, and ``calibrated``, the table's mean SPICE current per count; ``selected``, the
+``--adc-references`` / ``--adc-bits`` ADC, gives the headline numbers when it is asked for), overall and
+per family, each with per-count figures of the surrogate (``by_adc[ref]["per_on_count"][k]``):
+``code_agreement``, ``n_columns``, ``max_abs_error_a`` (its largest current error at that count) and
+``margin_a`` (half the smaller gap from the count's reference level to its neighbours', where the ADC's
+decision levels lie), ``near_level_fraction`` (the fraction of its columns whose SPICE current lies closer
+to a decision level than ``max_abs_error_a``: codes a predictor with that residual cannot be sure of;
+every disagreement is among them); ``fragile`` marks a count whose error exceeds its margin: adjacent counts' currents
+lie closer together than the surrogate's residual, so its codes are intrinsically fragile there (certified
+reads re-solve such columns). The report also says how often the SPICE code
 equals the true AND-count (the physics: how wrong the array itself is).
 
 Metrics per predictor, overall and per ON-count: ``code_agreement``, ``mean_abs_code_error`` (codes,
@@ -44,9 +63,9 @@ from .fileio import atomic_path, check_writable, describe_os_error
 from .netlist import MAX_SIZE
 from .tables import LookupTable, load_table, provenance_warnings
 
-FAMILIES = ("random", "skewed", "network")
+FAMILIES = ("random", "skewed", "network", "far", "near", "alternate", "dense")
 PREDICTORS = ("surrogate", "ideal", "count_only")
-_FAMILY_ID = {"random": 1, "skewed": 2, "network": 3}
+_FAMILY_ID = {"random": 1, "skewed": 2, "network": 3, "far": 4, "near": 5, "alternate": 6, "dense": 7}
 
 
 def metrics(pred_a: np.ndarray, spice_a: np.ndarray, pred_code: np.ndarray, spice_code: np.ndarray) -> dict[str, Any]:
@@ -310,6 +329,8 @@ def _section(adcs: dict, main_adc: str, k: np.ndarray, spice: np.ndarray, preds:
         codes = {p: a.digitize(preds[p]) for p in PREDICTORS}
         entry = {p: metrics(preds[p], spice, codes[p], sc) for p in PREDICTORS}
         entry["spice_code_equals_true_count"] = float(np.mean(sc == np.minimum(k, a.max_code * a.lsb_counts)))
+        entry["per_on_count"] = _per_count_margins(a, k, preds["surrogate"], spice, codes["surrogate"], sc)
+        entry["fragile_counts"] = [int(c) for c, v in entry["per_on_count"].items() if v["fragile"]]
         by_adc[name] = entry
         if name == main_adc:
             per = {p: _per_count(k, preds[p], spice, codes[p], sc) for p in PREDICTORS}
@@ -317,6 +338,62 @@ def _section(adcs: dict, main_adc: str, k: np.ndarray, spice: np.ndarray, preds:
     return {**main["surrogate"], "baselines": {p: main[p] for p in ("ideal", "count_only")},
             "per_on_count": per, "by_adc": by_adc,
             "spice_code_equals_true_count": main["spice_code_equals_true_count"]}
+
+
+def _per_count_margins(a: ADC, k: np.ndarray, pred_a: np.ndarray, spice_a: np.ndarray, pred_code: np.ndarray,
+                       spice_code: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per ON-count: the surrogate's code agreement through ADC ``a``, its largest current error, and the
+    margin of that count's code (half the smaller gap from its reference level to its neighbours')."""
+    levels = a.levels_a()
+    gaps = np.diff(levels)
+    out = {}
+    for c in np.unique(k):
+        s = k == c
+        code = int(c) // a.lsb_counts
+        if a.lsb_counts == 1 and code <= a.max_code:
+            near = [gaps[i] for i in (code - 1, code) if 0 <= i < gaps.size]
+            margin = 0.5 * float(min(near)) if near else float("nan")
+        else:
+            margin = float("nan")    # several counts per code, or beyond the ADC's range: no single level
+        err = float(np.max(np.abs(pred_a[s] - spice_a[s])))
+        th = a.thresholds_a()
+        dist = (np.min(np.abs(spice_a[s][:, None] - th[None, :]), axis=1) if th.size
+                else np.full(int(s.sum()), np.inf))
+        out[str(int(c))] = {"code_agreement": float(np.mean(pred_code[s] == spice_code[s])), "n_columns": int(s.sum()),
+                            "max_abs_error_a": err, "margin_a": margin,
+                            "near_level_fraction": float(np.mean(dist < err)),
+                            "fragile": bool(np.isfinite(margin) and err > margin)}
+    return out
+
+
+def agreement_table(report: dict[str, Any]) -> str:
+    """Code agreement per family and overall, ideal and calibrated references side by side (text), with
+    the counts where the surrogate's error exceeds the decision margin (``fragile``)."""
+    refs = ["ideal", "calibrated"]
+    if "selected" in report["by_adc"] and report["adc"].get("bits") is not None:   # else the same as one of them
+        refs.append("selected")
+    head = f"{'family':<10} {'columns':>8}" + "".join(f" {'surrogate ' + r:>21} {'count-only ' + r:>22}" for r in refs)
+    lines = [head]
+    sections = [(fam, sec) for fam, sec in report["patterns"].items() if sec.get("n_columns")]
+    sections.append(("all", report))
+    for fam, sec in sections:
+        row = f"{fam:<10} {sec['n_columns']:>8}"
+        for r in refs:
+            e = sec["by_adc"][r]
+            row += f" {e['surrogate']['code_agreement']:>21.4f} {e['count_only']['code_agreement']:>22.4f}"
+        lines.append(row)
+    for r in refs:
+        per = report["by_adc"][r]["per_on_count"]
+        for what, cs in (("fragile counts (surrogate error above the decision margin)",
+                          report["by_adc"][r]["fragile_counts"]),
+                         ("counts with code disagreements",
+                          [int(c) for c, v in per.items() if v["code_agreement"] < 1])):
+            if cs:
+                shown = ", ".join(f"{c} ({per[str(c)]['code_agreement']:.3f}/{per[str(c)]['near_level_fraction']:.3f})"
+                                  for c in cs[:40])
+                more = f" and {len(cs) - 40} more" if len(cs) > 40 else ""
+                lines.append(f"{r} references, {what} (agreement/near-level fraction): {shown}{more}")
+    return "\n".join(lines)
 
 
 def summary_line(report: dict[str, Any]) -> str:
@@ -329,4 +406,4 @@ def summary_line(report: dict[str, Any]) -> str:
             + (f"; {len(report['failed_runs'])} SPICE run(s) failed, left out" if report.get("failed_runs") else ""))
 
 
-__all__ = ["validate", "metrics", "summary_line", "FAMILIES"]
+__all__ = ["validate", "metrics", "summary_line", "agreement_table", "FAMILIES"]

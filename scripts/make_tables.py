@@ -35,16 +35,8 @@ for _tech in ("sram8t", "reram1t1r"):
         for _r in (2.0, 5.0, 20.0):
             TABLES[f"{_tech}_{_rows}_r{_r:g}ohm"] = (_tech, _rows, _points, _r)
 COLS, VECTORS, SEED = 64, 16, 0
-#: the surrogate's model form per (technology, rows): term set, ON-count knots (None: calibrate's
-#: default, 33 at 128 rows and up) and moment orders (None: calibrate's default, Legendre 1-4). The
-#: compact set is as accurate at 64 rows and cheaper to evaluate; 128 and 256 rows need the full cubic;
-#: 8T-SRAM, whose IR drop compresses the response most, also needs the squares of the first eight sine
-#: moments of the IR-drop kernel, and at 256 rows every quartic monomial on 65 knots
-#: (docs/VALIDATION.md, "Model form")
-WITH_SINES = (1, 2, 3, 4) + tuple(f"s{n}" for n in range(1, 9))   # Legendre 1-4 and sines s1-s8
-MODEL_FORM = {("sram8t", 64): ("compact", None, None), ("reram1t1r", 64): ("compact", None, None),
-              ("sram8t", 128): ("full", 65, WITH_SINES), ("reram1t1r", 128): ("full", None, None),
-              ("sram8t", 256): ("quartic", 65, WITH_SINES), ("reram1t1r", 256): ("full", None, None)}
+#: the surrogate's model form per (technology, rows) is the package's (cosim.calibrate.MODEL_FORMS):
+#: what ``cosim calibrate`` fits by default
 
 
 def main() -> int:
@@ -55,7 +47,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
 
-    from cosim.calibrate import SweepConfig, calibrate
+    from cosim.calibrate import SweepConfig, calibrate, model_form
     from cosim.errors import CosimError
     from cosim.tables import table_filename, tables_dir
     from cosim.technology import get_technology
@@ -68,11 +60,11 @@ def main() -> int:
         tech_name, rows, points, r_wire_ohm = TABLES[name]
         cfg = SweepConfig(tech=get_technology(tech_name, r_wire_ohm=r_wire_ohm), rows=rows, cols=COLS,
                           topology="decoupled", seed=SEED, vectors=VECTORS)
-        terms, n_knots, orders = MODEL_FORM[tech_name, rows]
+        form = model_form(tech_name, rows)
         try:
             table = calibrate(cfg, args.points or points, Path(args.work) / name, workers=args.workers,
-                              log=lambda m: print(f"{name}: {m}", file=sys.stderr), terms=terms, n_knots=n_knots,
-                              orders=orders)
+                              log=lambda m: print(f"{name}: {m}", file=sys.stderr), terms=form.terms,
+                              n_knots=form.n_knots, orders=form.orders)
         except CosimError as e:
             print(f"error: {name}: {e}", file=sys.stderr)
             return 1

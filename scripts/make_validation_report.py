@@ -38,19 +38,19 @@ CASES = {
 NETWORK_CASE = {"n": 640, "vectors": 4, "cols": 16, "images": 4, "network": "vgg-small"}
 NETWORK_TABLES = tuple(CASES)
 NET_BEGIN, NET_END = "<!-- network patterns: begin (generated) -->", "<!-- network patterns: end -->"
-#: the device-model section (scripts/validate_bsimcmg.py, written by hand from its output): kept as it is
+#: sections measured by hand (commands and figures in them) that a regeneration carries over unchanged,
+#: each between its own markers: the placement-family and solver-calibration measurements, and the device
+#: models (scripts/validate_bsimcmg.py)
+KEPT_BEGIN, KEPT_END = "<!-- kept: begin (measured by hand, carried over by this script) -->", "<!-- kept: end -->"
 DEV_BEGIN, DEV_END = "<!-- device models: begin (kept by make_validation_report.py) -->", "<!-- device models: end -->"
 
 
-def kept_device_section(path: Path) -> list[str]:
-    """The device-model section of an existing VALIDATION.md (between its markers), to carry over."""
-    try:
-        text = path.read_text()
-    except OSError:
+def kept_section(old: str, begin: str, end: str) -> list[str]:
+    """The section of an earlier VALIDATION.md text between ``begin`` and ``end`` (markers included),
+    as lines to append, or nothing where it has none."""
+    if begin not in old or end not in old:
         return []
-    if DEV_BEGIN not in text or DEV_END not in text:
-        return []
-    return [DEV_BEGIN + text.split(DEV_BEGIN, 1)[1].split(DEV_END, 1)[0] + DEV_END, ""]
+    return ["", begin + old.split(begin, 1)[1].split(end, 1)[0] + end]
 NOT_RUN_BULLET = ("- `network` (slices of a trained BNN layer): **not run** — `cosim validate` does not take network "
                   "slices yet.")
 TARGETS = {64: 0.99, 128: 0.99, 256: 0.97}
@@ -403,6 +403,8 @@ def main() -> int:
         ok = rep["code_agreement"] >= TARGETS[table.rows]
         (met if ok else missed).append(f"{name} ({_fmt(rep['code_agreement'])} against {100 * TARGETS[table.rows]:.0f} %)")
         n_val = max(n_val, rep["n_columns"])
+    old = Path(args.out).read_text() if Path(args.out).is_file() else ""
+    L += kept_section(old, KEPT_BEGIN, KEPT_END)
     L += ["", "## Reading the numbers", "",
           "The surrogate beats the count-only table by one to two orders of magnitude in current error and by a "
           f"wide margin in code agreement. Code agreement target met: {_listing(met) or 'none'}; missed: "
@@ -416,7 +418,7 @@ def main() -> int:
           "same reason: its thresholds sit closer together where the response is compressed.", ""]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    L += kept_device_section(out)
+    L += kept_section(old, DEV_BEGIN, DEV_END)
     out.write_text("\n".join(L) + "\n")
     print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -145,3 +145,133 @@ def test_surrogate_rejects_terms_beyond_its_variables():
     table.meta["model"] = "moments-v2"
     with pytest.raises(TableError, match="refit"):
         Surrogate(table)
+
+
+def test_model_form_is_the_shipped_tables_form():
+    """MODEL_FORMS says what every shipped table was fitted with (all wire resistances); other sizes get
+    the full cubic in Legendre 1-4; given parts replace the form's."""
+    from cosim.calibrate import DEFAULT_ORDERS, MODEL_FORMS, WITH_SINES, ModelForm, _knots, model_form
+    from cosim.tables import tables_dir
+
+    seen = set()
+    for path in sorted(tables_dir().glob("*_decoupled*.parquet")):
+        t = load_table(path)
+        form = model_form(t.tech_name, t.rows)
+        assert t.meta["term_set"] == form.terms, path.name
+        assert t.meta["orders"] == list(form.orders), path.name
+        assert t.meta["n_knots"] == (form.n_knots or _knots(t.rows, None).size), path.name
+        seen.add((t.tech_name, t.rows))
+    assert seen == set(MODEL_FORMS)
+    assert model_form("sram8t", 128) == ModelForm("full", 65, WITH_SINES)
+    assert model_form("resistor", 128) == ModelForm("full", None, DEFAULT_ORDERS) == model_form("sram8t", 32)
+    assert model_form("sram8t", 256, terms="full", orders=[1, 2]) == ModelForm("full", 65, (1, 2))
+    with pytest.raises(InputError, match="unknown term set 'cubic'"):
+        model_form("sram8t", 64, terms="cubic")
+
+
+def test_cli_calibrate_without_model_options_fits_the_shipped_form(tmp_path, monkeypatch, capsys):
+    import cosim.calibrate as cal
+    from cosim.calibrate import WITH_SINES
+    from cosim.cli import main
+
+    got = []
+
+    class _Table:
+        provenance = {"n_samples": 1, "n_points": 1}
+
+    monkeypatch.setattr(cal, "calibrate", lambda cfg, points, out, **kw: got.append((cfg, kw)) or _Table())
+    base = ["calibrate", "--tech", "sram8t", "--rows", "128", "--cols", "4", "--points", "1", "--no-progress",
+            "--out", str(tmp_path / "o")]
+    for extra, want in (([], ("full", 65, WITH_SINES)),
+                        (["--terms", "compact"], ("compact", 65, WITH_SINES)),
+                        (["--orders", "1,2", "--knots", "9"], ("full", 9, (1, 2)))):
+        main(base + extra)
+        assert "wrote" in capsys.readouterr().out
+        cfg, kw = got[-1]
+        assert (kw["terms"], kw["n_knots"], tuple(kw["orders"])) == want and cfg.rows == 128
+    base[base.index("--rows") + 1] = "64"
+    main(base)
+    assert (got[-1][1]["terms"], got[-1][1]["n_knots"], tuple(got[-1][1]["orders"])) == ("compact", None, (1, 2, 3, 4))
+
+
+def _sram_cfg(**kw):
+    return SweepConfig(tech=get_technology("sram8t"), rows=8, cols=4, topology="decoupled", seed=3, vectors=4, **kw)
+
+
+def test_placement_points_leave_the_other_points_as_they_were():
+    from cosim.calibrate import PLACEMENT_FAMILIES, sweep_design
+
+    plain, mixed = _sram_cfg(), _sram_cfg(placements=True)
+    assert plain.key() == {k: v for k, v in mixed.key().items() if k != "placements"} and "solver" not in plain.key()
+    fams = []
+    for i in range(12):
+        a, b = sweep_design(plain, i), sweep_design(mixed, i)
+        if i % 3 == 2:
+            assert len(set(b[2])) == 1 and b[2][0] in PLACEMENT_FAMILIES
+            fams.append(b[2][0])
+        else:
+            assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+    assert fams == list(PLACEMENT_FAMILIES)
+
+
+def test_exact_solver_calibration_is_cross_checked_by_ngspice(tmp_path):
+    from cosim.calibrate import check_points
+
+    exact = calibrate(_sram_cfg(solver="exact", placements=True), 6, tmp_path / "exact", progress=False, cache=False)
+    chk = exact.provenance["ngspice_check"]
+    assert chk["points"] == check_points(_sram_cfg(), 6) and len(chk["points"]) == 1
+    assert chk["samples"] == 16 and 0 <= chk["max_rel_diff"] <= 1e-7 and chk["ngspice_version"]
+    assert chk["ngspice_options"] == "reltol=1e-9"
+    assert exact.provenance["solver"] == "exact-banded" and exact.provenance["placements"]
+    assert load_table(tmp_path / "exact" / "table.parquet").provenance["ngspice_check"] == chk
+    # the same points by ngspice: the same currents within the tolerance, so the same table
+    spice = calibrate(_sram_cfg(placements=True), 6, tmp_path / "spice", progress=False, cache=False)
+    for i in range(6):
+        with np.load(tmp_path / "exact" / "points" / f"point_{i:05d}.npz") as a, \
+                np.load(tmp_path / "spice" / "points" / f"point_{i:05d}.npz") as b:
+            assert np.array_equal(a["weights"], b["weights"]) and str(a["netlist_sha256"]) == str(b["netlist_sha256"])
+            np.testing.assert_allclose(a["current_a"], b["current_a"], rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(exact["coef"], spice["coef"], rtol=1e-3, atol=1e-9)
+    assert len(check_points(_sram_cfg(), 200)) == 4
+
+
+def test_exact_solver_calibration_fails_when_ngspice_disagrees(tmp_path, monkeypatch, capsys):
+    import cosim.solver as solver
+    from cosim.cli import main
+
+    real = solver.solve_array
+
+    def off(*a, **k):
+        res = real(*a, **k)
+        res.column_current_a = res.column_current_a * (1 + 3e-6)
+        return res
+
+    monkeypatch.setattr(solver, "solve_array", off)
+    with pytest.raises(CosimError, match=r"the exact solver and ngspice differ by [23]\.\d+e-06 relative"):
+        calibrate(_sram_cfg(solver="exact"), 3, tmp_path / "a", progress=False, cache=False)
+    assert not (tmp_path / "a" / "table.parquet").exists() and len(list((tmp_path / "a" / "points").iterdir())) == 3
+    with pytest.raises(SystemExit) as e:
+        main(["calibrate", "--tech", "sram8t", "--rows", "8", "--cols", "4", "--points", "3", "--vectors", "4",
+              "--seed", "3", "--solver", "exact", "--no-cache", "--out", str(tmp_path / "a")])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.count("\n") == 1 and "differ by" in err and "Traceback" not in err
+    with pytest.raises(InputError, match="unknown calibration solver 'hspice'"):
+        calibrate(_sram_cfg(solver="hspice"), 3, tmp_path / "b", progress=False, cache=False)
+
+
+def test_a_large_fit_solved_chunk_by_chunk_equals_the_dense_fit(monkeypatch):
+    import cosim.calibrate as cal
+
+    rng = np.random.default_rng(0)
+    rows = 16
+    on = (rng.random((3000, rows)) < rng.uniform(0.05, 0.95, (3000, 1))).astype(np.uint8)
+    active = np.maximum(on, (rng.random((3000, rows)) < 0.3).astype(np.uint8))
+    k = on.sum(1)
+    pos = (on * np.arange(rows)).sum(1) / np.maximum(k, 1)
+    cur = 1e-5 * k * (1 - 0.002 * k - 1e-4 * k * pos) + 1e-6 * (active.sum(1) - k) + 1e-9 * rng.standard_normal(3000)
+    dense = fit_arrays(on, active, cur, rows, 1e-5, (1, 2), True)
+    monkeypatch.setattr(cal, "FIT_DENSE_MAX_ELEMENTS", 20_000)       # ~250 rows per chunk
+    chunked = fit_arrays(on, active, cur, rows, 1e-5, (1, 2), True)
+    for name in ("coef", "count_mean_a", "certify_residual_a"):
+        np.testing.assert_allclose(chunked[0][name], dense[0][name], rtol=1e-7, atol=1e-18)
+    assert chunked[1] == dense[1]

@@ -202,3 +202,85 @@ def test_cli_network_patterns_from_the_reference_vgg(table_path, tmp_path, capsy
     assert code == 1 and "unknown binary layer(s) 99 of vgg-small" in err and err.count("\n") == 1
     code, _, err = _run(["validate", "--table", str(table_path), "--images", "3"], capsys)
     assert code == 1 and "add network to --patterns" in err
+
+
+def test_placement_patterns_put_the_conducting_cells_where_the_family_says():
+    from cosim.calibrate import placement_patterns
+
+    rows, cols, vectors = 16, 6, 5
+    for fam in ("far", "near"):
+        counts = set()
+        for r in range(3):
+            x, w = placement_patterns(fam, np.random.default_rng([1, r]), rows, cols, vectors)
+            assert x.shape == (vectors, rows) and w.shape == (rows, cols) and x[0].all()
+            for v in range(vectors):
+                for c in range(cols):
+                    on = np.flatnonzero(x[v] & w[:, c])
+                    counts.add(on.size)
+                    want = np.arange(on.size) if fam == "far" else np.arange(rows - on.size, rows)
+                    assert np.array_equal(on, want), (fam, v, c, on)       # one block at that end
+        assert len(counts) >= 12
+        # R + 1 columns: every count 0..R in vector 0 (every row driven), once each
+        x, w = placement_patterns(fam, np.random.default_rng(9), rows, rows + 1, 2)
+        assert sorted((x[0].astype(int) @ w).tolist()) == list(range(rows + 1))
+    x, w = placement_patterns("alternate", np.random.default_rng(3), rows, cols, vectors)
+    for v in range(vectors):
+        window = np.flatnonzero(x[v])
+        assert window.size and np.array_equal(window, np.arange(window[0], window[-1] + 1))
+        for c in range(cols):
+            on = np.flatnonzero(x[v] & w[:, c])
+            assert (np.diff(on) == 2).all() and (on.size == 0 or on[0] - window[0] < 2)
+            assert on.size == window[(window % 2) == np.flatnonzero(w[:, c])[0] % 2].size
+    x, w = placement_patterns("dense", np.random.default_rng(4), 256, 32, 16)
+    frac = (x.astype(int) @ w) / 256
+    assert frac.min() >= 0.85 and frac.mean() > 0.9
+    with pytest.raises(InputError, match="unknown placement family 'sparse'"):
+        placement_patterns("sparse", np.random.default_rng(0), rows, cols, vectors)
+
+
+def test_per_count_margin_marks_counts_whose_error_exceeds_the_decision_margin():
+    from cosim.adc import ADC
+    from cosim.validate import _per_count_margins
+
+    a = ADC(references="ideal", i_cell_a=1.0, rows=4)
+    k = np.array([1, 1, 2, 2, 4])
+    spice = k.astype(float)
+    pred = spice + np.array([0.1, -0.2, 0.6, 0.0, 0.3])
+    per = _per_count_margins(a, k, pred, spice, a.digitize(pred), a.digitize(spice))
+    assert per["1"] == {"code_agreement": 1.0, "n_columns": 2, "max_abs_error_a": pytest.approx(0.2),
+                        "margin_a": 0.5, "near_level_fraction": 0.0, "fragile": False}
+    # a SPICE current 0.1 from a decision level (1.5) with an error of 0.2 at its count: near a level
+    per = _per_count_margins(a, k, pred, spice + np.array([0.4, 0, 0, 0, 0]), a.digitize(pred),
+                             a.digitize(spice + np.array([0.4, 0, 0, 0, 0])))
+    assert per["1"]["near_level_fraction"] == 0.5 and per["1"]["max_abs_error_a"] == pytest.approx(0.3)
+    assert per["2"]["fragile"] and per["2"]["code_agreement"] == 0.5 and per["2"]["max_abs_error_a"] == pytest.approx(0.6)
+    assert per["4"]["margin_a"] == 0.5 and not per["4"]["fragile"]   # the top code has one neighbour
+
+
+def test_validate_placement_families_report_both_references_side_by_side(table_path, capsys):
+    from cosim.validate import agreement_table
+
+    fams = ["far", "near", "alternate", "dense"]
+    rep = validate(table_path, patterns=fams, n_columns=32, vectors=4, cols=8, cache=False)
+    assert list(rep["patterns"]) == fams and rep["n_columns"] == 128
+    for fam in fams:
+        sec = rep["patterns"][fam]
+        assert sec["n_columns"] == 32 and set(sec["by_adc"]) == {"ideal", "calibrated"}
+        for ref in ("ideal", "calibrated"):
+            per = sec["by_adc"][ref]["per_on_count"]
+            assert sum(v["n_columns"] for v in per.values()) == 32
+            assert sec["by_adc"][ref]["fragile_counts"] == [int(c) for c, v in per.items()
+                                                            if v["max_abs_error_a"] > v["margin_a"]]
+            ok = sum(v["code_agreement"] * v["n_columns"] for v in per.values()) / 32
+            assert ok == pytest.approx(sec["by_adc"][ref]["surrogate"]["code_agreement"])
+    i_cell = rep["table"]["i_cell_a"]
+    assert rep["by_adc"]["ideal"]["per_on_count"]["3"]["margin_a"] == pytest.approx(0.5 * i_cell)
+    assert max(map(int, rep["patterns"]["alternate"]["by_adc"]["ideal"]["per_on_count"])) <= 8
+    assert min(map(int, rep["patterns"]["dense"]["by_adc"]["ideal"]["per_on_count"])) >= 11
+    text = agreement_table(rep)
+    assert "surrogate ideal" in text and "surrogate calibrated" in text
+    assert [ln.split()[0] for ln in text.splitlines()[1:6]] == fams + ["all"]
+    main(["validate", "--table", str(table_path), "--patterns", "far,dense", "--n", "8", "--vectors", "4",
+          "--cols", "2", "--no-cache"])
+    out = capsys.readouterr().out
+    assert "surrogate calibrated" in out and "\nfar " in out and "\ndense " in out

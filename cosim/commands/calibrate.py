@@ -19,23 +19,31 @@ from .sweep_options import check_sweep_options, point_cache, security, sweep_opt
 @click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell segment (default: technology's)")
 @click.option("--points", type=int, required=True, help="SPICE operating points (runs) in the sweep")
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per point (one .dc sweep)")
-@click.option("--orders", default="1,2,3,4", show_default=True,
+@click.option("--orders", default=None,
               help="moment orders of the surrogate model: Legendre orders (1,2,...) and sine orders of the "
-                   "IR-drop kernel (s1,s2,...; their squares are terms)")
-@click.option("--terms", type=click.Choice(["full", "compact", "quartic"]), default="full", show_default=True,
+                   "IR-drop kernel (s1,s2,...; their squares are terms) (default: the shipped table's form of "
+                   "this technology and size, cosim.calibrate.MODEL_FORMS; else 1,2,3,4)")
+@click.option("--terms", type=click.Choice(["full", "compact", "quartic"]), default=None,
               help="surrogate terms: full cubic in the moments, compact (cross products and cubes only; cheaper), "
-                   "or quartic (the full cubic and every degree-4 monomial; dearer)")
+                   "or quartic (the full cubic and every degree-4 monomial; dearer) (default: the shipped "
+                   "table's form; else full)")
 @click.option("--knots", type=click.IntRange(min=2), default=None,
-              help="ON-count knots of the coefficients (default: min(R+1, R/2+1, 33))")
+              help="ON-count knots of the coefficients (default: the shipped table's form; else min(R+1, R/2+1, 33))")
+@click.option("--solver", type=click.Choice(["ngspice", "exact"]), default="ngspice", show_default=True,
+              help="what solves the points: ngspice, or the exact solver (cosim.solver) with ngspice re-solving "
+                   "a random 2 % of them as a cross-check (fails above 1e-6 relative)")
+@click.option("--placements", is_flag=True,
+              help="every third point a placement-family point (far, near, alternate, dense; cosim.calibrate)")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output folder (resumable)")
 @sweep_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the table's provenance as JSON")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
-def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders, terms, knots, out_dir, workers, scheduler,
+def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders, terms, knots, solver, placements,
+            out_dir, workers, scheduler,
             cache_dir, no_cache, point_timeout_s, tls_ca_file, tls_cert, tls_key, seed, as_json, no_progress):
     """Run (or resume) a SPICE sweep and write samples.parquet and table.parquet into --out."""
-    from ..calibrate import SweepConfig, calibrate, normalise_orders, order_number
+    from ..calibrate import SweepConfig, calibrate, model_form, normalise_orders, order_number
     from ..netlist import ArraySpec
 
     tech = get_technology(tech_name, r_wire_ohm=r_wire_ohm)
@@ -48,17 +56,22 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders
     for name, v, lo in (("points", points, 1), ("vectors", vectors, 1)):
         if v is not None and v < lo:
             raise InputError(f"--{name} must be >= {lo}, got {v}")
-    try:
-        order_list = normalise_orders(dict.fromkeys(e.strip().lower() for e in orders.split(",") if e.strip()))
-    except InputError as e:
-        raise InputError(f"--orders: {e}") from None
-    if not order_list or max(map(order_number, order_list)) > rows:
-        raise InputError(f"--orders must be orders up to the row count, got '{orders}'")
-    cfg = SweepConfig(tech=tech, rows=spec.rows, cols=spec.cols, topology=spec.topology, seed=seed, vectors=vectors)
-    table = calibrate(cfg, points, out_dir, workers=workers, orders=order_list, progress=not no_progress,
+    order_list = None
+    if orders is not None:
+        try:
+            order_list = normalise_orders(dict.fromkeys(e.strip().lower() for e in orders.split(",") if e.strip()))
+        except InputError as e:
+            raise InputError(f"--orders: {e}") from None
+    form = model_form(tech.name, spec.rows, terms, knots, order_list)
+    if not form.orders or max(map(order_number, form.orders)) > rows:
+        raise InputError(f"--orders must be orders up to the row count, got "
+                         f"'{orders if orders is not None else ','.join(map(str, form.orders))}'")
+    cfg = SweepConfig(tech=tech, rows=spec.rows, cols=spec.cols, topology=spec.topology, seed=seed, vectors=vectors,
+                      solver=solver, placements=placements)
+    table = calibrate(cfg, points, out_dir, workers=workers, orders=form.orders, progress=not no_progress,
                       log=lambda m: click.echo(m, err=True), scheduler=scheduler,
-                      cache=point_cache(no_cache, cache_dir), point_timeout_s=point_timeout_s, terms=terms,
-                      n_knots=knots, security=sec)
+                      cache=point_cache(no_cache, cache_dir), point_timeout_s=point_timeout_s, terms=form.terms,
+                      n_knots=form.n_knots, security=sec)
     if as_json:
         click.echo(json.dumps(table.provenance, sort_keys=True, default=str))
     else:

@@ -23,7 +23,7 @@ def _clean(o):
 
 @click.command(name="validate")
 @click.option("--table", "table_path", required=True, type=click.Path(dir_okay=False), help="lookup table (.parquet)")
-@click.option("--patterns", default="random,skewed", show_default=True, help="comma list of random, skewed, network")
+@click.option("--patterns", default="random,skewed", show_default=True, help="comma list of random, skewed, network, far, near, alternate, dense (cosim.validate)")
 @click.option("--n", "n_columns", type=int, default=512, show_default=True, help="fresh SPICE columns per pattern family")
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per SPICE run")
 @click.option("--cols", type=click.IntRange(1, MAX_SIZE), default=None,
@@ -49,7 +49,7 @@ def command(table_path, patterns, n_columns, vectors, cols, seed, network, check
     from ..adc import ADC
     from ..errors import InputError
     from ..executor import make_executor
-    from ..validate import FAMILIES, summary_line, validate
+    from ..validate import FAMILIES, agreement_table, summary_line, validate
 
     fams = [p.strip() for p in patterns.split(",") if p.strip()]
     bad = [p for p in fams if p not in FAMILIES]
@@ -76,3 +76,4 @@ def command(table_path, patterns, n_columns, vectors, cols, seed, network, check
         click.echo(json.dumps(_clean(rep), sort_keys=True, default=str))
     else:
         click.echo(summary_line(rep))
+        click.echo(agreement_table(rep))
