@@ -19,8 +19,7 @@ import click
 
 from ..errors import InputError
 from ..netlist import MODEL_IMPLS
-from ..technology import get_technology
-from .spice import _load_npy, array_options, make_pattern
+from .spice import array_operands, array_options
 
 
 @click.command("solve")
@@ -43,23 +42,11 @@ from .spice import _load_npy, array_options, make_pattern
 def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_path, pattern, seed, batch,
             backend, timeout_s, models, threads, max_iter, cells, device, as_json):
     """Solve one crossbar array exactly (no ngspice); print column currents beside the ideal ones."""
-    from ..netlist import ArraySpec
     from ..provenance import record
     from ..solver import ideal_column_currents, solve_array
 
-    tech = get_technology(tech_name, r_wire_ohm=r_wire_ohm)
-    spec = ArraySpec(tech, rows, cols, topology)
-    if (inputs_path is None) != (weights_path is None):
-        raise InputError("give both --inputs and --weights, or neither (then --pattern is used)")
-    if inputs_path is not None:
-        inputs = _load_npy(inputs_path, "inputs")
-        weights = _load_npy(weights_path, "weights")
-        source = {"inputs": str(inputs_path), "weights": str(weights_path)}
-    else:
-        if batch < 1:
-            raise InputError(f"--batch must be >= 1, got {batch}")
-        inputs, weights = make_pattern(pattern, rows, cols, batch, seed)
-        source = {"pattern": pattern, "seed": seed, "batch": batch}
+    tech, spec, inputs, weights, source = array_operands(tech_name, rows, cols, topology, r_wire_ohm, inputs_path,
+                                                         weights_path, pattern, seed, batch)
     del backend, timeout_s, models   # cosim spice's ngspice options: nothing to do here
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")

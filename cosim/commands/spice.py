@@ -83,18 +83,8 @@ def array_options(command):
     return command
 
 
-@click.command("spice")
-@array_options
-@click.option("--backend", type=click.Choice(["subprocess", "shared"]), default="subprocess", show_default=True)
-@click.option("--timeout-s", type=float, default=None, help="give up after this many seconds (subprocess backend)")
-@click.option("--models", type=click.Choice(list(MODEL_IMPLS)), default=None,
-              help="device models: compiled (OSDI) or B-source (behavioural FinFET), or bsimcmg (the PDK's BSIM-CMG cards, corner $COSIM_ASAP7_CORNER); default auto ($COSIM_SPICE_MODELS)")
-@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_path, pattern, seed, batch,
-            backend, timeout_s, models, as_json):
-    """Simulate one crossbar array in ngspice; print column currents beside the ideal ones."""
-    from ..spice import ideal_column_currents, run_array
-
+def array_operands(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_path, pattern, seed, batch):
+    """(technology, ArraySpec, inputs K x R, weights R x C, where they came from) of ``array_options``."""
     tech = get_technology(tech_name, r_wire_ohm=r_wire_ohm)
     spec = ArraySpec(tech, rows, cols, topology)
     if (inputs_path is None) != (weights_path is None):
@@ -108,6 +98,23 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_pa
             raise InputError(f"--batch must be >= 1, got {batch}")
         inputs, weights = make_pattern(pattern, rows, cols, batch, seed)
         source = {"pattern": pattern, "seed": seed, "batch": batch}
+    return tech, spec, inputs, weights, source
+
+
+@click.command("spice")
+@array_options
+@click.option("--backend", type=click.Choice(["subprocess", "shared"]), default="subprocess", show_default=True)
+@click.option("--timeout-s", type=float, default=None, help="give up after this many seconds (subprocess backend)")
+@click.option("--models", type=click.Choice(list(MODEL_IMPLS)), default=None,
+              help="device models: compiled (OSDI) or B-source (behavioural FinFET), or bsimcmg (the PDK's BSIM-CMG cards, corner $COSIM_ASAP7_CORNER); default auto ($COSIM_SPICE_MODELS)")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object")
+def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_path, pattern, seed, batch,
+            backend, timeout_s, models, as_json):
+    """Simulate one crossbar array in ngspice; print column currents beside the ideal ones."""
+    from ..spice import ideal_column_currents, run_array
+
+    tech, spec, inputs, weights, source = array_operands(tech_name, rows, cols, topology, r_wire_ohm, inputs_path,
+                                                         weights_path, pattern, seed, batch)
     res = run_array(spec, inputs, weights, backend=backend, timeout_s=timeout_s, models=models)
     ideal = ideal_column_currents(spec, inputs, weights)
     out = {
