@@ -275,7 +275,8 @@ class CrossbarMatrix(nn.Module):
         for t0 in range(0, T, group):
             t1 = min(T, t0 + group)
             part = x_buf[:, t0 * R:t1 * R] @ self.w_signed[t0 * R:t1 * R]
-            acc = part.float() if acc is None else acc.add_(part)
+            # (converted first: an in-place add of another dtype costs about 5x a conversion and an add)
+            acc = part.float() if acc is None else acc.add_(part.float())
         return acc
 
     def _tile_forward(self, x_buf: torch.Tensor, x_ones: torch.Tensor, s_x16: torch.Tensor | None) -> torch.Tensor:
@@ -302,7 +303,7 @@ class CrossbarMatrix(nn.Module):
             else:
                 part = codes if part is None else part.add_(codes)
             if (t + 1) % group == 0 or t == T - 1:
-                acc.add_(part)
+                acc.add_(part.float())
                 part = None
         self._flush_current()
         return acc
