@@ -75,3 +75,22 @@ def test_unknown_tech_and_missing_ngspice():
     assert p.returncode != 0 and "Traceback" not in p.stderr
     p = cosim("--tech", "resistor", "--rows", "2", "--cols", "2", env={"COSIM_NGSPICE": "/nonexistent/ngspice"})
     assert p.returncode == 1 and p.stderr.startswith("error: ngspice not found")
+
+
+@pytest.mark.parametrize("command", ["spice", "solve"])
+@pytest.mark.parametrize("tech,rtol", [("resistor", 1e-9), ("sram8t", 1e-5)])
+def test_no_wire_driver_or_sink_resistance_gives_ideal_currents(command, tech, rtol):
+    """--r-wire-ohm 0 with --r-driver-ohm 0 and --r-sink-ohm 0: nothing between the cells and the
+    periphery, so every column current is its ideal one; the default periphery (10 ohm each) is not."""
+    args = [command, "--tech", tech, "--rows", "16", "--cols", "3", "--batch", "2", "--seed", "3", "--json"]
+    run = lambda *extra: subprocess.run([sys.executable, "-m", "cosim.cli", *args, *extra], capture_output=True,
+                                        text=True, timeout=300)
+    zero, default = run("--r-wire-ohm", "0", "--r-driver-ohm", "0", "--r-sink-ohm", "0"), run("--r-wire-ohm", "0")
+    assert zero.returncode == 0 and default.returncode == 0, zero.stderr + default.stderr
+    z, d = json.loads(zero.stdout), json.loads(default.stdout)
+    assert (z["r_driver_ohm"], z["r_sink_ohm"]) == (0.0, 0.0) and d["r_driver_ohm"] > 0
+    ideal = np.array(z["ideal_column_current_a"])
+    np.testing.assert_allclose(z["column_current_a"], ideal, rtol=rtol)
+    assert np.abs(np.array(d["column_current_a"]) - ideal).max() > 10 * rtol * np.abs(ideal).max()
+    bad = run("--r-driver-ohm", "-1")
+    assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1 and "r_driver_ohm" in bad.stderr

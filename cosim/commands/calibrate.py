@@ -8,6 +8,7 @@ import click
 
 from ..errors import InputError
 from ..technology import TOPOLOGIES, get_technology
+from .spice import periphery_options
 from .sweep_options import check_sweep_options, point_cache, security, sweep_options
 
 
@@ -17,6 +18,7 @@ from .sweep_options import check_sweep_options, point_cache, security, sweep_opt
 @click.option("--cols", type=int, required=True, help="array columns per SPICE run (samples per vector)")
 @click.option("--topology", type=click.Choice(TOPOLOGIES), default=None, help="default: the technology's")
 @click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell segment (default: technology's)")
+@periphery_options
 @click.option("--points", type=int, required=True, help="SPICE operating points (runs) in the sweep")
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per point (one .dc sweep)")
 @click.option("--orders", default=None,
@@ -39,14 +41,14 @@ from .sweep_options import check_sweep_options, point_cache, security, sweep_opt
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the table's provenance as JSON")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
-def command(tech_name, rows, cols, topology, r_wire_ohm, points, vectors, orders, terms, knots, solver, placements,
+def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_ohm, points, vectors, orders, terms, knots, solver, placements,
             out_dir, workers, scheduler,
             cache_dir, no_cache, point_timeout_s, tls_ca_file, tls_cert, tls_key, seed, as_json, no_progress):
     """Run (or resume) a SPICE sweep and write samples.parquet and table.parquet into --out."""
     from ..calibrate import SweepConfig, calibrate, model_form, normalise_orders, order_number
     from ..netlist import ArraySpec
 
-    tech = get_technology(tech_name, r_wire_ohm=r_wire_ohm)
+    tech = get_technology(tech_name, r_wire_ohm=r_wire_ohm, r_driver_ohm=r_driver_ohm, r_sink_ohm=r_sink_ohm)
     spec = ArraySpec(tech, rows, cols, topology)
     if spec.topology != "decoupled":
         raise InputError("calibration of the coupled topology is not implemented yet (its surrogate needs "

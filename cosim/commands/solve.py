@@ -39,14 +39,15 @@ from .spice import array_operands, array_options
 @click.option("--device", default=None,
               help="torch device for the decoupled topology (e.g. cuda); default: the compiled CPU kernel")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_path, pattern, seed, batch,
+def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_ohm, inputs_path, weights_path, pattern,
+            seed, batch,
             backend, timeout_s, models, threads, max_iter, cells, device, as_json):
     """Solve one crossbar array exactly (no ngspice); print column currents beside the ideal ones."""
     from ..provenance import record
     from ..solver import ideal_column_currents, solve_array
 
-    tech, spec, inputs, weights, source = array_operands(tech_name, rows, cols, topology, r_wire_ohm, inputs_path,
-                                                         weights_path, pattern, seed, batch)
+    tech, spec, inputs, weights, source = array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm,
+                                                         r_sink_ohm, inputs_path, weights_path, pattern, seed, batch)
     del backend, timeout_s, models   # cosim spice's ngspice options: nothing to do here
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")

@@ -60,6 +60,22 @@ def make_pattern(pattern: str, rows: int, cols: int, batch: int, seed: int) -> t
     return inputs, weights
 
 
+#: the driver's and the sense end's resistances (the technology's by default; 0 with --r-wire-ohm 0 gives an
+#: array without any wire or periphery resistance)
+PERIPHERY_OPTIONS = (
+    click.option("--r-driver-ohm", type=float, default=None,
+                 help="output resistance of each row driver (ohm; default: the technology's)"),
+    click.option("--r-sink-ohm", type=float, default=None,
+                 help="input resistance of each sense end (ohm; default: the technology's)"))
+
+
+def periphery_options(command):
+    """``--r-driver-ohm`` and ``--r-sink-ohm`` on a command."""
+    for option in reversed(PERIPHERY_OPTIONS):
+        command = option(command)
+    return command
+
+
 def array_options(command):
     """The options that say which array and operands to simulate (``cosim spice``; ``cosim solve`` takes
     the same, so that one command line serves both)."""
@@ -71,6 +87,7 @@ def array_options(command):
         click.option("--topology", type=click.Choice(list(TOPOLOGIES)), default=None,
                      help="array topology (default: the technology's)"),
         click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell pitch (ohm)"),
+        *PERIPHERY_OPTIONS,
         click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False), default=None,
                      help="K x R .npy of 0/1"),
         click.option("--weights", "weights_path", type=click.Path(dir_okay=False), default=None,
@@ -83,9 +100,10 @@ def array_options(command):
     return command
 
 
-def array_operands(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_path, pattern, seed, batch):
+def array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_ohm, inputs_path, weights_path,
+                   pattern, seed, batch):
     """(technology, ArraySpec, inputs K x R, weights R x C, where they came from) of ``array_options``."""
-    tech = get_technology(tech_name, r_wire_ohm=r_wire_ohm)
+    tech = get_technology(tech_name, r_wire_ohm=r_wire_ohm, r_driver_ohm=r_driver_ohm, r_sink_ohm=r_sink_ohm)
     spec = ArraySpec(tech, rows, cols, topology)
     if (inputs_path is None) != (weights_path is None):
         raise InputError("give both --inputs and --weights, or neither (then --pattern is used)")
@@ -108,13 +126,14 @@ def array_operands(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, wei
 @click.option("--models", type=click.Choice(list(MODEL_IMPLS)), default=None,
               help="device models: compiled (OSDI) or B-source (behavioural FinFET), or bsimcmg (the PDK's BSIM-CMG cards, corner $COSIM_ASAP7_CORNER); default auto ($COSIM_SPICE_MODELS)")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
-def command(tech_name, rows, cols, topology, r_wire_ohm, inputs_path, weights_path, pattern, seed, batch,
+def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_ohm, inputs_path, weights_path, pattern,
+            seed, batch,
             backend, timeout_s, models, as_json):
     """Simulate one crossbar array in ngspice; print column currents beside the ideal ones."""
     from ..spice import ideal_column_currents, run_array
 
-    tech, spec, inputs, weights, source = array_operands(tech_name, rows, cols, topology, r_wire_ohm, inputs_path,
-                                                         weights_path, pattern, seed, batch)
+    tech, spec, inputs, weights, source = array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm,
+                                                         r_sink_ohm, inputs_path, weights_path, pattern, seed, batch)
     res = run_array(spec, inputs, weights, backend=backend, timeout_s=timeout_s, models=models)
     ideal = ideal_column_currents(spec, inputs, weights)
     out = {
