@@ -1,6 +1,5 @@
 """Whole networks on crossbars: bit-identical ideal mode, surrogate and spice modes, bad input."""
 
-import shutil
 
 import pytest
 import torch
@@ -10,7 +9,6 @@ from cosim.bnn.layers import BinConv2d
 from cosim.cim import IdealArray, cim_stats, convert, reset_stats, to_cim
 from cosim.cim.synthetic import synthetic_table
 from cosim.errors import CosimError, InputError, TableError
-from cosim.paths import default_data_path, reference_models_dir
 
 
 def _tiny_net(seed=0, mid=24):
@@ -129,7 +127,6 @@ def test_bad_tables():
 
 
 @pytest.mark.ngspice
-@pytest.mark.skipif(shutil.which("ngspice") is None, reason="ngspice not installed")
 def test_spice_spot_checks(tmp_path):
     from cosim.cim.spot import run_spot_checks, summarize
     net = _tiny_net(4)
@@ -146,12 +143,7 @@ def test_spice_spot_checks(tmp_path):
 
 
 # ----------------------------------------------------------------------------- the two real networks
-def _shared_ready():
-    return (reference_models_dir() / "vgg_small.pt").is_file() and default_data_path().exists()
-
-
 @pytest.mark.shared
-@pytest.mark.skipif(not _shared_ready(), reason="shared reference weights / CIFAR-10 not found")
 @pytest.mark.parametrize("name", ["vgg-small", "resnet18"])
 def test_real_networks_bit_identical(name):
     from cosim.bnn.models import load_reference
@@ -174,7 +166,6 @@ def test_cosim_error_is_base():
 
 @pytest.mark.slow
 @pytest.mark.shared
-@pytest.mark.skipif(not _shared_ready(), reason="shared reference weights / CIFAR-10 not found")
 @pytest.mark.parametrize("name", ["vgg-small", "resnet18"])
 def test_real_networks_surrogate_end_to_end(name):
     """Both networks through the surrogate (ideal-law table: must equal the software logits)."""

@@ -9,16 +9,9 @@ import pytest
 
 from cosim.cli import main
 from cosim.cim.synthetic import synthetic_table
-from cosim.paths import default_data_path, reference_models_dir
+from cosim.paths import reference_models_dir
 
 KEYS = ("accuracy", "n", "on_cell_fraction", "mean_on_count", "array_energy_j", "seconds", "provenance", "layers")
-
-
-def _shared_ready():
-    return (reference_models_dir() / "vgg_small.pt").is_file() and default_data_path().exists()
-
-
-needs_shared = pytest.mark.skipif(not _shared_ready(), reason="shared reference weights / CIFAR-10 not found")
 
 
 def _run(args, capsys):
@@ -32,7 +25,6 @@ def _run(args, capsys):
 
 
 @pytest.mark.shared
-@needs_shared
 def test_infer_json_keys(tmp_path):
     table = synthetic_table("sram8t", 64, 64, samples=1500, ir_drop=0.0).save(tmp_path / "t.parquet")
     out = subprocess.run([sys.executable, "-m", "cosim.cli", "infer", "--model", "vgg-small", "--mode", "ideal",
@@ -52,7 +44,6 @@ def test_infer_json_keys(tmp_path):
 
 
 @pytest.mark.shared
-@needs_shared
 def test_infer_bad_table_and_checkpoint(tmp_path, capsys):
     t = synthetic_table("reram1t1r", 32, 32, samples=800).save(tmp_path / "r.parquet")
     code, io = _run(["infer", "--model", "vgg-small", "--tech", "sram8t", "--rows", "32", "--table", str(t),
@@ -84,7 +75,6 @@ def _shipped_sram8t_64():
 
 
 @pytest.mark.shared
-@needs_shared
 @pytest.mark.skipif(not _shipped_sram8t_64(), reason="no shipped sram8t 64-row table")
 def test_infer_surrogate_default_table(capsys):
     code, io = _run(["infer", "--model", "vgg-small", "--mode", "surrogate", "--tech", "sram8t", "--rows", "64",
@@ -98,7 +88,6 @@ def test_infer_surrogate_default_table(capsys):
 
 @pytest.mark.shared
 @pytest.mark.ngspice
-@needs_shared
 def test_infer_spice_mode_reports_spot_checks(tmp_path):
     table = synthetic_table("resistor", 64, 64, samples=1500, ir_drop=0.0).save(tmp_path / "r.parquet")
     out = subprocess.run([sys.executable, "-m", "cosim.cli", "infer", "--model", "vgg-small", "--mode", "spice",

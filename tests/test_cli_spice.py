@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from cosim.spice import ngspice_info
 
-pytestmark = pytest.mark.skipif(ngspice_info()["executable"] is None, reason="ngspice not installed")
+pytestmark = pytest.mark.ngspice
 
 
 def cosim(*args, env=None):

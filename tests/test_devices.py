@@ -5,20 +5,18 @@ import math
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from cosim.devices import FINFET_FIXED, VDD_V, finfet_ids_a, model_text
 from cosim.errors import InputError
 from cosim.paths import CHECKOUT_DIR
 from cosim.spice.backends import run_subprocess
-from cosim.spice.detect import ngspice_info
 
 _spec = importlib.util.spec_from_file_location("fit_finfet", CHECKOUT_DIR / "scripts" / "fit_finfet.py")
 fit_finfet = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(fit_finfet)
 
-needs_ngspice = pytest.mark.skipif(ngspice_info()["executable"] is None, reason="ngspice not installed")
+needs_ngspice = pytest.mark.ngspice
 
 
 def test_generated_library_is_reproduced_byte_for_byte():

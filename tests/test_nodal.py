@@ -6,10 +6,10 @@ import pytest
 from cosim.errors import InputError
 from cosim.netlist import ArraySpec
 from cosim.nodal import solve_linear_array
-from cosim.spice import ngspice_info, run_array
+from cosim.spice import run_array
 from cosim.technology import get_technology
 
-needs_ngspice = pytest.mark.skipif(ngspice_info()["executable"] is None, reason="ngspice not installed")
+needs_ngspice = pytest.mark.ngspice
 
 
 def test_single_cell_is_ohms_law():

@@ -14,16 +14,13 @@ import torch
 
 from cosim.bnn.evaluate import evaluate, predict
 from cosim.bnn.fold import deploy
-from cosim.bnn.models import REFERENCE_FILES, SUMMARY_KEYS, load_reference, reference_path
+from cosim.bnn.models import SUMMARY_KEYS, load_reference, reference_path
 from cosim.datasets import load_cifar10, to_tensor
-from cosim.paths import default_data_path, reference_models_dir
+from cosim.paths import reference_models_dir
 
 torch.set_num_threads(2)
 
-HAVE_SHARED = all((reference_models_dir() / f).is_file() for f in REFERENCE_FILES.values()) \
-    and default_data_path().exists()
-pytestmark = [pytest.mark.shared,
-              pytest.mark.skipif(not HAVE_SHARED, reason="reference weights or CIFAR-10 not in the shared folder")]
+pytestmark = pytest.mark.shared
 
 SUBSET = 250
 #: correct answers on the first SUBSET test images of cifar10-jpeg.tar.gz, measured on this machine's CPU

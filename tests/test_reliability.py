@@ -700,13 +700,7 @@ def test_tables_from_other_code_or_another_ngspice_are_warned_about(tmp_path, mo
     assert not any("code version" in x for x in tables.provenance_warnings(shipped))
 
 
-def _shared_ready():
-    from cosim.paths import default_data_path, reference_models_dir
-    return (reference_models_dir() / "vgg_small.pt").is_file() and default_data_path().exists()
-
-
 @pytest.mark.shared
-@pytest.mark.skipif(not _shared_ready(), reason="shared reference weights / CIFAR-10 not found")
 def test_infer_warns_about_a_table_from_other_code(tmp_path, capsys):
     import json
 

@@ -1,6 +1,5 @@
 """ngspice runners: physics sanity, backends, detection, failures."""
 
-import os
 import stat
 
 import numpy as np
@@ -12,8 +11,7 @@ from cosim.spice import cell_currents, ideal_column_currents, ngspice_info, run_
 from cosim.spice.backends import run_shared
 from cosim.technology import get_technology
 
-pytestmark = [pytest.mark.ngspice,
-              pytest.mark.skipif(ngspice_info()["executable"] is None, reason="ngspice not installed")]
+pytestmark = pytest.mark.ngspice
 
 TECHS = ["sram8t", "reram1t1r", "resistor"]
 

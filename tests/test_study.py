@@ -12,7 +12,6 @@ from torch import nn
 
 from cosim.bnn.layers import BinConv2d
 from cosim.errors import InputError, TableError
-from cosim.study import config as cfgmod
 from cosim.study import report, runner, skew
 from cosim.study.config import Cell, load_config, parse_config
 
