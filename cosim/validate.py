@@ -198,7 +198,7 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
 
     from .errors import NgspiceError
     from .executor import SchedulerLostError
-    from .provenance import code_version, record
+    from .provenance import record
     from .surrogate import Surrogate
 
     if not isinstance(table, LookupTable):
