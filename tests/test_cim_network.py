@@ -247,3 +247,50 @@ def test_worker_processes_classify_as_one(mode):
     assert s1 == s2 and s1["max_on_count"] > 0 and e2 == pytest.approx(e1, rel=1e-9)
     with pytest.raises(InputError):
         classify(two, images, labels, batch_size=10, workers=2)      # no way to build the workers' copies
+
+
+def test_worker_processes_end_with_a_killed_caller(tmp_path):
+    """kill -9 of a process classifying through a WorkerPool: its workers (children of multiprocessing's
+    fork server, which outlives the caller) end within seconds."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    psutil = pytest.importorskip("psutil")
+    script = tmp_path / "pool.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "import numpy as np, torch\n"
+        "from torch import nn\n"
+        "from cosim.bnn.layers import BinConv2d\n"
+        "from cosim.cim import to_cim\n"
+        "from cosim.cim.parallel import WorkerPool\n"
+        "if __name__ == '__main__':\n"
+        "    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), BinConv2d(8, 8, 3, 1, 1), nn.Flatten(),\n"
+        "                        nn.Linear(8 * 32 * 32, 10)).eval()\n"
+        "    kw = dict(tech='sram8t', rows=16, cols=8, mode='ideal')\n"
+        "    images = np.zeros((400, 32, 32, 3), np.uint8)\n"
+        "    with WorkerPool(net, kw, 2) as pool:\n"
+        "        while True:\n"
+        "            pool.classify(to_cim(net, **kw), images, np.zeros(400, int), 50)\n")
+    main_proc = subprocess.Popen([sys.executable, str(script)])
+    try:
+        t0 = time.monotonic()
+        helpers = []
+        while len(helpers) < 3 and time.monotonic() - t0 < 60:    # fork server and two workers at least
+            time.sleep(0.2)
+            helpers = psutil.Process(main_proc.pid).children(recursive=True)
+        assert len(helpers) >= 3
+        time.sleep(1.0)
+        helpers = psutil.Process(main_proc.pid).children(recursive=True)
+        os.kill(main_proc.pid, signal.SIGKILL)
+        main_proc.wait(10)
+        gone, alive = psutil.wait_procs(helpers, timeout=15)
+        assert not alive, [p.cmdline()[:3] for p in alive]
+    finally:
+        if main_proc.poll() is None:
+            main_proc.kill()

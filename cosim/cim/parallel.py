@@ -19,6 +19,7 @@ the statistics' sums of currents (energy) may differ in the last digits (another
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 from typing import Any, Callable
 
 import numpy as np
@@ -47,7 +48,9 @@ def _classify_batches(cim: nn.Module, images, labels, batch_size: int, device, o
     return correct
 
 
-def _init_worker(model: nn.Module, kwargs: dict) -> None:
+def _init_worker(model: nn.Module, kwargs: dict, parent_pid: int) -> None:
+    from ..orphans import watch_parent
+    watch_parent(parent_pid)          # end with the process that started the pool (not only its fork server)
     torch.set_num_threads(1)
     from .convert import to_cim
     _WORKER["cim"] = to_cim(model, **kwargs)
@@ -84,7 +87,7 @@ class WorkerPool:
         self.cpu_seconds = 0.0
         self.peak_rss_gb = 0.0
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(model, kwargs))
+                                         initargs=(model, kwargs, os.getpid()))
 
     def __enter__(self) -> "WorkerPool":
         return self
