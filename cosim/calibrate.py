@@ -258,10 +258,7 @@ def placement_patterns(family: str, rng: np.random.Generator, rows: int, cols: i
                 start = int(rng.integers(0, rows - n + 1))
                 x[v, start:start + n] = 1
     elif family == "dense":
-        px = rng.uniform(0.95, 1.0, size=(vectors, 1))
-        pw = rng.uniform(0.95, 1.0, size=(1, cols))
-        x = (rng.random((vectors, rows)) < px).astype(np.uint8)
-        w = (rng.random((rows, cols)) < pw).astype(np.uint8)
+        x, w = _density_patterns(rng, 0.95, 1.0, rows, cols, vectors)
     else:
         raise InputError(f"unknown placement family '{family}': expected one of {', '.join(PLACEMENT_FAMILIES)}")
     return x, w
@@ -280,6 +277,14 @@ def sweep_design(cfg: "SweepConfig", index: int) -> tuple[np.ndarray, np.ndarray
     return design_point(cfg.seed, index, cfg.rows, cfg.cols, cfg.vectors)
 
 
+def _density_patterns(rng: np.random.Generator, lo: float, hi: float, rows: int, cols: int, vectors: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and weights 1 with a density drawn from U(lo, hi) per input vector and per weight column."""
+    px = rng.uniform(lo, hi, size=(vectors, 1))
+    pw = rng.uniform(lo, hi, size=(1, cols))
+    return (rng.random((vectors, rows)) < px).astype(np.uint8), (rng.random((rows, cols)) < pw).astype(np.uint8)
+
+
 def random_patterns(family: str, rng: np.random.Generator, rows: int, cols: int, vectors: int
                     ) -> tuple[np.ndarray, np.ndarray]:
     """Validation patterns: ``random`` (every input and weight 1 with p = 0.5), ``skewed`` (input and
@@ -291,10 +296,7 @@ def random_patterns(family: str, rng: np.random.Generator, rows: int, cols: int,
         x = (rng.random((vectors, rows)) < 0.5).astype(np.uint8)
         w = (rng.random((rows, cols)) < 0.5).astype(np.uint8)
     elif family == "skewed":
-        px = rng.uniform(0.1, 0.9, size=(vectors, 1))
-        pw = rng.uniform(0.1, 0.9, size=(1, cols))
-        x = (rng.random((vectors, rows)) < px).astype(np.uint8)
-        w = (rng.random((rows, cols)) < pw).astype(np.uint8)
+        x, w = _density_patterns(rng, 0.1, 0.9, rows, cols, vectors)
     else:
         raise InputError(f"unknown pattern family '{family}': expected random, skewed, network or one of "
                          f"{', '.join(PLACEMENT_FAMILIES)}")

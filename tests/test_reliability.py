@@ -13,18 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cosim.cli import main
 from cosim.errors import InputError
+from test_cli_infer import _run
 
 
-def _run(args, capsys):
-    """(exit status, captured output) of ``cosim ARGS`` in process (0 when main returns)."""
-    try:
-        main(args)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    return code, capsys.readouterr()
 
 
 def _one_line_error(code, io) -> str:

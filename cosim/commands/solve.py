@@ -19,7 +19,7 @@ import click
 
 from ..errors import InputError
 from ..netlist import MODEL_IMPLS
-from .spice import array_operands, array_options
+from .spice import array_operands, array_options, echo_columns
 
 
 @click.command("solve")
@@ -81,10 +81,4 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
         return
     click.echo(f"{spec.describe()}  exact solver ({solver}, {res.threads} threads, {models} models)  "
                f"{res.seconds:.3f} s  r_wire {tech.r_wire_ohm:g} ohm")
-    for k in range(res.column_current_a.shape[0]):
-        click.echo(f"vector {k}:")
-        click.echo(f"  {'column':>6s} {'solve (uA)':>12s} {'ideal (uA)':>12s} {'ratio':>7s}")
-        for c in range(cols):
-            a, i = res.column_current_a[k, c], ideal[k, c]
-            ratio = f"{a / i:7.4f}" if i > 0 else "      -"
-            click.echo(f"  {c:6d} {a * 1e6:12.4f} {i * 1e6:12.4f} {ratio}")
+    echo_columns(res.column_current_a, ideal, "solve")

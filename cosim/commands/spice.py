@@ -119,6 +119,17 @@ def array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_
     return tech, spec, inputs, weights, source
 
 
+def echo_columns(current_a, ideal_a, label: str) -> None:
+    """Print each vector's column currents beside the ideal ones and their ratio (cosim spice, solve)."""
+    for k in range(current_a.shape[0]):
+        click.echo(f"vector {k}:")
+        click.echo(f"  {'column':>6s} {label + ' (uA)':>12s} {'ideal (uA)':>12s} {'ratio':>7s}")
+        for c in range(current_a.shape[1]):
+            a, i = current_a[k, c], ideal_a[k, c]
+            ratio = f"{a / i:7.4f}" if i > 0 else "      -"
+            click.echo(f"  {c:6d} {a * 1e6:12.4f} {i * 1e6:12.4f} {ratio}")
+
+
 @click.command("spice")
 @array_options
 @click.option("--backend", type=click.Choice(["subprocess", "shared"]), default="subprocess", show_default=True)
@@ -155,10 +166,4 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
     click.echo(f"{spec.describe()}  ngspice {res.ngspice_version} ({res.solver}, {res.backend}, "
                f"{res.device_models} models)  "
                f"{res.seconds:.2f} s  r_wire {tech.r_wire_ohm:g} ohm")
-    for k in range(res.column_current_a.shape[0]):
-        click.echo(f"vector {k}:")
-        click.echo(f"  {'column':>6s} {'spice (uA)':>12s} {'ideal (uA)':>12s} {'ratio':>7s}")
-        for c in range(cols):
-            a, i = res.column_current_a[k, c], ideal[k, c]
-            ratio = f"{a / i:7.4f}" if i > 0 else "      -"
-            click.echo(f"  {c:6d} {a * 1e6:12.4f} {i * 1e6:12.4f} {ratio}")
+    echo_columns(res.column_current_a, ideal, "spice")
