@@ -1,15 +1,22 @@
 """cosim: SPICE-backed co-simulation of compute-in-memory BNN accelerators.
 
-The package follows the data, one module per step:
+The package follows the data; each folder is one step and imports only the steps before it
+(``tests/test_layout.py`` checks this):
 
-    technology      registry of device/wire parameters, with the source of every default
-    device_models   (top-level folder) ngspice model files written by the project
-    netlist         crossbar netlist generator
-    spice           ngspice runners (PySpice shared library, ngspice -b subprocess)
-    nodal           exact nodal solve of linear arrays (independent check of SPICE)
-    tables, surrogate, adc, calibrate, validate   SPICE-calibrated lookup tables and the torch surrogate
-    data, bnn       CIFAR-10 loading, binary networks, training, evaluation
-    cim             mapping networks onto crossbars (tiling, ADC, BinSparX)
+    circuit/     technology registry, device models, netlist generator, ngspice runners (spice/),
+                 exact nodal solve of linear arrays, the exact nonlinear array solver
+    sweep/       one executor (local processes or Dask), the content-addressed point cache, sweeps of
+                 SPICE points
+    surrogate/   the surrogate's fit (calibration), lookup tables, ADC, the torch surrogate and its
+                 compiled kernel, validation against fresh SPICE
+    bnn/         CIFAR-10 loading, binary networks, training, evaluation, checkpoints
+    cim/         networks on crossbars: exact bit products, tiling, array models, ADC, BinSparX
+    study/       the BinSparX study grid, its runner, cost model and report
+    commands/    the ``cosim`` command line, one module per subcommand
+
+Beside them: ``errors`` (one-line errors), ``paths`` (where files are found), ``provenance``,
+``fileio`` (atomic writes), ``cbuild`` (compiled helpers) and ``orphans`` (no stray processes).
+``device_models/`` (top-level folder) holds the ngspice model files the project writes.
 """
 
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
-"""Small C shared libraries built on first use: the compiled device models (cosim.devices) and the
-surrogate's kernel (cosim.surrogate_kernel). One compiler lookup, one atomic build."""
+"""Small C shared libraries built on first use: the compiled device models (cosim.circuit.devices) and the
+surrogate's kernel (cosim.surrogate.kernel). One compiler lookup, one atomic build."""
 
 from __future__ import annotations
 

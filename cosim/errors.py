@@ -27,4 +27,4 @@ class StorageError(CosimError, OSError):
 
 
 class SolverError(CosimError, RuntimeError):
-    """The exact array solver (cosim.solver) did not converge for some columns; the message names them."""
+    """The exact array solver (cosim.circuit.solver) did not converge for some columns; the message names them."""

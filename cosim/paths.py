@@ -8,7 +8,7 @@ relative to the source checkout.
     COSIM_DATA            CIFAR-10 location (file or folder; default: $COSIM_SHARED/datasets/cifar10-jpeg.tar.gz)
     COSIM_MODELS          folder of reference BNN weights (default: $COSIM_SHARED/models)
     COSIM_CACHE           cache folder (default: ~/.cache/cosim)
-    COSIM_BSIMCMG_VA, COSIM_ASAP7_MODELS, COSIM_ASAP7_CORNER   the PDK's compact model (cosim.bsimcmg)
+    COSIM_BSIMCMG_VA, COSIM_ASAP7_MODELS, COSIM_ASAP7_CORNER   the PDK's compact model (cosim.circuit.bsimcmg)
 """
 
 from __future__ import annotations

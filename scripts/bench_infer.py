@@ -92,13 +92,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     from cosim.bnn.models import load_reference
     from cosim.cim import to_cim
-    from cosim.datasets import load_cifar10
+    from cosim.bnn.datasets import load_cifar10
     from cosim.errors import TableError
     from cosim.provenance import record
 
     table, synthetic = a.table, False
     if table is None:
-        from cosim.tables import default_table_path
+        from cosim.surrogate.tables import default_table_path
         try:
             table = default_table_path(a.tech, a.rows)
         except TableError:
@@ -108,7 +108,7 @@ def main(argv=None) -> int:
     load0 = [round(v, 2) for v in os.getloadavg()]
     from cosim import products
     from cosim.provenance import machine_description
-    from cosim.surrogate_kernel import cpu_signature
+    from cosim.surrogate.kernel import cpu_signature
     flags = sorted(f for f in cpu_signature().split() if f.startswith(("avx512", "amx", "avx2", "avx_vnni")))
     res = {"load_average_at_start": load0,
            "provenance": record(technology=a.tech, array_size=[a.rows, a.cols], device=a.device, threads=a.threads,
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
            "models": {}}
     if a.device.startswith("cuda"):
         res["provenance"]["gpu"] = torch.cuda.get_device_name()
-    from cosim import surrogate_kernel
+    from cosim.surrogate import kernel as surrogate_kernel
     res["provenance"]["surrogate_kernel"] = (surrogate_kernel.load() is not None if a.device == "cpu" else False)
     res["provenance"]["surrogate_kernel_error"] = surrogate_kernel.load_error
     for name in a.models.split(","):

@@ -1,4 +1,4 @@
-"""Benchmark and validation of the exact array solver (cosim.solver) side by side with ngspice on the
+"""Benchmark and validation of the exact array solver (cosim.circuit.solver) side by side with ngspice on the
 same columns.
 
     PYTHONPATH=. .venv/bin/python scripts/bench_solver.py [--rows 64 128 256] [--cols 8] [--quick]
@@ -27,11 +27,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from cosim.netlist import ArraySpec, build_netlist, resolve_models, sense_names
-from cosim.solver import cell_table, solve_array
-from cosim.spice import run_array, uses_klu
-from cosim.spice.backends import run_subprocess
-from cosim.technology import get_technology
+from cosim.circuit.netlist import ArraySpec, build_netlist, resolve_models, sense_names
+from cosim.circuit.solver import cell_table, solve_array
+from cosim.circuit.spice import run_array, uses_klu
+from cosim.circuit.spice.backends import run_subprocess
+from cosim.circuit.technology import get_technology
 
 
 def columns(rows: int, cols: int, rng) -> np.ndarray:
@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--no-tight", action="store_true", help="skip the reltol 1e-9 ngspice reference")
     ap.add_argument("--network-runs", type=int, default=4,
                     help="arrays of real operands per case: R-row slices of the reference VGG-small's binary layers on "
-                         "CIFAR-10 test images (cosim.netslices; 0: none, or when the shared data are absent)")
+                         "CIFAR-10 test images (cosim.surrogate.netslices; 0: none, or when the shared data are absent)")
     ap.add_argument("--out", default="solver_bench.json")
     a = ap.parse_args()
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -124,7 +124,7 @@ def main() -> None:
     # network patterns: real operands of a trained BNN
     if a.network_runs:
         try:
-            from cosim.netslices import load_network
+            from cosim.surrogate.netslices import load_network
             net = load_network(images=16)
         except Exception as e:  # noqa: BLE001 - the shared weights / data are optional
             net = None

@@ -28,9 +28,9 @@ sys.path.insert(0, str(ROOT))
 def one_case(tech_name: str, n: int, k: int, separate: bool, seed: int = 0) -> dict:
     import numpy as np
 
-    from cosim.netlist import ArraySpec
-    from cosim.spice import run_array
-    from cosim.technology import get_technology
+    from cosim.circuit.netlist import ArraySpec
+    from cosim.circuit.spice import run_array
+    from cosim.circuit.technology import get_technology
 
     rng = np.random.default_rng(seed)
     spec = ArraySpec(get_technology(tech_name), n, n)
@@ -49,7 +49,7 @@ def one_case(tech_name: str, n: int, k: int, separate: bool, seed: int = 0) -> d
     wall = time.perf_counter() - t0
     child_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     self_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    from cosim.spice import ngspice_info
+    from cosim.circuit.spice import ngspice_info
     info = ngspice_info()
     return {"tech": tech_name, "n": n, "k": k, "separate": separate, "seconds": wall,
             "seconds_per_vector": wall / k, "ngspice_peak_mb": child_kb / 1024, "python_peak_mb": self_kb / 1024,
@@ -68,9 +68,9 @@ def worst_case_section() -> str:
     """All cells on, one column, decoupled: actual / ideal column current vs the facts sheet."""
     import numpy as np
 
-    from cosim.netlist import ArraySpec
-    from cosim.spice import ideal_column_currents, run_array
-    from cosim.technology import get_technology
+    from cosim.circuit.netlist import ArraySpec
+    from cosim.circuit.spice import ideal_column_currents, run_array
+    from cosim.circuit.technology import get_technology
 
     lines = [WORST_MARK, "", "## Worst case: every cell on (one column, decoupled), actual / ideal current", "",
              "Driver at row 0 of the bit line, sink at row R-1 of the source line (netlists/README.md).",
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from cosim.provenance import machine_description, record
-    from cosim.spice import ngspice_info
+    from cosim.circuit.spice import ngspice_info
 
     info = ngspice_info()
     if args.worst_case_only:
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote the worst-case section of {args.out}")
         return 0
 
-    from cosim.netlist import resolve_models
+    from cosim.circuit.netlist import resolve_models
     models = resolve_models()
     prov = record(ngspice_version=info["version"], solver="klu" if info["klu"] else "sparse",
                   backend="subprocess", device_models=models, seed=0, machine=machine_description())
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             "the tables (2 cores; a load of 10 means the case got a fraction of a core), so the seconds are",
             "upper bounds of what an idle machine gives.",
             f"ngspice {info['version']} ({'KLU' if info['klu'] else 'Sparse 1.3'}), **{models} device models**"
-            + (" (C code through OSDI, cosim.devices)" if models == "compiled" else " (ngspice B-sources)")
+            + (" (C code through OSDI, cosim.circuit.devices)" if models == "compiled" else " (ngspice B-sources)")
             + ", one ngspice thread (COSIM_NGSPICE_THREADS), subprocess backend",
             "(`ngspice -b`, rawfile parsed by numpy), random inputs and weights (seed 0), default technology",
             "parameters (10 ohm wire per cell, 10 ohm driver and sink), decoupled topology. Seconds are wall",

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time the study grid's cells through cosim.executor: in this process (the default of `cosim report`),
+"""Time the study grid's cells through cosim.sweep.executor: in this process (the default of `cosim report`),
 2 local processes, and a dask LocalCluster of 2 single-threaded workers; check the results agree.
 
     .venv/bin/python scripts/bench_study_executor.py [--limit 20] [--variants software,nonideal,binsparx]
@@ -33,7 +33,7 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from cosim.executor import make_executor
+    from cosim.sweep.executor import make_executor
     from cosim.study import runner
     from cosim.study.config import parse_config
 

@@ -26,7 +26,7 @@ def _profile(sur, pw, x, w, rep: int = 40) -> dict:
     import torch
 
     from cosim.products import matmul_f32
-    from cosim.surrogate_kernel import evaluate, load
+    from cosim.surrogate.kernel import evaluate, load
 
     lib, (thr, step_a) = load(), sur._adc_rule()
     xb = x.to(pw.w_count.dtype)
@@ -76,8 +76,8 @@ def main() -> None:
     from cosim.products import bits_dtype
     from cosim.products import describe as describe_products
     from cosim.provenance import machine_description, record
-    from cosim.surrogate import Surrogate
-    from cosim.tables import default_table_path, load_table
+    from cosim.surrogate.evaluate import Surrogate
+    from cosim.surrogate.tables import default_table_path, load_table
 
     path = args.table or default_table_path("sram8t", 128)
     table = load_table(path)
@@ -109,7 +109,7 @@ def main() -> None:
                 best, cpu_s[name] = wall, (time.process_time() - c) * 1e6 / args.vectors
         return best * 1e6 / args.vectors
 
-    from cosim import surrogate_kernel
+    from cosim.surrogate import kernel as surrogate_kernel
 
     load_before = os.getloadavg()[0]
     pw = sur.prepare(w)

@@ -42,7 +42,7 @@ def build(seed: int) -> nn.Module:
 
 
 def load(args):
-    from cosim.datasets import load_cifar10, synthetic_arrays, to_tensor
+    from cosim.bnn.datasets import load_cifar10, synthetic_arrays, to_tensor
     if args.synthetic:
         xtr, ytr = synthetic_arrays(args.train_images // 10, seed=args.seed)
         xte, yte = synthetic_arrays(args.test_images // 10, seed=args.seed + 1)

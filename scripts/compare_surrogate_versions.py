@@ -3,7 +3,8 @@
 
     .venv/bin/python scripts/compare_surrogate_versions.py --ref 583cb8a [--blocks 8] [--vectors 65536]
 
-The earlier ``cosim/surrogate.py`` is read with ``git show REF:cosim/surrogate.py`` into a temporary
+The earlier surrogate module is read with ``git show REF:cosim/surrogate/evaluate.py`` (``cosim/surrogate.py``
+before the package layout by data flow) into a temporary
 folder (its package-relative imports pointed at this checkout's cosim) and both evaluate every shipped
 table with the default ADC (ideal references): reported are the largest relative difference of the
 column currents, the number of differing ADC codes, and, for those, how close the current lies to an
@@ -24,15 +25,34 @@ import tempfile
 from pathlib import Path
 
 
+#: the flat modules an earlier surrogate may import, and where they are now
+MOVED = {"adc": "surrogate.adc", "tables": "surrogate.tables", "surrogate_kernel": "surrogate.kernel",
+         "calibrate": "surrogate.fit", "technology": "circuit.technology"}
+
+
 def _old_surrogate(ref: str):
     root = Path(__file__).resolve().parent.parent
-    src = subprocess.run(["git", "show", f"{ref}:cosim/surrogate.py"], cwd=root, capture_output=True, text=True,
-                         check=True).stdout
-    src = re.sub(r"^from \.(\w+) import", r"from cosim.\1 import", src, flags=re.M)
+    # the surrogate's module: cosim/surrogate/evaluate.py since the package layout by data flow, earlier
+    # cosim/surrogate.py; its package-relative imports are made absolute for the package it was in
+    for path, package in (("cosim/surrogate/evaluate.py", "cosim.surrogate"), ("cosim/surrogate.py", "cosim")):
+        run = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=root, capture_output=True, text=True)
+        if run.returncode == 0:
+            break
+    else:
+        raise SystemExit(f"compare_surrogate_versions: {ref} holds no surrogate module ({run.stderr.strip()})")
+    src = re.sub(r"^(\s*)from \.\.(\w*)", lambda m: f"{m[1]}from cosim{'.' + m[2] if m[2] else ''}", run.stdout,
+                 flags=re.M)
+    src = re.sub(r"^(\s*)from \.(\w*)", lambda m: f"{m[1]}from {package}{'.' + m[2] if m[2] else ''}", src,
+                 flags=re.M)
+    for flat, now in MOVED.items():  # an earlier flat module's imports, at their present places
+        src = re.sub(rf"^(\s*)from cosim\.{flat} import", rf"\1from cosim.{now} import", src, flags=re.M)
+        src = re.sub(rf"^(\s*)from cosim import {flat}\b(?! as)", rf"\1from cosim.{now.rsplit('.', 1)[0]} import "
+                     rf"{now.rsplit('.', 1)[1]} as {flat}", src, flags=re.M)
     tmp = Path(tempfile.mkdtemp()) / "old_surrogate.py"
     tmp.write_text(src)
     spec = importlib.util.spec_from_file_location("old_surrogate", tmp)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules["old_surrogate"] = mod  # its dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
@@ -49,10 +69,10 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(a.threads)
-    from cosim.adc import ADC
+    from cosim.surrogate.adc import ADC
     from cosim.provenance import record
-    from cosim.surrogate import Surrogate
-    from cosim.tables import load_table
+    from cosim.surrogate.evaluate import Surrogate
+    from cosim.surrogate.tables import load_table
     from cosim.paths import resources_dir
 
     old = _old_surrogate(a.ref)

@@ -36,7 +36,7 @@ from scipy.optimize import least_squares
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cosim.devices import (  # noqa: E402
+from cosim.circuit.devices import (  # noqa: E402
     FINFET_FIXED, VDD_V, VDS_LIN_V, LIN_RATIO, finfet_ids_a, finfet_library_text, finfet_osdi_library_text,
 )
 

@@ -5,7 +5,7 @@ plots under docs/figures/.
     .venv/bin/python scripts/make_validation_report.py [--work runs/validation] [--only sram8t_64,...]
     .venv/bin/python scripts/make_validation_report.py --network-only     # only the network section
 
-For each table, ``cosim.validate.validate`` simulates fresh ``random`` and ``skewed`` arrays (seed 1,
+For each table, ``cosim.surrogate.validate.validate`` simulates fresh ``random`` and ``skewed`` arrays (seed 1,
 disjoint from calibration) and compares the surrogate, the ideal model and the count-only table
 through the same ADC. Every table is also validated on ``network`` patterns (the reference
 VGG-small on the first CIFAR-10 test images, NETWORK_CASE: a small n, runs alternating without and
@@ -123,7 +123,7 @@ def _count_bins(per: dict, rows: int) -> list[tuple[str, dict]]:
 
 def network_bullet() -> str:
     c = NETWORK_CASE
-    return (f"- `network`: real crossbar operands of the reference {c['network']} (`cosim/netslices.py`): R-row slices "
+    return (f"- `network`: real crossbar operands of the reference {c['network']} (`cosim/surrogate/netslices.py`): R-row slices "
             f"of the unrolled inputs and weight columns of its binary layers on the first {c['images']} CIFAR-10 test "
             "images (cosim.cim.mapping's im2col and tiling), SPICE runs cycling through the layers without and with "
             f"BinSparX's flips; every table, small n ({c['n']} columns, {c['vectors']} vectors x {c['cols']} "
@@ -168,8 +168,8 @@ def network_section(results: dict) -> list[str]:
 
 def _groups(table, rep: dict, samples: dict) -> list[tuple[str, dict]]:
     """Metrics of the network runs without and with BinSparX (from the per-column samples)."""
-    from cosim.adc import ADC
-    from cosim.validate import PREDICTORS, metrics
+    from cosim.surrogate.adc import ADC
+    from cosim.surrogate.validate import PREDICTORS, metrics
 
     adc = ADC(references="ideal").bind(table)
     ok = [r for r in rep["network"]["runs"] if not r["failed"]]
@@ -192,9 +192,9 @@ def _groups(table, rep: dict, samples: dict) -> list[tuple[str, dict]]:
 
 
 def run_network(names, work: Path) -> dict:
-    from cosim.netslices import load_network
-    from cosim.tables import default_table_path, load_table
-    from cosim.validate import validate
+    from cosim.surrogate.netslices import load_network
+    from cosim.surrogate.tables import default_table_path, load_table
+    from cosim.surrogate.validate import validate
 
     c = NETWORK_CASE
     src = load_network(c["network"], images=c["images"])
@@ -244,9 +244,9 @@ def main() -> int:
         return 0
 
     from cosim.provenance import code_version, record
-    from cosim.spice import ngspice_info
-    from cosim.tables import default_table_path, load_table
-    from cosim.validate import validate
+    from cosim.circuit.spice import ngspice_info
+    from cosim.surrogate.tables import default_table_path, load_table
+    from cosim.surrogate.validate import validate
 
     names = args.only.split(",") if args.only else list(CASES)
     work = Path(args.work)
@@ -286,7 +286,7 @@ def main() -> int:
          "Predictors: the **surrogate** (model moments-v3: a per-ON-count cubic polynomial in Legendre moments "
          "of the ON pattern and, for leaky cells, in the leaking-cell count and moments; for 8T-SRAM at 128 and 256 "
          "rows also the squares of eight sine moments of the IR-drop kernel, and at 256 rows every quartic "
-         "monomial; each table's form is in its section below and `cosim/calibrate.py`), the **ideal** model (k·I_on + leaking cells·I_off, no wires) and "
+         "monomial; each table's form is in its section below and `cosim/surrogate/fit.py`), the **ideal** model (k·I_on + leaking cells·I_off, no wires) and "
          "the **count-only** table (mean calibration current per ON-count).", "",
          "**ADC and code agreement.** A prediction's code is compared with the code of the SPICE current "
          "through the SAME ADC, at full resolution (one code per count 0..R). Headline numbers use "

@@ -84,7 +84,7 @@ def _train_command(meta: dict) -> str:
 
 def _predict(net, images, batch):
     import torch
-    from cosim.datasets import to_tensor
+    from cosim.bnn.datasets import to_tensor
     outs = []
     with torch.inference_mode():
         for i in range(0, len(images), batch):
@@ -183,7 +183,7 @@ def run(args) -> None:
     import torch
     from cosim.bnn.models import canonical_name
     from cosim.cim import cim_stats, to_cim
-    from cosim.datasets import load_cifar10, resolve_data_path
+    from cosim.bnn.datasets import load_cifar10, resolve_data_path
     from cosim.provenance import record
 
     torch.set_num_threads(args.threads)
@@ -238,7 +238,7 @@ def run(args) -> None:
             errs = []
             if args.error_images:
                 ideal = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="ideal", binsparx=args.binsparx)
-                from cosim.datasets import to_tensor
+                from cosim.bnn.datasets import to_tensor
                 errs = _layer_errors(ideal, cim, to_tensor(images[:args.error_images]))
             arr = cim.cim_config["array"]
             prov = arr.get("table_provenance", {})
@@ -266,8 +266,8 @@ def _find_table(tech: str, rows: int, r_wire_ohm: float | None):
     (default: the technology's own), found by its provenance as the study finds its tables."""
     from cosim.errors import TableError
     from cosim.study.runner import find_table
-    from cosim.tables import tables_dir
-    from cosim.technology import get_technology
+    from cosim.surrogate.tables import tables_dir
+    from cosim.circuit.technology import get_technology
     r = get_technology(tech).r_wire_ohm if r_wire_ohm is None else r_wire_ohm
     try:
         return find_table(tech, rows, r, [tables_dir()])

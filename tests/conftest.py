@@ -19,7 +19,7 @@ def pytest_collection_modifyitems(config, items):
     wanted = {m for item in items for m in ("ngspice", "shared") if item.get_closest_marker(m)}
     missing = {}
     if "ngspice" in wanted:
-        from cosim.spice import ngspice_info
+        from cosim.circuit.spice import ngspice_info
         if ngspice_info()["executable"] is None:
             missing["ngspice"] = "ngspice not installed"
     if "shared" in wanted and not shared_ready():

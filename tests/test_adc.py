@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from cosim.adc import ADC
+from cosim.surrogate.adc import ADC
 from cosim.errors import InputError
-from cosim.tables import LookupTable
+from cosim.surrogate.tables import LookupTable
 
 
 def test_ideal_rounding_and_clipping():

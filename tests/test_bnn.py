@@ -12,7 +12,7 @@ from cosim.bnn.fold import IntThreshold, deploy, fold_bn_sign
 from cosim.bnn.layers import BinConv2d
 from cosim.bnn.models import ResNet18, build_model, load_reference
 from cosim.bnn.train import TrainConfig, augment, make_optimizer, state_path, train, train_step
-from cosim.datasets import synthetic_arrays, to_tensor, write_synthetic
+from cosim.bnn.datasets import synthetic_arrays, to_tensor, write_synthetic
 from cosim.errors import DataError, InputError
 
 torch.set_num_threads(2)

@@ -1,4 +1,4 @@
-"""BSIM-CMG through OSDI (cosim.bsimcmg, --models bsimcmg): card conversion, the Verilog-A edits, the
+"""BSIM-CMG through OSDI (cosim.circuit.bsimcmg, --models bsimcmg): card conversion, the Verilog-A edits, the
 one-line errors, and (where the compiler and the PDK files are there) arrays of the PDK's FinFETs."""
 
 import sys
@@ -6,10 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from cosim import bsimcmg
+from cosim.circuit import bsimcmg
 from cosim.errors import InputError
-from cosim.netlist import ArraySpec, build_netlist
-from cosim.technology import get_technology
+from cosim.circuit.netlist import ArraySpec, build_netlist
+from cosim.circuit.technology import get_technology
 
 CARD = """* header
 .model nmos_rvt nmos level = 72
@@ -63,7 +63,7 @@ def test_missing_compiler_names_the_setup_flag(monkeypatch):
 
 
 def test_unknown_models_value_lists_bsimcmg():
-    from cosim.netlist import resolve_models
+    from cosim.circuit.netlist import resolve_models
     with pytest.raises(InputError, match="expected one of auto, compiled, bsource, bsimcmg"):
         resolve_models("hspice")
 
@@ -94,8 +94,8 @@ def osdi_library():
 @pytest.mark.ngspice
 @pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
 def test_arrays_of_bsimcmg_fets_near_the_behavioural_ones(osdi_library, tech):
-    from cosim.spice import run_array
-    from cosim.spice.detect import compiled_models_available
+    from cosim.circuit.spice import run_array
+    from cosim.circuit.spice.detect import compiled_models_available
     spec = ArraySpec(get_technology(tech), 16, 3)
     rng = np.random.default_rng(5)
     x, w = rng.integers(0, 2, size=(4, 16)), rng.integers(0, 2, size=(16, 3))
@@ -113,7 +113,7 @@ def test_arrays_of_bsimcmg_fets_near_the_behavioural_ones(osdi_library, tech):
 
 @pytest.mark.ngspice
 def test_corners_order_the_currents(osdi_library, monkeypatch):
-    from cosim.spice import run_array
+    from cosim.circuit.spice import run_array
     spec = ArraySpec(get_technology("sram8t"), 4, 1)
     cur = {}
     for c in ("SS", "TT", "FF"):
@@ -125,7 +125,7 @@ def test_corners_order_the_currents(osdi_library, monkeypatch):
 @pytest.mark.ngspice
 def test_cell_currents_follow_the_device_models(osdi_library, monkeypatch):
     """The cached one-cell currents (the table's I_cell) belong to the models and corner asked for."""
-    from cosim.spice import cell_currents
+    from cosim.circuit.spice import cell_currents
     tech = get_technology("sram8t")
     monkeypatch.setenv("COSIM_SPICE_MODELS", "bsource")
     beh = cell_currents(tech)["i_on_a"]

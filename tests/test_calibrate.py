@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from cosim.calibrate import (PLACEMENTS, SweepConfig, calibrate, design_point, features_np, fit_arrays,
+from cosim.surrogate.fit import (PLACEMENTS, SweepConfig, calibrate, design_point, features_np, fit_arrays,
                              place_ones, run_sweep)
 from cosim.errors import CosimError, InputError, TableError
-from cosim.tables import load_table
-from cosim.technology import get_technology
+from cosim.surrogate.tables import load_table
+from cosim.circuit.technology import get_technology
 
 pytestmark = pytest.mark.ngspice
 
@@ -89,7 +89,7 @@ def test_fit_recovers_an_exact_model():
 
 
 def test_term_sets():
-    from cosim.calibrate import default_terms
+    from cosim.surrogate.fit import default_terms
 
     o4 = [1, 2, 3, 4]
     full, compact = default_terms(o4, False), default_terms(o4, False, "compact")
@@ -112,7 +112,7 @@ def test_term_sets():
 
 
 def test_moment_orders_and_basis():
-    from cosim.calibrate import moment_basis, normalise_orders, variable_names
+    from cosim.surrogate.fit import moment_basis, normalise_orders, variable_names
 
     assert normalise_orders(["S2", 3, "1", "s1"]) == [3, 1, "s2", "s1"]
     for bad in (["x"], [0], ["s0"], [1, "1"]):
@@ -132,7 +132,7 @@ def test_moment_orders_and_basis():
 
 def test_surrogate_rejects_terms_beyond_its_variables():
     from cosim.cim.synthetic import synthetic_table
-    from cosim.surrogate import Surrogate
+    from cosim.surrogate.evaluate import Surrogate
 
     table = synthetic_table(rows=16, samples=400)
     terms = table.meta["terms"]
@@ -150,8 +150,8 @@ def test_surrogate_rejects_terms_beyond_its_variables():
 def test_model_form_is_the_shipped_tables_form():
     """MODEL_FORMS says what every shipped table was fitted with (all wire resistances); other sizes get
     the full cubic in Legendre 1-4; given parts replace the form's."""
-    from cosim.calibrate import DEFAULT_ORDERS, MODEL_FORMS, WITH_SINES, ModelForm, _knots, model_form
-    from cosim.tables import tables_dir
+    from cosim.surrogate.fit import DEFAULT_ORDERS, MODEL_FORMS, WITH_SINES, ModelForm, _knots, model_form
+    from cosim.surrogate.tables import tables_dir
 
     seen = set()
     for path in sorted(tables_dir().glob("*_decoupled*.parquet")):
@@ -170,8 +170,8 @@ def test_model_form_is_the_shipped_tables_form():
 
 
 def test_cli_calibrate_without_model_options_fits_the_shipped_form(tmp_path, monkeypatch, capsys):
-    import cosim.calibrate as cal
-    from cosim.calibrate import WITH_SINES
+    import cosim.surrogate.fit as cal
+    from cosim.surrogate.fit import WITH_SINES
     from cosim.cli import main
 
     got = []
@@ -199,7 +199,7 @@ def _sram_cfg(**kw):
 
 
 def test_placement_points_leave_the_other_points_as_they_were():
-    from cosim.calibrate import PLACEMENT_FAMILIES, sweep_design
+    from cosim.surrogate.fit import PLACEMENT_FAMILIES, sweep_design
 
     plain, mixed = _sram_cfg(), _sram_cfg(placements=True)
     assert plain.key() == {k: v for k, v in mixed.key().items() if k != "placements"} and "solver" not in plain.key()
@@ -215,7 +215,7 @@ def test_placement_points_leave_the_other_points_as_they_were():
 
 
 def test_exact_solver_calibration_is_cross_checked_by_ngspice(tmp_path):
-    from cosim.calibrate import check_points
+    from cosim.surrogate.fit import check_points
 
     exact = calibrate(_sram_cfg(solver="exact", placements=True), 6, tmp_path / "exact", progress=False, cache=False)
     chk = exact.provenance["ngspice_check"]
@@ -236,7 +236,7 @@ def test_exact_solver_calibration_is_cross_checked_by_ngspice(tmp_path):
 
 
 def test_exact_solver_calibration_fails_when_ngspice_disagrees(tmp_path, monkeypatch, capsys):
-    import cosim.solver as solver
+    import cosim.circuit.solver as solver
     from cosim.cli import main
 
     real = solver.solve_array
@@ -260,7 +260,7 @@ def test_exact_solver_calibration_fails_when_ngspice_disagrees(tmp_path, monkeyp
 
 
 def test_a_large_fit_solved_chunk_by_chunk_equals_the_dense_fit(monkeypatch):
-    import cosim.calibrate as cal
+    import cosim.surrogate.fit as cal
 
     rng = np.random.default_rng(0)
     rows = 16

@@ -147,7 +147,7 @@ def test_spice_spot_checks(tmp_path):
 @pytest.mark.parametrize("name", ["vgg-small", "resnet18"])
 def test_real_networks_bit_identical(name):
     from cosim.bnn.models import load_reference
-    from cosim.datasets import load_cifar10, to_tensor
+    from cosim.bnn.datasets import load_cifar10, to_tensor
     images, _ = load_cifar10(split="test")
     x = to_tensor(images[:2])
     net = load_reference(name)
@@ -170,7 +170,7 @@ def test_cosim_error_is_base():
 def test_real_networks_surrogate_end_to_end(name):
     """Both networks through the surrogate (ideal-law table: must equal the software logits)."""
     from cosim.bnn.models import load_reference
-    from cosim.datasets import load_cifar10, to_tensor
+    from cosim.bnn.datasets import load_cifar10, to_tensor
     images, _ = load_cifar10(split="test")
     x = to_tensor(images[:1])
     net = load_reference(name)
@@ -200,7 +200,7 @@ def test_coupled_table_reads_whole_arrays():
 
 def _shipped(tech, rows):
     from cosim.errors import TableError
-    from cosim.tables import default_table_path
+    from cosim.surrogate.tables import default_table_path
     try:
         default_table_path(tech, rows)
         return True

@@ -66,7 +66,7 @@ def test_infer_corrupt_table(tmp_path, capsys):
 
 def _shipped_sram8t_64():
     from cosim.errors import TableError
-    from cosim.tables import default_table_path
+    from cosim.surrogate.tables import default_table_path
     try:
         default_table_path("sram8t", 64)
         return True

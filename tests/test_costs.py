@@ -8,7 +8,7 @@ import pytest
 from cosim.errors import InputError
 from cosim.study import costs
 from cosim.study.costs import Component, LayerShape
-from cosim.technology import get_technology
+from cosim.circuit.technology import get_technology
 
 # Simple numbers so that every figure below can be computed by hand.
 HAND = {

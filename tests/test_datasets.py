@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from cosim import datasets
-from cosim.datasets import (CLASSES, MEAN, STD, load_cifar10, resolve_data_path, synthetic_arrays, to_tensor,
+from cosim.bnn import datasets
+from cosim.bnn.datasets import (CLASSES, MEAN, STD, load_cifar10, resolve_data_path, synthetic_arrays, to_tensor,
                             write_synthetic)
 from cosim.errors import DataError
 

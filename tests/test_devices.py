@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from cosim.devices import FINFET_FIXED, VDD_V, finfet_ids_a, model_text
+from cosim.circuit.devices import FINFET_FIXED, VDD_V, finfet_ids_a, model_text
 from cosim.errors import InputError
 from cosim.paths import CHECKOUT_DIR
-from cosim.spice.backends import run_subprocess
+from cosim.circuit.spice.backends import run_subprocess
 
 _spec = importlib.util.spec_from_file_location("fit_finfet", CHECKOUT_DIR / "scripts" / "fit_finfet.py")
 fit_finfet = importlib.util.module_from_spec(_spec)
@@ -38,8 +38,8 @@ def test_python_model_hits_the_table():
 def test_simulated_idsat_and_ioff_per_flavour(models):
     """Every flavour, NMOS and PMOS, in one ngspice run: Idsat within 5 %, Ioff within 2x of the table;
     the RVT fin's linear-region resistance is the facts sheet's ~5.9 kohm. Both implementations."""
-    from cosim.devices import compiled_library_name
-    from cosim.spice.detect import compiled_models_status
+    from cosim.circuit.devices import compiled_library_name
+    from cosim.circuit.spice.detect import compiled_models_status
     if models == "compiled":
         ok, why = compiled_models_status()
         if not ok:
@@ -88,7 +88,7 @@ def test_missing_model_folder_is_one_line_error(monkeypatch, tmp_path):
 
 def test_reram_model_matches_facts_sheet_resistances():
     """The facts sheet's LRS 20 kohm / HRS 200 kohm at 0.1 V from the sinh model and default gaps."""
-    from cosim.technology import get_technology
+    from cosim.circuit.technology import get_technology
     t = get_technology("reram1t1r")
     for gap, r_expected in ((t.reram_gap_lrs_m, 20e3), (t.reram_gap_hrs_m, 200e3)):
         i = t.reram_i0_a * math.exp(-gap / t.reram_g0_m) * math.sinh(0.1 / t.reram_v0_v)

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 
 from cosim.errors import InputError
-from cosim.executor import LocalExecutor, make_executor
-from cosim.netlist import ArraySpec
-from cosim.pointcache import PointCache
-from cosim.spice import run_array
-from cosim.sweep import SpicePoint, run_points
-from cosim.technology import get_technology
+from cosim.sweep.executor import LocalExecutor, make_executor
+from cosim.circuit.netlist import ArraySpec
+from cosim.sweep.pointcache import PointCache
+from cosim.circuit.spice import run_array
+from cosim.sweep.points import SpicePoint, run_points
+from cosim.circuit.technology import get_technology
 
 ngspice = pytest.mark.ngspice
 
@@ -87,7 +87,7 @@ def test_make_executor_choices(monkeypatch):
 
 def test_unreachable_scheduler_is_one_line_error():
     from cosim.errors import CosimError
-    from cosim.executor import DaskExecutor
+    from cosim.sweep.executor import DaskExecutor
 
     with pytest.raises(CosimError, match="cannot reach the dask scheduler"):
         DaskExecutor("tcp://127.0.0.1:9", connect_timeout_s=1)
@@ -266,8 +266,8 @@ def test_real_non_convergence_climbs_the_ladder_then_is_recorded_failed(tmp_path
 def test_every_convergence_aid_gives_the_plain_result():
     """Each rung of the ladder really changes the deck (the smaller-steps rung finds the .dc line) and
     converges to the same currents as the plain run."""
-    from cosim.netlist import build_netlist
-    from cosim.sweep import AIDS, _substep_deck, run_robust
+    from cosim.circuit.netlist import build_netlist
+    from cosim.sweep.points import AIDS, _substep_deck, run_robust
 
     spec = ArraySpec(get_technology("reram1t1r"), 4, 3, "decoupled")
     rng = np.random.default_rng(5)
@@ -288,9 +288,9 @@ def test_every_convergence_aid_gives_the_plain_result():
 def test_calibration_through_the_cluster_matches_local(cluster, tmp_path, capsys):
     """A small calibration (cosim calibrate, the CLI) through the LocalCluster gives the same table as
     local processes; the points land in the cache, so a second calibration computes nothing."""
-    from cosim.calibrate import SweepConfig, calibrate
+    from cosim.surrogate.fit import SweepConfig, calibrate
     from cosim.cli import main
-    from cosim.tables import load_table
+    from cosim.surrogate.tables import load_table
 
     cfg = SweepConfig(tech=get_technology("resistor"), rows=8, cols=4, topology="decoupled", seed=3, vectors=4)
     local = calibrate(cfg, 4, tmp_path / "local", workers=2, progress=False, cache=False)
@@ -303,7 +303,7 @@ def test_calibration_through_the_cluster_matches_local(cluster, tmp_path, capsys
         np.testing.assert_array_equal(local.arrays[k], remote.arrays[k])
     assert PointCache(tmp_path / "cache").info()["entries"] == 4
     # same sweep elsewhere: every point from the cache
-    from cosim.calibrate import run_sweep
+    from cosim.surrogate.fit import run_sweep
     run_sweep(cfg, 4, tmp_path / "again", progress=False, cache=tmp_path / "cache", scheduler=cluster)
     for i in range(4):
         a = np.load(tmp_path / "dask" / "points" / f"point_{i:05d}.npz")
@@ -323,7 +323,7 @@ def test_calibration_through_the_cluster_matches_local(cluster, tmp_path, capsys
           "--cache-dir", str(tmp_path / "cache"), "--no-progress"])
     s = load_table(tmp_path / "sine" / "table.parquet")
     assert s.meta["orders"] == [1, 2, 3, 4, "s1", "s2"] and {"ms1*ms1", "ms2*ms2"} <= set(s.meta["features"])
-    from cosim.surrogate import Surrogate
+    from cosim.surrogate.evaluate import Surrogate
     assert Surrogate.from_table(s).column_currents(np.ones((2, 8)), np.ones((8, 4))).shape == (2, 4)
 
 
@@ -335,7 +335,7 @@ def test_study_cells_through_the_cluster_match_local(cluster, tmp_path, capsys):
     import pandas as pd
 
     from cosim.cli import main
-    from cosim.datasets import write_synthetic
+    from cosim.bnn.datasets import write_synthetic
     from cosim.paths import reference_models_dir
     from cosim.study import runner
     from cosim.study.config import load_config
@@ -410,8 +410,8 @@ def test_study_cell_errors_on_workers_are_reported_not_cached(tmp_path):
 def test_validation_points_through_the_cluster_match_local(cluster, tmp_path):
     """`cosim validate`'s SPICE points are tasks of the same executor: inline, 2 local processes and the
     LocalCluster give the same report; failed runs would be listed (none here)."""
-    from cosim.calibrate import SweepConfig, calibrate
-    from cosim.validate import validate
+    from cosim.surrogate.fit import SweepConfig, calibrate
+    from cosim.surrogate.validate import validate
 
     cfg = SweepConfig(tech=get_technology("resistor"), rows=8, cols=4, topology="decoupled", seed=3, vectors=4)
     table = calibrate(cfg, 3, tmp_path / "cal", progress=False, cache=False)

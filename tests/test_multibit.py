@@ -18,7 +18,7 @@ from cosim.cim.arrays import IdealArray
 from cosim.cim.bitslice import CiMQuantConv2d, reset_plane_histograms, shift_add, sliced_weight_matrix
 from cosim.cim.layers import CrossbarMatrix
 from cosim.cim.synthetic import synthetic_table
-from cosim.datasets import synthetic_arrays, write_synthetic
+from cosim.bnn.datasets import synthetic_arrays, write_synthetic
 from cosim.errors import DataError, InputError
 
 

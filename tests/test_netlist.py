@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from cosim.errors import CosimError, InputError
-from cosim.netlist import ArraySpec, build_netlist, check_inputs, sense_names
-from cosim.technology import get_technology
+from cosim.circuit.netlist import ArraySpec, build_netlist, check_inputs, sense_names
+from cosim.circuit.technology import get_technology
 
 
 @pytest.mark.parametrize("rows,cols", [(0, 4), (4, 0), (-1, 2), (513, 2), (2.5, 2), ("8", 2), (True, 2), (10**6, 1)])

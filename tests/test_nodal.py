@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from cosim.errors import InputError
-from cosim.netlist import ArraySpec
-from cosim.nodal import solve_linear_array
-from cosim.spice import run_array
-from cosim.technology import get_technology
+from cosim.circuit.netlist import ArraySpec
+from cosim.circuit.nodal import solve_linear_array
+from cosim.circuit.spice import run_array
+from cosim.circuit.technology import get_technology
 
 needs_ngspice = pytest.mark.ngspice
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from cosim.cli import main
-from cosim.netlist import ArraySpec
-from cosim.pointcache import PointCache, point_key
-from cosim.spice import run_array
-from cosim.sweep import SpicePoint, run_points
-from cosim.technology import get_technology
+from cosim.circuit.netlist import ArraySpec
+from cosim.sweep.pointcache import PointCache, point_key
+from cosim.circuit.spice import run_array
+from cosim.sweep.points import SpicePoint, run_points
+from cosim.circuit.technology import get_technology
 
 
 def _key(**kw):
@@ -126,9 +126,9 @@ def test_cache_cli(tmp_path, capsys):
 _SWEEP = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from cosim.netlist import ArraySpec
-    from cosim.sweep import SpicePoint, run_points
-    from cosim.technology import get_technology
+    from cosim.circuit.netlist import ArraySpec
+    from cosim.sweep.points import SpicePoint, run_points
+    from cosim.circuit.technology import get_technology
 
     def points(n):
         spec = ArraySpec(get_technology("resistor"), 8, 4, "decoupled")
@@ -192,7 +192,7 @@ def test_run_points_rejects_non_points():
 def test_worker_with_other_ngspice_is_reported_and_stored_under_its_own_key(tmp_path):
     """The caller keys points by the ngspice its workers report; a worker that then runs another build
     stores its result under the key of what really ran, and the report says so."""
-    from cosim.executor import LocalExecutor
+    from cosim.sweep.executor import LocalExecutor
 
     class StaleProbe(LocalExecutor):
         def run_everywhere(self, fn):

@@ -15,7 +15,7 @@ import torch
 from cosim.bnn.evaluate import evaluate, predict
 from cosim.bnn.fold import deploy
 from cosim.bnn.models import SUMMARY_KEYS, load_reference, reference_path
-from cosim.datasets import load_cifar10, to_tensor
+from cosim.bnn.datasets import load_cifar10, to_tensor
 from cosim.paths import reference_models_dir
 
 torch.set_num_threads(2)

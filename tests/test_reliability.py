@@ -61,7 +61,7 @@ def test_validate_refuses_cols_out_of_bounds(value, tmp_path, capsys):
 
 def test_validate_function_refuses_cols_zero():
     from cosim.cim.synthetic import synthetic_table
-    from cosim.validate import validate
+    from cosim.surrogate.validate import validate
 
     table = synthetic_table("resistor", 8, 8, samples=200, ir_drop=0.0)
     with pytest.raises(InputError, match="cols must be an integer from 1 to 512, got 0"):
@@ -98,8 +98,8 @@ def _tmpfs(path: Path, size_kb: int, read_only: bool = False, fill: bool | int =
 
 
 def _resistor_cfg(seed=0):
-    from cosim.calibrate import SweepConfig
-    from cosim.technology import get_technology
+    from cosim.surrogate.fit import SweepConfig
+    from cosim.circuit.technology import get_technology
 
     return SweepConfig(tech=get_technology("resistor"), rows=8, cols=4, topology="decoupled", seed=seed, vectors=4)
 
@@ -149,9 +149,9 @@ def test_calibrate_with_an_unwritable_point_cache_stops_before_computing(fault, 
 def test_a_point_the_cache_cannot_take_is_still_kept_in_out(tmp_path, monkeypatch):
     """The cache fills up in the middle of a sweep: the point whose cache write failed is written to the
     output folder, the sweep stops there with one line, and a rerun resumes bit-identically."""
-    from cosim.calibrate import calibrate
+    from cosim.surrogate.fit import calibrate
     from cosim.errors import StorageError
-    from cosim.pointcache import PointCache
+    from cosim.sweep.pointcache import PointCache
 
     real_put = PointCache.put
     calls = []
@@ -179,7 +179,7 @@ def test_a_point_the_cache_cannot_take_is_still_kept_in_out(tmp_path, monkeypatc
 
 @pytest.mark.ngspice
 def test_calibrate_refuses_a_table_it_did_not_write_and_an_empty_sweep_record(tmp_path):
-    from cosim.calibrate import run_sweep
+    from cosim.surrogate.fit import run_sweep
 
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "table.parquet").write_bytes(b"someone else's table")
@@ -303,7 +303,7 @@ def test_validate_out_and_cache_on_a_faulty_file_system(fault, tmp_path, capsys)
 # --- device-model fallback ---------------------------------------------------------------------------
 def _compiled_models_usable() -> bool:
     try:
-        from cosim.spice.detect import compiled_models_status
+        from cosim.circuit.spice.detect import compiled_models_status
         return compiled_models_status()[0]
     except Exception:  # noqa: BLE001 - no ngspice
         return False
@@ -370,8 +370,8 @@ def _subprocess_cluster(tmp_path: Path, extra_args=(), env=None):
 def test_a_lost_scheduler_is_one_line_with_what_is_kept(tmp_path, monkeypatch, capsys):
     """kill -9 of the scheduler in the middle of a calibration: one line that says the scheduler was
     lost, how many points are kept and that a rerun resumes; no traceback from dask's client either."""
-    from cosim import calibrate as cal
-    from cosim import executor
+    from cosim.surrogate import fit as cal
+    from cosim.sweep import executor
 
     monkeypatch.setattr(executor, "CONNECT_TIMEOUT_S", 2.0)   # also the client's time to reconnect
     with _subprocess_cluster(tmp_path) as (address, sched):
@@ -467,9 +467,9 @@ def _neg(i):
 
 def test_tls_cluster_runs_with_certificates_and_refuses_without(tls_cluster, tls_files, monkeypatch):
     from cosim.errors import CosimError
-    from cosim.executor import dask_security, make_executor
+    from cosim.sweep.executor import dask_security, make_executor
 
-    monkeypatch.setattr("cosim.executor.CONNECT_TIMEOUT_S", 3.0)
+    monkeypatch.setattr("cosim.sweep.executor.CONNECT_TIMEOUT_S", 3.0)
     sec = dask_security(tls_files["ca"], tls_files["cert"], tls_files["key"])
     with make_executor(scheduler=tls_cluster, security=sec) as ex:
         assert [r.value for r in ex.map(_neg, range(4), ordered=True)] == [0, -1, -2, -3]
@@ -491,7 +491,7 @@ def test_tls_cluster_runs_with_certificates_and_refuses_without(tls_cluster, tls
 @pytest.mark.ngspice
 def test_calibrate_through_a_tls_cluster(tls_cluster, tls_files, tmp_path, monkeypatch, capsys):
     """The CLI takes the certificates as options or COSIM_TLS_* variables and gives the local table."""
-    from cosim.tables import load_table
+    from cosim.surrogate.tables import load_table
 
     monkeypatch.setenv("COSIM_TLS_CA_FILE", tls_files["ca"])
     args = ["calibrate", "--tech", "resistor", "--rows", "8", "--cols", "4", "--points", "2", "--vectors", "4",
@@ -551,7 +551,7 @@ def test_readme_tls_cluster_listens_on_the_given_interface_only(tls_files, tmp_p
         time.sleep(2)
         procs.append(subprocess.Popen(command("worker"), env=env, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL))
-        from cosim.executor import dask_security, make_executor
+        from cosim.sweep.executor import dask_security, make_executor
         with make_executor(scheduler=f"tls://127.0.0.1:{port}",
                            security=dask_security(tls_files["ca"], tls_files["cert"], tls_files["key"])) as ex:
             assert [r.value for r in ex.map(abs, [-1, -2], ordered=True)] == [1, 2]
@@ -579,7 +579,7 @@ def test_pool_workers_and_their_helpers_end_with_a_killed_cosim(tmp_path):
     script.write_text(
         "import sys, time\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
-        "from cosim.executor import LocalExecutor\n"
+        "from cosim.sweep.executor import LocalExecutor\n"
         "from cosim.orphans import scratch_dir\n"
         "def hold(i):\n"
         "    with scratch_dir('spice'):\n"
@@ -645,7 +645,7 @@ def test_an_archive_cut_before_its_test_folder_is_truncated(tmp_path):
     import io
     import tarfile
 
-    from cosim.datasets import load_cifar10, write_synthetic
+    from cosim.bnn.datasets import load_cifar10, write_synthetic
     from cosim.errors import DataError
 
     whole = write_synthetic(tmp_path / "w", archive=True)
@@ -675,9 +675,10 @@ def test_timeout_covers_probing_a_hanging_ngspice(tmp_path, monkeypatch, capsys)
 
 
 def test_tables_from_other_code_or_another_ngspice_are_warned_about(tmp_path, monkeypatch):
-    from cosim import tables
+    from cosim.surrogate import tables
+    from cosim.paths import resources_dir
     from cosim.provenance import code_version
-    from cosim.spice import detect
+    from cosim.circuit.spice import detect
 
     monkeypatch.setattr(detect, "ngspice_info", lambda: {"version": "46", "klu": True, "osdi": True,
                                                          "executable": "ngspice", "library": None})
@@ -688,7 +689,7 @@ def test_tables_from_other_code_or_another_ngspice_are_warned_about(tmp_path, mo
     assert any("made by code version 0.0.9+gabc" in x for x in w)
     assert any("ngspice 39 (sparse), this machine runs ngspice 46 (klu)" in x for x in w)
     assert len(tables.provenance_warnings(old, ngspice=False)) == 1
-    shipped = {**old, "source_path": str(tables.Path(tables.__file__).parent / "resources" / "tables" / "x.parquet")}
+    shipped = {**old, "source_path": str(resources_dir() / "tables" / "x.parquet")}
     assert not any("code version" in x for x in tables.provenance_warnings(shipped))
 
 
@@ -715,7 +716,7 @@ class _LosesItsScheduler:
     kind, workers = "dask", 1
 
     def map(self, fn, items, **kw):
-        from cosim.executor import SchedulerLostError, TaskResult
+        from cosim.sweep.executor import SchedulerLostError, TaskResult
 
         items = list(items)
         yield TaskResult(0, fn(items[0]))
@@ -726,7 +727,7 @@ class _LosesItsScheduler:
 
 
 def test_a_lost_scheduler_in_the_study_keeps_the_finished_cells(tmp_path):
-    from cosim.executor import SchedulerLostError
+    from cosim.sweep.executor import SchedulerLostError
     from cosim.study import runner
     from cosim.study.config import load_config
 
@@ -758,7 +759,7 @@ def test_a_killed_report_writers_staging_folder_is_removed(stub_study, tmp_path,
 
 def test_any_other_file_system_fault_is_one_line_with_path_and_cause(tmp_path, monkeypatch, capsys):
     """A fault no command foresaw still ends in one line naming the path and the cause."""
-    from cosim.pointcache import PointCache
+    from cosim.sweep.pointcache import PointCache
 
     def info(self):
         raise OSError(errno.EIO, os.strerror(errno.EIO), str(self.root / "ab"))
@@ -788,7 +789,7 @@ def test_calibrate_out_fills_up_during_the_sweep(tmp_path, capsys):
 def test_point_cache_fills_up_during_the_sweep(tmp_path, capsys):
     """The point cache's disk fills up: the point it could not take is still in --out, and the sweep
     stops there; a rerun with room resumes to the table of an uninterrupted run."""
-    from cosim.tables import load_table
+    from cosim.surrogate.tables import load_table
 
     args = ["calibrate", "--tech", "resistor", "--rows", "8", "--cols", "4", "--points", "16", "--vectors", "4",
             "--no-progress"]

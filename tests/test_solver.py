@@ -1,4 +1,4 @@
-"""The exact array solver (cosim.solver) and ``cosim solve``: against the nodal solve (resistor arrays)
+"""The exact array solver (cosim.circuit.solver) and ``cosim solve``: against the nodal solve (resistor arrays)
 and ngspice (nonlinear cells, both topologies), over patterns; non-convergence handling."""
 
 import json
@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cosim.errors import InputError, SolverError
-from cosim.netlist import ArraySpec, build_netlist, sense_names
-from cosim.nodal import solve_linear_array
-from cosim.solver import ideal_column_currents, solve_array
-from cosim.spice import ngspice_info
-from cosim.technology import get_technology
+from cosim.circuit.netlist import ArraySpec, build_netlist, sense_names
+from cosim.circuit.nodal import solve_linear_array
+from cosim.circuit.solver import ideal_column_currents, solve_array
+from cosim.circuit.spice import ngspice_info
+from cosim.circuit.technology import get_technology
 
 TECHS = ["sram8t", "reram1t1r", "resistor"]
 TOPOLOGIES = ["decoupled", "coupled"]
@@ -42,9 +42,9 @@ def patterns(rows: int, cols: int, rng) -> tuple[np.ndarray, np.ndarray]:
 
 def spice_currents(spec: ArraySpec, x, w, reltol: float = 1e-9) -> np.ndarray:
     """ngspice's column currents with a tighter reltol than the decks' (the reference converged further)."""
-    from cosim.netlist import resolve_models
-    from cosim.spice import uses_klu
-    from cosim.spice.backends import run_subprocess
+    from cosim.circuit.netlist import resolve_models
+    from cosim.circuit.spice import uses_klu
+    from cosim.circuit.spice.backends import run_subprocess
     deck = build_netlist(spec, x, w, klu=uses_klu("subprocess"), extra_options=f"reltol={reltol:g}",
                          models=resolve_models(None))
     data, _ = run_subprocess(deck, np.asarray(x).shape[0])
@@ -202,7 +202,7 @@ def test_cli_solve_reports_non_convergence():
 
 # ------------------------------------------------------------------------------ --mode exact
 def _shipped(tech, rows):
-    from cosim.tables import default_table_path
+    from cosim.surrogate.tables import default_table_path
     try:
         return default_table_path(tech, rows)
     except Exception:  # noqa: BLE001 - no shipped table
@@ -271,12 +271,12 @@ def test_torch_backend_reports_non_convergence_and_refuses_coupled():
 
 # ------------------------------------------------------------------------------ certified surrogate reads
 def _solver_table(rows=32, blocks=12, seed=0):
-    """A table fitted (cosim.calibrate.fit_arrays, as a calibration does) to exact-solver currents of
+    """A table fitted (cosim.surrogate.fit.fit_arrays, as a calibration does) to exact-solver currents of
     8T-SRAM columns of random densities: a table whose residuals are those of the circuit it certifies."""
-    from cosim.calibrate import DEFAULT_ORDERS, fit_arrays
+    from cosim.surrogate.fit import DEFAULT_ORDERS, fit_arrays
     from cosim.provenance import record
-    from cosim.solver import _cell_currents
-    from cosim.tables import LookupTable
+    from cosim.circuit.solver import _cell_currents
+    from cosim.surrogate.tables import LookupTable
     tech = get_technology("sram8t")
     g = np.random.default_rng(seed)
     on, act, cur = [], [], []
@@ -291,7 +291,7 @@ def _solver_table(rows=32, blocks=12, seed=0):
     arrays, meta = fit_arrays(on, act, cur, rows, i_on, list(DEFAULT_ORDERS), False)
     prov = record(technology=tech.name, technology_params=tech.as_dict(), cell=tech.cell, rows=rows, cols=16,
                   topology="decoupled", r_wire_ohm=tech.r_wire_ohm, ngspice_version="none (exact solver)",
-                  solver="cosim.solver", seed=seed, i_cell_a=i_on, i_off_a=i_off, n_samples=int(cur.size))
+                  solver="cosim.circuit.solver", seed=seed, i_cell_a=i_on, i_off_a=i_off, n_samples=int(cur.size))
     return LookupTable(arrays=arrays, meta=meta, provenance=prov)
 
 
@@ -327,7 +327,7 @@ def test_certify_refuses_a_table_without_residuals(solver_table):
     import torch
     from cosim.cim import to_cim
     from cosim.errors import TableError
-    from cosim.tables import LookupTable
+    from cosim.surrogate.tables import LookupTable
     from test_cim_network import _tiny_net
     old = LookupTable(arrays={k: v for k, v in solver_table.arrays.items() if k != "certify_residual_a"},
                       meta={k: v for k, v in solver_table.meta.items() if not k.startswith("certify")},
@@ -340,7 +340,7 @@ def test_certify_refuses_a_table_without_residuals(solver_table):
 
 
 def test_calibration_records_residuals(solver_table, tmp_path):
-    from cosim.tables import load_table
+    from cosim.surrogate.tables import load_table
     res = solver_table["certify_residual_a"]
     assert res.shape == (-(-33 // solver_table.meta["certify_band_counts"]),) and np.all(res >= 0)
     again = load_table(solver_table.save(tmp_path / "t.parquet"))
@@ -372,7 +372,7 @@ def test_exact_mode_reads_whole_coupled_arrays(rng):
 
 # ------------------------------------------------------------------------------ the tabulated 8T cell
 def test_cell_table_error_is_below_1e_7():
-    from cosim.solver import table_error
+    from cosim.circuit.solver import table_error
     tech = get_technology("sram8t")
     err = table_error(tech, points=40_000, min_cell_v=0.1)
     for state in (0, 1, 3):   # input 0 (either bit), input 1 and stored 1

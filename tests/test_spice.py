@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from cosim.errors import CosimError, InputError, NgspiceError
-from cosim.netlist import ArraySpec
-from cosim.spice import cell_currents, ideal_column_currents, ngspice_info, run_array
-from cosim.spice.backends import run_shared
-from cosim.technology import get_technology
+from cosim.circuit.netlist import ArraySpec
+from cosim.circuit.spice import cell_currents, ideal_column_currents, ngspice_info, run_array
+from cosim.circuit.spice.backends import run_shared
+from cosim.circuit.technology import get_technology
 
 pytestmark = pytest.mark.ngspice
 
@@ -199,7 +199,7 @@ def test_all_on_ratio_matches_the_facts_sheet(tech, rows, r_wire, facts):
 
 def test_without_klu_the_deck_uses_sparse(monkeypatch, rng):
     """KLU is used only when detected: a build without it gets no '.options klu' and the same answer."""
-    from cosim.spice import detect
+    from cosim.circuit.spice import detect
 
     real = detect.require_executable
 
@@ -217,7 +217,7 @@ def test_without_klu_the_deck_uses_sparse(monkeypatch, rng):
 
 
 def test_rawfile_ascii_binary_and_truncated(tmp_path):
-    from cosim.spice.rawfile import read_rawfile
+    from cosim.circuit.spice.rawfile import read_rawfile
 
     head = ("Title: * t\nPlotname: DC transfer characteristic\nFlags: real\nNo. Variables: 2\nNo. Points: 3\n"
             "Variables:\n\t0\tv(v-sweep)\tvoltage\n\t1\ti(vm0)\tcurrent\n")
@@ -234,7 +234,7 @@ def test_rawfile_ascii_binary_and_truncated(tmp_path):
         read_rawfile(tmp_path / "missing.raw")
 
 
-compiled = pytest.mark.skipif(not __import__("cosim.spice.detect", fromlist=["x"]).compiled_models_available(),
+compiled = pytest.mark.skipif(not __import__("cosim.circuit.spice.detect", fromlist=["x"]).compiled_models_available(),
                               reason="this ngspice does not run the compiled (OSDI) models")
 
 
@@ -265,8 +265,8 @@ def test_compiled_models_zero_wire_resistance_gives_ideal_currents(rng):
 
 def test_compiled_models_without_a_compiler_fall_back(monkeypatch, tmp_path):
     """No C compiler: 'auto' takes the B-source models; asking for compiled ones is a one-line error."""
-    from cosim.netlist import resolve_models
-    from cosim.spice.detect import compiled_models_status
+    from cosim.circuit.netlist import resolve_models
+    from cosim.circuit.spice.detect import compiled_models_status
     monkeypatch.setenv("COSIM_CACHE", str(tmp_path))          # nothing built there yet
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     ok, reason = compiled_models_status()

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from cosim.adc import ADC
-from cosim.calibrate import SweepConfig, calibrate, features_np
+from cosim.surrogate.adc import ADC
+from cosim.surrogate.fit import SweepConfig, calibrate, features_np
 from cosim.errors import InputError
-from cosim.surrogate import Surrogate
-from cosim.tables import default_table_path
-from cosim.technology import get_technology
+from cosim.surrogate.evaluate import Surrogate
+from cosim.surrogate.tables import default_table_path
+from cosim.circuit.technology import get_technology
 
 pytestmark = pytest.mark.ngspice
 
@@ -54,8 +54,8 @@ def test_matches_numpy_features(wire_table, rng):
 
 def test_against_fresh_spice_resistor(wire_table, rng):
     """Fresh random 32x8 resistor array: surrogate within 1 % relative RMS, beats count-only."""
-    from cosim.netlist import ArraySpec
-    from cosim.spice import run_array
+    from cosim.circuit.netlist import ArraySpec
+    from cosim.circuit.spice import run_array
 
     sur = Surrogate.from_table(wire_table)
     x, w = _bits(rng, (16, 32)), _bits(rng, (32, 8))
@@ -68,8 +68,8 @@ def test_against_fresh_spice_resistor(wire_table, rng):
 
 def test_against_fresh_spice_sram8t_shipped_table(rng):
     """The shipped 64-row 8T-SRAM table against a fresh 64x4 SPICE run: within 2 % relative RMS."""
-    from cosim.netlist import ArraySpec
-    from cosim.spice import run_array
+    from cosim.circuit.netlist import ArraySpec
+    from cosim.circuit.spice import run_array
 
     sur = Surrogate.from_table(default_table_path("sram8t", 64))
     x, w = _bits(rng, (4, 64)), _bits(rng, (64, 4))

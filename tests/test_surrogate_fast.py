@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from cosim import surrogate_kernel
-from cosim.adc import ADC
+from cosim.surrogate import kernel as surrogate_kernel
+from cosim.surrogate.adc import ADC
 from cosim.cim.arrays import SurrogateArray
 from cosim.errors import InputError
-from cosim.surrogate import Surrogate
-from cosim.tables import default_table_path, load_table
+from cosim.surrogate.evaluate import Surrogate
+from cosim.surrogate.tables import default_table_path, load_table
 
 
 LEGENDRE = {1: lambda u: u, 2: lambda u: (3 * u ** 2 - 1) / 2, 3: lambda u: (5 * u ** 3 - 3 * u) / 2,
@@ -167,7 +167,7 @@ def _with_degree4_terms(table, rng):
     leak table also one term with a leak variable), as the ``quartic`` term set makes them."""
     from itertools import combinations_with_replacement
 
-    from cosim.tables import LookupTable
+    from cosim.surrogate.tables import LookupTable
     E = len(table.meta["orders"])
     extra = [list(t) for t in combinations_with_replacement(range(E), 4)] + ([[E, 0, 1, 2]] if table.meta["leak"] else [])
     i_cell = float(table.provenance["i_cell_a"])

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from cosim.errors import TableError
-from cosim.tables import LookupTable, default_table_path, load_table, table_filename
-from cosim.technology import get_technology
+from cosim.surrogate.tables import LookupTable, default_table_path, load_table, table_filename
+from cosim.circuit.technology import get_technology
 
 
 def _table(rows=8):

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from cosim.errors import InputError
-from cosim.technology import REGISTRY, Technology, get_technology, source_of
+from cosim.circuit.technology import REGISTRY, Technology, get_technology, source_of
 
 
 def test_every_parameter_has_doc_and_source():

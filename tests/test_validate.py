@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from cosim.bnn.layers import BinConv2d
-from cosim.calibrate import SweepConfig, calibrate
+from cosim.surrogate.fit import SweepConfig, calibrate
 from cosim.cli import main
 from cosim.errors import InputError
-from cosim.technology import get_technology
-from cosim.netslices import NetworkSource
-from cosim.validate import metrics, validate
+from cosim.circuit.technology import get_technology
+from cosim.surrogate.netslices import NetworkSource
+from cosim.surrogate.validate import metrics, validate
 
 pytestmark = pytest.mark.ngspice
 
@@ -31,7 +31,7 @@ def table_path(tmp_path_factory):
 def _tiny_source(layers=None):
     """Two binary layers (72 and 54 unrolled rows: 5 and 4 tiles of 16 rows, the last ones partly unused),
     weights skewed to +1 so BinSparX flips columns; synthetic images."""
-    from cosim.datasets import synthetic_arrays
+    from cosim.bnn.datasets import synthetic_arrays
 
     torch.manual_seed(0)
     m = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), BinConv2d(8, 6),
@@ -97,7 +97,7 @@ def test_cli_json_and_errors(table_path, tmp_path, capsys):
 
 
 def test_network_patterns_are_real_layer_slices_with_and_without_binsparx():
-    from cosim.datasets import to_tensor
+    from cosim.bnn.datasets import to_tensor
     from cosim.study.skew import unfold_pm1, weight_matrix_pm1
 
     src = _tiny_source()
@@ -160,7 +160,7 @@ def test_validate_network_family_records_where_the_slices_come_from(table_path, 
 
 
 def test_a_failed_spice_run_is_reported_not_dropped(table_path, tmp_path, monkeypatch):
-    import cosim.sweep as sweep
+    import cosim.sweep.points as sweep
 
     real = sweep.run_robust
     calls = []
@@ -177,14 +177,14 @@ def test_a_failed_spice_run_is_reported_not_dropped(table_path, tmp_path, monkey
     assert rep["failed_runs"] == [{"family": "random", "run": 1, "reason": "array: did not converge with any "
                                    "convergence aid (test)"}]
     assert any("1 of 3 SPICE runs failed" in w for w in rep["warnings"])
-    from cosim.validate import summary_line
+    from cosim.surrogate.validate import summary_line
     assert "1 SPICE run(s) failed" in summary_line(rep)
 
 
 @pytest.mark.shared
 def test_cli_network_patterns_from_the_reference_vgg(table_path, tmp_path, capsys):
     """The reference VGG-small weights (shared/models) on two synthetic CIFAR-format test images."""
-    from cosim.datasets import write_synthetic
+    from cosim.bnn.datasets import write_synthetic
     from cosim.paths import reference_models_dir
 
     if not (reference_models_dir() / "vgg_small.pt").is_file():
@@ -205,7 +205,7 @@ def test_cli_network_patterns_from_the_reference_vgg(table_path, tmp_path, capsy
 
 
 def test_placement_patterns_put_the_conducting_cells_where_the_family_says():
-    from cosim.calibrate import placement_patterns
+    from cosim.surrogate.fit import placement_patterns
 
     rows, cols, vectors = 16, 6, 5
     for fam in ("far", "near"):
@@ -239,8 +239,8 @@ def test_placement_patterns_put_the_conducting_cells_where_the_family_says():
 
 
 def test_per_count_margin_marks_counts_whose_error_exceeds_the_decision_margin():
-    from cosim.adc import ADC
-    from cosim.validate import _per_count_margins
+    from cosim.surrogate.adc import ADC
+    from cosim.surrogate.validate import _per_count_margins
 
     a = ADC(references="ideal", i_cell_a=1.0, rows=4)
     k = np.array([1, 1, 2, 2, 4])
@@ -258,7 +258,7 @@ def test_per_count_margin_marks_counts_whose_error_exceeds_the_decision_margin()
 
 
 def test_validate_placement_families_report_both_references_side_by_side(table_path, capsys):
-    from cosim.validate import agreement_table
+    from cosim.surrogate.validate import agreement_table
 
     fams = ["far", "near", "alternate", "dense"]
     rep = validate(table_path, patterns=fams, n_columns=32, vectors=4, cols=8, cache=False)

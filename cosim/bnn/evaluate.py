@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..datasets import to_tensor
+from .datasets import to_tensor
 from ..errors import InputError
 
 

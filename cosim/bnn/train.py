@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..datasets import normalise
+from .datasets import normalise
 from ..errors import DataError, InputError
 from ..provenance import record
 from .checkpoint import atomic_save, save_checkpoint

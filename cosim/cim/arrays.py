@@ -6,8 +6,8 @@ Every model has the same interface (:class:`ArrayModel`):
 
 ``codes`` are the ADC codes of the columns: the estimated AND-count of each column (a float tensor of
 integers). :class:`IdealArray` returns ``x_bits @ w_bits`` exactly; :class:`SurrogateArray` wraps the
-SPICE-calibrated surrogate (cosim.surrogate, imported only when used); :class:`ExactArray` solves every
-column exactly (cosim.solver) and digitises the currents with the same ADC as the surrogate mode;
+SPICE-calibrated surrogate (cosim.surrogate.evaluate, imported only when used); :class:`ExactArray` solves every
+column exactly (cosim.circuit.solver) and digitises the currents with the same ADC as the surrogate mode;
 :class:`SpiceArray` runs ngspice on a handful of tiles and digitises the currents with the surrogate's ADC.
 
 A model may also offer ``read_with_current(x_bits, w_bits) -> (codes, sum of column currents in A)``
@@ -81,7 +81,7 @@ class IdealArray:
 
 
 class SurrogateArray:
-    """The SPICE-calibrated surrogate (cosim.surrogate.Surrogate) as an array model.
+    """The SPICE-calibrated surrogate (cosim.surrogate.evaluate.Surrogate) as an array model.
 
     Reads return the ADC codes of the surrogate's column currents; the currents' sum is kept for the
     array energy. Columns of a decoupled table are independent, so any number is read at once
@@ -153,18 +153,18 @@ class SurrogateArray:
 
 
 class ExactArray:
-    """Every column solved exactly (cosim.solver: the deck's circuit, the compiled device equations) for
+    """Every column solved exactly (cosim.circuit.solver: the deck's circuit, the compiled device equations) for
     the table's technology, wire resistances and topology, digitised by the same ADC as the surrogate
     mode (``adc``: ideal or SPICE-calibrated references, bound to the table). Currents are computed in
     float64 on the CPU (the solver's C kernel) and returned on the operands' device. A column that does
     not converge is an error (cosim.errors.SolverError), never a code."""
 
     exact = False
-    #: vectors per solver call (the solver's limit is cosim.netlist.MAX_VECTORS)
+    #: vectors per solver call (the solver's limit is cosim.circuit.netlist.MAX_VECTORS)
     chunk_vectors = 4096
 
     def __init__(self, tech, rows: int, cols: int, topology: str, adc, threads: int | None = None) -> None:
-        from ..netlist import MAX_SIZE
+        from ..circuit.netlist import MAX_SIZE
         self.tech, self.topology, self.adc = tech, topology, adc
         self.rows = int(rows)
         self.array_cols = int(cols)
@@ -178,8 +178,8 @@ class ExactArray:
 
     def column_currents(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
         """(N, C) column currents (A, float64) of the operands."""
-        from ..netlist import ArraySpec
-        from ..solver import solve_array
+        from ..circuit.netlist import ArraySpec
+        from ..circuit.solver import solve_array
         check_operands(x_bits, w_bits, self.rows)
         if self.cols is not None and w_bits.shape[1] != self.cols:
             raise InputError(f"a coupled array reads whole arrays of {self.cols} columns, got {w_bits.shape[1]}")
@@ -216,10 +216,10 @@ class ExactArray:
 
 class CertifiedArray(SurrogateArray):
     """Certified surrogate reads: the surrogate's column currents, except that every column whose current
-    lies within a margin of an ADC decision level is re-solved exactly (cosim.solver) before it is
+    lies within a margin of an ADC decision level is re-solved exactly (cosim.circuit.solver) before it is
     digitised, so its code is the exact one. The margin of a column with ON-count k is the table's
     safety factor times the largest calibration residual recorded in its ON-count band and the two
-    beside it (cosim.calibrate.fit_arrays); a table without them is refused. Decoupled tables only
+    beside it (cosim.surrogate.fit.fit_arrays); a table without them is refused. Decoupled tables only
     (columns are re-solved one by one). ``resolved`` / ``columns_read`` count the re-solved columns."""
 
     def __init__(self, surrogate, tech, max_prepared_bytes: int = 1 << 30) -> None:
@@ -246,8 +246,8 @@ class CertifiedArray(SurrogateArray):
         self.columns_read = 0
 
     def read_with_current(self, x_bits: torch.Tensor, w_bits: torch.Tensor):
-        from ..netlist import ArraySpec
-        from ..solver import solve_columns
+        from ..circuit.netlist import ArraySpec
+        from ..circuit.solver import solve_columns
         check_operands(x_bits, w_bits, self.rows)
         cur = self.surrogate.column_currents(x_bits, self.prepared(w_bits)).to("cpu", torch.float64)
         k = (x_bits.to("cpu", torch.float32) @ w_bits.to("cpu", torch.float32)).round().long()
@@ -287,7 +287,7 @@ def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_b
     default table of the technology and size. Ideal mode uses the table (when one is at hand) only for
     the unit cell currents of the ideal array energy. ``certify`` (surrogate mode): certified reads
     (CertifiedArray)."""
-    from ..technology import get_technology
+    from ..circuit.technology import get_technology
 
     tech_obj = get_technology(tech) if isinstance(tech, str) else tech
     if rows < 1 or cols < 1:
@@ -300,7 +300,7 @@ def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_b
         arr.i_off_a = float(lut.provenance.get("i_off_a", 0.0))
         arr.table_provenance = {k: v for k, v in lut.provenance.items() if k != "technology_params"}
         return arr, tech_obj
-    from ..adc import ADC
+    from ..surrogate.adc import ADC
 
     adc = ADC(bits=adc_bits, references=adc_reference, lsb_counts=adc_lsb_counts)
     if mode == "exact":
@@ -308,7 +308,7 @@ def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_b
                          adc.bind(lut))
         arr.table_provenance = {k: v for k, v in lut.provenance.items() if k != "technology_params"}
         return arr, lut.technology()
-    from ..surrogate import Surrogate
+    from ..surrogate.evaluate import Surrogate
 
     sur = Surrogate(lut, device=device, adc=adc)
     if certify:
@@ -318,7 +318,7 @@ def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_b
 
 def _load_table(table, tech_obj, rows: int, cols: int, topology: str | None, required: bool):
     from ..errors import TableError
-    from ..tables import LookupTable, default_table_path, load_table
+    from ..surrogate.tables import LookupTable, default_table_path, load_table
 
     topo = topology or tech_obj.topology
     if table is None:

@@ -7,9 +7,9 @@
 
 :func:`convert` is the low-level form: any :class:`~cosim.cim.arrays.ArrayModel`. :func:`to_cim` builds
 the array model for a mode: ``ideal`` (exact AND-counts), ``surrogate`` (the SPICE-calibrated tables of
-cosim.surrogate, with an ADC of ``adc_bits`` and ``adc_reference`` "ideal" or "calibrated") or
+cosim.surrogate.evaluate, with an ADC of ``adc_bits`` and ``adc_reference`` "ideal" or "calibrated") or
 ``spice`` (the surrogate for the network, plus SPICE reads of a few tiles compared with it) or
-``exact`` (every column solved exactly by cosim.solver for the table's technology, read by the same ADC
+``exact`` (every column solved exactly by cosim.circuit.solver for the table's technology, read by the same ADC
 as the surrogate mode).
 The input model is not modified (the CiM form is a deep copy).
 """
@@ -114,7 +114,7 @@ def to_cim(model: nn.Module, *, tech: str = "sram8t", rows: int = 64, cols: int 
     ``certify`` (surrogate mode): certified reads, columns near an ADC decision level re-solved exactly
     (cosim.cim.arrays.CertifiedArray; needs a table with recorded residuals).
     """
-    from ..netlist import MAX_SIZE
+    from ..circuit.netlist import MAX_SIZE
     from .arrays import build_array
     for name, v in (("rows", rows), ("cols", cols)):
         # checked before anything is allocated: a crossbar of a million columns would exhaust memory

@@ -4,7 +4,7 @@ Each array read drives its column currents for one read time at the read voltage
 
     E_array = sum over reads and columns of I_column x v_read_v x t_read_s
 
-with ``v_read_v`` and ``t_read_s`` from the technology (cosim.technology) and the column currents from
+with ``v_read_v`` and ``t_read_s`` from the technology (cosim.circuit.technology) and the column currents from
 the array model: the surrogate's non-ideal currents (calibrated on SPICE), or, in ideal mode, ON cells x
 i_cell_a plus leaking (input 1, weight 0) cells x i_off_a with the unit currents of the lookup table.
 Peripheral energy (ADCs, drivers, digital accumulation) is not included: that is the study's cost model.

@@ -38,7 +38,7 @@ _WORKER: dict[str, Any] = {}
 
 def _classify_batches(cim: nn.Module, images, labels, batch_size: int, device, on_batch: Callable[[int], None] | None
                       ) -> int:
-    from ..datasets import to_tensor
+    from ..bnn.datasets import to_tensor
     correct = 0
     with torch.inference_mode():
         for i in range(0, len(labels), batch_size):

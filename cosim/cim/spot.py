@@ -3,7 +3,7 @@
 The network itself runs on the surrogate (SPICE on every tile of a network would take days); a few
 tiles of real layers are picked at random (seeded; spread over the layers), the input vectors that reach them in the first
 batch are recorded (``vectors`` of them, spread evenly over the batch), and after the run each tile is
-simulated in ngspice (cosim.spice.run_array, the table's technology and topology, the full R x C
+simulated in ngspice (cosim.circuit.spice.run_array, the table's technology and topology, the full R x C
 array with unused rows and columns off) and digitised with the surrogate's own ADC. The report
 compares, per tile: SPICE codes against the surrogate's codes and against the ideal AND-counts, and
 the surrogate's currents against SPICE's.
@@ -53,8 +53,8 @@ def select_spot_tiles(model: nn.Module, n_tiles: int, vectors: int = 8, seed: in
 
 def run_spot_checks(model: nn.Module, surrogate, backend: str = "subprocess") -> list[dict[str, Any]]:
     """Simulate the recorded tiles in ngspice and compare with the surrogate (see module docstring)."""
-    from ..netlist import ArraySpec
-    from ..spice import run_array
+    from ..circuit.netlist import ArraySpec
+    from ..circuit.spice import run_array
     from .convert import cim_layers
 
     spec = ArraySpec(surrogate.tech, surrogate.rows, surrogate.cols, surrogate.topology)

@@ -1,7 +1,7 @@
 """A synthetic lookup table, fitted without SPICE: for tests and timing only, never for results.
 
 The samples follow a simple IR-drop-like law (each ON cell's current falls with the column's load and
-with its distance from the sense end) and go through the real fit (cosim.calibrate.fit_arrays), so
+with its distance from the sense end) and go through the real fit (cosim.surrogate.fit.fit_arrays), so
 the table has the format, model and provenance keys of a calibrated one. Its provenance says
 ``synthetic: true`` and names the law; a study must use tables made by ``cosim calibrate``.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..technology import get_technology
+from ..circuit.technology import get_technology
 
 LAW = "I = i_cell * sum_on (1 - ir_drop k/R) (1 - 0.4 ir_drop (R-1-j)/R) + i_off * leak cells"
 
@@ -19,9 +19,9 @@ LAW = "I = i_cell * sum_on (1 - ir_drop k/R) (1 - 0.4 ir_drop (R-1-j)/R) + i_off
 def synthetic_table(tech: str = "sram8t", rows: int = 64, cols: int = 64, samples: int = 3000, seed: int = 0,
                     i_cell_a: float = 20e-6, i_off_a: float = 0.0, topology: str = "decoupled", ir_drop: float = 0.25):
     """A LookupTable fitted to samples of the synthetic law; ``ir_drop`` 0 gives an ideal linear array."""
-    from ..calibrate import DEFAULT_ORDERS, LEAK_RATIO_MIN, fit_arrays
+    from ..surrogate.fit import DEFAULT_ORDERS, LEAK_RATIO_MIN, fit_arrays
     from ..provenance import record
-    from ..tables import LookupTable
+    from ..surrogate.tables import LookupTable
 
     t = get_technology(tech)
     rng = np.random.default_rng(seed)

@@ -28,7 +28,7 @@ def _size(n: int) -> str:
 
 
 def _cache(cache_dir):
-    from ..pointcache import PointCache
+    from ..sweep.pointcache import PointCache
     return PointCache(cache_dir)
 
 

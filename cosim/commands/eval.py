@@ -28,7 +28,7 @@ def command(model_name, checkpoint, data, split, limit, batch_size, device, as_j
     from ..bnn.checkpoint import load_checkpoint, load_default
     from ..bnn.evaluate import evaluate
     from ..bnn.train import pick_device
-    from ..datasets import load_cifar10, resolve_data_path
+    from ..bnn.datasets import load_cifar10, resolve_data_path
     from ..errors import InputError
     from ..provenance import record
 

@@ -11,8 +11,8 @@ import json
 import click
 
 from ..bnn.models import MODEL_NAMES
-from ..netlist import MAX_SIZE
-from ..technology import REGISTRY
+from ..circuit.netlist import MAX_SIZE
+from ..circuit.technology import REGISTRY
 
 
 @click.command("infer")
@@ -70,7 +70,7 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
     from ..bnn.models import load_reference, reference_path
     from ..cim import cim_stats, to_cim
     from ..cim.parallel import classify
-    from ..datasets import load_cifar10, resolve_data_path
+    from ..bnn.datasets import load_cifar10, resolve_data_path
     from ..errors import InputError
     from ..provenance import machine_description, record
 
@@ -100,7 +100,7 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
               adc_reference=adc_reference, adc_lsb_counts=adc_lsb, max_active_rows=max_active_rows, topology=topology,
               device=device, certify=certify, spice_tiles=spice_tiles, spice_vectors=spice_vectors, seed=seed)
     cim = to_cim(net, **kw)
-    from ..tables import provenance_warnings
+    from ..surrogate.tables import provenance_warnings
     described = cim.cim_config.get("array")
     arr_prov = ((described.get("table_provenance") if isinstance(described, dict) else None)
                 or getattr(cim.cim_array, "table_provenance", None) or {})
@@ -146,7 +146,7 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
         out["spice_seconds"] = round(time.perf_counter() - t_spice, 3)  # the spot checks, beside "seconds"
         fallback = next((c["device_models_fallback"] for c in checks if c.get("device_models_fallback")), None)
         if fallback:
-            from ..netlist import fallback_warning
+            from ..circuit.netlist import fallback_warning
             warnings.append(fallback_warning(fallback))
             click.echo(f"warning: {warnings[-1]}", err=True)
     out["provenance"] = record(

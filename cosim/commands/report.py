@@ -52,7 +52,7 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
     """Run the BinSparX study grid (cached per cell, resumable) and write REPORT.md (default: docs/, or
     cosim-report/ with --quick)."""
     from ..errors import InputError, StorageError
-    from ..executor import make_executor
+    from ..sweep.executor import make_executor
     from ..study.config import load_config, parse_config
     from ..study.report import StudyResults, accuracy_summary, read_cached_cells, write_report
     from ..study.runner import StudyContext, run_cells, skew_for

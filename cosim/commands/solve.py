@@ -1,4 +1,4 @@
-"""``cosim solve``: one crossbar array by the exact solver (cosim.solver); the options and JSON keys of
+"""``cosim solve``: one crossbar array by the exact solver (cosim.circuit.solver); the options and JSON keys of
 ``cosim spice``, so the two can be compared column for column.
 
     cosim solve --tech sram8t --rows 64 --cols 4 --pattern random --seed 0 --batch 2 [--json]
@@ -18,7 +18,7 @@ import json
 import click
 
 from ..errors import InputError
-from ..netlist import MODEL_IMPLS
+from ..circuit.netlist import MODEL_IMPLS
 from .spice import array_operands, array_options, echo_columns
 
 
@@ -44,7 +44,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
             backend, timeout_s, models, threads, max_iter, cells, device, as_json):
     """Solve one crossbar array exactly (no ngspice); print column currents beside the ideal ones."""
     from ..provenance import record
-    from ..solver import ideal_column_currents, solve_array
+    from ..circuit.solver import ideal_column_currents, solve_array
 
     tech, spec, inputs, weights, source = array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm,
                                                          r_sink_ohm, inputs_path, weights_path, pattern, seed, batch)
@@ -67,13 +67,13 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
         "v_read_v": tech.v_read_v,
         "column_current_a": res.column_current_a.tolist(),
         "ideal_column_current_a": ideal.tolist(),
-        "ngspice_version": None, "solver": solver, "backend": "cosim.solver", "device_models": models,
+        "ngspice_version": None, "solver": solver, "backend": "cosim.circuit.solver", "device_models": models,
         # the solver always evaluates the compiled device equations: never a fallback to other models
         "device_models_fallback": None,
         "seconds": res.seconds, "netlist_sha256": None, "retried": False,
         "iterations": res.iterations.tolist(), "threads": res.threads,
         "provenance": record(technology=tech.name, cell=tech.cell, rows=rows, cols=cols, topology=spec.topology,
-                             r_wire_ohm=tech.r_wire_ohm, solver=solver, backend="cosim.solver",
+                             r_wire_ohm=tech.r_wire_ohm, solver=solver, backend="cosim.circuit.solver",
                              device_models=models, **source),
     }
     if as_json:

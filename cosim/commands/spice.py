@@ -17,8 +17,8 @@ import click
 import numpy as np
 
 from ..errors import InputError
-from ..netlist import ArraySpec, MAX_SIZE, MODEL_IMPLS, fallback_warning
-from ..technology import CELLS, TOPOLOGIES, get_technology
+from ..circuit.netlist import ArraySpec, MAX_SIZE, MODEL_IMPLS, fallback_warning
+from ..circuit.technology import CELLS, TOPOLOGIES, get_technology
 
 PATTERNS = ("random", "all-on")
 
@@ -141,7 +141,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
             seed, batch,
             backend, timeout_s, models, as_json):
     """Simulate one crossbar array in ngspice; print column currents beside the ideal ones."""
-    from ..spice import ideal_column_currents, run_array
+    from ..circuit.spice import ideal_column_currents, run_array
 
     tech, spec, inputs, weights, source = array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm,
                                                          r_sink_ohm, inputs_path, weights_path, pattern, seed, batch)

@@ -51,8 +51,8 @@ def tls_options(f):
 
 
 def security(tls_ca_file: str | None, tls_cert: str | None, tls_key: str | None):
-    """The dask ``Security`` of the TLS options, or None when none is given (``cosim.executor.dask_security``)."""
-    from ..executor import dask_security
+    """The dask ``Security`` of the TLS options, or None when none is given (``cosim.sweep.executor.dask_security``)."""
+    from ..sweep.executor import dask_security
     return dask_security(tls_ca_file, tls_cert, tls_key)
 
 

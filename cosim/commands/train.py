@@ -51,7 +51,7 @@ def command(model_name, data, epochs, out, batch_size, lr, weight_decay, seed, d
             eval_every, augment, resume_mode, progress, as_json, bits, init, threads, amp):
     """Train a binary network on CIFAR-10; resumable from its last checkpoint."""
     from ..bnn.train import TrainConfig, state_path, train
-    from ..datasets import load_cifar10, resolve_data_path
+    from ..bnn.datasets import load_cifar10, resolve_data_path
 
     if threads is not None:
         import torch

@@ -7,7 +7,7 @@ import math
 
 import click
 
-from ..netlist import MAX_SIZE
+from ..circuit.netlist import MAX_SIZE
 from .sweep_options import check_sweep_options, point_cache, security, sweep_options
 
 
@@ -23,7 +23,7 @@ def _clean(o):
 
 @click.command(name="validate")
 @click.option("--table", "table_path", required=True, type=click.Path(dir_okay=False), help="lookup table (.parquet)")
-@click.option("--patterns", default="random,skewed", show_default=True, help="comma list of random, skewed, network, far, near, alternate, dense (cosim.validate)")
+@click.option("--patterns", default="random,skewed", show_default=True, help="comma list of random, skewed, network, far, near, alternate, dense (cosim.surrogate.validate)")
 @click.option("--n", "n_columns", type=int, default=512, show_default=True, help="fresh SPICE columns per pattern family")
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per SPICE run")
 @click.option("--cols", type=click.IntRange(1, MAX_SIZE), default=None,
@@ -46,10 +46,10 @@ def command(table_path, patterns, n_columns, vectors, cols, seed, network, check
             adc_references, adc_bits, out_dir, workers, scheduler, cache_dir, no_cache, point_timeout_s,
             tls_ca_file, tls_cert, tls_key, as_json):
     """Simulate fresh points never used in calibration and compare surrogate, ideal and count-only codes."""
-    from ..adc import ADC
+    from ..surrogate.adc import ADC
     from ..errors import InputError
-    from ..executor import make_executor
-    from ..validate import FAMILIES, agreement_table, summary_line, validate
+    from ..sweep.executor import make_executor
+    from ..surrogate.validate import FAMILIES, agreement_table, summary_line, validate
 
     fams = [p.strip() for p in patterns.split(",") if p.strip()]
     bad = [p for p in fams if p not in FAMILIES]
@@ -62,7 +62,7 @@ def command(table_path, patterns, n_columns, vectors, cols, seed, network, check
                          "add network to --patterns")
     source = None
     if "network" in fams:
-        from ..netslices import DEFAULT_IMAGES, load_network
+        from ..surrogate.netslices import DEFAULT_IMAGES, load_network
         source = load_network(network, checkpoint=checkpoint, images=DEFAULT_IMAGES if images is None else images,
                               data=data, layers=layers.split(",") if layers else None)
     adc = ADC(bits=adc_bits, references=adc_references)

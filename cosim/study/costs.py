@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..technology import Technology, source_of
+from ..circuit.technology import Technology, source_of
 from .config import full_adc_bits as adc_bits_for
 
 # ------------------------------------------------------------------------------------------- sources

@@ -158,7 +158,7 @@ def costs_frame(res: StudyResults, df):
     periphery the cost model covers (the +1 and mirrored fixed encodings, and BinSparX)."""
     import pandas as pd
 
-    from ..technology import get_technology
+    from ..circuit.technology import get_technology
 
     out = []
     for (net, r), sk in sorted(res.skew.items()):
@@ -196,7 +196,7 @@ def latency_frame(res: StudyResults):
     """Cycles per layer, +1 encoding vs BinSparX (whose input popcount precedes every read)."""
     import pandas as pd
 
-    from ..technology import get_technology
+    from ..circuit.technology import get_technology
 
     out = []
     for (net, r), sk in sorted(res.skew.items()):

@@ -40,8 +40,8 @@ from .config import Cell, StudyConfig
 
 CACHE_FORMAT = 1
 #: modules whose source determines a cell's result (hashed into its key), relative to the package
-KEY_SOURCES = ("cim", "surrogate.py", "adc.py", "tables.py", "technology.py", "bnn/layers.py", "bnn/models.py",
-               "bnn/evaluate.py", "study/runner.py")
+KEY_SOURCES = ("cim", "surrogate/evaluate.py", "surrogate/kernel.py", "surrogate/adc.py", "surrogate/tables.py",
+               "circuit/technology.py", "bnn/layers.py", "bnn/models.py", "bnn/evaluate.py", "study/runner.py")
 SKEW_SOURCES = ("bnn/layers.py", "bnn/models.py", "study/skew.py")
 
 
@@ -136,7 +136,7 @@ class StudyContext:
     def data(self) -> tuple[np.ndarray, np.ndarray, str, str]:
         """(images, labels, data sha of the first ``limit``, source) of the test split."""
         if self._data is None:
-            from ..datasets import load_cifar10, resolve_data_path
+            from ..bnn.datasets import load_cifar10, resolve_data_path
             src = resolve_data_path(self.config.data or None)
             images, labels = load_cifar10(src, split="test")
             n = min(self.config.limit, len(labels))
@@ -166,10 +166,10 @@ class StudyContext:
 def find_table(tech_name: str, rows: int, r_wire_ohm: float, dirs: Iterable[Path]) -> tuple[Any, str, str]:
     """The first table in ``dirs`` calibrated for this technology with this wire resistance and rows.
 
-    (Adapter: cosim.tables names its shipped defaults by technology and rows only; tables for other wire
+    (Adapter: cosim.surrogate.tables names its shipped defaults by technology and rows only; tables for other wire
     resistances are recognised by their provenance, through ``LookupTable.check``.)"""
-    from ..tables import load_table
-    from ..technology import get_technology
+    from ..surrogate.tables import load_table
+    from ..circuit.technology import get_technology
 
     tech = get_technology(tech_name, r_wire_ohm=float(r_wire_ohm))
     seen = []
@@ -317,7 +317,7 @@ def _compute_quiet(cell: Cell, ctx: StudyContext) -> dict:
 
 
 class CellTask:
-    """One grid cell as a task of ``cosim.executor`` (picklable: a Dask or process worker runs it).
+    """One grid cell as a task of ``cosim.sweep.executor`` (picklable: a Dask or process worker runs it).
 
     The item is ``(cell, payload)``, the payload as keyed by the caller. The worker recomputes it from
     its own weights, test images, tables and code and refuses to compute a cell whose inputs differ
@@ -348,14 +348,14 @@ class CellTask:
 def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = None,
               progress: bool = True, payload: Callable[[Cell, StudyContext], dict] | None = None,
               executor: Any = None, timeout_s: float | None = None, retries: int | None = None) -> list[CellResult]:
-    """Run ``cells`` (cached ones are read back, not recomputed) as tasks of ``executor`` (``cosim.executor``;
+    """Run ``cells`` (cached ones are read back, not recomputed) as tasks of ``executor`` (``cosim.sweep.executor``;
     default: one after the other in this process). Keys are computed and results cached here, as they
     arrive, so workers need no shared cache. A cell whose inputs are missing (a CosimError while keying or
     computing it) or whose task failed (a worker lost ``retries`` times, or no result within
     ``timeout_s``) is reported as not run, with the reason, and not cached; an interrupt stops the run
     with every finished cell already on disk. ``compute`` and ``payload`` must be picklable (module-level
     functions) for an executor with worker processes."""
-    from ..executor import DEFAULT_RETRIES, SchedulerLostError, make_executor
+    from ..sweep.executor import DEFAULT_RETRIES, SchedulerLostError, make_executor
 
     store = CellStore(ctx.cache_root)
     task = CellTask(ctx.config, compute, payload)
@@ -431,7 +431,7 @@ def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = 
 
 def skew_for(network: str, rows: int, ctx: StudyContext, progress: bool = False) -> dict:
     """Skew statistics and ON-count histograms of ``network`` with ``rows``-row tiles (cached)."""
-    from ..datasets import to_tensor
+    from ..bnn.datasets import to_tensor
     from . import skew
 
     store = CellStore(ctx.cache_root)

@@ -1,11 +1,11 @@
 """Exact nodal solve of linear (``resistor``) crossbar arrays with scipy.sparse: an independent check
 of the netlist generator and the ngspice runners.
 
-The circuit is the one ``cosim.netlist`` describes (see its docstring and ``netlists/README.md``), built
+The circuit is the one ``cosim.circuit.netlist`` describes (see its docstring and ``netlists/README.md``), built
 here again from the geometry, not from the deck: conductances between nodes, fixed potentials at the
 drivers, a separate 0 V terminal per sense point, zero resistances merged into one node. Each input
 vector is one sparse linear solve (SuperLU). Returns the same (K, C) column currents as
-``cosim.spice.run_array`` for cell == "resistor".
+``cosim.circuit.spice.run_array`` for cell == "resistor".
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from .errors import InputError
+from ..errors import InputError
 from .netlist import ArraySpec, check_inputs
 
 

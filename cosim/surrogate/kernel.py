@@ -1,4 +1,4 @@
-"""A fused CPU kernel for the surrogate's per-column evaluation (cosim.surrogate), with a torch fallback.
+"""A fused CPU kernel for the surrogate's per-column evaluation (cosim.surrogate.evaluate), with a torch fallback.
 
 After the matrix products (the ON-count k and the E moments of every column), everything left is
 element-wise: form the variables (moments, leaking cells), gather the count's coefficient of every term,
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import torch
 
-from .cbuild import build_shared
-from .paths import cache_dir
+from ..cbuild import build_shared
+from ..paths import cache_dir
 
 ENV = "COSIM_SURROGATE_KERNEL"
 
@@ -173,7 +173,7 @@ static double rows(const job_t *j) {
             for (int64_t c = 0; c < nb; ++c) { ia[c] *= i_cell; rowsum += ia[c]; }
             if (cur) for (int64_t c = 0; c < nb; ++c) cur[c0 + c] = ia[c];
             if (code && step > 0.0f) {
-                /* evenly spaced levels: the nearest level by rounding, as cosim.adc.ADC.digitize does
+                /* evenly spaced levels: the nearest level by rounding, as cosim.surrogate.adc.ADC.digitize does
                    (float32: i / step, minus 1/2, ceil, clip, times the AND-counts per code) */
                 for (int64_t c = 0; c < nb; ++c) {
                     float q = ceilf(ia[c] / step - 0.5f);

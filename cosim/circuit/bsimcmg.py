@@ -35,8 +35,8 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import InputError, NgspiceError
-from .paths import cache_dir, shared_dir
+from ..errors import InputError, NgspiceError
+from ..paths import cache_dir, shared_dir
 
 CORNERS = ("TT", "SS", "FF")
 FLAVOURS = ("sram", "rvt", "lvt", "slvt")
@@ -127,7 +127,7 @@ def card_text(flavours=FLAVOURS, polarities=("n",), corner_name: str | None = No
 
 def cells_text(flavours=FLAVOURS) -> str:
     """sram8t_read_<flavour> and reram1t1r_<flavour> built from BSIM-CMG FETs (pins as cells.lib)."""
-    lines = ["* Cells from BSIM-CMG FinFETs (cosim.bsimcmg); pins and parameters as device_models/cells.lib."]
+    lines = ["* Cells from BSIM-CMG FinFETs (cosim.circuit.bsimcmg); pins and parameters as device_models/cells.lib."]
     l_m = repr(GATE_LENGTH_M)
     for fl in flavours:
         lines += [f".subckt sram8t_read_{fl} rbl rwl q sl nfin=1",
@@ -224,7 +224,7 @@ def library(name: str | None = None) -> Path:
                 raise NgspiceError(f"openvaf-r failed on BSIM-CMG (exit {proc.returncode}): {first[:300]}")
             os.replace(out, target)
     except OSError as e:
-        from .fileio import describe_os_error
+        from ..fileio import describe_os_error
         raise NgspiceError(f"cannot build the BSIM-CMG library: {describe_os_error(e)}") from None
     except subprocess.TimeoutExpired:
         raise NgspiceError("openvaf-r did not compile BSIM-CMG within 600 s") from None

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, NgspiceError
-from ..orphans import die_with_parent, scratch_dir
+from ...errors import InputError, NgspiceError
+from ...orphans import die_with_parent, scratch_dir
 from .detect import require_executable, require_library
 from .rawfile import read_rawfile
 

@@ -1,5 +1,5 @@
 """The vectorised torch surrogate: non-ideal column currents and ADC codes of whole batches, from a
-SPICE-calibrated lookup table (``cosim.calibrate`` explains the model).
+SPICE-calibrated lookup table (``cosim.surrogate.fit`` explains the model).
 
     sur = Surrogate.from_table("cosim/resources/tables/sram8t_128_decoupled.parquet")   # or a LookupTable
     codes = sur.read(x_bits, w_bits)               # (N, C) estimated AND-counts through the ADC
@@ -13,7 +13,7 @@ Cost per chunk of vectors: two matrix products, the exact ON-counts x·w (in the
 the device, cosim.products.bits_dtype) and the E moments x·(w * phi_e) in float32 (plus, for leak tables, the small
 product x·phi of the inputs alone), then one pass per column that forms the variables, gathers the
 count's coefficient of every term, sums the terms, scales to amperes and, for ``read``, finds the ADC
-code. On CPU that pass is the fused C kernel of ``cosim.surrogate_kernel`` (compiled on first use;
+code. On CPU that pass is the fused C kernel of ``cosim.surrogate.kernel`` (compiled on first use;
 without a C compiler, on GPUs and in float64 the same model runs as torch operations).
 Batches are processed in chunks so memory stays bounded.
 """
@@ -28,9 +28,9 @@ import numpy as np
 import torch
 
 from .adc import ADC
-from .calibrate import MAX_DEGREE, MODEL, moment_basis, normalise_orders, variable_names
-from .errors import InputError, TableError
-from .products import bits_dtype, f32_kernel, matmul_f32, prepare_f32
+from .fit import MAX_DEGREE, MODEL, moment_basis, normalise_orders, variable_names
+from ..errors import InputError, TableError
+from ..products import bits_dtype, f32_kernel, matmul_f32, prepare_f32
 from .tables import LookupTable, load_table
 
 DEFAULT_CHUNK = 2048
@@ -125,17 +125,17 @@ class Surrogate:
         self._terms = torch.as_tensor(padded, dtype=torch.int32).contiguous()
         self._coef_rows = self._term_idx = None                                    # the kernel's AVX-512 layout
         if self.device.type == "cpu" and dtype == torch.float32:
-            from .surrogate_kernel import avx512_layout
+            from .kernel import avx512_layout
             self._coef_rows, self._term_idx = avx512_layout(self._coef_t, self._terms, n_var)
         self._phi = torch.as_tensor(moment_basis(self.rows, self.orders), dtype=dtype, device=self.device)
         self._count_mean = torch.as_tensor(count_mean / self.i_cell_a, dtype=dtype, device=self.device)
         self.adc = (adc or ADC()).bind(table)
         self._thr = None
-        #: evaluate with the fused C kernel (cosim.surrogate_kernel) where it is available (CPU, float32)
+        #: evaluate with the fused C kernel (cosim.surrogate.kernel) where it is available (CPU, float32)
         self.use_kernel = True
         #: let the C kernel use its AVX-512 term loop where compiled in (False: its portable loop, the one
         #: CPUs without AVX-512 run; COSIM_SURROGATE_KERNEL=portable makes it the default)
-        from .surrogate_kernel import portable_forced
+        from .kernel import portable_forced
         self.kernel_simd = not portable_forced()
         #: threads of the C kernel (None: torch's intra-op thread count)
         self.kernel_threads: int | None = None
@@ -233,7 +233,7 @@ class Surrogate:
         return out
 
     def _kernel(self):
-        from . import surrogate_kernel
+        from . import kernel as surrogate_kernel
         if (self.device.type != "cpu" or self.dtype != torch.float32 or not self.use_kernel
                 or self.n_variables > surrogate_kernel.MAX_VARIABLES):
             return None
@@ -259,7 +259,7 @@ class Surrogate:
         E = len(self.orders)
         with torch.no_grad():
             if lib is not None:
-                from .surrogate_kernel import evaluate
+                from .kernel import evaluate
                 thr, step_a = self._adc_rule() if codes else (None, 0.0)
                 threads = self.kernel_threads or torch.get_num_threads()
                 for s in range(0, n, step):
@@ -298,7 +298,7 @@ class Surrogate:
 
     def _thresholds(self):
         if self._thr is None:
-            from .surrogate_kernel import Thresholds
+            from .kernel import Thresholds
             self._thr = Thresholds(self.adc.thresholds_a())
         return self._thr
 

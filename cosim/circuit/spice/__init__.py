@@ -1,6 +1,6 @@
 """Running crossbar arrays in ngspice.
 
-    from cosim.spice import run_array, ngspice_info, ideal_column_currents, cell_currents
+    from cosim.circuit.spice import run_array, ngspice_info, ideal_column_currents, cell_currents
     res = run_array(spec, inputs, weights, backend="subprocess")   # or "shared"
     res.column_current_a          # (K, C) A, current sensed at each column (positive)
 
@@ -8,7 +8,7 @@ Two backends with identical results: ``subprocess`` (``ngspice -b``, rawfile par
 isolated from crashes, runs in parallel processes) and ``shared`` (PySpice NgSpiceShared, in process,
 one instance per process). All K input vectors are one ``.dc`` analysis. KLU is used when the
 ngspice build has it (detected), and the compiled device models when it loads them (OSDI, detected;
-``models="bsource"`` or COSIM_SPICE_MODELS=bsource forces the B-source models, see cosim.netlist).
+``models="bsource"`` or COSIM_SPICE_MODELS=bsource forces the B-source models, see cosim.circuit.netlist).
 A run that does not converge is retried once with gmin and source stepping and larger iteration
 limits before it fails.
 """
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, NgspiceError
+from ...errors import InputError, NgspiceError
 from ..netlist import ArraySpec, build_netlist, check_inputs, models_fallback, resolve_models, sense_names
-from ..provenance import record, sha256_text
+from ...provenance import record, sha256_text
 from ..technology import Technology
 from .backends import BACKENDS, NgspiceRunError
 from .detect import ngspice_info, probe_timeout
@@ -49,7 +49,7 @@ class RunResult:
     backend: str
     node_voltages: dict[str, np.ndarray] | None = None   # node -> (K,) V, when asked for
     retried: bool = False                   # True when the convergence retry was needed
-    device_models: str = "bsource"          # "compiled" (OSDI) or "bsource" (cosim.netlist)
+    device_models: str = "bsource"          # "compiled" (OSDI) or "bsource" (cosim.circuit.netlist)
     device_models_fallback: str | None = None   # why "auto" fell back to bsource, None when it did not
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -77,7 +77,7 @@ def uses_klu(backend: str) -> bool:
 def run_array(spec: ArraySpec, inputs, weights, backend: str = "subprocess", node_voltages: bool = False,
               timeout_s: float | None = None, models: str | None = None) -> RunResult:
     """Simulate the array ``spec`` for inputs (K, R) and weights (R, C) of 0/1 in one ngspice analysis.
-    ``models``: device-model implementation, "auto" (default), "compiled", "bsource" or "bsimcmg" (cosim.netlist)."""
+    ``models``: device-model implementation, "auto" (default), "compiled", "bsource" or "bsimcmg" (cosim.circuit.netlist)."""
     if backend not in BACKENDS:
         raise InputError(f"unknown backend '{backend}': expected one of {', '.join(BACKENDS)}")
     if timeout_s is not None and not timeout_s > 0:

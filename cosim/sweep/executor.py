@@ -1,6 +1,6 @@
 """One executor for every sweep (calibration, validation, study grid): local processes or a Dask cluster.
 
-    from cosim.executor import make_executor
+    from cosim.sweep.executor import make_executor
     with make_executor(workers=4) as ex:                        # local processes
         for r in ex.map(task, items):                          # results as they finish
             r.index, r.value, r.error, r.attempts
@@ -36,7 +36,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
-from .errors import CosimError, InputError
+from ..errors import CosimError, InputError
 
 ENV_SCHEDULER = "COSIM_SCHEDULER"
 DEFAULT_RETRIES = 2
@@ -154,7 +154,7 @@ def _check_map_args(timeout_s: float | None, retries: int) -> None:
 # ---------------------------------------------------------------------------------------------------
 def _pool_worker_init(parent_pid: int) -> None:
     """In each local pool worker: end with the cosim process ``parent_pid`` (cosim.orphans)."""
-    from .orphans import watch_parent
+    from ..orphans import watch_parent
     watch_parent(parent_pid)
 
 
@@ -172,7 +172,7 @@ def _kill_pool(pool) -> None:
             p.join(timeout=5)
         except Exception:  # noqa: BLE001
             pass
-    from .orphans import remove_orphaned_scratch
+    from ..orphans import remove_orphaned_scratch
     remove_orphaned_scratch()   # the killed workers' ngspice run folders
 
 

@@ -5,7 +5,7 @@ the same columns. Families:
 
 - ``random``   inputs and weights 1 with p = 0.5;
 - ``skewed``   input and weight densities drawn per vector / per column from 10-90 %;
-- ``network``  real operands of a trained binary network (``cosim.netslices``): R-row slices of the
+- ``network``  real operands of a trained binary network (``cosim.surrogate.netslices``): R-row slices of the
   unrolled inputs and weight columns of several binary layers on a few CIFAR-10 test images, runs
   alternating without and with BinSparX's flips (what inference applies);
 - ``far``      one contiguous block of conducting cells at the far end of the bit line (row 0 side):
@@ -16,7 +16,7 @@ the same columns. Families:
   contiguous window (vector 0: every row), so every other row of the window conducts (counts 0..R/2);
 - ``dense``    every input and weight 1 with a probability drawn per vector / column from U(0.95, 1):
   90-100 % of the cells conduct
-  (``cosim.calibrate.placement_patterns``).
+  (``cosim.surrogate.fit.placement_patterns``).
 
 Predictors:
 
@@ -41,7 +41,7 @@ equals the true AND-count (the physics: how wrong the array itself is).
 Metrics per predictor, overall and per ON-count: ``code_agreement``, ``mean_abs_code_error`` (codes,
 i.e. counts), ``current_rel_rmse`` (RMS of the current error over RMS of the SPICE current),
 ``n_columns``. Points are simulated with seeds disjoint from calibration (``[seed, 7777, family, run]``)
-through the same machinery as calibration (``cosim.sweep.run_points``: local processes or a dask
+through the same machinery as calibration (``cosim.sweep.points.run_points``: local processes or a dask
 cluster, the content-addressed SPICE point cache, the convergence-aid ladder), and can also be kept in
 an output folder (``out_dir``) so a rerun reuses them without the cache.
 """
@@ -57,10 +57,10 @@ from typing import Any, Iterable
 import numpy as np
 
 from .adc import ADC
-from .calibrate import random_patterns
-from .errors import InputError, StorageError
-from .fileio import atomic_path, check_writable, describe_os_error
-from .netlist import MAX_SIZE
+from .fit import random_patterns
+from ..errors import InputError, StorageError
+from ..fileio import atomic_path, check_writable, describe_os_error
+from ..circuit.netlist import MAX_SIZE
 from .tables import LookupTable, load_table, provenance_warnings
 
 FAMILIES = ("random", "skewed", "network", "far", "near", "alternate", "dense")
@@ -101,7 +101,7 @@ def family_runs(table: LookupTable, family: str, n_columns: int, seed: int, vect
                 network: Any = None) -> list[_Run]:
     """The SPICE runs of one family: ceil(n_columns / (vectors * cols)) arrays of ``cols`` columns and
     ``vectors`` input vectors, patterns drawn from ``[seed, 7777, family, run]`` (``network``: a
-    ``cosim.netslices.NetworkSource``, needed by the ``network`` family)."""
+    ``cosim.surrogate.netslices.NetworkSource``, needed by the ``network`` family)."""
     n_runs = max(1, int(np.ceil(n_columns / (vectors * cols))))
     runs = []
     for r in range(n_runs):
@@ -145,11 +145,11 @@ def simulate_runs(table: LookupTable, runs: list[_Run], cols: int, out_dir: Path
                   cache: Any = None, point_timeout_s: float | None = None, progress: bool | str = False
                   ) -> tuple[list[np.ndarray | None], list[dict], dict[int, str], Any]:
     """SPICE column currents of every run: kept runs of ``out_dir`` first, the others as points of
-    ``cosim.sweep.run_points`` (``executor``: local processes or a dask cluster, default this process;
+    ``cosim.sweep.points.run_points`` (``executor``: local processes or a dask cluster, default this process;
     ``cache``: the SPICE point cache, default ``$COSIM_CACHE/spice``, False: none). Returns
     (currents or None, meta, {run: reason} of failed runs, the sweep report or None)."""
-    from .netlist import ArraySpec
-    from .sweep import SpicePoint, run_points
+    from ..circuit.netlist import ArraySpec
+    from ..sweep.points import SpicePoint, run_points
 
     tech = table.technology()
     tech_json = json.dumps(tech.as_dict(), sort_keys=True)
@@ -189,17 +189,17 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     """Compare the surrogate and the baselines with fresh SPICE points; returns the report dict
     (JSON-ready; with ``return_samples`` also ``samples``: numpy arrays per column, for plots).
 
-    ``network``: the ``cosim.netslices.NetworkSource`` of the ``network`` family (default: the reference
-    VGG-small on the first ``cosim.netslices.DEFAULT_IMAGES`` CIFAR-10 test images). ``executor``,
+    ``network``: the ``cosim.surrogate.netslices.NetworkSource`` of the ``network`` family (default: the reference
+    VGG-small on the first ``cosim.surrogate.netslices.DEFAULT_IMAGES`` CIFAR-10 test images). ``executor``,
     ``cache``, ``point_timeout_s``: where and how the SPICE points run (``simulate_runs``). A run that
     fails even with the convergence aids is left out of the metrics and listed under ``failed_runs``
     (with a warning); if every run fails, an NgspiceError."""
     import torch
 
-    from .errors import NgspiceError
-    from .executor import SchedulerLostError
-    from .provenance import record
-    from .surrogate import Surrogate
+    from ..errors import NgspiceError
+    from ..sweep.executor import SchedulerLostError
+    from ..provenance import record
+    from .evaluate import Surrogate
 
     if not isinstance(table, LookupTable):
         table = load_table(table)
@@ -229,7 +229,7 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     warnings = []
     warnings += provenance_warnings(table.provenance, ngspice=True)
     if table.technology().cell != "resistor":
-        from .netlist import fallback_warning, models_fallback
+        from ..circuit.netlist import fallback_warning, models_fallback
         fallback = models_fallback()
         if fallback:
             warnings.append(fallback_warning(fallback))

@@ -1,7 +1,7 @@
-"""The compiled kernel of the exact array solver (cosim.solver): C, built on first use, called by ctypes.
+"""The compiled kernel of the exact array solver (cosim.circuit.solver): C, built on first use, called by ctypes.
 
 The source is ``device_models/osdi/cosim_devices.c`` (the compiled device models the ngspice decks load
-through OSDI) followed by ``cosim/solver_kernel.c`` (the cells of the three technologies and the Newton
+through OSDI) followed by ``cosim/circuit/solver_kernel.c`` (the cells of the three technologies and the Newton
 loop of decoupled columns), compiled as one translation unit: the solver's cells call the very
 ``fet_current`` the decks evaluate. The library is built with the system C compiler (cosim.cbuild) into
 ``cosim.paths.cache_dir()/kernels``, named by the hash of both sources and the flags.
@@ -14,10 +14,10 @@ import hashlib
 import threading
 from pathlib import Path
 
-from .cbuild import build_shared
+from ..cbuild import build_shared
 from .devices import OSDI_SOURCE, model_path
-from .errors import InputError
-from .paths import cache_dir
+from ..errors import InputError
+from ..paths import cache_dir
 
 F_NPARAM = 10      # parameters of cosim_finfet / cosim_stack, in the C enum's order
 FET_PARAM_NAMES = ("nfin", "pol", "k", "a", "vt", "c", "s", "eta", "lam", "phit")

@@ -1,5 +1,5 @@
 """The exact solver's decoupled topology in torch (float64, CPU or CUDA): the same circuit, cells and
-Newton iteration as the C kernel (cosim/solver_kernel.c), vectorised over columns instead of looped.
+Newton iteration as the C kernel (cosim/circuit/solver_kernel.c), vectorised over columns instead of looped.
 
 The cells are a line-for-line port of ``fet_current`` in device_models/osdi/cosim_devices.c (the
 device code the ngspice decks load) with its analytic derivatives; the 8T read stack's and the 1T-1R
@@ -7,7 +7,7 @@ cell's inner nodes are solved by the same safeguarded Newton, predicted from the
 same stopping rules; each Newton iteration of the line voltages is a block-tridiagonal (2x2 blocks)
 solve by the block Thomas algorithm, one step per row for all columns at once. On a CPU the C kernel
 is faster (torch's per-operation overhead on R sequential steps); this path is for GPUs, where one
-batch holds 10^4-10^5 columns. cosim.solver.solve_array(..., backend="torch", device=...) uses it.
+batch holds 10^4-10^5 columns. cosim.circuit.solver.solve_array(..., backend="torch", device=...) uses it.
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ class Cells:
 
 def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: float, vntol_v: float, abstol_a: float,
                     dv_max_v: float, device="cpu", chunk: int = 32768):
-    """(currents (K, C), iterations (K, C), status (K, C)) as numpy arrays; see cosim.solver."""
+    """(currents (K, C), iterations (K, C), status (K, C)) as numpy arrays; see cosim.circuit.solver."""
     import numpy as np
 
     from .solver import _conductance, g_shunt_s

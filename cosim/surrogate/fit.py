@@ -19,11 +19,11 @@ samples cover ON-count 0..R, placements near/far/clustered/uniform, and off-cell
 
 Every finished point is written at once to ``DIR/points/point_NNNNN.npz`` (atomically); a rerun with
 the same arguments skips finished points, so an interrupted sweep loses nothing. Points run through
-``cosim.executor`` (local processes or a dask cluster) and the content-addressed SPICE point cache
-(``cosim.sweep``), so a point already simulated anywhere with the same netlist and ngspice is not rerun.
+``cosim.sweep.executor`` (local processes or a dask cluster) and the content-addressed SPICE point cache
+(``cosim.sweep.points``), so a point already simulated anywhere with the same netlist and ngspice is not rerun.
 
 With ``solver="exact"`` (``cosim calibrate --solver exact``) the points are solved by the exact DC solver
-of the same circuits (``cosim.solver``, orders of magnitude faster) instead of ngspice, and ngspice
+of the same circuits (``cosim.circuit.solver``, orders of magnitude faster) instead of ngspice, and ngspice
 re-solves a random 2 % of them (``check_points``, at least one; converged to reltol 1e-9 rather than
 the decks' 1e-6, ``CHECK_SPICE_OPTIONS``, as the solver's tests do): every current must agree within 1e-6
 relative (absolute floor 1e-12 A, the solver's tests' tolerance), or the calibration fails without
@@ -86,9 +86,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import CosimError, InputError, StorageError, TableError
-from .fileio import atomic_path, check_writable, describe_os_error
-from .technology import Technology
+from ..errors import CosimError, InputError, StorageError, TableError
+from ..fileio import atomic_path, check_writable, describe_os_error
+from ..circuit.technology import Technology
 
 MODEL = "moments-v3"
 PLACEMENTS = ("uniform", "near", "far", "clustered")
@@ -429,7 +429,7 @@ class SweepConfig:
     seed: int
     vectors: int = DEFAULT_VECTORS
     backend: str = "subprocess"
-    #: "ngspice" (every point a SPICE run) or "exact" (cosim.solver; a random CHECK_FRACTION of the points
+    #: "ngspice" (every point a SPICE run) or "exact" (cosim.circuit.solver; a random CHECK_FRACTION of the points
     #: re-solved by ngspice as a cross-check)
     solver: str = "ngspice"
     #: every PLACEMENT_EVERY-th point a placement-family point (``sweep_design``)
@@ -463,15 +463,15 @@ def _write_point(out_dir: Path, index: int, cfg: SweepConfig, x, w, fam, current
 def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int | None = None,
               progress: bool = True, stop_after: int | None = None, scheduler: str | None = None,
               cache: Any = None, point_timeout_s: float | None = None, security: Any = None) -> list[Path]:
-    """Run points 0..points-1 that are not finished yet, through ``cosim.executor`` (``workers`` local
+    """Run points 0..points-1 that are not finished yet, through ``cosim.sweep.executor`` (``workers`` local
     processes, default 1, or the dask cluster at ``scheduler`` / ``$COSIM_SCHEDULER``) and the SPICE point cache
     (``cache``: a folder or PointCache, default ``$COSIM_CACHE/spice``; False: none). Finished points are
     kept whatever happens (written here as they arrive). ``point_timeout_s`` resubmits a point that gives no
     result in time (hung or lost worker). ``stop_after`` runs at most that many new points (tests:
     interruption). Points that fail (after the convergence aids) are counted and reported at the end."""
-    from .executor import SchedulerLostError, make_executor
-    from .netlist import ArraySpec
-    from .sweep import SpicePoint, run_points
+    from ..sweep.executor import SchedulerLostError, make_executor
+    from ..circuit.netlist import ArraySpec
+    from ..sweep.points import SpicePoint, run_points
 
     out_dir = Path(out_dir)
     check_writable(out_dir, "the output folder")
@@ -535,13 +535,13 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
 
 
 def _exact_points(cfg: SweepConfig, spec, todo: list[int], designs: list, out_dir: Path, progress: bool) -> None:
-    """Solve and write the sweep points ``todo`` with the exact solver (cosim.solver), one array per point.
+    """Solve and write the sweep points ``todo`` with the exact solver (cosim.circuit.solver), one array per point.
     Each point records the deck's hash (the circuit solved is the deck's), solver "exact-banded" (or
     "exact-sparse"), no ngspice version."""
-    from .netlist import build_netlist
-    from .provenance import sha256_text
-    from .solver import solve_array
-    from .spice import uses_klu
+    from ..circuit.netlist import build_netlist
+    from ..provenance import sha256_text
+    from ..circuit.solver import solve_array
+    from ..circuit.spice import uses_klu
 
     name = "exact-banded" if spec.topology == "decoupled" else "exact-sparse"
     t0 = time.perf_counter()
@@ -576,9 +576,9 @@ def ngspice_check(cfg: SweepConfig, paths: list[Path], points: int, workers: int
     table's provenance (``max_rel_diff``: the largest |exact - ngspice| / (|ngspice| + CHECK_ATOL_A /
     CHECK_RTOL), which is at most CHECK_RTOL exactly when every current is within CHECK_RTOL * |ngspice| +
     CHECK_ATOL_A). Raises CosimError when it exceeds CHECK_RTOL or ngspice fails."""
-    from .executor import make_executor
-    from .netlist import ArraySpec
-    from .sweep import SpicePoint, run_points
+    from ..sweep.executor import make_executor
+    from ..circuit.netlist import ArraySpec
+    from ..sweep.points import SpicePoint, run_points
 
     chosen = check_points(cfg, points)
     by_index = {int(p.stem.split("_")[1]): p for p in paths}
@@ -781,8 +781,8 @@ def certify_band_counts(rows: int) -> int:
 def fit_table(cfg: SweepConfig, samples, orders=None, leak: bool | str = "auto",
               n_knots: int | None = None, terms: str = "full"):
     """The LookupTable of a finished sweep (samples: ``load_points`` frame)."""
-    from . import provenance
-    from .spice import cell_currents
+    from .. import provenance
+    from ..circuit.spice import cell_currents
     from .tables import LookupTable
 
     cc = cell_currents(cfg.tech, cfg.topology)
@@ -817,8 +817,8 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
     Returns the LookupTable. ``workers``, ``scheduler``, ``cache``, ``point_timeout_s``: see ``run_sweep``;
     ``terms`` (the term set, ``default_terms``), ``n_knots`` (ON-count knots) and ``orders``: the model
     form, each left None taken from ``model_form`` (the shipped table's form of this technology and size);
-    ``security``: the TLS ``Security`` of a ``tls://`` scheduler (``cosim.executor.dask_security``)."""
-    from . import provenance
+    ``security``: the TLS ``Security`` of a ``tls://`` scheduler (``cosim.sweep.executor.dask_security``)."""
+    from .. import provenance
 
     form = model_form(cfg.tech.name, cfg.rows, terms, n_knots, orders)
     if cfg.solver not in SOLVERS:
@@ -829,7 +829,7 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
     check_writable(out_dir, "the output folder")   # before the probes below: a refusal comes first
     fallback = None
     if cfg.tech.cell != "resistor":
-        from .netlist import fallback_warning, models_fallback
+        from ..circuit.netlist import fallback_warning, models_fallback
         fallback = models_fallback()
         if fallback and log:
             log(f"warning: {fallback_warning(fallback)}")
@@ -854,11 +854,11 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
     if fallback:
         table.provenance["device_models_fallback"] = fallback
     if cfg.tech.cell != "resistor":
-        from .netlist import resolve_models
+        from ..circuit.netlist import resolve_models
         impl = resolve_models()
         table.provenance["device_models"] = impl
         if impl == "bsimcmg":
-            from . import bsimcmg
+            from ..circuit import bsimcmg
             table.provenance["device_models_corner"] = bsimcmg.corner()
             table.provenance["device_models_card"] = bsimcmg.card_file().name
     import pyarrow as pa

@@ -31,9 +31,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .errors import DataError
-from .fileio import atomic_path
-from .paths import cache_dir, default_data_path
+from ..errors import DataError
+from ..fileio import atomic_path
+from ..paths import cache_dir, default_data_path
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 #: per-channel normalisation of the reference weights (shared/models/README.md)

@@ -16,7 +16,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 CELLS = ("sram8t", "reram1t1r", "resistor")
 TOPOLOGIES = ("decoupled", "coupled")

@@ -1,21 +1,21 @@
 """Exact DC operating point of whole crossbar arrays, batched over input vectors: the ngspice deck's
-circuit (cosim.netlist) solved by Newton's method on its line-node voltages.
+circuit (cosim.circuit.netlist) solved by Newton's method on its line-node voltages.
 
-    from cosim.solver import solve_array
+    from cosim.circuit.solver import solve_array
     res = solve_array(spec, inputs, weights)       # inputs (K, R), weights (R, C) of 0/1
-    res.column_current_a                           # (K, C) A, the current ``cosim.spice.run_array`` senses
+    res.column_current_a                           # (K, C) A, the current ``cosim.circuit.spice.run_array`` senses
 
 The circuit is the deck's, built again from the geometry (not from the deck text): the same driver,
 wire-segment and sink resistances, the same sense points and signs, zero resistances merged into one
 node, and the deck's ``rshunt`` from every node to ground for nonlinear cells. Each cell's current is a
 function of its two line-node voltages, evaluated by the compiled device code the decks load
-(cosim.solver_kernel: the 8T read stack's inner node solved inside the cell as cosim_stack does, the
+(cosim.circuit.solver_kernel: the 8T read stack's inner node solved inside the cell as cosim_stack does, the
 1T-1R inner node likewise, with its rshunt).
 
 decoupled  every column independent: 2R unknowns (bit line, source line), a block-tridiagonal Jacobian
            with 2x2 blocks solved by the block Thomas algorithm, in C, one thread per slice of the
            K x C columns.
-           ``backend="torch"`` (cosim.solver_torch) runs the same iteration in torch float64 on any device
+           ``backend="torch"`` (cosim.circuit.solver_torch) runs the same iteration in torch float64 on any device
            (CUDA), all columns of a batch at once; on a CPU the C kernel is ~10x faster.
 coupled    the whole array per input vector: a sparse Jacobian (scipy.sparse, SuperLU; the vectors of a
            batch as one block-diagonal system), cells evaluated by the same C code. CPU only.
@@ -52,7 +52,7 @@ from functools import lru_cache
 import numpy as np
 
 from .devices import model_text
-from .errors import InputError, SolverError
+from ..errors import InputError, SolverError
 from .netlist import RELTOL, RSHUNT_OHM, ArraySpec, check_inputs
 from .solver_kernel import FET_PARAM_NAMES, KIND, STATUS_REASONS, CellPar, CellTab, DecJob, load
 
@@ -227,7 +227,7 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
     """(K, C) column currents of ``spec`` for inputs (K, R) and weights (R, C) of 0/1, exactly (module doc).
     Raises SolverError naming the columns that did not converge, unless ``allow_failures``.
 
-    ``backend``: "c" (the compiled kernel, CPU threads), "torch" (cosim.solver_torch, float64 on
+    ``backend``: "c" (the compiled kernel, CPU threads), "torch" (cosim.circuit.solver_torch, float64 on
     ``device``, decoupled topology only), "auto" (torch where ``device`` is not the CPU, else C).
     ``cells``: "exact" (every cell from the device equations), or "table" (8T-SRAM, decoupled, C kernel:
     the cells interpolated from ``cell_table``, within about 1e-7 of the exact cell; faster)."""
@@ -601,7 +601,7 @@ def _cell_currents(tech, topology: str) -> tuple[float, float, float, float]:
 
 def ideal_column_currents(spec: ArraySpec, inputs, weights) -> np.ndarray:
     """(K, C) column currents without wire, driver or sink resistance (per-cell currents summed), the
-    cells solved here: ``cosim.spice.ideal_column_currents`` without ngspice."""
+    cells solved here: ``cosim.circuit.spice.ideal_column_currents`` without ngspice."""
     x, w = check_inputs(spec, inputs, weights)
     i_on, i_off, i_idle, i_idle_off = _cell_currents(spec.tech, spec.topology)
     xf, wf = x.astype(np.float64), w.astype(np.float64)

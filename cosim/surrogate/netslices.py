@@ -24,8 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import DataError, InputError
-from .provenance import sha256_file
+from ..errors import DataError, InputError
+from ..provenance import sha256_file
 
 #: test images run through the network by default (the first N of the test split)
 DEFAULT_IMAGES = 4
@@ -73,7 +73,7 @@ class NetworkSource:
     _ops: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        from .bnn.layers import binary_layers
+        from ..bnn.layers import binary_layers
 
         names = [n for n, _ in binary_layers(self.model)]
         if not names:
@@ -109,10 +109,10 @@ class NetworkSource:
     def _compute(self, rows: int) -> dict[str, LayerOperands]:
         import torch
 
-        from .bnn.layers import binary_layers
-        from .cim.binsparx import flip_inputs, flip_weights
-        from .cim.mapping import TileMap, conv_weight_matrix, im2col_bits, weight_tiles
-        from .datasets import to_tensor
+        from ..bnn.layers import binary_layers
+        from ..cim.binsparx import flip_inputs, flip_weights
+        from ..cim.mapping import TileMap, conv_weight_matrix, im2col_bits, weight_tiles
+        from ..bnn.datasets import to_tensor
 
         wanted = dict((n, m) for n, m in binary_layers(self.model) if n in self.layers)
         captured: dict[str, Any] = {}
@@ -179,10 +179,10 @@ def load_network(network: str = DEFAULT_NETWORK, checkpoint: str | Path | None =
                  data: str | Path | None = None, layers: Sequence[str] | None = None) -> NetworkSource:
     """``network``'s weights (``checkpoint``: a cosim checkpoint or state dict; default: the reference
     weights in ``cosim.paths.reference_models_dir()``) and the first ``images`` CIFAR-10 test images
-    (``data``: see ``cosim.datasets.resolve_data_path``)."""
-    from .bnn.checkpoint import load_checkpoint
-    from .bnn.models import canonical_name, reference_path
-    from .datasets import load_cifar10, resolve_data_path
+    (``data``: see ``cosim.bnn.datasets.resolve_data_path``)."""
+    from ..bnn.checkpoint import load_checkpoint
+    from ..bnn.models import canonical_name, reference_path
+    from ..bnn.datasets import load_cifar10, resolve_data_path
 
     name = canonical_name(network)
     if isinstance(images, bool) or not isinstance(images, int) or images < 1:

@@ -27,15 +27,15 @@ coupled    A line along each row carries current shared by all columns.
 Zero resistances are shorts: the nodes they join are merged (SPICE rejects 0-ohm resistors).
 
 Device models (``models``): ``compiled`` writes every cell as instances of the compiled devices
-(``N`` elements, cosim.devices), flat: the 8T read port as one ``cosim_stack`` (its two FETs' shared
+(``N`` elements, cosim.circuit.devices), flat: the 8T read port as one ``cosim_stack`` (its two FETs' shared
 node solved inside the device), the 1T-1R cell as a ``cosim_reram`` and a ``cosim_finfet`` with the
 cell's inner node ``m<r>_<c>`` between them; the deck loads the library with ``pre_osdi``;
 ``bsource`` writes the cells as subcircuits of the B-source models (finfet7.lib, reram.lib, cells.lib),
 for ngspice builds without OSDI. Both are the same equations: the currents agree to the solver's
 tolerance (tested). ``auto`` (the default, or $COSIM_SPICE_MODELS) takes ``compiled`` when the
-installed ngspice loads the library (cosim.spice.detect.compiled_models_available). ``bsimcmg``
+installed ngspice loads the library (cosim.circuit.spice.detect.compiled_models_available). ``bsimcmg``
 builds the same cells from the PDK's FinFETs: BSIM-CMG 107 through OSDI with the ASAP7 (or another
-PDK's) model cards of the corner $COSIM_ASAP7_CORNER (cosim.bsimcmg); never chosen by ``auto``.
+PDK's) model cards of the corner $COSIM_ASAP7_CORNER (cosim.circuit.bsimcmg); never chosen by ``auto``.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from typing import Iterable
 import numpy as np
 
 from .devices import compiled_library_name, model_text
-from .errors import InputError
+from ..errors import InputError
 from .technology import TOPOLOGIES, Technology
 
 MAX_SIZE = 512      # rows and columns from 1 to MAX_SIZE
@@ -103,7 +103,7 @@ class ArraySpec:
 
     def __post_init__(self) -> None:
         if not isinstance(self.tech, Technology):
-            raise InputError(f"tech must be a Technology (see cosim.technology.get_technology), got {type(self.tech).__name__}")
+            raise InputError(f"tech must be a Technology (see cosim.circuit.technology.get_technology), got {type(self.tech).__name__}")
         for name in ("rows", "cols"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not (1 <= int(v) <= MAX_SIZE):
@@ -283,12 +283,12 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
         f"r_driver_ohm={_num(tech.r_driver_ohm)} r_sink_ohm={_num(tech.r_sink_ohm)}",
     ]
     if impl == "compiled":
-        # the SPICE backends provide the library under this name (cosim.devices.compiled_library)
+        # the SPICE backends provide the library under this name (cosim.circuit.devices.compiled_library)
         out += [f"* device models: compiled ({compiled_library_name()})", ".control",
                 f"pre_osdi {compiled_library_name()}", ".endc"]
     elif impl == "bsimcmg" and not lin:
         from . import bsimcmg
-        # the PDK's FinFETs (cosim.bsimcmg) at the cards' nominal temperature, 25 C (the behavioural
+        # the PDK's FinFETs (cosim.circuit.bsimcmg) at the cards' nominal temperature, 25 C (the behavioural
         # model's fit temperature too); ngspice's default is 27 C
         out += [f"* device models: BSIM-CMG ({bsimcmg.library_name()}, corner {bsimcmg.corner()})", ".control",
                 f"pre_osdi {bsimcmg.library_name()}", ".endc", ".temp 25"]

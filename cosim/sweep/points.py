@@ -1,18 +1,18 @@
 """Sweeps of SPICE points through an executor and the point cache, with convergence aids.
 
-    from cosim.sweep import SpicePoint, run_points
+    from cosim.sweep.points import SpicePoint, run_points
     rep = run_points([SpicePoint(spec, x, w), ...], executor=make_executor(workers=2))
     rep.currents[i]          # (K, C) A of point i, None if it failed
     rep.failed               # {i: reason}, nothing dropped silently
     rep.computed, rep.cached # how many points ran now, how many came from the cache
 
-Every point is looked up in the content-addressed cache (``cosim.pointcache``) first; only missing
+Every point is looked up in the content-addressed cache (``cosim.sweep.pointcache``) first; only missing
 points go to the executor, and each result is stored as soon as it arrives here, so a sweep killed at
 any moment resumes with only the missing points. The cache lives with the caller (this process):
 workers need no shared file system.
 
 A point that does not converge is retried with ngspice's convergence aids (``AIDS``): gmin and source
-stepping with larger iteration limits (the same deck ``cosim.spice.run_array`` retries with), stronger
+stepping with larger iteration limits (the same deck ``cosim.circuit.spice.run_array`` retries with), stronger
 stepping, then smaller steps of the ``.dc`` sweep between input vectors (a continuation: the row drivers
 ramp from one vector to the next). A point that fails them all is recorded as failed with ngspice's
 reasons, in the report and in the cache (so a re-run does not burn time on it again unless
@@ -27,13 +27,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import CosimError, InputError, NgspiceError, StorageError
-from .fileio import check_writable, describe_os_error
+from ..errors import CosimError, InputError, NgspiceError, StorageError
+from ..fileio import check_writable, describe_os_error
 from .executor import DEFAULT_RETRIES, Executor, make_executor
-from .netlist import ArraySpec, build_netlist, check_inputs, sense_names
+from ..circuit.netlist import ArraySpec, build_netlist, check_inputs, sense_names
 from .pointcache import PointCache, point_key
-from .provenance import sha256_text
-from .spice import RETRY_OPTIONS, uses_klu
+from ..provenance import sha256_text
+from ..circuit.spice import RETRY_OPTIONS, uses_klu
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def run_robust(spec: ArraySpec, inputs, weights, backend: str = "subprocess", ti
     "tried" (one line per aid that failed before), "seconds"}. ``options``: extra ``.options`` of the
     point, in every deck (an aid's options follow them, so an aid overrides the same option). Raises
     NonConvergenceError when every aid failed, NgspiceError for other failures."""
-    from .spice.backends import BACKENDS, NgspiceRunError
+    from ..circuit.spice.backends import BACKENDS, NgspiceRunError
 
     if backend not in BACKENDS:
         raise InputError(f"unknown backend '{backend}': expected one of {', '.join(BACKENDS)}")
@@ -144,16 +144,16 @@ def point_task(args: tuple[SpicePoint, str, float | None]) -> dict[str, Any]:
 def ngspice_probe(backend: str = "subprocess") -> dict[str, Any]:
     """What a worker would run: {"version", "solver"} (part of every cache key). Every worker asked also
     removes the run folders its killed processes left behind (cosim.orphans)."""
-    from .orphans import remove_orphaned_scratch
-    from .spice.detect import ngspice_info
+    from ..orphans import remove_orphaned_scratch
+    from ..circuit.spice.detect import ngspice_info
 
     remove_orphaned_scratch()
 
     if backend == "shared":
-        from .spice.backends import shared_version
+        from ..circuit.spice.backends import shared_version
         version = shared_version()
     else:
-        from .spice.detect import require_executable
+        from ..circuit.spice.detect import require_executable
         version = require_executable()["version"]
     klu = uses_klu(backend)
     info = ngspice_info()
@@ -209,7 +209,7 @@ def run_points(points: Sequence[SpicePoint], *, executor: Executor | None = None
     ``task_timeout_s`` resubmits a task that gives no result (hung or dead worker), at most ``retries``
     times. ``on_result(i, current_a or None, meta)`` is called here for every point as it is known
     (cached points first). Failed points are in ``report.failed``; the sweep itself does not raise for them."""
-    from .orphans import remove_orphaned_scratch
+    from ..orphans import remove_orphaned_scratch
 
     t0 = time.perf_counter()
     remove_orphaned_scratch()   # run folders of earlier sweeps' killed workers

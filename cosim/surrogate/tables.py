@@ -1,8 +1,8 @@
 """SPICE-calibrated lookup tables: named numpy arrays plus the provenance that made them, in Parquet.
 
-A table is what ``cosim calibrate`` fits and what the surrogate (``cosim.surrogate``) replays. It holds
+A table is what ``cosim calibrate`` fits and what the surrogate (``cosim.surrogate.evaluate``) replays. It holds
 
-- ``arrays``: named float64 arrays (the fitted model; see ``cosim.calibrate`` for their meaning);
+- ``arrays``: named float64 arrays (the fitted model; see ``cosim.surrogate.fit`` for their meaning);
 - ``meta``: how to read the arrays (model name, number of moments, feature list, format version);
 - ``provenance``: technology parameters, array size, topology, ngspice version, solver, netlist hash,
   code version, seed, date (``cosim.provenance.record``).
@@ -27,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, TableError
-from .fileio import atomic_path
-from .paths import resources_dir
-from .provenance import json_default
-from .technology import Technology
+from ..errors import InputError, TableError
+from ..fileio import atomic_path
+from ..paths import resources_dir
+from ..provenance import json_default
+from ..circuit.technology import Technology
 
 FORMAT = "cosim-lookup-table"
 FORMAT_VERSION = 1
@@ -242,8 +242,8 @@ def provenance_warnings(prov: dict[str, Any], ngspice: bool = True) -> list[str]
     """Warnings about using a table here: made by another version of cosim's code (a table shipped in
     ``cosim/resources/tables`` belongs to this code and is not named), or (``ngspice``) calibrated with
     another ngspice or solver than this machine runs, whose SPICE results may differ from it."""
-    from .paths import resources_dir
-    from .provenance import code_version
+    from ..paths import resources_dir
+    from ..provenance import code_version
 
     out: list[str] = []
     if prov.get("synthetic"):
@@ -254,8 +254,8 @@ def provenance_warnings(prov: dict[str, Any], ngspice: bool = True) -> list[str]
     if made and made != code_version() and not shipped:
         out.append(f"table {src or ''} made by code version {made}, used with {code_version()}".replace("  ", " "))
     if ngspice and prov.get("ngspice_version"):
-        from .errors import NgspiceError
-        from .spice.detect import ngspice_info
+        from ..errors import NgspiceError
+        from ..circuit.spice.detect import ngspice_info
         try:
             info = ngspice_info()
         except NgspiceError:

@@ -18,8 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import NgspiceError
-from ..orphans import die_with_parent, scratch_dir
+from ...errors import NgspiceError
+from ...orphans import die_with_parent, scratch_dir
 
 #: most seconds one probe of ngspice (its version, OSDI, the compiled models) may take; a caller with a
 #: shorter time limit lowers it for its probes (``probe_timeout``)
@@ -127,7 +127,7 @@ def ngspice_info() -> dict[str, Any]:
 
 def compiled_models_status() -> tuple[bool, str]:
     """(usable, reason): whether the installed ngspice runs cosim's compiled device models (OSDI):
-    the build loads OSDI libraries, a C compiler builds the library (cosim.devices.compiled_library),
+    the build loads OSDI libraries, a C compiler builds the library (cosim.circuit.devices.compiled_library),
     and one compiled RVT fin in ngspice gives the model's saturation current. Cached per setting."""
     info = ngspice_info()
     if info["executable"] is None:
@@ -135,7 +135,7 @@ def compiled_models_status() -> tuple[bool, str]:
     if not info["osdi"]:
         return False, f"ngspice {info['version']} cannot load OSDI libraries"
     from ..devices import osdi_source_sha256
-    from ..paths import cache_dir
+    from ...paths import cache_dir
     return _probe_compiled(info["executable"], info["version"], osdi_source_sha256(), str(cache_dir()))
 
 

@@ -30,8 +30,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .errors import InputError
-from .fileio import atomic_path
+from ..errors import InputError
+from ..fileio import atomic_path
 
 SCHEMA = 1
 _TMP_SUFFIX = ".tmp"
@@ -69,7 +69,7 @@ class PointCache:
 
     def __init__(self, root: str | Path | None = None) -> None:
         if root is None:
-            from .paths import cache_dir
+            from ..paths import cache_dir
             root = cache_dir() / "spice"
         self.root = Path(root).expanduser()
         self.corrupt = 0            # entries found corrupt (and removed) by this instance

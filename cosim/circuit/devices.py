@@ -34,9 +34,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Mapping
 
-from .cbuild import build_shared
-from .errors import InputError, NgspiceError
-from .paths import cache_dir, device_models_dir
+from ..cbuild import build_shared
+from ..errors import InputError, NgspiceError
+from ..paths import cache_dir, device_models_dir
 
 #: Fixed FinFET model constants (physics-facts.md): subthreshold slope, DIBL, channel-length
 #: modulation, thermal voltage at 25 C.
@@ -174,7 +174,7 @@ def compiled_library(name: str | None = None) -> Path:
     try:
         return build_shared(model_path(OSDI_SOURCE), out, flags=["-O2"])
     except OSError as e:
-        from .fileio import describe_os_error
+        from ..fileio import describe_os_error
         raise NgspiceError(f"cannot build the compiled device models: {describe_os_error(e)}; "
                            "COSIM_SPICE_MODELS=bsource chooses the B-source models") from None
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import NgspiceError
+from ...errors import NgspiceError
 
 
 def read_rawfile(path: str | Path) -> list[dict]:

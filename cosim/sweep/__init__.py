@@ -1,0 +1,6 @@
+"""Sweeps of circuit points: where they run and where their results are kept.
+
+* ``executor``    -- one executor for every sweep (local processes or a Dask cluster);
+* ``pointcache``  -- a content-addressed store of SPICE points, one file per point, written atomically;
+* ``points``      -- sweeps of SPICE points through an executor and the point cache, with convergence aids.
+"""

@@ -1,0 +1,49 @@
+"""The package follows the data flow: each step imports only the steps before it (cosim/__init__.py)."""
+
+import subprocess
+import sys
+
+import pytest
+
+#: the steps in data-flow order; a step may import the infrastructure modules and the steps before it
+STEPS = ["circuit", "sweep", "surrogate", "bnn", "cim", "study", "commands"]
+#: modules beside the steps that every step may use; they import no step
+INFRASTRUCTURE = ["errors", "paths", "provenance", "fileio", "cbuild", "orphans", "products"]
+#: binary networks stand apart from the circuit side: they need none of it
+INDEPENDENT = {"bnn": {"circuit", "sweep", "surrogate"}}
+
+PROBE = """
+import importlib, pkgutil, sys
+name = sys.argv[1]
+mod = importlib.import_module(name)
+for info in pkgutil.walk_packages(getattr(mod, "__path__", []), name + "."):
+    importlib.import_module(info.name)
+print(" ".join(sorted({k.split(".")[1] for k in sys.modules if k.startswith("cosim.")})))
+"""
+
+
+def loaded_by(module: str) -> set[str]:
+    """The cosim sub-packages and modules loaded by importing ``module`` (and all of its submodules)."""
+    run = subprocess.run([sys.executable, "-c", PROBE, module], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return set(run.stdout.split())
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_step_imports_no_later_step(step):
+    later = set(STEPS[STEPS.index(step) + 1:]) | INDEPENDENT.get(step, set())
+    assert not loaded_by(f"cosim.{step}") & later
+
+
+@pytest.mark.parametrize("module", INFRASTRUCTURE)
+def test_infrastructure_imports_no_step(module):
+    assert not loaded_by(f"cosim.{module}") & set(STEPS)
+
+
+def test_the_package_has_no_modules_outside_the_steps():
+    import pkgutil
+
+    import cosim
+
+    top = {m.name for m in pkgutil.iter_modules(cosim.__path__)}
+    assert top == set(STEPS) | set(INFRASTRUCTURE) | {"cli"}
