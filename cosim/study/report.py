@@ -32,6 +32,7 @@ from ..fileio import check_writable, describe_os_error, os_cause
 from ..provenance import code_version, record
 from . import costs as costs_mod
 from .config import VARIANTS, StudyConfig
+from .stats import wilson  # noqa: F401  (re-exported: report.wilson)
 
 PAPER = "Malhotra & Gupta, BinSparX, arXiv 2412.03553 (abstract / summaries; physics-facts.md)"
 #: order of variants in tables
@@ -40,20 +41,6 @@ VARIANT_ORDER = tuple(VARIANTS)
 BAD_DROP_PP = 5.0        # "hurt badly": software - non-ideal >= 5 points, CI-separated
 NEAR_SOFTWARE_PP = 2.0   # "near software level": BinSparX within 2 points of software
 MILD_OVERHEAD = 0.10     # "mild" latency / area increase: at most 10 %
-
-
-def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion k/n."""
-    if n <= 0:
-        raise ValueError("Wilson interval of an empty sample")
-    if not 0 <= k <= n:
-        raise ValueError(f"k={k} outside 0..n={n}")
-    p = k / n
-    den = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
-    return (0.0 if k == 0 else lo), (1.0 if k == n else hi)
 
 
 @dataclass
