@@ -119,3 +119,10 @@ def test_balanced_indices():
         stats.balanced_indices(blocked, 51)
     assert stats.describe_images(1000) == "the first 100 test images of each CIFAR-10 class (1000 images)"
     assert stats.describe_images(10000) == "all 10000 CIFAR-10 test images"
+
+
+def test_unpaired_fallback():
+    c = stats.compare_unpaired(86, 100, 40, 100)
+    assert not c.paired and c.verdict == "better" and c.low < c.diff < c.high and "unpaired" in c.text()
+    assert stats.compare_unpaired(50, 100, 52, 100).verdict == "no significant difference"
+    assert stats.compare_unpaired(40, 100, 86, 100).verdict == "worse"

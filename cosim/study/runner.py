@@ -36,6 +36,7 @@ from ..errors import CosimError, DataError, InputError, TableError
 from ..fileio import atomic_path, describe_os_error
 from ..paths import PACKAGE_DIR, cache_dir, resources_dir
 from ..provenance import json_default, record, sha256_file
+from . import stats
 from .config import Cell, StudyConfig
 
 CACHE_FORMAT = 1
@@ -134,7 +135,7 @@ class StudyContext:
         return self._models[network]
 
     def data(self) -> tuple[np.ndarray, np.ndarray, str, str]:
-        """(images, labels, data sha of the first ``limit``, source) of the test split."""
+        """(images, labels, data sha of the ``limit`` study images, source) of the test split."""
         if self._data is None:
             from ..datasets import load_cifar10, resolve_data_path
             src = resolve_data_path(self.config.data or None)
@@ -142,8 +143,18 @@ class StudyContext:
             n = min(self.config.limit, len(labels))
             if n < self.config.limit:
                 raise DataError(f"the test set at {src} has {len(labels)} images, the study asks for {self.config.limit}")
-            self._data = (images, labels, sha256_arrays(images[:n], labels[:n]), str(src))
+            idx = self.indices(labels)
+            # an identity index (class-interleaved loading) keys the data exactly as before: images[:n]
+            sel = (images[:n], labels[:n]) if _is_prefix(idx) else (images[idx], labels[idx])
+            self._data = (images, labels, sha256_arrays(*sel), str(src))
         return self._data
+
+    def indices(self, labels: np.ndarray | None = None) -> np.ndarray:
+        """Indices into the loaded test split of the study's ``limit`` images, in evaluation order: class-
+        balanced round robin (``stats.balanced_indices``); the same for every cell and variant."""
+        if labels is None:
+            labels = self.data()[1]
+        return stats.balanced_indices(labels, min(self.config.limit, len(labels)))
 
     def table_for(self, cell: Cell) -> tuple[Any, str, str]:
         """(table, path, sha256) calibrated for the cell's technology, rows and wire resistance."""
@@ -161,6 +172,27 @@ class StudyContext:
     def table_dirs(self) -> list[Path]:
         dirs = [resources_dir() / "tables", self.cache_root / "tables"]
         return [d for d in dirs if d.is_dir()]
+
+
+def _is_prefix(idx: np.ndarray) -> bool:
+    return bool(len(idx) == 0 or (idx[0] == 0 and np.array_equal(idx, np.arange(len(idx)))))
+
+
+def index_ranges(idx) -> list[list[int]]:
+    """Image indices as half-open ranges ``[[start, stop], ...]`` (one range for a prefix)."""
+    out: list[list[int]] = []
+    for i in map(int, idx):
+        if out and out[-1][1] == i:
+            out[-1][1] = i + 1
+        else:
+            out.append([i, i + 1])
+    return out
+
+
+def expand_ranges(ranges) -> np.ndarray:
+    """The inverse of ``index_ranges``."""
+    parts = [np.arange(int(a), int(b), dtype=np.int64) for a, b in ranges]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def find_table(tech_name: str, rows: int, r_wire_ohm: float, dirs: Iterable[Path]) -> tuple[Any, str, str]:
@@ -234,7 +266,7 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
 
     model, weights_sha = ctx.model(cell.network)
     images, labels, data_sha, data_src = ctx.data()
-    n = cell.limit
+    idx = ctx.indices(labels)[:cell.limit]
     torch.manual_seed(cell.seed)
     t0 = time.perf_counter()
     out: dict[str, Any] = {}
@@ -263,9 +295,11 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
                       r_wire_ohm=cell.r_wire_ohm, table=table_path, table_sha256=table_sha,
                       ngspice_version=tprov.get("ngspice_version"), solver=tprov.get("solver"),
                       table_code_version=tprov.get("code_version"), seed=cell.seed)
-    logits = predict(net, images[:n], batch_size=ctx.config.batch_size, device=ctx.config.device, progress=progress)
-    correct = int((logits.argmax(axis=1) == labels[:n]).sum())
-    out.update({"accuracy": correct / n, "correct": correct, "n": n})
+    ok, stopped = evaluate_chunked(lambda ix: predict(net, images[ix], batch_size=ctx.config.batch_size,
+                                                       device=ctx.config.device, progress=progress).argmax(axis=1),
+                                   idx, labels)
+    n = len(ok)
+    out.update(outcome_fields(ok, idx[:n], planned=len(idx), stopped=stopped))
     if cell.variant != "software":
         from ..cim import cim_stats
         st = cim_stats(net)
@@ -281,6 +315,45 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
     return out
 
 
+def evaluate_chunked(predict_fn: Callable[[np.ndarray], np.ndarray], idx: np.ndarray,
+                     labels: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Per-image correctness of ``predict_fn`` (indices -> predicted classes) on ``idx``, in two chunks:
+    the first ``stats.CHANCE_MIN_IMAGES`` images, then the rest, which is skipped where the first chunk
+    is at chance (``stats.at_chance``). (outcomes of the images evaluated, stopped at chance)."""
+    first = min(len(idx), stats.CHANCE_MIN_IMAGES)
+    ok = np.asarray(predict_fn(idx[:first]) == labels[idx[:first]], dtype=bool)
+    if first < len(idx):
+        if stats.at_chance(int(ok.sum()), len(ok)):
+            return ok, True
+        ok = np.concatenate([ok, np.asarray(predict_fn(idx[first:]) == labels[idx[first:]], dtype=bool)])
+    return ok, False
+
+
+def outcome_fields(ok: np.ndarray, idx: np.ndarray, planned: int, stopped: bool) -> dict[str, Any]:
+    """The accuracy fields of a cell result with its per-image outcomes (``stats.pack_bits``) and the
+    indices of its images in the loaded test split (``index_ranges``)."""
+    n = len(ok)
+    correct = int(np.sum(ok))
+    return {"accuracy": correct / n, "correct": correct, "n": n, "n_planned": int(planned),
+            "stopped_at_chance": bool(stopped), "correct_bits": stats.pack_bits(ok),
+            "image_ranges": index_ranges(idx[:n])}
+
+
+def cell_outcomes(result: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(image indices, per-image correctness) of a cell result; None for results without them (cells
+    cached before per-image outcomes were kept) or with damaged ones."""
+    if not result or "correct_bits" not in result or "image_ranges" not in result:
+        return None
+    try:
+        idx = expand_ranges(result["image_ranges"])
+        ok = stats.unpack_bits(result["correct_bits"], len(idx))
+    except (ValueError, TypeError):
+        return None
+    if len(idx) != int(result.get("n", -1)):
+        return None
+    return idx, ok
+
+
 @dataclass
 class CellResult:
     cell: Cell
@@ -288,6 +361,7 @@ class CellResult:
     result: dict | None = None
     reason: str = ""
     key: str = ""
+    payload: dict | None = None     #: what the key hashes (kept to export the cell: report/cells.jsonl)
 
 
 ComputeFn = Callable[[Cell, StudyContext], dict]
@@ -370,7 +444,7 @@ def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = 
             continue
         hit = store.get(key)
         if hit is not None:
-            results[i] = CellResult(cell, "cached", hit["result"], key=key)
+            results[i] = CellResult(cell, "cached", hit["result"], key=key, payload=pay)
         else:
             todo.append((i, pay, key))
     bar = None
@@ -400,7 +474,7 @@ def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = 
                         store.put(key, {"payload": pay, "result": res})
                     except OSError as e:   # full or read-only: keep this cell's result, compute no more
                         cache_fault = describe_os_error(e)
-                    results[i] = CellResult(cell, "computed", res, key=key)
+                    results[i] = CellResult(cell, "computed", res, key=key, payload=pay)
                 if bar is not None:
                     bar.set_postfix_str(cell.label()[:60])
                     bar.update(1)

@@ -125,14 +125,17 @@ class Comparison:
     high: float
     only_a: int          #: images only A classifies right
     only_b: int          #: images only B classifies right
-    p: float             #: exact two-sided McNemar p-value
+    p: float             #: exact two-sided McNemar p-value (NaN for an unpaired comparison)
+    paired: bool = True  #: False: outcomes per image missing, the unpaired interval of ``compare_unpaired``
 
     @property
     def verdict(self) -> str:
-        """"better" / "worse" (A against B, McNemar p < 0.05) or "no significant difference"."""
-        if self.p < ALPHA and self.diff > 0:
+        """"better" / "worse" (A against B: McNemar p < 0.05, or for an unpaired comparison the 95 %
+        interval excluding 0) or "no significant difference"."""
+        sig = self.p < ALPHA if self.paired else (self.low > 0 or self.high < 0)
+        if sig and self.diff > 0:
             return "better"
-        if self.p < ALPHA and self.diff < 0:
+        if sig and self.diff < 0:
             return "worse"
         return "no significant difference"
 
@@ -143,8 +146,10 @@ class Comparison:
     def text(self, points: bool = True) -> str:
         """'+3.10 points [+1.20, +5.00], p = 0.002 (n = 1000 paired)'."""
         s = 100.0 if points else 1.0
-        return (f"{s * self.diff:+.2f} [{s * self.low:+.2f}, {s * self.high:+.2f}]"
-                f"{' points' if points else ''}, McNemar p = {_p_txt(self.p)} (n = {self.n} paired)")
+        head = f"{s * self.diff:+.2f} [{s * self.low:+.2f}, {s * self.high:+.2f}]{' points' if points else ''}"
+        if not self.paired:
+            return head + " (unpaired: no per-image outcomes)"
+        return head + f", McNemar p = {_p_txt(self.p)} (n = {self.n} paired)"
 
 
 def _p_txt(p: float) -> str:
@@ -199,3 +204,21 @@ def describe_images(n: int, classes: int = 10, total: int = 10000) -> str:
     if n % classes == 0:
         return f"the first {n // classes} test images of each CIFAR-10 class ({n} images)"
     return f"the first {n} CIFAR-10 test images taken round robin over the classes (class-balanced)"
+
+
+def newcombe_unpaired(k1: int, n1: int, k2: int, n2: int, z: float = Z95) -> tuple[float, float, float]:
+    """(difference, low, high): k1/n1 - k2/n2 of two independent samples, Newcombe's square-and-add of the
+    two Wilson intervals (Newcombe 1998, method 10 for independent proportions). The fallback of the report
+    for cells that kept no per-image outcomes."""
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson(k1, n1, z)
+    l2, u2 = wilson(k2, n2, z)
+    d = p1 - p2
+    return d, max(-1.0, d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2)), min(1.0, d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))
+
+
+def compare_unpaired(k1: int, n1: int, k2: int, n2: int) -> "Comparison":
+    """A comparison of two accuracies without per-image outcomes: the verdict is "better" / "worse" where the
+    95 % interval of the difference excludes 0 (no McNemar p: ``p`` is NaN, ``paired`` False)."""
+    d, lo, hi = newcombe_unpaired(k1, n1, k2, n2)
+    return Comparison(n=min(n1, n2), diff=d, low=lo, high=hi, only_a=-1, only_b=-1, p=float("nan"), paired=False)
