@@ -43,7 +43,8 @@ GRID_OUT = "docs"
 @click.option("--from-cache", is_flag=True,
               help="Compute no cell: write the report from the cell cache only, taking each cell's result as "
                    "cached by any version of the code keyed into the cells (same cell, weights, test images and "
-                   "lookup table); a cell without one is listed as not run. Costs (periphery energy, latency, "
+                   "lookup table) or as committed with the report in OUT/report/cells.jsonl; a cell without one "
+                   "is listed as not run. Costs (periphery energy, latency, "
                    "area) are computed now, from the component table; skew statistics are read or recomputed.")
 @tls_options
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
@@ -102,7 +103,9 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
     if from_cache:
         if workers is not None or scheduler is not None:
             raise InputError("--from-cache computes no cell: it takes neither --workers nor --scheduler")
-        results = read_cached_cells(cells, ctx)
+        from ..study.report import COMMITTED_CELLS
+        committed = report_dir / "report" / COMMITTED_CELLS   # the cells committed with the report it rewrites
+        results = read_cached_cells(cells, ctx, committed=[committed] if committed.is_file() else None)
     else:
         with make_executor(workers=workers, scheduler=scheduler, security=sec) as ex:
             if ex.kind != "local" or ex.workers > 1:

@@ -546,7 +546,7 @@ def _acc_cell(row) -> str:
     b = row.get("error_budget_pp")
     if row.get("variant") != "software" and _num(b):
         txt += f" ±{float(b):.2f}"
-    if row.get("stopped_at_chance") is True:
+    if _true(row.get("stopped_at_chance")):
         txt += f" (stopped at chance after {int(row['n'])})"
     elif _num(row.get("n_planned")) and _num(row.get("n")) and int(row["n"]) != int(row["n_planned"]):
         txt += f" (n = {int(row['n'])})"
@@ -561,6 +561,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 def accuracy_tables(df, cfg: StudyConfig) -> str:
     out = []
+    has_budget = "error_budget_pp" in df and any(
+        _num(b) for b, v in zip(df.error_budget_pp, df.variant) if v != "software")
     for net in cfg.networks:
         sw = df[(df.network == net) & (df.variant == "software")]
         sw_txt = _acc_cell(sw.iloc[0]) if len(sw) else "not run"
@@ -584,7 +586,8 @@ def accuracy_tables(df, cfg: StudyConfig) -> str:
             note = (f"\n\nNo cell run for: {', '.join(skipped)} (see *Cells not run*)." if skipped else "")
             out.append(f"### {net} on {tech}\n\nTop-1 accuracy in %, [95 % Wilson interval], on "
                        f"{stats.describe_images(cfg.limit)}, the same images for every variant; "
-                       f"`±x`: the configuration's error budget (where measured); a cell at chance after "
+                       + ("`±x`: the configuration's error budget (where measured); " if has_budget else "")
+                       + f"a cell at chance after "
                        f"{stats.CHANCE_MIN_IMAGES} images (95 % upper bound below {100 * stats.CHANCE_UPPER:g} %) "
                        f"stops there and says so.\n\n"
                        + (_md_table(header, rows) if rows else "No cell of this network and technology was run.")
@@ -777,6 +780,11 @@ def _range_txt(changes) -> str:
             f"{len(changes)} configurations")
 
 
+def _true(v) -> bool:
+    """A boolean cell of a frame that is True (not False, None or NaN)."""
+    return isinstance(v, (bool, np.bool_)) and bool(v)
+
+
 def _num(v) -> bool:
     return v is not None and not (isinstance(v, float) and math.isnan(v))
 
@@ -787,23 +795,73 @@ MULTIBIT_CLAIM = "MULTIBIT.json"   # written beside REPORT.md by scripts/multibi
 def multibit_claim(out: Path) -> list[list[str]]:
     """The paper's first claim (BNNs more prone than higher precision), from the multi-bit study's own
     results (docs/MULTIBIT.md) when they sit beside the report or, for a report written elsewhere (the
-    quick study's cosim-report/), in the checkout's docs/; else the row says it was not measured."""
+    quick study's cosim-report/), in the checkout's docs/; else the row says it was not measured.
+
+    Where a k-bit network's own software accuracy is more than ``KBIT_GAP_PP`` points below its BNN's
+    (``software_accuracy`` of MULTIBIT.json, else the software table of the MULTIBIT.md beside it), a "no" or
+    "partly" is judged "inconclusive": an under-trained k-bit network is no fair test of the claim."""
     from ..paths import CHECKOUT_DIR
 
     claim = "CiM-BNNs are more prone to crossbar non-idealities than higher-precision networks"
     path = Path(out) / MULTIBIT_CLAIM
     if not path.is_file():
         path = CHECKOUT_DIR / "docs" / MULTIBIT_CLAIM
+    rule = ("yes: every k-bit network retains significantly more of its above-chance accuracy than its BNN; "
+            "no: some BNN retains significantly more (paired, 95 % CI); inconclusive: a k-bit network's own "
+            f"software accuracy is more than {KBIT_GAP_PP:g} points below its BNN's")
     try:
         m = json.loads(path.read_text())
         verdict = {"agreed": "yes", "not agreed": "no", "partly agreed": "partly"}.get(m["agreed"], m["agreed"])
-        return [[m["claim"], "yes (abstract)", f"{m['cosim']} (`{m['source']}`)", verdict,
-                 "yes: every k-bit network retains significantly more of its above-chance accuracy than its BNN; "
-                 "no: some BNN retains significantly more (paired, 95 % CI)"]]
+        fig = f"{m['cosim']} (`{m['source']}`)"
+        sw = _multibit_software(m, path)
     except FileNotFoundError:
         return [[claim, "yes (abstract)", "not measured here (scripts/multibit_study.py)", "—", ""]]
     except (ValueError, KeyError, TypeError):
         return [[claim, "yes (abstract)", f"unreadable {path.name}", "—", ""]]
+    gaps = [(net, k, acc, sw[net][1]) for net in sorted(sw) for k, acc in sorted(sw[net].items())
+            if k != 1 and 1 in sw[net] and 100 * (sw[net][1] - acc) > KBIT_GAP_PP]
+    if gaps and verdict != "yes":
+        fig += (f". Inconclusive rather than {verdict!r}: the k-bit networks are under-trained, their own software "
+                "accuracy more than " f"{KBIT_GAP_PP:g} points below their BNN's ("
+                + ", ".join(f"{net} {k}-bit {100 * a:.1f} % vs 1-bit {100 * b:.1f} %" for net, k, a, b in gaps)
+                + "); k-bit networks trained to full accuracy would settle it. The prepared recipe is "
+                  "`scripts/train_gpu.sh` on one CUDA machine (resumable), e.g. `COSIM_CKPT_DIR=ck bash "
+                  "scripts/train_gpu.sh vgg-small 80 --bits 2 --init reference`, its checkpoint then copied to "
+                  "`$COSIM_CACHE/checkpoints/vgg_small_w2a2.ckpt` (where `scripts/multibit_study.py` looks; see "
+                  "docs/MULTIBIT.md), and `scripts/multibit_study.py run` and `render` again")
+        verdict = "inconclusive"
+    elif not sw:
+        fig += " (software accuracies of the k-bit networks not recorded: the k-bit/BNN gap is unchecked)"
+    return [[m.get("claim", claim), "yes (abstract)", fig, verdict, rule]]
+
+
+#: k-bit networks more than this many points below their BNN's software accuracy leave the claim inconclusive
+KBIT_GAP_PP = 10.0
+
+
+def _multibit_software(m: dict, path: Path) -> dict[str, dict[int, float]]:
+    """{network: {bits: software accuracy}} from MULTIBIT.json's ``software_accuracy``, else from the software
+    table of the MULTIBIT.md it names (rows ``| net | bits | weights | 0.860 (N = 100) | ... |``); {} if neither."""
+    import re
+
+    out: dict[str, dict[int, float]] = {}
+    if isinstance(m.get("software_accuracy"), dict):
+        for net, per in m["software_accuracy"].items():
+            for b, v in per.items():
+                out.setdefault(net, {})[int(b)] = float(v["accuracy"] if isinstance(v, dict) else v)
+        return out
+    md = path.parent / str(m.get("source", ""))
+    try:
+        text = md.read_text() if md.is_file() else ""
+    except OSError:
+        return {}
+    for line in text.splitlines():
+        cols = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cols) >= 4 and cols[1].isdigit():
+            hit = re.fullmatch(r"([01](?:\.\d+)?) \(N = \d+\)", cols[3])
+            if hit:
+                out.setdefault(cols[0], {}).setdefault(int(cols[1]), float(hit.group(1)))
+    return out
 
 
 def write_report(res: StudyResults, out: str | Path, command: str = "cosim report") -> Path:
@@ -923,8 +981,8 @@ def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> Non
                  f"({res.full_grid_cells} in all) are not in this run (run `cosim report` without --quick)."
                  if cfg.quick and res.full_grid_cells else "")
               + _cell_code_note(df))
-    n_stopped = int(df.stopped_at_chance.fillna(False).astype(bool).sum())
-    no_outcomes = int(((df.status != "not run") & ~df.per_image.fillna(False).astype(bool)).sum())
+    n_stopped = sum(_true(v) for v in df.stopped_at_chance)
+    no_outcomes = sum(st != "not run" and not _true(p) for st, p in zip(df.status, df.per_image))
     md.append(f"\nImages: every cell of a network runs on {stats.describe_images(cfg.limit)}, in cosim's class-"
               f"balanced order of the test split (`cosim.study.stats.balanced_indices`): the same images in the "
               f"same order for every variant, so variants are compared image by image (paired tests)"
