@@ -649,6 +649,11 @@ def test_software_cell_keeps_per_image_outcomes_and_stops_at_chance(tmp_path):
     ctx = _software_ctx(tmp_path, 100, labels)
     r = runner.compute_cell(ctx.config.cells()[0], ctx)
     assert not r["stopped_at_chance"] and r["n"] == 100 and r["accuracy"] == 0.1
+    big = ctx.with_limit(400)                                   # the claims' cells: same weights, more images
+    assert big.config.limit == 400 and big._models is ctx._models
+    assert big.data()[2] == runner.sha256_arrays(ctx.data()[0][:400], labels[:400]) != ctx.data()[2]
+    with pytest.raises(Exception, match="asks for 401"):
+        ctx.with_limit(401)
     # old results (no per-image outcomes) and damaged ones give none
     assert runner.cell_outcomes({"accuracy": 0.1, "correct": 1, "n": 10}) is None
     assert runner.cell_outcomes({**r, "correct_bits": "!!"}) is None
@@ -752,3 +757,44 @@ def test_from_cache_rerenders_from_committed_cells(tmp_path, monkeypatch):
     again = tmp_path / "again.jsonl"
     report.export_cells(report.StudyResults(config=ctx.config, cells=got), again)
     assert again.read_text() == committed.read_text()
+
+
+def test_claim_cells_are_run_again_on_claims_limit_images(tmp_path, monkeypatch):
+    from cosim import paths
+    from cosim.study import claims_run
+    monkeypatch.setattr(paths, "CHECKOUT_DIR", tmp_path / "checkout")
+    res = _paired_results()
+    assert res.config.limit == 1000 and res.config.claims_limit == 10000
+    named = report.claim_cells(res)
+    assert [res.cells[i].cell.variant for i in named] == ["software", "nonideal", "binsparx"]   # pwa: no claim
+    asked = []
+
+    def big_run(cells, ctx, **kw):
+        asked.append([(c.variant, c.limit) for c in cells])
+        ok = np.tile(np.arange(10) < 8, 1000)       # 80 % on 10,000 images
+        return [runner.CellResult(c, "computed", {**runner.outcome_fields(ok, np.arange(10000), 10000, False),
+                                                   "seconds": 30.0}, key=f"big{i}") for i, c in enumerate(cells)]
+
+    class Ctx:
+        def with_limit(self, n):
+            assert n == 10000
+            return self
+
+    monkeypatch.setattr(runner, "run_cells", big_run)
+    out = claims_run.refine_claim_cells(res, Ctx())
+    assert asked == [[("software", 10000), ("nonideal", 10000), ("binsparx", 10000)]]
+    assert [c.result["n"] for c in out.cells] == [10000, 10000, 10000, 200]
+    assert "3 cell(s) the claims table names" in out.claims_note and "all 10000 CIFAR-10 test images" in out.claims_note
+    (tmp_path / "d").mkdir()
+    text = report.write_report(out, tmp_path / "d").read_text()
+    assert out.claims_note in text and "(n = 10000)" in text.split("## Accuracy")[1]
+    assert "n = 10000 paired" in text.split("## Claims")[1].split("## Accuracy")[0]
+    # --from-cache: a cited cell without a large run keeps its grid result, and the note says so
+    monkeypatch.setattr(report, "read_cached_cells", lambda cells, ctx, committed=None: [
+        runner.CellResult(c, "not run", None, reason="not in the cell cache") for c in cells])
+    kept = claims_run.refine_claim_cells(res, Ctx(), from_cache=True)
+    assert [c.result["n"] for c in kept.cells] == [1000, 1000, 1000, 200]
+    assert "3 without one keep their 1000-image result (not in the cell cache" in kept.claims_note
+    # no rerun where claims_limit is off
+    off = dataclasses.replace(res, config=dataclasses.replace(res.config, claims_limit=0))
+    assert claims_run.refine_claim_cells(off, Ctx()) is off

@@ -54,6 +54,7 @@ class StudyResults:
     seconds: float = 0.0
     full_grid_cells: int = 0                      #: cells of the full grid (for "not run" counts)
     not_in_run: list = field(default_factory=list)  #: labels of full-grid cells outside this run
+    claims_note: str = ""                         #: how the cells the claims name were run (``claim_cells``)
 
 
 # ------------------------------------------------------------------------------------------- render only
@@ -153,6 +154,11 @@ class Pairs:
         self.outcomes = [cell_outcomes(cr.result) for cr in res.cells]
         self.unpaired = 0
         self.paired = 0
+        self.named: set[int] = set()   #: positions in res.cells of the cells the claims cite
+
+    def name(self, *rows) -> None:
+        """Record rows a claim cites (its best, worst and cited cells: ``claim_cells``)."""
+        self.named.update(int(r.name) for r in rows if r is not None)
 
     def compare(self, a, b) -> stats.Comparison:
         """A against B (accuracy(A) - accuracy(B))."""
@@ -189,6 +195,14 @@ def _budget(row) -> float | None:
         return 0.0
     v = row.get("error_budget_pp")
     return float(v) if _num(v) else None
+
+
+def claim_cells(res: StudyResults) -> list[int]:
+    """Positions in ``res.cells`` of the cells the claims table cites (each accuracy claim's best, worst
+    and cited cells, with the cells they are compared against): the cells to run on ``claims_limit`` images."""
+    pair = Pairs(res)
+    claims(results_frame(res), None, res, pair)
+    return sorted(pair.named)
 
 
 def _verdict_txt(c: stats.Comparison) -> str:
@@ -539,7 +553,9 @@ def _fmt(x, fmt: str, scale: float = 1.0) -> str:
     return fmt.format(scale * float(x))
 
 
-def _acc_cell(row) -> str:
+def _acc_cell(row, grid_n: int | None = None) -> str:
+    """'86.00 [80.5, 90.1]' with the error budget, a stop at chance, or a number of images other than the
+    grid's (``grid_n``: a cell the claims name, run on more) where they apply."""
     if row is None or row["status"] == "not run" or row["accuracy"] is None or (isinstance(row["accuracy"], float) and math.isnan(row["accuracy"])):
         return "not run"
     txt = f"{100 * row['accuracy']:.2f} [{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]"
@@ -548,7 +564,7 @@ def _acc_cell(row) -> str:
         txt += f" ±{float(b):.2f}"
     if _true(row.get("stopped_at_chance")):
         txt += f" (stopped at chance after {int(row['n'])})"
-    elif _num(row.get("n_planned")) and _num(row.get("n")) and int(row["n"]) != int(row["n_planned"]):
+    elif grid_n is not None and _num(row.get("n")) and int(row["n"]) != grid_n:
         txt += f" (n = {int(row['n'])})"
     return txt
 
@@ -565,7 +581,7 @@ def accuracy_tables(df, cfg: StudyConfig) -> str:
         _num(b) for b, v in zip(df.error_budget_pp, df.variant) if v != "software")
     for net in cfg.networks:
         sw = df[(df.network == net) & (df.variant == "software")]
-        sw_txt = _acc_cell(sw.iloc[0]) if len(sw) else "not run"
+        sw_txt = _acc_cell(sw.iloc[0], cfg.limit) if len(sw) else "not run"
         for tech in cfg.technologies:
             variants = [v for v in cfg.variants if v != "software"]
             header = ["rows", "wire (ohm/cell)", "software"] + variants
@@ -577,7 +593,7 @@ def accuracy_tables(df, cfg: StudyConfig) -> str:
                     for v in variants:
                         s = df[(df.network == net) & (df.technology == tech) & (df.rows == r)
                                & (df.r_wire_ohm == rw) & (df.variant == v)]
-                        line.append(_acc_cell(s.iloc[0]) if len(s) else "not in run")
+                        line.append(_acc_cell(s.iloc[0], cfg.limit) if len(s) else "not in run")
                         any_result |= bool(len(s)) and _num(s.iloc[0]["accuracy"])
                     if any_result:
                         rows.append(line)
@@ -633,7 +649,8 @@ def claims(df, cf, res: StudyResults, pair: "Pairs | None" = None) -> list[list[
             return 100 * c.diff >= BAD_DROP_PP and c.verdict == "better"
         c, ni, sw = max(drops, key=lambda t: t[0].diff)
         n_bad = sum(1 for cc, _, _ in drops if bad(cc))
-        cmin, nmin, _ = min(drops, key=lambda t: t[0].diff)
+        cmin, nmin, swmin = min(drops, key=lambda t: t[0].diff)
+        pair.name(ni, sw, nmin, swmin)
         fig = (f"largest drop {100 * c.diff:.2f} points, software - `nonideal` {c.text()} ({where(ni)}; {n_cells}); "
                f"smallest {100 * cmin.diff:.2f} points ({where(nmin)}); the rule holds in {n_bad} of {len(drops)}"
                + pair.budget_note(c, ni, sw))
@@ -661,11 +678,13 @@ def claims(df, cf, res: StudyResults, pair: "Pairs | None" = None) -> list[list[
             cb, cx, b, x, sw = max(holds, key=lambda t: t[0].diff - t[1].diff)
         else:
             cb, cx, b, x, sw = min(judged, key=lambda t: t[1].diff)
+        pair.name(b, x, sw)
         per = []
         for base_v, bsx_v in PAIRS:
             fam = [(c2.diff, x2) for _, c2, b2, x2, _ in judged if b2.variant == base_v]
             if fam:
                 _, xx = min(fam, key=lambda t: t[0])
+                pair.name(xx)
                 per.append(f"`{bsx_v}` best {100 * xx.accuracy:.2f} % ({where(xx)})")
         rows.append(["BinSparX brings accuracy back to near software level in some cases", "near software (abstract)",
                      f"{'clearest case' if holds else 'closest'}: `{x.variant}` {_acc_cell(x)} % vs software "
@@ -683,12 +702,14 @@ def claims(df, cf, res: StudyResults, pair: "Pairs | None" = None) -> list[list[
     if combos:
         gains = [(pair.compare(x2, b2), b2, x2) for b2, x2 in combos]
         c, b, x = max(gains, key=lambda t: t[0].diff)
+        pair.name(b, x)
         alone = [c2.diff for c2, b2, _ in gains if b2.variant == "nonideal"]
         with_m = []
         for base_v, what in (("pwa", "with partial wordline activation"), ("adc-cal", "with calibrated ADC references")):
             fam = [t for t in gains if t[1].variant == base_v]
             if fam:
                 cc, bb, xx = max(fam, key=lambda t: t[0].diff)
+                pair.name(bb, xx)
                 with_m.append(f"{what} at most {cc.text()} ({where(xx)}, {_verdict_txt(cc)})")
         n_sig = sum(1 for c2, _, _ in gains if c2.verdict == "better")
         rows.append(["Accuracy boost of BinSparX up to 77.25 %", "up to 77.25 (points, presumably)",
@@ -1009,6 +1030,8 @@ def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> Non
               f"here only.\n")
     pair = Pairs(res)
     md.append(_md_table(["claim", "paper", "cosim", "agreed", "rule"], claims(df, cf, res, pair) + multibit_claim(out)))
+    if res.claims_note:
+        md.append(f"\n{res.claims_note}\n")
     md.append(f"\nComparisons between variants are paired on the images both cells ran ({pair.test_name()}); "
               f"differences are in points, A - B, with their 95 % interval"
               + (f"; {pair.unpaired} of {pair.paired + pair.unpaired} comparison(s) unpaired (cells without "

@@ -143,11 +143,19 @@ class StudyContext:
             n = min(self.config.limit, len(labels))
             if n < self.config.limit:
                 raise DataError(f"the test set at {src} has {len(labels)} images, the study asks for {self.config.limit}")
-            idx = self.indices(labels)
-            # an identity index (class-interleaved loading) keys the data exactly as before: images[:n]
-            sel = (images[:n], labels[:n]) if _is_prefix(idx) else (images[idx], labels[idx])
-            self._data = (images, labels, sha256_arrays(*sel), str(src))
+            self._data = (images, labels, _data_sha(images, labels, self.indices(labels)), str(src))
         return self._data
+
+    def with_limit(self, limit: int) -> "StudyContext":
+        """A context for the same study on ``limit`` images (the claims' cells), sharing the loaded weights,
+        test images and tables."""
+        new = StudyContext(dataclasses.replace(self.config, limit=limit), _models=self._models, _tables=self._tables)
+        if self._data is not None:
+            images, labels, _, src = self._data
+            if limit > len(labels):
+                raise DataError(f"the test set at {src} has {len(labels)} images, the study asks for {limit}")
+            new._data = (images, labels, _data_sha(images, labels, new.indices(labels)), src)
+        return new
 
     def indices(self, labels: np.ndarray | None = None) -> np.ndarray:
         """Indices into the loaded test split of the study's ``limit`` images, in evaluation order: class-
@@ -172,6 +180,13 @@ class StudyContext:
     def table_dirs(self) -> list[Path]:
         dirs = [resources_dir() / "tables", self.cache_root / "tables"]
         return [d for d in dirs if d.is_dir()]
+
+
+def _data_sha(images: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> str:
+    """SHA-256 of the study's images and labels; an identity index (class-interleaved loading) keys the
+    data exactly as before per-image outcomes were kept (images[:n]), so older cached cells still match."""
+    n = len(idx)
+    return sha256_arrays(*((images[:n], labels[:n]) if _is_prefix(idx) else (images[idx], labels[idx])))
 
 
 def _is_prefix(idx: np.ndarray) -> bool:
