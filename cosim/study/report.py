@@ -138,7 +138,8 @@ def export_cells(res: "StudyResults", path: Path) -> int:
             continue
         lines[cr.key] = json.dumps({"key": cr.key, "payload": cr.payload, "result": cr.result},
                                    sort_keys=True, default=json_default)
-    path.write_text("".join(lines[k] + "\n" for k in sorted(lines)))
+    if lines:   # no file for a report without results (nothing to re-render from)
+        path.write_text("".join(lines[k] + "\n" for k in sorted(lines)))
     return len(lines)
 
 
