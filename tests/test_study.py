@@ -696,7 +696,7 @@ def test_report_judges_claims_by_paired_tests(tmp_path, monkeypatch):
     out.mkdir()
     text = report.write_report(res, out, command="cosim report --test").read_text()
     claims = text.split("## Claims")[1].split("## Accuracy")[0]
-    assert "McNemar p = " in claims and "n = 1000 paired" in claims and "unpaired" not in claims
+    assert "McNemar p " in claims and "n = 1000 paired" in claims and "unpaired" not in claims
     assert "software - `binsparx` +0.50 [" in claims          # near software: 5 images, not significant
     row = next(line for line in claims.splitlines() if line.startswith("| BinSparX brings"))
     assert row.split(" | ")[-2] == "yes"

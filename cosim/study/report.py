@@ -5,8 +5,11 @@ and the config. Output, under ``out`` (``cosim report``'s default: ``docs/`` for
 for ``--quick``):
 
 * ``REPORT.md`` -- claims table (each claim of the paper, its figure, cosim's figure, agreed or not, by a
-  stated rule), accuracy tables per network and technology with 95 % Wilson intervals, skew tables,
+  stated rule; accuracy claims by paired tests on the same images, ``stats``), accuracy tables per network
+  and technology with 95 % Wilson intervals (and error budgets where measured), skew tables,
   energy / latency / area, the cells not run and why;
+* ``report/cells.jsonl`` -- every cell's result with its per-image outcomes (payload, key, result), so that
+  a committed report re-renders with ``cosim report --from-cache`` without the cell cache;
 * ``report/*.png`` -- accuracy vs array size and vs wire resistance, ON-count histograms with and
   without BinSparX, energy breakdowns (matplotlib, Agg);
 * ``report/results.csv|parquet`` (one row per cell), ``report/skew_layers.csv``, ``report/costs.csv``,
@@ -295,8 +298,16 @@ def compute_text(res: StudyResults, df, n_exported: int = 0) -> str:
         rate = total / n_img
         planned = len(cfg.cells()) * cfg.limit
         lines.append(f"At the measured mean of {1e3 * rate:.1f} ms per image and cell, this config's "
-                     f"{len(cfg.cells())} cell(s) x {cfg.limit} image(s) come to about {rate * planned / 3600:.1f} "
+                     f"{len(cfg.cells())} cell(s) x {cfg.limit} image(s) come to about {rate * planned / 3600:.2g} "
                      f"cell-hours (less where cells stop at chance), i.e. about that many hours on one core.")
+        if cfg.quick:
+            from .config import load_config
+            full = load_config()
+            fh = rate * len(full.cells()) * full.limit / 3600
+            lines.append(f"The built-in full grid ({len(full.cells())} cells x {full.limit} images, plus the cells "
+                         f"the claims name on {full.claims_limit}) would take roughly {fh:.0f} cell-hours and more "
+                         "at this rate, which is that of this run's cells only (larger arrays and partial wordline "
+                         "activation are slower): hours on 2 cores, hence the cluster below.")
     cmd_cfg = "configs/study.toml" if not cfg.quick else "configs/study.toml --quick"
     lines.append(
         "\nTo regenerate everything on a Dask cluster (every worker with the same cosim checkout, weights, "

@@ -149,11 +149,11 @@ class Comparison:
         head = f"{s * self.diff:+.2f} [{s * self.low:+.2f}, {s * self.high:+.2f}]{' points' if points else ''}"
         if not self.paired:
             return head + " (unpaired: no per-image outcomes)"
-        return head + f", McNemar p = {_p_txt(self.p)} (n = {self.n} paired)"
+        return head + f", McNemar p {_p_txt(self.p)} (n = {self.n} paired)"
 
 
 def _p_txt(p: float) -> str:
-    return "< 1e-4" if p < 1e-4 else f"{p:.3g}"
+    return "< 1e-4" if p < 1e-4 else f"= {p:.3g}"
 
 
 def compare(a, b) -> Comparison:
