@@ -798,3 +798,20 @@ def test_claim_cells_are_run_again_on_claims_limit_images(tmp_path, monkeypatch)
     # no rerun where claims_limit is off
     off = dataclasses.replace(res, config=dataclasses.replace(res.config, claims_limit=0))
     assert claims_run.refine_claim_cells(off, Ctx()) is off
+
+
+def test_from_cache_command_reads_the_committed_cells_of_the_report_it_rewrites(tmp_path, monkeypatch):
+    from cosim.cli import main
+
+    calls = []
+    _stub_study(monkeypatch, calls)
+    seen = []
+    monkeypatch.setattr(report, "read_cached_cells", lambda cells, ctx, committed=None: seen.append(committed) or [
+        runner.CellResult(c, "not run", None, reason="stub") for c in cells])
+    monkeypatch.chdir(tmp_path)
+    main(["report", "--quick", "--from-cache", "--no-progress", "--out", "o"])
+    assert seen == [None]                                       # no committed cells yet
+    (tmp_path / "o" / "report" / "cells.jsonl").write_text("{}\n")
+    main(["report", "--quick", "--from-cache", "--no-progress", "--out", "o"])
+    assert seen[1] == [Path("o") / "report" / "cells.jsonl"]
+    assert "stopped at chance" in report.accuracy_summary(_paired_results())

@@ -42,8 +42,8 @@ PAPER = "Malhotra & Gupta, BinSparX, arXiv 2412.03553 (abstract / summaries; phy
 #: order of variants in tables
 VARIANT_ORDER = tuple(VARIANTS)
 #: claim rules (stated in the report)
-BAD_DROP_PP = 5.0        # "hurt badly": software - non-ideal >= 5 points, CI-separated
-NEAR_SOFTWARE_PP = 2.0   # "near software level": BinSparX within 2 points of software
+BAD_DROP_PP = 5.0        # "hurt badly": software - non-ideal >= 5 points, significant (paired, McNemar)
+NEAR_SOFTWARE_PP = 2.0   # "near software level": BinSparX within 2 points of software or not significantly below
 MILD_OVERHEAD = 0.10     # "mild" latency / area increase: at most 10 %
 
 
@@ -1186,5 +1186,6 @@ def accuracy_summary(res: StudyResults) -> str:
         rows = "" if r.variant == "software" else int(r.rows)
         rw = "" if r.variant == "software" else f"{r.r_wire_ohm:g}"
         lines.append(f"{r.network:10} {r.technology or '-':10} {rows:>4} {rw:>4} {r.variant:18} "
-                     f"{100 * r.accuracy:8.2f}%  [{100 * r.ci_low:5.1f}, {100 * r.ci_high:5.1f}]  {int(r.n)}")
+                     f"{100 * r.accuracy:8.2f}%  [{100 * r.ci_low:5.1f}, {100 * r.ci_high:5.1f}]  {int(r.n)}"
+                     + ("  (stopped at chance)" if _true(r.stopped_at_chance) else ""))
     return "\n".join(lines)
