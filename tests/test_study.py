@@ -747,7 +747,7 @@ def test_from_cache_rerenders_from_committed_cells(tmp_path, monkeypatch):
         made.append(runner.CellResult(c, "computed", r, key=runner.make_key(pay), payload=pay))
     res = report.StudyResults(config=ctx.config, cells=made)
     committed = tmp_path / "cells.jsonl"
-    assert report.export_cells(res, committed) == 3
+    assert report.export_cells(res, committed) == (3, 0)
     got = report.read_cached_cells(cells, ctx, committed=[committed])
     assert [r.status for r in got] == ["cached"] * 3 + ["not run"] * 2
     assert all(np.array_equal(runner.cell_outcomes(r.result)[1], ok) for r in got[:3])
@@ -757,6 +757,14 @@ def test_from_cache_rerenders_from_committed_cells(tmp_path, monkeypatch):
     again = tmp_path / "again.jsonl"
     report.export_cells(report.StudyResults(config=ctx.config, cells=got), again)
     assert again.read_text() == committed.read_text()
+    # a report with fewer results keeps the committed entries it does not supersede (no committed result lost)
+    newer = {**made[0].payload, "code": "newer code"}
+    one = runner.CellResult(cells[0], "computed", {**made[0].result, "seconds": 9.0}, key=runner.make_key(newer),
+                            payload=newer)
+    merged = tmp_path / "merged.jsonl"
+    assert report.export_cells(report.StudyResults(config=ctx.config, cells=[one]), merged, previous=committed) == (1, 2)
+    objs = [json.loads(line) for line in merged.read_text().splitlines()]
+    assert len(objs) == 3 and sorted(o["payload"]["code"] for o in objs) == ["committed code"] * 2 + ["newer code"]
 
 
 def test_claim_cells_are_run_again_on_claims_limit_images(tmp_path, monkeypatch):
@@ -784,6 +792,7 @@ def test_claim_cells_are_run_again_on_claims_limit_images(tmp_path, monkeypatch)
     out = claims_run.refine_claim_cells(res, Ctx())
     assert asked == [[("software", 10000), ("nonideal", 10000), ("binsparx", 10000)]]
     assert [c.result["n"] for c in out.cells] == [10000, 10000, 10000, 200]
+    assert [c.result["n"] for c in out.grid_cells] == [1000, 1000, 1000]    # exported with the report too
     assert "3 cell(s) the claims table names" in out.claims_note and "all 10000 CIFAR-10 test images" in out.claims_note
     (tmp_path / "d").mkdir()
     text = report.write_report(out, tmp_path / "d").read_text()

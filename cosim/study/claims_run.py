@@ -38,9 +38,10 @@ def refine_claim_cells(res, ctx, *, from_cache: bool = False, committed: list[Pa
     else:
         got = runner.run_cells(big, big_ctx, progress=progress, executor=executor, timeout_s=timeout_s)
     cells = list(res.cells)
-    missing = []
+    missing, replaced = [], []
     for i, r in zip(named, got):
         if r.result is not None:
+            replaced.append(cells[i])
             cells[i] = r
         else:
             missing.append((f"`{res.cells[i].cell.label()}`", r.reason))
@@ -52,4 +53,4 @@ def refine_claim_cells(res, ctx, *, from_cache: bool = False, committed: list[Pa
         note += (f"; {len(missing)} without one keep their {cfg.limit}-image result ("
                  + ("not in the cell cache: --from-cache computes nothing" if from_cache else missing[0][1]) + "): "
                  + ", ".join(m for m, _ in missing[:6]) + (" ..." if len(missing) > 6 else ""))
-    return dataclasses.replace(res, cells=cells, claims_note=note + ".")
+    return dataclasses.replace(res, cells=cells, claims_note=note + ".", grid_cells=list(res.grid_cells) + replaced)

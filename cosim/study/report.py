@@ -58,6 +58,7 @@ class StudyResults:
     full_grid_cells: int = 0                      #: cells of the full grid (for "not run" counts)
     not_in_run: list = field(default_factory=list)  #: labels of full-grid cells outside this run
     claims_note: str = ""                         #: how the cells the claims name were run (``claim_cells``)
+    grid_cells: list = field(default_factory=list)  #: grid results of the cells the claims ran again (exported)
 
 
 # ------------------------------------------------------------------------------------------- render only
@@ -129,21 +130,38 @@ def _cell_entries(cache_cells: Path, committed: list):
 COMMITTED_CELLS = "cells.jsonl"   #: under report/: every cell result of the report, one JSON object a line
 
 
-def export_cells(res: "StudyResults", path: Path) -> int:
-    """Write every cell with a result (payload, key, result) as one JSON line to ``path``, sorted by key:
-    committed with the report, ``cosim report --from-cache`` re-renders it without the cell cache. The
-    number of cells written."""
+def export_cells(res: "StudyResults", path: Path, previous: Path | None = None) -> tuple[int, int]:
+    """Write every cell with a result (payload, key, result; the grid results of the cells the claims ran
+    again included) as one JSON line to ``path``, sorted by key: committed with the report, ``cosim report
+    --from-cache`` re-renders it without the cell cache. The entries of ``previous`` (the cells.jsonl of the
+    report this one replaces) are kept where no cell of this report supersedes them (the same inputs, any
+    code), so that re-rendering with a cache that lacks them loses no committed result. (cells of this
+    report written, entries kept from ``previous``)."""
     from ..provenance import json_default
+    from .runner import make_key
 
-    lines = {}
-    for cr in res.cells:
+    def sans_code(pay) -> str:
+        return make_key({a: b for a, b in pay.items() if a != "code"})
+
+    entries: dict[str, tuple[str, str]] = {}     # payload without code -> (cell key, line)
+    if previous is not None:
+        for _, obj in _cell_entries(Path("/nonexistent"), [previous]):
+            try:
+                entries[sans_code(obj["payload"])] = (str(obj["key"]), json.dumps(obj, sort_keys=True))
+            except (KeyError, TypeError, AttributeError):
+                continue
+    mine: set[str] = set()
+    for cr in list(res.cells) + list(res.grid_cells):
         if cr.result is None or cr.payload is None or not cr.key:
             continue
-        lines[cr.key] = json.dumps({"key": cr.key, "payload": cr.payload, "result": cr.result},
-                                   sort_keys=True, default=json_default)
+        k = sans_code(cr.payload)
+        entries[k] = (cr.key, json.dumps({"key": cr.key, "payload": cr.payload, "result": cr.result},
+                                         sort_keys=True, default=json_default))
+        mine.add(k)
+    lines = sorted(entries.values())
     if lines:   # no file for a report without results (nothing to re-render from)
-        path.write_text("".join(lines[k] + "\n" for k in sorted(lines)))
-    return len(lines)
+        path.write_text("".join(line + "\n" for _, line in lines))
+    return len(mine), len(lines) - len(mine)
 
 
 # ------------------------------------------------------------------------------------------- paired tests
@@ -278,7 +296,7 @@ def _half_width(n: int) -> float:
     return (hi - lo) / 2
 
 
-def compute_text(res: StudyResults, df, n_exported: int = 0) -> str:
+def compute_text(res: StudyResults, df, n_exported: int = 0, n_kept: int = 0) -> str:
     """The report's compute statement: cell-seconds in all and per network, the rate per image, what the
     grid costs at that rate, and how to regenerate it on a Dask cluster and from committed results."""
     cfg = res.config
@@ -316,7 +334,8 @@ def compute_text(res: StudyResults, df, n_exported: int = 0) -> str:
         f"    cosim report --config {cmd_cfg} --scheduler tcp://SCHEDULER:8786 --cache DIR\n\n"
         "Cells are cached one by one as they arrive: an interrupted run, given the same command again, computes "
         "only the cells missing from the cache. The report keeps every cell's result with its per-image outcomes "
-        f"in `report/{COMMITTED_CELLS}` ({n_exported} cell(s) here); committed with the report, "
+        f"in `report/{COMMITTED_CELLS}` ({n_exported} cell(s) of this report"
+        + (f", and {n_kept} kept from the file it replaced" if n_kept else "") + "); committed with the report, "
         f"`cosim report --config {cmd_cfg} --from-cache` re-renders it in a checkout without the cell cache, "
         "computing no cell.")
     return "\n".join(lines) + "\n"
@@ -948,7 +967,8 @@ def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> Non
     cfg = res.config
     budget, budget_txt = load_error_budget(out)
     df = results_frame(res, budget)
-    n_exported = export_cells(res, fig_dir / COMMITTED_CELLS)
+    prev = out / "report" / COMMITTED_CELLS
+    n_exported, n_kept = export_cells(res, fig_dir / COMMITTED_CELLS, prev if prev.is_file() else None)
     sf = skew_frame(res)
     cf = costs_frame(res, df) if res.skew else None
     df.to_csv(fig_dir / "results.csv", index=False)
@@ -1152,7 +1172,7 @@ def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> Non
         md.append(f"\n{len(res.not_in_run)} cell(s) of the full grid are outside this quick run, e.g.: "
                   + ", ".join(f"`{s}`" for s in shown) + (" ..." if len(res.not_in_run) > len(shown) else ""))
     md.append("\n## Compute\n")
-    md.append(compute_text(res, df, n_exported))
+    md.append(compute_text(res, df, n_exported, n_kept))
     md.append("\n## Files\n")
     md.append(f"`report/{COMMITTED_CELLS}` (every cell's result with its per-image outcomes, for "
               f"`cosim report --from-cache`), "
