@@ -6,8 +6,16 @@ partial-wordline rows, number of images, seed), the SHA-256 of the weights file,
 labels used, of the lookup table used, and of the source of the code that computes it (cosim.cim, the
 surrogate, the ADC, the tables, the BNN layers and models, this module). A finished cell is never
 recomputed; an interrupted run resumes where it stopped (files are written atomically, so a killed run
-leaves no half cell). A cell that cannot run (no calibrated table for its wire resistance, say) is
-reported as not run, with the reason, and is not cached, so it runs once its inputs exist.
+leaves no half cell; a cell is the unit of resume: its chunks, below, run in one task, since the array
+statistics and energy of a cell are counted over its whole run). A cell that cannot run (no calibrated
+table for its wire resistance, say) is reported as not run, with the reason, and is not cached, so it
+runs once its inputs exist.
+
+Every cell of a run evaluates the same ``limit`` test images in the same order (class-balanced:
+``stats.balanced_indices``) and keeps its per-image correctness (``correct_bits``, ``image_ranges``), so
+variants are compared image by image. It runs them in two chunks, the first ``stats.CHANCE_MIN_IMAGES``
+images and the rest, and stops after the first where the cell is at chance (``stats.at_chance``), which
+its result records (``stopped_at_chance``, ``n`` of ``n_planned``).
 
 The CiM side goes through issue 5's drop-in API (``cosim.cim.to_cim`` / ``cim_stats``); the thin
 adapter below adds what the study needs around it and says where: the mirrored (-1 conducting) encoding
@@ -42,7 +50,7 @@ from .config import Cell, StudyConfig
 CACHE_FORMAT = 1
 #: modules whose source determines a cell's result (hashed into its key), relative to the package
 KEY_SOURCES = ("cim", "surrogate.py", "adc.py", "tables.py", "technology.py", "bnn/layers.py", "bnn/models.py",
-               "bnn/evaluate.py", "study/runner.py")
+               "bnn/evaluate.py", "study/runner.py", "study/stats.py")
 SKEW_SOURCES = ("bnn/layers.py", "bnn/models.py", "study/skew.py")
 
 
