@@ -174,8 +174,8 @@ class Pairs:
     def __init__(self, res: StudyResults) -> None:
         from .runner import cell_outcomes
         self.outcomes = [cell_outcomes(cr.result) for cr in res.cells]
-        self.unpaired = 0
-        self.paired = 0
+        self._paired: set[tuple[int, int]] = set()
+        self._unpaired: set[tuple[int, int]] = set()
         self.named: set[int] = set()   #: positions in res.cells of the cells the claims cite
 
     def name(self, *rows) -> None:
@@ -189,10 +189,20 @@ class Pairs:
             _, ia, ib = np.intersect1d(oa[0], ob[0], assume_unique=True, return_indices=True)
             if len(ia):
                 order = np.argsort(ia)          # in A's evaluation order (irrelevant to the statistics)
-                self.paired += 1
+                self._paired.add((int(a.name), int(b.name)))
                 return stats.compare(oa[1][ia[order]], ob[1][ib[order]])
-        self.unpaired += 1
+        self._unpaired.add((int(a.name), int(b.name)))
         return stats.compare_unpaired(int(a.correct), int(a.n), int(b.correct), int(b.n))
+
+    @property
+    def paired(self) -> int:
+        """Distinct pairs of cells compared image by image."""
+        return len(self._paired)
+
+    @property
+    def unpaired(self) -> int:
+        """Distinct pairs of cells compared without per-image outcomes."""
+        return len(self._unpaired)
 
     def test_name(self) -> str:
         txt = "exact two-sided McNemar test at 5 %; paired 95 % Newcombe interval of the difference"
