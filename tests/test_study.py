@@ -824,3 +824,22 @@ def test_from_cache_command_reads_the_committed_cells_of_the_report_it_rewrites(
     main(["report", "--quick", "--from-cache", "--no-progress", "--out", "o"])
     assert seen[1] == [Path("o") / "report" / "cells.jsonl"]
     assert "stopped at chance" in report.accuracy_summary(_paired_results())
+
+
+def test_error_budget_file_roundtrip(tmp_path, monkeypatch):
+    from cosim import paths
+    monkeypatch.setattr(paths, "CHECKOUT_DIR", tmp_path / "checkout")
+    row = {"network": "vgg-small", "technology": "sram8t", "rows": 64, "r_wire_ohm": 10.0,
+           "adc_reference": "calibrated", "binsparx": True, "delta_pp": -0.7, "n_images": 200,
+           "source": "docs/VALIDATION.md"}
+    report.write_error_budget(tmp_path / report.ERROR_BUDGET, [row])
+    budget, txt = report.load_error_budget(tmp_path)
+    assert "1 configuration(s)" in txt
+    cell = Cell(network="vgg-small", variant="adc-cal+binsparx", technology="sram8t", rows=64, cols=64,
+                r_wire_ohm=10.0, adc_bits=7)
+    assert report.error_budget_for(cell, budget) == pytest.approx(0.7)
+    assert report.error_budget_for(dataclasses.replace(cell, variant="adc-cal"), budget) is None
+    assert report.error_budget_for(dataclasses.replace(cell, variant="software"), budget) == 0.0
+    with pytest.raises(ValueError, match="lacks delta_pp"):
+        report.write_error_budget(tmp_path / "x.csv", [{k: v for k, v in row.items() if k != "delta_pp"}])
+    assert report.load_error_budget(tmp_path / "nowhere")[1].startswith("Error budget not yet measured")

@@ -289,6 +289,28 @@ def load_error_budget(out: Path) -> tuple[dict, str]:
                     "budgets may be the surrogate's, not the hardware's.")
 
 
+def write_error_budget(path: Path, rows: list[dict]) -> Path:
+    """Write ``error_budget.csv`` (``BUDGET_COLUMNS``) for the validation report: one row per configuration,
+    ``delta_pp`` = surrogate accuracy - exact (SPICE) network accuracy in points on ``n_images`` images,
+    ``source`` where that was measured. A row missing a column, or with a non-numeric delta, is an error."""
+    import csv
+
+    for i, r in enumerate(rows):
+        missing = [c for c in BUDGET_COLUMNS if c not in r]
+        if missing:
+            raise ValueError(f"error budget row {i} lacks {', '.join(missing)}")
+        if r["adc_reference"] not in ("ideal", "calibrated"):
+            raise ValueError(f"error budget row {i}: adc_reference must be 'ideal' or 'calibrated'")
+        float(r["delta_pp"])
+    path = Path(path)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(BUDGET_COLUMNS), extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "binsparx": int(bool(r["binsparx"]))})
+    return path
+
+
 def error_budget_for(cell, budget: dict) -> float | None:
     """The error budget (points) of a cell's configuration; 0 for software, None where not measured."""
     if cell.variant == "software":
