@@ -628,7 +628,12 @@ def render(args) -> None:
         "claim": "CiM-BNNs are more prone to crossbar non-idealities than higher-precision networks",
         "cosim": short, "agreed": verdict, "source": Path(args.doc).name,
         "paired_comparisons": len(verdict_rows), "kbit_significantly_worse": kbit_worse,
-        "kbit_significantly_better": bin_worse}, indent=1) + "\n")
+        "kbit_significantly_better": bin_worse,
+        # each network's own software accuracy and images, by model and bits (the study's report judges the
+        # claim "inconclusive" where a k-bit network is more than 10 points below its BNN)
+        "software_accuracy": {m: {str(b): {"accuracy": r["software_accuracy"], "n": r["n"]}
+                                  for (m2, b), r in sorted(sw.items()) if m2 == m}
+                              for m in sorted({m for m, _ in sw})}}, indent=1) + "\n")
     print(f"wrote {args.doc}: claim {verdict}")
     print("CLAIM_FIGURE: " + fig + f" -> {verdict}")
 

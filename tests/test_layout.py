@@ -47,3 +47,12 @@ def test_the_package_has_no_modules_outside_the_steps():
 
     top = {m.name for m in pkgutil.iter_modules(cosim.__path__)}
     assert top == set(STEPS) | set(INFRASTRUCTURE) | {"cli"}
+
+
+def test_the_study_keys_hash_files_that_exist():
+    """The code keyed into the study's cells (a moved module would silently drop out of the key)."""
+    from cosim.paths import PACKAGE_DIR
+    from cosim.study.runner import KEY_SOURCES, SKEW_SOURCES
+
+    for part in KEY_SOURCES + SKEW_SOURCES:
+        assert (PACKAGE_DIR / part).exists(), part
