@@ -19,7 +19,7 @@ AND-counts; ``array.max_code`` bounds the codes.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -55,6 +55,7 @@ class IdealArray:
     #: reads are the plain products x_bits @ w_bits: a caller may compute the reads of several row tiles
     #: as one product where their sum is all it needs (cosim.cim.layers.CrossbarMatrix does)
     linear = True
+    table_provenance: dict[str, Any]    # set by build_array when a table is at hand
 
     def __init__(self, rows: int, cols: int | None = None, i_cell_a: float | None = None) -> None:
         if rows < 1 or (cols is not None and cols < 1):
@@ -162,6 +163,7 @@ class ExactArray:
     exact = False
     #: vectors per solver call (the solver's limit is cosim.circuit.netlist.MAX_VECTORS)
     chunk_vectors = 4096
+    table_provenance: dict[str, Any]    # set by build_array
 
     def __init__(self, tech, rows: int, cols: int, topology: str, adc, threads: int | None = None) -> None:
         from ..circuit.netlist import MAX_SIZE

@@ -52,7 +52,7 @@ def convert(model: nn.Module, array: ArrayModel, cols: int, *, binsparx: bool = 
         raise InputError("the model has no binary layer (BinConv2d, Brevitas 1-bit QuantConv2d/QuantLinear, a "
                          "layer with the cosim.cim.hooks hook) or k-bit QuantConv2d to map onto crossbars")
     dtype = bits_dtype(int(array.rows), device)
-    kw = dict(binsparx=binsparx, max_active_rows=max_active_rows, chunk_bytes=chunk_bytes, max_stride=max_stride,
+    kw: dict[str, Any] = dict(binsparx=binsparx, max_active_rows=max_active_rows, chunk_bytes=chunk_bytes, max_stride=max_stride,
               dtype=dtype)
     new = [(n, None) for n in quant] + mapped
     for name, mapping in new:
@@ -67,7 +67,7 @@ def convert(model: nn.Module, array: ArrayModel, cols: int, *, binsparx: bool = 
             cim_layer = CiMLinear(layer, array, cols, name=name, mapping=mapping, **kw)
         setattr(parent, attr, cim_layer)
     out.eval()
-    out.cim_config = {"rows": int(array.rows), "cols": int(cols), "binsparx": bool(binsparx), "bits": model_bits(model),
+    out.cim_config = {"rows": int(array.rows), "cols": int(cols), "binsparx": bool(binsparx), "bits": model_bits(model),  # type: ignore[assignment]  # an attribute
                       "max_active_rows": max_active_rows, "software_layers": software,
                       "products": describe_products(int(array.rows), device),
                       "array": array.describe() if hasattr(array, "describe") else type(array).__name__}
@@ -127,7 +127,7 @@ def to_cim(model: nn.Module, *, tech: str = "sram8t", rows: int = 64, cols: int 
     array, tech_obj = build_array(mode=mode, tech=tech, rows=rows, cols=cols, table=table, adc_bits=adc_bits,
                                   adc_reference=adc_reference, adc_lsb_counts=adc_lsb_counts, topology=topology,
                                   device=device, certify=certify)
-    cim = convert(model, array, cols, binsparx=binsparx, max_active_rows=max_active_rows, chunk_bytes=chunk_bytes,
+    cim: Any = convert(model, array, cols, binsparx=binsparx, max_active_rows=max_active_rows, chunk_bytes=chunk_bytes,
                   max_stride=max_stride, device=device)
     cim.to(device)
     set_energy_scale(cim, tech_obj.v_read_v, tech_obj.t_read_s)

@@ -146,7 +146,7 @@ def classify(cim: nn.Module, images, labels, *, batch_size: int = 100, device="c
     try:
         if workers == 1 or n <= batch_size:
             return _classify_batches(cim, images, labels, batch_size, device, bar.update if bar else None)
-        with WorkerPool(rebuild[0], rebuild[1], workers) as pool:
+        with WorkerPool(rebuild[0], rebuild[1], workers) as pool:  # type: ignore[index]  # checked above
             return pool.classify(cim, images, labels, batch_size, bar.update if bar else None)
     finally:
         if bar is not None:

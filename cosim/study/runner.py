@@ -178,7 +178,7 @@ class StudyContext:
         k = (cell.technology, cell.rows, cell.r_wire_ohm)
         if k not in self._tables:
             try:
-                self._tables[k] = find_table(cell.technology, cell.rows, cell.r_wire_ohm, self.table_dirs())
+                self._tables[k] = find_table(cell.technology, cell.rows, cell.r_wire_ohm, self.table_dirs())  # type: ignore[arg-type]  # a CiM cell: all set
             except TableError as e:
                 self._tables[k] = e  # missing for every cell of this key: search the folders once
         found = self._tables[k]
@@ -307,7 +307,7 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
         table, table_path, table_sha = ctx.table_for(cell)
         base = mirrored(model) if flags["encoding"] == "minus" else model
         try:
-            net = to_cim(base, tech=cell.technology, rows=cell.rows, cols=cell.cols, mode="surrogate", table=table,
+            net = to_cim(base, tech=cell.technology, rows=cell.rows, cols=cell.cols, mode="surrogate", table=table,  # type: ignore[arg-type]  # a CiM cell: all set
                          binsparx=flags["binsparx"], adc_bits=cell.adc_bits,
                          adc_reference="calibrated" if flags["adc_cal"] else "ideal",
                          max_active_rows=cell.pwa_rows if flags["pwa"] else None, device=ctx.config.device,

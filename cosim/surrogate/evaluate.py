@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -304,17 +304,17 @@ class Surrogate:
 
     def column_currents(self, x_bits: Any, w_bits: Any) -> torch.Tensor:
         """(N, C) non-ideal column currents (A). ``w_bits``: (R', C) of 0/1 or ``prepare(w_bits)``."""
-        return self._run(x_bits, w_bits, currents=True, codes=False)[0]
+        return cast(torch.Tensor, self._run(x_bits, w_bits, currents=True, codes=False)[0])
 
     def read(self, x_bits: Any, w_bits: Any) -> torch.Tensor:
         """(N, C) ADC codes: the estimated AND-count of each column (float tensor of integers)."""
-        return self._run(x_bits, w_bits, currents=False, codes=True)[1]
+        return cast(torch.Tensor, self._run(x_bits, w_bits, currents=False, codes=True)[1])
 
     def read_with_current(self, x_bits: Any, w_bits: Any) -> tuple[torch.Tensor, Any]:
         """(ADC codes (N, C), sum of all column currents in A): a float on CPU, a 0-d tensor on other
         devices (no synchronisation per call; the caller adds them up and converts once)."""
         _, code, total = self._run(x_bits, w_bits, currents=False, codes=True)
-        return code, total
+        return cast(torch.Tensor, code), total
 
     # ---- baselines (validation) -------------------------------------------------------------------
     def ideal_currents(self, x_bits: Any, w_bits: Any) -> torch.Tensor:

@@ -340,7 +340,7 @@ def moment_basis(rows: int, orders) -> np.ndarray:
     j = np.arange(rows, dtype=np.float64)
     pos = 2.0 * (j + 0.5) / rows - 1.0
     dist = (rows - j - 0.5) / rows
-    cols = [np.ones(rows)]
+    cols: list[np.ndarray] = [np.ones(rows)]
     for o in normalise_orders(orders):
         cols.append(np.sin((order_number(o) - 0.5) * np.pi * dist) if isinstance(o, str)
                     else legendre.legval(pos, [0.0] * o + [1.0]))
@@ -728,12 +728,12 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     if chunked:
         # the same least-squares problem, its rows reduced chunk by chunk to one triangular factor of
         # [design | rhs] (QR), so memory stays at FIT_DENSE_MAX_ELEMENTS whatever the sample count
-        R = np.zeros((0, n_cols + 1))
+        R: np.ndarray = np.zeros((0, n_cols + 1))
         blocks = [(lo, min(lo + step, len(k))) for lo in range(0, len(k), step)]
         for lo, hi in blocks:
             blk = np.hstack([design(lo, hi) / colscale, (cur[lo:hi] * wt[lo:hi])[:, None]])
-            R = np.linalg.qr(np.vstack([R, blk]), mode="r")
-        R = np.linalg.qr(np.vstack([R, np.hstack([P, np.zeros((P.shape[0], 1))])]), mode="r")
+            R = np.linalg.qr(np.vstack([R, blk]), mode="r")  # type: ignore[assignment]  # numpy stubs: mode="r" gives R
+        R = np.linalg.qr(np.vstack([R, np.hstack([P, np.zeros((P.shape[0], 1))])]), mode="r")  # type: ignore[assignment]  # R, as above
         theta, *_ = np.linalg.lstsq(R[:n_cols, :n_cols], R[:n_cols, n_cols], rcond=None)
     else:
         M = np.vstack([Aw / colscale, P])

@@ -249,7 +249,7 @@ def provenance_warnings(prov: dict[str, Any], ngspice: bool = True) -> list[str]
     if prov.get("synthetic"):
         return out
     src = prov.get("source_path")
-    shipped = bool(src) and Path(src).resolve().is_relative_to((resources_dir() / "tables").resolve())
+    shipped = bool(src) and Path(src).resolve().is_relative_to((resources_dir() / "tables").resolve())  # type: ignore[arg-type]  # src is set here
     made = prov.get("code_version")
     if made and made != code_version() and not shipped:
         out.append(f"table {src or ''} made by code version {made}, used with {code_version()}".replace("  ", " "))

@@ -122,7 +122,8 @@ class PointCache:
         except FileNotFoundError:
             return None
         except Exception:  # noqa: BLE001 - anything unreadable is a corrupt entry: treated as missing
-            return self._discard_corrupt(path)
+            self._discard_corrupt(path)
+            return None
 
     def _discard_corrupt(self, path: Path) -> None:
         """Count and remove an unreadable entry; the caller treats it as missing."""
@@ -157,7 +158,8 @@ class PointCache:
         except FileNotFoundError:
             return None
         except Exception:  # noqa: BLE001 - corrupt failure record: as if none
-            return self._discard_corrupt(path)
+            self._discard_corrupt(path)
+            return None
 
     def clear_failure(self, key: str) -> None:
         try:
