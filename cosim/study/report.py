@@ -250,7 +250,7 @@ BUDGET_COLUMNS = ("network", "technology", "rows", "r_wire_ohm", "adc_reference"
                   "n_images", "source")
 
 
-def budget_key(network: str, technology: str, rows: int, r_wire_ohm: float, adc_reference: str,
+def budget_key(network: str, technology: str, rows: int | str, r_wire_ohm: float | str, adc_reference: str,
                binsparx: bool) -> tuple:
     return (str(network), str(technology), int(rows), round(float(r_wire_ohm), 6), str(adc_reference), bool(binsparx))
 
@@ -336,7 +336,7 @@ def compute_text(res: StudyResults, df, n_exported: int = 0, n_kept: int = 0) ->
     secs = [float(cr.result.get("seconds") or 0.0) for cr in done]
     imgs = [int(cr.result.get("n") or 0) for cr in done]
     total, n_img = sum(secs), sum(imgs)
-    per_net = {}
+    per_net: dict[str, float] = {}
     for cr, sec in zip(done, secs):
         per_net[cr.cell.network] = per_net.get(cr.cell.network, 0.0) + sec
     lines = [f"Total compute of the cells in this report: {total:.0f} cell-seconds ({total / 3600:.2f} cell-hours) "
