@@ -35,7 +35,7 @@ for _tech in ("sram8t", "reram1t1r"):
         for _r in (2.0, 5.0, 20.0):
             TABLES[f"{_tech}_{_rows}_r{_r:g}ohm"] = (_tech, _rows, _points, _r)
 COLS, VECTORS, SEED = 64, 16, 0
-#: the surrogate's model form per (technology, rows) is the package's (cosim.surrogate.fit.MODEL_FORMS):
+#: the surrogate's model form per (technology, rows) is the package's (cosim.surrogate.registry.MODEL_FORMS):
 #: what ``cosim calibrate`` fits by default
 
 
@@ -47,7 +47,9 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
 
-    from cosim.surrogate.fit import SweepConfig, calibrate, model_form
+    from cosim.sweep.calibration import SweepConfig
+    from cosim.surrogate.registry import model_form
+    from cosim.surrogate.fit import calibrate
     from cosim.errors import CosimError
     from cosim.surrogate.tables import table_filename, tables_dir
     from cosim.circuit.technology import get_technology

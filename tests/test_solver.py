@@ -273,7 +273,8 @@ def test_torch_backend_reports_non_convergence_and_refuses_coupled():
 def _solver_table(rows=32, blocks=12, seed=0):
     """A table fitted (cosim.surrogate.fit.fit_arrays, as a calibration does) to exact-solver currents of
     8T-SRAM columns of random densities: a table whose residuals are those of the circuit it certifies."""
-    from cosim.surrogate.fit import DEFAULT_ORDERS, fit_arrays
+    from cosim.surrogate.model import DEFAULT_ORDERS
+    from cosim.surrogate.fit import fit_arrays
     from cosim.provenance import record
     from cosim.circuit.solver import _cell_currents
     from cosim.surrogate.tables import LookupTable
