@@ -47,7 +47,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
     """Run (or resume) a SPICE sweep and write samples.parquet and table.parquet into --out."""
     from ..sweep.calibration import SweepConfig
     from ..surrogate.model import normalise_orders, order_number
-    from ..surrogate.registry import model_form
+    from ..surrogate.registry import model_form, table_filename, user_tables_dir
     from ..surrogate.fit import calibrate
     from ..circuit.netlist import ArraySpec
 
@@ -82,3 +82,5 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
     else:
         click.echo(f"wrote {out_dir}/table.parquet and {out_dir}/samples.parquet "
                    f"({table.provenance['n_samples']} samples, {table.provenance['n_points']} points)")
+        click.echo(f"its name in the table registry: {table_filename(tech.name, spec.rows, spec.topology, tech.r_wire_ohm)} "
+                   f"(lookups find it by that name or by its provenance in {user_tables_dir()})", err=True)
