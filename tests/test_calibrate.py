@@ -187,7 +187,8 @@ def test_cli_calibrate_without_model_options_fits_the_shipped_form(tmp_path, mon
                         (["--terms", "compact"], ("compact", 65, WITH_SINES)),
                         (["--orders", "1,2", "--knots", "9"], ("full", 9, (1, 2)))):
         main(base + extra)
-        assert "wrote" in capsys.readouterr().out
+        io = capsys.readouterr()
+        assert "wrote" in io.out and "its name in the table registry: sram8t_128_decoupled.parquet" in io.err
         cfg, kw = got[-1]
         assert (kw["terms"], kw["n_knots"], tuple(kw["orders"])) == want and cfg.rows == 128
     base[base.index("--rows") + 1] = "64"
