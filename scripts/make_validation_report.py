@@ -286,7 +286,7 @@ def main() -> int:
          "Predictors: the **surrogate** (model moments-v3: a per-ON-count cubic polynomial in Legendre moments "
          "of the ON pattern and, for leaky cells, in the leaking-cell count and moments; for 8T-SRAM at 128 and 256 "
          "rows also the squares of eight sine moments of the IR-drop kernel, and at 256 rows every quartic "
-         "monomial; each table's form is in its section below and `cosim/surrogate/fit.py`), the **ideal** model (k·I_on + leaking cells·I_off, no wires) and "
+         "monomial; each table's form is in its section below and `cosim/surrogate/model.py`), the **ideal** model (k·I_on + leaking cells·I_off, no wires) and "
          "the **count-only** table (mean calibration current per ON-count).", "",
          "**ADC and code agreement.** A prediction's code is compared with the code of the SPICE current "
          "through the SAME ADC, at full resolution (one code per count 0..R). Headline numbers use "

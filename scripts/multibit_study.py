@@ -263,14 +263,11 @@ def run(args) -> None:
 
 def _find_table(tech: str, rows: int, r_wire_ohm: float | None):
     """(table, path, sha256) of the shipped table calibrated for this technology, rows and wire resistance
-    (default: the technology's own), found by its provenance as the study finds its tables."""
+    (default: the technology's own), found by the table registry as the study finds its tables."""
     from cosim.errors import TableError
-    from cosim.study.runner import find_table
-    from cosim.surrogate.tables import tables_dir
-    from cosim.circuit.technology import get_technology
-    r = get_technology(tech).r_wire_ohm if r_wire_ohm is None else r_wire_ohm
+    from cosim.surrogate.registry import find_table, tables_dir
     try:
-        return find_table(tech, rows, r, [tables_dir()])
+        return find_table(tech, rows, r_wire_ohm, [tables_dir()])
     except TableError as e:
         raise SystemExit(f"{e} (scripts/make_tables.py makes the shipped wire-resistance variants)") from None
 

@@ -320,17 +320,18 @@ def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_b
 
 def _load_table(table, tech_obj, rows: int, cols: int, topology: str | None, required: bool):
     from ..errors import TableError
-    from ..surrogate.tables import LookupTable, default_table_path, load_table
+    from ..surrogate.registry import lookup
+    from ..surrogate.tables import LookupTable, load_table
 
     topo = topology or tech_obj.topology
     if table is None:
-        try:
-            path = default_table_path(tech_obj.name, rows, topo)
+        try:   # the table registry: shipped tables, then the user's folder (cosim.surrogate.registry)
+            lut = lookup(tech_obj, rows, topology=topo)
         except TableError:
             if required:
                 raise
             return None
-        return load_table(path, tech=tech_obj, rows=rows, cols=cols, topology=topo)
+        return lut.check(cols=cols)
     lut = table if isinstance(table, LookupTable) else load_table(table)
     if lut.tech_name != tech_obj.name:
         raise TableError(f"{lut.provenance.get('source_path', 'table')}: calibrated for technology "

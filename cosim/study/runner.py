@@ -220,28 +220,11 @@ def expand_ranges(ranges) -> np.ndarray:
 
 
 def find_table(tech_name: str, rows: int, r_wire_ohm: float, dirs: Iterable[Path]) -> tuple[Any, str, str]:
-    """The first table in ``dirs`` calibrated for this technology with this wire resistance and rows.
+    """(table, path, sha256) of the first table in ``dirs`` calibrated for this technology with this wire
+    resistance and rows: the table registry's lookup (``cosim.surrogate.registry.find_table``)."""
+    from ..surrogate.registry import find_table as registry_find_table
 
-    (Adapter: cosim.surrogate.tables names its shipped defaults by technology and rows only; tables for other wire
-    resistances are recognised by their provenance, through ``LookupTable.check``.)"""
-    from ..surrogate.tables import load_table
-    from ..circuit.technology import get_technology
-
-    tech = get_technology(tech_name, r_wire_ohm=float(r_wire_ohm))
-    seen = []
-    for d in dirs:
-        for p in sorted(Path(d).rglob("*.parquet")):
-            if p.name == "samples.parquet":  # cosim calibrate's raw SPICE samples, not a table
-                continue
-            try:
-                t = load_table(p, tech=tech, rows=rows)
-            except TableError:
-                continue
-            return t, str(p), sha256_file(p)
-        seen.append(str(d))
-    raise TableError(f"no lookup table calibrated for {tech_name}, {rows} rows, {r_wire_ohm:g} ohm/cell in "
-                     f"{', '.join(seen) or 'no table folder'}; make one with 'cosim calibrate --tech {tech_name} "
-                     f"--rows {rows} --r-wire-ohm {r_wire_ohm:g} ...' into a folder under one of them")
+    return registry_find_table(tech_name, rows, r_wire_ohm, dirs)
 
 
 # ------------------------------------------------------------------------------------- the mirrored encoding

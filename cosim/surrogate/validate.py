@@ -16,7 +16,7 @@ the same columns. Families:
   contiguous window (vector 0: every row), so every other row of the window conducts (counts 0..R/2);
 - ``dense``    every input and weight 1 with a probability drawn per vector / column from U(0.95, 1):
   90-100 % of the cells conduct
-  (``cosim.surrogate.fit.placement_patterns``).
+  (``cosim.sweep.calibration.placement_patterns``).
 
 Predictors:
 
@@ -57,7 +57,7 @@ from typing import Any, Iterable, overload
 import numpy as np
 
 from .adc import ADC
-from .fit import random_patterns
+from ..sweep.calibration import random_patterns
 from ..errors import InputError, StorageError
 from ..fileio import atomic_path, check_writable, describe_os_error
 from ..circuit.netlist import MAX_SIZE
