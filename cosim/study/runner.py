@@ -263,6 +263,7 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
                       r_wire_ohm=cell.r_wire_ohm, table=table_path, table_sha256=table_sha,
                       ngspice_version=tprov.get("ngspice_version"), solver=tprov.get("solver"),
                       table_code_version=tprov.get("code_version"), seed=cell.seed)
+        prov["cim_config_sha256"] = net.cim_config.digest()     # the CiMConfig to_cim built (cosim.cim.config)
     logits = predict(net, images[:n], batch_size=ctx.config.batch_size, device=ctx.config.device, progress=progress)
     correct = int((logits.argmax(axis=1) == labels[:n]).sum())
     out.update({"accuracy": correct / n, "correct": correct, "n": n})
