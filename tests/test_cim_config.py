@@ -236,3 +236,12 @@ def test_infer_options_make_one_config():
     assert (cfg.array.tech, cfg.array.topology, cfg.array.certify, cfg.mapping.max_active_rows) == \
         ("reram1t1r", "coupled", True, 4)
     assert (cfg.run.spice_tiles, cfg.run.spice_vectors, cfg.run.seed) == (2, 5, 7)
+
+
+def test_configs_with_equal_tables_are_equal_and_hashable():
+    from cosim.surrogate.tables import LookupTable
+    a = synthetic_table("sram8t", 16, 16, samples=400, ir_drop=0.0)
+    b = LookupTable({k: np.array(v, copy=True) for k, v in a.arrays.items()}, dict(a.meta), dict(a.provenance))
+    ca, cb = (CiMConfig.from_kwargs(rows=16, cols=16, mode="surrogate", table=t) for t in (a, b))
+    assert ca == cb and hash(ca) == hash(cb) and len({ca, cb, CiMConfig()}) == 2
+    assert ca != ca.replace(table="elsewhere.parquet") and ca != ca.replace(adc_bits=3)

@@ -108,6 +108,24 @@ class ArrayConfig:
     def tech_name(self) -> str:
         return self.tech if isinstance(self.tech, str) else self.tech.name
 
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe fields: a Technology as its parameters, a table object as {"path", "sha256"}."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if isinstance(self.tech, Technology):
+            out["tech"] = self.tech.as_dict()
+        if self.table is not None and not isinstance(self.table, str):
+            out["table"] = {"path": self.table.provenance.get("source_path"), "sha256": table_sha256(self.table)}
+        return out
+
+    # equal where the dicts are: two table objects of the same content are the same table
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ArrayConfig):
+            return NotImplemented
+        return self.as_dict() == other.as_dict()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.as_dict(), sort_keys=True))
+
 
 @dataclass(frozen=True)
 class ADCConfig:
@@ -225,11 +243,7 @@ class CiMConfig:
         object as its parameters)."""
         out = {g: {f.name: getattr(getattr(self, g), f.name) for f in dataclasses.fields(cls)}
                for g, cls in GROUPS.items()}
-        arr = out["array"]
-        if isinstance(arr["tech"], Technology):
-            arr["tech"] = arr["tech"].as_dict()
-        if arr["table"] is not None and not isinstance(arr["table"], str):
-            arr["table"] = {"path": arr["table"].provenance.get("source_path"), "sha256": table_sha256(arr["table"])}
+        out["array"] = self.array.as_dict()
         return out
 
     @classmethod
