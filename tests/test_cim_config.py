@@ -245,3 +245,27 @@ def test_configs_with_equal_tables_are_equal_and_hashable():
     ca, cb = (CiMConfig.from_kwargs(rows=16, cols=16, mode="surrogate", table=t) for t in (a, b))
     assert ca == cb and hash(ca) == hash(cb) and len({ca, cb, CiMConfig()}) == 2
     assert ca != ca.replace(table="elsewhere.parquet") and ca != ca.replace(adc_bits=3)
+
+
+def test_study_cell_records_the_digest_of_its_config():
+    """A study cell's provenance holds the digest of the CiMConfig its network was converted with."""
+    from types import SimpleNamespace
+
+    from cosim.bnn.layers import BinConv2d
+    from cosim.study.config import Cell
+    from cosim.study.runner import compute_cell
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), BinConv2d(8, 8, 3, 2, 1),
+                        nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, 10)).eval()
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
+    tab = synthetic_table("sram8t", 32, 32, samples=800, ir_drop=0.05)
+    ctx = SimpleNamespace(model=lambda name: (net, "w"), data=lambda: (images, np.zeros(3, int), "d", "mem"),
+                          table_for=lambda cell: (tab, "mem.parquet", "t"),
+                          config=SimpleNamespace(device="cpu", batch_size=2))
+    cell = Cell(network="tiny", variant="pwa+binsparx", technology="sram8t", rows=32, cols=16, r_wire_ohm=10.0,
+                adc_bits=5, pwa_rows=8, limit=3, seed=2)
+    out = compute_cell(cell, ctx)
+    expected = CiMConfig.from_kwargs(tech="sram8t", rows=32, cols=16, mode="surrogate", table=tab, binsparx=True,
+                                     adc_bits=5, max_active_rows=8, seed=2)
+    assert out["provenance"]["cim_config_sha256"] == expected.digest() and out["n"] == 3
