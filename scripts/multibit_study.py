@@ -240,17 +240,17 @@ def run(args) -> None:
                 ideal = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="ideal", binsparx=args.binsparx)
                 from cosim.bnn.datasets import to_tensor
                 errs = _layer_errors(ideal, cim, to_tensor(images[:args.error_images]))
-            arr = cim.cim_config["array"]
+            arr = cim.cim_info["array"]
             prov = arr.get("table_provenance", {})
             res = {"model": model, "bits": bits, "tech": tech, "rows": args.rows, "cols": args.cols, "n": len(labels),
                    "variant": variant, "binsparx": args.binsparx, "adc_reference": args.adc_reference,
-                   "r_wire_ohm": cim.cim_config.get("r_wire_ohm"), "r_wire_explicit": args.r_wire_ohm is not None,
+                   "r_wire_ohm": cim.cim_info.get("r_wire_ohm"), "r_wire_explicit": args.r_wire_ohm is not None,
                    "cim_correct": (pred == labels).tolist(), "cim_pred": pred.tolist(),
                    "cim_accuracy": float((pred == labels).mean()), "overall": ov, "layer_errors": errs,
                    "error_images": args.error_images, "seconds": round(seconds, 1), "threads": args.threads,
                    "load_average_at_end": _uptime(),
                    "provenance": record(model=model, bits=bits, technology=tech, array_size=[args.rows, args.cols],
-                                        r_wire_ohm=cim.cim_config.get("r_wire_ohm"), table=prov.get("source_path"),
+                                        r_wire_ohm=cim.cim_info.get("r_wire_ohm"), table=prov.get("source_path"),
                                         table_sha256=table_sha,
                                         table_code_version=prov.get("code_version"),
                                         table_synthetic=bool(prov.get("synthetic", False)),

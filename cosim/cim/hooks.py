@@ -31,7 +31,7 @@ The hook, for a layer cosim does not know, is either
 
 A layer with a weight whose class name says it is binary or quantized (``bin``, ``xnor``, ``sign``,
 ``quant`` in it) and that none of these recognises is an error naming the layer and this hook. Brevitas
-layers whose weights are not 1-bit stay in software (listed in ``cim_config["software_layers"]``).
+layers whose weights are not 1-bit stay in software (listed in ``cim_info["software_layers"]``).
 """
 
 from __future__ import annotations

@@ -302,6 +302,7 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
                       r_wire_ohm=cell.r_wire_ohm, table=table_path, table_sha256=table_sha,
                       ngspice_version=tprov.get("ngspice_version"), solver=tprov.get("solver"),
                       table_code_version=tprov.get("code_version"), seed=cell.seed)
+        prov["cim_config_sha256"] = getattr(net, "cim_config").digest()     # the CiMConfig to_cim built (cosim.cim.config)
     ok, stopped = evaluate_chunked(lambda ix: predict(net, images[ix], batch_size=ctx.config.batch_size,
                                                        device=ctx.config.device, progress=progress).argmax(axis=1),
                                    idx, labels)

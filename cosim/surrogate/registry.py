@@ -118,7 +118,7 @@ def _is_default_r(tech_name: str, r_wire_ohm: float | None) -> bool:
 def table_filename(tech_name: str, rows: int, topology: str = "decoupled", r_wire_ohm: float | None = None) -> str:
     """The registry's file name of a table: ``<tech>_<rows>_<topology>.parquet``, with ``_r<X>ohm`` before
     the suffix when ``r_wire_ohm`` is given and is not the technology's default."""
-    suffix = "" if _is_default_r(tech_name, r_wire_ohm) else f"_r{float(r_wire_ohm):g}ohm"
+    suffix = "" if r_wire_ohm is None or _is_default_r(tech_name, r_wire_ohm) else f"_r{float(r_wire_ohm):g}ohm"
     return f"{tech_name}_{int(rows)}_{topology}{suffix}.parquet"
 
 
