@@ -261,7 +261,7 @@ def test_study_cell_records_the_digest_of_its_config():
     images = np.random.default_rng(0).integers(0, 256, size=(3, 32, 32, 3), dtype=np.uint8)
     tab = synthetic_table("sram8t", 32, 32, samples=800, ir_drop=0.05)
     ctx = SimpleNamespace(model=lambda name: (net, "w"), data=lambda: (images, np.zeros(3, int), "d", "mem"),
-                          table_for=lambda cell: (tab, "mem.parquet", "t"),
+                          table_for=lambda cell: (tab, "mem.parquet", "t"), indices=lambda labels: np.arange(len(labels)),
                           config=SimpleNamespace(device="cpu", batch_size=2))
     cell = Cell(network="tiny", variant="pwa+binsparx", technology="sram8t", rows=32, cols=16, r_wire_ohm=10.0,
                 adc_bits=5, pwa_rows=8, limit=3, seed=2)
