@@ -27,6 +27,7 @@ import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -1020,11 +1021,41 @@ def write_report(res: StudyResults, out: str | Path, command: str = "cosim repor
     return out / "REPORT.md"
 
 
+@dataclass
+class _ReportData:
+    """What the sections of REPORT.md are written from: the frames (also written as CSV/Parquet), the
+    figures and the report's provenance."""
+    res: StudyResults
+    out: Path
+    df: Any
+    sf: Any
+    cf: Any
+    lf: Any
+    budget_txt: str
+    n_exported: int
+    n_kept: int
+    figs: list = field(default_factory=list)
+    hist_figs: list = field(default_factory=list)
+    energy_figs: list = field(default_factory=list)
+    prov: dict = field(default_factory=dict)
+    tables: list = field(default_factory=list)
+    ngs: list = field(default_factory=list)
+
+
 def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> None:
     """The files of the report for ``out``, written into ``stage`` (REPORT.md and report/)."""
     fig_dir = stage / "report"
     fig_dir.mkdir()
-    cfg = res.config
+    d = _write_data(res, out, fig_dir)
+    _write_figures(d, fig_dir)
+    _write_provenance(d, fig_dir, command)
+    md = (_section_intro(d, command) + _section_claims(d) + _section_accuracy(d) + _section_array_stats(d)
+          + _section_skew(d) + _section_costs(d) + _section_not_run(d) + _section_compute_and_files(d))
+    (stage / "REPORT.md").write_text("\n".join(md) + "\n")
+
+
+def _write_data(res: StudyResults, out: Path, fig_dir: Path) -> _ReportData:
+    """The report's frames, written as CSV/Parquet (and the committed cells) into ``fig_dir``."""
     budget, budget_txt = load_error_budget(out)
     df = results_frame(res, budget)
     prev = out / "report" / COMMITTED_CELLS
@@ -1043,6 +1074,13 @@ def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> Non
     import pandas as pd
     pd.DataFrame(costs_mod.component_table()).to_csv(fig_dir / "components.csv", index=False)
 
+    return _ReportData(res=res, out=out, df=df, sf=sf, cf=cf, lf=lf, budget_txt=budget_txt, n_exported=n_exported,
+                       n_kept=n_kept)
+
+
+def _write_figures(d: _ReportData, fig_dir: Path) -> None:
+    """The PNGs: accuracy against rows and wire resistance, ON-count histograms, energy breakdowns."""
+    res, df, cf, cfg = d.res, d.df, d.cf, d.res.config
     figs: list[tuple[str, Path]] = []
     for net in cfg.networks:
         for tech in cfg.technologies:
@@ -1063,6 +1101,12 @@ def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> Non
                     if p:
                         energy_figs.append((f"{net}, {tech}, {rw:g} ohm/cell", p))
 
+    d.figs, d.hist_figs, d.energy_figs = figs, hist_figs, energy_figs
+
+
+def _write_provenance(d: _ReportData, fig_dir: Path, command: str) -> None:
+    """report/provenance.json: the command, grid, machine, code, and the tables the cells used."""
+    res, cfg = d.res, d.res.config
     prov = record(command=command, config=cfg.source, quick=cfg.quick, technology=list(cfg.technologies),
                   rows=list(cfg.rows), cols=cfg.cols, r_wire_ohm=list(cfg.r_wire_ohm), seed=cfg.seed,
                   machine=f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores", seconds=round(res.seconds, 1))
@@ -1073,10 +1117,16 @@ def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> Non
     prov["ngspice_versions_of_tables"] = ngs
     (fig_dir / "provenance.json").write_text(json.dumps(prov, indent=1, default=str))
 
+    d.prov, d.tables, d.ngs = prov, tables, ngs
+
+
+def _section_intro(d: _ReportData, command: str) -> list[str]:
+    """Title, what was run and on which images, how to read the tables."""
+    res, df, cfg, prov, tables, ngs, budget_txt = d.res, d.df, d.res.config, d.prov, d.tables, d.ngs, d.budget_txt
+    md: list[str] = []
     n_run = int((df.status != "not run").sum())
     n_computed = int((df.status == "computed").sum())
     not_run = df[df.status == "not run"]
-    md: list[str] = []
     md.append("# BinSparX study: cosim's report\n")
     if cfg.quick:
         md.append(f"**A {cfg.limit}-image illustration, not the study's result.** This quick run evaluates "
@@ -1117,6 +1167,13 @@ def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> Non
               "per-sub-vector input flips), `pwa` (partial wordline activation), `adc-cal` (calibrated ADC "
               "references), and each mitigation combined with BinSparX.\n")
 
+    return md
+
+
+def _section_claims(d: _ReportData) -> list[str]:
+    """The paper's claims against cosim's cells, judged by paired tests."""
+    res, df, cf, out = d.res, d.df, d.cf, d.out
+    md: list[str] = []
     md.append("## Claims of the paper against cosim\n")
     md.append(f"Paper: {PAPER}. \"Agreed\" follows the rule in the last column, applied to the cells measured "
               f"here only.\n")
@@ -1129,11 +1186,25 @@ def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> Non
               + (f"; {pair.unpaired} of {pair.paired + pair.unpaired} comparison(s) unpaired (cells without "
                  f"per-image outcomes)" if pair.unpaired else "") + ".\n")
 
+    return md
+
+
+def _section_accuracy(d: _ReportData) -> list[str]:
+    """The accuracy tables and their figures."""
+    df, cfg, figs = d.df, d.res.config, d.figs
+    md: list[str] = []
     md.append("\n## Accuracy\n")
     md.append(accuracy_tables(df, cfg))
     for title, p in figs:
         md.append(f"\n![{title}](report/{p.name})\n")
 
+    return md
+
+
+def _section_array_stats(d: _ReportData) -> list[str]:
+    """cosim.cim's counters of the array runs."""
+    df = d.df
+    md: list[str] = []
     arr = df[(df.variant != "software") & df.accuracy.notna()]
     if len(arr):
         md.append("\n### Array statistics of the runs\n")
@@ -1148,6 +1219,13 @@ def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> Non
                               _pct(r.flipped_subvector_fraction), _fmt(r.array_energy_per_image_j, "{:.3f}", 1e9)]
                              for _, r in arr.iterrows()]))
 
+    return md
+
+
+def _section_skew(d: _ReportData) -> list[str]:
+    """+1 fractions and ON-counts per layer, with the histograms."""
+    res, hist_figs = d.res, d.hist_figs
+    md: list[str] = []
     md.append("\n## Skew: +1 fractions and ON-counts per layer\n")
     md.append("BinSparX gains from skew. Exact AND-counts (no non-ideality) of every column read, from "
               "`cosim.study.skew`; `on %` is the fraction of real cells read that conduct; `bsx-col` flips only "
@@ -1166,6 +1244,13 @@ def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> Non
     for title, p in hist_figs:
         md.append(f"\n![ON-count histogram, {title}](report/{p.name})\n")
 
+    return md
+
+
+def _section_costs(d: _ReportData) -> list[str]:
+    """Energy, latency and area from the cost model."""
+    cf, lf, energy_figs = d.cf, d.lf, d.energy_figs
+    md: list[str] = []
     md.append("\n## Energy, latency and area\n")
     md.append("Array energy per image = sum over reads of the calibrated column currents x v_read_v x t_read_s "
               "(from the surrogate run of the cell). Periphery from the component table below "
@@ -1211,6 +1296,14 @@ def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> Non
                         [[c["name"], f"{c['value']:g}", c["unit"], c["meaning"], c["source"]]
                          for c in costs_mod.component_table()]))
 
+    return md
+
+
+def _section_not_run(d: _ReportData) -> list[str]:
+    """The cells without a result, grouped, and the cells outside a quick run."""
+    res, df, cfg = d.res, d.df, d.res.config
+    not_run = df[df.status == "not run"]
+    md: list[str] = []
     md.append("\n## Cells not run\n")
     if len(not_run):
         groups: dict[tuple, list] = {}
@@ -1231,6 +1324,13 @@ def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> Non
         shown = res.not_in_run[:20]
         md.append(f"\n{len(res.not_in_run)} cell(s) of the full grid are outside this quick run, e.g.: "
                   + ", ".join(f"`{s}`" for s in shown) + (" ..." if len(res.not_in_run) > len(shown) else ""))
+    return md
+
+
+def _section_compute_and_files(d: _ReportData) -> list[str]:
+    """The compute the cells took, and the files beside REPORT.md."""
+    res, df, n_exported, n_kept = d.res, d.df, d.n_exported, d.n_kept
+    md: list[str] = []
     md.append("\n## Compute\n")
     md.append(compute_text(res, df, n_exported, n_kept))
     md.append("\n## Files\n")
@@ -1238,7 +1338,9 @@ def _write_files(res: StudyResults, out: Path, stage: Path, command: str) -> Non
               f"`cosim report --from-cache`), "
               "`report/results.csv` / `report/results.parquet` (one row per cell), `report/skew_layers.csv`, "
               "`report/costs.csv`, `report/latency_layers.csv`, `report/components.csv`, `report/provenance.json`, and the PNGs above.\n")
-    (stage / "REPORT.md").write_text("\n".join(md) + "\n")
+
+
+    return md
 
 
 def _cell_code_note(df) -> str:
