@@ -337,12 +337,8 @@ def test_study_cells_through_the_cluster_match_local(cluster, tmp_path, capsys):
 
     from cosim.cli import main
     from cosim.bnn.datasets import write_synthetic
-    from cosim.paths import reference_models_dir
     from cosim.study import runner
     from cosim.study.config import load_config
-
-    if not (reference_models_dir() / "vgg_small.pt").is_file():
-        pytest.skip("needs the shared reference weights ($COSIM_SHARED)")
     data = write_synthetic(tmp_path / "data", n_train_per_class=1, n_test_per_class=1)
     cfg_path = tmp_path / "study.toml"
     cfg_path.write_text('[grid]\nnetworks = ["vgg-small"]\ntechnologies = ["sram8t"]\nrows = [64]\nr_wire_ohm = [10.0]\n'

@@ -514,9 +514,6 @@ def test_quick_report_end_to_end_on_a_tiny_subset(tmp_path, capsys):
     import pandas as pd
 
     from cosim.cli import main
-    from cosim.paths import default_data_path, reference_models_dir
-    if not (reference_models_dir() / "vgg_small.pt").is_file() or not default_data_path().exists():
-        pytest.skip("needs the shared reference weights and CIFAR-10 ($COSIM_SHARED)")
     cfg = tmp_path / "tiny.toml"
     cfg.write_text('[quick]\nvariants = ["software", "nonideal", "binsparx"]\nlimit = 4\nskew_images = 1\n'
                    f'[paths]\ncache = "{tmp_path / "cache"}"\n')

@@ -186,10 +186,6 @@ def test_a_failed_spice_run_is_reported_not_dropped(table_path, tmp_path, monkey
 def test_cli_network_patterns_from_the_reference_vgg(table_path, tmp_path, capsys):
     """The reference VGG-small weights (shared/models) on two synthetic CIFAR-format test images."""
     from cosim.bnn.datasets import write_synthetic
-    from cosim.paths import reference_models_dir
-
-    if not (reference_models_dir() / "vgg_small.pt").is_file():
-        pytest.skip("needs the shared reference weights ($COSIM_SHARED)")
     data = write_synthetic(tmp_path / "data", n_train_per_class=1, n_test_per_class=1)
     main(["validate", "--table", str(table_path), "--patterns", "network", "--n", "32", "--vectors", "4",
           "--cols", "8", "--images", "2", "--layers", "2,12", "--data", str(data), "--no-cache", "--json"])
