@@ -182,11 +182,11 @@ def _uptime() -> str:
 
 
 def run(args) -> None:
+    """Measure what ``args`` asks (see ``main``): per network precision its software run, then its CiM run on
+    each technology; a result already in ``args.results`` is kept unless stale or ``--force``."""
     import torch
     from ..bnn.models import canonical_name
-    from ..cim import cim_stats, to_cim
     from ..bnn.datasets import load_cifar10, resolve_data_path
-    from ..provenance import record
 
     torch.set_num_threads(args.threads)
     model = canonical_name(args.model)
@@ -199,28 +199,7 @@ def run(args) -> None:
         net, info = _load(model, bits)
         sw_path = out_dir / f"{model}_b{bits}_software.json"
         if args.force or not sw_path.is_file() or _stale(sw_path, info, None):
-            t0 = time.perf_counter()
-            logits = _predict(net, images, args.batch)
-            pred = logits.argmax(1).numpy()
-            ns = min(args.stats_limit, args.limit)
-            cim = to_cim(net, tech=args.techs[0], rows=args.rows, cols=args.cols, mode="ideal")
-            acc, handles = _hist_hooks(cim)
-            ideal_logits = _predict(cim, images[:ns], args.batch)
-            for h in handles:
-                h.remove()
-            sw_first = _predict(net, images[:ns], args.batch)     # the same batches as the ideal run
-            res = {"model": model, "bits": bits, **info, "n": len(labels), "software_correct": (pred == labels).tolist(),
-                   "software_pred": pred.tolist(), "software_accuracy": float((pred == labels).mean()),
-                   "ideal_n": ns, "ideal_bit_identical_logits": bool(torch.equal(ideal_logits, sw_first)),
-                   "ideal_pred_agreement": float((ideal_logits.argmax(1) == sw_first.argmax(1)).double().mean()),
-                   "rows": args.rows, "cols": args.cols,
-                   "statistics": _summarise_hists(acc, args.rows, bits), "seconds": round(time.perf_counter() - t0, 1),
-                   "load_average_at_end": _uptime(),
-                   "provenance": record(model=model, bits=bits, data=str(source), array_size=[args.rows, args.cols],
-                                        command=" ".join(sys.argv))}
-            sw_path.write_text(json.dumps(res, indent=1))
-            print(f"{model} {bits}-bit software {res['software_accuracy']:.3f} ideal bit-identical "
-                  f"{res['ideal_bit_identical_logits']} ({res['seconds']} s)", flush=True)
+            _software_run(args, model, bits, net, info, images, labels, source, sw_path)
         variant = _variant(args)
         for tech in args.techs:
             table, table_file, table_sha = _find_table(tech, args.rows, args.r_wire_ohm)
@@ -230,37 +209,83 @@ def run(args) -> None:
                 if not _stale(path, info, table_sha):
                     continue
                 print(f"{path.name}: made with another table or checkpoint; running it again", flush=True)
-            t0 = time.perf_counter()
-            cim = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="surrogate", binsparx=args.binsparx,
-                         adc_reference=args.adc_reference, table=table)
-            logits = _predict(cim, images, args.batch)
-            seconds = time.perf_counter() - t0
-            pred = logits.argmax(1).numpy()
-            ov = cim_stats(cim)["overall"]
-            errs = []
-            if args.error_images:
-                ideal = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="ideal", binsparx=args.binsparx)
-                from ..bnn.datasets import to_tensor
-                errs = _layer_errors(ideal, cim, to_tensor(images[:args.error_images]))
-            arr = cim.cim_config["array"]
-            prov = arr.get("table_provenance", {})
-            res = {"model": model, "bits": bits, "tech": tech, "rows": args.rows, "cols": args.cols, "n": len(labels),
-                   "variant": variant, "binsparx": args.binsparx, "adc_reference": args.adc_reference,
-                   "r_wire_ohm": cim.cim_config.get("r_wire_ohm"), "r_wire_explicit": args.r_wire_ohm is not None,
-                   "cim_correct": (pred == labels).tolist(), "cim_pred": pred.tolist(),
-                   "cim_accuracy": float((pred == labels).mean()), "overall": ov, "layer_errors": errs,
-                   "error_images": args.error_images, "seconds": round(seconds, 1), "threads": args.threads,
-                   "load_average_at_end": _uptime(),
-                   "provenance": record(model=model, bits=bits, technology=tech, array_size=[args.rows, args.cols],
-                                        r_wire_ohm=cim.cim_config.get("r_wire_ohm"), table=prov.get("source_path"),
-                                        table_sha256=table_sha,
-                                        table_code_version=prov.get("code_version"),
-                                        table_synthetic=bool(prov.get("synthetic", False)),
-                                        ngspice_version=prov.get("ngspice_version"), data=str(source),
-                                        checkpoint=info["checkpoint"], checkpoint_sha256=info["checkpoint_sha256"],
-                                        command=" ".join(sys.argv))}
-            path.write_text(json.dumps(res, indent=1))
-            print(f"{model} {bits}-bit {tech} {args.rows} {variant}: CiM {res['cim_accuracy']:.3f} ({res['seconds']} s)", flush=True)
+            _cim_run(args, model, bits, net, info, tech, table, table_sha, variant, images, labels, source, path)
+
+
+def _write_json(path: Path, res: dict) -> None:
+    from ..fileio import atomic_path
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(res, indent=1))
+
+
+def _software_run(args, model: str, bits: int, net, info: dict, images, labels, source, sw_path: Path) -> None:
+    """The software network on the first ``--limit`` images, and the ideal CiM network on the first
+    ``--stats-limit`` (bit-exactness, per-plane statistics): ``sw_path``."""
+    import torch
+    from ..cim import to_cim
+    from ..provenance import record
+
+    t0 = time.perf_counter()
+    logits = _predict(net, images, args.batch)
+    pred = logits.argmax(1).numpy()
+    ns = min(args.stats_limit, args.limit)
+    cim = to_cim(net, tech=args.techs[0], rows=args.rows, cols=args.cols, mode="ideal")
+    acc, handles = _hist_hooks(cim)
+    ideal_logits = _predict(cim, images[:ns], args.batch)
+    for h in handles:
+        h.remove()
+    sw_first = _predict(net, images[:ns], args.batch)     # the same batches as the ideal run
+    res = {"model": model, "bits": bits, **info, "n": len(labels), "software_correct": (pred == labels).tolist(),
+           "software_pred": pred.tolist(), "software_accuracy": float((pred == labels).mean()),
+           "ideal_n": ns, "ideal_bit_identical_logits": bool(torch.equal(ideal_logits, sw_first)),
+           "ideal_pred_agreement": float((ideal_logits.argmax(1) == sw_first.argmax(1)).double().mean()),
+           "rows": args.rows, "cols": args.cols,
+           "statistics": _summarise_hists(acc, args.rows, bits), "seconds": round(time.perf_counter() - t0, 1),
+           "load_average_at_end": _uptime(),
+           "provenance": record(model=model, bits=bits, data=str(source), array_size=[args.rows, args.cols],
+                                command=" ".join(sys.argv))}
+    _write_json(sw_path, res)
+    print(f"{model} {bits}-bit software {res['software_accuracy']:.3f} ideal bit-identical "
+          f"{res['ideal_bit_identical_logits']} ({res['seconds']} s)", flush=True)
+
+def _cim_run(args, model: str, bits: int, net, info: dict, tech: str, table, table_sha: str, variant: str,
+             images, labels, source, path: Path) -> None:
+    """The surrogate CiM network on ``tech`` on the first ``--limit`` images, and each CiM layer's output
+    error against ideal on ``--error-images``: ``path``."""
+    from ..cim import cim_stats, to_cim
+    from ..provenance import record
+
+    t0 = time.perf_counter()
+    cim = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="surrogate", binsparx=args.binsparx,
+                 adc_reference=args.adc_reference, table=table)
+    logits = _predict(cim, images, args.batch)
+    seconds = time.perf_counter() - t0
+    pred = logits.argmax(1).numpy()
+    ov = cim_stats(cim)["overall"]
+    errs = []
+    if args.error_images:
+        ideal = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="ideal", binsparx=args.binsparx)
+        from ..bnn.datasets import to_tensor
+        errs = _layer_errors(ideal, cim, to_tensor(images[:args.error_images]))
+    arr = cim.cim_config["array"]
+    prov = arr.get("table_provenance", {})
+    res = {"model": model, "bits": bits, "tech": tech, "rows": args.rows, "cols": args.cols, "n": len(labels),
+           "variant": variant, "binsparx": args.binsparx, "adc_reference": args.adc_reference,
+           "r_wire_ohm": cim.cim_config.get("r_wire_ohm"), "r_wire_explicit": args.r_wire_ohm is not None,
+           "cim_correct": (pred == labels).tolist(), "cim_pred": pred.tolist(),
+           "cim_accuracy": float((pred == labels).mean()), "overall": ov, "layer_errors": errs,
+           "error_images": args.error_images, "seconds": round(seconds, 1), "threads": args.threads,
+           "load_average_at_end": _uptime(),
+           "provenance": record(model=model, bits=bits, technology=tech, array_size=[args.rows, args.cols],
+                                r_wire_ohm=cim.cim_config.get("r_wire_ohm"), table=prov.get("source_path"),
+                                table_sha256=table_sha,
+                                table_code_version=prov.get("code_version"),
+                                table_synthetic=bool(prov.get("synthetic", False)),
+                                ngspice_version=prov.get("ngspice_version"), data=str(source),
+                                checkpoint=info["checkpoint"], checkpoint_sha256=info["checkpoint_sha256"],
+                                command=" ".join(sys.argv))}
+    _write_json(path, res)
+    print(f"{model} {bits}-bit {tech} {args.rows} {variant}: CiM {res['cim_accuracy']:.3f} ({res['seconds']} s)", flush=True)
 
 
 def _find_table(tech: str, rows: int, r_wire_ohm: float | None):

@@ -23,7 +23,7 @@ whose digest or key does not match (disk trouble, a hand edit), is *corrupt*: it
 line, logged as a warning and kept in ``corrupt``), treated as missing, and removed where the store was
 made with ``remove_corrupt``. A folder that cannot take a record (read-only, full) gives a StorageError
 naming the file and the cause. ``legacy=True`` also reads ``.npz`` files written before this store
-(arrays only, no ``meta`` or ``digest``: their 0-d arrays become the metadata, unchecked).
+(arrays only, no ``meta`` or ``digest``: read as they are, with empty metadata and no digest check).
 """
 
 from __future__ import annotations
@@ -207,9 +207,10 @@ class ResultStore:
     def _read_npz(self, path: Path) -> Record:
         with np.load(path, allow_pickle=False) as z:
             arrays = {n: np.array(z[n]) for n in z.files if n not in RESERVED}
-            if "meta" not in z.files and self.legacy:
-                meta = {n: a.item() for n, a in arrays.items() if a.ndim == 0}
-                return Record({n: a for n, a in arrays.items() if a.ndim > 0}, meta)
+            if "meta" not in z.files or "digest" not in z.files:
+                if self.legacy:
+                    return Record(arrays, {})
+                raise ValueError("no metadata or digest: not a record of this store")
             meta_json, stored = str(z["meta"]), str(z["digest"])
         if stored != digest(arrays, meta_json):
             raise ValueError("its digest does not match its contents")
