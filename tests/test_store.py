@@ -73,7 +73,7 @@ def test_corrupt_records_are_reported_and_treated_as_missing(tmp_path, caplog):
             assert s.get("runs", "r") is None, name
             assert len(s.corrupt) == i and path.exists()          # kept: this store does not remove
             assert s.corrupt[-1].startswith(f"{path}: corrupt result (") and "\n" not in s.corrupt[-1]
-    assert "digest does not match" in s.corrupt[-1]
+    assert "digest does not match" in s.corrupt[-1] and "(not an npz archive)" in s.corrupt[1]
     assert [r.getMessage() for r in caplog.records] == s.corrupt
     # a store made with remove_corrupt removes them; a JSON record holding another key is corrupt too
     r = ResultStore(tmp_path, remove_corrupt=True)
@@ -163,7 +163,7 @@ def test_records_written_before_the_store_still_read(tmp_path):
     # a damaged point stops the fit with one line naming it
     p.write_bytes(b"garbage")
     from cosim.errors import TableError
-    with pytest.raises(TableError, match=r"point_00001.npz is unreadable \(.+\); delete it and rerun"):
+    with pytest.raises(TableError, match=r"point_00001.npz is unreadable \(not an npz archive\); delete it and rerun"):
         fit.load_points([p])
 
 

@@ -642,7 +642,7 @@ def load_points(paths: list[Path]):
         z = store.get(p.parent.name, p.stem.split("_", 1)[-1])
         try:
             if z is None:
-                raise ValueError(store.corrupt[-1].split(": corrupt result ")[-1] if store.corrupt else "missing")
+                raise ValueError(store.problems.get(p, "missing"))
             x, w, cur, fam = z["inputs"], z["weights"], z["current_a"], z["family"]
             meta = {k: str(z[k]) for k in ("ngspice_version", "solver", "netlist_sha256")}
             secs = float(z["seconds"])

@@ -98,6 +98,7 @@ class ResultStore:
         self.legacy = legacy
         self.json_default = json_default
         self.corrupt: list[str] = []      # one line per corrupt record found by this instance
+        self.problems: dict[Path, str] = {}   # what was wrong with each of them, by path
 
     def __repr__(self) -> str:
         return f"ResultStore({str(self.root)!r})"
@@ -165,10 +166,6 @@ class ResultStore:
     def has(self, kind: str, key: str) -> bool:
         return self.get(kind, key) is not None
 
-    def exists(self, kind: str, key: str) -> bool:
-        """Whether a file is there for the key (without reading it)."""
-        return self.path(kind, key).is_file()
-
     def delete(self, kind: str, key: str) -> None:
         self.path(kind, key).unlink(missing_ok=True)
 
@@ -205,7 +202,11 @@ class ResultStore:
         return "".join(glob), re.compile("".join(regex))
 
     def _read_npz(self, path: Path) -> Record:
-        with np.load(path, allow_pickle=False) as z:
+        try:
+            archive = np.load(path, allow_pickle=False)
+        except ValueError:      # numpy's words for a file that is neither .npz nor .npy are about pickles
+            raise ValueError("not an npz archive") from None
+        with archive as z:
             arrays = {n: np.array(z[n]) for n in z.files if n not in RESERVED}
             if "meta" not in z.files or "digest" not in z.files:
                 if self.legacy:
@@ -237,6 +238,7 @@ class ResultStore:
             except OSError:
                 pass
         self.corrupt.append(msg)
+        self.problems[path] = why
         log.warning(msg)
 
     # -- housekeeping --------------------------------------------------------------------------------
