@@ -138,7 +138,7 @@ def test_a_file_in_the_way_gives_a_storage_error(tmp_path):
 
 def test_records_written_before_the_store_still_read(tmp_path):
     """Sweep points and validation runs were plain npz files (arrays only): read with ``legacy``."""
-    import cosim.surrogate.fit as fit
+    import cosim.sweep.calibration as cal
 
     pts = tmp_path / "points"
     pts.mkdir()
@@ -146,25 +146,25 @@ def test_records_written_before_the_store_still_read(tmp_path):
     np.savez_compressed(pts / "point_00000.npz", inputs=x, weights=w, current_a=np.full((2, 3), 1e-6),
                         family=np.array(["random"] * 3), ngspice_version=np.array("46"), solver=np.array("klu"),
                         netlist_sha256=np.array("ab"), seconds=np.array(0.5), config=np.array("{}"))
-    assert ResultStore(tmp_path, fit.POINT_LAYOUT).get("points", "00000") is None      # no digest: not trusted
-    rec = ResultStore(tmp_path, fit.POINT_LAYOUT, legacy=True).get("points", "00000")
+    assert ResultStore(tmp_path, cal.POINT_LAYOUT).get("points", "00000") is None      # no digest: not trusted
+    rec = ResultStore(tmp_path, cal.POINT_LAYOUT, legacy=True).get("points", "00000")
     assert float(rec["seconds"]) == 0.5 and rec.meta == {}
-    df = fit.load_points([pts / "point_00000.npz"])
+    df = cal.load_points([pts / "point_00000.npz"])
     assert len(df) == 6 and set(df.solver) == {"klu"} and df.current_a.eq(1e-6).all()
     # and one written now reads the same way, also by a plain np.load
     from cosim.circuit.technology import get_technology
-    cfg = fit.SweepConfig(tech=get_technology("sram8t"), rows=4, cols=3, topology="decoupled", seed=0)
-    p = fit._write_point(tmp_path, 1, cfg, x, w, ["random"] * 3, np.full((2, 3), 2e-6),
+    cfg = cal.SweepConfig(tech=get_technology("sram8t"), rows=4, cols=3, topology="decoupled", seed=0)
+    p = cal._write_point(tmp_path, 1, cfg, x, w, ["random"] * 3, np.full((2, 3), 2e-6),
                          {"ngspice_version": "46", "solver": "klu", "netlist_sha256": "cd", "seconds": 0.25})
-    assert p == fit._point_path(tmp_path, 1) == pts / "point_00001.npz"
+    assert p == cal._point_path(tmp_path, 1) == pts / "point_00001.npz"
     with np.load(p) as z:
         assert float(z["seconds"]) == 0.25 and str(z["netlist_sha256"]) == "cd"
-    assert len(fit.load_points([p])) == 6
+    assert len(cal.load_points([p])) == 6
     # a damaged point stops the fit with one line naming it
     p.write_bytes(b"garbage")
     from cosim.errors import TableError
     with pytest.raises(TableError, match=r"point_00001.npz is unreadable \(not an npz archive\); delete it and rerun"):
-        fit.load_points([p])
+        cal.load_points([p])
 
 
 def test_cell_store_reads_cells_written_before(tmp_path):

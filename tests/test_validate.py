@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from cosim.bnn.layers import BinConv2d
-from cosim.surrogate.fit import SweepConfig, calibrate
+from cosim.sweep.calibration import SweepConfig
+from cosim.surrogate.fit import calibrate
 from cosim.cli import main
 from cosim.errors import InputError
 from cosim.circuit.technology import get_technology
@@ -205,7 +206,7 @@ def test_cli_network_patterns_from_the_reference_vgg(table_path, tmp_path, capsy
 
 
 def test_placement_patterns_put_the_conducting_cells_where_the_family_says():
-    from cosim.surrogate.fit import placement_patterns
+    from cosim.sweep.calibration import placement_patterns
 
     rows, cols, vectors = 16, 6, 5
     for fam in ("far", "near"):

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -256,7 +257,7 @@ def _cim_run(args, model: str, bits: int, net, info: dict, tech: str, table, tab
     from ..provenance import record
 
     t0 = time.perf_counter()
-    cim = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="surrogate", binsparx=args.binsparx,
+    cim: Any = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="surrogate", binsparx=args.binsparx,
                  adc_reference=args.adc_reference, table=table)
     logits = _predict(cim, images, args.batch)
     seconds = time.perf_counter() - t0
@@ -267,17 +268,17 @@ def _cim_run(args, model: str, bits: int, net, info: dict, tech: str, table, tab
         ideal = to_cim(net, tech=tech, rows=args.rows, cols=args.cols, mode="ideal", binsparx=args.binsparx)
         from ..bnn.datasets import to_tensor
         errs = _layer_errors(ideal, cim, to_tensor(images[:args.error_images]))
-    arr = cim.cim_config["array"]
+    arr = cim.cim_info["array"]
     prov = arr.get("table_provenance", {})
     res = {"model": model, "bits": bits, "tech": tech, "rows": args.rows, "cols": args.cols, "n": len(labels),
            "variant": variant, "binsparx": args.binsparx, "adc_reference": args.adc_reference,
-           "r_wire_ohm": cim.cim_config.get("r_wire_ohm"), "r_wire_explicit": args.r_wire_ohm is not None,
+           "r_wire_ohm": cim.cim_info.get("r_wire_ohm"), "r_wire_explicit": args.r_wire_ohm is not None,
            "cim_correct": (pred == labels).tolist(), "cim_pred": pred.tolist(),
            "cim_accuracy": float((pred == labels).mean()), "overall": ov, "layer_errors": errs,
            "error_images": args.error_images, "seconds": round(seconds, 1), "threads": args.threads,
            "load_average_at_end": _uptime(),
            "provenance": record(model=model, bits=bits, technology=tech, array_size=[args.rows, args.cols],
-                                r_wire_ohm=cim.cim_config.get("r_wire_ohm"), table=prov.get("source_path"),
+                                r_wire_ohm=cim.cim_info.get("r_wire_ohm"), table=prov.get("source_path"),
                                 table_sha256=table_sha,
                                 table_code_version=prov.get("code_version"),
                                 table_synthetic=bool(prov.get("synthetic", False)),
@@ -290,14 +291,11 @@ def _cim_run(args, model: str, bits: int, net, info: dict, tech: str, table, tab
 
 def _find_table(tech: str, rows: int, r_wire_ohm: float | None):
     """(table, path, sha256) of the shipped table calibrated for this technology, rows and wire resistance
-    (default: the technology's own), found by its provenance as the study finds its tables."""
+    (default: the technology's own), found by the table registry as the study finds its tables."""
     from ..errors import TableError
-    from .runner import find_table
-    from ..surrogate.tables import tables_dir
-    from ..circuit.technology import get_technology
-    r = get_technology(tech).r_wire_ohm if r_wire_ohm is None else r_wire_ohm
+    from ..surrogate.registry import find_table, tables_dir
     try:
-        return find_table(tech, rows, r, [tables_dir()])
+        return find_table(tech, rows, r_wire_ohm, [tables_dir()])
     except TableError as e:
         raise SystemExit(f"{e} (scripts/make_tables.py makes the shipped wire-resistance variants)") from None
 
@@ -689,8 +687,8 @@ def _summary(drops: dict, verdict: str, stale: list[str]) -> list[str]:
     return summary
 
 
-def claim_record(drops: dict, verdict_rows: list[tuple], bin_worse: int, kbit_worse: int, verdict: str, fig: str,
-                 source: str) -> dict:
+def claim_record(sw: dict, drops: dict, verdict_rows: list[tuple], bin_worse: int, kbit_worse: int, verdict: str,
+                 fig: str, source: str) -> dict:
     """The claim in the form the study's report reads into its claims table (``cosim.study.report``)."""
     ret = {k: [v["retained"] for (m, b, t, r), v in drops.items() if b == k and "BinSparX" in t] for k in (1, 2, 4)}
     span = "; ".join(f"{k}-bit {min(v):.2f}-{max(v):.2f}" for k, v in ret.items() if v)
@@ -711,7 +709,12 @@ def claim_record(drops: dict, verdict_rows: list[tuple], bin_worse: int, kbit_wo
         "claim": "CiM-BNNs are more prone to crossbar non-idealities than higher-precision networks",
         "cosim": short, "agreed": verdict, "source": source,
         "paired_comparisons": len(verdict_rows), "kbit_significantly_worse": kbit_worse,
-        "kbit_significantly_better": bin_worse}
+        "kbit_significantly_better": bin_worse,
+        # each network's own software accuracy and images, by model and bits (the study's report judges the
+        # claim "inconclusive" where a k-bit network is more than 10 points below its BNN)
+        "software_accuracy": {m: {str(b): {"accuracy": r["software_accuracy"], "n": r["n"]}
+                                  for (m2, b), r in sorted(sw.items()) if m2 == m}
+                              for m in sorted({m for m, _ in sw})}}
 
 
 def render_text(res_dir: Path, source: str = "MULTIBIT.md") -> tuple[str, dict, str]:
@@ -726,7 +729,7 @@ def render_text(res_dir: Path, source: str = "MULTIBIT.md") -> tuple[str, dict, 
              + _drops_section(drops, runs, verdict_rows) + _why_section(sw, runs) + _not_measured(models, runs, drops)
              + _claim_section(drops, sw, models, runs, verdict, fig) + _reproduce(sw, runs, res_dir))
     text = "\n".join(lines) + "\n" + TRAINING_NOTE
-    return text, claim_record(drops, verdict_rows, bin_worse, kbit_worse, verdict, fig, source), fig
+    return text, claim_record(sw, drops, verdict_rows, bin_worse, kbit_worse, verdict, fig, source), fig
 
 
 def render(args) -> None:

@@ -25,6 +25,7 @@ import json
 import platform
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ CASES = {
     "reram1t1r_256": ("reram1t1r", 256, 2048, 16),
 }
 #: network patterns (every table): columns, vectors and columns per run, images, layers (None: all)
-NETWORK_CASE = {"n": 640, "vectors": 4, "cols": 16, "images": 4, "network": "vgg-small"}
+NETWORK_CASE: dict[str, Any] = {"n": 640, "vectors": 4, "cols": 16, "images": 4, "network": "vgg-small"}
 NETWORK_TABLES = tuple(CASES)
 NET_BEGIN, NET_END = "<!-- network patterns: begin (generated) -->", "<!-- network patterns: end -->"
 #: sections measured by hand (commands and figures in them) that a regeneration carries over unchanged,
@@ -180,7 +181,7 @@ def _groups(table, rep: dict, samples: dict) -> list[tuple[str, dict]]:
         if not m.any():
             continue
         layers = ", ".join(dict.fromkeys(r["layer"] for r in ok if r["binsparx"] == bsx))
-        g = {"n_columns": int(m.sum()), "mean_k": float(samples["k"][m].mean())}
+        g: dict[str, Any] = {"n_columns": int(m.sum()), "mean_k": float(samples["k"][m].mean())}
         for p in PREDICTORS:
             pred = samples[f"{p}_a"][m]
             g[p] = metrics(pred, spice[m], adc.digitize(pred), sc[m])
@@ -267,7 +268,7 @@ def _header(prov: dict, code: str) -> list[str]:
             "Predictors: the **surrogate** (model moments-v3: a per-ON-count cubic polynomial in Legendre moments "
             "of the ON pattern and, for leaky cells, in the leaking-cell count and moments; for 8T-SRAM at 128 and 256 "
             "rows also the squares of eight sine moments of the IR-drop kernel, and at 256 rows every quartic "
-            "monomial; each table's form is in its section below and `cosim/surrogate/fit.py`), the **ideal** model (k·I_on + leaking cells·I_off, no wires) and "
+            "monomial; each table's form is in its section below and `cosim/surrogate/model.py`), the **ideal** model (k·I_on + leaking cells·I_off, no wires) and "
             "the **count-only** table (mean calibration current per ON-count).", "",
             "**ADC and code agreement.** A prediction's code is compared with the code of the SPICE current "
             "through the SAME ADC, at full resolution (one code per count 0..R). Headline numbers use "
@@ -396,7 +397,9 @@ def _table_section(name: str, table, rep: dict) -> list[str]:
 
 def _reading(results: dict) -> list[str]:
     """'Reading the numbers': the targets met and missed, and why high agreement is hard."""
-    met, missed, n_val = [], [], 0
+    met: list[str] = []
+    missed: list[str] = []
+    n_val = 0
     for name, (table, rep, _) in results.items():
         ok = rep["code_agreement"] >= TARGETS[table.rows]
         (met if ok else missed).append(f"{name} ({pct(rep['code_agreement'])} against {100 * TARGETS[table.rows]:.0f} %)")

@@ -16,7 +16,7 @@ the same columns. Families:
   contiguous window (vector 0: every row), so every other row of the window conducts (counts 0..R/2);
 - ``dense``    every input and weight 1 with a probability drawn per vector / column from U(0.95, 1):
   90-100 % of the cells conduct
-  (``cosim.surrogate.fit.placement_patterns``).
+  (``cosim.sweep.calibration.placement_patterns``).
 
 Predictors:
 
@@ -52,12 +52,12 @@ import json
 import time
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, overload
 
 import numpy as np
 
 from .adc import ADC
-from .fit import random_patterns
+from ..sweep.calibration import random_patterns
 from ..errors import InputError, StorageError
 from ..fileio import check_writable, describe_os_error
 from ..circuit.netlist import MAX_SIZE
@@ -118,6 +118,10 @@ def family_runs(table: LookupTable, family: str, n_columns: int, seed: int, vect
 RUN_LAYOUT = "{kind}/run_{key}.npz"
 
 
+@overload
+def _kept_path(out_dir: Path, run: _Run) -> Path: ...
+@overload
+def _kept_path(out_dir: Path | None, run: _Run) -> Path | None: ...
 def _kept_path(out_dir: Path | None, run: _Run) -> Path | None:
     from ..sweep.store import ResultStore
     return None if out_dir is None else ResultStore(out_dir, RUN_LAYOUT).path(run.family, f"{run.index:03d}")
@@ -267,6 +271,7 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     all_rows: dict[str, list] = {"k": [], "spice": [], **{p: [] for p in PREDICTORS}}
     fam_of: list[str] = []
     for fam in patterns:
+        pr: dict[str, list]
         k_l, sp_l, pr = [], [], {p: [] for p in PREDICTORS}
         for run, c in zip(runs, currents):
             if run.family != fam or c is None:
@@ -304,7 +309,7 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     report["adc"] = bound[main_adc].describe()
     if "network" in patterns:
         report["network"] = {"source": network.describe(),
-                             "runs": [{"run": r.index, **r.info, "failed": j in failed}
+                             "runs": [{"run": r.index, **(r.info or {}), "failed": j in failed}
                                       for j, r in enumerate(runs) if r.family == "network"]}
     if return_samples:
         fams = np.concatenate([np.full(len(a), f) for f, a in zip(fam_of, all_rows["k"])])
@@ -335,7 +340,7 @@ def _section(adcs: dict, main_adc: str, k: np.ndarray, spice: np.ndarray, preds:
     for name, a in adcs.items():
         sc = a.digitize(spice)
         codes = {p: a.digitize(preds[p]) for p in PREDICTORS}
-        entry = {p: metrics(preds[p], spice, codes[p], sc) for p in PREDICTORS}
+        entry: dict[str, Any] = {p: metrics(preds[p], spice, codes[p], sc) for p in PREDICTORS}
         entry["spice_code_equals_true_count"] = float(np.mean(sc == np.minimum(k, a.max_code * a.lsb_counts)))
         entry["per_on_count"] = _per_count_margins(a, k, preds["surrogate"], spice, codes["surrogate"], sc)
         entry["fragile_counts"] = [int(c) for c, v in entry["per_on_count"].items() if v["fragile"]]

@@ -137,7 +137,8 @@ class ResultStore:
             meta_json = json.dumps(meta, sort_keys=True, default=self.json_default)
             buf = io.BytesIO()
             save = np.savez_compressed if self.compress else np.savez
-            save(buf, **arrs, meta=np.array(meta_json), digest=np.array(digest(arrs, meta_json)))
+            entries: dict[str, Any] = {**arrs, "meta": np.array(meta_json), "digest": np.array(digest(arrs, meta_json))}
+            save(buf, **entries)
             data = buf.getvalue()
         try:
             with atomic_path(path, suffix=TMP_SUFFIX) as tmp:
