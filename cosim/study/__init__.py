@@ -11,5 +11,10 @@ One module per step, each importable without the ones after it:
   encodings (+1 conducting, mirrored) and under BinSparX's flips;
 * ``costs``   -- array energy from calibrated currents, peripheral energy / latency / area from a
   documented per-component table;
-* ``report``  -- ``docs/REPORT.md`` with the claims table, accuracy tables, PNG plots, CSV/Parquet.
+* ``report``  -- ``docs/REPORT.md`` with the claims table, accuracy tables, PNG plots, CSV/Parquet;
+* ``multibit`` -- binary against 2- and 4-bit networks on the same arrays, ``docs/MULTIBIT.md``
+  (``scripts/multibit_study.py``);
+* ``validation_report`` -- every shipped table against fresh SPICE, ``docs/VALIDATION.md``
+  (``scripts/make_validation_report.py``);
+* ``markdown`` -- what the Markdown documents share: tables, number formats, the provenance line.
 """

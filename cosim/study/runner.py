@@ -41,7 +41,7 @@ import torch
 
 from ..bnn.layers import BinConv2d
 from ..errors import CosimError, DataError, InputError, TableError
-from ..fileio import atomic_path, describe_os_error
+from ..fileio import describe_os_error
 from ..paths import PACKAGE_DIR, cache_dir, resources_dir
 from ..provenance import json_default, record, sha256_file
 from . import stats
@@ -90,30 +90,23 @@ CACHE_FAULT = "not run: the cell cache cannot be written"
 
 
 class CellStore:
-    """Cell results as JSON files under ``root`` (one per key), written atomically."""
+    """Cell results as JSON files under ``root`` (``<root>/<kind>/<key>.json``): records of the one result
+    store (``cosim.sweep.store``), written atomically; a damaged one is reported and recomputed."""
 
     def __init__(self, root: str | Path) -> None:
+        from ..sweep.store import ResultStore
         self.root = Path(root)
+        self.store = ResultStore(self.root, "{kind}/{key}.json", json_default=json_default)
 
     def path(self, key: str, kind: str = "cells") -> Path:
-        return self.root / kind / f"{key}.json"
+        return self.store.path(kind, key)
 
     def get(self, key: str, kind: str = "cells") -> dict | None:
-        p = self.path(key, kind)
-        if not p.is_file():
-            return None
-        try:
-            obj = json.loads(p.read_text())
-        except (OSError, ValueError):
-            return None  # a damaged entry is recomputed
-        return obj if isinstance(obj, dict) and obj.get("key") == key else None
+        rec = self.store.get(kind, key)
+        return None if rec is None else rec.meta
 
     def put(self, key: str, obj: dict, kind: str = "cells") -> Path:
-        p = self.path(key, kind)
-        obj = {**obj, "key": key}
-        with atomic_path(p) as tmp:
-            tmp.write_text(json.dumps(obj, sort_keys=True, default=json_default, indent=1))
-        return p
+        return self.store.put(kind, key, meta=obj)
 
 
 # ------------------------------------------------------------------------------------------- context

@@ -59,7 +59,7 @@ import numpy as np
 from .adc import ADC
 from ..sweep.calibration import random_patterns
 from ..errors import InputError, StorageError
-from ..fileio import atomic_path, check_writable, describe_os_error
+from ..fileio import check_writable, describe_os_error
 from ..circuit.netlist import MAX_SIZE
 from .tables import LookupTable, load_table, provenance_warnings
 
@@ -114,35 +114,43 @@ def family_runs(table: LookupTable, family: str, n_columns: int, seed: int, vect
     return runs
 
 
+#: where ``out_dir`` keeps the SPICE runs (``cosim.sweep.store`` layout): ``out_dir/FAMILY/run_NNN.npz``
+RUN_LAYOUT = "{kind}/run_{key}.npz"
+
+
 @overload
 def _kept_path(out_dir: Path, run: _Run) -> Path: ...
 @overload
 def _kept_path(out_dir: Path | None, run: _Run) -> Path | None: ...
 def _kept_path(out_dir: Path | None, run: _Run) -> Path | None:
-    return None if out_dir is None else out_dir / run.family / f"run_{run.index:03d}.npz"
+    from ..sweep.store import ResultStore
+    return None if out_dir is None else ResultStore(out_dir, RUN_LAYOUT).path(run.family, f"{run.index:03d}")
 
 
 def _read_kept(path: Path | None, run: _Run, tech_json: str) -> tuple[np.ndarray, dict] | None:
-    """A kept SPICE run of ``out_dir`` for exactly these operands and technology, else None."""
+    """A kept SPICE run of ``out_dir`` for exactly these operands and technology, else None (an unreadable
+    one is reported by the store and simulated again)."""
+    from ..sweep.store import ResultStore
     if path is None or not path.is_file():
         return None
+    z = ResultStore(path.parent.parent, RUN_LAYOUT, legacy=True).get(run.family, f"{run.index:03d}")
     try:
-        with np.load(path) as z:
-            if not (np.array_equal(z["inputs"], run.x) and np.array_equal(z["weights"], run.w)
-                    and str(z["technology"]) == tech_json):
-                return None
-            meta = {k: str(z[k]) for k in ("ngspice_version", "solver", "netlist_sha256")}
-            return np.array(z["current_a"]), meta | {"seconds": float(z["seconds"]), "cached": True}
-    except (OSError, ValueError, KeyError):
-        return None      # unreadable: simulated again
+        if z is None or not (np.array_equal(z["inputs"], run.x) and np.array_equal(z["weights"], run.w)
+                             and str(z["technology"]) == tech_json):
+            return None
+        meta = {k: str(z[k]) for k in ("ngspice_version", "solver", "netlist_sha256")}
+        return np.array(z["current_a"]), meta | {"seconds": float(z["seconds"]), "cached": True}
+    except (KeyError, ValueError):
+        return None      # not a kept run of this code: simulated again
 
 
 def _keep(path: Path, run: _Run, current_a: np.ndarray, meta: dict, tech_json: str) -> None:
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, inputs=run.x, weights=run.w, current_a=current_a,
-                            ngspice_version=np.array(meta["ngspice_version"]), solver=np.array(meta["solver"]),
-                            netlist_sha256=np.array(meta["netlist_sha256"]), seconds=np.array(meta["seconds"]),
-                            technology=np.array(tech_json), info=np.array(json.dumps(run.info, sort_keys=True)))
+    from ..sweep.store import ResultStore
+    arrays = {"inputs": run.x, "weights": run.w, "current_a": current_a,
+              "ngspice_version": np.array(meta["ngspice_version"]), "solver": np.array(meta["solver"]),
+              "netlist_sha256": np.array(meta["netlist_sha256"]), "seconds": np.array(meta["seconds"]),
+              "technology": np.array(tech_json), "info": np.array(json.dumps(run.info, sort_keys=True))}
+    ResultStore(path.parent.parent, RUN_LAYOUT, compress=True).put(run.family, f"{run.index:03d}", arrays)
 
 
 def simulate_runs(table: LookupTable, runs: list[_Run], cols: int, out_dir: Path | None, executor: Any = None,

@@ -50,6 +50,7 @@ import numpy as np
 from ..errors import CosimError, InputError, StorageError, TableError
 from ..fileio import atomic_path, check_writable, describe_os_error
 from ..circuit.technology import Technology
+from .store import ResultStore
 
 PLACEMENTS = ("uniform", "near", "far", "clustered")
 DEFAULT_VECTORS = 16
@@ -236,19 +237,25 @@ class SweepConfig:
         return key
 
 
+#: where a sweep folder keeps its points (``cosim.sweep.store`` layout): ``DIR/points/point_NNNNN.npz``
+POINT_LAYOUT = "{kind}/point_{key}.npz"
+
+
 def _point_path(out_dir: Path, index: int) -> Path:
-    return out_dir / "points" / f"point_{index:05d}.npz"
+    return ResultStore(out_dir, POINT_LAYOUT).path("points", f"{index:05d}")
 
 
 def _write_point(out_dir: Path, index: int, cfg: SweepConfig, x, w, fam, current_a, meta: dict[str, Any]) -> Path:
-    """Write sweep point ``index`` (atomically): inputs, weights, currents and what produced them."""
-    path = _point_path(out_dir, index)
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, inputs=x, weights=w, current_a=current_a, family=np.array(fam),
-                            ngspice_version=np.array(meta["ngspice_version"]), solver=np.array(meta["solver"]),
-                            netlist_sha256=np.array(meta["netlist_sha256"]), seconds=np.array(meta["seconds"]),
-                            config=np.array(json.dumps(cfg.key(), sort_keys=True)))
-    return path
+    """Write sweep point ``index`` (atomically, a record of ``cosim.sweep.store``): inputs, weights, currents
+    and what produced them (0-d arrays, so ``np.load(path)["seconds"]`` reads them as before)."""
+    arrays = {"inputs": x, "weights": w, "current_a": current_a, "family": np.array(fam),
+              "ngspice_version": np.array(meta["ngspice_version"]), "solver": np.array(meta["solver"]),
+              "netlist_sha256": np.array(meta["netlist_sha256"]), "seconds": np.array(meta["seconds"]),
+              "config": np.array(json.dumps(cfg.key(), sort_keys=True))}
+    try:
+        return ResultStore(out_dir, POINT_LAYOUT, compress=True).put("points", f"{index:05d}", arrays)
+    except StorageError as e:
+        raise e.__cause__ if isinstance(e.__cause__, OSError) else e   # the caller says how many points are kept
 
 
 def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int | None = None,
@@ -418,13 +425,17 @@ def load_points(paths: list[Path]):
 
     recs = []
     for p in paths:
+        p = Path(p)
+        store = ResultStore(p.parent.parent, POINT_LAYOUT, legacy=True)     # points written before it: legacy
+        z = store.get(p.parent.name, p.stem.split("_", 1)[-1])
         try:
-            with np.load(p, allow_pickle=False) as z:
-                x, w, cur, fam = z["inputs"], z["weights"], z["current_a"], z["family"]
-                meta = {k: str(z[k]) for k in ("ngspice_version", "solver", "netlist_sha256")}
-                secs = float(z["seconds"])
-        except Exception as e:  # noqa: BLE001 - any unreadable point file is reported the same way
-            raise TableError(f"calibration point {p} is unreadable ({type(e).__name__}); delete it and rerun") from None
+            if z is None:
+                raise ValueError(store.problems.get(p, "missing"))
+            x, w, cur, fam = z["inputs"], z["weights"], z["current_a"], z["family"]
+            meta = {k: str(z[k]) for k in ("ngspice_version", "solver", "netlist_sha256")}
+            secs = float(z["seconds"])
+        except (KeyError, ValueError) as e:
+            raise TableError(f"calibration point {p} is unreadable ({e}); delete it and rerun") from None
         idx = int(p.stem.split("_")[1])
         K, R = x.shape
         C = w.shape[1]
