@@ -36,6 +36,7 @@ from ..fileio import check_writable, describe_os_error, os_cause
 from ..provenance import code_version, record
 from . import costs as costs_mod
 from . import stats
+from .markdown import fmt, md_table, pct
 from .config import VARIANTS, StudyConfig
 from .stats import wilson  # noqa: F401  (re-exported: report.wilson)
 
@@ -605,18 +606,6 @@ def plot_energy(cf, net: str, tech: str, r_wire: float, path: Path) -> Path | No
 
 # ------------------------------------------------------------------------------------------- markdown
 
-def _pct(x, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    return f"{100 * x:.{digits}f} %"
-
-
-def _fmt(x, fmt: str, scale: float = 1.0) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    return fmt.format(scale * float(x))
-
-
 def _acc_cell(row, grid_n: int | None = None) -> str:
     """'86.00 [80.5, 90.1]' with the error budget, a stop at chance, or a number of images other than the
     grid's (``grid_n``: a cell the claims name, run on more) where they apply."""
@@ -631,12 +620,6 @@ def _acc_cell(row, grid_n: int | None = None) -> str:
     elif grid_n is not None and _num(row.get("n")) and int(row["n"]) != grid_n:
         txt += f" (n = {int(row['n'])})"
     return txt
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    return "\n".join(lines)
 
 
 def accuracy_tables(df, cfg: StudyConfig) -> str:
@@ -670,7 +653,7 @@ def accuracy_tables(df, cfg: StudyConfig) -> str:
                        + f"a cell at chance after "
                        f"{stats.CHANCE_MIN_IMAGES} images (95 % upper bound below {100 * stats.CHANCE_UPPER:g} %) "
                        f"stops there and says so.\n\n"
-                       + (_md_table(header, rows) if rows else "No cell of this network and technology was run.")
+                       + (md_table(header, rows) if rows else "No cell of this network and technology was run.")
                        + note)
     return "\n\n".join(out)
 
@@ -1178,7 +1161,7 @@ def _section_claims(d: _ReportData) -> list[str]:
     md.append(f"Paper: {PAPER}. \"Agreed\" follows the rule in the last column, applied to the cells measured "
               f"here only.\n")
     pair = Pairs(res)
-    md.append(_md_table(["claim", "paper", "cosim", "agreed", "rule"], claims(df, cf, res, pair) + multibit_claim(out)))
+    md.append(md_table(["claim", "paper", "cosim", "agreed", "rule"], claims(df, cf, res, pair) + multibit_claim(out)))
     if res.claims_note:
         md.append(f"\n{res.claims_note}\n")
     md.append(f"\nComparisons between variants are paired on the images both cells ran ({pair.test_name()}); "
@@ -1211,12 +1194,12 @@ def _section_array_stats(d: _ReportData) -> list[str]:
         md.append("From cosim.cim's counters over every read of the cell's run (true AND-counts, before the ADC): "
                   "conducting cells over real cells read, mean / max ON-count of a column read, reduction of the "
                   "summed AND-counts by the flips, flipped column slices and sub-vectors, array energy per image.\n")
-        md.append(_md_table(["network", "tech", "rows", "ohm", "variant", "on cells", "mean ON", "max ON",
+        md.append(md_table(["network", "tech", "rows", "ohm", "variant", "on cells", "mean ON", "max ON",
                              "partial sums reduced", "cols flipped", "sub-vectors flipped", "array nJ/img"],
                             [[r.network, r.technology, str(int(r.rows)), f"{r.r_wire_ohm:g}", r.variant,
-                              _pct(r.on_cell_fraction), _fmt(r.mean_on_count, "{:.2f}"), _fmt(r.max_on_count, "{:.0f}"),
-                              _pct(r.partial_sum_reduction), _pct(r.flipped_column_fraction),
-                              _pct(r.flipped_subvector_fraction), _fmt(r.array_energy_per_image_j, "{:.3f}", 1e9)]
+                              pct(r.on_cell_fraction), fmt(r.mean_on_count, "{:.2f}"), fmt(r.max_on_count, "{:.0f}"),
+                              pct(r.partial_sum_reduction), pct(r.flipped_column_fraction),
+                              pct(r.flipped_subvector_fraction), fmt(r.array_energy_per_image_j, "{:.3f}", 1e9)]
                              for _, r in arr.iterrows()]))
 
     return md
@@ -1233,13 +1216,13 @@ def _section_skew(d: _ReportData) -> list[str]:
     for (net, r), sk in sorted(res.skew.items()):
         rows = []
         for l in sk["layers"] + [{"layer": "all", **sk["overall"]}]:
-            rows.append([l["layer"], _pct(l.get("weight_plus_fraction"), 1), _pct(l.get("activation_plus_fraction"), 1),
-                         *[_pct(l.get(f"on_cell_fraction[{s}]"), 1) for s in
+            rows.append([l["layer"], pct(l.get("weight_plus_fraction"), 1), pct(l.get("activation_plus_fraction"), 1),
+                         *[pct(l.get(f"on_cell_fraction[{s}]"), 1) for s in
                            ("plus", "minus", "bsx-columns", "bsx-subvectors", "binsparx")],
-                         _pct(-(l.get("on_cell_change_vs_plus[binsparx]") or 0.0), 1),
-                         _pct(l.get("flipped_column_fraction"), 1), _pct(l.get("flipped_subvector_fraction"), 1)])
+                         pct(-(l.get("on_cell_change_vs_plus[binsparx]") or 0.0), 1),
+                         pct(l.get("flipped_column_fraction"), 1), pct(l.get("flipped_subvector_fraction"), 1)])
         md.append(f"\n### {net}, {r}-row tiles ({sk['images']} test images)\n")
-        md.append(_md_table(["layer", "w +1", "x +1", "on % (+1)", "on % (mirrored)", "on % (bsx-col)",
+        md.append(md_table(["layer", "w +1", "x +1", "on % (+1)", "on % (mirrored)", "on % (bsx-col)",
                              "on % (bsx-sv)", "on % (BinSparX)", "fewer ON vs +1", "cols flipped", "sub-vectors flipped"], rows))
     for title, p in hist_figs:
         md.append(f"\n![ON-count histogram, {title}](report/{p.name})\n")
@@ -1270,10 +1253,10 @@ def _section_costs(d: _ReportData) -> list[str]:
                          "—" if not _num(c.e_total_j) else f"{1e9 * c.e_total_j:.3f}",
                          f"{1e6 * c.latency_s:.2f}", f"{int(c.cycles)}", f"{c.a_array_um2 / 1e6:.4f}",
                          f"{c.a_total_um2 / 1e6:.4f}"])
-        md.append(_md_table(["network", "tech", "rows", "ohm", "variant", "array nJ/img", "periphery nJ/img",
+        md.append(md_table(["network", "tech", "rows", "ohm", "variant", "array nJ/img", "periphery nJ/img",
                              "total nJ/img", "latency us/img", "cycles", "array mm²", "total mm²"], rows))
         md.append("\nBinSparX against the +1 encoding, side by side (energy per image in nJ; savings negative):\n")
-        md.append(_md_table(["network", "tech", "rows", "ohm", "array energy", "periphery energy", "total energy",
+        md.append(md_table(["network", "tech", "rows", "ohm", "array energy", "periphery energy", "total energy",
                              "latency", "area"], side_by_side(cf)))
     else:
         md.append("not measured (no skew statistics / layer shapes in this run)")
@@ -1287,12 +1270,12 @@ def _section_costs(d: _ReportData) -> list[str]:
             cb, cx = int(g.cycles_baseline.sum()), int(g.cycles_binsparx.sum())
             lrows.append([net, tech, str(r), str(len(g)), str(cb), str(cx), f"{100 * (cx / cb - 1):+.2f} %",
                           f"{100 * ov.min():+.1f} % / {100 * ov.max():+.1f} %"])
-        md.append(_md_table(["network", "tech", "rows", "layers", "cycles (+1)", "cycles (BinSparX)", "overhead",
+        md.append(md_table(["network", "tech", "rows", "layers", "cycles (+1)", "cycles (BinSparX)", "overhead",
                              "per-layer overhead min / max"], lrows))
     for title, p in energy_figs:
         md.append(f"\n![energy breakdown, {title}](report/{p.name})\n")
     md.append("\nComponent table (`report/components.csv`):\n")
-    md.append(_md_table(["component", "value", "unit", "meaning", "source"],
+    md.append(md_table(["component", "value", "unit", "meaning", "source"],
                         [[c["name"], f"{c['value']:g}", c["unit"], c["meaning"], c["source"]]
                          for c in costs_mod.component_table()]))
 
@@ -1313,7 +1296,7 @@ def _section_not_run(d: _ReportData) -> list[str]:
                 k = (c.technology or "", c.rows or 0, c.r_wire_ohm or 0.0, cr.reason)
                 groups.setdefault(k, []).append(f"{c.network}/{c.variant}")
         md.append(f"{len(not_run)} cell(s), grouped by technology, array size, wire resistance and reason:\n")
-        md.append(_md_table(["tech", "rows", "ohm", "cells", "reason"],
+        md.append(md_table(["tech", "rows", "ohm", "cells", "reason"],
                             [[t, str(r), f"{rw:g}", f"{len(v)}: " + ", ".join(v) if len(v) <= 4 else
                               f"{len(v)} ({len({x.split('/')[0] for x in v})} network(s) x "
                               f"{len({x.split('/')[1] for x in v})} variant(s))", reason]
