@@ -142,7 +142,7 @@ def _build(spec: ArraySpec, x: np.ndarray, w: np.ndarray) -> tuple[_Circuit, lis
 
 def solve_linear_array(spec: ArraySpec, inputs, weights) -> np.ndarray:
     """(K, C) column currents (A) of a ``resistor`` array, exactly (one sparse solve per vector)."""
-    if spec.tech.cell != "resistor":
+    if not spec.tech.kind.linear:
         raise InputError(f"the nodal solve handles only linear 'resistor' cells, not '{spec.tech.cell}'")
     x, w = check_inputs(spec, inputs, weights)
     out = np.zeros((x.shape[0], spec.cols))

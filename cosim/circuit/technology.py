@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
+from .cells import CELL_KINDS, CellKind, cell_kind
 
+#: the built-in cell kinds (cosim.circuit.cells.CELL_KINDS holds every registered one)
 CELLS = ("sram8t", "reram1t1r", "resistor")
 TOPOLOGIES = ("decoupled", "coupled")
 FET_FLAVOURS = ("sram", "rvt", "lvt", "slvt")
@@ -69,8 +71,8 @@ class Technology:
     cell_width_um: float = _p(0.270, "cell pitch along the word line (um)", "8T cell, physics-facts.md '8T-SRAM read port'")
 
     def __post_init__(self) -> None:
-        if self.cell not in CELLS:
-            raise InputError(f"unknown cell '{self.cell}': expected one of {', '.join(CELLS)}")
+        if self.cell not in CELL_KINDS:
+            raise InputError(f"unknown cell '{self.cell}': expected one of {', '.join(CELL_KINDS)}")
         if self.topology not in TOPOLOGIES:
             raise InputError(f"unknown topology '{self.topology}': expected one of {', '.join(TOPOLOGIES)}")
         if self.fet_flavour not in FET_FLAVOURS:
@@ -91,6 +93,11 @@ class Technology:
         if unknown:
             raise InputError(f"unknown technology parameter(s): {', '.join(unknown)}")
         return dataclasses.replace(self, **overrides)
+
+    @property
+    def kind(self) -> CellKind:
+        """The technology's cell kind (cosim.circuit.cells), bound to its values."""
+        return cell_kind(self)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

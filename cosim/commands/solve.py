@@ -60,7 +60,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
         solver += f"-torch-{device}"
     if cells == "table":
         solver += "-table"
-    models = "resistor" if tech.cell == "resistor" else "compiled"
+    models = "resistor" if tech.kind.linear else "compiled"
     out = {
         "technology": tech.name, "cell": tech.cell, "rows": rows, "cols": cols, "topology": spec.topology,
         "r_wire_ohm": tech.r_wire_ohm, "r_driver_ohm": tech.r_driver_ohm, "r_sink_ohm": tech.r_sink_ohm,
