@@ -5,6 +5,11 @@ each default carries its source (``Technology.source(field)``). Sources refer to
 ``docs/physics-facts.md`` of the shared folder (ASAP7, Clark et al. 2016; ReRAM compact model, Chen &
 Yu 2015 / Jiang et al. 2016; NeuroSim) or say plainly that a value is a cosim assumption.
 
+A technology is a TOML file (docs/TECHNOLOGIES.md): its name, cell kind (cosim.circuit.cells) and
+parameters, each ``{ value = ..., source = "..." }``. The built-ins are such files, shipped in
+cosim/resources/technologies; ``get_technology`` also finds ``<name>.toml`` in the folders of
+$COSIM_TECH_PATH, or reads a file named by its path (``--tech-file`` on the command line).
+
     >>> tech = get_technology("sram8t", r_wire_ohm=5.0)
     >>> tech.v_read_v, tech.r_wire_ohm
     (0.7, 5.0)
@@ -13,10 +18,16 @@ Yu 2015 / Jiang et al. 2016; NeuroSim) or say plainly that a value is a cosim as
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
+import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
+from ..paths import resources_dir
 from .cells import CELL_KINDS, CellKind, cell_kind
 
 #: the built-in cell kinds (cosim.circuit.cells.CELL_KINDS holds every registered one)
@@ -113,44 +124,178 @@ class Technology:
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Technology)}
 
-#: The registry. Per-technology values that differ from the field defaults, with their sources below.
-REGISTRY: dict[str, Technology] = {
-    "sram8t": Technology(
-        name="sram8t", cell="sram8t", v_read_v=0.7, fet_flavour="rvt", fet_nfin=1,
-        cell_height_um=0.162, cell_width_um=0.270,
-    ),
-    "reram1t1r": Technology(
-        name="reram1t1r", cell="reram1t1r", v_read_v=0.2, fet_flavour="rvt", fet_nfin=2,
-        cell_height_um=0.108, cell_width_um=0.108,
-    ),
-    "resistor": Technology(name="resistor", cell="resistor", v_read_v=0.2),
-}
+TECH_PATH_ENV = "COSIM_TECH_PATH"
+#: the top-level keys of a technology file (docs/TECHNOLOGIES.md)
+FILE_KEYS = ("name", "description", "cell", "parameters")
+_UNITS = {"v": "V", "ohm": "ohm", "s": "s", "m": "m", "a": "A", "um": "um"}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+#: the sources of the values of every technology read from a file, by technology name
+_SOURCES: dict[str, dict[str, str]] = {}
 
-#: Sources of the per-technology values above (field defaults carry their own).
-REGISTRY_SOURCES: dict[str, dict[str, str]] = {
-    "sram8t": {
-        "v_read_v": "physics-facts.md worst-case table: 8T, 0.7 V read (Vdd of ASAP7)",
-        "fet_nfin": "1-fin RVT read stack gives ~20.9 uA/cell at 0.7 V (physics-facts.md worst-case table)",
-    },
-    "reram1t1r": {
-        "v_read_v": "physics-facts.md: CiM read voltages 0.1-0.3 V; 1T-1R at 0.2 V in the worst-case table",
-        "fet_nfin": "physics-facts.md: 2-fin RVT access transistor in series with LRS at 0.2 V ~ 22.6 kohm",
-        "cell_height_um": "cosim assumption: 1T-1R cell of 4 x 27 nm fin pitch square (3-14 ohm/cell wire, physics-facts.md)",
-        "cell_width_um": "cosim assumption, as cell_height_um",
-    },
-    "resistor": {"v_read_v": "physics-facts.md: CiM read voltages 0.1-0.3 V"},
-}
+
+def builtin_dir() -> Path:
+    """The folder of the built-in technology files shipped in the package."""
+    return resources_dir() / "technologies"
+
+
+def _unit_of(name: str) -> str | None:
+    tail = name.rsplit("_", 1)[-1] if "_" in name else ""
+    return tail if tail in _UNITS else None
+
+
+def _check_type(where: str, key: str, v: Any) -> Any:
+    want = type(_FIELDS[key].default)
+    if want is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise InputError(f"{where}: {key} must be a number, got {v!r}")
+        return float(v)
+    if want is int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise InputError(f"{where}: {key} must be an integer, got {v!r}")
+        return v
+    if not isinstance(v, str):
+        raise InputError(f"{where}: {key} must be a string, got {v!r}")
+    return v
+
+
+def _parameter(where: str, key: str, raw: Any, default_source: str) -> tuple[Any, str]:
+    """(value, source) of one entry of [parameters]: a plain value or { value = ..., source = "..." }."""
+    if key not in _FIELDS or key in ("name", "cell"):
+        stem = key.rsplit("_", 1)[0]
+        same = [f for f in _FIELDS if _unit_of(f) and f.rsplit("_", 1)[0] in (stem, key)]
+        if same:
+            u = _unit_of(same[0])
+            raise InputError(f"{where}: wrong unit in '{key}': the parameter is {same[0]}, in {_UNITS[u]}")
+        raise InputError(f"{where}: unknown key '{key}' in [parameters] (cosim.circuit.technology lists them)")
+    source = default_source
+    if isinstance(raw, dict):
+        extra = sorted(set(raw) - {"value", "source"})
+        if extra:
+            raise InputError(f"{where}: unknown key '{extra[0]}' in parameter {key} (expected value and source)")
+        if "value" not in raw:
+            raise InputError(f"{where}: missing value of parameter {key}")
+        if "source" in raw:
+            if not isinstance(raw["source"], str) or not raw["source"].strip():
+                raise InputError(f"{where}: the source of {key} must be a non-empty string")
+            source = raw["source"]
+        raw = raw["value"]
+    return _check_type(where, key, raw), source
+
+
+def technology_from_toml(data: dict, where: str) -> tuple[Technology, dict[str, str]]:
+    """The technology of a parsed technology file, and the source of each of its values."""
+    extra = sorted(set(data) - set(FILE_KEYS))
+    if extra:
+        raise InputError(f"{where}: unknown key '{extra[0]}' (expected {', '.join(FILE_KEYS)})")
+    for key in ("name", "cell"):
+        if key not in data:
+            raise InputError(f"{where}: missing value: {key}")
+        if not isinstance(data[key], str) or not data[key]:
+            raise InputError(f"{where}: {key} must be a non-empty string, got {data[key]!r}")
+    name, cell = data["name"], data["cell"]
+    if not _NAME.match(name):
+        raise InputError(f"{where}: name '{name}' must be letters, digits and _ . + - only")
+    if cell not in CELL_KINDS:
+        raise InputError(f"{where}: unknown cell kind '{cell}': expected one of {', '.join(CELL_KINDS)}")
+    if "description" in data and not isinstance(data["description"], str):
+        raise InputError(f"{where}: description must be a string")
+    params = data.get("parameters", {})
+    if not isinstance(params, dict):
+        raise InputError(f"{where}: [parameters] must be a table")
+    values: dict[str, Any] = {"name": name, "cell": cell}
+    sources: dict[str, str] = {}
+    for key, raw in params.items():
+        values[key], sources[key] = _parameter(where, key, raw, f"technology file {Path(where).name}")
+    try:
+        return Technology(**values), sources
+    except InputError as e:
+        raise InputError(f"{where}: {e}") from None
+
+
+def _override(tech: Technology, overrides: dict[str, Any]) -> Technology:
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return tech.replace(**overrides) if overrides else tech
+
+
+@lru_cache(maxsize=64)
+def _read(path: str, mtime_ns: int) -> tuple[Technology, dict[str, str]]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(f"cannot read the technology file {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"technology file {path}: not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"technology file {path}: not valid TOML: {str(e).splitlines()[0]}") from None
+    return technology_from_toml(data, path)
+
+
+def load_technology_file(path, **overrides: Any) -> Technology:
+    """The technology of a TOML file (docs/TECHNOLOGIES.md), with optional parameter overrides."""
+    p = Path(path).expanduser()
+    try:
+        mtime = p.stat().st_mtime_ns
+    except OSError as e:
+        raise InputError(f"cannot read the technology file {p}: {e.strerror}") from None
+    tech, sources = _read(str(p), mtime)
+    builtin = builtin_dir() / f"{tech.name}.toml"
+    if not (tech.name in _SOURCES and builtin.is_file() and p.resolve() != builtin.resolve()):
+        _SOURCES[tech.name] = sources   # (a file elsewhere named like a built-in keeps the built-in's sources)
+    return _override(tech, overrides)
+
+
+def _builtins() -> dict[str, Technology]:
+    out = {}
+    for f in sorted(builtin_dir().glob("*.toml")):
+        tech = load_technology_file(f)
+        if tech.name != f.stem:
+            raise InputError(f"technology file {f} names '{tech.name}', not '{f.stem}'")
+        out[tech.name] = tech
+    return out
+
+
+#: The built-in technologies: the files in cosim/resources/technologies (each value with its source).
+REGISTRY: dict[str, Technology] = _builtins()
+#: Sources of the values of the built-in technologies, as their files give them.
+REGISTRY_SOURCES: dict[str, dict[str, str]] = {n: dict(_SOURCES[n]) for n in REGISTRY}
+
+
+def tech_path() -> list[Path]:
+    """The folders of $COSIM_TECH_PATH (os.pathsep-separated), searched for <name>.toml after the built-ins."""
+    raw = os.environ.get(TECH_PATH_ENV) or ""
+    return [Path(p).expanduser() for p in raw.split(os.pathsep) if p.strip()]
+
+
+def available_technologies() -> list[str]:
+    """The names get_technology finds: the built-ins, then the files of $COSIM_TECH_PATH."""
+    names = list(REGISTRY)
+    for d in tech_path():
+        if d.is_dir():
+            names += [f.stem for f in sorted(d.glob("*.toml")) if f.stem not in names]
+    return names
 
 
 def source_of(tech: Technology, name: str) -> str:
-    """The source of a parameter's default value in a registry technology."""
-    return REGISTRY_SOURCES.get(tech.name, {}).get(name) or Technology.source(name)
+    """The source of a parameter's value in a technology read from a file (the built-ins are), else the
+    source of the field's default."""
+    return _SOURCES.get(tech.name, {}).get(name) or Technology.source(name)
 
 
 def get_technology(name: str, **overrides: Any) -> Technology:
-    """The registry technology ``name``, with optional parameter overrides."""
-    if name not in REGISTRY:
-        raise InputError(f"unknown technology '{name}': expected one of {', '.join(REGISTRY)}")
-    tech = REGISTRY[name]
-    overrides = {k: v for k, v in overrides.items() if v is not None}
-    return tech.replace(**overrides) if overrides else tech
+    """The technology ``name``, with optional parameter overrides: a built-in, a ``<name>.toml`` in a folder
+    of $COSIM_TECH_PATH, or (a name ending in .toml) that technology file."""
+    if name in REGISTRY:
+        return _override(REGISTRY[name], overrides)
+    if str(name).endswith(".toml"):
+        return load_technology_file(name, **overrides)
+    for d in tech_path():
+        f = d / f"{name}.toml"
+        if f.is_file():
+            tech = load_technology_file(f)
+            if tech.name != name:
+                raise InputError(f"technology file {f} names '{tech.name}', not '{name}'")
+            return _override(tech, overrides)
+    raise InputError(f"unknown technology '{name}': expected one of {', '.join(available_technologies())}, "
+                     f"or a .toml technology file (${TECH_PATH_ENV} adds folders of them)")

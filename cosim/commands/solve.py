@@ -41,13 +41,14 @@ from .spice import array_operands, array_options, echo_columns
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_ohm, inputs_path, weights_path, pattern,
             seed, batch,
-            backend, timeout_s, models, threads, max_iter, cells, device, as_json):
+            backend, timeout_s, models, threads, max_iter, cells, device, as_json, tech_file=None):
     """Solve one crossbar array exactly (no ngspice); print column currents beside the ideal ones."""
     from ..provenance import record
     from ..circuit.solver import ideal_column_currents, solve_array
 
     tech, spec, inputs, weights, source = array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm,
-                                                         r_sink_ohm, inputs_path, weights_path, pattern, seed, batch)
+                                                         r_sink_ohm, inputs_path, weights_path, pattern, seed, batch,
+                                                         tech_file)
     del backend, timeout_s, models   # cosim spice's ngspice options: nothing to do here
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")
