@@ -6,8 +6,9 @@ source ``Vsw`` from 0 to K-1, with every row driver a B-source whose value is a 
 sweep voltage (flat plateaus around each integer, so no interpolation error). A column's sensed
 current is the current through a 0 V ammeter ``vm<c>``. See ``netlists/README.md`` for sketches.
 
-Geometry (row 0 at the top, column 0 at the left; one wire segment of ``r_wire_ohm`` per cell pitch
-between neighbouring cells on every current-carrying line):
+Geometry (row 0 at the top, column 0 at the left; one wire segment per cell pitch between neighbouring
+cells on every current-carrying line: ``r_bl_ohm`` on bit lines ``Rb``, ``r_sl_ohm`` on source lines ``Rs``,
+``r_wl_ohm`` on row lines ``Rw``, each ``r_wire_ohm`` unless set, see cosim.circuit.technology):
 
 decoupled  The input gates the cell (8T: read word line; 1T-1R: access-FET gate; resistor: a gated
            linear cell, input 0 = open switch, exactly no current). Each column c has a bit line and
@@ -247,7 +248,8 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
         f"* cosim crossbar: tech={tech.name or tech.cell} cell={tech.cell} rows={R} cols={C} "
         f"topology={topo} vectors={K}",
         f"* v_read_v={_num(tech.v_read_v)} v_wl_v={_num(tech.v_wl_v)} r_wire_ohm={_num(tech.r_wire_ohm)} "
-        f"r_driver_ohm={_num(tech.r_driver_ohm)} r_sink_ohm={_num(tech.r_sink_ohm)}",
+        f"r_driver_ohm={_num(tech.r_driver_ohm)} r_sink_ohm={_num(tech.r_sink_ohm)}"
+        + ("" if tech.lines_equal else " " + " ".join(f"r_{ln}_ohm={_num(tech.wire_ohm(ln))}" for ln in ("bl", "sl", "wl"))),
     ]
     if impl == "compiled":
         # the SPICE backends provide the library under this name (cosim.circuit.devices.compiled_library)
@@ -291,7 +293,8 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
 
     d = _Deck()
     out.append("Vsw sw 0 0")
-    rw, rd, rs = tech.r_wire_ohm, tech.r_driver_ohm, tech.r_sink_ohm
+    rbl, rsl, rwl = tech.wire_ohm("bl"), tech.wire_ohm("sl"), tech.wire_ohm("wl")
+    rd, rs = tech.r_driver_ohm, tech.r_sink_ohm
 
     # Row controls: the cell's gate (8T read word line, 1T-1R gate, resistor 0/1 switch), or the row
     # voltage of a coupled cell driven on its line
@@ -314,8 +317,8 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
             for r in range(R):
                 cell(r, c, f"b{r}_{c}", f"x{r}", f"s{r}_{c}")
                 if r + 1 < R:
-                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rw)
-                    d.r(f"Rs{r}_{c}", f"s{r}_{c}", f"s{r + 1}_{c}", rw)
+                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rbl)
+                    d.r(f"Rs{r}_{c}", f"s{r}_{c}", f"s{r + 1}_{c}", rsl)
             d.add(f"Vm{c}", [f"s{R - 1}_{c}", f"k{c}"], "0")
             d.r(f"Rk{c}", f"k{c}", "0", rs)
     elif kind.coupled_drive == "gate":  # coupled 8T: shared read source line along each row
@@ -326,9 +329,9 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
             for r in range(R):
                 cell(r, c, f"b{r}_{c}", f"x{r}", f"s{r}_{c}")
                 if r + 1 < R:
-                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rw)
+                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rbl)
                 if c + 1 < C:
-                    d.r(f"Rs{r}_{c}", f"s{r}_{c}", f"s{r}_{c + 1}", rw)
+                    d.r(f"Rs{r}_{c}", f"s{r}_{c}", f"s{r}_{c + 1}", rsl)
         for r in range(R):
             d.r(f"Rk{r}", f"s{r}_0", "0", rs)
     else:  # coupled resistor / 1T-1R: row voltage along the row line, columns sink at the bottom
@@ -337,9 +340,9 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
             for c in range(C):
                 cell(r, c, f"w{r}_{c}", "vg", f"b{r}_{c}")
                 if c + 1 < C:
-                    d.r(f"Rw{r}_{c}", f"w{r}_{c}", f"w{r}_{c + 1}", rw)
+                    d.r(f"Rw{r}_{c}", f"w{r}_{c}", f"w{r}_{c + 1}", rwl)
                 if r + 1 < R:
-                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rw)
+                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rbl)
         for c in range(C):
             d.add(f"Vm{c}", [f"b{R - 1}_{c}", f"k{c}"], "0")
             d.r(f"Rk{c}", f"k{c}", "0", rs)

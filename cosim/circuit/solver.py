@@ -116,6 +116,15 @@ def cell_states(spec: ArraySpec) -> np.ndarray:
     return cell_kind(spec.tech).states(spec.topology)
 
 
+def column_wire_ohm(tech) -> float:
+    """The one wire resistance (ohm) of the decoupled columns' bit and source lines, which the column kernels
+    (C and torch) take; unequal ones are refused (the coupled solve takes each line's own)."""
+    if tech.wire_ohm("bl") != tech.wire_ohm("sl"):
+        raise InputError("the exact solver's decoupled columns take one wire resistance for the bit and source "
+                         "lines: set r_bl_ohm = r_sl_ohm, or use ngspice (cosim spice)")
+    return tech.wire_ohm("bl")
+
+
 def default_threads() -> int:
     try:
         import torch
@@ -228,6 +237,8 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
         raise InputError(f"unknown cell model '{cells}': expected one of {', '.join(CELL_MODELS)}")
     if cells == "table" and (use_torch or spec.topology != "decoupled" or not cell_kind(spec.tech).tabulated):
         raise InputError("cells='table' is the 8T-SRAM decoupled topology on the C kernel only")
+    if spec.topology == "decoupled":
+        column_wire_ohm(spec.tech)
     if use_torch and spec.topology != "decoupled":
         raise InputError("the torch solver backend handles the decoupled topology only; use backend='c' (CPU)")
     if use_torch and device is not None:
@@ -321,7 +332,7 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
         for wi in (0, 1):
             job.state[2 * xi + wi][0], job.state[2 * xi + wi][1] = states[xi, wi]
     job.v_read_v = tech.v_read_v
-    job.g_wire_s = _conductance(tech.r_wire_ohm)
+    job.g_wire_s = _conductance(column_wire_ohm(tech))
     job.driver_fixed = int(tech.r_driver_ohm == 0)
     job.g_driver_s = _conductance(tech.r_driver_ohm)
     job.sink_fixed = int(tech.r_sink_ohm == 0)
@@ -395,8 +406,8 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
         # fixed: one v_read node per column (the sense amplifier behind the ammeter), ground
         sense_fixed = nraw + R + np.arange(C)          # VRD(c)
         g.resistors(sense_fixed, A[0], tech.r_driver_ohm)
-        g.resistors(A[:-1], A[1:], tech.r_wire_ohm)
-        g.resistors(B[:, :-1], B[:, 1:], tech.r_wire_ohm)
+        g.resistors(A[:-1], A[1:], tech.wire_ohm("bl"))
+        g.resistors(B[:, :-1], B[:, 1:], tech.wire_ohm("sl"))
         g.resistors(B[:, 0], np.full(R, GND), tech.r_sink_ohm)
         fixed_v = np.zeros((K, R + C + 1))
         fixed_v[:, R:R + C] = tech.v_read_v
@@ -406,8 +417,8 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
         # A = row line w (along each row, driven at its left end), B = column line b (down to the sink)
         drv = nraw + np.arange(R)
         g.resistors(drv, A[:, 0], tech.r_driver_ohm)
-        g.resistors(A[:, :-1], A[:, 1:], tech.r_wire_ohm)
-        g.resistors(B[:-1], B[1:], tech.r_wire_ohm)
+        g.resistors(A[:, :-1], A[:, 1:], tech.wire_ohm("wl"))
+        g.resistors(B[:-1], B[1:], tech.wire_ohm("bl"))
         sense_fixed = nraw + R + np.arange(C)          # TERM(c): ground behind ammeter and sink
         # the sink with the rshunt of the ammeter's far node k (at the same voltage as the column's end)
         if tech.r_sink_ohm == 0:

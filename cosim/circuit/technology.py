@@ -30,6 +30,10 @@ from ..errors import InputError
 from ..paths import resources_dir
 from .cells import CELL_KINDS, CellKind, cell_kind
 
+#: the lines of an array with a wire resistance each: bit line, source line, row (word) line
+LINES = {"bl": "r_bl_ohm", "sl": "r_sl_ohm", "wl": "r_wl_ohm"}
+#: the cell pitch along each line, for a resistance given per um (``r_bl_ohm_per_um`` in a file)
+PITCH_OF_LINE = {"r_bl_ohm": "cell_height_um", "r_sl_ohm": "cell_height_um", "r_wl_ohm": "cell_width_um"}
 #: the built-in cell kinds (cosim.circuit.cells.CELL_KINDS holds every registered one)
 CELLS = ("sram8t", "reram1t1r", "resistor")
 TOPOLOGIES = ("decoupled", "coupled")
@@ -38,6 +42,7 @@ FET_FLAVOURS = ("sram", "rvt", "lvt", "slvt")
 _ASAP7 = "ASAP7 (Clark et al., Microelectronics J. 53, 2016), physics-facts.md"
 _RERAM = "ReRAM compact model (Chen & Yu, TED 2015; Jiang et al., TED 2016), physics-facts.md"
 _WIRE = "physics-facts.md 'Wires at 7 nm': sensible default 10 ohm/cell, swept 2/5/10/20"
+_LINE = ("physics-facts.md 'Wires at 7 nm': {}; unset (None): r_wire_ohm")
 _ASSUMED = "cosim assumption (no published figure in physics-facts.md); sweep it"
 
 
@@ -80,6 +85,17 @@ class Technology:
     # --- geometry ---
     cell_height_um: float = _p(0.162, "cell pitch along the bit line (um)", "8T cell, physics-facts.md '8T-SRAM read port'")
     cell_width_um: float = _p(0.270, "cell pitch along the word line (um)", "8T cell, physics-facts.md '8T-SRAM read port'")
+    # --- wire resistance per line (None: r_wire_ohm; r_wire_ohm sets every line at once) ---
+    r_bl_ohm: float | None = _p(
+        None, "bit-line segment per cell pitch (ohm): the line the read voltage enters by (decoupled and coupled "
+        "8T), the column line (coupled resistor / 1T-1R)", _LINE.format("162 nm of bit line is 4.8-17 ohm"))
+    r_sl_ohm: float | None = _p(
+        None, "source-line segment per cell pitch (ohm): the line the cell current leaves by (decoupled: down the "
+        "column; coupled 8T: along the row)", _LINE.format("a source line beside the bit line, as the bit line"))
+    r_wl_ohm: float | None = _p(
+        None, "row-line segment per cell pitch (ohm): the line along each row that carries the input voltage "
+        "(coupled resistor / 1T-1R; a gate's word line carries no current)",
+        _LINE.format("270 nm of word line is 8-29 ohm"))
 
     def __post_init__(self) -> None:
         if self.cell not in CELL_KINDS:
@@ -90,6 +106,11 @@ class Technology:
             raise InputError(f"unknown FinFET flavour '{self.fet_flavour}': expected one of {', '.join(FET_FLAVOURS)}")
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
+            if f.name in LINES.values() and v is not None and v == self.r_wire_ohm and not isinstance(v, bool):
+                object.__setattr__(self, f.name, None)   # a line equal to r_wire_ohm is no line of its own
+                continue
+            if f.name in LINES.values() and v is None:
+                continue
             if f.name.endswith(("_ohm", "_s", "_m", "_a", "_um")) and not (isinstance(v, (int, float)) and v >= 0):
                 raise InputError(f"{f.name} must be a non-negative number, got {v!r}")
         if not (0 < self.v_read_v <= 2.0):
@@ -103,7 +124,21 @@ class Technology:
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise InputError(f"unknown technology parameter(s): {', '.join(unknown)}")
+        if "r_wire_ohm" in overrides:   # r_wire_ohm sets every line at once: lines not given follow it
+            overrides = {**{f: None for f in LINES.values()}, **overrides}
         return dataclasses.replace(self, **overrides)
+
+    def wire_ohm(self, line: str) -> float:
+        """The resistance (ohm) of one cell-pitch segment of ``line``: "bl", "sl" or "wl" (module doc)."""
+        if line not in LINES:
+            raise InputError(f"unknown line '{line}': expected one of {', '.join(LINES)}")
+        v = getattr(self, LINES[line])
+        return self.r_wire_ohm if v is None else v
+
+    @property
+    def lines_equal(self) -> bool:
+        """Every line has r_wire_ohm (no per-line value)."""
+        return all(getattr(self, f) is None for f in LINES.values())
 
     @property
     def kind(self) -> CellKind:
@@ -111,7 +146,10 @@ class Technology:
         return cell_kind(self)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The parameters; per-line wire resistances only where set (so tables and caches of technologies
+        with one r_wire_ohm keep their keys)."""
+        d = dataclasses.asdict(self)
+        return {k: v for k, v in d.items() if not (k in LINES.values() and v is None)}
 
     @staticmethod
     def source(name: str) -> str:
@@ -144,7 +182,7 @@ def _unit_of(name: str) -> str | None:
 
 
 def _check_type(where: str, key: str, v: Any) -> Any:
-    want = type(_FIELDS[key].default)
+    want = float if key in LINES.values() else type(_FIELDS[key].default)
     if want is float:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             raise InputError(f"{where}: {key} must be a number, got {v!r}")
@@ -204,8 +242,19 @@ def technology_from_toml(data: dict, where: str) -> tuple[Technology, dict[str, 
         raise InputError(f"{where}: [parameters] must be a table")
     values: dict[str, Any] = {"name": name, "cell": cell}
     sources: dict[str, str] = {}
+    per_um = {}
     for key, raw in params.items():
+        if key.endswith("_per_um") and key[: -len("_per_um")] in LINES.values():
+            per_um[key[: -len("_per_um")]] = raw   # ohm/um times the cell pitch along the line, below
+            continue
         values[key], sources[key] = _parameter(where, key, raw, f"technology file {Path(where).name}")
+    for line, raw in per_um.items():
+        if line in values:
+            raise InputError(f"{where}: give {line} or {line}_per_um, not both")
+        value, source = _parameter(where, line, raw, f"technology file {Path(where).name}")
+        pitch = PITCH_OF_LINE[line]
+        pitch_um = _check_type(where, pitch, values.get(pitch, _FIELDS[pitch].default))
+        values[line], sources[line] = value * pitch_um, f"{source}: {value:g} ohm/um x {pitch} {pitch_um:g} um"
     try:
         return Technology(**values), sources
     except InputError as e:
