@@ -24,6 +24,10 @@ The built-in kinds write exactly the decks the generator wrote before the kinds 
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
 from typing import Callable, ClassVar
 
 import numpy as np
@@ -47,8 +51,9 @@ class CellKind:
     """The interface of a cell kind (module doc). Subclasses set the class attributes and methods."""
 
     name: ClassVar[str] = ""
-    #: the cell-current function of the exact solver's kernel (solver_kernel.KIND)
-    kernel_kind: ClassVar[int] = -1
+    #: the cell-current function of the exact solver's kernel (solver_kernel.KIND); None: the kind has none,
+    #: and is simulated by ngspice only (the exact solver refuses it)
+    kernel_kind: ClassVar[int | None] = None
     #: a linear cell: plain elements, B-source decks only, no device models, the nodal solve applies
     linear: ClassVar[bool] = False
     #: role -> pin of the cell's subcircuit (drive, sense, gate, state)
@@ -263,8 +268,39 @@ for _k in (Sram8T, ReRAM1T1R, Resistor):
     register(_k)
 
 
+_LOADED: dict[str, set[str]] = {}
+
+
+def load_cell_module(path) -> set[str]:
+    """Runs the Python file ``path`` that defines and registers cell kinds (a technology's ``cell_module``;
+    once per process); returns the names it registered."""
+    p = Path(path).expanduser().resolve()
+    key = str(p)
+    if key in _LOADED:
+        return _LOADED[key]
+    if not p.is_file():
+        raise InputError(f"no cell module {p}")
+    name = "cosim_cell_" + hashlib.sha256(key.encode()).hexdigest()[:12]
+    before = set(CELL_KINDS)
+    spec = importlib.util.spec_from_file_location(name, p)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except InputError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the user's file: one line, not a traceback
+        sys.modules.pop(name, None)
+        raise InputError(f"cell module {p} failed: {type(e).__name__}: {e}") from None
+    _LOADED[key] = set(CELL_KINDS) - before
+    return _LOADED[key]
+
+
 def cell_kind(tech) -> CellKind:
-    """The cell kind of a technology, bound to its values."""
+    """The cell kind of a technology, bound to its values (its ``cell_module`` run first where the kind is
+    not registered in this process)."""
+    if tech.cell not in CELL_KINDS and getattr(tech, "cell_module", None):
+        load_cell_module(tech.cell_module)
     kind = CELL_KINDS.get(tech.cell)
     if kind is None:
         raise InputError(f"unknown cell '{tech.cell}': expected one of {', '.join(CELL_KINDS)}")

@@ -99,6 +99,9 @@ def cell_parameters(spec: ArraySpec) -> CellPar:
     tech = spec.tech
     p = CellPar()
     kind = cell_kind(tech)
+    if kind.kernel_kind is None:
+        raise InputError(f"the exact solver has no cell function for cell kind '{tech.cell}': simulate it "
+                         "with ngspice (cosim spice, cosim calibrate --solver ngspice)")
     p.kind = kind.kernel_kind
     if not kind.linear:
         for i, v in enumerate(fet_parameters(tech.fet_flavour)):

@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..paths import resources_dir
-from .cells import CELL_KINDS, CellKind, cell_kind
+from .cells import CELL_KINDS, CellKind, cell_kind, load_cell_module
 
 #: the lines of an array with a wire resistance each: bit line, source line, row (word) line
 LINES = {"bl": "r_bl_ohm", "sl": "r_sl_ohm", "wl": "r_wl_ohm"}
@@ -85,6 +85,9 @@ class Technology:
     # --- geometry ---
     cell_height_um: float = _p(0.162, "cell pitch along the bit line (um)", "8T cell, physics-facts.md '8T-SRAM read port'")
     cell_width_um: float = _p(0.270, "cell pitch along the word line (um)", "8T cell, physics-facts.md '8T-SRAM read port'")
+    cell_module: str | None = _p(
+        None, "Python file that defines and registers the cell kind, for a kind beyond the built-ins "
+        "(cosim.circuit.cells.register; docs/TECHNOLOGIES.md)", "cosim")
     # --- wire resistance per line (None: r_wire_ohm; r_wire_ohm sets every line at once) ---
     r_bl_ohm: float | None = _p(
         None, "bit-line segment per cell pitch (ohm): the line the read voltage enters by (decoupled and coupled "
@@ -98,6 +101,8 @@ class Technology:
         _LINE.format("270 nm of word line is 8-29 ohm"))
 
     def __post_init__(self) -> None:
+        if self.cell not in CELL_KINDS and self.cell_module:
+            load_cell_module(self.cell_module)
         if self.cell not in CELL_KINDS:
             raise InputError(f"unknown cell '{self.cell}': expected one of {', '.join(CELL_KINDS)}")
         if self.topology not in TOPOLOGIES:
@@ -149,7 +154,7 @@ class Technology:
         """The parameters; per-line wire resistances only where set (so tables and caches of technologies
         with one r_wire_ohm keep their keys)."""
         d = dataclasses.asdict(self)
-        return {k: v for k, v in d.items() if not (k in LINES.values() and v is None)}
+        return {k: v for k, v in d.items() if not ((k in LINES.values() or k == "cell_module") and v is None)}
 
     @staticmethod
     def source(name: str) -> str:
@@ -164,7 +169,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Technology)}
 
 TECH_PATH_ENV = "COSIM_TECH_PATH"
 #: the top-level keys of a technology file (docs/TECHNOLOGIES.md)
-FILE_KEYS = ("name", "description", "cell", "parameters")
+FILE_KEYS = ("name", "description", "cell", "cell_module", "parameters")
 _UNITS = {"v": "V", "ohm": "ohm", "s": "s", "m": "m", "a": "A", "um": "um"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 #: the sources of the values of every technology read from a file, by technology name
@@ -198,7 +203,7 @@ def _check_type(where: str, key: str, v: Any) -> Any:
 
 def _parameter(where: str, key: str, raw: Any, default_source: str) -> tuple[Any, str]:
     """(value, source) of one entry of [parameters]: a plain value or { value = ..., source = "..." }."""
-    if key not in _FIELDS or key in ("name", "cell"):
+    if key not in _FIELDS or key in ("name", "cell", "cell_module"):
         stem = key.rsplit("_", 1)[0]
         same = [f for f in _FIELDS if _unit_of(f) and f.rsplit("_", 1)[0] in (stem, key)]
         if same:
@@ -233,6 +238,15 @@ def technology_from_toml(data: dict, where: str) -> tuple[Technology, dict[str, 
     name, cell = data["name"], data["cell"]
     if not _NAME.match(name):
         raise InputError(f"{where}: name '{name}' must be letters, digits and _ . + - only")
+    module = data.get("cell_module")
+    if module is not None:
+        if not isinstance(module, str) or not module:
+            raise InputError(f"{where}: cell_module must be the path of a Python file")
+        module = str((Path(where).parent / module).expanduser().resolve())   # relative to the file
+        registered = load_cell_module(module)
+        if cell not in CELL_KINDS:
+            raise InputError(f"{where}: cell module {module} registers no cell kind '{cell}' "
+                             f"(it registers: {', '.join(sorted(registered)) or 'none'})")
     if cell not in CELL_KINDS:
         raise InputError(f"{where}: unknown cell kind '{cell}': expected one of {', '.join(CELL_KINDS)}")
     if "description" in data and not isinstance(data["description"], str):
@@ -240,7 +254,7 @@ def technology_from_toml(data: dict, where: str) -> tuple[Technology, dict[str, 
     params = data.get("parameters", {})
     if not isinstance(params, dict):
         raise InputError(f"{where}: [parameters] must be a table")
-    values: dict[str, Any] = {"name": name, "cell": cell}
+    values: dict[str, Any] = {"name": name, "cell": cell, "cell_module": module}
     sources: dict[str, str] = {}
     per_um = {}
     for key, raw in params.items():
