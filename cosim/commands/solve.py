@@ -19,7 +19,7 @@ import click
 
 from ..errors import InputError
 from ..circuit.netlist import MODEL_IMPLS
-from .spice import array_operands, array_options, echo_columns
+from .spice import array_operands, array_options, echo_columns, wire_text
 
 
 @click.command("solve")
@@ -81,5 +81,5 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
         click.echo(json.dumps(out))
         return
     click.echo(f"{spec.describe()}  exact solver ({solver}, {res.threads} threads, {models} models)  "
-               f"{res.seconds:.3f} s  r_wire {tech.r_wire_ohm:g} ohm")
+               f"{res.seconds:.3f} s  {wire_text(tech)}")
     echo_columns(res.column_current_a, ideal, "solve")

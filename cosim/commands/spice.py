@@ -141,6 +141,13 @@ def array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_
     return tech, spec, inputs, weights, source
 
 
+def wire_text(tech) -> str:
+    """The wire resistance of the summary line: one value, or one per line where they differ."""
+    if tech.lines_equal:
+        return f"r_wire {tech.r_wire_ohm:g} ohm"
+    return "wires " + " / ".join(f"{ln} {tech.wire_ohm(ln):g}" for ln in ("bl", "sl", "wl")) + " ohm"
+
+
 def echo_columns(current_a, ideal_a, label: str) -> None:
     """Print each vector's column currents beside the ideal ones and their ratio (cosim spice, solve)."""
     for k in range(current_a.shape[0]):
@@ -188,5 +195,5 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
         return
     click.echo(f"{spec.describe()}  ngspice {res.ngspice_version} ({res.solver}, {res.backend}, "
                f"{res.device_models} models)  "
-               f"{res.seconds:.2f} s  r_wire {tech.r_wire_ohm:g} ohm")
+               f"{res.seconds:.2f} s  {wire_text(tech)}")
     echo_columns(res.column_current_a, ideal, "spice")
