@@ -33,6 +33,7 @@ def test_every_builtin_kind_has_its_ports_and_states():
     for name in ("sram8t", "reram1t1r", "resistor"):
         kind = cell_kind(get_technology(name))
         assert set(kind.ports) == {"drive", "sense", "gate", "state"}
+        assert set(kind.state_meaning) == {0, 1}
         for topo in ("decoupled", "coupled"):
             assert kind.states(topo).shape == (2, 2, 2)
     assert cell_kind(get_technology("resistor")).linear

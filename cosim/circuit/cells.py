@@ -58,6 +58,8 @@ class CellKind:
     linear: ClassVar[bool] = False
     #: role -> pin of the cell's subcircuit (drive, sense, gate, state)
     ports: ClassVar[dict[str, str]] = {}
+    #: what a stored 0 and a stored 1 are in the cell
+    state_meaning: ClassVar[dict[int, str]] = {}
     #: coupled topology: "gate" (input on the gate, sense line clamped) or "line" (input is a row voltage)
     coupled_drive: ClassVar[str] = "line"
     #: the exact solver's ``cells="table"`` (tabulated cell) applies
@@ -110,6 +112,8 @@ class Sram8T(CellKind):
     name = "sram8t"
     kernel_kind = KIND["sram8t"]
     ports = {"drive": "rbl", "gate": "rwl", "state": "q", "sense": "sl"}
+    state_meaning = {0: "q at ground: the stored-bit FET off, no read current",
+                     1: "q at v_wl_v: the stored-bit FET on, the read stack conducts when the input is 1"}
     coupled_drive = "gate"
     tabulated = True
     libraries = {"compiled": ("finfet7_osdi.lib",), "bsource": ("finfet7.lib", "cells.lib")}
@@ -161,6 +165,8 @@ class ReRAM1T1R(_TwoVariantCell):
     input (decoupled) or always on at v_wl_v (coupled)."""
 
     name = "reram1t1r"
+    state_meaning = {0: "high-resistance state: filament gap reram_gap_hrs_m (200 kohm at 0.1 V)",
+                     1: "low-resistance state: filament gap reram_gap_lrs_m (20 kohm at 0.1 V)"}
     kernel_kind = KIND["reram1t1r"]
     libraries = {"compiled": ("finfet7_osdi.lib", "reram_osdi.lib"),
                  "bsource": ("finfet7.lib", "reram.lib", "cells.lib")}
@@ -213,6 +219,7 @@ class Resistor(_TwoVariantCell):
     0 = open switch) or a plain resistor between the row line and the column line (coupled)."""
 
     name = "resistor"
+    state_meaning = {0: "r_off_ohm", 1: "r_on_ohm"}
     kernel_kind = KIND["resistor"]
     linear = True
 

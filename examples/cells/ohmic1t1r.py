@@ -17,6 +17,7 @@ class Ohmic1T1R(CellKind):
     name = "ohmic1t1r"
     kernel_kind = None          # no exact-solver cell function: ngspice only
     ports = {"drive": "a", "gate": "ctl", "sense": "b", "state": "cell1/cell0 (resistor r_on_ohm / r_off_ohm)"}
+    state_meaning = {0: "the element at r_off_ohm", 1: "the element at r_on_ohm"}
     coupled_drive = "line"      # coupled: the input is a row voltage, every gate on at v_wl_v
     libraries = {"compiled": ("finfet7_osdi.lib",), "bsource": ("finfet7.lib",)}
 
