@@ -48,3 +48,31 @@ def build_shared(source: str | Path, target: Path, flags: Sequence[str] = ("-O2"
                 return target
         first = (proc.stderr.strip().splitlines() or ["no output"])[0]
         raise OSError(f"{cc} failed: {first[:300]}")
+
+
+def layout_mismatch(lib, symbol: str, struct: type, fields: Sequence[str] = ()) -> str | None:
+    """Compare the layout of a ctypes ``struct`` with the C struct it mirrors, as the library reports it
+    through ``int64_t symbol(int64_t *out, int64_t n)`` (its size, then the offsets of ``fields``, in
+    this order; the function returns how many values it has). None when they agree, else one line that
+    says what differs (a library without the function differs too)."""
+    import ctypes
+
+    name = getattr(struct, "__name__", "struct")
+    try:
+        fn = getattr(lib, symbol)
+    except AttributeError:
+        return f"the library has no {symbol}(): the layout of {name} cannot be checked"
+    fn.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.c_int64]
+    fn.restype = ctypes.c_int64
+    missing = [f for f in fields if not hasattr(struct, f)]
+    if missing:
+        return f"{name} has no field {missing[0]}"
+    want = [ctypes.sizeof(struct)] + [getattr(struct, f).offset for f in fields]
+    got = (ctypes.c_int64 * len(want))()
+    n = int(fn(got, len(want)))
+    if n != len(want):
+        return f"{symbol}() reports {n} layout values of {name}, the Python side expects {len(want)}"
+    for what, c, py in zip(["size"] + [f"offset of {f}" for f in fields], got, want):
+        if c != py:
+            return f"{name}: the C {what} is {c} bytes, the ctypes {what} {py} bytes"
+    return None

@@ -5,6 +5,7 @@ imports the steps after it."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 

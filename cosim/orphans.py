@@ -81,7 +81,8 @@ def remove_scratch_of(pid: int, root: str | Path | None = None) -> None:
     """Remove the ``scratch_dir`` folders of process ``pid`` (a worker about to end itself)."""
     root = Path(root or tempfile.gettempdir())
     for p in root.glob(f"cosim-*-{int(pid)}-*"):
-        if _SCRATCH.match(p.name) and int(_SCRATCH.match(p.name)["pid"]) == pid:
+        m = _SCRATCH.match(p.name)
+        if m and int(m["pid"]) == pid:
             shutil.rmtree(p, ignore_errors=True)
 
 

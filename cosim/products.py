@@ -180,7 +180,7 @@ def prepare_f32(w: torch.Tensor, kernel: str) -> torch.Tensor | None:
     return w.t().contiguous() if kernel == "onednn" else None
 
 
-def matmul_f32(x: torch.Tensor, w: torch.Tensor | None, w_t: torch.Tensor | None = None,
+def matmul_f32(x: torch.Tensor, w: torch.Tensor, w_t: torch.Tensor | None = None,
                kernel: str = "blas") -> torch.Tensor:
     """``x @ w`` in float32 through ``kernel`` (``w_t``: ``prepare_f32(w, kernel)``)."""
     if kernel == "onednn" and w_t is not None:
@@ -191,7 +191,7 @@ def matmul_f32(x: torch.Tensor, w: torch.Tensor | None, w_t: torch.Tensor | None
 def describe(rows: int, device="cpu") -> dict:
     """What :func:`bits_dtype` and :func:`f32_kernel` chose for ``rows`` on ``device`` and the evidence,
     for provenance."""
-    out = {"bits_dtype": str(bits_dtype(rows, device)).replace("torch.", ""), "device": _device_key(device),
+    out: dict = {"bits_dtype": str(bits_dtype(rows, device)).replace("torch.", ""), "device": _device_key(device),
            "forced": os.environ.get(ENV) or None, "f32_kernel": f32_kernel(device),
            "f32_forced": os.environ.get(F32_ENV) or None}
     if torch.device(device).type == "cpu":

@@ -34,7 +34,7 @@ def load1() -> float:
 def sweep_case(label: str, cfg, points: int, workers: int | None, scheduler: str | None, cache) -> dict:
     import numpy as np
 
-    from cosim.surrogate.fit import run_sweep
+    from cosim.sweep.calibration import run_sweep
 
     with tempfile.TemporaryDirectory(prefix="cosim-bench-") as out:
         la0 = load1()
@@ -70,7 +70,7 @@ def main() -> None:
     import numpy as np
     from distributed import LocalCluster
 
-    from cosim.surrogate.fit import SweepConfig
+    from cosim.sweep.calibration import SweepConfig
     from cosim.sweep.executor import make_executor
     from cosim.provenance import machine_description, record
     from cosim.circuit.spice import ngspice_info
@@ -96,7 +96,7 @@ def main() -> None:
     with make_executor(workers=1) as ex:
         oh_inline = task_overhead(ex, args.noop_tasks)
     netlist_ms = {}
-    from cosim.surrogate.fit import design_point
+    from cosim.sweep.calibration import design_point
     from cosim.circuit.netlist import ArraySpec, build_netlist
     from cosim.provenance import sha256_text
     for n in (64, 128, 256):
@@ -144,7 +144,7 @@ def write_doc(res: dict, args) -> None:
         f"Measured by `scripts/bench_executor.py` on {prov['date_utc']}: {prov['machine']}; ngspice "
         f"{prov['ngspice_version']} ({prov['solver']}), code {prov['code_version']}. " + load_note(cases),
         "",
-        f"Calibration sweep (`cosim.surrogate.fit.run_sweep`: design, SPICE through the executor, point files) of "
+        f"Calibration sweep (`cosim.sweep.calibration.run_sweep`: design, SPICE through the executor, point files) of "
         f"{args.tech} {args.rows}x{args.cols}, {args.vectors} input vectors per point, {args.points} points, seed 0, "
         "decoupled topology, default wire resistance. SPICE s/point is the mean time of one point on its worker "
         "(netlist, ngspice, reading). The first three cases run with an empty cache; the last re-runs the "

@@ -25,9 +25,10 @@ import tempfile
 from pathlib import Path
 
 
-#: the flat modules an earlier surrogate may import, and where they are now
+#: the modules an earlier surrogate may import, and where they are now (it imports only the model from the
+#: fitter: cosim/calibrate.py, then cosim/surrogate/fit.py, now cosim/surrogate/model.py)
 MOVED = {"adc": "surrogate.adc", "tables": "surrogate.tables", "surrogate_kernel": "surrogate.kernel",
-         "calibrate": "surrogate.fit", "technology": "circuit.technology"}
+         "calibrate": "surrogate.model", "surrogate.fit": "surrogate.model", "technology": "circuit.technology"}
 
 
 def _old_surrogate(ref: str):

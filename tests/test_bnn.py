@@ -164,6 +164,22 @@ def test_fold_bn_sign_is_exact_for_every_integer(k):
     assert torch.equal(thr(p), want)
 
 
+def test_fold_bn_sign_without_affine_parameters():
+    """A BatchNorm2d(affine=False) (weight and bias None) folds too; it raised an AttributeError
+    (None.float()) before mypy pointed at it."""
+    k = 9
+    bn = nn.BatchNorm2d(8, affine=False).eval()
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.linspace(-4.0, 4.0, 8))
+        bn.running_var.copy_(torch.linspace(0.5, 3.0, 8))
+    thr = fold_bn_sign(bn, k)
+    p = torch.arange(-k, k + 1, dtype=torch.float32).view(1, 1, -1, 1).expand(1, 8, -1, 1).contiguous()
+    with torch.no_grad():
+        want = torch.where(bn(p) >= 0, 1.0, -1.0)
+    assert torch.equal(thr(p), want)
+    assert (thr(p) == 1).any() and (thr(p) == -1).any()
+
+
 def test_folded_vgg_small_gives_identical_logits():
     torch.manual_seed(1)
     model = _randomise_bn(build_model("vgg-small"), seed=2)

@@ -51,7 +51,7 @@ def test_brevitas_network_bit_identical(act_in_layer, rows, cols, binsparx):
     names = [n for n, _ in cim_layers(cim)]
     assert names == ["3", "6", "10"]                                 # two convolutions, one binary FC layer
     assert isinstance(cim[10], CiMLinear)
-    assert cim.cim_config["software_layers"] == ["13"]              # the 8-bit classifier stays digital
+    assert cim.cim_info["software_layers"] == ["13"]              # the 8-bit classifier stays digital
     assert cim_stats(cim)["overall"]["vectors"] == 3 * 7 * 7 + 3 * 3 * 3 + 3
 
 

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from cosim.surrogate.fit import (PLACEMENTS, SweepConfig, calibrate, design_point, features_np, fit_arrays,
-                             place_ones, run_sweep)
+from cosim.sweep.calibration import PLACEMENTS, SweepConfig, design_point, place_ones, run_sweep
+from cosim.surrogate.model import features_np
+from cosim.surrogate.fit import calibrate, fit_arrays
 from cosim.errors import CosimError, InputError, TableError
 from cosim.surrogate.tables import load_table
 from cosim.circuit.technology import get_technology
@@ -89,7 +90,7 @@ def test_fit_recovers_an_exact_model():
 
 
 def test_term_sets():
-    from cosim.surrogate.fit import default_terms
+    from cosim.surrogate.model import default_terms
 
     o4 = [1, 2, 3, 4]
     full, compact = default_terms(o4, False), default_terms(o4, False, "compact")
@@ -112,7 +113,7 @@ def test_term_sets():
 
 
 def test_moment_orders_and_basis():
-    from cosim.surrogate.fit import moment_basis, normalise_orders, variable_names
+    from cosim.surrogate.model import moment_basis, normalise_orders, variable_names
 
     assert normalise_orders(["S2", 3, "1", "s1"]) == [3, 1, "s2", "s1"]
     for bad in (["x"], [0], ["s0"], [1, "1"]):
@@ -150,8 +151,8 @@ def test_surrogate_rejects_terms_beyond_its_variables():
 def test_model_form_is_the_shipped_tables_form():
     """MODEL_FORMS says what every shipped table was fitted with (all wire resistances); other sizes get
     the full cubic in Legendre 1-4; given parts replace the form's."""
-    from cosim.surrogate.fit import DEFAULT_ORDERS, MODEL_FORMS, WITH_SINES, ModelForm, _knots, model_form
-    from cosim.surrogate.tables import tables_dir
+    from cosim.surrogate.model import DEFAULT_ORDERS, WITH_SINES, knot_counts
+    from cosim.surrogate.registry import MODEL_FORMS, ModelForm, model_form, tables_dir
 
     seen = set()
     for path in sorted(tables_dir().glob("*_decoupled*.parquet")):
@@ -159,7 +160,7 @@ def test_model_form_is_the_shipped_tables_form():
         form = model_form(t.tech_name, t.rows)
         assert t.meta["term_set"] == form.terms, path.name
         assert t.meta["orders"] == list(form.orders), path.name
-        assert t.meta["n_knots"] == (form.n_knots or _knots(t.rows, None).size), path.name
+        assert t.meta["n_knots"] == (form.n_knots or knot_counts(t.rows, None).size), path.name
         seen.add((t.tech_name, t.rows))
     assert seen == set(MODEL_FORMS)
     assert model_form("sram8t", 128) == ModelForm("full", 65, WITH_SINES)
@@ -171,7 +172,7 @@ def test_model_form_is_the_shipped_tables_form():
 
 def test_cli_calibrate_without_model_options_fits_the_shipped_form(tmp_path, monkeypatch, capsys):
     import cosim.surrogate.fit as cal
-    from cosim.surrogate.fit import WITH_SINES
+    from cosim.surrogate.model import WITH_SINES
     from cosim.cli import main
 
     got = []
@@ -186,7 +187,8 @@ def test_cli_calibrate_without_model_options_fits_the_shipped_form(tmp_path, mon
                         (["--terms", "compact"], ("compact", 65, WITH_SINES)),
                         (["--orders", "1,2", "--knots", "9"], ("full", 9, (1, 2)))):
         main(base + extra)
-        assert "wrote" in capsys.readouterr().out
+        io = capsys.readouterr()
+        assert "wrote" in io.out and "its name in the table registry: sram8t_128_decoupled.parquet" in io.err
         cfg, kw = got[-1]
         assert (kw["terms"], kw["n_knots"], tuple(kw["orders"])) == want and cfg.rows == 128
     base[base.index("--rows") + 1] = "64"
@@ -199,7 +201,7 @@ def _sram_cfg(**kw):
 
 
 def test_placement_points_leave_the_other_points_as_they_were():
-    from cosim.surrogate.fit import PLACEMENT_FAMILIES, sweep_design
+    from cosim.sweep.calibration import PLACEMENT_FAMILIES, sweep_design
 
     plain, mixed = _sram_cfg(), _sram_cfg(placements=True)
     assert plain.key() == {k: v for k, v in mixed.key().items() if k != "placements"} and "solver" not in plain.key()
@@ -215,7 +217,7 @@ def test_placement_points_leave_the_other_points_as_they_were():
 
 
 def test_exact_solver_calibration_is_cross_checked_by_ngspice(tmp_path):
-    from cosim.surrogate.fit import check_points
+    from cosim.sweep.calibration import check_points
 
     exact = calibrate(_sram_cfg(solver="exact", placements=True), 6, tmp_path / "exact", progress=False, cache=False)
     chk = exact.provenance["ngspice_check"]

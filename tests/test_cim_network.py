@@ -220,7 +220,7 @@ def test_shipped_table_end_to_end():
     assert torch.isfinite(y).all()
     s = cim_stats(cim)["overall"]
     assert s["array_energy_j"] > 0 and 0 < s["on_cell_fraction"] < 0.5
-    assert cim.cim_config["array"]["table_provenance"]["ngspice_version"]
+    assert cim.cim_info["array"]["table_provenance"]["ngspice_version"]
 
 
 @pytest.mark.parametrize("mode", ["ideal", "surrogate"])

@@ -288,7 +288,8 @@ def test_every_convergence_aid_gives_the_plain_result():
 def test_calibration_through_the_cluster_matches_local(cluster, tmp_path, capsys):
     """A small calibration (cosim calibrate, the CLI) through the LocalCluster gives the same table as
     local processes; the points land in the cache, so a second calibration computes nothing."""
-    from cosim.surrogate.fit import SweepConfig, calibrate
+    from cosim.sweep.calibration import SweepConfig
+    from cosim.surrogate.fit import calibrate
     from cosim.cli import main
     from cosim.surrogate.tables import load_table
 
@@ -303,7 +304,7 @@ def test_calibration_through_the_cluster_matches_local(cluster, tmp_path, capsys
         np.testing.assert_array_equal(local.arrays[k], remote.arrays[k])
     assert PointCache(tmp_path / "cache").info()["entries"] == 4
     # same sweep elsewhere: every point from the cache
-    from cosim.surrogate.fit import run_sweep
+    from cosim.sweep.calibration import run_sweep
     run_sweep(cfg, 4, tmp_path / "again", progress=False, cache=tmp_path / "cache", scheduler=cluster)
     for i in range(4):
         a = np.load(tmp_path / "dask" / "points" / f"point_{i:05d}.npz")
@@ -336,12 +337,8 @@ def test_study_cells_through_the_cluster_match_local(cluster, tmp_path, capsys):
 
     from cosim.cli import main
     from cosim.bnn.datasets import write_synthetic
-    from cosim.paths import reference_models_dir
     from cosim.study import runner
     from cosim.study.config import load_config
-
-    if not (reference_models_dir() / "vgg_small.pt").is_file():
-        pytest.skip("needs the shared reference weights ($COSIM_SHARED)")
     data = write_synthetic(tmp_path / "data", n_train_per_class=1, n_test_per_class=1)
     cfg_path = tmp_path / "study.toml"
     cfg_path.write_text('[grid]\nnetworks = ["vgg-small"]\ntechnologies = ["sram8t"]\nrows = [64]\nr_wire_ohm = [10.0]\n'
@@ -410,7 +407,8 @@ def test_study_cell_errors_on_workers_are_reported_not_cached(tmp_path):
 def test_validation_points_through_the_cluster_match_local(cluster, tmp_path):
     """`cosim validate`'s SPICE points are tasks of the same executor: inline, 2 local processes and the
     LocalCluster give the same report; failed runs would be listed (none here)."""
-    from cosim.surrogate.fit import SweepConfig, calibrate
+    from cosim.sweep.calibration import SweepConfig
+    from cosim.surrogate.fit import calibrate
     from cosim.surrogate.validate import validate
 
     cfg = SweepConfig(tech=get_technology("resistor"), rows=8, cols=4, topology="decoupled", seed=3, vectors=4)

@@ -47,3 +47,24 @@ def test_the_package_has_no_modules_outside_the_steps():
 
     top = {m.name for m in pkgutil.iter_modules(cosim.__path__)}
     assert top == set(STEPS) | set(INFRASTRUCTURE) | {"cli"}
+
+
+def test_the_study_keys_hash_files_that_exist():
+    """The code keyed into the study's cells (a moved module would silently drop out of the key)."""
+    from cosim.paths import PACKAGE_DIR
+    from cosim.study.runner import KEY_SOURCES, SKEW_SOURCES
+
+    for part in KEY_SOURCES + SKEW_SOURCES:
+        assert (PACKAGE_DIR / part).exists(), part
+
+
+def test_inference_imports_no_calibration_code():
+    """The surrogate's replay (evaluate, its kernel) needs the model, the tables and the ADC, never the fit
+    or the calibration sweep (cosim.surrogate.model holds what both sides share)."""
+    probe = ("import sys, cosim.surrogate.evaluate, cosim.surrogate.kernel, cosim.surrogate.registry; "
+             "print(' '.join(sorted(k for k in sys.modules if k.startswith('cosim.'))))")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    loaded = set(run.stdout.split())
+    assert "cosim.surrogate.model" in loaded
+    assert not loaded & {"cosim.surrogate.fit", "cosim.sweep.calibration", "cosim.sweep.executor", "cosim.sweep.points"}

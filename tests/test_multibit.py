@@ -110,7 +110,7 @@ def test_ideal_cim_is_bit_identical_to_the_software_network(bits, rows, cols, bi
     with torch.no_grad():
         ref = m(x)
     cim = convert(m, IdealArray(rows), cols, binsparx=binsparx, max_active_rows=max_active)
-    assert isinstance(cim.a, CiMQuantConv2d) and cim.cim_config["bits"] == bits
+    assert isinstance(cim.a, CiMQuantConv2d) and cim.cim_info["bits"] == bits
     with torch.no_grad():
         out = cim(x)
     assert torch.equal(out, ref)

@@ -203,3 +203,16 @@ def test_worker_with_other_ngspice_is_reported_and_stored_under_its_own_key(tmp_
     rep = run_points(pts, executor=StaleProbe(1), cache=tmp_path)
     assert rep.mismatched == 1 and "another netlist or ngspice" in rep.summary()
     assert run_points(pts, cache=tmp_path).cached == 1        # found under the real build's key
+
+
+@pytest.mark.ngspice
+def test_cache_true_means_the_default_cache(tmp_path, monkeypatch):
+    """``cache=True`` (the type allows a bool) is the default cache, $COSIM_CACHE/spice, as None is;
+    it raised a TypeError (Path(True)) before mypy pointed at it."""
+    monkeypatch.setenv("COSIM_CACHE", str(tmp_path))
+    spec = ArraySpec(get_technology("resistor"), 4, 2, "decoupled")
+    pts = [SpicePoint(spec, np.ones((2, 4)), np.eye(4, 2))]
+    rep = run_points(pts, cache=True)
+    assert rep.computed == 1 and rep.n_failed == 0
+    assert PointCache(tmp_path / "spice").info()["entries"] == 1
+    assert run_points(pts, cache=None).cached == 1

@@ -94,7 +94,7 @@ def test_ideal_network_bit_identical_in_every_dtype(dtype, binsparx, monkeypatch
         ref = net(x)
         for rows in (16, 64, 256):
             cim = to_cim(net, tech="sram8t", rows=rows, cols=16, mode="ideal", binsparx=binsparx)
-            assert cim.cim_config["products"]["bits_dtype"] == (dtype if products.exact_limit(DTYPES[dtype]) >= rows
+            assert cim.cim_info["products"]["bits_dtype"] == (dtype if products.exact_limit(DTYPES[dtype]) >= rows
                                                                else "float32")
             assert torch.equal(cim(x), ref)
             if rows == 64:
@@ -167,7 +167,7 @@ def test_cuda_network(binsparx):
     with torch.no_grad():
         ref = net.to("cuda")(x.to("cuda"))
         cim = to_cim(net, tech="sram8t", rows=32, cols=32, mode="ideal", binsparx=binsparx, device="cuda")
-        assert cim.cim_config["products"]["bits_dtype"] == "float16"
+        assert cim.cim_info["products"]["bits_dtype"] == "float16"
         assert torch.equal(cim(x.to("cuda")), ref)
         outs = [to_cim(net.to(d), tech="sram8t", rows=32, cols=32, mode="surrogate", table=tab, binsparx=binsparx,
                        device=d)(x.to(d)).cpu() for d in ("cpu", "cuda")]

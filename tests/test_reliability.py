@@ -98,7 +98,7 @@ def _tmpfs(path: Path, size_kb: int, read_only: bool = False, fill: bool | int =
 
 
 def _resistor_cfg(seed=0):
-    from cosim.surrogate.fit import SweepConfig
+    from cosim.sweep.calibration import SweepConfig
     from cosim.circuit.technology import get_technology
 
     return SweepConfig(tech=get_technology("resistor"), rows=8, cols=4, topology="decoupled", seed=seed, vectors=4)
@@ -179,7 +179,7 @@ def test_a_point_the_cache_cannot_take_is_still_kept_in_out(tmp_path, monkeypatc
 
 @pytest.mark.ngspice
 def test_calibrate_refuses_a_table_it_did_not_write_and_an_empty_sweep_record(tmp_path):
-    from cosim.surrogate.fit import run_sweep
+    from cosim.sweep.calibration import run_sweep
 
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "table.parquet").write_bytes(b"someone else's table")
@@ -370,7 +370,7 @@ def _subprocess_cluster(tmp_path: Path, extra_args=(), env=None):
 def test_a_lost_scheduler_is_one_line_with_what_is_kept(tmp_path, monkeypatch, capsys):
     """kill -9 of the scheduler in the middle of a calibration: one line that says the scheduler was
     lost, how many points are kept and that a rerun resumes; no traceback from dask's client either."""
-    from cosim.surrogate import fit as cal
+    from cosim.sweep import calibration as cal
     from cosim.sweep import executor
 
     monkeypatch.setattr(executor, "CONNECT_TIMEOUT_S", 2.0)   # also the client's time to reconnect

@@ -273,7 +273,8 @@ def test_torch_backend_reports_non_convergence_and_refuses_coupled():
 def _solver_table(rows=32, blocks=12, seed=0):
     """A table fitted (cosim.surrogate.fit.fit_arrays, as a calibration does) to exact-solver currents of
     8T-SRAM columns of random densities: a table whose residuals are those of the circuit it certifies."""
-    from cosim.surrogate.fit import DEFAULT_ORDERS, fit_arrays
+    from cosim.surrogate.model import DEFAULT_ORDERS
+    from cosim.surrogate.fit import fit_arrays
     from cosim.provenance import record
     from cosim.circuit.solver import _cell_currents
     from cosim.surrogate.tables import LookupTable
@@ -400,3 +401,21 @@ def test_tabulated_cells_only_where_built():
                     cells="table")
     with pytest.raises(InputError, match="unknown cell model"):
         solve_array(ArraySpec(get_technology("sram8t"), 4, 2), np.ones((1, 4)), np.ones((4, 2)), cells="spline")
+
+
+def test_the_kernel_structs_layouts_are_checked():
+    """solver_kernel.c reports the size and a few offsets of every struct passed through ctypes; the
+    ctypes structs agree, and one that differs is refused with one line."""
+    import ctypes
+
+    from cosim.circuit import solver_kernel
+
+    lib = solver_kernel.load()
+    solver_kernel.check_layouts(lib)
+    fields = list(solver_kernel.CellTab._fields_)
+    fields[0], fields[1] = ("ny", ctypes.c_int32), ("nx", ctypes.c_int32)   # same layout, other names: agrees
+    solver_kernel.check_layouts(lib, [(type("T", (ctypes.Structure,), {"_fields_": fields}), "cosim_solver_celltab_layout",
+                                       ("x0", "c"))])
+    grown = type("DecJobPlus", (ctypes.Structure,), {"_fields_": solver_kernel.DecJob._fields_ + [("more", ctypes.c_int64)]})
+    with pytest.raises(InputError, match=r"^the solver kernel does not match .*DecJobPlus: the C size is \d+ bytes"):
+        solver_kernel.check_layouts(lib, [(grown, "cosim_solver_decjob_layout", solver_kernel.LAYOUTS[2][2])])

@@ -376,7 +376,8 @@ def test_report_on_a_tiny_fake_grid(tmp_path):
     claims = text.split("## Claims")[1].split("## Accuracy")[0]
     assert "| Non-idealities hurt CiM-BNN accuracy badly |" in claims
     assert "largest drop 51.00 points" in claims and "smallest 46.00 points" in claims and "| yes |" in claims
-    assert "largest gain +45.00 points" in claims and "BinSparX alone at most +45.00 points" in claims
+    assert "largest gain `nonideal` -> `binsparx` +45.00 [" in claims and "BinSparX alone at most +45.00 points" in claims
+    assert "(unpaired: no per-image outcomes)" in claims          # the fake cells kept no per-image outcomes
     assert "not measured" not in claims.split("BinSparX reduces energy")[0]
     figs = sorted(p.name for p in (tmp_path / "docs" / "report").glob("*.png"))
     assert any(f.startswith("acc_vs_rows") for f in figs) and any(f.startswith("acc_vs_rwire") for f in figs)
@@ -449,7 +450,7 @@ def _stub_study(monkeypatch, calls):
         calls.append("run_cells")
         return [runner.CellResult(c, "not run", None, reason="stub") for c in cells]
 
-    def cached(cells, ctx):
+    def cached(cells, ctx, committed=None):
         calls.append("read_cached_cells")
         return [runner.CellResult(c, "not run", None, reason="stub: not in the cell cache") for c in cells]
 
@@ -483,6 +484,9 @@ def test_quick_report_does_not_overwrite_the_committed_report(tmp_path, monkeypa
     main(["report", "--config", str(cfg), "--no-progress"])
     assert (tmp_path / GRID_OUT / "REPORT.md").is_file()
     assert calls == ["run_cells"] * 3
+    quick_text = (tmp_path / QUICK_OUT / "REPORT.md").read_text()
+    assert "100-image illustration" in quick_text and "`docs/REPORT.md`" in quick_text
+    assert "illustration" not in (tmp_path / GRID_OUT / "REPORT.md").read_text()
     # ignored by git where the README runs it (the repository root)
     assert f"/{QUICK_OUT}/" in (REPO / ".gitignore").read_text().split()
 
@@ -510,9 +514,6 @@ def test_quick_report_end_to_end_on_a_tiny_subset(tmp_path, capsys):
     import pandas as pd
 
     from cosim.cli import main
-    from cosim.paths import default_data_path, reference_models_dir
-    if not (reference_models_dir() / "vgg_small.pt").is_file() or not default_data_path().exists():
-        pytest.skip("needs the shared reference weights and CIFAR-10 ($COSIM_SHARED)")
     cfg = tmp_path / "tiny.toml"
     cfg.write_text('[quick]\nvariants = ["software", "nonideal", "binsparx"]\nlimit = 4\nskew_images = 1\n'
                    f'[paths]\ncache = "{tmp_path / "cache"}"\n')
@@ -554,7 +555,288 @@ def test_multibit_claim_row_reads_the_multibit_study(tmp_path, monkeypatch):
     (tmp_path / "MULTIBIT.json").write_text(_json.dumps(
         {"claim": "c", "cosim": "fig", "agreed": "not agreed", "source": "MULTIBIT.md"}))
     (row,) = multibit_claim(tmp_path)
-    assert row[0] == "c" and row[2] == "fig (`MULTIBIT.md`)" and row[3] == "no"
+    assert row[0] == "c" and row[2].startswith("fig (`MULTIBIT.md`)") and row[3] == "no"
+    assert "unchecked" in row[2]                              # no software accuracies to check the k-bit gap
     (tmp_path / "MULTIBIT.json").write_text("{not json")
     (row,) = multibit_claim(tmp_path)
     assert row[2].startswith("unreadable")
+
+
+# ------------------------------------------------------------------------------------------- statistical footing
+
+def test_multibit_claim_is_inconclusive_where_kbit_networks_are_undertrained(tmp_path, monkeypatch):
+    from cosim import paths
+    from cosim.study.report import multibit_claim
+    monkeypatch.setattr(paths, "CHECKOUT_DIR", tmp_path / "checkout")
+    base = {"claim": "c", "cosim": "fig", "agreed": "not agreed", "source": "MULTIBIT.md"}
+    sw = {"vgg-small": {"1": {"accuracy": 0.91, "n": 100}, "2": {"accuracy": 0.76, "n": 50}}}
+    (tmp_path / "MULTIBIT.json").write_text(json.dumps({**base, "software_accuracy": sw}))
+    (row,) = multibit_claim(tmp_path)
+    assert row[3] == "inconclusive" and "scripts/train_gpu.sh" in row[2] and "vgg-small 2-bit 76.0 %" in row[2]
+    assert "inconclusive" in row[4]
+    sw["vgg-small"]["2"]["accuracy"] = 0.85                     # within 10 points: the verdict stands
+    (tmp_path / "MULTIBIT.json").write_text(json.dumps({**base, "software_accuracy": sw}))
+    assert multibit_claim(tmp_path)[0][3] == "no"
+    (tmp_path / "MULTIBIT.json").write_text(json.dumps({**base, "agreed": "agreed", "software_accuracy":
+                                                         {"vgg-small": {"1": 0.91, "4": 0.5}}}))
+    assert multibit_claim(tmp_path)[0][3] == "yes"              # a "yes" despite the gap is not overturned
+    # older MULTIBIT.json without software accuracies: read from the software table of MULTIBIT.md beside it
+    (tmp_path / "MULTIBIT.json").write_text(json.dumps(base))
+    (tmp_path / "MULTIBIT.md").write_text("| network | bits | weights | software | ideal |\n|---|---|---|---|---|\n"
+                                          "| resnet18 | 1 | reference | 0.860 (N = 100) | yes |\n"
+                                          "| resnet18 | 4 | `cosim train` | 0.400 (N = 25) | yes |\n")
+    (row,) = multibit_claim(tmp_path)
+    assert row[3] == "inconclusive" and "resnet18 4-bit 40.0 % vs 1-bit 86.0 %" in row[2]
+
+
+def test_evaluate_chunked_stops_only_at_chance():
+    labels = np.tile(np.arange(10), 100)
+    idx = np.arange(1000)
+    seen = []
+
+    def const(ix):
+        seen.append(len(ix))
+        return np.zeros(len(ix), dtype=int)                   # right on class 0 only: 10 %
+
+    ok, stopped = runner.evaluate_chunked(const, idx, labels)
+    assert stopped and len(ok) == 200 and ok.sum() == 20 and seen == [200]
+    ok, stopped = runner.evaluate_chunked(lambda ix: labels[ix], idx, labels)
+    assert not stopped and len(ok) == 1000 and ok.all()
+    ok, stopped = runner.evaluate_chunked(const, idx[:150], labels)   # fewer than 200 images: never stops
+    assert not stopped and len(ok) == 150
+    half = lambda ix: np.where(ix % 20 < 10, labels[ix], -1)        # 50 %: runs to the end
+    ok, stopped = runner.evaluate_chunked(half, idx, labels)
+    assert not stopped and len(ok) == 1000 and ok.sum() == 500
+
+
+class _ConstNet(nn.Module):
+    def __init__(self, cls):
+        super().__init__()
+        self.cls = cls
+        self.w = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        out = torch.zeros(len(x), 10)
+        out[:, self.cls] = 1.0
+        return out + 0 * self.w
+
+
+def _software_ctx(tmp_path, limit, labels):
+    cfg = parse_config({"grid": {"networks": ["vgg-small"], "technologies": ["sram8t"], "rows": [64],
+                                 "r_wire_ohm": [10.0], "variants": ["software"]},
+                        "run": {"limit": limit, "batch_size": 64}, "paths": {"cache": str(tmp_path / "cache")}})
+    ctx = runner.StudyContext(cfg)
+    images = np.random.default_rng(0).integers(0, 256, (len(labels), 32, 32, 3), dtype=np.uint8)
+    ctx._models["vgg-small"] = (_ConstNet(3), "weights-sha")
+    n = min(limit, len(labels))
+    ctx._data = (images, labels, runner.sha256_arrays(images[:n], labels[:n]), "synthetic")
+    return ctx
+
+
+def test_software_cell_keeps_per_image_outcomes_and_stops_at_chance(tmp_path):
+    labels = np.tile(np.arange(10), 40)                        # class-interleaved, like cosim's loading
+    ctx = _software_ctx(tmp_path, 400, labels)
+    assert np.array_equal(ctx.indices(), np.arange(400))        # the balanced order is the prefix: old keys hold
+    (cell,) = ctx.config.cells()
+    r = runner.compute_cell(cell, ctx)
+    assert r["stopped_at_chance"] and r["n"] == 200 and r["n_planned"] == 400 and r["correct"] == 20
+    idx, ok = runner.cell_outcomes(r)
+    assert np.array_equal(idx, np.arange(200)) and np.array_equal(ok, labels[:200] == 3)
+    assert r["image_ranges"] == [[0, 200]]
+    ctx = _software_ctx(tmp_path, 100, labels)
+    r = runner.compute_cell(ctx.config.cells()[0], ctx)
+    assert not r["stopped_at_chance"] and r["n"] == 100 and r["accuracy"] == 0.1
+    big = ctx.with_limit(400)                                   # the claims' cells: same weights, more images
+    assert big.config.limit == 400 and big._models is ctx._models
+    assert big.data()[2] == runner.sha256_arrays(ctx.data()[0][:400], labels[:400]) != ctx.data()[2]
+    with pytest.raises(Exception, match="asks for 401"):
+        ctx.with_limit(401)
+    # old results (no per-image outcomes) and damaged ones give none
+    assert runner.cell_outcomes({"accuracy": 0.1, "correct": 1, "n": 10}) is None
+    assert runner.cell_outcomes({**r, "correct_bits": "!!"}) is None
+    # labels in blocks (the official batches' order): the study takes the classes round robin
+    blocked = np.repeat(np.arange(10), 40)
+    ctx = _software_ctx(tmp_path, 100, blocked)
+    idx = ctx.indices()
+    assert np.array_equal(np.bincount(blocked[idx], minlength=10), [10] * 10)
+    assert runner.expand_ranges(runner.index_ranges(idx)).tolist() == idx.tolist()
+
+
+def _paired_results(budget_rows=None):
+    """A fake grid whose cells kept per-image outcomes on 1000 shared images; pwa at 10 ohm is at chance."""
+    cfg = parse_config({"grid": {"networks": ["vgg-small"], "technologies": ["sram8t"], "rows": [8],
+                                 "r_wire_ohm": [10.0], "variants": ["software", "nonideal", "binsparx", "pwa"]},
+                        "run": {"limit": 1000, "cols": 4}})
+    rng = np.random.default_rng(0)
+    sw = rng.random(1000) < 0.86
+    ni = sw & (rng.random(1000) < 0.45)                  # ~39 %, every image it gets right software gets right
+    bx = sw.copy()
+    bx[np.flatnonzero(sw)[:5]] = False                   # 5 images lost: not significant (McNemar p ~ 0.06)
+    pwa = np.zeros(200, dtype=bool)
+    pwa[:20] = True
+    outs = {"software": (sw, False), "nonideal": (ni, False), "binsparx": (bx, False), "pwa": (pwa, True)}
+    cells = []
+    for c in cfg.cells():
+        ok, stopped = outs[c.variant]
+        r = {**runner.outcome_fields(ok, np.arange(len(ok)), planned=1000, stopped=stopped), "seconds": 2.5,
+             "provenance": {"code_version": "test"}}
+        cells.append(runner.CellResult(c, "computed", r, key=f"k{len(cells)}",
+                                       payload={"cell": c.as_dict(), "inputs": "fixed", "code": "test"}))
+    return report.StudyResults(config=cfg, cells=cells, skew={}, seconds=1.0)
+
+
+def test_report_judges_claims_by_paired_tests(tmp_path, monkeypatch):
+    from cosim import paths
+    monkeypatch.setattr(paths, "CHECKOUT_DIR", tmp_path / "checkout")
+    res = _paired_results()
+    out = tmp_path / "docs"
+    out.mkdir()
+    text = report.write_report(res, out, command="cosim report --test").read_text()
+    claims = text.split("## Claims")[1].split("## Accuracy")[0]
+    assert "McNemar p " in claims and "n = 1000 paired" in claims and "unpaired" not in claims
+    assert "software - `binsparx` +0.50 [" in claims          # near software: 5 images, not significant
+    row = next(line for line in claims.splitlines() if line.startswith("| BinSparX brings"))
+    assert row.split(" | ")[-2] == "yes"
+    assert "Error budget not yet measured" in text and "±" not in text.split("## Accuracy")[1].split("\n## ")[0]
+    acc = text.split("## Accuracy")[1]
+    assert "(stopped at chance after 200)" in acc and "the first 100 test images of each CIFAR-10 class" in acc
+    assert "(1 cell(s) here)" in text
+    comp = text.split("## Compute")[1].split("## Files")[0]
+    assert "10 cell-seconds" in comp and "--scheduler tcp://SCHEDULER:8786" in comp and "--from-cache" in comp
+    lines = (out / "report" / "cells.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and all(json.loads(line)["result"]["correct_bits"] for line in lines)
+    import pandas as pd
+    df = pd.read_csv(out / "report" / "results.csv")
+    assert df.stopped_at_chance.tolist() == [False, False, False, True] and df.per_image.all()
+
+
+def test_error_budget_is_read_and_shown(tmp_path, monkeypatch):
+    from cosim import paths
+    monkeypatch.setattr(paths, "CHECKOUT_DIR", tmp_path / "checkout")
+    out = tmp_path / "docs"
+    out.mkdir()
+    (out / report.ERROR_BUDGET).write_text(
+        ",".join(report.BUDGET_COLUMNS) + "\n"
+        "vgg-small,sram8t,8,10,ideal,0,-1.25,1000,docs/VALIDATION.md\n"
+        "vgg-small,sram8t,8,10,ideal,1,0.8,1000,docs/VALIDATION.md\n"
+        "vgg-small,sram8t,8,10,ideal,nonsense,x,1,y\n")
+    text = report.write_report(_paired_results(), out, command="cosim report --test").read_text()
+    assert "Error budgets from `error_budget.csv` (2 configuration(s), 1 unreadable row(s))" in text
+    assert "not yet measured" not in text
+    acc = text.split("## Accuracy")[1].split("\n## ")[0]
+    assert " ±1.25 |" in acc and " ±0.80 |" in acc
+    claims = text.split("## Claims")[1].split("## Accuracy")[0]
+    assert "exceeds the surrogate's error budget ±1.25 points" in claims     # the 40-odd-point drop
+    assert "within the surrogate's error budget ±0.80 points" in claims      # BinSparX's 0.5-point gap vs software
+
+
+def test_from_cache_rerenders_from_committed_cells(tmp_path, monkeypatch):
+    """cells.jsonl written with a report is read back by read_cached_cells without any cell cache, with the
+    per-image outcomes intact; the cache's own (newer) entries still win."""
+    ctx = _ctx(tmp_path)
+    monkeypatch.setattr(runner, "cell_payload", lambda c, x: {"cell": c.as_dict(), "inputs": "fixed", "code": "now"})
+    cells = ctx.config.cells()
+    ok = np.arange(10) % 2 == 0
+    made = []
+    for c in cells[:3]:
+        pay = {"cell": c.as_dict(), "inputs": "fixed", "code": "committed code"}
+        r = {**runner.outcome_fields(ok, np.arange(10), planned=10, stopped=False), "seconds": 1.0}
+        made.append(runner.CellResult(c, "computed", r, key=runner.make_key(pay), payload=pay))
+    res = report.StudyResults(config=ctx.config, cells=made)
+    committed = tmp_path / "cells.jsonl"
+    assert report.export_cells(res, committed) == (3, 0)
+    got = report.read_cached_cells(cells, ctx, committed=[committed])
+    assert [r.status for r in got] == ["cached"] * 3 + ["not run"] * 2
+    assert all(np.array_equal(runner.cell_outcomes(r.result)[1], ok) for r in got[:3])
+    assert got[0].payload["code"] == "committed code"
+    assert report.read_cached_cells(cells, ctx)[0].status == "not run"      # nothing without the committed file
+    # re-exported from the cells read back: the same file
+    again = tmp_path / "again.jsonl"
+    report.export_cells(report.StudyResults(config=ctx.config, cells=got), again)
+    assert again.read_text() == committed.read_text()
+    # a report with fewer results keeps the committed entries it does not supersede (no committed result lost)
+    newer = {**made[0].payload, "code": "newer code"}
+    one = runner.CellResult(cells[0], "computed", {**made[0].result, "seconds": 9.0}, key=runner.make_key(newer),
+                            payload=newer)
+    merged = tmp_path / "merged.jsonl"
+    assert report.export_cells(report.StudyResults(config=ctx.config, cells=[one]), merged, previous=committed) == (1, 2)
+    objs = [json.loads(line) for line in merged.read_text().splitlines()]
+    assert len(objs) == 3 and sorted(o["payload"]["code"] for o in objs) == ["committed code"] * 2 + ["newer code"]
+
+
+def test_claim_cells_are_run_again_on_claims_limit_images(tmp_path, monkeypatch):
+    from cosim import paths
+    from cosim.study import claims_run
+    monkeypatch.setattr(paths, "CHECKOUT_DIR", tmp_path / "checkout")
+    res = _paired_results()
+    assert res.config.limit == 1000 and res.config.claims_limit == 10000
+    named = report.claim_cells(res)
+    assert [res.cells[i].cell.variant for i in named] == ["software", "nonideal", "binsparx"]   # pwa: no claim
+    asked = []
+
+    def big_run(cells, ctx, **kw):
+        asked.append([(c.variant, c.limit) for c in cells])
+        ok = np.tile(np.arange(10) < 8, 1000)       # 80 % on 10,000 images
+        return [runner.CellResult(c, "computed", {**runner.outcome_fields(ok, np.arange(10000), 10000, False),
+                                                   "seconds": 30.0}, key=f"big{i}") for i, c in enumerate(cells)]
+
+    class Ctx:
+        def with_limit(self, n):
+            assert n == 10000
+            return self
+
+    monkeypatch.setattr(runner, "run_cells", big_run)
+    out = claims_run.refine_claim_cells(res, Ctx())
+    assert asked == [[("software", 10000), ("nonideal", 10000), ("binsparx", 10000)]]
+    assert [c.result["n"] for c in out.cells] == [10000, 10000, 10000, 200]
+    assert [c.result["n"] for c in out.grid_cells] == [1000, 1000, 1000]    # exported with the report too
+    assert "3 cell(s) the claims table names" in out.claims_note and "all 10000 CIFAR-10 test images" in out.claims_note
+    (tmp_path / "d").mkdir()
+    text = report.write_report(out, tmp_path / "d").read_text()
+    assert out.claims_note in text and "(n = 10000)" in text.split("## Accuracy")[1]
+    assert "n = 10000 paired" in text.split("## Claims")[1].split("## Accuracy")[0]
+    # --from-cache: a cited cell without a large run keeps its grid result, and the note says so
+    monkeypatch.setattr(report, "read_cached_cells", lambda cells, ctx, committed=None: [
+        runner.CellResult(c, "not run", None, reason="not in the cell cache") for c in cells])
+    kept = claims_run.refine_claim_cells(res, Ctx(), from_cache=True)
+    assert [c.result["n"] for c in kept.cells] == [1000, 1000, 1000, 200]
+    assert "3 without one keep their 1000-image result (not in the cell cache" in kept.claims_note
+    # no rerun where claims_limit is off
+    off = dataclasses.replace(res, config=dataclasses.replace(res.config, claims_limit=0))
+    assert claims_run.refine_claim_cells(off, Ctx()) is off
+
+
+def test_from_cache_command_reads_the_committed_cells_of_the_report_it_rewrites(tmp_path, monkeypatch):
+    from cosim.cli import main
+
+    calls = []
+    _stub_study(monkeypatch, calls)
+    seen = []
+    monkeypatch.setattr(report, "read_cached_cells", lambda cells, ctx, committed=None: seen.append(committed) or [
+        runner.CellResult(c, "not run", None, reason="stub") for c in cells])
+    monkeypatch.chdir(tmp_path)
+    main(["report", "--quick", "--from-cache", "--no-progress", "--out", "o"])
+    assert seen == [None]                                       # no committed cells yet
+    (tmp_path / "o" / "report" / "cells.jsonl").write_text("{}\n")
+    main(["report", "--quick", "--from-cache", "--no-progress", "--out", "o"])
+    assert seen[1] == [Path("o") / "report" / "cells.jsonl"]
+    assert "stopped at chance" in report.accuracy_summary(_paired_results())
+
+
+def test_error_budget_file_roundtrip(tmp_path, monkeypatch):
+    from cosim import paths
+    monkeypatch.setattr(paths, "CHECKOUT_DIR", tmp_path / "checkout")
+    row = {"network": "vgg-small", "technology": "sram8t", "rows": 64, "r_wire_ohm": 10.0,
+           "adc_reference": "calibrated", "binsparx": True, "delta_pp": -0.7, "n_images": 200,
+           "source": "docs/VALIDATION.md"}
+    report.write_error_budget(tmp_path / report.ERROR_BUDGET, [row])
+    budget, txt = report.load_error_budget(tmp_path)
+    assert "1 configuration(s)" in txt
+    cell = Cell(network="vgg-small", variant="adc-cal+binsparx", technology="sram8t", rows=64, cols=64,
+                r_wire_ohm=10.0, adc_bits=7)
+    assert report.error_budget_for(cell, budget) == pytest.approx(0.7)
+    assert report.error_budget_for(dataclasses.replace(cell, variant="adc-cal"), budget) is None
+    assert report.error_budget_for(dataclasses.replace(cell, variant="software"), budget) == 0.0
+    with pytest.raises(ValueError, match="lacks delta_pp"):
+        report.write_error_budget(tmp_path / "x.csv", [{k: v for k, v in row.items() if k != "delta_pp"}])
+    assert report.load_error_budget(tmp_path / "nowhere")[1].startswith("Error budget not yet measured")

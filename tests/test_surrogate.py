@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from cosim.surrogate.adc import ADC
-from cosim.surrogate.fit import SweepConfig, calibrate, features_np
+from cosim.sweep.calibration import SweepConfig
+from cosim.surrogate.model import features_np
+from cosim.surrogate.fit import calibrate
 from cosim.errors import InputError
 from cosim.surrogate.evaluate import Surrogate
 from cosim.surrogate.tables import default_table_path

@@ -249,3 +249,95 @@ def test_crossbar_layer_current_sum_is_the_reads_currents(rng):
     layer(x.to(layer.dtype))
     assert layer.stats.current_sum_a == pytest.approx(2 * want, rel=1e-5)
     assert len(arr._prepared) == tiles.row_tiles
+
+
+def _model_currents_np(table, x, w):
+    """(N, C) currents (A) of the table by cosim.surrogate.model in float64 numpy, both ways it offers:
+    from column masks (features_np, what the fit uses) and from the surrogate's products
+    (product_variables and term_sum, what the torch path runs)."""
+    from cosim.surrogate.model import features_np, moment_basis, normalise_orders, product_variables, term_sum
+
+    orders, leak = normalise_orders(table.meta["orders"]), bool(table.meta["leak"])
+    terms = [tuple(t) for t in table.meta["terms"]]
+    coef = np.asarray(table["coef"], dtype=np.float64)
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    by_masks = np.zeros((x.shape[0], w.shape[1]))
+    pad = np.zeros((x.shape[0], table.rows - x.shape[1]))         # masks cover every row of the table
+    for c in range(w.shape[1]):
+        on = np.hstack([x * w[:, c], pad])
+        k, F = features_np(on, np.hstack([x, pad]), orders, leak, terms)
+        by_masks[:, c] = (coef[k] * F).sum(axis=1)
+    phi = moment_basis(table.rows, orders)[: x.shape[1]]
+    k = np.rint(x @ w).astype(np.int64)
+    m = x @ (w[:, :, None] * phi[:, None, 1:]).reshape(w.shape[0], -1)          # moment e of column c at c*E + e
+    var = product_variables(k, m, x @ phi if leak else None, len(orders))
+    by_products = term_sum(var, terms, lambda f: coef[k, f], np.zeros(k.shape))
+    return by_masks, by_products
+
+
+@pytest.mark.parametrize("path", list(PATHS))
+def test_numpy_torch_and_kernel_evaluate_the_same_model(table, path, rng):
+    """One model, three evaluations: cosim.surrogate.model in numpy (from masks and from products), the
+    torch path and the C kernel (both of its loops) give the same currents, and all equal the float64
+    definition written out in this file."""
+    r = table.rows - 7
+    x, w = _bits(rng, (97, r), 0.45), _bits(rng, (r, 19), 0.5)
+    want = reference_currents(table, x.numpy(), w.numpy())
+    by_masks, by_products = _model_currents_np(table, x.numpy(), w.numpy())
+    np.testing.assert_allclose(by_masks, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+    np.testing.assert_allclose(by_products, want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+    sur = _surrogate(table, path, chunk=64)
+    if path != "torch":
+        assert sur._kernel() is not None or surrogate_kernel.load_error, "the kernel path fell back silently"
+    np.testing.assert_allclose(sur.column_currents(x, w).double().numpy(), by_products, rtol=1e-5,
+                               atol=1e-6 * np.abs(want).max())
+
+
+def _short_job():
+    """kernel.py's job struct with its last field dropped: what a kernel.py out of step with kernel.c has."""
+    import ctypes
+
+    class ShortJob(ctypes.Structure):
+        _fields_ = surrogate_kernel._Job._fields_[:-1]
+    return ShortJob
+
+
+def test_kernel_struct_layout_is_checked(monkeypatch, rng):
+    """kernel.c reports sizeof(job_t) and a few offsets; a ctypes struct that differs is refused (one-line
+    reason, a warning) and the surrogate takes its torch path, with the same currents."""
+    import ctypes
+
+    from cosim.cbuild import layout_mismatch
+
+    lib = surrogate_kernel.load()
+    if lib is None:
+        pytest.skip(f"no kernel: {surrogate_kernel.load_error}")
+    assert layout_mismatch(lib, "cosim_surrogate_job_layout", surrogate_kernel._Job,
+                           surrogate_kernel.JOB_LAYOUT_FIELDS) is None
+    short = _short_job()
+    fields = [f for f in surrogate_kernel.JOB_LAYOUT_FIELDS if f != "sum"] + ["code_ld"]
+    msg = layout_mismatch(lib, "cosim_surrogate_job_layout", short, fields)
+    assert "size" in msg and str(ctypes.sizeof(surrogate_kernel._Job)) in msg
+    swapped = list(surrogate_kernel._Job._fields_)              # C and k change places: same size
+    swapped[2], swapped[7] = swapped[7], swapped[2]
+    moved = type("MovedJob", (ctypes.Structure,), {"_fields_": swapped})
+    assert "offset of k" in layout_mismatch(lib, "cosim_surrogate_job_layout", moved, surrogate_kernel.JOB_LAYOUT_FIELDS)
+    assert "reports 8 layout values" in layout_mismatch(lib, "cosim_surrogate_job_layout", moved, ())
+    assert "has no" in layout_mismatch(lib, "no_such_function", short, ())
+    assert "ShortJob has no field sum" in layout_mismatch(lib, "cosim_surrogate_job_layout", short,
+                                                          surrogate_kernel.JOB_LAYOUT_FIELDS)
+
+    table = load_table(default_table_path("sram8t", 64))
+    x, w = _bits(rng, (50, 64), 0.5), _bits(rng, (64, 7), 0.5)
+    want = _surrogate(table, "torch").column_currents(x, w)
+    grown = type("GrownJob", (ctypes.Structure,), {"_fields_": surrogate_kernel._Job._fields_ + [("extra", ctypes.c_int64)]})
+    monkeypatch.setattr(surrogate_kernel, "_Job", grown)
+    monkeypatch.setattr(surrogate_kernel, "_tried", False)
+    monkeypatch.setattr(surrogate_kernel, "_lib", None)
+    monkeypatch.setattr(surrogate_kernel, "load_error", None)
+    with pytest.warns(RuntimeWarning, match="kernel.c and kernel.py disagree"):
+        assert surrogate_kernel.load() is None
+    assert "\n" not in surrogate_kernel.load_error and "GrownJob: the C size is" in surrogate_kernel.load_error
+    sur = _surrogate(table, "kernel")
+    assert sur._kernel() is None
+    assert torch.equal(sur.column_currents(x, w), want)

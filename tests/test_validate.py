@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from cosim.bnn.layers import BinConv2d
-from cosim.surrogate.fit import SweepConfig, calibrate
+from cosim.sweep.calibration import SweepConfig
+from cosim.surrogate.fit import calibrate
 from cosim.cli import main
 from cosim.errors import InputError
 from cosim.circuit.technology import get_technology
@@ -185,10 +186,6 @@ def test_a_failed_spice_run_is_reported_not_dropped(table_path, tmp_path, monkey
 def test_cli_network_patterns_from_the_reference_vgg(table_path, tmp_path, capsys):
     """The reference VGG-small weights (shared/models) on two synthetic CIFAR-format test images."""
     from cosim.bnn.datasets import write_synthetic
-    from cosim.paths import reference_models_dir
-
-    if not (reference_models_dir() / "vgg_small.pt").is_file():
-        pytest.skip("needs the shared reference weights ($COSIM_SHARED)")
     data = write_synthetic(tmp_path / "data", n_train_per_class=1, n_test_per_class=1)
     main(["validate", "--table", str(table_path), "--patterns", "network", "--n", "32", "--vectors", "4",
           "--cols", "8", "--images", "2", "--layers", "2,12", "--data", str(data), "--no-cache", "--json"])
@@ -205,7 +202,7 @@ def test_cli_network_patterns_from_the_reference_vgg(table_path, tmp_path, capsy
 
 
 def test_placement_patterns_put_the_conducting_cells_where_the_family_says():
-    from cosim.surrogate.fit import placement_patterns
+    from cosim.sweep.calibration import placement_patterns
 
     rows, cols, vectors = 16, 6, 5
     for fam in ("far", "near"):

@@ -28,6 +28,7 @@ import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 
@@ -174,7 +175,7 @@ def _decode_dir(root: Path, split: str):
                     f"data_batch_N/test_batch files); {_HOW_TO_POINT}")
 
 
-def _end_marking_tarinfo() -> type:
+def _end_marking_tarinfo() -> Any:
     """A TarInfo class that notes whether the archive's end-of-archive block (a block of zeros) was
     read: an archive cut at a member boundary reads as a shorter, valid one without it."""
 
@@ -204,10 +205,10 @@ def _decode_archive(path: Path, split: str):
                 parts = PurePosixPath(m.name).parts
                 name = parts[-1] if parts else ""
                 if name in _PY_FILES[split]:
-                    batches[name] = tar.extractfile(m).read()
+                    batches[name] = tar.extractfile(m).read()  # type: ignore[union-attr]  # a file member
                 elif (len(parts) >= 3 and parts[-3] == split and name.lower().endswith(_IMAGE_EXT)
                       and not name.startswith(".") and not parts[-2].startswith(".")):
-                    images.setdefault(parts[-2], []).append((name, tar.extractfile(m).read()))
+                    images.setdefault(parts[-2], []).append((name, tar.extractfile(m).read()))  # type: ignore[union-attr]  # a file
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         raise DataError(f"cannot read CIFAR-10 archive {path}: truncated or corrupt ({_one_line(e)})") from None
     if not marker.ended:
@@ -370,7 +371,7 @@ def write_synthetic(root: str | os.PathLike, fmt: str = "folder", n_train_per_cl
     splits = {"train": synthetic_arrays(n_train_per_class, seed), "test": synthetic_arrays(n_test_per_class, seed + 1)}
     if fmt == "folder":
         for split, (images, labels) in splits.items():
-            count = {}
+            count: dict[int, int] = {}
             for img, lab in zip(images, labels):
                 d = tree / split / CLASSES[lab]
                 d.mkdir(parents=True, exist_ok=True)

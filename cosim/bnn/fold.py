@@ -28,7 +28,7 @@ per-channel affine map (scale and shift) that is added to the residual before th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, cast
 
 import torch
 import torch.nn.functional as F
@@ -60,15 +60,16 @@ class IntThreshold:
 
 def fold_bn_sign(bn: nn.BatchNorm2d, k_max: int) -> IntThreshold:
     """Fold ``sign(bn(p))`` for integer ``p`` in ``[-k_max, k_max]`` into an IntThreshold (eval-mode BN)."""
-    if not isinstance(bn, nn.BatchNorm2d) or bn.running_mean is None:
+    if not isinstance(bn, nn.BatchNorm2d) or bn.running_mean is None or bn.running_var is None:
         raise InputError("only an eval-mode BatchNorm2d with running statistics can be folded")
     c = bn.num_features
     grid = torch.arange(-k_max, k_max + 1, dtype=torch.float32)
     # the same float32 kernel and memory layout (contiguous N,C,H,W) as in the network
     x = grid.view(1, 1, 1, -1).expand(1, c, 1, grid.numel()).contiguous()
     with torch.no_grad():
-        y = F.batch_norm(x, bn.running_mean.float(), bn.running_var.float(), bn.weight.float(),
-                         bn.bias.float(), False, 0.0, bn.eps)
+        y = F.batch_norm(x, bn.running_mean.float(), bn.running_var.float(),
+                         None if bn.weight is None else bn.weight.float(),
+                         None if bn.bias is None else bn.bias.float(), False, 0.0, bn.eps)
     pos = (y >= 0).view(c, -1)
     up = (pos[:, 1:] >= pos[:, :-1]).all(dim=1)     # off ... off on ... on
     down = (pos[:, 1:] <= pos[:, :-1]).all(dim=1)   # on ... on off ... off
@@ -119,8 +120,8 @@ class FoldedVGGSmall(nn.Module):
         layout = [(2, 3, 4), (5, None, 6), (7, 8, 9), (10, None, 11), (12, 13, None)]
         self.stages: list[FoldedStage] = []
         for conv_i, pool_i, bn_i in layout:
-            conv = model[conv_i]
-            thr = fold_bn_sign(model[bn_i], k_max(conv)) if bn_i is not None else None
+            conv = cast(BinConv2d, model[conv_i])
+            thr = fold_bn_sign(cast(nn.BatchNorm2d, model[bn_i]), k_max(conv)) if bn_i is not None else None
             self.stages.append(FoldedStage(conv, model[pool_i] if pool_i is not None else None, thr))
         self.convs = nn.ModuleList(s.conv for s in self.stages)
         self.tail = nn.Sequential(model[14], model[15], model[16])
@@ -145,7 +146,7 @@ class FoldedVGGSmall(nn.Module):
             p = st.conv(a)
             if st.pool is not None:
                 p = st.pool(p)
-            a = st.threshold(p)
+            a = st.threshold(p)  # type: ignore[misc]  # every stage but the last has one
             acts.append(a)
         return acts
 

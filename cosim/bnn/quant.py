@@ -97,6 +97,8 @@ class QuantConv2d(nn.Conv2d):
     Parameters beyond ``weight`` (latent reals): ``act_step`` (scalar) and ``weight_step`` (C_out);
     buffer ``initialised`` (steps set from data at the first training forward)."""
 
+    initialised: torch.Tensor
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  padding: int = 1, bits: int = 2) -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=False)
@@ -181,7 +183,7 @@ def quantize_model(model: nn.Module, bits: int) -> nn.Module:
         parent_name, _, attr = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, attr, QuantConv2d.from_binary(conv, k))
-    model.bits = k
+    model.bits = k  # type: ignore[assignment]  # a plain attribute (torch types them Tensor | Module)
     return model
 
 

@@ -19,7 +19,7 @@ AND-counts; ``array.max_code`` bounds the codes.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 
@@ -55,6 +55,7 @@ class IdealArray:
     #: reads are the plain products x_bits @ w_bits: a caller may compute the reads of several row tiles
     #: as one product where their sum is all it needs (cosim.cim.layers.CrossbarMatrix does)
     linear = True
+    table_provenance: dict[str, Any]    # set by build_array when a table is at hand
 
     def __init__(self, rows: int, cols: int | None = None, i_cell_a: float | None = None) -> None:
         if rows < 1 or (cols is not None and cols < 1):
@@ -162,6 +163,7 @@ class ExactArray:
     exact = False
     #: vectors per solver call (the solver's limit is cosim.circuit.netlist.MAX_VECTORS)
     chunk_vectors = 4096
+    table_provenance: dict[str, Any]    # set by build_array
 
     def __init__(self, tech, rows: int, cols: int, topology: str, adc, threads: int | None = None) -> None:
         from ..circuit.netlist import MAX_SIZE
@@ -318,17 +320,18 @@ def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_b
 
 def _load_table(table, tech_obj, rows: int, cols: int, topology: str | None, required: bool):
     from ..errors import TableError
-    from ..surrogate.tables import LookupTable, default_table_path, load_table
+    from ..surrogate.registry import lookup
+    from ..surrogate.tables import LookupTable, load_table
 
     topo = topology or tech_obj.topology
     if table is None:
-        try:
-            path = default_table_path(tech_obj.name, rows, topo)
+        try:   # the table registry: shipped tables, then the user's folder (cosim.surrogate.registry)
+            lut = lookup(tech_obj, rows, topology=topo)
         except TableError:
             if required:
                 raise
             return None
-        return load_table(path, tech=tech_obj, rows=rows, cols=cols, topology=topo)
+        return lut.check(cols=cols)
     lut = table if isinstance(table, LookupTable) else load_table(table)
     if lut.tech_name != tech_obj.name:
         raise TableError(f"{lut.provenance.get('source_path', 'table')}: calibrated for technology "

@@ -62,6 +62,8 @@ def shift_add(partial: torch.Tensor, bits_x: int, bits_w: int) -> torch.Tensor:
 class CiMQuantConv2d(nn.Module):
     """A :class:`~cosim.bnn.quant.QuantConv2d` computed on binary-cell crossbars (drop-in)."""
 
+    scale: torch.Tensor     # buffer
+
     def __init__(self, conv: QuantConv2d, array: ArrayModel, cols: int, *, binsparx: bool = False,
                  max_active_rows: int | None = None, name: str = "", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                  max_stride: int = 8, dtype: torch.dtype | None = None) -> None:
@@ -117,7 +119,7 @@ class CiMQuantConv2d(nn.Module):
         outs = []
         for i in range(0, b, step):
             xb = torch.cat([p[i:i + step] for p in planes], dim=0)           # (k Bc, C, H, W), plane-major
-            buf, (ho, wo) = im2col_bits(xb, self.kernel_size, self.stride, tiles, self.matrix.dtype)
+            buf, (ho, wo) = im2col_bits(xb, self.kernel_size, self.stride, tiles, self.matrix.dtype)  # type: ignore[arg-type]  # pairs
             if self.collect_planes:
                 self._collect(buf)
             part = self.matrix(buf, overwrite=True)                          # (k Bc Ho Wo, k C_out)

@@ -28,11 +28,12 @@ from ..products import bits_dtype
 from ..products import describe as describe_products
 from .arrays import ArrayModel
 from .bitslice import CiMQuantConv2d
+from .config import MODES, CiMConfig
 from .hooks import binary_mappings
 from .layers import DEFAULT_CHUNK_BYTES, CiMConv2d, CiMLinear
 from .stats import overall
 
-MODES = ("ideal", "surrogate", "spice", "exact")
+__all__ = ["MODES", "CiMConfig", "cim_layers", "cim_stats", "convert", "reset_stats", "set_energy_scale", "to_cim"]
 
 
 def convert(model: nn.Module, array: ArrayModel, cols: int, *, binsparx: bool = False,
@@ -44,7 +45,7 @@ def convert(model: nn.Module, array: ArrayModel, cols: int, *, binsparx: bool = 
     the fastest exact dtype of ``device`` (cosim.products.bits_dtype), where the copy is to run."""
     if not isinstance(model, nn.Module):
         raise InputError(f"expected a torch module, got {type(model).__name__}")
-    out = copy.deepcopy(model)
+    out: Any = copy.deepcopy(model)  # a Module with the cim_* attributes set below
     # the mappings are taken from the copy: their input and output functions belong to its layers
     mapped, software = binary_mappings(out, skip=(QuantConv2d,))
     quant = [n for n, _ in quant_layers(out)]
@@ -52,7 +53,7 @@ def convert(model: nn.Module, array: ArrayModel, cols: int, *, binsparx: bool = 
         raise InputError("the model has no binary layer (BinConv2d, Brevitas 1-bit QuantConv2d/QuantLinear, a "
                          "layer with the cosim.cim.hooks hook) or k-bit QuantConv2d to map onto crossbars")
     dtype = bits_dtype(int(array.rows), device)
-    kw = dict(binsparx=binsparx, max_active_rows=max_active_rows, chunk_bytes=chunk_bytes, max_stride=max_stride,
+    kw: dict[str, Any] = dict(binsparx=binsparx, max_active_rows=max_active_rows, chunk_bytes=chunk_bytes, max_stride=max_stride,
               dtype=dtype)
     new = [(n, None) for n in quant] + mapped
     for name, mapping in new:
@@ -67,10 +68,13 @@ def convert(model: nn.Module, array: ArrayModel, cols: int, *, binsparx: bool = 
             cim_layer = CiMLinear(layer, array, cols, name=name, mapping=mapping, **kw)
         setattr(parent, attr, cim_layer)
     out.eval()
-    out.cim_config = {"rows": int(array.rows), "cols": int(cols), "binsparx": bool(binsparx), "bits": model_bits(model),
-                      "max_active_rows": max_active_rows, "software_layers": software,
-                      "products": describe_products(int(array.rows), device),
-                      "array": array.describe() if hasattr(array, "describe") else type(array).__name__}
+    #: the CiMConfig it was made from (to_cim); None: converted onto an array model of the caller's
+    out.cim_config = None
+    #: what the conversion found and used
+    out.cim_info = {"rows": int(array.rows), "cols": int(cols), "binsparx": bool(binsparx), "bits": model_bits(model),
+                    "max_active_rows": max_active_rows, "software_layers": software,
+                    "products": describe_products(int(array.rows), device),
+                    "array": array.describe() if hasattr(array, "describe") else type(array).__name__}
     return out
 
 
@@ -100,12 +104,11 @@ def set_energy_scale(model: nn.Module, v_read_v: float, t_read_s: float) -> None
         m.matrix.stats.v_read_v, m.matrix.stats.t_read_s = float(v_read_v), float(t_read_s)
 
 
-def to_cim(model: nn.Module, *, tech: str = "sram8t", rows: int = 64, cols: int = 64, mode: str = "ideal",
-           table: Any = None, binsparx: bool = False, adc_bits: int | None = None, adc_reference: str = "ideal",
-           adc_lsb_counts: int = 1, max_active_rows: int | None = None, topology: str | None = None,
-           device: str | torch.device = "cpu", spice_tiles: int = 4, spice_vectors: int = 8, seed: int = 0,
-           chunk_bytes: int = DEFAULT_CHUNK_BYTES, max_stride: int = 8, certify: bool = False) -> nn.Module:
+def to_cim(model: nn.Module, config: CiMConfig | None = None, **overrides: Any) -> nn.Module:
     """Convert ``model`` for a technology, array size and mode (see the module docstring).
+
+    ``config``: a :class:`~cosim.cim.config.CiMConfig` (None: its defaults); ``overrides``: fields of it by
+    keyword, ``to_cim(model, tech="sram8t", rows=64, mode="surrogate", binsparx=True)``:
 
     ``table``: a LookupTable or a path (None: the shipped table for ``tech`` and ``rows``). The ADC
     (``adc_bits``, ``adc_reference`` "ideal"/"calibrated", ``adc_lsb_counts``) applies to the surrogate
@@ -113,29 +116,28 @@ def to_cim(model: nn.Module, *, tech: str = "sram8t", rows: int = 64, cols: int 
     In ``spice`` mode, ``spice_tiles`` tiles are marked for SPICE spot checks (``run_spot_checks``).
     ``certify`` (surrogate mode): certified reads, columns near an ADC decision level re-solved exactly
     (cosim.cim.arrays.CertifiedArray; needs a table with recorded residuals).
+
+    The result carries its config (``cim.cim_config``), what the conversion found (``cim.cim_info``:
+    technology, energy scale, bit-tensor dtype, software layers, array description) and its array model
+    (``cim.cim_array``).
     """
-    from ..circuit.netlist import MAX_SIZE
     from .arrays import build_array
-    for name, v in (("rows", rows), ("cols", cols)):
-        # checked before anything is allocated: a crossbar of a million columns would exhaust memory
-        if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_SIZE:
-            raise InputError(f"{name} must be an integer from 1 to {MAX_SIZE}, got {v!r}")
-    if mode not in MODES:
-        raise InputError(f"unknown mode '{mode}': expected one of {', '.join(MODES)}")
-    if certify and mode != "surrogate":
-        raise InputError(f"certified reads are a form of the surrogate mode, not of '{mode}'")
-    array, tech_obj = build_array(mode=mode, tech=tech, rows=rows, cols=cols, table=table, adc_bits=adc_bits,
-                                  adc_reference=adc_reference, adc_lsb_counts=adc_lsb_counts, topology=topology,
-                                  device=device, certify=certify)
-    cim = convert(model, array, cols, binsparx=binsparx, max_active_rows=max_active_rows, chunk_bytes=chunk_bytes,
-                  max_stride=max_stride, device=device)
-    cim.to(device)
+    if config is not None and not isinstance(config, CiMConfig):
+        raise InputError(f"to_cim's config must be a CiMConfig, got {type(config).__name__}")
+    cfg = (config or CiMConfig()).replace(**overrides)
+    a, adc, mp, run = cfg.array, cfg.adc, cfg.mapping, cfg.run
+    array, tech_obj = build_array(mode=a.mode, tech=a.tech, rows=a.rows, cols=a.cols, table=a.table, adc_bits=adc.bits,
+                                  adc_reference=adc.reference, adc_lsb_counts=adc.lsb_counts, topology=a.topology,
+                                  device=run.device, certify=a.certify)
+    cim: Any = convert(model, array, a.cols, binsparx=mp.binsparx, max_active_rows=mp.max_active_rows,
+                  chunk_bytes=run.chunk_bytes, max_stride=mp.max_stride, device=run.device)
+    cim.to(run.device)
     set_energy_scale(cim, tech_obj.v_read_v, tech_obj.t_read_s)
-    cim.cim_config.update({"mode": mode, "certify": bool(certify), "tech": tech_obj.name, "adc_bits": adc_bits, "adc_reference": adc_reference,
-                           "adc_lsb_counts": adc_lsb_counts, "v_read_v": tech_obj.v_read_v,
-                           "t_read_s": tech_obj.t_read_s, "r_wire_ohm": tech_obj.r_wire_ohm})
+    cim.cim_config = cfg
+    cim.cim_info.update({"tech": tech_obj.name, "v_read_v": tech_obj.v_read_v, "t_read_s": tech_obj.t_read_s,
+                         "r_wire_ohm": tech_obj.r_wire_ohm})
     cim.cim_array = array
-    if mode == "spice":
+    if a.mode == "spice":
         from .spot import select_spot_tiles
-        cim.cim_config["spot_tiles"] = select_spot_tiles(cim, spice_tiles, spice_vectors, seed)
+        cim.cim_info["spot_tiles"] = select_spot_tiles(cim, run.spice_tiles, run.spice_vectors, run.seed)
     return cim

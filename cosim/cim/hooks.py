@@ -31,7 +31,7 @@ The hook, for a layer cosim does not know, is either
 
 A layer with a weight whose class name says it is binary or quantized (``bin``, ``xnor``, ``sign``,
 ``quant`` in it) and that none of these recognises is an error naming the layer and this hook. Brevitas
-layers whose weights are not 1-bit stay in software (listed in ``cim_config["software_layers"]``).
+layers whose weights are not 1-bit stay in software (listed in ``cim_info["software_layers"]``).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class BinaryMapping:
 _REGISTRY: dict[type, Callable[[nn.Module, str], BinaryMapping] | None] = {}
 
 
-def register_binary_layer(cls: type, fn: Callable[[nn.Module, str], BinaryMapping] | None) -> None:
+def register_binary_layer(cls: type, fn: Callable[[Any, str], BinaryMapping] | None) -> None:
     """Map every layer of class ``cls`` (and subclasses) with ``fn(layer, name) -> BinaryMapping``;
     ``fn=None`` declares the class digital (left in software, never an error)."""
     if not isinstance(cls, type):
@@ -102,7 +102,7 @@ def _bin_conv(conv: BinConv2d, name: str) -> BinaryMapping:
         raise InputError(f"layer {name}: only ungrouped, undilated convolutions without bias map onto crossbars")
     with torch.no_grad():
         w = conv.binary_weight().detach()
-    return BinaryMapping(w, _BinConvAdapter(conv).input_pm1, tuple(conv.stride))
+    return BinaryMapping(w, _BinConvAdapter(conv).input_pm1, tuple(conv.stride))  # type: ignore[arg-type]  # a pair
 
 
 register_binary_layer(BinConv2d, _bin_conv)
@@ -128,7 +128,7 @@ class _BrevitasAdapter:
     """A Brevitas 1-bit layer: weight +-s_w (per tensor or per output channel), input +-s_x (its own
     binary input quantizer, or an input already binary: a QuantTensor or a tensor of one magnitude)."""
 
-    def __init__(self, layer: nn.Module, name: str, w_scale: torch.Tensor) -> None:
+    def __init__(self, layer: Any, name: str, w_scale: torch.Tensor) -> None:
         self.layer, self.name = layer, name
         self.w_scale = w_scale
         self.own_quant = bool(getattr(layer.input_quant, "is_quant_enabled", False))
@@ -161,7 +161,7 @@ class _BrevitasAdapter:
         return y
 
 
-def _brevitas(layer: nn.Module, name: str) -> BinaryMapping | None:
+def _brevitas(layer: Any, name: str) -> BinaryMapping | None:
     """The mapping of a Brevitas QuantConv2d/QuantLinear with 1-bit weights; None for other bit widths
     (left in software)."""
     if not getattr(layer.weight_quant, "is_quant_enabled", False) or _bit_width(layer.weight_quant) != 1.0:
@@ -190,7 +190,7 @@ def _brevitas(layer: nn.Module, name: str) -> BinaryMapping | None:
         raise InputError(f"layer {name}: weight scale of {w_scale.numel()} values is neither per tensor nor "
                          f"per output channel; {HOOK}")
     ad = _BrevitasAdapter(layer, name, w_scale)
-    return BinaryMapping(w_pm1, ad.input_pm1, stride, ad.output)
+    return BinaryMapping(w_pm1, ad.input_pm1, stride, ad.output)  # type: ignore[arg-type]  # a Conv2d stride: a pair
 
 
 # ---------------------------------------------------------------- finding the layers

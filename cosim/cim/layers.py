@@ -67,6 +67,16 @@ def row_sums(x3: torch.Tensor) -> torch.Tensor:
 class CrossbarMatrix(nn.Module):
     """A binary weight matrix (n, C_out) of +-1 mapped onto crossbars of ``array.rows`` x ``cols``."""
 
+    # buffers (registered in __init__)
+    w_ones_unflipped: torch.Tensor
+    w_tiles: torch.Tensor
+    s_w: torch.Tensor
+    s_w16: torch.Tensor
+    w_signed: torch.Tensor
+    w_col_ones: torch.Tensor
+    w_row_ones: torch.Tensor
+    n_real: torch.Tensor
+
     def __init__(self, weight_matrix_pm1: torch.Tensor, array: ArrayModel, cols: int, *, binsparx: bool = False,
                  max_active_rows: int | None = None, name: str = "", max_stride: int = 8,
                  dtype: torch.dtype | None = None) -> None:
@@ -202,7 +212,7 @@ class CrossbarMatrix(nn.Module):
                 self._add_current(cur)
             codes = c if codes is None else codes + c
         self.stats.array_reads += x_t.shape[0] * self.tiles.col_tiles * n_reads
-        return codes
+        return codes  # type: ignore[return-value]  # n_reads >= 1: set in the loop
 
     # ---------------------------------------------------------------- the matrix product
     def forward(self, x_buf: torch.Tensor, overwrite: bool = False) -> torch.Tensor:
@@ -277,7 +287,7 @@ class CrossbarMatrix(nn.Module):
             part = x_buf[:, t0 * R:t1 * R] @ self.w_signed[t0 * R:t1 * R]
             # (converted first: an in-place add of another dtype costs about 5x a conversion and an add)
             acc = part.float() if acc is None else acc.add_(part.float())
-        return acc
+        return acc  # type: ignore[return-value]  # T >= 1: set in the loop
 
     def _tile_forward(self, x_buf: torch.Tensor, x_ones: torch.Tensor, s_x16: torch.Tensor | None) -> torch.Tensor:
         """sum_t s_x s_w codes_t (M, C_out) float32, reading every row tile from the array model."""
@@ -297,9 +307,9 @@ class CrossbarMatrix(nn.Module):
             if self.binsparx:
                 codes = codes * self.s_w16[t, :tiles.cout]
                 if part is None:
-                    part = codes.mul_(s_x16[:, t:t + 1])
+                    part = codes.mul_(s_x16[:, t:t + 1])  # type: ignore[index]  # binsparx: s_x16 is set
                 else:
-                    part.addcmul_(codes, s_x16[:, t:t + 1])
+                    part.addcmul_(codes, s_x16[:, t:t + 1])  # type: ignore[index]  # binsparx: set
             else:
                 part = codes if part is None else part.add_(codes)
             if (t + 1) % group == 0 or t == T - 1:
@@ -329,8 +339,8 @@ class CiMConv2d(nn.Module):
         super().__init__()
         if mapping is None:
             from .hooks import _bin_conv
-            check_mappable_conv(conv, BinConv2d, name)
-            mapping = _bin_conv(conv, name)
+            check_mappable_conv(conv, BinConv2d, name)  # type: ignore[arg-type]  # any module: it checks
+            mapping = _bin_conv(conv, name)  # type: ignore[arg-type]  # checked: a BinConv2d
         w = mapping.weight_pm1
         if w.dim() != 4:
             raise InputError(f"layer {name}: a convolution needs a 4-D weight, got shape {tuple(w.shape)}")
@@ -362,7 +372,7 @@ class CiMConv2d(nn.Module):
         step = max(1, self.chunk_bytes // max(1, per_image))
         outs = []
         for i in range(0, b, step):
-            buf, (ho, wo) = im2col_bits(xb[i:i + step], self.kernel_size, self.stride, tiles, self.matrix.dtype)
+            buf, (ho, wo) = im2col_bits(xb[i:i + step], self.kernel_size, self.stride, tiles, self.matrix.dtype)  # type: ignore[arg-type]  # pairs
             y = self.matrix(buf, overwrite=True)
             outs.append(y.view(-1, ho, wo, tiles.cout))
         y = (outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)).permute(0, 3, 1, 2)

@@ -2,9 +2,9 @@
 
     correct = classify(cim, images, labels, batch_size=100)                      # this process
     correct = classify(cim, images, labels, batch_size=100, workers=2,           # 2 processes
-                       rebuild=(model, to_cim_kwargs))
+                       rebuild=(model, cim.cim_config))
 
-With ``workers`` > 1 every worker process builds the same CiM network once (``to_cim(model, **kwargs)``,
+With ``workers`` > 1 every worker process builds the same CiM network once (``to_cim(model, config)``,
 one torch thread each) and classifies shards of the images; the statistics of every layer come back
 and are added to those of ``cim`` (``LayerStats.add_run``), so ``cim_stats(cim)`` reads as if ``cim`` had
 run every image itself. Processes rather than threads: on a machine whose cores are shared with other
@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError
+from .config import CiMConfig
 
 #: images a worker classifies per task (progress and load balance; a task costs seconds, not minutes)
 SHARD_IMAGES = 200
@@ -50,12 +51,12 @@ def _classify_batches(cim: nn.Module, images, labels, batch_size: int, device, o
     return correct
 
 
-def _init_worker(model: nn.Module, kwargs: dict, parent_pid: int) -> None:
+def _init_worker(model: nn.Module, config: CiMConfig, parent_pid: int) -> None:
     from ..orphans import watch_parent
     watch_parent(parent_pid)          # end with the process that started the pool (not only its fork server)
     torch.set_num_threads(1)
     from .convert import to_cim
-    _WORKER["cim"] = to_cim(model, **kwargs)
+    _WORKER["cim"] = to_cim(model, config)
 
 
 def _run_shard(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tuple[int, list, float, float]:
@@ -72,24 +73,26 @@ def _run_shard(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tuple
 
 
 class WorkerPool:
-    """``workers`` processes, each holding its own copy ``to_cim(model, **kwargs)`` of a CiM network (one
-    torch thread each), that classify shards of images for :meth:`classify`; a context manager.
+    """``workers`` processes, each holding its own copy ``to_cim(model, config)`` of a CiM network (one
+    torch thread each), that classify shards of images for :meth:`classify`; a context manager. ``config``:
+    a CiMConfig, or to_cim's keyword arguments as a dict.
 
     ``cpu_seconds``: the CPU time the workers spent on shards so far (their start-up not counted);
     ``peak_rss_gb``: the largest peak resident memory of a worker so far."""
 
-    def __init__(self, model: nn.Module, kwargs: dict, workers: int) -> None:
+    def __init__(self, model: nn.Module, config: CiMConfig | dict, workers: int) -> None:
         from concurrent.futures import ProcessPoolExecutor
         if workers < 1:
             raise InputError(f"workers must be >= 1, got {workers}")
-        if torch.device(kwargs.get("device", "cpu")).type != "cpu":
+        config = config if isinstance(config, CiMConfig) else CiMConfig.from_kwargs(**config)
+        if torch.device(config.run.device).type != "cpu":
             raise InputError("worker processes run on the CPU only: use one process with a GPU")
         ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else None)
         self.workers = workers
         self.cpu_seconds = 0.0
         self.peak_rss_gb = 0.0
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(model, kwargs, os.getpid()))
+                                         initargs=(model, config, os.getpid()))
 
     def __enter__(self) -> "WorkerPool":
         return self
@@ -127,11 +130,11 @@ class WorkerPool:
 
 
 def classify(cim: nn.Module, images, labels, *, batch_size: int = 100, device="cpu", workers: int = 1,
-             rebuild: tuple[nn.Module, dict] | None = None, progress: str | None = None) -> int:
+             rebuild: tuple[nn.Module, CiMConfig | dict] | None = None, progress: str | None = None) -> int:
     """Number of ``images`` (uint8 N x 32 x 32 x 3) whose top-1 class through ``cim`` is their label.
 
     ``workers`` > 1: a :class:`WorkerPool` of that many processes (CPU only), each building its own copy
-    from ``rebuild`` = (software model, keyword arguments of ``to_cim``) that gave ``cim``; their
+    from ``rebuild`` = (software model, the CiMConfig or to_cim keyword arguments) that gave ``cim``; their
     statistics are added to ``cim``'s. ``progress``: a label for a progress bar on stderr, or None."""
     labels = np.asarray(labels)
     n = len(labels)
@@ -146,7 +149,7 @@ def classify(cim: nn.Module, images, labels, *, batch_size: int = 100, device="c
     try:
         if workers == 1 or n <= batch_size:
             return _classify_batches(cim, images, labels, batch_size, device, bar.update if bar else None)
-        with WorkerPool(rebuild[0], rebuild[1], workers) as pool:
+        with WorkerPool(rebuild[0], rebuild[1], workers) as pool:  # type: ignore[index]  # checked above
             return pool.classify(cim, images, labels, batch_size, bar.update if bar else None)
     finally:
         if bar is not None:

@@ -19,7 +19,8 @@ LAW = "I = i_cell * sum_on (1 - ir_drop k/R) (1 - 0.4 ir_drop (R-1-j)/R) + i_off
 def synthetic_table(tech: str = "sram8t", rows: int = 64, cols: int = 64, samples: int = 3000, seed: int = 0,
                     i_cell_a: float = 20e-6, i_off_a: float = 0.0, topology: str = "decoupled", ir_drop: float = 0.25):
     """A LookupTable fitted to samples of the synthetic law; ``ir_drop`` 0 gives an ideal linear array."""
-    from ..surrogate.fit import DEFAULT_ORDERS, LEAK_RATIO_MIN, fit_arrays
+    from ..surrogate.model import DEFAULT_ORDERS
+    from ..surrogate.fit import LEAK_RATIO_MIN, fit_arrays
     from ..provenance import record
     from ..surrogate.tables import LookupTable
 

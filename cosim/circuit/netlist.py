@@ -240,7 +240,7 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
     (used for convergence retries); ``models`` picks the device-model implementation (module doc)."""
     x, w = check_inputs(spec, inputs, weights)
     tech, R, C, K = spec.tech, spec.rows, spec.cols, x.shape[0]
-    topo = spec.topology
+    topo: str = spec.topology  # type: ignore[assignment]  # str: ArraySpec.__post_init__ resolves None
     kind = cell_kind(tech)
     lin = kind.linear
     impl = "bsource" if lin else resolve_models(models)

@@ -385,3 +385,23 @@ int cosim_solve_decoupled(const dec_job_t *job, int nthreads) {
     }
     return 0;
 }
+
+/* The layouts of the structs passed through ctypes: each function writes the struct's size, then the
+   offsets of a few fields (in the order cosim/circuit/solver_kernel.py lists them), into out[0..n) and
+   returns how many values it has; solver_kernel.py refuses a library whose layouts differ from its own. */
+#include <stddef.h>
+#define COSIM_LAYOUT(fn, ...)                                                                           \
+    int64_t fn(int64_t *out, int64_t n) {                                                               \
+        const int64_t v[] = {__VA_ARGS__};                                                              \
+        const int64_t m = (int64_t)(sizeof(v) / sizeof(v[0]));                                         \
+        for (int64_t i = 0; i < n && i < m; ++i) out[i] = v[i];                                         \
+        return m;                                                                                       \
+    }
+COSIM_LAYOUT(cosim_solver_cellpar_layout, (int64_t)sizeof(cellpar_t), (int64_t)offsetof(cellpar_t, fet),
+             (int64_t)offsetof(cellpar_t, nfin), (int64_t)offsetof(cellpar_t, g_inner_shunt_s))
+COSIM_LAYOUT(cosim_solver_celltab_layout, (int64_t)sizeof(celltab_t), (int64_t)offsetof(celltab_t, x0),
+             (int64_t)offsetof(celltab_t, c))
+COSIM_LAYOUT(cosim_solver_decjob_layout, (int64_t)sizeof(dec_job_t), (int64_t)offsetof(dec_job_t, x),
+             (int64_t)offsetof(dec_job_t, state), (int64_t)offsetof(dec_job_t, v_read_v),
+             (int64_t)offsetof(dec_job_t, max_iter), (int64_t)offsetof(dec_job_t, npairs),
+             (int64_t)offsetof(dec_job_t, i_out), (int64_t)offsetof(dec_job_t, table))

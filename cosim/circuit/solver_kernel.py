@@ -4,7 +4,9 @@ The source is ``device_models/osdi/cosim_devices.c`` (the compiled device models
 through OSDI) followed by ``cosim/circuit/solver_kernel.c`` (the cells of the three technologies and the Newton
 loop of decoupled columns), compiled as one translation unit: the solver's cells call the very
 ``fet_current`` the decks evaluate. The library is built with the system C compiler (cosim.cbuild) into
-``cosim.paths.cache_dir()/kernels``, named by the hash of both sources and the flags.
+``cosim.paths.cache_dir()/kernels``, named by the hash of both sources and the flags. The structs passed
+to it are mirrored here by ctypes structs; the library reports the size and a few field offsets of each
+(``LAYOUTS``), and ``load`` refuses one whose layouts differ from these.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import hashlib
 import threading
 from pathlib import Path
 
-from ..cbuild import build_shared
+from ..cbuild import build_shared, layout_mismatch
 from .devices import OSDI_SOURCE, model_path
 from ..errors import InputError
 from ..paths import cache_dir
@@ -54,8 +56,22 @@ class DecJob(ctypes.Structure):
                 ("status", ctypes.c_void_p), ("iters", ctypes.c_void_p), ("table", ctypes.POINTER(CellTab))]
 
 
+#: the structs passed to the library, the C function that reports each one's layout (its size, then the
+#: offsets of the fields named, in this order) and those fields: ``load`` refuses a library that differs
+LAYOUTS = ((CellPar, "cosim_solver_cellpar_layout", ("fet", "nfin", "g_inner_shunt_s")),
+           (CellTab, "cosim_solver_celltab_layout", ("x0", "c")),
+           (DecJob, "cosim_solver_decjob_layout", ("x", "state", "v_read_v", "max_iter", "npairs", "i_out", "table")))
+
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
+
+
+def check_layouts(lib: ctypes.CDLL, layouts=LAYOUTS) -> None:
+    """Raise InputError (one line) unless every ctypes struct of ``layouts`` has the C struct's layout."""
+    for struct, symbol, fields in layouts:
+        bad = layout_mismatch(lib, symbol, struct, fields)
+        if bad is not None:
+            raise InputError(f"the solver kernel does not match cosim/circuit/solver_kernel.py: {bad}")
 
 
 def source_text() -> str:
@@ -82,6 +98,7 @@ def load() -> ctypes.CDLL:
             lib = ctypes.CDLL(str(target))
         except OSError as e:
             raise InputError(f"cannot build the solver kernel (needs a C compiler): {e}") from None
+        check_layouts(lib)
         lib.cosim_solve_decoupled.argtypes = [ctypes.POINTER(DecJob), ctypes.c_int]
         lib.cosim_solve_decoupled.restype = ctypes.c_int
         p = ctypes.c_void_p

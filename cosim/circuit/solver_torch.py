@@ -302,7 +302,7 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
                 & ((ns_ - s_).abs() <= reltol * torch.maximum(ns_.abs(), s_.abs()) + vntol_v).all(1)
             vb[a], vs[a] = nb_, ns_
             if snk_fixed:
-                i_s = flow + scale * (dflow_b * db[:, -1] + dflow_s * ds[:, -1])
+                i_s = flow + scale * (dflow_b * db[:, -1] + dflow_s * ds[:, -1])  # type: ignore[operator]  # set when snk_fixed
                 if N > 1:
                     i_s = i_s + scale * gw * (ds[:, -2] - ds[:, -1])
             else:

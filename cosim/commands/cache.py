@@ -20,11 +20,12 @@ def parse_age_s(text: str) -> float:
     return float(m.group(1)) * _UNITS_S[m.group(2) or "s"]
 
 
-def _size(n: int) -> str:
+def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
+    raise AssertionError("unreachable: the loop returns at GiB")
 
 
 def _cache(cache_dir):

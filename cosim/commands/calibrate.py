@@ -26,7 +26,7 @@ from .sweep_options import check_sweep_options, point_cache, security, sweep_opt
 @click.option("--orders", default=None,
               help="moment orders of the surrogate model: Legendre orders (1,2,...) and sine orders of the "
                    "IR-drop kernel (s1,s2,...; their squares are terms) (default: the shipped table's form of "
-                   "this technology and size, cosim.surrogate.fit.MODEL_FORMS; else 1,2,3,4)")
+                   "this technology and size, cosim.surrogate.registry.MODEL_FORMS; else 1,2,3,4)")
 @click.option("--terms", type=click.Choice(["full", "compact", "quartic"]), default=None,
               help="surrogate terms: full cubic in the moments, compact (cross products and cubes only; cheaper), "
                    "or quartic (the full cubic and every degree-4 monomial; dearer) (default: the shipped "
@@ -37,7 +37,7 @@ from .sweep_options import check_sweep_options, point_cache, security, sweep_opt
               help="what solves the points: ngspice, or the exact solver (cosim.circuit.solver) with ngspice re-solving "
                    "a random 2 % of them as a cross-check (fails above 1e-6 relative)")
 @click.option("--placements", is_flag=True,
-              help="every third point a placement-family point (far, near, alternate, dense; cosim.surrogate.fit)")
+              help="every third point a placement-family point (far, near, alternate, dense; cosim.sweep.calibration)")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output folder (resumable)")
 @sweep_options
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -48,7 +48,10 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
             cache_dir, no_cache, point_timeout_s, tls_ca_file, tls_cert, tls_key, seed, as_json, no_progress,
             tech_file=None):
     """Run (or resume) a SPICE sweep and write samples.parquet and table.parquet into --out."""
-    from ..surrogate.fit import SweepConfig, calibrate, model_form, normalise_orders, order_number
+    from ..sweep.calibration import SweepConfig
+    from ..surrogate.model import normalise_orders, order_number
+    from ..surrogate.registry import model_form, table_filename, user_tables_dir
+    from ..surrogate.fit import calibrate
     from ..circuit.netlist import ArraySpec
 
     tech = technology(tech_name, tech_file, r_wire_ohm=r_wire_ohm, r_driver_ohm=r_driver_ohm, r_sink_ohm=r_sink_ohm)
@@ -82,3 +85,5 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
     else:
         click.echo(f"wrote {out_dir}/table.parquet and {out_dir}/samples.parquet "
                    f"({table.provenance['n_samples']} samples, {table.provenance['n_points']} points)")
+        click.echo(f"its name in the table registry: {table_filename(tech.name, spec.rows, spec.topology, tech.r_wire_ohm)} "
+                   f"(lookups find it by that name or by its provenance in {user_tables_dir()})", err=True)

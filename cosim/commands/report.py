@@ -43,7 +43,8 @@ GRID_OUT = "docs"
 @click.option("--from-cache", is_flag=True,
               help="Compute no cell: write the report from the cell cache only, taking each cell's result as "
                    "cached by any version of the code keyed into the cells (same cell, weights, test images and "
-                   "lookup table); a cell without one is listed as not run. Costs (periphery energy, latency, "
+                   "lookup table) or as committed with the report in OUT/report/cells.jsonl; a cell without one "
+                   "is listed as not run. Costs (periphery energy, latency, "
                    "area) are computed now, from the component table; skew statistics are read or recomputed.")
 @tls_options
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr.")
@@ -99,23 +100,34 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
         for rows in cfg.rows:
             skew[(net, rows)] = skew_for(net, rows, ctx, progress=progress)
     cells = cfg.cells()
-    if from_cache:
-        if workers is not None or scheduler is not None:
-            raise InputError("--from-cache computes no cell: it takes neither --workers nor --scheduler")
-        results = read_cached_cells(cells, ctx)
-    else:
-        with make_executor(workers=workers, scheduler=scheduler, security=sec) as ex:
-            if ex.kind != "local" or ex.workers > 1:
-                click.echo(f"cells on: {ex.describe()}", err=True)
-            results = run_cells(cells, ctx, progress=progress, executor=ex, timeout_s=cell_timeout_s)
     full_cells, not_in_run = 0, []
     if quick:
         full = load_config(config_path, quick=False).cells()
         mine = {c.label().rsplit("/n=", 1)[0] for c in cells}
         full_cells = len(full)
         not_in_run = [c.label() for c in full if c.label().rsplit("/n=", 1)[0] not in mine]
-    res = StudyResults(config=cfg, cells=results, skew=skew, seconds=time.perf_counter() - t0,
-                       full_grid_cells=full_cells, not_in_run=not_in_run)
+
+    def study(results):
+        return StudyResults(config=cfg, cells=results, skew=skew, full_grid_cells=full_cells, not_in_run=not_in_run)
+
+    from ..study.claims_run import refine_claim_cells
+    if from_cache:
+        if workers is not None or scheduler is not None:
+            raise InputError("--from-cache computes no cell: it takes neither --workers nor --scheduler")
+        from ..study.report import COMMITTED_CELLS
+        committed = report_dir / "report" / COMMITTED_CELLS   # the cells committed with the report it rewrites
+        committed_files = [committed] if committed.is_file() else None
+        res = refine_claim_cells(study(read_cached_cells(cells, ctx, committed=committed_files)), ctx,
+                                 from_cache=True, committed=committed_files)
+    else:
+        with make_executor(workers=workers, scheduler=scheduler, security=sec) as ex:
+            if ex.kind != "local" or ex.workers > 1:
+                click.echo(f"cells on: {ex.describe()}", err=True)
+            res = study(run_cells(cells, ctx, progress=progress, executor=ex, timeout_s=cell_timeout_s))
+            # the cells the claims table names, again on claims_limit images (cached like every cell)
+            res = refine_claim_cells(res, ctx, progress=progress, executor=ex, timeout_s=cell_timeout_s)
+    results = res.cells
+    res.seconds = time.perf_counter() - t0
     default_out = QUICK_OUT if quick else GRID_OUT
     # the whole command, as it would be typed again (only --progress, which changes no result, is left out)
     opts = [("--config", config_path), ("--quick", quick), ("--limit", limit), ("--skew-images", skew_images),

@@ -16,7 +16,8 @@ File layout (every table and key optional; unknown keys are an error)::
 
     [run]
     cols = 64             # columns per crossbar tile (cosim infer's default array is 64 x 64)
-    limit = 10000         # first N CIFAR-10 test images (class-balanced prefix)
+    limit = 1000          # N CIFAR-10 test images per cell, N/10 per class (the first of each class)
+    claims_limit = 10000  # the cells the claims table names are run again on this many (0: not)
     adc_bits = 0          # 0: the ADC resolves every count of a column (ceil(log2(rows + 1)) bits)
     pwa_rows = 16         # partial wordline activation: at most this many rows on at a time
     batch_size = 250
@@ -74,7 +75,8 @@ DEFAULT_GRID: dict[str, Any] = {
 }
 DEFAULT_RUN: dict[str, Any] = {
     "cols": 64,
-    "limit": 10000,
+    "limit": 1000,
+    "claims_limit": 10000,
     "adc_bits": 0,
     "pwa_rows": 16,
     "batch_size": 250,
@@ -92,6 +94,7 @@ DEFAULT_QUICK: dict[str, Any] = {
     "r_wire_ohm": [10.0],
     "variants": ["software", "nonideal", "mirrored", "binsparx", "adc-cal", "adc-cal+binsparx"],
     "limit": 100,
+    "claims_limit": 0,
     "skew_images": 8,
 }
 
@@ -144,6 +147,7 @@ class StudyConfig:
     skew_images: int
     device: str
     threads: int = 1
+    claims_limit: int = 0            #: images for the cells the claims table names (0 or <= limit: no rerun)
     data: str = ""
     models: str = ""
     cache: str = ""
@@ -177,7 +181,9 @@ class StudyConfig:
     def describe(self) -> str:
         return (f"{len(self.networks)} network(s) x {len(self.technologies)} technology(ies) x "
                 f"{len(self.rows)} array size(s) x {len(self.r_wire_ohm)} wire resistance(s) x "
-                f"{len(self.variants)} variant(s), {self.limit} test images per cell "
+                f"{len(self.variants)} variant(s), {self.limit} test images per cell"
+                + (f" ({self.claims_limit} for the cells the claims name)" if self.claims_limit > self.limit else "")
+                + " "
                 f"({'quick subset' if self.quick else 'full grid'}; from {self.source})")
 
 
@@ -236,6 +242,7 @@ def parse_config(raw: dict[str, Any], quick: bool = False, source: str = "dict")
     r_wire = tuple(_floats(values["r_wire_ohm"], "r_wire_ohm", where, lo=0.0, hi=1e4))
     cols = _int(values["cols"], "cols", where, lo=1, hi=MAX_ROWS)
     limit = _int(values["limit"], "limit", where, lo=1, hi=MAX_TEST_IMAGES)
+    claims_limit = _int(values["claims_limit"], "claims_limit", where, lo=0, hi=MAX_TEST_IMAGES)
     adc_bits = _int(values["adc_bits"], "adc_bits", where, lo=0, hi=16)
     pwa_rows = _int(values["pwa_rows"], "pwa_rows", where, lo=1, hi=MAX_ROWS)
     batch_size = _int(values["batch_size"], "batch_size", where, lo=1, hi=100000)
@@ -251,7 +258,8 @@ def parse_config(raw: dict[str, Any], quick: bool = False, source: str = "dict")
     return StudyConfig(
         networks=networks, technologies=technologies, rows=rows, r_wire_ohm=r_wire, variants=variants,
         cols=cols, limit=limit, adc_bits=adc_bits, pwa_rows=pwa_rows, batch_size=batch_size, seed=seed,
-        skew_images=skew_images, device=device, threads=threads, data=values["data"], models=values["models"],
+        skew_images=skew_images, device=device, threads=threads, claims_limit=claims_limit, data=values["data"],
+        models=values["models"],
         cache=values["cache"], quick=quick, source=source, raw=raw)
 
 

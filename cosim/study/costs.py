@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -151,7 +151,7 @@ COMPONENTS: dict[str, Component] = {
 }
 
 
-def component_table() -> list[dict[str, object]]:
+def component_table() -> list[dict[str, Any]]:
     """The table as rows (name, value, unit, meaning, source), for the report."""
     return [{"name": k, "value": c.value, "unit": c.unit, "meaning": c.doc, "source": c.source}
             for k, c in COMPONENTS.items()]
@@ -271,7 +271,7 @@ def array_energy_j(column_current_a: Callable[[np.ndarray], np.ndarray], on_coun
 
 def network_costs(layers: Sequence[LayerShape], rows: int, cols: int, tech: Technology, binsparx: bool,
                   array_energy_per_image_j: float | None, adc_bits: int | None = None,
-                  c: Mapping[str, Component] = COMPONENTS) -> dict[str, object]:
+                  c: Mapping[str, Component] = COMPONENTS) -> dict[str, Any]:
     """Per-image energy breakdown, latency and area of a network's binary layers.
 
     ``array_energy_per_image_j`` is the calibrated array energy (None: not measured; the totals then
@@ -281,12 +281,12 @@ def network_costs(layers: Sequence[LayerShape], rows: int, cols: int, tech: Tech
               "sign_correction_j"]
     a_keys = ["adc_um2", "accumulators_um2", "popcount_um2", "flip_inputs_um2", "flip_registers_um2",
               "sign_correction_um2"]
-    energy = {k: sum(pl[k] for pl in per_layer) for k in e_keys}
+    energy: dict[str, Any] = {k: sum(pl[k] for pl in per_layer) for k in e_keys}
     energy["array_j"] = array_energy_per_image_j
     periph = sum(energy[k] for k in e_keys)
     area = {k: sum(pl[k] for pl in per_layer) for k in a_keys}
     area["array_um2"] = array_area_um2(layers, rows, cols, tech)
-    latency_layers = []
+    latency_layers: list[dict[str, Any]] = []
     for l, pl in zip(layers, per_layer):
         t_vec = pl["t_binsparx_per_vector_s"] + tech.t_read_s + pl["t_periph_per_vector_s"]
         latency_layers.append({"layer": l.name, "positions": l.positions, "t_vector_s": t_vec,

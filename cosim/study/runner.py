@@ -6,8 +6,16 @@ partial-wordline rows, number of images, seed), the SHA-256 of the weights file,
 labels used, of the lookup table used, and of the source of the code that computes it (cosim.cim, the
 surrogate, the ADC, the tables, the BNN layers and models, this module). A finished cell is never
 recomputed; an interrupted run resumes where it stopped (files are written atomically, so a killed run
-leaves no half cell). A cell that cannot run (no calibrated table for its wire resistance, say) is
-reported as not run, with the reason, and is not cached, so it runs once its inputs exist.
+leaves no half cell; a cell is the unit of resume: its chunks, below, run in one task, since the array
+statistics and energy of a cell are counted over its whole run). A cell that cannot run (no calibrated
+table for its wire resistance, say) is reported as not run, with the reason, and is not cached, so it
+runs once its inputs exist.
+
+Every cell of a run evaluates the same ``limit`` test images in the same order (class-balanced:
+``stats.balanced_indices``) and keeps its per-image correctness (``correct_bits``, ``image_ranges``), so
+variants are compared image by image. It runs them in two chunks, the first ``stats.CHANCE_MIN_IMAGES``
+images and the rest, and stops after the first where the cell is at chance (``stats.at_chance``), which
+its result records (``stopped_at_chance``, ``n`` of ``n_planned``).
 
 The CiM side goes through issue 5's drop-in API (``cosim.cim.to_cim`` / ``cim_stats``); the thin
 adapter below adds what the study needs around it and says where: the mirrored (-1 conducting) encoding
@@ -33,15 +41,17 @@ import torch
 
 from ..bnn.layers import BinConv2d
 from ..errors import CosimError, DataError, InputError, TableError
-from ..fileio import atomic_path, describe_os_error
+from ..fileio import describe_os_error
 from ..paths import PACKAGE_DIR, cache_dir, resources_dir
 from ..provenance import json_default, record, sha256_file
+from . import stats
 from .config import Cell, StudyConfig
 
 CACHE_FORMAT = 1
 #: modules whose source determines a cell's result (hashed into its key), relative to the package
 KEY_SOURCES = ("cim", "surrogate/evaluate.py", "surrogate/kernel.py", "surrogate/adc.py", "surrogate/tables.py",
-               "circuit/technology.py", "bnn/layers.py", "bnn/models.py", "bnn/evaluate.py", "study/runner.py")
+               "circuit/technology.py", "bnn/layers.py", "bnn/models.py", "bnn/evaluate.py", "study/runner.py",
+               "study/stats.py")
 SKEW_SOURCES = ("bnn/layers.py", "bnn/models.py", "study/skew.py")
 
 
@@ -80,30 +90,23 @@ CACHE_FAULT = "not run: the cell cache cannot be written"
 
 
 class CellStore:
-    """Cell results as JSON files under ``root`` (one per key), written atomically."""
+    """Cell results as JSON files under ``root`` (``<root>/<kind>/<key>.json``): records of the one result
+    store (``cosim.sweep.store``), written atomically; a damaged one is reported and recomputed."""
 
     def __init__(self, root: str | Path) -> None:
+        from ..sweep.store import ResultStore
         self.root = Path(root)
+        self.store = ResultStore(self.root, "{kind}/{key}.json", json_default=json_default)
 
     def path(self, key: str, kind: str = "cells") -> Path:
-        return self.root / kind / f"{key}.json"
+        return self.store.path(kind, key)
 
     def get(self, key: str, kind: str = "cells") -> dict | None:
-        p = self.path(key, kind)
-        if not p.is_file():
-            return None
-        try:
-            obj = json.loads(p.read_text())
-        except (OSError, ValueError):
-            return None  # a damaged entry is recomputed
-        return obj if isinstance(obj, dict) and obj.get("key") == key else None
+        rec = self.store.get(kind, key)
+        return None if rec is None else rec.meta
 
     def put(self, key: str, obj: dict, kind: str = "cells") -> Path:
-        p = self.path(key, kind)
-        obj = {**obj, "key": key}
-        with atomic_path(p) as tmp:
-            tmp.write_text(json.dumps(obj, sort_keys=True, default=json_default, indent=1))
-        return p
+        return self.store.put(kind, key, meta=obj)
 
 
 # ------------------------------------------------------------------------------------------- context
@@ -134,7 +137,7 @@ class StudyContext:
         return self._models[network]
 
     def data(self) -> tuple[np.ndarray, np.ndarray, str, str]:
-        """(images, labels, data sha of the first ``limit``, source) of the test split."""
+        """(images, labels, data sha of the ``limit`` study images, source) of the test split."""
         if self._data is None:
             from ..bnn.datasets import load_cifar10, resolve_data_path
             src = resolve_data_path(self.config.data or None)
@@ -142,15 +145,33 @@ class StudyContext:
             n = min(self.config.limit, len(labels))
             if n < self.config.limit:
                 raise DataError(f"the test set at {src} has {len(labels)} images, the study asks for {self.config.limit}")
-            self._data = (images, labels, sha256_arrays(images[:n], labels[:n]), str(src))
+            self._data = (images, labels, _data_sha(images, labels, self.indices(labels)), str(src))
         return self._data
+
+    def with_limit(self, limit: int) -> "StudyContext":
+        """A context for the same study on ``limit`` images (the claims' cells), sharing the loaded weights,
+        test images and tables."""
+        new = StudyContext(dataclasses.replace(self.config, limit=limit), _models=self._models, _tables=self._tables)
+        if self._data is not None:
+            images, labels, _, src = self._data
+            if limit > len(labels):
+                raise DataError(f"the test set at {src} has {len(labels)} images, the study asks for {limit}")
+            new._data = (images, labels, _data_sha(images, labels, new.indices(labels)), src)
+        return new
+
+    def indices(self, labels: np.ndarray | None = None) -> np.ndarray:
+        """Indices into the loaded test split of the study's ``limit`` images, in evaluation order: class-
+        balanced round robin (``stats.balanced_indices``); the same for every cell and variant."""
+        if labels is None:
+            labels = self.data()[1]
+        return stats.balanced_indices(labels, min(self.config.limit, len(labels)))
 
     def table_for(self, cell: Cell) -> tuple[Any, str, str]:
         """(table, path, sha256) calibrated for the cell's technology, rows and wire resistance."""
         k = (cell.technology, cell.rows, cell.r_wire_ohm)
         if k not in self._tables:
             try:
-                self._tables[k] = find_table(cell.technology, cell.rows, cell.r_wire_ohm, self.table_dirs())
+                self._tables[k] = find_table(cell.technology, cell.rows, cell.r_wire_ohm, self.table_dirs())  # type: ignore[arg-type]  # a CiM cell: all set
             except TableError as e:
                 self._tables[k] = e  # missing for every cell of this key: search the folders once
         found = self._tables[k]
@@ -163,29 +184,40 @@ class StudyContext:
         return [d for d in dirs if d.is_dir()]
 
 
+def _data_sha(images: np.ndarray, labels: np.ndarray, idx: np.ndarray) -> str:
+    """SHA-256 of the study's images and labels; an identity index (class-interleaved loading) keys the
+    data exactly as before per-image outcomes were kept (images[:n]), so older cached cells still match."""
+    n = len(idx)
+    return sha256_arrays(*((images[:n], labels[:n]) if _is_prefix(idx) else (images[idx], labels[idx])))
+
+
+def _is_prefix(idx: np.ndarray) -> bool:
+    return bool(len(idx) == 0 or (idx[0] == 0 and np.array_equal(idx, np.arange(len(idx)))))
+
+
+def index_ranges(idx) -> list[list[int]]:
+    """Image indices as half-open ranges ``[[start, stop], ...]`` (one range for a prefix)."""
+    out: list[list[int]] = []
+    for i in map(int, idx):
+        if out and out[-1][1] == i:
+            out[-1][1] = i + 1
+        else:
+            out.append([i, i + 1])
+    return out
+
+
+def expand_ranges(ranges) -> np.ndarray:
+    """The inverse of ``index_ranges``."""
+    parts = [np.arange(int(a), int(b), dtype=np.int64) for a, b in ranges]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
 def find_table(tech_name: str, rows: int, r_wire_ohm: float, dirs: Iterable[Path]) -> tuple[Any, str, str]:
-    """The first table in ``dirs`` calibrated for this technology with this wire resistance and rows.
+    """(table, path, sha256) of the first table in ``dirs`` calibrated for this technology with this wire
+    resistance and rows: the table registry's lookup (``cosim.surrogate.registry.find_table``)."""
+    from ..surrogate.registry import find_table as registry_find_table
 
-    (Adapter: cosim.surrogate.tables names its shipped defaults by technology and rows only; tables for other wire
-    resistances are recognised by their provenance, through ``LookupTable.check``.)"""
-    from ..surrogate.tables import load_table
-    from ..circuit.technology import get_technology
-
-    tech = get_technology(tech_name, r_wire_ohm=float(r_wire_ohm))
-    seen = []
-    for d in dirs:
-        for p in sorted(Path(d).rglob("*.parquet")):
-            if p.name == "samples.parquet":  # cosim calibrate's raw SPICE samples, not a table
-                continue
-            try:
-                t = load_table(p, tech=tech, rows=rows)
-            except TableError:
-                continue
-            return t, str(p), sha256_file(p)
-        seen.append(str(d))
-    raise TableError(f"no lookup table calibrated for {tech_name}, {rows} rows, {r_wire_ohm:g} ohm/cell in "
-                     f"{', '.join(seen) or 'no table folder'}; make one with 'cosim calibrate --tech {tech_name} "
-                     f"--rows {rows} --r-wire-ohm {r_wire_ohm:g} ...' into a folder under one of them")
+    return registry_find_table(tech_name, rows, r_wire_ohm, dirs)
 
 
 # ------------------------------------------------------------------------------------- the mirrored encoding
@@ -234,7 +266,7 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
 
     model, weights_sha = ctx.model(cell.network)
     images, labels, data_sha, data_src = ctx.data()
-    n = cell.limit
+    idx = ctx.indices(labels)[:cell.limit]
     torch.manual_seed(cell.seed)
     t0 = time.perf_counter()
     out: dict[str, Any] = {}
@@ -251,7 +283,7 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
         table, table_path, table_sha = ctx.table_for(cell)
         base = mirrored(model) if flags["encoding"] == "minus" else model
         try:
-            net = to_cim(base, tech=cell.technology, rows=cell.rows, cols=cell.cols, mode="surrogate", table=table,
+            net = to_cim(base, tech=cell.technology, rows=cell.rows, cols=cell.cols, mode="surrogate", table=table,  # type: ignore[arg-type]  # a CiM cell: all set
                          binsparx=flags["binsparx"], adc_bits=cell.adc_bits,
                          adc_reference="calibrated" if flags["adc_cal"] else "ideal",
                          max_active_rows=cell.pwa_rows if flags["pwa"] else None, device=ctx.config.device,
@@ -263,9 +295,12 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
                       r_wire_ohm=cell.r_wire_ohm, table=table_path, table_sha256=table_sha,
                       ngspice_version=tprov.get("ngspice_version"), solver=tprov.get("solver"),
                       table_code_version=tprov.get("code_version"), seed=cell.seed)
-    logits = predict(net, images[:n], batch_size=ctx.config.batch_size, device=ctx.config.device, progress=progress)
-    correct = int((logits.argmax(axis=1) == labels[:n]).sum())
-    out.update({"accuracy": correct / n, "correct": correct, "n": n})
+        prov["cim_config_sha256"] = getattr(net, "cim_config").digest()     # the CiMConfig to_cim built (cosim.cim.config)
+    ok, stopped = evaluate_chunked(lambda ix: predict(net, images[ix], batch_size=ctx.config.batch_size,
+                                                       device=ctx.config.device, progress=progress).argmax(axis=1),
+                                   idx, labels)
+    n = len(ok)
+    out.update(outcome_fields(ok, idx[:n], planned=len(idx), stopped=stopped))
     if cell.variant != "software":
         from ..cim import cim_stats
         st = cim_stats(net)
@@ -281,6 +316,45 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
     return out
 
 
+def evaluate_chunked(predict_fn: Callable[[np.ndarray], np.ndarray], idx: np.ndarray,
+                     labels: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Per-image correctness of ``predict_fn`` (indices -> predicted classes) on ``idx``, in two chunks:
+    the first ``stats.CHANCE_MIN_IMAGES`` images, then the rest, which is skipped where the first chunk
+    is at chance (``stats.at_chance``). (outcomes of the images evaluated, stopped at chance)."""
+    first = min(len(idx), stats.CHANCE_MIN_IMAGES)
+    ok = np.asarray(predict_fn(idx[:first]) == labels[idx[:first]], dtype=bool)
+    if first < len(idx):
+        if stats.at_chance(int(ok.sum()), len(ok)):
+            return ok, True
+        ok = np.concatenate([ok, np.asarray(predict_fn(idx[first:]) == labels[idx[first:]], dtype=bool)])
+    return ok, False
+
+
+def outcome_fields(ok: np.ndarray, idx: np.ndarray, planned: int, stopped: bool) -> dict[str, Any]:
+    """The accuracy fields of a cell result with its per-image outcomes (``stats.pack_bits``) and the
+    indices of its images in the loaded test split (``index_ranges``)."""
+    n = len(ok)
+    correct = int(np.sum(ok))
+    return {"accuracy": correct / n, "correct": correct, "n": n, "n_planned": int(planned),
+            "stopped_at_chance": bool(stopped), "correct_bits": stats.pack_bits(ok),
+            "image_ranges": index_ranges(idx[:n])}
+
+
+def cell_outcomes(result: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(image indices, per-image correctness) of a cell result; None for results without them (cells
+    cached before per-image outcomes were kept) or with damaged ones."""
+    if not result or "correct_bits" not in result or "image_ranges" not in result:
+        return None
+    try:
+        idx = expand_ranges(result["image_ranges"])
+        ok = stats.unpack_bits(result["correct_bits"], len(idx))
+    except (ValueError, TypeError):
+        return None
+    if len(idx) != int(result.get("n", -1)):
+        return None
+    return idx, ok
+
+
 @dataclass
 class CellResult:
     cell: Cell
@@ -288,6 +362,7 @@ class CellResult:
     result: dict | None = None
     reason: str = ""
     key: str = ""
+    payload: dict | None = None     #: what the key hashes (kept to export the cell: report/cells.jsonl)
 
 
 ComputeFn = Callable[[Cell, StudyContext], dict]
@@ -370,7 +445,7 @@ def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = 
             continue
         hit = store.get(key)
         if hit is not None:
-            results[i] = CellResult(cell, "cached", hit["result"], key=key)
+            results[i] = CellResult(cell, "cached", hit["result"], key=key, payload=pay)
         else:
             todo.append((i, pay, key))
     bar = None
@@ -400,7 +475,7 @@ def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = 
                         store.put(key, {"payload": pay, "result": res})
                     except OSError as e:   # full or read-only: keep this cell's result, compute no more
                         cache_fault = describe_os_error(e)
-                    results[i] = CellResult(cell, "computed", res, key=key)
+                    results[i] = CellResult(cell, "computed", res, key=key, payload=pay)
                 if bar is not None:
                     bar.set_postfix_str(cell.label()[:60])
                     bar.update(1)

@@ -120,7 +120,7 @@ class ADC:
         try:
             import torch
         except ImportError:  # pragma: no cover - torch is a dependency
-            torch = None
+            torch = None  # type: ignore[assignment]  # a module or None
         if torch is not None and isinstance(current_a, torch.Tensor):
             if self._levels is None:
                 # Evenly spaced ideal levels: the nearest level is a rounding, ~3x cheaper than a search.

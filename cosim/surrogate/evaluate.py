@@ -1,5 +1,5 @@
 """The vectorised torch surrogate: non-ideal column currents and ADC codes of whole batches, from a
-SPICE-calibrated lookup table (``cosim.surrogate.fit`` explains the model).
+SPICE-calibrated lookup table (``cosim.surrogate.model`` explains the model).
 
     sur = Surrogate.from_table("cosim/resources/tables/sram8t_128_decoupled.parquet")   # or a LookupTable
     codes = sur.read(x_bits, w_bits)               # (N, C) estimated AND-counts through the ADC
@@ -22,13 +22,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 
 from .adc import ADC
-from .fit import MAX_DEGREE, MODEL, moment_basis, normalise_orders, variable_names
+from .model import (MAX_DEGREE, MODEL, moment_basis, normalise_orders, product_variables, term_sum,
+                    variable_names)
 from ..errors import InputError, TableError
 from ..products import bits_dtype, f32_kernel, matmul_f32, prepare_f32
 from .tables import LookupTable, load_table
@@ -216,21 +217,10 @@ class Surrogate:
 
     def _torch_currents(self, k: torch.Tensor, m: torch.Tensor, xs: torch.Tensor | None) -> torch.Tensor:
         """Currents in units of i_cell for one chunk (the torch evaluation: GPU, float64, no C compiler)."""
-        n, c = k.shape
-        E = len(self.orders)
         kl = k.round().long().clamp_(0, self.rows)
-        mom = m.view(n, c, E)
-        var = [mom[..., e] for e in range(E)]
-        if xs is not None:
-            var.append(xs[:, :1] - kl.to(m.dtype))                                # leaking cells: input 1, weight 0
-            var += [xs[:, 1 + e:2 + e] - var[e] for e in range(E)]
-        out = torch.zeros((n, c), dtype=m.dtype, device=m.device)
-        for f, t in enumerate(self.terms):
-            term = self._coef_t[f][kl]
-            for i in t:
-                term = term * var[i]
-            out += term
-        return out
+        var = product_variables(kl, m, xs, len(self.orders))           # the model's own (cosim.surrogate.model)
+        out = torch.zeros(k.shape, dtype=m.dtype, device=m.device)
+        return term_sum(var, self.terms, lambda f: self._coef_t[f][kl], out)
 
     def _kernel(self):
         from . import kernel as surrogate_kernel
@@ -304,17 +294,17 @@ class Surrogate:
 
     def column_currents(self, x_bits: Any, w_bits: Any) -> torch.Tensor:
         """(N, C) non-ideal column currents (A). ``w_bits``: (R', C) of 0/1 or ``prepare(w_bits)``."""
-        return self._run(x_bits, w_bits, currents=True, codes=False)[0]
+        return cast(torch.Tensor, self._run(x_bits, w_bits, currents=True, codes=False)[0])
 
     def read(self, x_bits: Any, w_bits: Any) -> torch.Tensor:
         """(N, C) ADC codes: the estimated AND-count of each column (float tensor of integers)."""
-        return self._run(x_bits, w_bits, currents=False, codes=True)[1]
+        return cast(torch.Tensor, self._run(x_bits, w_bits, currents=False, codes=True)[1])
 
     def read_with_current(self, x_bits: Any, w_bits: Any) -> tuple[torch.Tensor, Any]:
         """(ADC codes (N, C), sum of all column currents in A): a float on CPU, a 0-d tensor on other
         devices (no synchronisation per call; the caller adds them up and converts once)."""
         _, code, total = self._run(x_bits, w_bits, currents=False, codes=True)
-        return code, total
+        return cast(torch.Tensor, code), total
 
     # ---- baselines (validation) -------------------------------------------------------------------
     def ideal_currents(self, x_bits: Any, w_bits: Any) -> torch.Tensor:

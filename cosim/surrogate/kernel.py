@@ -6,11 +6,14 @@ sum the terms, scale to amperes and, when asked, digitise with the ADC's thresho
 In torch that is dozens of memory-bound passes over (N, C) tensors; this kernel does it in one pass over
 blocks of 64 columns, reading the E + 1 inputs of a column and writing one or two floats. With AVX-512
 each column's variables sit in one register and 16 terms at a time are products of permutations of it,
-dotted with the contiguous coefficient row of its ON-count; elsewhere a portable loop does the same. It is plain C (no torch headers), compiled on first use with the
-system C compiler into ``cosim.paths.cache_dir()/kernels`` (about a second) and called through ctypes,
-one POSIX thread per torch thread. ``COSIM_SURROGATE_KERNEL=portable`` runs the portable loop on any
+dotted with the contiguous coefficient row of its ON-count; elsewhere a portable loop does the same. It
+is plain C in ``kernel.c`` beside this file (no torch headers), compiled on first use with the system C
+compiler into ``cosim.paths.cache_dir()/kernels`` (about a second) and called through ctypes, one POSIX
+thread per torch thread. Its job struct is mirrored here by ``_Job``; the library reports the struct's
+size and a few field offsets (``cosim_surrogate_job_layout``) and ``load()`` refuses it, with a warning,
+where they differ from ``_Job``'s. ``COSIM_SURROGATE_KERNEL=portable`` runs the portable loop on any
 CPU (as CPUs without AVX-512 do). Where there is no compiler, or ``COSIM_SURROGATE_KERNEL=torch`` is
-set, ``load()`` returns None and the surrogate uses its torch path (the same model, the same results
+set, or the layouts differ, ``load()`` returns None and the surrogate uses its torch path (the same model, the same results
 within float32 rounding).
 """
 
@@ -24,229 +27,17 @@ from pathlib import Path
 
 import torch
 
-from ..cbuild import build_shared
+from ..cbuild import build_shared, layout_mismatch
 from ..paths import cache_dir
 
 ENV = "COSIM_SURROGATE_KERNEL"
 
-SOURCE = r"""
-#include <math.h>
-#include <stdint.h>
-#include <string.h>
-#include <pthread.h>
-#ifdef __AVX512F__
-#include <immintrin.h>
-#endif
-
-typedef struct {
-    int64_t n0, n1, C, E, V, R, F;
-    const void *k; int64_t k_ld; int k_bf16;   /* ON-counts (n, C): float32 or bfloat16, row stride k_ld */
-    const float *m; int64_t m_ld;              /* moments (n, C*E), moment e of column c at c*E + e */
-    const float *xs; int64_t xs_ld;            /* leak tables: (n, 1+E) row sums / moments of the inputs, else NULL */
-    const int32_t *terms;                      /* (F, D) variable indices of each term, V = the constant 1 */
-    int64_t D;                                 /* variables per term: 3, or 4 for tables with degree-4 terms */
-    const float *coef_t;                       /* (F, R+1): coefficient of term f at ON-count k, units of i_cell */
-    int simd;                                  /* 1: the AVX-512 term loop where compiled in; 0: the portable one */
-    const float *coef_rows; int64_t fpad;      /* AVX-512 layout: (R+1, fpad) rows, fpad a multiple of 16, zero padded */
-    const int32_t *term_idx;                   /* (D, fpad) the terms' variable indices, padding = V (the constant) */
-    float i_cell;                              /* A */
-    float *cur; int64_t cur_ld;                /* currents (A) or NULL */
-    const float *thr; int64_t nthr; float lsb;  /* ADC thresholds (A), ascending, thr[-1] = -inf and thr[nthr] = +inf readable; AND-counts per code */
-    const int32_t *grid_start; int64_t ngrid;  /* thresholds below each cell of a uniform grid (a guess) */
-    float grid_lo, grid_inv;                   /* grid: cell b starts at grid_lo + b / grid_inv */
-    float step; float max_code;                /* step > 0: evenly spaced levels c * step (A), codes
-                                                  ceil(i / step - 1/2) clipped to [0, max_code], no thresholds */
-    float *code; int64_t code_ld;              /* codes or NULL */
-    double sum;                                /* sum of the currents (A) */
-} job_t;
-
-#define CB 64
-#define VMAX 40
-static double rows(const job_t *j) {
-    const int64_t C = j->C, E = j->E, V = j->V, R = j->R, F = j->F, nt = j->nthr, G = j->ngrid;
-    const int64_t n0 = j->n0, n1 = j->n1, k_ld = j->k_ld, m_ld = j->m_ld, xs_ld = j->xs_ld;
-    const int64_t cur_ld = j->cur_ld, code_ld = j->code_ld;
-    const int k_bf16 = j->k_bf16;
-    const int64_t D = j->D;
-    const int D4 = D == 4;
-    const uint16_t *restrict kb = (const uint16_t *)j->k;
-    const float *restrict kf32 = (const float *)j->k;
-    const float *restrict coef_t = j->coef_t;
-    const int32_t *restrict terms = j->terms;
-    const float *restrict thr = j->thr;
-    const int32_t *restrict gstart = (const int32_t *)j->grid_start;
-    const float step = j->step, max_code = j->max_code;
-    const float i_cell = j->i_cell, lsb = j->lsb, glo = j->grid_lo, ginv = j->grid_inv, gmax = (float)(G - 1);
-    double total = 0.0;
-    int32_t kk[CB], lo[CB];
-    float ia[CB];
-    float v[VMAX + 1][CB];
-    for (int64_t c = 0; c < CB; ++c) v[V][c] = 1.0f;
-    const float *restrict coef_rows = j->coef_rows;
-    const int64_t fpad = j->fpad;
-    const int32_t *restrict ti = j->term_idx;
-#ifdef __AVX512F__
-    const int vec = j->simd && coef_rows && V < 16;                       /* then E < 16: the shifts are defined */
-    const __mmask16 mask_m = vec ? (__mmask16)((1u << E) - 1u) : 0;               /* lanes of the moments */
-    const __mmask16 mask_nu = vec ? (__mmask16)(((1u << E) - 1u) << (E + 1)) : 0; /* lanes of the leak moments */
-    const __mmask16 mask_l = vec ? (__mmask16)(1u << E) : 0;                      /* lane of L */
-    int32_t sh[16];
-    for (int l = 0; l < 16; ++l) sh[l] = (l > E && l <= 2 * E) ? (int32_t)(l - E - 1) : 0;
-    const __m512i shift_nu = _mm512_loadu_si512(sh);
-#else
-    (void)coef_rows; (void)fpad; (void)ti;
-#endif
-    for (int64_t i = n0; i < n1; ++i) {
-        const float *restrict mr = j->m + i * m_ld;
-        const float *restrict xr = j->xs ? j->xs + i * xs_ld : 0;
-        float *restrict cur = j->cur ? j->cur + i * cur_ld : 0;
-        float *restrict code = j->code ? j->code + i * code_ld : 0;
-        float rowsum = 0.0f;
-#ifdef __AVX512F__
-        /* the row's part of every column's variables: the inputs' sums and moments at the leak
-           variables' lanes (L = xs0 - k, nu_e = xs_e - m_e) and the constant 1 at lane V */
-        __m512 xz = _mm512_setzero_ps();
-        if (vec) {
-            if (xr) xz = _mm512_maskz_loadu_ps((__mmask16)(((1u << (E + 1)) - 1u) << E), xr - E);
-            xz = _mm512_mask_mov_ps(xz, (__mmask16)(1u << V), _mm512_set1_ps(1.0f));
-        }
-#endif
-        for (int64_t c0 = 0; c0 < C; c0 += CB) {
-            const int64_t nb = C - c0 < CB ? C - c0 : CB;
-            if (k_bf16) {
-                const uint16_t *restrict kr = kb + i * k_ld + c0;
-                for (int64_t c = 0; c < nb; ++c) {
-                    uint32_t u = ((uint32_t)kr[c]) << 16; float kv; memcpy(&kv, &u, 4);
-                    int32_t k = (int32_t)(kv + 0.5f);
-                    kk[c] = k < 0 ? 0 : (k > R ? (int32_t)R : k);
-                }
-            } else {
-                const float *restrict kr = kf32 + i * k_ld + c0;
-                for (int64_t c = 0; c < nb; ++c) {
-                    int32_t k = (int32_t)(kr[c] + 0.5f);
-                    kk[c] = k < 0 ? 0 : (k > R ? (int32_t)R : k);
-                }
-            }
-#ifdef __AVX512F__
-            if (vec) {
-                /* one column at a time: its variables in one register (the moments are contiguous, the
-                   leak variables and the constant come from the row's own vector xz), 16 terms per step
-                   as products of three (or four) permutations of it, times the count's coefficient row */
-                for (int64_t c = 0; c < nb; ++c) {
-                    const __m512 mz = _mm512_maskz_loadu_ps(mask_m, mr + (c0 + c) * E);
-                    __m512 vz = _mm512_add_ps(mz, xz);
-                    if (xr) {
-                        vz = _mm512_sub_ps(vz, _mm512_maskz_permutexvar_ps(mask_nu, shift_nu, mz));
-                        vz = _mm512_mask_sub_ps(vz, mask_l, vz, _mm512_set1_ps((float)kk[c]));
-                    }
-                    const float *restrict row = coef_rows + (int64_t)kk[c] * fpad;
-                    __m512 acc = _mm512_setzero_ps();
-                    for (int64_t q = 0; q < fpad; q += 16) {
-                        __m512 t = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_loadu_si512(ti + q), vz),
-                                                 _mm512_permutexvar_ps(_mm512_loadu_si512(ti + fpad + q), vz));
-                        t = _mm512_mul_ps(t, _mm512_permutexvar_ps(_mm512_loadu_si512(ti + 2 * fpad + q), vz));
-                        if (D4) t = _mm512_mul_ps(t, _mm512_permutexvar_ps(_mm512_loadu_si512(ti + 3 * fpad + q), vz));
-                        acc = _mm512_fmadd_ps(_mm512_loadu_ps(row + q), t, acc);
-                    }
-                    ia[c] = _mm512_reduce_add_ps(acc);
-                }
-            } else
-#endif
-            {
-                /* the variables of this block of columns, one row of v per variable */
-                for (int64_t e = 0; e < E; ++e)
-                    for (int64_t c = 0; c < nb; ++c) v[e][c] = mr[(c0 + c) * E + e];
-                if (xr) {
-                    for (int64_t c = 0; c < nb; ++c) v[E][c] = xr[0] - (float)kk[c];
-                    for (int64_t e = 0; e < E; ++e)
-                        for (int64_t c = 0; c < nb; ++c) v[E + 1 + e][c] = xr[1 + e] - v[e][c];
-                }
-                for (int64_t c = 0; c < nb; ++c) ia[c] = 0.0f;
-                for (int64_t f = 0; f < F; ++f) {
-                    const int32_t *restrict tf = terms + D * f;
-                    const float *restrict a = v[tf[0]], *restrict b = v[tf[1]], *restrict d = v[tf[2]];
-                    const float *restrict g = D4 ? v[tf[3]] : v[V];       /* v[V]: the constant 1 */
-                    const float *restrict cf = coef_t + f * (R + 1);
-                    for (int64_t c = 0; c < nb; ++c) ia[c] += cf[kk[c]] * (a[c] * b[c] * d[c] * g[c]);
-                }
-            }
-            for (int64_t c = 0; c < nb; ++c) { ia[c] *= i_cell; rowsum += ia[c]; }
-            if (cur) for (int64_t c = 0; c < nb; ++c) cur[c0 + c] = ia[c];
-            if (code && step > 0.0f) {
-                /* evenly spaced levels: the nearest level by rounding, as cosim.surrogate.adc.ADC.digitize does
-                   (float32: i / step, minus 1/2, ceil, clip, times the AND-counts per code) */
-                for (int64_t c = 0; c < nb; ++c) {
-                    float q = ceilf(ia[c] / step - 0.5f);
-                    q = q < 0.0f ? 0.0f : (q > max_code ? max_code : q);
-                    code[c0 + c] = q * lsb;
-                }
-            } else if (code) {
-                /* the number of thresholds strictly below ia: a guess from a uniform grid over the
-                   thresholds (each cell holds at most one), corrected by one step each way, checked */
-                const float *restrict tp = thr;           /* tp[-1] = -inf, tp[nt] = +inf */
-                int32_t bad = 0;
-                for (int64_t c = 0; c < nb; ++c) {
-                    const float v = ia[c];
-                    float gx = (v - glo) * ginv;
-                    gx = gx < gmax ? gx : gmax;            /* NaN -> the last cell: all thresholds, */
-                    gx = gx > 0.0f ? gx : 0.0f;            /* as torch.bucketize places NaN */
-                    int32_t l = gstart[(int32_t)gx];
-                    l -= (tp[l - 1] >= v);
-                    l += (tp[l] < v);
-                    bad |= (tp[l - 1] >= v) | (tp[l] < v);
-                    lo[c] = l;
-                }
-                if (bad) {
-                    for (int64_t c = 0; c < nb; ++c) {
-                        int64_t l = lo[c]; const float v = ia[c];
-                        while (l > 0 && thr[l - 1] >= v) --l;
-                        while (l < nt && thr[l] < v) ++l;
-                        lo[c] = (int32_t)l;
-                    }
-                }
-                for (int64_t c = 0; c < nb; ++c) code[c0 + c] = (float)lo[c] * lsb;
-            }
-        }
-        total += (double)rowsum;
-    }
-    return total;
-}
-
-static void *run(void *arg) {
-    job_t *j = (job_t *)arg;
-    j->sum = rows(j);
-    return 0;
-}
-
-int cosim_surrogate_eval(job_t *proto, int threads) {
-    job_t jobs[64];
-    pthread_t tid[64];
-    int started[64];
-    int64_t n0 = proto->n0, n = proto->n1 - proto->n0;
-    if (threads < 1) threads = 1;
-    if (threads > 64) threads = 64;
-    if (n < 256 * (int64_t)threads) threads = n >= 256 ? (int)(n / 256) : 1;   /* >= 256 vectors a thread */
-    for (int t = 0; t < threads; ++t) {
-        jobs[t] = *proto;
-        jobs[t].n0 = n0 + n * t / threads;
-        jobs[t].n1 = n0 + n * (t + 1) / threads;
-        started[t] = 0;
-    }
-    for (int t = 1; t < threads; ++t)
-        started[t] = pthread_create(&tid[t], 0, run, &jobs[t]) == 0;
-    run(&jobs[0]);
-    for (int t = 1; t < threads; ++t) {
-        if (started[t]) pthread_join(tid[t], 0); else run(&jobs[t]);
-    }
-    double s = 0.0;
-    for (int t = 0; t < threads; ++t) s += jobs[t].sum;
-    proto->sum = s;
-    return 0;
-}
-"""
+#: the kernel's C source (compiled on first use)
+SOURCE_PATH = Path(__file__).with_name("kernel.c")
 
 
 class _Job(ctypes.Structure):
+    """job_t of kernel.c, field by field (``load`` refuses a library whose job_t differs: JOB_LAYOUT_FIELDS)."""
     _fields_ = [("n0", ctypes.c_int64), ("n1", ctypes.c_int64), ("C", ctypes.c_int64), ("E", ctypes.c_int64),
                 ("V", ctypes.c_int64), ("R", ctypes.c_int64), ("F", ctypes.c_int64),
                 ("k", ctypes.c_void_p), ("k_ld", ctypes.c_int64), ("k_bf16", ctypes.c_int),
@@ -260,6 +51,10 @@ class _Job(ctypes.Structure):
                 ("grid_start", ctypes.c_void_p), ("ngrid", ctypes.c_int64), ("grid_lo", ctypes.c_float),
                 ("grid_inv", ctypes.c_float), ("step", ctypes.c_float), ("max_code", ctypes.c_float),
                 ("code", ctypes.c_void_p), ("code_ld", ctypes.c_int64), ("sum", ctypes.c_double)]
+
+
+#: the fields whose offsets kernel.c's cosim_surrogate_job_layout() reports after sizeof(job_t), in its order
+JOB_LAYOUT_FIELDS = ("k", "terms", "i_cell", "thr", "step", "code", "sum")
 
 
 _lock = threading.Lock()
@@ -290,8 +85,13 @@ def cpu_signature() -> str:
     return platform.machine() + platform.node() + info
 
 
+def source_text() -> str:
+    """The kernel's C source (``kernel.c``); OSError where it cannot be read."""
+    return SOURCE_PATH.read_text()
+
+
 def _compile(target: Path) -> None:
-    build_shared(SOURCE, target, flags=list(FLAGS), optional_flags=["-march=native"])
+    build_shared(SOURCE_PATH, target, flags=list(FLAGS), optional_flags=["-march=native"])
 
 
 def portable_forced() -> bool:
@@ -310,20 +110,36 @@ def load() -> ctypes.CDLL | None:
         if _tried:
             return _lib
         _tried = True
-        # -march=native code runs only on the CPU it was built for: the key names the CPU and its flags
-        key = hashlib.sha256((SOURCE + " ".join(FLAGS) + cpu_signature()).encode()).hexdigest()[:16]
-        target = cache_dir() / "kernels" / f"surrogate_{key}.so"
         try:
+            # -march=native code runs only on the CPU it was built for: the key names the CPU and its flags
+            key = hashlib.sha256((source_text() + " ".join(FLAGS) + cpu_signature()).encode()).hexdigest()[:16]
+            target = cache_dir() / "kernels" / f"surrogate_{key}.so"
             if not target.exists():
                 _compile(target)
             lib = ctypes.CDLL(str(target))
-            lib.cosim_surrogate_eval.argtypes = [ctypes.POINTER(_Job), ctypes.c_int]
-            lib.cosim_surrogate_eval.restype = ctypes.c_int
-            _lib = lib
         except OSError as e:
             load_error = str(e)
             _lib = None
+            return _lib
+        _lib = checked(lib)
     return _lib
+
+
+def checked(lib: ctypes.CDLL, job: type | None = None) -> ctypes.CDLL | None:
+    """``lib`` with its entry point typed, or None (and ``load_error`` set, and a warning) when its job_t
+    and the ctypes ``job`` struct differ in size or in the offsets of JOB_LAYOUT_FIELDS: a call would read
+    the fields from the wrong places, so the surrogate takes its torch path instead."""
+    global load_error
+    job = _Job if job is None else job
+    bad = layout_mismatch(lib, "cosim_surrogate_job_layout", job, JOB_LAYOUT_FIELDS)
+    if bad is not None:
+        import warnings
+        load_error = f"the surrogate kernel is not used (the torch path is): kernel.c and kernel.py disagree: {bad}"
+        warnings.warn(load_error, RuntimeWarning, stacklevel=3)
+        return None
+    lib.cosim_surrogate_eval.argtypes = [ctypes.POINTER(job), ctypes.c_int]
+    lib.cosim_surrogate_eval.restype = ctypes.c_int
+    return lib
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
@@ -369,7 +185,7 @@ def avx512_layout(coef_t: torch.Tensor, terms: torch.Tensor, n_variables: int) -
     return rows.contiguous(), idx.contiguous()
 
 
-#: most variables a table may have for the kernel (VMAX in the C source)
+#: most variables a table may have for the kernel (VMAX in kernel.c)
 MAX_VARIABLES = 40
 
 

@@ -114,6 +114,7 @@ class NetworkSource:
         from ..cim.mapping import TileMap, conv_weight_matrix, im2col_bits, weight_tiles
         from ..bnn.datasets import to_tensor
 
+        assert self.layers is not None  # __post_init__ resolves None
         wanted = dict((n, m) for n, m in binary_layers(self.model) if n in self.layers)
         captured: dict[str, Any] = {}
 
@@ -138,7 +139,7 @@ class NetworkSource:
             wm = conv_weight_matrix(m.binary_weight().detach().float())
             tiles = TileMap(int(wm.shape[0]), int(wm.shape[1]), int(rows), int(wm.shape[1]))
             dtype = torch.float32                      # exact 0/1 at any row count
-            buf, (ho, wo) = im2col_bits(captured[name], tuple(m.kernel_size), tuple(m.stride), tiles, dtype=dtype)
+            buf, (ho, wo) = im2col_bits(captured[name], tuple(m.kernel_size), tuple(m.stride), tiles, dtype=dtype)  # type: ignore[arg-type]  # pairs
             wt = weight_tiles(wm, tiles, dtype=dtype)
             wf, w_flip = flip_weights(wt, tiles)
             xf, x_flip = flip_inputs(buf, tiles)
@@ -156,6 +157,7 @@ class NetworkSource:
         if vectors < 1 or cols < 1 or run < 0:
             raise InputError("vectors and cols must be positive and run non-negative")
         ops = self.operands(rows)
+        assert self.layers is not None  # __post_init__ resolves None
         L = len(self.layers)
         layer = ops[self.layers[run % L]]
         bsx = (run % L + run // L) % 2 == 1

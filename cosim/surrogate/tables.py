@@ -2,7 +2,7 @@
 
 A table is what ``cosim calibrate`` fits and what the surrogate (``cosim.surrogate.evaluate``) replays. It holds
 
-- ``arrays``: named float64 arrays (the fitted model; see ``cosim.surrogate.fit`` for their meaning);
+- ``arrays``: named float64 arrays (the fitted model; see ``cosim.surrogate.model`` for their meaning);
 - ``meta``: how to read the arrays (model name, number of moments, feature list, format version);
 - ``provenance``: technology parameters, array size, topology, ngspice version, solver, netlist hash,
   code version, seed, date (``cosim.provenance.record``).
@@ -12,7 +12,7 @@ On disk a table is ONE Parquet file written through pandas/pyarrow: a long-forma
 array shapes and a SHA-256 of every array's values. Loading checks all of it: a corrupt or truncated
 file, a missing array or a checksum mismatch is a ``TableError``, never garbage.
 
-    >>> table = load_table(default_table_path("sram8t", 128))          # doctest: +SKIP
+    >>> table = load_table(default_table_path("sram8t", 128))          # doctest: +SKIP  (cosim.surrogate.registry)
     >>> table.check(tech=get_technology("sram8t"), rows=128)            # doctest: +SKIP
 """
 
@@ -29,14 +29,14 @@ import numpy as np
 
 from ..errors import InputError, TableError
 from ..fileio import atomic_path
-from ..paths import resources_dir
 from ..provenance import json_default
 from ..circuit.technology import Technology
+# naming and finding tables is the registry's (cosim.surrogate.registry); these names stay importable here
+from .registry import default_table_path, table_filename, tables_dir  # noqa: F401
 
 FORMAT = "cosim-lookup-table"
 FORMAT_VERSION = 1
 METADATA_KEY = b"cosim_table"
-TABLES_SUBDIR = "tables"
 
 
 def _sha(a: np.ndarray) -> str:
@@ -217,27 +217,6 @@ def load_table(path: str | Path, tech: Technology | None = None, rows: int | Non
     return table.check(tech=tech, rows=rows, cols=cols, topology=topology)
 
 
-def tables_dir() -> Path:
-    """Folder of the default tables shipped inside the package."""
-    return resources_dir() / TABLES_SUBDIR
-
-
-def table_filename(tech_name: str, rows: int, topology: str = "decoupled") -> str:
-    return f"{tech_name}_{int(rows)}_{topology}.parquet"
-
-
-def default_table_path(tech_name: str, rows: int, topology: str = "decoupled", must_exist: bool = True) -> Path:
-    """Path of the shipped default table for a registry technology, size and topology (default wire
-    resistance). With ``must_exist`` (default) a table that is not shipped is a TableError naming the
-    shipped ones."""
-    path = tables_dir() / table_filename(tech_name, rows, topology)
-    if must_exist and not path.is_file():
-        shipped = sorted(p.stem for p in tables_dir().glob("*.parquet")) if tables_dir().is_dir() else []
-        raise TableError(f"no default table for {tech_name} {rows} rows {topology} (shipped: "
-                         f"{', '.join(shipped) or 'none'}); make one with 'cosim calibrate'")
-    return path
-
-
 def provenance_warnings(prov: dict[str, Any], ngspice: bool = True) -> list[str]:
     """Warnings about using a table here: made by another version of cosim's code (a table shipped in
     ``cosim/resources/tables`` belongs to this code and is not named), or (``ngspice``) calibrated with
@@ -249,7 +228,7 @@ def provenance_warnings(prov: dict[str, Any], ngspice: bool = True) -> list[str]
     if prov.get("synthetic"):
         return out
     src = prov.get("source_path")
-    shipped = bool(src) and Path(src).resolve().is_relative_to((resources_dir() / "tables").resolve())
+    shipped = bool(src) and Path(src).resolve().is_relative_to((resources_dir() / "tables").resolve())  # type: ignore[arg-type]  # src is set here
     made = prov.get("code_version")
     if made and made != code_version() and not shipped:
         out.append(f"table {src or ''} made by code version {made}, used with {code_version()}".replace("  ", " "))

@@ -16,7 +16,7 @@ the same columns. Families:
   contiguous window (vector 0: every row), so every other row of the window conducts (counts 0..R/2);
 - ``dense``    every input and weight 1 with a probability drawn per vector / column from U(0.95, 1):
   90-100 % of the cells conduct
-  (``cosim.surrogate.fit.placement_patterns``).
+  (``cosim.sweep.calibration.placement_patterns``).
 
 Predictors:
 
@@ -52,14 +52,14 @@ import json
 import time
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, overload
 
 import numpy as np
 
 from .adc import ADC
-from .fit import random_patterns
+from ..sweep.calibration import random_patterns
 from ..errors import InputError, StorageError
-from ..fileio import atomic_path, check_writable, describe_os_error
+from ..fileio import check_writable, describe_os_error
 from ..circuit.netlist import MAX_SIZE
 from .tables import LookupTable, load_table, provenance_warnings
 
@@ -114,31 +114,43 @@ def family_runs(table: LookupTable, family: str, n_columns: int, seed: int, vect
     return runs
 
 
+#: where ``out_dir`` keeps the SPICE runs (``cosim.sweep.store`` layout): ``out_dir/FAMILY/run_NNN.npz``
+RUN_LAYOUT = "{kind}/run_{key}.npz"
+
+
+@overload
+def _kept_path(out_dir: Path, run: _Run) -> Path: ...
+@overload
+def _kept_path(out_dir: Path | None, run: _Run) -> Path | None: ...
 def _kept_path(out_dir: Path | None, run: _Run) -> Path | None:
-    return None if out_dir is None else out_dir / run.family / f"run_{run.index:03d}.npz"
+    from ..sweep.store import ResultStore
+    return None if out_dir is None else ResultStore(out_dir, RUN_LAYOUT).path(run.family, f"{run.index:03d}")
 
 
 def _read_kept(path: Path | None, run: _Run, tech_json: str) -> tuple[np.ndarray, dict] | None:
-    """A kept SPICE run of ``out_dir`` for exactly these operands and technology, else None."""
+    """A kept SPICE run of ``out_dir`` for exactly these operands and technology, else None (an unreadable
+    one is reported by the store and simulated again)."""
+    from ..sweep.store import ResultStore
     if path is None or not path.is_file():
         return None
+    z = ResultStore(path.parent.parent, RUN_LAYOUT, legacy=True).get(run.family, f"{run.index:03d}")
     try:
-        with np.load(path) as z:
-            if not (np.array_equal(z["inputs"], run.x) and np.array_equal(z["weights"], run.w)
-                    and str(z["technology"]) == tech_json):
-                return None
-            meta = {k: str(z[k]) for k in ("ngspice_version", "solver", "netlist_sha256")}
-            return np.array(z["current_a"]), meta | {"seconds": float(z["seconds"]), "cached": True}
-    except (OSError, ValueError, KeyError):
-        return None      # unreadable: simulated again
+        if z is None or not (np.array_equal(z["inputs"], run.x) and np.array_equal(z["weights"], run.w)
+                             and str(z["technology"]) == tech_json):
+            return None
+        meta = {k: str(z[k]) for k in ("ngspice_version", "solver", "netlist_sha256")}
+        return np.array(z["current_a"]), meta | {"seconds": float(z["seconds"]), "cached": True}
+    except (KeyError, ValueError):
+        return None      # not a kept run of this code: simulated again
 
 
 def _keep(path: Path, run: _Run, current_a: np.ndarray, meta: dict, tech_json: str) -> None:
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez_compressed(tmp, inputs=run.x, weights=run.w, current_a=current_a,
-                            ngspice_version=np.array(meta["ngspice_version"]), solver=np.array(meta["solver"]),
-                            netlist_sha256=np.array(meta["netlist_sha256"]), seconds=np.array(meta["seconds"]),
-                            technology=np.array(tech_json), info=np.array(json.dumps(run.info, sort_keys=True)))
+    from ..sweep.store import ResultStore
+    arrays = {"inputs": run.x, "weights": run.w, "current_a": current_a,
+              "ngspice_version": np.array(meta["ngspice_version"]), "solver": np.array(meta["solver"]),
+              "netlist_sha256": np.array(meta["netlist_sha256"]), "seconds": np.array(meta["seconds"]),
+              "technology": np.array(tech_json), "info": np.array(json.dumps(run.info, sort_keys=True))}
+    ResultStore(path.parent.parent, RUN_LAYOUT, compress=True).put(run.family, f"{run.index:03d}", arrays)
 
 
 def simulate_runs(table: LookupTable, runs: list[_Run], cols: int, out_dir: Path | None, executor: Any = None,
@@ -259,6 +271,7 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     all_rows: dict[str, list] = {"k": [], "spice": [], **{p: [] for p in PREDICTORS}}
     fam_of: list[str] = []
     for fam in patterns:
+        pr: dict[str, list]
         k_l, sp_l, pr = [], [], {p: [] for p in PREDICTORS}
         for run, c in zip(runs, currents):
             if run.family != fam or c is None:
@@ -296,7 +309,7 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     report["adc"] = bound[main_adc].describe()
     if "network" in patterns:
         report["network"] = {"source": network.describe(),
-                             "runs": [{"run": r.index, **r.info, "failed": j in failed}
+                             "runs": [{"run": r.index, **(r.info or {}), "failed": j in failed}
                                       for j, r in enumerate(runs) if r.family == "network"]}
     if return_samples:
         fams = np.concatenate([np.full(len(a), f) for f, a in zip(fam_of, all_rows["k"])])
@@ -327,7 +340,7 @@ def _section(adcs: dict, main_adc: str, k: np.ndarray, spice: np.ndarray, preds:
     for name, a in adcs.items():
         sc = a.digitize(spice)
         codes = {p: a.digitize(preds[p]) for p in PREDICTORS}
-        entry = {p: metrics(preds[p], spice, codes[p], sc) for p in PREDICTORS}
+        entry: dict[str, Any] = {p: metrics(preds[p], spice, codes[p], sc) for p in PREDICTORS}
         entry["spice_code_equals_true_count"] = float(np.mean(sc == np.minimum(k, a.max_code * a.lsb_counts)))
         entry["per_on_count"] = _per_count_margins(a, k, preds["surrogate"], spice, codes["surrogate"], sc)
         entry["fragile_counts"] = [int(c) for c, v in entry["per_on_count"].items() if v["fragile"]]

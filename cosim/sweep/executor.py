@@ -34,7 +34,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Generator, Iterable, Iterator
 
 from ..errors import CosimError, InputError
 
@@ -101,6 +101,8 @@ def _one_line(e: BaseException) -> str:
 class _Emitter:
     """Yields results as they finish, or in input order (buffering)."""
 
+    buf: dict[int, TaskResult]
+
     def __init__(self, ordered: bool) -> None:
         self.ordered, self.buf, self.next = ordered, {}, 0
 
@@ -122,7 +124,7 @@ class Executor:
     workers = 1
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any], *, ordered: bool = False,
-            timeout_s: float | None = None, retries: int = DEFAULT_RETRIES) -> Iterator[TaskResult]:
+            timeout_s: float | None = None, retries: int = DEFAULT_RETRIES) -> Generator[TaskResult, None, None]:
         raise NotImplementedError
 
     def run_everywhere(self, fn: Callable[[], Any]) -> dict[str, Any]:
@@ -439,7 +441,7 @@ def dask_security(ca_file: str | None = None, cert: str | None = None, key: str 
     if missing:
         raise InputError(f"TLS needs all three of --tls-ca-file, --tls-cert and --tls-key; missing {', '.join(missing)}")
     for opt, path in given.items():
-        if not os.path.isfile(path):
+        if not path or not os.path.isfile(path):
             raise InputError(f"{opt}: no such file: {path}")
     from distributed.security import Security
     return Security(tls_ca_file=ca_file, tls_client_cert=cert, tls_client_key=key, require_encryption=True)

@@ -11,18 +11,17 @@ Layout under ``root`` (default ``cosim.paths.cache_dir() / "spice"``, i.e. ``$CO
     ab/abcdef....npz         a result: column currents (K, C) and its metadata, with a digest
     ab/abcdef....fail.json   a point that failed, with its reason (kept so nothing is lost silently)
 
-Writes go to a temporary file in the same folder and are renamed into place (``os.replace``), so a
-reader sees either no file or a whole one. A file that does not read back or whose digest does not
-match (disk trouble, someone editing it) is treated as missing, and removed.
+The files are records of the one result store (``cosim.sweep.store``): writes go to a temporary file in
+the same folder and are renamed into place (``os.replace``), so a reader sees either no file or a whole
+one. A file that does not read back or whose digest does not match (disk trouble, someone editing it)
+is reported, treated as missing, and removed.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import io
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,10 +30,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import InputError
-from ..fileio import atomic_path
+from .store import TMP_SUFFIX as _TMP_SUFFIX, ResultStore
 
 SCHEMA = 1
-_TMP_SUFFIX = ".tmp"
+#: where the store (``cosim.sweep.store``) keeps the two kinds of record
+LAYOUT = {"point": "{key:.2}/{key}.npz", "failure": "{key:.2}/{key}.fail.json"}
 #: temporary files older than this are leftovers of killed writers (prune removes them)
 STALE_TMP_S = 3600.0
 
@@ -44,14 +44,6 @@ def point_key(netlist_sha256: str, ngspice_version: str, solver: str, backend: s
     blob = json.dumps({"schema": SCHEMA, "netlist_sha256": netlist_sha256, "ngspice_version": str(ngspice_version),
                        "solver": solver, "backend": backend, "options": options}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def _digest(current: np.ndarray, meta_json: str) -> str:
-    h = hashlib.sha256()
-    h.update(str(current.dtype).encode() + repr(current.shape).encode())
-    h.update(np.ascontiguousarray(current).tobytes())
-    h.update(meta_json.encode())
-    return h.hexdigest()
 
 
 def _now_iso() -> str:
@@ -72,7 +64,12 @@ class PointCache:
             from ..paths import cache_dir
             root = cache_dir() / "spice"
         self.root = Path(root).expanduser()
-        self.corrupt = 0            # entries found corrupt (and removed) by this instance
+        self.store = ResultStore(self.root, LAYOUT, remove_corrupt=True)
+
+    @property
+    def corrupt(self) -> int:
+        """Entries found corrupt (and removed) by this instance."""
+        return len(self.store.corrupt)
 
     def __repr__(self) -> str:
         return f"PointCache({str(self.root)!r})"
@@ -84,58 +81,28 @@ class PointCache:
         return key
 
     def path(self, key: str) -> Path:
-        self._check_key(key)
-        return self.root / key[:2] / f"{key}.npz"
+        return self.store.path("point", self._check_key(key))
 
     def failure_path(self, key: str) -> Path:
-        self._check_key(key)
-        return self.root / key[:2] / f"{key}.fail.json"
-
-    def _write_atomic(self, path: Path, data: bytes) -> None:
-        with atomic_path(path, suffix=_TMP_SUFFIX) as tmp:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+        return self.store.path("failure", self._check_key(key))
 
     # -- results -----------------------------------------------------------------------------------
     def put(self, key: str, current_a: np.ndarray, meta: dict[str, Any]) -> Path:
         cur = np.ascontiguousarray(np.asarray(current_a, dtype=np.float64))
         meta = {**meta, "key": key, "date_utc": meta.get("date_utc") or _now_iso()}
-        meta_json = json.dumps(meta, sort_keys=True, default=str)
-        buf = io.BytesIO()
-        np.savez(buf, current_a=cur, meta=np.array(meta_json), digest=np.array(_digest(cur, meta_json)))
-        path = self.path(key)
-        self._write_atomic(path, buf.getvalue())
+        path = self.store.put("point", self._check_key(key), {"current_a": cur}, meta)
         self.clear_failure(key)
         return path
 
-    def _read(self, path: Path) -> CachedPoint | None:
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                cur = np.array(z["current_a"])
-                meta_json = str(z["meta"])
-                digest = str(z["digest"])
-            if digest != _digest(cur, meta_json):
-                raise ValueError("digest mismatch")
-            return CachedPoint(cur, json.loads(meta_json))
-        except FileNotFoundError:
-            return None
-        except Exception:  # noqa: BLE001 - anything unreadable is a corrupt entry: treated as missing
-            return self._discard_corrupt(path)
-
-    def _discard_corrupt(self, path: Path) -> None:
-        """Count and remove an unreadable entry; the caller treats it as missing."""
-        self.corrupt += 1
-        try:
-            path.unlink()
-        except OSError:
-            pass
-        return None
-
     def get(self, key: str) -> CachedPoint | None:
         """The stored result, or None (missing or corrupt; a corrupt file is removed)."""
-        return self._read(self.path(key))
+        rec = self.store.get("point", self._check_key(key))
+        if rec is None:
+            return None
+        if "current_a" not in rec.arrays:
+            self.store.report_corrupt(self.path(key), ValueError("no current_a"))
+            return None
+        return CachedPoint(rec.arrays["current_a"], rec.meta)
 
     def __contains__(self, key: str) -> bool:
         return self.get(key) is not None
@@ -143,27 +110,19 @@ class PointCache:
     # -- failures ----------------------------------------------------------------------------------
     def put_failure(self, key: str, reason: str, meta: dict[str, Any] | None = None) -> Path:
         rec = {**(meta or {}), "key": key, "reason": reason, "date_utc": _now_iso()}
-        path = self.failure_path(key)
-        self._write_atomic(path, (json.dumps(rec, sort_keys=True, default=str) + "\n").encode())
-        return path
+        return self.store.put("failure", self._check_key(key), meta=rec)
 
     def get_failure(self, key: str) -> dict[str, Any] | None:
-        path = self.failure_path(key)
-        try:
-            rec = json.loads(path.read_text())
-            if not isinstance(rec, dict) or "reason" not in rec:
-                raise ValueError("no reason")
-            return rec
-        except FileNotFoundError:
+        rec = self.store.get("failure", self._check_key(key))
+        if rec is None:
             return None
-        except Exception:  # noqa: BLE001 - corrupt failure record: as if none
-            return self._discard_corrupt(path)
+        if "reason" not in rec.meta:          # corrupt failure record: as if none
+            self.store.report_corrupt(self.failure_path(key), ValueError("no reason"))
+            return None
+        return rec.meta
 
     def clear_failure(self, key: str) -> None:
-        try:
-            self.failure_path(key).unlink()
-        except FileNotFoundError:
-            pass
+        self.store.delete("failure", self._check_key(key))
 
     # -- housekeeping ------------------------------------------------------------------------------
     def _files(self) -> Iterator[tuple[str, Path]]:

@@ -214,8 +214,9 @@ def run_points(points: Sequence[SpicePoint], *, executor: Executor | None = None
     t0 = time.perf_counter()
     remove_orphaned_scratch()   # run folders of earlier sweeps' killed workers
     own = executor is None
-    ex = make_executor(1) if own else executor
-    store = None if cache is False else (cache if isinstance(cache, PointCache) else PointCache(cache))
+    ex = make_executor(1) if executor is None else executor
+    store = None if cache is False else (cache if isinstance(cache, PointCache)
+                                         else PointCache(None if cache is True else cache))
     n = len(points)
     rep = SweepReport(currents=[None] * n, meta=[None] * n, executor=ex.describe())
     bar = None
@@ -244,7 +245,7 @@ def run_points(points: Sequence[SpicePoint], *, executor: Executor | None = None
                     rep.currents[i], rep.meta[i] = hit.current_a, {**hit.meta, "cached": True}
                     rep.cached += 1
                     if on_result:
-                        on_result(i, hit.current_a, rep.meta[i])
+                        on_result(i, hit.current_a, rep.meta[i])  # type: ignore[arg-type]  # set above
                     continue
                 fail = store.get_failure(key)
                 if fail is not None and fail.get("kind") == "nonconvergence" and not retry_failed:
@@ -252,7 +253,7 @@ def run_points(points: Sequence[SpicePoint], *, executor: Executor | None = None
                     rep.meta[i] = {**fail, "cached": True}
                     rep.cached += 1
                     if on_result:
-                        on_result(i, None, rep.meta[i])
+                        on_result(i, None, rep.meta[i])  # type: ignore[arg-type]  # set above
                     continue
             todo.append(i)
         if progress:
@@ -288,11 +289,11 @@ def run_points(points: Sequence[SpicePoint], *, executor: Executor | None = None
                         "spec": p_describe(points[i])}
                 if store is not None:
                     cache_error = _store(store.put_failure, key, reason, meta)
-                rep.failed[i] = reason
+                rep.failed[i] = reason  # type: ignore[assignment]  # r.error is a str when not r.ok
                 rep.meta[i] = meta | {"reason": reason, "cached": False}
                 rep.computed += 1
             if on_result:
-                on_result(i, rep.currents[i], rep.meta[i])   # the caller keeps it even when the cache could not
+                on_result(i, rep.currents[i], rep.meta[i])  # type: ignore[arg-type]  # the caller keeps it even when the cache could not
             if bar:
                 bar.update(1)
             if cache_error is not None:

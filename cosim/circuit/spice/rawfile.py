@@ -57,7 +57,7 @@ def read_rawfile(path: str | Path) -> list[dict]:
             pos += nbytes
         else:
             rest = blob[pos:].decode("latin-1").split()
-            vals = []
+            vals: list[float] = []
             i = 0
             for _ in range(npts):
                 i += 1  # point index

@@ -1,0 +1,230 @@
+"""The surrogate's model (``MODEL = "moments-v3"``), shared by the fit (``cosim.surrogate.fit``), the torch
+surrogate (``cosim.surrogate.evaluate``) and its C kernel (``cosim.surrogate.kernel``).
+
+For each column, from matrix products of the inputs with the weight columns times a few basis functions
+of the row index (one product per order, plus, for leaky cells, one small product of the inputs alone),
+the *variables*
+
+    k       ON-count                          sum_j x_j w_j
+    m_e     ON-pattern moment                 sum_j x_j w_j phi_e(j)                     e in ``orders``
+    L       leaking cells (leak tables)       sum_j x_j (1-w_j)                          (= sum_j x_j - k)
+    nu_e    leak moment                       sum_j x_j (1-w_j) phi_e(j)                 (= sum_j x_j phi_e - m_e)
+
+where an order is either an integer e, the Legendre polynomial phi_e(j) = P_e(2 (j+1/2)/R - 1), or
+``"s<n>"``, the sine phi(j) = sin((n - 1/2) pi d_j) of the distance d_j = (R - j - 1/2)/R of row j from the
+sense end (row R-1): the eigenfunctions of min(d_i, d_j), the IR-drop kernel of a line fed from one end
+(the drop at a cell is the wire resistance times the current of every cell whose path it shares).
+
+and the column current is a per-ON-count polynomial in them,
+
+    I = sum_f coef[k, f] * t_f(m, L, nu)
+
+over a list of *terms* t_f, each a product of at most four variables (``meta["terms"]``: lists of
+indices into [m_1..m_E, L, nu_1..nu_E, 1]), i.e. the lookup table ``coef`` (R+1 counts x F terms) is
+indexed by k and dotted with the terms. The default terms: 1, every monomial of degree 1 to 3 in the
+Legendre m_e (a full cubic), the square of every sine m_e, and for leak tables L, L^2, L^3, nu_e, nu_e^2,
+L m_e, nu_e m_e and L m_a m_b over the Legendre orders (``default_terms``; the ``compact`` set keeps
+only the squares, products and cubes of the m_e and drops L m_a m_b).
+
+Why these: to first order the IR drop of a column is a quadratic form of its ON pattern whose kernel
+depends on where two cells sit along the line, min(d_i, d_j) above; a few smooth moments carry most of
+that form, and the cell's nonlinear response to its drop adds the cubic terms. In the kernel's own
+eigenbasis the form is a sum of squares, sum_n lambda_n m_sn^2 with lambda_n ~ 1/(n - 1/2)^2: the
+squares of the first sine moments carry the part of it that a few smooth moments cannot (where one ON
+count is worth only a few percent of a busy column's current, at 128 and 256 rows of 8T-SRAM). Leaking
+cells (ReRAM HRS, about a tenth of an ON cell) carry current through the same wires: their count and
+moments, and their products with the ON moments, enter the same way. Measured on the shipped tables
+(docs/VALIDATION.md), the Legendre full cubic replaced moments-v2 (cosine moments, squares only), which agreed on 87 % of the ADC codes at 128
+rows of 8T-SRAM and 83 % at 256 rows. ``coef`` is fitted (``cosim.surrogate.fit``) by weighted least
+squares (relative error), each coefficient piecewise linear in k between knots (``knot_counts``,
+``hat_functions``), plus a per-count offset shrunk towards zero where a count has few samples. The table also holds the count-only baseline
+(mean SPICE current per ON-count, which the calibrated ADC uses as its levels), the spread per count and
+samples per count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+
+MODEL = "moments-v3"
+#: moment orders of the ON-pattern (m_e) and leak (nu_e) variables: Legendre orders, or "s<n>" for sines
+DEFAULT_ORDERS = (1, 2, 3, 4)
+#: term sets of ``default_terms``; ``cosim calibrate --terms``
+TERM_SETS = ("full", "compact", "quartic")
+#: most variables in one term (the kernel multiplies up to four)
+MAX_DEGREE = 4
+#: Legendre orders 1-4 and the sines s1-s8 of the IR-drop kernel
+WITH_SINES = DEFAULT_ORDERS + tuple(f"s{n}" for n in range(1, 9))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Orders, basis, variables and terms
+# ---------------------------------------------------------------------------------------------------
+Order = int | str
+
+
+def order_number(order: Order) -> int:
+    """The n of a normalised order: e of Legendre order e, n of sine order ``"s<n>"``."""
+    return int(order[1:]) if isinstance(order, str) else order
+
+
+def normalise_orders(orders) -> list[Order]:
+    """Moment orders as the model stores them: Legendre orders as positive integers, then sine orders as
+    ``"s<n>"`` (n >= 1), each once; raises InputError on anything else."""
+    out: list[Order] = []
+    for o in orders:
+        text = str(o).strip().lower()
+        try:
+            norm: Order = f"s{int(text[1:])}" if text.startswith("s") else int(text)
+        except ValueError:
+            raise InputError(f"moment order '{o}' is neither a Legendre order (1, 2, ...) "
+                             "nor a sine order (s1, s2, ...)") from None
+        if order_number(norm) < 1 or norm in out:
+            raise InputError(f"moment orders must be distinct and >= 1, got {list(orders)}")
+        out.append(norm)
+    return [o for o in out if isinstance(o, int)] + [o for o in out if isinstance(o, str)]
+
+
+def moment_basis(rows: int, orders) -> np.ndarray:
+    """(R, 1 + len(orders)): column 0 is all ones, then for each order the basis function of the row index
+    j: the Legendre polynomial P_e of 2 (j + 1/2) / R - 1 (in -1..1), or for ``"s<n>"`` the sine
+    sin((n - 1/2) pi (R - j - 1/2) / R) of the distance from the sense end."""
+    from numpy.polynomial import legendre
+
+    j = np.arange(rows, dtype=np.float64)
+    pos = 2.0 * (j + 0.5) / rows - 1.0
+    dist = (rows - j - 0.5) / rows
+    cols: list[np.ndarray] = [np.ones(rows)]
+    for o in normalise_orders(orders):
+        cols.append(np.sin((order_number(o) - 0.5) * np.pi * dist) if isinstance(o, str)
+                    else legendre.legval(pos, [0.0] * o + [1.0]))
+    return np.stack(cols, axis=1)
+
+
+def variable_names(orders, leak: bool) -> list[str]:
+    """Names of the model's variables, in the order the term indices refer to them."""
+    orders = normalise_orders(orders)
+    return [f"m{e}" for e in orders] + (["L"] + [f"nu{e}" for e in orders] if leak else [])
+
+
+def default_terms(orders, leak: bool, kind: str = "full") -> list[tuple[int, ...]]:
+    """The model's terms as tuples of variable indices (empty tuple: the constant), for the moment
+    ``orders`` (``normalise_orders``). ``kind``: ``full`` (every monomial of degree 1-3 in the Legendre
+    ON moments), ``compact`` (degree 1, all products of two, and the cubes only: 19 instead of 35 ON
+    terms for four orders, cheaper to evaluate, as accurate at 64 rows: docs/VALIDATION.md) or
+    ``quartic`` (``full`` and every monomial of degree 4: 70 ON terms for four orders). Every sine ON
+    moment adds its square (the IR-drop quadratic form in the kernel's eigenbasis). Leak tables add L,
+    L^2, L^3, nu_e, nu_e^2, L m_e and nu_e m_e over the Legendre orders, and in the full and quartic sets
+    also L m_a m_b (the leak current's share of the IR drop interacting with the ON pattern's)."""
+    from itertools import combinations_with_replacement
+
+    if kind not in TERM_SETS:
+        raise InputError(f"unknown term set '{kind}': expected one of {', '.join(TERM_SETS)}")
+    orders = normalise_orders(orders)
+    poly = [i for i, o in enumerate(orders) if isinstance(o, int)]
+    sine = [i for i, o in enumerate(orders) if isinstance(o, str)]
+    terms: list[tuple[int, ...]] = [()]
+    if kind in ("full", "quartic"):
+        for degree in range(1, 5 if kind == "quartic" else 4):
+            terms += list(combinations_with_replacement(poly, degree))
+    else:
+        terms += [(e,) for e in poly] + list(combinations_with_replacement(poly, 2)) + [(e, e, e) for e in poly]
+    terms += [(s, s) for s in sine]
+    if leak:
+        L = len(orders)
+        nu = {e: L + 1 + e for e in poly}
+        terms += [(L,), (L, L), (L, L, L)] + [(nu[e],) for e in poly] + [(nu[e], nu[e]) for e in poly]
+        terms += [(L, e) for e in poly] + [(nu[e], e) for e in poly]
+        if kind in ("full", "quartic"):
+            terms += [(L, a, b) for a, b in combinations_with_replacement(poly, 2)]
+    return terms
+
+
+def term_names(terms: list[tuple[int, ...]], names: list[str]) -> list[str]:
+    return ["*".join(names[i] for i in t) or "1" for t in terms]
+
+
+def variables_np(on: np.ndarray, active: np.ndarray, orders, leak: bool) -> tuple[np.ndarray, np.ndarray]:
+    """ON-counts (n,) and variables (n, V) of n column patterns (on, active: (n, R) 0/1), in the order of
+    ``variable_names``."""
+    on = np.asarray(on, dtype=np.float64)
+    phi = moment_basis(on.shape[1], orders)
+    m = on @ phi
+    k = np.rint(m[:, 0]).astype(np.int64)
+    parts = [m[:, 1:]]
+    if leak:
+        lk = (np.asarray(active, dtype=np.float64) - on) @ phi
+        parts.append(lk)
+    return k, np.concatenate(parts, axis=1)
+
+
+def features_np(on: np.ndarray, active: np.ndarray, orders, leak: bool,
+                terms: list[tuple[int, ...]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """ON-counts (n,) and term matrix (n, F) of n column patterns, terms in the given order (default:
+    ``default_terms``)."""
+    k, v = variables_np(on, active, orders, leak)
+    terms = default_terms(orders, leak) if terms is None else terms
+    cols = v.T
+    F = np.ones((len(k), len(terms)))
+    for f, t in enumerate(terms):
+        F[:, f] = term_product(cols, t, F[:, f])
+    return k, F
+
+
+# ---------------------------------------------------------------------------------------------------
+# Evaluation, written once for numpy arrays and torch tensors alike (the C kernel of
+# cosim.surrogate.kernel does the same; tests/test_surrogate_fast.py checks that all three agree)
+# ---------------------------------------------------------------------------------------------------
+def term_product(variables, term, first):
+    """``first`` times the term's variables in the term's order, ``first * v[i0] * v[i1] ...``
+    (``variables``: a sequence of equally shaped numpy arrays or torch tensors, one per variable)."""
+    out = first
+    for i in term:
+        out = out * variables[i]
+    return out
+
+
+def product_variables(k, m, xs, n_orders: int) -> list:
+    """The model's variables (``variable_names``' order) of a chunk of n vectors by C columns from the
+    products the surrogate computes: ON-counts ``k`` (n, C, integers), moments ``m`` (n, C*E: moment e
+    of column c at c*E + e) and, for leak tables, ``xs`` (n, 1+E): the inputs' own row sums and moments
+    (None otherwise); L = xs_0 - k, nu_e = xs_e - m_e. numpy arrays or torch tensors alike."""
+    n, c = k.shape
+    mom = m.reshape(n, c, n_orders)
+    var = [mom[..., e] for e in range(n_orders)]
+    if xs is not None:
+        var.append(xs[:, :1] - k.astype(m.dtype) if isinstance(k, np.ndarray) else xs[:, :1] - k.to(m.dtype))
+        var += [xs[:, 1 + e:2 + e] - var[e] for e in range(n_orders)]
+    return var
+
+
+def term_sum(variables, terms, coef_at, out):
+    """``out`` plus the sum over the terms f of ``coef_at(f)`` (the coefficient of term f at every
+    element's ON-count) times the term (``term_product``): the column currents of the model."""
+    for f, t in enumerate(terms):
+        out += term_product(variables, t, coef_at(f))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Knots: every coefficient is piecewise linear in the ON-count between knots
+# ---------------------------------------------------------------------------------------------------
+def knot_counts(rows: int, n_knots: int | None) -> np.ndarray:
+    """The ON-counts of the knots: ``n_knots`` evenly spaced over 0..rows (default: at most 33, one per
+    two counts, at least 5)."""
+    n = n_knots or min(rows + 1, max(5, rows // 2 + 1), 33)
+    return np.unique(np.rint(np.linspace(0, rows, n)))
+
+
+def hat_functions(k: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """(n, K): the linear interpolation weights of the counts ``k`` between the knots (hat functions)."""
+    pos = np.interp(k, knots, np.arange(knots.size))
+    i0 = np.clip(np.floor(pos).astype(int), 0, max(knots.size - 2, 0))
+    fr = pos - i0
+    B = np.zeros((k.size, knots.size))
+    B[np.arange(k.size), i0] = 1 - fr
+    if knots.size > 1:
+        B[np.arange(k.size), i0 + 1] += fr
+    return B

@@ -1,0 +1,259 @@
+"""The study's Markdown reports (cosim.study.multibit, cosim.study.validation_report, cosim.study.markdown)
+rendered from small synthetic results: tables, formatted numbers, provenance."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+# ------------------------------------------------------------------------------ synthetic inputs
+
+#: (model, bits) -> software accuracy, and the CiM accuracy of its runs
+SW_ACC = {("vgg-small", 1): 0.9, ("vgg-small", 2): 0.7}
+CIM_ACC = {"default": 0.1, "adccal-bsx": 0.6}
+
+
+def _correct(n: int, acc: float, seed: int) -> list[bool]:
+    rng = np.random.default_rng(seed)
+    out = np.zeros(n, bool)
+    out[rng.permutation(n)[: int(round(acc * n))]] = True
+    return out.tolist()
+
+
+def _statistics(bits: int) -> dict:
+    planes = [{"act_plane": j, "mean_rows_on": 20.0 + j, "p99_rows_on": 40 + j,
+               "weight_planes": [{"weight_plane": i, "mean_on_count": 10.0 + i + j, "p50_on_count": 9,
+                                  "p99_on_count": 30 + i, "max_on_count": 50 + i, "frac_on_count_ge_16": 0.25}
+                                 for i in range(bits)]} for j in range(bits)]
+    return {"planes": planes, "mean_rows_on": 21.5, "mean_on_count": 11.25 + bits, "p99_on_count": 31,
+            "frac_on_count_ge_16": 0.125 * bits, "rows_on_hist": [], "on_count_hist": [], "column_reads_sampled": 1.0}
+
+
+def multibit_results(folder: Path, n: int = 40) -> Path:
+    """The JSON results `multibit run` writes, for two networks (1- and 2-bit VGG-small) on sram8t
+    at two variants, with made-up but consistent numbers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for (model, bits), acc in SW_ACC.items():
+        sha = f"{bits:064d}"
+        correct = _correct(n, acc, bits)
+        sw = {"model": model, "bits": bits, "checkpoint_sha256": sha, "n": n, "software_correct": correct,
+              "software_pred": [0 if c else 1 for c in correct], "software_accuracy": float(np.mean(correct)),
+              "ideal_n": 4, "ideal_bit_identical_logits": True, "rows": 64, "cols": 64,
+              "statistics": _statistics(bits), "seconds": 1.0, "load_average_at_end": "up, load average: 1.00",
+              "recipe": "reference BNN weights" if bits == 1 else "lsq",
+              "provenance": {"command": f"scripts/multibit_study.py run --model {model} --bits {bits}"}}
+        if bits != 1:
+            sw.update(epochs=1, epochs_planned=1, train_images=500, train_s=12.5,
+                      train_command=f"cosim train --model {model} --bits {bits} --epochs 1")
+        (folder / f"{model}_b{bits}_software.json").write_text(json.dumps(sw))
+        for variant, cacc in CIM_ACC.items():
+            cc = _correct(n, cacc, 10 * bits + len(variant))
+            run = {"model": model, "bits": bits, "tech": "sram8t", "rows": 64, "cols": 64, "n": n,
+                   "variant": variant, "binsparx": variant != "default", "r_wire_ohm": 10.0, "r_wire_explicit": False,
+                   "cim_correct": cc, "cim_pred": [0 if c else 2 for c in cc], "cim_accuracy": float(np.mean(cc)),
+                   "layer_errors": [{"layer": "conv1", "rel_rms_error": 0.125 * bits, "frac_outputs_changed": 0.5},
+                                    {"layer": "conv2", "rel_rms_error": 0.25, "frac_outputs_changed": 0.25}],
+                   "error_images": 1, "seconds": 3.5, "threads": 1, "load_average_at_end": "up, load average: 2.00",
+                   "provenance": {"checkpoint_sha256": sha,
+                                  "command": f"scripts/multibit_study.py run --model {model} --bits {bits} ({variant})"}}
+            tag = "" if variant == "default" else "_" + variant
+            (folder / f"{model}_b{bits}_sram8t_64{tag}.json").write_text(json.dumps(run))
+    return folder
+
+
+def _metrics(agree: float, rel: float, n: int = 2048, mae: float = 0.01) -> dict:
+    return {"code_agreement": agree, "current_rel_rmse": rel, "mean_abs_code_error": mae, "n_columns": n}
+
+
+def validation_case(rows: int = 64, agree: float = 0.9973) -> tuple[SimpleNamespace, dict]:
+    """A (table, report) pair shaped as ``cosim.surrogate.validate.validate`` returns it."""
+    table = SimpleNamespace(rows=rows, meta={"model": "moments-v3", "orders": [1, 2, 3, 4], "terms": list(range(19)),
+                                             "leak": False, "n_knots": 33},
+                            provenance={"n_samples": 24576, "n_points": 24, "source_path": f"/x/sram8t_{rows}.parquet",
+                                        "spice_seconds": 1234.4, "i_cell_a": 12.3456e-6, "i_off_a": 1.5e-10, "seed": 0,
+                                        "code_version": "0.1.0+gtest"})
+    per = {str(k): {"n_columns": 10 + k, "code_agreement": 1.0 - k / 1000, "mean_abs_code_error": k / 1000}
+           for k in range(rows + 1)}
+    fam = {**_metrics(agree, 0.0003), "baselines": {"count_only": _metrics(0.6609, 0.0355),
+                                                     "ideal": _metrics(0.1235, 0.3661)}}
+    rep = {**_metrics(agree, 0.0003, 4096), "baselines": fam["baselines"],
+           "by_adc": {"calibrated": {"surrogate": {"code_agreement": 0.9946}}},
+           "spice_code_equals_true_count": 0.1235, "patterns": {"random": fam, "skewed": fam},
+           "per_on_count": {"surrogate": per, "count_only": per}, "warnings": ["a test warning"]}
+    return table, rep
+
+
+def network_case() -> dict:
+    g = {"n_columns": 320, "mean_k": 12.34, "surrogate": _metrics(0.99, 0.001), "count_only": _metrics(0.5, 0.05),
+         "ideal": _metrics(0.1, 0.4)}
+    rep = {"network": {"source": {"checkpoint": "/m/vgg_small.pt", "checkpoint_sha256": "ab" * 32,
+                                  "image_indices": [0, 1, 2, 3], "data": "/d/cifar.tar.gz",
+                                  "layers": ["conv2", "conv3"]}},
+           "failed_runs": [{"reason": "did not converge"}]}
+    return {"sram8t_64": (rep, [("without BinSparX (layers conv2)", g), ("with BinSparX (layers conv3)", g)])}
+
+
+# ------------------------------------------------------------------------------ shared Markdown helpers
+
+def test_markdown_helpers():
+    from cosim.study import markdown as md
+
+    header, rows = ["a", "b"], [["1", 2.5], ["x", None]]
+    assert md.md_table(header, rows) == "| a | b |\n|---|---|\n| 1 | 2.5 |\n| x | None |"
+    assert md.pct(0.0) == "0.00 %" and md.pct(1.0, 1) == "100.0 %"
+    assert md.fmt(1.5e-6, "{:.3f} uA", 1e6) == "1.500 uA" and md.fmt(float("nan"), "{:.3f}") == "—"
+    assert md.pct(0.99731) == "99.73 %" and md.pct(None) == md.pct(math.nan) == "—"
+    assert md.signed_pp(0.8) == "+80.0" and md.signed_pp(-0.0125) == "-1.2" and md.signed_pp(None) == "—"
+    assert [md.listing(x) for x in ([], ["a"], ["a", "b"], ["a", "b", "c"])] == ["", "a", "a and b", "a, b and c"]
+    assert md.provenance_line("0.1.0+g1", "2026-01-01T00:00:00+00:00", "ngspice 46 (klu)", "x86_64") == \
+        "Code version 0.1.0+g1, ngspice 46 (klu), x86_64, 2026-01-01T00:00:00+00:00."
+    assert md.provenance_line("v", "d") == "Code version v, d."
+
+
+# ------------------------------------------------------------------------------ multibit (docs/MULTIBIT.md)
+
+def _table(text: str, header_start: str) -> list[list[str]]:
+    """The rows of the Markdown table whose header line starts with ``header_start`` (cells stripped)."""
+    lines = text.splitlines()
+    i = next(j for j, line in enumerate(lines) if line.startswith(header_start))
+    assert set(lines[i + 1]) <= set("|-")
+    out = []
+    for line in lines[i + 2:]:
+        if not line.startswith("|"):
+            break
+        out.append([c.strip() for c in line.strip("|").split("|")])
+    return out
+
+
+def test_multibit_report_from_synthetic_results(tmp_path):
+    from cosim.study.multibit import render_text
+
+    res = multibit_results(tmp_path / "res")
+    text, claim, fig = render_text(res)
+    assert text.startswith("# Binary, 2-bit and 4-bit networks on the same binary-cell arrays\n")
+    assert "(in `$COSIM_CACHE/multibit`)" in text                   # results outside the checkout
+    nets = _table(text, "| network | bits | weights |")
+    assert [r[:2] for r in nets] == [["vgg-small", "1"], ["vgg-small", "2"]]
+    assert nets[0][3] == "0.900 (N = 40)" and nets[1][3] == "0.700 (N = 40)" and nets[0][4] == "yes (first 4 images)"
+    assert nets[1][2].startswith("`cosim train --bits 2 --init reference`, 1 epoch(s) of 500 training images, 12.5 s")
+    drops = _table(text, "| network | tech | array | bits | N |")
+    by = {(r[1], r[3]): r for r in drops}
+    assert len(drops) == 4
+    # 1-bit at the defaults: software 0.900, CiM 0.100 on the same 40 images: drop +80.0 pp, retained 0.00
+    r = by[("sram8t", "1")]
+    assert r[2] == "64x64" and r[4] == "40" and (r[5], r[6]) == ("0.900", "0.100")
+    assert r[7].startswith("+80.0 [") and r[8].startswith("0.00 [")
+    r = by[("sram8t (calibrated ADC references + BinSparX)", "2")]
+    assert (r[5], r[6]) == ("0.700", "0.600") and r[7].startswith("+10.0 [") and r[8].startswith("0.83 [")
+    lo, hi = (float(x) for x in r[7].split("[")[1].rstrip("]").split(","))
+    assert lo <= 10.0 <= hi                                           # a CI around its mean
+    paired = _table(text, "| network | tech | array | k |")
+    assert len(paired) == 2 and all(p[3] == "2" and p[6] == "40" for p in paired)
+    planes = _table(text, "| network | bits | act. plane j |")
+    assert len(planes) == 1 + 2                                       # one plane for 1-bit, two for 2-bit
+    assert planes[2][5] == "i=0: 11.0 / 30 / 50; i=1: 12.0 / 31 / 51"
+    stats = _table(text, "| network | bits | mean rows on per read |")
+    assert stats[1] == ["vgg-small", "2", "21.5", "13.25", "31", "25.0 %"]
+    errs = _table(text, "| network | tech | bits | relative RMS output error")
+    assert errs[0][3] == "0.125, 0.250" and errs[0][4] == "37.5 % (mean over layers; 1 images)"
+    assert "* vgg-small 4-bit, sram8t, 64x64" in text                 # the grid's missing runs are listed
+    # the claim: its row, its verdict (in the summary too) and the record the study report reads
+    (row,) = _table(text, "| claim | cosim's figure | agreed? |")
+    assert row[1] == f"{fig} (surrogate, shipped tables)" and row[2] == claim["agreed"]
+    assert f"Claim verdict by the rule in \"Claim\": **{claim['agreed']}**." in text
+    assert fig.startswith("vgg-small sram8t 64x64: drop 1/2/4-bit +80.0/+60.0/n/a pp, retained 0.00/0.00/n/a")
+    assert claim["paired_comparisons"] == 2 and claim["source"] == "MULTIBIT.md"
+    assert claim["agreed"] in ("agreed", "partly agreed", "not agreed", "inconclusive")
+    # provenance: every command behind a result, the training commands, the render command, run times
+    repro = text.split("## Reproduce", 1)[1].split("```")[1].splitlines()
+    assert "cosim train --model vgg-small --bits 2 --epochs 1" in repro
+    assert "scripts/multibit_study.py run --model vgg-small --bits 1 (adccal-bsx)" in repro
+    assert repro[-1] == ".venv/bin/python scripts/multibit_study.py render"
+    assert _table(text, "| network | bits | tech | images | threads | seconds |")[0][-1] == "2.00"
+    assert text.endswith("then (`run`, which redoes every result whose checkpoint changed, then `render`).\n")
+
+
+def test_multibit_report_leaves_out_stale_results_and_refuses_no_results(tmp_path):
+    from cosim.study.multibit import render_text
+
+    res = multibit_results(tmp_path / "res", n=20)
+    p = res / "vgg-small_b2_sram8t_64.json"
+    r = json.loads(p.read_text())
+    r["provenance"]["checkpoint_sha256"] = "f" * 64                  # made from another network
+    p.write_text(json.dumps(r))
+    text, claim, _ = render_text(res)
+    assert "left out (1): `vgg-small_b2_sram8t_64.json`" in text
+    assert "* vgg-small 2-bit, sram8t, 64x64" in text and claim["paired_comparisons"] == 1
+    with pytest.raises(SystemExit, match="no results in"):
+        render_text(tmp_path / "empty")
+
+
+def test_multibit_script_is_the_module(tmp_path):
+    """scripts/multibit_study.py render (the command docs/MULTIBIT.md names) writes what render_text gives."""
+    import subprocess
+    import sys
+
+    from cosim.study.multibit import render_text
+
+    res = multibit_results(tmp_path / "res", n=12)
+    doc = tmp_path / "MULTIBIT.md"
+    script = Path(__file__).resolve().parent.parent / "scripts" / "multibit_study.py"
+    run = subprocess.run([sys.executable, str(script), "render", "--results", str(res), "--doc", str(doc)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    text, claim, fig = render_text(res)
+    assert doc.read_text() == text and json.loads(doc.with_suffix(".json").read_text()) == claim
+    assert f"CLAIM_FIGURE: {fig} -> {claim['agreed']}" in run.stdout
+
+
+# ------------------------------------------------------------------------------ validation (docs/VALIDATION.md)
+
+def test_validation_report_from_synthetic_results():
+    from cosim.study import validation_report as vr
+
+    results = {"sram8t_64": (*validation_case(64, 0.9973), {}), "sram8t_128": (*validation_case(128, 0.95), {})}
+    old = ("# old\n" + vr.KEPT_BEGIN + "\nHAND-MEASURED\n" + vr.KEPT_END + "\n" + vr.DEV_BEGIN + "\nDEVICES\n"
+           + vr.DEV_END + "\n")
+    prov = {"date_utc": "2026-01-02T03:04:05+00:00", "ngspice_version": "46", "solver": "klu",
+            "machine": "x86_64, 2 cores (shared)"}
+    text = vr.render(results, network_case(), old, prov, "0.1.0+gtest")
+    assert text.splitlines()[2] == ("Generated by `scripts/make_validation_report.py` (do not edit by hand). Code "
+                                    "version 0.1.0+gtest, ngspice 46 (klu), x86_64, 2 cores (shared), "
+                                    "2026-01-02T03:04:05+00:00.")
+    summary = {r[0]: r for r in _table(text, "| table | calibration samples |")}
+    assert list(summary) == ["sram8t_64", "sram8t_128"]
+    assert summary["sram8t_64"][1:6] == ["24576 (24 SPICE points)", "4096", "99.73 %", "99.46 %", "0.03 %"]
+    assert summary["sram8t_64"][6:9] == ["66.09 % / 3.55 %", "12.35 % / 36.61 %", "12.35 %"]
+    assert summary["sram8t_64"][9] == "agreement ≥ 99 %: yes; current ≤ 1 %: yes"
+    assert summary["sram8t_128"][9] == "agreement ≥ 99 %: no; current ≤ 1 %: yes"
+    assert "Missing from this run: reram1t1r_64, reram1t1r_128, sram8t_256, reram1t1r_256 " in text
+    # each table's section: calibration, metrics per pattern and predictor, per ON-count bins, plot, warnings
+    sec = text.split("## sram8t_64\n", 1)[1].split("\n## ", 1)[0]
+    assert ("Table: `sram8t_64.parquet`, model moments-v3, moment orders [1, 2, 3, 4], 19 terms, 33 knots; "
+            "calibrated from 24576 samples (24 points, 1234 s of ngspice), I_on = 12.346 uA, I_off = 0.15 nA, "
+            "seed 0, code 0.1.0+gtest.") in sec
+    pats = _table(sec, "| pattern | predictor |")
+    assert [r[:2] for r in pats[:3]] == [["random", "surrogate"], ["random", "count_only"], ["random", "ideal"]]
+    assert pats[0][2:] == ["99.73 %", "0.010", "0.03 %", "2048"] and len(pats) == 6
+    bins = _table(sec, "| ON-count k |")
+    assert bins[0][0] == "0-7" and bins[-1][0] == "56-64" and sum(int(b[1]) for b in bins) == sum(10 + k for k in range(65))
+    assert "Warning: a test warning" in sec and "![sram8t_64](figures/validation_sram8t_64.png)" in sec
+    # the network section between its markers, with its own provenance line
+    net = text.split(vr.NET_BEGIN, 1)[1].split(vr.NET_END, 1)[0]
+    rows = _table(net, "| table | operands |")
+    assert rows[0][:6] == ["sram8t_64", "without BinSparX (layers conv2)", "320", "12.3", "99.00 %", "0.10 %"]
+    assert rows[2][1].startswith("1 SPICE run(s) failed, left out: did not converge")
+    assert "Code version " in net and "Weights `vgg_small.pt` (sha256 abababababab…)" in net
+    # hand-measured sections carried over, in their places; the reading with the targets met and missed
+    assert text.index("HAND-MEASURED") < text.index("## Reading the numbers") < text.index("DEVICES")
+    assert "target met: sram8t_64 (99.73 % against 99 %); missed: sram8t_128 (95.00 % against 99 %)" in text
+    assert "(with 4096 columns a table's agreement near 99 % has a standard error of about 0.16 points)" in text
+    # the network section alone replaces its markers' content
+    again = vr.replace_network_section(text, vr.network_section({}))
+    assert "Not run (no table validated)." in again and again.count(vr.NET_BEGIN) == 1
+    assert again.split(vr.NET_END, 1)[1] == text.split(vr.NET_END, 1)[1]
