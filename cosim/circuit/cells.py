@@ -290,6 +290,8 @@ def load_cell_module(path) -> set[str]:
     name = "cosim_cell_" + hashlib.sha256(key.encode()).hexdigest()[:12]
     before = set(CELL_KINDS)
     spec = importlib.util.spec_from_file_location(name, p)
+    if spec is None or spec.loader is None:
+        raise InputError(f"cell module {p} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:

@@ -116,7 +116,7 @@ def cell_parameters(spec: ArraySpec) -> CellPar:
 def cell_states(spec: ArraySpec) -> np.ndarray:
     """(2, 2, 2): the cell's (s1, s2) for [input, weight] in the kernel's terms (gate voltages, gap,
     conductance; see solver_kernel.c)."""
-    return cell_kind(spec.tech).states(spec.topology)
+    return cell_kind(spec.tech).states(spec.topology or spec.tech.topology)
 
 
 def column_wire_ohm(tech) -> float:

@@ -205,10 +205,9 @@ def _parameter(where: str, key: str, raw: Any, default_source: str) -> tuple[Any
     """(value, source) of one entry of [parameters]: a plain value or { value = ..., source = "..." }."""
     if key not in _FIELDS or key in ("name", "cell", "cell_module"):
         stem = key.rsplit("_", 1)[0]
-        same = [f for f in _FIELDS if _unit_of(f) and f.rsplit("_", 1)[0] in (stem, key)]
+        same = [(f, u) for f in _FIELDS if (u := _unit_of(f)) and f.rsplit("_", 1)[0] in (stem, key)]
         if same:
-            u = _unit_of(same[0])
-            raise InputError(f"{where}: wrong unit in '{key}': the parameter is {same[0]}, in {_UNITS[u]}")
+            raise InputError(f"{where}: wrong unit in '{key}': the parameter is {same[0][0]}, in {_UNITS[same[0][1]]}")
         raise InputError(f"{where}: unknown key '{key}' in [parameters] (cosim.circuit.technology lists them)")
     source = default_source
     if isinstance(raw, dict):
