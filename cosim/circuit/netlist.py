@@ -6,8 +6,9 @@ source ``Vsw`` from 0 to K-1, with every row driver a B-source whose value is a 
 sweep voltage (flat plateaus around each integer, so no interpolation error). A column's sensed
 current is the current through a 0 V ammeter ``vm<c>``. See ``netlists/README.md`` for sketches.
 
-Geometry (row 0 at the top, column 0 at the left; one wire segment of ``r_wire_ohm`` per cell pitch
-between neighbouring cells on every current-carrying line):
+Geometry (row 0 at the top, column 0 at the left; one wire segment per cell pitch between neighbouring
+cells on every current-carrying line: ``r_bl_ohm`` on bit lines ``Rb``, ``r_sl_ohm`` on source lines ``Rs``,
+``r_wl_ohm`` on row lines ``Rw``, each ``r_wire_ohm`` unless set, see cosim.circuit.technology):
 
 decoupled  The input gates the cell (8T: read word line; 1T-1R: access-FET gate; resistor: a gated
            linear cell, input 0 = open switch, exactly no current). Each column c has a bit line and
@@ -47,7 +48,8 @@ from typing import Iterable
 
 import numpy as np
 
-from .devices import compiled_library_name, model_text
+from .cells import cell_kind
+from .devices import compiled_library_name
 from ..errors import InputError
 from .technology import TOPOLOGIES, Technology
 
@@ -229,41 +231,6 @@ def sense_names(spec: ArraySpec) -> list[str]:
     return [f"vm{c}" for c in range(spec.cols)]
 
 
-def _cell_subckts(tech: Technology, topology: str) -> list[str]:
-    """Wrapper subcircuits with the technology's values baked in: cell1 (weight 1) and cell0 (weight 0),
-    pins a ctl b; for 8T one cell8t with the stored bit as a pin."""
-    fl, nfin = tech.fet_flavour, tech.fet_nfin
-    if tech.cell == "sram8t":  # the stored bit is a pin (q at vq or ground), see cell()
-        return [".subckt cell8t rbl rwl q sl", f"Xc rbl rwl q sl sram8t_read_{fl} nfin={nfin}", ".ends"]
-    if tech.cell == "reram1t1r":
-        common = f"nfin={nfin} i0={_num(tech.reram_i0_a)} g0={_num(tech.reram_g0_m)} v0={_num(tech.reram_v0_v)}"
-        return [
-            ".subckt cell1 a ctl b", f"Xc a ctl b reram1t1r_{fl} {common} gap={_num(tech.reram_gap_lrs_m)}", ".ends",
-            ".subckt cell0 a ctl b", f"Xc a ctl b reram1t1r_{fl} {common} gap={_num(tech.reram_gap_hrs_m)}", ".ends",
-        ]
-    if topology == "decoupled":  # resistor, gated by the row's 0/1 control voltage
-        return [
-            ".subckt cell1 a ctl b", f"Xc a ctl b gated_res g={_num(1.0 / tech.r_on_ohm)}", ".ends",
-            ".subckt cell0 a ctl b", f"Xc a ctl b gated_res g={_num(1.0 / tech.r_off_ohm)}", ".ends",
-        ]
-    return []  # coupled resistor: plain R elements
-
-
-def _models(tech: Technology, topology: str, impl: str) -> list[str]:
-    if tech.cell == "resistor":
-        return [model_text("cells.lib")] if topology == "decoupled" else []
-    if impl == "bsimcmg":
-        from . import bsimcmg
-        fl = (tech.fet_flavour,)
-        return ([bsimcmg.card_text(fl)] + ([model_text("reram.lib")] if tech.cell == "reram1t1r" else [])
-                + [bsimcmg.cells_text(fl)])
-    if impl == "compiled":
-        libs = ["finfet7_osdi.lib"] + (["reram_osdi.lib"] if tech.cell == "reram1t1r" else [])
-    else:
-        libs = ["finfet7.lib"] + (["reram.lib"] if tech.cell == "reram1t1r" else []) + ["cells.lib"]
-    return [model_text(n) for n in libs]
-
-
 def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_voltages: bool = False,
                   extra_options: str = "", models: str | None = None) -> str:
     """The ngspice deck of ``spec`` for inputs (K, R) and weights (R, C), both 0/1.
@@ -274,13 +241,15 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
     x, w = check_inputs(spec, inputs, weights)
     tech, R, C, K = spec.tech, spec.rows, spec.cols, x.shape[0]
     topo: str = spec.topology  # type: ignore[assignment]  # str: ArraySpec.__post_init__ resolves None
-    lin = tech.cell == "resistor"
+    kind = cell_kind(tech)
+    lin = kind.linear
     impl = "bsource" if lin else resolve_models(models)
     out = [
         f"* cosim crossbar: tech={tech.name or tech.cell} cell={tech.cell} rows={R} cols={C} "
         f"topology={topo} vectors={K}",
         f"* v_read_v={_num(tech.v_read_v)} v_wl_v={_num(tech.v_wl_v)} r_wire_ohm={_num(tech.r_wire_ohm)} "
-        f"r_driver_ohm={_num(tech.r_driver_ohm)} r_sink_ohm={_num(tech.r_sink_ohm)}",
+        f"r_driver_ohm={_num(tech.r_driver_ohm)} r_sink_ohm={_num(tech.r_sink_ohm)}"
+        + ("" if tech.lines_equal else " " + " ".join(f"r_{ln}_ohm={_num(tech.wire_ohm(ln))}" for ln in ("bl", "sl", "wl"))),
     ]
     if impl == "compiled":
         # the SPICE backends provide the library under this name (cosim.circuit.devices.compiled_library)
@@ -317,54 +286,29 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
         opts.append(extra_options)
     if opts:
         out.append(".options " + " ".join(opts))
-    for text in _models(tech, topo, impl):
+    for text in kind.models(topo, impl):
         out.append(text.rstrip("\n"))
     if impl != "compiled":
-        out.extend(_cell_subckts(tech, topo))
+        out.extend(kind.subckts(topo))
 
     d = _Deck()
     out.append("Vsw sw 0 0")
-    rw, rd, rs = tech.r_wire_ohm, tech.r_driver_ohm, tech.r_sink_ohm
+    rbl, rsl, rwl = tech.wire_ohm("bl"), tech.wire_ohm("sl"), tech.wire_ohm("wl")
+    rd, rs = tech.r_driver_ohm, tech.r_sink_ohm
 
-    # Row controls: 8T read word line, 1T-1R gate, resistor 0/1 switch (decoupled) or row voltage (coupled).
+    # Row controls: the cell's gate (8T read word line, 1T-1R gate, resistor 0/1 switch), or the row
+    # voltage of a coupled cell driven on its line
+    level = kind.row_level_v(topo)
     row_ctl = []
-    if topo == "coupled" and tech.cell != "sram8t":
-        level = tech.v_read_v
-    elif lin:
-        level = 1.0
-    else:
-        level = tech.v_wl_v
     for r in range(R):
         row_ctl.extend(_row_source(f"Bx{r}", f"x{r}", x[:, r] * level))
-
-    if tech.cell == "sram8t":
-        out.append(f"Vq vq 0 {_num(tech.v_wl_v)}")
-    if tech.cell == "reram1t1r" and topo == "coupled":
-        out.append(f"Vg vg 0 {_num(tech.v_wl_v)}")
+    out.extend(kind.fixed_sources(topo))
 
     wl = w.tolist()  # Python ints: much faster to index than numpy scalars
-    r_on_s, r_off_s = _num(tech.r_on_ohm), _num(tech.r_off_ohm)
-    fet = f"nfet_{tech.fet_flavour}_c nfin={tech.fet_nfin}"
-    stack = f"nstack_{tech.fet_flavour}_c nfin={tech.fet_nfin}"
-    if tech.cell == "reram1t1r":
-        rr = f"reram_c i0={_num(tech.reram_i0_a)} g0={_num(tech.reram_g0_m)} v0={_num(tech.reram_v0_v)} gap="
-        reram = (rr + _num(tech.reram_gap_hrs_m), rr + _num(tech.reram_gap_lrs_m))
+    put, add = kind.writer(topo, impl), d.add
 
     def cell(r: int, c: int, a: str, ctl: str, b: str) -> None:
-        if lin and topo == "coupled":
-            d.add(f"R{r}_{c}", [a, b], r_on_s if wl[r][c] else r_off_s)
-        elif impl == "compiled" and tech.cell == "sram8t":
-            # the read port as one stack device (read-word-line FET on the bit line, stored-bit FET to the
-            # source line; their shared node solved inside the device)
-            d.add(f"Nc{r}_{c}", [a, ctl, "vq" if wl[r][c] else "0", b], stack)
-        elif impl == "compiled":  # flat: ReRAM from the bit line to the inner node m, access FET from m to b
-            m = f"m{r}_{c}"
-            d.add(f"Nr{r}_{c}", [a, m], reram[wl[r][c]])
-            d.add(f"Nt{r}_{c}", [m, ctl, b], fet)
-        elif tech.cell == "sram8t":
-            d.add(f"X{r}_{c}", [a, ctl, "vq" if wl[r][c] else "0", b], "cell8t")
-        else:
-            d.add(f"X{r}_{c}", [a, ctl, b], "cell1" if wl[r][c] else "cell0")
+        put(add, r, c, a, ctl, b, wl[r][c])
 
     if topo == "decoupled":
         out.append(f"Vrd vrd 0 {_num(tech.v_read_v)}")
@@ -373,11 +317,11 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
             for r in range(R):
                 cell(r, c, f"b{r}_{c}", f"x{r}", f"s{r}_{c}")
                 if r + 1 < R:
-                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rw)
-                    d.r(f"Rs{r}_{c}", f"s{r}_{c}", f"s{r + 1}_{c}", rw)
+                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rbl)
+                    d.r(f"Rs{r}_{c}", f"s{r}_{c}", f"s{r + 1}_{c}", rsl)
             d.add(f"Vm{c}", [f"s{R - 1}_{c}", f"k{c}"], "0")
             d.r(f"Rk{c}", f"k{c}", "0", rs)
-    elif tech.cell == "sram8t":  # coupled 8T: shared read source line along each row
+    elif kind.coupled_drive == "gate":  # coupled 8T: shared read source line along each row
         out.append(f"Vrd vrd 0 {_num(tech.v_read_v)}")
         for c in range(C):
             d.add(f"Vm{c}", ["vrd", f"d{c}"], "0")
@@ -385,9 +329,9 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
             for r in range(R):
                 cell(r, c, f"b{r}_{c}", f"x{r}", f"s{r}_{c}")
                 if r + 1 < R:
-                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rw)
+                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rbl)
                 if c + 1 < C:
-                    d.r(f"Rs{r}_{c}", f"s{r}_{c}", f"s{r}_{c + 1}", rw)
+                    d.r(f"Rs{r}_{c}", f"s{r}_{c}", f"s{r}_{c + 1}", rsl)
         for r in range(R):
             d.r(f"Rk{r}", f"s{r}_0", "0", rs)
     else:  # coupled resistor / 1T-1R: row voltage along the row line, columns sink at the bottom
@@ -396,9 +340,9 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
             for c in range(C):
                 cell(r, c, f"w{r}_{c}", "vg", f"b{r}_{c}")
                 if c + 1 < C:
-                    d.r(f"Rw{r}_{c}", f"w{r}_{c}", f"w{r}_{c + 1}", rw)
+                    d.r(f"Rw{r}_{c}", f"w{r}_{c}", f"w{r}_{c + 1}", rwl)
                 if r + 1 < R:
-                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rw)
+                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rbl)
         for c in range(C):
             d.add(f"Vm{c}", [f"b{R - 1}_{c}", f"k{c}"], "0")
             d.r(f"Rk{c}", f"k{c}", "0", rs)

@@ -101,7 +101,8 @@ class _Circuit:
 
 def _build(spec: ArraySpec, x: np.ndarray, w: np.ndarray) -> tuple[_Circuit, list]:
     tech, R, C = spec.tech, spec.rows, spec.cols
-    rw, rd, rs = tech.r_wire_ohm, tech.r_driver_ohm, tech.r_sink_ohm
+    rbl, rsl, rwl = tech.wire_ohm("bl"), tech.wire_ohm("sl"), tech.wire_ohm("wl")
+    rd, rs = tech.r_driver_ohm, tech.r_sink_ohm
     g_on, g_off = 1.0 / tech.r_on_ohm, 1.0 / tech.r_off_ohm
     ckt = _Circuit()
     terminals = []
@@ -118,8 +119,8 @@ def _build(spec: ArraySpec, x: np.ndarray, w: np.ndarray) -> tuple[_Circuit, lis
                 if x[r]:
                     ckt.conductance(("b", r, c), ("s", r, c), g_on if w[r, c] else g_off)
                 if r + 1 < R:
-                    ckt.resistor(("b", r, c), ("b", r + 1, c), rw)
-                    ckt.resistor(("s", r, c), ("s", r + 1, c), rw)
+                    ckt.resistor(("b", r, c), ("b", r + 1, c), rbl)
+                    ckt.resistor(("s", r, c), ("s", r + 1, c), rsl)
             ckt.resistor(("s", R - 1, c), term, rs)
     else:
         # row voltage (v_read for 1, 0 V for 0) at the left end of each row line, columns sink at row R-1
@@ -129,9 +130,9 @@ def _build(spec: ArraySpec, x: np.ndarray, w: np.ndarray) -> tuple[_Circuit, lis
             for c in range(C):
                 ckt.conductance(("w", r, c), ("b", r, c), g_on if w[r, c] else g_off)
                 if c + 1 < C:
-                    ckt.resistor(("w", r, c), ("w", r, c + 1), rw)
+                    ckt.resistor(("w", r, c), ("w", r, c + 1), rwl)
                 if r + 1 < R:
-                    ckt.resistor(("b", r, c), ("b", r + 1, c), rw)
+                    ckt.resistor(("b", r, c), ("b", r + 1, c), rbl)
         for c in range(C):
             term = ("term", c)
             ckt.fix(term, 0.0)
@@ -142,7 +143,7 @@ def _build(spec: ArraySpec, x: np.ndarray, w: np.ndarray) -> tuple[_Circuit, lis
 
 def solve_linear_array(spec: ArraySpec, inputs, weights) -> np.ndarray:
     """(K, C) column currents (A) of a ``resistor`` array, exactly (one sparse solve per vector)."""
-    if spec.tech.cell != "resistor":
+    if not spec.tech.kind.linear:
         raise InputError(f"the nodal solve handles only linear 'resistor' cells, not '{spec.tech.cell}'")
     x, w = check_inputs(spec, inputs, weights)
     out = np.zeros((x.shape[0], spec.cols))

@@ -51,10 +51,11 @@ from functools import lru_cache
 
 import numpy as np
 
+from .cells import cell_kind
 from .devices import model_text
 from ..errors import InputError, SolverError
 from .netlist import RELTOL, RSHUNT_OHM, ArraySpec, check_inputs
-from .solver_kernel import FET_PARAM_NAMES, KIND, STATUS_REASONS, CellPar, CellTab, DecJob, load
+from .solver_kernel import FET_PARAM_NAMES, STATUS_REASONS, CellPar, CellTab, DecJob, load
 
 VNTOL_V = 1e-6
 ABSTOL_A = 1e-12
@@ -91,14 +92,18 @@ def fet_parameters(flavour: str) -> tuple[float, ...]:
 
 def g_shunt_s(spec: ArraySpec) -> float:
     """Conductance of the deck's rshunt from every node to ground (decks of nonlinear cells only)."""
-    return 0.0 if spec.tech.cell == "resistor" else 1.0 / RSHUNT_OHM
+    return 0.0 if cell_kind(spec.tech).linear else 1.0 / RSHUNT_OHM
 
 
 def cell_parameters(spec: ArraySpec) -> CellPar:
     tech = spec.tech
     p = CellPar()
-    p.kind = KIND[tech.cell]
-    if tech.cell != "resistor":
+    kind = cell_kind(tech)
+    if kind.kernel_kind is None:
+        raise InputError(f"the exact solver has no cell function for cell kind '{tech.cell}': simulate it "
+                         "with ngspice (cosim spice, cosim calibrate --solver ngspice)")
+    p.kind = kind.kernel_kind
+    if not kind.linear:
         for i, v in enumerate(fet_parameters(tech.fet_flavour)):
             p.fet[i] = v
     p.nfin = float(tech.fet_nfin)
@@ -111,19 +116,16 @@ def cell_parameters(spec: ArraySpec) -> CellPar:
 def cell_states(spec: ArraySpec) -> np.ndarray:
     """(2, 2, 2): the cell's (s1, s2) for [input, weight] in the kernel's terms (gate voltages, gap,
     conductance; see solver_kernel.c)."""
-    tech, topo = spec.tech, spec.topology
-    out = np.zeros((2, 2, 2))
-    for x in (0, 1):
-        for w in (0, 1):
-            if tech.cell == "sram8t":   # read word line, stored bit (vq or ground)
-                out[x, w] = (x * tech.v_wl_v, w * tech.v_wl_v)
-            elif tech.cell == "reram1t1r":   # gate: the input (decoupled) or always on (coupled); gap
-                gate = tech.v_wl_v if topo == "coupled" else x * tech.v_wl_v
-                out[x, w] = (gate, tech.reram_gap_lrs_m if w else tech.reram_gap_hrs_m)
-            else:   # gated linear cell (decoupled) or plain resistor (coupled)
-                ctl = 1.0 if topo == "coupled" else float(x)
-                out[x, w] = (ctl, 1.0 / (tech.r_on_ohm if w else tech.r_off_ohm))
-    return out
+    return cell_kind(spec.tech).states(spec.topology or spec.tech.topology)
+
+
+def column_wire_ohm(tech) -> float:
+    """The one wire resistance (ohm) of the decoupled columns' bit and source lines, which the column kernels
+    (C and torch) take; unequal ones are refused (the coupled solve takes each line's own)."""
+    if tech.wire_ohm("bl") != tech.wire_ohm("sl"):
+        raise InputError("the exact solver's decoupled columns take one wire resistance for the bit and source "
+                         "lines: set r_bl_ohm = r_sl_ohm, or use ngspice (cosim spice)")
+    return tech.wire_ohm("bl")
 
 
 def default_threads() -> int:
@@ -155,7 +157,7 @@ def cell_table(tech, step_v: float = TABLE_STEP_V) -> tuple[CellTab, np.ndarray]
     cell's current and its derivatives (d2/dva dvb by a central difference of d/dva), for bicubic Hermite
     interpolation in the kernel (exact cells outside the grid).
     Returns the ctypes descriptor and the array it points into (keep both alive)."""
-    if tech.cell != "sram8t":
+    if not cell_kind(tech).tabulated:
         raise InputError("the tabulated cell is built for the 8T-SRAM read stack only")
     lib = load()
     spec = ArraySpec(tech, 1, 1, "decoupled")
@@ -236,8 +238,10 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
     use_torch = backend == "torch" or (backend == "auto" and device is not None and str(device) != "cpu")
     if cells not in CELL_MODELS:
         raise InputError(f"unknown cell model '{cells}': expected one of {', '.join(CELL_MODELS)}")
-    if cells == "table" and (use_torch or spec.topology != "decoupled" or spec.tech.cell != "sram8t"):
+    if cells == "table" and (use_torch or spec.topology != "decoupled" or not cell_kind(spec.tech).tabulated):
         raise InputError("cells='table' is the 8T-SRAM decoupled topology on the C kernel only")
+    if spec.topology == "decoupled":
+        column_wire_ohm(spec.tech)
     if use_torch and spec.topology != "decoupled":
         raise InputError("the torch solver backend handles the decoupled topology only; use backend='c' (CPU)")
     if use_torch and device is not None:
@@ -331,7 +335,7 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
         for wi in (0, 1):
             job.state[2 * xi + wi][0], job.state[2 * xi + wi][1] = states[xi, wi]
     job.v_read_v = tech.v_read_v
-    job.g_wire_s = _conductance(tech.r_wire_ohm)
+    job.g_wire_s = _conductance(column_wire_ohm(tech))
     job.driver_fixed = int(tech.r_driver_ohm == 0)
     job.g_driver_s = _conductance(tech.r_driver_ohm)
     job.sink_fixed = int(tech.r_sink_ohm == 0)
@@ -399,13 +403,14 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
     nraw = 2 * R * C
     g = _Graph(nraw + R + C + 1)
     GND = nraw + R + C
-    if tech.cell == "sram8t":
+    gate_driven = cell_kind(tech).coupled_drive == "gate"
+    if gate_driven:
         # A = read bit line b (down each column), B = read source line s (along each row);
         # fixed: one v_read node per column (the sense amplifier behind the ammeter), ground
         sense_fixed = nraw + R + np.arange(C)          # VRD(c)
         g.resistors(sense_fixed, A[0], tech.r_driver_ohm)
-        g.resistors(A[:-1], A[1:], tech.r_wire_ohm)
-        g.resistors(B[:, :-1], B[:, 1:], tech.r_wire_ohm)
+        g.resistors(A[:-1], A[1:], tech.wire_ohm("bl"))
+        g.resistors(B[:, :-1], B[:, 1:], tech.wire_ohm("sl"))
         g.resistors(B[:, 0], np.full(R, GND), tech.r_sink_ohm)
         fixed_v = np.zeros((K, R + C + 1))
         fixed_v[:, R:R + C] = tech.v_read_v
@@ -415,8 +420,8 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
         # A = row line w (along each row, driven at its left end), B = column line b (down to the sink)
         drv = nraw + np.arange(R)
         g.resistors(drv, A[:, 0], tech.r_driver_ohm)
-        g.resistors(A[:, :-1], A[:, 1:], tech.r_wire_ohm)
-        g.resistors(B[:-1], B[1:], tech.r_wire_ohm)
+        g.resistors(A[:, :-1], A[:, 1:], tech.wire_ohm("wl"))
+        g.resistors(B[:-1], B[1:], tech.wire_ohm("bl"))
         sense_fixed = nraw + R + np.arange(C)          # TERM(c): ground behind ammeter and sink
         # the sink with the rshunt of the ammeter's far node k (at the same voltage as the column's end)
         if tech.r_sink_ohm == 0:
@@ -496,7 +501,7 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
     rows_j, cols_j = rows_j[keep_j], cols_j[keep_j]
     # the start of each line-A node (per raw node (r, c)): its driver's voltage
     a_start_pos = node_pos[A.ravel()]
-    row_v = np.full((K, R), tech.v_read_v) if tech.cell == "sram8t" else x * tech.v_read_v
+    row_v = np.full((K, R), tech.v_read_v) if gate_driven else x * tech.v_read_v
     a_start_v = np.repeat(row_v, C, axis=1)                       # (K, R*C) in A.ravel() order
     # vectors solved together: one block-diagonal sparse system of up to ~2e5 unknowns
     batch = max(1, min(K, 200_000 // max(n, 1)))

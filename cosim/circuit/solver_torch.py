@@ -167,7 +167,7 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
     """(currents (K, C), iterations (K, C), status (K, C)) as numpy arrays; see cosim.circuit.solver."""
     import numpy as np
 
-    from .solver import _conductance, g_shunt_s
+    from .solver import _conductance, column_wire_ohm, g_shunt_s
 
     dev = torch.device(device)
     f64 = torch.float64
@@ -178,7 +178,7 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
     ws0t = torch.as_tensor(np.asarray(ws0), dtype=f64, device=dev)      # (4, 5) each state at ideal bias
     xt = torch.as_tensor(np.asarray(x, np.int64), device=dev)
     wt = torch.as_tensor(np.asarray(w, np.int64).T.copy(), device=dev)      # (C, R)
-    gw = _conductance(tech.r_wire_ohm)
+    gw = _conductance(column_wire_ohm(tech))
     merged = gw == 0.0
     N = 1 if merged else R
     drv_fixed, snk_fixed = tech.r_driver_ohm == 0, tech.r_sink_ohm == 0

@@ -7,13 +7,15 @@ import json
 import click
 
 from ..errors import InputError
-from ..circuit.technology import TOPOLOGIES, get_technology
-from .spice import periphery_options
+from ..circuit.technology import TOPOLOGIES
+from .spice import TECH_FILE_OPTION, periphery_options, technology
 from .sweep_options import check_sweep_options, point_cache, security, sweep_options
 
 
 @click.command(name="calibrate")
-@click.option("--tech", "tech_name", required=True, help="technology: sram8t, reram1t1r or resistor")
+@click.option("--tech", "tech_name", default=None,
+              help="technology: sram8t, reram1t1r or resistor, or a name in $COSIM_TECH_PATH (or --tech-file)")
+@TECH_FILE_OPTION
 @click.option("--rows", type=int, required=True, help="array rows R")
 @click.option("--cols", type=int, required=True, help="array columns per SPICE run (samples per vector)")
 @click.option("--topology", type=click.Choice(TOPOLOGIES), default=None, help="default: the technology's")
@@ -43,7 +45,8 @@ from .sweep_options import check_sweep_options, point_cache, security, sweep_opt
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_ohm, points, vectors, orders, terms, knots, solver, placements,
             out_dir, workers, scheduler,
-            cache_dir, no_cache, point_timeout_s, tls_ca_file, tls_cert, tls_key, seed, as_json, no_progress):
+            cache_dir, no_cache, point_timeout_s, tls_ca_file, tls_cert, tls_key, seed, as_json, no_progress,
+            tech_file=None):
     """Run (or resume) a SPICE sweep and write samples.parquet and table.parquet into --out."""
     from ..sweep.calibration import SweepConfig
     from ..surrogate.model import normalise_orders, order_number
@@ -51,7 +54,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
     from ..surrogate.fit import calibrate
     from ..circuit.netlist import ArraySpec
 
-    tech = get_technology(tech_name, r_wire_ohm=r_wire_ohm, r_driver_ohm=r_driver_ohm, r_sink_ohm=r_sink_ohm)
+    tech = technology(tech_name, tech_file, r_wire_ohm=r_wire_ohm, r_driver_ohm=r_driver_ohm, r_sink_ohm=r_sink_ohm)
     spec = ArraySpec(tech, rows, cols, topology)
     if spec.topology != "decoupled":
         raise InputError("calibration of the coupled topology is not implemented yet (its surrogate needs "

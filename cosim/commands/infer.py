@@ -18,6 +18,7 @@ import click
 from ..bnn.models import MODEL_NAMES
 from ..circuit.netlist import MAX_SIZE
 from ..circuit.technology import REGISTRY
+from .spice import TECH_FILE_OPTION
 
 
 @click.command("infer")
@@ -28,7 +29,9 @@ from ..circuit.technology import REGISTRY
               help="Compact cosim checkpoint or a state dict (.pt). Default: the reference weights of --model "
                    "in $COSIM_MODELS; with --bits 2|4 the k-bit checkpoint $COSIM_CACHE/checkpoints/<model>_w<k>a<k>.ckpt.")
 @click.option("--data", type=click.Path(), default=None, help="CIFAR-10 (folder or .tar.gz). Default: $COSIM_DATA.")
-@click.option("--tech", type=click.Choice(sorted(REGISTRY)), default="sram8t", show_default=True)
+@click.option("--tech", default=None,
+              help=f"Technology: {', '.join(sorted(REGISTRY))} (default sram8t), or a name in $COSIM_TECH_PATH.")
+@TECH_FILE_OPTION
 @click.option("--rows", type=click.IntRange(1, MAX_SIZE), default=64, show_default=True,
               help=f"Rows R of one crossbar, 1..{MAX_SIZE}.")
 @click.option("--cols", type=click.IntRange(1, MAX_SIZE), default=64, show_default=True,
@@ -65,9 +68,12 @@ from ..circuit.technology import REGISTRY
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (stderr).")
 def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topology, mode, certify, binsparx, adc_bits,
             adc_reference, adc_lsb, max_active_rows, limit, batch_size, device, spice_tiles, spice_vectors, seed, threads,
-            workers, as_json, progress):
+            workers, as_json, progress, tech_file=None):
     """Run a whole binary network on simulated crossbars and report accuracy, statistics and energy."""
-    config = cim_config(tech=tech, rows=rows, cols=cols, table=table, topology=topology, mode=mode, certify=certify,
+    if tech_file is not None or (tech is not None and tech not in REGISTRY):   # a technology file
+        from .spice import technology
+        tech = technology(tech, tech_file)
+    config = cim_config(tech=tech or "sram8t", rows=rows, cols=cols, table=table, topology=topology, mode=mode, certify=certify,
                         binsparx=binsparx, adc_bits=adc_bits, adc_reference=adc_reference, adc_lsb=adc_lsb,
                         max_active_rows=max_active_rows, device=device, spice_tiles=spice_tiles,
                         spice_vectors=spice_vectors, seed=seed)

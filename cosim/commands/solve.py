@@ -19,7 +19,7 @@ import click
 
 from ..errors import InputError
 from ..circuit.netlist import MODEL_IMPLS
-from .spice import array_operands, array_options, echo_columns
+from .spice import array_operands, array_options, echo_columns, wire_text
 
 
 @click.command("solve")
@@ -41,13 +41,14 @@ from .spice import array_operands, array_options, echo_columns
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_ohm, inputs_path, weights_path, pattern,
             seed, batch,
-            backend, timeout_s, models, threads, max_iter, cells, device, as_json):
+            backend, timeout_s, models, threads, max_iter, cells, device, as_json, tech_file=None):
     """Solve one crossbar array exactly (no ngspice); print column currents beside the ideal ones."""
     from ..provenance import record
     from ..circuit.solver import ideal_column_currents, solve_array
 
     tech, spec, inputs, weights, source = array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm,
-                                                         r_sink_ohm, inputs_path, weights_path, pattern, seed, batch)
+                                                         r_sink_ohm, inputs_path, weights_path, pattern, seed, batch,
+                                                         tech_file)
     del backend, timeout_s, models   # cosim spice's ngspice options: nothing to do here
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")
@@ -60,7 +61,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
         solver += f"-torch-{device}"
     if cells == "table":
         solver += "-table"
-    models = "resistor" if tech.cell == "resistor" else "compiled"
+    models = "resistor" if tech.kind.linear else "compiled"
     out = {
         "technology": tech.name, "cell": tech.cell, "rows": rows, "cols": cols, "topology": spec.topology,
         "r_wire_ohm": tech.r_wire_ohm, "r_driver_ohm": tech.r_driver_ohm, "r_sink_ohm": tech.r_sink_ohm,
@@ -80,5 +81,5 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
         click.echo(json.dumps(out))
         return
     click.echo(f"{spec.describe()}  exact solver ({solver}, {res.threads} threads, {models} models)  "
-               f"{res.seconds:.3f} s  r_wire {tech.r_wire_ohm:g} ohm")
+               f"{res.seconds:.3f} s  {wire_text(tech)}")
     echo_columns(res.column_current_a, ideal, "solve")

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..circuit.netlist import ArraySpec, MAX_SIZE, MODEL_IMPLS, fallback_warning
-from ..circuit.technology import CELLS, TOPOLOGIES, get_technology
+from ..circuit.technology import CELLS, TOPOLOGIES, get_technology, load_technology_file
 
 PATTERNS = ("random", "all-on")
 
@@ -69,6 +69,26 @@ PERIPHERY_OPTIONS = (
                  help="input resistance of each sense end (ohm; default: the technology's)"))
 
 
+#: ``--tech-file``: a technology file instead of a built-in (on every command that takes --tech)
+TECH_FILE_OPTION = click.option(
+    "--tech-file", type=click.Path(dir_okay=False), default=None,
+    help="technology file (TOML, docs/TECHNOLOGIES.md) instead of --tech; $COSIM_TECH_PATH adds folders of "
+         "them that --tech finds by name")
+
+
+def technology(tech_name, tech_file, default: str | None = None, **overrides):
+    """The technology of ``--tech`` (a built-in, or a name in $COSIM_TECH_PATH) or ``--tech-file``."""
+    if tech_file is not None:
+        if tech_name is not None:
+            raise InputError("give --tech or --tech-file, not both")
+        return load_technology_file(tech_file, **overrides)
+    if tech_name is None:
+        if default is None:
+            raise InputError("give --tech or --tech-file")
+        tech_name = default
+    return get_technology(tech_name, **overrides)
+
+
 def periphery_options(command):
     """``--r-driver-ohm`` and ``--r-sink-ohm`` on a command."""
     for option in reversed(PERIPHERY_OPTIONS):
@@ -80,8 +100,9 @@ def array_options(command):
     """The options that say which array and operands to simulate (``cosim spice``; ``cosim solve`` takes
     the same, so that one command line serves both)."""
     for option in reversed((
-        click.option("--tech", "tech_name", type=click.Choice(list(CELLS)), default="sram8t", show_default=True,
-                     help="technology (registry name)"),
+        click.option("--tech", "tech_name", default=None,
+                     help=f"technology: {', '.join(CELLS)} (default sram8t), or a name in $COSIM_TECH_PATH"),
+        TECH_FILE_OPTION,
         click.option("--rows", type=int, default=64, show_default=True, help=f"rows, 1..{MAX_SIZE}"),
         click.option("--cols", type=int, default=4, show_default=True, help=f"columns, 1..{MAX_SIZE}"),
         click.option("--topology", type=click.Choice(list(TOPOLOGIES)), default=None,
@@ -101,9 +122,10 @@ def array_options(command):
 
 
 def array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_ohm, inputs_path, weights_path,
-                   pattern, seed, batch):
+                   pattern, seed, batch, tech_file=None):
     """(technology, ArraySpec, inputs K x R, weights R x C, where they came from) of ``array_options``."""
-    tech = get_technology(tech_name, r_wire_ohm=r_wire_ohm, r_driver_ohm=r_driver_ohm, r_sink_ohm=r_sink_ohm)
+    tech = technology(tech_name, tech_file, "sram8t", r_wire_ohm=r_wire_ohm, r_driver_ohm=r_driver_ohm,
+                      r_sink_ohm=r_sink_ohm)
     spec = ArraySpec(tech, rows, cols, topology)
     if (inputs_path is None) != (weights_path is None):
         raise InputError("give both --inputs and --weights, or neither (then --pattern is used)")
@@ -117,6 +139,13 @@ def array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_
         inputs, weights = make_pattern(pattern, rows, cols, batch, seed)
         source = {"pattern": pattern, "seed": seed, "batch": batch}
     return tech, spec, inputs, weights, source
+
+
+def wire_text(tech) -> str:
+    """The wire resistance of the summary line: one value, or one per line where they differ."""
+    if tech.lines_equal:
+        return f"r_wire {tech.r_wire_ohm:g} ohm"
+    return "wires " + " / ".join(f"{ln} {tech.wire_ohm(ln):g}" for ln in ("bl", "sl", "wl")) + " ohm"
 
 
 def echo_columns(current_a, ideal_a, label: str) -> None:
@@ -139,12 +168,13 @@ def echo_columns(current_a, ideal_a, label: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_ohm, inputs_path, weights_path, pattern,
             seed, batch,
-            backend, timeout_s, models, as_json):
+            backend, timeout_s, models, as_json, tech_file=None):
     """Simulate one crossbar array in ngspice; print column currents beside the ideal ones."""
     from ..circuit.spice import ideal_column_currents, run_array
 
     tech, spec, inputs, weights, source = array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm,
-                                                         r_sink_ohm, inputs_path, weights_path, pattern, seed, batch)
+                                                         r_sink_ohm, inputs_path, weights_path, pattern, seed, batch,
+                                                         tech_file)
     res = run_array(spec, inputs, weights, backend=backend, timeout_s=timeout_s, models=models)
     ideal = ideal_column_currents(spec, inputs, weights)
     out = {
@@ -165,5 +195,5 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
         return
     click.echo(f"{spec.describe()}  ngspice {res.ngspice_version} ({res.solver}, {res.backend}, "
                f"{res.device_models} models)  "
-               f"{res.seconds:.2f} s  r_wire {tech.r_wire_ohm:g} ohm")
+               f"{res.seconds:.2f} s  {wire_text(tech)}")
     echo_columns(res.column_current_a, ideal, "spice")

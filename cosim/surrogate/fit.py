@@ -202,7 +202,7 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
     t0 = time.perf_counter()
     check_writable(out_dir, "the output folder")   # before the probes below: a refusal comes first
     fallback = None
-    if cfg.tech.cell != "resistor":
+    if not cfg.tech.kind.linear:
         from ..circuit.netlist import fallback_warning, models_fallback
         fallback = models_fallback()
         if fallback and log:
@@ -227,7 +227,7 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
         table.provenance["placements"] = list(PLACEMENT_FAMILIES)
     if fallback:
         table.provenance["device_models_fallback"] = fallback
-    if cfg.tech.cell != "resistor":
+    if not cfg.tech.kind.linear:
         from ..circuit.netlist import resolve_models
         impl = resolve_models()
         table.provenance["device_models"] = impl

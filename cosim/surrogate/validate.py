@@ -240,7 +240,7 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     out = check_writable(out_dir, "the output folder") if out_dir is not None else None
     warnings = []
     warnings += provenance_warnings(table.provenance, ngspice=True)
-    if table.technology().cell != "resistor":
+    if not table.technology().kind.linear:
         from ..circuit.netlist import fallback_warning, models_fallback
         fallback = models_fallback()
         if fallback:

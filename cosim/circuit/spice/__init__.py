@@ -86,8 +86,8 @@ def run_array(spec: ArraySpec, inputs, weights, backend: str = "subprocess", nod
     x, w = check_inputs(spec, inputs, weights)
     with probe_timeout(timeout_s):   # finding out what ngspice can do keeps to the same time limit
         klu = uses_klu(backend)
-        impl = "bsource" if spec.tech.cell == "resistor" else resolve_models(models)
-        fallback = models_fallback(models) if spec.tech.cell != "resistor" else None
+        impl = "bsource" if spec.tech.kind.linear else resolve_models(models)
+        fallback = models_fallback(models) if not spec.tech.kind.linear else None
     deck = build_netlist(spec, x, w, klu=klu, node_voltages=node_voltages, models=impl)
     run = BACKENDS[backend]
     retried = False
@@ -137,7 +137,7 @@ def cell_currents(tech: Technology, topology: str | None = None) -> dict[str, fl
     input of 0 is applied (gate off in decoupled arrays, 0 V row in coupled resistor/1T-1R arrays)."""
     topo = ArraySpec(tech, 1, 1, topology).topology
     # cached per device-model implementation (and BSIM-CMG corner): $COSIM_SPICE_MODELS may change
-    impl = "bsource" if tech.cell == "resistor" else resolve_models()
+    impl = "bsource" if tech.kind.linear else resolve_models()
     if impl == "bsimcmg":
         from .. import bsimcmg
         corner = bsimcmg.corner()

@@ -1,0 +1,93 @@
+"""Wire resistance per line (r_bl_ohm, r_sl_ohm, r_wl_ohm): the netlist puts each line's value on its
+segments; ngspice agrees with the nodal solve, and the exact solver's coupled solve with ngspice, when the
+lines differ; r_wire_ohm still sets them all at once."""
+
+import numpy as np
+import pytest
+
+from cosim.circuit.netlist import ArraySpec, build_netlist
+from cosim.circuit.nodal import solve_linear_array
+from cosim.circuit.solver import solve_array
+from cosim.circuit.spice import run_array
+from cosim.circuit.technology import get_technology
+from cosim.errors import InputError
+
+LINES = {"r_bl_ohm": 3.0, "r_sl_ohm": 41.0, "r_wl_ohm": 17.0}
+
+
+def _segments(deck: str, prefix: str) -> set[str]:
+    return {ln.split()[3] for ln in deck.splitlines() if ln.startswith(prefix) and ln[len(prefix)].isdigit()}
+
+
+@pytest.mark.parametrize("tech", ["resistor", "sram8t", "reram1t1r"])
+@pytest.mark.parametrize("topology", ["decoupled", "coupled"])
+def test_each_line_carries_its_own_value(tech, topology):
+    t = get_technology(tech, **LINES)
+    deck = build_netlist(ArraySpec(t, 4, 3, topology), np.ones((1, 4)), np.ones((4, 3)), models="bsource")
+    assert _segments(deck, "Rb") == {"3.0"}
+    if t.kind.coupled_drive == "line" and topology == "coupled":
+        assert _segments(deck, "Rw") == {"17.0"} and not _segments(deck, "Rs")
+    else:
+        assert _segments(deck, "Rs") == {"41.0"} and not _segments(deck, "Rw")
+    assert "r_bl_ohm=3.0 r_sl_ohm=41.0 r_wl_ohm=17.0" in deck.splitlines()[1]
+
+
+def test_r_wire_sets_every_line_and_equal_lines_are_no_lines():
+    t = get_technology("sram8t", **LINES)
+    assert not t.lines_equal and t.wire_ohm("sl") == 41.0
+    u = t.replace(r_wire_ohm=5.0)
+    assert u.lines_equal and [u.wire_ohm(ln) for ln in ("bl", "sl", "wl")] == [5.0] * 3
+    same = get_technology("sram8t", r_bl_ohm=10.0, r_sl_ohm=10.0, r_wl_ohm=10.0)
+    assert same == get_technology("sram8t") and same.as_dict() == get_technology("sram8t").as_dict()
+    assert "r_bl_ohm" not in get_technology("sram8t").as_dict()
+    with pytest.raises(InputError, match="unknown line"):
+        t.wire_ohm("xl")
+    with pytest.raises(InputError, match="non-negative"):
+        get_technology("sram8t", r_sl_ohm=-1.0)
+
+
+@pytest.mark.ngspice
+@pytest.mark.parametrize("topology", ["decoupled", "coupled"])
+def test_ngspice_equals_the_nodal_solve_with_unequal_lines(topology, rng):
+    spec = ArraySpec(get_technology("resistor", **LINES), 12, 5, topology)
+    x, w = rng.integers(0, 2, (4, 12)), rng.integers(0, 2, (12, 5))
+    x[0] = 1
+    ref = solve_linear_array(spec, x, w)
+    np.testing.assert_allclose(run_array(spec, x, w).column_current_a, ref, rtol=1e-6, atol=1e-15)
+    # the lines matter: the same array with r_wire_ohm on every line is another answer
+    other = solve_linear_array(ArraySpec(get_technology("resistor"), 12, 5, topology), x, w)
+    assert np.max(np.abs(other - ref) / np.abs(ref).max()) > 1e-4
+
+
+@pytest.mark.ngspice
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+def test_the_coupled_exact_solve_equals_ngspice_with_unequal_lines(tech, rng):
+    from test_solver import spice_currents
+    spec = ArraySpec(get_technology(tech, **LINES), 10, 4, "coupled")
+    x, w = rng.integers(0, 2, (3, 10)), rng.integers(0, 2, (10, 4))
+    x[0] = 1
+    got = solve_array(spec, x, w).column_current_a
+    np.testing.assert_allclose(got, spice_currents(spec, x, w), rtol=1e-6, atol=1e-13)
+
+
+def test_decoupled_exact_solve_refuses_unequal_bit_and_source_lines():
+    spec = ArraySpec(get_technology("sram8t", **LINES), 4, 2, "decoupled")
+    with pytest.raises(InputError, match="one wire resistance for the bit and source lines") as e:
+        solve_array(spec, np.ones((1, 4)), np.ones((4, 2)))
+    assert "\n" not in str(e.value)
+    # equal bit and source lines (the word line carries no current here) are solved
+    t = get_technology("resistor", r_bl_ohm=4.0, r_sl_ohm=4.0, r_wl_ohm=99.0)
+    spec = ArraySpec(t, 6, 3, "decoupled")
+    x, w = np.ones((2, 6)), np.eye(6, 3)
+    np.testing.assert_allclose(solve_array(spec, x, w).column_current_a, solve_linear_array(spec, x, w), rtol=1e-10)
+
+
+def test_per_um_in_a_file_times_the_pitch(tmp_path):
+    f = tmp_path / "t.toml"
+    f.write_text('name = "t"\ncell = "sram8t"\n[parameters]\ncell_width_um = 0.3\n'
+                 'r_bl_ohm_per_um = { value = 70.0, source = "ASAP7 M1" }\nr_wl_ohm_per_um = 40\n')
+    t = get_technology(str(f))
+    assert t.r_bl_ohm == pytest.approx(70.0 * 0.162) and t.r_wl_ohm == pytest.approx(40 * 0.3)
+    f.write_text('name = "t"\ncell = "sram8t"\n[parameters]\nr_bl_ohm = 1\nr_bl_ohm_per_um = 70\n')
+    with pytest.raises(InputError, match="not both"):
+        get_technology(str(f))
