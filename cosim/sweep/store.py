@@ -1,7 +1,7 @@
 """One store of results: keyed records of arrays and JSON metadata, one file per record, written atomically.
 
 Every result cosim keeps on disk goes through ``ResultStore``: SPICE points of the content-addressed cache
-(``cosim.sweep.pointcache``), calibration points of a sweep folder (``cosim.surrogate.fit``), validation
+(``cosim.sweep.pointcache``), calibration points of a sweep folder (``cosim.sweep.calibration``), validation
 runs (``cosim.surrogate.validate``) and study cells (``cosim.study.runner``). A record is
 
 * ``arrays`` (numpy arrays, 0-d ones for scalars and strings) and ``meta`` (a JSON object): an ``.npz``
