@@ -18,6 +18,7 @@ $COSIM_TECH_PATH, or reads a file named by its path (``--tech-file`` on the comm
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tomllib
@@ -311,6 +312,22 @@ def _read(path: str, mtime_ns: int) -> tuple[Technology, dict[str, str]]:
     return technology_from_toml(data, path)
 
 
+def _carried_files_changed(tech: Technology) -> bool:
+    """Whether a file whose text a technology carries (a subcircuit cell's file, its model files given by
+    path) reads differently now."""
+    if not tech.cell_subckt:
+        return False
+    decl = json.loads(tech.cell_subckt)
+    carried = [(decl["file"], decl["text"])] + [(m["name"], m["text"]) for m in decl["models"] if "text" in m]
+    for path, text in carried:
+        try:
+            if Path(path).read_text(encoding="utf-8") != text:
+                return True
+        except (OSError, UnicodeDecodeError):
+            return True
+    return False
+
+
 def load_technology_file(path, **overrides: Any) -> Technology:
     """The technology of a TOML file (docs/TECHNOLOGIES.md), with optional parameter overrides."""
     p = Path(path).expanduser()
@@ -319,6 +336,8 @@ def load_technology_file(path, **overrides: Any) -> Technology:
     except OSError as e:
         raise InputError(f"cannot read the technology file {p}: {e.strerror}") from None
     tech, sources = _read(str(p), mtime)
+    if _carried_files_changed(tech):   # the subcircuit file (or a model file) changed since it was read
+        tech, sources = _read.__wrapped__(str(p), mtime)
     builtin = builtin_dir() / f"{tech.name}.toml"
     if not (tech.name in _SOURCES and builtin.is_file() and p.resolve() != builtin.resolve()):
         _SOURCES[tech.name] = sources   # (a file elsewhere named like a built-in keeps the built-in's sources)
