@@ -18,6 +18,9 @@ A cell kind gives:
   ``states``: its two state parameters per input and weight; ``tabulated``: whether ``cells="table"``
   applies; ``linear``: a linear cell, solved by the nodal solve and written with plain elements).
 
+A cell may also need no Python: ``SubcircuitCell`` is a kind built from a technology file's ``[cell]``
+table (a SPICE subcircuit file, the role of each pin, the meaning of each state; ``subcircuit_declaration``).
+
 The built-in kinds write exactly the decks the generator wrote before the kinds were classes
 (tests/test_cells.py checks the hashes of decks of every kind, topology and model implementation).
 """
