@@ -3,8 +3,9 @@
 The package follows the data; each folder is one step and imports only the steps before it
 (``tests/test_layout.py`` checks this):
 
-    circuit/     technology registry, device models, netlist generator, ngspice runners (spice/),
-                 exact nodal solve of linear arrays, the exact nonlinear array solver
+    circuit/     technology registry (technology files), cell kinds (cells.py: the built-ins, cells as
+                 Python classes or as SPICE subcircuit files), device models, netlist generator, ngspice
+                 runners (spice/), exact nodal solve of linear arrays, the exact nonlinear array solver
     sweep/       one executor (local processes or Dask), the one result store and the content-addressed
                  point cache on it, sweeps of SPICE points, the calibration sweep
     surrogate/   the surrogate's model and its fit (calibration), lookup tables and their registry, ADC,

@@ -58,15 +58,17 @@ def test_compiled_and_bsource_decks_agree_and_wires_lower_currents():
     assert np.all(a < ideal) and np.all(a > 0.9 * ideal)
 
 
-@pytest.mark.ngspice
-def test_calibrated_validated_and_run_through_a_network(tmp_path):
+def end_to_end(example: Path, tmp_path: Path) -> None:
+    """Calibrates a small table of the technology file ``example``, validates it against fresh SPICE and
+    runs a two-layer binary network through it."""
     from cosim.cim import cim_stats, to_cim
     from cosim.surrogate.fit import SweepConfig, calibrate
     from cosim.surrogate.validate import validate
-    tech = get_technology(str(EXAMPLE))
+    tech = get_technology(str(example))
     cfg = SweepConfig(tech=tech, rows=16, cols=8, topology="decoupled", seed=0, vectors=8)
     table = calibrate(cfg, 6, tmp_path / "cal", progress=False)
-    assert table.provenance["technology"] == "ohmic1t1r"
+    assert table.provenance["technology"] == tech.name
+    assert table.technology() == tech
     rep = validate(tmp_path / "cal" / "table.parquet", patterns=["random"], n_columns=32, vectors=8, cols=8)
     assert rep["n_columns"] >= 32 and rep["code_agreement"] >= 0.9, rep["code_agreement"]
     assert rep["current_rel_rmse"] < 1e-2
@@ -78,6 +80,11 @@ def test_calibrated_validated_and_run_through_a_network(tmp_path):
         out = cim(torch.randn(2, 3, 8, 8))
     assert out.shape == (2, 10) and torch.all(torch.isfinite(out))
     assert cim_stats(cim)["overall"]["array_reads"] > 0
+
+
+@pytest.mark.ngspice
+def test_calibrated_validated_and_run_through_a_network(tmp_path):
+    end_to_end(EXAMPLE, tmp_path)
 
 
 def test_bad_cell_modules_give_one_line_errors(tmp_path):

@@ -18,6 +18,9 @@ A cell kind gives:
   ``states``: its two state parameters per input and weight; ``tabulated``: whether ``cells="table"``
   applies; ``linear``: a linear cell, solved by the nodal solve and written with plain elements).
 
+A cell may also need no Python: ``SubcircuitCell`` is a kind built from a technology file's ``[cell]``
+table (a SPICE subcircuit file, the role of each pin, the meaning of each state; ``subcircuit_declaration``).
+
 The built-in kinds write exactly the decks the generator wrote before the kinds were classes
 (tests/test_cells.py checks the hashes of decks of every kind, topology and model implementation).
 """
@@ -26,13 +29,16 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
+import re
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable, ClassVar
 
 import numpy as np
 
-from .devices import model_text
+from .devices import MODEL_FILES, model_text
 from .solver_kernel import KIND
 from ..errors import InputError
 
@@ -314,3 +320,187 @@ def cell_kind(tech) -> CellKind:
     if kind is None:
         raise InputError(f"unknown cell '{tech.cell}': expected one of {', '.join(CELL_KINDS)}")
     return kind(tech)
+
+
+# ---------------------------------------------------------------------------------------------- subcircuit cells
+#: the roles of a subcircuit cell's pins
+ROLES = ("drive", "sense", "gate", "state")
+#: the keys of a technology file's [cell] table (docs/TECHNOLOGIES.md "A new cell with no Python")
+SUBCKT_KEYS = ("file", "pins", "state0", "state1", "subckt", "states", "models", "coupled_drive")
+#: a placeholder of a technology parameter in the subcircuit text: {name} (no spaces inside the braces)
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SUBCKT_LINE = re.compile(r"^[ \t]*\.subckt[ \t]+(\S+)(.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def _subckt_pins(text: str) -> dict[str, int]:
+    """The subcircuits a SPICE text defines (lower-case name) and the number of pins of each (the tokens
+    after the name that are no ``param=value``; continuation lines are not followed)."""
+    out = {}
+    for name, rest in _SUBCKT_LINE.findall(text):
+        rest = re.sub(r"\s*=\s*", "=", rest.split(";")[0].split("$")[0])
+        toks = [t for t in rest.split() if t.lower() not in ("params:",)]
+        out[name.lower()] = len([t for t in toks if "=" not in t])
+    return out
+
+
+def subcircuit_declaration(table: dict, where: str, base: Path, parameters: set[str]) -> str:
+    """The canonical JSON of a technology file's [cell] table (a cell as a SPICE subcircuit file, no Python),
+    with the file's text in it, so that a technology carries the whole cell (workers, tables and cache keys
+    reproduce the same deck). ``base``: the folder paths are relative to; ``parameters``: the names a
+    placeholder may take. Errors are one line naming ``where``."""
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: [cell] must be a table")
+    extra = sorted(set(table) - set(SUBCKT_KEYS))
+    if extra:
+        raise InputError(f"{where}: unknown key '{extra[0]}' in [cell] (expected {', '.join(SUBCKT_KEYS)})")
+    for key in ("file", "pins", "states", "models"):
+        if key not in table:
+            raise InputError(f"{where}: [cell] is missing '{key}'")
+    if not isinstance(table["file"], str) or not table["file"]:
+        raise InputError(f"{where}: [cell] file must be the path of a SPICE subcircuit file")
+    path = (base / table["file"]).expanduser().resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise InputError(f"{where}: no readable subcircuit file {path}") from None
+    pins = table["pins"]
+    if not (isinstance(pins, list) and all(isinstance(p, str) for p in pins)):
+        raise InputError(f"{where}: [cell] pins must be a list of roles ({', '.join(ROLES)})")
+    unknown = [p for p in pins if p not in ROLES]
+    if unknown:
+        raise InputError(f"{where}: unknown pin role '{unknown[0]}' (expected {', '.join(ROLES)})")
+    twice = sorted({p for p in pins if pins.count(p) > 1})
+    if twice:
+        raise InputError(f"{where}: pin role '{twice[0]}' given twice")
+    missing = [r for r in ("drive", "sense", "gate") if r not in pins]
+    if missing:
+        raise InputError(f"{where}: pin role '{missing[0]}' missing from [cell] pins")
+    if "state" in pins:   # one subcircuit, the stored bit on its state pin
+        if "state0" in table or "state1" in table or not isinstance(table.get("subckt"), str):
+            raise InputError(f"{where}: with a 'state' pin, [cell] names one subcircuit: subckt = \"...\" "
+                             "(not state0/state1)")
+        variants = {"subckt": table["subckt"]}
+    else:                 # the stored bit selects the subcircuit
+        if "subckt" in table or not all(isinstance(table.get(k), str) for k in ("state0", "state1")):
+            raise InputError(f"{where}: without a 'state' pin, [cell] names the subcircuit of each stored bit: "
+                             "state0 = \"...\", state1 = \"...\"")
+        variants = {k: table[k] for k in ("state0", "state1")}
+    defined = _subckt_pins(text)
+    for key, sub in variants.items():
+        n = defined.get(sub.lower())
+        if n is None:
+            raise InputError(f"{where}: subcircuit '{sub}' ({key}) is not defined in {path.name} "
+                             f"(it defines: {', '.join(sorted(defined)) or 'none'})")
+        if n != len(pins):
+            raise InputError(f"{where}: subcircuit '{sub}' has {n} pins, [cell] pins names {len(pins)}")
+    states = table["states"]
+    if not (isinstance(states, dict) and set(states) == {"0", "1"}
+            and all(isinstance(v, str) and v.strip() for v in states.values())):
+        raise InputError(f"{where}: [cell] states must give the meaning of each stored bit: "
+                         "states = { 0 = \"...\", 1 = \"...\" }")
+    models = table["models"]
+    if not (isinstance(models, list) and all(isinstance(m, str) and m for m in models)):
+        raise InputError(f"{where}: [cell] models must be a list of device-model files")
+    model_texts = []
+    for m in models:   # a file of device_models/ by name (read when the deck is written), or a path: its text
+        if m in MODEL_FILES:
+            model_texts.append({"name": m})
+            continue
+        mp = (base / m).expanduser().resolve()
+        try:
+            model_texts.append({"name": str(mp), "text": mp.read_text(encoding="utf-8")})
+        except (OSError, UnicodeDecodeError):
+            raise InputError(f"{where}: no device-model file '{m}' (neither one of {', '.join(MODEL_FILES)} "
+                             f"nor a readable file {mp})") from None
+    drive = table.get("coupled_drive", "line")
+    if drive not in ("gate", "line"):
+        raise InputError(f"{where}: [cell] coupled_drive must be 'gate' or 'line', got {drive!r}")
+    decl = {"file": str(path), "text": text, "pins": pins, **variants, "states": states, "models": model_texts,
+            "coupled_drive": drive}
+    check_placeholders(decl, parameters, where)
+    return json.dumps(decl, sort_keys=True, separators=(",", ":"))
+
+
+def check_placeholders(decl: dict, parameters: set[str], where: str) -> None:
+    """One-line error for a placeholder of the subcircuit text that names no technology parameter."""
+    bad = sorted(set(PLACEHOLDER.findall(decl["text"])) - parameters)
+    if bad:
+        raise InputError(f"{where}: unknown placeholder {{{bad[0]}}} in {Path(decl['file']).name} "
+                         "(a placeholder names a technology parameter)")
+
+
+@lru_cache(maxsize=32)
+def _declaration(text: str) -> dict:
+    try:
+        decl = json.loads(text)
+    except ValueError:
+        raise InputError("cell_subckt is not the JSON of a [cell] declaration") from None
+    if not isinstance(decl, dict) or not {"file", "text", "pins", "states", "models"} <= set(decl):
+        raise InputError("cell_subckt is not the JSON of a [cell] declaration")
+    return decl
+
+
+class SubcircuitCell(CellKind):
+    """A cell declared in a technology file, with no Python: a SPICE subcircuit file, the role of each of its
+    pins, the subcircuit of each stored bit (or one with a state pin), the meaning of each state and the model
+    files it needs (``subcircuit_declaration``; the technology carries it all in ``cell_subckt``). The
+    subcircuit text may name technology parameters as ``{name}``, filled when the deck is written. The deck
+    is the same for every device-model implementation (the file says which devices it uses); ngspice
+    simulates it, the exact solver has no cell function for it."""
+
+    name = "subcircuit"
+    kernel_kind = None
+
+    def __init__(self, tech) -> None:
+        super().__init__(tech)
+        if not getattr(tech, "cell_subckt", None):
+            raise InputError("cell 'subcircuit' needs its declaration: a [cell] table in the technology file")
+        self.decl = _declaration(tech.cell_subckt)
+        pins = self.decl["pins"]
+        ports = {role: f"pin {pins.index(role) + 1} of {self.decl.get('subckt', 'the subcircuit')}" for role in pins}
+        if "state" not in pins:
+            ports["state"] = f"{self.decl['state1']}/{self.decl['state0']} (subcircuit per weight)"
+        # per declaration, not per class
+        self.ports = ports  # type: ignore[misc]
+        self.state_meaning = {int(k): v for k, v in self.decl["states"].items()}  # type: ignore[misc]
+        self.coupled_drive = self.decl.get("coupled_drive", "line")  # type: ignore[misc]
+
+    def text(self) -> str:
+        """The subcircuit text with the technology's values in its placeholders."""
+        t = self.tech
+        check_placeholders(self.decl, set(t.__dataclass_fields__), f"technology '{t.name}'")
+
+        def value(m: re.Match) -> str:
+            v = getattr(t, m.group(1))
+            if v is None:
+                raise InputError(f"technology '{t.name}': placeholder {{{m.group(1)}}} has no value")
+            return _num(v) if isinstance(v, float) else str(v)
+        return PLACEHOLDER.sub(value, self.decl["text"])
+
+    def models(self, topology: str, impl: str) -> list[str]:
+        # every implementation: the subcircuit's own model files, then the subcircuit (compiled decks
+        # take no subckts(), so the subcircuit comes with the models)
+        texts = [m["text"] if "text" in m else model_text(m["name"]) for m in self.decl["models"]]
+        return texts + [f"* cell: {Path(self.decl['file']).name}", self.text().rstrip("\n")]
+
+    def row_level_v(self, topology: str) -> float:
+        return self.tech.v_read_v if topology == "coupled" and self.coupled_drive == "line" else self.tech.v_wl_v
+
+    def fixed_sources(self, topology: str) -> list[str]:
+        out = [f"Vg vg 0 {_num(self.tech.v_wl_v)}"] if topology == "coupled" and self.coupled_drive == "line" else []
+        if "state" in self.decl["pins"]:
+            out.append(f"Vq vq 0 {_num(self.tech.v_wl_v)}")   # a stored 1 on the state pin, a 0 at ground
+        return out
+
+    def writer(self, topology: str, impl: str) -> Writer:
+        pins, decl = self.decl["pins"], self.decl
+        one = decl.get("subckt")
+        subs = (decl.get("state0"), decl.get("state1"))
+
+        def put(add, r, c, a, ctl, b, wb):
+            node = {"drive": a, "gate": ctl, "sense": b, "state": "vq" if wb else "0"}
+            add(f"X{r}_{c}", [node[p] for p in pins], one or subs[wb])
+        return put
+
+
+register(SubcircuitCell)

@@ -18,6 +18,7 @@ $COSIM_TECH_PATH, or reads a file named by its path (``--tech-file`` on the comm
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tomllib
@@ -28,7 +29,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..paths import resources_dir
-from .cells import CELL_KINDS, CellKind, cell_kind, load_cell_module
+from .cells import CELL_KINDS, CellKind, cell_kind, check_placeholders, load_cell_module, subcircuit_declaration
 
 #: the lines of an array with a wire resistance each: bit line, source line, row (word) line
 LINES = {"bl": "r_bl_ohm", "sl": "r_sl_ohm", "wl": "r_wl_ohm"}
@@ -88,6 +89,10 @@ class Technology:
     cell_module: str | None = _p(
         None, "Python file that defines and registers the cell kind, for a kind beyond the built-ins "
         "(cosim.circuit.cells.register; docs/TECHNOLOGIES.md)", "cosim")
+    cell_subckt: str | None = _p(
+        None, "the declaration of a cell with no Python (cell 'subcircuit'): the file's [cell] table as canonical "
+        "JSON, with the text of its SPICE subcircuit file (cosim.circuit.cells.subcircuit_declaration; "
+        "docs/TECHNOLOGIES.md)", "cosim")
     # --- wire resistance per line (None: r_wire_ohm; r_wire_ohm sets every line at once) ---
     r_bl_ohm: float | None = _p(
         None, "bit-line segment per cell pitch (ohm): the line the read voltage enters by (decoupled and coupled "
@@ -105,6 +110,11 @@ class Technology:
             load_cell_module(self.cell_module)
         if self.cell not in CELL_KINDS:
             raise InputError(f"unknown cell '{self.cell}': expected one of {', '.join(CELL_KINDS)}")
+        if (self.cell == "subcircuit") != bool(self.cell_subckt):
+            raise InputError("a cell with no Python is declared by a [cell] table: cell 'subcircuit' and "
+                             "cell_subckt go together")
+        if self.cell_subckt:
+            check_placeholders(self.kind.decl, set(_FIELDS), f"technology '{self.name}'")   # type: ignore[attr-defined]
         if self.topology not in TOPOLOGIES:
             raise InputError(f"unknown topology '{self.topology}': expected one of {', '.join(TOPOLOGIES)}")
         if self.fet_flavour not in FET_FLAVOURS:
@@ -154,7 +164,7 @@ class Technology:
         """The parameters; per-line wire resistances only where set (so tables and caches of technologies
         with one r_wire_ohm keep their keys)."""
         d = dataclasses.asdict(self)
-        return {k: v for k, v in d.items() if not ((k in LINES.values() or k == "cell_module") and v is None)}
+        return {k: v for k, v in d.items() if not ((k in LINES.values() or k in ("cell_module", "cell_subckt")) and v is None)}
 
     @staticmethod
     def source(name: str) -> str:
@@ -203,7 +213,7 @@ def _check_type(where: str, key: str, v: Any) -> Any:
 
 def _parameter(where: str, key: str, raw: Any, default_source: str) -> tuple[Any, str]:
     """(value, source) of one entry of [parameters]: a plain value or { value = ..., source = "..." }."""
-    if key not in _FIELDS or key in ("name", "cell", "cell_module"):
+    if key not in _FIELDS or key in ("name", "cell", "cell_module", "cell_subckt"):
         stem = key.rsplit("_", 1)[0]
         same = [(f, u) for f in _FIELDS if (u := _unit_of(f)) and f.rsplit("_", 1)[0] in (stem, key)]
         if same:
@@ -229,6 +239,12 @@ def technology_from_toml(data: dict, where: str) -> tuple[Technology, dict[str, 
     extra = sorted(set(data) - set(FILE_KEYS))
     if extra:
         raise InputError(f"{where}: unknown key '{extra[0]}' (expected {', '.join(FILE_KEYS)})")
+    subckt = None
+    if isinstance(data.get("cell"), dict):   # a cell with no Python: a SPICE subcircuit file (cells.SubcircuitCell)
+        if "cell_module" in data:
+            raise InputError(f"{where}: a [cell] table or a cell_module, not both")
+        subckt = subcircuit_declaration(data["cell"], where, Path(where).parent, set(_FIELDS))
+        data = {**data, "cell": "subcircuit"}
     for key in ("name", "cell"):
         if key not in data:
             raise InputError(f"{where}: missing value: {key}")
@@ -253,7 +269,9 @@ def technology_from_toml(data: dict, where: str) -> tuple[Technology, dict[str, 
     params = data.get("parameters", {})
     if not isinstance(params, dict):
         raise InputError(f"{where}: [parameters] must be a table")
-    values: dict[str, Any] = {"name": name, "cell": cell, "cell_module": module}
+    if cell == "subcircuit" and subckt is None:
+        raise InputError(f"{where}: cell 'subcircuit' is declared by a [cell] table (docs/TECHNOLOGIES.md)")
+    values: dict[str, Any] = {"name": name, "cell": cell, "cell_module": module, "cell_subckt": subckt}
     sources: dict[str, str] = {}
     per_um = {}
     for key, raw in params.items():
@@ -294,6 +312,22 @@ def _read(path: str, mtime_ns: int) -> tuple[Technology, dict[str, str]]:
     return technology_from_toml(data, path)
 
 
+def _carried_files_changed(tech: Technology) -> bool:
+    """Whether a file whose text a technology carries (a subcircuit cell's file, its model files given by
+    path) reads differently now."""
+    if not tech.cell_subckt:
+        return False
+    decl = json.loads(tech.cell_subckt)
+    carried = [(decl["file"], decl["text"])] + [(m["name"], m["text"]) for m in decl["models"] if "text" in m]
+    for path, text in carried:
+        try:
+            if Path(path).read_text(encoding="utf-8") != text:
+                return True
+        except (OSError, UnicodeDecodeError):
+            return True
+    return False
+
+
 def load_technology_file(path, **overrides: Any) -> Technology:
     """The technology of a TOML file (docs/TECHNOLOGIES.md), with optional parameter overrides."""
     p = Path(path).expanduser()
@@ -302,6 +336,8 @@ def load_technology_file(path, **overrides: Any) -> Technology:
     except OSError as e:
         raise InputError(f"cannot read the technology file {p}: {e.strerror}") from None
     tech, sources = _read(str(p), mtime)
+    if _carried_files_changed(tech):   # the subcircuit file (or a model file) changed since it was read
+        tech, sources = _read.__wrapped__(str(p), mtime)
     builtin = builtin_dir() / f"{tech.name}.toml"
     if not (tech.name in _SOURCES and builtin.is_file() and p.resolve() != builtin.resolve()):
         _SOURCES[tech.name] = sources   # (a file elsewhere named like a built-in keeps the built-in's sources)
