@@ -1,6 +1,7 @@
 """The study's cost model: hand-computed cases of every term, and the component table's sources."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -147,3 +148,39 @@ def test_every_component_has_a_source():
         # the file the figure was read from (NeuroSim's C++, an ASAP7 liberty or LEF file), or a stated assumption
         assert "cosim assumption" in row["source"] or any(f in row["source"] for f in (".cpp", ".lib", ".lef")), row
         assert math.isfinite(row["value"]) and row["value"] > 0
+
+
+def _tech_file(tmp_path, periphery: str):
+    from cosim.circuit.technology import load_technology_file
+
+    f = tmp_path / "mine.toml"
+    f.write_text('name = "mine"\ncell = "sram8t"\n' + periphery + '[parameters]\nv_read_v = 0.7\n')
+    return load_technology_file(f)
+
+
+def test_a_technology_file_sets_its_own_periphery_figures(tmp_path):
+    tech = _tech_file(tmp_path, '[periphery]\nadc_share = { value = 4, source = "my layout" }\np_adc_fixed_w = 1e-6\n')
+    table = costs.components_for(tech)
+    assert table["adc_share"] == Component(4.0, "columns", costs.COMPONENTS["adc_share"].doc, "my layout")
+    assert table["p_adc_fixed_w"].value == 1e-6 and table["p_adc_fixed_w"].source == "technology file mine.toml"
+    assert table["e_fa_j"] == costs.COMPONENTS["e_fa_j"]
+    # network_costs takes the technology's table by default: half the ADC sharing, twice the ADCs' area
+    base = get_technology("sram8t", v_read_v=0.7)
+    mine = costs.network_costs([LAYER], 64, 64, tech, False, None)
+    ref = costs.network_costs([LAYER], 64, 64, base, False, None)
+    assert mine["area_um2"]["adc_um2"] == pytest.approx(2 * ref["area_um2"]["adc_um2"])
+    given = costs.network_costs([LAYER], 64, 64, tech, False, None, c=costs.COMPONENTS)   # a table given wins
+    assert given["area_um2"] == ref["area_um2"] and given["periphery_energy_j"] == ref["periphery_energy_j"]
+    # the figures travel with the technology (workers rebuild it from as_dict) and are part of its key
+    assert type(tech)(**tech.as_dict()) == tech and "periphery" not in base.as_dict()
+
+
+@pytest.mark.parametrize("table, error", [
+    ('[periphery]\nadc_sharing = 4\n', "unknown periphery component 'adc_sharing'"),
+    ('[periphery]\nadc_share = -4\n', "periphery adc_share must be a positive number"),
+    ('[periphery]\nadc_share = { value = 4, unit = "x" }\n', "periphery adc_share takes a value and a source"),
+    ('periphery = 3\n', "[periphery] must be a table"),
+])
+def test_bad_periphery_figures_are_one_line_errors(tmp_path, table, error):
+    with pytest.raises(InputError, match=re.escape(error)):
+        costs.components_for(_tech_file(tmp_path, table))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import tomllib
@@ -93,6 +94,10 @@ class Technology:
         None, "the declaration of a cell with no Python (cell 'subcircuit'): the file's [cell] table as canonical "
         "JSON, with the text of its SPICE subcircuit file (cosim.circuit.cells.subcircuit_declaration; "
         "docs/TECHNOLOGIES.md)", "cosim")
+    periphery: str | None = _p(
+        None, "the technology's own figures for components of the periphery cost model (cosim.study.costs."
+        "COMPONENTS: ADC power and area, clock, adders, ...), from the file's [periphery] table as canonical JSON "
+        "{name: {value, source}}; None: the cost model's defaults", "cosim")
     # --- wire resistance per line (None: r_wire_ohm; r_wire_ohm sets every line at once) ---
     r_bl_ohm: float | None = _p(
         None, "bit-line segment per cell pitch (ohm): the line the read voltage enters by (decoupled and coupled "
@@ -164,7 +169,12 @@ class Technology:
         """The parameters; per-line wire resistances only where set (so tables and caches of technologies
         with one r_wire_ohm keep their keys)."""
         d = dataclasses.asdict(self)
-        return {k: v for k, v in d.items() if not ((k in LINES.values() or k in ("cell_module", "cell_subckt")) and v is None)}
+        return {k: v for k, v in d.items()
+                if not ((k in LINES.values() or k in ("cell_module", "cell_subckt", "periphery")) and v is None)}
+
+    def periphery_values(self) -> dict[str, dict[str, Any]]:
+        """The [periphery] figures of the technology's file: {component: {"value": ..., "source": ...}}."""
+        return json.loads(self.periphery) if self.periphery else {}
 
     @staticmethod
     def source(name: str) -> str:
@@ -179,7 +189,7 @@ _FIELDS = {f.name: f for f in dataclasses.fields(Technology)}
 
 TECH_PATH_ENV = "COSIM_TECH_PATH"
 #: the top-level keys of a technology file (docs/TECHNOLOGIES.md)
-FILE_KEYS = ("name", "description", "cell", "cell_module", "parameters")
+FILE_KEYS = ("name", "description", "cell", "cell_module", "parameters", "periphery")
 _UNITS = {"v": "V", "ohm": "ohm", "s": "s", "m": "m", "a": "A", "um": "um"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 #: the sources of the values of every technology read from a file, by technology name
@@ -213,7 +223,7 @@ def _check_type(where: str, key: str, v: Any) -> Any:
 
 def _parameter(where: str, key: str, raw: Any, default_source: str) -> tuple[Any, str]:
     """(value, source) of one entry of [parameters]: a plain value or { value = ..., source = "..." }."""
-    if key not in _FIELDS or key in ("name", "cell", "cell_module", "cell_subckt"):
+    if key not in _FIELDS or key in ("name", "cell", "cell_module", "cell_subckt", "periphery"):
         stem = key.rsplit("_", 1)[0]
         same = [(f, u) for f in _FIELDS if (u := _unit_of(f)) and f.rsplit("_", 1)[0] in (stem, key)]
         if same:
@@ -271,7 +281,8 @@ def technology_from_toml(data: dict, where: str) -> tuple[Technology, dict[str, 
         raise InputError(f"{where}: [parameters] must be a table")
     if cell == "subcircuit" and subckt is None:
         raise InputError(f"{where}: cell 'subcircuit' is declared by a [cell] table (docs/TECHNOLOGIES.md)")
-    values: dict[str, Any] = {"name": name, "cell": cell, "cell_module": module, "cell_subckt": subckt}
+    values: dict[str, Any] = {"name": name, "cell": cell, "cell_module": module, "cell_subckt": subckt,
+                              "periphery": _periphery(data.get("periphery"), where)}
     sources: dict[str, str] = {}
     per_um = {}
     for key, raw in params.items():
@@ -290,6 +301,33 @@ def technology_from_toml(data: dict, where: str) -> tuple[Technology, dict[str, 
         return Technology(**values), sources
     except InputError as e:
         raise InputError(f"{where}: {e}") from None
+
+
+def _periphery(table: Any, where: str) -> str | None:
+    """The [periphery] table as canonical JSON: each entry a number, or { value = ..., source = "..." }.
+    Its names are those of the cost model's components (cosim.study.costs checks them when it costs a
+    network: the circuit step does not import the study)."""
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise InputError(f"{where}: [periphery] must be a table")
+    out = {}
+    for name, raw in table.items():
+        source = f"technology file {Path(where).name}"
+        if isinstance(raw, dict):
+            extra = sorted(set(raw) - {"value", "source"})
+            if extra or "value" not in raw:
+                raise InputError(f"{where}: periphery {name} takes a value and a source"
+                                 + (f", not '{extra[0]}'" if extra else ": the value is missing"))
+            if "source" in raw:
+                if not isinstance(raw["source"], str) or not raw["source"].strip():
+                    raise InputError(f"{where}: the source of periphery {name} must be a non-empty string")
+                source = raw["source"]
+            raw = raw["value"]
+        if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw) or raw <= 0:
+            raise InputError(f"{where}: periphery {name} must be a positive number, got {raw!r}")
+        out[str(name)] = {"value": float(raw), "source": source}
+    return json.dumps(out, sort_keys=True) if out else None
 
 
 def _override(tech: Technology, overrides: dict[str, Any]) -> Technology:

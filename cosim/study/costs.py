@@ -151,10 +151,25 @@ COMPONENTS: dict[str, Component] = {
 }
 
 
-def component_table() -> list[dict[str, Any]]:
-    """The table as rows (name, value, unit, meaning, source), for the report."""
+def components_for(tech: Technology | None) -> dict[str, Component]:
+    """The component table of ``tech``: ``COMPONENTS`` with the figures of its technology file's
+    [periphery] table (docs/TECHNOLOGIES.md) in place of the defaults, each with the file's source."""
+    out = dict(COMPONENTS)
+    if tech is None:
+        return out
+    for name, v in tech.periphery_values().items():
+        if name not in COMPONENTS:
+            raise InputError(f"technology '{tech.name}': unknown periphery component '{name}' "
+                             f"(expected one of {', '.join(COMPONENTS)})")
+        c = COMPONENTS[name]
+        out[name] = Component(v["value"], c.unit, c.doc, v["source"])
+    return out
+
+
+def component_table(tech: Technology | None = None) -> list[dict[str, Any]]:
+    """The table (of ``tech``: ``components_for``) as rows (name, value, unit, meaning, source), for the report."""
     return [{"name": k, "value": c.value, "unit": c.unit, "meaning": c.doc, "source": c.source}
-            for k, c in COMPONENTS.items()]
+            for k, c in components_for(tech).items()]
 
 
 @dataclass(frozen=True)
@@ -271,11 +286,13 @@ def array_energy_j(column_current_a: Callable[[np.ndarray], np.ndarray], on_coun
 
 def network_costs(layers: Sequence[LayerShape], rows: int, cols: int, tech: Technology, binsparx: bool,
                   array_energy_per_image_j: float | None, adc_bits: int | None = None,
-                  c: Mapping[str, Component] = COMPONENTS) -> dict[str, Any]:
-    """Per-image energy breakdown, latency and area of a network's binary layers.
+                  c: Mapping[str, Component] | None = None) -> dict[str, Any]:
+    """Per-image energy breakdown, latency and area of a network's binary layers, with the component
+    table ``c`` (None: the technology's, ``components_for(tech)``).
 
     ``array_energy_per_image_j`` is the calibrated array energy (None: not measured; the totals then
     cover the periphery only and say so)."""
+    c = components_for(tech) if c is None else c
     per_layer = [layer_costs(l, rows, cols, binsparx, adc_bits, c) for l in layers]
     e_keys = ["adc_j", "correction_j", "accumulate_j", "popcount_j", "flip_inputs_j", "flip_registers_j",
               "sign_correction_j"]

@@ -1232,7 +1232,9 @@ def _section_skew(d: _ReportData) -> list[str]:
 
 def _section_costs(d: _ReportData) -> list[str]:
     """Energy, latency and area from the cost model."""
-    cf, lf, energy_figs = d.cf, d.lf, d.energy_figs
+    from ..circuit.technology import get_technology
+
+    cf, lf, energy_figs, cfg = d.cf, d.lf, d.energy_figs, d.res.config
     md: list[str] = []
     md.append("\n## Energy, latency and area\n")
     md.append("Array energy per image = sum over reads of the calibrated column currents x v_read_v x t_read_s "
@@ -1278,6 +1280,12 @@ def _section_costs(d: _ReportData) -> list[str]:
     md.append(md_table(["component", "value", "unit", "meaning", "source"],
                         [[c["name"], f"{c['value']:g}", c["unit"], c["meaning"], c["source"]]
                          for c in costs_mod.component_table()]))
+    for name in cfg.technologies:   # a technology file's own periphery figures ([periphery], TECHNOLOGIES.md)
+        own = get_technology(name).periphery_values()
+        if own:
+            md.append(f"\nTechnology `{name}` replaces, from its file's [periphery] table: "
+                      + "; ".join(f"{k} = {v['value']:g} {costs_mod.COMPONENTS[k].unit} ({v['source']})"
+                                  for k, v in own.items() if k in costs_mod.COMPONENTS) + ".\n")
 
     return md
 
