@@ -1,6 +1,6 @@
 """Wire resistance per line (r_bl_ohm, r_sl_ohm, r_wl_ohm): the netlist puts each line's value on its
-segments; ngspice agrees with the nodal solve, and the exact solver's coupled solve with ngspice, when the
-lines differ; r_wire_ohm still sets them all at once."""
+segments; ngspice agrees with the nodal solve, and the exact solver (coupled, and decoupled on the C and
+torch backends) with ngspice, when the lines differ; r_wire_ohm still sets them all at once."""
 
 import numpy as np
 import pytest
@@ -70,16 +70,43 @@ def test_the_coupled_exact_solve_equals_ngspice_with_unequal_lines(tech, rng):
     np.testing.assert_allclose(got, spice_currents(spec, x, w), rtol=1e-6, atol=1e-13)
 
 
-def test_decoupled_exact_solve_refuses_unequal_bit_and_source_lines():
-    spec = ArraySpec(get_technology("sram8t", **LINES), 4, 2, "decoupled")
-    with pytest.raises(InputError, match="one wire resistance for the bit and source lines") as e:
-        solve_array(spec, np.ones((1, 4)), np.ones((4, 2)))
-    assert "\n" not in str(e.value)
-    # equal bit and source lines (the word line carries no current here) are solved
-    t = get_technology("resistor", r_bl_ohm=4.0, r_sl_ohm=4.0, r_wl_ohm=99.0)
-    spec = ArraySpec(t, 6, 3, "decoupled")
-    x, w = np.ones((2, 6)), np.eye(6, 3)
-    np.testing.assert_allclose(solve_array(spec, x, w).column_current_a, solve_linear_array(spec, x, w), rtol=1e-10)
+@pytest.mark.ngspice
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+@pytest.mark.parametrize("backend", ["c", "torch"])
+@pytest.mark.parametrize("lines", [LINES, {"r_bl_ohm": 25.0, "r_sl_ohm": 2.0},
+                                   {"r_bl_ohm": 5.0, "r_sl_ohm": 15.0, "r_driver_ohm": 0.0, "r_sink_ohm": 0.0}])
+def test_the_decoupled_exact_solve_equals_ngspice_with_unequal_lines(tech, backend, lines, rng):
+    from test_solver import spice_currents
+    spec = ArraySpec(get_technology(tech, **lines), 16, 4, "decoupled")
+    x, w = rng.integers(0, 2, (3, 16)), rng.integers(0, 2, (16, 4))
+    x[0] = 1
+    got = solve_array(spec, x, w, backend=backend).column_current_a
+    np.testing.assert_allclose(got, spice_currents(spec, x, w), rtol=1e-6, atol=1e-12)
+    # the lines matter: swapping the bit- and source-line values is another answer
+    swapped = get_technology(tech, **{**lines, "r_bl_ohm": lines["r_sl_ohm"], "r_sl_ohm": lines["r_bl_ohm"]})
+    other = solve_array(ArraySpec(swapped, 16, 4, "decoupled"), x, w, backend=backend).column_current_a
+    assert np.max(np.abs(other - got) / np.abs(got).max()) > 1e-5
+
+
+@pytest.mark.parametrize("backend", ["c", "torch"])
+@pytest.mark.parametrize("sink_ohm", [0.0, 30.0])
+def test_the_decoupled_exact_solve_of_resistor_cells_equals_the_nodal_solve_with_unequal_lines(backend, sink_ohm, rng):
+    spec = ArraySpec(get_technology("resistor", r_sink_ohm=sink_ohm, **LINES), 12, 5, "decoupled")
+    x, w = rng.integers(0, 2, (4, 12)), rng.integers(0, 2, (12, 5))
+    x[0] = 1
+    got = solve_array(spec, x, w, backend=backend).column_current_a
+    np.testing.assert_allclose(got, solve_linear_array(spec, x, w), rtol=1e-9, atol=1e-15)
+    # the decoupled deck has no row-line resistance: r_wl_ohm changes nothing
+    spec_wl = ArraySpec(spec.tech.replace(r_wl_ohm=1000.0), 12, 5, "decoupled")
+    assert np.array_equal(solve_array(spec_wl, x, w, backend=backend).column_current_a, got)
+
+
+def test_decoupled_exact_solve_refuses_a_zero_ohm_line_beside_a_resistive_one():
+    spec = ArraySpec(get_technology("sram8t", r_bl_ohm=0.0, r_sl_ohm=5.0), 4, 2, "decoupled")
+    for backend in ("c", "torch"):
+        with pytest.raises(InputError, match="zero-ohm bit and source lines together or neither") as e:
+            solve_array(spec, np.ones((1, 4)), np.ones((4, 2)), backend=backend)
+        assert "\n" not in str(e.value)
 
 
 def test_per_um_in_a_file_times_the_pitch(tmp_path):

@@ -119,13 +119,16 @@ def cell_states(spec: ArraySpec) -> np.ndarray:
     return cell_kind(spec.tech).states(spec.topology or spec.tech.topology)
 
 
-def column_wire_ohm(tech) -> float:
-    """The one wire resistance (ohm) of the decoupled columns' bit and source lines, which the column kernels
-    (C and torch) take; unequal ones are refused (the coupled solve takes each line's own)."""
-    if tech.wire_ohm("bl") != tech.wire_ohm("sl"):
-        raise InputError("the exact solver's decoupled columns take one wire resistance for the bit and source "
-                         "lines: set r_bl_ohm = r_sl_ohm, or use ngspice (cosim spice)")
-    return tech.wire_ohm("bl")
+def column_wire_ohm(tech) -> tuple[float, float]:
+    """The wire resistances (ohm) per segment of the decoupled columns' bit line and source line, which the
+    column kernels (C and torch) take (the decoupled deck has no row-line resistance). Both zero (each line
+    one node) or both non-zero; a zero-ohm line beside a resistive one is refused."""
+    r_bl, r_sl = tech.wire_ohm("bl"), tech.wire_ohm("sl")
+    if (r_bl == 0) != (r_sl == 0):
+        raise InputError(f"the exact solver's decoupled columns take zero-ohm bit and source lines together or "
+                         f"neither (r_bl_ohm={r_bl:g}, r_sl_ohm={r_sl:g}): give the zero-ohm line a resistance, "
+                         "or use ngspice (cosim spice)")
+    return r_bl, r_sl
 
 
 def default_threads() -> int:
@@ -335,7 +338,8 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
         for wi in (0, 1):
             job.state[2 * xi + wi][0], job.state[2 * xi + wi][1] = states[xi, wi]
     job.v_read_v = tech.v_read_v
-    job.g_wire_s = _conductance(column_wire_ohm(tech))
+    r_bl, r_sl = column_wire_ohm(tech)
+    job.g_bl_s, job.g_sl_s = _conductance(r_bl), _conductance(r_sl)
     job.driver_fixed = int(tech.r_driver_ohm == 0)
     job.g_driver_s = _conductance(tech.r_driver_ohm)
     job.sink_fixed = int(tech.r_sink_ohm == 0)

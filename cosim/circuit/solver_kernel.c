@@ -197,7 +197,8 @@ typedef struct {
     const uint8_t *wt;           /* (C, R) weights, transposed */
     double state[4][2];          /* cell state (s1, s2) for [2 * input + weight] */
     double v_read_v;
-    double g_wire_s;             /* 0: zero-ohm wires, each line one node */
+    double g_bl_s, g_sl_s;       /* wire segment conductances of the bit and source lines; both 0: zero-ohm
+                                    wires, each line one node (one 0 and not the other: refused by the caller) */
     double g_driver_s;           /* 0 with driver_fixed: zero-ohm driver, the top of the bit line held at v_read */
     double g_sink_s;             /* conductance from the sense node to ground (sink and its node's shunt) */
     int32_t driver_fixed, sink_fixed;
@@ -217,9 +218,9 @@ static void *dec_run(void *arg) {
     dec_job_t *j = arg;
     const cellpar_t *P = j->P;
     const int64_t R = j->R, C = j->C;
-    const int merged = j->g_wire_s == 0.0;
+    const int merged = j->g_bl_s == 0.0;
     const int64_t N = merged ? 1 : R;
-    const double gw = j->g_wire_s, gsh = j->g_shunt_s;
+    const double gb = j->g_bl_s, gs = j->g_sl_s, gsh = j->g_shunt_s;
     const celltab_t *tab = (P->kind == KIND_STACK) ? j->table : NULL;
     double *buf = malloc(sizeof(double) * (size_t)(R * 2 + N * 20) + sizeof(cellws_t) * (size_t)R
                          + sizeof(int) * (size_t)R + 64);
@@ -261,15 +262,15 @@ static void *dec_run(void *arg) {
                 double fb = gsh * vb[n], fs = gsh * vs[n];
                 double a00 = gsh, a11 = gsh;
                 if (!merged) {
-                    if (n > 0) { fb += gw * (vb[n] - vb[n - 1]); fs += gw * (vs[n] - vs[n - 1]); a00 += gw; a11 += gw; }
-                    if (n < N - 1) { fb += gw * (vb[n] - vb[n + 1]); fs += gw * (vs[n] - vs[n + 1]); a00 += gw; a11 += gw; }
+                    if (n > 0) { fb += gb * (vb[n] - vb[n - 1]); fs += gs * (vs[n] - vs[n - 1]); a00 += gb; a11 += gs; }
+                    if (n < N - 1) { fb += gb * (vb[n] - vb[n + 1]); fs += gs * (vs[n] - vs[n + 1]); a00 += gb; a11 += gs; }
                 }
                 if (n == 0 && !j->driver_fixed) { fb += j->g_driver_s * (vb[0] - j->v_read_v); a00 += j->g_driver_s; }
                 if (n == N - 1 && !j->sink_fixed) { fs += j->g_sink_s * vs[n]; a11 += j->g_sink_s; }
                 rb[n] = fb; rs[n] = fs;
                 A[4 * n] = a00; A[4 * n + 1] = 0.0; A[4 * n + 2] = 0.0; A[4 * n + 3] = a11;
-                Lb[n] = (!merged && n > 0) ? -gw : 0.0; Ls[n] = Lb[n];
-                Ub[n] = (!merged && n < N - 1) ? -gw : 0.0; Us[n] = Ub[n];
+                Lb[n] = (!merged && n > 0) ? -gb : 0.0; Ls[n] = (!merged && n > 0) ? -gs : 0.0;
+                Ub[n] = (!merged && n < N - 1) ? -gb : 0.0; Us[n] = (!merged && n < N - 1) ? -gs : 0.0;
             }
             double ib_last = 0.0, jb_last[4] = {0, 0, 0, 0};
             for (int64_t r = 0; r < R; r++) {
@@ -291,7 +292,7 @@ static void *dec_run(void *arg) {
             double flow = ib_last, dflow_dvb = 0.0, dflow_dvs = 0.0;
             if (j->sink_fixed) {
                 dflow_dvb = jb_last[2]; dflow_dvs = jb_last[3];
-                if (N > 1) flow += gw * (vs[N - 2] - vs[N - 1]);
+                if (N > 1) flow += gs * (vs[N - 2] - vs[N - 1]);
             }
             /* Dirichlet rows */
             if (j->driver_fixed) {
@@ -343,7 +344,7 @@ static void *dec_run(void *arg) {
             /* sensed current after the step (first order in the step for a zero-ohm sink: exact to O(d^2)) */
             if (j->sink_fixed) {
                 i_sense = flow + scale * (dflow_dvb * db[N - 1] + dflow_dvs * ds[N - 1]);
-                if (N > 1) i_sense += scale * gw * (ds[N - 2] - ds[N - 1]);
+                if (N > 1) i_sense += scale * gs * (ds[N - 2] - ds[N - 1]);
             } else {
                 i_sense = j->g_sink_s * vs[N - 1];
             }
@@ -403,5 +404,6 @@ COSIM_LAYOUT(cosim_solver_celltab_layout, (int64_t)sizeof(celltab_t), (int64_t)o
              (int64_t)offsetof(celltab_t, c))
 COSIM_LAYOUT(cosim_solver_decjob_layout, (int64_t)sizeof(dec_job_t), (int64_t)offsetof(dec_job_t, x),
              (int64_t)offsetof(dec_job_t, state), (int64_t)offsetof(dec_job_t, v_read_v),
+             (int64_t)offsetof(dec_job_t, g_bl_s), (int64_t)offsetof(dec_job_t, g_sl_s),
              (int64_t)offsetof(dec_job_t, max_iter), (int64_t)offsetof(dec_job_t, npairs),
              (int64_t)offsetof(dec_job_t, i_out), (int64_t)offsetof(dec_job_t, table))

@@ -178,8 +178,9 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
     ws0t = torch.as_tensor(np.asarray(ws0), dtype=f64, device=dev)      # (4, 5) each state at ideal bias
     xt = torch.as_tensor(np.asarray(x, np.int64), device=dev)
     wt = torch.as_tensor(np.asarray(w, np.int64).T.copy(), device=dev)      # (C, R)
-    gw = _conductance(column_wire_ohm(tech))
-    merged = gw == 0.0
+    r_bl, r_sl = column_wire_ohm(tech)
+    gb, gs = _conductance(r_bl), _conductance(r_sl)
+    merged = gb == 0.0
     N = 1 if merged else R
     drv_fixed, snk_fixed = tech.r_driver_ohm == 0, tech.r_sink_ohm == 0
     gd = _conductance(tech.r_driver_ohm)
@@ -229,15 +230,18 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
             a10 = -J[2]
             a11 = gsh - J[3]
             if not merged:
-                fb[:, 1:] += gw * (b_[:, 1:] - b_[:, :-1])
-                fb[:, :-1] += gw * (b_[:, :-1] - b_[:, 1:])
-                fs[:, 1:] += gw * (s_[:, 1:] - s_[:, :-1])
-                fs[:, :-1] += gw * (s_[:, :-1] - s_[:, 1:])
-                nb = torch.full((N,), 2 * gw, dtype=f64, device=dev)
-                nb[0] -= gw
-                nb[-1] -= gw
+                fb[:, 1:] += gb * (b_[:, 1:] - b_[:, :-1])
+                fb[:, :-1] += gb * (b_[:, :-1] - b_[:, 1:])
+                fs[:, 1:] += gs * (s_[:, 1:] - s_[:, :-1])
+                fs[:, :-1] += gs * (s_[:, :-1] - s_[:, 1:])
+                nb = torch.full((N,), 2 * gb, dtype=f64, device=dev)
+                nb[0] -= gb
+                nb[-1] -= gb
+                ns = torch.full((N,), 2 * gs, dtype=f64, device=dev)
+                ns[0] -= gs
+                ns[-1] -= gs
                 a00 = a00 + nb
-                a11 = a11 + nb
+                a11 = a11 + ns
             if not drv_fixed:
                 fb[:, 0] += gd * (b_[:, 0] - vr)
                 a00[:, 0] += gd
@@ -249,12 +253,11 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
                 flow = ib[:, -1].clone()
                 dflow_b, dflow_s = J[2][:, -1], J[3][:, -1]
                 if N > 1:
-                    flow += gw * (s_[:, -2] - s_[:, -1])
-            off_u = torch.full((N,), -gw if not merged else 0.0, dtype=f64, device=dev)
-            Ub = off_u.expand(n_a, N).clone()
-            Us = Ub.clone()
+                    flow += gs * (s_[:, -2] - s_[:, -1])
+            Ub = torch.full((n_a, N), -gb if not merged else 0.0, dtype=f64, device=dev)
+            Us = torch.full((n_a, N), -gs if not merged else 0.0, dtype=f64, device=dev)
             Lb = Ub.clone()
-            Ls = Ub.clone()
+            Ls = Us.clone()
             Ub[:, -1] = 0.0
             Us[:, -1] = 0.0
             Lb[:, 0] = 0.0
@@ -304,7 +307,7 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
             if snk_fixed:
                 i_s = flow + scale * (dflow_b * db[:, -1] + dflow_s * ds[:, -1])  # type: ignore[operator]  # set when snk_fixed
                 if N > 1:
-                    i_s = i_s + scale * gw * (ds[:, -2] - ds[:, -1])
+                    i_s = i_s + scale * gs * (ds[:, -2] - ds[:, -1])
             else:
                 i_s = gk * ns_[:, -1]
             ip = i_prev[a]
