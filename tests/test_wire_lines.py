@@ -118,3 +118,60 @@ def test_per_um_in_a_file_times_the_pitch(tmp_path):
     f.write_text('name = "t"\ncell = "sram8t"\n[parameters]\nr_bl_ohm = 1\nr_bl_ohm_per_um = 70\n')
     with pytest.raises(InputError, match="not both"):
         get_technology(str(f))
+
+
+# ------------------------------------------------------------------------------ the command line
+def _cosim(*args):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "cosim.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.ngspice
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+def test_cli_spice_and_solve_agree_with_per_line_options(tech):
+    import json
+    args = ["--tech", tech, "--rows", "16", "--cols", "4", "--batch", "2", "--seed", "5", "--r-bl-ohm", "5",
+            "--r-sl-ohm", "15", "--json"]
+    sp, so = _cosim("spice", *args), _cosim("solve", *args)
+    assert sp.returncode == 0 and so.returncode == 0, sp.stderr + so.stderr
+    a, b = json.loads(sp.stdout), json.loads(so.stdout)
+    r_wire = get_technology(tech).r_wire_ohm
+    for out in (a, b):
+        assert (out["r_bl_ohm"], out["r_sl_ohm"], out["r_wl_ohm"], out["r_wire_ohm"]) == (5.0, 15.0, r_wire, r_wire)
+        assert (out["provenance"]["r_bl_ohm"], out["provenance"]["r_sl_ohm"]) == (5.0, 15.0)
+    np.testing.assert_allclose(b["column_current_a"], a["column_current_a"], rtol=1e-6, atol=1e-12)
+    # the per-line values reach the circuit: equal lines of 5 ohm are another answer
+    same = json.loads(_cosim("solve", *args[:-5], "--r-wire-ohm", "5", "--json").stdout)
+    assert np.max(np.abs(np.array(same["column_current_a"]) - b["column_current_a"])) > 1e-4 * np.max(same["column_current_a"])
+
+
+def test_cli_per_line_options_apply_after_r_wire_ohm_and_refuse_negative_values():
+    import json
+    base = ["solve", "--tech", "resistor", "--rows", "6", "--cols", "2", "--json"]
+    for order in (["--r-wire-ohm", "8", "--r-sl-ohm", "20"], ["--r-sl-ohm", "20", "--r-wire-ohm", "8"]):
+        p = _cosim(*base, *order)
+        assert p.returncode == 0, p.stderr
+        out = json.loads(p.stdout)
+        assert (out["r_wire_ohm"], out["r_bl_ohm"], out["r_sl_ohm"], out["r_wl_ohm"]) == (8.0, 8.0, 20.0, 8.0)
+    for opt in ("--r-bl-ohm", "--r-sl-ohm", "--r-wl-ohm"):
+        bad = _cosim(*base, opt, "-2")
+        assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
+            f"error: {opt} must be a non-negative resistance (ohm), got -2"]
+
+
+def test_cli_calibrate_takes_the_per_line_options(tmp_path, monkeypatch, capsys):
+    import cosim.surrogate.fit as cal
+    from cosim.cli import main
+
+    got = []
+
+    class _Table:
+        provenance = {"n_samples": 1, "n_points": 1}
+
+    monkeypatch.setattr(cal, "calibrate", lambda cfg, points, out, **kw: got.append(cfg) or _Table())
+    main(["calibrate", "--tech", "sram8t", "--rows", "16", "--cols", "4", "--points", "1", "--no-progress",
+          "--out", str(tmp_path / "o"), "--r-wire-ohm", "6", "--r-sl-ohm", "12", "--r-wl-ohm", "3"])
+    t = got[-1].tech
+    assert [t.wire_ohm(ln) for ln in ("bl", "sl", "wl")] == [6.0, 12.0, 3.0]
+    assert "differs per line" in capsys.readouterr().err
