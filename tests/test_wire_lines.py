@@ -101,12 +101,41 @@ def test_the_decoupled_exact_solve_of_resistor_cells_equals_the_nodal_solve_with
     assert np.array_equal(solve_array(spec_wl, x, w, backend=backend).column_current_a, got)
 
 
-def test_decoupled_exact_solve_refuses_a_zero_ohm_line_beside_a_resistive_one():
-    spec = ArraySpec(get_technology("sram8t", r_bl_ohm=0.0, r_sl_ohm=5.0), 4, 2, "decoupled")
+MIXED = [{"r_bl_ohm": 0.0, "r_sl_ohm": 15.0}, {"r_bl_ohm": 12.0, "r_sl_ohm": 0.0}]
+PERIPHERY = [{}, {"r_driver_ohm": 0.0}, {"r_sink_ohm": 0.0}, {"r_driver_ohm": 0.0, "r_sink_ohm": 0.0}]
+
+
+@pytest.mark.ngspice
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+@pytest.mark.parametrize("lines", MIXED)
+@pytest.mark.parametrize("periphery", PERIPHERY)
+def test_a_zero_ohm_line_beside_a_resistive_one_equals_ngspice(tech, lines, periphery, rng):
+    """One line of zero-ohm wires (one node) beside a resistive one: the kernels' bordered solve, C and torch."""
+    from test_solver import spice_currents
+    spec = ArraySpec(get_technology(tech, **lines, **periphery), 16, 4, "decoupled")
+    x, w = rng.integers(0, 2, (3, 16)), rng.integers(0, 2, (16, 4))
+    x[0] = 1
+    ref = spice_currents(spec, x, w)
     for backend in ("c", "torch"):
-        with pytest.raises(InputError, match="zero-ohm bit and source lines together or neither") as e:
-            solve_array(spec, np.ones((1, 4)), np.ones((4, 2)), backend=backend)
-        assert "\n" not in str(e.value)
+        np.testing.assert_allclose(solve_array(spec, x, w, backend=backend).column_current_a, ref, rtol=1e-6,
+                                   atol=1e-12)
+
+
+@pytest.mark.parametrize("lines", MIXED)
+@pytest.mark.parametrize("periphery", PERIPHERY)
+@pytest.mark.parametrize("rows", [1, 2, 9])
+def test_a_zero_ohm_line_beside_a_resistive_one_equals_the_nodal_solve(lines, periphery, rows, rng):
+    from cosim.circuit.solver import solve_columns
+    spec = ArraySpec(get_technology("resistor", **lines, **periphery), rows, 3, "decoupled")
+    x, w = rng.integers(0, 2, (4, rows)), rng.integers(0, 2, (rows, 3))
+    x[0] = 1
+    ref = solve_linear_array(spec, x, w)
+    for backend in ("c", "torch"):
+        np.testing.assert_allclose(solve_array(spec, x, w, backend=backend).column_current_a, ref, rtol=1e-9,
+                                   atol=1e-15)
+    # the certified reads' (vector, column) pairs take the same path
+    kk, cc = np.array([3, 0, 2]), np.array([1, 2, 0])
+    np.testing.assert_allclose(solve_columns(spec, x, w, kk, cc), ref[kk, cc], rtol=1e-9, atol=1e-15)
 
 
 def test_per_um_in_a_file_times_the_pitch(tmp_path):

@@ -12,9 +12,10 @@ function of its two line-node voltages, evaluated by the compiled device code th
 (cosim.circuit.solver_kernel: the 8T read stack's inner node solved inside the cell as cosim_stack does, the
 1T-1R inner node likewise, with its rshunt).
 
-decoupled  every column independent: 2R unknowns (bit line, source line), a block-tridiagonal Jacobian
-           with 2x2 blocks solved by the block Thomas algorithm, in C, one thread per slice of the
-           K x C columns.
+decoupled  every column independent: 2R unknowns (bit line, source line, each with its own wire
+           resistance), a block-tridiagonal Jacobian with 2x2 blocks solved by the block Thomas algorithm
+           (a zero-ohm line beside a resistive one: R + 1 unknowns, a tridiagonal Jacobian bordered by
+           the merged line's node), in C, one thread per slice of the K x C columns.
            ``backend="torch"`` (cosim.circuit.solver_torch) runs the same iteration in torch float64 on any device
            (CUDA), all columns of a batch at once; on a CPU the C kernel is ~10x faster.
 coupled    the whole array per input vector: a sparse Jacobian (scipy.sparse, SuperLU; the vectors of a
@@ -121,14 +122,9 @@ def cell_states(spec: ArraySpec) -> np.ndarray:
 
 def column_wire_ohm(tech) -> tuple[float, float]:
     """The wire resistances (ohm) per segment of the decoupled columns' bit line and source line, which the
-    column kernels (C and torch) take (the decoupled deck has no row-line resistance). Both zero (each line
-    one node) or both non-zero; a zero-ohm line beside a resistive one is refused."""
-    r_bl, r_sl = tech.wire_ohm("bl"), tech.wire_ohm("sl")
-    if (r_bl == 0) != (r_sl == 0):
-        raise InputError(f"the exact solver's decoupled columns take zero-ohm bit and source lines together or "
-                         f"neither (r_bl_ohm={r_bl:g}, r_sl_ohm={r_sl:g}): give the zero-ohm line a resistance, "
-                         "or use ngspice (cosim spice)")
-    return r_bl, r_sl
+    column kernels (C and torch) take (the decoupled deck has no row-line resistance). A zero-ohm line is one
+    node; where only one of the two is, the kernels border the other line's tridiagonal Jacobian with it."""
+    return tech.wire_ohm("bl"), tech.wire_ohm("sl")
 
 
 def default_threads() -> int:
@@ -243,8 +239,6 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
         raise InputError(f"unknown cell model '{cells}': expected one of {', '.join(CELL_MODELS)}")
     if cells == "table" and (use_torch or spec.topology != "decoupled" or not cell_kind(spec.tech).tabulated):
         raise InputError("cells='table' is the 8T-SRAM decoupled topology on the C kernel only")
-    if spec.topology == "decoupled":
-        column_wire_ohm(spec.tech)
     if use_torch and spec.topology != "decoupled":
         raise InputError("the torch solver backend handles the decoupled topology only; use backend='c' (CPU)")
     if use_torch and device is not None:
