@@ -12,9 +12,10 @@ function of its two line-node voltages, evaluated by the compiled device code th
 (cosim.circuit.solver_kernel: the 8T read stack's inner node solved inside the cell as cosim_stack does, the
 1T-1R inner node likewise, with its rshunt).
 
-decoupled  every column independent: 2R unknowns (bit line, source line), a block-tridiagonal Jacobian
-           with 2x2 blocks solved by the block Thomas algorithm, in C, one thread per slice of the
-           K x C columns.
+decoupled  every column independent: 2R unknowns (bit line, source line, each with its own wire
+           resistance), a block-tridiagonal Jacobian with 2x2 blocks solved by the block Thomas algorithm
+           (a zero-ohm line beside a resistive one: R + 1 unknowns, a tridiagonal Jacobian bordered by
+           the merged line's node), in C, one thread per slice of the K x C columns.
            ``backend="torch"`` (cosim.circuit.solver_torch) runs the same iteration in torch float64 on any device
            (CUDA), all columns of a batch at once; on a CPU the C kernel is ~10x faster.
 coupled    the whole array per input vector: a sparse Jacobian (scipy.sparse, SuperLU; the vectors of a
@@ -119,13 +120,11 @@ def cell_states(spec: ArraySpec) -> np.ndarray:
     return cell_kind(spec.tech).states(spec.topology or spec.tech.topology)
 
 
-def column_wire_ohm(tech) -> float:
-    """The one wire resistance (ohm) of the decoupled columns' bit and source lines, which the column kernels
-    (C and torch) take; unequal ones are refused (the coupled solve takes each line's own)."""
-    if tech.wire_ohm("bl") != tech.wire_ohm("sl"):
-        raise InputError("the exact solver's decoupled columns take one wire resistance for the bit and source "
-                         "lines: set r_bl_ohm = r_sl_ohm, or use ngspice (cosim spice)")
-    return tech.wire_ohm("bl")
+def column_wire_ohm(tech) -> tuple[float, float]:
+    """The wire resistances (ohm) per segment of the decoupled columns' bit line and source line, which the
+    column kernels (C and torch) take (the decoupled deck has no row-line resistance). A zero-ohm line is one
+    node; where only one of the two is, the kernels border the other line's tridiagonal Jacobian with it."""
+    return tech.wire_ohm("bl"), tech.wire_ohm("sl")
 
 
 def default_threads() -> int:
@@ -240,8 +239,6 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
         raise InputError(f"unknown cell model '{cells}': expected one of {', '.join(CELL_MODELS)}")
     if cells == "table" and (use_torch or spec.topology != "decoupled" or not cell_kind(spec.tech).tabulated):
         raise InputError("cells='table' is the 8T-SRAM decoupled topology on the C kernel only")
-    if spec.topology == "decoupled":
-        column_wire_ohm(spec.tech)
     if use_torch and spec.topology != "decoupled":
         raise InputError("the torch solver backend handles the decoupled topology only; use backend='c' (CPU)")
     if use_torch and device is not None:
@@ -335,7 +332,8 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
         for wi in (0, 1):
             job.state[2 * xi + wi][0], job.state[2 * xi + wi][1] = states[xi, wi]
     job.v_read_v = tech.v_read_v
-    job.g_wire_s = _conductance(column_wire_ohm(tech))
+    r_bl, r_sl = column_wire_ohm(tech)
+    job.g_bl_s, job.g_sl_s = _conductance(r_bl), _conductance(r_sl)
     job.driver_fixed = int(tech.r_driver_ohm == 0)
     job.g_driver_s = _conductance(tech.r_driver_ohm)
     job.sink_fixed = int(tech.r_sink_ohm == 0)

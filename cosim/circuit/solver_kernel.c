@@ -15,7 +15,8 @@
  * Each cell returns ia (current entering at a), ib (current leaving at b) and d(ia, ib)/d(va, vb).
  *
  * cosim_solve_decoupled: Newton on the bit-line and source-line voltages of independent columns
- * (block-tridiagonal 2x2 Jacobian, block Thomas algorithm), one POSIX thread per slice of columns.
+ * (block-tridiagonal 2x2 Jacobian, block Thomas algorithm; a line of zero-ohm wires beside a resistive one:
+ * a tridiagonal Jacobian bordered by that line's one node), one POSIX thread per slice of columns.
  */
 
 enum { KIND_RES = 0, KIND_STACK = 1, KIND_RERAM = 2 };
@@ -197,7 +198,8 @@ typedef struct {
     const uint8_t *wt;           /* (C, R) weights, transposed */
     double state[4][2];          /* cell state (s1, s2) for [2 * input + weight] */
     double v_read_v;
-    double g_wire_s;             /* 0: zero-ohm wires, each line one node */
+    double g_bl_s, g_sl_s;       /* wire segment conductances of the bit and source lines; 0: zero-ohm wires,
+                                    the line one node (dec_run_mixed where only one is) */
     double g_driver_s;           /* 0 with driver_fixed: zero-ohm driver, the top of the bit line held at v_read */
     double g_sink_s;             /* conductance from the sense node to ground (sink and its node's shunt) */
     int32_t driver_fixed, sink_fixed;
@@ -213,13 +215,165 @@ typedef struct {
     const celltab_t *table;      /* NULL: exact cells; else tabulated 8T stacks (exact outside the grid) */
 } dec_job_t;
 
-static void *dec_run(void *arg) {
-    dec_job_t *j = arg;
+/* A column whose bit line or source line (not both) has zero-ohm wires: that line is one node M, the other
+   line R nodes L. The Jacobian is tridiagonal in L, bordered by M's row and column: the Thomas algorithm on
+   two right-hand sides (-F_L and M's column u), then M's step from the Schur complement,
+   dM = (-F_M - v.y) / (a - v.z), and dL = y - z dM. The same cells, stopping rules and sensed current as
+   dec_run's. */
+static void *dec_run_mixed(dec_job_t *j) {
     const cellpar_t *P = j->P;
     const int64_t R = j->R, C = j->C;
-    const int merged = j->g_wire_s == 0.0;
+    const int lbit = j->g_bl_s != 0.0;   /* L is the bit line (the source line is merged), else the source line */
+    const double gl = lbit ? j->g_bl_s : j->g_sl_s, gsh = j->g_shunt_s, vr = j->v_read_v;
+    /* M held by a zero-ohm periphery: the merged source line at a zero-ohm sink, or bit line at a zero-ohm driver */
+    const int m_fixed = lbit ? j->sink_fixed : j->driver_fixed;
+    const double m_value = lbit ? 0.0 : vr;
+    /* L's row held by a zero-ohm periphery: the bit line's row 0 at the driver, the source line's row R-1 at the sink */
+    const int l_fixed = lbit ? j->driver_fixed : j->sink_fixed;
+    const int64_t lr = lbit ? 0 : R - 1;
+    const double l_value = lbit ? vr : 0.0;
+    const celltab_t *tab = (P->kind == KIND_STACK) ? j->table : NULL;
+    double *buf = malloc(sizeof(double) * (size_t)(R * 13) + sizeof(cellws_t) * (size_t)R
+                         + sizeof(int) * (size_t)R + 64);
+    if (!buf) {
+        for (int64_t q = j->j0; q < j->j1; q++) { j->status[q] = 4; j->i_out[q] = NAN; }
+        return NULL;
+    }
+    double *s1a = buf, *s2a = buf + R, *L = buf + 2 * R, *sub = buf + 3 * R, *dia = buf + 4 * R;
+    double *sup = buf + 5 * R, *u = buf + 6 * R, *v = buf + 7 * R, *f = buf + 8 * R, *y = buf + 9 * R;
+    double *z = buf + 10 * R, *cq = buf + 11 * R, *j2 = buf + 12 * R;
+    cellws_t *ws = (cellws_t *)(buf + 13 * R);
+    int *sta = (int *)(ws + R);
+    cellws_t ws0[4];
+    for (int st = 0; st < 4; st++) {
+        double ia, ib, Jc[4];
+        ws0[st].m = NAN; ws0[st].va = ws0[st].vb = ws0[st].dma = ws0[st].dmb = 0.0;
+        cell_eval(P, j->state[st][0], j->state[st][1], vr, 0.0, &ws0[st], &ia, &ib, Jc);
+    }
+    for (int64_t q = j->j0; q < j->j1; q++) {
+        const int64_t k = j->kidx ? j->kidx[q] : q / C, c = j->cidx ? j->cidx[q] : q % C;
+        const uint8_t *xr = j->x + k * R, *wr = j->wt + c * R;
+        for (int64_t r = 0; r < R; r++) {
+            const int st = 2 * (xr[r] != 0) + (wr[r] != 0);
+            s1a[r] = j->state[st][0]; s2a[r] = j->state[st][1]; sta[r] = st;
+            ws[r] = ws0[st];
+        }
+        for (int64_t n = 0; n < R; n++) L[n] = lbit ? vr : 0.0;
+        double M = lbit ? 0.0 : vr;
+        int status = 1, it;
+        double i_sense = 0.0, i_prev = NAN, d_prev = INFINITY;
+        for (it = 1; it <= j->max_iter; it++) {
+            double fM = gsh * M, a = gsh;
+            for (int64_t n = 0; n < R; n++) {
+                f[n] = gsh * L[n]; dia[n] = gsh;
+                sub[n] = n > 0 ? -gl : 0.0; sup[n] = n < R - 1 ? -gl : 0.0;
+                if (n > 0) { f[n] += gl * (L[n] - L[n - 1]); dia[n] += gl; }
+                if (n < R - 1) { f[n] += gl * (L[n] - L[n + 1]); dia[n] += gl; }
+            }
+            if (lbit) {
+                if (!j->driver_fixed) { f[0] += j->g_driver_s * (L[0] - vr); dia[0] += j->g_driver_s; }
+                if (!j->sink_fixed) { fM += j->g_sink_s * M; a += j->g_sink_s; }
+            } else {
+                if (!j->driver_fixed) { fM += j->g_driver_s * (M - vr); a += j->g_driver_s; }
+                if (!j->sink_fixed) { f[R - 1] += j->g_sink_s * L[R - 1]; dia[R - 1] += j->g_sink_s; }
+            }
+            /* the flow into a zero-ohm sink before this step and its derivatives (d/dM; d/dL per row or the
+               last row's) */
+            double flow = 0.0, dflow_dm = 0.0, dflow_dl = 0.0;
+            for (int64_t r = 0; r < R; r++) {
+                const double va = lbit ? L[r] : M, vb = lbit ? M : L[r];
+                double ia, ib, Jc[4];
+                double tf, tfx, tfy;
+                if (tab && table_eval(tab, sta[r], va, vb, &tf, &tfx, &tfy)) {
+                    ia = ib = tf;
+                    Jc[0] = tfx; Jc[1] = tfy; Jc[2] = tfx; Jc[3] = tfy;
+                } else {
+                    cell_eval(P, s1a[r], s2a[r], va, vb, &ws[r], &ia, &ib, Jc);
+                }
+                if (lbit) {
+                    f[r] += ia; dia[r] += Jc[0]; u[r] = Jc[1];
+                    fM -= ib; a -= Jc[3]; v[r] = -Jc[2];
+                    flow += ib; j2[r] = Jc[2]; dflow_dm += Jc[3];
+                } else {
+                    f[r] -= ib; dia[r] -= Jc[3]; u[r] = -Jc[2];
+                    fM += ia; a += Jc[0]; v[r] = Jc[1];
+                    if (r == R - 1) { flow = ib; dflow_dm = Jc[2]; dflow_dl = Jc[3]; }
+                }
+            }
+            if (!lbit && R > 1) flow += gl * (L[R - 2] - L[R - 1]);
+            /* Dirichlet rows */
+            if (m_fixed) {
+                fM = M - m_value; a = 1.0;
+                for (int64_t n = 0; n < R; n++) v[n] = 0.0;
+            }
+            if (l_fixed) { f[lr] = L[lr] - l_value; dia[lr] = 1.0; sub[lr] = 0.0; sup[lr] = 0.0; u[lr] = 0.0; }
+            /* T y = -F_L, T z = u (Thomas), then the border */
+            int bad = 0;
+            for (int64_t n = 0; n < R; n++) {
+                double m = dia[n], ry = -f[n], rz = u[n];
+                if (n > 0) { m -= sub[n] * cq[n - 1]; ry -= sub[n] * y[n - 1]; rz -= sub[n] * z[n - 1]; }
+                if (!(fabs(m) > 1e-300) || !isfinite(m)) { bad = 1; break; }
+                cq[n] = sup[n] / m; y[n] = ry / m; z[n] = rz / m;
+            }
+            if (bad) { status = 3; break; }
+            for (int64_t n = R - 2; n >= 0; n--) { y[n] -= cq[n] * y[n + 1]; z[n] -= cq[n] * z[n + 1]; }
+            double vy = 0.0, vz = 0.0;
+            for (int64_t n = 0; n < R; n++) { vy += v[n] * y[n]; vz += v[n] * z[n]; }
+            const double den = a - vz;
+            if (!(fabs(den) > 1e-300) || !isfinite(den)) { status = 3; break; }
+            const double dM = (-fM - vy) / den;
+            double dmax = fabs(dM);
+            for (int64_t n = 0; n < R; n++) {
+                y[n] -= z[n] * dM;
+                if (fabs(y[n]) > dmax) dmax = fabs(y[n]);
+            }
+            if (!isfinite(dmax)) { status = 2; break; }
+            const double scale = dmax > j->dv_max_v ? j->dv_max_v / dmax : 1.0;
+            int conv = scale == 1.0;
+            for (int64_t n = 0; n < R; n++) {
+                const double nl = L[n] + scale * y[n];
+                if (conv && fabs(nl - L[n]) > j->reltol * fmax(fabs(nl), fabs(L[n])) + j->vntol_v) conv = 0;
+                L[n] = nl;
+            }
+            const double nM = M + scale * dM;
+            if (conv && fabs(nM - M) > j->reltol * fmax(fabs(nM), fabs(M)) + j->vntol_v) conv = 0;
+            M = nM;
+            /* sensed current after the step (first order in the step for a zero-ohm sink, as dec_run) */
+            if (j->sink_fixed) {
+                i_sense = flow + scale * dflow_dm * dM;
+                if (lbit) {
+                    for (int64_t r = 0; r < R; r++) i_sense += scale * j2[r] * y[r];
+                } else {
+                    i_sense += scale * dflow_dl * y[R - 1];
+                    if (R > 1) i_sense += scale * gl * (y[R - 2] - y[R - 1]);
+                }
+            } else {
+                i_sense = j->g_sink_s * (lbit ? M : L[R - 1]);
+            }
+            if (!isfinite(i_sense)) { status = 2; break; }
+            if (isfinite(i_prev)) {
+                const double d = fabs(i_sense - i_prev), tol = j->reltol * fabs(i_sense) + j->abstol_a;
+                if (conv && (d <= tol || (d < d_prev && d * d <= 0.01 * tol * d_prev))) { status = 0; break; }
+                d_prev = d;
+            }
+            i_prev = i_sense;
+        }
+        j->i_out[q] = status == 0 ? i_sense : NAN;
+        j->status[q] = status;
+        j->iters[q] = it > j->max_iter ? j->max_iter : it;
+    }
+    free(buf);
+    return NULL;
+}
+
+static void *dec_run(void *arg) {
+    dec_job_t *j = arg;
+    if ((j->g_bl_s == 0.0) != (j->g_sl_s == 0.0)) return dec_run_mixed(j);
+    const cellpar_t *P = j->P;
+    const int64_t R = j->R, C = j->C;
+    const int merged = j->g_bl_s == 0.0;
     const int64_t N = merged ? 1 : R;
-    const double gw = j->g_wire_s, gsh = j->g_shunt_s;
+    const double gb = j->g_bl_s, gs = j->g_sl_s, gsh = j->g_shunt_s;
     const celltab_t *tab = (P->kind == KIND_STACK) ? j->table : NULL;
     double *buf = malloc(sizeof(double) * (size_t)(R * 2 + N * 20) + sizeof(cellws_t) * (size_t)R
                          + sizeof(int) * (size_t)R + 64);
@@ -261,15 +415,15 @@ static void *dec_run(void *arg) {
                 double fb = gsh * vb[n], fs = gsh * vs[n];
                 double a00 = gsh, a11 = gsh;
                 if (!merged) {
-                    if (n > 0) { fb += gw * (vb[n] - vb[n - 1]); fs += gw * (vs[n] - vs[n - 1]); a00 += gw; a11 += gw; }
-                    if (n < N - 1) { fb += gw * (vb[n] - vb[n + 1]); fs += gw * (vs[n] - vs[n + 1]); a00 += gw; a11 += gw; }
+                    if (n > 0) { fb += gb * (vb[n] - vb[n - 1]); fs += gs * (vs[n] - vs[n - 1]); a00 += gb; a11 += gs; }
+                    if (n < N - 1) { fb += gb * (vb[n] - vb[n + 1]); fs += gs * (vs[n] - vs[n + 1]); a00 += gb; a11 += gs; }
                 }
                 if (n == 0 && !j->driver_fixed) { fb += j->g_driver_s * (vb[0] - j->v_read_v); a00 += j->g_driver_s; }
                 if (n == N - 1 && !j->sink_fixed) { fs += j->g_sink_s * vs[n]; a11 += j->g_sink_s; }
                 rb[n] = fb; rs[n] = fs;
                 A[4 * n] = a00; A[4 * n + 1] = 0.0; A[4 * n + 2] = 0.0; A[4 * n + 3] = a11;
-                Lb[n] = (!merged && n > 0) ? -gw : 0.0; Ls[n] = Lb[n];
-                Ub[n] = (!merged && n < N - 1) ? -gw : 0.0; Us[n] = Ub[n];
+                Lb[n] = (!merged && n > 0) ? -gb : 0.0; Ls[n] = (!merged && n > 0) ? -gs : 0.0;
+                Ub[n] = (!merged && n < N - 1) ? -gb : 0.0; Us[n] = (!merged && n < N - 1) ? -gs : 0.0;
             }
             double ib_last = 0.0, jb_last[4] = {0, 0, 0, 0};
             for (int64_t r = 0; r < R; r++) {
@@ -291,7 +445,7 @@ static void *dec_run(void *arg) {
             double flow = ib_last, dflow_dvb = 0.0, dflow_dvs = 0.0;
             if (j->sink_fixed) {
                 dflow_dvb = jb_last[2]; dflow_dvs = jb_last[3];
-                if (N > 1) flow += gw * (vs[N - 2] - vs[N - 1]);
+                if (N > 1) flow += gs * (vs[N - 2] - vs[N - 1]);
             }
             /* Dirichlet rows */
             if (j->driver_fixed) {
@@ -343,7 +497,7 @@ static void *dec_run(void *arg) {
             /* sensed current after the step (first order in the step for a zero-ohm sink: exact to O(d^2)) */
             if (j->sink_fixed) {
                 i_sense = flow + scale * (dflow_dvb * db[N - 1] + dflow_dvs * ds[N - 1]);
-                if (N > 1) i_sense += scale * gw * (ds[N - 2] - ds[N - 1]);
+                if (N > 1) i_sense += scale * gs * (ds[N - 2] - ds[N - 1]);
             } else {
                 i_sense = j->g_sink_s * vs[N - 1];
             }
@@ -403,5 +557,6 @@ COSIM_LAYOUT(cosim_solver_celltab_layout, (int64_t)sizeof(celltab_t), (int64_t)o
              (int64_t)offsetof(celltab_t, c))
 COSIM_LAYOUT(cosim_solver_decjob_layout, (int64_t)sizeof(dec_job_t), (int64_t)offsetof(dec_job_t, x),
              (int64_t)offsetof(dec_job_t, state), (int64_t)offsetof(dec_job_t, v_read_v),
+             (int64_t)offsetof(dec_job_t, g_bl_s), (int64_t)offsetof(dec_job_t, g_sl_s),
              (int64_t)offsetof(dec_job_t, max_iter), (int64_t)offsetof(dec_job_t, npairs),
              (int64_t)offsetof(dec_job_t, i_out), (int64_t)offsetof(dec_job_t, table))

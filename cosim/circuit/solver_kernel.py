@@ -47,7 +47,8 @@ class CellTab(ctypes.Structure):
 class DecJob(ctypes.Structure):
     _fields_ = [("P", ctypes.POINTER(CellPar)), ("K", ctypes.c_int64), ("C", ctypes.c_int64), ("R", ctypes.c_int64),
                 ("x", ctypes.c_void_p), ("wt", ctypes.c_void_p), ("state", (ctypes.c_double * 2) * 4),
-                ("v_read_v", ctypes.c_double), ("g_wire_s", ctypes.c_double), ("g_driver_s", ctypes.c_double),
+                ("v_read_v", ctypes.c_double), ("g_bl_s", ctypes.c_double), ("g_sl_s", ctypes.c_double),
+                ("g_driver_s", ctypes.c_double),
                 ("g_sink_s", ctypes.c_double), ("driver_fixed", ctypes.c_int32), ("sink_fixed", ctypes.c_int32),
                 ("g_shunt_s", ctypes.c_double), ("max_iter", ctypes.c_int32), ("reltol", ctypes.c_double),
                 ("vntol_v", ctypes.c_double), ("abstol_a", ctypes.c_double), ("dv_max_v", ctypes.c_double),
@@ -60,7 +61,8 @@ class DecJob(ctypes.Structure):
 #: offsets of the fields named, in this order) and those fields: ``load`` refuses a library that differs
 LAYOUTS = ((CellPar, "cosim_solver_cellpar_layout", ("fet", "nfin", "g_inner_shunt_s")),
            (CellTab, "cosim_solver_celltab_layout", ("x0", "c")),
-           (DecJob, "cosim_solver_decjob_layout", ("x", "state", "v_read_v", "max_iter", "npairs", "i_out", "table")))
+           (DecJob, "cosim_solver_decjob_layout", ("x", "state", "v_read_v", "g_bl_s", "g_sl_s", "max_iter", "npairs",
+                                                    "i_out", "table")))
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None

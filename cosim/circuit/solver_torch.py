@@ -5,7 +5,8 @@ The cells are a line-for-line port of ``fet_current`` in device_models/osdi/cosi
 device code the ngspice decks load) with its analytic derivatives; the 8T read stack's and the 1T-1R
 cell's inner nodes are solved by the same safeguarded Newton, predicted from the last solve, with the
 same stopping rules; each Newton iteration of the line voltages is a block-tridiagonal (2x2 blocks)
-solve by the block Thomas algorithm, one step per row for all columns at once. On a CPU the C kernel
+solve by the block Thomas algorithm, one step per row for all columns at once (a zero-ohm line beside a
+resistive one: a tridiagonal solve bordered by that line's one node, ``_solve_mixed``). On a CPU the C kernel
 is faster (torch's per-operation overhead on R sequential steps); this path is for GPUs, where one
 batch holds 10^4-10^5 columns. cosim.circuit.solver.solve_array(..., backend="torch", device=...) uses it.
 """
@@ -178,14 +179,19 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
     ws0t = torch.as_tensor(np.asarray(ws0), dtype=f64, device=dev)      # (4, 5) each state at ideal bias
     xt = torch.as_tensor(np.asarray(x, np.int64), device=dev)
     wt = torch.as_tensor(np.asarray(w, np.int64).T.copy(), device=dev)      # (C, R)
-    gw = _conductance(column_wire_ohm(tech))
-    merged = gw == 0.0
+    r_bl, r_sl = column_wire_ohm(tech)
+    gb, gs = _conductance(r_bl), _conductance(r_sl)
+    merged = gb == 0.0
     N = 1 if merged else R
     drv_fixed, snk_fixed = tech.r_driver_ohm == 0, tech.r_sink_ohm == 0
     gd = _conductance(tech.r_driver_ohm)
     gsh = g_shunt_s(spec)
     gk = 0.0 if snk_fixed else _conductance(tech.r_sink_ohm) + gsh
     vr = tech.v_read_v
+    if (gb == 0.0) != (gs == 0.0):
+        return _solve_mixed(cells, st, ws0t, xt, wt, K, R, C, gb=gb, gs=gs, gsh=gsh, gd=gd, gk=gk,
+                            drv_fixed=drv_fixed, snk_fixed=snk_fixed, vr=vr, max_iter=max_iter, reltol=reltol,
+                            vntol_v=vntol_v, abstol_a=abstol_a, dv_max_v=dv_max_v, dev=dev, chunk=chunk)
     cur = torch.full((K * C,), float("nan"), dtype=f64, device=dev)
     status = torch.ones(K * C, dtype=torch.int32, device=dev)
     iters = torch.full((K * C,), max_iter, dtype=torch.int32, device=dev)
@@ -229,15 +235,18 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
             a10 = -J[2]
             a11 = gsh - J[3]
             if not merged:
-                fb[:, 1:] += gw * (b_[:, 1:] - b_[:, :-1])
-                fb[:, :-1] += gw * (b_[:, :-1] - b_[:, 1:])
-                fs[:, 1:] += gw * (s_[:, 1:] - s_[:, :-1])
-                fs[:, :-1] += gw * (s_[:, :-1] - s_[:, 1:])
-                nb = torch.full((N,), 2 * gw, dtype=f64, device=dev)
-                nb[0] -= gw
-                nb[-1] -= gw
+                fb[:, 1:] += gb * (b_[:, 1:] - b_[:, :-1])
+                fb[:, :-1] += gb * (b_[:, :-1] - b_[:, 1:])
+                fs[:, 1:] += gs * (s_[:, 1:] - s_[:, :-1])
+                fs[:, :-1] += gs * (s_[:, :-1] - s_[:, 1:])
+                nb = torch.full((N,), 2 * gb, dtype=f64, device=dev)
+                nb[0] -= gb
+                nb[-1] -= gb
+                ns = torch.full((N,), 2 * gs, dtype=f64, device=dev)
+                ns[0] -= gs
+                ns[-1] -= gs
                 a00 = a00 + nb
-                a11 = a11 + nb
+                a11 = a11 + ns
             if not drv_fixed:
                 fb[:, 0] += gd * (b_[:, 0] - vr)
                 a00[:, 0] += gd
@@ -249,12 +258,11 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
                 flow = ib[:, -1].clone()
                 dflow_b, dflow_s = J[2][:, -1], J[3][:, -1]
                 if N > 1:
-                    flow += gw * (s_[:, -2] - s_[:, -1])
-            off_u = torch.full((N,), -gw if not merged else 0.0, dtype=f64, device=dev)
-            Ub = off_u.expand(n_a, N).clone()
-            Us = Ub.clone()
+                    flow += gs * (s_[:, -2] - s_[:, -1])
+            Ub = torch.full((n_a, N), -gb if not merged else 0.0, dtype=f64, device=dev)
+            Us = torch.full((n_a, N), -gs if not merged else 0.0, dtype=f64, device=dev)
             Lb = Ub.clone()
-            Ls = Ub.clone()
+            Ls = Us.clone()
             Ub[:, -1] = 0.0
             Us[:, -1] = 0.0
             Lb[:, 0] = 0.0
@@ -304,7 +312,7 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
             if snk_fixed:
                 i_s = flow + scale * (dflow_b * db[:, -1] + dflow_s * ds[:, -1])  # type: ignore[operator]  # set when snk_fixed
                 if N > 1:
-                    i_s = i_s + scale * gw * (ds[:, -2] - ds[:, -1])
+                    i_s = i_s + scale * gs * (ds[:, -2] - ds[:, -1])
             else:
                 i_s = gk * ns_[:, -1]
             ip = i_prev[a]
@@ -323,5 +331,156 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
             out_st[a[bad]] = 3
             out_st[a[(nonfinite | ~torch.isfinite(i_s)) & ~bad]] = 2
             active[a[ok | fail]] = False
+        cur[q0:q0 + Q], status[q0:q0 + Q], iters[q0:q0 + Q] = out_i, out_st, out_it
+    return (cur.view(K, C).cpu().numpy(), iters.view(K, C).cpu().numpy(), status.view(K, C).cpu().numpy())
+
+
+def _solve_mixed(cells, st, ws0t, xt, wt, K, R, C, *, gb, gs, gsh, gd, gk, drv_fixed, snk_fixed, vr, max_iter,
+                 reltol, vntol_v, abstol_a, dv_max_v, dev, chunk):
+    """``solve_decoupled`` where one of the bit and source lines (not both) has zero-ohm wires: that line is
+    one node M, the other R nodes L; the Jacobian is tridiagonal in L bordered by M (the C kernel's
+    dec_run_mixed): the Thomas algorithm on two right-hand sides, then M's step by the Schur complement."""
+    f64 = torch.float64
+    lbit = gb != 0.0                         # L is the bit line (the source line merged), else the source line
+    gl = gb if lbit else gs
+    m_fixed = snk_fixed if lbit else drv_fixed
+    m_value = 0.0 if lbit else vr
+    l_fixed = drv_fixed if lbit else snk_fixed
+    lr = 0 if lbit else R - 1
+    l_value = vr if lbit else 0.0
+    cur = torch.full((K * C,), float("nan"), dtype=f64, device=dev)
+    status = torch.ones(K * C, dtype=torch.int32, device=dev)
+    iters = torch.full((K * C,), max_iter, dtype=torch.int32, device=dev)
+    wire = torch.full((R,), 2 * gl, dtype=f64, device=dev)
+    wire[0] -= gl
+    wire[-1] -= gl
+    for q0 in range(0, K * C, chunk):
+        q = torch.arange(q0, min(K * C, q0 + chunk), device=dev)
+        Q = q.numel()
+        state = 2 * xt[q // C] + wt[q % C]
+        s1, s2 = st[state, 0], st[state, 1]
+        ws = ws0t[state].clone()
+        Lv = torch.full((Q, R), vr if lbit else 0.0, dtype=f64, device=dev)
+        Mv = torch.full((Q,), 0.0 if lbit else vr, dtype=f64, device=dev)
+        active = torch.ones(Q, dtype=torch.bool, device=dev)
+        out_i = torch.full((Q,), float("nan"), dtype=f64, device=dev)
+        out_it = torch.full((Q,), max_iter, dtype=torch.int32, device=dev)
+        out_st = torch.ones(Q, dtype=torch.int32, device=dev)
+        i_prev = torch.full((Q,), float("nan"), dtype=f64, device=dev)
+        d_prev = torch.full((Q,), float("inf"), dtype=f64, device=dev)
+        for it in range(1, max_iter + 1):
+            a_ = active.nonzero().squeeze(1)
+            if a_.numel() == 0:
+                break
+            n_a = a_.numel()
+            L, M = Lv[a_], Mv[a_]
+            Mr = M[:, None].expand(n_a, R)
+            va, vb = (L, Mr) if lbit else (Mr, L)
+            wsa = ws[a_]
+            ia, ib, J = cells.eval(s1[a_].reshape(-1), s2[a_].reshape(-1), va.reshape(-1), vb.reshape(-1),
+                                   wsa.view(-1, 5))
+            ws[a_] = wsa
+            ia, ib = ia.view(n_a, R), ib.view(n_a, R)
+            J = [j.view(n_a, R) for j in J]
+            f = gsh * L
+            f[:, 1:] += gl * (L[:, 1:] - L[:, :-1])
+            f[:, :-1] += gl * (L[:, :-1] - L[:, 1:])
+            dia = (gsh + wire).expand(n_a, R).clone()
+            sub = torch.full((n_a, R), -gl, dtype=f64, device=dev)
+            sub[:, 0] = 0.0
+            sup = torch.full((n_a, R), -gl, dtype=f64, device=dev)
+            sup[:, -1] = 0.0
+            fM = gsh * M
+            a = torch.full((n_a,), gsh, dtype=f64, device=dev)
+            if lbit:
+                if not drv_fixed:
+                    f[:, 0] += gd * (L[:, 0] - vr)
+                    dia[:, 0] += gd
+                if not snk_fixed:
+                    fM = fM + gk * M
+                    a = a + gk
+                f = f + ia
+                dia = dia + J[0]
+                u = J[1].clone()
+                fM = fM - ib.sum(1)
+                a = a - J[3].sum(1)
+                v = -J[2]
+                flow, dflow_dm = ib.sum(1), J[3].sum(1)
+            else:
+                if not drv_fixed:
+                    fM = fM + gd * (M - vr)
+                    a = a + gd
+                if not snk_fixed:
+                    f[:, -1] += gk * L[:, -1]
+                    dia[:, -1] += gk
+                f = f - ib
+                dia = dia - J[3]
+                u = -J[2]
+                fM = fM + ia.sum(1)
+                a = a + J[0].sum(1)
+                v = J[1].clone()
+                flow, dflow_dm = ib[:, -1].clone(), J[2][:, -1]
+                if R > 1:
+                    flow = flow + gl * (L[:, -2] - L[:, -1])
+            if m_fixed:
+                fM = M - m_value
+                a = torch.ones_like(a)
+                v = torch.zeros_like(v)
+            if l_fixed:
+                f[:, lr] = L[:, lr] - l_value
+                dia[:, lr], sub[:, lr], sup[:, lr], u[:, lr] = 1.0, 0.0, 0.0, 0.0
+            # Thomas on T y = -F_L and T z = u, then the border
+            cq = torch.empty(n_a, R, dtype=f64, device=dev)
+            y = torch.empty(n_a, R, dtype=f64, device=dev)
+            z = torch.empty(n_a, R, dtype=f64, device=dev)
+            bad = torch.zeros(n_a, dtype=torch.bool, device=dev)
+            for n in range(R):
+                m, ry, rz = dia[:, n], -f[:, n], u[:, n]
+                if n > 0:
+                    m = m - sub[:, n] * cq[:, n - 1]
+                    ry = ry - sub[:, n] * y[:, n - 1]
+                    rz = rz - sub[:, n] * z[:, n - 1]
+                bad |= ~(m.abs() > 1e-300) | ~torch.isfinite(m)
+                cq[:, n], y[:, n], z[:, n] = sup[:, n] / m, ry / m, rz / m
+            for n in range(R - 2, -1, -1):
+                y[:, n] -= cq[:, n] * y[:, n + 1]
+                z[:, n] -= cq[:, n] * z[:, n + 1]
+            den = a - (v * z).sum(1)
+            bad |= ~(den.abs() > 1e-300) | ~torch.isfinite(den)
+            dM = (-fM - (v * y).sum(1)) / den
+            dL = y - z * dM[:, None]
+            dmax = torch.maximum(dL.abs().amax(1), dM.abs())
+            nonfinite = ~torch.isfinite(dmax) & ~bad
+            scale = torch.where(dmax > dv_max_v, dv_max_v / dmax.clamp(min=1e-300), torch.ones_like(dmax))
+            nL, nM = L + scale[:, None] * dL, M + scale * dM
+            conv = (scale == 1.0) & ((nL - L).abs() <= reltol * torch.maximum(nL.abs(), L.abs()) + vntol_v).all(1) \
+                & ((nM - M).abs() <= reltol * torch.maximum(nM.abs(), M.abs()) + vntol_v)
+            Lv[a_], Mv[a_] = nL, nM
+            if snk_fixed:
+                i_s = flow + scale * dflow_dm * dM
+                if lbit:
+                    i_s = i_s + scale * (J[2] * dL).sum(1)
+                else:
+                    i_s = i_s + scale * J[3][:, -1] * dL[:, -1]
+                    if R > 1:
+                        i_s = i_s + scale * gl * (dL[:, -2] - dL[:, -1])
+            else:
+                i_s = gk * (nM if lbit else nL[:, -1])
+            ip = i_prev[a_]
+            has_prev = torch.isfinite(ip)
+            d = (i_s - ip).abs()
+            tol = reltol * i_s.abs() + abstol_a
+            dp = d_prev[a_]
+            settled = has_prev & ((d <= tol) | ((d < dp) & (d * d <= 0.01 * tol * dp)))
+            ok = conv & settled & ~bad & ~nonfinite & torch.isfinite(i_s)
+            d_prev[a_] = torch.where(has_prev, d, dp)
+            i_prev[a_] = i_s
+            fail = bad | nonfinite | ~torch.isfinite(i_s)
+            out_i[a_[ok]] = i_s[ok]
+            out_st[a_[ok]] = 0
+            out_it[a_[ok | fail]] = it
+            out_st[a_[bad]] = 3
+            out_st[a_[(nonfinite | ~torch.isfinite(i_s)) & ~bad]] = 2
+            active[a_[ok | fail]] = False
         cur[q0:q0 + Q], status[q0:q0 + Q], iters[q0:q0 + Q] = out_i, out_st, out_it
     return (cur.view(K, C).cpu().numpy(), iters.view(K, C).cpu().numpy(), status.view(K, C).cpu().numpy())

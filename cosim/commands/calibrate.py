@@ -8,7 +8,7 @@ import click
 
 from ..errors import InputError
 from ..circuit.technology import TOPOLOGIES
-from .spice import TECH_FILE_OPTION, periphery_options, technology
+from .spice import TECH_FILE_OPTION, line_options, line_overrides, periphery_options, technology
 from .sweep_options import check_sweep_options, point_cache, security, sweep_options
 
 
@@ -20,6 +20,7 @@ from .sweep_options import check_sweep_options, point_cache, security, sweep_opt
 @click.option("--cols", type=int, required=True, help="array columns per SPICE run (samples per vector)")
 @click.option("--topology", type=click.Choice(TOPOLOGIES), default=None, help="default: the technology's")
 @click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell segment (default: technology's)")
+@line_options
 @periphery_options
 @click.option("--points", type=int, required=True, help="SPICE operating points (runs) in the sweep")
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per point (one .dc sweep)")
@@ -46,7 +47,7 @@ from .sweep_options import check_sweep_options, point_cache, security, sweep_opt
 def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_ohm, points, vectors, orders, terms, knots, solver, placements,
             out_dir, workers, scheduler,
             cache_dir, no_cache, point_timeout_s, tls_ca_file, tls_cert, tls_key, seed, as_json, no_progress,
-            tech_file=None):
+            tech_file=None, r_bl_ohm=None, r_sl_ohm=None, r_wl_ohm=None):
     """Run (or resume) a SPICE sweep and write samples.parquet and table.parquet into --out."""
     from ..sweep.calibration import SweepConfig
     from ..surrogate.model import normalise_orders, order_number
@@ -54,7 +55,8 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
     from ..surrogate.fit import calibrate
     from ..circuit.netlist import ArraySpec
 
-    tech = technology(tech_name, tech_file, r_wire_ohm=r_wire_ohm, r_driver_ohm=r_driver_ohm, r_sink_ohm=r_sink_ohm)
+    tech = technology(tech_name, tech_file, r_wire_ohm=r_wire_ohm, r_driver_ohm=r_driver_ohm, r_sink_ohm=r_sink_ohm,
+                      **line_overrides(r_bl_ohm, r_sl_ohm, r_wl_ohm))
     spec = ArraySpec(tech, rows, cols, topology)
     if spec.topology != "decoupled":
         raise InputError("calibration of the coupled topology is not implemented yet (its surrogate needs "
@@ -85,5 +87,9 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
     else:
         click.echo(f"wrote {out_dir}/table.parquet and {out_dir}/samples.parquet "
                    f"({table.provenance['n_samples']} samples, {table.provenance['n_points']} points)")
-        click.echo(f"its name in the table registry: {table_filename(tech.name, spec.rows, spec.topology, tech.r_wire_ohm)} "
-                   f"(lookups find it by that name or by its provenance in {user_tables_dir()})", err=True)
+        if tech.lines_equal:
+            click.echo(f"its name in the table registry: {table_filename(tech.name, spec.rows, spec.topology, tech.r_wire_ohm)} "
+                       f"(lookups find it by that name or by its provenance in {user_tables_dir()})", err=True)
+        else:
+            click.echo("its wire resistance differs per line, which the table registry's names do not carry: use "
+                       "it by its path", err=True)

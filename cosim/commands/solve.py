@@ -19,7 +19,7 @@ import click
 
 from ..errors import InputError
 from ..circuit.netlist import MODEL_IMPLS
-from .spice import array_operands, array_options, echo_columns, wire_text
+from .spice import array_operands, array_options, echo_columns, line_overrides, line_values, wire_text
 
 
 @click.command("solve")
@@ -41,14 +41,15 @@ from .spice import array_operands, array_options, echo_columns, wire_text
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_ohm, inputs_path, weights_path, pattern,
             seed, batch,
-            backend, timeout_s, models, threads, max_iter, cells, device, as_json, tech_file=None):
+            backend, timeout_s, models, threads, max_iter, cells, device, as_json, tech_file=None, r_bl_ohm=None,
+            r_sl_ohm=None, r_wl_ohm=None):
     """Solve one crossbar array exactly (no ngspice); print column currents beside the ideal ones."""
     from ..provenance import record
     from ..circuit.solver import ideal_column_currents, solve_array
 
     tech, spec, inputs, weights, source = array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm,
                                                          r_sink_ohm, inputs_path, weights_path, pattern, seed, batch,
-                                                         tech_file)
+                                                         tech_file, line_overrides(r_bl_ohm, r_sl_ohm, r_wl_ohm))
     del backend, timeout_s, models   # cosim spice's ngspice options: nothing to do here
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be >= 1, got {threads}")
@@ -64,8 +65,8 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
     models = "resistor" if tech.kind.linear else "compiled"
     out = {
         "technology": tech.name, "cell": tech.cell, "rows": rows, "cols": cols, "topology": spec.topology,
-        "r_wire_ohm": tech.r_wire_ohm, "r_driver_ohm": tech.r_driver_ohm, "r_sink_ohm": tech.r_sink_ohm,
-        "v_read_v": tech.v_read_v,
+        "r_wire_ohm": tech.r_wire_ohm, **line_values(tech), "r_driver_ohm": tech.r_driver_ohm,
+        "r_sink_ohm": tech.r_sink_ohm, "v_read_v": tech.v_read_v,
         "column_current_a": res.column_current_a.tolist(),
         "ideal_column_current_a": ideal.tolist(),
         "ngspice_version": None, "solver": solver, "backend": "cosim.circuit.solver", "device_models": models,
@@ -74,7 +75,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
         "seconds": res.seconds, "netlist_sha256": None, "retried": False,
         "iterations": res.iterations.tolist(), "threads": res.threads,
         "provenance": record(technology=tech.name, cell=tech.cell, rows=rows, cols=cols, topology=spec.topology,
-                             r_wire_ohm=tech.r_wire_ohm, solver=solver, backend="cosim.circuit.solver",
+                             r_wire_ohm=tech.r_wire_ohm, **line_values(tech), solver=solver, backend="cosim.circuit.solver",
                              device_models=models, **source),
     }
     if as_json:

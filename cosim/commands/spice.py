@@ -76,6 +76,42 @@ TECH_FILE_OPTION = click.option(
          "them that --tech finds by name")
 
 
+#: the wire resistance of one line each, applied after --r-wire-ohm (which sets every line; a per-line option
+#: then overrides its own line); cosim.circuit.technology's r_bl_ohm, r_sl_ohm, r_wl_ohm
+LINE_OPTIONS = (
+    click.option("--r-bl-ohm", type=float, default=None,
+                 help="bit-line segment per cell pitch (ohm; default: --r-wire-ohm, else the technology's)"),
+    click.option("--r-sl-ohm", type=float, default=None,
+                 help="source-line segment per cell pitch (ohm; default: --r-wire-ohm, else the technology's)"),
+    click.option("--r-wl-ohm", type=float, default=None,
+                 help="row-line segment per cell pitch, coupled resistor / 1T-1R (ohm; default: --r-wire-ohm, "
+                      "else the technology's)"))
+
+
+def line_options(command):
+    """``--r-bl-ohm``, ``--r-sl-ohm`` and ``--r-wl-ohm`` on a command (beside ``--r-wire-ohm``)."""
+    for option in reversed(LINE_OPTIONS):
+        command = option(command)
+    return command
+
+
+def line_overrides(r_bl_ohm=None, r_sl_ohm=None, r_wl_ohm=None) -> dict:
+    """The technology overrides of the per-line options (those given), each checked non-negative."""
+    out = {}
+    for line, v in (("bl", r_bl_ohm), ("sl", r_sl_ohm), ("wl", r_wl_ohm)):
+        if v is None:
+            continue
+        if not v >= 0:
+            raise InputError(f"--r-{line}-ohm must be a non-negative resistance (ohm), got {v:g}")
+        out[f"r_{line}_ohm"] = float(v)
+    return out
+
+
+def line_values(tech) -> dict:
+    """Each line's wire resistance (ohm) for the JSON and provenance beside r_wire_ohm."""
+    return {f"r_{line}_ohm": tech.wire_ohm(line) for line in ("bl", "sl", "wl")}
+
+
 def technology(tech_name, tech_file, default: str | None = None, **overrides):
     """The technology of ``--tech`` (a built-in, or a name in $COSIM_TECH_PATH) or ``--tech-file``."""
     if tech_file is not None:
@@ -108,6 +144,7 @@ def array_options(command):
         click.option("--topology", type=click.Choice(list(TOPOLOGIES)), default=None,
                      help="array topology (default: the technology's)"),
         click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell pitch (ohm)"),
+        *LINE_OPTIONS,
         *PERIPHERY_OPTIONS,
         click.option("--inputs", "inputs_path", type=click.Path(dir_okay=False), default=None,
                      help="K x R .npy of 0/1"),
@@ -122,10 +159,11 @@ def array_options(command):
 
 
 def array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_ohm, inputs_path, weights_path,
-                   pattern, seed, batch, tech_file=None):
-    """(technology, ArraySpec, inputs K x R, weights R x C, where they came from) of ``array_options``."""
+                   pattern, seed, batch, tech_file=None, lines=None):
+    """(technology, ArraySpec, inputs K x R, weights R x C, where they came from) of ``array_options``;
+    ``lines``: the per-line options (``line_overrides``), applied after ``r_wire_ohm``."""
     tech = technology(tech_name, tech_file, "sram8t", r_wire_ohm=r_wire_ohm, r_driver_ohm=r_driver_ohm,
-                      r_sink_ohm=r_sink_ohm)
+                      r_sink_ohm=r_sink_ohm, **(lines or {}))
     spec = ArraySpec(tech, rows, cols, topology)
     if (inputs_path is None) != (weights_path is None):
         raise InputError("give both --inputs and --weights, or neither (then --pattern is used)")
@@ -168,25 +206,25 @@ def echo_columns(current_a, ideal_a, label: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
 def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_ohm, inputs_path, weights_path, pattern,
             seed, batch,
-            backend, timeout_s, models, as_json, tech_file=None):
+            backend, timeout_s, models, as_json, tech_file=None, r_bl_ohm=None, r_sl_ohm=None, r_wl_ohm=None):
     """Simulate one crossbar array in ngspice; print column currents beside the ideal ones."""
     from ..circuit.spice import ideal_column_currents, run_array
 
     tech, spec, inputs, weights, source = array_operands(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm,
                                                          r_sink_ohm, inputs_path, weights_path, pattern, seed, batch,
-                                                         tech_file)
+                                                         tech_file, line_overrides(r_bl_ohm, r_sl_ohm, r_wl_ohm))
     res = run_array(spec, inputs, weights, backend=backend, timeout_s=timeout_s, models=models)
     ideal = ideal_column_currents(spec, inputs, weights)
     out = {
         "technology": tech.name, "cell": tech.cell, "rows": rows, "cols": cols, "topology": spec.topology,
-        "r_wire_ohm": tech.r_wire_ohm, "r_driver_ohm": tech.r_driver_ohm, "r_sink_ohm": tech.r_sink_ohm,
-        "v_read_v": tech.v_read_v,
+        "r_wire_ohm": tech.r_wire_ohm, **line_values(tech), "r_driver_ohm": tech.r_driver_ohm,
+        "r_sink_ohm": tech.r_sink_ohm, "v_read_v": tech.v_read_v,
         "column_current_a": res.column_current_a.tolist(),
         "ideal_column_current_a": ideal.tolist(),
         "ngspice_version": res.ngspice_version, "solver": res.solver, "backend": res.backend,
         "device_models": res.device_models, "device_models_fallback": res.device_models_fallback,
         "seconds": res.seconds, "netlist_sha256": res.netlist_sha256, "retried": res.retried,
-        "provenance": res.provenance(**source),
+        "provenance": res.provenance(**line_values(tech), **source),
     }
     if res.device_models_fallback:
         click.echo(f"warning: {fallback_warning(res.device_models_fallback)}", err=True)
