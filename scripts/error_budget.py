@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tech", default="sram8t")
     ap.add_argument("--rows", type=int, default=64)
     ap.add_argument("--cols", type=int, default=64)
-    ap.add_argument("--table", required=True, help="lookup table (for --reference certified: with residuals)")
+    ap.add_argument("--table", default=None, help="lookup table (for --reference certified: with residuals)")
     ap.add_argument("--adc-reference", default="ideal", choices=["ideal", "calibrated"])
     ap.add_argument("--binsparx", action="store_true")
     ap.add_argument("--reference", default="certified", choices=["exact", "certified"])
@@ -51,8 +51,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chunk", type=int, default=5, help="images per saved chunk")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--out", required=True, help="folder of the run (resumable)")
+    ap.add_argument("--check-exact", type=float, default=None, metavar="FRACTION",
+                    help="instead: certified reads against the exact solver on FRACTION of every read's input vectors "
+                         "of the first --images images (writes --out/check_exact.json)")
+    ap.add_argument("--write-section", metavar="DOC", default=None,
+                    help="instead: write the 'End-to-end fidelity' section of DOC (docs/VALIDATION.md) from the "
+                         "result.json of the --runs folders and the check_exact.json of --check")
+    ap.add_argument("--runs", nargs="*", default=[], help="with --write-section: the runs' folders")
+    ap.add_argument("--check", default=None, help="with --write-section: the folder of a --check-exact run")
+    ap.add_argument("--conditions", default="", help="with --write-section: the machine's load during the runs")
     ap.add_argument("--csv", default=str(ROOT / "docs" / "error_budget.csv"), help="error-budget CSV to add the row to")
     a = ap.parse_args(argv)
+    if a.write_section:
+        from cosim.study import budget
+        results = [json.loads((Path(r) / "result.json").read_text()) for r in a.runs]
+        check = json.loads((Path(a.check) / "check_exact.json").read_text()) if a.check else None
+        doc = Path(a.write_section)
+        doc.write_text(budget.replace_section(doc.read_text(), budget.section_markdown(results, check,
+                                                                                       conditions=a.conditions)))
+        print(f"wrote the error-budget section of {doc}", file=sys.stderr)
+        return 0
+    if a.table is None:
+        ap.error("--table is required")
 
     import torch
 
@@ -74,6 +94,24 @@ def main(argv: list[str] | None = None) -> int:
                                    binsparx=a.binsparx, adc_reference=a.adc_reference, seed=a.seed)
     table_sha = sha256_file(a.table)
     manifest = {"model": a.model, "checkpoint": a.checkpoint, "table_sha256": table_sha, "seed": a.seed}
+
+    if a.check_exact is not None:
+        import time
+        t0 = time.perf_counter()
+        chk = budget.certified_against_exact(net, to_tensor(images[idx]), config, sample=a.check_exact, seed=a.seed)
+        layers = chk["layers"]
+        reads, differ = sum(r["column_reads"] for r in layers), sum(r["codes_differ"] for r in layers)
+        out = {**chk, "column_reads_compared": reads, "codes_differ": differ,
+               "wall_seconds": time.perf_counter() - t0, "images": idx.tolist(), "sample": a.check_exact,
+               "provenance": record(table=str(a.table), table_sha256=table_sha, cpu=cpu_model(), seed=a.seed,
+                                    command="PYTHONPATH=. python scripts/error_budget.py "
+                                            + " ".join(shlex.quote(s) for s in (argv or sys.argv[1:])))}
+        Path(a.out).mkdir(parents=True, exist_ok=True)
+        (Path(a.out) / "check_exact.json").write_text(json.dumps(out, indent=1, default=json_default) + "\n")
+        print(f"certified against exact: {differ} of {reads} column reads differ "
+              f"({chk['columns_resolved']} of {chk['columns_read']} columns re-solved by the certificate), "
+              f"{out['wall_seconds']:.0f} s, exact solver {chk['exact_column_solves']} columns in {chk['exact_seconds']:.0f} s")
+        return 0
 
     def progress(done: int, total: int) -> None:
         print(f"error budget: {done}/{total} images", file=sys.stderr, flush=True)

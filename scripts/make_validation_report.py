@@ -419,6 +419,8 @@ def main() -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     L += kept_section(old, DEV_BEGIN, DEV_END)
+    from cosim.study.budget import SECTION_BEGIN, SECTION_END
+    L += kept_section(old, SECTION_BEGIN, SECTION_END)   # written by scripts/error_budget.py --write-section
     out.write_text("\n".join(L) + "\n")
     print(f"wrote {out}", file=sys.stderr)
     return 0

@@ -136,3 +136,45 @@ def test_bad_input_is_one_line(tmp_path, tables):
         budget.run_budget(_tiny_net(), x, labels, _config(tables[0]).replace(mode="exact"), tmp_path)
     with pytest.raises(InputError, match="inputs for"):
         budget.run_budget(_tiny_net(), x[:2], labels, _config(tables[0]), tmp_path)
+
+
+def test_a_sampled_probe_reads_part_of_the_vectors(tables):
+    from cosim.cim.arrays import IdealArray, build_array
+    sur, _ = build_array(mode="surrogate", tech="sram8t", rows=16, cols=16, table=tables[0])
+    p = budget.PairedArray(IdealArray(16), sur, sample=0.5, seed=3)
+    g = torch.Generator().manual_seed(0)
+    xb = (torch.rand(200, 16, generator=g) < 0.7).float()
+    wb = (torch.rand(16, 4, generator=g) < 0.7).float()
+    assert torch.equal(p.read(xb, wb), xb @ wb)
+    reads, differ, _ = p.counts[""]
+    assert 4 * 60 < reads < 4 * 140 and reads % 4 == 0 and 0 < differ <= reads
+
+
+def test_certified_reads_are_checked_against_the_exact_solver(tables):
+    x, _ = _inputs(n=1)
+    chk = budget.certified_against_exact(_tiny_net(), x, _config(tables[0]), sample=0.3)
+    layers = chk["layers"]
+    assert [l["name"] for l in layers] == ["2", "4"]
+    assert all(0 < l["column_reads"] and 0 <= l["codes_differ"] <= l["column_reads"] for l in layers)
+    assert sum(l["resolved"] for l in layers) == chk["columns_resolved"] > 0
+    assert chk["exact_column_solves"] == sum(l["column_reads"] for l in layers) < chk["columns_read"]
+
+
+def test_the_validation_section_is_written_and_replaced(tmp_path, tables):
+    x, labels = _inputs(n=3)
+    res = budget.run_budget(_tiny_net(), x, labels, _config(tables[0]), tmp_path / "run", reference="ideal")
+    prov = {"table": "t.parquet", "table_sha256": "ab" * 32, "cpu": "cpu X", "code_version": "v",
+            "date_utc": "2026-01-02T00:00:00", "command": "python scripts/error_budget.py --images 3"}
+    result = {"configuration": {"network": "vgg-small", "technology": "sram8t", "rows": 64, "r_wire_ohm": 10.0,
+                                "adc_reference": "ideal", "binsparx": False, "reference": "ideal"},
+              "result": res.summary(), "provenance": prov}
+    sec = budget.section_markdown([result], None, conditions="load 4.")
+    s = res.summary()
+    assert f"{s['delta_pp']:+.2f} [{s['delta_low_pp']:+.2f}, {s['delta_high_pp']:+.2f}]" in sec
+    assert "143 of the 144 configurations" in sec and "cpu X" in sec and "--images 3" in sec
+    doc = "# V\n\ntext\n"
+    once = budget.replace_section(doc, sec)
+    assert once.startswith(doc) and once.count(budget.SECTION_BEGIN) == 1
+    twice = budget.replace_section(once + "after\n", sec.replace("load 4.", "load 5."))
+    assert twice.count(budget.SECTION_BEGIN) == 1 and "load 5." in twice and "load 4." not in twice
+    assert twice.endswith("after\n")
