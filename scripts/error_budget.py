@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chunk", type=int, default=5, help="images per saved chunk")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
-    ap.add_argument("--out", required=True, help="folder of the run (resumable)")
+    ap.add_argument("--out", default=None, help="folder of the run (resumable; required but with --write-section)")
     ap.add_argument("--check-exact", type=float, default=None, metavar="FRACTION",
                     help="instead: certified reads against the exact solver on FRACTION of every read's input vectors "
                          "of the first --images images (writes --out/check_exact.json)")
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
                                                                                        conditions=a.conditions)))
         print(f"wrote the error-budget section of {doc}", file=sys.stderr)
         return 0
-    if a.table is None:
-        ap.error("--table is required")
+    if a.table is None or a.out is None:
+        ap.error("--table and --out are required")
 
     import torch
 

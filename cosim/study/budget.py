@@ -394,6 +394,21 @@ def section_markdown(results: list[dict], check: dict | None, *, conditions: str
                  f"{100 * s['code_agreement']:.3f} % | {100 * s['min_layer_code_agreement']:.3f} % | "
                  f"{100 * s['columns_resolved'] / max(s['column_reads_compared'], 1):.1f} % | "
                  f"{s['seconds_per_image']:.0f} |")
+    if results:
+        shown = [r for r in results if -0.5 <= r["result"]["delta_low_pp"] and r["result"]["delta_high_pp"] <= 0.5]
+        layers_ok = [r for r in results if r["result"]["min_layer_code_agreement"] >= 0.995]
+        chance = [r for r in results if max(r["result"]["accuracy_surrogate"], r["result"]["accuracy_reference"]) <= 0.15]
+
+        def names(rs):
+            return ", ".join(f"{r['configuration']['adc_reference']} ADC references "
+                             f"{'with' if r['configuration']['binsparx'] else 'without'} BinSparX" for r in rs) or "none"
+        L += ["", f"Targets: |difference| <= 0.5 points shown (the 95 % interval within ±0.5) for {len(shown)} of "
+                  f"{len(results)} configurations ({names(shown)}); the intervals are as wide as the few images make "
+                  f"them. Per-layer code agreement >= 99.5 % in every layer: {len(layers_ok)} of "
+                  f"{len(results)} ({names(layers_ok)})."]
+        if chance:
+            L += ["", f"Both networks are at chance (<= 15 % top-1) in: {names(chance)}; there the difference in accuracy "
+                      "says only that both fail, and the code agreement is the informative number."]
     for r in results:
         c, s = r["configuration"], r["result"]
         L += ["", f"Per-layer code agreement, {c['network']} {c['technology']} {c['rows']} rows, "
