@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..paths import CHECKOUT_DIR as ROOT
+from .budget import SECTION_BEGIN as BUDGET_BEGIN, SECTION_END as BUDGET_END
 from .markdown import listing, pct, provenance_line
 
 #: name -> (technology, rows, columns per family, vectors per run)
@@ -428,6 +429,7 @@ def render(results: dict, network: dict, old: str, prov: dict, code: str) -> str
     L += kept_section(old, KEPT_BEGIN, KEPT_END)
     L += _reading(results)
     L += kept_section(old, DEV_BEGIN, DEV_END)
+    L += kept_section(old, BUDGET_BEGIN, BUDGET_END)   # written by scripts/error_budget.py --write-section
     return "\n".join(L) + "\n"
 
 

@@ -1,0 +1,446 @@
+"""The network-level error budget (issue 16): does the surrogate change a network's accuracy?
+
+For one configuration (network, technology, rows, wire resistance, ADC reference, BinSparX, table) the same
+images go through the network twice: on the surrogate (cosim.cim.arrays.SurrogateArray) and on a reference,
+``exact`` (every column solved by cosim.circuit.solver) or ``certified`` (the surrogate, with every column
+within the table's residual margin of an ADC decision level re-solved exactly: cosim.cim.arrays.CertifiedArray).
+The result per configuration:
+
+- the per-image correctness of both networks and their paired difference, surrogate minus reference, with
+  its 95 % Newcombe interval and the exact McNemar p-value (cosim.study.stats.compare);
+- per layer, the ADC code agreement of the surrogate with the reference on the reference network's own
+  operands: every column read of the reference network is also read by the surrogate (:class:`PairedArray`)
+  and the reads whose codes differ are counted (and, for certified reads, the columns re-solved).
+
+Images are taken class-balanced (stats.balanced_indices) and processed in chunks; each finished chunk is a
+JSON file in the run's folder, so an interrupted run continues where it stopped (a folder made for another
+configuration is refused). :func:`append_budget_row` adds the result to ``error_budget.csv`` in the columns
+that cosim.study.report.load_error_budget reads, followed by the interval, the reference and the provenance.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..fileio import atomic_path
+from . import stats
+from .report import BUDGET_COLUMNS, budget_key
+
+#: references a surrogate network is compared against ("surrogate" and "ideal" are for tests and checks)
+REFERENCES = ("exact", "certified", "surrogate", "ideal")
+#: the columns of error_budget.csv after report.BUDGET_COLUMNS
+EXTRA_COLUMNS = ("delta_low_pp", "delta_high_pp", "mcnemar_p", "accuracy_surrogate", "accuracy_reference",
+                 "reference", "prediction_agreement", "min_layer_code_agreement", "code_agreement",
+                 "column_reads_compared", "columns_resolved", "seconds_per_image", "table", "table_sha256",
+                 "code_version", "cpu", "seed", "date_utc", "command")
+
+
+def atomic_write_text(path, text: str) -> None:
+    with atomic_path(path, suffix=".part") as tmp:
+        tmp.write_text(text)
+
+
+class PairedArray:
+    """An array model that reads with ``reference`` and, on the same operands, with ``probe`` (the
+    surrogate): it returns the reference's codes and current, and counts per layer (``layer`` is set by
+    :func:`pair_network`'s hooks) the column reads and those whose codes differ, and the columns the reference
+    re-solved (a CertifiedArray's ``resolved``). ``sample``: the probe reads a random fraction of each read's
+    input vectors only (a costly probe, the exact solver, checking a cheap reference)."""
+
+    exact = False
+    linear = False
+
+    def __init__(self, reference, probe, sample: float | None = None, seed: int = 0) -> None:
+        if reference.rows != probe.rows or reference.cols != probe.cols:
+            raise InputError(f"reference and surrogate arrays differ in size: {reference.rows}x{reference.cols} "
+                             f"against {probe.rows}x{probe.cols}")
+        self.reference, self.probe = reference, probe
+        self.rows, self.cols = reference.rows, reference.cols
+        self.max_code = reference.max_code
+        self.i_cell_a, self.i_off_a = reference.i_cell_a, reference.i_off_a
+        self.layer = ""
+        #: probe only this fraction of each read's input vectors (chosen at random; None: all of them)
+        self.sample = sample
+        self._rng = torch.Generator().manual_seed(seed)
+        self.probe_seconds = 0.0           #: time spent in the probe's reads
+        #: layer name -> [column reads, reads whose codes differ, columns re-solved by the reference]
+        self.counts: dict[str, list[int]] = {}
+
+    def read_with_current(self, x_bits: torch.Tensor, w_bits: torch.Tensor):
+        before = getattr(self.reference, "resolved", 0)
+        rwc = getattr(self.reference, "read_with_current", None)
+        codes, cur = rwc(x_bits, w_bits) if rwc is not None else (self.reference.read(x_bits, w_bits), None)
+        ref_codes = codes
+        if self.sample is not None:
+            keep = torch.rand(x_bits.shape[0], generator=self._rng) < self.sample
+            x_bits, ref_codes = x_bits[keep.to(x_bits.device)], codes[keep.to(codes.device)]
+        t0 = time.perf_counter()
+        probe = self.probe.read(x_bits, w_bits)
+        self.probe_seconds += time.perf_counter() - t0
+        c = self.counts.setdefault(self.layer, [0, 0, 0])
+        c[0] += int(ref_codes.numel())
+        c[1] += int((probe.to(codes.device, codes.dtype) != ref_codes).sum())
+        c[2] += int(getattr(self.reference, "resolved", 0) - before)
+        return codes, cur
+
+    def read(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
+        return self.read_with_current(x_bits, w_bits)[0]
+
+    def describe(self) -> dict:
+        return {"model": "paired", "reference": self.reference.describe(), "probe": self.probe.describe()}
+
+
+def pair_network(reference_cim, probe_array) -> PairedArray:
+    """Make every CiM layer of ``reference_cim`` read through one PairedArray of its array and
+    ``probe_array`` (every read goes through it); a forward pre-hook on each layer names the layer being read. Returns the PairedArray."""
+    from ..cim.convert import cim_layers
+
+    layers = cim_layers(reference_cim)
+    if not layers:
+        raise InputError("the reference network has no CiM layers")
+    paired = PairedArray(reference_cim.cim_array if hasattr(reference_cim, "cim_array") else layers[0][1].matrix.array,
+                         probe_array)
+    for name, m in layers:
+        m.matrix.array = paired
+        m.matrix.linear = False    # an ideal reference's one-product shortcut would bypass the array's reads
+
+        def hook(_mod, _inp, name=name):
+            paired.layer = name
+        m.register_forward_pre_hook(hook)
+    return paired
+
+
+def certified_against_exact(net, inputs: torch.Tensor, config, *, sample: float = 0.01, seed: int = 0) -> dict:
+    """Are certified reads the exact solver's? ``net`` on ``inputs`` with certified reads (``config``, a
+    surrogate-mode CiMConfig; its table needs residuals), and on a random ``sample`` of every read's input
+    vectors the exact solver's codes too. Returns ``layers`` (per layer: column_reads compared, codes_differ,
+    resolved: the columns the certificate re-solved over all vectors), ``seconds`` (all), ``exact_seconds`` and
+    ``exact_column_solves`` (the probe's), ``columns_read`` and ``columns_resolved`` (the certified reads')."""
+    from ..cim import to_cim
+    from ..cim.arrays import build_array
+
+    cert: Any = to_cim(net, config.replace(certify=True))   # a Module with cim_array (a CertifiedArray)
+    a, adc = config.array, config.adc
+    exact, _ = build_array(mode="exact", tech=a.tech, rows=a.rows, cols=a.cols, table=a.table, adc_bits=adc.bits,
+                           adc_reference=adc.reference, adc_lsb_counts=adc.lsb_counts, topology=a.topology)
+    paired = pair_network(cert, exact)
+    paired.sample, paired._rng = sample, torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        cert(inputs)
+    return {"layers": [{"name": k, "column_reads": v[0], "codes_differ": v[1], "resolved": v[2]}
+                       for k, v in paired.counts.items()],
+            "seconds": time.perf_counter() - t0, "exact_seconds": paired.probe_seconds,
+            "exact_column_solves": exact.column_solves, "columns_read": cert.cim_array.columns_read,
+            "columns_resolved": cert.cim_array.resolved}
+
+
+@dataclass
+class BudgetRun:
+    """A configuration's result (:func:`run_budget`)."""
+
+    n: int
+    surrogate_correct: np.ndarray
+    reference_correct: np.ndarray
+    prediction_agreement: float
+    layers: list[dict]                 #: per layer: name, column_reads, codes_differ, code_agreement, resolved
+    seconds: float                     #: the chunks computed in this call and those read back (their own times)
+    chunks_computed: int
+    comparison: stats.Comparison = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.comparison = stats.compare(self.surrogate_correct, self.reference_correct)
+
+    @property
+    def code_agreement(self) -> float:
+        reads = sum(l["column_reads"] for l in self.layers)
+        return 1.0 - sum(l["codes_differ"] for l in self.layers) / reads if reads else float("nan")
+
+    @property
+    def min_layer_code_agreement(self) -> float:
+        return min((l["code_agreement"] for l in self.layers), default=float("nan"))
+
+    def summary(self) -> dict:
+        c = self.comparison
+        return {"n_images": self.n, "accuracy_surrogate": float(self.surrogate_correct.mean()),
+                "accuracy_reference": float(self.reference_correct.mean()),
+                "delta_pp": 100 * c.diff, "delta_low_pp": 100 * c.low, "delta_high_pp": 100 * c.high,
+                "mcnemar_p": c.p, "only_surrogate": c.only_a, "only_reference": c.only_b,
+                "prediction_agreement": self.prediction_agreement, "code_agreement": self.code_agreement,
+                "min_layer_code_agreement": self.min_layer_code_agreement,
+                "column_reads_compared": sum(l["column_reads"] for l in self.layers),
+                "columns_resolved": sum(l["resolved"] for l in self.layers),
+                "seconds": self.seconds, "seconds_per_image": self.seconds / self.n if self.n else None,
+                "chunks_computed": self.chunks_computed, "layers": self.layers}
+
+
+def _reference_config(config, reference: str, reference_table=None):
+    if reference not in REFERENCES:
+        raise InputError(f"reference must be one of {', '.join(REFERENCES)}, got {reference!r}")
+    kw: dict[str, Any] = {"mode": "surrogate" if reference in ("certified", "surrogate") else reference,
+                          "certify": reference == "certified"}
+    if reference_table is not None:
+        kw["table"] = reference_table
+    return config.replace(**kw)
+
+
+def run_budget(net, inputs: torch.Tensor, labels, config, out_dir, *, reference: str = "certified",
+               reference_table=None, index=None, chunk_images: int = 10, manifest: dict | None = None,
+               on_chunk: Callable[[int, int], None] | None = None) -> BudgetRun:
+    """Classify ``inputs`` (network inputs, (N, ...)) with ``net`` on the surrogate (``config``, a CiMConfig in
+    surrogate mode) and on the reference (``config`` with ``reference``'s mode; ``reference_table`` another
+    table for it), ``chunk_images`` images at a time, each chunk saved in ``out_dir`` as it finishes and
+    skipped when a rerun finds it. ``index``: the images' dataset indices (stored with each chunk and checked
+    on a rerun; default 0..N-1). ``manifest``: what else identifies the run (checked against the folder's).
+    ``on_chunk(done, total)`` is called after each chunk."""
+    from ..cim import to_cim
+    from ..cim.config import CiMConfig
+
+    if not isinstance(config, CiMConfig) or config.array.mode != "surrogate" or config.array.certify:
+        raise InputError("the error budget's config must be a CiMConfig in surrogate mode without certified reads")
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    if n < 1 or inputs.shape[0] != n:
+        raise InputError(f"{inputs.shape[0]} inputs for {n} labels")
+    index = np.arange(n) if index is None else np.asarray(index, dtype=np.int64)
+    if chunk_images < 1:
+        raise InputError(f"chunk_images must be >= 1, got {chunk_images}")
+    ref_config = _reference_config(config, reference, reference_table)
+    out = Path(out_dir)
+    (out / "chunks").mkdir(parents=True, exist_ok=True)
+    ident = {"config": config.as_dict(), "reference": reference, "reference_config": ref_config.as_dict(),
+             **(manifest or {})}
+    ident = json.loads(json.dumps(ident, default=str))
+    mpath = out / "budget.json"
+    if mpath.is_file():
+        old = json.loads(mpath.read_text())
+        if old != ident:
+            diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
+            raise InputError(f"{out} holds an error-budget run of another configuration (differs in "
+                             f"{', '.join(diff)}); use another folder")
+    else:
+        atomic_write_text(mpath, json.dumps(ident, indent=1, sort_keys=True) + "\n")
+
+    sur = ref = paired = None
+    sur_ok, ref_ok, agree, seconds, computed = [], [], 0, 0.0, 0
+    layers: dict[str, list[int]] = {}
+    for start in range(0, n, chunk_images):
+        stop = min(n, start + chunk_images)
+        path = out / "chunks" / f"images_{start:06d}_{stop:06d}.json"
+        rec = None
+        if path.is_file():
+            try:
+                rec = json.loads(path.read_text())
+                if rec["index"] != index[start:stop].tolist() or rec["labels"] != labels[start:stop].tolist():
+                    rec = None
+            except (ValueError, KeyError):
+                rec = None
+        if rec is None:
+            if sur is None:
+                sur = to_cim(net, config)
+                ref = to_cim(net, ref_config)
+                paired = pair_network(ref, sur.cim_array)
+            assert ref is not None and paired is not None
+            paired.counts = {}
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                x = inputs[start:stop]
+                p_sur = sur(x).argmax(dim=1).cpu().numpy()
+                p_ref = ref(x).argmax(dim=1).cpu().numpy()
+            rec = {"index": index[start:stop].tolist(), "labels": labels[start:stop].tolist(),
+                   "pred_surrogate": p_sur.tolist(), "pred_reference": p_ref.tolist(),
+                   "layers": {k: v for k, v in paired.counts.items()}, "seconds": time.perf_counter() - t0}
+            atomic_write_text(path, json.dumps(rec) + "\n")
+            computed += 1
+        lab = np.asarray(rec["labels"])
+        ps, pr = np.asarray(rec["pred_surrogate"]), np.asarray(rec["pred_reference"])
+        sur_ok.append(ps == lab)
+        ref_ok.append(pr == lab)
+        agree += int((ps == pr).sum())
+        seconds += float(rec["seconds"])
+        for name, c in rec["layers"].items():
+            acc = layers.setdefault(name, [0, 0, 0])
+            for i in range(3):
+                acc[i] += int(c[i])
+        if on_chunk is not None:
+            on_chunk(stop, n)
+    rows = [{"name": k, "column_reads": v[0], "codes_differ": v[1], "resolved": v[2],
+             "code_agreement": 1.0 - v[1] / v[0] if v[0] else float("nan")} for k, v in layers.items()]
+    return BudgetRun(n=n, surrogate_correct=np.concatenate(sur_ok), reference_correct=np.concatenate(ref_ok),
+                     prediction_agreement=agree / n, layers=rows, seconds=seconds, chunks_computed=computed)
+
+
+def budget_row(result: BudgetRun, *, network: str, technology: str, rows: int, r_wire_ohm: float,
+               adc_reference: str, binsparx: bool, reference: str, source: str, provenance: dict) -> dict:
+    """One row of error_budget.csv (report.BUDGET_COLUMNS, then EXTRA_COLUMNS) for ``result``."""
+    s = result.summary()
+    row = {"network": network, "technology": technology, "rows": int(rows), "r_wire_ohm": float(r_wire_ohm),
+           "adc_reference": adc_reference, "binsparx": int(bool(binsparx)), "n_images": s["n_images"],
+           "source": source, "reference": reference}
+    for k in ("delta_pp", "delta_low_pp", "delta_high_pp"):
+        row[k] = f"{s[k]:.2f}"
+    row["mcnemar_p"] = f"{s['mcnemar_p']:.4g}"
+    for k in ("accuracy_surrogate", "accuracy_reference", "prediction_agreement"):
+        row[k] = f"{s[k]:.4f}"
+    for k in ("min_layer_code_agreement", "code_agreement"):
+        row[k] = f"{s[k]:.6f}"
+    row["column_reads_compared"] = s["column_reads_compared"]
+    row["columns_resolved"] = s["columns_resolved"]
+    row["seconds_per_image"] = f"{s['seconds_per_image']:.1f}"
+    for k in ("table", "table_sha256", "code_version", "cpu", "seed", "date_utc", "command"):
+        row[k] = provenance.get(k, "")
+    return row
+
+
+def append_budget_row(path, row: dict) -> Path:
+    """Add ``row`` to the error-budget CSV at ``path`` (made if absent), replacing a row of the same
+    configuration and reference. Rows written by report.write_error_budget (no extra columns) are kept."""
+    missing = [c for c in BUDGET_COLUMNS if c not in row]
+    if missing:
+        raise InputError(f"error budget row lacks {', '.join(missing)}")
+    if row["adc_reference"] not in ("ideal", "calibrated"):
+        raise InputError("error budget row: adc_reference must be 'ideal' or 'calibrated'")
+    float(row["delta_pp"])
+
+    def key(r):
+        return (budget_key(r["network"], r["technology"], r["rows"], r["r_wire_ohm"], r["adc_reference"],
+                           str(r["binsparx"]).strip().lower() in ("1", "true")), r.get("reference") or "")
+
+    path = Path(path)
+    rows: list[dict] = []
+    if path.is_file():
+        with path.open(newline="") as f:
+            rows = [r for r in csv.DictReader(f)]
+    rows = [r for r in rows if key(r) != key(row)] + [row]
+    names = list(BUDGET_COLUMNS) + list(EXTRA_COLUMNS)
+    lines: list[str] = []
+
+    class _Sink:
+        def write(self, s):
+            lines.append(s)
+
+    w = csv.DictWriter(_Sink(), fieldnames=names, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k, "") for k in names})
+    atomic_write_text(path, "".join(lines))
+    return path
+
+
+# ------------------------------------------------------------------------------------------- the report section
+
+SECTION_BEGIN = "<!-- error budget: begin (generated by scripts/error_budget.py --write-section) -->"
+SECTION_END = "<!-- error budget: end -->"
+#: the study's grid of configurations (issue 16): networks, technologies, rows, wire ohm, ADC references, BinSparX
+GRID = (("vgg-small", "resnet18"), ("sram8t", "reram1t1r"), (64, 128, 256), (2.0, 10.0, 20.0),
+        ("ideal", "calibrated"), (False, True))
+
+
+def _pp(x: float) -> str:
+    return f"{x:+.2f}"
+
+
+def section_markdown(results: list[dict], check: dict | None, *, conditions: str, images_target: int = 500) -> str:
+    """The "End-to-end fidelity" section of docs/VALIDATION.md from the runs' result.json contents
+    (``results``), the certified-against-exact check (check_exact.json, or None) and a sentence on the
+    machine's load (``conditions``), between SECTION_BEGIN and SECTION_END."""
+    L = [SECTION_BEGIN, "", "## End-to-end fidelity: first configurations", "",
+         "Does the surrogate change a network's accuracy (issue 16)? Each configuration below ran the same "
+         "class-balanced CIFAR-10 test images through the network twice, on the surrogate and on a reference "
+         "(`cosim.study.budget`, `scripts/error_budget.py`), and compares per image: the paired difference of "
+         "top-1 accuracy (surrogate minus reference, 95 % Newcombe interval, exact McNemar p) and, per layer, "
+         "the ADC code agreement of the surrogate with the reference on the reference network's own operands "
+         "(every column read of the reference network read by the surrogate too). Targets: |difference| <= 0.5 "
+         "points, per-layer code agreement >= 99.5 %.", ""]
+    if check is not None:
+        reads, differ = check["column_reads_compared"], check["codes_differ"]
+        rate = check["exact_column_solves"] / check["exact_seconds"] if check["exact_seconds"] else float("nan")
+        per_image = check["columns_read"] / max(len(check["images"]), 1)
+        p = check["provenance"]
+        L += ["**Reference: certified reads.** A certified read is the surrogate's code except for the columns "
+              "whose surrogate current lies within the table's safety factor times its largest calibration "
+              "residual (in the column's ON-count band and the bands beside it) of an ADC decision level: those "
+              "are re-solved by the exact solver. Check against `--mode exact` on "
+              f"{len(check['images'])} image(s), a random {100 * check['sample']:.0f} % of every read's input "
+              f"vectors: **{differ} of {reads:,} column reads differ** between certified reads and the exact "
+              f"solver ({check['columns_resolved']:,} of {check['columns_read']:,} column reads "
+              f"({100 * check['columns_resolved'] / check['columns_read']:.1f} %) re-solved by the certificate). "
+              f"The exact solver ran {rate:,.0f} column solves/s here, so `--mode exact` would take about "
+              f"{per_image / rate / 60:.0f} min per image ({per_image:,.0f} column reads); certified reads cost "
+              "the times in the table. Command: `" + p["command"] + "`.", ""]
+    L += ["| network | technology | rows | wire (Ω) | ADC reference | BinSparX | images | surrogate | reference | "
+          "difference (points) [95 %] | McNemar p | same top-1 class | code agreement | lowest layer | "
+          "re-solved | s/image |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    done = set()
+    for r in results:
+        c, s = r["configuration"], r["result"]
+        done.add((c["network"], c["technology"], int(c["rows"]), float(c["r_wire_ohm"]), c["adc_reference"],
+                  bool(c["binsparx"])))
+        L.append(f"| {c['network']} | {c['technology']} | {c['rows']} | {float(c['r_wire_ohm']):g} | "
+                 f"{c['adc_reference']} | {'on' if c['binsparx'] else 'off'} | {s['n_images']} | "
+                 f"{100 * s['accuracy_surrogate']:.1f} % | {100 * s['accuracy_reference']:.1f} % ({c['reference']}) | "
+                 f"{_pp(s['delta_pp'])} [{_pp(s['delta_low_pp'])}, {_pp(s['delta_high_pp'])}] | "
+                 f"{s['mcnemar_p']:.3g} | {100 * s['prediction_agreement']:.1f} % | "
+                 f"{100 * s['code_agreement']:.3f} % | {100 * s['min_layer_code_agreement']:.3f} % | "
+                 f"{100 * s['columns_resolved'] / max(s['column_reads_compared'], 1):.1f} % | "
+                 f"{s['seconds_per_image']:.0f} |")
+    if results:
+        shown = [r for r in results if -0.5 <= r["result"]["delta_low_pp"] and r["result"]["delta_high_pp"] <= 0.5]
+        layers_ok = [r for r in results if r["result"]["min_layer_code_agreement"] >= 0.995]
+        chance = [r for r in results if max(r["result"]["accuracy_surrogate"], r["result"]["accuracy_reference"]) <= 0.15]
+
+        def names(rs):
+            return ", ".join(f"{r['configuration']['adc_reference']} ADC references "
+                             f"{'with' if r['configuration']['binsparx'] else 'without'} BinSparX" for r in rs) or "none"
+        L += ["", f"Targets: |difference| <= 0.5 points shown (the 95 % interval within ±0.5) for {len(shown)} of "
+                  f"{len(results)} configurations ({names(shown)}); the intervals are as wide as the few images make "
+                  f"them. Per-layer code agreement >= 99.5 % in every layer: {len(layers_ok)} of "
+                  f"{len(results)} ({names(layers_ok)})."]
+        if chance:
+            L += ["", f"Both networks are at chance (<= 15 % top-1) in: {names(chance)}; there the difference in accuracy "
+                      "says only that both fail, and the code agreement is the informative number."]
+    for r in results:
+        c, s = r["configuration"], r["result"]
+        L += ["", f"Per-layer code agreement, {c['network']} {c['technology']} {c['rows']} rows, "
+                  f"{'with' if c['binsparx'] else 'without'} BinSparX, {c['adc_reference']} ADC references "
+                  f"({s['n_images']} images): "
+              + ", ".join(f"{l['name']} {100 * l['code_agreement']:.3f} % ({l['codes_differ']:,} of "
+                          f"{l['column_reads']:,})" for l in s["layers"]) + "."]
+    if results:
+        p = results[0]["provenance"]
+        L += ["", f"Table `{p['table']}` (sha256 {p['table_sha256'][:12]}…), CPU {p['cpu']}, code "
+                  f"{p['code_version']}, {p['date_utc'][:10]}; {conditions} Commands:", ""]
+        L += [f"    {r['provenance']['command']}" for r in results]
+        rates = [r["result"]["seconds_per_image"] for r in results]
+        grid = [(n, t, rw, ro, a, b) for n in GRID[0] for t in GRID[1] for rw in GRID[2] for ro in GRID[3]
+                for a in GRID[4] for b in GRID[5]]
+        left = [g for g in grid if g not in done]
+        hours = len(left) * images_target * max(rates) / 3600
+        L += ["", f"**Not yet measured:** {len(left)} of the {len(grid)} configurations of the issue's grid "
+                  f"({', '.join(GRID[0])}; {', '.join(GRID[1])}; {', '.join(map(str, GRID[2]))} rows; "
+                  f"{', '.join(f'{x:g}' for x in GRID[3])} Ω; ideal and calibrated references; with and without "
+                  f"BinSparX), and these on {images_target} images. At the slowest rate measured here "
+                  f"({max(rates):.0f} s per image, one core) that is about {hours:,.0f} core-hours; other "
+                  "technologies, row counts and ResNet-18 have not been timed (more rows and wider layers mean more "
+                  "column reads, a looser table more re-solved columns), and each needs its own table fitted with "
+                  "`cosim calibrate --solver exact` (the shipped tables record no residuals)."]
+    L += ["", SECTION_END]
+    return "\n".join(L)
+
+
+def replace_section(text: str, section: str) -> str:
+    """``text`` with its error-budget section replaced by ``section`` (appended where it has none)."""
+    if SECTION_BEGIN in text and SECTION_END in text:
+        head, rest = text.split(SECTION_BEGIN, 1)
+        return head + section + rest.split(SECTION_END, 1)[1]
+    return text.rstrip("\n") + "\n\n" + section + "\n"

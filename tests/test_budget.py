@@ -1,0 +1,180 @@
+"""The network-level error budget (cosim.study.budget): paired accuracy and per-layer code agreement."""
+
+import csv
+
+import pytest
+import torch
+from torch import nn
+
+from cosim.bnn.layers import BinConv2d
+from cosim.cim import CiMConfig
+from cosim.cim.synthetic import synthetic_table
+from cosim.errors import InputError
+from cosim.study import budget, report
+
+
+def _tiny_net(seed=0):
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), BinConv2d(16, 24, 3, 1, 1),
+                        nn.BatchNorm2d(24), BinConv2d(24, 20, 3, 2, 1), nn.BatchNorm2d(20), nn.Flatten(),
+                        nn.Linear(20 * 4 * 4, 10)).eval()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    return net
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return (synthetic_table("sram8t", 16, 16, samples=800, ir_drop=0.25, seed=1),
+            synthetic_table("sram8t", 16, 16, samples=800, ir_drop=0.0, seed=1))
+
+
+def _inputs(n=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, 8, 8, generator=g)
+    with torch.no_grad():
+        return x, _tiny_net()(x).argmax(1).numpy()   # the software network's classes as labels
+
+
+def _config(table):
+    return CiMConfig.from_kwargs(tech="sram8t", rows=16, cols=16, mode="surrogate", table=table)
+
+
+def test_same_model_gives_no_difference(tmp_path, tables):
+    x, labels = _inputs()
+    res = budget.run_budget(_tiny_net(), x, labels, _config(tables[0]), tmp_path, reference="surrogate",
+                            chunk_images=2)
+    s = res.summary()
+    assert s["n_images"] == 3 and s["delta_pp"] == 0 and s["only_surrogate"] == s["only_reference"] == 0
+    assert s["prediction_agreement"] == 1.0 and s["code_agreement"] == 1.0
+    assert [l["name"] for l in res.layers] == ["2", "4"]
+    assert all(l["column_reads"] > 0 and l["codes_differ"] == 0 for l in res.layers)
+
+
+def test_a_different_reference_is_detected(tmp_path, tables):
+    x, labels = _inputs(n=3)
+    # the reference: the ideal array (exact counts); the surrogate's IR drop lowers its codes
+    res = budget.run_budget(_tiny_net(), x, labels, _config(tables[0]), tmp_path / "ideal", reference="ideal")
+    assert 0 < res.code_agreement < 1 and res.min_layer_code_agreement < 1
+    assert all(l["codes_differ"] > 0 for l in res.layers)
+    # a reference table without IR drop: codes differ too, and per image both networks are recorded
+    res2 = budget.run_budget(_tiny_net(), x, labels, _config(tables[0]), tmp_path / "flat", reference="surrogate",
+                             reference_table=tables[1])
+    assert res2.code_agreement < 1
+    assert len(res2.surrogate_correct) == len(res2.reference_correct) == 3
+
+
+def test_paired_counts_match_a_direct_comparison(tables):
+    from cosim.cim.arrays import IdealArray, build_array
+    sur, _ = build_array(mode="surrogate", tech="sram8t", rows=16, cols=16, table=tables[0])
+    p = budget.PairedArray(IdealArray(16), sur)
+    g = torch.Generator().manual_seed(0)
+    xb = (torch.rand(40, 16, generator=g) < 0.7).float()
+    wb = (torch.rand(16, 9, generator=g) < 0.7).float()
+    codes = p.read(xb, wb)
+    assert torch.equal(codes, xb @ wb)
+    assert p.counts[""] == [360, int((sur.read(xb, wb) != xb @ wb).sum()), 0]
+
+
+def test_a_run_resumes_after_an_interruption(tmp_path, tables):
+    x, labels = _inputs(n=3)
+    seen = []
+
+    def stop_after_first(done, total):
+        seen.append(done)
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        budget.run_budget(_tiny_net(), x, labels, _config(tables[0]), tmp_path, reference="ideal", chunk_images=1,
+                          on_chunk=stop_after_first)
+    assert len(list((tmp_path / "chunks").glob("*.json"))) == 1
+    res = budget.run_budget(_tiny_net(), x, labels, _config(tables[0]), tmp_path, reference="ideal", chunk_images=1)
+    assert res.chunks_computed == 2
+    full = budget.run_budget(_tiny_net(), x, labels, _config(tables[0]), tmp_path / "once", reference="ideal",
+                             chunk_images=1)
+    assert res.summary()["layers"] == full.summary()["layers"]
+    assert (res.surrogate_correct == full.surrogate_correct).all()
+    again = budget.run_budget(_tiny_net(), x, labels, _config(tables[0]), tmp_path, reference="ideal", chunk_images=1)
+    assert again.chunks_computed == 0
+    # the folder belongs to its configuration
+    with pytest.raises(InputError, match="another configuration"):
+        budget.run_budget(_tiny_net(), x, labels, _config(tables[0]).replace(binsparx=True), tmp_path,
+                          reference="ideal", chunk_images=1)
+
+
+def test_rows_are_read_back_by_the_report(tmp_path, tables, monkeypatch):
+    from cosim import paths
+    monkeypatch.setattr(paths, "CHECKOUT_DIR", tmp_path / "checkout")
+    x, labels = _inputs(n=3)
+    res = budget.run_budget(_tiny_net(), x, labels, _config(tables[0]), tmp_path / "run", reference="ideal")
+    prov = {"table": "synthetic", "code_version": "test", "cpu": "test", "seed": 0, "command": "pytest"}
+    path = tmp_path / report.ERROR_BUDGET
+    for binsparx in (False, True, False):   # the third replaces the first
+        row = budget.budget_row(res, network="vgg-small", technology="sram8t", rows=16, r_wire_ohm=10.0,
+                                adc_reference="ideal", binsparx=binsparx, reference="ideal", source="test",
+                                provenance=prov)
+        budget.append_budget_row(path, row)
+    got, txt = report.load_error_budget(tmp_path)
+    assert "2 configuration(s)" in txt and "unreadable" not in txt
+    key = report.budget_key("vgg-small", "sram8t", 16, 10.0, "ideal", False)
+    assert got[key] == pytest.approx(abs(round(100 * res.comparison.diff, 2)))
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and rows[0]["reference"] == "ideal" and rows[0]["command"] == "pytest"
+    with pytest.raises(InputError, match="adc_reference"):
+        budget.append_budget_row(path, {**row, "adc_reference": "other"})
+
+
+def test_bad_input_is_one_line(tmp_path, tables):
+    x, labels = _inputs(n=3)
+    with pytest.raises(InputError, match="reference must be"):
+        budget.run_budget(_tiny_net(), x, labels, _config(tables[0]), tmp_path, reference="spice")
+    with pytest.raises(InputError, match="surrogate mode"):
+        budget.run_budget(_tiny_net(), x, labels, _config(tables[0]).replace(mode="exact"), tmp_path)
+    with pytest.raises(InputError, match="inputs for"):
+        budget.run_budget(_tiny_net(), x[:2], labels, _config(tables[0]), tmp_path)
+
+
+def test_a_sampled_probe_reads_part_of_the_vectors(tables):
+    from cosim.cim.arrays import IdealArray, build_array
+    sur, _ = build_array(mode="surrogate", tech="sram8t", rows=16, cols=16, table=tables[0])
+    p = budget.PairedArray(IdealArray(16), sur, sample=0.5, seed=3)
+    g = torch.Generator().manual_seed(0)
+    xb = (torch.rand(200, 16, generator=g) < 0.7).float()
+    wb = (torch.rand(16, 4, generator=g) < 0.7).float()
+    assert torch.equal(p.read(xb, wb), xb @ wb)
+    reads, differ, _ = p.counts[""]
+    assert 4 * 60 < reads < 4 * 140 and reads % 4 == 0 and 0 < differ <= reads
+
+
+def test_certified_reads_are_checked_against_the_exact_solver(tables):
+    x, _ = _inputs(n=1)
+    chk = budget.certified_against_exact(_tiny_net(), x, _config(tables[0]), sample=0.3)
+    layers = chk["layers"]
+    assert [l["name"] for l in layers] == ["2", "4"]
+    assert all(0 < l["column_reads"] and 0 <= l["codes_differ"] <= l["column_reads"] for l in layers)
+    assert sum(l["resolved"] for l in layers) == chk["columns_resolved"] > 0
+    assert chk["exact_column_solves"] == sum(l["column_reads"] for l in layers) < chk["columns_read"]
+
+
+def test_the_validation_section_is_written_and_replaced(tmp_path, tables):
+    x, labels = _inputs(n=3)
+    res = budget.run_budget(_tiny_net(), x, labels, _config(tables[0]), tmp_path / "run", reference="ideal")
+    prov = {"table": "t.parquet", "table_sha256": "ab" * 32, "cpu": "cpu X", "code_version": "v",
+            "date_utc": "2026-01-02T00:00:00", "command": "python scripts/error_budget.py --images 3"}
+    result = {"configuration": {"network": "vgg-small", "technology": "sram8t", "rows": 64, "r_wire_ohm": 10.0,
+                                "adc_reference": "ideal", "binsparx": False, "reference": "ideal"},
+              "result": res.summary(), "provenance": prov}
+    sec = budget.section_markdown([result], None, conditions="load 4.")
+    s = res.summary()
+    assert f"{s['delta_pp']:+.2f} [{s['delta_low_pp']:+.2f}, {s['delta_high_pp']:+.2f}]" in sec
+    assert "143 of the 144 configurations" in sec and "cpu X" in sec and "--images 3" in sec
+    doc = "# V\n\ntext\n"
+    once = budget.replace_section(doc, sec)
+    assert once.startswith(doc) and once.count(budget.SECTION_BEGIN) == 1
+    twice = budget.replace_section(once + "after\n", sec.replace("load 4.", "load 5."))
+    assert twice.count(budget.SECTION_BEGIN) == 1 and "load 5." in twice and "load 4." not in twice
+    assert twice.endswith("after\n")
