@@ -108,6 +108,7 @@ def test_a_run_resumes_after_an_interruption(tmp_path, tables):
 def test_rows_are_read_back_by_the_report(tmp_path, tables, monkeypatch):
     from cosim import paths
     monkeypatch.setattr(paths, "CHECKOUT_DIR", tmp_path / "checkout")
+    monkeypatch.setattr(report, "MIN_BUDGET_IMAGES", 3)   # the tiny run's 3 images count as a budget here
     x, labels = _inputs(n=3)
     res = budget.run_budget(_tiny_net(), x, labels, _config(tables[0]), tmp_path / "run", reference="ideal")
     prov = {"table": "synthetic", "code_version": "test", "cpu": "test", "seed": 0, "command": "pytest"}

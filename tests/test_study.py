@@ -827,11 +827,12 @@ def test_error_budget_file_roundtrip(tmp_path, monkeypatch):
     from cosim import paths
     monkeypatch.setattr(paths, "CHECKOUT_DIR", tmp_path / "checkout")
     row = {"network": "vgg-small", "technology": "sram8t", "rows": 64, "r_wire_ohm": 10.0,
-           "adc_reference": "calibrated", "binsparx": True, "delta_pp": -0.7, "n_images": 200,
+           "adc_reference": "calibrated", "binsparx": True, "delta_pp": -0.7, "n_images": 500,
            "source": "docs/VALIDATION.md"}
-    report.write_error_budget(tmp_path / report.ERROR_BUDGET, [row])
+    pilot = {**row, "adc_reference": "ideal", "delta_pp": 10.0, "n_images": 10}
+    report.write_error_budget(tmp_path / report.ERROR_BUDGET, [row, pilot])
     budget, txt = report.load_error_budget(tmp_path)
-    assert "1 configuration(s)" in txt
+    assert "1 configuration(s), 1 row(s) measured on fewer than 500 images" in txt and len(budget) == 1
     cell = Cell(network="vgg-small", variant="adc-cal+binsparx", technology="sram8t", rows=64, cols=64,
                 r_wire_ohm=10.0, adc_bits=7)
     assert report.error_budget_for(cell, budget) == pytest.approx(0.7)

@@ -246,6 +246,9 @@ def _verdict_txt(c: stats.Comparison) -> str:
 # ------------------------------------------------------------------------------------------- error budget
 
 ERROR_BUDGET = "error_budget.csv"   #: beside REPORT.md (else the checkout's docs/), written by the validation report
+#: a configuration's budget is measured on at least this many images (issue 16); rows on fewer are a pilot,
+#: whose interval is too wide to budget anything, and are not used
+MIN_BUDGET_IMAGES = 500
 #: its columns: the configuration (adc_reference "ideal" / "calibrated", binsparx 0 / 1), the surrogate's
 #: accuracy minus the exact (SPICE) network's in points on n_images images, and where that was measured
 BUDGET_COLUMNS = ("network", "technology", "rows", "r_wire_ohm", "adc_reference", "binsparx", "delta_pp",
@@ -272,7 +275,7 @@ def load_error_budget(out: Path) -> tuple[dict, str]:
                     "exact SPICE network per configuration, from the validation report) beside this report, so "
                     "no accuracy here carries one.")
     budget: dict = {}
-    bad = 0
+    bad = pilot = 0
     try:
         with path.open(newline="") as f:
             for row in csv.DictReader(f):
@@ -280,12 +283,22 @@ def load_error_budget(out: Path) -> tuple[dict, str]:
                     k = budget_key(row["network"], row["technology"], row["rows"], row["r_wire_ohm"],
                                    row["adc_reference"].strip().lower(),
                                    row["binsparx"].strip().lower() in ("1", "true", "yes"))
-                    budget[k] = abs(float(row["delta_pp"]))
+                    delta, n = abs(float(row["delta_pp"])), int(float(row["n_images"]))
                 except (KeyError, ValueError, TypeError, AttributeError):
                     bad += 1
+                    continue
+                if n < MIN_BUDGET_IMAGES:
+                    pilot += 1
+                else:
+                    budget[k] = delta
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         return {}, f"Error budget file `{path.name}` unreadable ({type(e).__name__}): no accuracy here carries one."
-    return budget, (f"Error budgets from `{path.name}` ({len(budget)} configuration(s){f', {bad} unreadable row(s)' if bad else ''}): "
+    notes = [f"{bad} unreadable row(s)"] if bad else []
+    if pilot:
+        notes.append(f"{pilot} row(s) measured on fewer than {MIN_BUDGET_IMAGES} images, a pilot whose interval is "
+                     f"too wide to budget anything, not used (docs/VALIDATION.md)")
+    return budget, (f"Error budgets from `{path.name}` ({len(budget)} configuration(s)"
+                    + "".join(f", {x}" for x in notes) + "): "
                     "`±x` after an accuracy is the surrogate's measured |accuracy - exact SPICE network's accuracy| "
                     "of that configuration, in points; a difference between two cells smaller than their summed "
                     "budgets may be the surrogate's, not the hardware's.")
