@@ -179,3 +179,23 @@ def test_the_validation_section_is_written_and_replaced(tmp_path, tables):
     twice = budget.replace_section(once + "after\n", sec.replace("load 4.", "load 5."))
     assert twice.count(budget.SECTION_BEGIN) == 1 and "load 5." in twice and "load 4." not in twice
     assert twice.endswith("after\n")
+
+
+def test_a_run_is_its_table_s_content_not_its_path(tmp_path, tables):
+    """A run folder continues from another checkout: the table file is named by its content."""
+    import shutil
+
+    x, labels = _inputs(n=2)
+    here = tables[0].save(tmp_path / "a" / "t.parquet")
+    budget.run_budget(_tiny_net(), x, labels, _config(str(here)), tmp_path / "run", reference="ideal",
+                      chunk_images=1)
+    moved = tmp_path / "b" / "t.parquet"
+    moved.parent.mkdir()
+    shutil.copy(here, moved)
+    again = budget.run_budget(_tiny_net(), x, labels, _config(str(moved)), tmp_path / "run", reference="ideal",
+                              chunk_images=1)
+    assert again.chunks_computed == 0
+    other = tables[1].save(tmp_path / "c" / "t.parquet")
+    with pytest.raises(InputError, match="another configuration"):
+        budget.run_budget(_tiny_net(), x, labels, _config(str(other)), tmp_path / "run", reference="ideal",
+                          chunk_images=1)

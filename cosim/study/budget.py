@@ -193,6 +193,23 @@ def _reference_config(config, reference: str, reference_table=None):
     return config.replace(**kw)
 
 
+def _by_content(config: dict) -> dict:
+    """A config's dict with its table named by content (sha256), not by where the file lies: the run folder
+    is the same run from another checkout or machine (a rerun there continues it)."""
+    table = config.get("array", {}).get("table")
+    if isinstance(table, str):
+        import hashlib
+
+        try:
+            sha = hashlib.sha256(Path(table).read_bytes()).hexdigest()
+        except OSError as e:
+            raise InputError(f"cannot read the table {table}: {e.strerror or e}") from None
+        config = {**config, "array": {**config["array"], "table": {"sha256": sha}}}
+    elif isinstance(table, dict):
+        config = {**config, "array": {**config["array"], "table": {"sha256": table.get("sha256")}}}
+    return config
+
+
 def run_budget(net, inputs: torch.Tensor, labels, config, out_dir, *, reference: str = "certified",
                reference_table=None, index=None, chunk_images: int = 10, manifest: dict | None = None,
                on_chunk: Callable[[int, int], None] | None = None) -> BudgetRun:
@@ -217,8 +234,8 @@ def run_budget(net, inputs: torch.Tensor, labels, config, out_dir, *, reference:
     ref_config = _reference_config(config, reference, reference_table)
     out = Path(out_dir)
     (out / "chunks").mkdir(parents=True, exist_ok=True)
-    ident = {"config": config.as_dict(), "reference": reference, "reference_config": ref_config.as_dict(),
-             **(manifest or {})}
+    ident = {"config": _by_content(config.as_dict()), "reference": reference,
+             "reference_config": _by_content(ref_config.as_dict()), **(manifest or {})}
     ident = json.loads(json.dumps(ident, default=str))
     mpath = out / "budget.json"
     if mpath.is_file():
