@@ -220,6 +220,19 @@ typedef struct {
    two right-hand sides (-F_L and M's column u), then M's step from the Schur complement,
    dM = (-F_M - v.y) / (a - v.z), and dL = y - z dM. The same cells, stopping rules and sensed current as
    dec_run's. */
+/* The shared convergence test of the decoupled column solves: the sensed current settled, its last change
+   within tolerance, or (quadratic convergence) the error it leaves, about change^2 / previous change, 100x
+   below the tolerance; ``conv``: the line voltages converged too. Updates the previous current and change. */
+static int sense_settled(double i_sense, double *i_prev, double *d_prev, int conv, double reltol, double abstol_a) {
+    if (isfinite(*i_prev)) {
+        const double d = fabs(i_sense - *i_prev), tol = reltol * fabs(i_sense) + abstol_a;
+        if (conv && (d <= tol || (d < *d_prev && d * d <= 0.01 * tol * *d_prev))) return 1;
+        *d_prev = d;
+    }
+    *i_prev = i_sense;
+    return 0;
+}
+
 static void *dec_run_mixed(dec_job_t *j) {
     const cellpar_t *P = j->P;
     const int64_t R = j->R, C = j->C;
@@ -351,12 +364,7 @@ static void *dec_run_mixed(dec_job_t *j) {
                 i_sense = j->g_sink_s * (lbit ? M : L[R - 1]);
             }
             if (!isfinite(i_sense)) { status = 2; break; }
-            if (isfinite(i_prev)) {
-                const double d = fabs(i_sense - i_prev), tol = j->reltol * fabs(i_sense) + j->abstol_a;
-                if (conv && (d <= tol || (d < d_prev && d * d <= 0.01 * tol * d_prev))) { status = 0; break; }
-                d_prev = d;
-            }
-            i_prev = i_sense;
+            if (sense_settled(i_sense, &i_prev, &d_prev, conv, j->reltol, j->abstol_a)) { status = 0; break; }
         }
         j->i_out[q] = status == 0 ? i_sense : NAN;
         j->status[q] = status;
@@ -502,14 +510,7 @@ static void *dec_run(void *arg) {
                 i_sense = j->g_sink_s * vs[N - 1];
             }
             if (!isfinite(i_sense)) { status = 2; break; }
-            if (isfinite(i_prev)) {
-                /* the sensed current settled: its last change within tolerance, or (quadratic convergence)
-                   the error it leaves, about change^2 / previous change, 100x below the tolerance */
-                const double d = fabs(i_sense - i_prev), tol = j->reltol * fabs(i_sense) + j->abstol_a;
-                if (conv && (d <= tol || (d < d_prev && d * d <= 0.01 * tol * d_prev))) { status = 0; break; }
-                d_prev = d;
-            }
-            i_prev = i_sense;
+            if (sense_settled(i_sense, &i_prev, &d_prev, conv, j->reltol, j->abstol_a)) { status = 0; break; }
         }
         j->i_out[q] = status == 0 ? i_sense : NAN;
         j->status[q] = status;

@@ -315,24 +315,33 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
                     i_s = i_s + scale * gs * (ds[:, -2] - ds[:, -1])
             else:
                 i_s = gk * ns_[:, -1]
-            ip = i_prev[a]
-            has_prev = torch.isfinite(ip)
-            d = (i_s - ip).abs()
-            tol = reltol * i_s.abs() + abstol_a
-            dp = d_prev[a]
-            settled = has_prev & ((d <= tol) | ((d < dp) & (d * d <= 0.01 * tol * dp)))
-            ok = conv & settled & ~bad & ~nonfinite & torch.isfinite(i_s)
-            d_prev[a] = torch.where(has_prev, d, dp)
-            i_prev[a] = i_s
-            fail = bad | nonfinite | ~torch.isfinite(i_s)
-            out_i[a[ok]] = i_s[ok]
-            out_st[a[ok]] = 0
-            out_it[a[ok | fail]] = it
-            out_st[a[bad]] = 3
-            out_st[a[(nonfinite | ~torch.isfinite(i_s)) & ~bad]] = 2
-            active[a[ok | fail]] = False
+            _settle(a, i_s, conv, bad, nonfinite, it, i_prev, d_prev, out_i, out_st, out_it, active, reltol, abstol_a)
         cur[q0:q0 + Q], status[q0:q0 + Q], iters[q0:q0 + Q] = out_i, out_st, out_it
     return (cur.view(K, C).cpu().numpy(), iters.view(K, C).cpu().numpy(), status.view(K, C).cpu().numpy())
+
+
+def _settle(a, i_s, conv, bad, nonfinite, it, i_prev, d_prev, out_i, out_st, out_it, active, reltol, abstol_a):
+    """The shared convergence test of the decoupled column solves, for the active columns ``a``: a column is
+    done when its line voltages converged (``conv``) and its sensed current ``i_s`` settled (its last change
+    within tolerance, or the error a quadratic convergence leaves, change^2 / previous change, 100x below
+    it), or when it failed (``bad``: no convergence, status 3; a non-finite step or current, status 2).
+    Records the results of the done columns and retires them from ``active``."""
+    ip = i_prev[a]
+    has_prev = torch.isfinite(ip)
+    d = (i_s - ip).abs()
+    tol = reltol * i_s.abs() + abstol_a
+    dp = d_prev[a]
+    settled = has_prev & ((d <= tol) | ((d < dp) & (d * d <= 0.01 * tol * dp)))
+    ok = conv & settled & ~bad & ~nonfinite & torch.isfinite(i_s)
+    d_prev[a] = torch.where(has_prev, d, dp)
+    i_prev[a] = i_s
+    fail = bad | nonfinite | ~torch.isfinite(i_s)
+    out_i[a[ok]] = i_s[ok]
+    out_st[a[ok]] = 0
+    out_it[a[ok | fail]] = it
+    out_st[a[bad]] = 3
+    out_st[a[(nonfinite | ~torch.isfinite(i_s)) & ~bad]] = 2
+    active[a[ok | fail]] = False
 
 
 def _solve_mixed(cells, st, ws0t, xt, wt, K, R, C, *, gb, gs, gsh, gd, gk, drv_fixed, snk_fixed, vr, max_iter,
@@ -466,21 +475,6 @@ def _solve_mixed(cells, st, ws0t, xt, wt, K, R, C, *, gb, gs, gsh, gd, gk, drv_f
                         i_s = i_s + scale * gl * (dL[:, -2] - dL[:, -1])
             else:
                 i_s = gk * (nM if lbit else nL[:, -1])
-            ip = i_prev[a_]
-            has_prev = torch.isfinite(ip)
-            d = (i_s - ip).abs()
-            tol = reltol * i_s.abs() + abstol_a
-            dp = d_prev[a_]
-            settled = has_prev & ((d <= tol) | ((d < dp) & (d * d <= 0.01 * tol * dp)))
-            ok = conv & settled & ~bad & ~nonfinite & torch.isfinite(i_s)
-            d_prev[a_] = torch.where(has_prev, d, dp)
-            i_prev[a_] = i_s
-            fail = bad | nonfinite | ~torch.isfinite(i_s)
-            out_i[a_[ok]] = i_s[ok]
-            out_st[a_[ok]] = 0
-            out_it[a_[ok | fail]] = it
-            out_st[a_[bad]] = 3
-            out_st[a_[(nonfinite | ~torch.isfinite(i_s)) & ~bad]] = 2
-            active[a_[ok | fail]] = False
+            _settle(a_, i_s, conv, bad, nonfinite, it, i_prev, d_prev, out_i, out_st, out_it, active, reltol, abstol_a)
         cur[q0:q0 + Q], status[q0:q0 + Q], iters[q0:q0 + Q] = out_i, out_st, out_it
     return (cur.view(K, C).cpu().numpy(), iters.view(K, C).cpu().numpy(), status.view(K, C).cpu().numpy())
