@@ -203,12 +203,7 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
         ws = ws0t[state].clone()
         vb = torch.full((Q, N), vr, dtype=f64, device=dev)
         vs = torch.zeros(Q, N, dtype=f64, device=dev)
-        active = torch.ones(Q, dtype=torch.bool, device=dev)
-        out_i = torch.full((Q,), float("nan"), dtype=f64, device=dev)
-        out_it = torch.full((Q,), max_iter, dtype=torch.int32, device=dev)
-        out_st = torch.ones(Q, dtype=torch.int32, device=dev)
-        i_prev = torch.full((Q,), float("nan"), dtype=f64, device=dev)
-        d_prev = torch.full((Q,), float("inf"), dtype=f64, device=dev)
+        active, out_i, out_st, out_it, i_prev, d_prev = _tracking(Q, max_iter, dev)
         rows = torch.arange(R, device=dev)
         for it in range(1, max_iter + 1):
             a = active.nonzero().squeeze(1)
@@ -320,6 +315,15 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
     return (cur.view(K, C).cpu().numpy(), iters.view(K, C).cpu().numpy(), status.view(K, C).cpu().numpy())
 
 
+def _tracking(Q: int, max_iter: int, dev):
+    """What ``_settle`` keeps for a chunk of ``Q`` columns: which are still active, their results (current,
+    status 1 = not converged, iterations) and the previous sensed current and its change."""
+    f64 = torch.float64
+    return (torch.ones(Q, dtype=torch.bool, device=dev), torch.full((Q,), float("nan"), dtype=f64, device=dev),
+            torch.ones(Q, dtype=torch.int32, device=dev), torch.full((Q,), max_iter, dtype=torch.int32, device=dev),
+            torch.full((Q,), float("nan"), dtype=f64, device=dev), torch.full((Q,), float("inf"), dtype=f64, device=dev))
+
+
 def _settle(a, i_s, conv, bad, nonfinite, it, i_prev, d_prev, out_i, out_st, out_it, active, reltol, abstol_a):
     """The shared convergence test of the decoupled column solves, for the active columns ``a``: a column is
     done when its line voltages converged (``conv``) and its sensed current ``i_s`` settled (its last change
@@ -371,12 +375,7 @@ def _solve_mixed(cells, st, ws0t, xt, wt, K, R, C, *, gb, gs, gsh, gd, gk, drv_f
         ws = ws0t[state].clone()
         Lv = torch.full((Q, R), vr if lbit else 0.0, dtype=f64, device=dev)
         Mv = torch.full((Q,), 0.0 if lbit else vr, dtype=f64, device=dev)
-        active = torch.ones(Q, dtype=torch.bool, device=dev)
-        out_i = torch.full((Q,), float("nan"), dtype=f64, device=dev)
-        out_it = torch.full((Q,), max_iter, dtype=torch.int32, device=dev)
-        out_st = torch.ones(Q, dtype=torch.int32, device=dev)
-        i_prev = torch.full((Q,), float("nan"), dtype=f64, device=dev)
-        d_prev = torch.full((Q,), float("inf"), dtype=f64, device=dev)
+        active, out_i, out_st, out_it, i_prev, d_prev = _tracking(Q, max_iter, dev)
         for it in range(1, max_iter + 1):
             a_ = active.nonzero().squeeze(1)
             if a_.numel() == 0:
