@@ -19,7 +19,7 @@ import click
 
 from ..errors import InputError
 from ..circuit.netlist import MODEL_IMPLS
-from .spice import array_operands, array_options, echo_columns, line_overrides, line_values, wire_text
+from .spice import array_operands, array_options, array_result, echo_columns, line_overrides, line_values, wire_text
 
 
 @click.command("solve")
@@ -64,11 +64,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
         solver += "-table"
     models = "resistor" if tech.kind.linear else "compiled"
     out = {
-        "technology": tech.name, "cell": tech.cell, "rows": rows, "cols": cols, "topology": spec.topology,
-        "r_wire_ohm": tech.r_wire_ohm, **line_values(tech), "r_driver_ohm": tech.r_driver_ohm,
-        "r_sink_ohm": tech.r_sink_ohm, "v_read_v": tech.v_read_v,
-        "column_current_a": res.column_current_a.tolist(),
-        "ideal_column_current_a": ideal.tolist(),
+        **array_result(tech, spec, res.column_current_a, ideal),
         "ngspice_version": None, "solver": solver, "backend": "cosim.circuit.solver", "device_models": models,
         # the solver always evaluates the compiled device equations: never a fallback to other models
         "device_models_fallback": None,

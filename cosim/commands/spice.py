@@ -112,6 +112,17 @@ def line_values(tech) -> dict:
     return {f"r_{line}_ohm": tech.wire_ohm(line) for line in ("bl", "sl", "wl")}
 
 
+def array_result(tech, spec, current_a, ideal_a) -> dict:
+    """The keys ``cosim spice`` and ``cosim solve`` share (the array, its wires and its column currents), so
+    their JSON compares column for column; each adds its own solver's keys."""
+    return {
+        "technology": tech.name, "cell": tech.cell, "rows": spec.rows, "cols": spec.cols, "topology": spec.topology,
+        "r_wire_ohm": tech.r_wire_ohm, **line_values(tech), "r_driver_ohm": tech.r_driver_ohm,
+        "r_sink_ohm": tech.r_sink_ohm, "v_read_v": tech.v_read_v,
+        "column_current_a": current_a.tolist(), "ideal_column_current_a": ideal_a.tolist(),
+    }
+
+
 def technology(tech_name, tech_file, default: str | None = None, **overrides):
     """The technology of ``--tech`` (a built-in, or a name in $COSIM_TECH_PATH) or ``--tech-file``."""
     if tech_file is not None:
@@ -216,11 +227,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
     res = run_array(spec, inputs, weights, backend=backend, timeout_s=timeout_s, models=models)
     ideal = ideal_column_currents(spec, inputs, weights)
     out = {
-        "technology": tech.name, "cell": tech.cell, "rows": rows, "cols": cols, "topology": spec.topology,
-        "r_wire_ohm": tech.r_wire_ohm, **line_values(tech), "r_driver_ohm": tech.r_driver_ohm,
-        "r_sink_ohm": tech.r_sink_ohm, "v_read_v": tech.v_read_v,
-        "column_current_a": res.column_current_a.tolist(),
-        "ideal_column_current_a": ideal.tolist(),
+        **array_result(tech, spec, res.column_current_a, ideal),
         "ngspice_version": res.ngspice_version, "solver": res.solver, "backend": res.backend,
         "device_models": res.device_models, "device_models_fallback": res.device_models_fallback,
         "seconds": res.seconds, "netlist_sha256": res.netlist_sha256, "retried": res.retried,
