@@ -4,25 +4,12 @@ import csv
 
 import pytest
 import torch
-from torch import nn
 
-from cosim.bnn.layers import BinConv2d
 from cosim.cim import CiMConfig
 from cosim.cim.synthetic import synthetic_table
 from cosim.errors import InputError
 from cosim.study import budget, report
-
-
-def _tiny_net(seed=0):
-    torch.manual_seed(seed)
-    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), BinConv2d(16, 24, 3, 1, 1),
-                        nn.BatchNorm2d(24), BinConv2d(24, 20, 3, 2, 1), nn.BatchNorm2d(20), nn.Flatten(),
-                        nn.Linear(20 * 4 * 4, 10)).eval()
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-1, 1)
-            m.running_var.uniform_(0.5, 2)
-    return net
+from test_cim_network import _tiny_net
 
 
 @pytest.fixture(scope="module")

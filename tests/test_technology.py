@@ -101,14 +101,11 @@ def test_a_missing_file(tmp_path):
 
 
 def _cli(argv, capsys):
-    from cosim.cli import main
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    """(exit status, stdout, stderr) of ``cosim ARGV`` in process."""
+    from test_cli_infer import _run
+
+    code, io = _run(argv, capsys)
+    return code, io.out, io.err
 
 
 def test_tech_file_on_the_command_line(tmp_path, capsys, monkeypatch):
