@@ -823,6 +823,29 @@ def test_from_cache_command_reads_the_committed_cells_of_the_report_it_rewrites(
     assert "stopped at chance" in report.accuracy_summary(_paired_results())
 
 
+def test_committed_cells_of_this_code_resume_a_run_without_the_cache(tmp_path):
+    """A grid run interrupted in one checkout resumes in a fresh clone: the committed cells that this very
+    code computed go into the empty cell cache (and are then read back, not recomputed); cells of other
+    code versions, or whose key is not their payload's, do not."""
+    from types import SimpleNamespace
+    code = runner.source_hash(runner.KEY_SOURCES)
+    mine = {"cell": "a", "code": code}
+    other = {"cell": "b", "code": "0" * 64}
+    forged = {"cell": "c", "code": code}
+    lines = [{"key": runner.make_key(mine), "payload": mine, "result": {"accuracy": 0.5}},
+             {"key": runner.make_key(other), "payload": other, "result": {"accuracy": 0.6}},
+             {"key": runner.make_key(mine), "payload": forged, "result": {"accuracy": 0.7}},
+             {"key": runner.make_key(forged), "payload": forged, "result": {}}]
+    committed = tmp_path / "cells.jsonl"
+    committed.write_text("".join(json.dumps(o) + "\n" for o in lines) + "not json\n")
+    ctx = SimpleNamespace(cache_root=tmp_path / "cache")
+    assert report.seed_cache_from_committed(ctx, [committed]) == 1
+    store = runner.CellStore(ctx.cache_root)
+    assert store.get(runner.make_key(mine))["result"] == {"accuracy": 0.5}
+    assert store.get(runner.make_key(other)) is None and store.get(runner.make_key(forged)) is None
+    assert report.seed_cache_from_committed(ctx, [committed]) == 0      # already there: nothing rewritten
+
+
 def test_error_budget_file_roundtrip(tmp_path, monkeypatch):
     from cosim import paths
     monkeypatch.setattr(paths, "CHECKOUT_DIR", tmp_path / "checkout")

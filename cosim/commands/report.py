@@ -111,15 +111,20 @@ def command(config_path, quick, out_dir, limit, skew_images, cache_dir, workers,
         return StudyResults(config=cfg, cells=results, skew=skew, full_grid_cells=full_cells, not_in_run=not_in_run)
 
     from ..study.claims_run import refine_claim_cells
+    from ..study.report import COMMITTED_CELLS
+    committed = report_dir / "report" / COMMITTED_CELLS   # the cells committed with the report it rewrites
+    committed_files = [committed] if committed.is_file() else None
     if from_cache:
         if workers is not None or scheduler is not None:
             raise InputError("--from-cache computes no cell: it takes neither --workers nor --scheduler")
-        from ..study.report import COMMITTED_CELLS
-        committed = report_dir / "report" / COMMITTED_CELLS   # the cells committed with the report it rewrites
-        committed_files = [committed] if committed.is_file() else None
         res = refine_claim_cells(study(read_cached_cells(cells, ctx, committed=committed_files)), ctx,
                                  from_cache=True, committed=committed_files)
     else:
+        if committed_files:   # a run interrupted in another checkout resumes: this code's committed cells count
+            from ..study.report import seed_cache_from_committed
+            n_seeded = seed_cache_from_committed(ctx, committed_files)
+            if n_seeded:
+                click.echo(f"{n_seeded} cell(s) taken from {committed} (computed by this code)", err=True)
         with make_executor(workers=workers, scheduler=scheduler, security=sec) as ex:
             if ex.kind != "local" or ex.workers > 1:
                 click.echo(f"cells on: {ex.describe()}", err=True)

@@ -132,6 +132,30 @@ def _cell_entries(cache_cells: Path, committed: list):
 COMMITTED_CELLS = "cells.jsonl"   #: under report/: every cell result of the report, one JSON object a line
 
 
+def seed_cache_from_committed(ctx, committed: list) -> int:
+    """Put into the cell cache every committed cell result (``report/cells.jsonl``) that this very code
+    computed (its payload's source hash is this checkout's, and its key is its payload's), unless the cache
+    has it already: so a grid run that the end of a session interrupted resumes on another machine, from a
+    fresh clone without the cell cache, with only the cells that no committed result holds. Results of
+    other code versions are left out (their cells are recomputed; ``--from-cache`` still renders them).
+    The number of cells put."""
+    from .runner import KEY_SOURCES, CellStore, make_key, source_hash
+
+    store = CellStore(ctx.cache_root)
+    code = source_hash(KEY_SOURCES)
+    n = 0
+    for _, obj in _cell_entries(Path("/nonexistent"), committed):
+        try:
+            pay, key, result = obj["payload"], str(obj["key"]), obj["result"]
+            ok = pay.get("code") == code and make_key(pay) == key and "accuracy" in result
+        except (KeyError, TypeError, AttributeError):
+            continue
+        if ok and store.get(key) is None:
+            store.put(key, {"payload": pay, "result": result})
+            n += 1
+    return n
+
+
 def export_cells(res: "StudyResults", path: Path, previous: Path | None = None) -> tuple[int, int]:
     """Write every cell with a result (payload, key, result; the grid results of the cells the claims ran
     again included) as one JSON line to ``path``, sorted by key: committed with the report, ``cosim report
