@@ -182,7 +182,10 @@ def test_cli_solve_matches_spice_keys(tmp_path):
     assert out.exit_code == 0, out.output
     got = json.loads(out.output)
     assert np.array(got["column_current_a"]).shape == (2, 3)
-    assert got["solver"] == "exact-banded" and got["ngspice_version"] is None
+    assert got["solver"] == "exact-banded-table" and got["ngspice_version"] is None   # the tabulated cells: default
+    exact = json.loads(runner.invoke(cli, ["solve", *args, "--cells", "exact"]).output)
+    assert exact["solver"] == "exact-banded"
+    np.testing.assert_allclose(exact["column_current_a"], got["column_current_a"], rtol=1e-8)
     if ngspice_info()["executable"] is None:
         return
     same = runner.invoke(cli, ["solve", *args, "--backend", "subprocess", "--models", "auto", "--timeout-s", "60"])
@@ -252,7 +255,7 @@ DEVICES = ["cpu"] + (["cuda"] if __import__("torch").cuda.is_available() else []
 def test_torch_backend_equals_the_c_kernel(device, tech, zeros, rng):
     spec = ArraySpec(get_technology(tech, **zeros), 24, 5)
     x, w = patterns(24, 5, rng)
-    a = solve_array(spec, x, w, backend="c")
+    a = solve_array(spec, x, w, backend="c", cells="exact")   # the torch backend evaluates the exact cells
     b = solve_array(spec, x, w, backend="torch", device=device)
     np.testing.assert_allclose(b.column_current_a, a.column_current_a, rtol=1e-12, atol=1e-20)
     np.testing.assert_array_equal(b.iterations, a.iterations)
@@ -371,7 +374,7 @@ def test_exact_mode_reads_whole_coupled_arrays(rng):
         arr.read(x, w[:, :5])
 
 
-# ------------------------------------------------------------------------------ the tabulated 8T cell
+# ------------------------------------------------------------------------------ the tabulated cells
 def test_cell_table_error_is_below_1e_7():
     from cosim.circuit.solver import table_error
     tech = get_technology("sram8t")
@@ -384,18 +387,36 @@ def test_cell_table_error_is_below_1e_7():
     assert table_error(tech, points=40_000, min_cell_v=0.2)[2]["current"] <= 1.5e-7
 
 
+def test_reram_cell_table_error_is_below_1e_7():
+    """1T-1R: both currents of the cell (they differ by its inner node's rshunt), every state, down to
+    2 mV across the cell."""
+    from cosim.circuit.solver import table_error
+    err = table_error(get_technology("reram1t1r"), points=40_000, min_cell_v=2e-3)
+    for state in range(4):
+        assert err[state]["points"] > 10_000 and err[state]["current"] <= 1e-7, (state, err[state])
+
+
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
 @pytest.mark.parametrize("r_wire", [0.0, 2.0, 20.0])
-def test_tabulated_cells_give_the_exact_column_currents(r_wire, rng):
-    spec = ArraySpec(get_technology("sram8t", r_wire_ohm=r_wire), 64, 6)
+def test_tabulated_cells_give_the_exact_column_currents(tech, r_wire, rng):
+    spec = ArraySpec(get_technology(tech, r_wire_ohm=r_wire), 64, 6)
     x, w = patterns(64, 6, rng)
-    a = solve_array(spec, x, w)
+    a = solve_array(spec, x, w, cells="exact")
     b = solve_array(spec, x, w, cells="table")
+    assert (a.cells, b.cells) == ("exact", "table")
     np.testing.assert_allclose(b.column_current_a, a.column_current_a, rtol=1e-8, atol=1e-15)
+    # the default (cells="auto") is the table wherever it applies
+    c = solve_array(spec, x, w)
+    assert c.cells == "table"
+    np.testing.assert_array_equal(c.column_current_a, b.column_current_a)
 
 
 def test_tabulated_cells_only_where_built():
     with pytest.raises(InputError, match="cells='table'"):
-        solve_array(ArraySpec(get_technology("reram1t1r"), 4, 2), np.ones((1, 4)), np.ones((4, 2)), cells="table")
+        solve_array(ArraySpec(get_technology("resistor"), 4, 2), np.ones((1, 4)), np.ones((4, 2)), cells="table")
+    assert solve_array(ArraySpec(get_technology("resistor"), 4, 2), np.ones((1, 4)), np.ones((4, 2))).cells == "exact"
+    assert solve_array(ArraySpec(get_technology("reram1t1r"), 4, 2, "coupled"), np.ones((1, 4)),
+                       np.ones((4, 2))).cells == "exact"
     with pytest.raises(InputError, match="cells='table'"):
         solve_array(ArraySpec(get_technology("sram8t"), 4, 2, "coupled"), np.ones((1, 4)), np.ones((4, 2)),
                     cells="table")
@@ -415,7 +436,7 @@ def test_the_kernel_structs_layouts_are_checked():
     fields = list(solver_kernel.CellTab._fields_)
     fields[0], fields[1] = ("ny", ctypes.c_int32), ("nx", ctypes.c_int32)   # same layout, other names: agrees
     solver_kernel.check_layouts(lib, [(type("T", (ctypes.Structure,), {"_fields_": fields}), "cosim_solver_celltab_layout",
-                                       ("x0", "c"))])
+                                       ("nch", "x0", "c"))])
     grown = type("DecJobPlus", (ctypes.Structure,), {"_fields_": solver_kernel.DecJob._fields_ + [("more", ctypes.c_int64)]})
     with pytest.raises(InputError, match=r"^the solver kernel does not match .*DecJobPlus: the C size is \d+ bytes"):
         solver_kernel.check_layouts(lib, [(grown, "cosim_solver_decjob_layout", solver_kernel.LAYOUTS[2][2])])

@@ -147,17 +147,26 @@ void cosim_cells_eval(const cellpar_t *P, int64_t n, const double *s1, const dou
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* A tabulated cell (cosim.solver.cell_table): per state, on a grid of (va, vb), the logarithm of the
-   current and its derivatives d/dva, d/dvb, d2/dva dvb from the exact cell, interpolated by bicubic
-   Hermite patches (value and first derivatives continuous). Outside the grid the exact cell is evaluated. */
+/* A tabulated cell (cosim.solver.cell_table): per state and channel (the current entering at a; for a
+   cell whose two currents differ, 1T-1R with its inner node's rshunt, also the current leaving at b), on a
+   grid of t = ln(va - vb) and vb, the logarithm of the current and its derivatives d/dt, d/dvb,
+   d2/dt dvb from the exact cell, interpolated by bicubic Hermite patches (value and first derivatives
+   continuous). ln(current) is nearly linear in t where the cell is ohmic (current ~ va - vb) and in vb
+   where it is exponential (subthreshold), so the patches are accurate down to small voltages across the
+   cell. Outside the grid (va - vb below its first node, voltages beyond its range) the exact cell is
+   evaluated. */
 typedef struct {
-    int32_t nx, ny;              /* grid nodes along va and vb */
-    double x0, dx, y0, dy;       /* va = x0 + i dx, vb = y0 + j dy (V) */
-    const double *c;             /* (4 states, nx, ny, 4): g, dg/dva, dg/dvb, d2g/dva dvb of g = ln(current) */
+    int32_t nx, ny;              /* grid nodes along t and vb */
+    int32_t nch;                 /* channels: 1 (ia = ib) or 2 (ia, ib) */
+    double x0, dx, y0, dy;       /* t = ln(va - vb) = x0 + i dx (ln V), vb = y0 + j dy (V) */
+    const double *c;             /* (nch, 4 states, nx, ny, 4): g, dg/dt, dg/dvb, d2g/dt dvb of g = ln(current) */
 } celltab_t;
 
-static inline int table_eval(const celltab_t *T, int st, double va, double vb, double *f, double *fx, double *fy) {
-    const double tx = (va - T->x0) / T->dx, ty = (vb - T->y0) / T->dy;
+/* J = [dia/dva, dia/dvb, dib/dva, dib/dvb]; 0 where (va, vb) is off the grid (nothing written). */
+static inline int table_cell(const celltab_t *T, int st, double va, double vb, double *ia, double *ib, double *J) {
+    const double uv = va - vb;
+    if (!(uv > 0.0)) return 0;
+    const double tx = (log(uv) - T->x0) / T->dx, ty = (vb - T->y0) / T->dy;
     if (!(tx >= 0.0 && ty >= 0.0 && tx < T->nx - 1 && ty < T->ny - 1)) return 0;
     const int i = (int)tx, j = (int)ty;
     const double u = tx - i, v = ty - j;
@@ -166,29 +175,33 @@ static inline int table_eval(const celltab_t *T, int st, double va, double vb, d
     const double hv[2] = {2 * v3 - 3 * v2 + 1, -2 * v3 + 3 * v2}, kv[2] = {v3 - 2 * v2 + v, v3 - v2};
     const double dhu[2] = {6 * u2 - 6 * u, -6 * u2 + 6 * u}, dku[2] = {3 * u2 - 4 * u + 1, 3 * u2 - 2 * u};
     const double dhv[2] = {6 * v2 - 6 * v, -6 * v2 + 6 * v}, dkv[2] = {3 * v2 - 4 * v + 1, 3 * v2 - 2 * v};
-    const double dx = T->dx, dy = T->dy;
-    double F = 0, FX = 0, FY = 0;
-    for (int a = 0; a < 2; a++) {
-        for (int b = 0; b < 2; b++) {
-            const double *q = T->c + ((((int64_t)st * T->nx + i + a) * T->ny + j + b) * 4);
-            const double fu = hu[a] * q[0] + dx * ku[a] * q[1], fdu = dhu[a] * q[0] + dx * dku[a] * q[1];
-            const double gu = hu[a] * q[2] + dx * ku[a] * q[3], gdu = dhu[a] * q[2] + dx * dku[a] * q[3];
-            F += hv[b] * fu + dy * kv[b] * gu;
-            FX += hv[b] * fdu + dy * kv[b] * gdu;
-            FY += dhv[b] * fu + dy * dkv[b] * gu;
+    const double dx = T->dx, dy = T->dy, rdxu = 1.0 / (dx * uv), rdy = 1.0 / dy;
+    for (int ch = 0; ch < T->nch; ch++) {
+        double F = 0, FX = 0, FY = 0;
+        for (int a = 0; a < 2; a++) {
+            for (int b = 0; b < 2; b++) {
+                const double *q = T->c + (((((int64_t)ch * 4 + st) * T->nx + i + a) * T->ny + j + b) * 4);
+                const double fu = hu[a] * q[0] + dx * ku[a] * q[1], fdu = dhu[a] * q[0] + dx * dku[a] * q[1];
+                const double gu = hu[a] * q[2] + dx * ku[a] * q[3], gdu = dhu[a] * q[2] + dx * dku[a] * q[3];
+                F += hv[b] * fu + dy * kv[b] * gu;
+                FX += hv[b] * fdu + dy * kv[b] * gdu;
+                FY += dhv[b] * fu + dy * dkv[b] * gu;
+            }
         }
+        /* i = exp(g(t, vb)): di/dva = i g_t / (va - vb), di/dvb = i (g_vb - g_t / (va - vb)) */
+        const double e = exp(F), gt = FX * rdxu, gy = FY * rdy;
+        if (ch == 0) { *ia = e; J[0] = e * gt; J[1] = e * (gy - gt); }
+        else { *ib = e; J[2] = e * gt; J[3] = e * (gy - gt); }
     }
-    /* the table holds the logarithm of the current (positive on the grid): nearly linear where the
-       current is exponential (subthreshold), so the patches are accurate there too */
-    const double e = exp(F);
-    *f = e; *fx = e * FX / dx; *fy = e * FY / dy;
+    if (T->nch == 1) { *ib = *ia; J[2] = J[0]; J[3] = J[1]; }
     return 1;
 }
 
-/* The table at many points (for its validation): inside[i] 0 where (va, vb) is off the grid. */
+/* The table at many points (for its validation): J (n, 4) as cell_eval's; inside[i] 0 where (va, vb) is
+   off the grid. */
 void cosim_table_eval(const celltab_t *T, int64_t n, const int32_t *st, const double *va, const double *vb,
-                      double *f, double *fx, double *fy, int32_t *inside) {
-    for (int64_t i = 0; i < n; i++) inside[i] = table_eval(T, st[i], va[i], vb[i], &f[i], &fx[i], &fy[i]);
+                      double *ia, double *ib, double *J, int32_t *inside) {
+    for (int64_t i = 0; i < n; i++) inside[i] = table_cell(T, st[i], va[i], vb[i], &ia[i], &ib[i], &J[4 * i]);
 }
 
 typedef struct {
@@ -212,7 +225,7 @@ typedef struct {
     double *i_out;               /* (K, C) or (npairs,) sensed current (A) */
     int32_t *status;             /* (K, C) 0 converged, 1 iteration limit, 2 non-finite, 3 singular */
     int32_t *iters;              /* (K, C) Newton iterations */
-    const celltab_t *table;      /* NULL: exact cells; else tabulated 8T stacks (exact outside the grid) */
+    const celltab_t *table;      /* NULL: exact cells; else the tabulated cells (exact outside the grid) */
 } dec_job_t;
 
 /* A column whose bit line or source line (not both) has zero-ohm wires: that line is one node M, the other
@@ -245,7 +258,7 @@ static void *dec_run_mixed(dec_job_t *j) {
     const int l_fixed = lbit ? j->driver_fixed : j->sink_fixed;
     const int64_t lr = lbit ? 0 : R - 1;
     const double l_value = lbit ? vr : 0.0;
-    const celltab_t *tab = (P->kind == KIND_STACK) ? j->table : NULL;
+    const celltab_t *tab = j->table;
     double *buf = malloc(sizeof(double) * (size_t)(R * 13) + sizeof(cellws_t) * (size_t)R
                          + sizeof(int) * (size_t)R + 64);
     if (!buf) {
@@ -296,13 +309,8 @@ static void *dec_run_mixed(dec_job_t *j) {
             for (int64_t r = 0; r < R; r++) {
                 const double va = lbit ? L[r] : M, vb = lbit ? M : L[r];
                 double ia, ib, Jc[4];
-                double tf, tfx, tfy;
-                if (tab && table_eval(tab, sta[r], va, vb, &tf, &tfx, &tfy)) {
-                    ia = ib = tf;
-                    Jc[0] = tfx; Jc[1] = tfy; Jc[2] = tfx; Jc[3] = tfy;
-                } else {
+                if (!(tab && table_cell(tab, sta[r], va, vb, &ia, &ib, Jc)))
                     cell_eval(P, s1a[r], s2a[r], va, vb, &ws[r], &ia, &ib, Jc);
-                }
                 if (lbit) {
                     f[r] += ia; dia[r] += Jc[0]; u[r] = Jc[1];
                     fM -= ib; a -= Jc[3]; v[r] = -Jc[2];
@@ -382,7 +390,7 @@ static void *dec_run(void *arg) {
     const int merged = j->g_bl_s == 0.0;
     const int64_t N = merged ? 1 : R;
     const double gb = j->g_bl_s, gs = j->g_sl_s, gsh = j->g_shunt_s;
-    const celltab_t *tab = (P->kind == KIND_STACK) ? j->table : NULL;
+    const celltab_t *tab = j->table;
     double *buf = malloc(sizeof(double) * (size_t)(R * 2 + N * 20) + sizeof(cellws_t) * (size_t)R
                          + sizeof(int) * (size_t)R + 64);
     if (!buf) {
@@ -437,13 +445,8 @@ static void *dec_run(void *arg) {
             for (int64_t r = 0; r < R; r++) {
                 const int64_t n = merged ? 0 : r;
                 double ia, ib, Jc[4];
-                double f, fx, fy;
-                if (tab && table_eval(tab, sta[r], vb[n], vs[n], &f, &fx, &fy)) {
-                    ia = ib = f;
-                    Jc[0] = fx; Jc[1] = fy; Jc[2] = fx; Jc[3] = fy;
-                } else {
+                if (!(tab && table_cell(tab, sta[r], vb[n], vs[n], &ia, &ib, Jc)))
                     cell_eval(P, s1a[r], s2a[r], vb[n], vs[n], &ws[r], &ia, &ib, Jc);
-                }
                 rb[n] += ia; rs[n] -= ib;
                 A[4 * n] += Jc[0]; A[4 * n + 1] += Jc[1]; A[4 * n + 2] -= Jc[2]; A[4 * n + 3] -= Jc[3];
                 if (n == N - 1) { ib_last += ib; jb_last[2] += Jc[2]; jb_last[3] += Jc[3]; }
@@ -475,7 +478,8 @@ static void *dec_run(void *arg) {
                 }
                 const double det = a0 * a3 - a1 * a2;
                 if (!(fabs(det) > 1e-300) || !isfinite(det)) { bad = 1; break; }
-                const double i0 = a3 / det, i1 = -a1 / det, i2 = -a2 / det, i3 = a0 / det;
+                const double rdet = 1.0 / det;   /* one division per row (the row's latency chain) */
+                const double i0 = a3 * rdet, i1 = -a1 * rdet, i2 = -a2 * rdet, i3 = a0 * rdet;
                 /* C' = M^-1 diag(Ub, Us) */
                 cp[4 * n] = i0 * Ub[n]; cp[4 * n + 1] = i1 * Us[n];
                 cp[4 * n + 2] = i2 * Ub[n]; cp[4 * n + 3] = i3 * Us[n];
@@ -554,8 +558,8 @@ int cosim_solve_decoupled(const dec_job_t *job, int nthreads) {
     }
 COSIM_LAYOUT(cosim_solver_cellpar_layout, (int64_t)sizeof(cellpar_t), (int64_t)offsetof(cellpar_t, fet),
              (int64_t)offsetof(cellpar_t, nfin), (int64_t)offsetof(cellpar_t, g_inner_shunt_s))
-COSIM_LAYOUT(cosim_solver_celltab_layout, (int64_t)sizeof(celltab_t), (int64_t)offsetof(celltab_t, x0),
-             (int64_t)offsetof(celltab_t, c))
+COSIM_LAYOUT(cosim_solver_celltab_layout, (int64_t)sizeof(celltab_t), (int64_t)offsetof(celltab_t, nch),
+             (int64_t)offsetof(celltab_t, x0), (int64_t)offsetof(celltab_t, c))
 COSIM_LAYOUT(cosim_solver_decjob_layout, (int64_t)sizeof(dec_job_t), (int64_t)offsetof(dec_job_t, x),
              (int64_t)offsetof(dec_job_t, state), (int64_t)offsetof(dec_job_t, v_read_v),
              (int64_t)offsetof(dec_job_t, g_bl_s), (int64_t)offsetof(dec_job_t, g_sl_s),
