@@ -167,12 +167,16 @@ def cell_table(tech, step_v: float = TABLE_STEP_V, ln_step: float = TABLE_LN_STE
     (d2/dt dvb by a central difference of d/dt), for bicubic Hermite interpolation in the kernel (exact cells
     outside the grid). Built once per set of cell parameters (technologies that differ in wires, driver or
     sink only share it). Returns the ctypes descriptor and the array it points into (keep both alive)."""
+    return _cell_table(_table_key(tech, float(step_v), float(ln_step)))
+
+
+@lru_cache(maxsize=64)
+def _table_key(tech, step_v: float, ln_step: float) -> tuple:
+    """What the table of ``tech`` depends on: the cell's parameters and states, the read voltage, the steps."""
     spec = ArraySpec(tech, 1, 1, "decoupled")
     if not tabulated(spec):
         raise InputError(f"no tabulated cell for cell kind '{tech.cell}'")
-    par = cell_parameters(spec)
-    key = (bytes(par), cell_states(spec).tobytes(), float(tech.v_read_v), float(step_v), float(ln_step))
-    return _cell_table(key)
+    return (bytes(cell_parameters(spec)), cell_states(spec).tobytes(), float(tech.v_read_v), step_v, ln_step)
 
 
 @lru_cache(maxsize=8)
@@ -322,14 +326,23 @@ def solve_columns(spec: ArraySpec, inputs, weights, vector_index, column_index, 
     solve_array's (C kernel)."""
     if spec.topology != "decoupled":
         raise InputError("solve_columns needs the decoupled topology (independent columns)")
+    kk = np.ascontiguousarray(vector_index, dtype=np.int64).ravel()
+    cc = np.ascontiguousarray(column_index, dtype=np.int64).ravel()
+    try:
+        xin = np.asarray(inputs)
+    except Exception:  # noqa: BLE001 - check_inputs says what is wrong with it
+        xin = None
+    if xin is not None and xin.ndim == 2 and kk.size and kk.shape == cc.shape and kk.min() >= 0 \
+            and kk.max() < xin.shape[0]:
+        # only the vectors asked for are checked and passed on (a certified read asks for a few of many)
+        uk, kinv = np.unique(kk, return_inverse=True)
+        inputs, kk = xin[uk], np.ascontiguousarray(kinv, dtype=np.int64).ravel()
     if cells not in CELL_MODELS:
         raise InputError(f"unknown cell model '{cells}': expected one of {', '.join(CELL_MODELS)}")
     if cells == "table" and not tabulated(spec):
         raise InputError("cells='table' is the 8T-SRAM and 1T-1R cells in the decoupled topology on the C kernel only")
     table = cell_table(spec.tech) if cells != "exact" and tabulated(spec) else None
     x, w = check_inputs(spec, inputs, weights)
-    kk = np.ascontiguousarray(vector_index, dtype=np.int64).ravel()
-    cc = np.ascontiguousarray(column_index, dtype=np.int64).ravel()
     if kk.shape != cc.shape:
         raise InputError("vector_index and column_index must have the same length")
     if kk.size and (kk.min() < 0 or kk.max() >= x.shape[0] or cc.min() < 0 or cc.max() >= spec.cols):
@@ -347,23 +360,17 @@ def solve_columns(spec: ArraySpec, inputs, weights, vector_index, column_index, 
     return cur
 
 
-def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nthreads, pairs=None, table=None):
-    lib = load()
-    tech = spec.tech
-    K, R, C = x.shape[0], spec.rows, spec.cols
+@lru_cache(maxsize=64)
+def _decoupled_job(tech, max_iter: int, reltol: float, vntol_v: float, abstol_a: float,
+                   dv_max_v: float) -> tuple[bytes, CellPar]:
+    """The parts of a decoupled job that depend on the technology and the settings only (the per-call
+    set-up of solve_columns' small batches): the DecJob's bytes, and the CellPar its P points to."""
+    spec = ArraySpec(tech, 1, 1, "decoupled")
     gsh = g_shunt_s(spec)
     par = cell_parameters(spec)
     states = cell_states(spec)
-    xc = np.ascontiguousarray(x, dtype=np.uint8)
-    wt = np.ascontiguousarray(w.T, dtype=np.uint8)
-    shape = (K, C) if pairs is None else (pairs[0].size,)
-    cur = np.empty(shape)
-    status = np.empty(shape, np.int32)
-    iters = np.empty(shape, np.int32)
     job = DecJob()
     job.P = ctypes.pointer(par)
-    job.K, job.C, job.R = K, C, R
-    job.x, job.wt = xc.ctypes.data, wt.ctypes.data
     for xi in (0, 1):
         for wi in (0, 1):
             job.state[2 * xi + wi][0], job.state[2 * xi + wi][1] = states[xi, wi]
@@ -377,6 +384,22 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
     job.g_sink_s = 0.0 if job.sink_fixed else _conductance(tech.r_sink_ohm) + gsh
     job.g_shunt_s = gsh
     job.max_iter, job.reltol, job.vntol_v, job.abstol_a, job.dv_max_v = max_iter, reltol, vntol_v, abstol_a, dv_max_v
+    return bytes(job), par
+
+
+def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nthreads, pairs=None, table=None):
+    lib = load()
+    K, R, C = x.shape[0], spec.rows, spec.cols
+    xc = np.ascontiguousarray(x, dtype=np.uint8)
+    wt = np.ascontiguousarray(w.T, dtype=np.uint8)
+    shape = (K, C) if pairs is None else (pairs[0].size,)
+    cur = np.empty(shape)
+    status = np.empty(shape, np.int32)
+    iters = np.empty(shape, np.int32)
+    raw, par = _decoupled_job(spec.tech, int(max_iter), float(reltol), float(vntol_v), float(abstol_a), float(dv_max_v))
+    job = DecJob.from_buffer_copy(raw)   # P points to ``par``, kept alive by the cache and this frame
+    job.K, job.C, job.R = K, C, R
+    job.x, job.wt = xc.ctypes.data, wt.ctypes.data
     job.i_out, job.status, job.iters = cur.ctypes.data, status.ctypes.data, iters.ctypes.data
     if pairs is not None:
         job.kidx, job.cidx, job.npairs = pairs[0].ctypes.data, pairs[1].ctypes.data, pairs[0].size

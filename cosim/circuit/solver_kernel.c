@@ -162,14 +162,30 @@ typedef struct {
     const double *c;             /* (nch, 4 states, nx, ny, 4): g, dg/dt, dg/dvb, d2g/dt dvb of g = ln(current) */
 } celltab_t;
 
-/* J = [dia/dva, dia/dvb, dib/dva, dib/dvb]; 0 where (va, vb) is off the grid (nothing written). */
-static inline int table_cell(const celltab_t *T, int st, double va, double vb, double *ia, double *ib, double *J) {
+/* Where a cell's point lies in the table: the first node's offset into c (state included), the position
+   in its patch, va - vb. table_locate prefetches the patch's nodes, so that a column's cells can be located
+   in one pass and interpolated in a second one while their table memory arrives. */
+typedef struct { int64_t off; double u, v, uv; } tabloc_t;
+
+static inline int table_locate(const celltab_t *T, int st, double va, double vb, tabloc_t *L) {
     const double uv = va - vb;
     if (!(uv > 0.0)) return 0;
     const double tx = (log(uv) - T->x0) / T->dx, ty = (vb - T->y0) / T->dy;
     if (!(tx >= 0.0 && ty >= 0.0 && tx < T->nx - 1 && ty < T->ny - 1)) return 0;
     const int i = (int)tx, j = (int)ty;
-    const double u = tx - i, v = ty - j;
+    L->off = (((int64_t)st * T->nx + i) * T->ny + j) * 4;
+    L->u = tx - i; L->v = ty - j; L->uv = uv;
+    for (int ch = 0; ch < T->nch; ch++) {
+        const double *q = T->c + L->off + (int64_t)ch * 4 * T->nx * T->ny * 4;
+        __builtin_prefetch(q); __builtin_prefetch(q + 7);
+        __builtin_prefetch(q + T->ny * 4); __builtin_prefetch(q + T->ny * 4 + 7);
+    }
+    return 1;
+}
+
+/* The cell's currents and J = [dia/dva, dia/dvb, dib/dva, dib/dvb] at a located point. */
+static inline void table_interp(const celltab_t *T, const tabloc_t *L, double *ia, double *ib, double *J) {
+    const double u = L->u, v = L->v, uv = L->uv;
     const double u2 = u * u, u3 = u2 * u, v2 = v * v, v3 = v2 * v;
     const double hu[2] = {2 * u3 - 3 * u2 + 1, -2 * u3 + 3 * u2}, ku[2] = {u3 - 2 * u2 + u, u3 - u2};
     const double hv[2] = {2 * v3 - 3 * v2 + 1, -2 * v3 + 3 * v2}, kv[2] = {v3 - 2 * v2 + v, v3 - v2};
@@ -180,7 +196,7 @@ static inline int table_cell(const celltab_t *T, int st, double va, double vb, d
         double F = 0, FX = 0, FY = 0;
         for (int a = 0; a < 2; a++) {
             for (int b = 0; b < 2; b++) {
-                const double *q = T->c + (((((int64_t)ch * 4 + st) * T->nx + i + a) * T->ny + j + b) * 4);
+                const double *q = T->c + L->off + (int64_t)ch * 4 * T->nx * T->ny * 4 + ((int64_t)a * T->ny + b) * 4;
                 const double fu = hu[a] * q[0] + dx * ku[a] * q[1], fdu = dhu[a] * q[0] + dx * dku[a] * q[1];
                 const double gu = hu[a] * q[2] + dx * ku[a] * q[3], gdu = dhu[a] * q[2] + dx * dku[a] * q[3];
                 F += hv[b] * fu + dy * kv[b] * gu;
@@ -194,6 +210,13 @@ static inline int table_cell(const celltab_t *T, int st, double va, double vb, d
         else { *ib = e; J[2] = e * gt; J[3] = e * (gy - gt); }
     }
     if (T->nch == 1) { *ib = *ia; J[2] = J[0]; J[3] = J[1]; }
+}
+
+/* Both at once; 0 where (va, vb) is off the grid (nothing written). */
+static inline int table_cell(const celltab_t *T, int st, double va, double vb, double *ia, double *ib, double *J) {
+    tabloc_t L;
+    if (!table_locate(T, st, va, vb, &L)) return 0;
+    table_interp(T, &L, ia, ib, J);
     return 1;
 }
 
@@ -392,12 +415,15 @@ static void *dec_run(void *arg) {
     const double gb = j->g_bl_s, gs = j->g_sl_s, gsh = j->g_shunt_s;
     const celltab_t *tab = j->table;
     double *buf = malloc(sizeof(double) * (size_t)(R * 2 + N * 20) + sizeof(cellws_t) * (size_t)R
-                         + sizeof(int) * (size_t)R + 64);
+                         + 2 * sizeof(int) * (size_t)R + sizeof(tabloc_t) * (size_t)R + sizeof(int) * (size_t)R + 64);
     if (!buf) {
         for (int64_t q = j->j0; q < j->j1; q++) { j->status[q] = 4; j->i_out[q] = NAN; }
         return NULL;
     }
     int *sta = (int *)((cellws_t *)(buf + R * 2 + N * 20) + R);
+    /* after ws and sta (2 ints a row reserved for sta: 8-byte alignment) */
+    tabloc_t *loc = (tabloc_t *)(buf + R * 2 + N * 20 + (sizeof(cellws_t) + 2 * sizeof(int)) * (size_t)R / 8);
+    int *inloc = (int *)(loc + R);
     cellws_t *ws = (cellws_t *)(buf + R * 2 + N * 20);
     double *s1a = buf, *s2a = buf + R;
     double *vb = buf + 2 * R, *vs = vb + N;
@@ -442,11 +468,13 @@ static void *dec_run(void *arg) {
                 Ub[n] = (!merged && n < N - 1) ? -gb : 0.0; Us[n] = (!merged && n < N - 1) ? -gs : 0.0;
             }
             double ib_last = 0.0, jb_last[4] = {0, 0, 0, 0};
+            /* tabulated cells: located (and their table memory fetched) in one pass, evaluated in the next */
+            if (tab) for (int64_t r = 0; r < R; r++) inloc[r] = table_locate(tab, sta[r], vb[merged ? 0 : r], vs[merged ? 0 : r], &loc[r]);
             for (int64_t r = 0; r < R; r++) {
                 const int64_t n = merged ? 0 : r;
                 double ia, ib, Jc[4];
-                if (!(tab && table_cell(tab, sta[r], vb[n], vs[n], &ia, &ib, Jc)))
-                    cell_eval(P, s1a[r], s2a[r], vb[n], vs[n], &ws[r], &ia, &ib, Jc);
+                if (tab && inloc[r]) table_interp(tab, &loc[r], &ia, &ib, Jc);
+                else cell_eval(P, s1a[r], s2a[r], vb[n], vs[n], &ws[r], &ia, &ib, Jc);
                 rb[n] += ia; rs[n] -= ib;
                 A[4 * n] += Jc[0]; A[4 * n + 1] += Jc[1]; A[4 * n + 2] -= Jc[2]; A[4 * n + 3] -= Jc[3];
                 if (n == N - 1) { ib_last += ib; jb_last[2] += Jc[2]; jb_last[3] += Jc[3]; }
