@@ -167,7 +167,14 @@ typedef struct {
    in one pass and interpolated in a second one while their table memory arrives. */
 typedef struct { int64_t off; double u, v, uv; } tabloc_t;
 
-static inline int table_locate(const celltab_t *T, int st, double va, double vb, tabloc_t *L) {
+/* inlined into the column loops (a call returns its results through memory, and waits on it) */
+#if defined(__GNUC__) || defined(__clang__)
+#define TABLE_INLINE static inline __attribute__((always_inline))
+#else
+#define TABLE_INLINE static inline
+#endif
+
+TABLE_INLINE int table_locate(const celltab_t *T, int st, double va, double vb, tabloc_t *L) {
     const double uv = va - vb;
     if (!(uv > 0.0)) return 0;
     const double tx = (log(uv) - T->x0) / T->dx, ty = (vb - T->y0) / T->dy;
@@ -184,7 +191,7 @@ static inline int table_locate(const celltab_t *T, int st, double va, double vb,
 }
 
 /* The cell's currents and J = [dia/dva, dia/dvb, dib/dva, dib/dvb] at a located point. */
-static inline void table_interp(const celltab_t *T, const tabloc_t *L, double *ia, double *ib, double *J) {
+TABLE_INLINE void table_interp(const celltab_t *T, const tabloc_t *L, double *ia, double *ib, double *J) {
     const double u = L->u, v = L->v, uv = L->uv;
     const double u2 = u * u, u3 = u2 * u, v2 = v * v, v3 = v2 * v;
     const double hu[2] = {2 * u3 - 3 * u2 + 1, -2 * u3 + 3 * u2}, ku[2] = {u3 - 2 * u2 + u, u3 - u2};
@@ -452,66 +459,104 @@ static void *dec_run(void *arg) {
         int status = 1, it;
         double i_sense = 0.0, i_prev = NAN, d_prev = INFINITY;
         for (it = 1; it <= j->max_iter; it++) {
-            /* assemble: F (currents leaving each node) into rb/rs as -F, Jacobian blocks */
-            for (int64_t n = 0; n < N; n++) {
-                double fb = gsh * vb[n], fs = gsh * vs[n];
-                double a00 = gsh, a11 = gsh;
-                if (!merged) {
-                    if (n > 0) { fb += gb * (vb[n] - vb[n - 1]); fs += gs * (vs[n] - vs[n - 1]); a00 += gb; a11 += gs; }
-                    if (n < N - 1) { fb += gb * (vb[n] - vb[n + 1]); fs += gs * (vs[n] - vs[n + 1]); a00 += gb; a11 += gs; }
-                }
-                if (n == 0 && !j->driver_fixed) { fb += j->g_driver_s * (vb[0] - j->v_read_v); a00 += j->g_driver_s; }
-                if (n == N - 1 && !j->sink_fixed) { fs += j->g_sink_s * vs[n]; a11 += j->g_sink_s; }
-                rb[n] = fb; rs[n] = fs;
-                A[4 * n] = a00; A[4 * n + 1] = 0.0; A[4 * n + 2] = 0.0; A[4 * n + 3] = a11;
-                Lb[n] = (!merged && n > 0) ? -gb : 0.0; Ls[n] = (!merged && n > 0) ? -gs : 0.0;
-                Ub[n] = (!merged && n < N - 1) ? -gb : 0.0; Us[n] = (!merged && n < N - 1) ? -gs : 0.0;
-            }
             double ib_last = 0.0, jb_last[4] = {0, 0, 0, 0};
+            int bad = 0;
             /* tabulated cells: located (and their table memory fetched) in one pass, evaluated in the next */
             if (tab) for (int64_t r = 0; r < R; r++) inloc[r] = table_locate(tab, sta[r], vb[merged ? 0 : r], vs[merged ? 0 : r], &loc[r]);
-            for (int64_t r = 0; r < R; r++) {
-                const int64_t n = merged ? 0 : r;
-                double ia, ib, Jc[4];
-                if (tab && inloc[r]) table_interp(tab, &loc[r], &ia, &ib, Jc);
-                else cell_eval(P, s1a[r], s2a[r], vb[n], vs[n], &ws[r], &ia, &ib, Jc);
-                rb[n] += ia; rs[n] -= ib;
-                A[4 * n] += Jc[0]; A[4 * n + 1] += Jc[1]; A[4 * n + 2] -= Jc[2]; A[4 * n + 3] -= Jc[3];
-                if (n == N - 1) { ib_last += ib; jb_last[2] += Jc[2]; jb_last[3] += Jc[3]; }
+            if (merged) {   /* one node per line: every cell on it */
+                /* assemble: F (currents leaving each node) into rb/rs as -F, Jacobian blocks */
+                for (int64_t n = 0; n < N; n++) {
+                    double fb = gsh * vb[n], fs = gsh * vs[n];
+                    double a00 = gsh, a11 = gsh;
+                    if (!merged) {
+                        if (n > 0) { fb += gb * (vb[n] - vb[n - 1]); fs += gs * (vs[n] - vs[n - 1]); a00 += gb; a11 += gs; }
+                        if (n < N - 1) { fb += gb * (vb[n] - vb[n + 1]); fs += gs * (vs[n] - vs[n + 1]); a00 += gb; a11 += gs; }
+                    }
+                    if (n == 0 && !j->driver_fixed) { fb += j->g_driver_s * (vb[0] - j->v_read_v); a00 += j->g_driver_s; }
+                    if (n == N - 1 && !j->sink_fixed) { fs += j->g_sink_s * vs[n]; a11 += j->g_sink_s; }
+                    rb[n] = fb; rs[n] = fs;
+                    A[4 * n] = a00; A[4 * n + 1] = 0.0; A[4 * n + 2] = 0.0; A[4 * n + 3] = a11;
+                    Lb[n] = (!merged && n > 0) ? -gb : 0.0; Ls[n] = (!merged && n > 0) ? -gs : 0.0;
+                    Ub[n] = (!merged && n < N - 1) ? -gb : 0.0; Us[n] = (!merged && n < N - 1) ? -gs : 0.0;
+                }
+                for (int64_t r = 0; r < R; r++) {
+                    const int64_t n = merged ? 0 : r;
+                    double ia, ib, Jc[4];
+                    if (tab && inloc[r]) table_interp(tab, &loc[r], &ia, &ib, Jc);
+                    else cell_eval(P, s1a[r], s2a[r], vb[n], vs[n], &ws[r], &ia, &ib, Jc);
+                    rb[n] += ia; rs[n] -= ib;
+                    A[4 * n] += Jc[0]; A[4 * n + 1] += Jc[1]; A[4 * n + 2] -= Jc[2]; A[4 * n + 3] -= Jc[3];
+                    if (n == N - 1) { ib_last += ib; jb_last[2] += Jc[2]; jb_last[3] += Jc[3]; }
+                }
+                /* Dirichlet rows */
+                if (j->driver_fixed) {
+                    rb[0] = vb[0] - j->v_read_v; A[0] = 1.0; A[1] = 0.0; Ub[0] = 0.0;
+                }
+                if (j->sink_fixed) {
+                    rs[N - 1] = vs[N - 1]; A[4 * (N - 1) + 2] = 0.0; A[4 * (N - 1) + 3] = 1.0; Ls[N - 1] = 0.0;
+                }
+                /* solve J d = -F: block Thomas (L, U diagonal 2x2) */
+                for (int64_t n = 0; n < N; n++) {
+                    double a0 = A[4 * n], a1 = A[4 * n + 1], a2 = A[4 * n + 2], a3 = A[4 * n + 3];
+                    double r0 = -rb[n], r1 = -rs[n];
+                    if (n > 0) {   /* M = A - L C'_{n-1}; r -= L d_{n-1} */
+                        const double *cq = cp + 4 * (n - 1);
+                        a0 -= Lb[n] * cq[0]; a1 -= Lb[n] * cq[1];
+                        a2 -= Ls[n] * cq[2]; a3 -= Ls[n] * cq[3];
+                        r0 -= Lb[n] * db[n - 1]; r1 -= Ls[n] * ds[n - 1];
+                    }
+                    const double det = a0 * a3 - a1 * a2;
+                    if (!(fabs(det) > 1e-300) || !isfinite(det)) { bad = 1; break; }
+                    const double rdet = 1.0 / det;   /* one division per row (the row's latency chain) */
+                    const double i0 = a3 * rdet, i1 = -a1 * rdet, i2 = -a2 * rdet, i3 = a0 * rdet;
+                    /* C' = M^-1 diag(Ub, Us) */
+                    cp[4 * n] = i0 * Ub[n]; cp[4 * n + 1] = i1 * Us[n];
+                    cp[4 * n + 2] = i2 * Ub[n]; cp[4 * n + 3] = i3 * Us[n];
+                    db[n] = i0 * r0 + i1 * r1; ds[n] = i2 * r0 + i3 * r1;
+                }
+            } else {
+                /* one pass down the column: each row's wires and cell, then its block-Thomas elimination (the
+                   same arithmetic as the merged path's separate loops; the cells of the next rows overlap the
+                   elimination's dependency chain) */
+                for (int64_t n = 0; n < N; n++) {
+                    double fb = gsh * vb[n], fs = gsh * vs[n];
+                    double a00 = gsh, a11 = gsh;
+                    if (n > 0) { fb += gb * (vb[n] - vb[n - 1]); fs += gs * (vs[n] - vs[n - 1]); a00 += gb; a11 += gs; }
+                    if (n < N - 1) { fb += gb * (vb[n] - vb[n + 1]); fs += gs * (vs[n] - vs[n + 1]); a00 += gb; a11 += gs; }
+                    if (n == 0 && !j->driver_fixed) { fb += j->g_driver_s * (vb[0] - j->v_read_v); a00 += j->g_driver_s; }
+                    if (n == N - 1 && !j->sink_fixed) { fs += j->g_sink_s * vs[n]; a11 += j->g_sink_s; }
+                    double ia, ib, Jc[4];
+                    if (tab && inloc[n]) table_interp(tab, &loc[n], &ia, &ib, Jc);
+                    else cell_eval(P, s1a[n], s2a[n], vb[n], vs[n], &ws[n], &ia, &ib, Jc);
+                    fb += ia; fs -= ib;
+                    double a0 = a00 + Jc[0], a1 = 0.0 + Jc[1], a2 = 0.0 - Jc[2], a3 = a11 - Jc[3];
+                    double lb = n > 0 ? -gb : 0.0, ls = n > 0 ? -gs : 0.0;
+                    double ub = n < N - 1 ? -gb : 0.0, us = n < N - 1 ? -gs : 0.0;
+                    if (n == N - 1) { ib_last += ib; jb_last[2] += Jc[2]; jb_last[3] += Jc[3]; }
+                    /* Dirichlet rows */
+                    if (n == 0 && j->driver_fixed) { fb = vb[0] - j->v_read_v; a0 = 1.0; a1 = 0.0; ub = 0.0; }
+                    if (n == N - 1 && j->sink_fixed) { fs = vs[N - 1]; a2 = 0.0; a3 = 1.0; ls = 0.0; }
+                    double r0 = -fb, r1 = -fs;
+                    if (n > 0) {   /* M = A - L C'_{n-1}; r -= L d_{n-1} */
+                        const double *cq = cp + 4 * (n - 1);
+                        a0 -= lb * cq[0]; a1 -= lb * cq[1];
+                        a2 -= ls * cq[2]; a3 -= ls * cq[3];
+                        r0 -= lb * db[n - 1]; r1 -= ls * ds[n - 1];
+                    }
+                    const double det = a0 * a3 - a1 * a2;
+                    if (!(fabs(det) > 1e-300) || !isfinite(det)) { bad = 1; break; }
+                    const double rdet = 1.0 / det;
+                    const double i0 = a3 * rdet, i1 = -a1 * rdet, i2 = -a2 * rdet, i3 = a0 * rdet;
+                    cp[4 * n] = i0 * ub; cp[4 * n + 1] = i1 * us;
+                    cp[4 * n + 2] = i2 * ub; cp[4 * n + 3] = i3 * us;
+                    db[n] = i0 * r0 + i1 * r1; ds[n] = i2 * r0 + i3 * r1;
+                }
             }
-            (void)jb_last;
             /* the sink-side flow into the fixed sink node, before this step (for a zero-ohm sink) */
             double flow = ib_last, dflow_dvb = 0.0, dflow_dvs = 0.0;
             if (j->sink_fixed) {
                 dflow_dvb = jb_last[2]; dflow_dvs = jb_last[3];
                 if (N > 1) flow += gs * (vs[N - 2] - vs[N - 1]);
-            }
-            /* Dirichlet rows */
-            if (j->driver_fixed) {
-                rb[0] = vb[0] - j->v_read_v; A[0] = 1.0; A[1] = 0.0; Ub[0] = 0.0;
-            }
-            if (j->sink_fixed) {
-                rs[N - 1] = vs[N - 1]; A[4 * (N - 1) + 2] = 0.0; A[4 * (N - 1) + 3] = 1.0; Ls[N - 1] = 0.0;
-            }
-            /* solve J d = -F: block Thomas (L, U diagonal 2x2) */
-            int bad = 0;
-            for (int64_t n = 0; n < N; n++) {
-                double a0 = A[4 * n], a1 = A[4 * n + 1], a2 = A[4 * n + 2], a3 = A[4 * n + 3];
-                double r0 = -rb[n], r1 = -rs[n];
-                if (n > 0) {   /* M = A - L C'_{n-1}; r -= L d_{n-1} */
-                    const double *cq = cp + 4 * (n - 1);
-                    a0 -= Lb[n] * cq[0]; a1 -= Lb[n] * cq[1];
-                    a2 -= Ls[n] * cq[2]; a3 -= Ls[n] * cq[3];
-                    r0 -= Lb[n] * db[n - 1]; r1 -= Ls[n] * ds[n - 1];
-                }
-                const double det = a0 * a3 - a1 * a2;
-                if (!(fabs(det) > 1e-300) || !isfinite(det)) { bad = 1; break; }
-                const double rdet = 1.0 / det;   /* one division per row (the row's latency chain) */
-                const double i0 = a3 * rdet, i1 = -a1 * rdet, i2 = -a2 * rdet, i3 = a0 * rdet;
-                /* C' = M^-1 diag(Ub, Us) */
-                cp[4 * n] = i0 * Ub[n]; cp[4 * n + 1] = i1 * Us[n];
-                cp[4 * n + 2] = i2 * Ub[n]; cp[4 * n + 3] = i3 * Us[n];
-                db[n] = i0 * r0 + i1 * r1; ds[n] = i2 * r0 + i3 * r1;
             }
             if (bad) { status = 3; break; }
             for (int64_t n = N - 2; n >= 0; n--) {
