@@ -34,11 +34,12 @@ column or vector that does not converge is reported with its index and reason (`
 Also: ``solve_columns`` (chosen (vector, column) pairs only, decoupled: the certified reads of
 cosim.cim.arrays.CertifiedArray) and ``ideal_column_currents`` (single cells solved, no ngspice).
 
-``cells="table"`` (8T-SRAM, decoupled, C kernel): the read stack interpolated from ``cell_table``, bicubic
-Hermite patches of ln(current) on a 2 mV grid of the two line voltages built from the exact cell (exact
-cells off the grid); ``table_error`` measures it against the exact cell (within 1e-8 where the exact cell
-is well conditioned); column currents agree with the exact cells' within about 1e-10
-(docs/benchmarks/solver.md), at several times the speed.
+``cells="table"`` (8T-SRAM and 1T-1R, decoupled, C kernel; the default ``cells="auto"`` uses it wherever it
+applies, ``cells="exact"`` never): the cell interpolated from ``cell_table``, bicubic Hermite patches of
+ln(current) on a grid of ln(va - vb) and vb built from the exact cell (exact cells off the grid);
+``table_error`` measures it against the exact cell (within 1e-7 where the exact cell is well conditioned);
+column currents agree with the exact cells' within about 1e-9 (docs/benchmarks/solver.md), at several
+times the speed.
 """
 
 from __future__ import annotations
