@@ -147,12 +147,12 @@ BACKENDS = ("auto", "c", "torch")
 CELL_MODELS = ("auto", "exact", "table")
 #: the tabulated cells (``cells="table"``): grid steps along t = ln(va - vb) and along the source-line
 #: voltage vb (V); the grid spans va - vb from TABLE_U_MIN_FRACTION * v_read to v_read + 2 TABLE_MARGIN_V,
-#: and vb from -TABLE_MARGIN_V to TABLE_VB_MAX_FRACTION * v_read (the IR drops that occur, with room for
-#: Newton's iterates: measured on 64-256-row columns at 2-20 ohm per cell)
+#: and vb from -TABLE_MARGIN_V to TABLE_VB_MAX_FRACTION[cell] * v_read (the IR drops that occur, with room for
+#: Newton's iterates: measured on 64-256-row columns at 2-20 ohm per cell; 1 for a cell not named)
 TABLE_LN_STEP = 0.01
 TABLE_STEP_V = 2e-3
 TABLE_U_MIN_FRACTION = 0.005
-TABLE_VB_MAX_FRACTION = 0.6
+TABLE_VB_MAX_FRACTION = {"sram8t": 0.6, "reram1t1r": 1.0}
 TABLE_MARGIN_V = 0.02
 
 
@@ -177,17 +177,18 @@ def _table_key(tech, step_v: float, ln_step: float) -> tuple:
     spec = ArraySpec(tech, 1, 1, "decoupled")
     if not tabulated(spec):
         raise InputError(f"no tabulated cell for cell kind '{tech.cell}'")
-    return (bytes(cell_parameters(spec)), cell_states(spec).tobytes(), float(tech.v_read_v), step_v, ln_step)
+    return (bytes(cell_parameters(spec)), cell_states(spec).tobytes(), float(tech.v_read_v), step_v, ln_step,
+            float(TABLE_VB_MAX_FRACTION.get(tech.cell, 1.0)))
 
 
 @lru_cache(maxsize=8)
 def _cell_table(key) -> tuple[CellTab, np.ndarray]:
-    par_bytes, states_bytes, vr, step_v, ln_step = key
+    par_bytes, states_bytes, vr, step_v, ln_step, vb_max_fraction = key
     lib = load()
     par = CellPar.from_buffer_copy(par_bytes)
     states = np.frombuffer(states_bytes).reshape(4, 2)
     ts = np.arange(np.log(TABLE_U_MIN_FRACTION * vr), np.log(vr + 2 * TABLE_MARGIN_V) + ln_step, ln_step)
-    ys = np.arange(-TABLE_MARGIN_V, TABLE_VB_MAX_FRACTION * vr + step_v, step_v)
+    ys = np.arange(-TABLE_MARGIN_V, vb_max_fraction * vr + step_v, step_v)
     T, Y = (a.ravel() for a in np.meshgrid(ts, ys, indexing="ij"))
     U = np.exp(T)
     n = T.size
