@@ -436,6 +436,22 @@ def test_solve_columns_equals_solve_array_for_both_cell_models(tech, rng):
                       cells="table")
 
 
+def test_auto_cells_fall_back_to_the_exact_ones_where_no_table_can_be_built(monkeypatch, rng):
+    from cosim.circuit import solver
+    spec = ArraySpec(get_technology("reram1t1r"), 16, 3)
+    x, w = patterns(16, 3, rng)
+
+    def no_table(tech, *a, **k):
+        raise InputError("the tabulated cell needs a positive current on its whole grid")
+    monkeypatch.setattr(solver, "cell_table", no_table)
+    res = solve_array(spec, x, w)
+    assert res.cells == "exact"
+    np.testing.assert_array_equal(res.column_current_a, solve_array(spec, x, w, cells="exact").column_current_a)
+    np.testing.assert_array_equal(solver.solve_columns(spec, x, w, [1], [2]), res.column_current_a[[1], [2]])
+    with pytest.raises(InputError, match="positive current"):
+        solve_array(spec, x, w, cells="table")
+
+
 def test_tabulated_cells_only_where_built():
     with pytest.raises(InputError, match="cells='table'"):
         solve_array(ArraySpec(get_technology("resistor"), 4, 2), np.ones((1, 4)), np.ones((4, 2)), cells="table")

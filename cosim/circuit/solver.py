@@ -171,6 +171,20 @@ def cell_table(tech, step_v: float = TABLE_STEP_V, ln_step: float = TABLE_LN_STE
     return _cell_table(_table_key(tech, float(step_v), float(ln_step)))
 
 
+def _chosen_table(spec: ArraySpec, cells: str):
+    """The table the C kernel gets for ``cells`` (checked by the caller): None for the exact cells; with
+    "auto", also where the table cannot be built for the technology's cell (a current that is not positive
+    on its grid, say), so that the exact cells answer instead of an error."""
+    if cells == "exact" or not tabulated(spec):
+        return None
+    if cells == "table":
+        return cell_table(spec.tech)
+    try:
+        return cell_table(spec.tech)
+    except InputError:
+        return None
+
+
 @lru_cache(maxsize=64)
 def _table_key(tech, step_v: float, ln_step: float) -> tuple:
     """What the table of ``tech`` depends on: the cell's parameters and states, the read voltage, the steps."""
@@ -274,7 +288,8 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
         raise InputError(f"unknown cell model '{cells}': expected one of {', '.join(CELL_MODELS)}")
     if cells == "table" and (use_torch or not tabulated(spec)):
         raise InputError("cells='table' is the 8T-SRAM and 1T-1R cells in the decoupled topology on the C kernel only")
-    use_table = cells == "table" or (cells == "auto" and not use_torch and tabulated(spec))
+    table = _chosen_table(spec, "exact" if use_torch else cells)
+    use_table = table is not None
     if use_torch and spec.topology != "decoupled":
         raise InputError("the torch solver backend handles the decoupled topology only; use backend='c' (CPU)")
     if use_torch and device is not None:
@@ -307,7 +322,7 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
         nthreads = 1 if device is not None and str(device) != "cpu" else torch.get_num_threads()
     elif spec.topology == "decoupled":
         cur, iters, status = _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv, nthreads,
-                                              table=cell_table(spec.tech) if use_table else None)
+                                              table=table)
     else:
         cur, iters, status = _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv)
     failures = [(int(k), int(c), STATUS_REASONS.get(int(status[k, c]), f"status {int(status[k, c])}"))
@@ -343,7 +358,7 @@ def solve_columns(spec: ArraySpec, inputs, weights, vector_index, column_index, 
         raise InputError(f"unknown cell model '{cells}': expected one of {', '.join(CELL_MODELS)}")
     if cells == "table" and not tabulated(spec):
         raise InputError("cells='table' is the 8T-SRAM and 1T-1R cells in the decoupled topology on the C kernel only")
-    table = cell_table(spec.tech) if cells != "exact" and tabulated(spec) else None
+    table = _chosen_table(spec, cells)
     x, w = check_inputs(spec, inputs, weights)
     if kk.shape != cc.shape:
         raise InputError("vector_index and column_index must have the same length")
