@@ -9,9 +9,10 @@ dense, alternate rows) and whose input vectors are random ones, all ones, altern
 end-clustered block (the first n rows = near end, the last n rows = far end, for n = 1..R; with
 --quick every 8th n). It reports the largest relative difference of the solver's column currents from
 ngspice's (the decks' reltol 1e-6, and a deck with reltol 1e-9: ngspice converged further), the
-time per column of each (ngspice: wall time of run_array over K x C columns, one process; solver: one
-thread, and two), and the decoupled throughput on 128-row random columns. Prints a Markdown table and
-writes the rows as JSON to --out.
+time per column of each (ngspice: wall time of run_array over K x C columns, one process; solver: exact
+cells with one thread and two; decoupled: also the tabulated cells, the default), and the decoupled
+throughput on 128-row random columns (wall time, and per CPU second of the process: the figure a shared
+machine's load does not dilute). Prints a Markdown table and writes the rows as JSON to --out.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from cosim.circuit.netlist import ArraySpec, build_netlist, resolve_models, sense_names
-from cosim.circuit.solver import cell_table, solve_array
+from cosim.circuit.solver import cell_table, solve_array, tabulated
 from cosim.circuit.spice import run_array, uses_klu
 from cosim.circuit.spice.backends import run_subprocess
 from cosim.circuit.technology import get_technology
@@ -97,8 +98,8 @@ def main() -> None:
                     ref = run_array(spec, x, w).column_current_a
                     t_sp = time.perf_counter() - t0
                     tight = None if a.no_tight else spice_tight(spec, x, w)
-                    s1 = solve_array(spec, x, w, threads=1)
-                    s2 = solve_array(spec, x, w, threads=2)
+                    s1 = solve_array(spec, x, w, threads=1, cells="exact")
+                    s2 = solve_array(spec, x, w, threads=2, cells="exact")
                     n = x.shape[0] * a.cols
                     row = dict(tech=tech, topology=topo, rows=R, r_wire_ohm=rw, K=int(x.shape[0]), C=a.cols,
                                max_rel_default=rel(s1.column_current_a, ref),
@@ -108,7 +109,7 @@ def main() -> None:
                                solver_s_per_col_2t=s2.seconds / n, iters_max=int(s1.iterations.max()),
                                threads_equal=bool(np.array_equal(s1.column_current_a, s2.column_current_a)))
                     tab_cols = "| - | - | - |"
-                    if tech == "sram8t" and topo == "decoupled":
+                    if tabulated(spec):
                         cell_table(spec.tech)            # built once per technology, outside the timing
                         st = solve_array(spec, x, w, threads=1, cells="table")
                         row.update(table_max_rel_tight=None if tight is None else rel(st.column_current_a, tight),
@@ -131,15 +132,16 @@ def main() -> None:
             print(f"\n(network patterns skipped: {e})")
         if net is not None:
             print("\n| tech | topology | rows | r_wire | arrays x K x C (network slices) | max rel vs ngspice (reltol 1e-6) "
-                  "| vs ngspice (1e-9) | ngspice ms/col | solver ms/col 1 thr |")
-            print("|---|---|---|---|---|---|---|---|---|")
+                  "| vs ngspice (1e-9) | ngspice ms/col | solver ms/col 1 thr | table cells: vs ngspice (1e-9) "
+                  "| ms/col 1 thr |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|")
             for tech in a.techs:
                 for topo in a.topologies:
                     for R in a.rows:
                         for rw in a.r_wire:
                             spec = ArraySpec(get_technology(tech, r_wire_ohm=rw), R, a.cols, topo)
-                            worst_d = worst_t = 0.0
-                            t_sp = t_so = 0.0
+                            worst_d = worst_t = worst_tt = 0.0
+                            t_sp = t_so = t_st = 0.0
                             n = 0
                             for run in range(a.network_runs):
                                 x, w, _ = net.sample(R, run, 0, 16, a.cols)
@@ -147,8 +149,14 @@ def main() -> None:
                                 ref = run_array(spec, x, w).column_current_a
                                 t_sp += time.perf_counter() - t0
                                 tight = None if a.no_tight else spice_tight(spec, x, w)
-                                s1 = solve_array(spec, x, w, threads=1)
+                                s1 = solve_array(spec, x, w, threads=1, cells="exact")
                                 t_so += s1.seconds
+                                if tabulated(spec):
+                                    cell_table(spec.tech)
+                                    st = solve_array(spec, x, w, threads=1, cells="table")
+                                    t_st += st.seconds
+                                    if tight is not None:
+                                        worst_tt = max(worst_tt, rel(st.column_current_a, tight))
                                 n += x.shape[0] * a.cols
                                 worst_d = max(worst_d, rel(s1.column_current_a, ref))
                                 if tight is not None:
@@ -156,26 +164,34 @@ def main() -> None:
                             rows_out.append(dict(network=True, tech=tech, topology=topo, rows=R, r_wire_ohm=rw,
                                                  runs=a.network_runs, max_rel_default=worst_d,
                                                  max_rel_tight=None if a.no_tight else worst_t,
-                                                 ngspice_s_per_col=t_sp / n, solver_s_per_col_1t=t_so / n))
+                                                 ngspice_s_per_col=t_sp / n, solver_s_per_col_1t=t_so / n,
+                                                 table_max_rel_tight=worst_tt if tabulated(spec) and not a.no_tight else None,
+                                                 table_s_per_col_1t=t_st / n if tabulated(spec) else None))
                             tt = "-" if a.no_tight else f"{worst_t:.1e}"
+                            tab = (f"| {'-' if a.no_tight else f'{worst_tt:.1e}'} | {t_st / n * 1e3:.4f} |"
+                                   if tabulated(spec) else "| - | - |")
                             print(f"| {tech} | {topo} | {R} | {rw:g} | {a.network_runs} x 16 x {a.cols} | {worst_d:.1e} | {tt} "
-                                  f"| {t_sp / n * 1e3:.3f} | {t_so / n * 1e3:.4f} |", flush=True)
+                                  f"| {t_sp / n * 1e3:.3f} | {t_so / n * 1e3:.4f} {tab}", flush=True)
     # decoupled throughput: 128-row random columns
-    print("\n| tech | cells | r_wire | rows | columns | threads | column solves / s |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| tech | cells | r_wire | rows | columns | threads | column solves / s | per CPU second |")
+    print("|---|---|---|---|---|---|---|---|")
     for tech in a.techs:
-        for cells in (("exact", "table") if tech == "sram8t" else ("exact",)):
+        for cells in ("exact", "table"):
             for rw in (2.0, 10.0):
                 rng = np.random.default_rng(0)
                 spec = ArraySpec(get_technology(tech, r_wire_ohm=rw), 128, 128, "decoupled")
                 x, w = rng.integers(0, 2, (64, 128)), rng.integers(0, 2, (128, 128))
                 solve_array(spec, x[:1], w, cells=cells)
                 for th in (1, 2):
+                    c0 = time.process_time()
                     s = solve_array(spec, x, w, threads=th, cells=cells)
+                    cpu_s = time.process_time() - c0
                     rate = x.shape[0] * 128 / s.seconds
                     rows_out.append(dict(throughput=True, tech=tech, cells=cells, r_wire_ohm=rw, rows=128,
-                                         columns=x.shape[0] * 128, threads=th, cols_per_s=rate))
-                    print(f"| {tech} | {cells} | {rw:g} | 128 | {x.shape[0] * 128} | {th} | {rate:,.0f} |", flush=True)
+                                         columns=x.shape[0] * 128, threads=th, cols_per_s=rate,
+                                         cols_per_cpu_s=x.shape[0] * 128 / cpu_s))
+                    print(f"| {tech} | {cells} | {rw:g} | 128 | {x.shape[0] * 128} | {th} | {rate:,.0f} "
+                          f"| {x.shape[0] * 128 / cpu_s:,.0f} |", flush=True)
     with open(a.out, "w") as f:
         json.dump({"cpu": model, "date_utc": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M}",
                    "argv": sys.argv[1:], "rows": rows_out}, f, indent=1)

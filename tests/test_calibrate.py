@@ -224,7 +224,7 @@ def test_exact_solver_calibration_is_cross_checked_by_ngspice(tmp_path):
     assert chk["points"] == check_points(_sram_cfg(), 6) and len(chk["points"]) == 1
     assert chk["samples"] == 16 and 0 <= chk["max_rel_diff"] <= 1e-7 and chk["ngspice_version"]
     assert chk["ngspice_options"] == "reltol=1e-9"
-    assert exact.provenance["solver"] == "exact-banded" and exact.provenance["placements"]
+    assert exact.provenance["solver"] == "exact-banded-table" and exact.provenance["placements"]   # tabulated cells
     assert load_table(tmp_path / "exact" / "table.parquet").provenance["ngspice_check"] == chk
     # the same points by ngspice: the same currents within the tolerance, so the same table
     spice = calibrate(_sram_cfg(placements=True), 6, tmp_path / "spice", progress=False, cache=False)

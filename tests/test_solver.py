@@ -182,7 +182,10 @@ def test_cli_solve_matches_spice_keys(tmp_path):
     assert out.exit_code == 0, out.output
     got = json.loads(out.output)
     assert np.array(got["column_current_a"]).shape == (2, 3)
-    assert got["solver"] == "exact-banded" and got["ngspice_version"] is None
+    assert got["solver"] == "exact-banded-table" and got["ngspice_version"] is None   # the tabulated cells: default
+    exact = json.loads(runner.invoke(cli, ["solve", *args, "--cells", "exact"]).output)
+    assert exact["solver"] == "exact-banded"
+    np.testing.assert_allclose(exact["column_current_a"], got["column_current_a"], rtol=1e-8)
     if ngspice_info()["executable"] is None:
         return
     same = runner.invoke(cli, ["solve", *args, "--backend", "subprocess", "--models", "auto", "--timeout-s", "60"])
@@ -252,7 +255,7 @@ DEVICES = ["cpu"] + (["cuda"] if __import__("torch").cuda.is_available() else []
 def test_torch_backend_equals_the_c_kernel(device, tech, zeros, rng):
     spec = ArraySpec(get_technology(tech, **zeros), 24, 5)
     x, w = patterns(24, 5, rng)
-    a = solve_array(spec, x, w, backend="c")
+    a = solve_array(spec, x, w, backend="c", cells="exact")   # the torch backend evaluates the exact cells
     b = solve_array(spec, x, w, backend="torch", device=device)
     np.testing.assert_allclose(b.column_current_a, a.column_current_a, rtol=1e-12, atol=1e-20)
     np.testing.assert_array_equal(b.iterations, a.iterations)
@@ -371,7 +374,7 @@ def test_exact_mode_reads_whole_coupled_arrays(rng):
         arr.read(x, w[:, :5])
 
 
-# ------------------------------------------------------------------------------ the tabulated 8T cell
+# ------------------------------------------------------------------------------ the tabulated cells
 def test_cell_table_error_is_below_1e_7():
     from cosim.circuit.solver import table_error
     tech = get_technology("sram8t")
@@ -384,18 +387,77 @@ def test_cell_table_error_is_below_1e_7():
     assert table_error(tech, points=40_000, min_cell_v=0.2)[2]["current"] <= 1.5e-7
 
 
+def test_reram_cell_table_error_is_below_1e_7():
+    """1T-1R: both currents of the cell (they differ by its inner node's rshunt), every state, down to
+    2 mV across the cell."""
+    from cosim.circuit.solver import table_error
+    err = table_error(get_technology("reram1t1r"), points=40_000, min_cell_v=2e-3)
+    for state in range(4):
+        assert err[state]["points"] > 10_000 and err[state]["current"] <= 1e-7, (state, err[state])
+
+
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
 @pytest.mark.parametrize("r_wire", [0.0, 2.0, 20.0])
-def test_tabulated_cells_give_the_exact_column_currents(r_wire, rng):
-    spec = ArraySpec(get_technology("sram8t", r_wire_ohm=r_wire), 64, 6)
+def test_tabulated_cells_give_the_exact_column_currents(tech, r_wire, rng):
+    spec = ArraySpec(get_technology(tech, r_wire_ohm=r_wire), 64, 6)
     x, w = patterns(64, 6, rng)
-    a = solve_array(spec, x, w)
+    a = solve_array(spec, x, w, cells="exact")
     b = solve_array(spec, x, w, cells="table")
+    assert (a.cells, b.cells) == ("exact", "table")
     np.testing.assert_allclose(b.column_current_a, a.column_current_a, rtol=1e-8, atol=1e-15)
+    # the default (cells="auto") is the table wherever it applies
+    c = solve_array(spec, x, w)
+    assert c.cells == "table"
+    np.testing.assert_array_equal(c.column_current_a, b.column_current_a)
+
+
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+def test_solve_columns_equals_solve_array_for_both_cell_models(tech, rng):
+    """The certified reads' path: chosen (vector, column) pairs, repeated and unsorted, give the bulk solve's
+    currents bit for bit, with the exact and the tabulated cells; only the vectors asked for are checked."""
+    from cosim.circuit.solver import solve_columns
+    spec = ArraySpec(get_technology(tech), 32, 5)
+    x, w = rng.integers(0, 2, (9, 32)), rng.integers(0, 2, (32, 5))
+    kk, cc = np.array([7, 0, 7, 3, 8, 0]), np.array([4, 1, 4, 0, 2, 3])
+    for cells in ("exact", "table"):
+        ref = solve_array(spec, x, w, cells=cells, threads=1).column_current_a
+        np.testing.assert_array_equal(solve_columns(spec, x, w, kk, cc, cells=cells, threads=1), ref[kk, cc])
+    np.testing.assert_array_equal(solve_columns(spec, x, w, kk, cc), solve_columns(spec, x, w, kk, cc, cells="table"))
+    bad = x.copy()
+    bad[1, 0] = 2   # a vector not asked for is not read
+    np.testing.assert_array_equal(solve_columns(spec, bad, w, kk, cc), solve_columns(spec, x, w, kk, cc))
+    bad[7, 0] = 2
+    with pytest.raises(InputError, match="only 0 and 1"):
+        solve_columns(spec, bad, w, kk, cc)
+    with pytest.raises(InputError, match="out of range"):
+        solve_columns(spec, x, w, [9], [0])
+    with pytest.raises(InputError, match="cells='table'"):
+        solve_columns(ArraySpec(get_technology("resistor"), 4, 2), np.ones((1, 4)), np.ones((4, 2)), [0], [0],
+                      cells="table")
+
+
+def test_auto_cells_fall_back_to_the_exact_ones_where_no_table_can_be_built(monkeypatch, rng):
+    from cosim.circuit import solver
+    spec = ArraySpec(get_technology("reram1t1r"), 16, 3)
+    x, w = patterns(16, 3, rng)
+
+    def no_table(tech, *a, **k):
+        raise InputError("the tabulated cell needs a positive current on its whole grid")
+    monkeypatch.setattr(solver, "cell_table", no_table)
+    res = solve_array(spec, x, w)
+    assert res.cells == "exact"
+    np.testing.assert_array_equal(res.column_current_a, solve_array(spec, x, w, cells="exact").column_current_a)
+    np.testing.assert_array_equal(solver.solve_columns(spec, x, w, [1], [2]), res.column_current_a[[1], [2]])
+    with pytest.raises(InputError, match="positive current"):
+        solve_array(spec, x, w, cells="table")
 
 
 def test_tabulated_cells_only_where_built():
     with pytest.raises(InputError, match="cells='table'"):
-        solve_array(ArraySpec(get_technology("reram1t1r"), 4, 2), np.ones((1, 4)), np.ones((4, 2)), cells="table")
+        solve_array(ArraySpec(get_technology("resistor"), 4, 2), np.ones((1, 4)), np.ones((4, 2)), cells="table")
+    assert solve_array(ArraySpec(get_technology("resistor"), 4, 2), np.ones((1, 4)), np.ones((4, 2))).cells == "exact"
+    assert solve_array(ArraySpec(get_technology("reram1t1r"), 4, 2, "coupled"), np.ones((1, 4)),
+                       np.ones((4, 2))).cells == "exact"
     with pytest.raises(InputError, match="cells='table'"):
         solve_array(ArraySpec(get_technology("sram8t"), 4, 2, "coupled"), np.ones((1, 4)), np.ones((4, 2)),
                     cells="table")
@@ -415,7 +477,7 @@ def test_the_kernel_structs_layouts_are_checked():
     fields = list(solver_kernel.CellTab._fields_)
     fields[0], fields[1] = ("ny", ctypes.c_int32), ("nx", ctypes.c_int32)   # same layout, other names: agrees
     solver_kernel.check_layouts(lib, [(type("T", (ctypes.Structure,), {"_fields_": fields}), "cosim_solver_celltab_layout",
-                                       ("x0", "c"))])
+                                       ("nch", "x0", "c"))])
     grown = type("DecJobPlus", (ctypes.Structure,), {"_fields_": solver_kernel.DecJob._fields_ + [("more", ctypes.c_int64)]})
     with pytest.raises(InputError, match=r"^the solver kernel does not match .*DecJobPlus: the C size is \d+ bytes"):
         solver_kernel.check_layouts(lib, [(grown, "cosim_solver_decjob_layout", solver_kernel.LAYOUTS[2][2])])

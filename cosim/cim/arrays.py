@@ -158,16 +158,19 @@ class ExactArray:
     the table's technology, wire resistances and topology, digitised by the same ADC as the surrogate
     mode (``adc``: ideal or SPICE-calibrated references, bound to the table). Currents are computed in
     float64 on the CPU (the solver's C kernel) and returned on the operands' device. A column that does
-    not converge is an error (cosim.errors.SolverError), never a code."""
+    not converge is an error (cosim.errors.SolverError), never a code. ``cells``: the solver's cell model
+    (cosim.circuit.solver.solve_array: "auto", the tabulated cells where they apply; "exact")."""
 
     exact = False
     #: vectors per solver call (the solver's limit is cosim.circuit.netlist.MAX_VECTORS)
     chunk_vectors = 4096
     table_provenance: dict[str, Any]    # set by build_array
 
-    def __init__(self, tech, rows: int, cols: int, topology: str, adc, threads: int | None = None) -> None:
+    def __init__(self, tech, rows: int, cols: int, topology: str, adc, threads: int | None = None,
+                 cells: str = "auto") -> None:
         from ..circuit.netlist import MAX_SIZE
         self.tech, self.topology, self.adc = tech, topology, adc
+        self.cells = cells
         self.rows = int(rows)
         self.array_cols = int(cols)
         self.cols = None if topology == "decoupled" else int(cols)
@@ -196,7 +199,8 @@ class ExactArray:
             spec = ArraySpec(self.tech, self.rows, wc.shape[1], self.topology)
             for n0 in range(0, N, self.chunk_vectors):
                 xc = x[n0:n0 + self.chunk_vectors]
-                out[n0:n0 + xc.shape[0], c0:c0 + wc.shape[1]] = solve_array(spec, xc, wc, threads=self.threads).column_current_a
+                out[n0:n0 + xc.shape[0], c0:c0 + wc.shape[1]] = solve_array(spec, xc, wc, threads=self.threads,
+                                                                            cells=self.cells).column_current_a
         self.column_solves += N * C
         return torch.from_numpy(out).to(x_bits.device)
 
@@ -210,7 +214,8 @@ class ExactArray:
 
     def describe(self) -> dict:
         out = {"model": "exact", "rows": self.rows, "cols": self.array_cols, "topology": self.topology,
-               "technology": self.tech.name, "adc": self.adc.describe(), "column_solves": self.column_solves}
+               "technology": self.tech.name, "adc": self.adc.describe(), "column_solves": self.column_solves,
+               "solver_cells": self.cells}
         if getattr(self, "table_provenance", None):
             out["table_provenance"] = self.table_provenance
         return out
@@ -222,9 +227,10 @@ class CertifiedArray(SurrogateArray):
     digitised, so its code is the exact one. The margin of a column with ON-count k is the table's
     safety factor times the largest calibration residual recorded in its ON-count band and the two
     beside it (cosim.surrogate.fit.fit_arrays); a table without them is refused. Decoupled tables only
-    (columns are re-solved one by one). ``resolved`` / ``columns_read`` count the re-solved columns."""
+    (columns are re-solved one by one). ``resolved`` / ``columns_read`` count the re-solved columns.
+    ``cells``: the solver's cell model (as ExactArray's)."""
 
-    def __init__(self, surrogate, tech, max_prepared_bytes: int = 1 << 30) -> None:
+    def __init__(self, surrogate, tech, max_prepared_bytes: int = 1 << 30, cells: str = "auto") -> None:
         import numpy as np
 
         from ..errors import TableError
@@ -244,6 +250,7 @@ class CertifiedArray(SurrogateArray):
         self.margin_a = torch.as_tensor(self.safety * near[np.arange(self.rows + 1) // band], dtype=torch.float64)
         self.thresholds_a = torch.as_tensor(surrogate.adc.thresholds_a(), dtype=torch.float64)
         self.tech = tech
+        self.cells = cells
         self.resolved = 0
         self.columns_read = 0
 
@@ -267,7 +274,7 @@ class CertifiedArray(SurrogateArray):
             spec = ArraySpec(self.tech, self.rows, int(w_bits.shape[1]), "decoupled")
             x = x_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
             w = w_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
-            cur[kk, cc] = torch.from_numpy(solve_columns(spec, x, w, kk.numpy(), cc.numpy()))
+            cur[kk, cc] = torch.from_numpy(solve_columns(spec, x, w, kk.numpy(), cc.numpy(), cells=self.cells))
             self.resolved += int(kk.numel())
         codes = self.surrogate.adc.digitize(cur).to(x_bits.device, torch.float32)
         return codes, float(cur.sum())
@@ -278,17 +285,18 @@ class CertifiedArray(SurrogateArray):
     def describe(self) -> dict:
         out = super().describe()
         out.update(model="surrogate-certified", certify_safety=self.safety, columns_read=self.columns_read,
-                   columns_resolved=self.resolved)
+                   columns_resolved=self.resolved, solver_cells=self.cells)
         return out
 
 
 def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_bits: int | None = None,
                 adc_reference: str = "ideal", adc_lsb_counts: int = 1, topology: str | None = None,
-                device="cpu", certify: bool = False, **_ignored):
+                device="cpu", certify: bool = False, solver_cells: str = "auto", **_ignored):
     """(array model, Technology) for a mode. ``table``: a LookupTable, a path, or None for the shipped
     default table of the technology and size. Ideal mode uses the table (when one is at hand) only for
     the unit cell currents of the ideal array energy. ``certify`` (surrogate mode): certified reads
-    (CertifiedArray)."""
+    (CertifiedArray). ``solver_cells``: the exact solver's cell model in exact mode and certified reads
+    ("auto": the tabulated cells where they apply; "exact": the device equations)."""
     from ..circuit.technology import get_technology
 
     tech_obj = get_technology(tech) if isinstance(tech, str) else tech
@@ -307,14 +315,14 @@ def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_b
     adc = ADC(bits=adc_bits, references=adc_reference, lsb_counts=adc_lsb_counts)
     if mode == "exact":
         arr = ExactArray(lut.technology(), rows, lut.cols if lut.topology == "coupled" else cols, lut.topology,
-                         adc.bind(lut))
+                         adc.bind(lut), cells=solver_cells)
         arr.table_provenance = {k: v for k, v in lut.provenance.items() if k != "technology_params"}
         return arr, lut.technology()
     from ..surrogate.evaluate import Surrogate
 
     sur = Surrogate(lut, device=device, adc=adc)
     if certify:
-        return CertifiedArray(sur, lut.technology()), lut.technology()
+        return CertifiedArray(sur, lut.technology(), cells=solver_cells), lut.technology()
     return SurrogateArray(sur), lut.technology()
 
 

@@ -174,6 +174,7 @@ class ReRAM1T1R(_TwoVariantCell):
     state_meaning = {0: "high-resistance state: filament gap reram_gap_hrs_m (200 kohm at 0.1 V)",
                      1: "low-resistance state: filament gap reram_gap_lrs_m (20 kohm at 0.1 V)"}
     kernel_kind = KIND["reram1t1r"]
+    tabulated = True
     libraries = {"compiled": ("finfet7_osdi.lib", "reram_osdi.lib"),
                  "bsource": ("finfet7.lib", "reram.lib", "cells.lib")}
     bsimcmg_libraries = ("reram.lib",)

@@ -34,11 +34,12 @@ column or vector that does not converge is reported with its index and reason (`
 Also: ``solve_columns`` (chosen (vector, column) pairs only, decoupled: the certified reads of
 cosim.cim.arrays.CertifiedArray) and ``ideal_column_currents`` (single cells solved, no ngspice).
 
-``cells="table"`` (8T-SRAM, decoupled, C kernel): the read stack interpolated from ``cell_table``, bicubic
-Hermite patches of ln(current) on a 2 mV grid of the two line voltages built from the exact cell (exact
-cells off the grid); ``table_error`` measures it against the exact cell (within 1e-8 where the exact cell
-is well conditioned); column currents agree with the exact cells' within about 1e-10
-(docs/benchmarks/solver.md), at several times the speed.
+``cells="table"`` (8T-SRAM and 1T-1R, decoupled, C kernel; the default ``cells="auto"`` uses it wherever it
+applies, ``cells="exact"`` never): the cell interpolated from ``cell_table``, bicubic Hermite patches of
+ln(current) on a grid of ln(va - vb) and vb built from the exact cell (exact cells off the grid);
+``table_error`` measures it against the exact cell (within 1e-7 where the exact cell is well conditioned);
+column currents agree with the exact cells' within about 1e-9 (docs/benchmarks/solver.md), at several
+times the speed.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from .cells import cell_kind
 from .devices import model_text
 from ..errors import InputError, SolverError
 from .netlist import RELTOL, RSHUNT_OHM, ArraySpec, check_inputs
-from .solver_kernel import FET_PARAM_NAMES, STATUS_REASONS, CellPar, CellTab, DecJob, load
+from .solver_kernel import FET_PARAM_NAMES, KIND, STATUS_REASONS, CellPar, CellTab, DecJob, load
 
 VNTOL_V = 1e-6
 ABSTOL_A = 1e-12
@@ -73,6 +74,7 @@ class SolveResult:
     failures: list[tuple[int, int, str]] = field(default_factory=list)   # (vector, column, reason)
     seconds: float = 0.0
     threads: int = 1
+    cells: str = "exact"                  # the cell model used: "exact" or "table" (cosim.circuit.solver.cell_table)
 
     @property
     def converged(self) -> np.ndarray:
@@ -140,105 +142,154 @@ def _conductance(ohm: float) -> float:
 
 
 BACKENDS = ("auto", "c", "torch")
-CELL_MODELS = ("exact", "table")
-#: the tabulated 8T cell (``cells="table"``): grid step (V), and how far the grid reaches from the ideal
-#: bias (v_read across the cell) into IR drop (V) and beyond it (V)
+#: cells="auto": the tabulated cells where a table is built and validated (decoupled topology, C kernel), else
+#: the exact ones
+CELL_MODELS = ("auto", "exact", "table")
+#: the tabulated cells (``cells="table"``): grid steps along t = ln(va - vb) and along the source-line
+#: voltage vb (V); the grid spans va - vb from TABLE_U_MIN_FRACTION * v_read to v_read + 2 TABLE_MARGIN_V,
+#: and vb from -TABLE_MARGIN_V to TABLE_VB_MAX_FRACTION[cell] * v_read (the IR drops that occur, with room for
+#: Newton's iterates: measured on 64-256-row columns at 2-20 ohm per cell; 1 for a cell not named)
+TABLE_LN_STEP = 0.01
 TABLE_STEP_V = 2e-3
-TABLE_SPAN_V = 0.3
+TABLE_U_MIN_FRACTION = 0.005
+TABLE_VB_MAX_FRACTION = {"sram8t": 0.6, "reram1t1r": 1.0}
 TABLE_MARGIN_V = 0.02
 
 
-@lru_cache(maxsize=8)
-def cell_table(tech, step_v: float = TABLE_STEP_V) -> tuple[CellTab, np.ndarray]:
-    """The tabulated 8T read stack of ``tech`` (decoupled states): per state, on a grid of bit-line voltage
-    va in [v_read - TABLE_SPAN_V, v_read + TABLE_MARGIN_V] and source-line voltage vb in
-    [-TABLE_MARGIN_V, TABLE_SPAN_V] (so va > vb: the current is positive), the logarithm of the exact
-    cell's current and its derivatives (d2/dva dvb by a central difference of d/dva), for bicubic Hermite
-    interpolation in the kernel (exact cells outside the grid).
-    Returns the ctypes descriptor and the array it points into (keep both alive)."""
-    if not cell_kind(tech).tabulated:
-        raise InputError("the tabulated cell is built for the 8T-SRAM read stack only")
-    lib = load()
+def tabulated(spec: ArraySpec) -> bool:
+    """Whether ``cells="table"`` applies: a cell kind with a validated table, the decoupled topology."""
+    return cell_kind(spec.tech).tabulated and spec.topology == "decoupled"
+
+
+def cell_table(tech, step_v: float = TABLE_STEP_V, ln_step: float = TABLE_LN_STEP) -> tuple[CellTab, np.ndarray]:
+    """The tabulated cell of ``tech`` (decoupled states): per state, on a grid of t = ln(va - vb) and the
+    source-line voltage vb (module constants TABLE_*), the logarithm of the exact cell's current (both
+    currents where they differ: 1T-1R, whose inner node has the deck's rshunt) and its derivatives
+    (d2/dt dvb by a central difference of d/dt), for bicubic Hermite interpolation in the kernel (exact cells
+    outside the grid). Built once per set of cell parameters (technologies that differ in wires, driver or
+    sink only share it). Returns the ctypes descriptor and the array it points into (keep both alive)."""
+    return _cell_table(_table_key(tech, float(step_v), float(ln_step)))
+
+
+def _chosen_table(spec: ArraySpec, cells: str):
+    """The table the C kernel gets for ``cells`` (checked by the caller): None for the exact cells; with
+    "auto", also where the table cannot be built for the technology's cell (a current that is not positive
+    on its grid, say), so that the exact cells answer instead of an error."""
+    if cells == "exact" or not tabulated(spec):
+        return None
+    if cells == "table":
+        return cell_table(spec.tech)
+    try:
+        return cell_table(spec.tech)
+    except InputError:
+        return None
+
+
+@lru_cache(maxsize=64)
+def _table_key(tech, step_v: float, ln_step: float) -> tuple:
+    """What the table of ``tech`` depends on: the cell's parameters and states, the read voltage, the steps."""
     spec = ArraySpec(tech, 1, 1, "decoupled")
-    par = cell_parameters(spec)
-    states = cell_states(spec).reshape(4, 2)
-    vr = tech.v_read_v
-    xs = np.arange(vr - TABLE_SPAN_V, vr + TABLE_MARGIN_V + step_v / 2, step_v)
-    ys = np.arange(-TABLE_MARGIN_V, TABLE_SPAN_V + step_v / 2, step_v)
-    X, Y = (a.ravel() for a in np.meshgrid(xs, ys, indexing="ij"))
-    n = X.size
+    if not tabulated(spec):
+        raise InputError(f"no tabulated cell for cell kind '{tech.cell}'")
+    return (bytes(cell_parameters(spec)), cell_states(spec).tobytes(), float(tech.v_read_v), step_v, ln_step,
+            float(TABLE_VB_MAX_FRACTION.get(tech.cell, 1.0)))
+
+
+@lru_cache(maxsize=8)
+def _cell_table(key) -> tuple[CellTab, np.ndarray]:
+    par_bytes, states_bytes, vr, step_v, ln_step, vb_max_fraction = key
+    lib = load()
+    par = CellPar.from_buffer_copy(par_bytes)
+    states = np.frombuffer(states_bytes).reshape(4, 2)
+    ts = np.arange(np.log(TABLE_U_MIN_FRACTION * vr), np.log(vr + 2 * TABLE_MARGIN_V) + ln_step, ln_step)
+    ys = np.arange(-TABLE_MARGIN_V, vb_max_fraction * vr + step_v, step_v)
+    T, Y = (a.ravel() for a in np.meshgrid(ts, ys, indexing="ij"))
+    U = np.exp(T)
+    n = T.size
     h = 2e-5
-    out = np.empty((4, xs.size, ys.size, 4))
+    nch = 1 if par.kind == KIND["sram8t"] else 2
+    out = np.empty((nch, 4, ts.size, ys.size, 4))
     for st in range(4):
         s1, s2 = np.full(n, states[st, 0]), np.full(n, states[st, 1])
         cols = []
-        for dy in (0.0, h, -h):
+        for dy in (0.0, h, -h):   # vb moved, va - vb kept
             yy = np.ascontiguousarray(Y + dy)
+            va = np.ascontiguousarray(yy + U)
             m, ia, ib, J = np.full(n, np.nan), np.empty(n), np.empty(n), np.empty((n, 4))
-            lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, X, yy, m, ia, ib, J)))
-            cols.append((ia, J[:, 0].copy(), J[:, 1].copy()))
-        (f, fx, fy), (fp, fxp, _), (fm, fxm, _) = cols
-        if not np.all(f > 0):
-            raise InputError("the tabulated cell needs a positive current on its whole grid")
-        # g = ln f and its derivatives; d2g/dva dvb by a central difference of dg/dva along vb
-        gxp, gxm = fxp / fp, fxm / fm
-        out[st] = np.stack([np.log(f), fx / f, fy / f, (gxp - gxm) / (2 * h)], axis=1).reshape(xs.size, ys.size, 4)
+            lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, va, yy, m, ia, ib, J)))
+            cols.append((ia, ib, J))
+        for ch in range(nch):
+            (f, dfa, dfb), (fp, dfap, _), (fm, dfam, _) = (
+                (c[ch], c[2][:, 2 * ch], c[2][:, 2 * ch + 1]) for c in cols)
+            if not (np.all(f > 0) and np.all(fp > 0) and np.all(fm > 0)):
+                raise InputError("the tabulated cell needs a positive current on its whole grid")
+            # g = ln f; dg/dt = (va - vb) f_va / f; dg/dvb (va - vb kept) = (f_va + f_vb) / f
+            gt, gtp, gtm = U * dfa / f, U * dfap / fp, U * dfam / fm
+            out[ch, st] = np.stack([np.log(f), gt, (dfa + dfb) / f, (gtp - gtm) / (2 * h)],
+                                   axis=1).reshape(ts.size, ys.size, 4)
     out = np.ascontiguousarray(out)
     tab = CellTab()
-    tab.nx, tab.ny = xs.size, ys.size
-    tab.x0, tab.dx, tab.y0, tab.dy = float(xs[0]), float(step_v), float(ys[0]), float(step_v)
+    tab.nx, tab.ny, tab.nch = ts.size, ys.size, nch
+    tab.x0, tab.dx, tab.y0, tab.dy = float(ts[0]), float(ln_step), float(ys[0]), float(step_v)
     tab.c = out.ctypes.data
     return tab, out
 
 
 def table_error(tech, points: int = 200_000, seed: int = 0, min_cell_v: float = 0.1) -> dict:
-    """Largest relative error of the tabulated cell against the exact one (current, d/dva, d/dvb) at
-    random points of its grid with at least ``min_cell_v`` across the cell, per state."""
+    """Largest relative error of the tabulated cell against the exact one (current, d/dva, d/dvb; both
+    currents where the cell has two) at random points of its grid with at least ``min_cell_v`` across the
+    cell and the bit line at most ``v_read + TABLE_MARGIN_V`` (the voltages that occur), per state."""
     lib = load()
     tab, _arr = cell_table(tech)
     spec = ArraySpec(tech, 1, 1, "decoupled")
     par = cell_parameters(spec)
     states = cell_states(spec).reshape(4, 2)
     g = np.random.default_rng(seed)
-    va = tab.x0 + g.random(points) * tab.dx * (tab.nx - 1)
+    uv = np.exp(tab.x0 + g.random(points) * tab.dx * (tab.nx - 1))
     vb = tab.y0 + g.random(points) * tab.dy * (tab.ny - 1)
-    keep = va - vb >= min_cell_v
+    va = vb + uv
+    keep = (uv >= min_cell_v) & (va <= tech.v_read_v + TABLE_MARGIN_V)
     va, vb = np.ascontiguousarray(va[keep]), np.ascontiguousarray(vb[keep])
     n = va.size
     out = {}
     for st in range(4):
         sti = np.full(n, st, np.int32)
-        f, fx, fy, inside = np.empty(n), np.empty(n), np.empty(n), np.empty(n, np.int32)
-        lib.cosim_table_eval(ctypes.pointer(tab), n, *(_ptr(a) for a in (sti, va, vb, f, fx, fy, inside)))
+        f, fb, F, inside = np.empty(n), np.empty(n), np.empty((n, 4)), np.empty(n, np.int32)
+        lib.cosim_table_eval(ctypes.pointer(tab), n, *(_ptr(a) for a in (sti, va, vb, f, fb, F, inside)))
         s1, s2 = np.full(n, states[st, 0]), np.full(n, states[st, 1])
         m, ia, ib, J = np.full(n, np.nan), np.empty(n), np.empty(n), np.empty((n, 4))
         lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, va, vb, m, ia, ib, J)))
         ok = inside.astype(bool)
-        out[st] = {"points": int(ok.sum()),
-                   "current": float(np.max(np.abs(f - ia)[ok] / np.abs(ia)[ok])),
-                   "d_dva": float(np.max(np.abs(fx - J[:, 0])[ok] / np.abs(J[:, 0])[ok])),
-                   "d_dvb": float(np.max(np.abs(fy - J[:, 1])[ok] / np.abs(J[:, 1])[ok]))}
+
+        def worst(a, b):
+            return float(np.max(np.abs(a - b)[ok] / np.abs(b)[ok]))
+        out[st] = {"points": int(ok.sum()), "current": max(worst(f, ia), worst(fb, ib)),
+                   "d_dva": max(worst(F[:, 0], J[:, 0]), worst(F[:, 2], J[:, 2])),
+                   "d_dvb": max(worst(F[:, 1], J[:, 1]), worst(F[:, 3], J[:, 3]))}
     return out
 
 
 def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, reltol: float = RELTOL,
                 vntol_v: float = VNTOL_V, abstol_a: float = ABSTOL_A, dv_max_v: float | None = None,
                 threads: int | None = None, allow_failures: bool = False, backend: str = "auto",
-                device=None, cells: str = "exact") -> SolveResult:
+                device=None, cells: str = "auto") -> SolveResult:
     """(K, C) column currents of ``spec`` for inputs (K, R) and weights (R, C) of 0/1, exactly (module doc).
     Raises SolverError naming the columns that did not converge, unless ``allow_failures``.
 
     ``backend``: "c" (the compiled kernel, CPU threads), "torch" (cosim.circuit.solver_torch, float64 on
     ``device``, decoupled topology only), "auto" (torch where ``device`` is not the CPU, else C).
-    ``cells``: "exact" (every cell from the device equations), or "table" (8T-SRAM, decoupled, C kernel:
-    the cells interpolated from ``cell_table``, within about 1e-7 of the exact cell; faster)."""
+    ``cells``: "exact" (every cell from the device equations), "table" (8T-SRAM and 1T-1R, decoupled, C
+    kernel: the cells interpolated from ``cell_table``, within about 1e-7 of the exact cell; faster), or
+    "auto" (the table where it applies, else the exact cells)."""
     if backend not in BACKENDS:
         raise InputError(f"unknown solver backend '{backend}': expected one of {', '.join(BACKENDS)}")
     use_torch = backend == "torch" or (backend == "auto" and device is not None and str(device) != "cpu")
     if cells not in CELL_MODELS:
         raise InputError(f"unknown cell model '{cells}': expected one of {', '.join(CELL_MODELS)}")
-    if cells == "table" and (use_torch or spec.topology != "decoupled" or not cell_kind(spec.tech).tabulated):
-        raise InputError("cells='table' is the 8T-SRAM decoupled topology on the C kernel only")
+    if cells == "table" and (use_torch or not tabulated(spec)):
+        raise InputError("cells='table' is the 8T-SRAM and 1T-1R cells in the decoupled topology on the C kernel only")
+    table = _chosen_table(spec, "exact" if use_torch else cells)
+    use_table = table is not None
     if use_torch and spec.topology != "decoupled":
         raise InputError("the torch solver backend handles the decoupled topology only; use backend='c' (CPU)")
     if use_torch and device is not None:
@@ -271,12 +322,12 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
         nthreads = 1 if device is not None and str(device) != "cpu" else torch.get_num_threads()
     elif spec.topology == "decoupled":
         cur, iters, status = _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv, nthreads,
-                                              table=cell_table(spec.tech) if cells == "table" else None)
+                                              table=table)
     else:
         cur, iters, status = _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv)
     failures = [(int(k), int(c), STATUS_REASONS.get(int(status[k, c]), f"status {int(status[k, c])}"))
                 for k, c in zip(*np.nonzero(status))]
-    res = SolveResult(spec, cur, iters, failures, time.perf_counter() - t0, nthreads)
+    res = SolveResult(spec, cur, iters, failures, time.perf_counter() - t0, nthreads, "table" if use_table else "exact")
     if failures and not allow_failures:
         k, c, why = failures[0]
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
@@ -285,15 +336,30 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
 
 
 def solve_columns(spec: ArraySpec, inputs, weights, vector_index, column_index, *, max_iter: int = MAX_ITER,
-                  threads: int | None = None) -> np.ndarray:
+                  threads: int | None = None, cells: str = "auto") -> np.ndarray:
     """Currents (A) of the chosen columns only: column ``column_index[i]`` of weights (R, C) read by input
     vector ``vector_index[i]`` of inputs (K, R), decoupled topology (columns independent). Raises
-    SolverError when one does not converge. For re-solving a few columns of a large read."""
+    SolverError when one does not converge. For re-solving a few columns of a large read. ``cells`` as
+    solve_array's (C kernel)."""
     if spec.topology != "decoupled":
         raise InputError("solve_columns needs the decoupled topology (independent columns)")
-    x, w = check_inputs(spec, inputs, weights)
     kk = np.ascontiguousarray(vector_index, dtype=np.int64).ravel()
     cc = np.ascontiguousarray(column_index, dtype=np.int64).ravel()
+    try:
+        xin = np.asarray(inputs)
+    except Exception:  # noqa: BLE001 - check_inputs says what is wrong with it
+        xin = None
+    if xin is not None and xin.ndim == 2 and kk.size and kk.shape == cc.shape and kk.min() >= 0 \
+            and kk.max() < xin.shape[0]:
+        # only the vectors asked for are checked and passed on (a certified read asks for a few of many)
+        uk, kinv = np.unique(kk, return_inverse=True)
+        inputs, kk = xin[uk], np.ascontiguousarray(kinv, dtype=np.int64).ravel()
+    if cells not in CELL_MODELS:
+        raise InputError(f"unknown cell model '{cells}': expected one of {', '.join(CELL_MODELS)}")
+    if cells == "table" and not tabulated(spec):
+        raise InputError("cells='table' is the 8T-SRAM and 1T-1R cells in the decoupled topology on the C kernel only")
+    table = _chosen_table(spec, cells)
+    x, w = check_inputs(spec, inputs, weights)
     if kk.shape != cc.shape:
         raise InputError("vector_index and column_index must have the same length")
     if kk.size and (kk.min() < 0 or kk.max() >= x.shape[0] or cc.min() < 0 or cc.max() >= spec.cols):
@@ -302,7 +368,7 @@ def solve_columns(spec: ArraySpec, inputs, weights, vector_index, column_index, 
         return np.zeros(0)
     nthreads = default_threads() if threads is None else max(1, int(threads))
     cur, iters, status = _solve_decoupled(spec, x, w, max_iter, RELTOL, VNTOL_V, ABSTOL_A, spec.tech.v_read_v,
-                                          nthreads, pairs=(kk, cc))
+                                          nthreads, pairs=(kk, cc), table=table)
     bad = np.nonzero(status)[0]
     if bad.size:
         i = int(bad[0])
@@ -311,23 +377,17 @@ def solve_columns(spec: ArraySpec, inputs, weights, vector_index, column_index, 
     return cur
 
 
-def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nthreads, pairs=None, table=None):
-    lib = load()
-    tech = spec.tech
-    K, R, C = x.shape[0], spec.rows, spec.cols
+@lru_cache(maxsize=64)
+def _decoupled_job(tech, max_iter: int, reltol: float, vntol_v: float, abstol_a: float,
+                   dv_max_v: float) -> tuple[bytes, CellPar]:
+    """The parts of a decoupled job that depend on the technology and the settings only (the per-call
+    set-up of solve_columns' small batches): the DecJob's bytes, and the CellPar its P points to."""
+    spec = ArraySpec(tech, 1, 1, "decoupled")
     gsh = g_shunt_s(spec)
     par = cell_parameters(spec)
     states = cell_states(spec)
-    xc = np.ascontiguousarray(x, dtype=np.uint8)
-    wt = np.ascontiguousarray(w.T, dtype=np.uint8)
-    shape = (K, C) if pairs is None else (pairs[0].size,)
-    cur = np.empty(shape)
-    status = np.empty(shape, np.int32)
-    iters = np.empty(shape, np.int32)
     job = DecJob()
     job.P = ctypes.pointer(par)
-    job.K, job.C, job.R = K, C, R
-    job.x, job.wt = xc.ctypes.data, wt.ctypes.data
     for xi in (0, 1):
         for wi in (0, 1):
             job.state[2 * xi + wi][0], job.state[2 * xi + wi][1] = states[xi, wi]
@@ -341,6 +401,22 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
     job.g_sink_s = 0.0 if job.sink_fixed else _conductance(tech.r_sink_ohm) + gsh
     job.g_shunt_s = gsh
     job.max_iter, job.reltol, job.vntol_v, job.abstol_a, job.dv_max_v = max_iter, reltol, vntol_v, abstol_a, dv_max_v
+    return bytes(job), par
+
+
+def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nthreads, pairs=None, table=None):
+    lib = load()
+    K, R, C = x.shape[0], spec.rows, spec.cols
+    xc = np.ascontiguousarray(x, dtype=np.uint8)
+    wt = np.ascontiguousarray(w.T, dtype=np.uint8)
+    shape = (K, C) if pairs is None else (pairs[0].size,)
+    cur = np.empty(shape)
+    status = np.empty(shape, np.int32)
+    iters = np.empty(shape, np.int32)
+    raw, par = _decoupled_job(spec.tech, int(max_iter), float(reltol), float(vntol_v), float(abstol_a), float(dv_max_v))
+    job = DecJob.from_buffer_copy(raw)   # P points to ``par``, kept alive by the cache and this frame
+    job.K, job.C, job.R = K, C, R
+    job.x, job.wt = xc.ctypes.data, wt.ctypes.data
     job.i_out, job.status, job.iters = cur.ctypes.data, status.ctypes.data, iters.ctypes.data
     if pairs is not None:
         job.kidx, job.cidx, job.npairs = pairs[0].ctypes.data, pairs[1].ctypes.data, pairs[0].size

@@ -16,7 +16,8 @@
  *
  * cosim_solve_decoupled: Newton on the bit-line and source-line voltages of independent columns
  * (block-tridiagonal 2x2 Jacobian, block Thomas algorithm; a line of zero-ohm wires beside a resistive one:
- * a tridiagonal Jacobian bordered by that line's one node), one POSIX thread per slice of columns.
+ * a tridiagonal Jacobian bordered by that line's one node), one POSIX thread per slice of columns; the cells
+ * exact, or interpolated from a table of them (celltab_t) where their voltages lie on its grid.
  */
 
 enum { KIND_RES = 0, KIND_STACK = 1, KIND_RERAM = 2 };
@@ -147,48 +148,91 @@ void cosim_cells_eval(const cellpar_t *P, int64_t n, const double *s1, const dou
 }
 
 /* ---------------------------------------------------------------------------------------------- */
-/* A tabulated cell (cosim.solver.cell_table): per state, on a grid of (va, vb), the logarithm of the
-   current and its derivatives d/dva, d/dvb, d2/dva dvb from the exact cell, interpolated by bicubic
-   Hermite patches (value and first derivatives continuous). Outside the grid the exact cell is evaluated. */
+/* A tabulated cell (cosim.solver.cell_table): per state and channel (the current entering at a; for a
+   cell whose two currents differ, 1T-1R with its inner node's rshunt, also the current leaving at b), on a
+   grid of t = ln(va - vb) and vb, the logarithm of the current and its derivatives d/dt, d/dvb,
+   d2/dt dvb from the exact cell, interpolated by bicubic Hermite patches (value and first derivatives
+   continuous). ln(current) is nearly linear in t where the cell is ohmic (current ~ va - vb) and in vb
+   where it is exponential (subthreshold), so the patches are accurate down to small voltages across the
+   cell. Outside the grid (va - vb below its first node, voltages beyond its range) the exact cell is
+   evaluated. */
 typedef struct {
-    int32_t nx, ny;              /* grid nodes along va and vb */
-    double x0, dx, y0, dy;       /* va = x0 + i dx, vb = y0 + j dy (V) */
-    const double *c;             /* (4 states, nx, ny, 4): g, dg/dva, dg/dvb, d2g/dva dvb of g = ln(current) */
+    int32_t nx, ny;              /* grid nodes along t and vb */
+    int32_t nch;                 /* channels: 1 (ia = ib) or 2 (ia, ib) */
+    double x0, dx, y0, dy;       /* t = ln(va - vb) = x0 + i dx (ln V), vb = y0 + j dy (V) */
+    const double *c;             /* (nch, 4 states, nx, ny, 4): g, dg/dt, dg/dvb, d2g/dt dvb of g = ln(current) */
 } celltab_t;
 
-static inline int table_eval(const celltab_t *T, int st, double va, double vb, double *f, double *fx, double *fy) {
-    const double tx = (va - T->x0) / T->dx, ty = (vb - T->y0) / T->dy;
+/* Where a cell's point lies in the table: the first node's offset into c (state included), the position
+   in its patch, va - vb. table_locate prefetches the patch's nodes, so that a column's cells can be located
+   in one pass and interpolated in a second one while their table memory arrives. */
+typedef struct { int64_t off; double u, v, uv; } tabloc_t;
+
+/* inlined into the column loops (a call returns its results through memory, and waits on it) */
+#if defined(__GNUC__) || defined(__clang__)
+#define TABLE_INLINE static inline __attribute__((always_inline))
+#else
+#define TABLE_INLINE static inline
+#endif
+
+TABLE_INLINE int table_locate(const celltab_t *T, int st, double va, double vb, tabloc_t *L) {
+    const double uv = va - vb;
+    if (!(uv > 0.0)) return 0;
+    const double tx = (log(uv) - T->x0) / T->dx, ty = (vb - T->y0) / T->dy;
     if (!(tx >= 0.0 && ty >= 0.0 && tx < T->nx - 1 && ty < T->ny - 1)) return 0;
     const int i = (int)tx, j = (int)ty;
-    const double u = tx - i, v = ty - j;
+    L->off = (((int64_t)st * T->nx + i) * T->ny + j) * 4;
+    L->u = tx - i; L->v = ty - j; L->uv = uv;
+    for (int ch = 0; ch < T->nch; ch++) {
+        const double *q = T->c + L->off + (int64_t)ch * 4 * T->nx * T->ny * 4;
+        __builtin_prefetch(q); __builtin_prefetch(q + 7);
+        __builtin_prefetch(q + T->ny * 4); __builtin_prefetch(q + T->ny * 4 + 7);
+    }
+    return 1;
+}
+
+/* The cell's currents and J = [dia/dva, dia/dvb, dib/dva, dib/dvb] at a located point. */
+TABLE_INLINE void table_interp(const celltab_t *T, const tabloc_t *L, double *ia, double *ib, double *J) {
+    const double u = L->u, v = L->v, uv = L->uv;
     const double u2 = u * u, u3 = u2 * u, v2 = v * v, v3 = v2 * v;
     const double hu[2] = {2 * u3 - 3 * u2 + 1, -2 * u3 + 3 * u2}, ku[2] = {u3 - 2 * u2 + u, u3 - u2};
     const double hv[2] = {2 * v3 - 3 * v2 + 1, -2 * v3 + 3 * v2}, kv[2] = {v3 - 2 * v2 + v, v3 - v2};
     const double dhu[2] = {6 * u2 - 6 * u, -6 * u2 + 6 * u}, dku[2] = {3 * u2 - 4 * u + 1, 3 * u2 - 2 * u};
     const double dhv[2] = {6 * v2 - 6 * v, -6 * v2 + 6 * v}, dkv[2] = {3 * v2 - 4 * v + 1, 3 * v2 - 2 * v};
-    const double dx = T->dx, dy = T->dy;
-    double F = 0, FX = 0, FY = 0;
-    for (int a = 0; a < 2; a++) {
-        for (int b = 0; b < 2; b++) {
-            const double *q = T->c + ((((int64_t)st * T->nx + i + a) * T->ny + j + b) * 4);
-            const double fu = hu[a] * q[0] + dx * ku[a] * q[1], fdu = dhu[a] * q[0] + dx * dku[a] * q[1];
-            const double gu = hu[a] * q[2] + dx * ku[a] * q[3], gdu = dhu[a] * q[2] + dx * dku[a] * q[3];
-            F += hv[b] * fu + dy * kv[b] * gu;
-            FX += hv[b] * fdu + dy * kv[b] * gdu;
-            FY += dhv[b] * fu + dy * dkv[b] * gu;
+    const double dx = T->dx, dy = T->dy, rdxu = 1.0 / (dx * uv), rdy = 1.0 / dy;
+    for (int ch = 0; ch < T->nch; ch++) {
+        double F = 0, FX = 0, FY = 0;
+        for (int a = 0; a < 2; a++) {
+            for (int b = 0; b < 2; b++) {
+                const double *q = T->c + L->off + (int64_t)ch * 4 * T->nx * T->ny * 4 + ((int64_t)a * T->ny + b) * 4;
+                const double fu = hu[a] * q[0] + dx * ku[a] * q[1], fdu = dhu[a] * q[0] + dx * dku[a] * q[1];
+                const double gu = hu[a] * q[2] + dx * ku[a] * q[3], gdu = dhu[a] * q[2] + dx * dku[a] * q[3];
+                F += hv[b] * fu + dy * kv[b] * gu;
+                FX += hv[b] * fdu + dy * kv[b] * gdu;
+                FY += dhv[b] * fu + dy * dkv[b] * gu;
+            }
         }
+        /* i = exp(g(t, vb)): di/dva = i g_t / (va - vb), di/dvb = i (g_vb - g_t / (va - vb)) */
+        const double e = exp(F), gt = FX * rdxu, gy = FY * rdy;
+        if (ch == 0) { *ia = e; J[0] = e * gt; J[1] = e * (gy - gt); }
+        else { *ib = e; J[2] = e * gt; J[3] = e * (gy - gt); }
     }
-    /* the table holds the logarithm of the current (positive on the grid): nearly linear where the
-       current is exponential (subthreshold), so the patches are accurate there too */
-    const double e = exp(F);
-    *f = e; *fx = e * FX / dx; *fy = e * FY / dy;
+    if (T->nch == 1) { *ib = *ia; J[2] = J[0]; J[3] = J[1]; }
+}
+
+/* Both at once; 0 where (va, vb) is off the grid (nothing written). */
+static inline int table_cell(const celltab_t *T, int st, double va, double vb, double *ia, double *ib, double *J) {
+    tabloc_t L;
+    if (!table_locate(T, st, va, vb, &L)) return 0;
+    table_interp(T, &L, ia, ib, J);
     return 1;
 }
 
-/* The table at many points (for its validation): inside[i] 0 where (va, vb) is off the grid. */
+/* The table at many points (for its validation): J (n, 4) as cell_eval's; inside[i] 0 where (va, vb) is
+   off the grid. */
 void cosim_table_eval(const celltab_t *T, int64_t n, const int32_t *st, const double *va, const double *vb,
-                      double *f, double *fx, double *fy, int32_t *inside) {
-    for (int64_t i = 0; i < n; i++) inside[i] = table_eval(T, st[i], va[i], vb[i], &f[i], &fx[i], &fy[i]);
+                      double *ia, double *ib, double *J, int32_t *inside) {
+    for (int64_t i = 0; i < n; i++) inside[i] = table_cell(T, st[i], va[i], vb[i], &ia[i], &ib[i], &J[4 * i]);
 }
 
 typedef struct {
@@ -212,7 +256,7 @@ typedef struct {
     double *i_out;               /* (K, C) or (npairs,) sensed current (A) */
     int32_t *status;             /* (K, C) 0 converged, 1 iteration limit, 2 non-finite, 3 singular */
     int32_t *iters;              /* (K, C) Newton iterations */
-    const celltab_t *table;      /* NULL: exact cells; else tabulated 8T stacks (exact outside the grid) */
+    const celltab_t *table;      /* NULL: exact cells; else the tabulated cells (exact outside the grid) */
 } dec_job_t;
 
 /* A column whose bit line or source line (not both) has zero-ohm wires: that line is one node M, the other
@@ -245,7 +289,7 @@ static void *dec_run_mixed(dec_job_t *j) {
     const int l_fixed = lbit ? j->driver_fixed : j->sink_fixed;
     const int64_t lr = lbit ? 0 : R - 1;
     const double l_value = lbit ? vr : 0.0;
-    const celltab_t *tab = (P->kind == KIND_STACK) ? j->table : NULL;
+    const celltab_t *tab = j->table;
     double *buf = malloc(sizeof(double) * (size_t)(R * 13) + sizeof(cellws_t) * (size_t)R
                          + sizeof(int) * (size_t)R + 64);
     if (!buf) {
@@ -296,13 +340,8 @@ static void *dec_run_mixed(dec_job_t *j) {
             for (int64_t r = 0; r < R; r++) {
                 const double va = lbit ? L[r] : M, vb = lbit ? M : L[r];
                 double ia, ib, Jc[4];
-                double tf, tfx, tfy;
-                if (tab && table_eval(tab, sta[r], va, vb, &tf, &tfx, &tfy)) {
-                    ia = ib = tf;
-                    Jc[0] = tfx; Jc[1] = tfy; Jc[2] = tfx; Jc[3] = tfy;
-                } else {
+                if (!(tab && table_cell(tab, sta[r], va, vb, &ia, &ib, Jc)))
                     cell_eval(P, s1a[r], s2a[r], va, vb, &ws[r], &ia, &ib, Jc);
-                }
                 if (lbit) {
                     f[r] += ia; dia[r] += Jc[0]; u[r] = Jc[1];
                     fM -= ib; a -= Jc[3]; v[r] = -Jc[2];
@@ -382,14 +421,17 @@ static void *dec_run(void *arg) {
     const int merged = j->g_bl_s == 0.0;
     const int64_t N = merged ? 1 : R;
     const double gb = j->g_bl_s, gs = j->g_sl_s, gsh = j->g_shunt_s;
-    const celltab_t *tab = (P->kind == KIND_STACK) ? j->table : NULL;
+    const celltab_t *tab = j->table;
     double *buf = malloc(sizeof(double) * (size_t)(R * 2 + N * 20) + sizeof(cellws_t) * (size_t)R
-                         + sizeof(int) * (size_t)R + 64);
+                         + 2 * sizeof(int) * (size_t)R + sizeof(tabloc_t) * (size_t)R + sizeof(int) * (size_t)R + 64);
     if (!buf) {
         for (int64_t q = j->j0; q < j->j1; q++) { j->status[q] = 4; j->i_out[q] = NAN; }
         return NULL;
     }
     int *sta = (int *)((cellws_t *)(buf + R * 2 + N * 20) + R);
+    /* after ws and sta (2 ints a row reserved for sta: 8-byte alignment) */
+    tabloc_t *loc = (tabloc_t *)(buf + R * 2 + N * 20 + (sizeof(cellws_t) + 2 * sizeof(int)) * (size_t)R / 8);
+    int *inloc = (int *)(loc + R);
     cellws_t *ws = (cellws_t *)(buf + R * 2 + N * 20);
     double *s1a = buf, *s2a = buf + R;
     double *vb = buf + 2 * R, *vs = vb + N;
@@ -418,68 +460,104 @@ static void *dec_run(void *arg) {
         int status = 1, it;
         double i_sense = 0.0, i_prev = NAN, d_prev = INFINITY;
         for (it = 1; it <= j->max_iter; it++) {
-            /* assemble: F (currents leaving each node) into rb/rs as -F, Jacobian blocks */
-            for (int64_t n = 0; n < N; n++) {
-                double fb = gsh * vb[n], fs = gsh * vs[n];
-                double a00 = gsh, a11 = gsh;
-                if (!merged) {
+            double ib_last = 0.0, jb_last[4] = {0, 0, 0, 0};
+            int bad = 0;
+            /* tabulated cells: located (and their table memory fetched) in one pass, evaluated in the next */
+            if (tab) for (int64_t r = 0; r < R; r++) inloc[r] = table_locate(tab, sta[r], vb[merged ? 0 : r], vs[merged ? 0 : r], &loc[r]);
+            if (merged) {   /* one node per line: every cell on it */
+                /* assemble: F (currents leaving each node) into rb/rs as -F, Jacobian blocks */
+                for (int64_t n = 0; n < N; n++) {
+                    double fb = gsh * vb[n], fs = gsh * vs[n];
+                    double a00 = gsh, a11 = gsh;
+                    if (!merged) {
+                        if (n > 0) { fb += gb * (vb[n] - vb[n - 1]); fs += gs * (vs[n] - vs[n - 1]); a00 += gb; a11 += gs; }
+                        if (n < N - 1) { fb += gb * (vb[n] - vb[n + 1]); fs += gs * (vs[n] - vs[n + 1]); a00 += gb; a11 += gs; }
+                    }
+                    if (n == 0 && !j->driver_fixed) { fb += j->g_driver_s * (vb[0] - j->v_read_v); a00 += j->g_driver_s; }
+                    if (n == N - 1 && !j->sink_fixed) { fs += j->g_sink_s * vs[n]; a11 += j->g_sink_s; }
+                    rb[n] = fb; rs[n] = fs;
+                    A[4 * n] = a00; A[4 * n + 1] = 0.0; A[4 * n + 2] = 0.0; A[4 * n + 3] = a11;
+                    Lb[n] = (!merged && n > 0) ? -gb : 0.0; Ls[n] = (!merged && n > 0) ? -gs : 0.0;
+                    Ub[n] = (!merged && n < N - 1) ? -gb : 0.0; Us[n] = (!merged && n < N - 1) ? -gs : 0.0;
+                }
+                for (int64_t r = 0; r < R; r++) {
+                    const int64_t n = merged ? 0 : r;
+                    double ia, ib, Jc[4];
+                    if (tab && inloc[r]) table_interp(tab, &loc[r], &ia, &ib, Jc);
+                    else cell_eval(P, s1a[r], s2a[r], vb[n], vs[n], &ws[r], &ia, &ib, Jc);
+                    rb[n] += ia; rs[n] -= ib;
+                    A[4 * n] += Jc[0]; A[4 * n + 1] += Jc[1]; A[4 * n + 2] -= Jc[2]; A[4 * n + 3] -= Jc[3];
+                    if (n == N - 1) { ib_last += ib; jb_last[2] += Jc[2]; jb_last[3] += Jc[3]; }
+                }
+                /* Dirichlet rows */
+                if (j->driver_fixed) {
+                    rb[0] = vb[0] - j->v_read_v; A[0] = 1.0; A[1] = 0.0; Ub[0] = 0.0;
+                }
+                if (j->sink_fixed) {
+                    rs[N - 1] = vs[N - 1]; A[4 * (N - 1) + 2] = 0.0; A[4 * (N - 1) + 3] = 1.0; Ls[N - 1] = 0.0;
+                }
+                /* solve J d = -F: block Thomas (L, U diagonal 2x2) */
+                for (int64_t n = 0; n < N; n++) {
+                    double a0 = A[4 * n], a1 = A[4 * n + 1], a2 = A[4 * n + 2], a3 = A[4 * n + 3];
+                    double r0 = -rb[n], r1 = -rs[n];
+                    if (n > 0) {   /* M = A - L C'_{n-1}; r -= L d_{n-1} */
+                        const double *cq = cp + 4 * (n - 1);
+                        a0 -= Lb[n] * cq[0]; a1 -= Lb[n] * cq[1];
+                        a2 -= Ls[n] * cq[2]; a3 -= Ls[n] * cq[3];
+                        r0 -= Lb[n] * db[n - 1]; r1 -= Ls[n] * ds[n - 1];
+                    }
+                    const double det = a0 * a3 - a1 * a2;
+                    if (!(fabs(det) > 1e-300) || !isfinite(det)) { bad = 1; break; }
+                    const double rdet = 1.0 / det;   /* one division per row (the row's latency chain) */
+                    const double i0 = a3 * rdet, i1 = -a1 * rdet, i2 = -a2 * rdet, i3 = a0 * rdet;
+                    /* C' = M^-1 diag(Ub, Us) */
+                    cp[4 * n] = i0 * Ub[n]; cp[4 * n + 1] = i1 * Us[n];
+                    cp[4 * n + 2] = i2 * Ub[n]; cp[4 * n + 3] = i3 * Us[n];
+                    db[n] = i0 * r0 + i1 * r1; ds[n] = i2 * r0 + i3 * r1;
+                }
+            } else {
+                /* one pass down the column: each row's wires and cell, then its block-Thomas elimination (the
+                   same arithmetic as the merged path's separate loops; the cells of the next rows overlap the
+                   elimination's dependency chain) */
+                for (int64_t n = 0; n < N; n++) {
+                    double fb = gsh * vb[n], fs = gsh * vs[n];
+                    double a00 = gsh, a11 = gsh;
                     if (n > 0) { fb += gb * (vb[n] - vb[n - 1]); fs += gs * (vs[n] - vs[n - 1]); a00 += gb; a11 += gs; }
                     if (n < N - 1) { fb += gb * (vb[n] - vb[n + 1]); fs += gs * (vs[n] - vs[n + 1]); a00 += gb; a11 += gs; }
+                    if (n == 0 && !j->driver_fixed) { fb += j->g_driver_s * (vb[0] - j->v_read_v); a00 += j->g_driver_s; }
+                    if (n == N - 1 && !j->sink_fixed) { fs += j->g_sink_s * vs[n]; a11 += j->g_sink_s; }
+                    double ia, ib, Jc[4];
+                    if (tab && inloc[n]) table_interp(tab, &loc[n], &ia, &ib, Jc);
+                    else cell_eval(P, s1a[n], s2a[n], vb[n], vs[n], &ws[n], &ia, &ib, Jc);
+                    fb += ia; fs -= ib;
+                    double a0 = a00 + Jc[0], a1 = 0.0 + Jc[1], a2 = 0.0 - Jc[2], a3 = a11 - Jc[3];
+                    double lb = n > 0 ? -gb : 0.0, ls = n > 0 ? -gs : 0.0;
+                    double ub = n < N - 1 ? -gb : 0.0, us = n < N - 1 ? -gs : 0.0;
+                    if (n == N - 1) { ib_last += ib; jb_last[2] += Jc[2]; jb_last[3] += Jc[3]; }
+                    /* Dirichlet rows */
+                    if (n == 0 && j->driver_fixed) { fb = vb[0] - j->v_read_v; a0 = 1.0; a1 = 0.0; ub = 0.0; }
+                    if (n == N - 1 && j->sink_fixed) { fs = vs[N - 1]; a2 = 0.0; a3 = 1.0; ls = 0.0; }
+                    double r0 = -fb, r1 = -fs;
+                    if (n > 0) {   /* M = A - L C'_{n-1}; r -= L d_{n-1} */
+                        const double *cq = cp + 4 * (n - 1);
+                        a0 -= lb * cq[0]; a1 -= lb * cq[1];
+                        a2 -= ls * cq[2]; a3 -= ls * cq[3];
+                        r0 -= lb * db[n - 1]; r1 -= ls * ds[n - 1];
+                    }
+                    const double det = a0 * a3 - a1 * a2;
+                    if (!(fabs(det) > 1e-300) || !isfinite(det)) { bad = 1; break; }
+                    const double rdet = 1.0 / det;
+                    const double i0 = a3 * rdet, i1 = -a1 * rdet, i2 = -a2 * rdet, i3 = a0 * rdet;
+                    cp[4 * n] = i0 * ub; cp[4 * n + 1] = i1 * us;
+                    cp[4 * n + 2] = i2 * ub; cp[4 * n + 3] = i3 * us;
+                    db[n] = i0 * r0 + i1 * r1; ds[n] = i2 * r0 + i3 * r1;
                 }
-                if (n == 0 && !j->driver_fixed) { fb += j->g_driver_s * (vb[0] - j->v_read_v); a00 += j->g_driver_s; }
-                if (n == N - 1 && !j->sink_fixed) { fs += j->g_sink_s * vs[n]; a11 += j->g_sink_s; }
-                rb[n] = fb; rs[n] = fs;
-                A[4 * n] = a00; A[4 * n + 1] = 0.0; A[4 * n + 2] = 0.0; A[4 * n + 3] = a11;
-                Lb[n] = (!merged && n > 0) ? -gb : 0.0; Ls[n] = (!merged && n > 0) ? -gs : 0.0;
-                Ub[n] = (!merged && n < N - 1) ? -gb : 0.0; Us[n] = (!merged && n < N - 1) ? -gs : 0.0;
             }
-            double ib_last = 0.0, jb_last[4] = {0, 0, 0, 0};
-            for (int64_t r = 0; r < R; r++) {
-                const int64_t n = merged ? 0 : r;
-                double ia, ib, Jc[4];
-                double f, fx, fy;
-                if (tab && table_eval(tab, sta[r], vb[n], vs[n], &f, &fx, &fy)) {
-                    ia = ib = f;
-                    Jc[0] = fx; Jc[1] = fy; Jc[2] = fx; Jc[3] = fy;
-                } else {
-                    cell_eval(P, s1a[r], s2a[r], vb[n], vs[n], &ws[r], &ia, &ib, Jc);
-                }
-                rb[n] += ia; rs[n] -= ib;
-                A[4 * n] += Jc[0]; A[4 * n + 1] += Jc[1]; A[4 * n + 2] -= Jc[2]; A[4 * n + 3] -= Jc[3];
-                if (n == N - 1) { ib_last += ib; jb_last[2] += Jc[2]; jb_last[3] += Jc[3]; }
-            }
-            (void)jb_last;
             /* the sink-side flow into the fixed sink node, before this step (for a zero-ohm sink) */
             double flow = ib_last, dflow_dvb = 0.0, dflow_dvs = 0.0;
             if (j->sink_fixed) {
                 dflow_dvb = jb_last[2]; dflow_dvs = jb_last[3];
                 if (N > 1) flow += gs * (vs[N - 2] - vs[N - 1]);
-            }
-            /* Dirichlet rows */
-            if (j->driver_fixed) {
-                rb[0] = vb[0] - j->v_read_v; A[0] = 1.0; A[1] = 0.0; Ub[0] = 0.0;
-            }
-            if (j->sink_fixed) {
-                rs[N - 1] = vs[N - 1]; A[4 * (N - 1) + 2] = 0.0; A[4 * (N - 1) + 3] = 1.0; Ls[N - 1] = 0.0;
-            }
-            /* solve J d = -F: block Thomas (L, U diagonal 2x2) */
-            int bad = 0;
-            for (int64_t n = 0; n < N; n++) {
-                double a0 = A[4 * n], a1 = A[4 * n + 1], a2 = A[4 * n + 2], a3 = A[4 * n + 3];
-                double r0 = -rb[n], r1 = -rs[n];
-                if (n > 0) {   /* M = A - L C'_{n-1}; r -= L d_{n-1} */
-                    const double *cq = cp + 4 * (n - 1);
-                    a0 -= Lb[n] * cq[0]; a1 -= Lb[n] * cq[1];
-                    a2 -= Ls[n] * cq[2]; a3 -= Ls[n] * cq[3];
-                    r0 -= Lb[n] * db[n - 1]; r1 -= Ls[n] * ds[n - 1];
-                }
-                const double det = a0 * a3 - a1 * a2;
-                if (!(fabs(det) > 1e-300) || !isfinite(det)) { bad = 1; break; }
-                const double i0 = a3 / det, i1 = -a1 / det, i2 = -a2 / det, i3 = a0 / det;
-                /* C' = M^-1 diag(Ub, Us) */
-                cp[4 * n] = i0 * Ub[n]; cp[4 * n + 1] = i1 * Us[n];
-                cp[4 * n + 2] = i2 * Ub[n]; cp[4 * n + 3] = i3 * Us[n];
-                db[n] = i0 * r0 + i1 * r1; ds[n] = i2 * r0 + i3 * r1;
             }
             if (bad) { status = 3; break; }
             for (int64_t n = N - 2; n >= 0; n--) {
@@ -554,8 +632,8 @@ int cosim_solve_decoupled(const dec_job_t *job, int nthreads) {
     }
 COSIM_LAYOUT(cosim_solver_cellpar_layout, (int64_t)sizeof(cellpar_t), (int64_t)offsetof(cellpar_t, fet),
              (int64_t)offsetof(cellpar_t, nfin), (int64_t)offsetof(cellpar_t, g_inner_shunt_s))
-COSIM_LAYOUT(cosim_solver_celltab_layout, (int64_t)sizeof(celltab_t), (int64_t)offsetof(celltab_t, x0),
-             (int64_t)offsetof(celltab_t, c))
+COSIM_LAYOUT(cosim_solver_celltab_layout, (int64_t)sizeof(celltab_t), (int64_t)offsetof(celltab_t, nch),
+             (int64_t)offsetof(celltab_t, x0), (int64_t)offsetof(celltab_t, c))
 COSIM_LAYOUT(cosim_solver_decjob_layout, (int64_t)sizeof(dec_job_t), (int64_t)offsetof(dec_job_t, x),
              (int64_t)offsetof(dec_job_t, state), (int64_t)offsetof(dec_job_t, v_read_v),
              (int64_t)offsetof(dec_job_t, g_bl_s), (int64_t)offsetof(dec_job_t, g_sl_s),

@@ -40,7 +40,8 @@ class CellPar(ctypes.Structure):
 
 
 class CellTab(ctypes.Structure):
-    _fields_ = [("nx", ctypes.c_int32), ("ny", ctypes.c_int32), ("x0", ctypes.c_double), ("dx", ctypes.c_double),
+    _fields_ = [("nx", ctypes.c_int32), ("ny", ctypes.c_int32), ("nch", ctypes.c_int32), ("x0", ctypes.c_double),
+                ("dx", ctypes.c_double),
                 ("y0", ctypes.c_double), ("dy", ctypes.c_double), ("c", ctypes.c_void_p)]
 
 
@@ -60,7 +61,7 @@ class DecJob(ctypes.Structure):
 #: the structs passed to the library, the C function that reports each one's layout (its size, then the
 #: offsets of the fields named, in this order) and those fields: ``load`` refuses a library that differs
 LAYOUTS = ((CellPar, "cosim_solver_cellpar_layout", ("fet", "nfin", "g_inner_shunt_s")),
-           (CellTab, "cosim_solver_celltab_layout", ("x0", "c")),
+           (CellTab, "cosim_solver_celltab_layout", ("nch", "x0", "c")),
            (DecJob, "cosim_solver_decjob_layout", ("x", "state", "v_read_v", "g_bl_s", "g_sl_s", "max_iter", "npairs",
                                                     "i_out", "table")))
 

@@ -33,9 +33,10 @@ from .spice import array_operands, array_options, array_result, echo_columns, li
                    "the solver evaluates compiled")
 @click.option("--threads", type=int, default=None, help="solver threads (default: torch's thread count)")
 @click.option("--max-iter", type=int, default=100, show_default=True, help="Newton iteration limit")
-@click.option("--cells", type=click.Choice(["exact", "table"]), default="exact", show_default=True,
-              help="cell currents: the device equations, or (8T-SRAM, decoupled) their bicubic table, within "
-                   "1e-7 of them and several times faster once built (about 1 s per process)")
+@click.option("--cells", type=click.Choice(["auto", "exact", "table"]), default="auto", show_default=True,
+              help="cell currents: the device equations, or (8T-SRAM and 1T-1R, decoupled) their bicubic table, "
+                   "within 1e-7 of them and several times faster once built (about 1 s per process); auto: the "
+                   "table where it applies")
 @click.option("--device", default=None,
               help="torch device for the decoupled topology (e.g. cuda); default: the compiled CPU kernel")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON object")
@@ -60,7 +61,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
     solver = "exact-banded" if spec.topology == "decoupled" else "exact-sparse"
     if device is not None and str(device) != "cpu":
         solver += f"-torch-{device}"
-    if cells == "table":
+    if res.cells == "table":
         solver += "-table"
     models = "resistor" if tech.kind.linear else "compiled"
     out = {

@@ -335,7 +335,8 @@ def run_sweep(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
 def _exact_points(cfg: SweepConfig, spec, todo: list[int], designs: list, out_dir: Path, progress: bool) -> None:
     """Solve and write the sweep points ``todo`` with the exact solver (cosim.circuit.solver), one array per point.
     Each point records the deck's hash (the circuit solved is the deck's), solver "exact-banded" (or
-    "exact-sparse"), no ngspice version."""
+    "exact-sparse"; "-table" appended where the tabulated cells were used: cosim.circuit.solver.cell_table), no
+    ngspice version."""
     from ..circuit.netlist import build_netlist
     from ..provenance import sha256_text
     from ..circuit.solver import solve_array
@@ -346,7 +347,7 @@ def _exact_points(cfg: SweepConfig, spec, todo: list[int], designs: list, out_di
     for j, i in enumerate(todo):
         x, w, fam = designs[j]
         res = solve_array(spec, x, w)
-        meta = {"ngspice_version": "", "solver": name, "seconds": res.seconds,
+        meta = {"ngspice_version": "", "solver": name + ("-table" if res.cells == "table" else ""), "seconds": res.seconds,
                 "netlist_sha256": sha256_text(build_netlist(spec, x, w, klu=uses_klu(cfg.backend)))}
         try:
             _write_point(out_dir, i, cfg, x, w, fam, res.column_current_a, meta)
