@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <pthread.h>
 #ifdef __AVX512F__
@@ -30,11 +31,18 @@ typedef struct {
     float step; float max_code;                /* step > 0: evenly spaced levels c * step (A), codes
                                                   ceil(i / step - 1/2) clipped to [0, max_code], no thresholds */
     float *code; int64_t code_ld;              /* codes or NULL */
+    const int32_t *rowmap;                     /* NULL, or (n) the row of k, m, xs that output row i reads, -1 for an
+                                                  all-zero input row: ON-count 0 and moments exactly 0 (evaluated
+                                                  once per thread, then copied) */
+    const float *zeros;                        /* with rowmap: C * (E + 1) + 1 + E zeros, such a row's operands */
     double sum;                                /* sum of the currents (A) */
 } job_t;
 
 #define CB 64
 #define VMAX 40
+/* rows whose current sums are added up side by side: each row's sum is one chain of float32 additions in
+   column order (part of the result, so kept as it is), and a chain's latency bounds a row on its own */
+#define RG 8
 static double rows(const job_t *j) {
     const int64_t C = j->C, E = j->E, V = j->V, R = j->R, F = j->F, nt = j->nthr, G = j->ngrid;
     const int64_t n0 = j->n0, n1 = j->n1, k_ld = j->k_ld, m_ld = j->m_ld, xs_ld = j->xs_ld;
@@ -69,12 +77,33 @@ static double rows(const job_t *j) {
 #else
     (void)coef_rows; (void)fpad; (void)ti;
 #endif
+    /* rbuf: the scaled currents of up to RG rows, summed after them as RG interleaved chains (NULL: each
+       row sums its own as it goes, the same sums); zeros: the operands of an all-zero input row (ON-counts
+       and moments 0: zero bits of float32 and bfloat16 alike); zia/zcode: its currents and codes once
+       evaluated (zdone; without the buffers every such row is evaluated, with the same results) */
+    float *restrict rbuf = (float *)malloc(sizeof(float) * RG * (size_t)(C > 0 ? C : 1));
+    const float *restrict zeros = j->zeros;
+    float *restrict zia = 0, *restrict zcode = 0;
+    if (j->rowmap && rbuf) {
+        zia = (float *)malloc(sizeof(float) * (size_t)(C > 0 ? C : 1));
+        zcode = (float *)malloc(sizeof(float) * (size_t)(C > 0 ? C : 1));
+    }
+    const int zcache = zia && zcode;
+    int zdone = 0;
     for (int64_t i = n0; i < n1; ++i) {
-        const float *restrict mr = j->m + i * m_ld;
-        const float *restrict xr = j->xs ? j->xs + i * xs_ld : 0;
+        float *restrict rb = rbuf ? rbuf + ((i - n0) % RG) * C : 0;
+        const int64_t src = j->rowmap ? j->rowmap[i] : i;          /* the operands' row; < 0: all-zero inputs */
+        const float *restrict mr = src >= 0 ? j->m + src * m_ld : zeros;
+        const float *restrict xr = j->xs ? (src >= 0 ? j->xs + src * xs_ld : zeros) : 0;
         float *restrict cur = j->cur ? j->cur + i * cur_ld : 0;
         float *restrict code = j->code ? j->code + i * code_ld : 0;
         float rowsum = 0.0f;
+        if (src < 0 && zdone) {                    /* an all-zero row again: the same currents and codes */
+            memcpy(rb, zia, sizeof(float) * (size_t)C);
+            if (cur) memcpy(cur, zia, sizeof(float) * (size_t)C);
+            if (code) memcpy(code, zcode, sizeof(float) * (size_t)C);
+            goto row_done;
+        }
 #ifdef __AVX512F__
         /* the row's part of every column's variables: the inputs' sums and moments at the leak
            variables' lanes (L = xs0 - k, nu_e = xs_e - m_e) and the constant 1 at lane V */
@@ -87,14 +116,14 @@ static double rows(const job_t *j) {
         for (int64_t c0 = 0; c0 < C; c0 += CB) {
             const int64_t nb = C - c0 < CB ? C - c0 : CB;
             if (k_bf16) {
-                const uint16_t *restrict kr = kb + i * k_ld + c0;
+                const uint16_t *restrict kr = src >= 0 ? kb + src * k_ld + c0 : (const uint16_t *)zeros;
                 for (int64_t c = 0; c < nb; ++c) {
                     uint32_t u = ((uint32_t)kr[c]) << 16; float kv; memcpy(&kv, &u, 4);
                     int32_t k = (int32_t)(kv + 0.5f);
                     kk[c] = k < 0 ? 0 : (k > R ? (int32_t)R : k);
                 }
             } else {
-                const float *restrict kr = kf32 + i * k_ld + c0;
+                const float *restrict kr = src >= 0 ? kf32 + src * k_ld + c0 : zeros;
                 for (int64_t c = 0; c < nb; ++c) {
                     int32_t k = (int32_t)(kr[c] + 0.5f);
                     kk[c] = k < 0 ? 0 : (k > R ? (int32_t)R : k);
@@ -143,7 +172,8 @@ static double rows(const job_t *j) {
                     for (int64_t c = 0; c < nb; ++c) ia[c] += cf[kk[c]] * (a[c] * b[c] * d[c] * g[c]);
                 }
             }
-            for (int64_t c = 0; c < nb; ++c) { ia[c] *= i_cell; rowsum += ia[c]; }
+            if (rb) for (int64_t c = 0; c < nb; ++c) { ia[c] *= i_cell; rb[c0 + c] = ia[c]; }
+            else for (int64_t c = 0; c < nb; ++c) { ia[c] *= i_cell; rowsum += ia[c]; }
             if (cur) for (int64_t c = 0; c < nb; ++c) cur[c0 + c] = ia[c];
             if (code && step > 0.0f) {
                 /* evenly spaced levels: the nearest level by rounding, as cosim.surrogate.adc.ADC.digitize does
@@ -180,8 +210,28 @@ static double rows(const job_t *j) {
                 for (int64_t c = 0; c < nb; ++c) code[c0 + c] = (float)lo[c] * lsb;
             }
         }
-        total += (double)rowsum;
+        if (src < 0 && zcache) {                   /* the first all-zero row */
+            memcpy(zia, rb, sizeof(float) * (size_t)C);
+            if (code) memcpy(zcode, code, sizeof(float) * (size_t)C);
+            zdone = 1;
+        }
+    row_done:
+        if (!rb) {
+            total += (double)rowsum;
+        } else if ((i - n0) % RG == RG - 1 || i == n1 - 1) {   /* the buffered rows' sums, in row order */
+            const int64_t g = (i - n0) % RG + 1;
+            float s[RG] = {0.0f};
+            if (g == RG) {
+                for (int64_t c = 0; c < C; ++c)
+                    for (int r = 0; r < RG; ++r) s[r] += rbuf[r * C + c];
+            } else {
+                for (int64_t r = 0; r < g; ++r)
+                    for (int64_t c = 0; c < C; ++c) s[r] += rbuf[r * C + c];
+            }
+            for (int64_t r = 0; r < g; ++r) total += (double)s[r];
+        }
     }
+    free(rbuf); free(zia); free(zcode);
     return total;
 }
 
@@ -222,6 +272,7 @@ int64_t cosim_surrogate_job_layout(int64_t *out, int64_t n) {
     const int64_t v[] = {(int64_t)sizeof(job_t), (int64_t)offsetof(job_t, k), (int64_t)offsetof(job_t, terms),
                          (int64_t)offsetof(job_t, i_cell), (int64_t)offsetof(job_t, thr),
                          (int64_t)offsetof(job_t, step), (int64_t)offsetof(job_t, code),
+                         (int64_t)offsetof(job_t, rowmap), (int64_t)offsetof(job_t, zeros),
                          (int64_t)offsetof(job_t, sum)};
     const int64_t m = (int64_t)(sizeof(v) / sizeof(v[0]));
     for (int64_t i = 0; i < n && i < m; ++i) out[i] = v[i];
