@@ -58,6 +58,18 @@ class _Job(ctypes.Structure):
 JOB_LAYOUT_FIELDS = ("k", "terms", "i_cell", "thr", "step", "code", "rowmap", "zeros", "sum")
 
 
+class _Sums(ctypes.Structure):
+    """sums_t of kernel.c (the products of 0/1 inputs as sums of the rows their 1s select, ``row_sums``)."""
+    _fields_ = [("n0", ctypes.c_int64), ("n1", ctypes.c_int64), ("R", ctypes.c_int64), ("C", ctypes.c_int64),
+                ("N", ctypes.c_int64), ("x", ctypes.c_void_p), ("x_ld", ctypes.c_int64), ("x_bf16", ctypes.c_int),
+                ("wk", ctypes.c_void_p), ("wm", ctypes.c_void_p), ("k", ctypes.c_void_p), ("k_ld", ctypes.c_int64),
+                ("m", ctypes.c_void_p), ("m_ld", ctypes.c_int64), ("bad", ctypes.c_int)]
+
+
+#: the fields whose offsets kernel.c's cosim_surrogate_sums_layout() reports after sizeof(sums_t)
+SUMS_LAYOUT_FIELDS = ("x", "wk", "k", "bad")
+
+
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
 _tried = False
@@ -140,6 +152,11 @@ def checked(lib: ctypes.CDLL, job: type | None = None) -> ctypes.CDLL | None:
         return None
     lib.cosim_surrogate_eval.argtypes = [ctypes.POINTER(job), ctypes.c_int]
     lib.cosim_surrogate_eval.restype = ctypes.c_int
+    bad = layout_mismatch(lib, "cosim_surrogate_sums_layout", _Sums, SUMS_LAYOUT_FIELDS)
+    if bad is None:
+        lib.cosim_surrogate_sparse_sums.argtypes = [ctypes.POINTER(_Sums), ctypes.c_int]
+        lib.cosim_surrogate_sparse_sums.restype = ctypes.c_int
+    setattr(lib, "cosim_sums_ok", bad is None)          # row_sums refuses a library whose sums_t differs
     return lib
 
 
@@ -243,3 +260,28 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int,
                step=float(step_a), max_code=float(max_code), rowmap=_ptr(rowmap), zeros=_ptr(zeros))
     lib.cosim_surrogate_eval(ctypes.byref(job), int(threads))
     return float(job.sum)
+
+
+def row_sums(lib: ctypes.CDLL, x: torch.Tensor, wk: torch.Tensor, wm: torch.Tensor, threads: int = 1
+             ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(k (n, C), m (n, N)) float32: the products ``x @ wk`` and ``x @ wm`` of 0/1 inputs ``x`` (n, R),
+    bfloat16 or float32 with unit column stride, as sums of the rows of ``wk`` (R, C) and ``wm`` (R, N)
+    (float32, contiguous) that each vector's 1s select, added in increasing row order from 0: the values
+    of a float32 product that accumulates in that order, at a cost that grows with the 1s rather than the
+    rows. None where ``x`` holds anything but 0 and 1, or the library's sums_t differs from ``_Sums``."""
+    n, r = x.shape
+    if not getattr(lib, "cosim_sums_ok", False):
+        return None
+    if (x.dtype not in (torch.bfloat16, torch.float32) or x.device.type != "cpu" or (n and x.stride(1) != 1)
+            or wk.dtype != torch.float32 or wm.dtype != torch.float32 or wk.shape[0] != r or wm.shape[0] != r
+            or not (wk.is_contiguous() and wm.is_contiguous())):
+        raise ValueError("row_sums operands: x (n, R) bfloat16/float32 with unit column stride, wk (R, C) and "
+                         "wm (R, N) contiguous float32")
+    k = torch.empty((n, wk.shape[1]), dtype=torch.float32)
+    m = torch.empty((n, wm.shape[1]), dtype=torch.float32)
+    job = _Sums(n0=0, n1=n, R=r, C=wk.shape[1], N=wm.shape[1], x=x.data_ptr(), x_ld=x.stride(0) if n else 0,
+                x_bf16=int(x.dtype == torch.bfloat16), wk=wk.data_ptr(), wm=wm.data_ptr(), k=k.data_ptr(),
+                k_ld=k.stride(0), m=m.data_ptr(), m_ld=m.stride(0), bad=0)
+    if lib.cosim_surrogate_sparse_sums(ctypes.byref(job), int(threads)):
+        return None
+    return k, m
