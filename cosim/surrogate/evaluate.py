@@ -15,7 +15,11 @@ product x·phi of the inputs alone), then one pass per column that forms the var
 count's coefficient of every term, sums the terms, scales to amperes and, for ``read``, finds the ADC
 code. On CPU that pass is the fused C kernel of ``cosim.surrogate.kernel`` (compiled on first use;
 without a C compiler, on GPUs and in float64 the same model runs as torch operations).
-Batches are processed in chunks so memory stays bounded.
+Batches are processed in chunks so memory stays bounded. With the C kernel, two shortcuts give the same
+bits at less cost: input vectors without a 1 leave the products (their counts and moments are exactly 0;
+the kernel evaluates one and copies it), and sparse inputs get their counts and moments as sums of the
+weight rows their 1s select where the float32 product is checked to add in row order
+(``skip_zero_rows``, ``sparse_products``; docs/benchmarks/infer.md).
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ class PreparedWeights:
                    if t is not None)
 
 
-#: (rows, columns, float32 kernel, threads) -> whether the float32 product adds in row order (_row_sums_exact)
+#: (rows, columns, float32 kernel, torch threads) -> whether the float32 product adds in row order (_row_sums_exact)
 _ROW_ORDER: dict[tuple[int, int, str, int], bool] = {}
 
 
@@ -84,10 +88,10 @@ def _row_sums_exact(lib, rows: int, cols: int, kernel: str, threads: int) -> boo
     """Whether the float32 product of this process (cosim.products.matmul_f32 with ``kernel``) of 0/1
     inputs (n, ``rows``) with a (``rows``, ``cols``) matrix gives the C kernel's row sums bit for bit
     (up to the sign of zeros, which no current depends on), i.e. accumulates along the rows in their order:
-    checked once per shape and thread count on random operands (64 and 16 vectors, a quarter of the
-    weights zero), as BLAS libraries differ (oneDNN on an AMD EPYC does at 16-512 rows; MKL does up to 128
+    checked once per shape and torch thread count on random operands (64 and 16 vectors, a quarter of the
+    weights zero; ``threads``: the C kernel's, which do not change its sums), as BLAS libraries differ (oneDNN on an AMD EPYC does at 16-512 rows; MKL does up to 128
     rows, not at 256, where it blocks the sum)."""
-    key = (int(rows), int(cols), str(kernel), int(threads))
+    key = (int(rows), int(cols), str(kernel), torch.get_num_threads())
     hit = _ROW_ORDER.get(key)
     if hit is None:
         from .kernel import row_sums
