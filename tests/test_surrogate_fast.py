@@ -322,7 +322,7 @@ def test_kernel_struct_layout_is_checked(monkeypatch, rng):
     swapped[2], swapped[7] = swapped[7], swapped[2]
     moved = type("MovedJob", (ctypes.Structure,), {"_fields_": swapped})
     assert "offset of k" in layout_mismatch(lib, "cosim_surrogate_job_layout", moved, surrogate_kernel.JOB_LAYOUT_FIELDS)
-    assert "reports 8 layout values" in layout_mismatch(lib, "cosim_surrogate_job_layout", moved, ())
+    assert f"reports {len(surrogate_kernel.JOB_LAYOUT_FIELDS) + 1} layout values" in layout_mismatch(lib, "cosim_surrogate_job_layout", moved, ())
     assert "has no" in layout_mismatch(lib, "no_such_function", short, ())
     assert "ShortJob has no field sum" in layout_mismatch(lib, "cosim_surrogate_job_layout", short,
                                                           surrogate_kernel.JOB_LAYOUT_FIELDS)
@@ -341,3 +341,96 @@ def test_kernel_struct_layout_is_checked(monkeypatch, rng):
     sur = _surrogate(table, "kernel")
     assert sur._kernel() is None
     assert torch.equal(sur.column_currents(x, w), want)
+
+
+def _thresholds_distance_lsb(sur, cur):
+    """Each current's distance to the nearest ADC decision level, in LSBs of current."""
+    thr = torch.as_tensor(sur.adc.thresholds_a(), dtype=torch.float64)
+    d = (cur.double().reshape(-1, 1) - thr.reshape(1, -1)).abs().min(dim=1).values
+    return d / (sur.adc.lsb_counts * sur.i_cell_a)
+
+
+@pytest.mark.parametrize("references", ["ideal", "calibrated"])
+def test_zero_rows_and_row_sums_change_no_bit(table, references, rng, monkeypatch):
+    """The kernel's shortcuts (all-zero input vectors left out of the products and evaluated once; counts
+    and moments as sums of the rows the 1s select) give today's currents, ADC codes and current sums bit
+    for bit, on random operands with many columns within a hair of a decision level, for any share of
+    zero vectors, sparse and dense inputs, both bit dtypes, passes of 1 to thousands of vectors."""
+    from cosim.surrogate import evaluate as surrogate_evaluate
+    calls = {"row_sums": 0}
+    real = surrogate_kernel.row_sums
+
+    def counting(*a, **kw):
+        calls["row_sums"] += 1
+        return real(*a, **kw)
+    monkeypatch.setattr(surrogate_kernel, "row_sums", counting)
+    sur = Surrogate.from_table(table, adc=ADC(bits=6, references=references))
+    r = table.rows
+    w = _bits(rng, (r, 70), 0.5)
+    pw = sur.prepare(w)
+    near = 0
+    for n, zero_share, p_one in [(1, 0.0, 0.4), (17, 0.9, 0.4), (300, 0.5, 0.1), (2600, 0.3, 0.45), (2600, 0.0, 0.08),
+                                 (500, 1.0, 0.3), (40, 0.97, 0.05)]:
+        x = _bits(rng, (n, r), p_one)
+        x[torch.as_tensor(rng.random(n) < zero_share)] = 0
+        for dtype in (torch.bfloat16, torch.float32):
+            xd = x.to(dtype)
+            got = {}
+            for fast in (False, True):
+                sur.skip_zero_rows = sur.sparse_products = fast
+                codes, total = sur.read_with_current(xd, pw)
+                got[fast] = (sur.column_currents(xd, pw), codes, total)
+            assert torch.equal(got[True][0], got[False][0]) and torch.equal(got[True][1], got[False][1])
+            assert got[True][2] == got[False][2]
+            near += int((_thresholds_distance_lsb(sur, got[False][0]) < 1e-3).sum())
+    assert near >= 10                               # the check covered columns at the edge of a code
+    if surrogate_evaluate._row_sums_exact(surrogate_kernel.load(), r, pw.w_moments.shape[1], pw.f32_kernel,
+                                          torch.get_num_threads()):
+        assert calls["row_sums"] > 0                # ... and the row sums were taken where they are exact
+
+
+def test_row_sums_add_the_selected_rows_in_order(rng):
+    """row_sums: each output the float32 sum, in increasing row order, of the weight rows the vector's 1s
+    select (a sequential sum written out here), for bfloat16 and float32 inputs; inputs other than 0 and 1
+    are refused (None), as are operands of the wrong layout (ValueError)."""
+    lib = surrogate_kernel.load()
+    if lib is None:
+        pytest.skip(f"no kernel: {surrogate_kernel.load_error}")
+    for r, c, n_cols in [(64, 20, 300), (128, 9, 129), (7, 3, 5)]:
+        x = _bits(rng, (50, r), 0.3)
+        x[0] = 0
+        wk = _bits(rng, (r, c), 0.5)
+        wm = torch.as_tensor(rng.standard_normal((r, n_cols)), dtype=torch.float32)
+        want = np.zeros((50, n_cols), dtype=np.float32)
+        for row in range(r):                                       # float32 additions in row order
+            sel = x[:, row].numpy() > 0
+            want[sel] = want[sel] + wm[row].numpy()
+        for dtype in (torch.float32, torch.bfloat16):
+            k, m = surrogate_kernel.row_sums(lib, x.to(dtype), wk, wm, threads=2)
+            assert np.array_equal(m.numpy(), want)
+            assert torch.equal(k, x @ wk)
+    x[3, 1] = 0.5
+    assert surrogate_kernel.row_sums(lib, x, wk, wm) is None
+    with pytest.raises(ValueError, match="row_sums operands"):
+        surrogate_kernel.row_sums(lib, x.double(), wk, wm)
+
+
+@pytest.mark.parametrize("variant", [dict(), dict(binsparx=True), dict(max_active_rows=5), dict(max_active_rows=3, binsparx=True)])
+def test_network_outputs_and_statistics_unchanged_by_the_shortcuts(variant):
+    """A small network through the shipped 64-row table, whole reads, BinSparX and partial wordline
+    activation (reads of few rows: sparse inputs, many all-zero vectors): the same logits and statistics
+    with and without the kernel's shortcuts."""
+    from test_cim_network import _tiny_net
+
+    from cosim.cim import cim_stats, to_cim
+    net = _tiny_net(3, mid=40)
+    x = torch.randn(6, 3, 8, 8)
+    out = {}
+    for fast in (False, True):
+        cim = to_cim(net, tech="sram8t", rows=64, cols=64, mode="surrogate", adc_reference="calibrated", **variant)
+        sur = cim.cim_array.surrogate
+        sur.skip_zero_rows = sur.sparse_products = fast
+        with torch.no_grad():
+            out[fast] = (cim(x), cim_stats(cim))
+    assert torch.equal(out[True][0], out[False][0])
+    assert out[True][1] == out[False][1]

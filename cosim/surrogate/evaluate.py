@@ -15,7 +15,11 @@ product x·phi of the inputs alone), then one pass per column that forms the var
 count's coefficient of every term, sums the terms, scales to amperes and, for ``read``, finds the ADC
 code. On CPU that pass is the fused C kernel of ``cosim.surrogate.kernel`` (compiled on first use;
 without a C compiler, on GPUs and in float64 the same model runs as torch operations).
-Batches are processed in chunks so memory stays bounded.
+Batches are processed in chunks so memory stays bounded. With the C kernel, two shortcuts give the same
+bits at less cost: input vectors without a 1 leave the products (their counts and moments are exactly 0;
+the kernel evaluates one and copies it), and sparse inputs get their counts and moments as sums of the
+weight rows their 1s select where the float32 product is checked to add in row order
+(``skip_zero_rows``, ``sparse_products``; docs/benchmarks/infer.md).
 """
 
 from __future__ import annotations
@@ -41,6 +45,15 @@ DEFAULT_CHUNK = 2048
 #: 2,048-vector pass: 128 rows 0.95 s vs 1.17 s, 256 rows 0.96 s vs 1.11 s, 64 rows 0.66 s vs 0.68 s)
 CHUNK_BYTES = 4 << 20
 MIN_CHUNK = 256
+#: products of fewer rows than this are never made of a pass's rows that have a 1 alone (skip_zero_rows): BLAS
+#: libraries add a product of very few rows in another order (measured: oneDNN for 1 row, MKL for up to 3, at
+#: 128-256 rows), and the moments must be those of the whole pass bit for bit; such products get zero rows added
+MIN_PRODUCT_ROWS = 16
+#: the C kernel's row sums (Surrogate.sparse_products) replace the products where at most this fraction of the
+#: inputs are 1 (an estimate from every 8th vector): their work follows the 1s, a product's the rows. AMD EPYC,
+#: one thread, VGG-small tiles: 16 rows on at a time in 128 (partial wordline activation) twice as fast; 30-40 %
+#: of 64 rows on, as whole reads have, slower than oneDNN's product
+SPARSE_MAX_DENSITY = 0.2
 
 
 def _as_tensor(a: Any, name: str, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -59,10 +72,53 @@ class PreparedWeights:
     #: the float32 product kernel of the moments (cosim.products.f32_kernel) and its layout of w_moments
     f32_kernel: str = "blas"
     w_moments_t: torch.Tensor | None = None
+    #: (R', C) float32 0/1, contiguous: the weights for the C kernel's row sums (Surrogate.sparse_products)
+    w_float: torch.Tensor | None = None
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.w_count, self.w_moments, self.w_moments_t)
+        return sum(t.numel() * t.element_size() for t in (self.w_count, self.w_moments, self.w_moments_t, self.w_float)
                    if t is not None)
+
+
+#: (rows, columns, float32 kernel, torch threads) -> whether the float32 product adds in row order (_row_sums_exact)
+_ROW_ORDER: dict[tuple[int, int, str, int], bool] = {}
+
+
+def _row_sums_exact(lib, rows: int, cols: int, kernel: str, threads: int) -> bool:
+    """Whether the float32 product of this process (cosim.products.matmul_f32 with ``kernel``) of 0/1
+    inputs (n, ``rows``) with a (``rows``, ``cols``) matrix gives the C kernel's row sums bit for bit
+    (up to the sign of zeros, which no current depends on), i.e. accumulates along the rows in their order:
+    checked once per shape and torch thread count on random operands (64 and 16 vectors, a quarter of the
+    weights zero; ``threads``: the C kernel's, which do not change its sums), as BLAS libraries differ (oneDNN on an AMD EPYC does at 16-512 rows; MKL does up to 128
+    rows, not at 256, where it blocks the sum)."""
+    key = (int(rows), int(cols), str(kernel), torch.get_num_threads())
+    hit = _ROW_ORDER.get(key)
+    if hit is None:
+        from .kernel import row_sums
+        g = torch.Generator().manual_seed(12345)
+        wm = torch.randn(rows, cols, generator=g) * (torch.rand(rows, cols, generator=g) < 0.75)
+        wk = (torch.rand(rows, 8, generator=g) < 0.5).float()
+        hit = True
+        for n in (64, 16):
+            x = (torch.rand(n, rows, generator=g) < 0.4).float()
+            got = row_sums(lib, x, wk, wm, threads)
+            want = matmul_f32(x, wm, prepare_f32(wm, kernel), kernel)
+            hit = hit and got is not None and torch.equal(got[1], want) and torch.equal(got[0], x @ wk)
+        _ROW_ORDER[key] = hit
+    return hit
+
+
+def _nonzero_rows(x: torch.Tensor) -> torch.Tensor:
+    """(n,) bool: which rows of ``x`` (n, R) have a nonzero entry (read as 64-bit words where the layout
+    allows, about 3x faster; any nonzero bit pattern, -0.0 included, counts as nonzero there)."""
+    es = x.element_size()
+    if (x.dim() == 2 and x.shape[1] * es % 8 == 0 and x.stride(1) == 1 and x.stride(0) * es % 8 == 0
+            and x.data_ptr() % 8 == 0 and x.shape[1]):
+        try:
+            return x.view(torch.int64).any(dim=1)
+        except RuntimeError:
+            pass
+    return (x != 0).any(dim=1)
 
 
 def _as_raw(a: Any, name: str, device: torch.device) -> torch.Tensor:
@@ -142,6 +198,13 @@ class Surrogate:
         self.kernel_threads: int | None = None
         #: compute the exact ON-counts as bfloat16 products on CPU (float32 otherwise)
         self.fast_counts = True
+        #: C kernel: leave the input vectors without a 1 out of the products (their ON-counts and moments are
+        #: exactly 0) and evaluate them once per pass; the same currents, codes and current sums bit for bit
+        self.skip_zero_rows = True
+        #: C kernel: compute the ON-counts and moments as sums of the weight rows each vector's 1s select
+        #: (cosim.surrogate.kernel.row_sums) wherever the float32 product is checked to add in that order
+        #: (``_row_sums_exact``), so the same values bit for bit at a cost that follows the 1s
+        self.sparse_products = True
 
     @classmethod
     def from_table(cls, table_or_path: LookupTable | str | Path, device: str | torch.device = "cpu",
@@ -190,8 +253,9 @@ class Surrogate:
         w_m = (w.unsqueeze(2) * phi.unsqueeze(1)).reshape(r, c * len(self.orders)).contiguous()
         count_dtype = self._count_dtype(r)
         kernel = f32_kernel(self.device) if self.dtype == torch.float32 else "blas"
+        w_float = w.contiguous() if self.device.type == "cpu" and self.dtype == torch.float32 else None
         return PreparedWeights(rows=r, cols=c, w_count=w.to(count_dtype).contiguous(), w_moments=w_m,
-                               f32_kernel=kernel, w_moments_t=prepare_f32(w_m, kernel))
+                               f32_kernel=kernel, w_moments_t=prepare_f32(w_m, kernel), w_float=w_float)
 
     def _count_dtype(self, rows: int) -> torch.dtype:
         """The dtype of the exact ON-count product: the fastest dtype of this device that holds every
@@ -253,12 +317,13 @@ class Surrogate:
                 thr, step_a = self._adc_rule() if codes else (None, 0.0)
                 threads = self.kernel_threads or torch.get_num_threads()
                 for s in range(0, n, step):
-                    k, m, xs = self._products(x[s:s + step], pw)
+                    rowmap, xp = self._rows_with_ones(x[s:s + step])
+                    k, m, xs = self._kernel_products(lib, xp, pw, threads) if xp.shape[0] else self._no_products(c)
                     total += evaluate(lib, k, m, E, self.n_variables, self._terms, self._coef_t, self.i_cell_a, xs=xs,
                                       coef_rows=self._coef_rows, term_idx=self._term_idx,
                                       simd=self.kernel_simd, cur=None if cur is None else cur[s:s + step], thresholds=thr,
                                       lsb=float(self.adc.lsb_counts), code=None if code is None else code[s:s + step],
-                                      threads=threads, step_a=step_a, max_code=self.adc.max_code)
+                                      threads=threads, step_a=step_a, max_code=self.adc.max_code, rowmap=rowmap)
                 return cur, code, total
             out = cur if cur is not None else torch.empty((n, c), dtype=self.dtype, device=self.device)
             for s in range(0, n, step):
@@ -270,6 +335,48 @@ class Surrogate:
             if codes:
                 code = self.adc.digitize(out)
             return cur, code, total
+
+    def _rows_with_ones(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(rowmap or None, the input vectors to multiply) for one pass of the C kernel: with
+        ``skip_zero_rows`` and all-zero vectors among at least MIN_PRODUCT_ROWS, the vectors that have a 1
+        (at least MIN_PRODUCT_ROWS of the pass, zero ones added where fewer) and the kernel's rowmap (the
+        row of each vector among them, -1 for an all-zero vector); else (None, ``x``)."""
+        n = x.shape[0]
+        if not self.skip_zero_rows or n < MIN_PRODUCT_ROWS:
+            return None, x
+        nz = _nonzero_rows(x)
+        idx = nz.nonzero().squeeze(1)
+        n_ones = idx.numel()
+        if n_ones == n:
+            return None, x
+        rowmap = torch.full((n,), -1, dtype=torch.int32)
+        rowmap[idx] = torch.arange(n_ones, dtype=torch.int32)
+        if 0 < n_ones < MIN_PRODUCT_ROWS:
+            idx = torch.cat([idx, (~nz).nonzero().squeeze(1)[:MIN_PRODUCT_ROWS - n_ones]])
+        return rowmap, x.index_select(0, idx)
+
+    def _kernel_products(self, lib, x: torch.Tensor, pw: "PreparedWeights", threads: int
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``_products`` for the C kernel: as row sums (``sparse_products``) where they are faster (at most
+        SPARSE_MAX_DENSITY of the inputs 1) and give the float32 product's values bit for bit (at least
+        MIN_PRODUCT_ROWS vectors, a product checked to add in row order for this shape, inputs of 0 and 1
+        only), else the products."""
+        if (self.sparse_products and pw.w_float is not None and x.shape[0] >= MIN_PRODUCT_ROWS
+                and x.dtype in (torch.bfloat16, torch.float32) and x.stride(1) == 1
+                and float(x[::8].sum(dtype=torch.float32)) <= SPARSE_MAX_DENSITY * x[::8].numel()
+                and _row_sums_exact(lib, pw.rows, pw.w_moments.shape[1], pw.f32_kernel, threads)):
+            from .kernel import row_sums
+            got = row_sums(lib, x, pw.w_float, pw.w_moments, threads)
+            if got is not None:
+                xs = x.to(self.dtype) @ self._phi[: x.shape[1]] if self.leak else None
+                return got[0], got[1], xs
+        return self._products(x, pw)
+
+    def _no_products(self, cols: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The products of no input vector (a pass whose vectors are all zero)."""
+        E = len(self.orders)
+        xs = torch.empty((0, 1 + E), dtype=self.dtype) if self.leak else None
+        return torch.empty((0, cols), dtype=self.dtype), torch.empty((0, cols * E), dtype=self.dtype), xs
 
     def _chunk_for(self, cols: int) -> int:
         """Vectors per pass for ``cols`` columns: ``chunk``, and with the default chunk on the CPU no more

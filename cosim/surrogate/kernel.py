@@ -50,11 +50,24 @@ class _Job(ctypes.Structure):
                 ("thr", ctypes.c_void_p), ("nthr", ctypes.c_int64), ("lsb", ctypes.c_float),
                 ("grid_start", ctypes.c_void_p), ("ngrid", ctypes.c_int64), ("grid_lo", ctypes.c_float),
                 ("grid_inv", ctypes.c_float), ("step", ctypes.c_float), ("max_code", ctypes.c_float),
-                ("code", ctypes.c_void_p), ("code_ld", ctypes.c_int64), ("sum", ctypes.c_double)]
+                ("code", ctypes.c_void_p), ("code_ld", ctypes.c_int64), ("rowmap", ctypes.c_void_p),
+                ("zeros", ctypes.c_void_p), ("sum", ctypes.c_double)]
 
 
 #: the fields whose offsets kernel.c's cosim_surrogate_job_layout() reports after sizeof(job_t), in its order
-JOB_LAYOUT_FIELDS = ("k", "terms", "i_cell", "thr", "step", "code", "sum")
+JOB_LAYOUT_FIELDS = ("k", "terms", "i_cell", "thr", "step", "code", "rowmap", "zeros", "sum")
+
+
+class _Sums(ctypes.Structure):
+    """sums_t of kernel.c (the products of 0/1 inputs as sums of the rows their 1s select, ``row_sums``)."""
+    _fields_ = [("n0", ctypes.c_int64), ("n1", ctypes.c_int64), ("R", ctypes.c_int64), ("C", ctypes.c_int64),
+                ("N", ctypes.c_int64), ("x", ctypes.c_void_p), ("x_ld", ctypes.c_int64), ("x_bf16", ctypes.c_int),
+                ("wk", ctypes.c_void_p), ("wm", ctypes.c_void_p), ("k", ctypes.c_void_p), ("k_ld", ctypes.c_int64),
+                ("m", ctypes.c_void_p), ("m_ld", ctypes.c_int64), ("bad", ctypes.c_int)]
+
+
+#: the fields whose offsets kernel.c's cosim_surrogate_sums_layout() reports after sizeof(sums_t)
+SUMS_LAYOUT_FIELDS = ("x", "wk", "k", "bad")
 
 
 _lock = threading.Lock()
@@ -139,6 +152,11 @@ def checked(lib: ctypes.CDLL, job: type | None = None) -> ctypes.CDLL | None:
         return None
     lib.cosim_surrogate_eval.argtypes = [ctypes.POINTER(job), ctypes.c_int]
     lib.cosim_surrogate_eval.restype = ctypes.c_int
+    bad = layout_mismatch(lib, "cosim_surrogate_sums_layout", _Sums, SUMS_LAYOUT_FIELDS)
+    if bad is None:
+        lib.cosim_surrogate_sparse_sums.argtypes = [ctypes.POINTER(_Sums), ctypes.c_int]
+        lib.cosim_surrogate_sparse_sums.restype = ctypes.c_int
+    setattr(lib, "cosim_sums_ok", bad is None)          # row_sums refuses a library whose sums_t differs
     return lib
 
 
@@ -194,7 +212,7 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int,
              coef_rows: torch.Tensor | None = None, term_idx: torch.Tensor | None = None,
              cur: torch.Tensor | None = None, thresholds: Thresholds | None = None, lsb: float = 1.0,
              code: torch.Tensor | None = None, threads: int = 1, step_a: float = 0.0, max_code: int = 0,
-             simd: bool = True) -> float:
+             simd: bool = True, rowmap: torch.Tensor | None = None) -> float:
     """Run the kernel on CPU tensors (row-major, unit stride along the last dimension): ``k`` (n, C) float32
     or bfloat16 counts, ``m`` (n, C*E) float32 moments (moment e of column c at c*E + e), ``terms`` (F, D)
     int32 variable indices, D = 3 or 4 (V: the constant), ``coef_t`` (F, R+1) float32 coefficients in units of i_cell,
@@ -203,12 +221,22 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int,
     coefficient 0; see ``avx512_layout``); writes ``cur`` (n, C) currents (A) and/or ``code`` (n, C) codes
     (``thresholds`` of the ADC, ``lsb`` AND-counts per code; or, with ``step_a`` > 0, evenly spaced
     levels c * step_a rounded to as ``ADC.digitize`` does, codes 0..``max_code``). ``simd``: use the
-    AVX-512 term loop where the kernel was compiled with it (False: the portable loop, for tests). Returns
-    the sum of the currents (A)."""
-    n, c = k.shape
-    for name, t in (("k", k), ("m", m), ("xs", xs), ("cur", cur), ("code", code)):
-        if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != n):
-            raise ValueError(f"kernel operand {name}: need a CPU matrix of {n} rows with unit column stride")
+    AVX-512 term loop where the kernel was compiled with it (False: the portable loop, for tests).
+    ``rowmap`` (n_out,) int32: output row i reads row ``rowmap[i]`` of ``k``, ``m`` and ``xs``, or, where it
+    is -1, is an all-zero input row (ON-count 0, moments exactly 0: evaluated once, then copied), so the
+    products need only the rows that have a 1; ``cur`` and ``code`` then have n_out rows. Returns the sum
+    of the currents (A), added in output row order as without ``rowmap``."""
+    n_src, c = k.shape
+    n = n_src if rowmap is None else rowmap.shape[0]
+    if rowmap is not None and (rowmap.dtype != torch.int32 or rowmap.dim() != 1 or not rowmap.is_contiguous()
+                               or rowmap.device.type != "cpu"):
+        raise ValueError("kernel operand rowmap: need a contiguous CPU vector of int32")
+    for name, t, rows in (("k", k, n_src), ("m", m, n_src), ("xs", xs, n_src), ("cur", cur, n), ("code", code, n)):
+        if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != rows):
+            raise ValueError(f"kernel operand {name}: need a CPU matrix of {rows} rows with unit column stride")
+    if rowmap is not None and n and int(rowmap.max()) >= n_src:
+        raise ValueError(f"kernel operand rowmap: refers to rows beyond the {n_src} of k")
+    zeros = None if rowmap is None else torch.zeros(c * (E + 1) + 1 + E, dtype=torch.float32)
     if terms.dim() != 2 or terms.shape[1] not in (3, 4):
         raise ValueError("kernel operands: terms must be (F, 3) or (F, 4)")
     if coef_rows is not None and (coef_rows.shape[1] % 16 or term_idx is None
@@ -229,6 +257,31 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int,
                ngrid=0 if thresholds is None else thresholds.start.numel(),
                grid_lo=0.0 if thresholds is None else thresholds.lo, grid_inv=0.0 if thresholds is None else thresholds.inv,
                code=_ptr(code), code_ld=0 if code is None else code.stride(0), sum=0.0,
-               step=float(step_a), max_code=float(max_code))
+               step=float(step_a), max_code=float(max_code), rowmap=_ptr(rowmap), zeros=_ptr(zeros))
     lib.cosim_surrogate_eval(ctypes.byref(job), int(threads))
     return float(job.sum)
+
+
+def row_sums(lib: ctypes.CDLL, x: torch.Tensor, wk: torch.Tensor, wm: torch.Tensor, threads: int = 1
+             ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(k (n, C), m (n, N)) float32: the products ``x @ wk`` and ``x @ wm`` of 0/1 inputs ``x`` (n, R),
+    bfloat16 or float32 with unit column stride, as sums of the rows of ``wk`` (R, C) and ``wm`` (R, N)
+    (float32, contiguous) that each vector's 1s select, added in increasing row order from 0: the values
+    of a float32 product that accumulates in that order, at a cost that grows with the 1s rather than the
+    rows. None where ``x`` holds anything but 0 and 1, or the library's sums_t differs from ``_Sums``."""
+    n, r = x.shape
+    if not getattr(lib, "cosim_sums_ok", False):
+        return None
+    if (x.dtype not in (torch.bfloat16, torch.float32) or x.device.type != "cpu" or (n and x.stride(1) != 1)
+            or wk.dtype != torch.float32 or wm.dtype != torch.float32 or wk.shape[0] != r or wm.shape[0] != r
+            or not (wk.is_contiguous() and wm.is_contiguous())):
+        raise ValueError("row_sums operands: x (n, R) bfloat16/float32 with unit column stride, wk (R, C) and "
+                         "wm (R, N) contiguous float32")
+    k = torch.empty((n, wk.shape[1]), dtype=torch.float32)
+    m = torch.empty((n, wm.shape[1]), dtype=torch.float32)
+    job = _Sums(n0=0, n1=n, R=r, C=wk.shape[1], N=wm.shape[1], x=x.data_ptr(), x_ld=x.stride(0) if n else 0,
+                x_bf16=int(x.dtype == torch.bfloat16), wk=wk.data_ptr(), wm=wm.data_ptr(), k=k.data_ptr(),
+                k_ld=k.stride(0), m=m.data_ptr(), m_ld=m.stride(0), bad=0)
+    if lib.cosim_surrogate_sparse_sums(ctypes.byref(job), int(threads)):
+        return None
+    return k, m
