@@ -13,6 +13,9 @@ so any 2L consecutive runs cover every (layer, with / without BinSparX) pair; wi
 draws one row tile, ``vectors`` output positions (input vectors of that tile) and ``cols`` output
 channels (weight columns). The last row tile of a layer may hold fewer than R real rows: its unused
 rows are off, as on the chip. What was drawn is returned with the operands (and lands in the report).
+
+:class:`CalibrationOperands` hands such runs to a calibration sweep (``cosim calibrate
+--network-operands``): its network points take the networks in turn, each its runs in order.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ from ..provenance import sha256_file
 #: test images run through the network by default (the first N of the test split)
 DEFAULT_IMAGES = 4
 DEFAULT_NETWORK = "vgg-small"
+#: test images the calibration's network operands come from by default (the first N of the test split):
+#: 16 give the deepest layers (4 x 4 outputs) 256 input vectors to draw from
+CALIBRATION_IMAGES = 16
 
 
 
@@ -203,4 +209,54 @@ def load_network(network: str = DEFAULT_NETWORK, checkpoint: str | Path | None =
     return NetworkSource(model, imgs[:images], name=name, layers=layers, provenance=prov)
 
 
-__all__ = ["NetworkSource", "LayerOperands", "load_network", "DEFAULT_IMAGES", "DEFAULT_NETWORK"]
+@dataclass
+class CalibrationOperands:
+    """Network operands for a calibration sweep (``cosim.sweep.calibration.OperandSource``): network point
+    ``n`` is run ``n // len(sources)`` of network ``n % len(sources)`` (``NetworkSource.sample``: its
+    layers in turn, with and without BinSparX), its columns' family ``network:<name>`` or
+    ``network:<name>+binsparx``."""
+
+    sources: Sequence[NetworkSource]
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise InputError("network operands need at least one network")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise InputError(f"network operands name a network twice: {', '.join(names)}")
+
+    def describe(self) -> dict[str, Any]:
+        """What the operands come from, without this machine's paths (it keys the sweep and goes into the
+        table's provenance): per network its layers, the checkpoint's file name and SHA-256, the test
+        images' indices and the SHA-256 of their pixels."""
+        out = []
+        for s in self.sources:
+            d = s.describe()
+            out.append({"network": d["network"], "layers": list(d["layers"]), "images": d["images"],
+                        "image_indices": d.get("image_indices"), "split": d.get("split"),
+                        "images_sha256": d["images_sha256"],
+                        "checkpoint": Path(str(d.get("checkpoint", ""))).name or None,
+                        "checkpoint_sha256": d.get("checkpoint_sha256")})
+        return {"networks": out, "every": "third point from index 1 (1, 4, 7, ...); the networks in turn",
+                "binsparx": "every layer with and without BinSparX's flips (cosim.cim.binsparx)"}
+
+    def point(self, number: int, rows: int, cols: int, vectors: int, seed: int
+              ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        src = self.sources[number % len(self.sources)]
+        x, w, info = src.sample(rows, number // len(self.sources), seed, vectors, cols)
+        fam = f"network:{src.name}" + ("+binsparx" if info["binsparx"] else "")
+        return x, w, [fam] * cols
+
+
+def calibration_operands(networks: Sequence[str], images: int = CALIBRATION_IMAGES,
+                         data: str | Path | None = None) -> CalibrationOperands:
+    """The reference weights of ``networks`` (``$COSIM_MODELS``) on the first ``images`` CIFAR-10 test
+    images (``data``, default ``$COSIM_DATA``), every binary layer, as calibration operands."""
+    from ..bnn.models import canonical_name
+
+    names = list(dict.fromkeys(canonical_name(n) for n in networks))
+    return CalibrationOperands([load_network(n, images=images, data=data) for n in names])
+
+
+__all__ = ["NetworkSource", "LayerOperands", "CalibrationOperands", "load_network", "calibration_operands",
+           "DEFAULT_IMAGES", "DEFAULT_NETWORK", "CALIBRATION_IMAGES"]
