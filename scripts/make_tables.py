@@ -10,8 +10,8 @@ the settings below (decoupled topology, seed 0, 64 columns and 16 input vectors 
 solver solves every point and ngspice re-solves a random 2 % of them as a cross-check (the calibration
 fails above 1e-6 relative); every third point (2, 5, 8, ...) is a placement-family point (far, near,
 alternate, dense) and every third (1, 4, 7, ...) a network point: R-row slices of every binary layer of
-the reference VGG-small and ResNet-18 ($COSIM_MODELS) on the first 16 CIFAR-10 test images
-($COSIM_DATA), plain and with BinSparX's flips. Tables are made at the technology's default wire
+the reference VGG-small and ResNet-18 ($COSIM_MODELS) on 16 CIFAR-10 test images ($COSIM_DATA)
+drawn with a fixed seed from test images 1000 on (cosim.surrogate.netslices.calibration_images), plain and with BinSparX's flips. Tables are made at the technology's default wire
 resistance (10 ohm per cell: ``<tech>_<rows>_decoupled.parquet``, what ``cosim infer`` takes by default)
 and, for the study's wire sweep (configs/study.toml), at 2, 5 and 20 ohm per cell
 (``<tech>_<rows>_decoupled_r<X>ohm.parquet``). Which tables, their names and their model forms are the
@@ -56,7 +56,7 @@ POINTS = {64: 2400, 128: 2400, 256: 1600}
 POINTS_OTHER_R = {64: 1200, 128: 1200, 256: 800}
 COLS, VECTORS, SEED = 64, 16, 0
 SOLVER = "exact"
-#: the networks whose operands fill every third point, on the first IMAGES CIFAR-10 test images
+#: the networks whose operands fill every third point, on IMAGES CIFAR-10 test images (calibration_images)
 NETWORKS = ("vgg-small", "resnet18")
 IMAGES = 16
 #: provenance fields that change from run to run; a reproducible table leaves them out

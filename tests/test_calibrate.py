@@ -346,6 +346,7 @@ def test_cli_calibrate_network_operands_from_the_reference_networks(tmp_path, mo
 
     from cosim.bnn.datasets import write_synthetic
     from cosim.cli import main
+    from cosim.surrogate.netslices import calibration_images
 
     monkeypatch.setenv("COSIM_DATA", str(write_synthetic(tmp_path / "data", n_train_per_class=1, n_test_per_class=1)))
     base = ["calibrate", "--tech", "resistor", "--rows", "8", "--cols", "4", "--points", "5", "--vectors", "4",
@@ -356,7 +357,8 @@ def test_cli_calibrate_network_operands_from_the_reference_networks(tmp_path, mo
     nets = prov["network_operands"]["networks"]
     assert [n["network"] for n in nets] == ["vgg-small", "resnet18"]
     assert [n["checkpoint"] for n in nets] == ["vgg_small.pt", "resnet18.pt"]
-    assert all(n["images"] == 2 and n["image_indices"] == "0..1" and n["split"] == "test" for n in nets)
+    assert all(n["images"] == 2 and n["image_indices"] == calibration_images(2, 10) and n["split"] == "test"
+               for n in nets)                      # the synthetic split has 10 test images
     import pandas as pd
     fams = pd.read_parquet(tmp_path / "a" / "samples.parquet").groupby("point")["family"].first()
     assert fams[1] == "network:vgg-small" and fams[4] == "network:resnet18"
@@ -367,3 +369,13 @@ def test_cli_calibrate_network_operands_from_the_reference_networks(tmp_path, mo
             main(base + args + ["--out", str(tmp_path / "b")])
         err = capsys.readouterr().err
         assert e.value.code == 1 and msg in err and err.count("\n") == 1
+
+
+def test_calibration_images_are_none_of_the_first_thousand():
+    from cosim.surrogate.netslices import calibration_images
+
+    idx = calibration_images(16, 10000)
+    assert idx == sorted(set(idx)) and len(idx) == 16 and min(idx) >= 1000 and max(idx) < 10000
+    assert calibration_images(16, 10000) == idx                # fixed seed
+    small = calibration_images(4, 10)                # a split too small: drawn from all of it
+    assert len(set(small)) == 4 and max(small) < 10

@@ -44,7 +44,8 @@ from .sweep_options import check_sweep_options, point_cache, security, sweep_opt
                    "resnet18: the reference weights in $COSIM_MODELS on CIFAR-10 test images from $COSIM_DATA), "
                    "row slices of every layer with and without BinSparX's flips")
 @click.option("--network-images", type=click.IntRange(min=1), default=None,
-              help="network operands: the first N CIFAR-10 test images (default 16)")
+              help="network operands: N CIFAR-10 test images, drawn with a fixed seed from test images 1000 on "
+                   "(cosim.surrogate.netslices.calibration_images; default 16)")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output folder (resumable)")
 @sweep_options
 @click.option("--seed", type=int, default=0, show_default=True)
