@@ -10,10 +10,10 @@ the settings below (decoupled topology, seed 0, 64 columns and 16 input vectors 
 solver solves every point and ngspice re-solves a random 2 % of them as a cross-check (the calibration
 fails above 1e-6 relative); every third point (2, 5, 8, ...) is a placement-family point (far, near,
 alternate, dense) and every third (1, 4, 7, ...) a network point: R-row slices of every binary layer of
-the reference VGG-small and ResNet-18 ($COSIM_MODELS) on 16 CIFAR-10 test images ($COSIM_DATA)
-drawn with a fixed seed from test images 1000 on (cosim.surrogate.netslices.calibration_images), plain and with BinSparX's flips. Tables are made at the technology's default wire
-resistance (10 ohm per cell: ``<tech>_<rows>_decoupled.parquet``, what ``cosim infer`` takes by default)
-and, for the study's wire sweep (configs/study.toml), at 2, 5 and 20 ohm per cell
+the reference VGG-small and ResNet-18 ($COSIM_MODELS) on 16 CIFAR-10 test images ($COSIM_DATA) drawn
+with a fixed seed from test images 1000 on (cosim.surrogate.netslices.calibration_images), plain and
+with BinSparX's flips. Tables are made at the technology's default wire resistance (10 ohm per cell:
+``<tech>_<rows>_decoupled.parquet``, what ``cosim infer`` takes by default) and, for the study's wire sweep (configs/study.toml), at 2, 5 and 20 ohm per cell
 (``<tech>_<rows>_decoupled_r<X>ohm.parquet``). Which tables, their names and their model forms are the
 table registry's (cosim.surrogate.registry: SHIPPED, table_filename, MODEL_FORMS).
 
@@ -32,8 +32,22 @@ them with the shipped files byte for byte (naming the provenance fields or array
 the shipped tables from a working tree with uncommitted changes to the code (cosim, device_models, this
 script) is refused unless ``--allow-dirty`` (their provenance would say ``+dirty``).
 
-Cost, measured for 8T-SRAM 64 rows 10 ohm (2,400 points; AMD EPYC, 2 cores shared with other work):
-see docs/error_budget/README.md. Rebuilding all 24 tables on 2 cores: see ESTIMATE below.
+Cost. Measured 2026-12-06 on this project's machine (`lscpu` model name "AMD EPYC", 2 cores, shared with
+other jobs, 1-minute load average 4.6-7.9): ``--only sram8t_64`` (2,400 points, 2,457,600 samples) took
+1,471 s wall, 535 s of it solving the points (0.22 s per point with deck hash and point file), the rest
+the ngspice cross-check (48 points), loading the samples and the chunked least-squares fit; peak memory
+4.8 GB (docs/error_budget/README.md). Per-size rates (``scripts/table_costs.py 6``, 6 points each,
+under a load of about 8 with a second heavy job; s per point solve + deck hash / s per ngspice
+cross-check point / s per QR chunk of the fit, chunks of
+FIT_DENSE_MAX_ELEMENTS / (4 x columns) samples): 8T-SRAM 64 rows 1.05 / 2.7 / 48 (627 columns), 128 rows
+0.94 / 7.5 / 151 (2,795), 256 rows 2.1 / 17 / 264 (5,070); 1T-1R 64 rows 0.46 / 2.2 / 106 (1,254),
+128 rows 0.78 / 5.0 / 193 (2,112), 256 rows the QR as at 128. Estimate for all 24 tables, one at a time
+on these 2 cores: at those rates about 85 h (fit 74 h, solve 9 h, cross-check 1 h, loading 1 h; the
+8T-SRAM 256-row tables alone 34 h); the 64-row build itself ran 2.5-5x faster than those rates predict
+(solve 0.22 against 1.05 s per point; cross-check, loading and fit together 15.5 min against 25 min for
+the fit alone), which gives about 20-35 h. The fit (a QR of samples x (knots x terms) per
+chunk) is 85 % of it at 128 and 256 rows: the knots x terms of the shipped model forms, not the points,
+set the cost there.
 """
 
 from __future__ import annotations
@@ -63,8 +77,6 @@ IMAGES = 16
 UNREPRODUCIBLE = ("date_utc", "spice_seconds")
 #: what a dirty working tree means here: uncommitted changes to these (the tables themselves excepted)
 CODE_PATHS = ("cosim", "device_models", "scripts/make_tables.py", ":(exclude)cosim/resources/tables")
-
-ESTIMATE = "not measured yet"
 
 
 def tables() -> dict:
