@@ -15,7 +15,8 @@ from .paths import CHECKOUT_DIR
 
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """Package version plus the git commit of the checkout (with '+dirty' for local changes)."""
+    """Package version plus the git commit of the checkout (with '+dirty' for local changes to the code:
+    ``cosim`` and ``device_models``, except the tables ``scripts/make_tables.py`` writes into the package)."""
     try:
         rev = subprocess.run(
             ["git", "-C", str(CHECKOUT_DIR), "rev-parse", "--short=12", "HEAD"],
@@ -23,7 +24,8 @@ def code_version() -> str:
         )
         if rev.returncode == 0 and rev.stdout.strip():
             dirty = subprocess.run(
-                ["git", "-C", str(CHECKOUT_DIR), "status", "--porcelain", "--untracked-files=no", "--", "cosim", "device_models"],
+                ["git", "-C", str(CHECKOUT_DIR), "status", "--porcelain", "--untracked-files=no", "--", "cosim", "device_models",
+                 ":(exclude)cosim/resources/tables"],
                 capture_output=True, text=True, timeout=5,
             )
             suffix = "+dirty" if dirty.stdout.strip() else ""

@@ -277,3 +277,105 @@ def test_a_large_fit_solved_chunk_by_chunk_equals_the_dense_fit(monkeypatch):
     for name in ("coef", "count_mean_a", "certify_residual_a"):
         np.testing.assert_allclose(chunked[0][name], dense[0][name], rtol=1e-7, atol=1e-18)
     assert chunked[1] == dense[1]
+
+
+class _Operands:
+    """A stand-in operand source (cosim.sweep.calibration.OperandSource): network point n is all ones
+    in its first n % 4 + 1 rows."""
+
+    def __init__(self, shape=None):
+        self.shape = shape
+
+    def describe(self):
+        return {"networks": [{"network": "stand-in"}]}
+
+    def point(self, number, rows, cols, vectors, seed):
+        x = np.zeros((vectors, rows), np.uint8)
+        x[:, :number % 4 + 1] = 1
+        w = np.ones(self.shape or (rows, cols), np.uint8)
+        return x, w, [f"network:stand-in{number}"] * cols
+
+
+def test_network_points_leave_the_other_points_as_they_were():
+    from cosim.sweep.calibration import PLACEMENT_FAMILIES, sweep_design
+
+    plain, both = _sram_cfg(placements=True), _sram_cfg(placements=True, operands=_Operands())
+    assert {k: v for k, v in both.key().items() if k != "network_operands"} == plain.key()
+    assert both.key()["network_operands"] == {"networks": [{"network": "stand-in"}]}
+    for i in range(12):
+        a, b = sweep_design(plain, i), sweep_design(both, i)
+        if i % 3 == 1:
+            assert b[2] == [f"network:stand-in{i // 3}"] * 4 and b[0][:, :i // 3 % 4 + 1].all()
+            assert not b[0][:, i // 3 % 4 + 1:].any() and b[0].dtype == np.uint8
+        else:
+            assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+            assert i % 3 == 0 or b[2][0] in PLACEMENT_FAMILIES
+    with pytest.raises(InputError, match=r"network operands of point 1 have shapes \(4, 8\) and \(8, 3\)"):
+        sweep_design(_sram_cfg(operands=_Operands(shape=(8, 3))), 1)
+
+
+def test_calibration_with_network_operands_records_them(tmp_path):
+    from test_validate import _tiny_source
+
+    from cosim.surrogate.netslices import CalibrationOperands
+
+    src = _tiny_source()
+    ops = CalibrationOperands([src])
+    cfg = SweepConfig(tech=get_technology("resistor"), rows=16, cols=4, topology="decoupled", seed=2, vectors=4,
+                      solver="exact", operands=ops)
+    table = calibrate(cfg, 6, tmp_path / "a", progress=False, cache=False)
+    net = table.provenance["network_operands"]
+    assert net == ops.describe() and net["networks"][0]["network"] == "tiny"
+    assert net["networks"][0]["images_sha256"] == src.describe()["images_sha256"]
+    assert net["networks"][0]["layers"] == ["2", "4"]
+    import pandas as pd
+    fams = pd.read_parquet(tmp_path / "a" / "samples.parquet").groupby("point")["family"].first()
+    # network points 1 and 4: runs 0 and 1 of the tiny network (layer 2 plain, layer 4 with BinSparX)
+    assert fams[1] == "network:tiny" and fams[4] == "network:tiny+binsparx"
+    for i, run in ((1, 0), (4, 1)):
+        x, w, _ = src.sample(16, run, 2, 4, 4)
+        with np.load(tmp_path / "a" / "points" / f"point_{i:05d}.npz") as z:
+            assert np.array_equal(z["inputs"], x) and np.array_equal(z["weights"], w)
+    with pytest.raises(InputError, match="name a network twice: tiny, tiny"):
+        CalibrationOperands([src, src])
+
+
+@pytest.mark.shared
+def test_cli_calibrate_network_operands_from_the_reference_networks(tmp_path, monkeypatch, capsys):
+    import json
+
+    from cosim.bnn.datasets import write_synthetic
+    from cosim.cli import main
+    from cosim.surrogate.netslices import calibration_images
+
+    monkeypatch.setenv("COSIM_DATA", str(write_synthetic(tmp_path / "data", n_train_per_class=1, n_test_per_class=1)))
+    base = ["calibrate", "--tech", "resistor", "--rows", "8", "--cols", "4", "--points", "5", "--vectors", "4",
+            "--no-cache", "--no-progress"]
+    main(base + ["--network-operands", "vgg-small,resnet18", "--network-images", "2", "--out", str(tmp_path / "a"),
+                 "--json"])
+    prov = json.loads(capsys.readouterr().out)
+    nets = prov["network_operands"]["networks"]
+    assert [n["network"] for n in nets] == ["vgg-small", "resnet18"]
+    assert [n["checkpoint"] for n in nets] == ["vgg_small.pt", "resnet18.pt"]
+    assert all(n["images"] == 2 and n["image_indices"] == calibration_images(2, 10) and n["split"] == "test"
+               for n in nets)                      # the synthetic split has 10 test images
+    import pandas as pd
+    fams = pd.read_parquet(tmp_path / "a" / "samples.parquet").groupby("point")["family"].first()
+    assert fams[1] == "network:vgg-small" and fams[4] == "network:resnet18"
+    for args, msg in ((["--network-images", "2"], "add --network-operands"),
+                      (["--network-operands", "alexnet"], "unknown model 'alexnet'"),
+                      (["--network-operands", " , "], "needs a comma list")):
+        with pytest.raises(SystemExit) as e:
+            main(base + args + ["--out", str(tmp_path / "b")])
+        err = capsys.readouterr().err
+        assert e.value.code == 1 and msg in err and err.count("\n") == 1
+
+
+def test_calibration_images_are_none_of_the_first_thousand():
+    from cosim.surrogate.netslices import calibration_images
+
+    idx = calibration_images(16, 10000)
+    assert idx == sorted(set(idx)) and len(idx) == 16 and min(idx) >= 1000 and max(idx) < 10000
+    assert calibration_images(16, 10000) == idx                # fixed seed
+    small = calibration_images(4, 10)                # a split too small: drawn from all of it
+    assert len(set(small)) == 4 and max(small) < 10

@@ -257,3 +257,14 @@ def test_validation_report_from_synthetic_results():
     again = vr.replace_network_section(text, vr.network_section({}))
     assert "Not run (no table validated)." in again and again.count(vr.NET_BEGIN) == 1
     assert again.split(vr.NET_END, 1)[1] == text.split(vr.NET_END, 1)[1]
+
+
+def test_validation_section_of_a_reproducible_table_names_its_solver():
+    """A table from scripts/make_tables.py keeps no solve seconds (they differ run to run): its section
+    names the solver instead."""
+    from cosim.study import validation_report as vr
+
+    table, rep = validation_case()
+    table.provenance = {**{k: v for k, v in table.provenance.items() if k != "spice_seconds"}, "solver": "exact-banded"}
+    sec = "\n".join(vr._table_section("sram8t_64", table, rep))
+    assert "calibrated from 24576 samples (24 points, solved by exact-banded), I_on = 12.346 uA" in sec

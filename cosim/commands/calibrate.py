@@ -39,13 +39,20 @@ from .sweep_options import check_sweep_options, point_cache, security, sweep_opt
                    "a random 2 % of them as a cross-check (fails above 1e-6 relative)")
 @click.option("--placements", is_flag=True,
               help="every third point a placement-family point (far, near, alternate, dense; cosim.sweep.calibration)")
+@click.option("--network-operands", default=None,
+              help="every third point (1, 4, 7, ...) real operands of these binary networks (comma list of vgg-small, "
+                   "resnet18: the reference weights in $COSIM_MODELS on CIFAR-10 test images from $COSIM_DATA), "
+                   "row slices of every layer with and without BinSparX's flips")
+@click.option("--network-images", type=click.IntRange(min=1), default=None,
+              help="network operands: N CIFAR-10 test images, drawn with a fixed seed from test images 1000 on "
+                   "(cosim.surrogate.netslices.calibration_images; default 16)")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="output folder (resumable)")
 @sweep_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print the table's provenance as JSON")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_ohm, points, vectors, orders, terms, knots, solver, placements,
-            out_dir, workers, scheduler,
+            network_operands, network_images, out_dir, workers, scheduler,
             cache_dir, no_cache, point_timeout_s, tls_ca_file, tls_cert, tls_key, seed, as_json, no_progress,
             tech_file=None, r_bl_ohm=None, r_sl_ohm=None, r_wl_ohm=None):
     """Run (or resume) a SPICE sweep and write samples.parquet and table.parquet into --out."""
@@ -76,8 +83,17 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
     if not form.orders or max(map(order_number, form.orders)) > rows:
         raise InputError(f"--orders must be orders up to the row count, got "
                          f"'{orders if orders is not None else ','.join(map(str, form.orders))}'")
+    operands = None
+    if network_operands is not None:
+        from ..surrogate.netslices import CALIBRATION_IMAGES, calibration_operands
+        names = [n.strip() for n in network_operands.split(",") if n.strip()]
+        if not names:
+            raise InputError("--network-operands needs a comma list of networks (vgg-small, resnet18)")
+        operands = calibration_operands(names, images=CALIBRATION_IMAGES if network_images is None else network_images)
+    elif network_images is not None:
+        raise InputError("--network-images chooses the images of --network-operands: add --network-operands")
     cfg = SweepConfig(tech=tech, rows=spec.rows, cols=spec.cols, topology=spec.topology, seed=seed, vectors=vectors,
-                      solver=solver, placements=placements)
+                      solver=solver, placements=placements, operands=operands)
     table = calibrate(cfg, points, out_dir, workers=workers, orders=form.orders, progress=not no_progress,
                       log=lambda m: click.echo(m, err=True), scheduler=scheduler,
                       cache=point_cache(no_cache, cache_dir), point_timeout_s=point_timeout_s, terms=form.terms,

@@ -372,8 +372,10 @@ def _table_section(name: str, table, rep: dict) -> list[str]:
          f"moment orders {table.meta['orders']}, {len(table.meta['terms'])} terms"
          f"{' (with leaking-cell variables)' if table.meta['leak'] else ''}, "
          f"{table.meta['n_knots']} knots; calibrated from {table.provenance['n_samples']} samples "
-         f"({table.provenance['n_points']} points, {table.provenance['spice_seconds']:.0f} s of ngspice), "
-         f"I_on = {table.provenance['i_cell_a'] * 1e6:.3f} uA, I_off = {table.provenance['i_off_a'] * 1e9:.3g} nA, "
+         f"({table.provenance['n_points']} points, "
+         + (f"{table.provenance['spice_seconds']:.0f} s of ngspice), " if "spice_seconds" in table.provenance
+            else f"solved by {table.provenance.get('solver', '?')}), ")
+         + f"I_on = {table.provenance['i_cell_a'] * 1e6:.3f} uA, I_off = {table.provenance['i_off_a'] * 1e9:.3g} nA, "
          f"seed {table.provenance['seed']}, code {table.provenance['code_version']}.", "",
          "| pattern | predictor | code agreement | mean abs code error | rel. RMS current error | columns |",
          "|---|---|---|---|---|---|"]

@@ -225,6 +225,8 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
         table.provenance["ngspice_check"] = check
     if cfg.placements:
         table.provenance["placements"] = list(PLACEMENT_FAMILIES)
+    if cfg.operands is not None:
+        table.provenance["network_operands"] = cfg.operands.describe()
     if fallback:
         table.provenance["device_models_fallback"] = fallback
     if not cfg.tech.kind.linear:

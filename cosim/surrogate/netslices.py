@@ -13,6 +13,9 @@ so any 2L consecutive runs cover every (layer, with / without BinSparX) pair; wi
 draws one row tile, ``vectors`` output positions (input vectors of that tile) and ``cols`` output
 channels (weight columns). The last row tile of a layer may hold fewer than R real rows: its unused
 rows are off, as on the chip. What was drawn is returned with the operands (and lands in the report).
+
+:class:`CalibrationOperands` hands such runs to a calibration sweep (``cosim calibrate
+--network-operands``): its network points take the networks in turn, each its runs in order.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -30,6 +33,13 @@ from ..provenance import sha256_file
 #: test images run through the network by default (the first N of the test split)
 DEFAULT_IMAGES = 4
 DEFAULT_NETWORK = "vgg-small"
+#: test images the calibration's network operands come from by default: 16 give the deepest layers (4 x 4
+#: outputs) 256 input vectors to draw from. They are drawn (``calibration_images``, fixed seed) from test
+#: images CALIBRATION_FIRST_IMAGE on, so they are none of the first 1,000 that validation's network
+#: patterns (the first 4) and the network-level error budget (the first 500 or more) evaluate
+CALIBRATION_IMAGES = 16
+CALIBRATION_FIRST_IMAGE = 1000
+CALIBRATION_IMAGE_SEED = 16
 
 
 
@@ -178,10 +188,12 @@ class NetworkSource:
 
 
 def load_network(network: str = DEFAULT_NETWORK, checkpoint: str | Path | None = None, images: int = DEFAULT_IMAGES,
-                 data: str | Path | None = None, layers: Sequence[str] | None = None) -> NetworkSource:
+                 data: str | Path | None = None, layers: Sequence[str] | None = None,
+                 pick: Callable[[int, int], list[int]] | None = None) -> NetworkSource:
     """``network``'s weights (``checkpoint``: a cosim checkpoint or state dict; default: the reference
     weights in ``cosim.paths.reference_models_dir()``) and the first ``images`` CIFAR-10 test images
-    (``data``: see ``cosim.bnn.datasets.resolve_data_path``)."""
+    (``data``: see ``cosim.bnn.datasets.resolve_data_path``), or the ``images`` test images that
+    ``pick(images, available)`` names."""
     from ..bnn.checkpoint import load_checkpoint
     from ..bnn.models import canonical_name, reference_path
     from ..bnn.datasets import load_cifar10, resolve_data_path
@@ -197,10 +209,70 @@ def load_network(network: str = DEFAULT_NETWORK, checkpoint: str | Path | None =
     imgs, _ = load_cifar10(src, split="test")
     if images > len(imgs):
         raise InputError(f"asked for {images} test images, {src} has {len(imgs)}")
+    idx = list(range(images)) if pick is None else [int(i) for i in pick(images, len(imgs))]
     prov = {"checkpoint": str(path), "checkpoint_sha256": sha256_file(path),
             "checkpoint_kind": meta.get("checkpoint_kind"), "data": str(src), "split": "test",
-            "image_indices": f"0..{images - 1}"}
-    return NetworkSource(model, imgs[:images], name=name, layers=layers, provenance=prov)
+            "image_indices": f"0..{images - 1}" if pick is None else idx}
+    return NetworkSource(model, imgs[idx], name=name, layers=layers, provenance=prov)
 
 
-__all__ = ["NetworkSource", "LayerOperands", "load_network", "DEFAULT_IMAGES", "DEFAULT_NETWORK"]
+@dataclass
+class CalibrationOperands:
+    """Network operands for a calibration sweep (``cosim.sweep.calibration.OperandSource``): network point
+    ``n`` is run ``n // len(sources)`` of network ``n % len(sources)`` (``NetworkSource.sample``: its
+    layers in turn, with and without BinSparX), its columns' family ``network:<name>`` or
+    ``network:<name>+binsparx``."""
+
+    sources: Sequence[NetworkSource]
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise InputError("network operands need at least one network")
+        names = [s.name for s in self.sources]
+        if len(set(names)) != len(names):
+            raise InputError(f"network operands name a network twice: {', '.join(names)}")
+
+    def describe(self) -> dict[str, Any]:
+        """What the operands come from, without this machine's paths (it keys the sweep and goes into the
+        table's provenance): per network its layers, the checkpoint's file name and SHA-256, the test
+        images' indices and the SHA-256 of their pixels."""
+        out = []
+        for s in self.sources:
+            d = s.describe()
+            out.append({"network": d["network"], "layers": list(d["layers"]), "images": d["images"],
+                        "image_indices": d.get("image_indices"), "split": d.get("split"),
+                        "images_sha256": d["images_sha256"],
+                        "checkpoint": Path(str(d.get("checkpoint", ""))).name or None,
+                        "checkpoint_sha256": d.get("checkpoint_sha256")})
+        return {"networks": out, "every": "third point from index 1 (1, 4, 7, ...); the networks in turn",
+                "binsparx": "every layer with and without BinSparX's flips (cosim.cim.binsparx)"}
+
+    def point(self, number: int, rows: int, cols: int, vectors: int, seed: int
+              ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        src = self.sources[number % len(self.sources)]
+        x, w, info = src.sample(rows, number // len(self.sources), seed, vectors, cols)
+        fam = f"network:{src.name}" + ("+binsparx" if info["binsparx"] else "")
+        return x, w, [fam] * cols
+
+
+def calibration_images(images: int, available: int) -> list[int]:
+    """The test images (indices, sorted) of the calibration's network operands: ``images`` drawn without
+    replacement by ``numpy.random.default_rng(CALIBRATION_IMAGE_SEED)`` from CALIBRATION_FIRST_IMAGE ..
+    available - 1 (from all of them where the split holds fewer than CALIBRATION_FIRST_IMAGE + images)."""
+    first = CALIBRATION_FIRST_IMAGE if available >= CALIBRATION_FIRST_IMAGE + images else 0
+    rng = np.random.default_rng(CALIBRATION_IMAGE_SEED)
+    return sorted(int(i) for i in first + rng.choice(available - first, size=images, replace=False))
+
+
+def calibration_operands(networks: Sequence[str], images: int = CALIBRATION_IMAGES,
+                         data: str | Path | None = None) -> CalibrationOperands:
+    """The reference weights of ``networks`` (``$COSIM_MODELS``) on ``images`` CIFAR-10 test images
+    (``calibration_images``; ``data``, default ``$COSIM_DATA``), every binary layer, as calibration operands."""
+    from ..bnn.models import canonical_name
+
+    names = list(dict.fromkeys(canonical_name(n) for n in networks))
+    return CalibrationOperands([load_network(n, images=images, data=data, pick=calibration_images) for n in names])
+
+
+__all__ = ["NetworkSource", "LayerOperands", "CalibrationOperands", "load_network", "calibration_operands",
+           "calibration_images", "DEFAULT_IMAGES", "DEFAULT_NETWORK", "CALIBRATION_IMAGES"]

@@ -34,6 +34,11 @@ writing a table; the largest difference is recorded in the table's provenance (`
 With ``placements`` (``--placements``) every third point (index 2, 5, 8, ...) holds one of the placement
 families of validation in turn (``placement_patterns``: ``far``, ``near``, ``alternate``, ``dense``); the
 other points are drawn exactly as without it.
+
+With network operands (``--network-operands``) every third point from index 1 on (1, 4, 7, ...) holds
+real operands of trained binary networks: R-row slices of their layers' unrolled inputs and weights,
+plain and with BinSparX's flips (an ``OperandSource``, which the caller builds: the sweep knows
+nothing of networks); again the other points are drawn exactly as without it.
 """
 
 from __future__ import annotations
@@ -41,9 +46,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -170,11 +175,39 @@ def placement_patterns(family: str, rng: np.random.Generator, rows: int, cols: i
     return x, w
 
 
+#: with network operands, points ``index % NETWORK_EVERY == NETWORK_AT`` are network points (1, 4, 7, ...;
+#: never a placement point)
+NETWORK_EVERY = 3
+NETWORK_AT = 1
+
+
+class OperandSource(Protocol):
+    """Real operands for the network points of a sweep (``cosim.surrogate.netslices.CalibrationOperands``
+    is one): ``describe`` says what they come from (JSON-ready; it goes into the sweep's key and the
+    table's provenance, so it must name the operands fully and cheaply), ``point`` gives network point
+    ``number`` (0, 1, 2, ...): inputs (vectors, rows), weights (rows, cols) as 0/1 uint8, and the
+    family of each column; the same arguments must always give the same operands."""
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def point(self, number: int, rows: int, cols: int, vectors: int, seed: int
+              ) -> tuple[np.ndarray, np.ndarray, list[str]]: ...
+
+
 def sweep_design(cfg: "SweepConfig", index: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Inputs, weights and column families of sweep point ``index``: ``design_point``, except, with
     ``cfg.placements``, points ``index % PLACEMENT_EVERY == PLACEMENT_EVERY - 1``, which hold one placement
-    family each (``placement_patterns``; the families in turn), drawn from ``[seed, index, 2]``. The other
-    points are exactly those of a sweep without placements."""
+    family each (``placement_patterns``; the families in turn), drawn from ``[seed, index, 2]``, and, with
+    ``cfg.operands``, points ``index % NETWORK_EVERY == NETWORK_AT``, which hold network point
+    ``index // NETWORK_EVERY`` of the operand source. The other points are exactly those of a sweep
+    without placements and operands."""
+    if cfg.operands is not None and index % NETWORK_EVERY == NETWORK_AT:
+        x, w, fam = cfg.operands.point(index // NETWORK_EVERY, cfg.rows, cfg.cols, cfg.vectors, cfg.seed)
+        x, w = np.ascontiguousarray(x, dtype=np.uint8), np.ascontiguousarray(w, dtype=np.uint8)
+        if x.shape != (cfg.vectors, cfg.rows) or w.shape != (cfg.rows, cfg.cols) or len(fam) != cfg.cols:
+            raise InputError(f"network operands of point {index} have shapes {x.shape} and {w.shape} "
+                             f"({len(fam)} families), expected ({cfg.vectors}, {cfg.rows}) and ({cfg.rows}, {cfg.cols})")
+        return x, w, list(fam)
     if cfg.placements and index % PLACEMENT_EVERY == PLACEMENT_EVERY - 1:
         fam = PLACEMENT_FAMILIES[(index // PLACEMENT_EVERY) % len(PLACEMENT_FAMILIES)]
         x, w = placement_patterns(fam, np.random.default_rng([int(cfg.seed), int(index), 2]), cfg.rows, cfg.cols,
@@ -226,6 +259,9 @@ class SweepConfig:
     solver: str = "ngspice"
     #: every PLACEMENT_EVERY-th point a placement-family point (``sweep_design``)
     placements: bool = False
+    #: real network operands for every NETWORK_EVERY-th point (``sweep_design``); None: no network points.
+    #: Its ``describe()`` is part of the key.
+    operands: OperandSource | None = field(default=None, compare=False)
 
     def key(self) -> dict[str, Any]:
         key = {"technology_params": self.tech.as_dict(), "rows": self.rows, "cols": self.cols,
@@ -234,6 +270,8 @@ class SweepConfig:
             key["solver"] = self.solver
         if self.placements:
             key["placements"] = True
+        if self.operands is not None:
+            key["network_operands"] = self.operands.describe()
         return key
 
 
