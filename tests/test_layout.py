@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -56,6 +57,26 @@ def test_the_study_keys_hash_files_that_exist():
 
     for part in KEY_SOURCES + SKEW_SOURCES:
         assert (PACKAGE_DIR / part).exists(), part
+
+
+def test_every_module_a_study_cell_imports_is_keyed_or_declared_neutral():
+    """A module on a cell's compute path whose source is not hashed into the cell's key would let a changed
+    result be read back from the cell cache: each one is in KEY_SOURCES, or in KEY_EXEMPT with the reason
+    its source changes no result (package __init__ files only import)."""
+    from cosim.paths import PACKAGE_DIR
+    from cosim.study.runner import KEY_EXEMPT, KEY_SOURCES
+
+    probe = ("import sys, cosim.study.runner, cosim.cim.convert, cosim.cim.arrays, cosim.surrogate.evaluate, "
+             "cosim.surrogate.kernel, cosim.bnn.evaluate, cosim.bnn.models; "
+             "print(' '.join(sorted(m.__file__ for k, m in sys.modules.items() if k.startswith('cosim.'))))")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    loaded = [Path(f).relative_to(PACKAGE_DIR).as_posix() for f in run.stdout.split()]
+    assert "surrogate/evaluate.py" in loaded and "cim/layers.py" in loaded
+    unkeyed = [f for f in loaded if Path(f).name != "__init__.py" and f not in KEY_EXEMPT
+               and not any(f == k or f.startswith(k + "/") for k in KEY_SOURCES)]
+    assert not unkeyed, f"add to runner.KEY_SOURCES (or KEY_EXEMPT, with why): {unkeyed}"
+    assert all((PACKAGE_DIR / f).is_file() for f in KEY_EXEMPT), "KEY_EXEMPT names a file that does not exist"
 
 
 def test_inference_imports_no_calibration_code():

@@ -49,9 +49,24 @@ from .config import Cell, StudyConfig
 
 CACHE_FORMAT = 1
 #: modules whose source determines a cell's result (hashed into its key), relative to the package
-KEY_SOURCES = ("cim", "surrogate/evaluate.py", "surrogate/kernel.py", "surrogate/adc.py", "surrogate/tables.py",
-               "circuit/technology.py", "bnn/layers.py", "bnn/models.py", "bnn/evaluate.py", "study/runner.py",
-               "study/stats.py")
+KEY_SOURCES = ("cim", "surrogate/evaluate.py", "surrogate/kernel.py", "surrogate/kernel.c", "surrogate/model.py",
+               "surrogate/adc.py", "surrogate/tables.py", "products.py", "circuit/technology.py", "circuit/cells.py",
+               "circuit/devices.py", "resources/technologies", "bnn/layers.py", "bnn/models.py", "bnn/quant.py",
+               "bnn/evaluate.py", "study/runner.py", "study/stats.py")
+#: modules a cell's computation imports whose source does not change its result, and why
+#: (tests/test_layout.py: every other module it imports must be in KEY_SOURCES)
+KEY_EXEMPT = {
+    "bnn/datasets.py": "the test images are keyed by their SHA-256 (data_sha256)",
+    "surrogate/registry.py": "finds the table, which is keyed by its SHA-256 (table_sha256)",
+    "study/config.py": "the cell's fields are the payload",
+    "circuit/netlist.py": "used by the exact and certified modes only, which the study does not run",
+    "circuit/solver_kernel.py": "used by the exact and certified modes only, which the study does not run",
+    "cbuild.py": "compiles the kernels (their source is keyed); a failed build falls back to the same model in torch",
+    "errors.py": "error types", "fileio.py": "file writing", "paths.py": "folder names",
+    "provenance.py": "records provenance",
+}
+#: files of these kinds in a KEY_SOURCES folder are hashed
+KEY_SUFFIXES = (".py", ".c", ".toml")
 SKEW_SOURCES = ("bnn/layers.py", "bnn/models.py", "study/skew.py")
 
 
@@ -68,11 +83,11 @@ def sha256_arrays(*arrays: np.ndarray) -> str:
 
 @lru_cache(maxsize=8)
 def source_hash(parts: tuple[str, ...] = KEY_SOURCES) -> str:
-    """SHA-256 of the source text of ``parts`` (files or folders of .py files under the package)."""
+    """SHA-256 of the source text of ``parts`` (files, or folders of KEY_SUFFIXES files, under the package)."""
     h = hashlib.sha256()
     for part in parts:
         p = PACKAGE_DIR / part
-        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
+        files = sorted(f for f in p.rglob("*") if f.suffix in KEY_SUFFIXES) if p.is_dir() else [p]
         for f in files:
             h.update(str(f.relative_to(PACKAGE_DIR)).encode())
             h.update(f.read_bytes() if f.is_file() else b"<missing>")
