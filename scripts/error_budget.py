@@ -34,6 +34,15 @@ def cpu_model() -> str:
     return "unknown"
 
 
+def rel(path) -> str:
+    """A table's path as the docs give it: relative to the checkout where it lies inside it."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="vgg-small", choices=["vgg-small", "resnet18"])
@@ -42,7 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tech", default="sram8t")
     ap.add_argument("--rows", type=int, default=64)
     ap.add_argument("--cols", type=int, default=64)
-    ap.add_argument("--table", default=None, help="lookup table (for --reference certified: with residuals)")
+    ap.add_argument("--table", default=None,
+                    help="the lookup table under test (default: the shipped table of --tech, --rows and the "
+                         "technology's wire resistance); for --reference certified without --certify-table it "
+                         "needs recorded residuals")
+    ap.add_argument("--certify-table", default=None,
+                    help="--reference certified: the table (same technology, size and wire) whose currents and "
+                         "residuals choose the columns to re-solve, so that --table, a shipped table, needs none")
     ap.add_argument("--adc-reference", default="ideal", choices=["ideal", "calibrated"])
     ap.add_argument("--binsparx", action="store_true")
     ap.add_argument("--reference", default="certified", choices=["exact", "certified"])
@@ -71,8 +86,10 @@ def main(argv: list[str] | None = None) -> int:
                                                                                        conditions=a.conditions)))
         print(f"wrote the error-budget section of {doc}", file=sys.stderr)
         return 0
-    if a.table is None or a.out is None:
-        ap.error("--table and --out are required")
+    if a.out is None:
+        ap.error("--out is required")
+    if a.certify_table is not None and a.reference != "certified":
+        ap.error("--certify-table is for --reference certified")
 
     import torch
 
@@ -88,22 +105,31 @@ def main(argv: list[str] | None = None) -> int:
     net = load_reference(a.model) if a.checkpoint is None else load_checkpoint(a.checkpoint, model=a.model)[0]
     images, labels = load_cifar10(resolve_data_path(a.data), split="test")
     idx = stats.balanced_indices(labels, a.images)
+    if a.table is None:   # the shipped table, as `cosim infer` and the study read it
+        from cosim.circuit.technology import get_technology
+        from cosim.surrogate.registry import lookup
+        a.table = lookup(get_technology(a.tech), a.rows).provenance["source_path"]
     lut = load_table(a.table)
     prov = lut.provenance
     config = CiMConfig.from_kwargs(tech=a.tech, rows=a.rows, cols=a.cols, mode="surrogate", table=str(Path(a.table).resolve()),
                                    binsparx=a.binsparx, adc_reference=a.adc_reference, seed=a.seed)
     table_sha = sha256_file(a.table)
-    manifest = {"model": a.model, "checkpoint": a.checkpoint, "table_sha256": table_sha, "seed": a.seed}
+    certify_table = str(Path(a.certify_table).resolve()) if a.certify_table else None
+    certify = {"certify_table": rel(a.certify_table), "certify_table_sha256": sha256_file(a.certify_table)} \
+        if a.certify_table else {}
+    manifest = {"model": a.model, "checkpoint": a.checkpoint, "table_sha256": table_sha, "seed": a.seed,
+                **({"certify_table_sha256": certify["certify_table_sha256"]} if certify else {})}
 
     if a.check_exact is not None:
         import time
         t0 = time.perf_counter()
-        chk = budget.certified_against_exact(net, to_tensor(images[idx]), config, sample=a.check_exact, seed=a.seed)
+        chk = budget.certified_against_exact(net, to_tensor(images[idx]), config, sample=a.check_exact, seed=a.seed,
+                                             certify_table=certify_table)
         layers = chk["layers"]
         reads, differ = sum(r["column_reads"] for r in layers), sum(r["codes_differ"] for r in layers)
         out = {**chk, "column_reads_compared": reads, "codes_differ": differ,
                "wall_seconds": time.perf_counter() - t0, "images": idx.tolist(), "sample": a.check_exact,
-               "provenance": record(table=str(a.table), table_sha256=table_sha, cpu=cpu_model(), seed=a.seed,
+               "provenance": record(table=rel(a.table), table_sha256=table_sha, **certify, cpu=cpu_model(), seed=a.seed,
                                     command="PYTHONPATH=. python scripts/error_budget.py "
                                             + " ".join(shlex.quote(s) for s in (argv or sys.argv[1:])))}
         Path(a.out).mkdir(parents=True, exist_ok=True)
@@ -117,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error budget: {done}/{total} images", file=sys.stderr, flush=True)
 
     res = budget.run_budget(net, to_tensor(images[idx]), labels[idx], config, a.out, reference=a.reference,
-                            index=idx, chunk_images=a.chunk, manifest=manifest, on_chunk=progress)
+                            certify_table=certify_table, index=idx, chunk_images=a.chunk, manifest=manifest,
+                            on_chunk=progress)
     command = "PYTHONPATH=. python scripts/error_budget.py " + " ".join(shlex.quote(s) for s in (argv or sys.argv[1:]))
-    provenance = record(table=str(a.table), table_sha256=table_sha, table_provenance={k: v for k, v in prov.items()
+    provenance = record(table=rel(a.table), table_sha256=table_sha, **certify, table_provenance={k: v for k, v in prov.items()
                                                                                         if k != "technology_params"},
                         cpu=cpu_model(), seed=a.seed, command=command, model=a.model, reference=a.reference,
                         images=stats.describe_images(a.images))

@@ -29,7 +29,8 @@ def configs(draw):
         tech=draw(st.sampled_from(sorted(REGISTRY))), rows=draw(st.integers(1, MAX_SIZE)),
         cols=draw(st.integers(1, MAX_SIZE)), topology=draw(st.sampled_from([None, "decoupled", "coupled"])),
         mode=mode, table=draw(st.none() | st.text(min_size=1, max_size=30)),
-        certify=draw(st.booleans()) if mode == "surrogate" else False,
+        certify=(certify := draw(st.booleans()) if mode == "surrogate" else False),
+        certify_table=draw(st.none() | st.text(min_size=1, max_size=30)) if certify else None,
         adc_bits=draw(st.none() | st.integers(1, 16)), adc_reference=draw(st.sampled_from(["ideal", "calibrated"])),
         adc_lsb_counts=draw(st.integers(1, 1000)), binsparx=draw(st.booleans()),
         max_active_rows=draw(st.none() | st.integers(1, 10_000)), max_stride=draw(st.integers(1, 64)),
@@ -85,7 +86,7 @@ def test_table_hash_follows_its_numbers():
 
 #: another valid value of every field (config at its defaults otherwise)
 OTHER = {"tech": "reram1t1r", "rows": 32, "cols": 16, "topology": "coupled", "mode": "surrogate", "table": "t.parquet",
-         "certify": True, "adc_bits": 5, "adc_reference": "calibrated", "adc_lsb_counts": 2, "binsparx": True,
+         "certify": True, "certify_table": "c.parquet", "adc_bits": 5, "adc_reference": "calibrated", "adc_lsb_counts": 2, "binsparx": True,
          "max_active_rows": 8, "max_stride": 1, "device": "cuda", "chunk_bytes": 1 << 20, "seed": 3,
          "spice_tiles": 2, "spice_vectors": 3}
 
@@ -106,7 +107,7 @@ def test_digest_is_stable_and_follows_every_field():
     assert out.stdout.strip() == base.digest()
     seen = {base.digest()}
     for k, v in OTHER.items():
-        extra = {"mode": "surrogate"} if k == "certify" else {}
+        extra = {"certify": {"mode": "surrogate"}, "certify_table": {"mode": "surrogate", "certify": True}}.get(k, {})
         d = base.replace(**extra, **{k: v}).digest()
         assert d not in seen, k
         seen.add(d)
@@ -122,6 +123,8 @@ BAD = [
     (dict(tech="sram6t"), "unknown technology 'sram6t'"),
     (dict(topology="diagonal"), "unknown topology 'diagonal'"),
     (dict(table=3), "table must be a path or a LookupTable, got int"),
+    (dict(mode="surrogate", certify=True, certify_table=3), "certify_table must be a path or a LookupTable, got int"),
+    (dict(mode="surrogate", certify_table="t.parquet"), "certify_table is for certified reads"),
     (dict(adc_bits=0), "ADC bits must be an integer from 1 to 16, got 0"),
     (dict(adc_reference="trimmed"), "unknown ADC references 'trimmed'"),
     (dict(adc_lsb_counts=0), "ADC lsb_counts must be a positive integer, got 0"),

@@ -327,15 +327,55 @@ def test_certified_reads_equal_exact_reads(solver_table, adc):
     assert torch.equal(arr.read(xb, wb), cims["exact"].cim_array.read(xb, wb))
 
 
+def _without_residuals(table):
+    from cosim.surrogate.tables import LookupTable
+    return LookupTable(arrays={k: v for k, v in table.arrays.items() if k != "certify_residual_a"},
+                       meta={k: v for k, v in table.meta.items() if not k.startswith("certify")},
+                       provenance=dict(table.provenance))
+
+
+def test_a_table_without_residuals_is_certified_by_another(solver_table):
+    """certify_table: a table that records no residuals (as the shipped ones) gets certified reads from a
+    finer table of the same circuit; the codes are the exact ones at the first table's own decision levels
+    (its calibrated references, which differ from the certifying table's)."""
+    import torch
+    from cosim.cim import to_cim
+    from test_cim_network import _tiny_net
+    coarse = _without_residuals(_solver_table(blocks=3, seed=5))
+    assert not np.array_equal(coarse["count_mean_a"], solver_table["count_mean_a"])
+    net, x = _tiny_net(4), torch.randn(3, 3, 8, 8)
+    adc = {"adc_bits": 4, "adc_reference": "calibrated"}
+    with torch.no_grad():
+        cert = to_cim(net, tech="sram8t", rows=32, cols=32, table=coarse, mode="surrogate", certify=True,
+                      certify_table=solver_table, **adc)
+        exact = to_cim(net, tech="sram8t", rows=32, cols=32, table=coarse, mode="exact", **adc)
+        assert torch.equal(cert(x), exact(x))
+    arr = cert.cim_array
+    assert 0 < arr.resolved < arr.columns_read
+    assert arr.describe()["certify_table"]["seed"] == 0
+    g = np.random.default_rng(8)
+    xb = torch.from_numpy((g.random((64, 32)) < 0.5).astype(np.float32))
+    wb = torch.from_numpy((g.random((32, 40)) < 0.5).astype(np.float32))
+    assert torch.equal(arr.read(xb, wb), exact.cim_array.read(xb, wb))
+    # a certifying table of another circuit (wire resistance) is refused
+    other = _without_residuals(solver_table)
+    other.arrays["certify_residual_a"] = solver_table["certify_residual_a"]
+    other.meta.update({k: v for k, v in solver_table.meta.items() if k.startswith("certify")})
+    other.provenance["technology_params"] = {**other.provenance["technology_params"], "r_wire_ohm": 5.0}
+    other.provenance["r_wire_ohm"] = 5.0
+    with pytest.raises(InputError, match="is for another circuit"):
+        to_cim(net, tech="sram8t", rows=32, cols=32, table=coarse, mode="surrogate", certify=True,
+               certify_table=other)
+    with pytest.raises(InputError, match="certify_table is for certified reads"):
+        to_cim(net, tech="sram8t", rows=32, cols=32, table=coarse, mode="surrogate", certify_table=solver_table)
+
+
 def test_certify_refuses_a_table_without_residuals(solver_table):
     import torch
     from cosim.cim import to_cim
     from cosim.errors import TableError
-    from cosim.surrogate.tables import LookupTable
     from test_cim_network import _tiny_net
-    old = LookupTable(arrays={k: v for k, v in solver_table.arrays.items() if k != "certify_residual_a"},
-                      meta={k: v for k, v in solver_table.meta.items() if not k.startswith("certify")},
-                      provenance=dict(solver_table.provenance))
+    old = _without_residuals(solver_table)
     with pytest.raises(TableError, match="refit it by re-running its `cosim calibrate`"):
         to_cim(_tiny_net(0), tech="sram8t", rows=32, cols=32, mode="surrogate", table=old, certify=True)
     with pytest.raises(InputError, match="form of the surrogate mode"):

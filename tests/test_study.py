@@ -864,3 +864,25 @@ def test_error_budget_file_roundtrip(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="lacks delta_pp"):
         report.write_error_budget(tmp_path / "x.csv", [{k: v for k, v in row.items() if k != "delta_pp"}])
     assert report.load_error_budget(tmp_path / "nowhere")[1].startswith("Error budget not yet measured")
+
+
+def test_an_error_budget_row_of_one_table_budgets_only_its_cells(tmp_path):
+    """A row that names its table (error_budget.py writes table_sha256) applies to cells read through that
+    table, not to the same configuration on another table."""
+    import csv
+    names = list(report.BUDGET_COLUMNS) + ["table_sha256"]
+    rows = [{"network": "vgg-small", "technology": "sram8t", "rows": 64, "r_wire_ohm": 10.0,
+             "adc_reference": "calibrated", "binsparx": 1, "delta_pp": d, "n_images": 500, "source": "t",
+             "table_sha256": sha} for d, sha in ((-0.4, "a" * 64), (1.2, "b" * 64))]
+    with (tmp_path / report.ERROR_BUDGET).open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=names)
+        w.writeheader()
+        w.writerows(rows)
+    budget, txt = report.load_error_budget(tmp_path)
+    assert "2 configuration(s)" in txt
+    cell = Cell(network="vgg-small", variant="adc-cal+binsparx", technology="sram8t", rows=64, cols=64,
+                r_wire_ohm=10.0, adc_bits=7)
+    assert report.error_budget_for(cell, budget, "a" * 64) == pytest.approx(0.4)
+    assert report.error_budget_for(cell, budget, "b" * 64) == pytest.approx(1.2)
+    assert report.error_budget_for(cell, budget, "c" * 64) is None
+    assert report.error_budget_for(cell, budget) is None

@@ -228,14 +228,28 @@ class CertifiedArray(SurrogateArray):
     safety factor times the largest calibration residual recorded in its ON-count band and the two
     beside it (cosim.surrogate.fit.fit_arrays); a table without them is refused. Decoupled tables only
     (columns are re-solved one by one). ``resolved`` / ``columns_read`` count the re-solved columns.
-    ``cells``: the solver's cell model (as ExactArray's)."""
+    ``cells``: the solver's cell model (as ExactArray's). ``screen``: another Surrogate (a finer table of the
+    same technology, size and topology) whose currents and residuals choose the columns to re-solve; the
+    codes keep ``surrogate``'s ADC decision levels, so a table that records no residuals (a shipped one)
+    gets certified reads from one that does. Unchanged columns then carry the screen's current."""
 
-    def __init__(self, surrogate, tech, max_prepared_bytes: int = 1 << 30, cells: str = "auto") -> None:
+    def __init__(self, surrogate, tech, max_prepared_bytes: int = 1 << 30, cells: str = "auto",
+                 screen=None) -> None:
         import numpy as np
 
         from ..errors import TableError
         super().__init__(surrogate, max_prepared_bytes)
-        lut = surrogate.table
+        self.screen = None
+        if screen is not None:
+            a, b = surrogate.table, screen.table
+            if (b.tech_name, b.rows, b.topology) != (a.tech_name, a.rows, a.topology) \
+                    or b.technology().as_dict() != a.technology().as_dict():
+                raise InputError(f"the certifying table {b.provenance.get('source_path', '(in memory)')} is for "
+                                 f"another circuit ({b.tech_name}, {b.rows} rows, {b.topology}, wire "
+                                 f"{b.provenance.get('r_wire_ohm')} ohm) than the table it certifies ({a.tech_name}, "
+                                 f"{a.rows} rows, {a.topology}, wire {a.provenance.get('r_wire_ohm')} ohm)")
+            self.screen = SurrogateArray(screen, max_prepared_bytes)
+        lut = (screen or surrogate).table
         where = lut.provenance.get("source_path", "the table")
         if "certify_residual_a" not in lut.arrays or "certify_band_counts" not in lut.meta:
             raise TableError(f"{where} records no calibration residuals, which certified reads need (it was fitted "
@@ -258,7 +272,11 @@ class CertifiedArray(SurrogateArray):
         from ..circuit.netlist import ArraySpec
         from ..circuit.solver import solve_columns
         check_operands(x_bits, w_bits, self.rows)
-        cur = self.surrogate.column_currents(x_bits, self.prepared(w_bits)).to("cpu", torch.float64)
+        if self.screen is None:
+            cur = self.surrogate.column_currents(x_bits, self.prepared(w_bits))
+        else:
+            cur = self.screen.surrogate.column_currents(x_bits, self.screen.prepared(w_bits))
+        cur = cur.to("cpu", torch.float64)
         k = (x_bits.to("cpu", torch.float32) @ w_bits.to("cpu", torch.float32)).round().long()
         margin = self.margin_a[k.clamp(0, self.rows)]
         thr = self.thresholds_a
@@ -286,16 +304,19 @@ class CertifiedArray(SurrogateArray):
         out = super().describe()
         out.update(model="surrogate-certified", certify_safety=self.safety, columns_read=self.columns_read,
                    columns_resolved=self.resolved, solver_cells=self.cells)
+        if self.screen is not None:
+            out["certify_table"] = {k: v for k, v in self.screen.surrogate.table.provenance.items()
+                                    if k != "technology_params"}
         return out
 
 
 def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_bits: int | None = None,
                 adc_reference: str = "ideal", adc_lsb_counts: int = 1, topology: str | None = None,
-                device="cpu", certify: bool = False, solver_cells: str = "auto", **_ignored):
+                device="cpu", certify: bool = False, solver_cells: str = "auto", certify_table=None, **_ignored):
     """(array model, Technology) for a mode. ``table``: a LookupTable, a path, or None for the shipped
     default table of the technology and size. Ideal mode uses the table (when one is at hand) only for
     the unit cell currents of the ideal array energy. ``certify`` (surrogate mode): certified reads
-    (CertifiedArray). ``solver_cells``: the exact solver's cell model in exact mode and certified reads
+    (CertifiedArray; ``certify_table``: the table that screens the columns, default ``table``). ``solver_cells``: the exact solver's cell model in exact mode and certified reads
     ("auto": the tabulated cells where they apply; "exact": the device equations)."""
     from ..circuit.technology import get_technology
 
@@ -322,7 +343,11 @@ def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_b
 
     sur = Surrogate(lut, device=device, adc=adc)
     if certify:
-        return CertifiedArray(sur, lut.technology(), cells=solver_cells), lut.technology()
+        screen = None
+        if certify_table is not None:
+            screen = Surrogate(_load_table(certify_table, tech_obj, rows, cols, topology, required=True), device=device,
+                               adc=adc)
+        return CertifiedArray(sur, lut.technology(), cells=solver_cells, screen=screen), lut.technology()
     return SurrogateArray(sur), lut.technology()
 
 

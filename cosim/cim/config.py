@@ -81,6 +81,10 @@ class ArrayConfig:
                           "technology and row count (ideal mode: only for the unit cell currents of the energy)")
     certify: bool = _f(False, "surrogate mode: certified reads, columns within the table's residual margin of an "
                               "ADC decision level re-solved exactly (needs a table with recorded residuals)")
+    certify_table: Any = _f(None, "certified reads: the table (a path or a LookupTable, same technology and size) "
+                                  "whose currents and recorded residuals choose the columns to re-solve; None: "
+                                  "`table` itself. The codes keep `table`'s ADC decision levels, so a table without "
+                                  "residuals (a shipped one) can be certified by a finer one")
 
     def __post_init__(self) -> None:
         if isinstance(self.tech, str):
@@ -96,13 +100,17 @@ class ArrayConfig:
             raise InputError(f"unknown topology '{self.topology}': expected one of {', '.join(TOPOLOGIES)}")
         if self.mode not in MODES:
             raise InputError(f"unknown mode '{self.mode}': expected one of {', '.join(MODES)}")
-        if isinstance(self.table, os.PathLike):
-            _set(self, "table", os.fspath(self.table))
-        if self.table is not None and not isinstance(self.table, str) and not _is_table(self.table):
-            raise InputError(f"table must be a path or a LookupTable, got {type(self.table).__name__}")
+        for name in ("table", "certify_table"):
+            v = getattr(self, name)
+            if isinstance(v, os.PathLike):
+                _set(self, name, v := os.fspath(v))
+            if v is not None and not isinstance(v, str) and not _is_table(v):
+                raise InputError(f"{name} must be a path or a LookupTable, got {type(v).__name__}")
         _set(self, "certify", _bool("certify", self.certify))
         if self.certify and self.mode != "surrogate":
             raise InputError(f"certified reads are a form of the surrogate mode, not of '{self.mode}'")
+        if self.certify_table is not None and not self.certify:
+            raise InputError("certify_table is for certified reads (certify=True)")
 
     @property
     def tech_name(self) -> str:
@@ -113,8 +121,10 @@ class ArrayConfig:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         if isinstance(self.tech, Technology):
             out["tech"] = self.tech.as_dict()
-        if self.table is not None and not isinstance(self.table, str):
-            out["table"] = {"path": self.table.provenance.get("source_path"), "sha256": table_sha256(self.table)}
+        for name in ("table", "certify_table"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                out[name] = {"path": v.provenance.get("source_path"), "sha256": table_sha256(v)}
         return out
 
     # equal where the dicts are: two table objects of the same content are the same table
@@ -269,12 +279,14 @@ class CiMConfig:
                         fs["tech"] = Technology(**fs["tech"])
                     except TypeError as e:
                         raise InputError(f"CiM configuration: invalid technology parameters ({e})") from None
-                if isinstance(fs.get("table"), dict):
-                    path = fs["table"].get("path")
+                for name in ("table", "certify_table"):
+                    if not isinstance(fs.get(name), dict):
+                        continue
+                    path = fs[name].get("path")
                     if path is None:
-                        raise InputError("the CiM configuration's table was made in memory (no path): "
+                        raise InputError(f"the CiM configuration's {name} was made in memory (no path): "
                                          "its dict cannot give it back")
-                    fs["table"] = path
+                    fs[name] = path
             groups[g] = cls_(**fs)
         return cls(**groups)
 

@@ -128,7 +128,7 @@ def to_cim(model: nn.Module, config: CiMConfig | None = None, **overrides: Any) 
     a, adc, mp, run = cfg.array, cfg.adc, cfg.mapping, cfg.run
     array, tech_obj = build_array(mode=a.mode, tech=a.tech, rows=a.rows, cols=a.cols, table=a.table, adc_bits=adc.bits,
                                   adc_reference=adc.reference, adc_lsb_counts=adc.lsb_counts, topology=a.topology,
-                                  device=run.device, certify=a.certify)
+                                  device=run.device, certify=a.certify, certify_table=a.certify_table)
     cim: Any = convert(model, array, a.cols, binsparx=mp.binsparx, max_active_rows=mp.max_active_rows,
                   chunk_bytes=run.chunk_bytes, max_stride=mp.max_stride, device=run.device)
     cim.to(run.device)

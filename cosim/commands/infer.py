@@ -44,6 +44,10 @@ from .spice import TECH_FILE_OPTION
 @click.option("--certify", is_flag=True,
               help="surrogate mode: re-solve exactly every column within the table's residual margin of an ADC "
                    "decision level (needs a table with recorded residuals).")
+@click.option("--certify-table", type=click.Path(dir_okay=False), default=None,
+              help="--certify: the table (same technology, size and wire) whose currents and recorded residuals choose "
+                   "the columns to re-solve, so that --table (or the shipped one) needs none; codes keep --table's "
+                   "ADC levels.")
 @click.option("--binsparx/--no-binsparx", default=False, show_default=True, help="BinSparX weight and input flips.")
 @click.option("--adc-bits", type=click.IntRange(1, 16), default=None, help="ADC resolution (default: one code per count).")
 @click.option("--adc-reference", type=click.Choice(["ideal", "calibrated"]), default="ideal", show_default=True,
@@ -66,7 +70,7 @@ from .spice import TECH_FILE_OPTION
                    "one torch thread each). On N idle cores --workers N is the fastest; on a shared machine too.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (stderr).")
-def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topology, mode, certify, binsparx, adc_bits,
+def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topology, mode, certify, certify_table, binsparx, adc_bits,
             adc_reference, adc_lsb, max_active_rows, limit, batch_size, device, spice_tiles, spice_vectors, seed, threads,
             workers, as_json, progress, tech_file=None):
     """Run a whole binary network on simulated crossbars and report accuracy, statistics and energy."""
@@ -74,7 +78,7 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
         from .spice import technology
         tech = technology(tech, tech_file)
     config = cim_config(tech=tech or "sram8t", rows=rows, cols=cols, table=table, topology=topology, mode=mode, certify=certify,
-                        binsparx=binsparx, adc_bits=adc_bits, adc_reference=adc_reference, adc_lsb=adc_lsb,
+                        certify_table=certify_table, binsparx=binsparx, adc_bits=adc_bits, adc_reference=adc_reference, adc_lsb=adc_lsb,
                         max_active_rows=max_active_rows, device=device, spice_tiles=spice_tiles,
                         spice_vectors=spice_vectors, seed=seed)
     out = run(config, model_name=model_name, bits=int(bits), checkpoint=checkpoint, data=data, limit=limit,
@@ -86,14 +90,14 @@ def command(model_name, bits, checkpoint, data, tech, rows, cols, table, topolog
 
 
 def cim_config(*, tech, rows, cols, table, topology, mode, certify, binsparx, adc_bits, adc_reference, adc_lsb,
-               max_active_rows, device, spice_tiles, spice_vectors, seed):
+               max_active_rows, device, spice_tiles, spice_vectors, seed, certify_table=None):
     """The CiMConfig of the command's options (one place: the option names are the command's, the
     fields the config's)."""
     from ..cim import CiMConfig
     return CiMConfig.from_kwargs(tech=tech, rows=rows, cols=cols, mode=mode, table=table, binsparx=binsparx,
                                  adc_bits=adc_bits, adc_reference=adc_reference, adc_lsb_counts=adc_lsb,
                                  max_active_rows=max_active_rows, topology=topology, device=device, certify=certify,
-                                 spice_tiles=spice_tiles, spice_vectors=spice_vectors, seed=seed)
+                                 certify_table=certify_table, spice_tiles=spice_tiles, spice_vectors=spice_vectors, seed=seed)
 
 
 def load_network(model_name: str, bits: int, checkpoint):

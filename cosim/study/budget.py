@@ -41,7 +41,7 @@ REFERENCES = ("exact", "certified", "surrogate", "ideal")
 EXTRA_COLUMNS = ("delta_low_pp", "delta_high_pp", "mcnemar_p", "accuracy_surrogate", "accuracy_reference",
                  "reference", "prediction_agreement", "min_layer_code_agreement", "code_agreement",
                  "column_reads_compared", "columns_resolved", "seconds_per_image", "table", "table_sha256",
-                 "code_version", "cpu", "seed", "date_utc", "command")
+                 "certify_table", "certify_table_sha256", "code_version", "cpu", "seed", "date_utc", "command")
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -119,16 +119,17 @@ def pair_network(reference_cim, probe_array) -> PairedArray:
     return paired
 
 
-def certified_against_exact(net, inputs: torch.Tensor, config, *, sample: float = 0.01, seed: int = 0) -> dict:
+def certified_against_exact(net, inputs: torch.Tensor, config, *, sample: float = 0.01, seed: int = 0,
+                            certify_table=None) -> dict:
     """Are certified reads the exact solver's? ``net`` on ``inputs`` with certified reads (``config``, a
-    surrogate-mode CiMConfig; its table needs residuals), and on a random ``sample`` of every read's input
+    surrogate-mode CiMConfig; its table, or ``certify_table``, needs residuals), and on a random ``sample`` of every read's input
     vectors the exact solver's codes too. Returns ``layers`` (per layer: column_reads compared, codes_differ,
     resolved: the columns the certificate re-solved over all vectors), ``seconds`` (all), ``exact_seconds`` and
     ``exact_column_solves`` (the probe's), ``columns_read`` and ``columns_resolved`` (the certified reads')."""
     from ..cim import to_cim
     from ..cim.arrays import build_array
 
-    cert: Any = to_cim(net, config.replace(certify=True))   # a Module with cim_array (a CertifiedArray)
+    cert: Any = to_cim(net, config.replace(certify=True, certify_table=certify_table))   # a Module with cim_array (a CertifiedArray)
     a, adc = config.array, config.adc
     exact, _ = build_array(mode="exact", tech=a.tech, rows=a.rows, cols=a.cols, table=a.table, adc_bits=adc.bits,
                            adc_reference=adc.reference, adc_lsb_counts=adc.lsb_counts, topology=a.topology)
@@ -183,39 +184,45 @@ class BudgetRun:
                 "chunks_computed": self.chunks_computed, "layers": self.layers}
 
 
-def _reference_config(config, reference: str, reference_table=None):
+def _reference_config(config, reference: str, reference_table=None, certify_table=None):
     if reference not in REFERENCES:
         raise InputError(f"reference must be one of {', '.join(REFERENCES)}, got {reference!r}")
     kw: dict[str, Any] = {"mode": "surrogate" if reference in ("certified", "surrogate") else reference,
                           "certify": reference == "certified"}
     if reference_table is not None:
         kw["table"] = reference_table
+    if certify_table is not None:
+        if reference != "certified":
+            raise InputError("a certifying table is for the certified reference")
+        kw["certify_table"] = certify_table
     return config.replace(**kw)
 
 
 def _by_content(config: dict) -> dict:
     """A config's dict with its table named by content (sha256), not by where the file lies: the run folder
     is the same run from another checkout or machine (a rerun there continues it)."""
-    table = config.get("array", {}).get("table")
-    if isinstance(table, str):
-        import hashlib
+    for name in ("table", "certify_table"):
+        table = config.get("array", {}).get(name)
+        if isinstance(table, str):
+            import hashlib
 
-        try:
-            sha = hashlib.sha256(Path(table).read_bytes()).hexdigest()
-        except OSError as e:
-            raise InputError(f"cannot read the table {table}: {e.strerror or e}") from None
-        config = {**config, "array": {**config["array"], "table": {"sha256": sha}}}
-    elif isinstance(table, dict):
-        config = {**config, "array": {**config["array"], "table": {"sha256": table.get("sha256")}}}
+            try:
+                sha = hashlib.sha256(Path(table).read_bytes()).hexdigest()
+            except OSError as e:
+                raise InputError(f"cannot read the table {table}: {e.strerror or e}") from None
+            config = {**config, "array": {**config["array"], name: {"sha256": sha}}}
+        elif isinstance(table, dict):
+            config = {**config, "array": {**config["array"], name: {"sha256": table.get("sha256")}}}
     return config
 
 
 def run_budget(net, inputs: torch.Tensor, labels, config, out_dir, *, reference: str = "certified",
-               reference_table=None, index=None, chunk_images: int = 10, manifest: dict | None = None,
-               on_chunk: Callable[[int, int], None] | None = None) -> BudgetRun:
+               reference_table=None, certify_table=None, index=None, chunk_images: int = 10,
+               manifest: dict | None = None, on_chunk: Callable[[int, int], None] | None = None) -> BudgetRun:
     """Classify ``inputs`` (network inputs, (N, ...)) with ``net`` on the surrogate (``config``, a CiMConfig in
     surrogate mode) and on the reference (``config`` with ``reference``'s mode; ``reference_table`` another
-    table for it), ``chunk_images`` images at a time, each chunk saved in ``out_dir`` as it finishes and
+    table for it; ``certify_table``: the table that screens the certified reference's columns, so that a
+    table without residuals, a shipped one, can be budgeted), ``chunk_images`` images at a time, each chunk saved in ``out_dir`` as it finishes and
     skipped when a rerun finds it. ``index``: the images' dataset indices (stored with each chunk and checked
     on a rerun; default 0..N-1). ``manifest``: what else identifies the run (checked against the folder's).
     ``on_chunk(done, total)`` is called after each chunk."""
@@ -231,7 +238,7 @@ def run_budget(net, inputs: torch.Tensor, labels, config, out_dir, *, reference:
     index = np.arange(n) if index is None else np.asarray(index, dtype=np.int64)
     if chunk_images < 1:
         raise InputError(f"chunk_images must be >= 1, got {chunk_images}")
-    ref_config = _reference_config(config, reference, reference_table)
+    ref_config = _reference_config(config, reference, reference_table, certify_table)
     out = Path(out_dir)
     (out / "chunks").mkdir(parents=True, exist_ok=True)
     ident = {"config": _by_content(config.as_dict()), "reference": reference,
@@ -313,14 +320,15 @@ def budget_row(result: BudgetRun, *, network: str, technology: str, rows: int, r
     row["column_reads_compared"] = s["column_reads_compared"]
     row["columns_resolved"] = s["columns_resolved"]
     row["seconds_per_image"] = f"{s['seconds_per_image']:.1f}"
-    for k in ("table", "table_sha256", "code_version", "cpu", "seed", "date_utc", "command"):
+    for k in ("table", "table_sha256", "certify_table", "certify_table_sha256", "code_version", "cpu", "seed",
+              "date_utc", "command"):
         row[k] = provenance.get(k, "")
     return row
 
 
 def append_budget_row(path, row: dict) -> Path:
     """Add ``row`` to the error-budget CSV at ``path`` (made if absent), replacing a row of the same
-    configuration and reference. Rows written by report.write_error_budget (no extra columns) are kept."""
+    configuration, reference and table. Rows written by report.write_error_budget (no extra columns) are kept."""
     missing = [c for c in BUDGET_COLUMNS if c not in row]
     if missing:
         raise InputError(f"error budget row lacks {', '.join(missing)}")
@@ -330,7 +338,8 @@ def append_budget_row(path, row: dict) -> Path:
 
     def key(r):
         return (budget_key(r["network"], r["technology"], r["rows"], r["r_wire_ohm"], r["adc_reference"],
-                           str(r["binsparx"]).strip().lower() in ("1", "true")), r.get("reference") or "")
+                           str(r["binsparx"]).strip().lower() in ("1", "true")), r.get("reference") or "",
+                r.get("table_sha256") or "")
 
     path = Path(path)
     rows: list[dict] = []

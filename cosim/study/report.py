@@ -313,8 +313,9 @@ def load_error_budget(out: Path) -> tuple[dict, str]:
                     continue
                 if n < MIN_BUDGET_IMAGES:
                     pilot += 1
-                else:
-                    budget[k] = delta
+                else:   # a row measured on one table budgets the cells of that table only
+                    sha = (row.get("table_sha256") or "").strip()
+                    budget[k + (sha,) if sha else k] = delta
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         return {}, f"Error budget file `{path.name}` unreadable ({type(e).__name__}): no accuracy here carries one."
     notes = [f"{bad} unreadable row(s)"] if bad else []
@@ -350,13 +351,17 @@ def write_error_budget(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def error_budget_for(cell, budget: dict) -> float | None:
-    """The error budget (points) of a cell's configuration; 0 for software, None where not measured."""
+def error_budget_for(cell, budget: dict, table_sha256: str | None = None) -> float | None:
+    """The error budget (points) of a cell's configuration; 0 for software, None where not measured. A
+    budget row that names its table (``table_sha256``) applies only to cells read through that table."""
     if cell.variant == "software":
         return 0.0
     f = cell.flags
-    return budget.get(budget_key(cell.network, cell.technology, cell.rows, cell.r_wire_ohm,
-                                 "calibrated" if f["adc_cal"] else "ideal", f["binsparx"]))
+    k = budget_key(cell.network, cell.technology, cell.rows, cell.r_wire_ohm,
+                   "calibrated" if f["adc_cal"] else "ideal", f["binsparx"])
+    if table_sha256 and k + (table_sha256,) in budget:
+        return budget[k + (table_sha256,)]
+    return budget.get(k)
 
 
 # ------------------------------------------------------------------------------------------- compute
@@ -440,7 +445,8 @@ def results_frame(res: StudyResults, budget: dict | None = None):
                       "code_version": (r.get("provenance") or {}).get("code_version"),
                       "n_planned": r.get("n_planned", r["n"]), "stopped_at_chance": bool(r.get("stopped_at_chance")),
                       "per_image": cell_outcomes(r) is not None,
-                      "error_budget_pp": error_budget_for(c, budget or {})})
+                      "error_budget_pp": error_budget_for(c, budget or {},
+                                                          (cr.payload or {}).get("table_sha256"))})
         rows.append(d)
     cols = ["network", "technology", "rows", "cols", "r_wire_ohm", "variant", "adc_bits", "pwa_rows", "limit",
             "status", "reason", "key", "accuracy", "correct", "n", "ci_low", "ci_high", "seconds",
