@@ -160,6 +160,12 @@ def test_the_validation_section_is_written_and_replaced(tmp_path, tables):
     s = res.summary()
     assert f"{s['delta_pp']:+.2f} [{s['delta_low_pp']:+.2f}, {s['delta_high_pp']:+.2f}]" in sec
     assert "143 of the 144 configurations" in sec and "cpu X" in sec and "--images 3" in sec
+    assert "| t.parquet (abababab) |" in sec and "`t.parquet`, sha256 abababababababab…" in sec
+    # a run certified through another table names it
+    cert = {**result, "configuration": {**result["configuration"], "reference": "certified"},
+            "provenance": {**prov, "certify_table": "c.parquet", "certify_table_sha256": "cd" * 32}}
+    sec2 = budget.section_markdown([result, cert], None, conditions="load 4.")
+    assert "(certified, screened by c.parquet (cdcdcdcd))" in sec2 and "`c.parquet`, sha256 cdcd" in sec2
     doc = "# V\n\ntext\n"
     once = budget.replace_section(doc, sec)
     assert once.startswith(doc) and once.count(budget.SECTION_BEGIN) == 1

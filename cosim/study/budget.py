@@ -392,10 +392,16 @@ def section_markdown(results: list[dict], check: dict | None, *, conditions: str
         rate = check["exact_column_solves"] / check["exact_seconds"] if check["exact_seconds"] else float("nan")
         per_image = check["columns_read"] / max(len(check["images"]), 1)
         p = check["provenance"]
+        via = (f" The check's codes are those of `{p['table']}` at its own ADC decision levels, its columns screened "
+               f"by `{p['certify_table']}` (a table of the same circuit that records its residuals)."
+               if p.get("certify_table") else "")
         L += ["**Reference: certified reads.** A certified read is the surrogate's code except for the columns "
               "whose surrogate current lies within the table's safety factor times its largest calibration "
               "residual (in the column's ON-count band and the bands beside it) of an ADC decision level: those "
-              "are re-solved by the exact solver. Check against `--mode exact` on "
+              "are re-solved by the exact solver. A table that records no residuals (a shipped one) is certified "
+              "through another table of the same circuit that does (`--certify-table`): its currents and residuals "
+              "choose the columns to re-solve, the codes keep the first table's decision levels." + via
+              + " Check against `--mode exact` on "
               f"{len(check['images'])} image(s), a random {100 * check['sample']:.0f} % of every read's input "
               f"vectors: **{differ} of {reads:,} column reads differ** between certified reads and the exact "
               f"solver ({check['columns_resolved']:,} of {check['columns_read']:,} column reads "
@@ -403,18 +409,25 @@ def section_markdown(results: list[dict], check: dict | None, *, conditions: str
               f"The exact solver ran {rate:,.0f} column solves/s here, so `--mode exact` would take about "
               f"{per_image / rate / 60:.0f} min per image ({per_image:,.0f} column reads); certified reads cost "
               "the times in the table. Command: `" + p["command"] + "`.", ""]
-    L += ["| network | technology | rows | wire (Ω) | ADC reference | BinSparX | images | surrogate | reference | "
-          "difference (points) [95 %] | McNemar p | same top-1 class | code agreement | lowest layer | "
+    L += ["| network | technology | rows | wire (Ω) | ADC reference | BinSparX | table | images | surrogate | "
+          "reference | difference (points) [95 %] | McNemar p | same top-1 class | code agreement | lowest layer | "
           "re-solved | s/image |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    tables: dict[str, str] = {}     # sha256 -> how the section names the table
+
+    def short(path: str, sha: str) -> str:
+        return tables.setdefault(sha, f"{Path(path).name} ({sha[:8]})")
     done = set()
     for r in results:
         c, s = r["configuration"], r["result"]
         done.add((c["network"], c["technology"], int(c["rows"]), float(c["r_wire_ohm"]), c["adc_reference"],
                   bool(c["binsparx"])))
         L.append(f"| {c['network']} | {c['technology']} | {c['rows']} | {float(c['r_wire_ohm']):g} | "
-                 f"{c['adc_reference']} | {'on' if c['binsparx'] else 'off'} | {s['n_images']} | "
-                 f"{100 * s['accuracy_surrogate']:.1f} % | {100 * s['accuracy_reference']:.1f} % ({c['reference']}) | "
+                 f"{c['adc_reference']} | {'on' if c['binsparx'] else 'off'} | "
+                 f"{short(r['provenance']['table'], r['provenance']['table_sha256'])} | {s['n_images']} | "
+                 f"{100 * s['accuracy_surrogate']:.1f} % | {100 * s['accuracy_reference']:.1f} % ({c['reference']}"
+                 + (f", screened by {short(r['provenance']['certify_table'], r['provenance']['certify_table_sha256'])}"
+                    if r["provenance"].get("certify_table") else "") + ") | "
                  f"{_pp(s['delta_pp'])} [{_pp(s['delta_low_pp'])}, {_pp(s['delta_high_pp'])}] | "
                  f"{s['mcnemar_p']:.3g} | {100 * s['prediction_agreement']:.1f} % | "
                  f"{100 * s['code_agreement']:.3f} % | {100 * s['min_layer_code_agreement']:.3f} % | "
@@ -443,9 +456,16 @@ def section_markdown(results: list[dict], check: dict | None, *, conditions: str
               + ", ".join(f"{l['name']} {100 * l['code_agreement']:.3f} % ({l['codes_differ']:,} of "
                           f"{l['column_reads']:,})" for l in s["layers"]) + "."]
     if results:
-        p = results[0]["provenance"]
-        L += ["", f"Table `{p['table']}` (sha256 {p['table_sha256'][:12]}…), CPU {p['cpu']}, code "
-                  f"{p['code_version']}, {p['date_utc'][:10]}; {conditions} Commands:", ""]
+        paths = {}
+        for r in results:
+            p = r["provenance"]
+            paths[p["table_sha256"]] = p["table"]
+            if p.get("certify_table"):
+                paths[p["certify_table_sha256"]] = p["certify_table"]
+        L += ["", "Tables: " + "; ".join(f"{tables[sha]}: `{path}`, sha256 {sha[:16]}…" for sha, path in paths.items())
+              + ". Runs: CPU " + ", ".join(sorted({r["provenance"]["cpu"] for r in results})) + ", code "
+              + ", ".join(sorted({r["provenance"]["code_version"] for r in results})) + ", "
+              + ", ".join(sorted({r["provenance"]["date_utc"][:10] for r in results})) + f"; {conditions} Commands:", ""]
         L += [f"    {r['provenance']['command']}" for r in results]
         rates = [r["result"]["seconds_per_image"] for r in results]
         grid = [(n, t, rw, ro, a, b) for n in GRID[0] for t in GRID[1] for rw in GRID[2] for ro in GRID[3]
@@ -458,8 +478,8 @@ def section_markdown(results: list[dict], check: dict | None, *, conditions: str
                   f"BinSparX), and these on {images_target} images. At the slowest rate measured here "
                   f"({max(rates):.0f} s per image, one core) that is about {hours:,.0f} core-hours; other "
                   "technologies, row counts and ResNet-18 have not been timed (more rows and wider layers mean more "
-                  "column reads, a looser table more re-solved columns), and each needs its own table fitted with "
-                  "`cosim calibrate --solver exact` (the shipped tables record no residuals)."]
+                  "column reads, a looser table more re-solved columns), and each needs a certifying table of its "
+                  "circuit (technology, rows, wire resistance) fitted with `cosim calibrate --solver exact`."]
     L += ["", SECTION_END]
     return "\n".join(L)
 
