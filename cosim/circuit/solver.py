@@ -62,6 +62,9 @@ from .solver_kernel import FET_PARAM_NAMES, KIND, STATUS_REASONS, CellPar, CellT
 VNTOL_V = 1e-6
 ABSTOL_A = 1e-12
 MAX_ITER = 100
+#: decoupled columns with both lines resistive solved several at once in lanes (solver_kernel.c, dec_run_lanes:
+#: the same iteration per column, vectorised over columns); False: one column at a time (dec_run)
+DECOUPLED_LANES = True
 
 
 @dataclass
@@ -422,6 +425,7 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
         job.kidx, job.cidx, job.npairs = pairs[0].ctypes.data, pairs[1].ctypes.data, pairs[0].size
     if table is not None:
         job.table = ctypes.pointer(table[0])
+    job.lanes = int(DECOUPLED_LANES)
     lib.cosim_solve_decoupled(ctypes.byref(job), int(nthreads))
     return cur, iters, status
 

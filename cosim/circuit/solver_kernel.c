@@ -257,6 +257,7 @@ typedef struct {
     int32_t *status;             /* (K, C) 0 converged, 1 iteration limit, 2 non-finite, 3 singular */
     int32_t *iters;              /* (K, C) Newton iterations */
     const celltab_t *table;      /* NULL: exact cells; else the tabulated cells (exact outside the grid) */
+    int32_t lanes;               /* 1: columns with both lines resistive in lanes (dec_run_lanes); 0: one by one */
 } dec_job_t;
 
 /* A column whose bit line or source line (not both) has zero-ohm wires: that line is one node M, the other
@@ -413,12 +414,215 @@ static void *dec_run_mixed(dec_job_t *j) {
     return NULL;
 }
 
+/* ---------------------------------------------------------------------------------------------- */
+/* Columns in lanes: LANES columns of the general case (both lines resistive) solved side by side, their
+   per-row values stored lane by lane (structure of arrays), so that the wires, the block-Thomas elimination,
+   the back substitution, the update and the convergence test of a row run as one vector operation over the
+   lanes (the compiler vectorises the lane loops) and the lanes' cells are independent work. Each lane runs
+   exactly dec_run's iteration on its own column (the same arithmetic in the same order; a column's result
+   does not depend on its lane or its neighbours); a lane whose column has finished takes the next column of
+   the thread's slice. The first iteration's cells are all at the ideal bias (v_read across, the source line
+   at 0 V), so their currents and derivatives are taken per state from the values computed once (the same
+   values the cells would return). */
+#define LANES 8
+
+typedef struct { double ia, ib, J[4]; cellws_t ws; } cellstart_t;
+
+static void *dec_run_lanes(dec_job_t *j) {
+    const cellpar_t *P = j->P;
+    const int64_t R = j->R, C = j->C, N = R;
+    const double gb = j->g_bl_s, gs = j->g_sl_s, gsh = j->g_shunt_s, vr = j->v_read_v;
+    const double gdrv = j->driver_fixed ? 0.0 : j->g_driver_s, gsnk = j->sink_fixed ? 0.0 : j->g_sink_s;
+    const celltab_t *tab = j->table;
+    const size_t nl = (size_t)R * LANES;
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, nl * (sizeof(double) * 8 + sizeof(cellws_t) + sizeof(tabloc_t) + 2 * sizeof(int))) != 0)
+        mem = NULL;
+    if (!mem) {
+        for (int64_t q = j->j0; q < j->j1; q++) { j->status[q] = 4; j->i_out[q] = NAN; }
+        return NULL;
+    }
+    double *vb = mem, *vs = vb + nl, *c0 = vs + nl, *c1 = c0 + nl, *c2 = c1 + nl, *c3 = c2 + nl;
+    double *db = c3 + nl, *ds = db + nl;
+    cellws_t *ws = (cellws_t *)(ds + nl);
+    tabloc_t *loc = (tabloc_t *)(ws + nl);
+    int *inloc = (int *)(loc + nl), *sta = inloc + nl;
+    /* each state's cell at the ideal bias: the inner node's first guess, and the first iteration's values */
+    cellstart_t cs[4];
+    for (int st = 0; st < 4; st++) {
+        double ia, ib, Jc[4];
+        cellws_t w0 = {NAN, 0.0, 0.0, 0.0, 0.0};
+        cell_eval(P, j->state[st][0], j->state[st][1], vr, 0.0, &w0, &ia, &ib, Jc);
+        cs[st].ws = w0;
+        if (!(tab && table_cell(tab, st, vr, 0.0, &cs[st].ia, &cs[st].ib, cs[st].J)))
+            cell_eval(P, j->state[st][0], j->state[st][1], vr, 0.0, &cs[st].ws, &cs[st].ia, &cs[st].ib, cs[st].J);
+    }
+    int64_t lq[LANES], next = j->j0;
+    int lit[LANES], lbad[LANES];
+    double i_prev[LANES], d_prev[LANES], i_sense[LANES], dmax[LANES], scale[LANES];
+    double ib_last[LANES], jb2[LANES], jb3[LANES], flow[LANES], dfb[LANES], dfs[LANES];
+    int conv[LANES];
+    const double zeros[LANES] = {0};
+    for (int l = 0; l < LANES; l++) lq[l] = -1;
+    for (size_t i = 0; i < nl; i++) { vb[i] = vr; vs[i] = 0.0; sta[i] = 0; inloc[i] = 0; }
+    for (;;) {
+        int nact = 0;
+        for (int l = 0; l < LANES; l++) {
+            if (lq[l] < 0 && next < j->j1) {
+                const int64_t q = next++;
+                const int64_t k = j->kidx ? j->kidx[q] : q / C, c = j->cidx ? j->cidx[q] : q % C;
+                const uint8_t *xr = j->x + k * R, *wr = j->wt + c * R;
+                for (int64_t r = 0; r < R; r++) {
+                    const int st = 2 * (xr[r] != 0) + (wr[r] != 0);
+                    sta[r * LANES + l] = st;
+                    ws[r * LANES + l] = cs[st].ws;
+                    vb[r * LANES + l] = vr; vs[r * LANES + l] = 0.0;
+                }
+                lq[l] = q; lit[l] = 0; i_prev[l] = NAN; d_prev[l] = INFINITY; i_sense[l] = 0.0;
+            }
+            if (lq[l] >= 0) { nact++; lit[l]++; }
+            lbad[l] = 0; ib_last[l] = 0.0; jb2[l] = 0.0; jb3[l] = 0.0;
+        }
+        if (!nact) break;
+        /* tabulated cells: located (their table memory fetched) in one pass, evaluated in the next */
+        if (tab) {
+            for (int64_t r = 0; r < R; r++)
+                for (int l = 0; l < LANES; l++) {
+                    const int64_t i = r * LANES + l;
+                    inloc[i] = lq[l] >= 0 && lit[l] > 1 && table_locate(tab, sta[i], vb[i], vs[i], &loc[i]);
+                }
+        }
+        for (int64_t n = 0; n < N; n++) {
+            double ia[LANES], ib[LANES], j0[LANES], j1[LANES], j2[LANES], j3[LANES];
+            for (int l = 0; l < LANES; l++) {
+                const int64_t i = n * LANES + l;
+                double Jc[4];
+                if (lq[l] < 0) { ia[l] = ib[l] = 0.0; Jc[0] = Jc[1] = Jc[2] = Jc[3] = 0.0; }
+                else if (lit[l] == 1) {
+                    const cellstart_t *s = &cs[sta[i]];
+                    ia[l] = s->ia; ib[l] = s->ib; Jc[0] = s->J[0]; Jc[1] = s->J[1]; Jc[2] = s->J[2]; Jc[3] = s->J[3];
+                } else if (tab && inloc[i]) table_interp(tab, &loc[i], &ia[l], &ib[l], Jc);
+                else cell_eval(P, j->state[sta[i]][0], j->state[sta[i]][1], vb[i], vs[i], &ws[i], &ia[l], &ib[l], Jc);
+                j0[l] = Jc[0]; j1[l] = Jc[1]; j2[l] = Jc[2]; j3[l] = Jc[3];
+            }
+            const double lbw = n > 0 ? -gb : 0.0, lsw = n > 0 ? -gs : 0.0;
+            const double *vbp = vb + (n > 0 ? n - 1 : n) * LANES, *vsp = vs + (n > 0 ? n - 1 : n) * LANES;
+            const double *vbn = vb + (n < N - 1 ? n + 1 : n) * LANES, *vsn = vs + (n < N - 1 ? n + 1 : n) * LANES;
+            const double *vbc = vb + n * LANES, *vsc = vs + n * LANES;
+            const double gbu = n > 0 ? gb : 0.0, gsu = n > 0 ? gs : 0.0, gbd = n < N - 1 ? gb : 0.0, gsd = n < N - 1 ? gs : 0.0;
+            const double ubw = n < N - 1 ? -gb : 0.0, usw = n < N - 1 ? -gs : 0.0;
+            const double gd = n == 0 ? gdrv : 0.0, gk = n == N - 1 ? gsnk : 0.0;
+            const int fix_d = n == 0 && j->driver_fixed, fix_s = n == N - 1 && j->sink_fixed, last = n == N - 1;
+            double *cq0 = c0 + n * LANES, *cq1 = c1 + n * LANES, *cq2 = c2 + n * LANES, *cq3 = c3 + n * LANES;
+            /* the row above's C' and step (row 0: zeros, never a lane's stale values) */
+            const double *pc0 = n > 0 ? c0 + (n - 1) * LANES : zeros, *pc1 = n > 0 ? c1 + (n - 1) * LANES : zeros;
+            const double *pc2 = n > 0 ? c2 + (n - 1) * LANES : zeros, *pc3 = n > 0 ? c3 + (n - 1) * LANES : zeros;
+            const double *pdb = n > 0 ? db + (n - 1) * LANES : zeros, *pds = n > 0 ? ds + (n - 1) * LANES : zeros;
+            double *dbc = db + n * LANES, *dsc = ds + n * LANES;
+            for (int l = 0; l < LANES; l++) {
+                double fb = gsh * vbc[l], fs = gsh * vsc[l];
+                double a00 = gsh, a11 = gsh;
+                /* the same sums as dec_run's, in its order (a wire that is not there adds an exact 0) */
+                fb += gbu * (vbc[l] - vbp[l]); fs += gsu * (vsc[l] - vsp[l]); a00 += gbu; a11 += gsu;
+                fb += gbd * (vbc[l] - vbn[l]); fs += gsd * (vsc[l] - vsn[l]); a00 += gbd; a11 += gsd;
+                fb += gd * (vbc[l] - vr); a00 += gd;
+                fs += gk * vsc[l]; a11 += gk;
+                fb += ia[l]; fs -= ib[l];
+                double a0 = a00 + j0[l], a1 = 0.0 + j1[l], a2 = 0.0 - j2[l], a3 = a11 - j3[l];
+                double lb = lbw, ls = lsw, ub = ubw, us = usw;
+                if (last) { ib_last[l] += ib[l]; jb2[l] += j2[l]; jb3[l] += j3[l]; }
+                if (fix_d) { fb = vbc[l] - vr; a0 = 1.0; a1 = 0.0; ub = 0.0; }
+                if (fix_s) { fs = vsc[l]; a2 = 0.0; a3 = 1.0; ls = 0.0; }
+                double r0 = -fb, r1 = -fs;
+                a0 -= lb * pc0[l]; a1 -= lb * pc1[l];
+                a2 -= ls * pc2[l]; a3 -= ls * pc3[l];
+                r0 -= lb * pdb[l]; r1 -= ls * pds[l];
+                const double det = a0 * a3 - a1 * a2;
+                lbad[l] |= !(fabs(det) > 1e-300) || !isfinite(det);
+                const double rdet = 1.0 / det;
+                const double i0 = a3 * rdet, i1 = -a1 * rdet, i2 = -a2 * rdet, i3 = a0 * rdet;
+                cq0[l] = i0 * ub; cq1[l] = i1 * us; cq2[l] = i2 * ub; cq3[l] = i3 * us;
+                dbc[l] = i0 * r0 + i1 * r1; dsc[l] = i2 * r0 + i3 * r1;
+            }
+        }
+        /* the sink-side flow into a fixed sink node, before this step */
+        for (int l = 0; l < LANES; l++) {
+            flow[l] = ib_last[l]; dfb[l] = 0.0; dfs[l] = 0.0;
+            if (j->sink_fixed) {
+                dfb[l] = jb2[l]; dfs[l] = jb3[l];
+                if (N > 1) flow[l] += gs * (vs[(N - 2) * LANES + l] - vs[(N - 1) * LANES + l]);
+            }
+        }
+        for (int64_t n = N - 2; n >= 0; n--) {
+            const double *q0 = c0 + n * LANES, *q1 = c1 + n * LANES, *q2 = c2 + n * LANES, *q3 = c3 + n * LANES;
+            double *dbc = db + n * LANES, *dsc = ds + n * LANES;
+            const double *dbn = db + (n + 1) * LANES, *dsn = ds + (n + 1) * LANES;
+            for (int l = 0; l < LANES; l++) {
+                dbc[l] -= q0[l] * dbn[l] + q1[l] * dsn[l];
+                dsc[l] -= q2[l] * dbn[l] + q3[l] * dsn[l];
+            }
+        }
+        for (int l = 0; l < LANES; l++) dmax[l] = 0.0;
+        for (int64_t n = 0; n < N; n++) {
+            const double *dbc = db + n * LANES, *dsc = ds + n * LANES;
+            for (int l = 0; l < LANES; l++) {
+                const double a = fabs(dbc[l]), b = fabs(dsc[l]);
+                if (a > dmax[l]) dmax[l] = a;
+                if (b > dmax[l]) dmax[l] = b;
+            }
+        }
+        for (int l = 0; l < LANES; l++) {
+            scale[l] = dmax[l] > j->dv_max_v ? j->dv_max_v / dmax[l] : 1.0;
+            conv[l] = scale[l] == 1.0;
+        }
+        const double rt = j->reltol, vnt = j->vntol_v;
+        for (int64_t n = 0; n < N; n++) {
+            double *vbc = vb + n * LANES, *vsc = vs + n * LANES;
+            const double *dbc = db + n * LANES, *dsc = ds + n * LANES;
+            for (int l = 0; l < LANES; l++) {
+                const double nb = vbc[l] + scale[l] * dbc[l], ns = vsc[l] + scale[l] * dsc[l];
+                conv[l] &= !(fabs(nb - vbc[l]) > rt * fmax(fabs(nb), fabs(vbc[l])) + vnt ||
+                             fabs(ns - vsc[l]) > rt * fmax(fabs(ns), fabs(vsc[l])) + vnt);
+                vbc[l] = nb; vsc[l] = ns;
+            }
+        }
+        for (int l = 0; l < LANES; l++) {
+            if (lq[l] < 0) continue;
+            int status = -1;
+            if (lbad[l]) status = 3;
+            else if (!isfinite(dmax[l])) status = 2;
+            else {
+                if (j->sink_fixed) {
+                    i_sense[l] = flow[l] + scale[l] * (dfb[l] * db[(N - 1) * LANES + l] + dfs[l] * ds[(N - 1) * LANES + l]);
+                    if (N > 1) i_sense[l] += scale[l] * gs * (ds[(N - 2) * LANES + l] - ds[(N - 1) * LANES + l]);
+                } else {
+                    i_sense[l] = j->g_sink_s * vs[(N - 1) * LANES + l];
+                }
+                if (!isfinite(i_sense[l])) status = 2;
+                else if (sense_settled(i_sense[l], &i_prev[l], &d_prev[l], conv[l], rt, j->abstol_a)) status = 0;
+                else if (lit[l] >= j->max_iter) status = 1;
+            }
+            if (status < 0) continue;
+            const int64_t q = lq[l];
+            j->i_out[q] = status == 0 ? i_sense[l] : NAN;
+            j->status[q] = status;
+            j->iters[q] = lit[l];
+            lq[l] = -1;
+            /* an idle lane: benign values until it takes a column */
+            for (int64_t r = 0; r < R; r++) { vb[r * LANES + l] = vr; vs[r * LANES + l] = 0.0; }
+        }
+    }
+    free(mem);
+    return NULL;
+}
+
 static void *dec_run(void *arg) {
     dec_job_t *j = arg;
     if ((j->g_bl_s == 0.0) != (j->g_sl_s == 0.0)) return dec_run_mixed(j);
     const cellpar_t *P = j->P;
     const int64_t R = j->R, C = j->C;
     const int merged = j->g_bl_s == 0.0;
+    if (!merged && j->lanes) return dec_run_lanes(j);
     const int64_t N = merged ? 1 : R;
     const double gb = j->g_bl_s, gs = j->g_sl_s, gsh = j->g_shunt_s;
     const celltab_t *tab = j->table;
@@ -638,4 +842,5 @@ COSIM_LAYOUT(cosim_solver_decjob_layout, (int64_t)sizeof(dec_job_t), (int64_t)of
              (int64_t)offsetof(dec_job_t, state), (int64_t)offsetof(dec_job_t, v_read_v),
              (int64_t)offsetof(dec_job_t, g_bl_s), (int64_t)offsetof(dec_job_t, g_sl_s),
              (int64_t)offsetof(dec_job_t, max_iter), (int64_t)offsetof(dec_job_t, npairs),
-             (int64_t)offsetof(dec_job_t, i_out), (int64_t)offsetof(dec_job_t, table))
+             (int64_t)offsetof(dec_job_t, i_out), (int64_t)offsetof(dec_job_t, table),
+             (int64_t)offsetof(dec_job_t, lanes))

@@ -55,7 +55,8 @@ class DecJob(ctypes.Structure):
                 ("vntol_v", ctypes.c_double), ("abstol_a", ctypes.c_double), ("dv_max_v", ctypes.c_double),
                 ("kidx", ctypes.c_void_p), ("cidx", ctypes.c_void_p), ("npairs", ctypes.c_int64),
                 ("j0", ctypes.c_int64), ("j1", ctypes.c_int64), ("i_out", ctypes.c_void_p),
-                ("status", ctypes.c_void_p), ("iters", ctypes.c_void_p), ("table", ctypes.POINTER(CellTab))]
+                ("status", ctypes.c_void_p), ("iters", ctypes.c_void_p), ("table", ctypes.POINTER(CellTab)),
+                ("lanes", ctypes.c_int32)]
 
 
 #: the structs passed to the library, the C function that reports each one's layout (its size, then the
@@ -63,7 +64,7 @@ class DecJob(ctypes.Structure):
 LAYOUTS = ((CellPar, "cosim_solver_cellpar_layout", ("fet", "nfin", "g_inner_shunt_s")),
            (CellTab, "cosim_solver_celltab_layout", ("nch", "x0", "c")),
            (DecJob, "cosim_solver_decjob_layout", ("x", "state", "v_read_v", "g_bl_s", "g_sl_s", "max_iter", "npairs",
-                                                    "i_out", "table")))
+                                                    "i_out", "table", "lanes")))
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
