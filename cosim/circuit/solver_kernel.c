@@ -426,6 +426,18 @@ static void *dec_run_mixed(dec_job_t *j) {
    values the cells would return). */
 #define LANES 8
 
+/* the lanes as one vector (GCC and clang vector extensions; the compiler splits it into the vector
+   registers the target has, or scalars), and its masks (all bits set where true) */
+typedef double vd __attribute__((vector_size(8 * LANES)));
+typedef int64_t vl __attribute__((vector_size(8 * LANES)));
+#define VD(p) (*(vd *)(p))
+static const vd vzero = {0};
+static const vl vzero_l = {0};
+static inline vd vsel(vl m, vd a, vd b) { return (vd)((m & (vl)a) | (~m & (vl)b)); }
+static inline vd vabs(vd a) { return (vd)((vl)a & (vzero_l + INT64_MAX)); }
+/* fmax of each lane (the other operand where one is NaN) */
+static inline vd vfmax(vd a, vd b) { return vsel((a > b) | (b != b), a, b); }
+
 typedef struct { double ia, ib, J[4]; cellws_t ws; } cellstart_t;
 
 static void *dec_run_lanes(dec_job_t *j) {
@@ -458,11 +470,8 @@ static void *dec_run_lanes(dec_job_t *j) {
             cell_eval(P, j->state[st][0], j->state[st][1], vr, 0.0, &cs[st].ws, &cs[st].ia, &cs[st].ib, cs[st].J);
     }
     int64_t lq[LANES], next = j->j0;
-    int lit[LANES], lbad[LANES];
-    double i_prev[LANES], d_prev[LANES], i_sense[LANES], dmax[LANES], scale[LANES];
-    double ib_last[LANES], jb2[LANES], jb3[LANES], flow[LANES], dfb[LANES], dfs[LANES];
-    int conv[LANES];
-    const double zeros[LANES] = {0};
+    int lit[LANES];
+    double i_prev[LANES], d_prev[LANES], i_sense[LANES];
     for (int l = 0; l < LANES; l++) lq[l] = -1;
     for (size_t i = 0; i < nl; i++) { vb[i] = vr; vs[i] = 0.0; sta[i] = 0; inloc[i] = 0; }
     for (;;) {
@@ -481,7 +490,6 @@ static void *dec_run_lanes(dec_job_t *j) {
                 lq[l] = q; lit[l] = 0; i_prev[l] = NAN; d_prev[l] = INFINITY; i_sense[l] = 0.0;
             }
             if (lq[l] >= 0) { nact++; lit[l]++; }
-            lbad[l] = 0; ib_last[l] = 0.0; jb2[l] = 0.0; jb3[l] = 0.0;
         }
         if (!nact) break;
         /* tabulated cells: located (their table memory fetched) in one pass, evaluated in the next */
@@ -492,104 +500,87 @@ static void *dec_run_lanes(dec_job_t *j) {
                     inloc[i] = lq[l] >= 0 && lit[l] > 1 && table_locate(tab, sta[i], vb[i], vs[i], &loc[i]);
                 }
         }
+        vl bad = vzero_l;
+        vd ibl = vzero, jb2 = vzero, jb3 = vzero;
         for (int64_t n = 0; n < N; n++) {
-            double ia[LANES], ib[LANES], j0[LANES], j1[LANES], j2[LANES], j3[LANES];
+            vd ia, ib, j0, j1, j2, j3;
             for (int l = 0; l < LANES; l++) {
                 const int64_t i = n * LANES + l;
-                double Jc[4];
-                if (lq[l] < 0) { ia[l] = ib[l] = 0.0; Jc[0] = Jc[1] = Jc[2] = Jc[3] = 0.0; }
+                double Jc[4], ca, cb;
+                if (lq[l] < 0) { ca = cb = 0.0; Jc[0] = Jc[1] = Jc[2] = Jc[3] = 0.0; }
                 else if (lit[l] == 1) {
                     const cellstart_t *s = &cs[sta[i]];
-                    ia[l] = s->ia; ib[l] = s->ib; Jc[0] = s->J[0]; Jc[1] = s->J[1]; Jc[2] = s->J[2]; Jc[3] = s->J[3];
-                } else if (tab && inloc[i]) table_interp(tab, &loc[i], &ia[l], &ib[l], Jc);
-                else cell_eval(P, j->state[sta[i]][0], j->state[sta[i]][1], vb[i], vs[i], &ws[i], &ia[l], &ib[l], Jc);
-                j0[l] = Jc[0]; j1[l] = Jc[1]; j2[l] = Jc[2]; j3[l] = Jc[3];
+                    ca = s->ia; cb = s->ib; Jc[0] = s->J[0]; Jc[1] = s->J[1]; Jc[2] = s->J[2]; Jc[3] = s->J[3];
+                } else if (tab && inloc[i]) table_interp(tab, &loc[i], &ca, &cb, Jc);
+                else cell_eval(P, j->state[sta[i]][0], j->state[sta[i]][1], vb[i], vs[i], &ws[i], &ca, &cb, Jc);
+                ia[l] = ca; ib[l] = cb; j0[l] = Jc[0]; j1[l] = Jc[1]; j2[l] = Jc[2]; j3[l] = Jc[3];
             }
-            const double lbw = n > 0 ? -gb : 0.0, lsw = n > 0 ? -gs : 0.0;
-            const double *vbp = vb + (n > 0 ? n - 1 : n) * LANES, *vsp = vs + (n > 0 ? n - 1 : n) * LANES;
-            const double *vbn = vb + (n < N - 1 ? n + 1 : n) * LANES, *vsn = vs + (n < N - 1 ? n + 1 : n) * LANES;
-            const double *vbc = vb + n * LANES, *vsc = vs + n * LANES;
+            /* the row's wires and cell, then its block-Thomas elimination: dec_run's sums in its order (a wire
+               that is not there adds an exact 0), over the lanes at once */
+            const vd vbc = VD(vb + n * LANES), vsc = VD(vs + n * LANES);
+            const vd vbp = n > 0 ? VD(vb + (n - 1) * LANES) : vbc, vsp = n > 0 ? VD(vs + (n - 1) * LANES) : vsc;
+            const vd vbn = n < N - 1 ? VD(vb + (n + 1) * LANES) : vbc, vsn = n < N - 1 ? VD(vs + (n + 1) * LANES) : vsc;
             const double gbu = n > 0 ? gb : 0.0, gsu = n > 0 ? gs : 0.0, gbd = n < N - 1 ? gb : 0.0, gsd = n < N - 1 ? gs : 0.0;
-            const double ubw = n < N - 1 ? -gb : 0.0, usw = n < N - 1 ? -gs : 0.0;
             const double gd = n == 0 ? gdrv : 0.0, gk = n == N - 1 ? gsnk : 0.0;
-            const int fix_d = n == 0 && j->driver_fixed, fix_s = n == N - 1 && j->sink_fixed, last = n == N - 1;
-            double *cq0 = c0 + n * LANES, *cq1 = c1 + n * LANES, *cq2 = c2 + n * LANES, *cq3 = c3 + n * LANES;
-            /* the row above's C' and step (row 0: zeros, never a lane's stale values) */
-            const double *pc0 = n > 0 ? c0 + (n - 1) * LANES : zeros, *pc1 = n > 0 ? c1 + (n - 1) * LANES : zeros;
-            const double *pc2 = n > 0 ? c2 + (n - 1) * LANES : zeros, *pc3 = n > 0 ? c3 + (n - 1) * LANES : zeros;
-            const double *pdb = n > 0 ? db + (n - 1) * LANES : zeros, *pds = n > 0 ? ds + (n - 1) * LANES : zeros;
-            double *dbc = db + n * LANES, *dsc = ds + n * LANES;
-            for (int l = 0; l < LANES; l++) {
-                double fb = gsh * vbc[l], fs = gsh * vsc[l];
-                double a00 = gsh, a11 = gsh;
-                /* the same sums as dec_run's, in its order (a wire that is not there adds an exact 0) */
-                fb += gbu * (vbc[l] - vbp[l]); fs += gsu * (vsc[l] - vsp[l]); a00 += gbu; a11 += gsu;
-                fb += gbd * (vbc[l] - vbn[l]); fs += gsd * (vsc[l] - vsn[l]); a00 += gbd; a11 += gsd;
-                fb += gd * (vbc[l] - vr); a00 += gd;
-                fs += gk * vsc[l]; a11 += gk;
-                fb += ia[l]; fs -= ib[l];
-                double a0 = a00 + j0[l], a1 = 0.0 + j1[l], a2 = 0.0 - j2[l], a3 = a11 - j3[l];
-                double lb = lbw, ls = lsw, ub = ubw, us = usw;
-                if (last) { ib_last[l] += ib[l]; jb2[l] += j2[l]; jb3[l] += j3[l]; }
-                if (fix_d) { fb = vbc[l] - vr; a0 = 1.0; a1 = 0.0; ub = 0.0; }
-                if (fix_s) { fs = vsc[l]; a2 = 0.0; a3 = 1.0; ls = 0.0; }
-                double r0 = -fb, r1 = -fs;
-                a0 -= lb * pc0[l]; a1 -= lb * pc1[l];
-                a2 -= ls * pc2[l]; a3 -= ls * pc3[l];
-                r0 -= lb * pdb[l]; r1 -= ls * pds[l];
-                const double det = a0 * a3 - a1 * a2;
-                lbad[l] |= !(fabs(det) > 1e-300) || !isfinite(det);
-                const double rdet = 1.0 / det;
-                const double i0 = a3 * rdet, i1 = -a1 * rdet, i2 = -a2 * rdet, i3 = a0 * rdet;
-                cq0[l] = i0 * ub; cq1[l] = i1 * us; cq2[l] = i2 * ub; cq3[l] = i3 * us;
-                dbc[l] = i0 * r0 + i1 * r1; dsc[l] = i2 * r0 + i3 * r1;
+            vd fb = gsh * vbc, fs = gsh * vsc;
+            vd a00 = vzero + gsh, a11 = vzero + gsh;
+            fb += gbu * (vbc - vbp); fs += gsu * (vsc - vsp); a00 += gbu; a11 += gsu;
+            fb += gbd * (vbc - vbn); fs += gsd * (vsc - vsn); a00 += gbd; a11 += gsd;
+            fb += gd * (vbc - vr); a00 += gd;
+            fs += gk * vsc; a11 += gk;
+            fb += ia; fs -= ib;
+            vd a0 = a00 + j0, a1 = 0.0 + j1, a2 = 0.0 - j2, a3 = a11 - j3;
+            double lb = n > 0 ? -gb : 0.0, ls = n > 0 ? -gs : 0.0, ub = n < N - 1 ? -gb : 0.0, us = n < N - 1 ? -gs : 0.0;
+            if (n == N - 1) { ibl += ib; jb2 += j2; jb3 += j3; }
+            if (n == 0 && j->driver_fixed) { fb = vbc - vr; a0 = vzero + 1.0; a1 = vzero; ub = 0.0; }
+            if (n == N - 1 && j->sink_fixed) { fs = vsc; a2 = vzero; a3 = vzero + 1.0; ls = 0.0; }
+            vd r0 = -fb, r1 = -fs;
+            if (n > 0) {   /* M = A - L C'_{n-1}; r -= L d_{n-1} */
+                const int64_t o = (n - 1) * LANES;
+                a0 -= lb * VD(c0 + o); a1 -= lb * VD(c1 + o);
+                a2 -= ls * VD(c2 + o); a3 -= ls * VD(c3 + o);
+                r0 -= lb * VD(db + o); r1 -= ls * VD(ds + o);
             }
+            const vd det = a0 * a3 - a1 * a2;
+            bad |= ~(vabs(det) > 1e-300) | ~(det - det == 0.0);
+            const vd rdet = 1.0 / det;
+            const vd i0 = a3 * rdet, i1 = -a1 * rdet, i2 = -a2 * rdet, i3 = a0 * rdet;
+            const int64_t o = n * LANES;
+            VD(c0 + o) = i0 * ub; VD(c1 + o) = i1 * us; VD(c2 + o) = i2 * ub; VD(c3 + o) = i3 * us;
+            VD(db + o) = i0 * r0 + i1 * r1; VD(ds + o) = i2 * r0 + i3 * r1;
         }
         /* the sink-side flow into a fixed sink node, before this step */
-        for (int l = 0; l < LANES; l++) {
-            flow[l] = ib_last[l]; dfb[l] = 0.0; dfs[l] = 0.0;
-            if (j->sink_fixed) {
-                dfb[l] = jb2[l]; dfs[l] = jb3[l];
-                if (N > 1) flow[l] += gs * (vs[(N - 2) * LANES + l] - vs[(N - 1) * LANES + l]);
-            }
+        vd flow = ibl, dfb = vzero, dfs = vzero;
+        if (j->sink_fixed) {
+            dfb = jb2; dfs = jb3;
+            if (N > 1) flow += gs * (VD(vs + (N - 2) * LANES) - VD(vs + (N - 1) * LANES));
         }
         for (int64_t n = N - 2; n >= 0; n--) {
-            const double *q0 = c0 + n * LANES, *q1 = c1 + n * LANES, *q2 = c2 + n * LANES, *q3 = c3 + n * LANES;
-            double *dbc = db + n * LANES, *dsc = ds + n * LANES;
-            const double *dbn = db + (n + 1) * LANES, *dsn = ds + (n + 1) * LANES;
-            for (int l = 0; l < LANES; l++) {
-                dbc[l] -= q0[l] * dbn[l] + q1[l] * dsn[l];
-                dsc[l] -= q2[l] * dbn[l] + q3[l] * dsn[l];
-            }
+            const int64_t o = n * LANES, p = (n + 1) * LANES;
+            VD(db + o) -= VD(c0 + o) * VD(db + p) + VD(c1 + o) * VD(ds + p);
+            VD(ds + o) -= VD(c2 + o) * VD(db + p) + VD(c3 + o) * VD(ds + p);
         }
-        for (int l = 0; l < LANES; l++) dmax[l] = 0.0;
+        vd dmax = vzero;
         for (int64_t n = 0; n < N; n++) {
-            const double *dbc = db + n * LANES, *dsc = ds + n * LANES;
-            for (int l = 0; l < LANES; l++) {
-                const double a = fabs(dbc[l]), b = fabs(dsc[l]);
-                if (a > dmax[l]) dmax[l] = a;
-                if (b > dmax[l]) dmax[l] = b;
-            }
+            const vd a = vabs(VD(db + n * LANES)), b = vabs(VD(ds + n * LANES));
+            dmax = vsel(a > dmax, a, dmax);
+            dmax = vsel(b > dmax, b, dmax);
         }
-        for (int l = 0; l < LANES; l++) {
-            scale[l] = dmax[l] > j->dv_max_v ? j->dv_max_v / dmax[l] : 1.0;
-            conv[l] = scale[l] == 1.0;
-        }
-        const double rt = j->reltol, vnt = j->vntol_v;
+        const double dvm = j->dv_max_v, rt = j->reltol, vnt = j->vntol_v;
+        const vd scale = vsel(dmax > dvm, dvm / dmax, vzero + 1.0);
+        vl conv = scale == 1.0;
         for (int64_t n = 0; n < N; n++) {
-            double *vbc = vb + n * LANES, *vsc = vs + n * LANES;
-            const double *dbc = db + n * LANES, *dsc = ds + n * LANES;
-            for (int l = 0; l < LANES; l++) {
-                const double nb = vbc[l] + scale[l] * dbc[l], ns = vsc[l] + scale[l] * dsc[l];
-                conv[l] &= !(fabs(nb - vbc[l]) > rt * fmax(fabs(nb), fabs(vbc[l])) + vnt ||
-                             fabs(ns - vsc[l]) > rt * fmax(fabs(ns), fabs(vsc[l])) + vnt);
-                vbc[l] = nb; vsc[l] = ns;
-            }
+            const int64_t o = n * LANES;
+            const vd ob = VD(vb + o), os = VD(vs + o);
+            const vd nb = ob + scale * VD(db + o), ns = os + scale * VD(ds + o);
+            conv &= ~((vabs(nb - ob) > rt * vfmax(vabs(nb), vabs(ob)) + vnt) |
+                      (vabs(ns - os) > rt * vfmax(vabs(ns), vabs(os)) + vnt));
+            VD(vb + o) = nb; VD(vs + o) = ns;
         }
         for (int l = 0; l < LANES; l++) {
             if (lq[l] < 0) continue;
             int status = -1;
-            if (lbad[l]) status = 3;
+            if (bad[l]) status = 3;
             else if (!isfinite(dmax[l])) status = 2;
             else {
                 if (j->sink_fixed) {
