@@ -440,6 +440,18 @@ static inline vd vfmax(vd a, vd b) { return vsel((a > b) | (b != b), a, b); }
 
 typedef struct { double ia, ib, J[4]; cellws_t ws; } cellstart_t;
 
+/* The lanes' tabulated cells of row r located (inloc 0: not on the table, or not to be looked up: an idle
+   lane, or a lane's first iteration), their table memory fetched. Rows are located this far ahead of their
+   evaluation: the fetched patches of a few rows stay in the first-level cache. */
+#define LOCATE_AHEAD 4
+static inline void locate_row(const celltab_t *tab, int64_t r, const int64_t *lq, const int *lit, const int *sta,
+                              const double *vb, const double *vs, tabloc_t *loc, int *inloc) {
+    for (int l = 0; l < LANES; l++) {
+        const int64_t i = r * LANES + l;
+        inloc[i] = lq[l] >= 0 && lit[l] > 1 && table_locate(tab, sta[i], vb[i], vs[i], &loc[i]);
+    }
+}
+
 static void *dec_run_lanes(dec_job_t *j) {
     const cellpar_t *P = j->P;
     const int64_t R = j->R, C = j->C, N = R;
@@ -492,18 +504,13 @@ static void *dec_run_lanes(dec_job_t *j) {
             if (lq[l] >= 0) { nact++; lit[l]++; }
         }
         if (!nact) break;
-        /* tabulated cells: located (their table memory fetched) in one pass, evaluated in the next */
-        if (tab) {
-            for (int64_t r = 0; r < R; r++)
-                for (int l = 0; l < LANES; l++) {
-                    const int64_t i = r * LANES + l;
-                    inloc[i] = lq[l] >= 0 && lit[l] > 1 && table_locate(tab, sta[i], vb[i], vs[i], &loc[i]);
-                }
-        }
+        /* tabulated cells: located (their table memory fetched) LOCATE_AHEAD rows before they are evaluated */
+        for (int64_t r = 0; tab && r < LOCATE_AHEAD && r < R; r++) locate_row(tab, r, lq, lit, sta, vb, vs, loc, inloc);
         vl bad = vzero_l;
         vd ibl = vzero, jb2 = vzero, jb3 = vzero;
         for (int64_t n = 0; n < N; n++) {
             vd ia, ib, j0, j1, j2, j3;
+            if (tab && n + LOCATE_AHEAD < R) locate_row(tab, n + LOCATE_AHEAD, lq, lit, sta, vb, vs, loc, inloc);
             for (int l = 0; l < LANES; l++) {
                 const int64_t i = n * LANES + l;
                 double Jc[4], ca, cb;
