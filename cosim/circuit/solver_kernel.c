@@ -424,7 +424,7 @@ static void *dec_run_mixed(dec_job_t *j) {
    the thread's slice. The first iteration's cells are all at the ideal bias (v_read across, the source line
    at 0 V), so their currents and derivatives are taken per state from the values computed once (the same
    values the cells would return). */
-#define LANES 8
+#define LANES 8   /* LANE_GATHER in table_interp_lanes names 8 lanes */
 
 /* the lanes as one vector (GCC and clang vector extensions; the compiler splits it into the vector
    registers the target has, or scalars), and its masks (all bits set where true) */
@@ -450,6 +450,67 @@ static inline void locate_row(const celltab_t *tab, int64_t r, const int64_t *lq
         const int64_t i = r * LANES + l;
         inloc[i] = lq[l] >= 0 && lit[l] > 1 && table_locate(tab, sta[i], vb[i], vs[i], &loc[i]);
     }
+}
+
+/* e^x of each lane for the tabulated cells' ln(current) (|x| < 700): x = k ln 2 + r, |r| <= ln(2)/2, e^r by
+   its Taylor polynomial to degree 13 (truncation below 2e-17 relative), 2^k put into the exponent bits;
+   within a few units in the last place of libm's exp. */
+static inline vd vexp(vd x) {
+    const vd kf = x * 1.4426950408889634 + 6755399441055744.0 - 6755399441055744.0;   /* round(x / ln 2) */
+    const vd r = (x - kf * 6.93147180369123816490e-01) - kf * 1.90821492927058770002e-10;
+    vd p = vzero + 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0; p = p * r + 1.0 / 39916800.0; p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0; p = p * r + 1.0 / 40320.0; p = p * r + 1.0 / 5040.0; p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0; p = p * r + 1.0 / 24.0; p = p * r + 1.0 / 6.0; p = p * r + 0.5;
+    p = p * r + 1.0; p = p * r + 1.0;
+    vl k;
+    for (int l = 0; l < LANES; l++) k[l] = (int64_t)kf[l];
+    return (vd)((vl)p + (k << 52));
+}
+
+/* table_interp of row n's lanes at once (the lanes not located get finite values of the table's first
+   patch, which the caller replaces): the same sums as table_interp's, e^x by vexp. */
+static inline void table_interp_lanes(const celltab_t *T, const tabloc_t *L, const int *inloc, vd *ia, vd *ib,
+                                      vd *J0, vd *J1, vd *J2, vd *J3) {
+    vd u, v, uv;
+    vl off;
+    for (int l = 0; l < LANES; l++) {
+        const int ok = inloc[l];
+        off[l] = ok ? L[l].off : 0; u[l] = ok ? L[l].u : 0.0; v[l] = ok ? L[l].v : 0.0; uv[l] = ok ? L[l].uv : 1.0;
+    }
+    const vd u2 = u * u, u3 = u2 * u, v2 = v * v, v3 = v2 * v;
+    const vd hu[2] = {2 * u3 - 3 * u2 + 1, -2 * u3 + 3 * u2}, ku[2] = {u3 - 2 * u2 + u, u3 - u2};
+    const vd hv[2] = {2 * v3 - 3 * v2 + 1, -2 * v3 + 3 * v2}, kv[2] = {v3 - 2 * v2 + v, v3 - v2};
+    const vd dhu[2] = {6 * u2 - 6 * u, -6 * u2 + 6 * u}, dku[2] = {3 * u2 - 4 * u + 1, 3 * u2 - 2 * u};
+    const vd dhv[2] = {6 * v2 - 6 * v, -6 * v2 + 6 * v}, dkv[2] = {3 * v2 - 4 * v + 1, 3 * v2 - 2 * v};
+    const double dx = T->dx, dy = T->dy, rdy = 1.0 / dy;
+    const vd rdxu = 1.0 / (dx * uv);
+    for (int ch = 0; ch < T->nch; ch++) {
+        vd F = vzero, FX = vzero, FY = vzero;
+        const double *base = T->c + (int64_t)ch * 4 * T->nx * T->ny * 4;
+        for (int a = 0; a < 2; a++) {
+            for (int b = 0; b < 2; b++) {
+                const int64_t d = ((int64_t)a * T->ny + b) * 4;
+                /* each lane's four values (built in registers: a vector stored lane by lane and read back
+                   whole would wait on the store) */
+                const double *p0 = base + off[0] + d, *p1 = base + off[1] + d, *p2 = base + off[2] + d;
+                const double *p3 = base + off[3] + d, *p4 = base + off[4] + d, *p5 = base + off[5] + d;
+                const double *p6 = base + off[6] + d, *p7 = base + off[7] + d;
+#define LANE_GATHER(k) (vd){p0[k], p1[k], p2[k], p3[k], p4[k], p5[k], p6[k], p7[k]}
+                const vd q0 = LANE_GATHER(0), q1 = LANE_GATHER(1), q2 = LANE_GATHER(2), q3 = LANE_GATHER(3);
+#undef LANE_GATHER
+                const vd fu = hu[a] * q0 + dx * ku[a] * q1, fdu = dhu[a] * q0 + dx * dku[a] * q1;
+                const vd gu = hu[a] * q2 + dx * ku[a] * q3, gdu = dhu[a] * q2 + dx * dku[a] * q3;
+                F += hv[b] * fu + dy * kv[b] * gu;
+                FX += hv[b] * fdu + dy * kv[b] * gdu;
+                FY += dhv[b] * fu + dy * dkv[b] * gu;
+            }
+        }
+        const vd e = vexp(F), gt = FX * rdxu, gy = FY * rdy;
+        if (ch == 0) { *ia = e; *J0 = e * gt; *J1 = e * (gy - gt); }
+        else { *ib = e; *J2 = e * gt; *J3 = e * (gy - gt); }
+    }
+    if (T->nch == 1) { *ib = *ia; *J2 = *J0; *J3 = *J1; }
 }
 
 static void *dec_run_lanes(dec_job_t *j) {
@@ -509,17 +570,20 @@ static void *dec_run_lanes(dec_job_t *j) {
         vl bad = vzero_l;
         vd ibl = vzero, jb2 = vzero, jb3 = vzero;
         for (int64_t n = 0; n < N; n++) {
-            vd ia, ib, j0, j1, j2, j3;
+            vd ia = vzero, ib = vzero, j0 = vzero, j1 = vzero, j2 = vzero, j3 = vzero;
             if (tab && n + LOCATE_AHEAD < R) locate_row(tab, n + LOCATE_AHEAD, lq, lit, sta, vb, vs, loc, inloc);
+            int ntab = 0;
+            for (int l = 0; tab && l < LANES; l++) ntab += inloc[n * LANES + l];
+            if (ntab) table_interp_lanes(tab, loc + n * LANES, inloc + n * LANES, &ia, &ib, &j0, &j1, &j2, &j3);
             for (int l = 0; l < LANES; l++) {
                 const int64_t i = n * LANES + l;
                 double Jc[4], ca, cb;
+                if (tab && inloc[i]) continue;
                 if (lq[l] < 0) { ca = cb = 0.0; Jc[0] = Jc[1] = Jc[2] = Jc[3] = 0.0; }
                 else if (lit[l] == 1) {
                     const cellstart_t *s = &cs[sta[i]];
                     ca = s->ia; cb = s->ib; Jc[0] = s->J[0]; Jc[1] = s->J[1]; Jc[2] = s->J[2]; Jc[3] = s->J[3];
-                } else if (tab && inloc[i]) table_interp(tab, &loc[i], &ca, &cb, Jc);
-                else cell_eval(P, j->state[sta[i]][0], j->state[sta[i]][1], vb[i], vs[i], &ws[i], &ca, &cb, Jc);
+                } else cell_eval(P, j->state[sta[i]][0], j->state[sta[i]][1], vb[i], vs[i], &ws[i], &ca, &cb, Jc);
                 ia[l] = ca; ib[l] = cb; j0[l] = Jc[0]; j1[l] = Jc[1]; j2[l] = Jc[2]; j3[l] = Jc[3];
             }
             /* the row's wires and cell, then its block-Thomas elimination: dec_run's sums in its order (a wire
