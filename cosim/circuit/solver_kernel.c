@@ -440,15 +440,54 @@ static inline vd vfmax(vd a, vd b) { return vsel((a > b) | (b != b), a, b); }
 
 typedef struct { double ia, ib, J[4]; cellws_t ws; } cellstart_t;
 
-/* The lanes' tabulated cells of row r located (inloc 0: not on the table, or not to be looked up: an idle
-   lane, or a lane's first iteration), their table memory fetched. Rows are located this far ahead of their
-   evaluation: the fetched patches of a few rows stay in the first-level cache. */
+/* ln x of each lane (x > 0, normal): x = m 2^e with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s), s = (m - 1) / (m + 1)
+   (|s| < 0.172), the series to s^23 (truncation below 1e-18 relative); within a few units in the last place
+   of libm's log. */
+static inline vd vlog(vd x) {
+    const vl bits = (vl)x;
+    vl e = ((bits >> 52) & 0x7ff) - 1023;
+    vd m = (vd)((bits & 0xfffffffffffffLL) | (vzero_l + 0x3ff0000000000000LL));
+    const vl big = m > 1.4142135623730951;
+    m = vsel(big, m * 0.5, m);
+    e -= big;                                      /* big is -1 where true */
+    const vd s = (m - 1.0) / (m + 1.0), s2 = s * s;
+    vd p = vzero + 2.0 / 23;
+    p = p * s2 + 2.0 / 21; p = p * s2 + 2.0 / 19; p = p * s2 + 2.0 / 17; p = p * s2 + 2.0 / 15;
+    p = p * s2 + 2.0 / 13; p = p * s2 + 2.0 / 11; p = p * s2 + 2.0 / 9; p = p * s2 + 2.0 / 7;
+    p = p * s2 + 2.0 / 5; p = p * s2 + 2.0 / 3; p = p * s2 + 2.0;
+    const vd ef = __builtin_convertvector(e, vd);
+    return ef * 6.93147180369123816490e-01 + (s * p + ef * 1.90821492927058770002e-10);
+}
+
+/* The lanes' tabulated cells of row r located as table_locate does (its arithmetic, ln by vlog), into
+   structure-of-arrays fields (patch offset, position in the patch, va - vb), their table memory fetched;
+   inloc 0 (and safe values) where the cell is off the grid or not to be looked up (want: the lanes in their
+   second or later iteration). Rows are located this far ahead of their evaluation: the fetched patches of
+   a few rows stay in the first-level cache. */
 #define LOCATE_AHEAD 4
-static inline void locate_row(const celltab_t *tab, int64_t r, const int64_t *lq, const int *lit, const int *sta,
-                              const double *vb, const double *vs, tabloc_t *loc, int *inloc) {
+typedef int32_t vi __attribute__((vector_size(4 * LANES)));
+static inline void locate_row(const celltab_t *T, int64_t r, vl want, const int *sta, const double *vb,
+                              const double *vs, int64_t *loff, double *lu, double *lv, double *luv, int *inloc) {
+    const int64_t o = r * LANES;
+    const vd uv = VD(vb + o) - VD(vs + o);
+    const vl pos = uv > 0.0;
+    const vd tx = (vlog(vsel(pos, uv, vzero + 1.0)) - T->x0) / T->dx, ty = (VD(vs + o) - T->y0) / T->dy;
+    const vl ok = want & pos & (tx >= 0.0) & (ty >= 0.0) & (tx < (double)(T->nx - 1)) & (ty < (double)(T->ny - 1));
+    const vl i = __builtin_convertvector(vsel(ok, tx, vzero), vl), jj = __builtin_convertvector(vsel(ok, ty, vzero), vl);
+    const vl st = __builtin_convertvector(*(const vi *)(sta + o), vl);
+    const vl off = ok & (((st * T->nx + i) * T->ny + jj) * 4);
+    *(vl *)(loff + o) = off;
+    VD(lu + o) = vsel(ok, tx - __builtin_convertvector(i, vd), vzero);
+    VD(lv + o) = vsel(ok, ty - __builtin_convertvector(jj, vd), vzero);
+    VD(luv + o) = vsel(ok, uv, vzero + 1.0);
+    *(vi *)(inloc + o) = __builtin_convertvector(ok, vi) & 1;
     for (int l = 0; l < LANES; l++) {
-        const int64_t i = r * LANES + l;
-        inloc[i] = lq[l] >= 0 && lit[l] > 1 && table_locate(tab, sta[i], vb[i], vs[i], &loc[i]);
+        if (!ok[l]) continue;
+        for (int ch = 0; ch < T->nch; ch++) {
+            const double *q = T->c + off[l] + (int64_t)ch * 4 * T->nx * T->ny * 4;
+            __builtin_prefetch(q); __builtin_prefetch(q + 7);
+            __builtin_prefetch(q + T->ny * 4); __builtin_prefetch(q + T->ny * 4 + 7);
+        }
     }
 }
 
@@ -468,16 +507,12 @@ static inline vd vexp(vd x) {
     return (vd)((vl)p + (k << 52));
 }
 
-/* table_interp of row n's lanes at once (the lanes not located get finite values of the table's first
-   patch, which the caller replaces): the same sums as table_interp's, e^x by vexp. */
-static inline void table_interp_lanes(const celltab_t *T, const tabloc_t *L, const int *inloc, vd *ia, vd *ib,
-                                      vd *J0, vd *J1, vd *J2, vd *J3) {
-    vd u, v, uv;
-    vl off;
-    for (int l = 0; l < LANES; l++) {
-        const int ok = inloc[l];
-        off[l] = ok ? L[l].off : 0; u[l] = ok ? L[l].u : 0.0; v[l] = ok ? L[l].v : 0.0; uv[l] = ok ? L[l].uv : 1.0;
-    }
+/* table_interp of a row's lanes at once, as locate_row left them (the lanes not located get finite values
+   of the table's first patch, which the caller replaces): the same sums as table_interp's, e^x by vexp. */
+static inline void table_interp_lanes(const celltab_t *T, const int64_t *loff, const double *lu, const double *lv,
+                                      const double *luv, vd *ia, vd *ib, vd *J0, vd *J1, vd *J2, vd *J3) {
+    const vl off = *(const vl *)loff;
+    const vd u = VD(lu), v = VD(lv), uv = VD(luv);
     const vd u2 = u * u, u3 = u2 * u, v2 = v * v, v3 = v2 * v;
     const vd hu[2] = {2 * u3 - 3 * u2 + 1, -2 * u3 + 3 * u2}, ku[2] = {u3 - 2 * u2 + u, u3 - u2};
     const vd hv[2] = {2 * v3 - 3 * v2 + 1, -2 * v3 + 3 * v2}, kv[2] = {v3 - 2 * v2 + v, v3 - v2};
@@ -521,7 +556,7 @@ static void *dec_run_lanes(dec_job_t *j) {
     const celltab_t *tab = j->table;
     const size_t nl = (size_t)R * LANES;
     void *mem = NULL;
-    if (posix_memalign(&mem, 64, nl * (sizeof(double) * 8 + sizeof(cellws_t) + sizeof(tabloc_t) + 2 * sizeof(int))) != 0)
+    if (posix_memalign(&mem, 64, nl * (sizeof(double) * 8 + sizeof(cellws_t) + 4 * sizeof(double) + 2 * sizeof(int))) != 0)
         mem = NULL;
     if (!mem) {
         for (int64_t q = j->j0; q < j->j1; q++) { j->status[q] = 4; j->i_out[q] = NAN; }
@@ -530,8 +565,9 @@ static void *dec_run_lanes(dec_job_t *j) {
     double *vb = mem, *vs = vb + nl, *c0 = vs + nl, *c1 = c0 + nl, *c2 = c1 + nl, *c3 = c2 + nl;
     double *db = c3 + nl, *ds = db + nl;
     cellws_t *ws = (cellws_t *)(ds + nl);
-    tabloc_t *loc = (tabloc_t *)(ws + nl);
-    int *inloc = (int *)(loc + nl), *sta = inloc + nl;
+    int64_t *loff = (int64_t *)(ws + nl);
+    double *lu = (double *)(loff + nl), *lv = lu + nl, *luv = lv + nl;
+    int *inloc = (int *)(luv + nl), *sta = inloc + nl;
     /* each state's cell at the ideal bias: the inner node's first guess, and the first iteration's values */
     cellstart_t cs[4];
     for (int st = 0; st < 4; st++) {
@@ -566,15 +602,18 @@ static void *dec_run_lanes(dec_job_t *j) {
         }
         if (!nact) break;
         /* tabulated cells: located (their table memory fetched) LOCATE_AHEAD rows before they are evaluated */
-        for (int64_t r = 0; tab && r < LOCATE_AHEAD && r < R; r++) locate_row(tab, r, lq, lit, sta, vb, vs, loc, inloc);
+        vl want;
+        for (int l = 0; l < LANES; l++) want[l] = lq[l] >= 0 && lit[l] > 1 ? -1 : 0;
+        for (int64_t r = 0; tab && r < LOCATE_AHEAD && r < R; r++) locate_row(tab, r, want, sta, vb, vs, loff, lu, lv, luv, inloc);
         vl bad = vzero_l;
         vd ibl = vzero, jb2 = vzero, jb3 = vzero;
         for (int64_t n = 0; n < N; n++) {
             vd ia = vzero, ib = vzero, j0 = vzero, j1 = vzero, j2 = vzero, j3 = vzero;
-            if (tab && n + LOCATE_AHEAD < R) locate_row(tab, n + LOCATE_AHEAD, lq, lit, sta, vb, vs, loc, inloc);
+            if (tab && n + LOCATE_AHEAD < R) locate_row(tab, n + LOCATE_AHEAD, want, sta, vb, vs, loff, lu, lv, luv, inloc);
             int ntab = 0;
             for (int l = 0; tab && l < LANES; l++) ntab += inloc[n * LANES + l];
-            if (ntab) table_interp_lanes(tab, loc + n * LANES, inloc + n * LANES, &ia, &ib, &j0, &j1, &j2, &j3);
+            if (ntab) table_interp_lanes(tab, loff + n * LANES, lu + n * LANES, lv + n * LANES, luv + n * LANES,
+                                         &ia, &ib, &j0, &j1, &j2, &j3);
             for (int l = 0; l < LANES; l++) {
                 const int64_t i = n * LANES + l;
                 double Jc[4], ca, cb;
