@@ -554,6 +554,7 @@ static void *dec_run_lanes(dec_job_t *j) {
     const double gb = j->g_bl_s, gs = j->g_sl_s, gsh = j->g_shunt_s, vr = j->v_read_v;
     const double gdrv = j->driver_fixed ? 0.0 : j->g_driver_s, gsnk = j->sink_fixed ? 0.0 : j->g_sink_s;
     const celltab_t *tab = j->table;
+    const double u_floor = tab ? 2.0 * exp(tab->x0) : 0.0;   /* twice the least voltage across a cell on the grid */
     const size_t nl = (size_t)R * LANES;
     void *mem = NULL;
     if (posix_memalign(&mem, 64, nl * (sizeof(double) * 8 + sizeof(cellws_t) + 4 * sizeof(double) + 2 * sizeof(int))) != 0)
@@ -577,6 +578,13 @@ static void *dec_run_lanes(dec_job_t *j) {
         cs[st].ws = w0;
         if (!(tab && table_cell(tab, st, vr, 0.0, &cs[st].ia, &cs[st].ib, cs[st].J)))
             cell_eval(P, j->state[st][0], j->state[st][1], vr, 0.0, &cs[st].ws, &cs[st].ia, &cs[st].ib, cs[st].J);
+        /* the first step's linear model of the cell: its tangent at the ideal bias, or its chord through 0 V
+           where that is the smaller conductance (a cell whose current grows faster than its voltage there,
+           1T-1R: from the chord, Newton needs one iteration fewer at 10-20 ohm; docs/benchmarks/solver.md) */
+        const double g_chord = cs[st].ia / vr;
+        if (g_chord < cs[st].J[0]) {
+            cs[st].J[0] = g_chord; cs[st].J[1] = -g_chord; cs[st].J[2] = cs[st].ib / vr; cs[st].J[3] = -cs[st].ib / vr;
+        }
     }
     int64_t lq[LANES], next = j->j0;
     int lit[LANES];
@@ -665,11 +673,32 @@ static void *dec_run_lanes(dec_job_t *j) {
             dfb = jb2; dfs = jb3;
             if (N > 1) flow += gs * (VD(vs + (N - 2) * LANES) - VD(vs + (N - 1) * LANES));
         }
+        /* a lane's first step is shortened where it would leave a cell with less than u_floor across it
+           (the full linear step overshoots the IR drop of long columns far below 0 V across the far cells,
+           off the table's grid, where the exact cells cost ~20x more): lim, the largest fraction of the step
+           that keeps every cell at u_floor or above. Later steps are Newton's own. */
+        vl first;
+        int any_first = 0;
+        for (int l = 0; l < LANES; l++) { first[l] = lq[l] >= 0 && lit[l] == 1 ? -1 : 0; any_first |= first[l] != 0; }
+        const int limit = tab && any_first;
+        vd lim = vzero + 1.0;
+#define LIMIT_ROW(o)                                                                                        \
+        do {                                                                                                \
+            const vd uo = VD(vb + (o)) - VD(vs + (o)), un = uo + (VD(db + (o)) - VD(ds + (o)));             \
+            const vl low = first & (un < u_floor);                                                          \
+            if (low[0] | low[1] | low[2] | low[3] | low[4] | low[5] | low[6] | low[7]) {                   \
+                const vd f = (uo - u_floor) / (uo - un);                                                    \
+                lim = vsel(low & (f < lim), f, lim);                                                        \
+            }                                                                                               \
+        } while (0)
+        if (limit) LIMIT_ROW((N - 1) * LANES);
         for (int64_t n = N - 2; n >= 0; n--) {
             const int64_t o = n * LANES, p = (n + 1) * LANES;
             VD(db + o) -= VD(c0 + o) * VD(db + p) + VD(c1 + o) * VD(ds + p);
             VD(ds + o) -= VD(c2 + o) * VD(db + p) + VD(c3 + o) * VD(ds + p);
+            if (limit) LIMIT_ROW(o);
         }
+#undef LIMIT_ROW
         vd dmax = vzero;
         for (int64_t n = 0; n < N; n++) {
             const vd a = vabs(VD(db + n * LANES)), b = vabs(VD(ds + n * LANES));
@@ -677,7 +706,8 @@ static void *dec_run_lanes(dec_job_t *j) {
             dmax = vsel(b > dmax, b, dmax);
         }
         const double dvm = j->dv_max_v, rt = j->reltol, vnt = j->vntol_v;
-        const vd scale = vsel(dmax > dvm, dvm / dmax, vzero + 1.0);
+        vd scale = vsel(dmax > dvm, dvm / dmax, vzero + 1.0);
+        scale = vsel(lim < scale, lim, scale);
         vl conv = scale == 1.0;
         for (int64_t n = 0; n < N; n++) {
             const int64_t o = n * LANES;
