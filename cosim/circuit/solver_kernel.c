@@ -424,26 +424,38 @@ static void *dec_run_mixed(dec_job_t *j) {
    the thread's slice. The first iteration's cells are all at the ideal bias (v_read across, the source line
    at 0 V), so their currents and derivatives are taken per state from the values computed once (the same
    values the cells would return). */
-#define LANES 8   /* LANE_GATHER in table_interp_lanes names 8 lanes */
+/* as many lanes as the target's vector registers hold doubles (the build uses -march=native where the compiler
+   takes it: cosim/circuit/solver_kernel.py), so that a lane vector is one register: a wider one would be split
+   and in part spilled by the compiler (measured 6x slower) */
+#if defined(__AVX512F__)
+#define LANES 8
+#elif defined(__AVX__)
+#define LANES 4
+#else
+#define LANES 2
+#endif
 
 /* the lanes as one vector (GCC and clang vector extensions; the compiler splits it into the vector
    registers the target has, or scalars), and its masks (all bits set where true) */
 typedef double vd __attribute__((vector_size(8 * LANES)));
 typedef int64_t vl __attribute__((vector_size(8 * LANES)));
 #define VD(p) (*(vd *)(p))
+/* the lanes' helpers are always inlined: a vector wider than the target's registers would otherwise be passed
+   through memory */
+#define LANE_INLINE TABLE_INLINE
 static const vd vzero = {0};
 static const vl vzero_l = {0};
-static inline vd vsel(vl m, vd a, vd b) { return (vd)((m & (vl)a) | (~m & (vl)b)); }
-static inline vd vabs(vd a) { return (vd)((vl)a & (vzero_l + INT64_MAX)); }
+LANE_INLINE vd vsel(vl m, vd a, vd b) { return (vd)((m & (vl)a) | (~m & (vl)b)); }
+LANE_INLINE vd vabs(vd a) { return (vd)((vl)a & (vzero_l + INT64_MAX)); }
 /* fmax of each lane (the other operand where one is NaN) */
-static inline vd vfmax(vd a, vd b) { return vsel((a > b) | (b != b), a, b); }
+LANE_INLINE vd vfmax(vd a, vd b) { return vsel((a > b) | (b != b), a, b); }
 
 typedef struct { double ia, ib, J[4]; cellws_t ws; } cellstart_t;
 
 /* ln x of each lane (x > 0, normal): x = m 2^e with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s), s = (m - 1) / (m + 1)
    (|s| < 0.172), the series to s^23 (truncation below 1e-18 relative); within a few units in the last place
    of libm's log. */
-static inline vd vlog(vd x) {
+LANE_INLINE vd vlog(vd x) {
     const vl bits = (vl)x;
     vl e = ((bits >> 52) & 0x7ff) - 1023;
     vd m = (vd)((bits & 0xfffffffffffffLL) | (vzero_l + 0x3ff0000000000000LL));
@@ -466,8 +478,8 @@ static inline vd vlog(vd x) {
    a few rows stay in the first-level cache. */
 #define LOCATE_AHEAD 4
 typedef int32_t vi __attribute__((vector_size(4 * LANES)));
-static inline void locate_row(const celltab_t *T, int64_t r, vl want, const int *sta, const double *vb,
-                              const double *vs, int64_t *loff, double *lu, double *lv, double *luv, int *inloc) {
+LANE_INLINE void locate_row(const celltab_t *T, int64_t r, vl want, const int *sta, const double *vb,
+                             const double *vs, int64_t *loff, double *lu, double *lv, double *luv, int *inloc) {
     const int64_t o = r * LANES;
     const vd uv = VD(vb + o) - VD(vs + o);
     const vl pos = uv > 0.0;
@@ -494,7 +506,7 @@ static inline void locate_row(const celltab_t *T, int64_t r, vl want, const int 
 /* e^x of each lane for the tabulated cells' ln(current) (|x| < 700): x = k ln 2 + r, |r| <= ln(2)/2, e^r by
    its Taylor polynomial to degree 13 (truncation below 2e-17 relative), 2^k put into the exponent bits;
    within a few units in the last place of libm's exp. */
-static inline vd vexp(vd x) {
+LANE_INLINE vd vexp(vd x) {
     const vd kf = x * 1.4426950408889634 + 6755399441055744.0 - 6755399441055744.0;   /* round(x / ln 2) */
     const vd r = (x - kf * 6.93147180369123816490e-01) - kf * 1.90821492927058770002e-10;
     vd p = vzero + 1.0 / 6227020800.0;
@@ -509,8 +521,8 @@ static inline vd vexp(vd x) {
 
 /* table_interp of a row's lanes at once, as locate_row left them (the lanes not located get finite values
    of the table's first patch, which the caller replaces): the same sums as table_interp's, e^x by vexp. */
-static inline void table_interp_lanes(const celltab_t *T, const int64_t *loff, const double *lu, const double *lv,
-                                      const double *luv, vd *ia, vd *ib, vd *J0, vd *J1, vd *J2, vd *J3) {
+LANE_INLINE void table_interp_lanes(const celltab_t *T, const int64_t *loff, const double *lu, const double *lv,
+                                       const double *luv, vd *ia, vd *ib, vd *J0, vd *J1, vd *J2, vd *J3) {
     const vl off = *(const vl *)loff;
     const vd u = VD(lu), v = VD(lv), uv = VD(luv);
     const vd u2 = u * u, u3 = u2 * u, v2 = v * v, v3 = v2 * v;
@@ -528,10 +540,19 @@ static inline void table_interp_lanes(const celltab_t *T, const int64_t *loff, c
                 const int64_t d = ((int64_t)a * T->ny + b) * 4;
                 /* each lane's four values (built in registers: a vector stored lane by lane and read back
                    whole would wait on the store) */
+#if LANES == 8
                 const double *p0 = base + off[0] + d, *p1 = base + off[1] + d, *p2 = base + off[2] + d;
                 const double *p3 = base + off[3] + d, *p4 = base + off[4] + d, *p5 = base + off[5] + d;
                 const double *p6 = base + off[6] + d, *p7 = base + off[7] + d;
 #define LANE_GATHER(k) (vd){p0[k], p1[k], p2[k], p3[k], p4[k], p5[k], p6[k], p7[k]}
+#elif LANES == 4
+                const double *p0 = base + off[0] + d, *p1 = base + off[1] + d, *p2 = base + off[2] + d;
+                const double *p3 = base + off[3] + d;
+#define LANE_GATHER(k) (vd){p0[k], p1[k], p2[k], p3[k]}
+#else
+                const double *p0 = base + off[0] + d, *p1 = base + off[1] + d;
+#define LANE_GATHER(k) (vd){p0[k], p1[k]}
+#endif
                 const vd q0 = LANE_GATHER(0), q1 = LANE_GATHER(1), q2 = LANE_GATHER(2), q3 = LANE_GATHER(3);
 #undef LANE_GATHER
                 const vd fu = hu[a] * q0 + dx * ku[a] * q1, fdu = dhu[a] * q0 + dx * dku[a] * q1;
@@ -686,7 +707,9 @@ static void *dec_run_lanes(dec_job_t *j) {
         do {                                                                                                \
             const vd uo = VD(vb + (o)) - VD(vs + (o)), un = uo + (VD(db + (o)) - VD(ds + (o)));             \
             const vl low = first & (un < u_floor);                                                          \
-            if (low[0] | low[1] | low[2] | low[3] | low[4] | low[5] | low[6] | low[7]) {                   \
+            int64_t any = 0;                                                                                \
+            for (int l = 0; l < LANES; l++) any |= low[l];                                                  \
+            if (any) {                                                                                      \
                 const vd f = (uo - u_floor) / (uo - un);                                                    \
                 lim = vsel(low & (f < lim), f, lim);                                                        \
             }                                                                                               \
@@ -932,6 +955,9 @@ static void *dec_run(void *arg) {
     free(buf);
     return NULL;
 }
+
+/* How many columns dec_run_lanes solves at once in this build. */
+int cosim_solver_lanes(void) { return LANES; }
 
 int cosim_solve_decoupled(const dec_job_t *job, int nthreads) {
     const int64_t n = job->kidx ? job->npairs : job->K * job->C;
