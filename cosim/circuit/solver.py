@@ -15,7 +15,11 @@ function of its two line-node voltages, evaluated by the compiled device code th
 decoupled  every column independent: 2R unknowns (bit line, source line, each with its own wire
            resistance), a block-tridiagonal Jacobian with 2x2 blocks solved by the block Thomas algorithm
            (a zero-ohm line beside a resistive one: R + 1 unknowns, a tridiagonal Jacobian bordered by
-           the merged line's node), in C, one thread per slice of the K x C columns.
+           the merged line's node), in C, one thread per slice of the K x C columns; columns with both lines
+           resistive several at once in lanes (as many as the CPU's vector registers hold doubles: the wires, the
+           elimination and the tabulated cells vectorised over columns; solver_kernel.c, dec_run_lanes), whose
+           first Newton step starts from each cell's tangent or chord conductance at the ideal bias, whichever
+           is smaller, and is shortened where it would leave a cell off the table's grid.
            ``backend="torch"`` (cosim.circuit.solver_torch) runs the same iteration in torch float64 on any device
            (CUDA), all columns of a batch at once; on a CPU the C kernel is ~10x faster.
 coupled    the whole array per input vector: a sparse Jacobian (scipy.sparse, SuperLU; the vectors of a

@@ -17,7 +17,9 @@
  * cosim_solve_decoupled: Newton on the bit-line and source-line voltages of independent columns
  * (block-tridiagonal 2x2 Jacobian, block Thomas algorithm; a line of zero-ohm wires beside a resistive one:
  * a tridiagonal Jacobian bordered by that line's one node), one POSIX thread per slice of columns; the cells
- * exact, or interpolated from a table of them (celltab_t) where their voltages lie on its grid.
+ * exact, or interpolated from a table of them (celltab_t) where their voltages lie on its grid. Where both
+ * lines are resistive (the usual case) a thread solves LANES columns at once (dec_run_lanes: vectors over
+ * columns, GCC/clang vector extensions).
  */
 
 enum { KIND_RES = 0, KIND_STACK = 1, KIND_RERAM = 2 };
