@@ -419,13 +419,15 @@ static void *dec_run_mixed(dec_job_t *j) {
 /* ---------------------------------------------------------------------------------------------- */
 /* Columns in lanes: LANES columns of the general case (both lines resistive) solved side by side, their
    per-row values stored lane by lane (structure of arrays), so that the wires, the block-Thomas elimination,
-   the back substitution, the update and the convergence test of a row run as one vector operation over the
-   lanes (the compiler vectorises the lane loops) and the lanes' cells are independent work. Each lane runs
-   exactly dec_run's iteration on its own column (the same arithmetic in the same order; a column's result
-   does not depend on its lane or its neighbours); a lane whose column has finished takes the next column of
-   the thread's slice. The first iteration's cells are all at the ideal bias (v_read across, the source line
-   at 0 V), so their currents and derivatives are taken per state from the values computed once (the same
-   values the cells would return). */
+   the back substitution, the update, the convergence test and the tabulated cells of a row run as vector
+   operations over the lanes. Each lane runs dec_run's iteration on its own column (the same sums in the same
+   order; e^x and ln x of the tabulated cells by vexp and vlog; a column's result does not depend on its lane,
+   its neighbours or the threads); a lane whose column has finished takes the next column of the thread's
+   slice. The first iteration's cells are all at the ideal bias (v_read across, the source line at 0 V), so
+   their currents and derivatives are taken per state from values computed once; that first step differs
+   from dec_run's (the cell's chord where it is the smaller conductance, the step shortened where it would
+   leave a cell off the table's grid: dec_run_lanes), which moves the converged currents by ~1e-11 relative
+   at most (docs/benchmarks/solver.md). */
 /* as many lanes as the target's vector registers hold doubles (the build uses -march=native where the compiler
    takes it: cosim/circuit/solver_kernel.py), so that a lane vector is one register: a wider one would be split
    and in part spilled by the compiler (measured 6x slower) */
