@@ -607,7 +607,7 @@ static void *dec_run_lanes(dec_job_t *j) {
            where that is the smaller conductance (a cell whose current grows faster than its voltage there,
            1T-1R: from the chord, Newton needs one iteration fewer at 10-20 ohm; docs/benchmarks/solver.md) */
         const double g_chord = cs[st].ia / vr;
-        if (g_chord < cs[st].J[0]) {
+        if (g_chord > 0.0 && g_chord < cs[st].J[0]) {
             cs[st].J[0] = g_chord; cs[st].J[1] = -g_chord; cs[st].J[2] = cs[st].ib / vr; cs[st].J[3] = -cs[st].ib / vr;
         }
     }
