@@ -521,3 +521,85 @@ def test_the_kernel_structs_layouts_are_checked():
     grown = type("DecJobPlus", (ctypes.Structure,), {"_fields_": solver_kernel.DecJob._fields_ + [("more", ctypes.c_int64)]})
     with pytest.raises(InputError, match=r"^the solver kernel does not match .*DecJobPlus: the C size is \d+ bytes"):
         solver_kernel.check_layouts(lib, [(grown, "cosim_solver_decjob_layout", solver_kernel.LAYOUTS[2][2])])
+
+
+# ------------------------------------------------------------------------------ the kernel's lanes
+@pytest.mark.parametrize("tech", TECHS)
+@pytest.mark.parametrize("zeros", [{}, {"r_driver_ohm": 0.0, "r_sink_ohm": 0.0}, {"r_wire_ohm": 20.0}])
+@pytest.mark.parametrize("rows", [1, 2, 40])
+def test_lanes_equal_one_column_at_a_time(monkeypatch, tech, zeros, rows, rng):
+    """Columns solved several at once in the kernel's lanes get the one-at-a-time solve's currents (within
+    1e-9: rounding, and the lanes' first step, solver_kernel.c dec_run_lanes), whichever columns share their
+    lanes: 7 columns of 3 vectors, one of them all zeros (its columns finish first); two threads and chosen
+    pairs give the same currents bit for bit."""
+    from cosim.circuit import solver
+    spec = ArraySpec(get_technology(tech, **zeros), rows, 7)
+    x, w = rng.integers(0, 2, (3, rows)), rng.integers(0, 2, (rows, 7))
+    x[1] = 0
+    w[:, 0] = 1
+    for cells in ("exact", "table") if tech != "resistor" else ("exact",):
+        lanes = solve_array(spec, x, w, cells=cells, threads=1)
+        assert lanes.converged.all()
+        np.testing.assert_array_equal(solve_array(spec, x, w, cells=cells, threads=2).column_current_a,
+                                      lanes.column_current_a)
+        kk, cc = np.array([2, 0, 2, 1, 0]), np.array([6, 0, 3, 5, 6])
+        np.testing.assert_array_equal(solver.solve_columns(spec, x, w, kk, cc, cells=cells, threads=1),
+                                      lanes.column_current_a[kk, cc])
+        monkeypatch.setattr(solver, "DECOUPLED_LANES", False)
+        one = solve_array(spec, x, w, cells=cells, threads=1)
+        monkeypatch.setattr(solver, "DECOUPLED_LANES", True)
+        np.testing.assert_allclose(lanes.column_current_a, one.column_current_a, rtol=1e-9, atol=1e-18)
+
+
+def test_lanes_report_each_columns_non_convergence(monkeypatch, rng):
+    """A column that reaches the iteration limit is reported with its index while the columns beside it in
+    its lanes converge: the same failures, currents and iteration counts as one column at a time."""
+    from cosim.circuit import solver
+    spec = ArraySpec(get_technology("sram8t", r_wire_ohm=10.0), 128, 9)
+    x, w = rng.integers(0, 2, (3, 128)), rng.integers(0, 2, (128, 9))
+    x[1] = 0            # vector 1: 2 iterations a column; the random ones need 4 at 128 rows and 10 ohm
+    a = solve_array(spec, x, w, max_iter=3, allow_failures=True)
+    monkeypatch.setattr(solver, "DECOUPLED_LANES", False)
+    b = solve_array(spec, x, w, max_iter=3, allow_failures=True)
+    assert a.failures == b.failures
+    assert {k for k, _, _ in a.failures} == {0, 2} and len(a.failures) == 18
+    assert all(why == "iteration limit reached" for _, _, why in a.failures)
+    np.testing.assert_array_equal(a.iterations, b.iterations)
+    np.testing.assert_allclose(a.column_current_a[1], b.column_current_a[1], rtol=1e-12)
+    assert np.isnan(a.column_current_a[[0, 2]]).all()
+
+
+def test_portable_kernel_build_equals_the_native_one(tmp_path, rng):
+    """``COSIM_SOLVER_KERNEL=portable`` builds the kernel without -march=native (two lanes on x86-64): the
+    same currents within rounding, tabulated and exact cells."""
+    import os
+    import platform
+    import subprocess
+    import sys
+    from cosim.circuit.solver_kernel import load
+    spec_args = [("reram1t1r", "table"), ("sram8t", "exact")]
+    x, w = rng.integers(0, 2, (3, 24)), rng.integers(0, 2, (24, 5))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "w.npy", w)
+    code = (
+        "import json, sys, numpy as np\n"
+        "from cosim.circuit.netlist import ArraySpec\n"
+        "from cosim.circuit.solver import solve_array\n"
+        "from cosim.circuit.solver_kernel import load\n"
+        "from cosim.circuit.technology import get_technology\n"
+        f"x, w = np.load({str(tmp_path / 'x.npy')!r}), np.load({str(tmp_path / 'w.npy')!r})\n"
+        f"out = {{'lanes': load().cosim_solver_lanes()}}\n"
+        f"for tech, cells in {spec_args!r}:\n"
+        "    out[tech] = solve_array(ArraySpec(get_technology(tech), 24, 5), x, w, cells=cells).column_current_a.tolist()\n"
+        "print(json.dumps(out))\n")
+    env = dict(os.environ, COSIM_SOLVER_KERNEL="portable", COSIM_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert list((tmp_path / "cache" / "kernels").glob("solver_*.so"))
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert got["lanes"] == 2
+    assert load().cosim_solver_lanes() >= got["lanes"]
+    for tech, cells in spec_args:
+        native = solve_array(ArraySpec(get_technology(tech), 24, 5), x, w, cells=cells).column_current_a
+        np.testing.assert_allclose(np.array(got[tech]), native, rtol=1e-10, atol=1e-18)

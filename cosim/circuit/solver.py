@@ -15,7 +15,11 @@ function of its two line-node voltages, evaluated by the compiled device code th
 decoupled  every column independent: 2R unknowns (bit line, source line, each with its own wire
            resistance), a block-tridiagonal Jacobian with 2x2 blocks solved by the block Thomas algorithm
            (a zero-ohm line beside a resistive one: R + 1 unknowns, a tridiagonal Jacobian bordered by
-           the merged line's node), in C, one thread per slice of the K x C columns.
+           the merged line's node), in C, one thread per slice of the K x C columns; columns with both lines
+           resistive several at once in lanes (as many as the CPU's vector registers hold doubles: the wires, the
+           elimination and the tabulated cells vectorised over columns; solver_kernel.c, dec_run_lanes), whose
+           first Newton step starts from each cell's tangent or chord conductance at the ideal bias, whichever
+           is smaller, and is shortened where it would leave a cell off the table's grid.
            ``backend="torch"`` (cosim.circuit.solver_torch) runs the same iteration in torch float64 on any device
            (CUDA), all columns of a batch at once; on a CPU the C kernel is ~10x faster.
 coupled    the whole array per input vector: a sparse Jacobian (scipy.sparse, SuperLU; the vectors of a
@@ -62,6 +66,9 @@ from .solver_kernel import FET_PARAM_NAMES, KIND, STATUS_REASONS, CellPar, CellT
 VNTOL_V = 1e-6
 ABSTOL_A = 1e-12
 MAX_ITER = 100
+#: decoupled columns with both lines resistive solved several at once in lanes (solver_kernel.c, dec_run_lanes:
+#: the same iteration per column, vectorised over columns); False: one column at a time (dec_run)
+DECOUPLED_LANES = True
 
 
 @dataclass
@@ -422,6 +429,7 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
         job.kidx, job.cidx, job.npairs = pairs[0].ctypes.data, pairs[1].ctypes.data, pairs[0].size
     if table is not None:
         job.table = ctypes.pointer(table[0])
+    job.lanes = int(DECOUPLED_LANES)
     lib.cosim_solve_decoupled(ctypes.byref(job), int(nthreads))
     return cur, iters, status
 

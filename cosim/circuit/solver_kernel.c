@@ -17,7 +17,9 @@
  * cosim_solve_decoupled: Newton on the bit-line and source-line voltages of independent columns
  * (block-tridiagonal 2x2 Jacobian, block Thomas algorithm; a line of zero-ohm wires beside a resistive one:
  * a tridiagonal Jacobian bordered by that line's one node), one POSIX thread per slice of columns; the cells
- * exact, or interpolated from a table of them (celltab_t) where their voltages lie on its grid.
+ * exact, or interpolated from a table of them (celltab_t) where their voltages lie on its grid. Where both
+ * lines are resistive (the usual case) a thread solves LANES columns at once (dec_run_lanes: vectors over
+ * columns, GCC/clang vector extensions).
  */
 
 enum { KIND_RES = 0, KIND_STACK = 1, KIND_RERAM = 2 };
@@ -257,6 +259,7 @@ typedef struct {
     int32_t *status;             /* (K, C) 0 converged, 1 iteration limit, 2 non-finite, 3 singular */
     int32_t *iters;              /* (K, C) Newton iterations */
     const celltab_t *table;      /* NULL: exact cells; else the tabulated cells (exact outside the grid) */
+    int32_t lanes;               /* 1: columns with both lines resistive in lanes (dec_run_lanes); 0: one by one */
 } dec_job_t;
 
 /* A column whose bit line or source line (not both) has zero-ohm wires: that line is one node M, the other
@@ -413,12 +416,371 @@ static void *dec_run_mixed(dec_job_t *j) {
     return NULL;
 }
 
+/* ---------------------------------------------------------------------------------------------- */
+/* Columns in lanes: LANES columns of the general case (both lines resistive) solved side by side, their
+   per-row values stored lane by lane (structure of arrays), so that the wires, the block-Thomas elimination,
+   the back substitution, the update, the convergence test and the tabulated cells of a row run as vector
+   operations over the lanes. Each lane runs dec_run's iteration on its own column (the same sums in the same
+   order; e^x and ln x of the tabulated cells by vexp and vlog; a column's result does not depend on its lane,
+   its neighbours or the threads); a lane whose column has finished takes the next column of the thread's
+   slice. The first iteration's cells are all at the ideal bias (v_read across, the source line at 0 V), so
+   their currents and derivatives are taken per state from values computed once; that first step differs
+   from dec_run's (the cell's chord where it is the smaller conductance, the step shortened where it would
+   leave a cell off the table's grid: dec_run_lanes), which moves the converged currents by ~1e-11 relative
+   at most (docs/benchmarks/solver.md). */
+/* as many lanes as the target's vector registers hold doubles (the build uses -march=native where the compiler
+   takes it: cosim/circuit/solver_kernel.py), so that a lane vector is one register: a wider one would be split
+   and in part spilled by the compiler (measured 6x slower) */
+#if defined(__AVX512F__)
+#define LANES 8
+#elif defined(__AVX__)
+#define LANES 4
+#else
+#define LANES 2
+#endif
+
+/* the lanes as one vector (GCC and clang vector extensions; the compiler splits it into the vector
+   registers the target has, or scalars), and its masks (all bits set where true) */
+typedef double vd __attribute__((vector_size(8 * LANES)));
+typedef int64_t vl __attribute__((vector_size(8 * LANES)));
+#define VD(p) (*(vd *)(p))
+/* the lanes' helpers are always inlined: a vector wider than the target's registers would otherwise be passed
+   through memory */
+#define LANE_INLINE TABLE_INLINE
+static const vd vzero = {0};
+static const vl vzero_l = {0};
+LANE_INLINE vd vsel(vl m, vd a, vd b) { return (vd)((m & (vl)a) | (~m & (vl)b)); }
+LANE_INLINE vd vabs(vd a) { return (vd)((vl)a & (vzero_l + INT64_MAX)); }
+/* fmax of each lane (the other operand where one is NaN) */
+LANE_INLINE vd vfmax(vd a, vd b) { return vsel((a > b) | (b != b), a, b); }
+
+typedef struct { double ia, ib, J[4]; cellws_t ws; } cellstart_t;
+
+/* ln x of each lane (x > 0, normal): x = m 2^e with m in [sqrt(1/2), sqrt(2)), ln m = 2 atanh(s), s = (m - 1) / (m + 1)
+   (|s| < 0.172), the series to s^23 (truncation below 1e-18 relative); within a few units in the last place
+   of libm's log. */
+LANE_INLINE vd vlog(vd x) {
+    const vl bits = (vl)x;
+    vl e = ((bits >> 52) & 0x7ff) - 1023;
+    vd m = (vd)((bits & 0xfffffffffffffLL) | (vzero_l + 0x3ff0000000000000LL));
+    const vl big = m > 1.4142135623730951;
+    m = vsel(big, m * 0.5, m);
+    e -= big;                                      /* big is -1 where true */
+    const vd s = (m - 1.0) / (m + 1.0), s2 = s * s;
+    vd p = vzero + 2.0 / 23;
+    p = p * s2 + 2.0 / 21; p = p * s2 + 2.0 / 19; p = p * s2 + 2.0 / 17; p = p * s2 + 2.0 / 15;
+    p = p * s2 + 2.0 / 13; p = p * s2 + 2.0 / 11; p = p * s2 + 2.0 / 9; p = p * s2 + 2.0 / 7;
+    p = p * s2 + 2.0 / 5; p = p * s2 + 2.0 / 3; p = p * s2 + 2.0;
+    const vd ef = __builtin_convertvector(e, vd);
+    return ef * 6.93147180369123816490e-01 + (s * p + ef * 1.90821492927058770002e-10);
+}
+
+/* The lanes' tabulated cells of row r located as table_locate does (its arithmetic, ln by vlog), into
+   structure-of-arrays fields (patch offset, position in the patch, va - vb), their table memory fetched;
+   inloc 0 (and safe values) where the cell is off the grid or not to be looked up (want: the lanes in their
+   second or later iteration). Rows are located this far ahead of their evaluation: the fetched patches of
+   a few rows stay in the first-level cache. */
+#define LOCATE_AHEAD 4
+typedef int32_t vi __attribute__((vector_size(4 * LANES)));
+LANE_INLINE void locate_row(const celltab_t *T, int64_t r, vl want, const int *sta, const double *vb,
+                             const double *vs, int64_t *loff, double *lu, double *lv, double *luv, int *inloc) {
+    const int64_t o = r * LANES;
+    const vd uv = VD(vb + o) - VD(vs + o);
+    const vl pos = uv > 0.0;
+    const vd tx = (vlog(vsel(pos, uv, vzero + 1.0)) - T->x0) / T->dx, ty = (VD(vs + o) - T->y0) / T->dy;
+    const vl ok = want & pos & (tx >= 0.0) & (ty >= 0.0) & (tx < (double)(T->nx - 1)) & (ty < (double)(T->ny - 1));
+    const vl i = __builtin_convertvector(vsel(ok, tx, vzero), vl), jj = __builtin_convertvector(vsel(ok, ty, vzero), vl);
+    const vl st = __builtin_convertvector(*(const vi *)(sta + o), vl);
+    const vl off = ok & (((st * T->nx + i) * T->ny + jj) * 4);
+    *(vl *)(loff + o) = off;
+    VD(lu + o) = vsel(ok, tx - __builtin_convertvector(i, vd), vzero);
+    VD(lv + o) = vsel(ok, ty - __builtin_convertvector(jj, vd), vzero);
+    VD(luv + o) = vsel(ok, uv, vzero + 1.0);
+    *(vi *)(inloc + o) = __builtin_convertvector(ok, vi) & 1;
+    for (int l = 0; l < LANES; l++) {
+        if (!ok[l]) continue;
+        for (int ch = 0; ch < T->nch; ch++) {
+            const double *q = T->c + off[l] + (int64_t)ch * 4 * T->nx * T->ny * 4;
+            __builtin_prefetch(q); __builtin_prefetch(q + 7);
+            __builtin_prefetch(q + T->ny * 4); __builtin_prefetch(q + T->ny * 4 + 7);
+        }
+    }
+}
+
+/* e^x of each lane for the tabulated cells' ln(current) (|x| < 700): x = k ln 2 + r, |r| <= ln(2)/2, e^r by
+   its Taylor polynomial to degree 13 (truncation below 2e-17 relative), 2^k put into the exponent bits;
+   within a few units in the last place of libm's exp. */
+LANE_INLINE vd vexp(vd x) {
+    const vd kf = x * 1.4426950408889634 + 6755399441055744.0 - 6755399441055744.0;   /* round(x / ln 2) */
+    const vd r = (x - kf * 6.93147180369123816490e-01) - kf * 1.90821492927058770002e-10;
+    vd p = vzero + 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0; p = p * r + 1.0 / 39916800.0; p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0; p = p * r + 1.0 / 40320.0; p = p * r + 1.0 / 5040.0; p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0; p = p * r + 1.0 / 24.0; p = p * r + 1.0 / 6.0; p = p * r + 0.5;
+    p = p * r + 1.0; p = p * r + 1.0;
+    vl k;
+    for (int l = 0; l < LANES; l++) k[l] = (int64_t)kf[l];
+    return (vd)((vl)p + (k << 52));
+}
+
+/* table_interp of a row's lanes at once, as locate_row left them (the lanes not located get finite values
+   of the table's first patch, which the caller replaces): the same sums as table_interp's, e^x by vexp. */
+LANE_INLINE void table_interp_lanes(const celltab_t *T, const int64_t *loff, const double *lu, const double *lv,
+                                       const double *luv, vd *ia, vd *ib, vd *J0, vd *J1, vd *J2, vd *J3) {
+    const vl off = *(const vl *)loff;
+    const vd u = VD(lu), v = VD(lv), uv = VD(luv);
+    const vd u2 = u * u, u3 = u2 * u, v2 = v * v, v3 = v2 * v;
+    const vd hu[2] = {2 * u3 - 3 * u2 + 1, -2 * u3 + 3 * u2}, ku[2] = {u3 - 2 * u2 + u, u3 - u2};
+    const vd hv[2] = {2 * v3 - 3 * v2 + 1, -2 * v3 + 3 * v2}, kv[2] = {v3 - 2 * v2 + v, v3 - v2};
+    const vd dhu[2] = {6 * u2 - 6 * u, -6 * u2 + 6 * u}, dku[2] = {3 * u2 - 4 * u + 1, 3 * u2 - 2 * u};
+    const vd dhv[2] = {6 * v2 - 6 * v, -6 * v2 + 6 * v}, dkv[2] = {3 * v2 - 4 * v + 1, 3 * v2 - 2 * v};
+    const double dx = T->dx, dy = T->dy, rdy = 1.0 / dy;
+    const vd rdxu = 1.0 / (dx * uv);
+    for (int ch = 0; ch < T->nch; ch++) {
+        vd F = vzero, FX = vzero, FY = vzero;
+        const double *base = T->c + (int64_t)ch * 4 * T->nx * T->ny * 4;
+        for (int a = 0; a < 2; a++) {
+            for (int b = 0; b < 2; b++) {
+                const int64_t d = ((int64_t)a * T->ny + b) * 4;
+                /* each lane's four values (built in registers: a vector stored lane by lane and read back
+                   whole would wait on the store) */
+#if LANES == 8
+                const double *p0 = base + off[0] + d, *p1 = base + off[1] + d, *p2 = base + off[2] + d;
+                const double *p3 = base + off[3] + d, *p4 = base + off[4] + d, *p5 = base + off[5] + d;
+                const double *p6 = base + off[6] + d, *p7 = base + off[7] + d;
+#define LANE_GATHER(k) (vd){p0[k], p1[k], p2[k], p3[k], p4[k], p5[k], p6[k], p7[k]}
+#elif LANES == 4
+                const double *p0 = base + off[0] + d, *p1 = base + off[1] + d, *p2 = base + off[2] + d;
+                const double *p3 = base + off[3] + d;
+#define LANE_GATHER(k) (vd){p0[k], p1[k], p2[k], p3[k]}
+#else
+                const double *p0 = base + off[0] + d, *p1 = base + off[1] + d;
+#define LANE_GATHER(k) (vd){p0[k], p1[k]}
+#endif
+                const vd q0 = LANE_GATHER(0), q1 = LANE_GATHER(1), q2 = LANE_GATHER(2), q3 = LANE_GATHER(3);
+#undef LANE_GATHER
+                const vd fu = hu[a] * q0 + dx * ku[a] * q1, fdu = dhu[a] * q0 + dx * dku[a] * q1;
+                const vd gu = hu[a] * q2 + dx * ku[a] * q3, gdu = dhu[a] * q2 + dx * dku[a] * q3;
+                F += hv[b] * fu + dy * kv[b] * gu;
+                FX += hv[b] * fdu + dy * kv[b] * gdu;
+                FY += dhv[b] * fu + dy * dkv[b] * gu;
+            }
+        }
+        const vd e = vexp(F), gt = FX * rdxu, gy = FY * rdy;
+        if (ch == 0) { *ia = e; *J0 = e * gt; *J1 = e * (gy - gt); }
+        else { *ib = e; *J2 = e * gt; *J3 = e * (gy - gt); }
+    }
+    if (T->nch == 1) { *ib = *ia; *J2 = *J0; *J3 = *J1; }
+}
+
+static void *dec_run_lanes(dec_job_t *j) {
+    const cellpar_t *P = j->P;
+    const int64_t R = j->R, C = j->C, N = R;
+    const double gb = j->g_bl_s, gs = j->g_sl_s, gsh = j->g_shunt_s, vr = j->v_read_v;
+    const double gdrv = j->driver_fixed ? 0.0 : j->g_driver_s, gsnk = j->sink_fixed ? 0.0 : j->g_sink_s;
+    const celltab_t *tab = j->table;
+    const double u_floor = tab ? 2.0 * exp(tab->x0) : 0.0;   /* twice the least voltage across a cell on the grid */
+    const size_t nl = (size_t)R * LANES;
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, nl * (sizeof(double) * 8 + sizeof(cellws_t) + 4 * sizeof(double) + 2 * sizeof(int))) != 0)
+        mem = NULL;
+    if (!mem) {
+        for (int64_t q = j->j0; q < j->j1; q++) { j->status[q] = 4; j->i_out[q] = NAN; }
+        return NULL;
+    }
+    double *vb = mem, *vs = vb + nl, *c0 = vs + nl, *c1 = c0 + nl, *c2 = c1 + nl, *c3 = c2 + nl;
+    double *db = c3 + nl, *ds = db + nl;
+    cellws_t *ws = (cellws_t *)(ds + nl);
+    int64_t *loff = (int64_t *)(ws + nl);
+    double *lu = (double *)(loff + nl), *lv = lu + nl, *luv = lv + nl;
+    int *inloc = (int *)(luv + nl), *sta = inloc + nl;
+    /* each state's cell at the ideal bias: the inner node's first guess, and the first iteration's values */
+    cellstart_t cs[4];
+    for (int st = 0; st < 4; st++) {
+        double ia, ib, Jc[4];
+        cellws_t w0 = {NAN, 0.0, 0.0, 0.0, 0.0};
+        cell_eval(P, j->state[st][0], j->state[st][1], vr, 0.0, &w0, &ia, &ib, Jc);
+        cs[st].ws = w0;
+        if (!(tab && table_cell(tab, st, vr, 0.0, &cs[st].ia, &cs[st].ib, cs[st].J)))
+            cell_eval(P, j->state[st][0], j->state[st][1], vr, 0.0, &cs[st].ws, &cs[st].ia, &cs[st].ib, cs[st].J);
+        /* the first step's linear model of the cell: its tangent at the ideal bias, or its chord through 0 V
+           where that is the smaller conductance (a cell whose current grows faster than its voltage there,
+           1T-1R: from the chord, Newton needs one iteration fewer at 10-20 ohm; docs/benchmarks/solver.md) */
+        const double g_chord = cs[st].ia / vr;
+        if (g_chord > 0.0 && g_chord < cs[st].J[0]) {
+            cs[st].J[0] = g_chord; cs[st].J[1] = -g_chord; cs[st].J[2] = cs[st].ib / vr; cs[st].J[3] = -cs[st].ib / vr;
+        }
+    }
+    int64_t lq[LANES], next = j->j0;
+    int lit[LANES];
+    double i_prev[LANES], d_prev[LANES], i_sense[LANES];
+    for (int l = 0; l < LANES; l++) lq[l] = -1;
+    for (size_t i = 0; i < nl; i++) { vb[i] = vr; vs[i] = 0.0; sta[i] = 0; inloc[i] = 0; }
+    for (;;) {
+        int nact = 0;
+        for (int l = 0; l < LANES; l++) {
+            if (lq[l] < 0 && next < j->j1) {
+                const int64_t q = next++;
+                const int64_t k = j->kidx ? j->kidx[q] : q / C, c = j->cidx ? j->cidx[q] : q % C;
+                const uint8_t *xr = j->x + k * R, *wr = j->wt + c * R;
+                for (int64_t r = 0; r < R; r++) {
+                    const int st = 2 * (xr[r] != 0) + (wr[r] != 0);
+                    sta[r * LANES + l] = st;
+                    ws[r * LANES + l] = cs[st].ws;
+                    vb[r * LANES + l] = vr; vs[r * LANES + l] = 0.0;
+                }
+                lq[l] = q; lit[l] = 0; i_prev[l] = NAN; d_prev[l] = INFINITY; i_sense[l] = 0.0;
+            }
+            if (lq[l] >= 0) { nact++; lit[l]++; }
+        }
+        if (!nact) break;
+        /* tabulated cells: located (their table memory fetched) LOCATE_AHEAD rows before they are evaluated */
+        vl want;
+        for (int l = 0; l < LANES; l++) want[l] = lq[l] >= 0 && lit[l] > 1 ? -1 : 0;
+        for (int64_t r = 0; tab && r < LOCATE_AHEAD && r < R; r++) locate_row(tab, r, want, sta, vb, vs, loff, lu, lv, luv, inloc);
+        vl bad = vzero_l;
+        vd ibl = vzero, jb2 = vzero, jb3 = vzero;
+        for (int64_t n = 0; n < N; n++) {
+            vd ia = vzero, ib = vzero, j0 = vzero, j1 = vzero, j2 = vzero, j3 = vzero;
+            if (tab && n + LOCATE_AHEAD < R) locate_row(tab, n + LOCATE_AHEAD, want, sta, vb, vs, loff, lu, lv, luv, inloc);
+            int ntab = 0;
+            for (int l = 0; tab && l < LANES; l++) ntab += inloc[n * LANES + l];
+            if (ntab) table_interp_lanes(tab, loff + n * LANES, lu + n * LANES, lv + n * LANES, luv + n * LANES,
+                                         &ia, &ib, &j0, &j1, &j2, &j3);
+            for (int l = 0; l < LANES; l++) {
+                const int64_t i = n * LANES + l;
+                double Jc[4], ca, cb;
+                if (tab && inloc[i]) continue;
+                if (lq[l] < 0) { ca = cb = 0.0; Jc[0] = Jc[1] = Jc[2] = Jc[3] = 0.0; }
+                else if (lit[l] == 1) {
+                    const cellstart_t *s = &cs[sta[i]];
+                    ca = s->ia; cb = s->ib; Jc[0] = s->J[0]; Jc[1] = s->J[1]; Jc[2] = s->J[2]; Jc[3] = s->J[3];
+                } else cell_eval(P, j->state[sta[i]][0], j->state[sta[i]][1], vb[i], vs[i], &ws[i], &ca, &cb, Jc);
+                ia[l] = ca; ib[l] = cb; j0[l] = Jc[0]; j1[l] = Jc[1]; j2[l] = Jc[2]; j3[l] = Jc[3];
+            }
+            /* the row's wires and cell, then its block-Thomas elimination: dec_run's sums in its order (a wire
+               that is not there adds an exact 0), over the lanes at once */
+            const vd vbc = VD(vb + n * LANES), vsc = VD(vs + n * LANES);
+            const vd vbp = n > 0 ? VD(vb + (n - 1) * LANES) : vbc, vsp = n > 0 ? VD(vs + (n - 1) * LANES) : vsc;
+            const vd vbn = n < N - 1 ? VD(vb + (n + 1) * LANES) : vbc, vsn = n < N - 1 ? VD(vs + (n + 1) * LANES) : vsc;
+            const double gbu = n > 0 ? gb : 0.0, gsu = n > 0 ? gs : 0.0, gbd = n < N - 1 ? gb : 0.0, gsd = n < N - 1 ? gs : 0.0;
+            const double gd = n == 0 ? gdrv : 0.0, gk = n == N - 1 ? gsnk : 0.0;
+            vd fb = gsh * vbc, fs = gsh * vsc;
+            vd a00 = vzero + gsh, a11 = vzero + gsh;
+            fb += gbu * (vbc - vbp); fs += gsu * (vsc - vsp); a00 += gbu; a11 += gsu;
+            fb += gbd * (vbc - vbn); fs += gsd * (vsc - vsn); a00 += gbd; a11 += gsd;
+            fb += gd * (vbc - vr); a00 += gd;
+            fs += gk * vsc; a11 += gk;
+            fb += ia; fs -= ib;
+            vd a0 = a00 + j0, a1 = 0.0 + j1, a2 = 0.0 - j2, a3 = a11 - j3;
+            double lb = n > 0 ? -gb : 0.0, ls = n > 0 ? -gs : 0.0, ub = n < N - 1 ? -gb : 0.0, us = n < N - 1 ? -gs : 0.0;
+            if (n == N - 1) { ibl += ib; jb2 += j2; jb3 += j3; }
+            if (n == 0 && j->driver_fixed) { fb = vbc - vr; a0 = vzero + 1.0; a1 = vzero; ub = 0.0; }
+            if (n == N - 1 && j->sink_fixed) { fs = vsc; a2 = vzero; a3 = vzero + 1.0; ls = 0.0; }
+            vd r0 = -fb, r1 = -fs;
+            if (n > 0) {   /* M = A - L C'_{n-1}; r -= L d_{n-1} */
+                const int64_t o = (n - 1) * LANES;
+                a0 -= lb * VD(c0 + o); a1 -= lb * VD(c1 + o);
+                a2 -= ls * VD(c2 + o); a3 -= ls * VD(c3 + o);
+                r0 -= lb * VD(db + o); r1 -= ls * VD(ds + o);
+            }
+            const vd det = a0 * a3 - a1 * a2;
+            bad |= ~(vabs(det) > 1e-300) | ~(det - det == 0.0);
+            const vd rdet = 1.0 / det;
+            const vd i0 = a3 * rdet, i1 = -a1 * rdet, i2 = -a2 * rdet, i3 = a0 * rdet;
+            const int64_t o = n * LANES;
+            VD(c0 + o) = i0 * ub; VD(c1 + o) = i1 * us; VD(c2 + o) = i2 * ub; VD(c3 + o) = i3 * us;
+            VD(db + o) = i0 * r0 + i1 * r1; VD(ds + o) = i2 * r0 + i3 * r1;
+        }
+        /* the sink-side flow into a fixed sink node, before this step */
+        vd flow = ibl, dfb = vzero, dfs = vzero;
+        if (j->sink_fixed) {
+            dfb = jb2; dfs = jb3;
+            if (N > 1) flow += gs * (VD(vs + (N - 2) * LANES) - VD(vs + (N - 1) * LANES));
+        }
+        /* a lane's first step is shortened where it would leave a cell with less than u_floor across it
+           (the full linear step overshoots the IR drop of long columns far below 0 V across the far cells,
+           off the table's grid, where the exact cells cost ~20x more): lim, the largest fraction of the step
+           that keeps every cell at u_floor or above. Later steps are Newton's own. */
+        vl first;
+        int any_first = 0;
+        for (int l = 0; l < LANES; l++) { first[l] = lq[l] >= 0 && lit[l] == 1 ? -1 : 0; any_first |= first[l] != 0; }
+        const int limit = tab && any_first;
+        vd lim = vzero + 1.0;
+#define LIMIT_ROW(o)                                                                                        \
+        do {                                                                                                \
+            const vd uo = VD(vb + (o)) - VD(vs + (o)), un = uo + (VD(db + (o)) - VD(ds + (o)));             \
+            const vl low = first & (un < u_floor);                                                          \
+            int64_t any = 0;                                                                                \
+            for (int l = 0; l < LANES; l++) any |= low[l];                                                  \
+            if (any) {                                                                                      \
+                const vd f = (uo - u_floor) / (uo - un);                                                    \
+                lim = vsel(low & (f < lim), f, lim);                                                        \
+            }                                                                                               \
+        } while (0)
+        if (limit) LIMIT_ROW((N - 1) * LANES);
+        for (int64_t n = N - 2; n >= 0; n--) {
+            const int64_t o = n * LANES, p = (n + 1) * LANES;
+            VD(db + o) -= VD(c0 + o) * VD(db + p) + VD(c1 + o) * VD(ds + p);
+            VD(ds + o) -= VD(c2 + o) * VD(db + p) + VD(c3 + o) * VD(ds + p);
+            if (limit) LIMIT_ROW(o);
+        }
+#undef LIMIT_ROW
+        vd dmax = vzero;
+        for (int64_t n = 0; n < N; n++) {
+            const vd a = vabs(VD(db + n * LANES)), b = vabs(VD(ds + n * LANES));
+            dmax = vsel(a > dmax, a, dmax);
+            dmax = vsel(b > dmax, b, dmax);
+        }
+        const double dvm = j->dv_max_v, rt = j->reltol, vnt = j->vntol_v;
+        vd scale = vsel(dmax > dvm, dvm / dmax, vzero + 1.0);
+        scale = vsel(lim < scale, lim, scale);
+        vl conv = scale == 1.0;
+        for (int64_t n = 0; n < N; n++) {
+            const int64_t o = n * LANES;
+            const vd ob = VD(vb + o), os = VD(vs + o);
+            const vd nb = ob + scale * VD(db + o), ns = os + scale * VD(ds + o);
+            conv &= ~((vabs(nb - ob) > rt * vfmax(vabs(nb), vabs(ob)) + vnt) |
+                      (vabs(ns - os) > rt * vfmax(vabs(ns), vabs(os)) + vnt));
+            VD(vb + o) = nb; VD(vs + o) = ns;
+        }
+        for (int l = 0; l < LANES; l++) {
+            if (lq[l] < 0) continue;
+            int status = -1;
+            if (bad[l]) status = 3;
+            else if (!isfinite(dmax[l])) status = 2;
+            else {
+                if (j->sink_fixed) {
+                    i_sense[l] = flow[l] + scale[l] * (dfb[l] * db[(N - 1) * LANES + l] + dfs[l] * ds[(N - 1) * LANES + l]);
+                    if (N > 1) i_sense[l] += scale[l] * gs * (ds[(N - 2) * LANES + l] - ds[(N - 1) * LANES + l]);
+                } else {
+                    i_sense[l] = j->g_sink_s * vs[(N - 1) * LANES + l];
+                }
+                if (!isfinite(i_sense[l])) status = 2;
+                else if (sense_settled(i_sense[l], &i_prev[l], &d_prev[l], conv[l], rt, j->abstol_a)) status = 0;
+                else if (lit[l] >= j->max_iter) status = 1;
+            }
+            if (status < 0) continue;
+            const int64_t q = lq[l];
+            j->i_out[q] = status == 0 ? i_sense[l] : NAN;
+            j->status[q] = status;
+            j->iters[q] = lit[l];
+            lq[l] = -1;
+            /* an idle lane: benign values until it takes a column */
+            for (int64_t r = 0; r < R; r++) { vb[r * LANES + l] = vr; vs[r * LANES + l] = 0.0; }
+        }
+    }
+    free(mem);
+    return NULL;
+}
+
 static void *dec_run(void *arg) {
     dec_job_t *j = arg;
     if ((j->g_bl_s == 0.0) != (j->g_sl_s == 0.0)) return dec_run_mixed(j);
     const cellpar_t *P = j->P;
     const int64_t R = j->R, C = j->C;
     const int merged = j->g_bl_s == 0.0;
+    if (!merged && j->lanes) return dec_run_lanes(j);
     const int64_t N = merged ? 1 : R;
     const double gb = j->g_bl_s, gs = j->g_sl_s, gsh = j->g_shunt_s;
     const celltab_t *tab = j->table;
@@ -598,6 +960,9 @@ static void *dec_run(void *arg) {
     return NULL;
 }
 
+/* How many columns dec_run_lanes solves at once in this build. */
+int cosim_solver_lanes(void) { return LANES; }
+
 int cosim_solve_decoupled(const dec_job_t *job, int nthreads) {
     const int64_t n = job->kidx ? job->npairs : job->K * job->C;
     if (nthreads < 1) nthreads = 1;
@@ -638,4 +1003,5 @@ COSIM_LAYOUT(cosim_solver_decjob_layout, (int64_t)sizeof(dec_job_t), (int64_t)of
              (int64_t)offsetof(dec_job_t, state), (int64_t)offsetof(dec_job_t, v_read_v),
              (int64_t)offsetof(dec_job_t, g_bl_s), (int64_t)offsetof(dec_job_t, g_sl_s),
              (int64_t)offsetof(dec_job_t, max_iter), (int64_t)offsetof(dec_job_t, npairs),
-             (int64_t)offsetof(dec_job_t, i_out), (int64_t)offsetof(dec_job_t, table))
+             (int64_t)offsetof(dec_job_t, i_out), (int64_t)offsetof(dec_job_t, table),
+             (int64_t)offsetof(dec_job_t, lanes))

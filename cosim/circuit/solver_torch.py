@@ -222,6 +222,13 @@ def solve_decoupled(spec, x, w, *, par, states, ws0, max_iter: int, reltol: floa
             if merged:
                 ia, ib = ia.sum(1, keepdim=True), ib.sum(1, keepdim=True)
                 J = [j.sum(1, keepdim=True) for j in J]
+            elif it == 1:
+                # the first step's linear model of each cell, as the C kernel's (solver_kernel.c, dec_run_lanes):
+                # its chord through 0 V where that is a smaller (positive) conductance than its tangent
+                g = ia / vr
+                use = (g > 0) & (g < J[0])
+                J = [torch.where(use, g, J[0]), torch.where(use, -g, J[1]), torch.where(use, ib / vr, J[2]),
+                     torch.where(use, -ib / vr, J[3])]
             # residuals (currents leaving) and the blocks
             fb = gsh * b_ + ia
             fs = gsh * s_ - ib
