@@ -332,21 +332,20 @@ class Surrogate:
                 from .kernel import evaluate, evaluate_fused
                 thr, step_a = self._adc_rule() if codes else (None, 0.0)
                 threads = self.kernel_threads or torch.get_num_threads()
-                fused = self._fused(lib, x, pw, threads)
+                if self._fused(lib, x, pw, threads):
+                    # one call for every pass (their sums added in pass order, as below); the leak tables' input
+                    # moments pass by pass, as below
+                    xs = (torch.cat([x[s:s + step].to(self.dtype) @ self._phi[: x.shape[1]] for s in range(0, n, step)])
+                          if self.leak and n else None)
+                    got = evaluate_fused(lib, x, cast(torch.Tensor, pw.w_mask), cast(torch.Tensor, self._phi_m)[:pw.rows],
+                                         c, E, self.n_variables, self._terms, self._coef_t, self.i_cell_a,
+                                         cast(torch.Tensor, self._coef_rows), cast(torch.Tensor, self._term_idx), xs=xs,
+                                         cur=cur, thresholds=thr, lsb=float(self.adc.lsb_counts), code=code,
+                                         threads=threads, step_a=step_a, max_code=self.adc.max_code, chunk=step)
+                    if got is not None:
+                        return cur, code, got
+                    # inputs other than 0 and 1: the products
                 for s in range(0, n, step):
-                    if fused:
-                        xc = x[s:s + step]
-                        xs = xc.to(self.dtype) @ self._phi[: xc.shape[1]] if self.leak else None
-                        got = evaluate_fused(lib, xc, cast(torch.Tensor, pw.w_mask), cast(torch.Tensor, self._phi_m)[:pw.rows],
-                                             c, E, self.n_variables, self._terms, self._coef_t, self.i_cell_a,
-                                             cast(torch.Tensor, self._coef_rows), cast(torch.Tensor, self._term_idx), xs=xs,
-                                             cur=None if cur is None else cur[s:s + step], thresholds=thr,
-                                             lsb=float(self.adc.lsb_counts), code=None if code is None else code[s:s + step],
-                                             threads=threads, step_a=step_a, max_code=self.adc.max_code)
-                        if got is not None:
-                            total += got
-                            continue
-                        fused = False                    # inputs other than 0 and 1: the products from here on
                     rowmap, xp = self._rows_with_ones(x[s:s + step])
                     k, m, xs = self._kernel_products(lib, xp, pw, threads) if xp.shape[0] else self._no_products(c)
                     total += evaluate(lib, k, m, E, self.n_variables, self._terms, self._coef_t, self.i_cell_a, xs=xs,

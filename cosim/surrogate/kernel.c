@@ -41,6 +41,9 @@ typedef struct {
     const void *xb; int64_t xb_ld; int xb_bf16; int64_t xb_rows;  /* (n, R') 0/1 inputs, bfloat16 or float32 */
     const uint16_t *wmask; int64_t wmask_ld;   /* (R', G) weight bits: bit l of [r, g] = w[r, 16 g + l], G a multiple of 4 */
     const float *phi; int64_t phi_ld;          /* (R', E) the moment basis of each row */
+    int64_t chunk;                             /* > 0: the rows in passes of chunk, each split over the threads and
+                                                  its sum added to the total in pass order (as passes called one by
+                                                  one add them up); 0: one pass */
     int bad;                                   /* set: an input neither 0 nor 1 (1), or no lanes for the fused products (2) */
     double sum;                                /* sum of the currents (A) */
 } job_t;
@@ -55,7 +58,7 @@ typedef struct {
    the constant 1, i.e. + 0) and sums the 16 lanes by _mm512_reduce_add_ps, whose order GCC's header
    fixes: (l, l + 8), then (l, l + 4), then (0, 2) and (1, 3), then (0, 1). Here every lane of that
    accumulator is a vector over 16 columns and the same operations run in the same order (a term's
-   variables multiplied left to right, the constant 1 included). The coefficient of each column's ON-count comes from the term's coefficient row (over the
+   variables multiplied left to right, leaving out the factors of the constant 1: x * 1 is x exactly). The coefficient of each column's ON-count comes from the term's coefficient row (over the
    counts) by two-table permutes of 32 counts each, no gathers (slow on some CPUs). */
 #define LANE_SEG 32
 #define LANE_SEGS_MAX 16          /* counts up to 511 */
@@ -64,8 +67,8 @@ typedef struct {
 typedef struct {
     int nf;                    /* terms */
     int nq;                    /* blocks of 16 terms (fpad / 16) */
-    int d4;                    /* terms of four factors */
-    int idx[LANE_TERMS_MAX][4];  /* the variable indices of term f (V: the constant 1; a fourth V for 3) */
+    int len[LANE_TERMS_MAX];     /* the factors of term f other than the constant 1 */
+    int idx[LANE_TERMS_MAX][4];  /* their variable indices, in the term's order */
     int segs;                  /* 32-count segments of a coefficient row */
     float *tab;                /* (nf, segs * 32): coefficient of term f at count k, zero padded */
 } lanes_t;
@@ -78,15 +81,18 @@ static int lanes_init(lanes_t *L, const job_t *j) {
         return 0;
     L->nf = (int)F;
     L->nq = (int)(j->fpad / 16);
-    L->d4 = D == 4;
     L->segs = (int)((R + 1 + LANE_SEG - 1) / LANE_SEG);
     if (L->segs > LANE_SEGS_MAX) return 0;
-    for (int64_t f = 0; f < F; ++f)
-        for (int64_t d = 0; d < 4; ++d) {
-            const int32_t i = d < D ? j->terms[f * D + d] : (int32_t)V;
+    for (int64_t f = 0; f < F; ++f) {
+        int n = 0;
+        for (int64_t d = 0; d < D; ++d) {
+            const int32_t i = j->terms[f * D + d];
             if (i < 0 || i > V) return 0;
-            L->idx[f][d] = i;
+            if (i != V) L->idx[f][n++] = i;          /* x * 1 is x exactly: the constant's factors are left out */
         }
+        L->len[f] = n;
+        for (int d = n; d < 4; ++d) L->idx[f][d] = 0;
+    }
     const int64_t w = (int64_t)L->segs * LANE_SEG;
     L->tab = (float *)calloc((size_t)(F * w), sizeof(float));
     if (!L->tab) return 0;
@@ -95,14 +101,25 @@ static int lanes_init(lanes_t *L, const job_t *j) {
     return 1;
 }
 
-/* the sum over the blocks q of lane l's terms for LANE_GROUPS groups at once, into acc[l][g]; d4 and multi
-   (counts beyond the first segment) are constants where lanes_eval calls it, so each case compiles on
-   its own without branches per term */
+/* the sum over the blocks q of lane l's terms for LANE_GROUPS groups at once, into acc[l][g]; multi (counts
+   beyond the first segment) is a constant where lanes_eval calls it, and the factors' count is switched on
+   once per term, so that the loop over the groups has no branches */
+#define LANE_TERM(T)                                                                                           \
+    for (int g = 0; g < LANE_GROUPS; ++g) {                                                                    \
+        const __m512 t = (T);                                                                                  \
+        __m512 c = _mm512_permutex2var_ps(r0, kv[g], r1);                                                      \
+        if (multi)                                                                                             \
+            for (int s = 1; s < segs; ++s)                                                                     \
+                c = _mm512_mask_mov_ps(c, in_seg[g][s], _mm512_permutex2var_ps(_mm512_loadu_ps(row + LANE_SEG * s), \
+                                                                             kv[g], _mm512_loadu_ps(row + LANE_SEG * s + 16))); \
+        a[g] = _mm512_fmadd_ps(c, t, a[g]);                                                                    \
+    }
 static inline __attribute__((always_inline)) void lanes_lane(const lanes_t *restrict L, __m512 (*restrict vv)[16],
-        const __m512i *restrict kv, int l, const int d4, const int multi, int segs,
+        const __m512i *restrict kv, int l, const int multi, int segs,
         __mmask16 (*restrict in_seg)[LANE_SEGS_MAX], __m512 (*restrict acc)[LANE_GROUPS]) {
     const int w = L->segs * LANE_SEG;
     const __m512 zero = _mm512_setzero_ps();
+    const __m512 one = _mm512_set1_ps(1.0f);
     __m512 a[LANE_GROUPS];
     for (int g = 0; g < LANE_GROUPS; ++g) a[g] = zero;
     for (int q = 0; q < L->nq; ++q) {
@@ -114,20 +131,17 @@ static inline __attribute__((always_inline)) void lanes_lane(const lanes_t *rest
         const int i0 = L->idx[f][0], i1 = L->idx[f][1], i2 = L->idx[f][2], i3 = L->idx[f][3];
         const float *restrict row = L->tab + (int64_t)f * w;
         const __m512 r0 = _mm512_loadu_ps(row), r1 = _mm512_loadu_ps(row + 16);
-#pragma GCC unroll 4
-        for (int g = 0; g < LANE_GROUPS; ++g) {
-            __m512 t = _mm512_mul_ps(_mm512_mul_ps(vv[g][i0], vv[g][i1]), vv[g][i2]);
-            if (d4) t = _mm512_mul_ps(t, vv[g][i3]);
-            __m512 c = _mm512_permutex2var_ps(r0, kv[g], r1);
-            if (multi)
-                for (int s = 1; s < segs; ++s)
-                    c = _mm512_mask_mov_ps(c, in_seg[g][s], _mm512_permutex2var_ps(_mm512_loadu_ps(row + LANE_SEG * s),
-                                                                                 kv[g], _mm512_loadu_ps(row + LANE_SEG * s + 16)));
-            a[g] = _mm512_fmadd_ps(c, t, a[g]);
+        switch (L->len[f]) {
+        case 0: LANE_TERM(one) break;
+        case 1: LANE_TERM(vv[g][i0]) break;
+        case 2: LANE_TERM(_mm512_mul_ps(vv[g][i0], vv[g][i1])) break;
+        case 3: LANE_TERM(_mm512_mul_ps(_mm512_mul_ps(vv[g][i0], vv[g][i1]), vv[g][i2])) break;
+        default: LANE_TERM(_mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(vv[g][i0], vv[g][i1]), vv[g][i2]), vv[g][i3])) break;
         }
     }
     for (int g = 0; g < LANE_GROUPS; ++g) acc[l][g] = a[g];
 }
+#undef LANE_TERM
 
 /* currents (units of i_cell) of LANE_GROUPS groups of 16 columns (one column per lane): vv[g][e] the
    variables of group g (vv[g][V] = 1), kv[g] its ON-counts; the first ng groups are stored at out[16 g ..].
@@ -145,12 +159,9 @@ static inline void lanes_eval(const lanes_t *restrict L, __m512 (*restrict vv)[1
         for (int s = 1; s < segs; ++s)
             in_seg[g][s] = _mm512_cmpeq_epi32_mask(_mm512_srli_epi32(kv[g], 5), _mm512_set1_epi32(s));
     __m512 acc[16][LANE_GROUPS];
-    const int d4 = L->d4, multi = segs > 1;
     for (int l = 0; l < 16; ++l) {
-        if (!d4 && !multi) lanes_lane(L, vv, kv, l, 0, 0, segs, in_seg, acc);
-        else if (!d4) lanes_lane(L, vv, kv, l, 0, 1, segs, in_seg, acc);
-        else if (!multi) lanes_lane(L, vv, kv, l, 1, 0, segs, in_seg, acc);
-        else lanes_lane(L, vv, kv, l, 1, 1, segs, in_seg, acc);
+        if (segs > 1) lanes_lane(L, vv, kv, l, 1, segs, in_seg, acc);
+        else lanes_lane(L, vv, kv, l, 0, segs, in_seg, acc);
     }
     for (int g = 0; g < ng; ++g) {
         __m512 s8[8], s4[4];
@@ -516,11 +527,12 @@ static void *run(void *arg) {
     return 0;
 }
 
-int cosim_surrogate_eval(job_t *proto, int threads) {
+/* one pass: rows n0 .. n1 - 1 split over the threads; its sum is the threads' sums added in thread order */
+static int eval_pass(job_t *proto, int64_t n0, int64_t n1, int threads, double *sum) {
     job_t jobs[64];
     pthread_t tid[64];
     int started[64];
-    int64_t n0 = proto->n0, n = proto->n1 - proto->n0;
+    int64_t n = n1 - n0;
     if (threads < 1) threads = 1;
     if (threads > 64) threads = 64;
     if (n < 256 * (int64_t)threads) threads = n >= 256 ? (int)(n / 256) : 1;   /* >= 256 vectors a thread */
@@ -542,7 +554,20 @@ int cosim_surrogate_eval(job_t *proto, int threads) {
         s += jobs[t].sum;
         bad = bad > jobs[t].bad ? bad : jobs[t].bad;
     }
-    proto->sum = s;
+    *sum = s;
+    return bad;
+}
+
+int cosim_surrogate_eval(job_t *proto, int threads) {
+    const int64_t n0 = proto->n0, n1 = proto->n1, step = proto->chunk > 0 ? proto->chunk : (n1 > n0 ? n1 - n0 : 1);
+    double total = 0.0;
+    int bad = 0;
+    for (int64_t s0 = n0; s0 < n1 && !bad; s0 += step) {
+        double s = 0.0;
+        bad = eval_pass(proto, s0, s0 + step < n1 ? s0 + step : n1, threads, &s);
+        total += s;
+    }
+    proto->sum = total;
     proto->bad = bad;
     return bad;
 }

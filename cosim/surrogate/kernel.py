@@ -57,7 +57,7 @@ class _Job(ctypes.Structure):
                 ("zeros", ctypes.c_void_p),
                 ("xb", ctypes.c_void_p), ("xb_ld", ctypes.c_int64), ("xb_bf16", ctypes.c_int), ("xb_rows", ctypes.c_int64),
                 ("wmask", ctypes.c_void_p), ("wmask_ld", ctypes.c_int64), ("phi", ctypes.c_void_p),
-                ("phi_ld", ctypes.c_int64), ("bad", ctypes.c_int), ("sum", ctypes.c_double)]
+                ("phi_ld", ctypes.c_int64), ("chunk", ctypes.c_int64), ("bad", ctypes.c_int), ("sum", ctypes.c_double)]
 
 
 #: the fields whose offsets kernel.c's cosim_surrogate_job_layout() reports after sizeof(job_t), in its order
@@ -302,14 +302,16 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
                    terms: torch.Tensor, coef_t: torch.Tensor, i_cell_a: float, coef_rows: torch.Tensor,
                    term_idx: torch.Tensor, xs: torch.Tensor | None = None, cur: torch.Tensor | None = None,
                    thresholds: Thresholds | None = None, lsb: float = 1.0, code: torch.Tensor | None = None,
-                   threads: int = 1, step_a: float = 0.0, max_code: int = 0) -> float | None:
+                   threads: int = 1, step_a: float = 0.0, max_code: int = 0, chunk: int = 0) -> float | None:
     """``evaluate`` with the products fused into the kernel: from 0/1 inputs ``x`` (n, R') (bfloat16 or
     float32, unit column stride), the weights' bit masks ``w_mask`` (``weight_masks``, R' rows) and the
     moment basis ``phi`` (R', E) float32, each column's ON-count and moments are formed in the kernel as the
     sums, in increasing row order, of the basis rows its conducting cells select: the values of a float32
     product that accumulates along the rows in order (the caller checks that its product does), so the same
     currents, codes and sums bit for bit, without the products. Only where ``fused_available`` (AVX-512
-    lanes, four moments). None (nothing to use) where ``x`` holds anything but 0 and 1."""
+    lanes, four moments). ``chunk`` > 0: the vectors in passes of ``chunk``, each split over the threads, their
+    sums added in pass order: the sum that passes of ``chunk`` vectors, one call each, add up to. None (nothing
+    to use) where ``x`` holds anything but 0 and 1 or the kernel cannot take the model."""
     n, r = x.shape
     if (x.dtype not in (torch.bfloat16, torch.float32) or x.device.type != "cpu" or (n and x.stride(1) != 1)
             or w_mask.dtype != torch.int16 or w_mask.shape[0] != r or w_mask.shape[1] * 16 < cols
@@ -323,7 +325,7 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
     zeros = torch.zeros(cols * (E + 1) + 1 + E, dtype=torch.float32)
     job = _Job(n0=0, n1=n, C=cols, k=None, k_ld=0, k_bf16=0, m=None, m_ld=0, rowmap=None, zeros=zeros.data_ptr(),
                xb=x.data_ptr(), xb_ld=x.stride(0) if n else 0, xb_bf16=int(x.dtype == torch.bfloat16), xb_rows=r,
-               wmask=w_mask.data_ptr(), wmask_ld=w_mask.stride(0), phi=phi.data_ptr(), phi_ld=phi.stride(0),
+               wmask=w_mask.data_ptr(), wmask_ld=w_mask.stride(0), phi=phi.data_ptr(), phi_ld=phi.stride(0), chunk=int(chunk),
                **_model_fields(E, V, terms, coef_t, i_cell_a, xs, coef_rows, term_idx, cur, thresholds, lsb, code,
                                step_a, max_code, 2))
     if lib.cosim_surrogate_eval(ctypes.byref(job), int(threads)):
