@@ -435,6 +435,8 @@ def test_network_outputs_and_statistics_unchanged_by_the_shortcuts(variant):
         cim = to_cim(net, tech="sram8t", rows=64, cols=64, mode="surrogate", adc_reference="calibrated", **variant)
         sur = cim.cim_array.surrogate
         sur.skip_zero_rows = sur.sparse_products = sur.fused_products = sur.kernel_lanes = fast
+        if not fast:
+            cim.cim_array.read_accumulate = None         # the codes read and added up tile by tile in torch
         with torch.no_grad():
             out[fast] = (cim(x), cim_stats(cim))
     assert torch.equal(out[True][0], out[False][0])
@@ -523,3 +525,29 @@ def test_weight_masks_hold_the_bits(rng):
     bits = (m.numpy().view(np.uint16)[:, :, None] >> np.arange(16)) & 1
     assert np.array_equal(bits.reshape(5, -1)[:, :70], w.numpy().astype(int))
     assert not bits.reshape(5, -1)[:, 70:].any()
+
+
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+def test_read_accumulate_adds_the_codes_of_read(tech, rng):
+    """read_accumulate adds read()'s codes times the signs to the sum (in the kernel, never stored, where the
+    fused products run; else in torch), gives read_with_current's current sum and the largest ON-count of
+    every k-th vector, bit for bit."""
+    table = load_table(default_table_path(tech, 64))
+    for fused in (True, False):
+        sur = Surrogate.from_table(table, adc=ADC(bits=6, references="calibrated"))
+        sur.fused_products = fused
+        x, w = _bits(rng, (700, 60), 0.4).bfloat16(), _bits(rng, (60, 37), 0.5)
+        x[::3] = 0
+        s_x = torch.as_tensor(rng.choice([-1.0, 1.0], 700), dtype=torch.float32)
+        s_w = torch.as_tensor(rng.choice([-1.0, 1.0], 37), dtype=torch.float32)
+        start = torch.as_tensor(rng.integers(-50, 50, (700, 37)), dtype=torch.float32)
+        codes, total = sur.read_with_current(x, w)
+        for sx, sw in ((None, None), (s_x, s_w), (s_x, None), (None, s_w)):
+            acc = start.clone()
+            got, kmax = sur.read_accumulate(x, w, acc, sx, sw, max_stride=5)
+            want = codes * (1 if sw is None else sw) * (1 if sx is None else sx[:, None])
+            assert torch.equal(acc, start + want) and got == total
+            if fused and surrogate_kernel.fused_available(surrogate_kernel.load(), 4):
+                assert kmax == int((x[::5].float() @ w).max())
+            else:
+                assert kmax is None

@@ -255,6 +255,9 @@ class CrossbarMatrix(nn.Module):
             st.add_current(fn(on_cells, float(x_ones.sum(dtype=torch.float64)) * tiles.cout - on_cells) if fn else None)
         if self.linear and self.max_active_rows is None and not self.spot_tiles:
             acc = self._linear_forward(x_buf, s_x16 if self.binsparx else None)
+        elif (getattr(self.array, "read_accumulate", None) is not None and self.max_active_rows is None
+              and not self.spot_tiles and self.array.cols is None):
+            acc = self._accumulate_forward(x_buf, s_x if self.binsparx else None)
         else:
             acc = self._tile_forward(x_buf, x_ones, s_x16 if self.binsparx else None)
         # digital correction: sum_t s_x s_w (-2 sum b(x') + n_t - 2 sum b(w'))
@@ -296,6 +299,30 @@ class CrossbarMatrix(nn.Module):
             # (converted first: an in-place add of another dtype costs about 5x a conversion and an add)
             acc = part.float() if acc is None else acc.add_(part.float())
         return acc  # type: ignore[return-value]  # T >= 1: set in the loop
+
+    def _accumulate_forward(self, x_buf: torch.Tensor, s_x: torch.Tensor | None) -> torch.Tensor:
+        """``_tile_forward`` for arrays that add their codes into the sum themselves (``read_accumulate``: the
+        surrogate's kernel, without storing them): sum_t s_x s_w codes_t (M, C_out) float32, the same integers
+        (exact in any order); the statistics of the reads as ``_read`` keeps them."""
+        tiles, st = self.tiles, self.stats
+        m, T, cout = x_buf.shape[0], tiles.row_tiles, tiles.cout
+        x3 = x_buf.view(m, T, tiles.rows)
+        acc = torch.zeros(m, cout, dtype=torch.float32, device=x_buf.device)
+        k = self.max_stride if m else 0
+        for t in range(T):
+            x_t = x3[:, t, :]
+            sx = None if s_x is None else s_x[:, t].contiguous()
+            sw = self.s_w[t, :cout].contiguous() if self.binsparx else None
+            cur, mx = self.array.read_accumulate(x_t, self.w_tiles[t][:, :cout], acc, sx, sw, k)  # type: ignore[attr-defined]  # checked by the caller
+            st.array_reads += m * tiles.col_tiles
+            if mx is None:
+                self._track_max(x_t, t, acc)                # (codes are read only for exact arrays)
+            else:
+                st.max_on_count = max(st.max_on_count, float(mx))
+            if not self.array.exact:
+                self._add_current(cur)
+        self._flush_current()
+        return acc
 
     def _tile_forward(self, x_buf: torch.Tensor, x_ones: torch.Tensor, s_x16: torch.Tensor | None) -> torch.Tensor:
         """sum_t s_x s_w codes_t (M, C_out) float32, reading every row tile from the array model."""

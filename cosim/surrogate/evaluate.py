@@ -329,21 +329,13 @@ class Surrogate:
         E = len(self.orders)
         with torch.no_grad():
             if lib is not None:
-                from .kernel import evaluate, evaluate_fused
+                from .kernel import evaluate
                 thr, step_a = self._adc_rule() if codes else (None, 0.0)
                 threads = self.kernel_threads or torch.get_num_threads()
                 if self._fused(lib, x, pw, threads):
-                    # one call for every pass (their sums added in pass order, as below); the leak tables' input
-                    # moments pass by pass, as below
-                    xs = (torch.cat([x[s:s + step].to(self.dtype) @ self._phi[: x.shape[1]] for s in range(0, n, step)])
-                          if self.leak and n else None)
-                    got = evaluate_fused(lib, x, cast(torch.Tensor, pw.w_mask), cast(torch.Tensor, self._phi_m)[:pw.rows],
-                                         c, E, self.n_variables, self._terms, self._coef_t, self.i_cell_a,
-                                         cast(torch.Tensor, self._coef_rows), cast(torch.Tensor, self._term_idx), xs=xs,
-                                         cur=cur, thresholds=thr, lsb=float(self.adc.lsb_counts), code=code,
-                                         threads=threads, step_a=step_a, max_code=self.adc.max_code, chunk=step)
+                    got = self._fused_call(lib, x, pw, threads, step, thr, step_a, cur=cur, code=code)
                     if got is not None:
-                        return cur, code, got
+                        return cur, code, got[0]
                     # inputs other than 0 and 1: the products
                 for s in range(0, n, step):
                     rowmap, xp = self._rows_with_ones(x[s:s + step])
@@ -365,6 +357,48 @@ class Surrogate:
             if codes:
                 code = self.adc.digitize(out)
             return cur, code, total
+
+    def _fused_call(self, lib, x: torch.Tensor, pw: "PreparedWeights", threads: int, step: int, thr, step_a: float,
+                    **out: Any) -> tuple[float, int] | None:
+        """kernel.evaluate_fused for every pass of ``step`` vectors of ``x`` in one call (their sums added in pass
+        order, as the passes of ``_run`` add them); the leak tables' input moments pass by pass, as there."""
+        from .kernel import evaluate_fused
+        n = x.shape[0]
+        xs = (torch.cat([x[s:s + step].to(self.dtype) @ self._phi[: x.shape[1]] for s in range(0, n, step)])
+              if self.leak and n else None)
+        return evaluate_fused(lib, x, cast(torch.Tensor, pw.w_mask), cast(torch.Tensor, self._phi_m)[:pw.rows], pw.cols,
+                              len(self.orders), self.n_variables, self._terms, self._coef_t, self.i_cell_a,
+                              cast(torch.Tensor, self._coef_rows), cast(torch.Tensor, self._term_idx), xs=xs,
+                              thresholds=thr, lsb=float(self.adc.lsb_counts), threads=threads, step_a=step_a,
+                              max_code=self.adc.max_code, chunk=step, **out)
+
+    def read_accumulate(self, x_bits: Any, w_bits: Any, acc: torch.Tensor, s_x: torch.Tensor | None = None,
+                        s_w: torch.Tensor | None = None, max_stride: int = 0) -> tuple[Any, int | None]:
+        """Add the ADC codes of ``read(x_bits, w_bits)``, times the signs ``s_x`` (N,) and ``s_w`` (C,) where
+        given (float32 +-1), to ``acc`` (N, C) float32 (integers: exact in any order). Returns (the sum of the
+        currents, as ``read_with_current``; the largest ON-count of the vectors 0, max_stride, 2 max_stride, ...
+        where the fused kernel found it on the way, else None). With the fused products the codes are added in
+        the kernel, never stored."""
+        pw = self.prepare(w_bits)
+        x = _as_raw(x_bits, "x_bits", self.device)
+        lib = self._kernel()
+        if (lib is not None and x.dim() == 2 and x.shape[1] == pw.rows and acc.dtype == torch.float32
+                and acc.shape == (x.shape[0], pw.cols) and acc.device.type == "cpu"):
+            threads = self.kernel_threads or torch.get_num_threads()
+            if self._fused(lib, x, pw, threads):
+                thr, step_a = self._adc_rule()
+                got = self._fused_call(lib, x, pw, threads, self._chunk_for(pw.cols), thr, step_a, acc=acc,
+                                       sx=s_x, sw=s_w, max_stride=max_stride)
+                if got is not None:
+                    return got[0], (got[1] if max_stride > 0 and x.shape[0] else None)
+        codes, total = self.read_with_current(x_bits, pw)
+        c = codes.to(acc.dtype)
+        if s_w is not None:
+            c = c * s_w
+        if s_x is not None:
+            c = c * s_x[:, None]
+        acc.add_(c)
+        return total, None
 
     def _fused(self, lib, x: torch.Tensor, pw: "PreparedWeights", threads: int) -> bool:
         """Whether the passes of ``x`` run with the products fused into the C kernel (``fused_products``): a

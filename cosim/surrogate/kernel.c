@@ -41,6 +41,11 @@ typedef struct {
     const void *xb; int64_t xb_ld; int xb_bf16; int64_t xb_rows;  /* (n, R') 0/1 inputs, bfloat16 or float32 */
     const uint16_t *wmask; int64_t wmask_ld;   /* (R', G) weight bits: bit l of [r, g] = w[r, 16 g + l], G a multiple of 4 */
     const float *phi; int64_t phi_ld;          /* (R', E) the moment basis of each row */
+    float *acc; int64_t acc_ld;                /* fused products: acc[i, c] += sx[i] sw[c] code[i, c] (codes of integers,
+                                                  signs +-1 or NULL: 1; exact in float32), in place of code */
+    const float *sx; const float *sw;
+    int64_t max_stride;                        /* fused products, > 0: kmax = the largest ON-count of rows i % max_stride == 0 */
+    int32_t kmax;
     int64_t chunk;                             /* > 0: the rows in passes of chunk, each split over the threads and
                                                   its sum added to the total in pass order (as passes called one by
                                                   one add them up); 0: one pass */
@@ -176,7 +181,7 @@ static inline void lanes_eval(const lanes_t *restrict L, __m512 (*restrict vv)[1
    each column's conducting cells select (the same additions as a float32 product that accumulates along the
    rows, which is what the caller checked), then the lanes' currents into ia */
 static inline void fused_block(const lanes_t *restrict L, const job_t *restrict j, const int32_t *restrict on, int q,
-                               int64_t c0, int64_t nb, const float *restrict xr, float *restrict ia) {
+                               int64_t c0, int64_t nb, const float *restrict xr, float *restrict ia, int32_t *restrict kmax) {
     const int64_t V = j->V;
     const __m512 zero = _mm512_setzero_ps();
     const __m512i one = _mm512_set1_epi32(1);
@@ -213,12 +218,18 @@ static inline void fused_block(const lanes_t *restrict L, const job_t *restrict 
         vv[g][V] = _mm512_set1_ps(1.0f);
     }
     lanes_eval(L, vv, kc, (int)((nb + 15) / 16), ia);
+    if (kmax) {                                         /* padding columns count 0: no larger than any */
+        __m512i mx = kc[0];
+        for (int g = 1; g < LANE_GROUPS; ++g) mx = _mm512_max_epi32(mx, kc[g]);
+        const int32_t m = _mm512_reduce_max_epi32(mx);
+        *kmax = m > *kmax ? m : *kmax;
+    }
 }
 #endif
 /* rows whose current sums are added up side by side: each row's sum is one chain of float32 additions in
    column order (part of the result, so kept as it is), and a chain's latency bounds a row on its own */
 #define RG 8
-static double rows(const job_t *j, int *bad_out) {
+static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
     const int64_t C = j->C, E = j->E, V = j->V, R = j->R, F = j->F, nt = j->nthr, G = j->ngrid;
     const int64_t n0 = j->n0, n1 = j->n1, k_ld = j->k_ld, m_ld = j->m_ld, xs_ld = j->xs_ld;
     const int64_t cur_ld = j->cur_ld, code_ld = j->code_ld;
@@ -267,6 +278,17 @@ static double rows(const job_t *j, int *bad_out) {
     if (fused) { *bad_out = 2; return 0.0; }
 #endif
     *bad_out = 0;
+    *kmax_out = 0;
+    /* accumulation: each row's codes first in cbuf */
+    float *restrict cbuf = j->acc ? (float *)malloc(sizeof(float) * (size_t)(C > 0 ? C : 1)) : 0;
+    if (j->acc && (!cbuf || !fused)) {
+        free(cbuf);
+#ifdef __AVX512F__
+        if (use_lanes) free(lanes.tab);
+#endif
+        *bad_out = 2;
+        return 0.0;
+    }
     /* fused products: each vector's 1s, in row order */
     int32_t *restrict on = fused ? (int32_t *)malloc(sizeof(int32_t) * (size_t)(j->xb_rows + 16)) : 0;
     if (fused && !on) {
@@ -335,8 +357,10 @@ static double rows(const job_t *j, int *bad_out) {
         const float *restrict mr = src >= 0 && j->m ? j->m + src * m_ld : zeros;
         const float *restrict xr = j->xs ? (src >= 0 ? j->xs + src * xs_ld : zeros) : 0;
         float *restrict cur = j->cur ? j->cur + i * cur_ld : 0;
-        float *restrict code = j->code ? j->code + i * code_ld : 0;
+        float *restrict code = cbuf ? cbuf : (j->code ? j->code + i * code_ld : 0);
         float rowsum = 0.0f;
+        int32_t *restrict kmax = j->max_stride > 0 && i % j->max_stride == 0 ? kmax_out : 0;
+        (void)kmax;                                 /* (portable builds: no fused products) */
         if (src < 0 && zdone) {                    /* an all-zero row again: the same currents and codes */
             memcpy(rb, zia, sizeof(float) * (size_t)C);
             if (cur) memcpy(cur, zia, sizeof(float) * (size_t)C);
@@ -356,7 +380,7 @@ static double rows(const job_t *j, int *bad_out) {
             const int64_t nb = C - c0 < CB ? C - c0 : CB;
 #ifdef __AVX512F__
             if (fused) {
-                fused_block(&lanes, j, on, q, c0, nb, xr, ia);
+                fused_block(&lanes, j, on, q, c0, nb, xr, ia, kmax);
                 goto evaluated;
             }
 #endif
@@ -499,6 +523,13 @@ static double rows(const job_t *j, int *bad_out) {
             zdone = 1;
         }
     row_done:
+        if (cbuf) {                                 /* accumulation: integers times +-1, exact in any order */
+            float *restrict ar = j->acc + i * j->acc_ld;
+            const float sxi = j->sx ? j->sx[i] : 1.0f;
+            if (j->sw) for (int64_t c = 0; c < C; ++c) ar[c] += sxi * j->sw[c] * cbuf[c];
+            else if (j->sx) for (int64_t c = 0; c < C; ++c) ar[c] += sxi * cbuf[c];
+            else for (int64_t c = 0; c < C; ++c) ar[c] += cbuf[c];
+        }
         if (!rb) {
             total += (double)rowsum;
         } else if ((i - n0) % RG == RG - 1 || i == n1 - 1) {   /* the buffered rows' sums, in row order */
@@ -514,7 +545,7 @@ static double rows(const job_t *j, int *bad_out) {
             for (int64_t r = 0; r < g; ++r) total += (double)s[r];
         }
     }
-    free(rbuf); free(zia); free(zcode); free(on);
+    free(rbuf); free(zia); free(zcode); free(on); free(cbuf);
 #ifdef __AVX512F__
     if (use_lanes) free(lanes.tab);
 #endif
@@ -523,12 +554,12 @@ static double rows(const job_t *j, int *bad_out) {
 
 static void *run(void *arg) {
     job_t *j = (job_t *)arg;
-    j->sum = rows(j, &j->bad);
+    j->sum = rows(j, &j->bad, &j->kmax);
     return 0;
 }
 
 /* one pass: rows n0 .. n1 - 1 split over the threads; its sum is the threads' sums added in thread order */
-static int eval_pass(job_t *proto, int64_t n0, int64_t n1, int threads, double *sum) {
+static int eval_pass(job_t *proto, int64_t n0, int64_t n1, int threads, double *sum, int32_t *kmax) {
     job_t jobs[64];
     pthread_t tid[64];
     int started[64];
@@ -553,6 +584,7 @@ static int eval_pass(job_t *proto, int64_t n0, int64_t n1, int threads, double *
     for (int t = 0; t < threads; ++t) {
         s += jobs[t].sum;
         bad = bad > jobs[t].bad ? bad : jobs[t].bad;
+        *kmax = *kmax > jobs[t].kmax ? *kmax : jobs[t].kmax;
     }
     *sum = s;
     return bad;
@@ -562,11 +594,13 @@ int cosim_surrogate_eval(job_t *proto, int threads) {
     const int64_t n0 = proto->n0, n1 = proto->n1, step = proto->chunk > 0 ? proto->chunk : (n1 > n0 ? n1 - n0 : 1);
     double total = 0.0;
     int bad = 0;
+    int32_t kmax = 0;
     for (int64_t s0 = n0; s0 < n1 && !bad; s0 += step) {
         double s = 0.0;
-        bad = eval_pass(proto, s0, s0 + step < n1 ? s0 + step : n1, threads, &s);
+        bad = eval_pass(proto, s0, s0 + step < n1 ? s0 + step : n1, threads, &s, &kmax);
         total += s;
     }
+    proto->kmax = kmax;
     proto->sum = total;
     proto->bad = bad;
     return bad;

@@ -57,7 +57,8 @@ class _Job(ctypes.Structure):
                 ("zeros", ctypes.c_void_p),
                 ("xb", ctypes.c_void_p), ("xb_ld", ctypes.c_int64), ("xb_bf16", ctypes.c_int), ("xb_rows", ctypes.c_int64),
                 ("wmask", ctypes.c_void_p), ("wmask_ld", ctypes.c_int64), ("phi", ctypes.c_void_p),
-                ("phi_ld", ctypes.c_int64), ("chunk", ctypes.c_int64), ("bad", ctypes.c_int), ("sum", ctypes.c_double)]
+                ("phi_ld", ctypes.c_int64), ("acc", ctypes.c_void_p), ("acc_ld", ctypes.c_int64), ("sx", ctypes.c_void_p),
+                ("sw", ctypes.c_void_p), ("max_stride", ctypes.c_int64), ("kmax", ctypes.c_int32), ("chunk", ctypes.c_int64), ("bad", ctypes.c_int), ("sum", ctypes.c_double)]
 
 
 #: the fields whose offsets kernel.c's cosim_surrogate_job_layout() reports after sizeof(job_t), in its order
@@ -302,7 +303,9 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
                    terms: torch.Tensor, coef_t: torch.Tensor, i_cell_a: float, coef_rows: torch.Tensor,
                    term_idx: torch.Tensor, xs: torch.Tensor | None = None, cur: torch.Tensor | None = None,
                    thresholds: Thresholds | None = None, lsb: float = 1.0, code: torch.Tensor | None = None,
-                   threads: int = 1, step_a: float = 0.0, max_code: int = 0, chunk: int = 0) -> float | None:
+                   threads: int = 1, step_a: float = 0.0, max_code: int = 0, chunk: int = 0,
+                   acc: torch.Tensor | None = None, sx: torch.Tensor | None = None, sw: torch.Tensor | None = None,
+                   max_stride: int = 0) -> tuple[float, int] | None:
     """``evaluate`` with the products fused into the kernel: from 0/1 inputs ``x`` (n, R') (bfloat16 or
     float32, unit column stride), the weights' bit masks ``w_mask`` (``weight_masks``, R' rows) and the
     moment basis ``phi`` (R', E) float32, each column's ON-count and moments are formed in the kernel as the
@@ -310,8 +313,11 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
     product that accumulates along the rows in order (the caller checks that its product does), so the same
     currents, codes and sums bit for bit, without the products. Only where ``fused_available`` (AVX-512
     lanes, four moments). ``chunk`` > 0: the vectors in passes of ``chunk``, each split over the threads, their
-    sums added in pass order: the sum that passes of ``chunk`` vectors, one call each, add up to. None (nothing
-    to use) where ``x`` holds anything but 0 and 1 or the kernel cannot take the model."""
+    sums added in pass order: the sum that passes of ``chunk`` vectors, one call each, add up to. ``acc`` (n, C)
+    float32: the codes are not written but added to it, times ``sx`` (n,) and ``sw`` (C,) where given (+-1;
+    exact: integers). ``max_stride`` > 0: also the largest ON-count of the vectors i with i % max_stride == 0.
+    Returns (the sum of the currents, that ON-count or 0), or None (nothing to use) where ``x`` holds anything
+    but 0 and 1 or the kernel cannot take the model."""
     n, r = x.shape
     if (x.dtype not in (torch.bfloat16, torch.float32) or x.device.type != "cpu" or (n and x.stride(1) != 1)
             or w_mask.dtype != torch.int16 or w_mask.shape[0] != r or w_mask.shape[1] * 16 < cols
@@ -319,18 +325,26 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
             or phi.shape != (r, E) or phi.stride(1) != 1 or E != 4):
         raise ValueError("evaluate_fused operands: x (n, R') bfloat16/float32 with unit column stride, w_mask "
                          "(R', 4 q) int16 contiguous, phi (R', 4) float32")
-    for name, t in (("xs", xs), ("cur", cur), ("code", code)):
+    for name, t in (("xs", xs), ("cur", cur), ("code", code), ("acc", acc)):
         if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != n):
             raise ValueError(f"kernel operand {name}: need a CPU matrix of {n} rows with unit column stride")
+    for name, t, size in (("acc", acc, cols), ("sx", sx, n), ("sw", sw, cols)):
+        if t is not None and (t.dtype != torch.float32 or t.shape[-1] != size or not t.is_contiguous()
+                              or (name != "acc" and t.dim() != 1)):
+            raise ValueError(f"kernel operand {name}: need contiguous float32 of {size} along its last dimension")
+    if acc is not None and code is not None:
+        raise ValueError("kernel operands: codes are written or accumulated, not both")
     zeros = torch.zeros(cols * (E + 1) + 1 + E, dtype=torch.float32)
     job = _Job(n0=0, n1=n, C=cols, k=None, k_ld=0, k_bf16=0, m=None, m_ld=0, rowmap=None, zeros=zeros.data_ptr(),
                xb=x.data_ptr(), xb_ld=x.stride(0) if n else 0, xb_bf16=int(x.dtype == torch.bfloat16), xb_rows=r,
                wmask=w_mask.data_ptr(), wmask_ld=w_mask.stride(0), phi=phi.data_ptr(), phi_ld=phi.stride(0), chunk=int(chunk),
+               acc=_ptr(acc), acc_ld=0 if acc is None else acc.stride(0), sx=_ptr(sx), sw=_ptr(sw),
+               max_stride=int(max_stride), kmax=0,
                **_model_fields(E, V, terms, coef_t, i_cell_a, xs, coef_rows, term_idx, cur, thresholds, lsb, code,
                                step_a, max_code, 2))
     if lib.cosim_surrogate_eval(ctypes.byref(job), int(threads)):
         return None
-    return float(job.sum)
+    return float(job.sum), int(job.kmax)
 
 
 def row_sums(lib: ctypes.CDLL, x: torch.Tensor, wk: torch.Tensor, wm: torch.Tensor, threads: int = 1
