@@ -149,9 +149,9 @@ class SurrogateArray:
                         s_x: torch.Tensor | None = None, s_w: torch.Tensor | None = None, max_stride: int = 0):
         """``acc`` += s_x s_w codes of ``read_with_current`` (Surrogate.read_accumulate: the codes added in the
         kernel where it can); returns (sum of the column currents, the largest ON-count of every max_stride-th
-        vector or None). A subclass with reads of its own (certified reads) adds the codes of those."""
+        vector or None). Reads of its own (a subclass's, certified reads; or an instance's) add the codes of those."""
         check_operands(x_bits, w_bits, self.rows)
-        if type(self).read_with_current is SurrogateArray.read_with_current:
+        if getattr(self.read_with_current, "__func__", None) is SurrogateArray.read_with_current:
             return self.surrogate.read_accumulate(x_bits, self.prepared(w_bits), acc, s_x, s_w, max_stride)
         codes, cur = self.read_with_current(x_bits, w_bits)
         c = codes.to(acc.dtype)
