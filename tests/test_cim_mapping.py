@@ -93,3 +93,29 @@ def test_cim_conv_rejects_other_layers():
         conv.dilation = (2, 2)                                 # dilated: not an im2col of the plain kind
         with pytest.raises(InputError, match="undilated"):
             cim(conv, IdealArray(8), 8, name="c1")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("pad,stride", [(1, 1), (0, 2), (2, 1)])
+def test_input_bits_are_the_bits_of_the_padded_signs(channels_last, pad, stride):
+    """cosim's binary convolution gives its padded input bits directly (one pass, channels-last): the bits of
+    sign-then-pad (zeros, -0, NaN included), and a crossbar layer's output, its layout and its statistics
+    are the same as from the +-1 tensor."""
+    from cosim.cim.hooks import _bin_conv
+    g = torch.Generator().manual_seed(3)
+    conv = BinConv2d(5, 7, 3, stride=stride, padding=pad)
+    x = torch.randn(2, 5, 6, 7, generator=g)
+    x[0, 0, 0, :3] = torch.tensor([0.0, -0.0, float("nan")])
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    mapping = _bin_conv(conv, "c")
+    for dtype in (torch.bfloat16, torch.float32):
+        bits = mapping.input_bits(x, dtype)
+        assert bits.is_contiguous() and bits.dtype == dtype
+        assert torch.equal(bits, (conv.binary_input(x) > 0).permute(0, 2, 3, 1).to(dtype))
+    fast = CiMConv2d(conv, IdealArray(16), 4, name="c")
+    slow = CiMConv2d(conv, IdealArray(16), 4, name="c")
+    slow.input_bits = None
+    yf, ys = fast(x), slow(x)
+    assert torch.equal(yf, ys) and yf.stride() == ys.stride()
+    assert fast.stats.summary() == slow.stats.summary()

@@ -106,6 +106,27 @@ def test_ideal_network_bit_identical_in_every_dtype(dtype, binsparx, monkeypatch
     assert cim_stats(cim)["overall"] == ref_stats
 
 
+@pytest.mark.parametrize("binsparx", [False, True])
+def test_ideal_network_bit_identical_with_int8_products(binsparx, monkeypatch):
+    """The ideal arrays' reads as one int8 product (COSIM_INT8_PRODUCT=on, where torch has it) or grouped
+    products of the bit dtype (off): the software network bit for bit, the same statistics."""
+    net = _tiny_net(3)
+    x = torch.randn(3, 3, 8, 8)
+    got = {}
+    for setting in ("on", "off"):
+        monkeypatch.setenv(products.INT8_ENV, setting)
+        assert products.int8_products() == (setting == "on" and "int8" in products.int8_probe())
+        cim = to_cim(net, tech="sram8t", rows=64, cols=16, mode="ideal", binsparx=binsparx)
+        with torch.no_grad():
+            got[setting] = (cim(x), cim_stats(cim))
+    with torch.no_grad():
+        assert torch.equal(got["on"][0], net(x)) and torch.equal(got["off"][0], net(x))
+    assert got["on"][1] == got["off"][1]
+    monkeypatch.setenv(products.INT8_ENV, "sometimes")
+    with pytest.raises(InputError, match="COSIM_INT8_PRODUCT"):
+        products.int8_products()
+
+
 class _TileByTile(IdealArray):
     """The ideal array read tile by tile (no grouped product): the reference for the fast path."""
     linear = False

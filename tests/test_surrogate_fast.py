@@ -79,6 +79,10 @@ def table(request):
 PATHS = {"kernel": dict(use_kernel=True, fast_counts=True), "kernel-f32-counts": dict(use_kernel=True, fast_counts=False),
          # the kernel's portable term loop (what runs without AVX-512): no padded coefficient rows
          "kernel-generic": dict(use_kernel=True, fast_counts=True, kernel_simd=False),
+         # the AVX-512 loop column by column, from the products (no lanes, no fused products)
+         "kernel-columns": dict(use_kernel=True, fast_counts=True, kernel_lanes=False),
+         # 16 columns at once, from the products
+         "kernel-lanes-products": dict(use_kernel=True, fast_counts=True, fused_products=False),
          "torch": dict(use_kernel=False, fast_counts=True)}
 
 
@@ -365,6 +369,7 @@ def test_zero_rows_and_row_sums_change_no_bit(table, references, rng, monkeypatc
         return real(*a, **kw)
     monkeypatch.setattr(surrogate_kernel, "row_sums", counting)
     sur = Surrogate.from_table(table, adc=ADC(bits=6, references=references))
+    sur.fused_products = False                      # the shortcuts of the products (the fused ones: below)
     r = table.rows
     w = _bits(rng, (r, 70), 0.5)
     pw = sur.prepare(w)
@@ -419,7 +424,7 @@ def test_row_sums_add_the_selected_rows_in_order(rng):
 def test_network_outputs_and_statistics_unchanged_by_the_shortcuts(variant):
     """A small network through the shipped 64-row table, whole reads, BinSparX and partial wordline
     activation (reads of few rows: sparse inputs, many all-zero vectors): the same logits and statistics
-    with and without the kernel's shortcuts."""
+    with and without the kernel's shortcuts (16 columns at once and the fused products among them)."""
     from test_cim_network import _tiny_net
 
     from cosim.cim import cim_stats, to_cim
@@ -429,8 +434,120 @@ def test_network_outputs_and_statistics_unchanged_by_the_shortcuts(variant):
     for fast in (False, True):
         cim = to_cim(net, tech="sram8t", rows=64, cols=64, mode="surrogate", adc_reference="calibrated", **variant)
         sur = cim.cim_array.surrogate
-        sur.skip_zero_rows = sur.sparse_products = fast
+        sur.skip_zero_rows = sur.sparse_products = sur.fused_products = sur.kernel_lanes = fast
+        if not fast:
+            cim.cim_array.read_accumulate = None         # the codes read and added up tile by tile in torch
         with torch.no_grad():
             out[fast] = (cim(x), cim_stats(cim))
     assert torch.equal(out[True][0], out[False][0])
     assert out[True][1] == out[False][1]
+
+
+def test_kernel_has_its_avx512_loops_where_the_cpu_does():
+    """A kernel.c whose AVX-512 code fails to compile is still built, without -march=native, and runs its
+    portable loop everywhere: on a CPU with AVX-512 the library must report its AVX-512 loops."""
+    lib = surrogate_kernel.load()
+    if lib is None:
+        pytest.skip(f"no kernel: {surrogate_kernel.load_error}")
+    flags = surrogate_kernel.cpu_signature().split()
+    if "avx512f" not in flags:
+        pytest.skip("this CPU has no AVX-512")
+    assert lib.cosim_simd
+
+
+def _fast_and_slow(sur, x, pw):
+    """(currents, codes, current sum) with every shortcut of the kernel on, and column by column from the products."""
+    got = {}
+    for fast in (True, False):
+        sur.kernel_lanes = sur.fused_products = fast
+        codes, total = sur.read_with_current(x, pw)
+        got[fast] = (sur.column_currents(x, pw), codes, total)
+    sur.kernel_lanes = sur.fused_products = True
+    return got
+
+
+@pytest.mark.parametrize("quartic", [False, True], ids=["terms", "degree4"])
+def test_lanes_and_fused_products_change_no_bit(table, quartic, rng):
+    """The kernel's AVX-512 loop over 16 columns at once (one per vector lane) and its fused products (counts
+    and moments formed in the kernel from the bits) give the column-by-column loop's currents, ADC codes and
+    current sums from the products bit for bit: every shipped table (4 and 12 moments, leak variables), with
+    degree-4 terms, partially used tiles, column counts around multiples of 16 and 64, ON-counts across the
+    32-count segments of the coefficient lookup, zero vectors, both bit dtypes, two threads, both ADC
+    references; with columns within a hair of a decision level among them."""
+    lib = surrogate_kernel.load()
+    if lib is None:
+        pytest.skip(f"no kernel: {surrogate_kernel.load_error}")
+    tab = _with_degree4_terms(table, rng) if quartic else table
+    r = table.rows
+    near = 0
+    for references in ("ideal", "calibrated"):
+        sur = Surrogate.from_table(tab, adc=ADC(bits=6, references=references))
+        sur.kernel_threads = 2
+        for rows, cols, p_x, p_w in [(r, 1, 0.45, 0.5), (r, 16, 0.95, 0.95), (r, 17, 0.45, 0.5), (r - 13, 63, 0.3, 0.5),
+                                     (r, 64, 0.9, 0.9), (r, 70, 0.45, 0.5), (r - 1, 200, 0.6, 0.7), (r, 129, 0.05, 0.5)]:
+            x, w = _bits(rng, (600, rows), p_x), _bits(rng, (rows, cols), p_w)
+            x[::7] = 0
+            x[1] = 1
+            w[:, 0] = 1
+            pw = sur.prepare(w)
+            for dtype in (torch.bfloat16, torch.float32):
+                got = _fast_and_slow(sur, x.to(dtype), pw)
+                assert torch.equal(got[True][0], got[False][0]), (references, rows, cols, dtype)
+                assert torch.equal(got[True][1], got[False][1]) and got[True][2] == got[False][2]
+                near += int((_thresholds_distance_lsb(sur, got[False][0]) < 1e-3).sum())
+    assert near >= 5
+
+
+def test_fused_products_refuse_inputs_other_than_bits(rng):
+    """Inputs other than 0 and 1 (a caller's, not a network's) leave the fused products for the products
+    themselves: the same results as with the fused products off."""
+    lib = surrogate_kernel.load()
+    table = load_table(default_table_path("sram8t", 64))
+    sur = Surrogate.from_table(table)
+    x, w = _bits(rng, (300, 64), 0.4), _bits(rng, (64, 33), 0.5)
+    x[5, 3] = 0.5
+    pw = sur.prepare(w)
+    got = _fast_and_slow(sur, x, pw)
+    assert torch.equal(got[True][0], got[False][0]) and torch.equal(got[True][1], got[False][1])
+    if surrogate_kernel.fused_available(lib, 4):
+        with pytest.raises(ValueError, match="evaluate_fused operands"):
+            surrogate_kernel.evaluate_fused(lib, x.double(), pw.w_mask, sur._phi_m, 33, 4, sur.n_variables, sur._terms,
+                                            sur._coef_t, sur.i_cell_a, sur._coef_rows, sur._term_idx)
+        assert surrogate_kernel.evaluate_fused(lib, x, pw.w_mask, sur._phi_m, 33, 4, sur.n_variables, sur._terms,
+                                               sur._coef_t, sur.i_cell_a, sur._coef_rows, sur._term_idx) is None
+
+
+def test_weight_masks_hold_the_bits(rng):
+    """weight_masks: bit l of [r, g] is w[r, 16 g + l], groups padded with zeros to a multiple of 4."""
+    w = _bits(rng, (5, 70), 0.5)
+    m = surrogate_kernel.weight_masks(w)
+    assert m.dtype == torch.int16 and m.shape == (5, 8)
+    bits = (m.numpy().view(np.uint16)[:, :, None] >> np.arange(16)) & 1
+    assert np.array_equal(bits.reshape(5, -1)[:, :70], w.numpy().astype(int))
+    assert not bits.reshape(5, -1)[:, 70:].any()
+
+
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+def test_read_accumulate_adds_the_codes_of_read(tech, rng):
+    """read_accumulate adds read()'s codes times the signs to the sum (in the kernel, never stored, where the
+    fused products run; else in torch), gives read_with_current's current sum and the largest ON-count of
+    every k-th vector, bit for bit."""
+    table = load_table(default_table_path(tech, 64))
+    for fused in (True, False):
+        sur = Surrogate.from_table(table, adc=ADC(bits=6, references="calibrated"))
+        sur.fused_products = fused
+        x, w = _bits(rng, (700, 60), 0.4).bfloat16(), _bits(rng, (60, 37), 0.5)
+        x[::3] = 0
+        s_x = torch.as_tensor(rng.choice([-1.0, 1.0], 700), dtype=torch.float32)
+        s_w = torch.as_tensor(rng.choice([-1.0, 1.0], 37), dtype=torch.float32)
+        start = torch.as_tensor(rng.integers(-50, 50, (700, 37)), dtype=torch.float32)
+        codes, total = sur.read_with_current(x, w)
+        for sx, sw in ((None, None), (s_x, s_w), (s_x, None), (None, s_w)):
+            acc = start.clone()
+            got, kmax = sur.read_accumulate(x, w, acc, sx, sw, max_stride=5)
+            want = codes * (1 if sw is None else sw) * (1 if sx is None else sx[:, None])
+            assert torch.equal(acc, start + want) and got == total
+            if fused and surrogate_kernel.fused_available(surrogate_kernel.load(), 4):
+                assert kmax == int((x[::5].float() @ w).max())
+            else:
+                assert kmax is None

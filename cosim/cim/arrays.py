@@ -145,6 +145,20 @@ class SurrogateArray:
         check_operands(x_bits, w_bits, self.rows)
         return self.surrogate.read(x_bits, self.prepared(w_bits))
 
+    def read_accumulate(self, x_bits: torch.Tensor, w_bits: torch.Tensor, acc: torch.Tensor,
+                        s_x: torch.Tensor | None = None, s_w: torch.Tensor | None = None, max_stride: int = 0):
+        """``acc`` += s_x s_w codes of ``read_with_current`` (Surrogate.read_accumulate: the codes added in the
+        kernel where it can); returns (sum of the column currents, the largest ON-count of every max_stride-th
+        vector or None). Reads of its own (a subclass's, certified reads; or an instance's) add the codes of those."""
+        check_operands(x_bits, w_bits, self.rows)
+        if getattr(self.read_with_current, "__func__", None) is SurrogateArray.read_with_current:
+            return self.surrogate.read_accumulate(x_bits, self.prepared(w_bits), acc, s_x, s_w, max_stride)
+        codes, cur = self.read_with_current(x_bits, w_bits)
+        c = codes.to(acc.dtype)
+        c = c if s_w is None else c * s_w
+        acc.add_(c if s_x is None else c * s_x[:, None])
+        return cur, None
+
     def describe(self) -> dict:
         s = self.surrogate
         prov = s.table.provenance

@@ -58,6 +58,9 @@ class BinaryMapping:
     input_pm1: Callable[[torch.Tensor], torch.Tensor]
     stride: tuple[int, int] = (1, 1)
     output: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+    #: optional, convolutions: ``input_bits(x, dtype)`` -> (B, H', W', C_in) contiguous in ``dtype``, the bits of
+    #: ``input_pm1(x)`` (1 for +1, 0 for -1) channels-last, made from a dense input without the +-1 tensor
+    input_bits: Callable[[torch.Tensor, torch.dtype], torch.Tensor] | None = None
 
     @property
     def kind(self) -> str:
@@ -96,13 +99,22 @@ class _BinConvAdapter:
     def input_pm1(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv.binary_input(x)
 
+    def input_bits(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """binary_input(x) as bits, channels-last: sign(x) is +1 exactly where x >= 0; the -1 padding is 0."""
+        p = self.conv.pad
+        b, c, h, w = x.shape
+        out = (torch.zeros if p else torch.empty)((b, h + 2 * p, w + 2 * p, c), dtype=dtype, device=x.device)
+        out[:, p:p + h, p:p + w, :] = (x >= 0).permute(0, 2, 3, 1)
+        return out
+
 
 def _bin_conv(conv: BinConv2d, name: str) -> BinaryMapping:
     if conv.groups != 1 or tuple(conv.dilation) != (1, 1) or conv.bias is not None:
         raise InputError(f"layer {name}: only ungrouped, undilated convolutions without bias map onto crossbars")
     with torch.no_grad():
         w = conv.binary_weight().detach()
-    return BinaryMapping(w, _BinConvAdapter(conv).input_pm1, tuple(conv.stride))  # type: ignore[arg-type]  # a pair
+    adapter = _BinConvAdapter(conv)
+    return BinaryMapping(w, adapter.input_pm1, tuple(conv.stride), input_bits=adapter.input_bits)  # type: ignore[arg-type]  # a pair
 
 
 register_binary_layer(BinConv2d, _bin_conv)

@@ -24,10 +24,11 @@ from torch import nn
 
 from ..bnn.layers import BinConv2d
 from ..errors import InputError
-from ..products import exact_limit
+from ..products import exact_limit, int8_matmul, int8_products
 from . import binsparx as bsx
 from .arrays import ArrayModel
-from .mapping import TileMap, bits_dtype, conv_output_size, conv_weight_matrix, im2col_bits, weight_tiles
+from .mapping import (TileMap, bits_dtype, conv_output_size, conv_weight_matrix, im2col_bits, im2col_unroll,
+                      weight_tiles)
 from .stats import LayerStats
 
 #: bytes of unrolled input bits processed at once by one layer (bounds memory whatever the batch)
@@ -73,6 +74,7 @@ class CrossbarMatrix(nn.Module):
     s_w: torch.Tensor
     s_w16: torch.Tensor
     w_signed: torch.Tensor
+    w_signed_i8: torch.Tensor
     w_col_ones: torch.Tensor
     w_row_ones: torch.Tensor
     n_real: torch.Tensor
@@ -110,6 +112,8 @@ class CrossbarMatrix(nn.Module):
         if self.linear:
             ws = w[:, :, :cout] * self.s_w16[:, None, :cout]
             self.register_buffer("w_signed", ws.reshape(-1, cout).contiguous(), persistent=False)
+            #: the same in int8, for CPUs whose int8 products are faster (cosim.products.int8_products)
+            self.register_buffer("w_signed_i8", self.w_signed.to(torch.int8).contiguous(), persistent=False)
         self.register_buffer("w_col_ones", w.sum(dim=1, dtype=torch.float32), persistent=False)  # (T, Cp)
         self.register_buffer("w_row_ones", w.sum(dim=2, dtype=torch.float64), persistent=False)  # (T, R), stored
         self.n_real_sum = float(self.tiles.real_rows().sum())                                    # == tiles.n
@@ -251,6 +255,9 @@ class CrossbarMatrix(nn.Module):
             st.add_current(fn(on_cells, float(x_ones.sum(dtype=torch.float64)) * tiles.cout - on_cells) if fn else None)
         if self.linear and self.max_active_rows is None and not self.spot_tiles:
             acc = self._linear_forward(x_buf, s_x16 if self.binsparx else None)
+        elif (getattr(self.array, "read_accumulate", None) is not None and self.max_active_rows is None
+              and not self.spot_tiles and self.array.cols is None):
+            acc = self._accumulate_forward(x_buf, s_x if self.binsparx else None)
         else:
             acc = self._tile_forward(x_buf, x_ones, s_x16 if self.binsparx else None)
         # digital correction: sum_t s_x s_w (-2 sum b(x') + n_t - 2 sum b(w'))
@@ -268,7 +275,9 @@ class CrossbarMatrix(nn.Module):
         row tiles as the bit dtype sums exactly (exact_limit // R) as one product of the signed operands
         (s_x folded into the inputs, s_w into ``w_signed``), so no tile is read on its own. Every partial
         sum of such a product is an integer of magnitude at most exact_limit: bit for bit the per-tile
-        reads' sum. The statistics the reads would give (array reads, the largest AND-count) are kept."""
+        reads' sum. Where the CPU's int8 products are faster (cosim.products.int8_products), all row tiles are
+        one int8 product with int32 sums instead: the same integers. The statistics the reads would give (array
+        reads, the largest AND-count) are kept."""
         tiles, st = self.tiles, self.stats
         m, T, R, cout = x_buf.shape[0], tiles.row_tiles, tiles.rows, tiles.cout
         st.array_reads += m * T * tiles.col_tiles
@@ -280,6 +289,8 @@ class CrossbarMatrix(nn.Module):
         if s_x16 is not None:
             x3 = x_buf.view(m, T, R)
             x_buf = x3.mul_(s_x16[:, :, None]).view(m, T * R)                # x_buf is scratch here
+        if T * R <= 2 ** 24 and int8_products(x_buf.device):
+            return int8_matmul(x_buf, self.w_signed_i8)          # one product, int32 sums: the same integers
         group = T if x_buf.dtype == torch.float32 else max(1, exact_limit(x_buf.dtype) // R)
         acc = None
         for t0 in range(0, T, group):
@@ -288,6 +299,30 @@ class CrossbarMatrix(nn.Module):
             # (converted first: an in-place add of another dtype costs about 5x a conversion and an add)
             acc = part.float() if acc is None else acc.add_(part.float())
         return acc  # type: ignore[return-value]  # T >= 1: set in the loop
+
+    def _accumulate_forward(self, x_buf: torch.Tensor, s_x: torch.Tensor | None) -> torch.Tensor:
+        """``_tile_forward`` for arrays that add their codes into the sum themselves (``read_accumulate``: the
+        surrogate's kernel, without storing them): sum_t s_x s_w codes_t (M, C_out) float32, the same integers
+        (exact in any order); the statistics of the reads as ``_read`` keeps them."""
+        tiles, st = self.tiles, self.stats
+        m, T, cout = x_buf.shape[0], tiles.row_tiles, tiles.cout
+        x3 = x_buf.view(m, T, tiles.rows)
+        acc = torch.zeros(m, cout, dtype=torch.float32, device=x_buf.device)
+        k = self.max_stride if m else 0
+        for t in range(T):
+            x_t = x3[:, t, :]
+            sx = None if s_x is None else s_x[:, t].contiguous()
+            sw = self.s_w[t, :cout].contiguous() if self.binsparx else None
+            cur, mx = self.array.read_accumulate(x_t, self.w_tiles[t][:, :cout], acc, sx, sw, k)  # type: ignore[attr-defined]  # checked by the caller
+            st.array_reads += m * tiles.col_tiles
+            if mx is None:
+                self._track_max(x_t, t, acc)                # (codes are read only for exact arrays)
+            else:
+                st.max_on_count = max(st.max_on_count, float(mx))
+            if not self.array.exact:
+                self._add_current(cur)
+        self._flush_current()
+        return acc
 
     def _tile_forward(self, x_buf: torch.Tensor, x_ones: torch.Tensor, s_x16: torch.Tensor | None) -> torch.Tensor:
         """sum_t s_x s_w codes_t (M, C_out) float32, reading every row tile from the array model."""
@@ -351,6 +386,7 @@ class CiMConv2d(nn.Module):
         self.chunk_bytes = int(chunk_bytes)
         self.source = conv
         self.input_pm1, self.finish = mapping.input_pm1, mapping.output
+        self.input_bits = getattr(mapping, "input_bits", None)
         self.matrix = CrossbarMatrix(conv_weight_matrix(w.float()), array, cols, binsparx=binsparx,
                                      max_active_rows=max_active_rows, name=name, max_stride=max_stride, dtype=dtype)
 
@@ -360,19 +396,32 @@ class CiMConv2d(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xb = self.input_pm1(x)                                # sign, then -1 padding: what the rows see
-        if xb.dim() != 4 or xb.shape[1] != self.in_channels:
-            raise InputError(f"layer {self.matrix.stats.name}: expected a (B, {self.in_channels}, H, W) input, "
-                             f"got shape {tuple(xb.shape)}")
+        # a dense input of a mapping that gives its bits directly (cosim's BinConv2d): the padded bits,
+        # channels-last, in one pass, without the +-1 tensor; else sign, then -1 padding: what the rows see
+        bits = None
+        if (self.input_bits is not None and x.dim() == 4 and x.shape[1] == self.in_channels
+                and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))):
+            bits = self.input_bits(x, self.matrix.dtype)
+            xb = x                                            # (its layout is the +-1 tensor's: contiguous or channels-last)
+            h, w = bits.shape[1], bits.shape[2]
+        else:
+            xb = self.input_pm1(x)
+            if xb.dim() != 4 or xb.shape[1] != self.in_channels:
+                raise InputError(f"layer {self.matrix.stats.name}: expected a (B, {self.in_channels}, H, W) input, "
+                                 f"got shape {tuple(xb.shape)}")
+            h, w = xb.shape[2], xb.shape[3]
         b = xb.shape[0]
         tiles = self.matrix.tiles
-        ho = conv_output_size(xb.shape[2], self.kernel_size[0], self.stride[0])
-        wo = conv_output_size(xb.shape[3], self.kernel_size[1], self.stride[1])
+        ho = conv_output_size(h, self.kernel_size[0], self.stride[0])
+        wo = conv_output_size(w, self.kernel_size[1], self.stride[1])
         per_image = ho * wo * tiles.n_padded * torch.finfo(self.matrix.dtype).bits // 8
         step = max(1, self.chunk_bytes // max(1, per_image))
         outs = []
         for i in range(0, b, step):
-            buf, (ho, wo) = im2col_bits(xb[i:i + step], self.kernel_size, self.stride, tiles, self.matrix.dtype)  # type: ignore[arg-type]  # pairs
+            if bits is not None:
+                buf, (ho, wo) = im2col_unroll(bits[i:i + step], self.kernel_size, self.stride, tiles)  # type: ignore[arg-type]  # pairs
+            else:
+                buf, (ho, wo) = im2col_bits(xb[i:i + step], self.kernel_size, self.stride, tiles, self.matrix.dtype)  # type: ignore[arg-type]  # pairs
             y = self.matrix(buf, overwrite=True)
             outs.append(y.view(-1, ho, wo, tiles.cout))
         y = (outs[0] if len(outs) == 1 else torch.cat(outs, dim=0)).permute(0, 3, 1, 2)

@@ -115,20 +115,32 @@ def im2col_bits(xb_pm1: torch.Tensor, kernel: tuple[int, int], stride: tuple[int
     """
     if xb_pm1.dim() != 4:
         raise InputError(f"input must be 4-D (B, C, H, W), got shape {tuple(xb_pm1.shape)}")
-    b, cin, h, w = xb_pm1.shape
-    kh, kw = kernel
-    sh, sw = stride
-    if kh * kw * cin != tiles.n:
-        raise InputError(f"input with {cin} channels and a {kh}x{kw} kernel gives {kh * kw * cin} rows, "
-                         f"the tile map expects {tiles.n}")
-    ho, wo = conv_output_size(h, kh, sh), conv_output_size(w, kw, sw)
-    if ho < 1 or wo < 1:
-        raise InputError(f"input of {h}x{w} is smaller than the {kh}x{kw} kernel")
     dtype = dtype or bits_dtype(tiles.rows)
     # (B, H, W, C_in), channels contiguous: each kernel offset below then copies runs of C_in values
     # (from a channels-first input, element by element; the transposition costs less than it saves)
     bits = (xb_pm1 > 0).to(dtype).permute(0, 2, 3, 1).contiguous()
-    buf = torch.empty(b, ho, wo, tiles.n_padded, dtype=dtype, device=xb_pm1.device)
+    return im2col_unroll(bits, kernel, stride, tiles)
+
+
+def _check_unroll(cin: int, h: int, w: int, kernel: tuple[int, int], stride: tuple[int, int], tiles: TileMap) -> None:
+    kh, kw = kernel
+    if kh * kw * cin != tiles.n:
+        raise InputError(f"input with {cin} channels and a {kh}x{kw} kernel gives {kh * kw * cin} rows, "
+                         f"the tile map expects {tiles.n}")
+    if conv_output_size(h, kh, stride[0]) < 1 or conv_output_size(w, kw, stride[1]) < 1:
+        raise InputError(f"input of {h}x{w} is smaller than the {kh}x{kw} kernel")
+
+
+def im2col_unroll(bits: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], tiles: TileMap
+                  ) -> tuple[torch.Tensor, tuple[int, int]]:
+    """:func:`im2col_bits` of input bits already padded and channels-last: ``bits`` (B, H, W, C_in), contiguous,
+    in the dtype of the tiles (1 for an input +1, 0 for -1 and for the padding)."""
+    b, h, w, cin = bits.shape
+    _check_unroll(cin, h, w, kernel, stride, tiles)
+    kh, kw = kernel
+    sh, sw = stride
+    ho, wo = conv_output_size(h, kh, sh), conv_output_size(w, kw, sw)
+    buf = torch.empty(b, ho, wo, tiles.n_padded, dtype=bits.dtype, device=bits.device)
     for i in range(kh):
         for j in range(kw):
             p = (i * kw + j) * cin

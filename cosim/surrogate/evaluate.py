@@ -19,7 +19,9 @@ Batches are processed in chunks so memory stays bounded. With the C kernel, two 
 bits at less cost: input vectors without a 1 leave the products (their counts and moments are exactly 0;
 the kernel evaluates one and copies it), and sparse inputs get their counts and moments as sums of the
 weight rows their 1s select where the float32 product is checked to add in row order
-(``skip_zero_rows``, ``sparse_products``; docs/benchmarks/infer.md).
+(``skip_zero_rows``, ``sparse_products``; docs/benchmarks/infer.md). Where the kernel has its AVX-512 loops
+and the table four moments, it evaluates 16 columns at once and forms the counts and moments itself from the
+input bits, under the same check, so there are no products at all (``kernel_lanes``, ``fused_products``).
 """
 
 from __future__ import annotations
@@ -74,10 +76,12 @@ class PreparedWeights:
     w_moments_t: torch.Tensor | None = None
     #: (R', C) float32 0/1, contiguous: the weights for the C kernel's row sums (Surrogate.sparse_products)
     w_float: torch.Tensor | None = None
+    #: (R', G) int16 bit masks of the weights for the C kernel's fused products (Surrogate.fused_products)
+    w_mask: torch.Tensor | None = None
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.w_count, self.w_moments, self.w_moments_t, self.w_float)
-                   if t is not None)
+        return sum(t.numel() * t.element_size() for t in (self.w_count, self.w_moments, self.w_moments_t, self.w_float,
+                                                          self.w_mask) if t is not None)
 
 
 #: (rows, columns, float32 kernel, torch threads) -> whether the float32 product adds in row order (_row_sums_exact)
@@ -194,6 +198,9 @@ class Surrogate:
         #: CPUs without AVX-512 run; COSIM_SURROGATE_KERNEL=portable makes it the default)
         from .kernel import portable_forced
         self.kernel_simd = not portable_forced()
+        #: the C kernel's AVX-512 loop: 16 columns at once, one per vector lane (False: column by column;
+        #: the same currents bit for bit, tests compare them)
+        self.kernel_lanes = True
         #: threads of the C kernel (None: torch's intra-op thread count)
         self.kernel_threads: int | None = None
         #: compute the exact ON-counts as bfloat16 products on CPU (float32 otherwise)
@@ -205,6 +212,11 @@ class Surrogate:
         #: (cosim.surrogate.kernel.row_sums) wherever the float32 product is checked to add in that order
         #: (``_row_sums_exact``), so the same values bit for bit at a cost that follows the 1s
         self.sparse_products = True
+        #: C kernel with its AVX-512 lanes, tables of four moments: form each column's ON-count and moments inside
+        #: the kernel from the input bits (kernel.evaluate_fused) wherever the float32 product is checked to add in
+        #: row order (``_row_sums_exact``): no products, no conversions, the same values bit for bit
+        self.fused_products = True
+        self._phi_m = self._phi[:, 1:].contiguous() if self.device.type == "cpu" and dtype == torch.float32 else None
 
     @classmethod
     def from_table(cls, table_or_path: LookupTable | str | Path, device: str | torch.device = "cpu",
@@ -254,8 +266,12 @@ class Surrogate:
         count_dtype = self._count_dtype(r)
         kernel = f32_kernel(self.device) if self.dtype == torch.float32 else "blas"
         w_float = w.contiguous() if self.device.type == "cpu" and self.dtype == torch.float32 else None
+        w_mask = None
+        if w_float is not None and len(self.orders) == 4:
+            from .kernel import weight_masks
+            w_mask = weight_masks(w_float)
         return PreparedWeights(rows=r, cols=c, w_count=w.to(count_dtype).contiguous(), w_moments=w_m,
-                               f32_kernel=kernel, w_moments_t=prepare_f32(w_m, kernel), w_float=w_float)
+                               f32_kernel=kernel, w_moments_t=prepare_f32(w_m, kernel), w_float=w_float, w_mask=w_mask)
 
     def _count_dtype(self, rows: int) -> torch.dtype:
         """The dtype of the exact ON-count product: the fastest dtype of this device that holds every
@@ -316,6 +332,11 @@ class Surrogate:
                 from .kernel import evaluate
                 thr, step_a = self._adc_rule() if codes else (None, 0.0)
                 threads = self.kernel_threads or torch.get_num_threads()
+                if self._fused(lib, x, pw, threads):
+                    got = self._fused_call(lib, x, pw, threads, step, thr, step_a, cur=cur, code=code)
+                    if got is not None:
+                        return cur, code, got[0]
+                    # inputs other than 0 and 1: the products
                 for s in range(0, n, step):
                     rowmap, xp = self._rows_with_ones(x[s:s + step])
                     k, m, xs = self._kernel_products(lib, xp, pw, threads) if xp.shape[0] else self._no_products(c)
@@ -323,7 +344,8 @@ class Surrogate:
                                       coef_rows=self._coef_rows, term_idx=self._term_idx,
                                       simd=self.kernel_simd, cur=None if cur is None else cur[s:s + step], thresholds=thr,
                                       lsb=float(self.adc.lsb_counts), code=None if code is None else code[s:s + step],
-                                      threads=threads, step_a=step_a, max_code=self.adc.max_code, rowmap=rowmap)
+                                      threads=threads, step_a=step_a, max_code=self.adc.max_code, rowmap=rowmap,
+                                      lanes=self.kernel_lanes)
                 return cur, code, total
             out = cur if cur is not None else torch.empty((n, c), dtype=self.dtype, device=self.device)
             for s in range(0, n, step):
@@ -335,6 +357,58 @@ class Surrogate:
             if codes:
                 code = self.adc.digitize(out)
             return cur, code, total
+
+    def _fused_call(self, lib, x: torch.Tensor, pw: "PreparedWeights", threads: int, step: int, thr, step_a: float,
+                    **out: Any) -> tuple[float, int] | None:
+        """kernel.evaluate_fused for every pass of ``step`` vectors of ``x`` in one call (their sums added in pass
+        order, as the passes of ``_run`` add them); the leak tables' input moments pass by pass, as there."""
+        from .kernel import evaluate_fused
+        n = x.shape[0]
+        xs = (torch.cat([x[s:s + step].to(self.dtype) @ self._phi[: x.shape[1]] for s in range(0, n, step)])
+              if self.leak and n else None)
+        return evaluate_fused(lib, x, cast(torch.Tensor, pw.w_mask), cast(torch.Tensor, self._phi_m)[:pw.rows], pw.cols,
+                              len(self.orders), self.n_variables, self._terms, self._coef_t, self.i_cell_a,
+                              cast(torch.Tensor, self._coef_rows), cast(torch.Tensor, self._term_idx), xs=xs,
+                              thresholds=thr, lsb=float(self.adc.lsb_counts), threads=threads, step_a=step_a,
+                              max_code=self.adc.max_code, chunk=step, **out)
+
+    def read_accumulate(self, x_bits: Any, w_bits: Any, acc: torch.Tensor, s_x: torch.Tensor | None = None,
+                        s_w: torch.Tensor | None = None, max_stride: int = 0) -> tuple[Any, int | None]:
+        """Add the ADC codes of ``read(x_bits, w_bits)``, times the signs ``s_x`` (N,) and ``s_w`` (C,) where
+        given (float32 +-1), to ``acc`` (N, C) float32 (integers: exact in any order). Returns (the sum of the
+        currents, as ``read_with_current``; the largest ON-count of the vectors 0, max_stride, 2 max_stride, ...
+        where the fused kernel found it on the way, else None). With the fused products the codes are added in
+        the kernel, never stored."""
+        pw = self.prepare(w_bits)
+        x = _as_raw(x_bits, "x_bits", self.device)
+        lib = self._kernel()
+        if (lib is not None and x.dim() == 2 and x.shape[1] == pw.rows and acc.dtype == torch.float32
+                and acc.shape == (x.shape[0], pw.cols) and acc.device.type == "cpu"):
+            threads = self.kernel_threads or torch.get_num_threads()
+            if self._fused(lib, x, pw, threads):
+                thr, step_a = self._adc_rule()
+                got = self._fused_call(lib, x, pw, threads, self._chunk_for(pw.cols), thr, step_a, acc=acc,
+                                       sx=s_x, sw=s_w, max_stride=max_stride)
+                if got is not None:
+                    return got[0], (got[1] if max_stride > 0 and x.shape[0] else None)
+        codes, total = self.read_with_current(x_bits, pw)
+        c = codes.to(acc.dtype)
+        if s_w is not None:
+            c = c * s_w
+        if s_x is not None:
+            c = c * s_x[:, None]
+        acc.add_(c)
+        return total, None
+
+    def _fused(self, lib, x: torch.Tensor, pw: "PreparedWeights", threads: int) -> bool:
+        """Whether the passes of ``x`` run with the products fused into the C kernel (``fused_products``): a
+        kernel with AVX-512 lanes, four moments, inputs of bfloat16 or float32 with unit column stride, and a
+        float32 product of this shape checked to add in row order (the values the fused sums give)."""
+        from .kernel import fused_available
+        return (self.fused_products and pw.w_mask is not None and self._phi_m is not None and self._coef_rows is not None
+                and fused_available(lib, len(self.orders), self.kernel_simd, self.kernel_lanes)
+                and x.dtype in (torch.bfloat16, torch.float32) and (x.shape[0] == 0 or x.stride(1) == 1)
+                and _row_sums_exact(lib, pw.rows, pw.w_moments.shape[1], pw.f32_kernel, threads))
 
     def _rows_with_ones(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         """(rowmap or None, the input vectors to multiply) for one pass of the C kernel: with

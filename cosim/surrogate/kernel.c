@@ -20,7 +20,8 @@ typedef struct {
     const int32_t *terms;                      /* (F, D) variable indices of each term, V = the constant 1 */
     int64_t D;                                 /* variables per term: 3, or 4 for tables with degree-4 terms */
     const float *coef_t;                       /* (F, R+1): coefficient of term f at ON-count k, units of i_cell */
-    int simd;                                  /* 1: the AVX-512 term loop where compiled in; 0: the portable one */
+    int simd;                                  /* 2: the AVX-512 loops, 16 columns at once where they apply (lanes
+                                                  below); 1: the AVX-512 loop column by column; 0: the portable one */
     const float *coef_rows; int64_t fpad;      /* AVX-512 layout: (R+1, fpad) rows, fpad a multiple of 16, zero padded */
     const int32_t *term_idx;                   /* (D, fpad) the terms' variable indices, padding = V (the constant) */
     float i_cell;                              /* A */
@@ -35,15 +36,200 @@ typedef struct {
                                                   all-zero input row: ON-count 0 and moments exactly 0 (evaluated
                                                   once per thread, then copied) */
     const float *zeros;                        /* with rowmap: C * (E + 1) + 1 + E zeros, such a row's operands */
+    /* fused products (simd 2, lanes): with wmask set, k and m are not read; each column's ON-count and moments
+       are formed here from the input bits, as sums of the basis rows its conducting cells select, in row order */
+    const void *xb; int64_t xb_ld; int xb_bf16; int64_t xb_rows;  /* (n, R') 0/1 inputs, bfloat16 or float32 */
+    const uint16_t *wmask; int64_t wmask_ld;   /* (R', G) weight bits: bit l of [r, g] = w[r, 16 g + l], G a multiple of 4 */
+    const float *phi; int64_t phi_ld;          /* (R', E) the moment basis of each row */
+    float *acc; int64_t acc_ld;                /* fused products: acc[i, c] += sx[i] sw[c] code[i, c] (codes of integers,
+                                                  signs +-1 or NULL: 1; exact in float32), in place of code */
+    const float *sx; const float *sw;
+    int64_t max_stride;                        /* fused products, > 0: kmax = the largest ON-count of rows i % max_stride == 0 */
+    int32_t kmax;
+    int64_t chunk;                             /* > 0: the rows in passes of chunk, each split over the threads and
+                                                  its sum added to the total in pass order (as passes called one by
+                                                  one add them up); 0: one pass */
+    int bad;                                   /* set: an input neither 0 nor 1 (1), or no lanes for the fused products (2) */
     double sum;                                /* sum of the currents (A) */
 } job_t;
 
 #define CB 64
 #define VMAX 40
+
+#ifdef __AVX512F__
+/* The term loop of 16 columns at once (simd 2), one column per lane, bit for bit the column-by-column
+   AVX-512 loop below: that loop puts term f of a column in lane f % 16 of its accumulator, adds the
+   blocks q = f / 16 in increasing q by fused multiply-adds from zero (padding terms: coefficient 0 times
+   the constant 1, i.e. + 0) and sums the 16 lanes by _mm512_reduce_add_ps, whose order GCC's header
+   fixes: (l, l + 8), then (l, l + 4), then (0, 2) and (1, 3), then (0, 1). Here every lane of that
+   accumulator is a vector over 16 columns and the same operations run in the same order (a term's
+   variables multiplied left to right, leaving out the factors of the constant 1: x * 1 is x exactly). The coefficient of each column's ON-count comes from the term's coefficient row (over the
+   counts) by two-table permutes of 32 counts each, no gathers (slow on some CPUs). */
+#define LANE_SEG 32
+#define LANE_SEGS_MAX 16          /* counts up to 511 */
+#define LANE_TERMS_MAX 64
+#define LANE_GROUPS 4             /* groups of 16 columns evaluated together */
+typedef struct {
+    int nf;                    /* terms */
+    int nq;                    /* blocks of 16 terms (fpad / 16) */
+    int len[LANE_TERMS_MAX];     /* the factors of term f other than the constant 1 */
+    int idx[LANE_TERMS_MAX][4];  /* their variable indices, in the term's order */
+    int segs;                  /* 32-count segments of a coefficient row */
+    float *tab;                /* (nf, segs * 32): coefficient of term f at count k, zero padded */
+} lanes_t;
+
+/* the lanes' model, or 0 where it does not apply (then the column-by-column loop runs) */
+static int lanes_init(lanes_t *L, const job_t *j) {
+    const int64_t F = j->F, R = j->R, D = j->D, V = j->V;
+    L->tab = 0;
+    if (F < 1 || F > LANE_TERMS_MAX || j->fpad < F || j->fpad % 16 || !j->coef_t || !j->terms || D < 3 || D > 4)
+        return 0;
+    L->nf = (int)F;
+    L->nq = (int)(j->fpad / 16);
+    L->segs = (int)((R + 1 + LANE_SEG - 1) / LANE_SEG);
+    if (L->segs > LANE_SEGS_MAX) return 0;
+    for (int64_t f = 0; f < F; ++f) {
+        int n = 0;
+        for (int64_t d = 0; d < D; ++d) {
+            const int32_t i = j->terms[f * D + d];
+            if (i < 0 || i > V) return 0;
+            if (i != V) L->idx[f][n++] = i;          /* x * 1 is x exactly: the constant's factors are left out */
+        }
+        L->len[f] = n;
+        for (int d = n; d < 4; ++d) L->idx[f][d] = 0;
+    }
+    const int64_t w = (int64_t)L->segs * LANE_SEG;
+    L->tab = (float *)calloc((size_t)(F * w), sizeof(float));
+    if (!L->tab) return 0;
+    for (int64_t f = 0; f < F; ++f)
+        memcpy(L->tab + f * w, j->coef_t + f * (R + 1), sizeof(float) * (size_t)(R + 1));
+    return 1;
+}
+
+/* the sum over the blocks q of lane l's terms for LANE_GROUPS groups at once, into acc[l][g]; multi (counts
+   beyond the first segment) is a constant where lanes_eval calls it, and the factors' count is switched on
+   once per term, so that the loop over the groups has no branches */
+#define LANE_TERM(T)                                                                                           \
+    for (int g = 0; g < LANE_GROUPS; ++g) {                                                                    \
+        const __m512 t = (T);                                                                                  \
+        __m512 c = _mm512_permutex2var_ps(r0, kv[g], r1);                                                      \
+        if (multi)                                                                                             \
+            for (int s = 1; s < segs; ++s)                                                                     \
+                c = _mm512_mask_mov_ps(c, in_seg[g][s], _mm512_permutex2var_ps(_mm512_loadu_ps(row + LANE_SEG * s), \
+                                                                             kv[g], _mm512_loadu_ps(row + LANE_SEG * s + 16))); \
+        a[g] = _mm512_fmadd_ps(c, t, a[g]);                                                                    \
+    }
+static inline __attribute__((always_inline)) void lanes_lane(const lanes_t *restrict L, __m512 (*restrict vv)[16],
+        const __m512i *restrict kv, int l, const int multi, int segs,
+        __mmask16 (*restrict in_seg)[LANE_SEGS_MAX], __m512 (*restrict acc)[LANE_GROUPS]) {
+    const int w = L->segs * LANE_SEG;
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 one = _mm512_set1_ps(1.0f);
+    __m512 a[LANE_GROUPS];
+    for (int g = 0; g < LANE_GROUPS; ++g) a[g] = zero;
+    for (int q = 0; q < L->nq; ++q) {
+        const int f = 16 * q + l;
+        if (f >= L->nf) {                                                   /* a padding term: 0 * 1 + a */
+            for (int g = 0; g < LANE_GROUPS; ++g) a[g] = _mm512_add_ps(a[g], zero);
+            continue;
+        }
+        const int i0 = L->idx[f][0], i1 = L->idx[f][1], i2 = L->idx[f][2], i3 = L->idx[f][3];
+        const float *restrict row = L->tab + (int64_t)f * w;
+        const __m512 r0 = _mm512_loadu_ps(row), r1 = _mm512_loadu_ps(row + 16);
+        switch (L->len[f]) {
+        case 0: LANE_TERM(one) break;
+        case 1: LANE_TERM(vv[g][i0]) break;
+        case 2: LANE_TERM(_mm512_mul_ps(vv[g][i0], vv[g][i1])) break;
+        case 3: LANE_TERM(_mm512_mul_ps(_mm512_mul_ps(vv[g][i0], vv[g][i1]), vv[g][i2])) break;
+        default: LANE_TERM(_mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(vv[g][i0], vv[g][i1]), vv[g][i2]), vv[g][i3])) break;
+        }
+    }
+    for (int g = 0; g < LANE_GROUPS; ++g) acc[l][g] = a[g];
+}
+#undef LANE_TERM
+
+/* currents (units of i_cell) of LANE_GROUPS groups of 16 columns (one column per lane): vv[g][e] the
+   variables of group g (vv[g][V] = 1), kv[g] its ON-counts; the first ng groups are stored at out[16 g ..].
+   A term's coefficient row and variable indices are read once for all groups. */
+static inline void lanes_eval(const lanes_t *restrict L, __m512 (*restrict vv)[16], const __m512i *restrict kv,
+                              int ng, float *restrict out) {
+    int kmax = 0;
+    for (int g = 0; g < LANE_GROUPS; ++g) {
+        const int m = _mm512_reduce_max_epi32(kv[g]);
+        kmax = m > kmax ? m : kmax;
+    }
+    const int segs = kmax / LANE_SEG + 1;                                   /* segments these counts need */
+    __mmask16 in_seg[LANE_GROUPS][LANE_SEGS_MAX];
+    for (int g = 0; g < LANE_GROUPS; ++g)
+        for (int s = 1; s < segs; ++s)
+            in_seg[g][s] = _mm512_cmpeq_epi32_mask(_mm512_srli_epi32(kv[g], 5), _mm512_set1_epi32(s));
+    __m512 acc[16][LANE_GROUPS];
+    for (int l = 0; l < 16; ++l) {
+        if (segs > 1) lanes_lane(L, vv, kv, l, 1, segs, in_seg, acc);
+        else lanes_lane(L, vv, kv, l, 0, segs, in_seg, acc);
+    }
+    for (int g = 0; g < ng; ++g) {
+        __m512 s8[8], s4[4];
+        for (int i = 0; i < 8; ++i) s8[i] = _mm512_add_ps(acc[8 + i][g], acc[i][g]);
+        for (int i = 0; i < 4; ++i) s4[i] = _mm512_add_ps(s8[4 + i], s8[i]);
+        _mm512_storeu_ps(out + 16 * g, _mm512_add_ps(_mm512_add_ps(s4[0], s4[2]), _mm512_add_ps(s4[1], s4[3])));
+    }
+}
+
+/* fused products, four moments: the ON-counts and moments of the columns c0 .. c0 + nb - 1 (nb <= 64) of one
+   input vector whose 1s are the rows on[0 .. q), as sums in increasing row order of the basis rows phi[r] that
+   each column's conducting cells select (the same additions as a float32 product that accumulates along the
+   rows, which is what the caller checked), then the lanes' currents into ia */
+static inline void fused_block(const lanes_t *restrict L, const job_t *restrict j, const int32_t *restrict on, int q,
+                               int64_t c0, int64_t nb, const float *restrict xr, float *restrict ia, int32_t *restrict kmax) {
+    const int64_t V = j->V;
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512i one = _mm512_set1_epi32(1);
+    __m512 m[4][LANE_GROUPS];
+    __m512i kc[LANE_GROUPS];
+    for (int g = 0; g < LANE_GROUPS; ++g) {
+        kc[g] = _mm512_setzero_si512();
+        for (int e = 0; e < 4; ++e) m[e][g] = zero;
+    }
+    const uint16_t *restrict wm = j->wmask + c0 / 16;          /* G is a multiple of 4: four groups readable */
+    for (int t = 0; t < q; ++t) {
+        const int64_t r = on[t];
+        uint64_t w4;
+        memcpy(&w4, wm + r * j->wmask_ld, sizeof w4);
+        const float *restrict ph = j->phi + r * j->phi_ld;
+        const __m512 p0 = _mm512_set1_ps(ph[0]), p1 = _mm512_set1_ps(ph[1]);
+        const __m512 p2 = _mm512_set1_ps(ph[2]), p3 = _mm512_set1_ps(ph[3]);
+        for (int g = 0; g < LANE_GROUPS; ++g) {
+            const __mmask16 mk = (__mmask16)(w4 >> (16 * g));
+            m[0][g] = _mm512_mask_add_ps(m[0][g], mk, m[0][g], p0);
+            m[1][g] = _mm512_mask_add_ps(m[1][g], mk, m[1][g], p1);
+            m[2][g] = _mm512_mask_add_ps(m[2][g], mk, m[2][g], p2);
+            m[3][g] = _mm512_mask_add_ps(m[3][g], mk, m[3][g], p3);
+            kc[g] = _mm512_mask_add_epi32(kc[g], mk, kc[g], one);
+        }
+    }
+    __m512 vv[LANE_GROUPS][16];
+    for (int g = 0; g < LANE_GROUPS; ++g) {
+        for (int e = 0; e < 4; ++e) vv[g][e] = _mm512_add_ps(m[e][g], zero);        /* as the loops form them */
+        if (xr) {
+            vv[g][4] = _mm512_sub_ps(_mm512_set1_ps(xr[0] + 0.0f), _mm512_cvtepi32_ps(kc[g]));
+            for (int e = 0; e < 4; ++e) vv[g][5 + e] = _mm512_sub_ps(_mm512_set1_ps(xr[1 + e] + 0.0f), m[e][g]);
+        }
+        vv[g][V] = _mm512_set1_ps(1.0f);
+    }
+    lanes_eval(L, vv, kc, (int)((nb + 15) / 16), ia);
+    if (kmax) {                                         /* padding columns count 0: no larger than any */
+        __m512i mx = kc[0];
+        for (int g = 1; g < LANE_GROUPS; ++g) mx = _mm512_max_epi32(mx, kc[g]);
+        const int32_t m = _mm512_reduce_max_epi32(mx);
+        *kmax = m > *kmax ? m : *kmax;
+    }
+}
+#endif
 /* rows whose current sums are added up side by side: each row's sum is one chain of float32 additions in
    column order (part of the result, so kept as it is), and a chain's latency bounds a row on its own */
 #define RG 8
-static double rows(const job_t *j) {
+static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
     const int64_t C = j->C, E = j->E, V = j->V, R = j->R, F = j->F, nt = j->nthr, G = j->ngrid;
     const int64_t n0 = j->n0, n1 = j->n1, k_ld = j->k_ld, m_ld = j->m_ld, xs_ld = j->xs_ld;
     const int64_t cur_ld = j->cur_ld, code_ld = j->code_ld;
@@ -74,9 +260,44 @@ static double rows(const job_t *j) {
     int32_t sh[16];
     for (int l = 0; l < 16; ++l) sh[l] = (l > E && l <= 2 * E) ? (int32_t)(l - E - 1) : 0;
     const __m512i shift_nu = _mm512_loadu_si512(sh);
+    lanes_t lanes;
+    /* 16 columns at once for tables of four moments (the loads of other counts of moments would need gathers,
+       which made it slower than the column loop: 12 moments, AMD EPYC) */
+    const int use_lanes = vec && j->simd == 2 && E == 4 && lanes_init(&lanes, j);
+    const int fused = j->wmask != 0;
+    if (fused && !use_lanes) { *bad_out = 2; return 0.0; }
+    /* lanes: where column l of 16 finds moment e (E == 4: elements 4 l .. 4 l + 3 of four registers,
+       deinterleaved by permutes) */
+    int32_t pi[4][16];
+    for (int l = 0; l < 16; ++l)
+        for (int e = 0; e < 4; ++e) pi[e][l] = (int32_t)((l % 8) * 4 + e);
+    const __m512 ones = _mm512_set1_ps(1.0f);
 #else
     (void)coef_rows; (void)fpad; (void)ti;
+    const int fused = j->wmask != 0;
+    if (fused) { *bad_out = 2; return 0.0; }
 #endif
+    *bad_out = 0;
+    *kmax_out = 0;
+    /* accumulation: each row's codes first in cbuf */
+    float *restrict cbuf = j->acc ? (float *)malloc(sizeof(float) * (size_t)(C > 0 ? C : 1)) : 0;
+    if (j->acc && (!cbuf || !fused)) {
+        free(cbuf);
+#ifdef __AVX512F__
+        if (use_lanes) free(lanes.tab);
+#endif
+        *bad_out = 2;
+        return 0.0;
+    }
+    /* fused products: each vector's 1s, in row order */
+    int32_t *restrict on = fused ? (int32_t *)malloc(sizeof(int32_t) * (size_t)(j->xb_rows + 16)) : 0;
+    if (fused && !on) {
+#ifdef __AVX512F__
+        free(lanes.tab);
+#endif
+        *bad_out = 2;
+        return 0.0;
+    }
     /* rbuf: the scaled currents of up to RG rows, summed after them as RG interleaved chains (NULL: each
        row sums its own as it goes, the same sums); zeros: the operands of an all-zero input row (ON-counts
        and moments 0: zero bits of float32 and bfloat16 alike); zia/zcode: its currents and codes once
@@ -84,7 +305,7 @@ static double rows(const job_t *j) {
     float *restrict rbuf = (float *)malloc(sizeof(float) * RG * (size_t)(C > 0 ? C : 1));
     const float *restrict zeros = j->zeros;
     float *restrict zia = 0, *restrict zcode = 0;
-    if (j->rowmap && rbuf) {
+    if ((j->rowmap || fused) && rbuf) {
         zia = (float *)malloc(sizeof(float) * (size_t)(C > 0 ? C : 1));
         zcode = (float *)malloc(sizeof(float) * (size_t)(C > 0 ? C : 1));
     }
@@ -92,12 +313,54 @@ static double rows(const job_t *j) {
     int zdone = 0;
     for (int64_t i = n0; i < n1; ++i) {
         float *restrict rb = rbuf ? rbuf + ((i - n0) % RG) * C : 0;
-        const int64_t src = j->rowmap ? j->rowmap[i] : i;          /* the operands' row; < 0: all-zero inputs */
-        const float *restrict mr = src >= 0 ? j->m + src * m_ld : zeros;
+        int64_t src = j->rowmap ? j->rowmap[i] : i;                /* the operands' row; < 0: all-zero inputs */
+        int q = 0;
+        if (fused) {                                /* the vector's 1s (branch-free: they are random) */
+            int b = 0;
+            const int64_t rr = j->xb_rows;
+            if (j->xb_bf16) {
+                const uint16_t *restrict xv = (const uint16_t *)j->xb + i * j->xb_ld;
+                if (i + 4 < n1)                     /* the rows lie far apart (a tile of a wider input): ask early */
+                    for (int64_t r = 0; r < rr; r += 32) __builtin_prefetch(xv + 4 * j->xb_ld + r);
+                int64_t r = 0;
+#if defined(__AVX512BW__) && defined(__AVX512VL__)
+                /* 16 at a time: the 1s' indices compressed into on[] (room for 16 beyond R') */
+                const __m512i step16 = _mm512_set1_epi32(16);
+                __m512i ridx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+                for (; r + 16 <= rr; r += 16, ridx = _mm512_add_epi32(ridx, step16)) {
+                    const __m256i u = _mm256_loadu_si256((const __m256i *)(xv + r));
+                    const __mmask16 one = _mm256_cmpeq_epi16_mask(u, _mm256_set1_epi16(0x3f80));
+                    const __mmask16 zero = _mm256_cmpeq_epi16_mask(_mm256_and_si256(u, _mm256_set1_epi16(0x7fff)),
+                                                                   _mm256_setzero_si256());
+                    b |= (uint16_t)(one | zero) != 0xffffu;
+                    _mm512_storeu_si512(on + q, _mm512_maskz_compress_epi32(one, ridx));
+                    q += __builtin_popcount((unsigned)one);
+                }
+#endif
+                for (; r < rr; ++r) {
+                    const uint16_t u = xv[r];       /* 0x3f80: 1.0; 0 or -0: 0 */
+                    on[q] = (int32_t)r;
+                    q += u == 0x3f80u;
+                    b |= (u != 0x3f80u) & ((u & 0x7fffu) != 0);
+                }
+            } else {
+                const float *restrict xv = (const float *)j->xb + i * j->xb_ld;
+                for (int64_t r = 0; r < rr; ++r) {
+                    on[q] = (int32_t)r;
+                    q += xv[r] == 1.0f;
+                    b |= (xv[r] != 1.0f) & (xv[r] != 0.0f);
+                }
+            }
+            if (b) { *bad_out = 1; break; }
+            src = q ? i : -1;
+        }
+        const float *restrict mr = src >= 0 && j->m ? j->m + src * m_ld : zeros;
         const float *restrict xr = j->xs ? (src >= 0 ? j->xs + src * xs_ld : zeros) : 0;
         float *restrict cur = j->cur ? j->cur + i * cur_ld : 0;
-        float *restrict code = j->code ? j->code + i * code_ld : 0;
+        float *restrict code = cbuf ? cbuf : (j->code ? j->code + i * code_ld : 0);
         float rowsum = 0.0f;
+        int32_t *restrict kmax = j->max_stride > 0 && i % j->max_stride == 0 ? kmax_out : 0;
+        (void)kmax;                                 /* (portable builds: no fused products) */
         if (src < 0 && zdone) {                    /* an all-zero row again: the same currents and codes */
             memcpy(rb, zia, sizeof(float) * (size_t)C);
             if (cur) memcpy(cur, zia, sizeof(float) * (size_t)C);
@@ -115,6 +378,12 @@ static double rows(const job_t *j) {
 #endif
         for (int64_t c0 = 0; c0 < C; c0 += CB) {
             const int64_t nb = C - c0 < CB ? C - c0 : CB;
+#ifdef __AVX512F__
+            if (fused) {
+                fused_block(&lanes, j, on, q, c0, nb, xr, ia, kmax);
+                goto evaluated;
+            }
+#endif
             if (k_bf16) {
                 const uint16_t *restrict kr = src >= 0 ? kb + src * k_ld + c0 : (const uint16_t *)zeros;
                 for (int64_t c = 0; c < nb; ++c) {
@@ -131,10 +400,45 @@ static double rows(const job_t *j) {
             }
 #ifdef __AVX512F__
             if (vec) {
+                int64_t c = 0;
+                if (use_lanes) {
+                    /* 16 columns at a time (lanes_eval): the variables as vectors over the columns, each as
+                       the loop below forms it (moments + 0; leak: (L_in + 0) - k and (nu_in + 0) - m) */
+                    const __m512 zero = _mm512_setzero_ps();
+                    __m512 vv[LANE_GROUPS][16];
+                    __m512i kv[LANE_GROUPS];
+                    const int ng = (int)(nb / 16);
+                    for (int g = 0; g < ng; ++g, c += 16) {
+                        kv[g] = _mm512_loadu_si512(kk + c);
+                        const float *restrict mc = mr + (c0 + c) * E;
+                        __m512 raw[16];
+                        {
+                            const __m512 a0 = _mm512_loadu_ps(mc), a1 = _mm512_loadu_ps(mc + 16);
+                            const __m512 a2 = _mm512_loadu_ps(mc + 32), a3 = _mm512_loadu_ps(mc + 48);
+                            for (int e = 0; e < 4; ++e) {
+                                const __m512i p = _mm512_loadu_si512(pi[e]);
+                                raw[e] = _mm512_mask_blend_ps((__mmask16)0xFF00, _mm512_permutex2var_ps(a0, p, a1),
+                                                              _mm512_permutex2var_ps(a2, p, a3));
+                            }
+                        }
+                        for (int64_t e = 0; e < E; ++e) vv[g][e] = _mm512_add_ps(raw[e], zero);
+                        if (xr) {
+                            vv[g][E] = _mm512_sub_ps(_mm512_set1_ps(xr[0] + 0.0f), _mm512_cvtepi32_ps(kv[g]));
+                            for (int64_t e = 0; e < E; ++e)
+                                vv[g][E + 1 + e] = _mm512_sub_ps(_mm512_set1_ps(xr[1 + e] + 0.0f), raw[e]);
+                        }
+                        vv[g][V] = ones;
+                    }
+                    for (int g = ng; g < LANE_GROUPS; ++g) {              /* unused groups: zeros, not stored */
+                        kv[g] = _mm512_setzero_si512();
+                        for (int64_t e = 0; e <= V; ++e) vv[g][e] = zero;
+                    }
+                    if (ng) lanes_eval(&lanes, vv, kv, ng, ia);
+                }
                 /* one column at a time: its variables in one register (the moments are contiguous, the
                    leak variables and the constant come from the row's own vector xz), 16 terms per step
                    as products of three (or four) permutations of it, times the count's coefficient row */
-                for (int64_t c = 0; c < nb; ++c) {
+                for (; c < nb; ++c) {
                     const __m512 mz = _mm512_maskz_loadu_ps(mask_m, mr + (c0 + c) * E);
                     __m512 vz = _mm512_add_ps(mz, xz);
                     if (xr) {
@@ -172,6 +476,9 @@ static double rows(const job_t *j) {
                     for (int64_t c = 0; c < nb; ++c) ia[c] += cf[kk[c]] * (a[c] * b[c] * d[c] * g[c]);
                 }
             }
+#ifdef __AVX512F__
+        evaluated:
+#endif
             if (rb) for (int64_t c = 0; c < nb; ++c) { ia[c] *= i_cell; rb[c0 + c] = ia[c]; }
             else for (int64_t c = 0; c < nb; ++c) { ia[c] *= i_cell; rowsum += ia[c]; }
             if (cur) for (int64_t c = 0; c < nb; ++c) cur[c0 + c] = ia[c];
@@ -216,6 +523,13 @@ static double rows(const job_t *j) {
             zdone = 1;
         }
     row_done:
+        if (cbuf) {                                 /* accumulation: integers times +-1, exact in any order */
+            float *restrict ar = j->acc + i * j->acc_ld;
+            const float sxi = j->sx ? j->sx[i] : 1.0f;
+            if (j->sw) for (int64_t c = 0; c < C; ++c) ar[c] += sxi * j->sw[c] * cbuf[c];
+            else if (j->sx) for (int64_t c = 0; c < C; ++c) ar[c] += sxi * cbuf[c];
+            else for (int64_t c = 0; c < C; ++c) ar[c] += cbuf[c];
+        }
         if (!rb) {
             total += (double)rowsum;
         } else if ((i - n0) % RG == RG - 1 || i == n1 - 1) {   /* the buffered rows' sums, in row order */
@@ -231,21 +545,25 @@ static double rows(const job_t *j) {
             for (int64_t r = 0; r < g; ++r) total += (double)s[r];
         }
     }
-    free(rbuf); free(zia); free(zcode);
+    free(rbuf); free(zia); free(zcode); free(on); free(cbuf);
+#ifdef __AVX512F__
+    if (use_lanes) free(lanes.tab);
+#endif
     return total;
 }
 
 static void *run(void *arg) {
     job_t *j = (job_t *)arg;
-    j->sum = rows(j);
+    j->sum = rows(j, &j->bad, &j->kmax);
     return 0;
 }
 
-int cosim_surrogate_eval(job_t *proto, int threads) {
+/* one pass: rows n0 .. n1 - 1 split over the threads; its sum is the threads' sums added in thread order */
+static int eval_pass(job_t *proto, int64_t n0, int64_t n1, int threads, double *sum, int32_t *kmax) {
     job_t jobs[64];
     pthread_t tid[64];
     int started[64];
-    int64_t n0 = proto->n0, n = proto->n1 - proto->n0;
+    int64_t n = n1 - n0;
     if (threads < 1) threads = 1;
     if (threads > 64) threads = 64;
     if (n < 256 * (int64_t)threads) threads = n >= 256 ? (int)(n / 256) : 1;   /* >= 256 vectors a thread */
@@ -262,9 +580,30 @@ int cosim_surrogate_eval(job_t *proto, int threads) {
         if (started[t]) pthread_join(tid[t], 0); else run(&jobs[t]);
     }
     double s = 0.0;
-    for (int t = 0; t < threads; ++t) s += jobs[t].sum;
-    proto->sum = s;
-    return 0;
+    int bad = 0;
+    for (int t = 0; t < threads; ++t) {
+        s += jobs[t].sum;
+        bad = bad > jobs[t].bad ? bad : jobs[t].bad;
+        *kmax = *kmax > jobs[t].kmax ? *kmax : jobs[t].kmax;
+    }
+    *sum = s;
+    return bad;
+}
+
+int cosim_surrogate_eval(job_t *proto, int threads) {
+    const int64_t n0 = proto->n0, n1 = proto->n1, step = proto->chunk > 0 ? proto->chunk : (n1 > n0 ? n1 - n0 : 1);
+    double total = 0.0;
+    int bad = 0;
+    int32_t kmax = 0;
+    for (int64_t s0 = n0; s0 < n1 && !bad; s0 += step) {
+        double s = 0.0;
+        bad = eval_pass(proto, s0, s0 + step < n1 ? s0 + step : n1, threads, &s, &kmax);
+        total += s;
+    }
+    proto->kmax = kmax;
+    proto->sum = total;
+    proto->bad = bad;
+    return bad;
 }
 
 /* The products of 0/1 input vectors with the weight-side operands as sums of the rows their 1s select:
@@ -400,6 +739,15 @@ int cosim_surrogate_sparse_sums(sums_t *proto, int threads) {
     return bad;
 }
 
+/* 1 where this library was compiled with the AVX-512 loops (and so has the lanes and fused products), else 0 */
+int cosim_surrogate_simd(void) {
+#ifdef __AVX512F__
+    return 1;
+#else
+    return 0;
+#endif
+}
+
 int64_t cosim_surrogate_sums_layout(int64_t *out, int64_t n) {
     const int64_t v[] = {(int64_t)sizeof(sums_t), (int64_t)offsetof(sums_t, x), (int64_t)offsetof(sums_t, wk),
                          (int64_t)offsetof(sums_t, k), (int64_t)offsetof(sums_t, bad)};
@@ -414,7 +762,7 @@ int64_t cosim_surrogate_job_layout(int64_t *out, int64_t n) {
                          (int64_t)offsetof(job_t, i_cell), (int64_t)offsetof(job_t, thr),
                          (int64_t)offsetof(job_t, step), (int64_t)offsetof(job_t, code),
                          (int64_t)offsetof(job_t, rowmap), (int64_t)offsetof(job_t, zeros),
-                         (int64_t)offsetof(job_t, sum)};
+                         (int64_t)offsetof(job_t, wmask), (int64_t)offsetof(job_t, bad), (int64_t)offsetof(job_t, sum)};
     const int64_t m = (int64_t)(sizeof(v) / sizeof(v[0]));
     for (int64_t i = 0; i < n && i < m; ++i) out[i] = v[i];
     return m;

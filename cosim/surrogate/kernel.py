@@ -6,7 +6,10 @@ sum the terms, scale to amperes and, when asked, digitise with the ADC's thresho
 In torch that is dozens of memory-bound passes over (N, C) tensors; this kernel does it in one pass over
 blocks of 64 columns, reading the E + 1 inputs of a column and writing one or two floats. With AVX-512
 each column's variables sit in one register and 16 terms at a time are products of permutations of it,
-dotted with the contiguous coefficient row of its ON-count; elsewhere a portable loop does the same. It
+dotted with the contiguous coefficient row of its ON-count; for tables of four moments 16 columns at once,
+one per vector lane, with the same operations in the same order (bit for bit the column loop), and there
+``evaluate_fused`` also forms the ON-counts and moments from the input bits itself (no matrix products);
+elsewhere a portable loop does the same. It
 is plain C in ``kernel.c`` beside this file (no torch headers), compiled on first use with the system C
 compiler into ``cosim.paths.cache_dir()/kernels`` (about a second) and called through ctypes, one POSIX
 thread per torch thread. Its job struct is mirrored here by ``_Job``; the library reports the struct's
@@ -51,11 +54,15 @@ class _Job(ctypes.Structure):
                 ("grid_start", ctypes.c_void_p), ("ngrid", ctypes.c_int64), ("grid_lo", ctypes.c_float),
                 ("grid_inv", ctypes.c_float), ("step", ctypes.c_float), ("max_code", ctypes.c_float),
                 ("code", ctypes.c_void_p), ("code_ld", ctypes.c_int64), ("rowmap", ctypes.c_void_p),
-                ("zeros", ctypes.c_void_p), ("sum", ctypes.c_double)]
+                ("zeros", ctypes.c_void_p),
+                ("xb", ctypes.c_void_p), ("xb_ld", ctypes.c_int64), ("xb_bf16", ctypes.c_int), ("xb_rows", ctypes.c_int64),
+                ("wmask", ctypes.c_void_p), ("wmask_ld", ctypes.c_int64), ("phi", ctypes.c_void_p),
+                ("phi_ld", ctypes.c_int64), ("acc", ctypes.c_void_p), ("acc_ld", ctypes.c_int64), ("sx", ctypes.c_void_p),
+                ("sw", ctypes.c_void_p), ("max_stride", ctypes.c_int64), ("kmax", ctypes.c_int32), ("chunk", ctypes.c_int64), ("bad", ctypes.c_int), ("sum", ctypes.c_double)]
 
 
 #: the fields whose offsets kernel.c's cosim_surrogate_job_layout() reports after sizeof(job_t), in its order
-JOB_LAYOUT_FIELDS = ("k", "terms", "i_cell", "thr", "step", "code", "rowmap", "zeros", "sum")
+JOB_LAYOUT_FIELDS = ("k", "terms", "i_cell", "thr", "step", "code", "rowmap", "zeros", "wmask", "bad", "sum")
 
 
 class _Sums(ctypes.Structure):
@@ -152,6 +159,10 @@ def checked(lib: ctypes.CDLL, job: type | None = None) -> ctypes.CDLL | None:
         return None
     lib.cosim_surrogate_eval.argtypes = [ctypes.POINTER(job), ctypes.c_int]
     lib.cosim_surrogate_eval.restype = ctypes.c_int
+    simd = getattr(lib, "cosim_surrogate_simd", None)
+    if simd is not None:
+        simd.argtypes, simd.restype = [], ctypes.c_int
+    setattr(lib, "cosim_simd", bool(simd is not None and simd()))    # AVX-512 loops: lanes and fused products
     bad = layout_mismatch(lib, "cosim_surrogate_sums_layout", _Sums, SUMS_LAYOUT_FIELDS)
     if bad is None:
         lib.cosim_surrogate_sparse_sums.argtypes = [ctypes.POINTER(_Sums), ctypes.c_int]
@@ -212,7 +223,7 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int,
              coef_rows: torch.Tensor | None = None, term_idx: torch.Tensor | None = None,
              cur: torch.Tensor | None = None, thresholds: Thresholds | None = None, lsb: float = 1.0,
              code: torch.Tensor | None = None, threads: int = 1, step_a: float = 0.0, max_code: int = 0,
-             simd: bool = True, rowmap: torch.Tensor | None = None) -> float:
+             simd: bool = True, rowmap: torch.Tensor | None = None, lanes: bool = True) -> float:
     """Run the kernel on CPU tensors (row-major, unit stride along the last dimension): ``k`` (n, C) float32
     or bfloat16 counts, ``m`` (n, C*E) float32 moments (moment e of column c at c*E + e), ``terms`` (F, D)
     int32 variable indices, D = 3 or 4 (V: the constant), ``coef_t`` (F, R+1) float32 coefficients in units of i_cell,
@@ -221,7 +232,9 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int,
     coefficient 0; see ``avx512_layout``); writes ``cur`` (n, C) currents (A) and/or ``code`` (n, C) codes
     (``thresholds`` of the ADC, ``lsb`` AND-counts per code; or, with ``step_a`` > 0, evenly spaced
     levels c * step_a rounded to as ``ADC.digitize`` does, codes 0..``max_code``). ``simd``: use the
-    AVX-512 term loop where the kernel was compiled with it (False: the portable loop, for tests).
+    AVX-512 term loop where the kernel was compiled with it (False: the portable loop, for tests); ``lanes``:
+    there, 16 columns at once (one per vector lane, bit for bit the column-by-column loop; False: column by
+    column, for tests).
     ``rowmap`` (n_out,) int32: output row i reads row ``rowmap[i]`` of ``k``, ``m`` and ``xs``, or, where it
     is -1, is an all-zero input row (ON-count 0, moments exactly 0: evaluated once, then copied), so the
     products need only the rows that have a 1; ``cur`` and ``code`` then have n_out rows. Returns the sum
@@ -245,21 +258,93 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int,
         raise ValueError("kernel operands: coef_rows must be (R+1, 16 q) with term_idx (D, 16 q), contiguous")
     if V > MAX_VARIABLES or m.shape[1] != E * c or not (terms.is_contiguous() and coef_t.is_contiguous()):
         raise ValueError("kernel operands: too many variables, or moments/terms/coefficients of the wrong layout")
-    job = _Job(n0=0, n1=n, C=c, E=E, V=V, R=coef_t.shape[1] - 1, F=coef_t.shape[0],
-               k=k.data_ptr(), k_ld=k.stride(0), k_bf16=int(k.dtype == torch.bfloat16),
-               m=m.data_ptr(), m_ld=m.stride(0), xs=_ptr(xs), xs_ld=0 if xs is None else xs.stride(0),
-               terms=terms.data_ptr(), D=terms.shape[1], coef_t=coef_t.data_ptr(), simd=int(bool(simd)), coef_rows=_ptr(coef_rows),
-               fpad=0 if coef_rows is None else coef_rows.shape[1], term_idx=_ptr(term_idx), i_cell=i_cell_a,
-               cur=_ptr(cur), cur_ld=0 if cur is None else cur.stride(0),
-               thr=None if thresholds is None else thresholds.padded.data_ptr() + 4,
-               nthr=0 if thresholds is None else thresholds.count, lsb=lsb,
-               grid_start=None if thresholds is None else thresholds.start.data_ptr(),
-               ngrid=0 if thresholds is None else thresholds.start.numel(),
-               grid_lo=0.0 if thresholds is None else thresholds.lo, grid_inv=0.0 if thresholds is None else thresholds.inv,
-               code=_ptr(code), code_ld=0 if code is None else code.stride(0), sum=0.0,
-               step=float(step_a), max_code=float(max_code), rowmap=_ptr(rowmap), zeros=_ptr(zeros))
+    job = _Job(n0=0, n1=n, C=c, k=k.data_ptr(), k_ld=k.stride(0), k_bf16=int(k.dtype == torch.bfloat16),
+               m=m.data_ptr(), m_ld=m.stride(0), rowmap=_ptr(rowmap), zeros=_ptr(zeros),
+               **_model_fields(E, V, terms, coef_t, i_cell_a, xs, coef_rows, term_idx, cur, thresholds, lsb, code,
+                               step_a, max_code, (2 if lanes else 1) if simd else 0))
     lib.cosim_surrogate_eval(ctypes.byref(job), int(threads))
     return float(job.sum)
+
+
+def _model_fields(E, V, terms, coef_t, i_cell_a, xs, coef_rows, term_idx, cur, thresholds, lsb, code, step_a, max_code,
+                  simd: int) -> dict:
+    """The job fields of the model, the ADC and the outputs (evaluate, evaluate_fused)."""
+    return dict(E=E, V=V, R=coef_t.shape[1] - 1, F=coef_t.shape[0], xs=_ptr(xs), xs_ld=0 if xs is None else xs.stride(0),
+                terms=terms.data_ptr(), D=terms.shape[1], coef_t=coef_t.data_ptr(), simd=simd, coef_rows=_ptr(coef_rows),
+                fpad=0 if coef_rows is None else coef_rows.shape[1], term_idx=_ptr(term_idx), i_cell=i_cell_a,
+                cur=_ptr(cur), cur_ld=0 if cur is None else cur.stride(0),
+                thr=None if thresholds is None else thresholds.padded.data_ptr() + 4,
+                nthr=0 if thresholds is None else thresholds.count, lsb=lsb,
+                grid_start=None if thresholds is None else thresholds.start.data_ptr(),
+                ngrid=0 if thresholds is None else thresholds.start.numel(),
+                grid_lo=0.0 if thresholds is None else thresholds.lo, grid_inv=0.0 if thresholds is None else thresholds.inv,
+                code=_ptr(code), code_ld=0 if code is None else code.stride(0), sum=0.0,
+                step=float(step_a), max_code=float(max_code))
+
+
+def weight_masks(w: torch.Tensor) -> torch.Tensor:
+    """(R, G) int16 bit masks of a (R, C) 0/1 weight matrix for the fused products: bit l of [r, g] is
+    w[r, 16 g + l] != 0, G = ceil(C / 16) rounded up to a multiple of 4 (the padding bits 0)."""
+    import numpy as np
+    r, c = w.shape
+    g = -(-max(c, 1) // 64) * 4
+    b = np.zeros((r, g * 16), dtype=bool)
+    b[:, :c] = (w != 0).cpu().numpy()
+    return torch.from_numpy(np.packbits(b.reshape(r, g, 16), axis=2, bitorder="little").view("<i2")
+                            .reshape(r, g).copy())
+
+
+def fused_available(lib: ctypes.CDLL | None, n_moments: int, simd: bool = True, lanes: bool = True) -> bool:
+    """Whether ``evaluate_fused`` can run: a kernel with the AVX-512 loops, its 16-column lanes, four moments."""
+    return bool(lib is not None and getattr(lib, "cosim_simd", False) and simd and lanes and n_moments == 4)
+
+
+def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi: torch.Tensor, cols: int, E: int, V: int,
+                   terms: torch.Tensor, coef_t: torch.Tensor, i_cell_a: float, coef_rows: torch.Tensor,
+                   term_idx: torch.Tensor, xs: torch.Tensor | None = None, cur: torch.Tensor | None = None,
+                   thresholds: Thresholds | None = None, lsb: float = 1.0, code: torch.Tensor | None = None,
+                   threads: int = 1, step_a: float = 0.0, max_code: int = 0, chunk: int = 0,
+                   acc: torch.Tensor | None = None, sx: torch.Tensor | None = None, sw: torch.Tensor | None = None,
+                   max_stride: int = 0) -> tuple[float, int] | None:
+    """``evaluate`` with the products fused into the kernel: from 0/1 inputs ``x`` (n, R') (bfloat16 or
+    float32, unit column stride), the weights' bit masks ``w_mask`` (``weight_masks``, R' rows) and the
+    moment basis ``phi`` (R', E) float32, each column's ON-count and moments are formed in the kernel as the
+    sums, in increasing row order, of the basis rows its conducting cells select: the values of a float32
+    product that accumulates along the rows in order (the caller checks that its product does), so the same
+    currents, codes and sums bit for bit, without the products. Only where ``fused_available`` (AVX-512
+    lanes, four moments). ``chunk`` > 0: the vectors in passes of ``chunk``, each split over the threads, their
+    sums added in pass order: the sum that passes of ``chunk`` vectors, one call each, add up to. ``acc`` (n, C)
+    float32: the codes are not written but added to it, times ``sx`` (n,) and ``sw`` (C,) where given (+-1;
+    exact: integers). ``max_stride`` > 0: also the largest ON-count of the vectors i with i % max_stride == 0.
+    Returns (the sum of the currents, that ON-count or 0), or None (nothing to use) where ``x`` holds anything
+    but 0 and 1 or the kernel cannot take the model."""
+    n, r = x.shape
+    if (x.dtype not in (torch.bfloat16, torch.float32) or x.device.type != "cpu" or (n and x.stride(1) != 1)
+            or w_mask.dtype != torch.int16 or w_mask.shape[0] != r or w_mask.shape[1] * 16 < cols
+            or w_mask.shape[1] % 4 or not w_mask.is_contiguous() or phi.dtype != torch.float32
+            or phi.shape != (r, E) or phi.stride(1) != 1 or E != 4):
+        raise ValueError("evaluate_fused operands: x (n, R') bfloat16/float32 with unit column stride, w_mask "
+                         "(R', 4 q) int16 contiguous, phi (R', 4) float32")
+    for name, t in (("xs", xs), ("cur", cur), ("code", code), ("acc", acc)):
+        if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != n):
+            raise ValueError(f"kernel operand {name}: need a CPU matrix of {n} rows with unit column stride")
+    for name, t, size in (("acc", acc, cols), ("sx", sx, n), ("sw", sw, cols)):
+        if t is not None and (t.dtype != torch.float32 or t.shape[-1] != size or not t.is_contiguous()
+                              or (name != "acc" and t.dim() != 1)):
+            raise ValueError(f"kernel operand {name}: need contiguous float32 of {size} along its last dimension")
+    if acc is not None and code is not None:
+        raise ValueError("kernel operands: codes are written or accumulated, not both")
+    zeros = torch.zeros(cols * (E + 1) + 1 + E, dtype=torch.float32)
+    job = _Job(n0=0, n1=n, C=cols, k=None, k_ld=0, k_bf16=0, m=None, m_ld=0, rowmap=None, zeros=zeros.data_ptr(),
+               xb=x.data_ptr(), xb_ld=x.stride(0) if n else 0, xb_bf16=int(x.dtype == torch.bfloat16), xb_rows=r,
+               wmask=w_mask.data_ptr(), wmask_ld=w_mask.stride(0), phi=phi.data_ptr(), phi_ld=phi.stride(0), chunk=int(chunk),
+               acc=_ptr(acc), acc_ld=0 if acc is None else acc.stride(0), sx=_ptr(sx), sw=_ptr(sw),
+               max_stride=int(max_stride), kmax=0,
+               **_model_fields(E, V, terms, coef_t, i_cell_a, xs, coef_rows, term_idx, cur, thresholds, lsb, code,
+                               step_a, max_code, 2))
+    if lib.cosim_surrogate_eval(ctypes.byref(job), int(threads)):
+        return None
+    return float(job.sum), int(job.kmax)
 
 
 def row_sums(lib: ctypes.CDLL, x: torch.Tensor, wk: torch.Tensor, wm: torch.Tensor, threads: int = 1
