@@ -327,6 +327,79 @@ def test_certified_reads_equal_exact_reads(solver_table, adc):
     assert torch.equal(arr.read(xb, wb), cims["exact"].cim_array.read(xb, wb))
 
 
+def test_certify_envelope_per_count_and_band_fallback():
+    """The residual bound per ON-count: a count's own largest residual where it and its neighbours hold
+    CERTIFY_COUNT_MIN samples, else its band's (with the bands beside it), as tables recorded it before."""
+    from cosim.surrogate.fit import CERTIFY_COUNT_MIN, certify_band_counts, certify_envelope
+    rows = 32
+    band = certify_band_counts(rows)
+    k = np.r_[np.repeat(np.arange(8, 20), CERTIFY_COUNT_MIN), 30]
+    res = np.where(k % 2 == 0, 1e-7, 2e-7)
+    res[k == 12] = 5e-7
+    res[-1] = 9e-7
+    env = certify_envelope(k, res, rows)
+    assert env.shape == (rows + 1,)
+    c = np.arange(8, 20)
+    np.testing.assert_array_equal(env[8:20], np.where(c == 12, 5e-7, np.where(c % 2 == 0, 1e-7, 2e-7)))
+    nb = -(-(rows + 1) // band)
+    per_band = [res[k // band == b].max() if (k // band == b).any() else 9e-7 for b in range(nb)]
+    for c in [*range(0, 8), *range(20, rows + 1)]:       # few or no samples: the band bound
+        b = c // band
+        assert env[c] == max(per_band[max(b - 1, 0):b + 2]), c
+    assert env.max() == 9e-7 and env[30] == 9e-7
+
+
+def test_certified_reads_with_the_per_count_envelope_equal_exact_reads(monkeypatch):
+    """The per-count envelope (a CERTIFY_COUNT_MIN that this table's ~280 samples per count meet) still
+    certifies: codes equal the exact reads, with fewer columns re-solved than the band envelope."""
+    import torch
+    import cosim.surrogate.fit as fit
+    from cosim.cim import to_cim
+    from test_cim_network import _tiny_net
+    monkeypatch.setattr(fit, "CERTIFY_COUNT_MIN", 10**9)
+    band_table = _solver_table(blocks=24, seed=3)
+    monkeypatch.setattr(fit, "CERTIFY_COUNT_MIN", 300)
+    count_table = _solver_table(blocks=24, seed=3)
+    assert np.all(count_table["certify_residual_a"] <= band_table["certify_residual_a"])
+    assert np.any(count_table["certify_residual_a"] < band_table["certify_residual_a"])
+    net, x = _tiny_net(5), torch.randn(3, 3, 8, 8)
+    for adc in ({}, {"adc_bits": 4, "adc_reference": "calibrated"}):
+        with torch.no_grad():
+            cert = {name: to_cim(net, tech="sram8t", rows=32, cols=32, table=t, mode="surrogate", certify=True, **adc)
+                    for name, t in (("band", band_table), ("count", count_table))}
+            exact = to_cim(net, tech="sram8t", rows=32, cols=32, table=count_table, mode="exact", **adc)
+            y = exact(x)
+            for c in cert.values():
+                assert torch.equal(c(x), y)
+        assert 0 < cert["count"].cim_array.resolved < cert["band"].cim_array.resolved
+    g = np.random.default_rng(9)
+    xb = torch.from_numpy((g.random((64, 32)) < 0.5).astype(np.float32))
+    wb = torch.from_numpy((g.random((32, 40)) < 0.5).astype(np.float32))
+    assert torch.equal(cert["count"].cim_array.read(xb, wb), exact.cim_array.read(xb, wb))
+
+
+def test_a_table_with_residuals_per_band_still_certifies(solver_table):
+    """Tables fitted before the per-count envelope record one residual per band of counts
+    (certify_band_counts > 1): they are read as before."""
+    import torch
+    from cosim.cim import to_cim
+    from cosim.surrogate.fit import certify_band_counts
+    from cosim.surrogate.tables import LookupTable
+    from test_cim_network import _tiny_net
+    band = certify_band_counts(32)
+    res = np.array([solver_table["certify_residual_a"][b * band:(b + 1) * band].max() for b in range(-(-33 // band))])
+    old = LookupTable(arrays={**solver_table.arrays, "certify_residual_a": res},
+                      meta={**solver_table.meta, "certify_band_counts": band}, provenance=dict(solver_table.provenance))
+    net, x = _tiny_net(6), torch.randn(3, 3, 8, 8)
+    with torch.no_grad():
+        cert = to_cim(net, tech="sram8t", rows=32, cols=32, table=old, mode="surrogate", certify=True)
+        exact = to_cim(net, tech="sram8t", rows=32, cols=32, table=old, mode="exact")
+        assert torch.equal(cert(x), exact(x))
+    arr = cert.cim_array
+    near = np.maximum(res, np.maximum(np.r_[res[1:], 0.0], np.r_[0.0, res[:-1]]))
+    np.testing.assert_array_equal(arr.margin_a.numpy(), arr.safety * near[np.arange(33) // band])
+
+
 def _without_residuals(table):
     from cosim.surrogate.tables import LookupTable
     return LookupTable(arrays={k: v for k, v in table.arrays.items() if k != "certify_residual_a"},

@@ -240,7 +240,8 @@ class CertifiedArray(SurrogateArray):
     lies within a margin of an ADC decision level is re-solved exactly (cosim.circuit.solver) before it is
     digitised, so its code is the exact one. The margin of a column with ON-count k is the table's
     safety factor times the largest calibration residual recorded in its ON-count band and the two
-    beside it (cosim.surrogate.fit.fit_arrays); a table without them is refused. Decoupled tables only
+    beside it (cosim.surrogate.fit.fit_arrays; a band is one count in tables fitted since the envelope per
+    count, cosim.surrogate.fit.certify_envelope); a table without them is refused. Decoupled tables only
     (columns are re-solved one by one). ``resolved`` / ``columns_read`` count the re-solved columns.
     ``cells``: the solver's cell model (as ExactArray's). ``screen``: another Surrogate (a finer table of the
     same technology, size and topology) whose currents and residuals choose the columns to re-solve; the

@@ -8,7 +8,8 @@ table is fitted with (term set, knots, orders) is the table registry's (``cosim.
 (relative error), each coefficient piecewise linear in k between knots, plus a per-count offset shrunk
 towards zero where a count has few samples. The table also holds the count-only baseline (mean SPICE
 current per ON-count, which the calibrated ADC uses as its levels), the spread per count and samples
-per count, and the largest residual per band of ON-counts (for certified reads).
+per count, and the largest residual per ON-count (per band of counts where a count has few samples; for
+certified reads).
 """
 
 from __future__ import annotations
@@ -31,8 +32,12 @@ from .registry import model_form
 #: cells whose leak is below this fraction of the ON current get no leak terms
 LEAK_RATIO_MIN = 1e-3
 #: certified reads re-solve a column whose surrogate current lies within this factor times the table's
-#: largest calibration residual (its ON-count band and the two beside it) of an ADC decision level
+#: largest calibration residual (its ON-count and the two beside it, or their bands where they hold few
+#: samples: ``certify_envelope``) of an ADC decision level
 CERTIFY_SAFETY = 2.0
+#: samples an ON-count and the two beside it need together before the count's own largest residual is
+#: its bound for certified reads (fewer: the bound of its band of counts, ``certify_envelope``)
+CERTIFY_COUNT_MIN = 3000
 #: samples a count needs before its own offset is trusted fully (shrinkage n / (n + OFFSET_SHRINK))
 OFFSET_SHRINK = 8.0
 #: penalty weights of the fit (second differences across knots; ridge on pattern terms), in the
@@ -131,20 +136,34 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     have = np.flatnonzero(~np.isnan(mean))
     mean = np.interp(kk, have, mean[have]) if have.size > 1 else np.full(rows + 1, np.nanmean(mean))
     arrays = {"coef": coef, "count_mean_a": mean, "count_std_a": std, "count_n": n_k, "knots": knots}
-    # residual bound for certified reads (cosim.cim.arrays.CertifiedArray): the largest |residual| of the
-    # final model per band of ON-counts, empty bands given the largest of all
+    # residual bound for certified reads (cosim.cim.arrays.CertifiedArray, which takes the largest over a
+    # count and the two beside it): certify_envelope
     final = np.abs(cur - np.einsum("nf,nf->n", coef[k], F))
-    band = certify_band_counts(rows)
-    bmax = np.full(-(-(rows + 1) // band), -1.0)
-    np.maximum.at(bmax, k // band, final)
-    bmax[bmax < 0] = final.max()
-    arrays["certify_residual_a"] = bmax
+    arrays["certify_residual_a"] = certify_envelope(k, final, rows)
     meta = {"model": MODEL, "basis": "legendre+sine" if any(isinstance(o, str) for o in orders) else "legendre",
             "orders": orders, "leak": bool(leak),
             "variables": var_names, "terms": [list(t) for t in terms],
             "features": term_names(terms, var_names), "n_knots": int(knots.size),
-            "certify_band_counts": int(band), "certify_safety": CERTIFY_SAFETY}
+            "certify_band_counts": 1, "certify_safety": CERTIFY_SAFETY}
     return arrays, meta
+
+
+def certify_envelope(k: np.ndarray, residual_a: np.ndarray, rows: int) -> np.ndarray:
+    """(rows + 1,) the residual bound of each ON-count for certified reads: the largest |residual| of the
+    count's own samples where it and the two counts beside it hold at least CERTIFY_COUNT_MIN samples
+    together, else the band bound (the largest |residual| of its band of ON-counts, certify_band_counts,
+    and of the two bands beside it: what tables recorded before, per band; an empty band counts as the
+    largest of all)."""
+    n_k = np.bincount(k, minlength=rows + 1).astype(np.float64)
+    cmax = np.zeros(rows + 1)
+    np.maximum.at(cmax, k, residual_a)
+    band = certify_band_counts(rows)
+    bmax = np.full(-(-(rows + 1) // band), -1.0)
+    np.maximum.at(bmax, k // band, residual_a)
+    bmax[bmax < 0] = residual_a.max()
+    near = np.maximum(bmax, np.maximum(np.r_[bmax[1:], 0.0], np.r_[0.0, bmax[:-1]]))[np.arange(rows + 1) // band]
+    n_near = n_k + np.r_[n_k[1:], 0.0] + np.r_[0.0, n_k[:-1]]
+    return np.where((n_near >= CERTIFY_COUNT_MIN) & (n_k > 0), cmax, near)
 
 
 def certify_band_counts(rows: int) -> int:
