@@ -4,6 +4,8 @@
     .venv/bin/python scripts/make_tables.py [--work runs/calibration] [--only sram8t_64,...] [--workers 1]
     .venv/bin/python scripts/make_tables.py --check [--only sram8t_64,...]     # rebuild and compare byte for byte
     .venv/bin/python scripts/make_tables.py --out DIR [--only ...]             # write elsewhere (not the shipped files)
+    .venv/bin/python scripts/make_tables.py --out DIR --only sram8t_64 --orders 1,2,3,4,s3,s4,s5,s6 --knots 65
+                                                                               # another model form (not shipped)
 
 Each table is ``cosim calibrate --solver exact --placements --network-operands vgg-small,resnet18`` with
 the settings below (decoupled topology, seed 0, 64 columns and 16 input vectors per point): the exact
@@ -107,9 +109,10 @@ def code_date_utc() -> str | None:
     return _dt.datetime.fromtimestamp(int(run.stdout.strip()), _dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def build(key, points: int, work: Path, dest: Path, operands, workers: int = 1, log=None):
+def build(key, points: int, work: Path, dest: Path, operands, workers: int = 1, log=None, form=None):
     """Calibrate table ``key`` (a registry TableKey) from ``points`` points in the sweep folder ``work``
-    (resumable) and write it, reproducibly, to ``dest``. Returns the LookupTable written."""
+    (resumable) and write it, reproducibly, to ``dest``. ``form``: the model form (a registry ModelForm;
+    default the registry's for the key). Returns the LookupTable written."""
     from cosim.circuit.technology import get_technology
     from cosim.surrogate.fit import calibrate
     from cosim.surrogate.registry import model_form
@@ -118,7 +121,7 @@ def build(key, points: int, work: Path, dest: Path, operands, workers: int = 1, 
     cfg = SweepConfig(tech=get_technology(key.technology, r_wire_ohm=key.r_wire_ohm), rows=key.rows, cols=COLS,
                       topology=key.topology, seed=SEED, vectors=VECTORS, solver=SOLVER, placements=True,
                       operands=operands)
-    form = model_form(key.technology, key.rows)
+    form = form or model_form(key.technology, key.rows)
     table = calibrate(cfg, points, work, workers=workers, log=log, progress=log is not None, terms=form.terms,
                       n_knots=form.n_knots, orders=form.orders, cache=False)
     for k in UNREPRODUCIBLE:
@@ -166,6 +169,10 @@ def main(argv: list[str] | None = None) -> int:
                          "with the shipped files (exit 1 where any differs)")
     ap.add_argument("--allow-dirty", action="store_true",
                     help="write the shipped tables even from a working tree with uncommitted code changes")
+    ap.add_argument("--orders", default=None, help="model form: moment orders (cosim calibrate --orders; default: "
+                                                   "the registry's form, MODEL_FORMS)")
+    ap.add_argument("--terms", default=None, help="model form: term set (cosim calibrate --terms)")
+    ap.add_argument("--knots", type=int, default=None, help="model form: ON-count knots (cosim calibrate --knots)")
     args = ap.parse_args(argv)
 
     from cosim.errors import CosimError
@@ -183,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     shipped = tables_dir()
     if args.check and args.out:
         print("error: --check compares with the shipped tables; it takes no --out", file=sys.stderr)
+        return 1
+    custom = args.orders is not None or args.terms is not None or args.knots is not None
+    if custom and (args.check or not args.out or Path(args.out).resolve() == shipped.resolve()):
+        print("error: --orders, --terms and --knots make tables of another model form than the registry's: "
+              "they take --out (a folder other than the shipped tables') and no --check", file=sys.stderr)
         return 1
     writes_shipped = not args.check and (args.out is None or Path(args.out).resolve() == shipped.resolve())
     if writes_shipped and not args.allow_dirty:
@@ -206,8 +218,13 @@ def main(argv: list[str] | None = None) -> int:
             key, points = known[name]
             dest = out_dir / key.filename()
             try:
+                form = None
+                if custom:
+                    from cosim.surrogate.registry import model_form
+                    orders = args.orders.split(",") if args.orders is not None else None
+                    form = model_form(key.technology, key.rows, args.terms, args.knots, orders)
                 table = build(key, args.points or points, work / name, dest, operands, workers=args.workers,
-                              log=lambda m, name=name: print(f"{name}: {m}", file=sys.stderr))
+                              log=lambda m, name=name: print(f"{name}: {m}", file=sys.stderr), form=form)
             except CosimError as e:
                 print(f"error: {name}: {e}", file=sys.stderr)
                 return 1

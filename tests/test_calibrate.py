@@ -425,3 +425,24 @@ def test_calibration_images_are_none_of_the_first_thousand():
     assert calibration_images(16, 10000) == idx                # fixed seed
     small = calibration_images(4, 10)                # a split too small: drawn from all of it
     assert len(set(small)) == 4 and max(small) < 10
+
+
+def test_one_knot_per_count_fits_as_well_as_fewer_knots():
+    """With a knot per count, the pattern terms at counts 0 and R (every row ON: the Legendre moments sum to
+    rounding) are scaled as their terms elsewhere: the fit does not collapse to the count-only model."""
+    rng = np.random.default_rng(1)
+    rows, n = 64, 3000
+    on = (rng.random((n, rows)) < rng.uniform(0.05, 0.95, (n, 1))).astype(np.uint8)
+    on[:50] = 1
+    k = on.sum(1)
+    pos = (on * np.arange(rows)).sum(1) / np.maximum(k, 1)
+    cur = 1e-5 * k * (1 - 0.002 * k - 2e-3 * k * pos / rows) + 1e-10 * rng.standard_normal(n)
+    rms = {}
+    from cosim.surrogate.model import default_terms, features_np
+
+    terms = default_terms((1, 2, 3, 4), False, "compact")
+    kk, F = features_np(on, on, (1, 2, 3, 4), False, terms)
+    for knots in (33, 65):
+        arrays, _ = fit_arrays(on, on, cur, rows, 1e-5, (1, 2, 3, 4), False, knots, terms)
+        rms[knots] = np.sqrt(np.mean((np.einsum("nf,nf->n", arrays["coef"][kk], F) - cur) ** 2))
+    assert rms[65] <= 1.05 * rms[33] and rms[33] < 1e-3 * np.abs(cur).max()

@@ -39,6 +39,11 @@ OFFSET_SHRINK = 8.0
 #: space where every design column is scaled to unit maximum and targets are relative currents
 SMOOTH_WEIGHT = 0.1
 RIDGE_WEIGHT = 1e-3
+#: a design column whose largest value is below this fraction of its term's largest (over the knots) holds
+#: only rounding: it is scaled as its term
+ZERO_COLUMN = 1e-9
+#: samples per block of a count's QR and residuals (a block's terms stay in the caches)
+FIT_BLOCK_ROWS = 8192
 #: knot blocks of coefficients one row of the least-squares problem spans at most (a sample: the two knots
 #: around its ON-count; the smoothing penalty: three knots)
 FIT_BAND_KNOTS = 3
@@ -79,28 +84,37 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     starts = np.concatenate([[0], np.cumsum(np.bincount(k, minlength=rows + 1))])
     counts = [int(c) for c in np.flatnonzero(n_k)]
 
-    def group(c: int):                             # sample indices, terms (n, F) of count c's samples
-        idx = order[starts[c]:starts[c + 1]]
-        return idx, features_np(on[idx], active[idx], orders, leak, terms)[1]
+    def blocks(c: int):                            # count c's samples in blocks: indices, terms (n, F)
+        idx_c = order[starts[c]:starts[c + 1]]
+        for lo in range(0, idx_c.size, FIT_BLOCK_ROWS):
+            idx = idx_c[lo:lo + FIT_BLOCK_ROWS]
+            yield idx, features_np(on[idx], active[idx], orders, leak, terms)[1]
 
-    # each count's weighted [terms | current] reduced to its triangle (QR), and its terms' largest values
+    # each count's weighted [terms | current] reduced to its triangle (QR, block by block), and its
+    # terms' largest values
     tri: dict[int, np.ndarray] = {}
     maxabs = np.zeros((rows + 1, nF))
     for c in counts:
-        idx, F = group(c)
-        Fw = F * wt[idx, None]
-        maxabs[c] = np.max(np.abs(Fw), axis=0)
-        tri[c] = _triangle(np.hstack([Fw, (cur[idx] * wt[idx])[:, None]]))
+        tri_c = np.zeros((0, nF + 1))
+        for idx, F in blocks(c):
+            Fw = F * wt[idx, None]
+            maxabs[c] = np.maximum(maxabs[c], np.max(np.abs(Fw), axis=0))
+            tri_c = _triangle(np.vstack([tri_c, np.hstack([Fw, (cur[idx] * wt[idx])[:, None]])]))
+        tri[c] = tri_c
     B = hat_functions(np.arange(rows + 1, dtype=np.float64), knots)     # (counts, knots)
     colscale = np.max(B[:, :, None] * maxabs[:, None, :], axis=0).reshape(n_cols)
-    colscale[colscale == 0] = 1.0
+    s_f = np.tile(colscale.reshape(nK, nF).max(axis=0), nK)
+    s_f[s_f == 0] = 1.0
+    # a knot where a term is zero in every sample (rounding aside) is scaled by the term's typical scale,
+    # so its penalties weigh as elsewhere: the pattern terms at counts 0 and R (every row ON: the moments
+    # sum to zero) when those counts have knots of their own, one knot per count
+    colscale = np.where(colscale <= ZERO_COLUMN * s_f, s_f, colscale)
     # Regularisation (in the scaled space, where every design column has unit maximum and targets are
     # relative currents): second differences of every coefficient across knots (coefficients vary
     # smoothly with the ON-count, and knots with few samples borrow from their neighbours) and a small
     # ridge on the pattern terms (no wild values where data are sparse). Penalties act on the true
     # coefficients theta = theta' / colscale, each feature measured in its own typical scale s_f (the
     # largest scaled column of that feature over the knots).
-    s_f = np.tile(colscale.reshape(nK, nF).max(axis=0), nK)
     to_scaled = (s_f / colscale).reshape(nK, nF)
     # no ridge on the constant and the pure leak-count terms (L, L^2, ...: they carry the leak current)
     free = np.array([len(t) == 0 or (leak and all(i == len(orders) for i in t)) for t in terms])
@@ -147,12 +161,15 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     mean = np.full(rows + 1, np.nan)
     std = np.zeros(rows + 1)
     for c in counts:
-        idx, F = group(c)
-        res = cur[idx] - F @ coef[c]
-        coef[c, 0] += res.sum() / n_k[c] * n_k[c] / (n_k[c] + OFFSET_SHRINK)
-        final = np.abs(cur[idx] - F @ coef[c])
+        res, first = [], []
+        for idx, F in blocks(c):
+            res.append(cur[idx] - F @ coef[c])
+            first.append(F[:, 0])
+        offset = float(np.sum([r.sum() for r in res])) / n_k[c] * n_k[c] / (n_k[c] + OFFSET_SHRINK)
+        coef[c, 0] += offset
+        final = np.abs(np.concatenate(res) - offset * np.concatenate(first))
         bmax[c // band] = max(bmax[c // band], final.max())
-        s = cur[idx]
+        s = cur[order[starts[c]:starts[c + 1]]]
         mean[c] = s.mean()
         std[c] = s.std()
     bmax[bmax < 0] = bmax.max()
