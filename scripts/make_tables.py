@@ -38,18 +38,20 @@ Cost. Measured 2026-12-06 on this project's machine (`lscpu` model name "AMD EPY
 other jobs, 1-minute load average 4.6-7.9): ``--only sram8t_64`` (2,400 points, 2,457,600 samples) took
 1,471 s wall, 535 s of it solving the points (0.22 s per point with deck hash and point file), the rest
 the ngspice cross-check (48 points), loading the samples and the chunked least-squares fit; peak memory
-4.8 GB (docs/error_budget/README.md). Per-size rates (``scripts/table_costs.py 6``, 6 points each,
-under a load of about 8 with a second heavy job; s per point solve + deck hash / s per ngspice
-cross-check point / s per QR chunk of the fit, chunks of
-FIT_DENSE_MAX_ELEMENTS / (4 x columns) samples): 8T-SRAM 64 rows 1.05 / 2.7 / 48 (627 columns), 128 rows
+4.8 GB (docs/error_budget/README.md). Per-size rates then (``scripts/table_costs.py 6`` as it was, 6 points
+each, under a load of about 8 with a second heavy job; s per point solve + deck hash / s per ngspice
+cross-check point / s per QR chunk of the fit as it was, chunks of 200,000,000 / (4 x columns)
+samples): 8T-SRAM 64 rows 1.05 / 2.7 / 48 (627 columns), 128 rows
 0.94 / 7.5 / 151 (2,795), 256 rows 2.1 / 17 / 264 (5,070); 1T-1R 64 rows 0.46 / 2.2 / 106 (1,254),
 128 rows 0.78 / 5.0 / 193 (2,112), 256 rows 3.7 / 24 / 222 (2,112; load 10 by then). Estimate for all
 24 tables, one at a time on these 2 cores: at those rates about 90 h (fit 75 h, solve 12 h, cross-check
 1.5 h, loading 1 h; the four 8T-SRAM 256-row tables alone 34 h); the 64-row build itself ran 2.5-5x faster than those rates predict
 (solve 0.22 against 1.05 s per point; cross-check, loading and fit together 15.5 min against 25 min for
 the fit alone), which gives about 20-35 h. The fit (a QR of samples x (knots x terms) per
-chunk) is 85 % of it at 128 and 256 rows: the knots x terms of the shipped model forms, not the points,
-set the cost there.
+chunk) was 85 % of it at 128 and 256 rows. Since then the fit goes count by count and knot by knot
+(cosim.surrogate.fit.fit_arrays, the same least-squares problem): the 64-row table above rebuilt from
+its 2,400 solved points, cross-check included, in 55 CPU s instead of 337 (docs/error_budget/README.md),
+so solving the points and the ngspice cross-check set the cost now.
 """
 
 from __future__ import annotations
