@@ -63,7 +63,8 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     of their (samples x terms) weighted terms and currents, to a terms x terms triangle that stands for
     all of them (the same least-squares problem); the reduced rows and the penalties, each spanning at
     most ``FIT_BAND_KNOTS`` knots, are reduced knot by knot (a banded QR) to the triangular factor that
-    is solved. Cost: one pass over the samples, and memory of one count's samples."""
+    is solved. Cost: two passes over the samples (the reduction; the offsets and residuals), in blocks
+    of ``FIT_BLOCK_ROWS``, whatever their number."""
     cur = np.asarray(current_a, dtype=np.float64)
     if cur.size < 10:
         raise TableError(f"too few calibration samples to fit a table ({cur.size})")
@@ -154,8 +155,8 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     kk = np.arange(rows + 1, dtype=np.float64)
     coef = hat_functions(kk, knots) @ theta.reshape(knots.size, nF)
     # per-count offsets of the residual, shrunk where a count has few samples; the final model's residuals
-    # (largest |residual| per band of ON-counts, for certified reads: cosim.cim.arrays.CertifiedArray);
-    # the count-only baseline: mean SPICE current per count (interpolated where a count has no sample)
+    # (largest |residual| per band of ON-counts, for certified reads: cosim.cim.arrays.CertifiedArray; empty
+    # bands given the largest of all); the count-only baseline: mean SPICE current per count (interpolated where a count has no sample)
     band = certify_band_counts(rows)
     bmax = np.full(-(-(rows + 1) // band), -1.0)
     mean = np.full(rows + 1, np.nan)
