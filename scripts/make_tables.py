@@ -51,7 +51,9 @@ the fit alone), which gives about 20-35 h. The fit (a QR of samples x (knots x t
 chunk) was 85 % of it at 128 and 256 rows. Since then the fit goes count by count and knot by knot
 (cosim.surrogate.fit.fit_arrays, the same least-squares problem): the 64-row table above rebuilt from
 its 2,400 solved points, cross-check included, in 55 CPU s instead of 337 (docs/error_budget/README.md),
-so solving the points and the ngspice cross-check set the cost now.
+so solving the points and the ngspice cross-check set the cost now. The fit's part that does not grow with
+the samples (the knots x terms triangle and its solve), ``scripts/table_costs.py 1`` (2026-12-06 10:39 UTC,
+1-minute load about 5): 8T-SRAM 64 / 128 / 256 rows 0.3 / 11.9 / 51.1 CPU s, 1T-1R 0.8 / 17.1 / 18.7 CPU s.
 """
 
 from __future__ import annotations
