@@ -4,6 +4,8 @@
     .venv/bin/python scripts/make_tables.py [--work runs/calibration] [--only sram8t_64,...] [--workers 1]
     .venv/bin/python scripts/make_tables.py --check [--only sram8t_64,...]     # rebuild and compare byte for byte
     .venv/bin/python scripts/make_tables.py --out DIR [--only ...]             # write elsewhere (not the shipped files)
+    .venv/bin/python scripts/make_tables.py --out DIR --only sram8t_64 --orders 1,2,3,4,s3,s4,s5,s6 --knots 65
+                                                                               # another model form (not shipped)
 
 Each table is ``cosim calibrate --solver exact --placements --network-operands vgg-small,resnet18`` with
 the settings below (decoupled topology, seed 0, 64 columns and 16 input vectors per point): the exact
@@ -36,18 +38,22 @@ Cost. Measured 2026-12-06 on this project's machine (`lscpu` model name "AMD EPY
 other jobs, 1-minute load average 4.6-7.9): ``--only sram8t_64`` (2,400 points, 2,457,600 samples) took
 1,471 s wall, 535 s of it solving the points (0.22 s per point with deck hash and point file), the rest
 the ngspice cross-check (48 points), loading the samples and the chunked least-squares fit; peak memory
-4.8 GB (docs/error_budget/README.md). Per-size rates (``scripts/table_costs.py 6``, 6 points each,
-under a load of about 8 with a second heavy job; s per point solve + deck hash / s per ngspice
-cross-check point / s per QR chunk of the fit, chunks of
-FIT_DENSE_MAX_ELEMENTS / (4 x columns) samples): 8T-SRAM 64 rows 1.05 / 2.7 / 48 (627 columns), 128 rows
+4.8 GB (docs/error_budget/README.md). Per-size rates then (``scripts/table_costs.py 6`` as it was, 6 points
+each, under a load of about 8 with a second heavy job; s per point solve + deck hash / s per ngspice
+cross-check point / s per QR chunk of the fit as it was, chunks of 200,000,000 / (4 x columns)
+samples): 8T-SRAM 64 rows 1.05 / 2.7 / 48 (627 columns), 128 rows
 0.94 / 7.5 / 151 (2,795), 256 rows 2.1 / 17 / 264 (5,070); 1T-1R 64 rows 0.46 / 2.2 / 106 (1,254),
 128 rows 0.78 / 5.0 / 193 (2,112), 256 rows 3.7 / 24 / 222 (2,112; load 10 by then). Estimate for all
 24 tables, one at a time on these 2 cores: at those rates about 90 h (fit 75 h, solve 12 h, cross-check
 1.5 h, loading 1 h; the four 8T-SRAM 256-row tables alone 34 h); the 64-row build itself ran 2.5-5x faster than those rates predict
 (solve 0.22 against 1.05 s per point; cross-check, loading and fit together 15.5 min against 25 min for
 the fit alone), which gives about 20-35 h. The fit (a QR of samples x (knots x terms) per
-chunk) is 85 % of it at 128 and 256 rows: the knots x terms of the shipped model forms, not the points,
-set the cost there.
+chunk) was 85 % of it at 128 and 256 rows. Since then the fit goes count by count and knot by knot
+(cosim.surrogate.fit.fit_arrays, the same least-squares problem): the 64-row table above rebuilt from
+its 2,400 solved points, cross-check included, in 55 CPU s instead of 337 (docs/error_budget/README.md),
+so solving the points and the ngspice cross-check set the cost now. The fit's part that does not grow with
+the samples (the knots x terms triangle and its solve), ``scripts/table_costs.py 1`` (2026-12-06 10:39 UTC,
+1-minute load about 5): 8T-SRAM 64 / 128 / 256 rows 0.3 / 11.9 / 51.1 CPU s, 1T-1R 0.8 / 17.1 / 18.7 CPU s.
 """
 
 from __future__ import annotations
@@ -107,9 +113,10 @@ def code_date_utc() -> str | None:
     return _dt.datetime.fromtimestamp(int(run.stdout.strip()), _dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def build(key, points: int, work: Path, dest: Path, operands, workers: int = 1, log=None):
+def build(key, points: int, work: Path, dest: Path, operands, workers: int = 1, log=None, form=None):
     """Calibrate table ``key`` (a registry TableKey) from ``points`` points in the sweep folder ``work``
-    (resumable) and write it, reproducibly, to ``dest``. Returns the LookupTable written."""
+    (resumable) and write it, reproducibly, to ``dest``. ``form``: the model form (a registry ModelForm;
+    default the registry's for the key). Returns the LookupTable written."""
     from cosim.circuit.technology import get_technology
     from cosim.surrogate.fit import calibrate
     from cosim.surrogate.registry import model_form
@@ -118,7 +125,7 @@ def build(key, points: int, work: Path, dest: Path, operands, workers: int = 1, 
     cfg = SweepConfig(tech=get_technology(key.technology, r_wire_ohm=key.r_wire_ohm), rows=key.rows, cols=COLS,
                       topology=key.topology, seed=SEED, vectors=VECTORS, solver=SOLVER, placements=True,
                       operands=operands)
-    form = model_form(key.technology, key.rows)
+    form = form or model_form(key.technology, key.rows)
     table = calibrate(cfg, points, work, workers=workers, log=log, progress=log is not None, terms=form.terms,
                       n_knots=form.n_knots, orders=form.orders, cache=False)
     for k in UNREPRODUCIBLE:
@@ -166,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
                          "with the shipped files (exit 1 where any differs)")
     ap.add_argument("--allow-dirty", action="store_true",
                     help="write the shipped tables even from a working tree with uncommitted code changes")
+    ap.add_argument("--orders", default=None, help="model form: moment orders (cosim calibrate --orders; default: "
+                                                   "the registry's form, MODEL_FORMS)")
+    ap.add_argument("--terms", default=None, help="model form: term set (cosim calibrate --terms)")
+    ap.add_argument("--knots", type=int, default=None, help="model form: ON-count knots (cosim calibrate --knots)")
     args = ap.parse_args(argv)
 
     from cosim.errors import CosimError
@@ -183,6 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     shipped = tables_dir()
     if args.check and args.out:
         print("error: --check compares with the shipped tables; it takes no --out", file=sys.stderr)
+        return 1
+    custom = args.orders is not None or args.terms is not None or args.knots is not None
+    if custom and (args.check or not args.out or Path(args.out).resolve() == shipped.resolve()):
+        print("error: --orders, --terms and --knots make tables of another model form than the registry's: "
+              "they take --out (a folder other than the shipped tables') and no --check", file=sys.stderr)
         return 1
     writes_shipped = not args.check and (args.out is None or Path(args.out).resolve() == shipped.resolve())
     if writes_shipped and not args.allow_dirty:
@@ -206,8 +222,13 @@ def main(argv: list[str] | None = None) -> int:
             key, points = known[name]
             dest = out_dir / key.filename()
             try:
+                form = None
+                if custom:
+                    from cosim.surrogate.registry import model_form
+                    orders = args.orders.split(",") if args.orders is not None else None
+                    form = model_form(key.technology, key.rows, args.terms, args.knots, orders)
                 table = build(key, args.points or points, work / name, dest, operands, workers=args.workers,
-                              log=lambda m, name=name: print(f"{name}: {m}", file=sys.stderr))
+                              log=lambda m, name=name: print(f"{name}: {m}", file=sys.stderr), form=form)
             except CosimError as e:
                 print(f"error: {name}: {e}", file=sys.stderr)
                 return 1

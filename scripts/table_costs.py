@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Per-point costs of scripts/make_tables.py's pipeline for each shipped (technology, rows), to estimate a
 rebuild: exact solve + deck hash (as cosim.sweep.calibration._exact_points does), one ngspice
-cross-check point (reltol 1e-9), and one chunk of the fit's QR (cosim.surrogate.fit.fit_arrays).
+cross-check point (reltol 1e-9), and the fit (cosim.surrogate.fit.fit_arrays) of the solved points'
+samples (CPU seconds: its fixed part, the knot-by-knot QR and the solve of knots x terms coefficients,
+and a part linear in the samples).
 
     PYTHONPATH=. .venv/bin/python scripts/table_costs.py [POINTS]      # POINTS solved per size (default 6)
 """
@@ -17,7 +19,7 @@ from cosim.provenance import sha256_text
 from cosim.sweep.calibration import SweepConfig, sweep_design, CHECK_SPICE_OPTIONS
 from cosim.sweep.points import SpicePoint, run_points
 from cosim.sweep.executor import make_executor
-from cosim.surrogate.fit import FIT_DENSE_MAX_ELEMENTS
+from cosim.surrogate.fit import fit_arrays
 from cosim.surrogate.registry import model_form
 from cosim.surrogate.model import default_terms, knot_counts, normalise_orders
 from cosim.circuit.spice import cell_currents
@@ -29,10 +31,14 @@ for tech in ("sram8t", "reram1t1r"):
         cfg = SweepConfig(tech=t, rows=rows, cols=64, topology="decoupled", seed=0, vectors=16, placements=True)
         spec = ArraySpec(t, rows, 64, "decoupled")
         t0 = time.perf_counter()
+        on, act, cur = [], [], []
         for i in range(n_pts):
             x, w, _ = sweep_design(cfg, i)
-            solve_array(spec, x, w)
+            res = solve_array(spec, x, w)
             sha256_text(build_netlist(spec, x, w, klu=True))
+            on.append((x[:, None, :] & w.T[None, :, :]).reshape(-1, rows))
+            act.append(np.broadcast_to(x[:, None, :], (x.shape[0], w.shape[1], rows)).reshape(-1, rows))
+            cur.append(res.column_current_a.reshape(-1))
         solve = (time.perf_counter() - t0) / n_pts
         x, w, _ = sweep_design(cfg, 0)
         t0 = time.perf_counter()
@@ -45,12 +51,9 @@ for tech in ("sram8t", "reram1t1r"):
         nt = len(default_terms(normalise_orders(form.orders), leak, form.terms))
         nk = len(knot_counts(rows, form.n_knots))
         n = nt * nk
-        step = max(1, FIT_DENSE_MAX_ELEMENTS // (4 * n))
-        rng = np.random.default_rng(0)
-        R = np.triu(rng.random((n + 1, n + 1)))
-        blk = rng.random((step, n + 1))
-        t0 = time.perf_counter()
-        np.linalg.qr(np.vstack([R, blk]), mode="r")
-        qr = time.perf_counter() - t0
+        t0 = time.process_time()
+        fit_arrays(np.concatenate(on), np.concatenate(act), np.concatenate(cur), rows, float(cc["i_on_a"]),
+                   form.orders, leak, form.n_knots, default_terms(normalise_orders(form.orders), leak, form.terms))
+        fit = time.process_time() - t0
         print(f"{tech} {rows}: solve+hash {solve:.3f} s/point, ngspice check {spice:.1f} s/point, fit {nt} terms x "
-              f"{nk} knots = {n} columns, QR chunk of {step} samples {qr:.1f} s", flush=True)
+              f"{nk} knots = {n} columns, {sum(len(c) for c in cur)} samples {fit:.1f} CPU s", flush=True)

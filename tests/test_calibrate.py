@@ -261,22 +261,67 @@ def test_exact_solver_calibration_fails_when_ngspice_disagrees(tmp_path, monkeyp
         calibrate(_sram_cfg(solver="hspice"), 3, tmp_path / "b", progress=False, cache=False)
 
 
-def test_a_large_fit_solved_chunk_by_chunk_equals_the_dense_fit(monkeypatch):
-    import cosim.surrogate.fit as cal
+def _dense_fit_coef(on, active, cur, rows, i_cell_a, orders, leak, terms=None):
+    """The fit's least-squares problem written out in full (samples x knots x terms, weighted, columns
+    scaled to unit maximum, penalties appended) and solved by one dense lstsq: the coefficients before
+    the per-count offsets, at every count."""
+    from cosim.surrogate import fit
+    from cosim.surrogate.model import default_terms, features_np, hat_functions, knot_counts, normalise_orders
+
+    orders = normalise_orders(orders)
+    terms = default_terms(orders, leak) if terms is None else terms
+    k, F = features_np(on, active, orders, leak, terms)
+    knots = knot_counts(rows, None)
+    wt = 1.0 / np.maximum(np.abs(cur), i_cell_a)
+    nK, nF = knots.size, F.shape[1]
+    A = (hat_functions(k.astype(float), knots)[:, :, None] * F[:, None, :]).reshape(len(k), -1) * wt[:, None]
+    colscale = np.max(np.abs(A), axis=0)
+    colscale[colscale == 0] = 1.0
+    to_scaled = np.tile(colscale.reshape(nK, nF).max(axis=0), nK) / colscale
+    D = np.zeros((nK - 2, nK))
+    for i in range(nK - 2):
+        D[i, i:i + 3] = (1.0, -2.0, 1.0)
+    free = [len(t) == 0 or (leak and all(i == len(orders) for i in t)) for t in terms]
+    ridge = np.kron(np.eye(nK), np.diag([0.0 if fr else 1.0 for fr in free]))
+    P = np.vstack([fit.SMOOTH_WEIGHT * np.kron(D, np.eye(nF)) * to_scaled,
+                   fit.RIDGE_WEIGHT * ridge[np.any(ridge != 0, axis=1)] * to_scaled])
+    theta = np.linalg.lstsq(np.vstack([A / colscale, P]), np.concatenate([cur * wt, np.zeros(len(P))]),
+                            rcond=None)[0] / colscale
+    return k, F, hat_functions(np.arange(rows + 1.0), knots) @ theta.reshape(nK, nF)
+
+
+@pytest.mark.parametrize("orders, leak", [((1, 2), True), ((1, 2, 3, 4, "s1", "s2"), False)])
+def test_the_fit_count_by_count_solves_the_full_least_squares_problem(orders, leak):
+    """fit_arrays reduces each count's samples to a triangle and the banded rest knot by knot: the same
+    coefficients (to rounding) as the whole weighted least-squares problem solved at once, the per-count
+    offsets, baseline and residual bounds as defined."""
+    from cosim.surrogate.fit import OFFSET_SHRINK, certify_envelope
 
     rng = np.random.default_rng(0)
-    rows = 16
-    on = (rng.random((3000, rows)) < rng.uniform(0.05, 0.95, (3000, 1))).astype(np.uint8)
-    active = np.maximum(on, (rng.random((3000, rows)) < 0.3).astype(np.uint8))
+    rows, n = 16, 3000
+    on = (rng.random((n, rows)) < rng.uniform(0.05, 0.95, (n, 1))).astype(np.uint8)
+    on[:40] = 0                                                       # count 0 too
+    active = np.maximum(on, (rng.random((n, rows)) < 0.3).astype(np.uint8))
     k = on.sum(1)
     pos = (on * np.arange(rows)).sum(1) / np.maximum(k, 1)
-    cur = 1e-5 * k * (1 - 0.002 * k - 1e-4 * k * pos) + 1e-6 * (active.sum(1) - k) + 1e-9 * rng.standard_normal(3000)
-    dense = fit_arrays(on, active, cur, rows, 1e-5, (1, 2), True)
-    monkeypatch.setattr(cal, "FIT_DENSE_MAX_ELEMENTS", 20_000)       # ~250 rows per chunk
-    chunked = fit_arrays(on, active, cur, rows, 1e-5, (1, 2), True)
-    for name in ("coef", "count_mean_a", "certify_residual_a"):
-        np.testing.assert_allclose(chunked[0][name], dense[0][name], rtol=1e-7, atol=1e-18)
-    assert chunked[1] == dense[1]
+    cur = 1e-5 * k * (1 - 0.002 * k - 1e-4 * k * pos) + 1e-6 * (active.sum(1) - k) + 1e-9 * rng.standard_normal(n)
+    arrays, meta = fit_arrays(on, active, cur, rows, 1e-5, orders, leak)
+    kk, F, coef = _dense_fit_coef(on, active, cur, rows, 1e-5, orders, leak)
+    assert np.array_equal(kk, k) and meta["features"][0] == "1"
+    n_k = np.bincount(k, minlength=rows + 1)
+    res = cur - np.einsum("nf,nf->n", coef[k], F)
+    coef[:, 0] += np.bincount(k, weights=res, minlength=rows + 1) / np.maximum(n_k, 1) * n_k / (n_k + OFFSET_SHRINK)
+    np.testing.assert_allclose(arrays["coef"], coef, rtol=1e-9, atol=1e-9 * np.abs(coef).max())
+    final = np.abs(cur - np.einsum("nf,nf->n", arrays["coef"][k], F))
+    np.testing.assert_allclose(arrays["certify_residual_a"], certify_envelope(k, final, rows), rtol=0,
+                               atol=1e-12 * np.abs(cur).max())
+    assert np.array_equal(arrays["count_n"], n_k)
+    np.testing.assert_array_equal(arrays["count_mean_a"], [cur[k == c].mean() for c in range(rows + 1)])
+    np.testing.assert_array_equal(arrays["count_std_a"], [cur[k == c].std() for c in range(rows + 1)])
+    # the same samples in another order: the same table to rounding (each count's samples are one block)
+    perm = rng.permutation(n)
+    again, _ = fit_arrays(on[perm], active[perm], cur[perm], rows, 1e-5, orders, leak)
+    np.testing.assert_allclose(again["coef"], arrays["coef"], rtol=1e-9, atol=1e-9 * np.abs(coef).max())
 
 
 class _Operands:
@@ -379,3 +424,24 @@ def test_calibration_images_are_none_of_the_first_thousand():
     assert calibration_images(16, 10000) == idx                # fixed seed
     small = calibration_images(4, 10)                # a split too small: drawn from all of it
     assert len(set(small)) == 4 and max(small) < 10
+
+
+def test_one_knot_per_count_fits_as_well_as_fewer_knots():
+    """With a knot per count, the pattern terms at counts 0 and R (every row ON: the Legendre moments sum to
+    rounding) are scaled as their terms elsewhere: the fit does not collapse to the count-only model."""
+    rng = np.random.default_rng(1)
+    rows, n = 64, 3000
+    on = (rng.random((n, rows)) < rng.uniform(0.05, 0.95, (n, 1))).astype(np.uint8)
+    on[:50] = 1
+    k = on.sum(1)
+    pos = (on * np.arange(rows)).sum(1) / np.maximum(k, 1)
+    cur = 1e-5 * k * (1 - 0.002 * k - 2e-3 * k * pos / rows) + 1e-10 * rng.standard_normal(n)
+    rms = {}
+    from cosim.surrogate.model import default_terms, features_np
+
+    terms = default_terms((1, 2, 3, 4), False, "compact")
+    kk, F = features_np(on, on, (1, 2, 3, 4), False, terms)
+    for knots in (33, 65):
+        arrays, _ = fit_arrays(on, on, cur, rows, 1e-5, (1, 2, 3, 4), False, knots, terms)
+        rms[knots] = np.sqrt(np.mean((np.einsum("nf,nf->n", arrays["coef"][kk], F) - cur) ** 2))
+    assert rms[65] <= 1.05 * rms[33] and rms[33] < 1e-3 * np.abs(cur).max()

@@ -58,6 +58,21 @@ def test_a_rebuild_is_byte_for_byte_the_same(tiny, tmp_path, capsys):
     assert "resistor_16: DIFFERS from" in out and "provenance.seed: 1 vs 0" in out and "array coef" in out
 
 
+def test_another_model_form_is_built_elsewhere_only(tiny, tmp_path, capsys):
+    out = tmp_path / "candidate"
+    assert mt.main(["--work", str(tmp_path / "work"), "--out", str(out), "--orders", "1,2,s3", "--knots", "17",
+                    "--terms", "compact"]) == 0
+    meta = load_table(out / "resistor_16_decoupled.parquet").meta
+    assert meta["orders"] == [1, 2, "s3"] and meta["n_knots"] == 17 and meta["term_set"] == "compact"
+    capsys.readouterr()
+    for argv in (["--orders", "1,2"], ["--check", "--knots", "9"], ["--out", str(tiny), "--terms", "full"]):
+        assert mt.main(argv) == 1
+        assert "make tables of another model form than the registry's" in capsys.readouterr().err
+    assert mt.main(["--out", str(out), "--orders", "1,x"]) == 1
+    assert "moment order 'x'" in capsys.readouterr().err
+    assert not tiny.exists()
+
+
 def test_shipped_tables_are_not_written_from_a_dirty_tree(tiny, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(mt, "dirty_paths", lambda: [" M cosim/surrogate/fit.py", " M scripts/make_tables.py"])
     assert mt.main(["--work", str(tmp_path / "work")]) == 1

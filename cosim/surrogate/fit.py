@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -44,9 +44,14 @@ OFFSET_SHRINK = 8.0
 #: space where every design column is scaled to unit maximum and targets are relative currents
 SMOOTH_WEIGHT = 0.1
 RIDGE_WEIGHT = 1e-3
-#: a fit whose design matrix (samples x knots x terms) holds more elements than this is solved chunk by
-#: chunk (QR), in bounded memory; smaller ones (every shipped table) by one dense least-squares solve
-FIT_DENSE_MAX_ELEMENTS = 200_000_000
+#: a design column whose largest value is below this fraction of its term's largest (over the knots) holds
+#: only rounding: it is scaled as its term
+ZERO_COLUMN = 1e-9
+#: samples per block of a count's QR and residuals (a block's terms stay in the caches)
+FIT_BLOCK_ROWS = 8192
+#: knot blocks of coefficients one row of the least-squares problem spans at most (a sample: the two knots
+#: around its ON-count; the smoothing penalty: three knots)
+FIT_BAND_KNOTS = 3
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -56,7 +61,15 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
                orders, leak: bool, n_knots: int | None = None,
                terms: list[tuple[int, ...]] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Fit the table arrays from samples (``leak``: with the leaking-cell variables; ``terms``: default
-    ``default_terms``). Returns (arrays, meta)."""
+    ``default_terms``). Returns (arrays, meta).
+
+    The weighted least-squares problem (samples x knots x terms) is never formed: a sample's design row is
+    its terms times the two hat functions of its ON-count, so the samples of one count reduce, by one QR
+    of their (samples x terms) weighted terms and currents, to a terms x terms triangle that stands for
+    all of them (the same least-squares problem); the reduced rows and the penalties, each spanning at
+    most ``FIT_BAND_KNOTS`` knots, are reduced knot by knot (a banded QR) to the triangular factor that
+    is solved. Cost: two passes over the samples (the reduction; the offsets and residuals), in blocks
+    of ``FIT_BLOCK_ROWS``, whatever their number."""
     cur = np.asarray(current_a, dtype=np.float64)
     if cur.size < 10:
         raise TableError(f"too few calibration samples to fit a table ({cur.size})")
@@ -65,72 +78,102 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     var_names = variable_names(orders, leak)
     if any(len(t) > MAX_DEGREE or any(not 0 <= i < len(var_names) for i in t) for t in terms) or () not in terms:
         raise InputError(f"model terms must be products of at most {MAX_DEGREE} variables and include the constant")
-    k, F = features_np(on, active, orders, leak, terms)
+    on, active = np.asarray(on), np.asarray(active)
+    k = np.rint(on.sum(axis=1, dtype=np.float64)).astype(np.int64)
     knots = knot_counts(rows, n_knots)
     wt = 1.0 / np.maximum(np.abs(cur), i_cell_a)
-    nF = F.shape[1]
+    nF = len(terms)
     nK = knots.size
     n_cols = nK * nF
-    chunked = len(k) * n_cols > FIT_DENSE_MAX_ELEMENTS
-    step = max(1, FIT_DENSE_MAX_ELEMENTS // (4 * n_cols))
+    n_k = np.bincount(k, minlength=rows + 1).astype(np.float64)
+    order = np.argsort(k, kind="stable")           # the samples count by count, each count in sample order
+    starts = np.concatenate([[0], np.cumsum(np.bincount(k, minlength=rows + 1))])
+    counts = [int(c) for c in np.flatnonzero(n_k)]
 
-    def design(lo: int, hi: int) -> np.ndarray:      # rows lo..hi of the weighted design matrix
-        B = hat_functions(k[lo:hi].astype(np.float64), knots)
-        return (B[:, :, None] * F[lo:hi, None, :]).reshape(hi - lo, -1) * wt[lo:hi, None]
+    def blocks(c: int):                            # count c's samples in blocks: indices, terms (n, F)
+        idx_c = order[starts[c]:starts[c + 1]]
+        for lo in range(0, idx_c.size, FIT_BLOCK_ROWS):
+            idx = idx_c[lo:lo + FIT_BLOCK_ROWS]
+            yield idx, features_np(on[idx], active[idx], orders, leak, terms)[1]
 
-    if chunked:
-        colscale = np.zeros(n_cols)
-        for lo in range(0, len(k), step):
-            colscale = np.maximum(colscale, np.max(np.abs(design(lo, min(lo + step, len(k)))), axis=0))
-    else:
-        Aw = design(0, len(k))
-        colscale = np.max(np.abs(Aw), axis=0)
-    colscale[colscale == 0] = 1.0
-    # Regularisation (in the scaled space): second differences of every coefficient across knots
-    # (coefficients vary smoothly with the ON-count, and knots with few samples borrow from their
-    # neighbours) and a small ridge on the pattern terms (no wild values where data are sparse).
-    # Penalties act on the true coefficients theta = theta' / colscale, each feature measured in its
-    # own typical scale s_f (the largest scaled column of that feature over the knots).
+    # each count's weighted [terms | current] reduced to its triangle (QR, block by block), and its
+    # terms' largest values
+    tri: dict[int, np.ndarray] = {}
+    maxabs = np.zeros((rows + 1, nF))
+    for c in counts:
+        tri_c = np.zeros((0, nF + 1))
+        for idx, F in blocks(c):
+            Fw = F * wt[idx, None]
+            maxabs[c] = np.maximum(maxabs[c], np.max(np.abs(Fw), axis=0))
+            tri_c = _triangle(np.vstack([tri_c, np.hstack([Fw, (cur[idx] * wt[idx])[:, None]])]))
+        tri[c] = tri_c
+    B = hat_functions(np.arange(rows + 1, dtype=np.float64), knots)     # (counts, knots)
+    colscale = np.max(B[:, :, None] * maxabs[:, None, :], axis=0).reshape(n_cols)
     s_f = np.tile(colscale.reshape(nK, nF).max(axis=0), nK)
-    to_scaled = s_f / colscale
-    pen = []
-    if nK >= 3:
-        D = np.zeros((nK - 2, nK))
-        for i in range(nK - 2):
-            D[i, i:i + 3] = (1.0, -2.0, 1.0)
-        pen.append(SMOOTH_WEIGHT * np.kron(D, np.eye(nF)) * to_scaled[None, :])
+    s_f[s_f == 0] = 1.0
+    # a knot where a term is zero in every sample (rounding aside) is scaled by the term's typical scale,
+    # so its penalties weigh as elsewhere: the pattern terms at counts 0 and R (every row ON: the moments
+    # sum to zero) when those counts have knots of their own, one knot per count
+    colscale = np.where(colscale <= ZERO_COLUMN * s_f, s_f, colscale)
+    # Regularisation (in the scaled space, where every design column has unit maximum and targets are
+    # relative currents): second differences of every coefficient across knots (coefficients vary
+    # smoothly with the ON-count, and knots with few samples borrow from their neighbours) and a small
+    # ridge on the pattern terms (no wild values where data are sparse). Penalties act on the true
+    # coefficients theta = theta' / colscale, each feature measured in its own typical scale s_f (the
+    # largest scaled column of that feature over the knots).
+    to_scaled = (s_f / colscale).reshape(nK, nF)
     # no ridge on the constant and the pure leak-count terms (L, L^2, ...: they carry the leak current)
-    free = [len(t) == 0 or (leak and all(i == len(orders) for i in t)) for t in terms]
-    ridge = np.kron(np.eye(nK), np.diag([0.0 if fr else 1.0 for fr in free]))
-    pen.append(RIDGE_WEIGHT * ridge[np.any(ridge != 0, axis=1)] * to_scaled[None, :])
-    P = np.vstack(pen)
-    if chunked:
-        # the same least-squares problem, its rows reduced chunk by chunk to one triangular factor of
-        # [design | rhs] (QR), so memory stays at FIT_DENSE_MAX_ELEMENTS whatever the sample count
-        R: np.ndarray = np.zeros((0, n_cols + 1))
-        blocks = [(lo, min(lo + step, len(k))) for lo in range(0, len(k), step)]
-        for lo, hi in blocks:
-            blk = np.hstack([design(lo, hi) / colscale, (cur[lo:hi] * wt[lo:hi])[:, None]])
-            R = np.linalg.qr(np.vstack([R, blk]), mode="r")  # type: ignore[assignment]  # numpy stubs: mode="r" gives R
-        R = np.linalg.qr(np.vstack([R, np.hstack([P, np.zeros((P.shape[0], 1))])]), mode="r")  # type: ignore[assignment]  # R, as above
-        theta, *_ = np.linalg.lstsq(R[:n_cols, :n_cols], R[:n_cols, n_cols], rcond=None)
-    else:
-        M = np.vstack([Aw / colscale, P])
-        rhs = np.concatenate([cur * wt, np.zeros(P.shape[0])])
-        theta, *_ = np.linalg.lstsq(M, rhs, rcond=None)
+    free = np.array([len(t) == 0 or (leak and all(i == len(orders) for i in t)) for t in terms])
+    width = FIT_BAND_KNOTS * nF
+    rows_at: dict[int, list[np.ndarray]] = {j: [] for j in range(nK)}   # rows by first knot, in a window
+    for c in counts:                               # of FIT_BAND_KNOTS knots from it, and the rhs last
+        span = np.flatnonzero(B[c])
+        win = np.zeros((tri[c].shape[0], width + 1))
+        for j in span:
+            win[:, (j - span[0]) * nF:(j - span[0] + 1) * nF] = B[c, j] * tri[c][:, :nF] / colscale[j * nF:(j + 1) * nF]
+        win[:, width] = tri[c][:, nF]
+        rows_at[int(span[0])].append(win)
+    for j in range(nK):
+        if j + 2 < nK:
+            win = np.zeros((nF, width + 1))
+            for a, d in enumerate((1.0, -2.0, 1.0)):
+                win[np.arange(nF), a * nF + np.arange(nF)] = SMOOTH_WEIGHT * d * to_scaled[j + a]
+            rows_at[j].append(win)
+        ridge = np.flatnonzero(~free)
+        win = np.zeros((ridge.size, width + 1))
+        win[np.arange(ridge.size), ridge] = RIDGE_WEIGHT * to_scaled[j, ridge]
+        rows_at[j].append(win)
+    # banded QR, knot by knot: the first nF rows of each window's triangle are final; the others carry on
+    R = np.zeros((n_cols, n_cols + 1))
+    carry = np.zeros((0, width + 1))
+    for j in range(nK):
+        tri_j = _triangle(np.vstack([carry, *rows_at[j]]))
+        if tri_j.shape[0] < nF:
+            tri_j = np.vstack([tri_j, np.zeros((nF - tri_j.shape[0], width + 1))])
+        span = min(width, n_cols - j * nF)
+        R[j * nF:(j + 1) * nF, j * nF:j * nF + span] = tri_j[:nF, :span]
+        R[j * nF:(j + 1) * nF, n_cols] = tri_j[:nF, width]
+        rest = tri_j[nF:]
+        carry = np.hstack([rest[:, nF:width], np.zeros((rest.shape[0], nF)), rest[:, width:]])
+    theta, *_ = np.linalg.lstsq(R[:, :n_cols], R[:, n_cols], rcond=None)
     theta = theta / colscale
     kk = np.arange(rows + 1, dtype=np.float64)
     coef = hat_functions(kk, knots) @ theta.reshape(knots.size, nF)
-    # per-count offsets of the residual, shrunk where a count has few samples
-    res = cur - np.einsum("nf,nf->n", coef[k], F)
-    n_k = np.bincount(k, minlength=rows + 1).astype(np.float64)
-    sum_k = np.bincount(k, weights=res, minlength=rows + 1)
-    coef[:, 0] += np.where(n_k > 0, sum_k / np.maximum(n_k, 1) * n_k / (n_k + OFFSET_SHRINK), 0.0)
-    # count-only baseline: mean SPICE current per count (interpolated where a count has no sample)
+    # per-count offsets of the residual, shrunk where a count has few samples; the final model's largest
+    # |residual| per count (for certified reads: certify_envelope); the count-only baseline: mean SPICE
+    # current per count (interpolated where a count has no sample)
+    cmax = np.zeros(rows + 1)
     mean = np.full(rows + 1, np.nan)
     std = np.zeros(rows + 1)
-    for c in np.flatnonzero(n_k):
-        s = cur[k == c]
+    for c in counts:
+        res, first = [], []
+        for idx, F in blocks(c):
+            res.append(cur[idx] - F @ coef[c])
+            first.append(F[:, 0])
+        offset = float(np.sum([r.sum() for r in res])) / n_k[c] * n_k[c] / (n_k[c] + OFFSET_SHRINK)
+        coef[c, 0] += offset
+        cmax[c] = np.abs(np.concatenate(res) - offset * np.concatenate(first)).max()
+        s = cur[order[starts[c]:starts[c + 1]]]
         mean[c] = s.mean()
         std[c] = s.std()
     have = np.flatnonzero(~np.isnan(mean))
@@ -138,8 +181,7 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     arrays = {"coef": coef, "count_mean_a": mean, "count_std_a": std, "count_n": n_k, "knots": knots}
     # residual bound for certified reads (cosim.cim.arrays.CertifiedArray, which takes the largest over a
     # count and the two beside it): certify_envelope
-    final = np.abs(cur - np.einsum("nf,nf->n", coef[k], F))
-    arrays["certify_residual_a"] = certify_envelope(k, final, rows)
+    arrays["certify_residual_a"] = _envelope(n_k, cmax, rows)
     meta = {"model": MODEL, "basis": "legendre+sine" if any(isinstance(o, str) for o in orders) else "legendre",
             "orders": orders, "leak": bool(leak),
             "variables": var_names, "terms": [list(t) for t in terms],
@@ -157,13 +199,24 @@ def certify_envelope(k: np.ndarray, residual_a: np.ndarray, rows: int) -> np.nda
     n_k = np.bincount(k, minlength=rows + 1).astype(np.float64)
     cmax = np.zeros(rows + 1)
     np.maximum.at(cmax, k, residual_a)
+    return _envelope(n_k, cmax, rows)
+
+
+def _envelope(n_k: np.ndarray, cmax: np.ndarray, rows: int) -> np.ndarray:
+    """certify_envelope from the samples per count (``n_k``) and each count's largest |residual| (``cmax``)."""
     band = certify_band_counts(rows)
     bmax = np.full(-(-(rows + 1) // band), -1.0)
-    np.maximum.at(bmax, k // band, residual_a)
-    bmax[bmax < 0] = residual_a.max()
+    have = n_k > 0
+    np.maximum.at(bmax, np.flatnonzero(have) // band, cmax[have])
+    bmax[bmax < 0] = cmax[have].max()
     near = np.maximum(bmax, np.maximum(np.r_[bmax[1:], 0.0], np.r_[0.0, bmax[:-1]]))[np.arange(rows + 1) // band]
     n_near = n_k + np.r_[n_k[1:], 0.0] + np.r_[0.0, n_k[:-1]]
     return np.where((n_near >= CERTIFY_COUNT_MIN) & (n_k > 0), cmax, near)
+
+
+def _triangle(m: np.ndarray) -> np.ndarray:
+    """The triangular factor R of the QR of ``m``: the least-squares problem of its rows in min(rows, cols)."""
+    return cast(np.ndarray, np.linalg.qr(m, mode="r"))
 
 
 def certify_band_counts(rows: int) -> int:

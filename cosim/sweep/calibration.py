@@ -459,10 +459,13 @@ def unhex(s: str, rows: int) -> np.ndarray:
 
 
 def load_points(paths: list[Path]):
-    """One pandas row per (point, vector, column): masks, counts, SPICE current."""
+    """One pandas row per (point, vector, column): masks, counts, SPICE current. Built point by point with
+    array operations (every (vector, column) pair of a point at once), the same frame as one record per
+    sample would give."""
     import pandas as pd
 
-    recs = []
+    cols: dict[str, list] = {k: [] for k in ("point", "vector", "column", "family", "k", "n_leak", "on", "act",
+                                             "current_a", "seconds", "ngspice_version", "solver", "netlist_sha256")}
     for p in paths:
         p = Path(p)
         store = ResultStore(p.parent.parent, POINT_LAYOUT, legacy=True)     # points written before it: legacy
@@ -478,18 +481,56 @@ def load_points(paths: list[Path]):
         idx = int(p.stem.split("_")[1])
         K, R = x.shape
         C = w.shape[1]
-        for v in range(K):
-            for c in range(C):
-                on = x[v] & w[:, c]
-                act = x[v]
-                recs.append({"point": idx, "vector": v, "column": c, "family": str(fam[c]),
-                             "k": int(on.sum()), "n_leak": int((act & (1 - w[:, c])).sum()),
-                             "on_hex": _hex(on), "active_hex": _hex(act), "current_a": float(cur[v, c]),
-                             "seconds": secs / (K * C), **meta})
-    return pd.DataFrame.from_records(recs)
+        on = x[:, None, :] & w.T[None, :, :]                         # (K, C, R): vector v, column c
+        leak = x[:, None, :] & (1 - w.T)[None, :, :]
+        n = K * C
+        cols["point"].append(np.full(n, idx, dtype=np.int64))
+        cols["vector"].append(np.repeat(np.arange(K, dtype=np.int64), C))
+        cols["column"].append(np.tile(np.arange(C, dtype=np.int64), K))
+        cols["family"] += [str(f) for f in fam[:C]] * K
+        cols["k"].append(on.sum(axis=2, dtype=np.int64).reshape(n))
+        cols["n_leak"].append(leak.sum(axis=2, dtype=np.int64).reshape(n))
+        cols["on"].append(np.packbits(on.astype(np.uint8), axis=2).reshape(n, -1))
+        cols["act"].append(np.packbits(np.broadcast_to(x[:, None, :], on.shape).astype(np.uint8), axis=2).reshape(n, -1))
+        cols["current_a"].append(np.asarray(cur, dtype=np.float64)[:K, :C].reshape(n))
+        cols["seconds"].append(np.full(n, secs / n))
+        for k, v in meta.items():
+            cols[k] += [v] * n
+    if not cols["point"]:
+        return pd.DataFrame.from_records([])
+    frame: dict[str, Any] = {}
+    for k, v in cols.items():
+        if k in ("on", "act"):
+            frame[f"{k if k == 'on' else 'active'}_hex"] = _hex_rows(np.concatenate(v))
+        elif k in ("family", "ngspice_version", "solver", "netlist_sha256"):
+            frame[k] = v
+        else:
+            frame[k] = np.concatenate(v)
+    order = ["point", "vector", "column", "family", "k", "n_leak", "on_hex", "active_hex", "current_a", "seconds",
+             "ngspice_version", "solver", "netlist_sha256"]
+    return pd.DataFrame({k: frame[k] for k in order})
+
+
+def _hex_rows(packed: np.ndarray) -> list[str]:
+    """The hex string (``_hex``) of every row of ``packed`` (n, bytes)."""
+    width = 2 * packed.shape[1]
+    text = np.ascontiguousarray(packed).tobytes().hex()
+    return [text[i:i + width] for i in range(0, len(text), width)]
 
 
 def masks(df, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    on = np.stack([unhex(s, rows) for s in df["on_hex"]]) if len(df) else np.zeros((0, rows), np.uint8)
-    act = np.stack([unhex(s, rows) for s in df["active_hex"]]) if len(df) else np.zeros((0, rows), np.uint8)
-    return on, act
+    """The ON and active masks (n, rows) uint8 of a ``load_points`` frame."""
+    return _unhex_rows(df["on_hex"], rows), _unhex_rows(df["active_hex"], rows)
+
+
+def _unhex_rows(hexes, rows: int) -> np.ndarray:
+    """``unhex`` of every string of ``hexes`` at once (strings of one length; else one by one)."""
+    n = len(hexes)
+    if not n:
+        return np.zeros((0, rows), np.uint8)
+    text = "".join(hexes)
+    width = len(hexes.iloc[0]) if hasattr(hexes, "iloc") else len(hexes[0])
+    if len(text) != n * width or width % 2:
+        return np.stack([unhex(s, rows) for s in hexes])
+    packed = np.frombuffer(bytes.fromhex(text), dtype=np.uint8).reshape(n, width // 2)
+    return np.unpackbits(packed, axis=1)[:, :rows]
