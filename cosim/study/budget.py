@@ -407,7 +407,8 @@ def section_markdown(results: list[dict], check: dict | None, *, conditions: str
               f"solver ({check['columns_resolved']:,} of {check['columns_read']:,} column reads "
               f"({100 * check['columns_resolved'] / check['columns_read']:.1f} %) re-solved by the certificate). "
               f"The exact solver ran {rate:,.0f} column solves/s here, so `--mode exact` would take about "
-              f"{per_image / rate / 60:.0f} min per image ({per_image:,.0f} column reads); certified reads cost "
+              + (f"{per_image / rate / 60:.0f} min" if per_image / rate >= 120 else f"{per_image / rate:.0f} s")
+              + f" per image ({per_image:,.0f} column reads); certified reads cost "
               "the times in the table. Command: `" + p["command"] + "`.", ""]
     L += ["| network | technology | rows | wire (Ω) | ADC reference | BinSparX | table | images | surrogate | "
           "reference | difference (points) [95 %] | McNemar p | same top-1 class | code agreement | lowest layer | "

@@ -308,6 +308,11 @@ def load_error_budget(out: Path) -> tuple[dict, str]:
                                    row["adc_reference"].strip().lower(),
                                    row["binsparx"].strip().lower() in ("1", "true", "yes"))
                     delta, n = abs(float(row["delta_pp"])), int(float(row["n_images"]))
+                    # where the row has its 95 % interval (scripts/error_budget.py), the budget is the interval's
+                    # farther end: the difference the images cannot rule out, not the point estimate alone
+                    lo, hi = (row.get(c) or "" for c in ("delta_low_pp", "delta_high_pp"))
+                    if lo.strip() and hi.strip():
+                        delta = max(delta, abs(float(lo)), abs(float(hi)))
                 except (KeyError, ValueError, TypeError, AttributeError):
                     bad += 1
                     continue
@@ -324,8 +329,9 @@ def load_error_budget(out: Path) -> tuple[dict, str]:
                      f"too wide to budget anything, not used (docs/VALIDATION.md)")
     return budget, (f"Error budgets from `{path.name}` ({len(budget)} configuration(s)"
                     + "".join(f", {x}" for x in notes) + "): "
-                    "`±x` after an accuracy is the surrogate's measured |accuracy - exact SPICE network's accuracy| "
-                    "of that configuration, in points; a difference between two cells smaller than their summed "
+                    "`±x` after an accuracy is the surrogate's measured |accuracy - exact network's accuracy| "
+                    "of that configuration, in points, on the same images (where the row gives its 95 % interval, "
+                    "the interval's farther end); a difference between two cells smaller than their summed "
                     "budgets may be the surrogate's, not the hardware's.")
 
 
