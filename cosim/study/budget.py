@@ -440,7 +440,8 @@ def section_markdown(results: list[dict], check: dict | None, *, conditions: str
         chance = [r for r in results if max(r["result"]["accuracy_surrogate"], r["result"]["accuracy_reference"]) <= 0.15]
 
         def names(rs):
-            return ", ".join(f"{r['configuration']['adc_reference']} ADC references "
+            return ", ".join(f"{r['configuration']['network']} {r['configuration']['technology']} "
+                             f"{r['configuration']['rows']} rows, {r['configuration']['adc_reference']} ADC references "
                              f"{'with' if r['configuration']['binsparx'] else 'without'} BinSparX" for r in rs) or "none"
         L += ["", f"Targets: |difference| <= 0.5 points shown (the 95 % interval within ±0.5) for {len(shown)} of "
                   f"{len(results)} configurations ({names(shown)}); the intervals are as wide as the few images make "
