@@ -558,27 +558,39 @@ static void *run(void *arg) {
     return 0;
 }
 
+/* the threads for n vectors: 1 .. MAX_THREADS, at least 256 vectors a thread */
+#define MAX_THREADS 64
+static int thread_count(int64_t n, int threads) {
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (n < 256 * (int64_t)threads) threads = n >= 256 ? (int)(n / 256) : 1;
+    return threads;
+}
+
+/* fn on each of the threads jobs at jobs + t * size (each set up by the caller): job 0 on this thread, the
+   others on threads of their own, a job whose thread cannot start run here after job 0 */
+static void run_jobs(void *(*fn)(void *), char *jobs, size_t size, int threads) {
+    pthread_t tid[MAX_THREADS];
+    int started[MAX_THREADS] = {0};
+    for (int t = 1; t < threads; ++t)
+        started[t] = pthread_create(&tid[t], 0, fn, jobs + t * size) == 0;
+    fn(jobs);
+    for (int t = 1; t < threads; ++t) {
+        if (started[t]) pthread_join(tid[t], 0); else fn(jobs + t * size);
+    }
+}
+
 /* one pass: rows n0 .. n1 - 1 split over the threads; its sum is the threads' sums added in thread order */
 static int eval_pass(job_t *proto, int64_t n0, int64_t n1, int threads, double *sum, int32_t *kmax) {
-    job_t jobs[64];
-    pthread_t tid[64];
-    int started[64];
+    job_t jobs[MAX_THREADS];
     int64_t n = n1 - n0;
-    if (threads < 1) threads = 1;
-    if (threads > 64) threads = 64;
-    if (n < 256 * (int64_t)threads) threads = n >= 256 ? (int)(n / 256) : 1;   /* >= 256 vectors a thread */
+    threads = thread_count(n, threads);
     for (int t = 0; t < threads; ++t) {
         jobs[t] = *proto;
         jobs[t].n0 = n0 + n * t / threads;
         jobs[t].n1 = n0 + n * (t + 1) / threads;
-        started[t] = 0;
     }
-    for (int t = 1; t < threads; ++t)
-        started[t] = pthread_create(&tid[t], 0, run, &jobs[t]) == 0;
-    run(&jobs[0]);
-    for (int t = 1; t < threads; ++t) {
-        if (started[t]) pthread_join(tid[t], 0); else run(&jobs[t]);
-    }
+    run_jobs(run, (char *)jobs, sizeof(job_t), threads);
     double s = 0.0;
     int bad = 0;
     for (int t = 0; t < threads; ++t) {
@@ -713,26 +725,16 @@ static void *sums_run(void *arg) {
 }
 
 int cosim_surrogate_sparse_sums(sums_t *proto, int threads) {
-    sums_t jobs[64];
-    pthread_t tid[64];
-    int started[64];
+    sums_t jobs[MAX_THREADS];
     int64_t n0 = proto->n0, n = proto->n1 - proto->n0;
-    if (threads < 1) threads = 1;
-    if (threads > 64) threads = 64;
-    if (n < 256 * (int64_t)threads) threads = n >= 256 ? (int)(n / 256) : 1;
+    threads = thread_count(n, threads);
     for (int t = 0; t < threads; ++t) {
         jobs[t] = *proto;
         jobs[t].n0 = n0 + n * t / threads;
         jobs[t].n1 = n0 + n * (t + 1) / threads;
         jobs[t].bad = 0;
-        started[t] = 0;
     }
-    for (int t = 1; t < threads; ++t)
-        started[t] = pthread_create(&tid[t], 0, sums_run, &jobs[t]) == 0;
-    sums_run(&jobs[0]);
-    for (int t = 1; t < threads; ++t) {
-        if (started[t]) pthread_join(tid[t], 0); else sums_run(&jobs[t]);
-    }
+    run_jobs(sums_run, (char *)jobs, sizeof(sums_t), threads);
     int bad = 0;
     for (int t = 0; t < threads; ++t) bad = bad > jobs[t].bad ? bad : jobs[t].bad;
     proto->bad = bad;
