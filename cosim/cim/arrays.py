@@ -153,10 +153,9 @@ class SurrogateArray:
         check_operands(x_bits, w_bits, self.rows)
         if getattr(self.read_with_current, "__func__", None) is SurrogateArray.read_with_current:
             return self.surrogate.read_accumulate(x_bits, self.prepared(w_bits), acc, s_x, s_w, max_stride)
+        from ..surrogate.evaluate import add_codes
         codes, cur = self.read_with_current(x_bits, w_bits)
-        c = codes.to(acc.dtype)
-        c = c if s_w is None else c * s_w
-        acc.add_(c if s_x is None else c * s_x[:, None])
+        add_codes(acc, codes, s_x, s_w)
         return cur, None
 
     def describe(self) -> dict:
@@ -287,11 +286,8 @@ class CertifiedArray(SurrogateArray):
         from ..circuit.netlist import ArraySpec
         from ..circuit.solver import solve_columns
         check_operands(x_bits, w_bits, self.rows)
-        if self.screen is None:
-            cur = self.surrogate.column_currents(x_bits, self.prepared(w_bits))
-        else:
-            cur = self.screen.surrogate.column_currents(x_bits, self.screen.prepared(w_bits))
-        cur = cur.to("cpu", torch.float64)
+        src = self.screen or self          # the array whose currents choose the columns to re-solve
+        cur = src.surrogate.column_currents(x_bits, src.prepared(w_bits)).to("cpu", torch.float64)
         k = (x_bits.to("cpu", torch.float32) @ w_bits.to("cpu", torch.float32)).round().long()
         margin = self.margin_a[k.clamp(0, self.rows)]
         thr = self.thresholds_a
@@ -331,8 +327,9 @@ def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_b
     """(array model, Technology) for a mode. ``table``: a LookupTable, a path, or None for the shipped
     default table of the technology and size. Ideal mode uses the table (when one is at hand) only for
     the unit cell currents of the ideal array energy. ``certify`` (surrogate mode): certified reads
-    (CertifiedArray; ``certify_table``: the table that screens the columns, default ``table``). ``solver_cells``: the exact solver's cell model in exact mode and certified reads
-    ("auto": the tabulated cells where they apply; "exact": the device equations)."""
+    (CertifiedArray; ``certify_table``: the table that screens the columns, default ``table``).
+    ``solver_cells``: the exact solver's cell model in exact mode and certified reads ("auto": the tabulated
+    cells where they apply; "exact": the device equations)."""
     from ..circuit.technology import get_technology
 
     tech_obj = get_technology(tech) if isinstance(tech, str) else tech

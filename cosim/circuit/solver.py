@@ -178,11 +178,16 @@ def cell_table(tech, step_v: float = TABLE_STEP_V, ln_step: float = TABLE_LN_STE
     return _cell_table(_table_key(tech, float(step_v), float(ln_step)))
 
 
-def _chosen_table(spec: ArraySpec, cells: str):
-    """The table the C kernel gets for ``cells`` (checked by the caller): None for the exact cells; with
-    "auto", also where the table cannot be built for the technology's cell (a current that is not positive
-    on its grid, say), so that the exact cells answer instead of an error."""
-    if cells == "exact" or not tabulated(spec):
+def _chosen_table(spec: ArraySpec, cells: str, use_torch: bool = False):
+    """The table the C kernel gets for ``cells`` (checked here: InputError for an unknown cell model, or
+    "table" where none applies): None for the exact cells and the torch backend; with "auto", also where
+    the table cannot be built for the technology's cell (a current that is not positive on its grid, say),
+    so that the exact cells answer instead of an error."""
+    if cells not in CELL_MODELS:
+        raise InputError(f"unknown cell model '{cells}': expected one of {', '.join(CELL_MODELS)}")
+    if cells == "table" and (use_torch or not tabulated(spec)):
+        raise InputError("cells='table' is the 8T-SRAM and 1T-1R cells in the decoupled topology on the C kernel only")
+    if use_torch or cells == "exact" or not tabulated(spec):
         return None
     if cells == "table":
         return cell_table(spec.tech)
@@ -291,11 +296,7 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
     if backend not in BACKENDS:
         raise InputError(f"unknown solver backend '{backend}': expected one of {', '.join(BACKENDS)}")
     use_torch = backend == "torch" or (backend == "auto" and device is not None and str(device) != "cpu")
-    if cells not in CELL_MODELS:
-        raise InputError(f"unknown cell model '{cells}': expected one of {', '.join(CELL_MODELS)}")
-    if cells == "table" and (use_torch or not tabulated(spec)):
-        raise InputError("cells='table' is the 8T-SRAM and 1T-1R cells in the decoupled topology on the C kernel only")
-    table = _chosen_table(spec, "exact" if use_torch else cells)
+    table = _chosen_table(spec, cells, use_torch)
     use_table = table is not None
     if use_torch and spec.topology != "decoupled":
         raise InputError("the torch solver backend handles the decoupled topology only; use backend='c' (CPU)")
@@ -361,10 +362,6 @@ def solve_columns(spec: ArraySpec, inputs, weights, vector_index, column_index, 
         # only the vectors asked for are checked and passed on (a certified read asks for a few of many)
         uk, kinv = np.unique(kk, return_inverse=True)
         inputs, kk = xin[uk], np.ascontiguousarray(kinv, dtype=np.int64).ravel()
-    if cells not in CELL_MODELS:
-        raise InputError(f"unknown cell model '{cells}': expected one of {', '.join(CELL_MODELS)}")
-    if cells == "table" and not tabulated(spec):
-        raise InputError("cells='table' is the 8T-SRAM and 1T-1R cells in the decoupled topology on the C kernel only")
     table = _chosen_table(spec, cells)
     x, w = check_inputs(spec, inputs, weights)
     if kk.shape != cc.shape:

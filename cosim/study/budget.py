@@ -201,13 +201,13 @@ def _reference_config(config, reference: str, reference_table=None, certify_tabl
 def _by_content(config: dict) -> dict:
     """A config's dict with its table named by content (sha256), not by where the file lies: the run folder
     is the same run from another checkout or machine (a rerun there continues it)."""
+    from ..provenance import sha256_file
+
     for name in ("table", "certify_table"):
         table = config.get("array", {}).get(name)
         if isinstance(table, str):
-            import hashlib
-
             try:
-                sha = hashlib.sha256(Path(table).read_bytes()).hexdigest()
+                sha = sha256_file(Path(table))
             except OSError as e:
                 raise InputError(f"cannot read the table {table}: {e.strerror or e}") from None
             config = {**config, "array": {**config["array"], name: {"sha256": sha}}}

@@ -112,6 +112,18 @@ def _row_sums_exact(lib, rows: int, cols: int, kernel: str, threads: int) -> boo
     return hit
 
 
+def add_codes(acc: torch.Tensor, codes: torch.Tensor, s_x: torch.Tensor | None = None,
+              s_w: torch.Tensor | None = None) -> None:
+    """``acc`` (N, C) += ``codes`` (N, C) times the signs ``s_w`` (C,) and ``s_x`` (N,) where given: integers,
+    exact in any order (the reads' fallback of ``read_accumulate`` where the kernel does not add them)."""
+    c = codes.to(acc.dtype)
+    if s_w is not None:
+        c = c * s_w
+    if s_x is not None:
+        c = c * s_x[:, None]
+    acc.add_(c)
+
+
 def _nonzero_rows(x: torch.Tensor) -> torch.Tensor:
     """(n,) bool: which rows of ``x`` (n, R) have a nonzero entry (read as 64-bit words where the layout
     allows, about 3x faster; any nonzero bit pattern, -0.0 included, counts as nonzero there)."""
@@ -392,12 +404,7 @@ class Surrogate:
                 if got is not None:
                     return got[0], (got[1] if max_stride > 0 and x.shape[0] else None)
         codes, total = self.read_with_current(x_bits, pw)
-        c = codes.to(acc.dtype)
-        if s_w is not None:
-            c = c * s_w
-        if s_x is not None:
-            c = c * s_x[:, None]
-        acc.add_(c)
+        add_codes(acc, codes, s_x, s_w)
         return total, None
 
     def _fused(self, lib, x: torch.Tensor, pw: "PreparedWeights", threads: int) -> bool:

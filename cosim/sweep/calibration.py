@@ -464,8 +464,9 @@ def load_points(paths: list[Path]):
     sample would give."""
     import pandas as pd
 
-    cols: dict[str, list] = {k: [] for k in ("point", "vector", "column", "family", "k", "n_leak", "on", "act",
-                                             "current_a", "seconds", "ngspice_version", "solver", "netlist_sha256")}
+    cols: dict[str, list] = {k: [] for k in ("point", "vector", "column", "family", "k", "n_leak", "on_hex",
+                                             "active_hex", "current_a", "seconds", "ngspice_version", "solver",
+                                             "netlist_sha256")}   # the frame's columns, in order
     for p in paths:
         p = Path(p)
         store = ResultStore(p.parent.parent, POINT_LAYOUT, legacy=True)     # points written before it: legacy
@@ -490,8 +491,8 @@ def load_points(paths: list[Path]):
         cols["family"] += [str(f) for f in fam[:C]] * K
         cols["k"].append(on.sum(axis=2, dtype=np.int64).reshape(n))
         cols["n_leak"].append(leak.sum(axis=2, dtype=np.int64).reshape(n))
-        cols["on"].append(np.packbits(on.astype(np.uint8), axis=2).reshape(n, -1))
-        cols["act"].append(np.packbits(np.broadcast_to(x[:, None, :], on.shape).astype(np.uint8), axis=2).reshape(n, -1))
+        cols["on_hex"].append(np.packbits(on.astype(np.uint8), axis=2).reshape(n, -1))
+        cols["active_hex"].append(np.packbits(np.broadcast_to(x[:, None, :], on.shape).astype(np.uint8), axis=2).reshape(n, -1))
         cols["current_a"].append(np.asarray(cur, dtype=np.float64)[:K, :C].reshape(n))
         cols["seconds"].append(np.full(n, secs / n))
         for k, v in meta.items():
@@ -500,15 +501,13 @@ def load_points(paths: list[Path]):
         return pd.DataFrame.from_records([])
     frame: dict[str, Any] = {}
     for k, v in cols.items():
-        if k in ("on", "act"):
-            frame[f"{k if k == 'on' else 'active'}_hex"] = _hex_rows(np.concatenate(v))
+        if k in ("on_hex", "active_hex"):
+            frame[k] = _hex_rows(np.concatenate(v))
         elif k in ("family", "ngspice_version", "solver", "netlist_sha256"):
             frame[k] = v
         else:
             frame[k] = np.concatenate(v)
-    order = ["point", "vector", "column", "family", "k", "n_leak", "on_hex", "active_hex", "current_a", "seconds",
-             "ngspice_version", "solver", "netlist_sha256"]
-    return pd.DataFrame({k: frame[k] for k in order})
+    return pd.DataFrame(frame)
 
 
 def _hex_rows(packed: np.ndarray) -> list[str]:
