@@ -570,9 +570,11 @@ def test_tabulated_cells_only_where_built():
         solve_array(ArraySpec(get_technology("resistor"), 4, 2), np.ones((1, 4)), np.ones((4, 2)), cells="table")
     assert solve_array(ArraySpec(get_technology("resistor"), 4, 2), np.ones((1, 4)), np.ones((4, 2))).cells == "exact"
     assert solve_array(ArraySpec(get_technology("reram1t1r"), 4, 2, "coupled"), np.ones((1, 4)),
-                       np.ones((4, 2))).cells == "exact"
+                       np.ones((4, 2))).cells == "table"
+    assert solve_array(ArraySpec(get_technology("sram8t"), 4, 2, "coupled"), np.ones((1, 4)), np.ones((4, 2)),
+                       cells="table").cells == "table"
     with pytest.raises(InputError, match="cells='table'"):
-        solve_array(ArraySpec(get_technology("sram8t"), 4, 2, "coupled"), np.ones((1, 4)), np.ones((4, 2)),
+        solve_array(ArraySpec(get_technology("resistor"), 4, 2, "coupled"), np.ones((1, 4)), np.ones((4, 2)),
                     cells="table")
     with pytest.raises(InputError, match="unknown cell model"):
         solve_array(ArraySpec(get_technology("sram8t"), 4, 2), np.ones((1, 4)), np.ones((4, 2)), cells="spline")

@@ -22,10 +22,15 @@ decoupled  every column independent: 2R unknowns (bit line, source line, each wi
            is smaller, and is shortened where it would leave a cell off the table's grid.
            ``backend="torch"`` (cosim.circuit.solver_torch) runs the same iteration in torch float64 on any device
            (CUDA), all columns of a batch at once; on a CPU the C kernel is ~10x faster.
-coupled    the whole array per input vector: a sparse Jacobian (scipy.sparse, SuperLU; the vectors of a
-           batch as one block-diagonal system), cells evaluated by the same C code. CPU only.
+coupled    the whole array per input vector (its column lines and row lines; a zero-ohm line one node), in C
+           (solver_kernel.c, cpl_run), one thread per slice of the vectors: Newton with the exact Jacobian, each
+           step's linear system solved by GMRES (residual COUPLED_LIN_RTOL of the right-hand side's), right-
+           preconditioned by one block Gauss-Seidel sweep: every column line's tridiagonal system with the row
+           lines held, then every row line's (the wires are a few ohm, the cells kilo- to megaohms: 3-9 GMRES
+           iterations per Newton step on 64-256-row arrays at 2-20 ohm). The same cells (exact or tabulated),
+           damping and convergence test as the decoupled columns. CPU only.
 
-Convergence, per column (decoupled) or vector (coupled), at least two iterations: the last step moved
+Convergence, per column (decoupled) or vector (coupled: every column's current), at least two iterations: the last step moved
 every node by at most ``reltol * |v| + vntol_v`` (ngspice's test with the decks' values: reltol 1e-6,
 vntol 1e-6 V), and every sensed current settled: its change since the previous iteration is within
 ``reltol * |i| + abstol_a`` (abstol 1e-12 A, ngspice's), or, once the changes shrink (quadratic
@@ -38,12 +43,14 @@ column or vector that does not converge is reported with its index and reason (`
 Also: ``solve_columns`` (chosen (vector, column) pairs only, decoupled: the certified reads of
 cosim.cim.arrays.CertifiedArray) and ``ideal_column_currents`` (single cells solved, no ngspice).
 
-``cells="table"`` (8T-SRAM and 1T-1R, decoupled, C kernel; the default ``cells="auto"`` uses it wherever it
+``cells="table"`` (8T-SRAM and 1T-1R, C kernel; the default ``cells="auto"`` uses it wherever it
 applies, ``cells="exact"`` never): the cell interpolated from ``cell_table``, bicubic Hermite patches of
 ln(current) on a grid of ln(va - vb) and vb built from the exact cell (exact cells off the grid);
 ``table_error`` measures it against the exact cell (within 1e-7 where the exact cell is well conditioned);
 column currents agree with the exact cells' within about 1e-9 (docs/benchmarks/solver.md), at several
-times the speed.
+times the speed. The coupled topology uses the same table (its cells' states are the decoupled ones: a coupled
+1T-1R cell's gate is on whatever the input, the table's state of input 1), exact cells where a voltage lies off
+its grid (a coupled 1T-1R cell on a row at 0 V is reverse-biased by its column line).
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ from .cells import cell_kind
 from .devices import model_text
 from ..errors import InputError, SolverError
 from .netlist import RELTOL, RSHUNT_OHM, ArraySpec, check_inputs
-from .solver_kernel import FET_PARAM_NAMES, KIND, STATUS_REASONS, CellPar, CellTab, DecJob, load
+from .solver_kernel import FET_PARAM_NAMES, KIND, STATUS_REASONS, CellPar, CellTab, CplJob, DecJob, load
 
 VNTOL_V = 1e-6
 ABSTOL_A = 1e-12
@@ -149,8 +156,7 @@ def _conductance(ohm: float) -> float:
 
 
 BACKENDS = ("auto", "c", "torch")
-#: cells="auto": the tabulated cells where a table is built and validated (decoupled topology, C kernel), else
-#: the exact ones
+#: cells="auto": the tabulated cells where a table is built and validated (C kernel), else the exact ones
 CELL_MODELS = ("auto", "exact", "table")
 #: the tabulated cells (``cells="table"``): grid steps along t = ln(va - vb) and along the source-line
 #: voltage vb (V); the grid spans va - vb from TABLE_U_MIN_FRACTION * v_read to v_read + 2 TABLE_MARGIN_V,
@@ -164,8 +170,8 @@ TABLE_MARGIN_V = 0.02
 
 
 def tabulated(spec: ArraySpec) -> bool:
-    """Whether ``cells="table"`` applies: a cell kind with a validated table, the decoupled topology."""
-    return cell_kind(spec.tech).tabulated and spec.topology == "decoupled"
+    """Whether ``cells="table"`` applies: a cell kind with a validated table (either topology)."""
+    return cell_kind(spec.tech).tabulated
 
 
 def cell_table(tech, step_v: float = TABLE_STEP_V, ln_step: float = TABLE_LN_STEP) -> tuple[CellTab, np.ndarray]:
@@ -186,7 +192,7 @@ def _chosen_table(spec: ArraySpec, cells: str, use_torch: bool = False):
     if cells not in CELL_MODELS:
         raise InputError(f"unknown cell model '{cells}': expected one of {', '.join(CELL_MODELS)}")
     if cells == "table" and (use_torch or not tabulated(spec)):
-        raise InputError("cells='table' is the 8T-SRAM and 1T-1R cells in the decoupled topology on the C kernel only")
+        raise InputError("cells='table' is the 8T-SRAM and 1T-1R cells on the C kernel only")
     if use_torch or cells == "exact" or not tabulated(spec):
         return None
     if cells == "table":
@@ -290,8 +296,8 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
 
     ``backend``: "c" (the compiled kernel, CPU threads), "torch" (cosim.circuit.solver_torch, float64 on
     ``device``, decoupled topology only), "auto" (torch where ``device`` is not the CPU, else C).
-    ``cells``: "exact" (every cell from the device equations), "table" (8T-SRAM and 1T-1R, decoupled, C
-    kernel: the cells interpolated from ``cell_table``, within about 1e-7 of the exact cell; faster), or
+    ``cells``: "exact" (every cell from the device equations), "table" (8T-SRAM and 1T-1R, C kernel: the
+    cells interpolated from ``cell_table``, within about 1e-7 of the exact cell; faster), or
     "auto" (the table where it applies, else the exact cells)."""
     if backend not in BACKENDS:
         raise InputError(f"unknown solver backend '{backend}': expected one of {', '.join(BACKENDS)}")
@@ -332,7 +338,7 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
         cur, iters, status = _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv, nthreads,
                                               table=table)
     else:
-        cur, iters, status = _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv)
+        cur, iters, status = _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv, nthreads, table=table)
     failures = [(int(k), int(c), STATUS_REASONS.get(int(status[k, c]), f"status {int(status[k, c])}"))
                 for k, c in zip(*np.nonzero(status))]
     res = SolveResult(spec, cur, iters, failures, time.perf_counter() - t0, nthreads, "table" if use_table else "exact")
@@ -432,242 +438,69 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
 
 
 # ------------------------------------------------------------------------------------------------
-# coupled topology: a general sparse Newton on the merged node graph
+# coupled topology
 
-class _Graph:
-    """Nodes 0..n-1; resistors; zero-ohm joins merged (connected components); fixed-potential nodes."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.ra: list[np.ndarray] = []
-        self.rb: list[np.ndarray] = []
-        self.rg: list[np.ndarray] = []
-        self.sa: list[np.ndarray] = []
-        self.sb: list[np.ndarray] = []
-
-    def resistors(self, a, b, ohm: float) -> None:
-        a, b = np.asarray(a, np.int64).ravel(), np.asarray(b, np.int64).ravel()
-        if ohm == 0:
-            self.sa.append(a)
-            self.sb.append(b)
-        else:
-            self.ra.append(a)
-            self.rb.append(b)
-            self.rg.append(np.full(a.shape, 1.0 / ohm))
-
-    def merge(self) -> np.ndarray:
-        import scipy.sparse as sp
-        from scipy.sparse.csgraph import connected_components
-        if not self.sa:
-            return np.arange(self.n)
-        a, b = np.concatenate(self.sa), np.concatenate(self.sb)
-        g = sp.coo_matrix((np.ones(a.size), (a, b)), shape=(self.n, self.n))
-        _, labels = connected_components(g, directed=False)
-        return labels
+#: the coupled kernel's linear solves (solver_kernel.c, cpl_run): GMRES to this residual relative to the right-hand
+#: side's, restarted after COUPLED_GMRES_RESTART vectors, at most COUPLED_GMRES_MAX iterations per Newton step
+COUPLED_LIN_RTOL = 1e-10
+COUPLED_GMRES_RESTART = 30
+COUPLED_GMRES_MAX = 600
 
 
-def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v):
-    import scipy.sparse as sp
+def coupled_lines(tech) -> dict:
+    """The coupled deck's lines in the kernel's terms (cosim.circuit.netlist): the wire conductances of the column
+    and row lines (0: zero-ohm wires, the line one node) and their periphery (conductance; held where zero-ohm)."""
+    gate = cell_kind(tech).coupled_drive == "gate"
+    gsh = g_shunt_s(ArraySpec(tech, 1, 1, "coupled"))
+    if gate:   # bit lines down the columns from the driver (row 0); source lines along the rows to the sink (column 0)
+        col_end, col_fixed = _conductance(tech.r_driver_ohm), tech.r_driver_ohm == 0
+        row_end, row_fixed = _conductance(tech.r_sink_ohm), tech.r_sink_ohm == 0
+        g_row = _conductance(tech.wire_ohm("sl"))
+    else:      # row lines from the driver (column 0); column lines down to the sink (row R-1), its node's shunt
+        col_end, col_fixed = (0.0 if tech.r_sink_ohm == 0 else 1.0 / tech.r_sink_ohm + gsh), tech.r_sink_ohm == 0
+        row_end, row_fixed = _conductance(tech.r_driver_ohm), tech.r_driver_ohm == 0
+        g_row = _conductance(tech.wire_ohm("wl"))
+    return {"gate_driven": int(gate), "g_col_s": _conductance(tech.wire_ohm("bl")), "g_row_s": g_row,
+            "g_col_end_s": col_end, "g_row_end_s": row_end, "col_end_fixed": int(col_fixed),
+            "row_end_fixed": int(row_fixed), "g_shunt_s": gsh}
 
+
+def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nthreads, table=None,
+                   lin_iters: np.ndarray | None = None):
     lib = load()
     tech = spec.tech
     K, R, C = x.shape[0], spec.rows, spec.cols
-    gsh = g_shunt_s(spec)
+    xc = np.ascontiguousarray(x, dtype=np.uint8)
+    wc = np.ascontiguousarray(w, dtype=np.uint8)
+    cur = np.empty((K, C))
+    status = np.empty((K, C), np.int32)
+    iters = np.empty((K, C), np.int32)
     par = cell_parameters(spec)
-    states = cell_states(spec)
-    rc = np.arange(R * C).reshape(R, C)
-    # raw nodes: line A (r, c) and line B (r, c) interleaved row by row (a Jacobian of bandwidth ~2C in
-    # this order, which the sparse LU keeps: natural ordering), then the fixed nodes
-    A, B = 2 * rc, 2 * rc + 1
-    nraw = 2 * R * C
-    g = _Graph(nraw + R + C + 1)
-    GND = nraw + R + C
-    gate_driven = cell_kind(tech).coupled_drive == "gate"
-    if gate_driven:
-        # A = read bit line b (down each column), B = read source line s (along each row);
-        # fixed: one v_read node per column (the sense amplifier behind the ammeter), ground
-        sense_fixed = nraw + R + np.arange(C)          # VRD(c)
-        g.resistors(sense_fixed, A[0], tech.r_driver_ohm)
-        g.resistors(A[:-1], A[1:], tech.wire_ohm("bl"))
-        g.resistors(B[:, :-1], B[:, 1:], tech.wire_ohm("sl"))
-        g.resistors(B[:, 0], np.full(R, GND), tech.r_sink_ohm)
-        fixed_v = np.zeros((K, R + C + 1))
-        fixed_v[:, R:R + C] = tech.v_read_v
-        sense_sign = -1.0         # the current leaving the sense node into the array
-        sense_extra_a = tech.v_read_v * gsh   # rshunt of the ammeter's node d (at v_read), through the ammeter
-    else:
-        # A = row line w (along each row, driven at its left end), B = column line b (down to the sink)
-        drv = nraw + np.arange(R)
-        g.resistors(drv, A[:, 0], tech.r_driver_ohm)
-        g.resistors(A[:, :-1], A[:, 1:], tech.wire_ohm("wl"))
-        g.resistors(B[:-1], B[1:], tech.wire_ohm("bl"))
-        sense_fixed = nraw + R + np.arange(C)          # TERM(c): ground behind ammeter and sink
-        # the sink with the rshunt of the ammeter's far node k (at the same voltage as the column's end)
-        if tech.r_sink_ohm == 0:
-            g.resistors(B[-1], sense_fixed, 0.0)
-        else:
-            g.ra.append(B[-1].copy())
-            g.rb.append(sense_fixed.copy())
-            g.rg.append(np.full(C, 1.0 / tech.r_sink_ohm + gsh))
-        fixed_v = np.zeros((K, R + C + 1))
-        fixed_v[:, :R] = x * tech.v_read_v
-        sense_sign = 1.0
-        sense_extra_a = 0.0
-    labels = g.merge()
-    # components: fixed if they hold a fixed raw node
-    fixed_raw = np.arange(nraw, g.n)
-    comp_fixed = {}
-    for j, node in enumerate(fixed_raw):
-        lab = labels[node]
-        if lab in comp_fixed:
-            # two fixed nodes joined by zero ohm: same potential in every vector, else not a circuit
-            other = comp_fixed[lab]
-            if not np.array_equal(fixed_v[:, other], fixed_v[:, j]):
-                raise InputError("zero resistance between two driven nodes of different potentials")
-        comp_fixed.setdefault(lab, j)
-    ncomp = labels.max() + 1
-    is_fixed = np.zeros(ncomp, bool)
-    is_fixed[list(comp_fixed)] = True
-    uidx = -np.ones(ncomp, np.int64)
-    fidx = -np.ones(ncomp, np.int64)
-    first_raw = np.full(ncomp, np.iinfo(np.int64).max)
-    np.minimum.at(first_raw, labels, np.arange(labels.size))
-    unknown_comps = np.nonzero(~is_fixed)[0]
-    unknown_comps = unknown_comps[np.argsort(first_raw[unknown_comps], kind="stable")]
-    uidx[unknown_comps] = np.arange(unknown_comps.size)
-    fixed_comps = np.array(sorted(comp_fixed), np.int64)
-    fidx[fixed_comps] = np.arange(fixed_comps.size)
-    fixed_cols = np.array([comp_fixed[c] for c in fixed_comps], np.int64)  # column of fixed_v per fixed comp
-    n, nf = unknown_comps.size, fixed_comps.size
-    # positions in the full vector: unknowns first, then fixed
-    pos = np.where(is_fixed, n + np.maximum(fidx, 0), np.maximum(uidx, 0))
-    node_pos = pos[labels]
-    # linear part
-    if g.ra:
-        ra, rb, rg = (np.concatenate(v) for v in (g.ra, g.rb, g.rg))
-        pa, pb = node_pos[ra], node_pos[rb]
-        keep = pa != pb
-        pa, pb, rg = pa[keep], pb[keep], rg[keep]
-    else:
-        pa = pb = np.zeros(0, np.int64)
-        rg = np.zeros(0)
-    m = n + nf
-    shunt = np.zeros(m)
-    shunt[:n] = gsh
-    G = sp.coo_matrix((np.concatenate([rg, rg, -rg, -rg, shunt]),
-                       (np.concatenate([pa, pb, pa, pb, np.arange(m)]),
-                        np.concatenate([pa, pb, pb, pa, np.arange(m)]))), shape=(m, m)).tocsr()
-    G_uu = G[:n, :n].tocsc()
-    # cells
-    ca, cb = node_pos[A.ravel()], node_pos[B.ravel()]
-    live = ca != cb
-    ca, cb = ca[live], cb[live]
-    w_flat = w.ravel()[live]
-    row_of = np.repeat(np.arange(R), C)[live]
-    ncell = ca.size
-    sense_pos = node_pos[sense_fixed]
-    cur = np.full((K, C), np.nan)
-    iters = np.zeros((K, C), np.int32)
-    status = np.zeros((K, C), np.int32)
-    cp = ctypes.pointer(par)
-    # incidence of the cells' terminals (m x ncell): the currents they draw from each node
-    inc_a = sp.csr_matrix((np.ones(ncell), (ca, np.arange(ncell))), shape=(m, ncell))
-    inc_b = sp.csr_matrix((np.ones(ncell), (cb, np.arange(ncell))), shape=(m, ncell))
-    # Jacobian stamps of the cells: rows/cols (a or b) x (a or b), restricted to unknowns
-    rows_j = np.concatenate([ca, ca, cb, cb])
-    cols_j = np.concatenate([ca, cb, ca, cb])
-    keep_j = (rows_j < n) & (cols_j < n)
-    rows_j, cols_j = rows_j[keep_j], cols_j[keep_j]
-    # the start of each line-A node (per raw node (r, c)): its driver's voltage
-    a_start_pos = node_pos[A.ravel()]
-    row_v = np.full((K, R), tech.v_read_v) if gate_driven else x * tech.v_read_v
-    a_start_v = np.repeat(row_v, C, axis=1)                       # (K, R*C) in A.ravel() order
-    # vectors solved together: one block-diagonal sparse system of up to ~2e5 unknowns
-    batch = max(1, min(K, 200_000 // max(n, 1)))
-    for k0 in range(0, K, batch):
-        ks = slice(k0, min(K, k0 + batch))
-        c_, s_, i_ = _coupled_batch(lib, cp, states, x[ks], w_flat, row_of, ca, cb, n, m, fixed_v[ks][:, fixed_cols],
-                                    G, G_uu, inc_a, inc_b, rows_j, cols_j, keep_j, sense_pos, sense_sign,
-                                    sense_extra_a, tech.v_read_v, max_iter, reltol, vntol_v, abstol_a, dv_max_v,
-                                    start=(a_start_pos, a_start_v[ks]))
-        cur[ks], status[ks], iters[ks] = c_, s_[:, None], i_[:, None]
+    states = cell_states(spec).reshape(4, 2)
+    job = CplJob()
+    job.P = ctypes.pointer(par)
+    job.K, job.R, job.C = K, R, C
+    job.x, job.w = xc.ctypes.data, wc.ctypes.data
+    for st in range(4):
+        job.state[st][0], job.state[st][1] = states[st]
+        job.tstate[st] = -1
+    if table is not None:
+        # the table's states are the decoupled ones: each coupled state takes the one with the same gate and level
+        tstates = cell_states(ArraySpec(tech, 1, 1, "decoupled")).reshape(4, 2)
+        for st in range(4):
+            same = np.nonzero(np.all(tstates == states[st], axis=1))[0]
+            job.tstate[st] = int(same[0]) if same.size else -1
+        job.table = ctypes.pointer(table[0])
+    for k, v in coupled_lines(tech).items():
+        setattr(job, k, v)
+    job.v_read_v = tech.v_read_v
+    job.max_iter, job.reltol, job.vntol_v, job.abstol_a, job.dv_max_v = max_iter, reltol, vntol_v, abstol_a, dv_max_v
+    job.lin_rtol, job.gmres_restart, job.gmres_max = COUPLED_LIN_RTOL, COUPLED_GMRES_RESTART, COUPLED_GMRES_MAX
+    job.i_out, job.status, job.iters = cur.ctypes.data, status.ctypes.data, iters.ctypes.data
+    if lin_iters is not None:
+        job.lin_iters = lin_iters.ctypes.data
+    lib.cosim_solve_coupled(ctypes.byref(job), int(nthreads))
     return cur, iters, status
-
-
-def _coupled_batch(lib, cp, states, x, w_flat, row_of, ca, cb, n, m, vf, G, G_uu, inc_a, inc_b, rows_j, cols_j,
-                   keep_j, sense_pos, sense_sign, sense_extra_a, v_read_v, max_iter, reltol, vntol_v, abstol_a,
-                   dv_max_v, start):
-    """Newton on B vectors at once (module doc); returns currents (B, C), status (B,), iterations (B,)."""
-    import scipy.sparse as sp
-    import scipy.sparse.linalg as spla
-
-    Bn, ncell = x.shape[0], ca.size
-    xk = x[:, row_of]                                           # (B, ncell)
-    s1 = np.ascontiguousarray(states[xk, w_flat[None, :], 0])
-    s2 = np.ascontiguousarray(states[xk, w_flat[None, :], 1])
-    ntot = Bn * ncell
-    mwarm = np.full(ntot, np.nan)
-    ia, ib, J = np.empty(ntot), np.empty(ntot), np.empty((ntot, 4))
-    ptr = _ptr
-
-    def evaluate(V):
-        va, vb = np.ascontiguousarray(V[:, ca]).ravel(), np.ascontiguousarray(V[:, cb]).ravel()
-        lib.cosim_cells_eval(cp, ntot, ptr(s1), ptr(s2), ptr(va), ptr(vb), ptr(mwarm), ptr(ia), ptr(ib), ptr(J))
-        leave = (G @ V.T).T + (inc_a @ ia.reshape(Bn, ncell).T).T - (inc_b @ ib.reshape(Bn, ncell).T).T
-        return leave
-
-    off = (np.arange(Bn) * n)[:, None]
-    del v_read_v
-    rows_all = (rows_j[None, :] + off).ravel()
-    cols_all = (cols_j[None, :] + off).ravel()
-    base = sp.block_diag([G_uu] * Bn, format="csc") if n else None
-    V = np.zeros((Bn, m))
-    V[:, n:] = vf
-    # start: the ideal array (the driven lines at their drivers' voltage, the other lines at 0 V)
-    a_pos, a_init = start
-    sel = a_pos < n
-    V[:, a_pos[sel]] = a_init[:, np.nonzero(sel)[0]]
-    cur = np.full((Bn, len(sense_pos)), np.nan)
-    status = np.ones(Bn, np.int32)
-    iters = np.full(Bn, max_iter, np.int32)
-    active = np.ones(Bn, bool)
-    prev_sense, d_prev, step_ok = None, np.full((Bn, len(sense_pos)), np.inf), np.zeros(Bn, bool)
-    for it in range(1, max_iter + 1):
-        leave = evaluate(V)
-        sense = sense_sign * -leave[:, sense_pos] + sense_extra_a
-        bad = ~(np.isfinite(leave).all(axis=1) & np.isfinite(J.reshape(Bn, -1)).all(axis=1))
-        newly_bad = bad & active
-        status[newly_bad], iters[newly_bad], active[newly_bad] = 2, it, False
-        if prev_sense is not None:
-            d = np.abs(sense - prev_sense)
-            tol = reltol * np.abs(sense) + abstol_a
-            settled = np.all((d <= tol) | ((d < d_prev) & (d * d <= 0.01 * tol * d_prev)), axis=1)
-            done = active & step_ok & settled
-            cur[done], status[done], iters[done], active[done] = sense[done], 0, it, False
-            d_prev = d
-        elif n == 0:
-            cur[active], status[active], iters[active], active[:] = sense[active], 0, it, False
-        if not active.any() or it == max_iter:
-            break
-        prev_sense = sense
-        st = np.ascontiguousarray(J.reshape(Bn, ncell, 4).transpose(0, 2, 1)).reshape(Bn, 4 * ncell)
-        st[:, 2 * ncell:] *= -1.0        # rows of b: the cell injects ib there
-        vals = st[:, keep_j].ravel()
-        Jm = base + sp.csc_matrix((vals, (rows_all, cols_all)), shape=(Bn * n, Bn * n))
-        try:
-            d = spla.spsolve(Jm, -leave[:, :n].ravel(), permc_spec="NATURAL").reshape(Bn, n)
-        except RuntimeError:
-            status[active], iters[active], active[:] = 3, it, False
-            break
-        ok = np.isfinite(d).all(axis=1)
-        status[active & ~ok], iters[active & ~ok], active[~ok] = 3, it, False
-        d[~ok] = 0.0
-        dmax = np.abs(d).max(axis=1)
-        scale = np.where(dmax > dv_max_v, dv_max_v / np.maximum(dmax, 1e-300), 1.0)
-        vold = V[:, :n].copy()
-        V[:, :n] += scale[:, None] * d
-        step_ok = (scale == 1.0) & np.all(np.abs(V[:, :n] - vold) <= reltol * np.maximum(np.abs(V[:, :n]), np.abs(vold)) + vntol_v, axis=1)
-    return cur, np.where(active, 1, status), iters
 
 
 def _ptr(a: np.ndarray) -> int:

@@ -984,6 +984,409 @@ int cosim_solve_decoupled(const dec_job_t *job, int nthreads) {
     return 0;
 }
 
+/* ---------------------------------------------------------------------------------------------- */
+#include <string.h>
+/* Coupled arrays (cosim.circuit.solver, topology "coupled"): every column line (R nodes, wires g_col) and
+   every row line (C nodes, wires g_row) of one input vector; a line of zero-ohm wires is one node. Cell
+   (r, c) joins column-line node U(c, r) and row-line node W(r, c): gate-driven cells (8T-SRAM) from the
+   column's bit line (a) to the row's source line (b), line-driven cells (1T-1R, resistor) from the row
+   line (a) to the column line (b). The column lines' periphery is at row 0 (gate-driven: the driver from
+   the sense node at v_read) or row R-1 (line-driven: the sink, its node's shunt included, to the ammeter
+   at ground); the row lines' at column 0 (gate-driven: the sink to ground; line-driven: the driver at the
+   row's voltage). A zero-ohm periphery holds its node (Dirichlet row).
+   Newton's method with the exact Jacobian, its linear system solved by right-preconditioned restarted
+   GMRES; the preconditioner is one block Gauss-Seidel sweep (every column line's tridiagonal system with
+   the row lines held, then every row line's with the columns' new values), the tridiagonal systems
+   factored once per Newton iteration. The linear solve stops at a residual of lin_rtol times the
+   right-hand side's (an inexact Newton step, lin_rtol far below the Newton tolerance). The same damping,
+   node test and sensed-current test (sense_settled, every column of the vector) as the decoupled columns;
+   a vector's status is its columns'. One thread per slice of the input vectors. */
+typedef struct {
+    const cellpar_t *P;
+    int64_t K, R, C;
+    const uint8_t *x;            /* (K, R) inputs */
+    const uint8_t *w;            /* (R, C) weights */
+    double state[4][2];          /* cell state (s1, s2) for [2 * input + weight] */
+    int32_t tstate[4];           /* the table's state of each, -1: exact cells */
+    int32_t gate_driven;         /* 1: 8T-SRAM wiring (column line = side a), 0: line-driven (column line = side b) */
+    double v_read_v;
+    double g_col_s, g_row_s;     /* wire segment conductances of the column and row lines; 0: the line is one node */
+    double g_col_end_s;          /* the column lines' periphery conductance (gate: driver; line: sink + its node's shunt) */
+    double g_row_end_s;          /* the row lines' (gate: sink; line: driver) */
+    int32_t col_end_fixed, row_end_fixed;   /* zero-ohm periphery: that node held */
+    double g_shunt_s;            /* every line node's shunt to ground (the deck's rshunt) */
+    int32_t max_iter;
+    double reltol, vntol_v, abstol_a, dv_max_v;
+    double lin_rtol;             /* GMRES: relative residual of each Newton step's linear solve */
+    int32_t gmres_restart, gmres_max;   /* Krylov vectors before a restart; most GMRES iterations per Newton step */
+    int64_t k0, k1;              /* this thread's vectors */
+    double *i_out;               /* (K, C) sensed current (A) */
+    int32_t *status;             /* (K, C) as the decoupled job's (every column of a vector alike) */
+    int32_t *iters;              /* (K, C) Newton iterations of the vector */
+    int64_t *lin_iters;          /* (K,) GMRES iterations of the vector, all Newton steps together (or NULL) */
+    const celltab_t *table;      /* NULL: exact cells */
+} cpl_job_t;
+
+typedef struct {
+    int64_t R, C, LU, LW, nU, n;
+    const double *dg;            /* (n) diagonal (wires, periphery, shunt, cells' own terms; 1 where held) */
+    const uint8_t *fx;           /* (n) held nodes */
+    const double *cUW, *cWU;     /* (R*C) cell couplings: U(c, r)'s row x W(r, c), W(r, c)'s row x U(c, r) */
+    double gc, gr;
+    double *cpU, *mpU, *cpW, *mpW;   /* tridiagonal factors: c' and 1/pivot per node */
+} cpl_sys_t;
+
+static inline int64_t cpl_u(const cpl_sys_t *S, int64_t c, int64_t r) { return c * S->LU + (S->LU == 1 ? 0 : r); }
+static inline int64_t cpl_w(const cpl_sys_t *S, int64_t r, int64_t c) { return S->nU + r * S->LW + (S->LW == 1 ? 0 : c); }
+
+/* y = J x */
+static void cpl_matvec(const cpl_sys_t *S, const double *x, double *y) {
+    const int64_t LU = S->LU, LW = S->LW, nU = S->nU;
+    for (int64_t c = 0; c < S->C; c++) {
+        const int64_t o = c * LU;
+        for (int64_t r = 0; r < LU; r++) {
+            double s = S->dg[o + r] * x[o + r];
+            if (r > 0) s -= S->gc * x[o + r - 1];
+            if (r < LU - 1) s -= S->gc * x[o + r + 1];
+            y[o + r] = s;
+        }
+    }
+    for (int64_t r = 0; r < S->R; r++) {
+        const int64_t o = nU + r * LW;
+        for (int64_t c = 0; c < LW; c++) {
+            double s = S->dg[o + c] * x[o + c];
+            if (c > 0) s -= S->gr * x[o + c - 1];
+            if (c < LW - 1) s -= S->gr * x[o + c + 1];
+            y[o + c] = s;
+        }
+    }
+    for (int64_t r = 0; r < S->R; r++)
+        for (int64_t c = 0; c < S->C; c++) {
+            const int64_t u = cpl_u(S, c, r), w = cpl_w(S, r, c), q = r * S->C + c;
+            y[u] += S->cUW[q] * x[w];
+            y[w] += S->cWU[q] * x[u];
+        }
+    for (int64_t i = 0; i < S->n; i++) if (S->fx[i]) y[i] = x[i];
+}
+
+/* factor one line's tridiagonal matrix (diag dg, off-diagonals -g, identity rows where held) */
+static int cpl_factor_line(const double *dg, const uint8_t *fx, double g, int64_t L, double *cp, double *mp) {
+    for (int64_t i = 0; i < L; i++) {
+        const double sub = (i > 0 && !fx[i]) ? -g : 0.0, sup = (i < L - 1 && !fx[i]) ? -g : 0.0;
+        const double m = dg[i] - (i > 0 ? sub * cp[i - 1] : 0.0);
+        if (!(fabs(m) > 1e-300) || !isfinite(m)) return 0;
+        mp[i] = 1.0 / m;
+        cp[i] = sup * mp[i];
+    }
+    return 1;
+}
+
+static void cpl_solve_line(const uint8_t *fx, double g, int64_t L, const double *cp, const double *mp, double *z) {
+    for (int64_t i = 0; i < L; i++) {
+        const double sub = (i > 0 && !fx[i]) ? -g : 0.0;
+        z[i] = (z[i] - (i > 0 ? sub * z[i - 1] : 0.0)) * mp[i];
+    }
+    for (int64_t i = L - 2; i >= 0; i--) z[i] -= cp[i] * z[i + 1];
+}
+
+static int cpl_factor(cpl_sys_t *S) {
+    for (int64_t c = 0; c < S->C; c++) {
+        const int64_t o = c * S->LU;
+        if (!cpl_factor_line(S->dg + o, S->fx + o, S->gc, S->LU, S->cpU + o, S->mpU + o)) return 0;
+    }
+    for (int64_t r = 0; r < S->R; r++) {
+        const int64_t o = S->nU + r * S->LW;
+        if (!cpl_factor_line(S->dg + o, S->fx + o, S->gr, S->LW, S->cpW + r * S->LW, S->mpW + r * S->LW)) return 0;
+    }
+    return 1;
+}
+
+/* z = M^-1 v: the column lines with the row lines' step zero, then the row lines with the columns' step */
+static void cpl_precond(const cpl_sys_t *S, const double *v, double *z) {
+    memcpy(z, v, sizeof(double) * (size_t)S->n);
+    for (int64_t c = 0; c < S->C; c++) {
+        const int64_t o = c * S->LU;
+        cpl_solve_line(S->fx + o, S->gc, S->LU, S->cpU + o, S->mpU + o, z + o);
+    }
+    for (int64_t r = 0; r < S->R; r++)
+        for (int64_t c = 0; c < S->C; c++) {
+            const int64_t w = cpl_w(S, r, c);
+            if (!S->fx[w]) z[w] -= S->cWU[r * S->C + c] * z[cpl_u(S, c, r)];
+        }
+    for (int64_t r = 0; r < S->R; r++) {
+        const int64_t o = S->nU + r * S->LW;
+        cpl_solve_line(S->fx + o, S->gr, S->LW, S->cpW + r * S->LW, S->mpW + r * S->LW, z + o);
+    }
+}
+
+static double cpl_norm(const double *a, int64_t n) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += a[i] * a[i];
+    return sqrt(s);
+}
+
+/* GMRES(m), right-preconditioned: x with |b - J x| <= rtol |b| (or the iteration budget spent); the
+   iterations taken. V: (m + 1) n, H: (m + 1) m, work: 2 n + 3 (m + 1). */
+static int64_t cpl_gmres(const cpl_sys_t *S, const double *b, double *x, double rtol, int m, int maxit,
+                         double *V, double *H, double *work) {
+    const int64_t n = S->n;
+    double *r = work, *z = work + n, *cs = work + 2 * n, *sn = cs + (m + 1), *g = sn + (m + 1);
+    for (int64_t i = 0; i < n; i++) x[i] = 0.0;
+    memcpy(r, b, sizeof(double) * (size_t)n);
+    const double bn = cpl_norm(b, n);
+    if (!(bn > 0.0)) return 0;
+    const double tol = rtol * bn;
+    double beta = bn;
+    int64_t total = 0;
+    while (total < maxit) {
+        for (int64_t i = 0; i < n; i++) V[i] = r[i] / beta;
+        for (int k = 0; k <= m; k++) g[k] = 0.0;
+        g[0] = beta;
+        int j, used = 0;
+        for (j = 0; j < m && total < maxit; j++) {
+            double *vj = V + (int64_t)j * n, *w = V + (int64_t)(j + 1) * n;
+            cpl_precond(S, vj, z);
+            cpl_matvec(S, z, w);
+            total++;
+            for (int i = 0; i <= j; i++) {   /* modified Gram-Schmidt */
+                const double *vi = V + (int64_t)i * n;
+                double h = 0.0;
+                for (int64_t k = 0; k < n; k++) h += w[k] * vi[k];
+                H[i * m + j] = h;
+                for (int64_t k = 0; k < n; k++) w[k] -= h * vi[k];
+            }
+            const double hn = cpl_norm(w, n);
+            H[(j + 1) * m + j] = hn;
+            if (hn > 0.0) for (int64_t k = 0; k < n; k++) w[k] /= hn;
+            for (int i = 0; i < j; i++) {    /* the earlier rotations */
+                const double a = H[i * m + j], c2 = H[(i + 1) * m + j];
+                H[i * m + j] = cs[i] * a + sn[i] * c2;
+                H[(i + 1) * m + j] = -sn[i] * a + cs[i] * c2;
+            }
+            const double a = H[j * m + j], c2 = H[(j + 1) * m + j], d = hypot(a, c2);
+            cs[j] = d > 0.0 ? a / d : 1.0; sn[j] = d > 0.0 ? c2 / d : 0.0;
+            H[j * m + j] = d; H[(j + 1) * m + j] = 0.0;
+            g[j + 1] = -sn[j] * g[j]; g[j] = cs[j] * g[j];
+            used = j + 1;
+            if (fabs(g[j + 1]) <= tol || !(hn > 0.0)) break;
+        }
+        /* y = H^-1 g (upper triangular), x += M^-1 (V y) */
+        for (int i = used - 1; i >= 0; i--) {
+            double s = g[i];
+            for (int k = i + 1; k < used; k++) s -= H[i * m + k] * g[k];
+            g[i] = H[i * m + i] != 0.0 ? s / H[i * m + i] : 0.0;
+        }
+        for (int64_t k = 0; k < n; k++) r[k] = 0.0;
+        for (int i = 0; i < used; i++) {
+            const double *vi = V + (int64_t)i * n;
+            for (int64_t k = 0; k < n; k++) r[k] += g[i] * vi[k];
+        }
+        cpl_precond(S, r, z);
+        for (int64_t k = 0; k < n; k++) x[k] += z[k];
+        cpl_matvec(S, x, r);
+        for (int64_t k = 0; k < n; k++) r[k] = b[k] - r[k];
+        beta = cpl_norm(r, n);
+        if (!(beta > tol) || used == 0) break;
+    }
+    return total;
+}
+
+static void *cpl_run(void *arg) {
+    cpl_job_t *j = arg;
+    const cellpar_t *P = j->P;
+    const int64_t R = j->R, C = j->C, RC = R * C;
+    const int gate = j->gate_driven;
+    cpl_sys_t S;
+    S.R = R; S.C = C;
+    S.LU = j->g_col_s != 0.0 ? R : 1;
+    S.LW = j->g_row_s != 0.0 ? C : 1;
+    S.nU = C * S.LU;
+    S.n = S.nU + R * S.LW;
+    S.gc = j->g_col_s; S.gr = j->g_row_s;
+    const int64_t n = S.n, nU = S.nU;
+    const int m = j->gmres_restart < 1 ? 1 : j->gmres_restart;
+    const double vr = j->v_read_v, gsh = j->g_shunt_s;
+    const size_t nd = (size_t)(n * (m + 12) + RC * 6 + (m + 1) * m + 3 * (m + 1) + C * 3 + 32);
+    double *mem = malloc(sizeof(double) * nd + sizeof(cellws_t) * (size_t)RC + (size_t)n + sizeof(int) * (size_t)RC + 64);
+    if (!mem) {
+        for (int64_t k = j->k0; k < j->k1; k++)
+            for (int64_t c = 0; c < C; c++) { j->status[k * C + c] = 4; j->i_out[k * C + c] = NAN; j->iters[k * C + c] = 0; }
+        return NULL;
+    }
+    double *V = mem, *F = V + n, *dg = F + n, *d = dg + n, *hold = d + n;
+    double *cpU = hold + n, *mpU = cpU + nU, *cpW = mpU + nU, *mpW = cpW + (n - nU);
+    double *KV = mpW + (n - nU), *KH = KV + n * (m + 1), *gw = KH + (m + 1) * m;
+    double *cUW = gw + 2 * n + 3 * (m + 1), *cWU = cUW + RC, *cJ = cWU + RC;   /* cJ: (RC, 4) J */
+    double *isense = cJ + 4 * RC, *iprev = isense + C, *dprev = iprev + C;
+    cellws_t *ws = (cellws_t *)(dprev + C + 16);
+    uint8_t *fx = (uint8_t *)(ws + RC);
+    int *sta = (int *)(fx + n + (8 - (n % 8)) % 8);
+    S.dg = dg; S.fx = fx; S.cUW = cUW; S.cWU = cWU; S.cpU = cpU; S.mpU = mpU; S.cpW = cpW; S.mpW = mpW;
+    /* the ideal bias of each state, where the cells' inner solves start */
+    cellws_t ws0[4];
+    for (int st = 0; st < 4; st++) {
+        double ia, ib, Jc[4];
+        ws0[st].m = NAN; ws0[st].va = ws0[st].vb = ws0[st].dma = ws0[st].dmb = 0.0;
+        cell_eval(P, j->state[st][0], j->state[st][1], vr, 0.0, &ws0[st], &ia, &ib, Jc);
+    }
+    const int64_t rb_col = gate ? 0 : S.LU - 1;     /* the column lines' periphery node (row) */
+    for (int64_t k = j->k0; k < j->k1; k++) {
+        const uint8_t *xr = j->x + k * R;
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t c = 0; c < C; c++) {
+                const int st = 2 * (xr[r] != 0) + (j->w[r * C + c] != 0);
+                sta[r * C + c] = st;
+                ws[r * C + c] = ws0[st];
+            }
+        /* start: the ideal array (driven lines at their drivers' voltage, the others at 0 V); held nodes */
+        for (int64_t i = 0; i < n; i++) { fx[i] = 0; hold[i] = 0.0; }
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t r = 0; r < S.LU; r++) V[c * S.LU + r] = gate ? vr : 0.0;
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t c = 0; c < S.LW; c++) V[nU + r * S.LW + c] = gate ? 0.0 : (xr[r] ? vr : 0.0);
+        if (j->col_end_fixed)
+            for (int64_t c = 0; c < C; c++) { const int64_t i = c * S.LU + rb_col; fx[i] = 1; hold[i] = gate ? vr : 0.0; V[i] = hold[i]; }
+        if (j->row_end_fixed)
+            for (int64_t r = 0; r < R; r++) { const int64_t i = nU + r * S.LW; fx[i] = 1; hold[i] = gate ? 0.0 : (xr[r] ? vr : 0.0); V[i] = hold[i]; }
+        for (int64_t c = 0; c < C; c++) { iprev[c] = NAN; dprev[c] = INFINITY; }
+        int status = 1, it;
+        int64_t lin_total = 0;
+        for (it = 1; it <= j->max_iter; it++) {
+            /* F (currents leaving each node) and the Jacobian: lines, periphery, shunts */
+            for (int64_t c = 0; c < C; c++) {
+                const int64_t o = c * S.LU;
+                for (int64_t r = 0; r < S.LU; r++) {
+                    double f = gsh * V[o + r], a = gsh;
+                    if (r > 0) { f += S.gc * (V[o + r] - V[o + r - 1]); a += S.gc; }
+                    if (r < S.LU - 1) { f += S.gc * (V[o + r] - V[o + r + 1]); a += S.gc; }
+                    if (r == rb_col && !j->col_end_fixed) { f += j->g_col_end_s * (V[o + r] - (gate ? vr : 0.0)); a += j->g_col_end_s; }
+                    F[o + r] = f; dg[o + r] = a;
+                }
+            }
+            for (int64_t r = 0; r < R; r++) {
+                const int64_t o = nU + r * S.LW;
+                const double vend = gate ? 0.0 : (xr[r] ? vr : 0.0);
+                for (int64_t c = 0; c < S.LW; c++) {
+                    double f = gsh * V[o + c], a = gsh;
+                    if (c > 0) { f += S.gr * (V[o + c] - V[o + c - 1]); a += S.gr; }
+                    if (c < S.LW - 1) { f += S.gr * (V[o + c] - V[o + c + 1]); a += S.gr; }
+                    if (c == 0 && !j->row_end_fixed) { f += j->g_row_end_s * (V[o + c] - vend); a += j->g_row_end_s; }
+                    F[o + c] = f; dg[o + c] = a;
+                }
+            }
+            /* the cells */
+            const celltab_t *tab = j->table;
+            for (int64_t r = 0; r < R; r++)
+                for (int64_t c = 0; c < C; c++) {
+                    const int64_t q = r * C + c, u = cpl_u(&S, c, r), w = cpl_w(&S, r, c);
+                    const int st = sta[q];
+                    const double va = gate ? V[u] : V[w], vb = gate ? V[w] : V[u];
+                    double ia, ib, *Jc = cJ + 4 * q;
+                    if (!(tab && j->tstate[st] >= 0 && table_cell(tab, j->tstate[st], va, vb, &ia, &ib, Jc)))
+                        cell_eval(P, j->state[st][0], j->state[st][1], va, vb, &ws[q], &ia, &ib, Jc);
+                    if (gate) {   /* a = U: +ia there; b = W: -ib */
+                        F[u] += ia; dg[u] += Jc[0]; cUW[q] = Jc[1];
+                        F[w] -= ib; dg[w] -= Jc[3]; cWU[q] = -Jc[2];
+                    } else {      /* a = W, b = U */
+                        F[w] += ia; dg[w] += Jc[0]; cWU[q] = Jc[1];
+                        F[u] -= ib; dg[u] -= Jc[3]; cUW[q] = -Jc[2];
+                    }
+                }
+            /* sensed current before the step, where the column's periphery node is held: the current the
+               node sends into the array (wires and cells; a held node has no shunt), which its periphery
+               feeds it */
+            for (int64_t c = 0; c < C; c++) {
+                if (!j->col_end_fixed) continue;
+                const int64_t i = c * S.LU + rb_col;
+                isense[c] = F[i] - gsh * V[i];
+            }
+            int bad = 0;
+            for (int64_t i = 0; i < n; i++) {
+                if (fx[i]) { F[i] = V[i] - hold[i]; dg[i] = 1.0; }
+                if (!isfinite(F[i]) || !isfinite(dg[i])) bad = 1;
+            }
+            for (int64_t q = 0; q < RC && !bad; q++) if (!isfinite(cUW[q]) || !isfinite(cWU[q])) bad = 1;
+            if (bad) { status = 2; break; }
+            if (!cpl_factor(&S)) { status = 3; break; }
+            for (int64_t i = 0; i < n; i++) F[i] = -F[i];
+            lin_total += cpl_gmres(&S, F, d, j->lin_rtol, m, j->gmres_max, KV, KH, gw);
+            double dmax = 0.0;
+            for (int64_t i = 0; i < n; i++) if (fabs(d[i]) > dmax || !isfinite(d[i])) dmax = isfinite(d[i]) ? fabs(d[i]) : INFINITY;
+            if (!isfinite(dmax)) { status = 2; break; }
+            const double scale = dmax > j->dv_max_v ? j->dv_max_v / dmax : 1.0;
+            int conv = scale == 1.0;
+            for (int64_t i = 0; i < n; i++) {
+                const double nv = V[i] + scale * d[i];
+                if (conv && fabs(nv - V[i]) > j->reltol * fmax(fabs(nv), fabs(V[i])) + j->vntol_v) conv = 0;
+                V[i] = nv;
+            }
+            /* sensed currents after the step: through the periphery conductance (exact), or, held, the
+               flow before the step moved along its derivative (first order, as the decoupled columns) */
+            int settled = 1;
+            for (int64_t c = 0; c < C; c++) {
+                const int64_t i = c * S.LU + rb_col;
+                double ib_;
+                if (j->col_end_fixed) {
+                    /* d(flow into the array) = -g (step of the wire's other node) + the cells' couplings to W */
+                    double dflow = 0.0;
+                    if (S.LU > 1) dflow -= S.gc * d[gate ? i + 1 : i - 1];
+                    for (int64_t r = 0; r < R; r++) {
+                        if (S.LU > 1 && r != rb_col) continue;
+                        dflow += cUW[r * C + c] * d[cpl_w(&S, r, c)];
+                    }
+                    ib_ = isense[c] + scale * dflow;     /* current from the node's periphery into it */
+                } else {
+                    ib_ = -j->g_col_end_s * (V[i] - (gate ? vr : 0.0));
+                }
+                /* gate-driven: the sense node's current into the array (and its shunt at v_read);
+                   line-driven: the current into the sink */
+                const double i_s = gate ? ib_ + vr * gsh : -ib_;
+                isense[c] = i_s;
+                if (!isfinite(i_s)) { bad = 1; continue; }
+                if (isfinite(iprev[c])) {
+                    const double dd = fabs(i_s - iprev[c]), tol = j->reltol * fabs(i_s) + j->abstol_a;
+                    if (!(dd <= tol || (dd < dprev[c] && dd * dd <= 0.01 * tol * dprev[c]))) settled = 0;
+                    dprev[c] = dd;
+                } else {
+                    settled = 0;
+                }
+                iprev[c] = i_s;
+            }
+            if (bad) { status = 2; break; }
+            if (conv && settled) { status = 0; break; }
+        }
+        for (int64_t c = 0; c < C; c++) {
+            j->i_out[k * C + c] = status == 0 ? isense[c] : NAN;
+            j->status[k * C + c] = status;
+            j->iters[k * C + c] = it > j->max_iter ? j->max_iter : it;
+        }
+        if (j->lin_iters) j->lin_iters[k] = lin_total;
+    }
+    free(mem);
+    return NULL;
+}
+
+int cosim_solve_coupled(const cpl_job_t *job, int nthreads) {
+    const int64_t n = job->K;
+    if (nthreads < 1) nthreads = 1;
+    if (nthreads > 64) nthreads = 64;
+    if (nthreads > n) nthreads = (int)(n > 0 ? n : 1);
+    cpl_job_t jobs[64];
+    pthread_t tid[64];
+    int started[64];
+    for (int t = 0; t < nthreads; t++) {
+        jobs[t] = *job;
+        jobs[t].k0 = n * t / nthreads;
+        jobs[t].k1 = n * (t + 1) / nthreads;
+    }
+    for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&tid[t], 0, cpl_run, &jobs[t]) == 0;
+    cpl_run(&jobs[0]);
+    for (int t = 1; t < nthreads; t++) {
+        if (started[t]) pthread_join(tid[t], 0); else cpl_run(&jobs[t]);
+    }
+    return 0;
+}
+
 /* The layouts of the structs passed through ctypes: each function writes the struct's size, then the
    offsets of a few fields (in the order cosim/circuit/solver_kernel.py lists them), into out[0..n) and
    returns how many values it has; solver_kernel.py refuses a library whose layouts differ from its own. */
@@ -1005,3 +1408,9 @@ COSIM_LAYOUT(cosim_solver_decjob_layout, (int64_t)sizeof(dec_job_t), (int64_t)of
              (int64_t)offsetof(dec_job_t, max_iter), (int64_t)offsetof(dec_job_t, npairs),
              (int64_t)offsetof(dec_job_t, i_out), (int64_t)offsetof(dec_job_t, table),
              (int64_t)offsetof(dec_job_t, lanes))
+COSIM_LAYOUT(cosim_solver_cpljob_layout, (int64_t)sizeof(cpl_job_t), (int64_t)offsetof(cpl_job_t, x),
+             (int64_t)offsetof(cpl_job_t, state), (int64_t)offsetof(cpl_job_t, tstate),
+             (int64_t)offsetof(cpl_job_t, v_read_v), (int64_t)offsetof(cpl_job_t, g_shunt_s),
+             (int64_t)offsetof(cpl_job_t, max_iter), (int64_t)offsetof(cpl_job_t, lin_rtol),
+             (int64_t)offsetof(cpl_job_t, k0), (int64_t)offsetof(cpl_job_t, lin_iters),
+             (int64_t)offsetof(cpl_job_t, table))

@@ -63,12 +63,27 @@ class DecJob(ctypes.Structure):
                 ("lanes", ctypes.c_int32)]
 
 
+class CplJob(ctypes.Structure):
+    _fields_ = [("P", ctypes.POINTER(CellPar)), ("K", ctypes.c_int64), ("R", ctypes.c_int64), ("C", ctypes.c_int64),
+                ("x", ctypes.c_void_p), ("w", ctypes.c_void_p), ("state", (ctypes.c_double * 2) * 4),
+                ("tstate", ctypes.c_int32 * 4), ("gate_driven", ctypes.c_int32), ("v_read_v", ctypes.c_double),
+                ("g_col_s", ctypes.c_double), ("g_row_s", ctypes.c_double), ("g_col_end_s", ctypes.c_double),
+                ("g_row_end_s", ctypes.c_double), ("col_end_fixed", ctypes.c_int32), ("row_end_fixed", ctypes.c_int32),
+                ("g_shunt_s", ctypes.c_double), ("max_iter", ctypes.c_int32), ("reltol", ctypes.c_double),
+                ("vntol_v", ctypes.c_double), ("abstol_a", ctypes.c_double), ("dv_max_v", ctypes.c_double),
+                ("lin_rtol", ctypes.c_double), ("gmres_restart", ctypes.c_int32), ("gmres_max", ctypes.c_int32),
+                ("k0", ctypes.c_int64), ("k1", ctypes.c_int64), ("i_out", ctypes.c_void_p), ("status", ctypes.c_void_p),
+                ("iters", ctypes.c_void_p), ("lin_iters", ctypes.c_void_p), ("table", ctypes.POINTER(CellTab))]
+
+
 #: the structs passed to the library, the C function that reports each one's layout (its size, then the
 #: offsets of the fields named, in this order) and those fields: ``load`` refuses a library that differs
 LAYOUTS = ((CellPar, "cosim_solver_cellpar_layout", ("fet", "nfin", "g_inner_shunt_s")),
            (CellTab, "cosim_solver_celltab_layout", ("nch", "x0", "c")),
            (DecJob, "cosim_solver_decjob_layout", ("x", "state", "v_read_v", "g_bl_s", "g_sl_s", "max_iter", "npairs",
-                                                    "i_out", "table", "lanes")))
+                                                    "i_out", "table", "lanes")),
+           (CplJob, "cosim_solver_cpljob_layout", ("x", "state", "tstate", "v_read_v", "g_shunt_s", "max_iter",
+                                                    "lin_rtol", "k0", "lin_iters", "table")))
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
@@ -121,6 +136,8 @@ def load() -> ctypes.CDLL:
         lib.cosim_solve_decoupled.argtypes = [ctypes.POINTER(DecJob), ctypes.c_int]
         lib.cosim_solve_decoupled.restype = ctypes.c_int
         p = ctypes.c_void_p
+        lib.cosim_solve_coupled.argtypes = [ctypes.POINTER(CplJob), ctypes.c_int]
+        lib.cosim_solve_coupled.restype = ctypes.c_int
         lib.cosim_cells_eval.argtypes = [ctypes.POINTER(CellPar), ctypes.c_int64, p, p, p, p, p, p, p, p]
         lib.cosim_cells_eval.restype = None
         lib.cosim_table_eval.argtypes = [ctypes.POINTER(CellTab), ctypes.c_int64, p, p, p, p, p, p, p]

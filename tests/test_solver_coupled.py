@@ -1,0 +1,115 @@
+"""The coupled topology's kernel (solver_kernel.c, cpl_run: Newton, GMRES preconditioned by the lines'
+tridiagonal solves): against the sparse reference (tests/coupled_sparse.py, the scipy Newton it replaced),
+the nodal solve (resistor arrays) and ngspice, on the issue's patterns; its tabulated cells; per-vector
+non-convergence."""
+
+import numpy as np
+import pytest
+
+from cosim.circuit.netlist import ArraySpec
+from cosim.circuit.nodal import solve_linear_array
+from cosim.circuit.solver import solve_array
+from cosim.circuit.spice import ngspice_info
+from cosim.circuit.technology import get_technology
+from cosim.errors import SolverError
+
+from coupled_sparse import solve_coupled_sparse
+
+PERIPHERY = [{}, {"r_wire_ohm": 0.0}, {"r_driver_ohm": 0.0, "r_sink_ohm": 0.0}, {"r_sink_ohm": 0.0},
+             {"r_driver_ohm": 0.0}, {"r_wl_ohm": 0.0, "r_sl_ohm": 0.0}, {"r_bl_ohm": 0.0},
+             {"r_wire_ohm": 0.0, "r_driver_ohm": 0.0, "r_sink_ohm": 0.0}]
+
+
+def clustered(rows: int, cols: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Input vectors: random, skewed (10 % ones), all ones, far-end and near-end blocks, alternate rows, 95 %
+    dense, all zeros; weights: a column of ones, a far-end block, a near-end block, alternate, random."""
+    far, near = np.zeros(rows, int), np.zeros(rows, int)
+    far[rows - max(1, rows // 4):] = 1
+    near[: max(1, rows // 3)] = 1
+    x = np.array([rng.integers(0, 2, rows), (rng.random(rows) < 0.1), np.ones(rows, int), far, near,
+                  np.arange(rows) % 2, (rng.random(rows) < 0.95), np.zeros(rows, int)]).astype(int)
+    w = rng.integers(0, 2, (rows, cols))
+    w[:, 0] = 1
+    if cols > 1:
+        w[:, 1] = far
+    if cols > 2:
+        w[:, 2] = near
+    if cols > 3:
+        w[:, 3] = np.arange(rows) % 2
+    return x, w
+
+
+def rel(a, b) -> float:
+    return float(np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-6)))
+
+
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r", "resistor"])
+@pytest.mark.parametrize("lines", PERIPHERY)
+def test_the_kernel_equals_the_sparse_reference(tech, lines, rng):
+    """Exact cells: the kernel's currents equal the scipy Newton's (both converged to the decks' tolerance;
+    measured ~1e-11 apart) on every periphery and zero-ohm line, and its Newton iterations are no more."""
+    spec = ArraySpec(get_technology(tech, **lines), 20, 6, "coupled")
+    x, w = clustered(20, 6, rng)
+    got = solve_array(spec, x, w, cells="exact", threads=2)
+    cur, iters, status = solve_coupled_sparse(spec, x, w)
+    assert got.converged.all() and not status.any()
+    assert rel(got.column_current_a, cur) < 1e-8
+    assert got.iterations.max() <= iters.max() + 1
+
+
+@pytest.mark.parametrize("rows,cols,r_wire", [(64, 16, 2.0), (40, 48, 20.0), (1, 5, 10.0), (17, 1, 10.0)])
+def test_resistor_arrays_equal_the_nodal_solve(rows, cols, r_wire, rng):
+    spec = ArraySpec(get_technology("resistor", r_wire_ohm=r_wire), rows, cols, "coupled")
+    x, w = clustered(rows, cols, rng)
+    np.testing.assert_allclose(solve_array(spec, x, w).column_current_a, solve_linear_array(spec, x, w),
+                               rtol=1e-10, atol=1e-18)
+
+
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+@pytest.mark.parametrize("r_wire", [2.0, 20.0])
+def test_tabulated_cells_agree_with_the_exact_ones(tech, r_wire, rng):
+    """The default cells (tabulated where the voltages lie on the table's grid) against the exact cells, on a
+    wide array (the row lines carry many columns' currents)."""
+    spec = ArraySpec(get_technology(tech, r_wire_ohm=r_wire), 64, 32, "coupled")
+    x, w = clustered(64, 32, rng)
+    tab = solve_array(spec, x, w)
+    assert tab.cells == "table"
+    exact = solve_array(spec, x, w, cells="exact")
+    assert rel(tab.column_current_a, exact.column_current_a) < 1e-8
+
+
+def test_threads_and_batches_do_not_change_a_vector(rng):
+    spec = ArraySpec(get_technology("sram8t", r_wire_ohm=10.0), 32, 9, "coupled")
+    x, w = clustered(32, 9, rng)
+    one = solve_array(spec, x, w, threads=1).column_current_a
+    np.testing.assert_array_equal(solve_array(spec, x, w, threads=3).column_current_a, one)
+    np.testing.assert_array_equal(solve_array(spec, x[5:6], w, threads=1).column_current_a[0], one[5])
+
+
+def test_non_convergence_is_reported_per_vector(rng):
+    """A vector that reaches the iteration limit is reported with its index and reason, its columns NaN; the
+    vectors beside it (all zeros: converged in 2 iterations) keep their currents."""
+    spec = ArraySpec(get_technology("sram8t", r_wire_ohm=20.0), 64, 4, "coupled")
+    x = np.zeros((3, 64), int)
+    x[1] = 1            # 5 iterations
+    w = np.ones((64, 4), int)
+    res = solve_array(spec, x, w, max_iter=3, allow_failures=True)
+    assert sorted((k, c) for k, c, _ in res.failures) == [(1, c) for c in range(4)]
+    assert all(why == "iteration limit reached" for _, _, why in res.failures)
+    assert np.isnan(res.column_current_a[1]).all() and np.isfinite(res.column_current_a[[0, 2]]).all()
+    np.testing.assert_array_equal(res.column_current_a[[0, 2]], solve_array(spec, x, w).column_current_a[[0, 2]])
+    with pytest.raises(SolverError, match="column 0 of vector 1 did not converge: iteration limit reached"):
+        solve_array(spec, x, w, max_iter=3)
+
+
+@pytest.mark.ngspice
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r", "resistor"])
+@pytest.mark.parametrize("rows,cols,r_wire", [(24, 6, 10.0), (12, 9, 2.0)])
+def test_equals_ngspice_on_clustered_patterns(tech, rows, cols, r_wire, rng):
+    if ngspice_info()["executable"] is None:
+        pytest.skip("ngspice not installed")
+    from test_solver import spice_currents
+    spec = ArraySpec(get_technology(tech, r_wire_ohm=r_wire), rows, cols, "coupled")
+    x, w = clustered(rows, cols, rng)
+    np.testing.assert_allclose(solve_array(spec, x, w).column_current_a, spice_currents(spec, x, w),
+                               rtol=1e-6, atol=1e-12)
