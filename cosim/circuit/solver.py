@@ -442,7 +442,7 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
 
 #: the coupled kernel's linear solves (solver_kernel.c, cpl_run): GMRES to this residual relative to the right-hand
 #: side's, restarted after COUPLED_GMRES_RESTART vectors, at most COUPLED_GMRES_MAX iterations per Newton step
-COUPLED_LIN_RTOL = 1e-10
+COUPLED_LIN_RTOL = 1e-8
 COUPLED_GMRES_RESTART = 30
 COUPLED_GMRES_MAX = 600
 

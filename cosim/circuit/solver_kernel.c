@@ -997,8 +997,9 @@ int cosim_solve_decoupled(const dec_job_t *job, int nthreads) {
    Newton's method with the exact Jacobian, its linear system solved by right-preconditioned restarted
    GMRES; the preconditioner is one block Gauss-Seidel sweep (every column line's tridiagonal system with
    the row lines held, then every row line's with the columns' new values), the tridiagonal systems
-   factored once per Newton iteration. The linear solve stops at a residual of lin_rtol times the
-   right-hand side's (an inexact Newton step, lin_rtol far below the Newton tolerance). The same damping,
+   factored once per Newton iteration, which makes the preconditioned system the identity on the row
+   lines: GMRES runs on the column lines' nodes only (cpl_gmres). The linear solve stops at a residual of
+   lin_rtol times the right-hand side's (an inexact Newton step, lin_rtol far below the Newton tolerance). The same damping,
    node test and sensed-current test (sense_settled, every column of the vector) as the decoupled columns;
    a vector's status is its columns'. One thread per slice of the input vectors. */
 typedef struct {
@@ -1027,167 +1028,178 @@ typedef struct {
     const celltab_t *table;      /* NULL: exact cells */
 } cpl_job_t;
 
+/* The linear system of one Newton step. Node order: the column lines' nodes row by row, U(c, r) = r C + c
+   (row r of every column side by side), then the row lines' nodes column by column, W(r, c) = nU + c R + r;
+   a line of zero-ohm wires has one node (index r or c taken as 0). So each line's tridiagonal solve runs
+   over all lines at once, vectorised across the lines. */
 typedef struct {
     int64_t R, C, LU, LW, nU, n;
+    int64_t su, sw;              /* U(c, r) = r su + c, W(r, c) = nU + c sw + r (su = C, sw = R; 0 for a one-node line) */
     const double *dg;            /* (n) diagonal (wires, periphery, shunt, cells' own terms; 1 where held) */
     const uint8_t *fx;           /* (n) held nodes */
-    const double *cUW, *cWU;     /* (R*C) cell couplings: U(c, r)'s row x W(r, c), W(r, c)'s row x U(c, r) */
+    const int64_t *held;         /* their indices (nheld) */
+    int64_t nheld;
+    const double *cUW, *cWU;     /* (R*C) cell couplings: U(c, r)'s row x W(r, c), W(r, c)'s row x U(c, r) (0 where held) */
     double gc, gr;
-    double *cpU, *mpU, *cpW, *mpW;   /* tridiagonal factors: c' and 1/pivot per node */
+    double *cp, *mp, *ls;        /* (n) tridiagonal factors: c', 1/pivot, sub-diagonal / pivot */
 } cpl_sys_t;
 
-static inline int64_t cpl_u(const cpl_sys_t *S, int64_t c, int64_t r) { return c * S->LU + (S->LU == 1 ? 0 : r); }
-static inline int64_t cpl_w(const cpl_sys_t *S, int64_t r, int64_t c) { return S->nU + r * S->LW + (S->LW == 1 ? 0 : c); }
+static inline int64_t cpl_u(const cpl_sys_t *S, int64_t c, int64_t r) { return r * S->su + c; }
+static inline int64_t cpl_w(const cpl_sys_t *S, int64_t r, int64_t c) { return S->nU + c * S->sw + r; }
 
-/* y = J x */
-static void cpl_matvec(const cpl_sys_t *S, const double *x, double *y) {
-    const int64_t LU = S->LU, LW = S->LW, nU = S->nU;
-    for (int64_t c = 0; c < S->C; c++) {
-        const int64_t o = c * LU;
-        for (int64_t r = 0; r < LU; r++) {
-            double s = S->dg[o + r] * x[o + r];
-            if (r > 0) s -= S->gc * x[o + r - 1];
-            if (r < LU - 1) s -= S->gc * x[o + r + 1];
-            y[o + r] = s;
-        }
-    }
-    for (int64_t r = 0; r < S->R; r++) {
-        const int64_t o = nU + r * LW;
-        for (int64_t c = 0; c < LW; c++) {
-            double s = S->dg[o + c] * x[o + c];
-            if (c > 0) s -= S->gr * x[o + c - 1];
-            if (c < LW - 1) s -= S->gr * x[o + c + 1];
-            y[o + c] = s;
-        }
-    }
-    for (int64_t r = 0; r < S->R; r++)
-        for (int64_t c = 0; c < S->C; c++) {
-            const int64_t u = cpl_u(S, c, r), w = cpl_w(S, r, c), q = r * S->C + c;
-            y[u] += S->cUW[q] * x[w];
-            y[w] += S->cWU[q] * x[u];
-        }
-    for (int64_t i = 0; i < S->n; i++) if (S->fx[i]) y[i] = x[i];
-}
-
-/* factor one line's tridiagonal matrix (diag dg, off-diagonals -g, identity rows where held) */
-static int cpl_factor_line(const double *dg, const uint8_t *fx, double g, int64_t L, double *cp, double *mp) {
+/* factor nl tridiagonal systems of L nodes side by side (diag dg, off-diagonals -g, identity rows where held) */
+static int cpl_factor_lines(const double *dg, const uint8_t *fx, double g, int64_t L, int64_t nl, double *cp,
+                            double *mp, double *ls) {
     for (int64_t i = 0; i < L; i++) {
-        const double sub = (i > 0 && !fx[i]) ? -g : 0.0, sup = (i < L - 1 && !fx[i]) ? -g : 0.0;
-        const double m = dg[i] - (i > 0 ? sub * cp[i - 1] : 0.0);
-        if (!(fabs(m) > 1e-300) || !isfinite(m)) return 0;
-        mp[i] = 1.0 / m;
-        cp[i] = sup * mp[i];
+        const int64_t o = i * nl;
+        for (int64_t l = 0; l < nl; l++) {
+            const double sub = (i > 0 && !fx[o + l]) ? -g : 0.0, sup = (i < L - 1 && !fx[o + l]) ? -g : 0.0;
+            const double m = dg[o + l] - (i > 0 ? sub * cp[o + l - nl] : 0.0);
+            if (!(fabs(m) > 1e-300) || !isfinite(m)) return 0;
+            mp[o + l] = 1.0 / m;
+            cp[o + l] = sup * mp[o + l];
+            ls[o + l] = sub * mp[o + l];
+        }
     }
     return 1;
 }
 
-static void cpl_solve_line(const uint8_t *fx, double g, int64_t L, const double *cp, const double *mp, double *z) {
-    for (int64_t i = 0; i < L; i++) {
-        const double sub = (i > 0 && !fx[i]) ? -g : 0.0;
-        z[i] = (z[i] - (i > 0 ? sub * z[i - 1] : 0.0)) * mp[i];
+static void cpl_solve_lines(int64_t L, int64_t nl, const double *cp, const double *mp, const double *ls, double *z) {
+    for (int64_t l = 0; l < nl; l++) z[l] *= mp[l];
+    for (int64_t i = 1; i < L; i++) {
+        const int64_t o = i * nl;
+        for (int64_t l = 0; l < nl; l++) z[o + l] = z[o + l] * mp[o + l] - ls[o + l] * z[o + l - nl];
     }
-    for (int64_t i = L - 2; i >= 0; i--) z[i] -= cp[i] * z[i + 1];
+    for (int64_t i = L - 2; i >= 0; i--) {
+        const int64_t o = i * nl;
+        for (int64_t l = 0; l < nl; l++) z[o + l] -= cp[o + l] * z[o + l + nl];
+    }
 }
 
 static int cpl_factor(cpl_sys_t *S) {
-    for (int64_t c = 0; c < S->C; c++) {
-        const int64_t o = c * S->LU;
-        if (!cpl_factor_line(S->dg + o, S->fx + o, S->gc, S->LU, S->cpU + o, S->mpU + o)) return 0;
-    }
-    for (int64_t r = 0; r < S->R; r++) {
-        const int64_t o = S->nU + r * S->LW;
-        if (!cpl_factor_line(S->dg + o, S->fx + o, S->gr, S->LW, S->cpW + r * S->LW, S->mpW + r * S->LW)) return 0;
-    }
-    return 1;
+    const int64_t nU = S->nU;
+    return cpl_factor_lines(S->dg, S->fx, S->gc, S->LU, S->C, S->cp, S->mp, S->ls)
+        && cpl_factor_lines(S->dg + nU, S->fx + nU, S->gr, S->LW, S->R, S->cp + nU, S->mp + nU, S->ls + nU);
 }
 
 /* z = M^-1 v: the column lines with the row lines' step zero, then the row lines with the columns' step */
 static void cpl_precond(const cpl_sys_t *S, const double *v, double *z) {
+    const int64_t nU = S->nU;
     memcpy(z, v, sizeof(double) * (size_t)S->n);
-    for (int64_t c = 0; c < S->C; c++) {
-        const int64_t o = c * S->LU;
-        cpl_solve_line(S->fx + o, S->gc, S->LU, S->cpU + o, S->mpU + o, z + o);
-    }
+    cpl_solve_lines(S->LU, S->C, S->cp, S->mp, S->ls, z);
     for (int64_t r = 0; r < S->R; r++)
-        for (int64_t c = 0; c < S->C; c++) {
-            const int64_t w = cpl_w(S, r, c);
-            if (!S->fx[w]) z[w] -= S->cWU[r * S->C + c] * z[cpl_u(S, c, r)];
-        }
-    for (int64_t r = 0; r < S->R; r++) {
-        const int64_t o = S->nU + r * S->LW;
-        cpl_solve_line(S->fx + o, S->gr, S->LW, S->cpW + r * S->LW, S->mpW + r * S->LW, z + o);
+        for (int64_t c = 0; c < S->C; c++) z[cpl_w(S, r, c)] -= S->cWU[r * S->C + c] * z[cpl_u(S, c, r)];
+    cpl_solve_lines(S->LW, S->R, S->cp + nU, S->mp + nU, S->ls + nU, z + nU);
+}
+
+/* a . b in LANES partial sums (vectorised; the sum's order fixed by n alone) */
+typedef double vdu __attribute__((vector_size(8 * LANES), aligned(8)));
+static double cpl_dot(const double *a, const double *b, int64_t n) {
+    vd acc = vzero, acc2 = vzero;
+    int64_t i = 0;
+    for (; i + 2 * LANES <= n; i += 2 * LANES) {
+        acc += *(const vdu *)(a + i) * *(const vdu *)(b + i);
+        acc2 += *(const vdu *)(a + i + LANES) * *(const vdu *)(b + i + LANES);
     }
-}
-
-static double cpl_norm(const double *a, int64_t n) {
+    for (; i + LANES <= n; i += LANES) acc += *(const vdu *)(a + i) * *(const vdu *)(b + i);
+    acc += acc2;
     double s = 0.0;
-    for (int64_t i = 0; i < n; i++) s += a[i] * a[i];
-    return sqrt(s);
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
 }
 
-/* GMRES(m), right-preconditioned: x with |b - J x| <= rtol |b| (or the iteration budget spent); the
-   iterations taken. V: (m + 1) n, H: (m + 1) m, work: 2 n + 3 (m + 1). */
-static int64_t cpl_gmres(const cpl_sys_t *S, const double *b, double *x, double rtol, int m, int maxit,
+static double cpl_norm(const double *a, int64_t n) { return sqrt(cpl_dot(a, a, n)); }
+
+/* The Newton system J d = b reduced to the column lines' nodes: with M the block lower-triangular part of J
+   (the preconditioner: every line's tridiagonal block and the row lines' couplings to the columns), J = M + N,
+   N the column lines' couplings to the row lines (cUW), so J M^-1 = I + N M^-1 is the identity on the row
+   lines' part. Right-preconditioned GMRES therefore runs on the column lines' nodes alone:
+   (I + N M^-1 [y; 0]) y = b_U - N M^-1 [0; b_W], then d = M^-1 [y; b_W]; its residual is J d - b's. */
+
+/* out = y + N M^-1 [y; 0] (z: n of work) */
+static void cpl_op(const cpl_sys_t *S, const double *y, double *out, double *z) {
+    const int64_t nU = S->nU;
+    memcpy(z, y, sizeof(double) * (size_t)nU);
+    memset(z + nU, 0, sizeof(double) * (size_t)(S->n - nU));
+    cpl_solve_lines(S->LU, S->C, S->cp, S->mp, S->ls, z);
+    for (int64_t r = 0; r < S->R; r++)
+        for (int64_t c = 0; c < S->C; c++) z[cpl_w(S, r, c)] -= S->cWU[r * S->C + c] * z[cpl_u(S, c, r)];
+    cpl_solve_lines(S->LW, S->R, S->cp + nU, S->mp + nU, S->ls + nU, z + nU);
+    memcpy(out, y, sizeof(double) * (size_t)nU);
+    for (int64_t r = 0; r < S->R; r++)
+        for (int64_t c = 0; c < S->C; c++) out[cpl_u(S, c, r)] += S->cUW[r * S->C + c] * z[cpl_w(S, r, c)];
+}
+
+/* GMRES(m) on the reduced system: d with |b - J d| <= rtol |b| (or the iteration budget spent); the
+   iterations taken. V: (m + 1) nU, H: (m + 1) m, work: 3 n + 3 (m + 1). */
+static int64_t cpl_gmres(const cpl_sys_t *S, const double *b, double *d, double rtol, int m, int maxit,
                          double *V, double *H, double *work) {
-    const int64_t n = S->n;
-    double *r = work, *z = work + n, *cs = work + 2 * n, *sn = cs + (m + 1), *g = sn + (m + 1);
-    for (int64_t i = 0; i < n; i++) x[i] = 0.0;
-    memcpy(r, b, sizeof(double) * (size_t)n);
+    const int64_t n = S->n, nU = S->nU;
+    double *r = work, *z = work + n, *y = work + 2 * n, *cs = work + 3 * n, *sn = cs + (m + 1), *g = sn + (m + 1);
     const double bn = cpl_norm(b, n);
-    if (!(bn > 0.0)) return 0;
+    if (!(bn > 0.0)) { for (int64_t i = 0; i < n; i++) d[i] = 0.0; return 0; }
     const double tol = rtol * bn;
-    double beta = bn;
+    /* the reduced right-hand side: b_U - N M^-1 [0; b_W] */
+    memset(z, 0, sizeof(double) * (size_t)nU);
+    memcpy(z + nU, b + nU, sizeof(double) * (size_t)(n - nU));
+    cpl_solve_lines(S->LW, S->R, S->cp + nU, S->mp + nU, S->ls + nU, z + nU);
+    double *rhs = d;   /* d's first nU hold the reduced right-hand side until the end */
+    memcpy(rhs, b, sizeof(double) * (size_t)nU);
+    for (int64_t rr = 0; rr < S->R; rr++)
+        for (int64_t c = 0; c < S->C; c++) rhs[cpl_u(S, c, rr)] -= S->cUW[rr * S->C + c] * z[cpl_w(S, rr, c)];
+    for (int64_t i = 0; i < nU; i++) { y[i] = 0.0; r[i] = rhs[i]; }
+    double beta = cpl_norm(r, nU);
     int64_t total = 0;
-    while (total < maxit) {
-        for (int64_t i = 0; i < n; i++) V[i] = r[i] / beta;
+    while (beta > tol && total < maxit) {
+        for (int64_t i = 0; i < nU; i++) V[i] = r[i] / beta;
         for (int k = 0; k <= m; k++) g[k] = 0.0;
         g[0] = beta;
         int j, used = 0;
         for (j = 0; j < m && total < maxit; j++) {
-            double *vj = V + (int64_t)j * n, *w = V + (int64_t)(j + 1) * n;
-            cpl_precond(S, vj, z);
-            cpl_matvec(S, z, w);
+            double *vj = V + (int64_t)j * nU, *w = V + (int64_t)(j + 1) * nU;
+            cpl_op(S, vj, w, z);
             total++;
             for (int i = 0; i <= j; i++) {   /* modified Gram-Schmidt */
-                const double *vi = V + (int64_t)i * n;
-                double h = 0.0;
-                for (int64_t k = 0; k < n; k++) h += w[k] * vi[k];
+                const double *vi = V + (int64_t)i * nU;
+                const double h = cpl_dot(w, vi, nU);
                 H[i * m + j] = h;
-                for (int64_t k = 0; k < n; k++) w[k] -= h * vi[k];
+                for (int64_t k = 0; k < nU; k++) w[k] -= h * vi[k];
             }
-            const double hn = cpl_norm(w, n);
+            const double hn = cpl_norm(w, nU);
             H[(j + 1) * m + j] = hn;
-            if (hn > 0.0) for (int64_t k = 0; k < n; k++) w[k] /= hn;
+            if (hn > 0.0) for (int64_t k = 0; k < nU; k++) w[k] /= hn;
             for (int i = 0; i < j; i++) {    /* the earlier rotations */
                 const double a = H[i * m + j], c2 = H[(i + 1) * m + j];
                 H[i * m + j] = cs[i] * a + sn[i] * c2;
                 H[(i + 1) * m + j] = -sn[i] * a + cs[i] * c2;
             }
-            const double a = H[j * m + j], c2 = H[(j + 1) * m + j], d = hypot(a, c2);
-            cs[j] = d > 0.0 ? a / d : 1.0; sn[j] = d > 0.0 ? c2 / d : 0.0;
-            H[j * m + j] = d; H[(j + 1) * m + j] = 0.0;
+            const double a = H[j * m + j], c2 = H[(j + 1) * m + j], dd = hypot(a, c2);
+            cs[j] = dd > 0.0 ? a / dd : 1.0; sn[j] = dd > 0.0 ? c2 / dd : 0.0;
+            H[j * m + j] = dd; H[(j + 1) * m + j] = 0.0;
             g[j + 1] = -sn[j] * g[j]; g[j] = cs[j] * g[j];
             used = j + 1;
             if (fabs(g[j + 1]) <= tol || !(hn > 0.0)) break;
         }
-        /* y = H^-1 g (upper triangular), x += M^-1 (V y) */
+        /* coefficients: H^-1 g (upper triangular); y += V coefficients */
         for (int i = used - 1; i >= 0; i--) {
             double s = g[i];
             for (int k = i + 1; k < used; k++) s -= H[i * m + k] * g[k];
             g[i] = H[i * m + i] != 0.0 ? s / H[i * m + i] : 0.0;
         }
-        for (int64_t k = 0; k < n; k++) r[k] = 0.0;
         for (int i = 0; i < used; i++) {
-            const double *vi = V + (int64_t)i * n;
-            for (int64_t k = 0; k < n; k++) r[k] += g[i] * vi[k];
+            const double *vi = V + (int64_t)i * nU;
+            for (int64_t k = 0; k < nU; k++) y[k] += g[i] * vi[k];
         }
-        cpl_precond(S, r, z);
-        for (int64_t k = 0; k < n; k++) x[k] += z[k];
-        cpl_matvec(S, x, r);
-        for (int64_t k = 0; k < n; k++) r[k] = b[k] - r[k];
-        beta = cpl_norm(r, n);
-        if (!(beta > tol) || used == 0) break;
+        if (used == 0) break;
+        cpl_op(S, y, r, z);
+        for (int64_t k = 0; k < nU; k++) r[k] = rhs[k] - r[k];
+        beta = cpl_norm(r, nU);
     }
+    /* d = M^-1 [y; b_W] */
+    memcpy(r, y, sizeof(double) * (size_t)nU);
+    memcpy(r + nU, b + nU, sizeof(double) * (size_t)(n - nU));
+    cpl_precond(S, r, d);
     return total;
 }
 
@@ -1203,25 +1215,37 @@ static void *cpl_run(void *arg) {
     S.nU = C * S.LU;
     S.n = S.nU + R * S.LW;
     S.gc = j->g_col_s; S.gr = j->g_row_s;
-    const int64_t n = S.n, nU = S.nU;
+    S.su = S.LU == 1 ? 0 : C; S.sw = S.LW == 1 ? 0 : R;
+    const int64_t n = S.n, nU = S.nU, LU = S.LU, LW = S.LW;
     const int m = j->gmres_restart < 1 ? 1 : j->gmres_restart;
     const double vr = j->v_read_v, gsh = j->g_shunt_s;
-    const size_t nd = (size_t)(n * (m + 12) + RC * 6 + (m + 1) * m + 3 * (m + 1) + C * 3 + 32);
-    double *mem = malloc(sizeof(double) * nd + sizeof(cellws_t) * (size_t)RC + (size_t)n + sizeof(int) * (size_t)RC + 64);
-    if (!mem) {
+    const celltab_t *tab = j->table;
+    /* the cells in groups of LANES (the tabulated ones vectorised as the decoupled lanes'): per cell, in the
+       order q = r C + c, padded to whole groups, 64-byte aligned */
+    const int64_t ng = (RC + LANES - 1) / LANES, np = ng * LANES;
+    const size_t nd = (size_t)(n * (m + 13) + RC * 6 + (m + 1) * m + 3 * (m + 1) + C * 3 + 32);
+    double *mem = malloc(sizeof(double) * nd + sizeof(cellws_t) * (size_t)RC + (size_t)n + 64);
+    void *lmem = NULL;
+    if (posix_memalign(&lmem, 64, (size_t)np * (6 * sizeof(double) + 3 * sizeof(int32_t))) != 0) lmem = NULL;
+    if (!mem || !lmem) {
+        free(mem); free(lmem);
         for (int64_t k = j->k0; k < j->k1; k++)
             for (int64_t c = 0; c < C; c++) { j->status[k * C + c] = 4; j->i_out[k * C + c] = NAN; j->iters[k * C + c] = 0; }
         return NULL;
     }
     double *V = mem, *F = V + n, *dg = F + n, *d = dg + n, *hold = d + n;
-    double *cpU = hold + n, *mpU = cpU + nU, *cpW = mpU + nU, *mpW = cpW + (n - nU);
-    double *KV = mpW + (n - nU), *KH = KV + n * (m + 1), *gw = KH + (m + 1) * m;
-    double *cUW = gw + 2 * n + 3 * (m + 1), *cWU = cUW + RC, *cJ = cWU + RC;   /* cJ: (RC, 4) J */
+    double *cp = hold + n, *mp = cp + n, *ls = mp + n;
+    double *KV = ls + n, *KH = KV + n * (m + 1), *gw = KH + (m + 1) * m;
+    double *cUW = gw + 3 * n + 3 * (m + 1), *cWU = cUW + RC, *cJ = cWU + RC;   /* cJ: (RC, 4) J */
     double *isense = cJ + 4 * RC, *iprev = isense + C, *dprev = iprev + C;
-    cellws_t *ws = (cellws_t *)(dprev + C + 16);
+    int64_t *held = (int64_t *)(dprev + C + 8);   /* n at most */
+    cellws_t *ws = (cellws_t *)(held + n + 8);
     uint8_t *fx = (uint8_t *)(ws + RC);
-    int *sta = (int *)(fx + n + (8 - (n % 8)) % 8);
-    S.dg = dg; S.fx = fx; S.cUW = cUW; S.cWU = cWU; S.cpU = cpU; S.mpU = mpU; S.cpW = cpW; S.mpW = mpW;
+    double *lva = lmem, *lvb = lva + np, *lu = lvb + np, *lv = lu + np, *luv = lv + np;
+    int64_t *loff = (int64_t *)(luv + np);
+    int *lst = (int *)(loff + np), *inloc = lst + np, *sta = inloc + np;
+    S.dg = dg; S.fx = fx; S.held = held; S.cUW = cUW; S.cWU = cWU; S.cp = cp; S.mp = mp; S.ls = ls;
+    for (int64_t q = 0; q < np; q++) { lva[q] = vr; lvb[q] = 0.0; lst[q] = 0; inloc[q] = 0; sta[q] = 0; }
     /* the ideal bias of each state, where the cells' inner solves start */
     cellws_t ws0[4];
     for (int st = 0; st < 4; st++) {
@@ -1229,61 +1253,96 @@ static void *cpl_run(void *arg) {
         ws0[st].m = NAN; ws0[st].va = ws0[st].vb = ws0[st].dma = ws0[st].dmb = 0.0;
         cell_eval(P, j->state[st][0], j->state[st][1], vr, 0.0, &ws0[st], &ia, &ib, Jc);
     }
-    const int64_t rb_col = gate ? 0 : S.LU - 1;     /* the column lines' periphery node (row) */
+    const int64_t rb_col = gate ? 0 : LU - 1;      /* the column lines' periphery node (row) */
     for (int64_t k = j->k0; k < j->k1; k++) {
         const uint8_t *xr = j->x + k * R;
         for (int64_t r = 0; r < R; r++)
             for (int64_t c = 0; c < C; c++) {
-                const int st = 2 * (xr[r] != 0) + (j->w[r * C + c] != 0);
-                sta[r * C + c] = st;
-                ws[r * C + c] = ws0[st];
+                const int64_t q = r * C + c;
+                const int st = 2 * (xr[r] != 0) + (j->w[q] != 0);
+                sta[q] = st;
+                lst[q] = tab && j->tstate[st] >= 0 ? j->tstate[st] : 0;
+                ws[q] = ws0[st];
             }
         /* start: the ideal array (driven lines at their drivers' voltage, the others at 0 V); held nodes */
         for (int64_t i = 0; i < n; i++) { fx[i] = 0; hold[i] = 0.0; }
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t r = 0; r < S.LU; r++) V[c * S.LU + r] = gate ? vr : 0.0;
-        for (int64_t r = 0; r < R; r++)
-            for (int64_t c = 0; c < S.LW; c++) V[nU + r * S.LW + c] = gate ? 0.0 : (xr[r] ? vr : 0.0);
+        for (int64_t i = 0; i < nU; i++) V[i] = gate ? vr : 0.0;
+        for (int64_t c = 0; c < LW; c++)
+            for (int64_t r = 0; r < R; r++) V[nU + c * R + r] = gate ? 0.0 : (xr[r] ? vr : 0.0);
         if (j->col_end_fixed)
-            for (int64_t c = 0; c < C; c++) { const int64_t i = c * S.LU + rb_col; fx[i] = 1; hold[i] = gate ? vr : 0.0; V[i] = hold[i]; }
+            for (int64_t c = 0; c < C; c++) { const int64_t i = rb_col * C + c; fx[i] = 1; hold[i] = gate ? vr : 0.0; V[i] = hold[i]; }
         if (j->row_end_fixed)
-            for (int64_t r = 0; r < R; r++) { const int64_t i = nU + r * S.LW; fx[i] = 1; hold[i] = gate ? 0.0 : (xr[r] ? vr : 0.0); V[i] = hold[i]; }
-        for (int64_t c = 0; c < C; c++) { iprev[c] = NAN; dprev[c] = INFINITY; }
+            for (int64_t r = 0; r < R; r++) { const int64_t i = nU + r; fx[i] = 1; hold[i] = gate ? 0.0 : (xr[r] ? vr : 0.0); V[i] = hold[i]; }
+        S.nheld = 0;
+        for (int64_t i = 0; i < n; i++) if (fx[i]) held[S.nheld++] = i;
+        for (int64_t c = 0; c < C; c++) { iprev[c] = NAN; dprev[c] = INFINITY; isense[c] = 0.0; }
         int status = 1, it;
         int64_t lin_total = 0;
         for (it = 1; it <= j->max_iter; it++) {
-            /* F (currents leaving each node) and the Jacobian: lines, periphery, shunts */
-            for (int64_t c = 0; c < C; c++) {
-                const int64_t o = c * S.LU;
-                for (int64_t r = 0; r < S.LU; r++) {
-                    double f = gsh * V[o + r], a = gsh;
-                    if (r > 0) { f += S.gc * (V[o + r] - V[o + r - 1]); a += S.gc; }
-                    if (r < S.LU - 1) { f += S.gc * (V[o + r] - V[o + r + 1]); a += S.gc; }
-                    if (r == rb_col && !j->col_end_fixed) { f += j->g_col_end_s * (V[o + r] - (gate ? vr : 0.0)); a += j->g_col_end_s; }
-                    F[o + r] = f; dg[o + r] = a;
-                }
-            }
-            for (int64_t r = 0; r < R; r++) {
-                const int64_t o = nU + r * S.LW;
-                const double vend = gate ? 0.0 : (xr[r] ? vr : 0.0);
-                for (int64_t c = 0; c < S.LW; c++) {
+            /* F (currents leaving each node) and the Jacobian's diagonal: lines, periphery, shunts */
+            for (int64_t i = 0; i < LU; i++) {
+                const int64_t o = i * C;
+                for (int64_t c = 0; c < C; c++) {
                     double f = gsh * V[o + c], a = gsh;
-                    if (c > 0) { f += S.gr * (V[o + c] - V[o + c - 1]); a += S.gr; }
-                    if (c < S.LW - 1) { f += S.gr * (V[o + c] - V[o + c + 1]); a += S.gr; }
-                    if (c == 0 && !j->row_end_fixed) { f += j->g_row_end_s * (V[o + c] - vend); a += j->g_row_end_s; }
+                    if (i > 0) { f += S.gc * (V[o + c] - V[o + c - C]); a += S.gc; }
+                    if (i < LU - 1) { f += S.gc * (V[o + c] - V[o + c + C]); a += S.gc; }
                     F[o + c] = f; dg[o + c] = a;
                 }
             }
-            /* the cells */
-            const celltab_t *tab = j->table;
+            if (!j->col_end_fixed)
+                for (int64_t c = 0; c < C; c++) {
+                    const int64_t i = rb_col * C + c;
+                    F[i] += j->g_col_end_s * (V[i] - (gate ? vr : 0.0)); dg[i] += j->g_col_end_s;
+                }
+            for (int64_t i = 0; i < LW; i++) {
+                const int64_t o = nU + i * R;
+                for (int64_t r = 0; r < R; r++) {
+                    double f = gsh * V[o + r], a = gsh;
+                    if (i > 0) { f += S.gr * (V[o + r] - V[o + r - R]); a += S.gr; }
+                    if (i < LW - 1) { f += S.gr * (V[o + r] - V[o + r + R]); a += S.gr; }
+                    F[o + r] = f; dg[o + r] = a;
+                }
+            }
+            if (!j->row_end_fixed)
+                for (int64_t r = 0; r < R; r++) {
+                    F[nU + r] += j->g_row_end_s * (V[nU + r] - (gate ? 0.0 : (xr[r] ? vr : 0.0)));
+                    dg[nU + r] += j->g_row_end_s;
+                }
+            /* the cells: tabulated ones a group at a time (exact where off the grid), then their stamps */
             for (int64_t r = 0; r < R; r++)
                 for (int64_t c = 0; c < C; c++) {
                     const int64_t q = r * C + c, u = cpl_u(&S, c, r), w = cpl_w(&S, r, c);
+                    lva[q] = gate ? V[u] : V[w]; lvb[q] = gate ? V[w] : V[u];
+                }
+            for (int64_t g = 0; g < ng; g++) {
+                const int64_t q0 = g * LANES;
+                vl want;
+                for (int l = 0; l < LANES; l++)
+                    want[l] = (tab && q0 + l < RC && j->tstate[sta[q0 + l]] >= 0) ? -1 : 0;
+                if (tab) {
+                    locate_row(tab, g, want, lst, lva, lvb, loff, lu, lv, luv, inloc);
+                    vd ia, ib, J0, J1, J2, J3;
+                    table_interp_lanes(tab, loff + q0, lu + q0, lv + q0, luv + q0, &ia, &ib, &J0, &J1, &J2, &J3);
+                    for (int l = 0; l < LANES; l++) {
+                        if (!inloc[q0 + l]) continue;
+                        double *Jc = cJ + 4 * (q0 + l);
+                        Jc[0] = J0[l]; Jc[1] = J1[l]; Jc[2] = J2[l]; Jc[3] = J3[l];
+                        lva[q0 + l] = ia[l]; lvb[q0 + l] = ib[l];   /* the currents, in place of the voltages */
+                    }
+                }
+                for (int l = 0; l < LANES; l++) {
+                    const int64_t q = q0 + l;
+                    if (q >= RC || (tab && inloc[q])) continue;
                     const int st = sta[q];
-                    const double va = gate ? V[u] : V[w], vb = gate ? V[w] : V[u];
-                    double ia, ib, *Jc = cJ + 4 * q;
-                    if (!(tab && j->tstate[st] >= 0 && table_cell(tab, j->tstate[st], va, vb, &ia, &ib, Jc)))
-                        cell_eval(P, j->state[st][0], j->state[st][1], va, vb, &ws[q], &ia, &ib, Jc);
+                    double ia, ib;
+                    cell_eval(P, j->state[st][0], j->state[st][1], lva[q], lvb[q], &ws[q], &ia, &ib, cJ + 4 * q);
+                    lva[q] = ia; lvb[q] = ib;
+                }
+            }
+            for (int64_t r = 0; r < R; r++)
+                for (int64_t c = 0; c < C; c++) {
+                    const int64_t q = r * C + c, u = cpl_u(&S, c, r), w = cpl_w(&S, r, c);
+                    const double ia = lva[q], ib = lvb[q], *Jc = cJ + 4 * q;
                     if (gate) {   /* a = U: +ia there; b = W: -ib */
                         F[u] += ia; dg[u] += Jc[0]; cUW[q] = Jc[1];
                         F[w] -= ib; dg[w] -= Jc[3]; cWU[q] = -Jc[2];
@@ -1295,23 +1354,31 @@ static void *cpl_run(void *arg) {
             /* sensed current before the step, where the column's periphery node is held: the current the
                node sends into the array (wires and cells; a held node has no shunt), which its periphery
                feeds it */
-            for (int64_t c = 0; c < C; c++) {
-                if (!j->col_end_fixed) continue;
-                const int64_t i = c * S.LU + rb_col;
-                isense[c] = F[i] - gsh * V[i];
-            }
+            if (j->col_end_fixed)
+                for (int64_t c = 0; c < C; c++) {
+                    const int64_t i = rb_col * C + c;
+                    isense[c] = F[i] - gsh * V[i];
+                }
             int bad = 0;
-            for (int64_t i = 0; i < n; i++) {
-                if (fx[i]) { F[i] = V[i] - hold[i]; dg[i] = 1.0; }
-                if (!isfinite(F[i]) || !isfinite(dg[i])) bad = 1;
-            }
-            for (int64_t q = 0; q < RC && !bad; q++) if (!isfinite(cUW[q]) || !isfinite(cWU[q])) bad = 1;
+            for (int64_t h = 0; h < S.nheld; h++) { const int64_t i = held[h]; F[i] = V[i] - hold[i]; dg[i] = 1.0; }
+            if (S.nheld)
+                for (int64_t r = 0; r < R; r++)
+                    for (int64_t c = 0; c < C; c++) {
+                        const int64_t q = r * C + c;
+                        if (fx[cpl_u(&S, c, r)]) cUW[q] = 0.0;
+                        if (fx[cpl_w(&S, r, c)]) cWU[q] = 0.0;
+                    }
+            double fsum = 0.0;
+            for (int64_t i = 0; i < n; i++) fsum += fabs(F[i]) + dg[i];
+            for (int64_t q = 0; q < RC; q++) fsum += fabs(cUW[q]) + fabs(cWU[q]);
+            if (!isfinite(fsum)) bad = 1;
             if (bad) { status = 2; break; }
             if (!cpl_factor(&S)) { status = 3; break; }
             for (int64_t i = 0; i < n; i++) F[i] = -F[i];
             lin_total += cpl_gmres(&S, F, d, j->lin_rtol, m, j->gmres_max, KV, KH, gw);
-            double dmax = 0.0;
-            for (int64_t i = 0; i < n; i++) if (fabs(d[i]) > dmax || !isfinite(d[i])) dmax = isfinite(d[i]) ? fabs(d[i]) : INFINITY;
+            double dmax = 0.0, dsum = 0.0;
+            for (int64_t i = 0; i < n; i++) { const double a = fabs(d[i]); dmax = a > dmax ? a : dmax; dsum += a; }
+            if (!isfinite(dsum)) dmax = INFINITY;
             if (!isfinite(dmax)) { status = 2; break; }
             const double scale = dmax > j->dv_max_v ? j->dv_max_v / dmax : 1.0;
             int conv = scale == 1.0;
@@ -1324,23 +1391,24 @@ static void *cpl_run(void *arg) {
                flow before the step moved along its derivative (first order, as the decoupled columns) */
             int settled = 1;
             for (int64_t c = 0; c < C; c++) {
-                const int64_t i = c * S.LU + rb_col;
-                double ib_;
+                const int64_t i = rb_col * C + c;
+                double ip;   /* the current from the periphery into the column's end node */
                 if (j->col_end_fixed) {
-                    /* d(flow into the array) = -g (step of the wire's other node) + the cells' couplings to W */
+                    /* its derivative: -g (step of the wire's other node) + the cells' couplings to W */
                     double dflow = 0.0;
-                    if (S.LU > 1) dflow -= S.gc * d[gate ? i + 1 : i - 1];
+                    if (LU > 1) dflow -= S.gc * d[gate ? i + C : i - C];
                     for (int64_t r = 0; r < R; r++) {
-                        if (S.LU > 1 && r != rb_col) continue;
-                        dflow += cUW[r * C + c] * d[cpl_w(&S, r, c)];
+                        if (LU > 1 && r != rb_col) continue;
+                        const double *Jc = cJ + 4 * (r * C + c);
+                        dflow += (gate ? Jc[1] : -Jc[2]) * d[cpl_w(&S, r, c)];
                     }
-                    ib_ = isense[c] + scale * dflow;     /* current from the node's periphery into it */
+                    ip = isense[c] + scale * dflow;
                 } else {
-                    ib_ = -j->g_col_end_s * (V[i] - (gate ? vr : 0.0));
+                    ip = -j->g_col_end_s * (V[i] - (gate ? vr : 0.0));
                 }
                 /* gate-driven: the sense node's current into the array (and its shunt at v_read);
                    line-driven: the current into the sink */
-                const double i_s = gate ? ib_ + vr * gsh : -ib_;
+                const double i_s = gate ? ip + vr * gsh : -ip;
                 isense[c] = i_s;
                 if (!isfinite(i_s)) { bad = 1; continue; }
                 if (isfinite(iprev[c])) {
@@ -1363,6 +1431,7 @@ static void *cpl_run(void *arg) {
         if (j->lin_iters) j->lin_iters[k] = lin_total;
     }
     free(mem);
+    free(lmem);
     return NULL;
 }
 
