@@ -1,7 +1,8 @@
-"""Side by side: the exact solver of two checkouts (say main and a branch) on the same decoupled columns, and
-ngspice on them.
+"""Side by side: the exact solver of two checkouts (say main and a branch) on the same decoupled columns (or
+coupled arrays: --topology coupled), and ngspice on them.
 
     PYTHONPATH=. .venv/bin/python scripts/bench_solver_ab.py --a /path/to/main --b . [--rows 64 128 256] [--quick]
+        [--topology coupled]
 
 For each technology (8T-SRAM, 1T-1R), size and wire resistance: the array of scripts/bench_solver.py (its
 column patterns, and as input vectors random ones, all ones, alternate rows and every end-clustered block)
@@ -10,8 +11,10 @@ CIFAR-10 test images, cosim.surrogate.netslices). ngspice runs each array once w
 (timed: wall, and the CPU time of its process) and once at reltol 1e-9 (the reference). Each checkout's
 solver (``solve_array``, decoupled, its default cells, one thread) runs in a Python process of its own with
 that checkout on PYTHONPATH, the two alternately, --reps rounds; the least CPU time (``time.process_time``)
-of each case is kept. Then the decoupled throughput of 128-row random columns (64 vectors x 128 columns,
-1 and 2 threads; CPU and wall) the same way. Prints Markdown tables (per column: CPU microseconds of each,
+of each case is kept. Then (decoupled topology) the throughput of 128-row random columns (64 vectors x 128
+columns, 1 and 2 threads; CPU and wall) the same way. With --topology coupled the arrays are the same
+(--cols columns, the column patterns side by side; the row lines couple them) in the coupled topology,
+solved whole per input vector; no throughput part. Prints Markdown tables (per column: CPU microseconds of each,
 speed-up over ngspice per CPU second and per wall second, each one's largest relative difference from
 ngspice at reltol 1e-9 with a 1e-12 A floor, the largest relative change from A to B) and writes them as
 JSON to --out.
@@ -46,7 +49,8 @@ def worker(cases_path: str, out_path: str, throughput: bool) -> None:
     out: dict = {"cases": [], "throughput": []}
     arrays = {}
     for i, m in enumerate(meta):
-        spec = ArraySpec(get_technology(m["tech"], r_wire_ohm=m["r_wire_ohm"]), m["rows"], m["cols"], "decoupled")
+        spec = ArraySpec(get_technology(m["tech"], r_wire_ohm=m["r_wire_ohm"]), m["rows"], m["cols"],
+                         m.get("topology", "decoupled"))
         x, w = data[f"x{i}"], data[f"w{i}"]
         solve_array(spec, x[:1], w, threads=1)          # the table built, the kernel loaded: outside the timing
         c0 = time.process_time()
@@ -85,6 +89,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="every 8th end-clustered block count only")
     ap.add_argument("--network-runs", type=int, default=4)
     ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--topology", choices=["decoupled", "coupled"], default="decoupled")
     ap.add_argument("--out", default="solver_ab.json")
     ap.add_argument("--worker", nargs=2, metavar=("CASES", "OUT"), help=argparse.SUPPRESS)
     ap.add_argument("--throughput", action="store_true", help=argparse.SUPPRESS)
@@ -104,7 +109,8 @@ def main() -> None:
     model = next((ln.split(":", 1)[1].strip() for ln in cpu.splitlines() if ln.startswith("Model name")), "?")
     started = datetime.now(timezone.utc)
     load0 = os.getloadavg()
-    print(f"# {started:%Y-%m-%d %H:%M} UTC, CPU {model}, {os.cpu_count()} CPUs, load {load0[0]:.2f}", flush=True)
+    print(f"# {started:%Y-%m-%d %H:%M} UTC, CPU {model}, {os.cpu_count()} CPUs, load {load0[0]:.2f}, "
+          f"{a.topology} topology", flush=True)
     net = None
     if a.network_runs:
         try:
@@ -122,7 +128,7 @@ def main() -> None:
                 if net is not None:
                     sets += [("network", *net.sample(R, run, 0, 16, a.cols)[:2]) for run in range(a.network_runs)]
                 for kind, x, w in sets:
-                    spec = ArraySpec(get_technology(tech, r_wire_ohm=rw), R, a.cols, "decoupled")
+                    spec = ArraySpec(get_technology(tech, r_wire_ohm=rw), R, a.cols, a.topology)
                     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     t0 = time.perf_counter()
                     ref = run_array(spec, x, w).column_current_a
@@ -130,7 +136,8 @@ def main() -> None:
                     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     tight = spice_tight(spec, x, w)
                     i = len(meta)
-                    meta.append(dict(tech=tech, rows=R, r_wire_ohm=rw, cols=a.cols, kind=kind, K=int(x.shape[0])))
+                    meta.append(dict(tech=tech, rows=R, r_wire_ohm=rw, cols=a.cols, kind=kind, K=int(x.shape[0]),
+                                     topology=a.topology))
                     arrays[f"x{i}"], arrays[f"w{i}"] = np.asarray(x, np.uint8), np.asarray(w, np.uint8)
                     spice.append(dict(wall_s=wall, cpu_s=(r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime),
                                       ref=ref, tight=tight))
@@ -145,7 +152,7 @@ def main() -> None:
                 out = os.path.join(tmp, f"{side}{rep}.npz")
                 env = dict(os.environ, PYTHONPATH=str(root))
                 cmd = [sys.executable, str(HERE), "--a", "-", "--b", "-", "--worker", cases, out]
-                if rep == 0:
+                if rep == 0 and a.topology == "decoupled":
                     cmd.append("--throughput")
                 subprocess.run(cmd, check=True, env=env, cwd=str(root))
                 results[side].append((np.load(out), json.loads(Path(out + ".json").read_text())))
@@ -188,7 +195,7 @@ def main() -> None:
               f"| {row['a_iters_mean']:.2f} / {row['b_iters_mean']:.2f} |", flush=True)
     print("\n| tech | r_wire | threads | A col/s (wall) | A col/CPU-s | B col/s (wall) | B col/CPU-s |")
     print("|---|---|---|---|---|---|---|")
-    for j, t in enumerate(results["a"][0][1]["throughput"]):
+    for j, t in enumerate(results["a"][0][1]["throughput"]):   # empty for the coupled topology
         tb = results["b"][0][1]["throughput"][j]
         rows_out.append(dict(throughput=True, tech=t["tech"], r_wire_ohm=t["r_wire_ohm"], threads=t["threads"],
                              columns=t["columns"], a_cpu_s=t["cpu_s"], a_wall_s=t["wall_s"], b_cpu_s=tb["cpu_s"],
@@ -198,7 +205,7 @@ def main() -> None:
     with open(a.out, "w") as f:
         json.dump({"cpu": model, "started_utc": f"{started:%Y-%m-%d %H:%M}", "ended_utc": f"{ended:%H:%M}",
                    "load_start": load0, "load_end": load1, "a": str(Path(a.a).resolve()), "b": str(Path(a.b).resolve()),
-                   "argv": sys.argv[1:], "rows": rows_out}, f, indent=1)
+                   "topology": a.topology, "argv": sys.argv[1:], "rows": rows_out}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -113,3 +113,20 @@ def test_equals_ngspice_on_clustered_patterns(tech, rows, cols, r_wire, rng):
     x, w = clustered(rows, cols, rng)
     np.testing.assert_allclose(solve_array(spec, x, w).column_current_a, spice_currents(spec, x, w),
                                rtol=1e-6, atol=1e-12)
+
+
+def test_reverse_biased_cell_table_error_is_below_1e_7():
+    """The coupled 1T-1R cells on a row at 0 V are reverse-biased (their column line above them): their table
+    (cell_table_reverse, the states the coupled topology takes: gate on) against the exact cell, down to 2 mV
+    across it, and the kernel takes it (a coupled 1T-1R solve builds it)."""
+    from cosim.circuit.solver import _reverse_table, _table_states, table_error
+    tech = get_technology("reram1t1r")
+    spec = ArraySpec(tech, 8, 4, "coupled")
+    states = tuple(sorted(set(_table_states(spec))))
+    assert states == (2, 3)
+    err = table_error(tech, points=40_000, min_cell_v=2e-3, reverse_states=states)
+    for st in states:
+        assert err[st]["points"] > 10_000 and err[st]["current"] <= 1e-7, (st, err[st])
+    from cosim.circuit.solver import cell_table
+    assert _reverse_table(spec, cell_table(tech)) is not None
+    assert _reverse_table(ArraySpec(get_technology("sram8t"), 8, 4, "coupled"), cell_table(tech)) is None

@@ -184,6 +184,45 @@ def cell_table(tech, step_v: float = TABLE_STEP_V, ln_step: float = TABLE_LN_STE
     return _cell_table(_table_key(tech, float(step_v), float(ln_step)))
 
 
+def cell_table_reverse(tech, states: tuple[int, ...], step_v: float = TABLE_STEP_V,
+                       ln_step: float = TABLE_LN_STEP) -> tuple[CellTab, np.ndarray]:
+    """``cell_table`` of the cell biased the other way (its node b above its node a, the current flowing back),
+    for the table's ``states`` only (the others NaN): on the same grid of t = ln(vb - va) and va, the logarithm
+    of minus the currents. The coupled topology's line-driven cells need it: on a row at 0 V (input 0) a 1T-1R
+    cell (its gate on) is reverse-biased by its column line. The kernel looks it up with the two voltages
+    swapped and the currents' signs turned back."""
+    return _cell_table(_table_key(tech, float(step_v), float(ln_step)), tuple(sorted(states)))
+
+
+def _table_states(spec: ArraySpec) -> list[int]:
+    """The table's state (an index into the decoupled states) of each of ``spec``'s cell states, -1 for none."""
+    tstates = cell_states(ArraySpec(spec.tech, 1, 1, "decoupled")).reshape(4, 2)
+    out = []
+    for s1, s2 in cell_states(spec).reshape(4, 2):
+        same = np.nonzero((tstates[:, 0] == s1) & (tstates[:, 1] == s2))[0]
+        out.append(int(same[0]) if same.size else -1)
+    return out
+
+
+def _reverse_table(spec: ArraySpec, table):
+    """The reverse-biased cells' table beside ``table`` (the coupled topology's line-driven cells, the states
+    they take), or None: no table, or one that cannot be built (a current that is not positive on its grid;
+    the exact cells answer)."""
+    if table is None or spec.topology != "coupled" or cell_kind(spec.tech).coupled_drive != "line":
+        return None
+    states = tuple(sorted({st for st in _table_states(spec) if st >= 0}))
+    return _reverse_table_or_none(spec.tech, states) if states else None
+
+
+@lru_cache(maxsize=16)
+def _reverse_table_or_none(tech, states: tuple[int, ...]):
+    """cell_table_reverse, or None where it cannot be built (remembered: not tried again)."""
+    try:
+        return cell_table_reverse(tech, states)
+    except InputError:
+        return None
+
+
 def _chosen_table(spec: ArraySpec, cells: str, use_torch: bool = False):
     """The table the C kernel gets for ``cells`` (checked here: InputError for an unknown cell model, or
     "table" where none applies): None for the exact cells and the torch backend; with "auto", also where
@@ -214,7 +253,7 @@ def _table_key(tech, step_v: float, ln_step: float) -> tuple:
 
 
 @lru_cache(maxsize=8)
-def _cell_table(key) -> tuple[CellTab, np.ndarray]:
+def _cell_table(key, reverse_states: tuple[int, ...] = ()) -> tuple[CellTab, np.ndarray]:
     par_bytes, states_bytes, vr, step_v, ln_step, vb_max_fraction = key
     lib = load()
     par = CellPar.from_buffer_copy(par_bytes)
@@ -226,15 +265,20 @@ def _cell_table(key) -> tuple[CellTab, np.ndarray]:
     n = T.size
     h = 2e-5
     nch = 1 if par.kind == KIND["sram8t"] else 2
-    out = np.empty((nch, 4, ts.size, ys.size, 4))
-    for st in range(4):
+    reverse = bool(reverse_states)
+    out = np.full((nch, 4, ts.size, ys.size, 4), np.nan)
+    for st in reverse_states or range(4):
         s1, s2 = np.full(n, states[st, 0]), np.full(n, states[st, 1])
         cols = []
         for dy in (0.0, h, -h):   # vb moved, va - vb kept
             yy = np.ascontiguousarray(Y + dy)
             va = np.ascontiguousarray(yy + U)
             m, ia, ib, J = np.full(n, np.nan), np.empty(n), np.empty(n), np.empty((n, 4))
-            lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, va, yy, m, ia, ib, J)))
+            if reverse:   # node a at the grid's vb, node b above it; minus the currents, d/d(b) and d/d(a) swapped
+                lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, yy, va, m, ia, ib, J)))
+                ia, ib, J = -ia, -ib, -J[:, [1, 0, 3, 2]]
+            else:
+                lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, va, yy, m, ia, ib, J)))
             cols.append((ia, ib, J))
         for ch in range(nch):
             (f, dfa, dfb), (fp, dfap, _), (fm, dfam, _) = (
@@ -253,12 +297,15 @@ def _cell_table(key) -> tuple[CellTab, np.ndarray]:
     return tab, out
 
 
-def table_error(tech, points: int = 200_000, seed: int = 0, min_cell_v: float = 0.1) -> dict:
+def table_error(tech, points: int = 200_000, seed: int = 0, min_cell_v: float = 0.1,
+                reverse_states: tuple[int, ...] = ()) -> dict:
     """Largest relative error of the tabulated cell against the exact one (current, d/dva, d/dvb; both
     currents where the cell has two) at random points of its grid with at least ``min_cell_v`` across the
-    cell and the bit line at most ``v_read + TABLE_MARGIN_V`` (the voltages that occur), per state."""
+    cell and the bit line at most ``v_read + TABLE_MARGIN_V`` (the voltages that occur), per state.
+    ``reverse_states``: the reverse-biased table of those states instead (cell_table_reverse: node b at the
+    higher voltage, its currents and derivatives against minus the exact cell's)."""
     lib = load()
-    tab, _arr = cell_table(tech)
+    tab, _arr = cell_table_reverse(tech, reverse_states) if reverse_states else cell_table(tech)
     spec = ArraySpec(tech, 1, 1, "decoupled")
     par = cell_parameters(spec)
     states = cell_states(spec).reshape(4, 2)
@@ -270,13 +317,17 @@ def table_error(tech, points: int = 200_000, seed: int = 0, min_cell_v: float = 
     va, vb = np.ascontiguousarray(va[keep]), np.ascontiguousarray(vb[keep])
     n = va.size
     out = {}
-    for st in range(4):
+    for st in reverse_states or range(4):
         sti = np.full(n, st, np.int32)
         f, fb, F, inside = np.empty(n), np.empty(n), np.empty((n, 4)), np.empty(n, np.int32)
         lib.cosim_table_eval(ctypes.pointer(tab), n, *(_ptr(a) for a in (sti, va, vb, f, fb, F, inside)))
         s1, s2 = np.full(n, states[st, 0]), np.full(n, states[st, 1])
         m, ia, ib, J = np.full(n, np.nan), np.empty(n), np.empty(n), np.empty((n, 4))
-        lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, va, vb, m, ia, ib, J)))
+        if reverse_states:   # the exact cell at (vb, va), the table's sign and derivative order
+            lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, vb, va, m, ia, ib, J)))
+            ia, ib, J = -ia, -ib, -J[:, [1, 0, 3, 2]]
+        else:
+            lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, va, vb, m, ia, ib, J)))
         ok = inside.astype(bool)
 
         def worst(a, b):
@@ -338,7 +389,8 @@ def solve_array(spec: ArraySpec, inputs, weights, *, max_iter: int = MAX_ITER, r
         cur, iters, status = _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv, nthreads,
                                               table=table)
     else:
-        cur, iters, status = _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv, nthreads, table=table)
+        cur, iters, status = _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv, nthreads, table=table,
+                                            rtable=_reverse_table(spec, table))
     failures = [(int(k), int(c), STATUS_REASONS.get(int(status[k, c]), f"status {int(status[k, c])}"))
                 for k, c in zip(*np.nonzero(status))]
     res = SolveResult(spec, cur, iters, failures, time.perf_counter() - t0, nthreads, "table" if use_table else "exact")
@@ -465,7 +517,7 @@ def coupled_lines(tech) -> dict:
             "row_end_fixed": int(row_fixed), "g_shunt_s": gsh}
 
 
-def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nthreads, table=None,
+def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nthreads, table=None, rtable=None,
                    lin_iters: np.ndarray | None = None):
     lib = load()
     tech = spec.tech
@@ -486,11 +538,11 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nt
         job.tstate[st] = -1
     if table is not None:
         # the table's states are the decoupled ones: each coupled state takes the one with the same gate and level
-        tstates = cell_states(ArraySpec(tech, 1, 1, "decoupled")).reshape(4, 2)
-        for st in range(4):
-            same = np.nonzero(np.all(tstates == states[st], axis=1))[0]
-            job.tstate[st] = int(same[0]) if same.size else -1
+        for st, tst in enumerate(_table_states(spec)):
+            job.tstate[st] = tst
         job.table = ctypes.pointer(table[0])
+        if rtable is not None:
+            job.rtable = ctypes.pointer(rtable[0])
     for k, v in coupled_lines(tech).items():
         setattr(job, k, v)
     job.v_read_v = tech.v_read_v

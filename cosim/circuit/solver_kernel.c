@@ -1026,6 +1026,8 @@ typedef struct {
     int32_t *iters;              /* (K, C) Newton iterations of the vector */
     int64_t *lin_iters;          /* (K,) GMRES iterations of the vector, all Newton steps together (or NULL) */
     const celltab_t *table;      /* NULL: exact cells */
+    const celltab_t *rtable;     /* NULL, or the cells biased the other way (vb > va): looked up at (vb, va), minus the
+                                    currents (cosim.circuit.solver.cell_table_reverse) */
 } cpl_job_t;
 
 /* The linear system of one Newton step. Node order: the column lines' nodes row by row, U(c, r) = r C + c
@@ -1316,23 +1318,44 @@ static void *cpl_run(void *arg) {
                 }
             for (int64_t g = 0; g < ng; g++) {
                 const int64_t q0 = g * LANES;
+                int done[LANES];
                 vl want;
-                for (int l = 0; l < LANES; l++)
+                for (int l = 0; l < LANES; l++) {
+                    done[l] = 0;
                     want[l] = (tab && q0 + l < RC && j->tstate[sta[q0 + l]] >= 0) ? -1 : 0;
+                }
                 if (tab) {
                     locate_row(tab, g, want, lst, lva, lvb, loff, lu, lv, luv, inloc);
                     vd ia, ib, J0, J1, J2, J3;
                     table_interp_lanes(tab, loff + q0, lu + q0, lv + q0, luv + q0, &ia, &ib, &J0, &J1, &J2, &J3);
+                    int nrev = 0;
                     for (int l = 0; l < LANES; l++) {
-                        if (!inloc[q0 + l]) continue;
+                        if (!inloc[q0 + l]) {
+                            /* reverse-biased: the other table, the voltages swapped */
+                            if (want[l] && j->rtable && lva[q0 + l] < lvb[q0 + l]) nrev++;
+                            else want[l] = 0;
+                            continue;
+                        }
                         double *Jc = cJ + 4 * (q0 + l);
                         Jc[0] = J0[l]; Jc[1] = J1[l]; Jc[2] = J2[l]; Jc[3] = J3[l];
                         lva[q0 + l] = ia[l]; lvb[q0 + l] = ib[l];   /* the currents, in place of the voltages */
+                        done[l] = 1; want[l] = 0;
+                    }
+                    if (nrev) {
+                        locate_row(j->rtable, g, want, lst, lvb, lva, loff, lu, lv, luv, inloc);
+                        table_interp_lanes(j->rtable, loff + q0, lu + q0, lv + q0, luv + q0, &ia, &ib, &J0, &J1, &J2, &J3);
+                        for (int l = 0; l < LANES; l++) {
+                            if (!want[l] || !inloc[q0 + l]) continue;
+                            double *Jc = cJ + 4 * (q0 + l);
+                            Jc[0] = -J1[l]; Jc[1] = -J0[l]; Jc[2] = -J3[l]; Jc[3] = -J2[l];
+                            lva[q0 + l] = -ia[l]; lvb[q0 + l] = -ib[l];
+                            done[l] = 1;
+                        }
                     }
                 }
                 for (int l = 0; l < LANES; l++) {
                     const int64_t q = q0 + l;
-                    if (q >= RC || (tab && inloc[q])) continue;
+                    if (q >= RC || done[l]) continue;
                     const int st = sta[q];
                     double ia, ib;
                     cell_eval(P, j->state[st][0], j->state[st][1], lva[q], lvb[q], &ws[q], &ia, &ib, cJ + 4 * q);
@@ -1482,4 +1505,4 @@ COSIM_LAYOUT(cosim_solver_cpljob_layout, (int64_t)sizeof(cpl_job_t), (int64_t)of
              (int64_t)offsetof(cpl_job_t, v_read_v), (int64_t)offsetof(cpl_job_t, g_shunt_s),
              (int64_t)offsetof(cpl_job_t, max_iter), (int64_t)offsetof(cpl_job_t, lin_rtol),
              (int64_t)offsetof(cpl_job_t, k0), (int64_t)offsetof(cpl_job_t, lin_iters),
-             (int64_t)offsetof(cpl_job_t, table))
+             (int64_t)offsetof(cpl_job_t, table), (int64_t)offsetof(cpl_job_t, rtable))
