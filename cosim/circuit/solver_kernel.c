@@ -999,7 +999,10 @@ int cosim_solve_decoupled(const dec_job_t *job, int nthreads) {
    the row lines held, then every row line's with the columns' new values), the tridiagonal systems
    factored once per Newton iteration, which makes the preconditioned system the identity on the row
    lines: GMRES runs on the column lines' nodes only (cpl_gmres). The linear solve stops at a residual of
-   lin_rtol times the right-hand side's (an inexact Newton step, lin_rtol far below the Newton tolerance). The same damping,
+   lin_rtol times the right-hand side's (an inexact Newton step, lin_rtol far below the Newton tolerance).
+   The first iteration's cells sit at the ideal bias (the start): taken per state, with the decoupled lanes'
+   first step (the chord through 0 V where it is the smaller conductance: 1T-1R, one iteration fewer on
+   128-row, 128-column and 256-row arrays). The same damping,
    node test and sensed-current test (sense_settled, every column of the vector) as the decoupled columns;
    a vector's status is its columns'. One thread per slice of the input vectors. */
 typedef struct {
@@ -1255,6 +1258,22 @@ static void *cpl_run(void *arg) {
         ws0[st].m = NAN; ws0[st].va = ws0[st].vb = ws0[st].dma = ws0[st].dmb = 0.0;
         cell_eval(P, j->state[st][0], j->state[st][1], vr, 0.0, &ws0[st], &ia, &ib, Jc);
     }
+    /* the first iteration's cells, all at the ideal bias (gate-driven: v_read across; line-driven: the row's
+       voltage across, the column line at 0 V): per state, once (the table where it covers the point); with
+       the decoupled lanes' first step (dec_run_lanes): the chord through 0 V where it is the smaller
+       conductance */
+    cellstart_t cs[4];
+    for (int st = 0; st < 4; st++) {
+        const double va0 = (gate || st >= 2) ? vr : 0.0;
+        cs[st].ws = ws0[st];
+        cellws_t w0 = ws0[st];
+        if (!(tab && j->tstate[st] >= 0 && table_cell(tab, j->tstate[st], va0, 0.0, &cs[st].ia, &cs[st].ib, cs[st].J)))
+            cell_eval(P, j->state[st][0], j->state[st][1], va0, 0.0, &w0, &cs[st].ia, &cs[st].ib, cs[st].J);
+        const double g_chord = va0 > 0.0 ? cs[st].ia / va0 : 0.0;
+        if (g_chord > 0.0 && g_chord < cs[st].J[0]) {
+            cs[st].J[0] = g_chord; cs[st].J[1] = -g_chord; cs[st].J[2] = cs[st].ib / va0; cs[st].J[3] = -cs[st].ib / va0;
+        }
+    }
     const int64_t rb_col = gate ? 0 : LU - 1;      /* the column lines' periphery node (row) */
     for (int64_t k = j->k0; k < j->k1; k++) {
         const uint8_t *xr = j->x + k * R;
@@ -1316,7 +1335,7 @@ static void *cpl_run(void *arg) {
                     const int64_t q = r * C + c, u = cpl_u(&S, c, r), w = cpl_w(&S, r, c);
                     lva[q] = gate ? V[u] : V[w]; lvb[q] = gate ? V[w] : V[u];
                 }
-            for (int64_t g = 0; g < ng; g++) {
+            for (int64_t g = 0; it > 1 && g < ng; g++) {
                 const int64_t q0 = g * LANES;
                 int done[LANES];
                 vl want;
@@ -1362,6 +1381,12 @@ static void *cpl_run(void *arg) {
                     lva[q] = ia; lvb[q] = ib;
                 }
             }
+            if (it == 1)
+                for (int64_t q = 0; q < RC; q++) {
+                    const cellstart_t *c0 = &cs[sta[q]];
+                    lva[q] = c0->ia; lvb[q] = c0->ib;
+                    memcpy(cJ + 4 * q, c0->J, sizeof(c0->J));
+                }
             for (int64_t r = 0; r < R; r++)
                 for (int64_t c = 0; c < C; c++) {
                     const int64_t q = r * C + c, u = cpl_u(&S, c, r), w = cpl_w(&S, r, c);
