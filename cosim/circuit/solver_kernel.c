@@ -1116,6 +1116,34 @@ static double cpl_dot(const double *a, const double *b, int64_t n) {
 
 static double cpl_norm(const double *a, int64_t n) { return sqrt(cpl_dot(a, a, n)); }
 
+/* sum |a| + |b| (b may be NULL) in LANES partial sums: finite unless some value is not */
+static double cpl_abssum(const double *a, const double *b, int64_t n) {
+    vd acc = vzero;
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        acc += vabs(*(const vdu *)(a + i));
+        if (b) acc += vabs(*(const vdu *)(b + i));
+    }
+    double s = 0.0;
+    for (int l = 0; l < LANES; l++) s += acc[l];
+    for (; i < n; i++) s += fabs(a[i]) + (b ? fabs(b[i]) : 0.0);
+    return s;
+}
+
+/* max |a| in LANES partial maxima (NaN and infinity: not finite) */
+static double cpl_absmax(const double *a, int64_t n) {
+    vd acc = vzero;
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        const vd x = vabs(*(const vdu *)(a + i));
+        acc = vsel(x > acc, x, acc);
+    }
+    double m = 0.0;
+    for (int l = 0; l < LANES; l++) m = acc[l] > m ? acc[l] : m;
+    for (; i < n; i++) m = fabs(a[i]) > m ? fabs(a[i]) : m;
+    return m;
+}
+
 /* The Newton system J d = b reduced to the column lines' nodes: with M the block lower-triangular part of J
    (the preconditioner: every line's tridiagonal block and the row lines' couplings to the columns), J = M + N,
    N the column lines' couplings to the row lines (cUW), so J M^-1 = I + N M^-1 is the identity on the row
@@ -1416,17 +1444,13 @@ static void *cpl_run(void *arg) {
                         if (fx[cpl_u(&S, c, r)]) cUW[q] = 0.0;
                         if (fx[cpl_w(&S, r, c)]) cWU[q] = 0.0;
                     }
-            double fsum = 0.0;
-            for (int64_t i = 0; i < n; i++) fsum += fabs(F[i]) + dg[i];
-            for (int64_t q = 0; q < RC; q++) fsum += fabs(cUW[q]) + fabs(cWU[q]);
-            if (!isfinite(fsum)) bad = 1;
+            if (!isfinite(cpl_abssum(F, dg, n) + cpl_abssum(cUW, cWU, RC))) bad = 1;
             if (bad) { status = 2; break; }
             if (!cpl_factor(&S)) { status = 3; break; }
             for (int64_t i = 0; i < n; i++) F[i] = -F[i];
             lin_total += cpl_gmres(&S, F, d, j->lin_rtol, m, j->gmres_max, KV, KH, gw);
-            double dmax = 0.0, dsum = 0.0;
-            for (int64_t i = 0; i < n; i++) { const double a = fabs(d[i]); dmax = a > dmax ? a : dmax; dsum += a; }
-            if (!isfinite(dsum)) dmax = INFINITY;
+            double dmax = cpl_absmax(d, n);
+            if (!isfinite(cpl_abssum(d, NULL, n))) dmax = INFINITY;
             if (!isfinite(dmax)) { status = 2; break; }
             const double scale = dmax > j->dv_max_v ? j->dv_max_v / dmax : 1.0;
             int conv = scale == 1.0;
