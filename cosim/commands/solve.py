@@ -34,7 +34,7 @@ from .spice import array_operands, array_options, array_result, echo_columns, li
 @click.option("--threads", type=int, default=None, help="solver threads (default: torch's thread count)")
 @click.option("--max-iter", type=int, default=100, show_default=True, help="Newton iteration limit")
 @click.option("--cells", type=click.Choice(["auto", "exact", "table"]), default="auto", show_default=True,
-              help="cell currents: the device equations, or (8T-SRAM and 1T-1R, decoupled) their bicubic table, "
+              help="cell currents: the device equations, or (8T-SRAM and 1T-1R, C kernel) their bicubic table, "
                    "within 1e-7 of them and several times faster once built (about 1 s per process); auto: the "
                    "table where it applies")
 @click.option("--device", default=None,
