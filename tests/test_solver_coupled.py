@@ -6,6 +6,7 @@ non-convergence."""
 import numpy as np
 import pytest
 
+from cosim.circuit import solver as solver_module
 from cosim.circuit.netlist import ArraySpec
 from cosim.circuit.nodal import solve_linear_array
 from cosim.circuit.solver import solve_array
@@ -130,3 +131,16 @@ def test_reverse_biased_cell_table_error_is_below_1e_7():
     from cosim.circuit.solver import cell_table
     assert _reverse_table(spec, cell_table(tech)) is not None
     assert _reverse_table(ArraySpec(get_technology("sram8t"), 8, 4, "coupled"), cell_table(tech)) is None
+
+
+def test_the_linear_solves_take_few_gmres_iterations(rng):
+    """The preconditioner (the lines' tridiagonal solves) leaves GMRES a few iterations per Newton step."""
+    spec = ArraySpec(get_technology("sram8t", r_wire_ohm=20.0), 64, 16, "coupled")
+    x, w = clustered(64, 16, rng)
+    lin = np.zeros(x.shape[0], np.int64)
+    cur, iters, status = solver_module._solve_coupled(spec, x, w, 100, 1e-6, 1e-6, 1e-12, spec.tech.v_read_v, 1,
+                                                      lin_iters=lin)
+    assert not status.any()
+    np.testing.assert_array_equal(cur, solve_array(spec, x, w, cells="exact", threads=1).column_current_a)
+    newton = iters[:, 0]
+    assert np.all(lin >= newton - 1) and np.all(lin <= 8 * newton)

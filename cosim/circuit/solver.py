@@ -26,12 +26,12 @@ coupled    the whole array per input vector (its column lines and row lines; a z
            (solver_kernel.c, cpl_run), one thread per slice of the vectors: Newton with the exact Jacobian, each
            step's linear system solved by GMRES (residual COUPLED_LIN_RTOL of the right-hand side's), right-
            preconditioned by one block Gauss-Seidel sweep: every column line's tridiagonal system with the row
-           lines held, then every row line's (the wires are a few ohm, the cells kilo- to megaohms: 3-9 GMRES
-           iterations per Newton step on 64-256-row arrays at 2-20 ohm). The same cells (exact or tabulated),
-           damping and convergence test as the decoupled columns. CPU only.
+           lines held, then every row line's (the wires are a few ohm, the cells kilo- to megaohms: 3-6 GMRES
+           iterations per Newton step on average on 128-256-row arrays at 10-20 ohm). The same cells (exact or
+           tabulated), damping and convergence test as the decoupled columns. CPU only.
 
-Convergence, per column (decoupled) or vector (coupled: every column's current), at least two iterations: the last step moved
-every node by at most ``reltol * |v| + vntol_v`` (ngspice's test with the decks' values: reltol 1e-6,
+Convergence, per column (decoupled) or vector (coupled: every column's current), at least two iterations: the
+last step moved every node by at most ``reltol * |v| + vntol_v`` (ngspice's test with the decks' values: reltol 1e-6,
 vntol 1e-6 V), and every sensed current settled: its change since the previous iteration is within
 ``reltol * |i| + abstol_a`` (abstol 1e-12 A, ngspice's), or, once the changes shrink (quadratic
 convergence), the error it leaves, about change^2 / previous change, is 100x below that. With the exact
@@ -49,8 +49,8 @@ ln(current) on a grid of ln(va - vb) and vb built from the exact cell (exact cel
 ``table_error`` measures it against the exact cell (within 1e-7 where the exact cell is well conditioned);
 column currents agree with the exact cells' within about 1e-9 (docs/benchmarks/solver.md), at several
 times the speed. The coupled topology uses the same table (its cells' states are the decoupled ones: a coupled
-1T-1R cell's gate is on whatever the input, the table's state of input 1), exact cells where a voltage lies off
-its grid (a coupled 1T-1R cell on a row at 0 V is reverse-biased by its column line).
+1T-1R cell's gate is on whatever the input, the table's state of input 1), and for its line-driven cells biased
+backwards (a 1T-1R cell on a row at 0 V, below its column line) ``cell_table_reverse``; exact cells off the grids.
 """
 
 from __future__ import annotations
@@ -519,6 +519,8 @@ def coupled_lines(tech) -> dict:
 
 def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nthreads, table=None, rtable=None,
                    lin_iters: np.ndarray | None = None):
+    """The coupled kernel (solver_kernel.c, cosim_solve_coupled): currents (K, C), iterations and status per
+    column; ``lin_iters`` (K,) int64, if given, receives each vector's GMRES iterations (all its Newton steps)."""
     lib = load()
     tech = spec.tech
     K, R, C = x.shape[0], spec.rows, spec.cols
