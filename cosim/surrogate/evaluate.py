@@ -282,7 +282,7 @@ class Surrogate:
         w_float = w.contiguous() if self.device.type == "cpu" and self.dtype == torch.float32 else None
         w_mask = None
         from .kernel import fused_moments
-        if w_float is not None and fused_moments(len(self.orders), self.n_variables):
+        if w_float is not None and fused_moments(len(self.orders), self.n_variables, len(self.terms)):
             from .kernel import weight_masks
             w_mask = weight_masks(w_float)
         return PreparedWeights(rows=r, cols=c, w_count=w.to(count_dtype).contiguous(), w_moments=w_m,
@@ -412,11 +412,13 @@ class Surrogate:
 
     def _fused(self, lib, x: torch.Tensor, pw: "PreparedWeights", threads: int) -> bool:
         """Whether the passes of ``x`` run with the products fused into the C kernel (``fused_products``): a
-        kernel with AVX-512 lanes, a table it takes (``kernel.fused_moments``), inputs of bfloat16 or float32 with unit column stride, and a
-        float32 product of this shape checked to add in row order (the values the fused sums give)."""
+        kernel with AVX-512 lanes, a table it takes (``kernel.fused_moments``), inputs of bfloat16 or float32 with
+        unit column stride, and a float32 product of this shape checked to add in row order (the values the fused
+        sums give)."""
         from .kernel import fused_available
         return (self.fused_products and pw.w_mask is not None and self._phi_m is not None and self._coef_rows is not None
-                and fused_available(lib, len(self.orders), self.kernel_simd, self.kernel_lanes, self.n_variables)
+                and fused_available(lib, len(self.orders), self.kernel_simd, self.kernel_lanes, self.n_variables,
+                                    len(self.terms))
                 and x.dtype in (torch.bfloat16, torch.float32) and (x.shape[0] == 0 or x.stride(1) == 1)
                 and _row_sums_exact(lib, pw.rows, pw.w_moments.shape[1], pw.f32_kernel, threads))
 

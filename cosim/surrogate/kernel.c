@@ -70,7 +70,7 @@ typedef struct {
    mostly do), rather than of every segment up to the largest count. */
 #define LANE_SEG 32
 #define LANE_SEGS_MAX 16          /* counts up to 511 */
-#define LANE_TERMS_MAX 64
+#define LANE_TERMS_MAX 128
 #define LANE_GROUPS 4             /* groups of 16 columns evaluated together */
 typedef struct {
     int nf;                    /* terms */
@@ -196,6 +196,7 @@ static inline void fused_block(const lanes_t *restrict L, const job_t *restrict 
     const int64_t V = j->V;
     const __m512 zero = _mm512_setzero_ps();
     const __m512i one = _mm512_set1_epi32(1);
+    const __m512 onef = _mm512_set1_ps(1.0f);
     __m512 m[4][LANE_GROUPS];
     __m512i kc[LANE_GROUPS];
     for (int g = 0; g < LANE_GROUPS; ++g) {
@@ -213,9 +214,9 @@ static inline void fused_block(const lanes_t *restrict L, const job_t *restrict 
         for (int g = 0; g < LANE_GROUPS; ++g) {
             const __mmask16 mk = (__mmask16)(w4 >> (16 * g));
             m[0][g] = _mm512_mask_add_ps(m[0][g], mk, m[0][g], p0);
-            m[1][g] = _mm512_mask_add_ps(m[1][g], mk, m[1][g], p1);
+            m[1][g] = _mm512_mask3_fmadd_ps(p1, onef, m[1][g], mk);
             m[2][g] = _mm512_mask_add_ps(m[2][g], mk, m[2][g], p2);
-            m[3][g] = _mm512_mask_add_ps(m[3][g], mk, m[3][g], p3);
+            m[3][g] = _mm512_mask3_fmadd_ps(p3, onef, m[3][g], mk);
             kc[g] = _mm512_mask_add_epi32(kc[g], mk, kc[g], one);
         }
     }
@@ -243,21 +244,27 @@ static inline void fused_block(const lanes_t *restrict L, const job_t *restrict 
    cell in that column conducts (as fused_block forms them); E is a constant where fused_block_any calls it */
 #define FUSED_EMAX 15
 static inline __attribute__((always_inline)) void group_sums(const job_t *restrict j, const int32_t *restrict on,
-        int q, int64_t gi, const int E, __m512 *restrict m, __m512i *restrict kc) {
+        int q, int64_t gi, const int E, __m512 (*restrict m)[FUSED_EMAX], __m512i *restrict kc) {
     const __m512i one = _mm512_set1_epi32(1);
-    __m512 a[FUSED_EMAX];
-    __m512i k = _mm512_setzero_si512();
-    for (int e = 0; e < E; ++e) a[e] = _mm512_setzero_ps();
+    const __m512 onef = _mm512_set1_ps(1.0f);
+    __m512 a[FUSED_EMAX], b[FUSED_EMAX];
+    __m512i k = _mm512_setzero_si512(), k2 = _mm512_setzero_si512();
+    for (int e = 0; e < E; ++e) a[e] = b[e] = _mm512_setzero_ps();
     const uint16_t *restrict wm = j->wmask + gi;
     for (int t = 0; t < q; ++t) {
         const int64_t r = on[t];
-        const __mmask16 mk = (__mmask16)wm[r * j->wmask_ld];
+        const __mmask16 mk = (__mmask16)wm[r * j->wmask_ld], mk2 = (__mmask16)wm[r * j->wmask_ld + 1];
         const float *restrict ph = j->phi + r * j->phi_ld;
-        for (int e = 0; e < E; ++e) a[e] = _mm512_mask_add_ps(a[e], mk, a[e], _mm512_set1_ps(ph[e]));
+        for (int e = 0; e < E; ++e) {
+            const __m512 p = _mm512_set1_ps(ph[e]);
+            a[e] = _mm512_mask_add_ps(a[e], mk, a[e], p);
+            b[e] = _mm512_mask3_fmadd_ps(p, onef, b[e], mk2);
+        }
         k = _mm512_mask_add_epi32(k, mk, k, one);
+        k2 = _mm512_mask_add_epi32(k2, mk2, k2, one);
     }
-    for (int e = 0; e < E; ++e) m[e] = a[e];
-    *kc = k;
+    for (int e = 0; e < E; ++e) { m[0][e] = a[e]; m[1][e] = b[e]; }
+    kc[0] = k; kc[1] = k2;
 }
 
 /* fused_block for tables of any number of moments E <= FUSED_EMAX with V < 16 variables: each group of 16
@@ -270,19 +277,22 @@ static inline void fused_block_any(const lanes_t *restrict L, const job_t *restr
     const int ng = (int)((nb + 15) / 16);
     __m512 vv[LANE_GROUPS][16];
     __m512i kc[LANE_GROUPS];
+    __m512 mm[LANE_GROUPS][FUSED_EMAX];
+    for (int g = 0; g < ng; g += 2) {                   /* two groups at a time (G is a multiple of 4) */
+        const int64_t gi = c0 / 16 + g;
+        switch (E) {                                    /* the common counts of moments unrolled */
+        case 8: group_sums(j, on, q, gi, 8, mm + g, kc + g); break;
+        case 12: group_sums(j, on, q, gi, 12, mm + g, kc + g); break;
+        default: group_sums(j, on, q, gi, (int)E, mm + g, kc + g); break;
+        }
+    }
     for (int g = 0; g < LANE_GROUPS; ++g) {
         if (g >= ng) {                                  /* unused groups: zeros, not stored */
             kc[g] = _mm512_setzero_si512();
             for (int64_t e = 0; e <= V; ++e) vv[g][e] = zero;
             continue;
         }
-        __m512 m[FUSED_EMAX];
-        const int64_t gi = c0 / 16 + g;
-        switch (E) {                                    /* the common counts of moments unrolled */
-        case 8: group_sums(j, on, q, gi, 8, m, &kc[g]); break;
-        case 12: group_sums(j, on, q, gi, 12, m, &kc[g]); break;
-        default: group_sums(j, on, q, gi, (int)E, m, &kc[g]); break;
-        }
+        const __m512 *m = mm[g];
         for (int64_t e = 0; e < E; ++e) vv[g][e] = _mm512_add_ps(m[e], zero);   /* as the loops form them */
         if (xr) {
             vv[g][E] = _mm512_sub_ps(_mm512_set1_ps(xr[0] + 0.0f), _mm512_cvtepi32_ps(kc[g]));

@@ -297,21 +297,24 @@ def weight_masks(w: torch.Tensor) -> torch.Tensor:
 
 #: most moments a table may have for the fused products (FUSED_EMAX in kernel.c)
 FUSED_MAX_MOMENTS = 15
+#: most terms a table may have for the 16-column lanes (LANE_TERMS_MAX in kernel.c)
+LANE_MAX_TERMS = 128
 
 
-def fused_moments(n_moments: int, n_variables: int | None = None) -> bool:
-    """Whether the fused products take a table of ``n_moments`` moments and ``n_variables`` variables (default:
-    the moments alone): 1 .. FUSED_MAX_MOMENTS moments, fewer than 16 variables (one AVX-512 register)."""
+def fused_moments(n_moments: int, n_variables: int | None = None, n_terms: int | None = None) -> bool:
+    """Whether the fused products take a table of ``n_moments`` moments, ``n_variables`` variables (default:
+    the moments alone) and ``n_terms`` terms (default: not checked): 1 .. FUSED_MAX_MOMENTS moments, fewer than
+    16 variables (one AVX-512 register), at most LANE_MAX_TERMS terms."""
     n_var = n_moments if n_variables is None else n_variables
-    return 1 <= n_moments <= FUSED_MAX_MOMENTS and n_var < 16
+    return 1 <= n_moments <= FUSED_MAX_MOMENTS and n_var < 16 and (n_terms is None or 1 <= n_terms <= LANE_MAX_TERMS)
 
 
 def fused_available(lib: ctypes.CDLL | None, n_moments: int, simd: bool = True, lanes: bool = True,
-                    n_variables: int | None = None) -> bool:
+                    n_variables: int | None = None, n_terms: int | None = None) -> bool:
     """Whether ``evaluate_fused`` can run: a kernel with the AVX-512 loops, its 16-column lanes, a table the
     fused products take (``fused_moments``)."""
     return bool(lib is not None and getattr(lib, "cosim_simd", False) and simd and lanes
-                and fused_moments(n_moments, n_variables))
+                and fused_moments(n_moments, n_variables, n_terms))
 
 
 def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi: torch.Tensor, cols: int, E: int, V: int,
@@ -337,7 +340,7 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
     if (x.dtype not in (torch.bfloat16, torch.float32) or x.device.type != "cpu" or (n and x.stride(1) != 1)
             or w_mask.dtype != torch.int16 or w_mask.shape[0] != r or w_mask.shape[1] * 16 < cols
             or w_mask.shape[1] % 4 or not w_mask.is_contiguous() or phi.dtype != torch.float32
-            or phi.shape != (r, E) or phi.stride(1) != 1 or not fused_moments(E, V)):
+            or phi.shape != (r, E) or phi.stride(1) != 1 or not fused_moments(E, V, terms.shape[0])):
         raise ValueError("evaluate_fused operands: x (n, R') bfloat16/float32 with unit column stride, w_mask "
                          "(R', 4 q) int16 contiguous, phi (R', E) float32, 1 <= E <= 15 moments, V < 16 variables")
     for name, t in (("xs", xs), ("cur", cur), ("code", code), ("acc", acc)):
