@@ -112,14 +112,16 @@ static int lanes_init(lanes_t *L, const job_t *j) {
 }
 
 /* the sum over the blocks q of lane l's terms for LANE_GROUPS groups at once, into acc[l][g]; kv[g] are the
-   counts less base (the window's first count), multi (counts beyond the window's first segment) is a
-   constant where lanes_eval calls it, and the factors' count is switched on once per term, so that the loop
+   counts less base (the window's first count), multi (0: one segment of 32 counts, 1: two, the second's
+   coefficients loaded once for all groups, 2: more) is a constant where lanes_eval calls it, and the factors' count is switched on once per term, so that the loop
    over the groups has no branches */
 #define LANE_TERM(T)                                                                                           \
     for (int g = 0; g < LANE_GROUPS; ++g) {                                                                    \
         const __m512 t = (T);                                                                                  \
         __m512 c = _mm512_permutex2var_ps(r0, kv[g], r1);                                                      \
-        if (multi)                                                                                             \
+        if (multi == 1)                                                                                        \
+            c = _mm512_mask_mov_ps(c, in_seg[g][1], _mm512_permutex2var_ps(r2, kv[g], r3));                    \
+        else if (multi)                                                                                        \
             for (int s = 1; s < segs; ++s)                                                                     \
                 c = _mm512_mask_mov_ps(c, in_seg[g][s], _mm512_permutex2var_ps(_mm512_loadu_ps(row + LANE_SEG * s), \
                                                                              kv[g], _mm512_loadu_ps(row + LANE_SEG * s + 16))); \
@@ -142,6 +144,7 @@ static inline __attribute__((always_inline)) void lanes_lane(const lanes_t *rest
         const int i0 = L->idx[f][0], i1 = L->idx[f][1], i2 = L->idx[f][2], i3 = L->idx[f][3];
         const float *restrict row = L->tab + (int64_t)f * w + base;
         const __m512 r0 = _mm512_loadu_ps(row), r1 = _mm512_loadu_ps(row + 16);
+        const __m512 r2 = multi == 1 ? _mm512_loadu_ps(row + 32) : zero, r3 = multi == 1 ? _mm512_loadu_ps(row + 48) : zero;
         switch (L->len[f]) {
         case 0: LANE_TERM(one) break;
         case 1: LANE_TERM(vv[g][i0]) break;
@@ -176,7 +179,8 @@ static inline void lanes_eval(const lanes_t *restrict L, __m512 (*restrict vv)[1
             in_seg[g][s] = _mm512_cmpeq_epi32_mask(_mm512_srli_epi32(kr[g], 5), _mm512_set1_epi32(s));
     __m512 acc[16][LANE_GROUPS];
     for (int l = 0; l < 16; ++l) {
-        if (segs > 1) lanes_lane(L, vv, kr, base, l, 1, segs, in_seg, acc);
+        if (segs > 2) lanes_lane(L, vv, kr, base, l, 2, segs, in_seg, acc);
+        else if (segs == 2) lanes_lane(L, vv, kr, base, l, 1, segs, in_seg, acc);
         else lanes_lane(L, vv, kr, base, l, 0, segs, in_seg, acc);
     }
     for (int g = 0; g < ng; ++g) {
