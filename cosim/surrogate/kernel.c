@@ -408,8 +408,11 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
             const int64_t rr = j->xb_rows;
             if (j->xb_bf16) {
                 const uint16_t *restrict xv = (const uint16_t *)j->xb + i * j->xb_ld;
-                if (i + 4 < n1)                     /* the rows lie far apart (a tile of a wider input): ask early */
+                if (i + 4 < n1) {                   /* the rows lie far apart (a tile of a wider input): ask early */
                     for (int64_t r = 0; r < rr; r += 32) __builtin_prefetch(xv + 4 * j->xb_ld + r);
+                    if (cbuf)                       /* and the accumulator's row, read and written after the codes */
+                        for (int64_t c = 0; c < C; c += 16) __builtin_prefetch(j->acc + (i + 4) * j->acc_ld + c, 1);
+                }
                 int64_t r = 0;
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
                 /* 16 at a time: the 1s' indices compressed into on[] (room for 16 beyond R') */
