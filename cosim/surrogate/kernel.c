@@ -39,7 +39,7 @@ typedef struct {
     /* fused products (simd 2, lanes): with wmask set, k and m are not read; each column's ON-count and moments
        are formed here from the input bits, as sums of the basis rows its conducting cells select, in row order */
     const void *xb; int64_t xb_ld; int xb_bf16; int64_t xb_rows;  /* (n, R') 0/1 inputs, bfloat16 or float32 */
-    const uint16_t *wmask; int64_t wmask_ld;   /* (R', G) weight bits: bit l of [r, g] = w[r, 16 g + l], G a multiple of 4 */
+    const uint16_t *wmask; int64_t wmask_ld;   /* (R', G) weight bits: bit l of [r, g] = w[r, 16 g + l], G a multiple of 8 */
     const float *phi; int64_t phi_ld;          /* (R', E) the moment basis of each row */
     float *acc; int64_t acc_ld;                /* fused products: acc[i, c] += sx[i] sw[c] code[i, c] (codes of integers,
                                                   signs +-1 or NULL: 1; exact in float32), in place of code */
@@ -53,7 +53,7 @@ typedef struct {
     double sum;                                /* sum of the currents (A) */
 } job_t;
 
-#define CB 64
+#define CB 128
 #define VMAX 40
 
 #ifdef __AVX512F__
@@ -71,7 +71,7 @@ typedef struct {
 #define LANE_SEG 32
 #define LANE_SEGS_MAX 16          /* counts up to 511 */
 #define LANE_TERMS_MAX 128
-#define LANE_GROUPS 4             /* groups of 16 columns evaluated together */
+#define LANE_GROUPS 8             /* groups of 16 columns evaluated together (CB / 16) */
 typedef struct {
     int nf;                    /* terms */
     int nq;                    /* blocks of 16 terms (fpad / 16) */
@@ -111,12 +111,13 @@ static int lanes_init(lanes_t *L, const job_t *j) {
     return 1;
 }
 
-/* the sum over the blocks q of lane l's terms for LANE_GROUPS groups at once, into acc[l][g]; kv[g] are the
+/* the sum over the blocks q of lane l's terms for NG (LANE_GROUPS or half of them) groups at once, into
+   acc[l][g]; kv[g] are the
    counts less base (the window's first count), multi (0: one segment of 32 counts, 1: two, the second's
    coefficients loaded once for all groups, 2: more) is a constant where lanes_eval calls it, and the factors' count is switched on once per term, so that the loop
    over the groups has no branches */
 #define LANE_TERM(T)                                                                                           \
-    for (int g = 0; g < LANE_GROUPS; ++g) {                                                                    \
+    for (int g = 0; g < NG; ++g) {                                                                    \
         const __m512 t = (T);                                                                                  \
         __m512 c = _mm512_permutex2var_ps(r0, kv[g], r1);                                                      \
         if (multi == 1)                                                                                        \
@@ -128,17 +129,17 @@ static int lanes_init(lanes_t *L, const job_t *j) {
         a[g] = _mm512_fmadd_ps(c, t, a[g]);                                                                    \
     }
 static inline __attribute__((always_inline)) void lanes_lane(const lanes_t *restrict L, __m512 (*restrict vv)[16],
-        const __m512i *restrict kv, int base, int l, const int multi, int segs,
+        const __m512i *restrict kv, int base, int l, const int multi, const int NG, int segs,
         __mmask16 (*restrict in_seg)[LANE_SEGS_MAX], __m512 (*restrict acc)[LANE_GROUPS]) {
     const int w = L->w;
     const __m512 zero = _mm512_setzero_ps();
     const __m512 one = _mm512_set1_ps(1.0f);
     __m512 a[LANE_GROUPS];
-    for (int g = 0; g < LANE_GROUPS; ++g) a[g] = zero;
+    for (int g = 0; g < NG; ++g) a[g] = zero;
     for (int q = 0; q < L->nq; ++q) {
         const int f = 16 * q + l;
         if (f >= L->nf) {                                                   /* a padding term: 0 * 1 + a */
-            for (int g = 0; g < LANE_GROUPS; ++g) a[g] = _mm512_add_ps(a[g], zero);
+            for (int g = 0; g < NG; ++g) a[g] = _mm512_add_ps(a[g], zero);
             continue;
         }
         const int i0 = L->idx[f][0], i1 = L->idx[f][1], i2 = L->idx[f][2], i3 = L->idx[f][3];
@@ -153,7 +154,7 @@ static inline __attribute__((always_inline)) void lanes_lane(const lanes_t *rest
         default: LANE_TERM(_mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(vv[g][i0], vv[g][i1]), vv[g][i2]), vv[g][i3])) break;
         }
     }
-    for (int g = 0; g < LANE_GROUPS; ++g) acc[l][g] = a[g];
+    for (int g = 0; g < NG; ++g) acc[l][g] = a[g];
 }
 #undef LANE_TERM
 
@@ -178,11 +179,15 @@ static inline void lanes_eval(const lanes_t *restrict L, __m512 (*restrict vv)[1
         for (int s = 1; s < segs; ++s)
             in_seg[g][s] = _mm512_cmpeq_epi32_mask(_mm512_srli_epi32(kr[g], 5), _mm512_set1_epi32(s));
     __m512 acc[16][LANE_GROUPS];
+    const int half = ng <= LANE_GROUPS / 2;                                 /* the first half of the groups */
+#define LANE_CALL(MULTI) (half ? lanes_lane(L, vv, kr, base, l, MULTI, LANE_GROUPS / 2, segs, in_seg, acc) \
+                               : lanes_lane(L, vv, kr, base, l, MULTI, LANE_GROUPS, segs, in_seg, acc))
     for (int l = 0; l < 16; ++l) {
-        if (segs > 2) lanes_lane(L, vv, kr, base, l, 2, segs, in_seg, acc);
-        else if (segs == 2) lanes_lane(L, vv, kr, base, l, 1, segs, in_seg, acc);
-        else lanes_lane(L, vv, kr, base, l, 0, segs, in_seg, acc);
+        if (segs > 2) LANE_CALL(2);
+        else if (segs == 2) LANE_CALL(1);
+        else LANE_CALL(0);
     }
+#undef LANE_CALL
     for (int g = 0; g < ng; ++g) {
         __m512 s8[8], s4[4];
         for (int i = 0; i < 8; ++i) s8[i] = _mm512_add_ps(acc[8 + i][g], acc[i][g]);
@@ -191,7 +196,7 @@ static inline void lanes_eval(const lanes_t *restrict L, __m512 (*restrict vv)[1
     }
 }
 
-/* fused products, four moments: the ON-counts and moments of the columns c0 .. c0 + nb - 1 (nb <= 64) of one
+/* fused products, four moments: the ON-counts and moments of the columns c0 .. c0 + nb - 1 (nb <= CB) of one
    input vector whose 1s are the rows on[0 .. q), as sums in increasing row order of the basis rows phi[r] that
    each column's conducting cells select (the same additions as a float32 product that accumulates along the
    rows, which is what the caller checked), then the lanes' currents into ia */
@@ -203,25 +208,33 @@ static inline void fused_block(const lanes_t *restrict L, const job_t *restrict 
     const __m512 onef = _mm512_set1_ps(1.0f);
     __m512 m[4][LANE_GROUPS];
     __m512i kc[LANE_GROUPS];
-    for (int g = 0; g < LANE_GROUPS; ++g) {
-        kc[g] = _mm512_setzero_si512();
-        for (int e = 0; e < 4; ++e) m[e][g] = zero;
-    }
-    const uint16_t *restrict wm = j->wmask + c0 / 16;          /* G is a multiple of 4: four groups readable */
-    for (int t = 0; t < q; ++t) {
-        const int64_t r = on[t];
-        uint64_t w4;
-        memcpy(&w4, wm + r * j->wmask_ld, sizeof w4);
-        const float *restrict ph = j->phi + r * j->phi_ld;
-        const __m512 p0 = _mm512_set1_ps(ph[0]), p1 = _mm512_set1_ps(ph[1]);
-        const __m512 p2 = _mm512_set1_ps(ph[2]), p3 = _mm512_set1_ps(ph[3]);
-        for (int g = 0; g < LANE_GROUPS; ++g) {
-            const __mmask16 mk = (__mmask16)(w4 >> (16 * g));
-            m[0][g] = _mm512_mask_add_ps(m[0][g], mk, m[0][g], p0);
-            m[1][g] = _mm512_mask3_fmadd_ps(p1, onef, m[1][g], mk);
-            m[2][g] = _mm512_mask_add_ps(m[2][g], mk, m[2][g], p2);
-            m[3][g] = _mm512_mask3_fmadd_ps(p3, onef, m[3][g], mk);
-            kc[g] = _mm512_mask_add_epi32(kc[g], mk, kc[g], one);
+    for (int h = 0; h < LANE_GROUPS; h += 4) {                 /* four groups at a time */
+        __m512 m4[4][4];
+        __m512i k4[4];
+        for (int g = 0; g < 4; ++g) {
+            k4[g] = _mm512_setzero_si512();
+            for (int e = 0; e < 4; ++e) m4[e][g] = zero;
+        }
+        const uint16_t *restrict wm = j->wmask + c0 / 16 + h;  /* G is a multiple of 8: these four groups readable */
+        for (int t = 0; t < (16 * h < nb ? q : 0); ++t) {
+            const int64_t r = on[t];
+            uint64_t w4;
+            memcpy(&w4, wm + r * j->wmask_ld, sizeof w4);
+            const float *restrict ph = j->phi + r * j->phi_ld;
+            const __m512 p0 = _mm512_set1_ps(ph[0]), p1 = _mm512_set1_ps(ph[1]);
+            const __m512 p2 = _mm512_set1_ps(ph[2]), p3 = _mm512_set1_ps(ph[3]);
+            for (int g = 0; g < 4; ++g) {
+                const __mmask16 mk = (__mmask16)(w4 >> (16 * g));
+                m4[0][g] = _mm512_mask_add_ps(m4[0][g], mk, m4[0][g], p0);
+                m4[1][g] = _mm512_mask3_fmadd_ps(p1, onef, m4[1][g], mk);
+                m4[2][g] = _mm512_mask_add_ps(m4[2][g], mk, m4[2][g], p2);
+                m4[3][g] = _mm512_mask3_fmadd_ps(p3, onef, m4[3][g], mk);
+                k4[g] = _mm512_mask_add_epi32(k4[g], mk, k4[g], one);
+            }
+        }
+        for (int g = 0; g < 4; ++g) {
+            kc[h + g] = k4[g];
+            for (int e = 0; e < 4; ++e) m[e][h + g] = m4[e][g];
         }
     }
     __m512 vv[LANE_GROUPS][16];
@@ -282,7 +295,7 @@ static inline void fused_block_any(const lanes_t *restrict L, const job_t *restr
     __m512 vv[LANE_GROUPS][16];
     __m512i kc[LANE_GROUPS];
     __m512 mm[LANE_GROUPS][FUSED_EMAX];
-    for (int g = 0; g < ng; g += 2) {                   /* two groups at a time (G is a multiple of 4) */
+    for (int g = 0; g < ng; g += 2) {                   /* two groups at a time (G is a multiple of 8) */
         const int64_t gi = c0 / 16 + g;
         switch (E) {                                    /* the common counts of moments unrolled */
         case 8: group_sums(j, on, q, gi, 8, mm + g, kc + g); break;

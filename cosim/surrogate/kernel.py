@@ -285,10 +285,10 @@ def _model_fields(E, V, terms, coef_t, i_cell_a, xs, coef_rows, term_idx, cur, t
 
 def weight_masks(w: torch.Tensor) -> torch.Tensor:
     """(R, G) int16 bit masks of a (R, C) 0/1 weight matrix for the fused products: bit l of [r, g] is
-    w[r, 16 g + l] != 0, G = ceil(C / 16) rounded up to a multiple of 4 (the padding bits 0)."""
+    w[r, 16 g + l] != 0, G = ceil(C / 16) rounded up to a multiple of 8 (the padding bits 0)."""
     import numpy as np
     r, c = w.shape
-    g = -(-max(c, 1) // 64) * 4
+    g = -(-max(c, 1) // 128) * 8
     b = np.zeros((r, g * 16), dtype=bool)
     b[:, :c] = (w != 0).cpu().numpy()
     return torch.from_numpy(np.packbits(b.reshape(r, g, 16), axis=2, bitorder="little").view("<i2")
@@ -339,10 +339,10 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
     n, r = x.shape
     if (x.dtype not in (torch.bfloat16, torch.float32) or x.device.type != "cpu" or (n and x.stride(1) != 1)
             or w_mask.dtype != torch.int16 or w_mask.shape[0] != r or w_mask.shape[1] * 16 < cols
-            or w_mask.shape[1] % 4 or not w_mask.is_contiguous() or phi.dtype != torch.float32
+            or w_mask.shape[1] % 8 or not w_mask.is_contiguous() or phi.dtype != torch.float32
             or phi.shape != (r, E) or phi.stride(1) != 1 or not fused_moments(E, V, terms.shape[0])):
         raise ValueError("evaluate_fused operands: x (n, R') bfloat16/float32 with unit column stride, w_mask "
-                         "(R', 4 q) int16 contiguous, phi (R', E) float32, 1 <= E <= 15 moments, V < 16 variables")
+                         "(R', 8 q) int16 contiguous, phi (R', E) float32, 1 <= E <= 15 moments, V < 16 variables")
     for name, t in (("xs", xs), ("cur", cur), ("code", code), ("acc", acc)):
         if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != n):
             raise ValueError(f"kernel operand {name}: need a CPU matrix of {n} rows with unit column stride")
