@@ -4,7 +4,7 @@ After the matrix products (the ON-count k and the E moments of every column), ev
 element-wise: form the variables (moments, leaking cells), gather the count's coefficient of every term,
 sum the terms, scale to amperes and, when asked, digitise with the ADC's thresholds and sum the currents.
 In torch that is dozens of memory-bound passes over (N, C) tensors; this kernel does it in one pass over
-blocks of 64 columns, reading the E + 1 inputs of a column and writing one or two floats. With AVX-512
+blocks of 128 columns, reading the E + 1 inputs of a column and writing one or two floats. With AVX-512
 each column's variables sit in one register and 16 terms at a time are products of permutations of it,
 dotted with the contiguous coefficient row of its ON-count; for tables of four moments 16 columns at once,
 one per vector lane, with the same operations in the same order (bit for bit the column loop), and there
