@@ -9,7 +9,8 @@ bit, and stops where they differ.
     .venv/bin/python scripts/compare_infer.py --base /tmp/base vgg-small:surrogate:0:50:4 resnet18:ideal:1:100:4
 
 A job is ``model:mode:binsparx:images:runs`` (mode software, ideal or surrogate; binsparx 0 or 1): ``runs``
-runs of ``images`` images each, on consecutive images. 8T-SRAM, the shipped table of the array size.
+runs of ``images`` images each, on consecutive images. ``--tech`` (default 8T-SRAM): the shipped table of the array
+size.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 
 
-def worker(rows: int, cols: int) -> int:
+def worker(rows: int, cols: int, tech: str = "sram8t") -> int:
     """Reads 'model mode binsparx start n' lines, prints CPU seconds and hashes of logits and statistics."""
     import hashlib
     import time
@@ -49,7 +50,7 @@ def worker(rows: int, cols: int) -> int:
         if key not in cims:
             nets.setdefault(name, load_reference(name))
             cims[key] = nets[name] if mode == "software" else to_cim(
-                nets[name], tech="sram8t", rows=rows, cols=cols, mode=mode, table=default_table_path("sram8t", rows),
+                nets[name], tech=tech, rows=rows, cols=cols, mode=mode, table=default_table_path(tech, rows),
                 binsparx=bsx == "1")
             run(cims[key], len(images) - 50, 50)                 # warm-up (kernel build, weight caches)
         model = cims[key]
@@ -71,17 +72,19 @@ def main(argv=None) -> int:
     ap.add_argument("--mine", default=str(HERE), help="this version (default: this checkout)")
     ap.add_argument("--rows", type=int, default=64)
     ap.add_argument("--cols", type=int, default=64)
+    ap.add_argument("--tech", default="sram8t", help="technology (its shipped table of the array size)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.worker:
-        return worker(a.rows, a.cols)
+        return worker(a.rows, a.cols, a.tech)
     if not a.base or not a.jobs:
         ap.error("--base and at least one job are needed")
     shared = os.environ.get("COSIM_SHARED") or str(HERE.parent / "shared")
     procs = {}
     for side, root in (("base", a.base), ("mine", a.mine)):
         env = dict(os.environ, PYTHONPATH=str(Path(root).resolve()), OMP_NUM_THREADS="1", COSIM_SHARED=shared)
-        procs[side] = subprocess.Popen([sys.executable, __file__, "--worker", "--rows", str(a.rows), "--cols", str(a.cols)],
+        procs[side] = subprocess.Popen([sys.executable, __file__, "--worker", "--rows", str(a.rows), "--cols", str(a.cols),
+                                        "--tech", a.tech],
                                        cwd=root, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
     def ask(side, cmd):

@@ -471,8 +471,8 @@ def test_lanes_and_fused_products_change_no_bit(table, quartic, rng):
     """The kernel's AVX-512 loop over 16 columns at once (one per vector lane) and its fused products (counts
     and moments formed in the kernel from the bits) give the column-by-column loop's currents, ADC codes and
     current sums from the products bit for bit: every shipped table (4 and 12 moments, leak variables), with
-    degree-4 terms, partially used tiles, column counts around multiples of 16 and 64, ON-counts across the
-    32-count segments of the coefficient lookup, zero vectors, both bit dtypes, two threads, both ADC
+    degree-4 terms, partially used tiles, column counts around multiples of 16, 64 and 128 (the lanes' blocks,
+    whole and half), ON-counts across the 32-count segments of the coefficient lookup and windows of it, zero vectors, both bit dtypes, two threads, both ADC
     references; with columns within a hair of a decision level among them."""
     lib = surrogate_kernel.load()
     if lib is None:
@@ -518,13 +518,34 @@ def test_fused_products_refuse_inputs_other_than_bits(rng):
 
 
 def test_weight_masks_hold_the_bits(rng):
-    """weight_masks: bit l of [r, g] is w[r, 16 g + l], groups padded with zeros to a multiple of 4."""
-    w = _bits(rng, (5, 70), 0.5)
-    m = surrogate_kernel.weight_masks(w)
-    assert m.dtype == torch.int16 and m.shape == (5, 8)
-    bits = (m.numpy().view(np.uint16)[:, :, None] >> np.arange(16)) & 1
-    assert np.array_equal(bits.reshape(5, -1)[:, :70], w.numpy().astype(int))
-    assert not bits.reshape(5, -1)[:, 70:].any()
+    """weight_masks: bit l of [r, g] is w[r, 16 g + l], groups padded with zeros to a multiple of 8."""
+    for cols, groups in ((70, 8), (129, 16)):
+        w = _bits(rng, (5, cols), 0.5)
+        m = surrogate_kernel.weight_masks(w)
+        assert m.dtype == torch.int16 and m.shape == (5, groups)
+        bits = (m.numpy().view(np.uint16)[:, :, None] >> np.arange(16)) & 1
+        assert np.array_equal(bits.reshape(5, -1)[:, :cols], w.numpy().astype(int))
+        assert not bits.reshape(5, -1)[:, cols:].any()
+
+
+def test_fused_products_take_tables_of_any_count_of_moments(rng):
+    """The fused products take up to 15 moments, fewer than 16 variables and up to 128 terms: the 8T-SRAM
+    128- and 256-row tables (12 moments; 43 and 78 terms) run them, giving the products' results bit for bit."""
+    fm = surrogate_kernel.fused_moments
+    assert fm(4) and fm(8) and fm(12, 12, 43) and fm(12, 12, 78) and fm(4, 9, 64) and fm(15, 15, 128)
+    assert not fm(0) and not fm(16) and not fm(4, 16) and not fm(12, 12, 129)
+    lib = surrogate_kernel.load()
+    if lib is None or not lib.cosim_simd or surrogate_kernel.portable_forced():
+        pytest.skip("no kernel with AVX-512 loops, or its portable loop forced")
+    for rows in (128, 256):
+        sur = Surrogate.from_table(default_table_path("sram8t", rows))
+        assert len(sur.orders) == 12
+        x, w = _bits(rng, (300, rows), 0.5).bfloat16(), _bits(rng, (rows, 140), 0.5)
+        pw = sur.prepare(w)
+        assert pw.w_mask is not None and sur._fused(lib, x, pw, 1)
+        got = _fast_and_slow(sur, x, pw)
+        assert torch.equal(got[True][0], got[False][0]) and torch.equal(got[True][1], got[False][1])
+        assert got[True][2] == got[False][2]
 
 
 @pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
@@ -547,7 +568,7 @@ def test_read_accumulate_adds_the_codes_of_read(tech, rng):
             got, kmax = sur.read_accumulate(x, w, acc, sx, sw, max_stride=5)
             want = codes * (1 if sw is None else sw) * (1 if sx is None else sx[:, None])
             assert torch.equal(acc, start + want) and got == total
-            if fused and surrogate_kernel.fused_available(surrogate_kernel.load(), 4):
+            if fused and surrogate_kernel.fused_available(surrogate_kernel.load(), 4, sur.kernel_simd):
                 assert kmax == int((x[::5].float() @ w).max())
             else:
                 assert kmax is None

@@ -20,7 +20,8 @@ bits at less cost: input vectors without a 1 leave the products (their counts an
 the kernel evaluates one and copies it), and sparse inputs get their counts and moments as sums of the
 weight rows their 1s select where the float32 product is checked to add in row order
 (``skip_zero_rows``, ``sparse_products``; docs/benchmarks/infer.md). Where the kernel has its AVX-512 loops
-and the table four moments, it evaluates 16 columns at once and forms the counts and moments itself from the
+and the table four moments, it evaluates 16 columns at once, and for tables of up to 15 moments (fewer than 16
+variables, ``kernel.fused_moments``) it forms the counts and moments itself from the
 input bits, under the same check, so there are no products at all (``kernel_lanes``, ``fused_products``).
 """
 
@@ -224,7 +225,8 @@ class Surrogate:
         #: (cosim.surrogate.kernel.row_sums) wherever the float32 product is checked to add in that order
         #: (``_row_sums_exact``), so the same values bit for bit at a cost that follows the 1s
         self.sparse_products = True
-        #: C kernel with its AVX-512 lanes, tables of four moments: form each column's ON-count and moments inside
+        #: C kernel with its AVX-512 lanes, tables of up to 15 moments and 15 variables (kernel.fused_moments): form
+        #: each column's ON-count and moments inside
         #: the kernel from the input bits (kernel.evaluate_fused) wherever the float32 product is checked to add in
         #: row order (``_row_sums_exact``): no products, no conversions, the same values bit for bit
         self.fused_products = True
@@ -279,7 +281,8 @@ class Surrogate:
         kernel = f32_kernel(self.device) if self.dtype == torch.float32 else "blas"
         w_float = w.contiguous() if self.device.type == "cpu" and self.dtype == torch.float32 else None
         w_mask = None
-        if w_float is not None and len(self.orders) == 4:
+        from .kernel import fused_moments
+        if w_float is not None and fused_moments(len(self.orders), self.n_variables, len(self.terms)):
             from .kernel import weight_masks
             w_mask = weight_masks(w_float)
         return PreparedWeights(rows=r, cols=c, w_count=w.to(count_dtype).contiguous(), w_moments=w_m,
@@ -409,11 +412,13 @@ class Surrogate:
 
     def _fused(self, lib, x: torch.Tensor, pw: "PreparedWeights", threads: int) -> bool:
         """Whether the passes of ``x`` run with the products fused into the C kernel (``fused_products``): a
-        kernel with AVX-512 lanes, four moments, inputs of bfloat16 or float32 with unit column stride, and a
-        float32 product of this shape checked to add in row order (the values the fused sums give)."""
+        kernel with AVX-512 lanes, a table it takes (``kernel.fused_moments``), inputs of bfloat16 or float32 with
+        unit column stride, and a float32 product of this shape checked to add in row order (the values the fused
+        sums give)."""
         from .kernel import fused_available
         return (self.fused_products and pw.w_mask is not None and self._phi_m is not None and self._coef_rows is not None
-                and fused_available(lib, len(self.orders), self.kernel_simd, self.kernel_lanes)
+                and fused_available(lib, len(self.orders), self.kernel_simd, self.kernel_lanes, self.n_variables,
+                                    len(self.terms))
                 and x.dtype in (torch.bfloat16, torch.float32) and (x.shape[0] == 0 or x.stride(1) == 1)
                 and _row_sums_exact(lib, pw.rows, pw.w_moments.shape[1], pw.f32_kernel, threads))
 

@@ -39,7 +39,7 @@ typedef struct {
     /* fused products (simd 2, lanes): with wmask set, k and m are not read; each column's ON-count and moments
        are formed here from the input bits, as sums of the basis rows its conducting cells select, in row order */
     const void *xb; int64_t xb_ld; int xb_bf16; int64_t xb_rows;  /* (n, R') 0/1 inputs, bfloat16 or float32 */
-    const uint16_t *wmask; int64_t wmask_ld;   /* (R', G) weight bits: bit l of [r, g] = w[r, 16 g + l], G a multiple of 4 */
+    const uint16_t *wmask; int64_t wmask_ld;   /* (R', G) weight bits: bit l of [r, g] = w[r, 16 g + l], G a multiple of 8 */
     const float *phi; int64_t phi_ld;          /* (R', E) the moment basis of each row */
     float *acc; int64_t acc_ld;                /* fused products: acc[i, c] += sx[i] sw[c] code[i, c] (codes of integers,
                                                   signs +-1 or NULL: 1; exact in float32), in place of code */
@@ -53,7 +53,7 @@ typedef struct {
     double sum;                                /* sum of the currents (A) */
 } job_t;
 
-#define CB 64
+#define CB 128
 #define VMAX 40
 
 #ifdef __AVX512F__
@@ -64,18 +64,22 @@ typedef struct {
    fixes: (l, l + 8), then (l, l + 4), then (0, 2) and (1, 3), then (0, 1). Here every lane of that
    accumulator is a vector over 16 columns and the same operations run in the same order (a term's
    variables multiplied left to right, leaving out the factors of the constant 1: x * 1 is x exactly). The coefficient of each column's ON-count comes from the term's coefficient row (over the
-   counts) by two-table permutes of 32 counts each, no gathers (slow on some CPUs). */
+   counts) by two-table permutes of 32 counts each, no gathers (slow on some CPUs): the permutes of a window
+   of the row from the smallest count of the columns evaluated together to their largest, one 32-count
+   segment of it where the counts lie within 32 of each other (as the counts of one input vector's columns
+   mostly do), rather than of every segment up to the largest count. */
 #define LANE_SEG 32
 #define LANE_SEGS_MAX 16          /* counts up to 511 */
-#define LANE_TERMS_MAX 64
-#define LANE_GROUPS 4             /* groups of 16 columns evaluated together */
+#define LANE_TERMS_MAX 128
+#define LANE_GROUPS 8             /* groups of 16 columns evaluated together (CB / 16) */
 typedef struct {
     int nf;                    /* terms */
     int nq;                    /* blocks of 16 terms (fpad / 16) */
     int len[LANE_TERMS_MAX];     /* the factors of term f other than the constant 1 */
     int idx[LANE_TERMS_MAX][4];  /* their variable indices, in the term's order */
     int segs;                  /* 32-count segments of a coefficient row */
-    float *tab;                /* (nf, segs * 32): coefficient of term f at count k, zero padded */
+    int w;                     /* (segs + 1) * 32: a row's length, room for a window of segs segments at any count */
+    float *tab;                /* (nf, w): coefficient of term f at count k, zero padded */
 } lanes_t;
 
 /* the lanes' model, or 0 where it does not apply (then the column-by-column loop runs) */
@@ -98,7 +102,8 @@ static int lanes_init(lanes_t *L, const job_t *j) {
         L->len[f] = n;
         for (int d = n; d < 4; ++d) L->idx[f][d] = 0;
     }
-    const int64_t w = (int64_t)L->segs * LANE_SEG;
+    const int64_t w = (int64_t)(L->segs + 1) * LANE_SEG;
+    L->w = (int)w;
     L->tab = (float *)calloc((size_t)(F * w), sizeof(float));
     if (!L->tab) return 0;
     for (int64_t f = 0; f < F; ++f)
@@ -106,36 +111,41 @@ static int lanes_init(lanes_t *L, const job_t *j) {
     return 1;
 }
 
-/* the sum over the blocks q of lane l's terms for LANE_GROUPS groups at once, into acc[l][g]; multi (counts
-   beyond the first segment) is a constant where lanes_eval calls it, and the factors' count is switched on
-   once per term, so that the loop over the groups has no branches */
+/* the sum over the blocks q of lane l's terms for NG (LANE_GROUPS or half of them) groups at once, into
+   acc[l][g]; kv[g] are the
+   counts less base (the window's first count), multi (0: one segment of 32 counts, 1: two, the second's
+   coefficients loaded once for all groups, 2: more) is a constant where lanes_eval calls it, and the factors' count is switched on once per term, so that the loop
+   over the groups has no branches */
 #define LANE_TERM(T)                                                                                           \
-    for (int g = 0; g < LANE_GROUPS; ++g) {                                                                    \
+    for (int g = 0; g < NG; ++g) {                                                                    \
         const __m512 t = (T);                                                                                  \
         __m512 c = _mm512_permutex2var_ps(r0, kv[g], r1);                                                      \
-        if (multi)                                                                                             \
+        if (multi == 1)                                                                                        \
+            c = _mm512_mask_mov_ps(c, in_seg[g][1], _mm512_permutex2var_ps(r2, kv[g], r3));                    \
+        else if (multi)                                                                                        \
             for (int s = 1; s < segs; ++s)                                                                     \
                 c = _mm512_mask_mov_ps(c, in_seg[g][s], _mm512_permutex2var_ps(_mm512_loadu_ps(row + LANE_SEG * s), \
                                                                              kv[g], _mm512_loadu_ps(row + LANE_SEG * s + 16))); \
         a[g] = _mm512_fmadd_ps(c, t, a[g]);                                                                    \
     }
 static inline __attribute__((always_inline)) void lanes_lane(const lanes_t *restrict L, __m512 (*restrict vv)[16],
-        const __m512i *restrict kv, int l, const int multi, int segs,
+        const __m512i *restrict kv, int base, int l, const int multi, const int NG, int segs,
         __mmask16 (*restrict in_seg)[LANE_SEGS_MAX], __m512 (*restrict acc)[LANE_GROUPS]) {
-    const int w = L->segs * LANE_SEG;
+    const int w = L->w;
     const __m512 zero = _mm512_setzero_ps();
     const __m512 one = _mm512_set1_ps(1.0f);
     __m512 a[LANE_GROUPS];
-    for (int g = 0; g < LANE_GROUPS; ++g) a[g] = zero;
+    for (int g = 0; g < NG; ++g) a[g] = zero;
     for (int q = 0; q < L->nq; ++q) {
         const int f = 16 * q + l;
         if (f >= L->nf) {                                                   /* a padding term: 0 * 1 + a */
-            for (int g = 0; g < LANE_GROUPS; ++g) a[g] = _mm512_add_ps(a[g], zero);
+            for (int g = 0; g < NG; ++g) a[g] = _mm512_add_ps(a[g], zero);
             continue;
         }
         const int i0 = L->idx[f][0], i1 = L->idx[f][1], i2 = L->idx[f][2], i3 = L->idx[f][3];
-        const float *restrict row = L->tab + (int64_t)f * w;
+        const float *restrict row = L->tab + (int64_t)f * w + base;
         const __m512 r0 = _mm512_loadu_ps(row), r1 = _mm512_loadu_ps(row + 16);
+        const __m512 r2 = multi == 1 ? _mm512_loadu_ps(row + 32) : zero, r3 = multi == 1 ? _mm512_loadu_ps(row + 48) : zero;
         switch (L->len[f]) {
         case 0: LANE_TERM(one) break;
         case 1: LANE_TERM(vv[g][i0]) break;
@@ -144,30 +154,40 @@ static inline __attribute__((always_inline)) void lanes_lane(const lanes_t *rest
         default: LANE_TERM(_mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(vv[g][i0], vv[g][i1]), vv[g][i2]), vv[g][i3])) break;
         }
     }
-    for (int g = 0; g < LANE_GROUPS; ++g) acc[l][g] = a[g];
+    for (int g = 0; g < NG; ++g) acc[l][g] = a[g];
 }
 #undef LANE_TERM
 
 /* currents (units of i_cell) of LANE_GROUPS groups of 16 columns (one column per lane): vv[g][e] the
    variables of group g (vv[g][V] = 1), kv[g] its ON-counts; the first ng groups are stored at out[16 g ..].
-   A term's coefficient row and variable indices are read once for all groups. */
+   A term's coefficient row and variable indices are read once for all groups, its coefficients from the
+   window of the row from the smallest count of the stored groups (the unused groups' currents, not stored,
+   may take any coefficients: the permutes read registers only). */
 static inline void lanes_eval(const lanes_t *restrict L, __m512 (*restrict vv)[16], const __m512i *restrict kv,
                               int ng, float *restrict out) {
-    int kmax = 0;
-    for (int g = 0; g < LANE_GROUPS; ++g) {
-        const int m = _mm512_reduce_max_epi32(kv[g]);
-        kmax = m > kmax ? m : kmax;
+    __m512i lo = kv[0], hi = kv[0];
+    for (int g = 1; g < ng; ++g) {
+        lo = _mm512_min_epi32(lo, kv[g]);
+        hi = _mm512_max_epi32(hi, kv[g]);
     }
-    const int segs = kmax / LANE_SEG + 1;                                   /* segments these counts need */
+    const int base = _mm512_reduce_min_epi32(lo);                           /* 0 <= base <= counts <= R */
+    const int segs = (_mm512_reduce_max_epi32(hi) - base) / LANE_SEG + 1;  /* segments these counts need */
+    __m512i kr[LANE_GROUPS];
+    for (int g = 0; g < LANE_GROUPS; ++g) kr[g] = _mm512_sub_epi32(kv[g], _mm512_set1_epi32(base));
     __mmask16 in_seg[LANE_GROUPS][LANE_SEGS_MAX];
     for (int g = 0; g < LANE_GROUPS; ++g)
         for (int s = 1; s < segs; ++s)
-            in_seg[g][s] = _mm512_cmpeq_epi32_mask(_mm512_srli_epi32(kv[g], 5), _mm512_set1_epi32(s));
+            in_seg[g][s] = _mm512_cmpeq_epi32_mask(_mm512_srli_epi32(kr[g], 5), _mm512_set1_epi32(s));
     __m512 acc[16][LANE_GROUPS];
+    const int half = ng <= LANE_GROUPS / 2;                                 /* the first half of the groups */
+#define LANE_CALL(MULTI) (half ? lanes_lane(L, vv, kr, base, l, MULTI, LANE_GROUPS / 2, segs, in_seg, acc) \
+                               : lanes_lane(L, vv, kr, base, l, MULTI, LANE_GROUPS, segs, in_seg, acc))
     for (int l = 0; l < 16; ++l) {
-        if (segs > 1) lanes_lane(L, vv, kv, l, 1, segs, in_seg, acc);
-        else lanes_lane(L, vv, kv, l, 0, segs, in_seg, acc);
+        if (segs > 2) LANE_CALL(2);
+        else if (segs == 2) LANE_CALL(1);
+        else LANE_CALL(0);
     }
+#undef LANE_CALL
     for (int g = 0; g < ng; ++g) {
         __m512 s8[8], s4[4];
         for (int i = 0; i < 8; ++i) s8[i] = _mm512_add_ps(acc[8 + i][g], acc[i][g]);
@@ -176,7 +196,7 @@ static inline void lanes_eval(const lanes_t *restrict L, __m512 (*restrict vv)[1
     }
 }
 
-/* fused products, four moments: the ON-counts and moments of the columns c0 .. c0 + nb - 1 (nb <= 64) of one
+/* fused products, four moments: the ON-counts and moments of the columns c0 .. c0 + nb - 1 (nb <= CB) of one
    input vector whose 1s are the rows on[0 .. q), as sums in increasing row order of the basis rows phi[r] that
    each column's conducting cells select (the same additions as a float32 product that accumulates along the
    rows, which is what the caller checked), then the lanes' currents into ia */
@@ -185,27 +205,36 @@ static inline void fused_block(const lanes_t *restrict L, const job_t *restrict 
     const int64_t V = j->V;
     const __m512 zero = _mm512_setzero_ps();
     const __m512i one = _mm512_set1_epi32(1);
+    const __m512 onef = _mm512_set1_ps(1.0f);
     __m512 m[4][LANE_GROUPS];
     __m512i kc[LANE_GROUPS];
-    for (int g = 0; g < LANE_GROUPS; ++g) {
-        kc[g] = _mm512_setzero_si512();
-        for (int e = 0; e < 4; ++e) m[e][g] = zero;
-    }
-    const uint16_t *restrict wm = j->wmask + c0 / 16;          /* G is a multiple of 4: four groups readable */
-    for (int t = 0; t < q; ++t) {
-        const int64_t r = on[t];
-        uint64_t w4;
-        memcpy(&w4, wm + r * j->wmask_ld, sizeof w4);
-        const float *restrict ph = j->phi + r * j->phi_ld;
-        const __m512 p0 = _mm512_set1_ps(ph[0]), p1 = _mm512_set1_ps(ph[1]);
-        const __m512 p2 = _mm512_set1_ps(ph[2]), p3 = _mm512_set1_ps(ph[3]);
-        for (int g = 0; g < LANE_GROUPS; ++g) {
-            const __mmask16 mk = (__mmask16)(w4 >> (16 * g));
-            m[0][g] = _mm512_mask_add_ps(m[0][g], mk, m[0][g], p0);
-            m[1][g] = _mm512_mask_add_ps(m[1][g], mk, m[1][g], p1);
-            m[2][g] = _mm512_mask_add_ps(m[2][g], mk, m[2][g], p2);
-            m[3][g] = _mm512_mask_add_ps(m[3][g], mk, m[3][g], p3);
-            kc[g] = _mm512_mask_add_epi32(kc[g], mk, kc[g], one);
+    for (int h = 0; h < LANE_GROUPS; h += 4) {                 /* four groups at a time */
+        __m512 m4[4][4];
+        __m512i k4[4];
+        for (int g = 0; g < 4; ++g) {
+            k4[g] = _mm512_setzero_si512();
+            for (int e = 0; e < 4; ++e) m4[e][g] = zero;
+        }
+        const uint16_t *restrict wm = j->wmask + c0 / 16 + h;  /* G is a multiple of 8: these four groups readable */
+        for (int t = 0; t < (16 * h < nb ? q : 0); ++t) {
+            const int64_t r = on[t];
+            uint64_t w4;
+            memcpy(&w4, wm + r * j->wmask_ld, sizeof w4);
+            const float *restrict ph = j->phi + r * j->phi_ld;
+            const __m512 p0 = _mm512_set1_ps(ph[0]), p1 = _mm512_set1_ps(ph[1]);
+            const __m512 p2 = _mm512_set1_ps(ph[2]), p3 = _mm512_set1_ps(ph[3]);
+            for (int g = 0; g < 4; ++g) {
+                const __mmask16 mk = (__mmask16)(w4 >> (16 * g));
+                m4[0][g] = _mm512_mask_add_ps(m4[0][g], mk, m4[0][g], p0);
+                m4[1][g] = _mm512_mask3_fmadd_ps(p1, onef, m4[1][g], mk);
+                m4[2][g] = _mm512_mask_add_ps(m4[2][g], mk, m4[2][g], p2);
+                m4[3][g] = _mm512_mask3_fmadd_ps(p3, onef, m4[3][g], mk);
+                k4[g] = _mm512_mask_add_epi32(k4[g], mk, k4[g], one);
+            }
+        }
+        for (int g = 0; g < 4; ++g) {
+            kc[h + g] = k4[g];
+            for (int e = 0; e < 4; ++e) m[e][h + g] = m4[e][g];
         }
     }
     __m512 vv[LANE_GROUPS][16];
@@ -221,6 +250,77 @@ static inline void fused_block(const lanes_t *restrict L, const job_t *restrict 
     if (kmax) {                                         /* padding columns count 0: no larger than any */
         __m512i mx = kc[0];
         for (int g = 1; g < LANE_GROUPS; ++g) mx = _mm512_max_epi32(mx, kc[g]);
+        const int32_t m = _mm512_reduce_max_epi32(mx);
+        *kmax = m > *kmax ? m : *kmax;
+    }
+}
+
+/* fused products, any number of moments (E <= FUSED_EMAX; fused_block is the faster form for four): the
+   ON-count and the E moments of the 16 columns of group gi (columns 16 gi ..) of one input vector whose 1s are
+   the rows on[0 .. q), each the sum in increasing row order of the basis values phi[r][e] of the rows whose
+   cell in that column conducts (as fused_block forms them); E is a constant where fused_block_any calls it */
+#define FUSED_EMAX 15
+static inline __attribute__((always_inline)) void group_sums(const job_t *restrict j, const int32_t *restrict on,
+        int q, int64_t gi, const int E, __m512 (*restrict m)[FUSED_EMAX], __m512i *restrict kc) {
+    const __m512i one = _mm512_set1_epi32(1);
+    const __m512 onef = _mm512_set1_ps(1.0f);
+    __m512 a[FUSED_EMAX], b[FUSED_EMAX];
+    __m512i k = _mm512_setzero_si512(), k2 = _mm512_setzero_si512();
+    for (int e = 0; e < E; ++e) a[e] = b[e] = _mm512_setzero_ps();
+    const uint16_t *restrict wm = j->wmask + gi;
+    for (int t = 0; t < q; ++t) {
+        const int64_t r = on[t];
+        const __mmask16 mk = (__mmask16)wm[r * j->wmask_ld], mk2 = (__mmask16)wm[r * j->wmask_ld + 1];
+        const float *restrict ph = j->phi + r * j->phi_ld;
+        for (int e = 0; e < E; ++e) {
+            const __m512 p = _mm512_set1_ps(ph[e]);
+            a[e] = _mm512_mask_add_ps(a[e], mk, a[e], p);
+            b[e] = _mm512_mask3_fmadd_ps(p, onef, b[e], mk2);
+        }
+        k = _mm512_mask_add_epi32(k, mk, k, one);
+        k2 = _mm512_mask_add_epi32(k2, mk2, k2, one);
+    }
+    for (int e = 0; e < E; ++e) { m[0][e] = a[e]; m[1][e] = b[e]; }
+    kc[0] = k; kc[1] = k2;
+}
+
+/* fused_block for tables of any number of moments E <= FUSED_EMAX with V < 16 variables: each group of 16
+   columns on its own (its E + 1 sums stay in registers), then the lanes' currents into ia */
+static inline void fused_block_any(const lanes_t *restrict L, const job_t *restrict j, const int32_t *restrict on,
+                                   int q, int64_t c0, int64_t nb, const float *restrict xr, float *restrict ia,
+                                   int32_t *restrict kmax) {
+    const int64_t E = j->E, V = j->V;
+    const __m512 zero = _mm512_setzero_ps();
+    const int ng = (int)((nb + 15) / 16);
+    __m512 vv[LANE_GROUPS][16];
+    __m512i kc[LANE_GROUPS];
+    __m512 mm[LANE_GROUPS][FUSED_EMAX];
+    for (int g = 0; g < ng; g += 2) {                   /* two groups at a time (G is a multiple of 8) */
+        const int64_t gi = c0 / 16 + g;
+        switch (E) {                                    /* the common counts of moments unrolled */
+        case 8: group_sums(j, on, q, gi, 8, mm + g, kc + g); break;
+        case 12: group_sums(j, on, q, gi, 12, mm + g, kc + g); break;
+        default: group_sums(j, on, q, gi, (int)E, mm + g, kc + g); break;
+        }
+    }
+    for (int g = 0; g < LANE_GROUPS; ++g) {
+        if (g >= ng) {                                  /* unused groups: zeros, not stored */
+            kc[g] = _mm512_setzero_si512();
+            for (int64_t e = 0; e <= V; ++e) vv[g][e] = zero;
+            continue;
+        }
+        const __m512 *m = mm[g];
+        for (int64_t e = 0; e < E; ++e) vv[g][e] = _mm512_add_ps(m[e], zero);   /* as the loops form them */
+        if (xr) {
+            vv[g][E] = _mm512_sub_ps(_mm512_set1_ps(xr[0] + 0.0f), _mm512_cvtepi32_ps(kc[g]));
+            for (int64_t e = 0; e < E; ++e) vv[g][E + 1 + e] = _mm512_sub_ps(_mm512_set1_ps(xr[1 + e] + 0.0f), m[e]);
+        }
+        vv[g][V] = _mm512_set1_ps(1.0f);
+    }
+    lanes_eval(L, vv, kc, ng, ia);
+    if (kmax) {                                         /* padding columns count 0: no larger than any */
+        __m512i mx = kc[0];
+        for (int g = 1; g < ng; ++g) mx = _mm512_max_epi32(mx, kc[g]);
         const int32_t m = _mm512_reduce_max_epi32(mx);
         *kmax = m > *kmax ? m : *kmax;
     }
@@ -261,10 +361,11 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
     for (int l = 0; l < 16; ++l) sh[l] = (l > E && l <= 2 * E) ? (int32_t)(l - E - 1) : 0;
     const __m512i shift_nu = _mm512_loadu_si512(sh);
     lanes_t lanes;
-    /* 16 columns at once for tables of four moments (the loads of other counts of moments would need gathers,
-       which made it slower than the column loop: 12 moments, AMD EPYC) */
-    const int use_lanes = vec && j->simd == 2 && E == 4 && lanes_init(&lanes, j);
+    /* 16 columns at once for tables of four moments, and for any count of moments (up to FUSED_EMAX) where the
+       kernel forms them itself (fused products); loading other counts of moments from m would need gathers,
+       which made it slower than the column loop (12 moments, AMD EPYC) */
     const int fused = j->wmask != 0;
+    const int use_lanes = vec && j->simd == 2 && (E == 4 || (fused && E <= FUSED_EMAX)) && lanes_init(&lanes, j);
     if (fused && !use_lanes) { *bad_out = 2; return 0.0; }
     /* lanes: where column l of 16 finds moment e (E == 4: elements 4 l .. 4 l + 3 of four registers,
        deinterleaved by permutes) */
@@ -320,8 +421,11 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
             const int64_t rr = j->xb_rows;
             if (j->xb_bf16) {
                 const uint16_t *restrict xv = (const uint16_t *)j->xb + i * j->xb_ld;
-                if (i + 4 < n1)                     /* the rows lie far apart (a tile of a wider input): ask early */
+                if (i + 4 < n1) {                   /* the rows lie far apart (a tile of a wider input): ask early */
                     for (int64_t r = 0; r < rr; r += 32) __builtin_prefetch(xv + 4 * j->xb_ld + r);
+                    if (cbuf)                       /* and the accumulator's row, read and written after the codes */
+                        for (int64_t c = 0; c < C; c += 16) __builtin_prefetch(j->acc + (i + 4) * j->acc_ld + c, 1);
+                }
                 int64_t r = 0;
 #if defined(__AVX512BW__) && defined(__AVX512VL__)
                 /* 16 at a time: the 1s' indices compressed into on[] (room for 16 beyond R') */
@@ -380,7 +484,8 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
             const int64_t nb = C - c0 < CB ? C - c0 : CB;
 #ifdef __AVX512F__
             if (fused) {
-                fused_block(&lanes, j, on, q, c0, nb, xr, ia, kmax);
+                if (E == 4) fused_block(&lanes, j, on, q, c0, nb, xr, ia, kmax);
+                else fused_block_any(&lanes, j, on, q, c0, nb, xr, ia, kmax);
                 goto evaluated;
             }
 #endif

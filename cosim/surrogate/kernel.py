@@ -4,11 +4,12 @@ After the matrix products (the ON-count k and the E moments of every column), ev
 element-wise: form the variables (moments, leaking cells), gather the count's coefficient of every term,
 sum the terms, scale to amperes and, when asked, digitise with the ADC's thresholds and sum the currents.
 In torch that is dozens of memory-bound passes over (N, C) tensors; this kernel does it in one pass over
-blocks of 64 columns, reading the E + 1 inputs of a column and writing one or two floats. With AVX-512
+blocks of 128 columns, reading the E + 1 inputs of a column and writing one or two floats. With AVX-512
 each column's variables sit in one register and 16 terms at a time are products of permutations of it,
 dotted with the contiguous coefficient row of its ON-count; for tables of four moments 16 columns at once,
 one per vector lane, with the same operations in the same order (bit for bit the column loop), and there
-``evaluate_fused`` also forms the ON-counts and moments from the input bits itself (no matrix products);
+``evaluate_fused`` also forms the ON-counts and moments from the input bits itself (no matrix products), for
+tables of up to 15 moments (fewer than 16 variables) too, in the same lanes;
 elsewhere a portable loop does the same. It
 is plain C in ``kernel.c`` beside this file (no torch headers), compiled on first use with the system C
 compiler into ``cosim.paths.cache_dir()/kernels`` (about a second) and called through ctypes, one POSIX
@@ -284,19 +285,36 @@ def _model_fields(E, V, terms, coef_t, i_cell_a, xs, coef_rows, term_idx, cur, t
 
 def weight_masks(w: torch.Tensor) -> torch.Tensor:
     """(R, G) int16 bit masks of a (R, C) 0/1 weight matrix for the fused products: bit l of [r, g] is
-    w[r, 16 g + l] != 0, G = ceil(C / 16) rounded up to a multiple of 4 (the padding bits 0)."""
+    w[r, 16 g + l] != 0, G = ceil(C / 16) rounded up to a multiple of 8 (the padding bits 0)."""
     import numpy as np
     r, c = w.shape
-    g = -(-max(c, 1) // 64) * 4
+    g = -(-max(c, 1) // 128) * 8
     b = np.zeros((r, g * 16), dtype=bool)
     b[:, :c] = (w != 0).cpu().numpy()
     return torch.from_numpy(np.packbits(b.reshape(r, g, 16), axis=2, bitorder="little").view("<i2")
                             .reshape(r, g).copy())
 
 
-def fused_available(lib: ctypes.CDLL | None, n_moments: int, simd: bool = True, lanes: bool = True) -> bool:
-    """Whether ``evaluate_fused`` can run: a kernel with the AVX-512 loops, its 16-column lanes, four moments."""
-    return bool(lib is not None and getattr(lib, "cosim_simd", False) and simd and lanes and n_moments == 4)
+#: most moments a table may have for the fused products (FUSED_EMAX in kernel.c)
+FUSED_MAX_MOMENTS = 15
+#: most terms a table may have for the 16-column lanes (LANE_TERMS_MAX in kernel.c)
+LANE_MAX_TERMS = 128
+
+
+def fused_moments(n_moments: int, n_variables: int | None = None, n_terms: int | None = None) -> bool:
+    """Whether the fused products take a table of ``n_moments`` moments, ``n_variables`` variables (default:
+    the moments alone) and ``n_terms`` terms (default: not checked): 1 .. FUSED_MAX_MOMENTS moments, fewer than
+    16 variables (one AVX-512 register), at most LANE_MAX_TERMS terms."""
+    n_var = n_moments if n_variables is None else n_variables
+    return 1 <= n_moments <= FUSED_MAX_MOMENTS and n_var < 16 and (n_terms is None or 1 <= n_terms <= LANE_MAX_TERMS)
+
+
+def fused_available(lib: ctypes.CDLL | None, n_moments: int, simd: bool = True, lanes: bool = True,
+                    n_variables: int | None = None, n_terms: int | None = None) -> bool:
+    """Whether ``evaluate_fused`` can run: a kernel with the AVX-512 loops, its 16-column lanes, a table the
+    fused products take (``fused_moments``)."""
+    return bool(lib is not None and getattr(lib, "cosim_simd", False) and simd and lanes
+                and fused_moments(n_moments, n_variables, n_terms))
 
 
 def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi: torch.Tensor, cols: int, E: int, V: int,
@@ -312,7 +330,7 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
     sums, in increasing row order, of the basis rows its conducting cells select: the values of a float32
     product that accumulates along the rows in order (the caller checks that its product does), so the same
     currents, codes and sums bit for bit, without the products. Only where ``fused_available`` (AVX-512
-    lanes, four moments). ``chunk`` > 0: the vectors in passes of ``chunk``, each split over the threads, their
+    lanes, a table of at most 15 moments and 15 variables: ``fused_moments``). ``chunk`` > 0: the vectors in passes of ``chunk``, each split over the threads, their
     sums added in pass order: the sum that passes of ``chunk`` vectors, one call each, add up to. ``acc`` (n, C)
     float32: the codes are not written but added to it, times ``sx`` (n,) and ``sw`` (C,) where given (+-1;
     exact: integers). ``max_stride`` > 0: also the largest ON-count of the vectors i with i % max_stride == 0.
@@ -321,10 +339,10 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
     n, r = x.shape
     if (x.dtype not in (torch.bfloat16, torch.float32) or x.device.type != "cpu" or (n and x.stride(1) != 1)
             or w_mask.dtype != torch.int16 or w_mask.shape[0] != r or w_mask.shape[1] * 16 < cols
-            or w_mask.shape[1] % 4 or not w_mask.is_contiguous() or phi.dtype != torch.float32
-            or phi.shape != (r, E) or phi.stride(1) != 1 or E != 4):
+            or w_mask.shape[1] % 8 or not w_mask.is_contiguous() or phi.dtype != torch.float32
+            or phi.shape != (r, E) or phi.stride(1) != 1 or not fused_moments(E, V, terms.shape[0])):
         raise ValueError("evaluate_fused operands: x (n, R') bfloat16/float32 with unit column stride, w_mask "
-                         "(R', 4 q) int16 contiguous, phi (R', 4) float32")
+                         "(R', 8 q) int16 contiguous, phi (R', E) float32, 1 <= E <= 15 moments, V < 16 variables")
     for name, t in (("xs", xs), ("cur", cur), ("code", code), ("acc", acc)):
         if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != n):
             raise ValueError(f"kernel operand {name}: need a CPU matrix of {n} rows with unit column stride")
