@@ -329,6 +329,7 @@ static inline void fused_block_any(const lanes_t *restrict L, const job_t *restr
 /* rows whose current sums are added up side by side: each row's sum is one chain of float32 additions in
    column order (part of the result, so kept as it is), and a chain's latency bounds a row on its own */
 #define RG 8
+#define DUP_FLOATS (1 << 19)      /* the repeat cache's currents and codes: at most 2 MiB a thread */
 static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
     const int64_t C = j->C, E = j->E, V = j->V, R = j->R, F = j->F, nt = j->nthr, G = j->ngrid;
     const int64_t n0 = j->n0, n1 = j->n1, k_ld = j->k_ld, m_ld = j->m_ld, xs_ld = j->xs_ld;
@@ -412,6 +413,30 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
     }
     const int zcache = zia && zcode;
     int zdone = 0;
+    /* fused products: a vector that repeats one seen before by this call (im2col patches often do) takes the
+       currents, codes and largest ON-count that vector gave, as its own evaluation would give them bit for bit
+       (they depend on its bits alone); a direct-mapped cache of dslots vectors, keyed by a hash of the bits and
+       checked against the stored bits, so that a collision only costs an evaluation */
+    const int64_t dw = fused ? (j->xb_rows + 63) / 64 : 0;        /* 64-bit words of a vector's bits */
+    int64_t dslots = 0;
+    uint64_t *restrict bits = 0, *restrict dbits = 0, *restrict dhash = 0;
+    float *restrict dia = 0, *restrict dcode = 0, *restrict dxs = 0;
+    int32_t *restrict dk = 0;
+    const int64_t nxs = j->xs ? 1 + E : 0;                          /* leak tables: the row's xs, checked too */
+    if (fused && rbuf && C > 0) {
+        int64_t want = 16;                                         /* a power of two, at most DUP_FLOATS / C */
+        while (want < n1 - n0 && want * 2 * C <= DUP_FLOATS) want *= 2;
+        dslots = want;
+        bits = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)dw);
+        dbits = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)(dslots * dw));
+        dhash = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)dslots);
+        dia = (float *)malloc(sizeof(float) * (size_t)(dslots * C));
+        dcode = (float *)malloc(sizeof(float) * (size_t)(dslots * C));
+        dk = (int32_t *)malloc(sizeof(int32_t) * (size_t)dslots);
+        dxs = (float *)malloc(sizeof(float) * (size_t)(dslots * nxs + 1));
+        if (!bits || !dbits || !dhash || !dia || !dcode || !dk || !dxs) dslots = 0;   /* without it: every vector evaluated */
+        for (int64_t s = 0; s < dslots; ++s) dk[s] = -1;              /* -1: an empty slot */
+    }
     for (int64_t i = n0; i < n1; ++i) {
         float *restrict rb = rbuf ? rbuf + ((i - n0) % RG) * C : 0;
         int64_t src = j->rowmap ? j->rowmap[i] : i;                /* the operands' row; < 0: all-zero inputs */
@@ -439,11 +464,19 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
                     b |= (uint16_t)(one | zero) != 0xffffu;
                     _mm512_storeu_si512(on + q, _mm512_maskz_compress_epi32(one, ridx));
                     q += __builtin_popcount((unsigned)one);
+                    if (bits) {
+                        if (r % 64 == 0) bits[r / 64] = 0;
+                        bits[r / 64] |= (uint64_t)one << (r % 64);
+                    }
                 }
 #endif
                 for (; r < rr; ++r) {
                     const uint16_t u = xv[r];       /* 0x3f80: 1.0; 0 or -0: 0 */
                     on[q] = (int32_t)r;
+                    if (bits) {
+                        if (r % 64 == 0) bits[r / 64] = 0;
+                        bits[r / 64] |= (uint64_t)(u == 0x3f80u) << (r % 64);
+                    }
                     q += u == 0x3f80u;
                     b |= (u != 0x3f80u) & ((u & 0x7fffu) != 0);
                 }
@@ -451,6 +484,10 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
                 const float *restrict xv = (const float *)j->xb + i * j->xb_ld;
                 for (int64_t r = 0; r < rr; ++r) {
                     on[q] = (int32_t)r;
+                    if (bits) {
+                        if (r % 64 == 0) bits[r / 64] = 0;
+                        bits[r / 64] |= (uint64_t)(xv[r] == 1.0f) << (r % 64);
+                    }
                     q += xv[r] == 1.0f;
                     b |= (xv[r] != 1.0f) & (xv[r] != 0.0f);
                 }
@@ -465,6 +502,23 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
         float rowsum = 0.0f;
         int32_t *restrict kmax = j->max_stride > 0 && i % j->max_stride == 0 ? kmax_out : 0;
         (void)kmax;                                 /* (portable builds: no fused products) */
+        int32_t rowk = 0;                           /* fused products: the row's largest ON-count */
+        int64_t dslot = -1;
+        uint64_t dh = 0;
+        if (dslots && src >= 0) {                   /* a vector seen before: its results */
+            dh = (uint64_t)q;
+            for (int64_t w = 0; w < dw; ++w) dh = (dh ^ bits[w]) * 0x9E3779B97F4A7C15ull;
+            dh ^= dh >> 31;
+            dslot = (int64_t)(dh & (uint64_t)(dslots - 1));
+            if (dk[dslot] >= 0 && dhash[dslot] == dh && !memcmp(dbits + dslot * dw, bits, sizeof(uint64_t) * (size_t)dw)
+                && (!nxs || !memcmp(dxs + dslot * nxs, xr, sizeof(float) * (size_t)nxs))) {
+                memcpy(rb, dia + dslot * C, sizeof(float) * (size_t)C);
+                if (cur) memcpy(cur, rb, sizeof(float) * (size_t)C);
+                if (code) memcpy(code, dcode + dslot * C, sizeof(float) * (size_t)C);
+                if (kmax && dk[dslot] > *kmax) *kmax = dk[dslot];
+                goto row_done;
+            }
+        }
         if (src < 0 && zdone) {                    /* an all-zero row again: the same currents and codes */
             memcpy(rb, zia, sizeof(float) * (size_t)C);
             if (cur) memcpy(cur, zia, sizeof(float) * (size_t)C);
@@ -484,8 +538,8 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
             const int64_t nb = C - c0 < CB ? C - c0 : CB;
 #ifdef __AVX512F__
             if (fused) {
-                if (E == 4) fused_block(&lanes, j, on, q, c0, nb, xr, ia, kmax);
-                else fused_block_any(&lanes, j, on, q, c0, nb, xr, ia, kmax);
+                if (E == 4) fused_block(&lanes, j, on, q, c0, nb, xr, ia, &rowk);
+                else fused_block_any(&lanes, j, on, q, c0, nb, xr, ia, &rowk);
                 goto evaluated;
             }
 #endif
@@ -622,6 +676,15 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
                 for (int64_t c = 0; c < nb; ++c) code[c0 + c] = (float)lo[c] * lsb;
             }
         }
+        if (kmax && rowk > *kmax) *kmax = rowk;
+        if (dslot >= 0) {                           /* this vector's results, for its repeats */
+            memcpy(dbits + dslot * dw, bits, sizeof(uint64_t) * (size_t)dw);
+            dhash[dslot] = dh;
+            dk[dslot] = rowk;
+            if (nxs) memcpy(dxs + dslot * nxs, xr, sizeof(float) * (size_t)nxs);
+            memcpy(dia + dslot * C, rb, sizeof(float) * (size_t)C);
+            if (code) memcpy(dcode + dslot * C, code, sizeof(float) * (size_t)C);
+        }
         if (src < 0 && zcache) {                   /* the first all-zero row */
             memcpy(zia, rb, sizeof(float) * (size_t)C);
             if (code) memcpy(zcode, code, sizeof(float) * (size_t)C);
@@ -651,6 +714,7 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
         }
     }
     free(rbuf); free(zia); free(zcode); free(on); free(cbuf);
+    free(bits); free(dbits); free(dhash); free(dia); free(dcode); free(dk); free(dxs);
 #ifdef __AVX512F__
     if (use_lanes) free(lanes.tab);
 #endif
