@@ -572,3 +572,31 @@ def test_read_accumulate_adds_the_codes_of_read(tech, rng):
                 assert kmax == int((x[::5].float() @ w).max())
             else:
                 assert kmax is None
+
+
+@pytest.mark.parametrize("tech,rows", [("sram8t", 64), ("sram8t", 256), ("reram1t1r", 128)])
+def test_repeated_vectors_take_their_first_results_bit_for_bit(tech, rows, rng):
+    """The fused products evaluate a vector that repeats one of the same call once and copy its results (a
+    cache keyed by the bits): currents, codes, the current sum and the largest ON-count of every k-th vector
+    are those of the products, bit for bit, with many repeats among more distinct vectors than the cache holds
+    (collisions), a repeat that alone has the largest ON-count of the vectors read for it, two threads."""
+    lib = surrogate_kernel.load()
+    if lib is None or not lib.cosim_simd or surrogate_kernel.portable_forced():
+        pytest.skip("no kernel with AVX-512 loops, or its portable loop forced")
+    sur = Surrogate.from_table(default_table_path(tech, rows), adc=ADC(bits=6, references="calibrated"))
+    sur.kernel_threads = 2
+    distinct = _bits(rng, (3000, rows), 0.4)
+    x = torch.cat([distinct, distinct[torch.as_tensor(rng.integers(0, 40, 3000))]])[torch.as_tensor(rng.permutation(6000))]
+    x[::11] = 0
+    w = _bits(rng, (rows, 37), 0.5)
+    top = torch.ones(rows)
+    x[1], x[10] = top, top                              # the only 1-vector: first at row 1, again at row 10
+    pw = sur.prepare(w)
+    for dtype in (torch.bfloat16, torch.float32):
+        got = _fast_and_slow(sur, x.to(dtype), pw)
+        assert torch.equal(got[True][0], got[False][0]) and torch.equal(got[True][1], got[False][1])
+        assert got[True][2] == got[False][2]
+    acc = torch.zeros(6000, 37)
+    total, kmax = sur.read_accumulate(x.bfloat16(), pw, acc, max_stride=5)
+    assert torch.equal(acc, got[False][1]) and total == got[False][2]
+    assert kmax == int((x[::5] @ w).max()) == int(w.sum(0).max())
