@@ -329,7 +329,7 @@ static inline void fused_block_any(const lanes_t *restrict L, const job_t *restr
 /* rows whose current sums are added up side by side: each row's sum is one chain of float32 additions in
    column order (part of the result, so kept as it is), and a chain's latency bounds a row on its own */
 #define RG 8
-#define DUP_FLOATS (1 << 19)      /* the repeat cache's currents and codes: at most 2 MiB a thread */
+#define DUP_FLOATS (1 << 19)      /* the repeat cache: at most this many currents and as many codes (4 MiB a thread, beyond 16 slots) */
 static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
     const int64_t C = j->C, E = j->E, V = j->V, R = j->R, F = j->F, nt = j->nthr, G = j->ngrid;
     const int64_t n0 = j->n0, n1 = j->n1, k_ld = j->k_ld, m_ld = j->m_ld, xs_ld = j->xs_ld;
@@ -424,7 +424,7 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
     int32_t *restrict dk = 0;
     const int64_t nxs = j->xs ? 1 + E : 0;                          /* leak tables: the row's xs, checked too */
     if (fused && rbuf && C > 0) {
-        int64_t want = 16;                                         /* a power of two, at most DUP_FLOATS / C */
+        int64_t want = 16;                                         /* slots: a power of two, at most DUP_FLOATS / C */
         while (want < n1 - n0 && want * 2 * C <= DUP_FLOATS) want *= 2;
         dslots = want;
         bits = (uint64_t *)malloc(sizeof(uint64_t) * (size_t)dw);
