@@ -81,6 +81,8 @@ NETWORKS = ("vgg-small", "resnet18")
 IMAGES = 16
 #: provenance fields that change from run to run; a reproducible table leaves them out
 UNREPRODUCIBLE = ("date_utc", "spice_seconds")
+#: the provenance fields that name the code a table was made at (its commit and the commit's date)
+CODE_FIELDS = ("provenance.code_version:", "provenance.code_date_utc:")
 #: what a dirty working tree means here: uncommitted changes to these (the tables themselves excepted)
 CODE_PATHS = ("cosim", "device_models", "scripts/make_tables.py", ":(exclude)cosim/resources/tables")
 
@@ -240,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
             if diff:
                 failed += 1
                 print(f"{name}: DIFFERS from {ref}: " + "; ".join(diff))
+                if all(d.startswith(CODE_FIELDS) for d in diff):
+                    print(f"{name}: only the code version differs: --check reproduces a table byte for byte at the "
+                          "commit its provenance names (code_version); check that commit out to compare there")
             else:
                 print(f"{name}: identical to {ref} ({dest.stat().st_size} bytes)")
     return 1 if failed else 0
