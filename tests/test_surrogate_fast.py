@@ -470,7 +470,7 @@ def _fast_and_slow(sur, x, pw):
 def test_lanes_and_fused_products_change_no_bit(table, quartic, rng):
     """The kernel's AVX-512 loop over 16 columns at once (one per vector lane) and its fused products (counts
     and moments formed in the kernel from the bits) give the column-by-column loop's currents, ADC codes and
-    current sums from the products bit for bit: every shipped table (4 and 12 moments, leak variables), with
+    current sums from the products bit for bit: every shipped table (4, 8 and 12 moments, leak variables), with
     degree-4 terms, partially used tiles, column counts around multiples of 16 and 64, ON-counts across the
     32-count segments of the coefficient lookup, zero vectors, both bit dtypes, two threads, both ADC
     references; with columns within a hair of a decision level among them."""
