@@ -30,11 +30,29 @@ same bytes. The provenance keeps technology, size, topology, solver, ngspice ver
 cross-check), code version, seed and the network operands' checkpoints and images (by SHA-256), and
 leaves out what changes from run to run: no build date (``code_date_utc`` is the commit's date instead)
 and no solve seconds. ``--check`` rebuilds the tables from scratch in a temporary folder and compares
-them with the shipped files byte for byte (naming the provenance fields or arrays that differ). Writing
-the shipped tables from a working tree with uncommitted changes to the code (cosim, device_models, this
-script) is refused unless ``--allow-dirty`` (their provenance would say ``+dirty``).
+them with the shipped files byte for byte (naming the provenance fields or arrays that differ). The
+provenance names the commit a table was made at (``code_version``, ``0.1.0+g<commit>``, and
+``code_date_utc``), so the bytes are reproduced at that commit: run ``--check`` there (the tables' own
+commit is a later one, and any later commit rebuilds a table that differs in those two fields alone as
+long as the code that makes it is unchanged, which ``--check`` says). The shipped 64-row tables were
+written at ``d45291c`` (8T-SRAM) and ``a177db4`` (1T-1R); ``--check --only sram8t_64`` and ``--check --only
+reram1t1r_64_r2ohm`` at those commits gave the same bytes (docs/error_budget/README.md, "The shipped 64-row
+tables rebuilt"). Writing the shipped tables from
+a working tree with uncommitted changes to the code (cosim, device_models, this script) is refused unless
+``--allow-dirty`` (their provenance would say ``+dirty``).
 
-Cost. Measured 2026-12-06 on this project's machine (`lscpu` model name "AMD EPYC", 2 cores, shared with
+Cost. Measured 2026-12-06 12:09-12:16 UTC on this project's machine (`lscpu` model name "AMD EPYC", 2
+cores shared with other jobs, 1-minute load average 5.1 at 12:13), ``--only sram8t_64,sram8t_64_r2ohm,sram8t_64_r5ohm,
+sram8t_64_r20ohm`` at ``nice -n 19`` (2,400 + 3 x 1,200 points): 400 s wall, 180 + 25 CPU s (ngspice
+children included), peak memory 2.3 GB, of which ``sram8t_64`` 236 s wall, 56 s of it solving its 2,400 points (23 ms per point:
+exact solve, deck hash and point file), the rest the ngspice cross-check (48 points), loading the 2.46 M
+samples and the fit; ``--check --only sram8t_64`` 413 s wall under a load of 5-7 (91 + 11 CPU s). A sweep's
+decks are now filled into a template of the array's lines (cosim.circuit.netlist) instead of written whole
+for their hash, which was 85 % of a point: per deck 12.8 -> 1.4 ms (8T-SRAM 64 x 64), 16.4 -> 1.9 ms (1T-1R
+64 x 64), 28.9 -> 3.0 ms (8T-SRAM 128 x 64), 64.6 -> 6.6 ms (8T-SRAM 256 x 64), CPU time over 58 decks after
+the first two (12:27 UTC, load 7). What follows was measured before that.
+
+Earlier costs. Measured 2026-12-06 on this project's machine (`lscpu` model name "AMD EPYC", 2 cores, shared with
 other jobs, 1-minute load average 4.6-7.9): ``--only sram8t_64`` (2,400 points, 2,457,600 samples) took
 1,471 s wall, 535 s of it solving the points (0.22 s per point with deck hash and point file), the rest
 the ngspice cross-check (48 points), loading the samples and the chunked least-squares fit; peak memory
@@ -81,6 +99,8 @@ NETWORKS = ("vgg-small", "resnet18")
 IMAGES = 16
 #: provenance fields that change from run to run; a reproducible table leaves them out
 UNREPRODUCIBLE = ("date_utc", "spice_seconds")
+#: the provenance fields that name the code a table was made at (its commit and the commit's date)
+CODE_FIELDS = ("provenance.code_version:", "provenance.code_date_utc:")
 #: what a dirty working tree means here: uncommitted changes to these (the tables themselves excepted)
 CODE_PATHS = ("cosim", "device_models", "scripts/make_tables.py", ":(exclude)cosim/resources/tables")
 
@@ -240,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
             if diff:
                 failed += 1
                 print(f"{name}: DIFFERS from {ref}: " + "; ".join(diff))
+                if all(d.startswith(CODE_FIELDS) for d in diff):
+                    print(f"{name}: only the code version differs: --check reproduces a table byte for byte at the "
+                          "commit its provenance names (code_version); check that commit out to compare there")
             else:
                 print(f"{name}: identical to {ref} ({dest.stat().st_size} bytes)")
     return 1 if failed else 0

@@ -193,7 +193,8 @@ def test_cli_calibrate_without_model_options_fits_the_shipped_form(tmp_path, mon
         assert (kw["terms"], kw["n_knots"], tuple(kw["orders"])) == want and cfg.rows == 128
     base[base.index("--rows") + 1] = "64"
     main(base)
-    assert (got[-1][1]["terms"], got[-1][1]["n_knots"], tuple(got[-1][1]["orders"])) == ("compact", None, (1, 2, 3, 4))
+    assert (got[-1][1]["terms"], got[-1][1]["n_knots"], tuple(got[-1][1]["orders"])) == (
+        "compact", 65, (1, 2, 3, 4, "s3", "s4", "s5", "s6"))
 
 
 def _sram_cfg(**kw):

@@ -56,6 +56,17 @@ def test_a_rebuild_is_byte_for_byte_the_same(tiny, tmp_path, capsys):
         mt.SEED = mt_seed
     out = capsys.readouterr().out
     assert "resistor_16: DIFFERS from" in out and "provenance.seed: 1 vs 0" in out and "array coef" in out
+    assert "only the code version differs" not in out
+    # the same code at another commit: the table differs in the code fields alone, and --check says so
+    date = mt.code_date_utc
+    try:
+        mt.code_date_utc = lambda: "2000-01-01T00:00:00+00:00"
+        assert mt.main(["--check"]) == 1
+    finally:
+        mt.code_date_utc = date
+    out = capsys.readouterr().out
+    assert "provenance.code_date_utc: '2000-01-01T00:00:00+00:00' vs" in out and "array" not in out
+    assert "resistor_16: only the code version differs" in out
 
 
 def test_another_model_form_is_built_elsewhere_only(tiny, tmp_path, capsys):

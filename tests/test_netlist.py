@@ -75,6 +75,31 @@ def test_deterministic_and_complete(tech, topology, models, rng):
     assert ".options klu" in build_netlist(spec, x, w, klu=True, models=models)
 
 
+@pytest.mark.parametrize("models", ["bsource", "compiled"])
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r", "resistor"])
+@pytest.mark.parametrize("topology", ["decoupled", "coupled"])
+@pytest.mark.parametrize("r_wire_ohm", [None, 0.0])
+def test_template_decks_equal_decks_written_in_full(tech, topology, models, r_wire_ohm, rng):
+    """From a spec's second deck on the cells are filled into a template of the array's lines
+    (netlist._element_template): the same text as the deck written in full, whatever the weights."""
+    from cosim.circuit import netlist
+
+    t = get_technology(tech) if r_wire_ohm is None else get_technology(tech, r_wire_ohm=0.0, r_driver_ohm=0.0)
+    spec = ArraySpec(t, 6, 4, topology)
+    cases = [(rng.integers(0, 2, (3, 6)), w) for w in (rng.integers(0, 2, (6, 4)), np.zeros((6, 4), int),
+                                                       np.ones((6, 4), int), np.eye(6, 4, dtype=int))]
+    full = []
+    for x, w in cases:
+        netlist._WRITTEN.clear()
+        full.append(build_netlist(spec, x, w, models=models, klu=True))
+    netlist._WRITTEN.clear()
+    netlist._element_template.cache_clear()
+    build_netlist(spec, *cases[0], models=models)                  # the first deck: written in full
+    for (x, w), deck in zip(cases, full):
+        assert build_netlist(spec, x, w, models=models, klu=True) == deck
+    assert netlist._element_template.cache_info().currsize == 1    # ... and these from the template
+
+
 def test_device_model_choice(monkeypatch):
     spec = ArraySpec(get_technology("sram8t"), 2, 2)
     x, w = np.ones((1, 2)), np.ones((2, 2))

@@ -470,7 +470,7 @@ def _fast_and_slow(sur, x, pw):
 def test_lanes_and_fused_products_change_no_bit(table, quartic, rng):
     """The kernel's AVX-512 loop over 16 columns at once (one per vector lane) and its fused products (counts
     and moments formed in the kernel from the bits) give the column-by-column loop's currents, ADC codes and
-    current sums from the products bit for bit: every shipped table (4 and 12 moments, leak variables), with
+    current sums from the products bit for bit: every shipped table (4, 8 and 12 moments, leak variables), with
     degree-4 terms, partially used tiles, column counts around multiples of 16, 64 and 128 (the lanes' blocks,
     whole and half), ON-counts across the 32-count segments of the coefficient lookup and windows of it, zero vectors, both bit dtypes, two threads, both ADC
     references; with columns within a hair of a decision level among them."""
@@ -500,11 +500,13 @@ def test_lanes_and_fused_products_change_no_bit(table, quartic, rng):
 
 def test_fused_products_refuse_inputs_other_than_bits(rng):
     """Inputs other than 0 and 1 (a caller's, not a network's) leave the fused products for the products
-    themselves: the same results as with the fused products off."""
+    themselves: the same results as with the fused products off. (The fused products serve four moments:
+    the shipped 1T-1R 128-row table; the 64-row tables have 8 and 12.)"""
     lib = surrogate_kernel.load()
-    table = load_table(default_table_path("sram8t", 64))
+    table = load_table(default_table_path("reram1t1r", 128))
+    assert len(table.meta["orders"]) == 4
     sur = Surrogate.from_table(table)
-    x, w = _bits(rng, (300, 64), 0.4), _bits(rng, (64, 33), 0.5)
+    x, w = _bits(rng, (300, 128), 0.4), _bits(rng, (128, 33), 0.5)
     x[5, 3] = 0.5
     pw = sur.prepare(w)
     got = _fast_and_slow(sur, x, pw)
@@ -548,12 +550,12 @@ def test_fused_products_take_tables_of_any_count_of_moments(rng):
         assert got[True][2] == got[False][2]
 
 
-@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
-def test_read_accumulate_adds_the_codes_of_read(tech, rng):
+@pytest.mark.parametrize("tech,rows", [("sram8t", 64), ("reram1t1r", 64), ("reram1t1r", 128)])
+def test_read_accumulate_adds_the_codes_of_read(tech, rows, rng):
     """read_accumulate adds read()'s codes times the signs to the sum (in the kernel, never stored, where the
-    fused products run; else in torch), gives read_with_current's current sum and the largest ON-count of
-    every k-th vector, bit for bit."""
-    table = load_table(default_table_path(tech, 64))
+    fused products run: four moments, the 1T-1R 128-row table; else in torch), gives read_with_current's
+    current sum and the largest ON-count of every k-th vector, bit for bit."""
+    table = load_table(default_table_path(tech, rows))
     for fused in (True, False):
         sur = Surrogate.from_table(table, adc=ADC(bits=6, references="calibrated"))
         sur.fused_products = fused
@@ -568,7 +570,8 @@ def test_read_accumulate_adds_the_codes_of_read(tech, rng):
             got, kmax = sur.read_accumulate(x, w, acc, sx, sw, max_stride=5)
             want = codes * (1 if sw is None else sw) * (1 if sx is None else sx[:, None])
             assert torch.equal(acc, start + want) and got == total
-            if fused and surrogate_kernel.fused_available(surrogate_kernel.load(), 4, sur.kernel_simd):
+            if fused and surrogate_kernel.fused_available(surrogate_kernel.load(), len(sur.orders), sur.kernel_simd,
+                                                          sur.kernel_lanes, sur.n_variables, len(sur.terms)):
                 assert kmax == int((x[::5].float() @ w).max())
             else:
                 assert kmax is None

@@ -226,6 +226,119 @@ def _row_source(name: str, node: str, values: np.ndarray) -> list[str]:
     return _pwl_lines(name, node, values)
 
 
+def _array_elements(spec: ArraySpec, impl: str, wl: list) -> tuple[list[str], _Deck, list[tuple[int, int, int]]]:
+    """The array's elements for weights ``wl`` (R lists of C Python ints: much faster to index than numpy
+    scalars): the read-voltage source lines, the deck of cells and wires, and each cell's items in it
+    (first, end, r * C + c)."""
+    tech, R, C = spec.tech, spec.rows, spec.cols
+    topo: str = spec.topology  # type: ignore[assignment]  # str: ArraySpec.__post_init__ resolves None
+    kind = cell_kind(tech)
+    d = _Deck()
+    pre: list[str] = []
+    spans: list[tuple[int, int, int]] = []
+    rbl, rsl, rwl = tech.wire_ohm("bl"), tech.wire_ohm("sl"), tech.wire_ohm("wl")
+    rd, rs = tech.r_driver_ohm, tech.r_sink_ohm
+    put, add = kind.writer(topo, impl), d.add
+
+    def cell(r: int, c: int, a: str, ctl: str, b: str) -> None:
+        first = len(d.items)
+        put(add, r, c, a, ctl, b, wl[r][c])
+        spans.append((first, len(d.items), r * C + c))
+
+    if topo == "decoupled":
+        pre.append(f"Vrd vrd 0 {_num(tech.v_read_v)}")
+        for c in range(C):
+            d.r(f"Rd{c}", "vrd", f"b0_{c}", rd)
+            for r in range(R):
+                cell(r, c, f"b{r}_{c}", f"x{r}", f"s{r}_{c}")
+                if r + 1 < R:
+                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rbl)
+                    d.r(f"Rs{r}_{c}", f"s{r}_{c}", f"s{r + 1}_{c}", rsl)
+            d.add(f"Vm{c}", [f"s{R - 1}_{c}", f"k{c}"], "0")
+            d.r(f"Rk{c}", f"k{c}", "0", rs)
+    elif kind.coupled_drive == "gate":  # coupled 8T: shared read source line along each row
+        pre.append(f"Vrd vrd 0 {_num(tech.v_read_v)}")
+        for c in range(C):
+            d.add(f"Vm{c}", ["vrd", f"d{c}"], "0")
+            d.r(f"Rd{c}", f"d{c}", f"b0_{c}", rd)
+            for r in range(R):
+                cell(r, c, f"b{r}_{c}", f"x{r}", f"s{r}_{c}")
+                if r + 1 < R:
+                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rbl)
+                if c + 1 < C:
+                    d.r(f"Rs{r}_{c}", f"s{r}_{c}", f"s{r}_{c + 1}", rsl)
+        for r in range(R):
+            d.r(f"Rk{r}", f"s{r}_0", "0", rs)
+    else:  # coupled resistor / 1T-1R: row voltage along the row line, columns sink at the bottom
+        for r in range(R):
+            d.r(f"Rd{r}", f"x{r}", f"w{r}_0", rd)
+            for c in range(C):
+                cell(r, c, f"w{r}_{c}", "vg", f"b{r}_{c}")
+                if c + 1 < C:
+                    d.r(f"Rw{r}_{c}", f"w{r}_{c}", f"w{r}_{c + 1}", rwl)
+                if r + 1 < R:
+                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rbl)
+        for c in range(C):
+            d.add(f"Vm{c}", [f"b{R - 1}_{c}", f"k{c}"], "0")
+            d.r(f"Rk{c}", f"k{c}", "0", rs)
+
+    return pre, d, spans
+
+
+@dataclass(frozen=True)
+class _ElementTemplate:
+    """The array's element lines with every weight 0 and with every weight 1, and the cell (r * C + c)
+    each line belongs to (R * C: a wire or source, which reads an appended 0): a deck's lines for any weights are these, each cell's
+    taken from the weight it holds. Valid where a cell's lines depend on its own weight only and every
+    cell writes as many lines for either weight (``_element_template`` checks that)."""
+    pre: list[str]
+    zero: np.ndarray      # object array of str
+    one: np.ndarray
+    cell: np.ndarray      # int64
+
+    def lines(self, w: np.ndarray) -> list[str]:
+        bits = np.concatenate([np.asarray(w, dtype=np.uint8).reshape(-1), np.zeros(1, np.uint8)])
+        return np.where(bits[self.cell] == 1, self.one, self.zero).tolist()
+
+
+#: (spec, impl) of the decks written so far (a template is made from the second deck of a spec on)
+_WRITTEN: dict = {}
+
+
+def _template_for(spec: ArraySpec, impl: str) -> _ElementTemplate | None:
+    """The element template of ``spec`` (``_element_template``) from its second deck on; None for its first
+    (one deck is written faster in full) and for a technology that cannot be a cache key."""
+    key = (spec, impl)
+    try:
+        if key in _WRITTEN:
+            return _element_template(spec, impl)
+    except TypeError:
+        return None
+    if len(_WRITTEN) >= 64:
+        _WRITTEN.clear()
+    _WRITTEN[key] = True
+    return None
+
+
+@lru_cache(maxsize=4)
+def _element_template(spec: ArraySpec, impl: str) -> _ElementTemplate | None:
+    """The element lines of ``spec`` as a template (``_ElementTemplate``): a sweep's decks share every line
+    but their cells', which the template fills in from the weights instead of writing the array again
+    (the same text: the cells are written by the same writer). None where a cell kind writes a different
+    number of lines for its two weights (then every deck is written in full)."""
+    R, C = spec.rows, spec.cols
+    pre, d0, spans0 = _array_elements(spec, impl, [[0] * C for _ in range(R)])
+    _, d1, spans1 = _array_elements(spec, impl, [[1] * C for _ in range(R)])
+    if spans0 != spans1 or len(d0.items) != len(d1.items):
+        return None
+    cell = np.full(len(d0.items), R * C, dtype=np.int64)     # R * C: the zero appended to the weights
+    for first, end, rc in spans0:
+        cell[first:end] = rc
+    zero, one = np.empty(len(cell), dtype=object), np.empty(len(cell), dtype=object)
+    zero[:], one[:] = list(d0.lines()), list(d1.lines())
+    return _ElementTemplate(pre, zero, one, cell)
+
+
 def sense_names(spec: ArraySpec) -> list[str]:
     """Names of the column ammeters (ngspice lower-cases them): current i(vm<c>) per column."""
     return [f"vm{c}" for c in range(spec.cols)]
@@ -291,10 +404,7 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
     if impl != "compiled":
         out.extend(kind.subckts(topo))
 
-    d = _Deck()
     out.append("Vsw sw 0 0")
-    rbl, rsl, rwl = tech.wire_ohm("bl"), tech.wire_ohm("sl"), tech.wire_ohm("wl")
-    rd, rs = tech.r_driver_ohm, tech.r_sink_ohm
 
     # Row controls: the cell's gate (8T read word line, 1T-1R gate, resistor 0/1 switch), or the row
     # voltage of a coupled cell driven on its line
@@ -304,51 +414,15 @@ def build_netlist(spec: ArraySpec, inputs, weights, *, klu: bool = False, node_v
         row_ctl.extend(_row_source(f"Bx{r}", f"x{r}", x[:, r] * level))
     out.extend(kind.fixed_sources(topo))
 
-    wl = w.tolist()  # Python ints: much faster to index than numpy scalars
-    put, add = kind.writer(topo, impl), d.add
-
-    def cell(r: int, c: int, a: str, ctl: str, b: str) -> None:
-        put(add, r, c, a, ctl, b, wl[r][c])
-
-    if topo == "decoupled":
-        out.append(f"Vrd vrd 0 {_num(tech.v_read_v)}")
-        for c in range(C):
-            d.r(f"Rd{c}", "vrd", f"b0_{c}", rd)
-            for r in range(R):
-                cell(r, c, f"b{r}_{c}", f"x{r}", f"s{r}_{c}")
-                if r + 1 < R:
-                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rbl)
-                    d.r(f"Rs{r}_{c}", f"s{r}_{c}", f"s{r + 1}_{c}", rsl)
-            d.add(f"Vm{c}", [f"s{R - 1}_{c}", f"k{c}"], "0")
-            d.r(f"Rk{c}", f"k{c}", "0", rs)
-    elif kind.coupled_drive == "gate":  # coupled 8T: shared read source line along each row
-        out.append(f"Vrd vrd 0 {_num(tech.v_read_v)}")
-        for c in range(C):
-            d.add(f"Vm{c}", ["vrd", f"d{c}"], "0")
-            d.r(f"Rd{c}", f"d{c}", f"b0_{c}", rd)
-            for r in range(R):
-                cell(r, c, f"b{r}_{c}", f"x{r}", f"s{r}_{c}")
-                if r + 1 < R:
-                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rbl)
-                if c + 1 < C:
-                    d.r(f"Rs{r}_{c}", f"s{r}_{c}", f"s{r}_{c + 1}", rsl)
-        for r in range(R):
-            d.r(f"Rk{r}", f"s{r}_0", "0", rs)
-    else:  # coupled resistor / 1T-1R: row voltage along the row line, columns sink at the bottom
-        for r in range(R):
-            d.r(f"Rd{r}", f"x{r}", f"w{r}_0", rd)
-            for c in range(C):
-                cell(r, c, f"w{r}_{c}", "vg", f"b{r}_{c}")
-                if c + 1 < C:
-                    d.r(f"Rw{r}_{c}", f"w{r}_{c}", f"w{r}_{c + 1}", rwl)
-                if r + 1 < R:
-                    d.r(f"Rb{r}_{c}", f"b{r}_{c}", f"b{r + 1}_{c}", rbl)
-        for c in range(C):
-            d.add(f"Vm{c}", [f"b{R - 1}_{c}", f"k{c}"], "0")
-            d.r(f"Rk{c}", f"k{c}", "0", rs)
-
+    template = _template_for(spec, impl)
+    if template is not None:
+        pre, lines = template.pre, template.lines(w)
+    else:
+        pre, d, _ = _array_elements(spec, impl, w.tolist())
+        lines = list(d.lines())
+    out.extend(pre)
     out.extend(row_ctl)
-    out.extend(d.lines())
+    out.extend(lines)
     if node_voltages:
         out.append(".save all")
     else:
