@@ -2,6 +2,7 @@
 against a straightforward float64 evaluation of the table's model written out here, column by column."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -531,11 +532,12 @@ def test_weight_masks_hold_the_bits(rng):
 
 
 def test_fused_products_take_tables_of_any_count_of_moments(rng):
-    """The fused products take up to 15 moments, fewer than 16 variables and up to 128 terms: the 8T-SRAM
+    """The fused products take up to 15 moments, fewer than 32 variables and up to 128 terms: the 8T-SRAM
     128- and 256-row tables (12 moments; 43 and 78 terms) run them, giving the products' results bit for bit."""
     fm = surrogate_kernel.fused_moments
     assert fm(4) and fm(8) and fm(12, 12, 43) and fm(12, 12, 78) and fm(4, 9, 64) and fm(15, 15, 128)
-    assert not fm(0) and not fm(16) and not fm(4, 16) and not fm(12, 12, 129)
+    assert fm(4, 16) and fm(8, 17, 68) and fm(15, 31, 128)
+    assert not fm(0) and not fm(16) and not fm(4, 32) and not fm(15, 31, 129) and not fm(12, 12, 129)
     lib = surrogate_kernel.load()
     if lib is None or not lib.cosim_simd or surrogate_kernel.portable_forced():
         pytest.skip("no kernel with AVX-512 loops, or its portable loop forced")
@@ -548,6 +550,42 @@ def test_fused_products_take_tables_of_any_count_of_moments(rng):
         got = _fast_and_slow(sur, x, pw)
         assert torch.equal(got[True][0], got[False][0]) and torch.equal(got[True][1], got[False][1])
         assert got[True][2] == got[False][2]
+
+
+#: a 1T-1R 64-row table of 8 moments (full cubic, sine squares s3-s6) with leak variables: 17 variables, 68
+#: terms (commit 6b0e80d's cosim/resources/tables/reram1t1r_64_decoupled.parquet, kept here as it was)
+TABLE_17_VARIABLES = Path(__file__).parent / "data" / "reram1t1r_64_s36.parquet"
+
+
+def test_fused_products_take_tables_of_two_registers_of_variables(rng):
+    """A table of 16 or more variables (8 moments with leak variables: 17; the column loop keeps them in two
+    AVX-512 registers) runs the fused products and the 16-column lanes, giving the column loop's currents,
+    codes, current sums and accumulated codes from the products bit for bit (partial tiles, column counts
+    around the lanes' blocks, zero vectors, both bit dtypes, two threads), and the model's currents."""
+    table = load_table(TABLE_17_VARIABLES)
+    sur = Surrogate.from_table(table, adc=ADC(bits=6, references="calibrated"))
+    assert (len(sur.orders), sur.n_variables, len(sur.terms)) == (8, 17, 68)
+    lib = surrogate_kernel.load()
+    if lib is None or not lib.cosim_simd or surrogate_kernel.portable_forced():
+        pytest.skip("no kernel with AVX-512 loops, or its portable loop forced")
+    sur.kernel_threads = 2
+    for rows, cols, p_x in [(64, 1, 0.45), (64, 17, 0.95), (51, 63, 0.3), (64, 129, 0.45), (63, 200, 0.6)]:
+        x, w = _bits(rng, (600, rows), p_x), _bits(rng, (rows, cols), 0.5)
+        x[::7] = 0
+        x[1] = 1
+        w[:, 0] = 1
+        pw = sur.prepare(w)
+        for dtype in (torch.bfloat16, torch.float32):
+            assert pw.w_mask is not None and sur._fused(lib, x.to(dtype), pw, 2)
+            got = _fast_and_slow(sur, x.to(dtype), pw)
+            assert torch.equal(got[True][0], got[False][0]), (rows, cols, dtype)
+            assert torch.equal(got[True][1], got[False][1]) and got[True][2] == got[False][2]
+            acc = torch.zeros((600, cols))
+            total, kmax = sur.read_accumulate(x.to(dtype), pw, acc, max_stride=3)
+            assert torch.equal(acc, got[False][1]) and total == got[False][2]
+            assert kmax == int((x[::3] @ w).max())
+        want = reference_currents(table, x.numpy(), w.numpy())
+        np.testing.assert_allclose(got[True][0].double().numpy(), want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("tech,rows", [("sram8t", 64), ("reram1t1r", 64), ("reram1t1r", 128)])

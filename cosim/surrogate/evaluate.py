@@ -20,7 +20,7 @@ bits at less cost: input vectors without a 1 leave the products (their counts an
 the kernel evaluates one and copies it), and sparse inputs get their counts and moments as sums of the
 weight rows their 1s select where the float32 product is checked to add in row order
 (``skip_zero_rows``, ``sparse_products``; docs/benchmarks/infer.md). Where the kernel has its AVX-512 loops
-and the table four moments, it evaluates 16 columns at once, and for tables of up to 15 moments (fewer than 16
+and the table four moments, it evaluates 16 columns at once, and for tables of up to 15 moments (fewer than 32
 variables, ``kernel.fused_moments``) it forms the counts and moments itself from the
 input bits, under the same check, so there are no products at all (``kernel_lanes``, ``fused_products``).
 """
@@ -225,7 +225,7 @@ class Surrogate:
         #: (cosim.surrogate.kernel.row_sums) wherever the float32 product is checked to add in that order
         #: (``_row_sums_exact``), so the same values bit for bit at a cost that follows the 1s
         self.sparse_products = True
-        #: C kernel with its AVX-512 lanes, tables of up to 15 moments and 15 variables (kernel.fused_moments): form
+        #: C kernel with its AVX-512 lanes, tables of up to 15 moments and 31 variables (kernel.fused_moments): form
         #: each column's ON-count and moments inside
         #: the kernel from the input bits (kernel.evaluate_fused) wherever the float32 product is checked to add in
         #: row order (``_row_sums_exact``): no products, no conversions, the same values bit for bit

@@ -72,6 +72,7 @@ typedef struct {
 #define LANE_SEGS_MAX 16          /* counts up to 511 */
 #define LANE_TERMS_MAX 128
 #define LANE_GROUPS 8             /* groups of 16 columns evaluated together (CB / 16) */
+#define LANE_VMAX 32              /* variables and the constant: up to two registers' worth in the column loop */
 typedef struct {
     int nf;                    /* terms */
     int nq;                    /* blocks of 16 terms (fpad / 16) */
@@ -86,7 +87,8 @@ typedef struct {
 static int lanes_init(lanes_t *L, const job_t *j) {
     const int64_t F = j->F, R = j->R, D = j->D, V = j->V;
     L->tab = 0;
-    if (F < 1 || F > LANE_TERMS_MAX || j->fpad < F || j->fpad % 16 || !j->coef_t || !j->terms || D < 3 || D > 4)
+    if (F < 1 || F > LANE_TERMS_MAX || j->fpad < F || j->fpad % 16 || !j->coef_t || !j->terms || D < 3 || D > 4
+        || V >= LANE_VMAX)
         return 0;
     L->nf = (int)F;
     L->nq = (int)(j->fpad / 16);
@@ -128,7 +130,7 @@ static int lanes_init(lanes_t *L, const job_t *j) {
                                                                              kv[g], _mm512_loadu_ps(row + LANE_SEG * s + 16))); \
         a[g] = _mm512_fmadd_ps(c, t, a[g]);                                                                    \
     }
-static inline __attribute__((always_inline)) void lanes_lane(const lanes_t *restrict L, __m512 (*restrict vv)[16],
+static inline __attribute__((always_inline)) void lanes_lane(const lanes_t *restrict L, __m512 (*restrict vv)[LANE_VMAX],
         const __m512i *restrict kv, int base, int l, const int multi, const int NG, int segs,
         __mmask16 (*restrict in_seg)[LANE_SEGS_MAX], __m512 (*restrict acc)[LANE_GROUPS]) {
     const int w = L->w;
@@ -163,7 +165,7 @@ static inline __attribute__((always_inline)) void lanes_lane(const lanes_t *rest
    A term's coefficient row and variable indices are read once for all groups, its coefficients from the
    window of the row from the smallest count of the stored groups (the unused groups' currents, not stored,
    may take any coefficients: the permutes read registers only). */
-static inline void lanes_eval(const lanes_t *restrict L, __m512 (*restrict vv)[16], const __m512i *restrict kv,
+static inline void lanes_eval(const lanes_t *restrict L, __m512 (*restrict vv)[LANE_VMAX], const __m512i *restrict kv,
                               int ng, float *restrict out) {
     __m512i lo = kv[0], hi = kv[0];
     for (int g = 1; g < ng; ++g) {
@@ -237,7 +239,7 @@ static inline void fused_block(const lanes_t *restrict L, const job_t *restrict 
             for (int e = 0; e < 4; ++e) m[e][h + g] = m4[e][g];
         }
     }
-    __m512 vv[LANE_GROUPS][16];
+    __m512 vv[LANE_GROUPS][LANE_VMAX];
     for (int g = 0; g < LANE_GROUPS; ++g) {
         for (int e = 0; e < 4; ++e) vv[g][e] = _mm512_add_ps(m[e][g], zero);        /* as the loops form them */
         if (xr) {
@@ -284,7 +286,7 @@ static inline __attribute__((always_inline)) void group_sums(const job_t *restri
     kc[0] = k; kc[1] = k2;
 }
 
-/* fused_block for tables of any number of moments E <= FUSED_EMAX with V < 16 variables: each group of 16
+/* fused_block for tables of any number of moments E <= FUSED_EMAX with V < LANE_VMAX variables: each group of 16
    columns on its own (its E + 1 sums stay in registers), then the lanes' currents into ia */
 static inline void fused_block_any(const lanes_t *restrict L, const job_t *restrict j, const int32_t *restrict on,
                                    int q, int64_t c0, int64_t nb, const float *restrict xr, float *restrict ia,
@@ -292,7 +294,7 @@ static inline void fused_block_any(const lanes_t *restrict L, const job_t *restr
     const int64_t E = j->E, V = j->V;
     const __m512 zero = _mm512_setzero_ps();
     const int ng = (int)((nb + 15) / 16);
-    __m512 vv[LANE_GROUPS][16];
+    __m512 vv[LANE_GROUPS][LANE_VMAX];
     __m512i kc[LANE_GROUPS];
     __m512 mm[LANE_GROUPS][FUSED_EMAX];
     for (int g = 0; g < ng; g += 2) {                   /* two groups at a time (G is a multiple of 8) */
@@ -354,10 +356,13 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
     const int64_t fpad = j->fpad;
     const int32_t *restrict ti = j->term_idx;
 #ifdef __AVX512F__
-    const int vec = j->simd && coef_rows && V < 16;                       /* then E < 16: the shifts are defined */
-    const __mmask16 mask_m = vec ? (__mmask16)((1u << E) - 1u) : 0;               /* lanes of the moments */
-    const __mmask16 mask_nu = vec ? (__mmask16)(((1u << E) - 1u) << (E + 1)) : 0; /* lanes of the leak moments */
-    const __mmask16 mask_l = vec ? (__mmask16)(1u << E) : 0;                      /* lane of L */
+    /* the AVX-512 loops: the column loop keeps a column's variables and the constant in one register where
+       V < 16 (vec1), else in two (V < 32), its terms' factors picked from them by two-register permutes */
+    const int vec = j->simd && coef_rows && V < LANE_VMAX;
+    const int vec1 = vec && V < 16;                                          /* then E < 16: the shifts are defined */
+    const __mmask16 mask_m = vec1 ? (__mmask16)((1u << E) - 1u) : 0;               /* lanes of the moments */
+    const __mmask16 mask_nu = vec1 ? (__mmask16)(((1u << E) - 1u) << (E + 1)) : 0; /* lanes of the leak moments */
+    const __mmask16 mask_l = vec1 ? (__mmask16)(1u << E) : 0;                      /* lane of L */
     int32_t sh[16];
     for (int l = 0; l < 16; ++l) sh[l] = (l > E && l <= 2 * E) ? (int32_t)(l - E - 1) : 0;
     const __m512i shift_nu = _mm512_loadu_si512(sh);
@@ -529,7 +534,7 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
         /* the row's part of every column's variables: the inputs' sums and moments at the leak
            variables' lanes (L = xs0 - k, nu_e = xs_e - m_e) and the constant 1 at lane V */
         __m512 xz = _mm512_setzero_ps();
-        if (vec) {
+        if (vec1) {
             if (xr) xz = _mm512_maskz_loadu_ps((__mmask16)(((1u << (E + 1)) - 1u) << E), xr - E);
             xz = _mm512_mask_mov_ps(xz, (__mmask16)(1u << V), _mm512_set1_ps(1.0f));
         }
@@ -564,7 +569,7 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
                     /* 16 columns at a time (lanes_eval): the variables as vectors over the columns, each as
                        the loop below forms it (moments + 0; leak: (L_in + 0) - k and (nu_in + 0) - m) */
                     const __m512 zero = _mm512_setzero_ps();
-                    __m512 vv[LANE_GROUPS][16];
+                    __m512 vv[LANE_GROUPS][LANE_VMAX];
                     __m512i kv[LANE_GROUPS];
                     const int ng = (int)(nb / 16);
                     for (int g = 0; g < ng; ++g, c += 16) {
@@ -597,6 +602,32 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
                 /* one column at a time: its variables in one register (the moments are contiguous, the
                    leak variables and the constant come from the row's own vector xz), 16 terms per step
                    as products of three (or four) permutations of it, times the count's coefficient row */
+                if (!vec1) {
+                    /* V >= 16: the variables (formed as above: moments + 0; leak: (L_in + 0) - k and
+                       (nu_in + 0) - m; the constant 1 at V) in two registers, the factors by two-register permutes */
+                    float vb[LANE_VMAX];
+                    for (int e = 0; e < LANE_VMAX; ++e) vb[e] = 0.0f;
+                    vb[V] = 1.0f;
+                    for (; c < nb; ++c) {
+                        const float *restrict mc = mr + (c0 + c) * E;
+                        for (int64_t e = 0; e < E; ++e) vb[e] = mc[e] + 0.0f;
+                        if (xr) {
+                            vb[E] = (xr[0] + 0.0f) - (float)kk[c];
+                            for (int64_t e = 0; e < E; ++e) vb[E + 1 + e] = (xr[1 + e] + 0.0f) - mc[e];
+                        }
+                        const __m512 va = _mm512_loadu_ps(vb), vc = _mm512_loadu_ps(vb + 16);
+                        const float *restrict row = coef_rows + (int64_t)kk[c] * fpad;
+                        __m512 acc = _mm512_setzero_ps();
+                        for (int64_t q = 0; q < fpad; q += 16) {
+                            __m512 t = _mm512_mul_ps(_mm512_permutex2var_ps(va, _mm512_loadu_si512(ti + q), vc),
+                                                     _mm512_permutex2var_ps(va, _mm512_loadu_si512(ti + fpad + q), vc));
+                            t = _mm512_mul_ps(t, _mm512_permutex2var_ps(va, _mm512_loadu_si512(ti + 2 * fpad + q), vc));
+                            if (D4) t = _mm512_mul_ps(t, _mm512_permutex2var_ps(va, _mm512_loadu_si512(ti + 3 * fpad + q), vc));
+                            acc = _mm512_fmadd_ps(_mm512_loadu_ps(row + q), t, acc);
+                        }
+                        ia[c] = _mm512_reduce_add_ps(acc);
+                    }
+                }
                 for (; c < nb; ++c) {
                     const __m512 mz = _mm512_maskz_loadu_ps(mask_m, mr + (c0 + c) * E);
                     __m512 vz = _mm512_add_ps(mz, xz);

@@ -9,7 +9,8 @@ each column's variables sit in one register and 16 terms at a time are products 
 dotted with the contiguous coefficient row of its ON-count; for tables of four moments 16 columns at once,
 one per vector lane, with the same operations in the same order (bit for bit the column loop), and there
 ``evaluate_fused`` also forms the ON-counts and moments from the input bits itself (no matrix products), for
-tables of up to 15 moments (fewer than 16 variables) too, in the same lanes; there a vector that repeats one
+tables of up to 15 moments (fewer than 32 variables: the column loop then keeps them in two registers) too,
+in the same lanes; there a vector that repeats one
 evaluated before in the same call (im2col patches often do: two thirds of the 256-row summing work of
 VGG-small's CIFAR-10 reads) takes that vector's currents, codes and largest ON-count from a small cache keyed
 by its bits, bit for bit what its own evaluation gives;
@@ -300,16 +301,20 @@ def weight_masks(w: torch.Tensor) -> torch.Tensor:
 
 #: most moments a table may have for the fused products (FUSED_EMAX in kernel.c)
 FUSED_MAX_MOMENTS = 15
+#: most variables a table may have for the fused products (LANE_VMAX - 1 in kernel.c: two AVX-512 registers
+#: hold a column's variables and the constant)
+FUSED_MAX_VARIABLES = 31
 #: most terms a table may have for the 16-column lanes (LANE_TERMS_MAX in kernel.c)
 LANE_MAX_TERMS = 128
 
 
 def fused_moments(n_moments: int, n_variables: int | None = None, n_terms: int | None = None) -> bool:
     """Whether the fused products take a table of ``n_moments`` moments, ``n_variables`` variables (default:
-    the moments alone) and ``n_terms`` terms (default: not checked): 1 .. FUSED_MAX_MOMENTS moments, fewer than
-    16 variables (one AVX-512 register), at most LANE_MAX_TERMS terms."""
+    the moments alone) and ``n_terms`` terms (default: not checked): 1 .. FUSED_MAX_MOMENTS moments, at most
+    FUSED_MAX_VARIABLES variables (with the constant, two AVX-512 registers), at most LANE_MAX_TERMS terms."""
     n_var = n_moments if n_variables is None else n_variables
-    return 1 <= n_moments <= FUSED_MAX_MOMENTS and n_var < 16 and (n_terms is None or 1 <= n_terms <= LANE_MAX_TERMS)
+    return (1 <= n_moments <= FUSED_MAX_MOMENTS and n_var <= FUSED_MAX_VARIABLES
+            and (n_terms is None or 1 <= n_terms <= LANE_MAX_TERMS))
 
 
 def fused_available(lib: ctypes.CDLL | None, n_moments: int, simd: bool = True, lanes: bool = True,
@@ -333,7 +338,7 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
     sums, in increasing row order, of the basis rows its conducting cells select: the values of a float32
     product that accumulates along the rows in order (the caller checks that its product does), so the same
     currents, codes and sums bit for bit, without the products. Only where ``fused_available`` (AVX-512
-    lanes, a table of at most 15 moments and 15 variables: ``fused_moments``). ``chunk`` > 0: the vectors in passes of ``chunk``, each split over the threads, their
+    lanes, a table of at most 15 moments and 31 variables: ``fused_moments``). ``chunk`` > 0: the vectors in passes of ``chunk``, each split over the threads, their
     sums added in pass order: the sum that passes of ``chunk`` vectors, one call each, add up to. ``acc`` (n, C)
     float32: the codes are not written but added to it, times ``sx`` (n,) and ``sw`` (C,) where given (+-1;
     exact: integers). ``max_stride`` > 0: also the largest ON-count of the vectors i with i % max_stride == 0.
@@ -345,7 +350,7 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
             or w_mask.shape[1] % 8 or not w_mask.is_contiguous() or phi.dtype != torch.float32
             or phi.shape != (r, E) or phi.stride(1) != 1 or not fused_moments(E, V, terms.shape[0])):
         raise ValueError("evaluate_fused operands: x (n, R') bfloat16/float32 with unit column stride, w_mask "
-                         "(R', 8 q) int16 contiguous, phi (R', E) float32, 1 <= E <= 15 moments, V < 16 variables")
+                         "(R', 8 q) int16 contiguous, phi (R', E) float32, 1 <= E <= 15 moments, V < 32 variables")
     for name, t in (("xs", xs), ("cur", cur), ("code", code), ("acc", acc)):
         if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != n):
             raise ValueError(f"kernel operand {name}: need a CPU matrix of {n} rows with unit column stride")
