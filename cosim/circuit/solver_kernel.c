@@ -963,24 +963,37 @@ static void *dec_run(void *arg) {
 /* How many columns dec_run_lanes solves at once in this build. */
 int cosim_solver_lanes(void) { return LANES; }
 
-int cosim_solve_decoupled(const dec_job_t *job, int nthreads) {
-    const int64_t n = job->kidx ? job->npairs : job->K * job->C;
+/* The threads for n items: nthreads clamped to 1..64 and to n. */
+static int thread_count(int nthreads, int64_t n) {
     if (nthreads < 1) nthreads = 1;
     if (nthreads > 64) nthreads = 64;
     if (nthreads > n) nthreads = (int)(n > 0 ? n : 1);
-    dec_job_t jobs[64];
+    return nthreads;
+}
+
+/* Runs fn on the n jobs of `jobs` (each `size` bytes): jobs 1.. on their own threads, job 0 on the caller's;
+   a job whose thread did not start runs on the caller's too. */
+static void run_jobs(void *jobs, size_t size, int n, void *(*fn)(void *)) {
+    char *p = (char *)jobs;
     pthread_t tid[64];
     int started[64];
+    for (int t = 1; t < n; t++) started[t] = pthread_create(&tid[t], 0, fn, p + (size_t)t * size) == 0;
+    fn(p);
+    for (int t = 1; t < n; t++) {
+        if (started[t]) pthread_join(tid[t], 0); else fn(p + (size_t)t * size);
+    }
+}
+
+int cosim_solve_decoupled(const dec_job_t *job, int nthreads) {
+    const int64_t n = job->kidx ? job->npairs : job->K * job->C;
+    nthreads = thread_count(nthreads, n);
+    dec_job_t jobs[64];
     for (int t = 0; t < nthreads; t++) {
         jobs[t] = *job;
         jobs[t].j0 = n * t / nthreads;
         jobs[t].j1 = n * (t + 1) / nthreads;
     }
-    for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&tid[t], 0, dec_run, &jobs[t]) == 0;
-    dec_run(&jobs[0]);
-    for (int t = 1; t < nthreads; t++) {
-        if (started[t]) pthread_join(tid[t], 0); else dec_run(&jobs[t]);
-    }
+    run_jobs(jobs, sizeof jobs[0], nthreads, dec_run);
     return 0;
 }
 
@@ -1509,22 +1522,14 @@ static void *cpl_run(void *arg) {
 
 int cosim_solve_coupled(const cpl_job_t *job, int nthreads) {
     const int64_t n = job->K;
-    if (nthreads < 1) nthreads = 1;
-    if (nthreads > 64) nthreads = 64;
-    if (nthreads > n) nthreads = (int)(n > 0 ? n : 1);
+    nthreads = thread_count(nthreads, n);
     cpl_job_t jobs[64];
-    pthread_t tid[64];
-    int started[64];
     for (int t = 0; t < nthreads; t++) {
         jobs[t] = *job;
         jobs[t].k0 = n * t / nthreads;
         jobs[t].k1 = n * (t + 1) / nthreads;
     }
-    for (int t = 1; t < nthreads; t++) started[t] = pthread_create(&tid[t], 0, cpl_run, &jobs[t]) == 0;
-    cpl_run(&jobs[0]);
-    for (int t = 1; t < nthreads; t++) {
-        if (started[t]) pthread_join(tid[t], 0); else cpl_run(&jobs[t]);
-    }
+    run_jobs(jobs, sizeof jobs[0], nthreads, cpl_run);
     return 0;
 }
 
