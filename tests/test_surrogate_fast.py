@@ -2,7 +2,6 @@
 against a straightforward float64 evaluation of the table's model written out here, column by column."""
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -552,9 +551,9 @@ def test_fused_products_take_tables_of_any_count_of_moments(rng):
         assert got[True][2] == got[False][2]
 
 
-#: a 1T-1R 64-row table of 8 moments (full cubic, sine squares s3-s6) with leak variables: 17 variables, 68
-#: terms (commit 6b0e80d's cosim/resources/tables/reram1t1r_64_decoupled.parquet, kept here as it was)
-TABLE_17_VARIABLES = Path(__file__).parent / "data" / "reram1t1r_64_s36.parquet"
+#: a table of 8 moments (full cubic, sine squares s3-s6) with leak variables: 17 variables, 68 terms: the
+#: shipped 1T-1R 64-row table (should its form change, keep a copy of this one in tests/data for this test)
+TABLE_17_VARIABLES = default_table_path("reram1t1r", 64)
 
 
 def test_fused_products_take_tables_of_two_registers_of_variables(rng):
