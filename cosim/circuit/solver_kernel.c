@@ -1249,6 +1249,21 @@ static int64_t cpl_gmres(const cpl_sys_t *S, const double *b, double *d, double 
     return total;
 }
 
+/* F (currents leaving each node) and the Jacobian's diagonal from the wires of `width` lines side by side, each
+   of `nodes` nodes (node i of line k at [i * width + k]), wire conductance g, shunt gsh to ground. */
+static inline void line_stamps(const double *V, double *F, double *dg, int64_t nodes, int64_t width, double g,
+                               double gsh) {
+    for (int64_t i = 0; i < nodes; i++) {
+        const int64_t o = i * width;
+        for (int64_t k = 0; k < width; k++) {
+            double f = gsh * V[o + k], a = gsh;
+            if (i > 0) { f += g * (V[o + k] - V[o + k - width]); a += g; }
+            if (i < nodes - 1) { f += g * (V[o + k] - V[o + k + width]); a += g; }
+            F[o + k] = f; dg[o + k] = a;
+        }
+    }
+}
+
 static void *cpl_run(void *arg) {
     cpl_job_t *j = arg;
     const cellpar_t *P = j->P;
@@ -1342,29 +1357,13 @@ static void *cpl_run(void *arg) {
         int64_t lin_total = 0;
         for (it = 1; it <= j->max_iter; it++) {
             /* F (currents leaving each node) and the Jacobian's diagonal: lines, periphery, shunts */
-            for (int64_t i = 0; i < LU; i++) {
-                const int64_t o = i * C;
-                for (int64_t c = 0; c < C; c++) {
-                    double f = gsh * V[o + c], a = gsh;
-                    if (i > 0) { f += S.gc * (V[o + c] - V[o + c - C]); a += S.gc; }
-                    if (i < LU - 1) { f += S.gc * (V[o + c] - V[o + c + C]); a += S.gc; }
-                    F[o + c] = f; dg[o + c] = a;
-                }
-            }
+            line_stamps(V, F, dg, LU, C, S.gc, gsh);
             if (!j->col_end_fixed)
                 for (int64_t c = 0; c < C; c++) {
                     const int64_t i = rb_col * C + c;
                     F[i] += j->g_col_end_s * (V[i] - (gate ? vr : 0.0)); dg[i] += j->g_col_end_s;
                 }
-            for (int64_t i = 0; i < LW; i++) {
-                const int64_t o = nU + i * R;
-                for (int64_t r = 0; r < R; r++) {
-                    double f = gsh * V[o + r], a = gsh;
-                    if (i > 0) { f += S.gr * (V[o + r] - V[o + r - R]); a += S.gr; }
-                    if (i < LW - 1) { f += S.gr * (V[o + r] - V[o + r + R]); a += S.gr; }
-                    F[o + r] = f; dg[o + r] = a;
-                }
-            }
+            line_stamps(V + nU, F + nU, dg + nU, LW, R, S.gr, gsh);
             if (!j->row_end_fixed)
                 for (int64_t r = 0; r < R; r++) {
                     F[nU + r] += j->g_row_end_s * (V[nU + r] - (gate ? 0.0 : (xr[r] ? vr : 0.0)));
