@@ -273,13 +273,7 @@ def _cell_table(key, reverse_states: tuple[int, ...] = ()) -> tuple[CellTab, np.
         for dy in (0.0, h, -h):   # vb moved, va - vb kept
             yy = np.ascontiguousarray(Y + dy)
             va = np.ascontiguousarray(yy + U)
-            m, ia, ib, J = np.full(n, np.nan), np.empty(n), np.empty(n), np.empty((n, 4))
-            if reverse:   # node a at the grid's vb, node b above it; minus the currents, d/d(b) and d/d(a) swapped
-                lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, yy, va, m, ia, ib, J)))
-                ia, ib, J = -ia, -ib, -J[:, [1, 0, 3, 2]]
-            else:
-                lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, va, yy, m, ia, ib, J)))
-            cols.append((ia, ib, J))
+            cols.append(_exact_cells(lib, par, s1, s2, va, yy, reverse))
         for ch in range(nch):
             (f, dfa, dfb), (fp, dfap, _), (fm, dfam, _) = (
                 (c[ch], c[2][:, 2 * ch], c[2][:, 2 * ch + 1]) for c in cols)
@@ -295,6 +289,20 @@ def _cell_table(key, reverse_states: tuple[int, ...] = ()) -> tuple[CellTab, np.
     tab.x0, tab.dx, tab.y0, tab.dy = float(ts[0]), float(ln_step), float(ys[0]), float(step_v)
     tab.c = out.ctypes.data
     return tab, out
+
+
+def _exact_cells(lib, par, s1, s2, va, vb, reverse: bool = False):
+    """The exact cells (``cosim_cells_eval``) in states (s1, s2) at node voltages va, vb: the currents into
+    node a and node b and the Jacobian (n, 4). ``reverse``: the cell biased the other way, node a at ``vb``
+    and node b at ``va`` above it, given as the reverse table holds it (minus the currents, d/d(b) and
+    d/d(a) swapped)."""
+    n = va.size
+    m, ia, ib, J = np.full(n, np.nan), np.empty(n), np.empty(n), np.empty((n, 4))
+    a, b = (vb, va) if reverse else (va, vb)
+    lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(x) for x in (s1, s2, a, b, m, ia, ib, J)))
+    if reverse:
+        return -ia, -ib, -J[:, [1, 0, 3, 2]]
+    return ia, ib, J
 
 
 def table_error(tech, points: int = 200_000, seed: int = 0, min_cell_v: float = 0.1,
@@ -322,12 +330,7 @@ def table_error(tech, points: int = 200_000, seed: int = 0, min_cell_v: float = 
         f, fb, F, inside = np.empty(n), np.empty(n), np.empty((n, 4)), np.empty(n, np.int32)
         lib.cosim_table_eval(ctypes.pointer(tab), n, *(_ptr(a) for a in (sti, va, vb, f, fb, F, inside)))
         s1, s2 = np.full(n, states[st, 0]), np.full(n, states[st, 1])
-        m, ia, ib, J = np.full(n, np.nan), np.empty(n), np.empty(n), np.empty((n, 4))
-        if reverse_states:   # the exact cell at (vb, va), the table's sign and derivative order
-            lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, vb, va, m, ia, ib, J)))
-            ia, ib, J = -ia, -ib, -J[:, [1, 0, 3, 2]]
-        else:
-            lib.cosim_cells_eval(ctypes.pointer(par), n, *(_ptr(a) for a in (s1, s2, va, vb, m, ia, ib, J)))
+        ia, ib, J = _exact_cells(lib, par, s1, s2, va, vb, bool(reverse_states))
         ok = inside.astype(bool)
 
         def worst(a, b):
