@@ -1227,6 +1227,9 @@ static int64_t cpl_gmres(const cpl_sys_t *S, const double *b, double *d, double 
             used = j + 1;
             if (fabs(g[j + 1]) <= tol || !(hn > 0.0)) break;
         }
+        /* the residual's norm as the rotations leave it: where it meets the tolerance (or the budget is spent) the
+           cycle's update is the last, and the residual is not formed again */
+        const double g_last = fabs(g[used]);
         /* coefficients: H^-1 g (upper triangular); y += V coefficients */
         for (int i = used - 1; i >= 0; i--) {
             double s = g[i];
@@ -1237,7 +1240,7 @@ static int64_t cpl_gmres(const cpl_sys_t *S, const double *b, double *d, double 
             const double *vi = V + (int64_t)i * nU;
             for (int64_t k = 0; k < nU; k++) y[k] += g[i] * vi[k];
         }
-        if (used == 0) break;
+        if (used == 0 || g_last <= tol || total >= maxit) break;
         cpl_op(S, y, r, z);
         for (int64_t k = 0; k < nU; k++) r[k] = rhs[k] - r[k];
         beta = cpl_norm(r, nU);
