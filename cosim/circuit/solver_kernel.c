@@ -1402,8 +1402,11 @@ static void *cpl_run(void *arg) {
                 }
                 if (tab) {
                     locate_row(tab, g, want, lst, lva, lvb, loff, lu, lv, luv, inloc);
-                    vd ia, ib, J0, J1, J2, J3;
-                    table_interp_lanes(tab, loff + q0, lu + q0, lv + q0, luv + q0, &ia, &ib, &J0, &J1, &J2, &J3);
+                    vd ia = vzero, ib = vzero, J0 = vzero, J1 = vzero, J2 = vzero, J3 = vzero;
+                    int nin = 0;
+                    for (int l = 0; l < LANES; l++) nin += inloc[q0 + l];
+                    /* none on the grid (a 1T-1R row at 0 V: its cells reverse-biased): no interpolation */
+                    if (nin) table_interp_lanes(tab, loff + q0, lu + q0, lv + q0, luv + q0, &ia, &ib, &J0, &J1, &J2, &J3);
                     int nrev = 0;
                     for (int l = 0; l < LANES; l++) {
                         if (!inloc[q0 + l]) {
