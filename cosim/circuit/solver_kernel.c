@@ -1272,6 +1272,14 @@ static inline void line_stamps(const double *V, double *F, double *dg, int64_t n
 #ifndef CPL_BOUND_MARGIN
 #define CPL_BOUND_MARGIN 0.02
 #endif
+/* the fraction of the nodes a first step may stop at the bounds before it is taken again from the chords (cpl_run):
+   the Newton iteration more costs about 2 R C tabulated cells' time and the retaken step one linear solve more
+   (~3 R C together), a node stopped ~40 (its cell exact in the next iteration), so the break-even is near 3/80 of
+   the 2 R C nodes; 4 % and 10 % measured alike within the noise of a loaded machine (8T-SRAM bench arrays, 128 and
+   256 rows, 10 and 20 ohm, patterns and network operands) */
+#ifndef CPL_RETAKE_FRACTION
+#define CPL_RETAKE_FRACTION 0.05
+#endif
 
 static void *cpl_run(void *arg) {
     cpl_job_t *j = arg;
@@ -1487,20 +1495,21 @@ static void *cpl_run(void *arg) {
                CPL_BOUND_MARGIN v_read beyond is stopped there, then the damping. Where a long step overshoots this
                converges in fewer iterations than shortening the whole step (8T-SRAM, 8 columns, 10 ohm, the bench
                arrays: a mean of 4.72 -> 4.38 Newton iterations at 128 rows, 6.03 -> 4.70 at 256) */
-            int clipped = 0;
+            int64_t clipped = 0;
             for (int64_t i = 0; i < n; i++) {
                 const double nv = V[i] + d[i];
-                if (nv < lo_v) { d[i] = lo_v - V[i]; clipped = 1; }
-                else if (nv > hi_v) { d[i] = hi_v - V[i]; clipped = 1; }
+                if (nv < lo_v) { d[i] = lo_v - V[i]; clipped++; }
+                else if (nv > hi_v) { d[i] = hi_v - V[i]; clipped++; }
             }
-            /* a first step that leaves the bounds: taken again from every cell's chord through 0 V (the array a
-               network of resistors, whose solution lies within them). The tangent of a saturated cell (8T-SRAM)
-               keeps its current as its voltage falls, and on long lines overshoots by several v_read (256 rows,
-               10 ohm, all inputs 1: 17 v_read), leaving many cells reverse-biased, off the table's grid, for the
-               next iteration. 8T-SRAM bench arrays at 10 ohm, 256 rows: 70 -> 51 us per column (network operands
-               59 -> 40), the Newton iterations 4.70 -> 5.34 (4.30 -> 4.70); no change at 64 rows and on 128-row
-               network operands, 4.38 -> 4.93 iterations on the 128-row pattern grid */
-            if (it == 1 && clipped && chord_differs && !chord_first) { chord_first = 1; it = 0; continue; }
+            /* a first step that stops more than CPL_RETAKE_FRACTION of the nodes at the bounds: taken again from
+               every cell's chord through 0 V (the array a network of resistors, whose solution lies within them).
+               The tangent of a saturated cell (8T-SRAM) keeps its current as its voltage falls, and on long lines
+               overshoots by several v_read (256 rows, 10 ohm, all inputs 1: 17 v_read); each node stopped leaves
+               about one cell off the table's grid in the next iteration (an exact cell, ~40 tabulated ones' time),
+               while the chords' path takes one Newton iteration more (8T-SRAM, 128 and 256 rows, bench arrays) */
+            if (it == 1 && (double)clipped > CPL_RETAKE_FRACTION * (double)n && chord_differs && !chord_first) {
+                chord_first = 1; it = 0; continue;
+            }
             const double dmax = cpl_absmax(d, n);
             const double scale = dmax > j->dv_max_v ? j->dv_max_v / dmax : 1.0;
             int conv = scale == 1.0 && !clipped;
