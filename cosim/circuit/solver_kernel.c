@@ -1274,11 +1274,13 @@ static inline void line_stamps(const double *V, double *F, double *dg, int64_t n
 #endif
 /* the fraction of the nodes a first step may stop at the bounds before it is taken again from the chords (cpl_run):
    the Newton iteration more costs about 2 R C tabulated cells' time and the retaken step one linear solve more
-   (~3 R C together), a node stopped ~40 (its cell exact in the next iteration), so the break-even is near 3/80 of
-   the 2 R C nodes; 4 % and 10 % measured alike within the noise of a loaded machine (8T-SRAM bench arrays, 128 and
-   256 rows, 10 and 20 ohm, patterns and network operands) */
+   (~3 R C together), a node stopped ~5-40 (its cell exact in the next iteration: 0.1-0.85 us cold, against ~12 ns
+   tabulated), so the break-even lies between a few and ~30 % of the 2 R C nodes. Measured on the 8T-SRAM bench
+   arrays (128 and 256 rows, 10 and 20 ohm, patterns and network operands): 5 % and 15 % alike in CPU time within
+   the noise of a loaded machine, 15 % with fewer Newton iterations at 128 rows (4.49 against 4.84 on the
+   patterns at 10 ohm); never retaken (100 %): 256-row arrays 1.4-1.6x slower */
 #ifndef CPL_RETAKE_FRACTION
-#define CPL_RETAKE_FRACTION 0.05
+#define CPL_RETAKE_FRACTION 0.15
 #endif
 
 static void *cpl_run(void *arg) {
