@@ -1016,7 +1016,8 @@ int cosim_solve_decoupled(const dec_job_t *job, int nthreads) {
    The first iteration's cells sit at the ideal bias (the start): taken per state, with the decoupled lanes'
    first step (the chord through 0 V where it is the smaller conductance: 1T-1R, one iteration fewer on
    128-row, 128-column and 256-row arrays). Each step is stopped at the bounds the solution lies within ([0, v_read]
-   give or take CPL_BOUND_MARGIN) node by node, then damped as the decoupled columns'; the same
+   give or take CPL_BOUND_MARGIN) node by node, then damped as the decoupled columns' (a first step that stops more
+   than CPL_RETAKE_FRACTION of the nodes is taken again from every cell's chord through 0 V); the same
    node test and sensed-current test (sense_settled, every column of the vector) as the decoupled columns;
    a vector's status is its columns'. One thread per slice of the input vectors. */
 typedef struct {
