@@ -1275,8 +1275,8 @@ static inline void line_stamps(const double *V, double *F, double *dg, int64_t n
 #endif
 /* the fraction of the nodes a first step may stop at the bounds before it is taken again from the chords (cpl_run):
    the Newton iteration more costs about 2 R C tabulated cells' time and the retaken step one linear solve more
-   (~3 R C together), a node stopped ~5-40 (its cell exact in the next iteration: 0.1-0.85 us cold, against ~12 ns
-   tabulated), so the break-even lies between a few and ~30 % of the 2 R C nodes. Measured on the 8T-SRAM bench
+   (~3 R C together), a node stopped ~8-70 (its cell exact in the next iteration: 0.1-0.85 us cold, against ~12 ns
+   tabulated), so the break-even lies between ~2 and ~20 % of the 2 R C nodes. Measured on the 8T-SRAM bench
    arrays (128 and 256 rows, 10 and 20 ohm, patterns and network operands): 5 % and 15 % alike in CPU time within
    the noise of a loaded machine, 15 % with fewer Newton iterations at 128 rows (4.49 against 4.84 on the
    patterns at 10 ohm); never retaken (100 %): 256-row arrays 1.4-1.6x slower */
@@ -1508,7 +1508,7 @@ static void *cpl_run(void *arg) {
                every cell's chord through 0 V (the array a network of resistors, whose solution lies within them).
                The tangent of a saturated cell (8T-SRAM) keeps its current as its voltage falls, and on long lines
                overshoots by several v_read (256 rows, 10 ohm, all inputs 1: 17 v_read); each node stopped leaves
-               about one cell off the table's grid in the next iteration (an exact cell, ~40 tabulated ones' time),
+               about one cell off the table's grid in the next iteration (an exact cell, 8-70 tabulated ones' time),
                while the chords' path takes one Newton iteration more (8T-SRAM, 128 and 256 rows, bench arrays) */
             if (it == 1 && (double)clipped > CPL_RETAKE_FRACTION * (double)n && chord_differs && !chord_first) {
                 chord_first = 1; it = 0; continue;
