@@ -28,7 +28,9 @@ coupled    the whole array per input vector (its column lines and row lines; a z
            preconditioned by one block Gauss-Seidel sweep: every column line's tridiagonal system with the row
            lines held, then every row line's (the wires are a few ohm, the cells kilo- to megaohms: 3-6 GMRES
            iterations per Newton step on average on 128-256-row arrays at 10-20 ohm). The same cells (exact or
-           tabulated), damping and convergence test as the decoupled columns. CPU only.
+           tabulated), damping and convergence test as the decoupled columns, each step first stopped node by node
+           at the voltages the solution lies within (0 to v_read, every element being passive; a first step that
+           stops more than 15 % of the nodes there is taken again from the cells' chords). CPU only.
 
 Convergence, per column (decoupled) or vector (coupled: every column's current), at least two iterations: the
 last step moved every node by at most ``reltol * |v| + vntol_v`` (ngspice's test with the decks' values: reltol 1e-6,
