@@ -327,6 +327,45 @@ def test_certified_reads_equal_exact_reads(solver_table, adc):
     assert torch.equal(arr.read(xb, wb), cims["exact"].cim_array.read(xb, wb))
 
 
+@pytest.mark.parametrize("adc", [{}, {"adc_reference": "calibrated"}, {"adc_reference": "calibrated", "adc_lsb_counts": 2},
+                                 {"adc_lsb_counts": 2}])
+def test_certified_screen_in_the_kernel_is_the_torch_screen(solver_table, adc):
+    """The surrogate kernel's screen (cosim.surrogate.kernel.near_fields: a column within its ON-count's margin of
+    the decision level below or above it) marks the same columns as CertifiedArray.near_mask in torch, on the fused
+    and unfused products, with all-zero and repeated input vectors (the kernel's caches); certified reads through
+    either are the exact reads."""
+    import torch
+    from cosim.cim.arrays import build_array
+    from cosim.surrogate import kernel
+    if kernel.load() is None:
+        pytest.skip("no surrogate C kernel here")
+    cert, _ = build_array(mode="surrogate", tech="sram8t", rows=32, cols=32, table=solver_table, certify=True, **adc)
+    exact, _ = build_array(mode="exact", tech="sram8t", rows=32, cols=32, table=solver_table, **adc)
+    cert.margin_a = cert.margin_a * 4   # more columns near a level: a stronger comparison
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(700, 32, generator=g) < torch.rand(700, 1, generator=g)).to(torch.bfloat16)
+    x[::9] = 0
+    x[1::9] = x[2::9]
+    w = (torch.rand(32, 40, generator=g) < 0.5).float()
+    s, pw = cert.surrogate, cert.prepared(w)
+    margin = cert._near_tables(torch.device("cpu"), torch.float32)[1]
+    want = exact.read(x, w)
+    for fused in (True, False):
+        s.fused_products = fused
+        near = torch.empty((700, 40), dtype=torch.uint8)
+        cur, codes, _ = s._run(x, pw, currents=True, codes=True, near_margin=margin, near=near)
+        lo = (codes / float(s.adc.lsb_counts)).long()
+        k = (x.float() @ w).long()
+        ref = cert.near_mask(cur, lo, k)
+        assert 0 < int(ref.sum()) < ref.numel()
+        assert torch.equal(near.bool(), ref)
+        assert torch.equal(cert.read(x, w), want)
+    s.fused_products = True
+    cert._kernel_margin = None
+    s.use_kernel = False                  # the torch path: its own screen
+    assert torch.equal(cert.read(x, w), want)
+
+
 def test_certify_envelope_per_count_and_band_fallback():
     """The residual bound per ON-count: a count's own largest residual where it and its neighbours hold
     CERTIFY_COUNT_MIN samples, else its band's (with the bands beside it), as tables recorded it before."""

@@ -277,36 +277,73 @@ class CertifiedArray(SurrogateArray):
         self.safety = float(lut.meta.get("certify_safety", 2.0))
         self.margin_a = torch.as_tensor(self.safety * near[np.arange(self.rows + 1) // band], dtype=torch.float64)
         self.thresholds_a = torch.as_tensor(surrogate.adc.thresholds_a(), dtype=torch.float64)
+        self._near_cache: dict = {}
+        self._kernel_margin: torch.Tensor | None = None
         self.tech = tech
         self.cells = cells
         self.resolved = 0
         self.columns_read = 0
+
+    def near_mask(self, cur: torch.Tensor, lo: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Which columns lie within their margin of a decision level: ``cur`` (N, C) surrogate currents (A),
+        ``lo`` the number of decision levels below each (the code over the AND-counts per code), ``k`` the
+        ON-counts. Float32 currents are compared with float32 levels and margins widened by the rounding of
+        both (a few units in the last place of the largest level)."""
+        pad, margin = self._near_tables(cur.device, cur.dtype)
+        m = margin[k]
+        return (cur - pad[lo] <= m) | (pad[lo + 1] - cur <= m)
+
+    def _near_tables(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the decision levels with -inf and +inf at their ends, the margin of each ON-count widened by the
+        rounding of ``dtype``: 8 units in the last place of the largest level) on ``device``."""
+        key = (device, dtype)
+        got = self._near_cache.get(key)
+        if got is None:
+            thr = self.thresholds_a
+            pad = torch.cat([thr.new_full((1,), -float("inf")), thr, thr.new_full((1,), float("inf"))])
+            slack = 8.0 * float(torch.finfo(dtype).eps) * float(thr.abs().max()) if thr.numel() else 0.0
+            got = (pad.to(device, dtype), (self.margin_a + slack).to(device, dtype).contiguous())
+            self._near_cache[key] = got
+        return got
 
     def read_with_current(self, x_bits: torch.Tensor, w_bits: torch.Tensor):
         from ..circuit.netlist import ArraySpec
         from ..circuit.solver import solve_columns
         check_operands(x_bits, w_bits, self.rows)
         src = self.screen or self          # the array whose currents choose the columns to re-solve
-        cur = src.surrogate.column_currents(x_bits, src.prepared(w_bits)).to("cpu", torch.float64)
-        k = (x_bits.to("cpu", torch.float32) @ w_bits.to("cpu", torch.float32)).round().long()
-        margin = self.margin_a[k.clamp(0, self.rows)]
-        thr = self.thresholds_a
-        if thr.numel():
-            i = torch.searchsorted(thr, cur).clamp(1, thr.numel()) - 1
-            dist = torch.minimum((cur - thr[i]).abs(), (cur - thr[(i + 1).clamp(max=thr.numel() - 1)]).abs())
-            near = dist <= margin
-        else:
-            near = torch.zeros_like(cur, dtype=torch.bool)
-        self.columns_read += cur.numel()
-        if bool(near.any()):
+        pw = src.prepared(w_bits)
+        adc = self.surrogate.adc
+        with torch.no_grad():
+            if self.screen is None and self.surrogate._kernel() is not None:
+                # the C kernel: the surrogate's currents, codes (a plain read's) and the screen in one pass
+                if self._kernel_margin is None:
+                    self._kernel_margin = self._near_tables(torch.device("cpu"), torch.float32)[1]
+                near = torch.empty((x_bits.shape[0], w_bits.shape[1]), dtype=torch.uint8)
+                cur, codes, total = self.surrogate._run(x_bits, pw, currents=True, codes=True,
+                                                        near_margin=self._kernel_margin, near=near)
+            else:
+                # the screen's (or the torch path's) currents, the codes at this table's decision levels
+                cur, codes, total = src.surrogate._run(x_bits, pw, currents=True, codes=self.screen is None)
+                if codes is None:
+                    codes = adc.digitize(cur.to(torch.float64)).to(cur.dtype)
+                lsb = float(adc.lsb_counts)
+                lo = (codes if lsb == 1.0 else codes / lsb).to(torch.int64)
+                k = (x_bits.to(pw.w_count.dtype) @ pw.w_count).to(torch.int64).clamp_(0, self.rows)
+                near = self.near_mask(cur, lo, k)
+            self.columns_read += cur.numel()
+            total = float(total)
             kk, cc = near.nonzero(as_tuple=True)
-            spec = ArraySpec(self.tech, self.rows, int(w_bits.shape[1]), "decoupled")
-            x = x_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
-            w = w_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
-            cur[kk, cc] = torch.from_numpy(solve_columns(spec, x, w, kk.numpy(), cc.numpy(), cells=self.cells))
-            self.resolved += int(kk.numel())
-        codes = self.surrogate.adc.digitize(cur).to(x_bits.device, torch.float32)
-        return codes, float(cur.sum())
+            if kk.numel():
+                kk, cc = kk.cpu(), cc.cpu()
+                spec = ArraySpec(self.tech, self.rows, int(w_bits.shape[1]), "decoupled")
+                x = x_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
+                w = w_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
+                exact = torch.from_numpy(solve_columns(spec, x, w, kk.numpy(), cc.numpy(), cells=self.cells))
+                dev_kk, dev_cc = kk.to(cur.device), cc.to(cur.device)
+                total += float((exact - cur[dev_kk, dev_cc].to("cpu", torch.float64)).sum())
+                codes[dev_kk, dev_cc] = adc.digitize(exact).to(cur.device, codes.dtype)
+                self.resolved += int(kk.numel())
+        return codes.to(x_bits.device, torch.float32), total
 
     def read(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
         return self.read_with_current(x_bits, w_bits)[0]
