@@ -436,7 +436,35 @@ def test_a_table_with_residuals_per_band_still_certifies(solver_table):
         assert torch.equal(cert(x), exact(x))
     arr = cert.cim_array
     near = np.maximum(res, np.maximum(np.r_[res[1:], 0.0], np.r_[0.0, res[:-1]]))
-    np.testing.assert_array_equal(arr.margin_a.numpy(), arr.safety * near[np.arange(33) // band])
+    np.testing.assert_array_equal(arr.margin_a.numpy(), arr.safety_per_count.numpy() * near[np.arange(33) // band])
+
+
+def test_certified_safety_factor_follows_the_samples_per_count(solver_table):
+    """The default safety factor is CERTIFY_READ_SAFETY where an ON-count and the two beside it hold
+    CERTIFY_READ_SAMPLES calibration samples, the fit's CERTIFY_SAFETY where they hold fewer or the table does not
+    record them; a factor given applies to every count; a factor that is not a positive number is refused."""
+    from cosim.cim.arrays import CERTIFY_READ_SAFETY, CERTIFY_READ_SAMPLES, build_array
+    from cosim.surrogate.fit import CERTIFY_SAFETY
+    from cosim.surrogate.tables import LookupTable
+    n_k = np.zeros(33)
+    n_k[10:20] = CERTIFY_READ_SAMPLES / 3       # counts 10..19 and their neighbours reach it at 11..18 only
+    dense = LookupTable(arrays={**solver_table.arrays, "count_n": n_k}, meta=dict(solver_table.meta),
+                        provenance=dict(solver_table.provenance))
+    kw = dict(mode="surrogate", tech="sram8t", rows=32, cols=32, certify=True)
+    arr, _ = build_array(table=dense, **kw)
+    want = np.full(33, CERTIFY_SAFETY)
+    want[11:19] = CERTIFY_READ_SAFETY
+    np.testing.assert_array_equal(arr.safety_per_count.numpy(), want)
+    np.testing.assert_array_equal(arr.margin_a.numpy(), want * arr.residual_a.numpy())
+    assert arr.describe()["certify_safety_counts"] == {str(CERTIFY_READ_SAFETY): 8, str(CERTIFY_SAFETY): 25}
+    no_n = LookupTable(arrays={k: v for k, v in solver_table.arrays.items() if k != "count_n"},
+                       meta=dict(solver_table.meta), provenance=dict(solver_table.provenance))
+    assert np.all(build_array(table=no_n, **kw)[0].safety_per_count.numpy() == CERTIFY_SAFETY)
+    given, _ = build_array(table=dense, certify_safety=3.0, **kw)
+    np.testing.assert_array_equal(given.margin_a.numpy(), 3.0 * arr.residual_a.numpy())
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="safety factor must be a positive number"):
+            build_array(table=dense, certify_safety=bad, **kw)
 
 
 def _without_residuals(table):
