@@ -467,6 +467,36 @@ def test_certified_safety_factor_follows_the_samples_per_count(solver_table):
             build_array(table=dense, certify_safety=bad, **kw)
 
 
+@pytest.mark.parametrize("adc", [{}, {"adc_reference": "calibrated"}])
+def test_certified_reads_with_the_default_factor_equal_exact_reads(adc):
+    """The shipped 8T-SRAM 64-row table (about 38,000 calibration samples per count: the factor
+    CERTIFY_READ_SAFETY on most counts): certified reads of a small network equal its exact reads, re-solving
+    fewer columns than the fit's factor does."""
+    import torch
+    from cosim.cim import to_cim
+    from cosim.cim.arrays import CERTIFY_READ_SAFETY
+    from test_cim_network import _tiny_net
+    net, x = _tiny_net(4, mid=40), torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        cims = {name: to_cim(net, tech="sram8t", rows=64, cols=64, **kw, **adc)
+                for name, kw in {"certified": {"mode": "surrogate", "certify": True}, "exact": {"mode": "exact"}}.items()}
+        y = {name: c(x) for name, c in cims.items()}
+        arr = cims["certified"].cim_array
+        assert (arr.safety_per_count == CERTIFY_READ_SAFETY).sum() > arr.rows // 2
+        assert torch.equal(y["certified"], y["exact"])
+        assert 0 < arr.resolved < arr.columns_read
+    # reads of random tiles: the default factor and the fit's both give the exact codes, the fit's re-solving more
+    from cosim.cim.arrays import build_array
+    g = np.random.default_rng(5)
+    xb = torch.from_numpy((g.random((256, 64)) < g.random((256, 1))).astype(np.float32))
+    wb = torch.from_numpy((g.random((64, 48)) < 0.5).astype(np.float32))
+    want = cims["exact"].cim_array.read(xb, wb)
+    narrow, _ = build_array(mode="surrogate", tech="sram8t", rows=64, cols=64, certify=True, **adc)
+    wide, _ = build_array(mode="surrogate", tech="sram8t", rows=64, cols=64, certify=True, certify_safety=2.0, **adc)
+    assert torch.equal(narrow.read(xb, wb), want) and torch.equal(wide.read(xb, wb), want)
+    assert 0 < narrow.resolved < wide.resolved
+
+
 def _without_residuals(table):
     from cosim.surrogate.tables import LookupTable
     return LookupTable(arrays={k: v for k, v in table.arrays.items() if k != "certify_residual_a"},
