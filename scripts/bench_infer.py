@@ -10,6 +10,14 @@ work done, where wall time also counts waiting for a core.
     .venv/bin/python scripts/bench_infer.py --threads 2 --n-ideal 200 --n-surrogate 20 --out bench.json
     .venv/bin/python scripts/bench_infer.py --threads 1 --workers 2 --n-ideal 1000 --n-surrogate 200
     .venv/bin/python scripts/bench_infer.py --device cuda --n-ideal 10000 --n-surrogate 10000   # on a GPU
+    .venv/bin/python scripts/bench_infer.py --threads 1 --n-software 0 --n-ideal 0 --n-surrogate 0 \
+        --certify --n-certified 8 --adc-references ideal,calibrated          # certified / plain surrogate
+
+``--certify``: certified reads (cosim.cim.arrays.CertifiedArray) beside the plain surrogate, per ADC reference of
+``--adc-references``, on the same ``--n-certified`` images: the plain surrogate timed before and after the
+certified run (a drifting load shows as a difference between the two), each model warmed up on two images
+first; ``certified_over_surrogate`` is the certified run's time over the mean of the two plain ones (CPU seconds
+of this process, and wall seconds), with the columns read and re-solved.
 
 The surrogate uses the shipped table of the technology and size when there is one, else (flagged
 ``table_synthetic`` in the output) a synthetic table of the same size: its values do not change the
@@ -70,6 +78,31 @@ def timed_run(model, images, labels, n: int, batch: int, device: str, workers: i
             "peak_rss_gb_with_workers": round(_peak_rss_gb() + workers_rss, 2)}
 
 
+def certified_pair(net, images, labels, a, table, ref: str) -> dict:
+    """Certified reads and the plain surrogate side by side (``--certify``): plain, certified, plain again."""
+    from cosim.cim import to_cim
+    from cosim.cim.parallel import classify
+    kw = dict(tech=a.tech, rows=a.rows, cols=a.cols, mode="surrogate", table=table, device=a.device, adc_reference=ref)
+    plain, cert = to_cim(net, **kw), to_cim(net, **kw, certify=True)
+    for m in (plain, cert):            # warm-up: prepared weights, the solver's cell table, the kernels
+        classify(m, images[:2], labels[:2], batch_size=2, device=a.device)
+    arr = cert.cim_array
+    read0, resolved0 = arr.columns_read, arr.resolved
+    load0 = [round(v, 2) for v in os.getloadavg()]
+    before = timed_run(plain, images, labels, a.n_certified, a.batch, a.device)
+    certified = timed_run(cert, images, labels, a.n_certified, a.batch, a.device)
+    after = timed_run(plain, images, labels, a.n_certified, a.batch, a.device)
+    read, resolved = arr.columns_read - read0, arr.resolved - resolved0
+    out = {"adc_reference": ref, "surrogate_before": before, "certified": certified, "surrogate_after": after,
+           "columns_read": read, "columns_resolved": resolved, "resolved_fraction": round(resolved / read, 5) if read else None,
+           "certify_safety_counts": arr.describe().get("certify_safety_counts"),
+           "load_average": [load0, [round(v, 2) for v in os.getloadavg()]]}
+    for key, unit in (("certified_over_surrogate_cpu", "cpu_seconds"), ("certified_over_surrogate", "seconds")):
+        base = 0.5 * (before[unit] + after[unit])
+        out[key] = round(certified[unit] / base, 2) if base > 0 else None
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="vgg-small,resnet18")
@@ -85,6 +118,9 @@ def main(argv=None) -> int:
                     help="CiM modes: worker processes over the images (cosim infer --workers); software: threads")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--table", default=None, help="lookup table (default: shipped, else synthetic)")
+    ap.add_argument("--certify", action="store_true", help="also certified reads beside the plain surrogate")
+    ap.add_argument("--n-certified", type=int, default=8, help="--certify: images of each run")
+    ap.add_argument("--adc-references", default="ideal", help="--certify: ADC references, comma-separated")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
 
@@ -138,6 +174,10 @@ def main(argv=None) -> int:
             cim = to_cim(net, **kw)
             r[label] = timed_run(cim, images, labels, n, a.batch, a.device, a.workers, (net, kw))
             print(f"{name} {label}: {r[label]}", file=sys.stderr, flush=True)
+        if a.certify:
+            for ref in a.adc_references.split(","):
+                r[f"certified_{ref}"] = certified_pair(net, images, labels, a, table, ref)
+                print(f"{name} certified_{ref}: {r[f'certified_{ref}']}", file=sys.stderr, flush=True)
         if "software" in r and "ideal" in r:
             r["ideal_over_software"] = round(r["software"]["images_per_s"] / r["ideal"]["images_per_s"], 2)
         if "surrogate" in r and "ideal" in r:

@@ -327,6 +327,45 @@ def test_certified_reads_equal_exact_reads(solver_table, adc):
     assert torch.equal(arr.read(xb, wb), cims["exact"].cim_array.read(xb, wb))
 
 
+@pytest.mark.parametrize("adc", [{}, {"adc_reference": "calibrated"}, {"adc_reference": "calibrated", "adc_lsb_counts": 2},
+                                 {"adc_lsb_counts": 2}])
+def test_certified_screen_in_the_kernel_is_the_torch_screen(solver_table, adc):
+    """The surrogate kernel's screen (cosim.surrogate.kernel.near_fields: a column within its ON-count's margin of
+    the decision level below or above it) marks the same columns as CertifiedArray.near_mask in torch, on the fused
+    and unfused products, with all-zero and repeated input vectors (the kernel's caches); certified reads through
+    either are the exact reads."""
+    import torch
+    from cosim.cim.arrays import build_array
+    from cosim.surrogate import kernel
+    if kernel.load() is None:
+        pytest.skip("no surrogate C kernel here")
+    cert, _ = build_array(mode="surrogate", tech="sram8t", rows=32, cols=32, table=solver_table, certify=True, **adc)
+    exact, _ = build_array(mode="exact", tech="sram8t", rows=32, cols=32, table=solver_table, **adc)
+    cert.margin_a = cert.margin_a * 4   # more columns near a level: a stronger comparison
+    g = torch.Generator().manual_seed(3)
+    x = (torch.rand(700, 32, generator=g) < torch.rand(700, 1, generator=g)).to(torch.bfloat16)
+    x[::9] = 0
+    x[1::9] = x[2::9]
+    w = (torch.rand(32, 40, generator=g) < 0.5).float()
+    s, pw = cert.surrogate, cert.prepared(w)
+    margin = cert._near_tables(torch.device("cpu"), torch.float32)[1]
+    want = exact.read(x, w)
+    for fused in (True, False):
+        s.fused_products = fused
+        near = torch.empty((700, 40), dtype=torch.uint8)
+        cur, codes, _ = s._run(x, pw, currents=True, codes=True, near_margin=margin, near=near)
+        lo = (codes / float(s.adc.lsb_counts)).long()
+        k = (x.float() @ w).long()
+        ref = cert.near_mask(cur, lo, k)
+        assert 0 < int(ref.sum()) < ref.numel()
+        assert torch.equal(near.bool(), ref)
+        assert torch.equal(cert.read(x, w), want)
+    s.fused_products = True
+    cert._kernel_margin = None
+    s.use_kernel = False                  # the torch path: its own screen
+    assert torch.equal(cert.read(x, w), want)
+
+
 def test_certify_envelope_per_count_and_band_fallback():
     """The residual bound per ON-count: a count's own largest residual where it and its neighbours hold
     CERTIFY_COUNT_MIN samples, else its band's (with the bands beside it), as tables recorded it before."""
@@ -397,7 +436,65 @@ def test_a_table_with_residuals_per_band_still_certifies(solver_table):
         assert torch.equal(cert(x), exact(x))
     arr = cert.cim_array
     near = np.maximum(res, np.maximum(np.r_[res[1:], 0.0], np.r_[0.0, res[:-1]]))
-    np.testing.assert_array_equal(arr.margin_a.numpy(), arr.safety * near[np.arange(33) // band])
+    np.testing.assert_array_equal(arr.margin_a.numpy(), arr.safety_per_count.numpy() * near[np.arange(33) // band])
+
+
+def test_certified_safety_factor_follows_the_samples_per_count(solver_table):
+    """The default safety factor is CERTIFY_READ_SAFETY where an ON-count and the two beside it hold
+    CERTIFY_READ_SAMPLES calibration samples, the fit's CERTIFY_SAFETY where they hold fewer or the table does not
+    record them; a factor given applies to every count; a factor that is not a positive number is refused."""
+    from cosim.cim.arrays import CERTIFY_READ_SAFETY, CERTIFY_READ_SAMPLES, build_array
+    from cosim.surrogate.fit import CERTIFY_SAFETY
+    from cosim.surrogate.tables import LookupTable
+    n_k = np.zeros(33)
+    n_k[10:20] = CERTIFY_READ_SAMPLES / 3       # counts 10..19 and their neighbours reach it at 11..18 only
+    dense = LookupTable(arrays={**solver_table.arrays, "count_n": n_k}, meta=dict(solver_table.meta),
+                        provenance=dict(solver_table.provenance))
+    kw = dict(mode="surrogate", tech="sram8t", rows=32, cols=32, certify=True)
+    arr, _ = build_array(table=dense, **kw)
+    want = np.full(33, CERTIFY_SAFETY)
+    want[11:19] = CERTIFY_READ_SAFETY
+    np.testing.assert_array_equal(arr.safety_per_count.numpy(), want)
+    np.testing.assert_array_equal(arr.margin_a.numpy(), want * arr.residual_a.numpy())
+    assert arr.describe()["certify_safety_counts"] == {str(CERTIFY_READ_SAFETY): 8, str(CERTIFY_SAFETY): 25}
+    no_n = LookupTable(arrays={k: v for k, v in solver_table.arrays.items() if k != "count_n"},
+                       meta=dict(solver_table.meta), provenance=dict(solver_table.provenance))
+    assert np.all(build_array(table=no_n, **kw)[0].safety_per_count.numpy() == CERTIFY_SAFETY)
+    given, _ = build_array(table=dense, certify_safety=3.0, **kw)
+    np.testing.assert_array_equal(given.margin_a.numpy(), 3.0 * arr.residual_a.numpy())
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="safety factor must be a positive number"):
+            build_array(table=dense, certify_safety=bad, **kw)
+
+
+@pytest.mark.parametrize("adc", [{}, {"adc_reference": "calibrated"}])
+def test_certified_reads_with_the_default_factor_equal_exact_reads(adc):
+    """The shipped 8T-SRAM 64-row table (about 38,000 calibration samples per count: the factor
+    CERTIFY_READ_SAFETY on most counts): certified reads of a small network equal its exact reads, re-solving
+    fewer columns than the fit's factor does."""
+    import torch
+    from cosim.cim import to_cim
+    from cosim.cim.arrays import CERTIFY_READ_SAFETY
+    from test_cim_network import _tiny_net
+    net, x = _tiny_net(4, mid=40), torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        cims = {name: to_cim(net, tech="sram8t", rows=64, cols=64, **kw, **adc)
+                for name, kw in {"certified": {"mode": "surrogate", "certify": True}, "exact": {"mode": "exact"}}.items()}
+        y = {name: c(x) for name, c in cims.items()}
+        arr = cims["certified"].cim_array
+        assert (arr.safety_per_count == CERTIFY_READ_SAFETY).sum() > arr.rows // 2
+        assert torch.equal(y["certified"], y["exact"])
+        assert 0 < arr.resolved < arr.columns_read
+    # reads of random tiles: the default factor and the fit's both give the exact codes, the fit's re-solving more
+    from cosim.cim.arrays import build_array
+    g = np.random.default_rng(5)
+    xb = torch.from_numpy((g.random((256, 64)) < g.random((256, 1))).astype(np.float32))
+    wb = torch.from_numpy((g.random((64, 48)) < 0.5).astype(np.float32))
+    want = cims["exact"].cim_array.read(xb, wb)
+    narrow, _ = build_array(mode="surrogate", tech="sram8t", rows=64, cols=64, certify=True, **adc)
+    wide, _ = build_array(mode="surrogate", tech="sram8t", rows=64, cols=64, certify=True, certify_safety=2.0, **adc)
+    assert torch.equal(narrow.read(xb, wb), want) and torch.equal(wide.read(xb, wb), want)
+    assert 0 < narrow.resolved < wide.resolved
 
 
 def _without_residuals(table):

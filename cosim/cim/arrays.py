@@ -234,13 +234,30 @@ class ExactArray:
         return out
 
 
+#: certified reads' default safety factor where the table's ON-count and the two beside it hold at least
+#: CERTIFY_READ_SAMPLES calibration samples: a column is re-solved where its surrogate current lies within this
+#: factor times its ON-count's largest calibration residual (and its neighbours') of an ADC decision level. Not a
+#: bound: network columns' errors exceed a table's largest calibration residual now and then (up to 1.4x of it
+#: measured), and half of it re-solves a quarter of the columns that twice it does; 0.5 was measured to leave a
+#: few column reads in a million with a code other than the exact solver's, against the target's 100 (VGG-small
+#: and ResNet-18, 8T-SRAM 64 rows, both ADC references: docs/VALIDATION.md, "Certified reads").
+CERTIFY_READ_SAFETY = 0.5
+#: calibration samples an ON-count and the two beside it need for CERTIFY_READ_SAFETY: the largest residual of
+#: fewer is a lower quantile of the errors, and those counts keep the fit's factor (cosim.surrogate.fit.
+#: CERTIFY_SAFETY, 2, the rule before; so do tables that do not record their samples per count). The shipped
+#: 8T-SRAM 64-row table holds about 38,000 per count.
+CERTIFY_READ_SAMPLES = 30_000
+
+
 class CertifiedArray(SurrogateArray):
     """Certified surrogate reads: the surrogate's column currents, except that every column whose current
     lies within a margin of an ADC decision level is re-solved exactly (cosim.circuit.solver) before it is
-    digitised, so its code is the exact one. The margin of a column with ON-count k is the table's
-    safety factor times the largest calibration residual recorded in its ON-count band and the two
+    digitised, so its code is the exact one. The margin of a column with ON-count k is ``safety`` (default
+    CERTIFY_READ_SAFETY) times the largest calibration residual recorded in its ON-count band and the two
     beside it (cosim.surrogate.fit.fit_arrays; a band is one count in tables fitted since the envelope per
-    count, cosim.surrogate.fit.certify_envelope); a table without them is refused. Decoupled tables only
+    count, cosim.surrogate.fit.certify_envelope); a table without them is refused. The screen runs in the
+    surrogate's C kernel beside the currents and codes (cosim.surrogate.kernel.near_fields; torch elsewhere);
+    the re-solved columns of a read go to the solver in one call. Decoupled tables only
     (columns are re-solved one by one). ``resolved`` / ``columns_read`` count the re-solved columns.
     ``cells``: the solver's cell model (as ExactArray's). ``screen``: another Surrogate (a finer table of the
     same technology, size and topology) whose currents and residuals choose the columns to re-solve; the
@@ -248,7 +265,7 @@ class CertifiedArray(SurrogateArray):
     gets certified reads from one that does. Unchanged columns then carry the screen's current."""
 
     def __init__(self, surrogate, tech, max_prepared_bytes: int = 1 << 30, cells: str = "auto",
-                 screen=None) -> None:
+                 screen=None, safety: float | None = None) -> None:
         import numpy as np
 
         from ..errors import TableError
@@ -274,46 +291,101 @@ class CertifiedArray(SurrogateArray):
         res = np.asarray(lut["certify_residual_a"], dtype=np.float64)
         near = np.maximum(res, np.maximum(np.r_[res[1:], 0.0], np.r_[0.0, res[:-1]]))
         band = int(lut.meta["certify_band_counts"])
-        self.safety = float(lut.meta.get("certify_safety", 2.0))
-        self.margin_a = torch.as_tensor(self.safety * near[np.arange(self.rows + 1) // band], dtype=torch.float64)
+        from ..surrogate.fit import CERTIFY_SAFETY
+        self.safety = CERTIFY_READ_SAFETY if safety is None else float(safety)
+        if not (np.isfinite(self.safety) and self.safety > 0):
+            raise InputError(f"the certified reads' safety factor must be a positive number, got {safety!r}")
+        #: the largest calibration residual of each ON-count and the two beside it (A)
+        self.residual_a = torch.as_tensor(near[np.arange(self.rows + 1) // band], dtype=torch.float64)
+        #: the safety factor of each ON-count: ``safety`` where given, else CERTIFY_READ_SAFETY where the count and
+        #: the two beside it hold CERTIFY_READ_SAMPLES calibration samples, and the fit's factor where they do not
+        factor = np.full(self.rows + 1, self.safety)
+        if safety is None:
+            n_k = np.asarray(lut["count_n"], dtype=np.float64) if "count_n" in lut.arrays else np.zeros(0)
+            n_k = n_k if n_k.shape == (self.rows + 1,) else np.zeros(self.rows + 1)
+            n_near = n_k + np.r_[n_k[1:], 0.0] + np.r_[0.0, n_k[:-1]]
+            factor = np.where(n_near >= CERTIFY_READ_SAMPLES, CERTIFY_READ_SAFETY, max(CERTIFY_SAFETY, CERTIFY_READ_SAFETY))
+        self.safety_per_count = torch.as_tensor(factor, dtype=torch.float64)
+        self.margin_a = self.safety_per_count * self.residual_a
         self.thresholds_a = torch.as_tensor(surrogate.adc.thresholds_a(), dtype=torch.float64)
+        self._near_cache: dict = {}
+        self._kernel_margin: torch.Tensor | None = None
         self.tech = tech
         self.cells = cells
         self.resolved = 0
         self.columns_read = 0
+
+    def near_mask(self, cur: torch.Tensor, lo: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Which columns lie within their margin of a decision level: ``cur`` (N, C) surrogate currents (A),
+        ``lo`` the number of decision levels below each (the code over the AND-counts per code), ``k`` the
+        ON-counts. Float32 currents are compared with float32 levels and margins widened by the rounding of
+        both (a few units in the last place of the largest level)."""
+        pad, margin = self._near_tables(cur.device, cur.dtype)
+        m = margin[k]
+        return (cur - pad[lo] <= m) | (pad[lo + 1] - cur <= m)
+
+    def _near_tables(self, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the decision levels with -inf and +inf at their ends, the margin of each ON-count widened by the
+        rounding of ``dtype``: 8 units in the last place of the largest level) on ``device``."""
+        key = (device, dtype)
+        got = self._near_cache.get(key)
+        if got is None:
+            thr = self.thresholds_a
+            pad = torch.cat([thr.new_full((1,), -float("inf")), thr, thr.new_full((1,), float("inf"))])
+            slack = 8.0 * float(torch.finfo(dtype).eps) * float(thr.abs().max()) if thr.numel() else 0.0
+            got = (pad.to(device, dtype), (self.margin_a + slack).to(device, dtype).contiguous())
+            self._near_cache[key] = got
+        return got
 
     def read_with_current(self, x_bits: torch.Tensor, w_bits: torch.Tensor):
         from ..circuit.netlist import ArraySpec
         from ..circuit.solver import solve_columns
         check_operands(x_bits, w_bits, self.rows)
         src = self.screen or self          # the array whose currents choose the columns to re-solve
-        cur = src.surrogate.column_currents(x_bits, src.prepared(w_bits)).to("cpu", torch.float64)
-        k = (x_bits.to("cpu", torch.float32) @ w_bits.to("cpu", torch.float32)).round().long()
-        margin = self.margin_a[k.clamp(0, self.rows)]
-        thr = self.thresholds_a
-        if thr.numel():
-            i = torch.searchsorted(thr, cur).clamp(1, thr.numel()) - 1
-            dist = torch.minimum((cur - thr[i]).abs(), (cur - thr[(i + 1).clamp(max=thr.numel() - 1)]).abs())
-            near = dist <= margin
-        else:
-            near = torch.zeros_like(cur, dtype=torch.bool)
-        self.columns_read += cur.numel()
-        if bool(near.any()):
+        pw = src.prepared(w_bits)
+        adc = self.surrogate.adc
+        with torch.no_grad():
+            if self.screen is None and self.surrogate._kernel() is not None:
+                # the C kernel: the surrogate's currents, codes (a plain read's) and the screen in one pass
+                if self._kernel_margin is None:
+                    self._kernel_margin = self._near_tables(torch.device("cpu"), torch.float32)[1]
+                near = torch.empty((x_bits.shape[0], w_bits.shape[1]), dtype=torch.uint8)
+                cur, codes, total = self.surrogate._run(x_bits, pw, currents=True, codes=True,
+                                                        near_margin=self._kernel_margin, near=near)
+            else:
+                # the screen's (or the torch path's) currents, the codes at this table's decision levels
+                cur, codes, total = src.surrogate._run(x_bits, pw, currents=True, codes=self.screen is None)
+                if codes is None:
+                    codes = adc.digitize(cur.to(torch.float64)).to(cur.dtype)
+                lsb = float(adc.lsb_counts)
+                lo = (codes if lsb == 1.0 else codes / lsb).to(torch.int64)
+                k = (x_bits.to(pw.w_count.dtype) @ pw.w_count).to(torch.int64).clamp_(0, self.rows)
+                near = self.near_mask(cur, lo, k)
+            self.columns_read += cur.numel()
+            total = float(total)
             kk, cc = near.nonzero(as_tuple=True)
-            spec = ArraySpec(self.tech, self.rows, int(w_bits.shape[1]), "decoupled")
-            x = x_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
-            w = w_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
-            cur[kk, cc] = torch.from_numpy(solve_columns(spec, x, w, kk.numpy(), cc.numpy(), cells=self.cells))
-            self.resolved += int(kk.numel())
-        codes = self.surrogate.adc.digitize(cur).to(x_bits.device, torch.float32)
-        return codes, float(cur.sum())
+            if kk.numel():
+                kk, cc = kk.cpu(), cc.cpu()
+                spec = ArraySpec(self.tech, self.rows, int(w_bits.shape[1]), "decoupled")
+                x = x_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
+                w = w_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
+                exact = torch.from_numpy(solve_columns(spec, x, w, kk.numpy(), cc.numpy(), cells=self.cells))
+                dev_kk, dev_cc = kk.to(cur.device), cc.to(cur.device)
+                total += float((exact - cur[dev_kk, dev_cc].to("cpu", torch.float64)).sum())
+                codes[dev_kk, dev_cc] = adc.digitize(exact).to(cur.device, codes.dtype)
+                self.resolved += int(kk.numel())
+        return codes.to(x_bits.device, torch.float32), total
 
     def read(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
         return self.read_with_current(x_bits, w_bits)[0]
 
     def describe(self) -> dict:
+        import numpy as np
         out = super().describe()
-        out.update(model="surrogate-certified", certify_safety=self.safety, columns_read=self.columns_read,
+        out.update(model="surrogate-certified", certify_safety=self.safety,
+                   certify_safety_counts={str(f): int(n) for f, n in zip(*np.unique(self.safety_per_count.numpy(),
+                                                                                      return_counts=True))},
+                   columns_read=self.columns_read,
                    columns_resolved=self.resolved, solver_cells=self.cells)
         if self.screen is not None:
             out["certify_table"] = {k: v for k, v in self.screen.surrogate.table.provenance.items()
@@ -323,11 +395,13 @@ class CertifiedArray(SurrogateArray):
 
 def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_bits: int | None = None,
                 adc_reference: str = "ideal", adc_lsb_counts: int = 1, topology: str | None = None,
-                device="cpu", certify: bool = False, solver_cells: str = "auto", certify_table=None, **_ignored):
+                device="cpu", certify: bool = False, solver_cells: str = "auto", certify_table=None,
+                certify_safety: float | None = None, **_ignored):
     """(array model, Technology) for a mode. ``table``: a LookupTable, a path, or None for the shipped
     default table of the technology and size. Ideal mode uses the table (when one is at hand) only for
     the unit cell currents of the ideal array energy. ``certify`` (surrogate mode): certified reads
-    (CertifiedArray; ``certify_table``: the table that screens the columns, default ``table``).
+    (CertifiedArray; ``certify_table``: the table that screens the columns, default ``table``; ``certify_safety``:
+    its safety factor, default CERTIFY_READ_SAFETY).
     ``solver_cells``: the exact solver's cell model in exact mode and certified reads ("auto": the tabulated
     cells where they apply; "exact": the device equations)."""
     from ..circuit.technology import get_technology
@@ -359,7 +433,8 @@ def build_array(*, mode: str, tech: str, rows: int, cols: int, table=None, adc_b
         if certify_table is not None:
             screen = Surrogate(_load_table(certify_table, tech_obj, rows, cols, topology, required=True), device=device,
                                adc=adc)
-        return CertifiedArray(sur, lut.technology(), cells=solver_cells, screen=screen), lut.technology()
+        return (CertifiedArray(sur, lut.technology(), cells=solver_cells, screen=screen, safety=certify_safety),
+                lut.technology())
     return SurrogateArray(sur), lut.technology()
 
 

@@ -324,9 +324,11 @@ class Surrogate:
             return None
         return surrogate_kernel.load()
 
-    def _run(self, x_bits: Any, w_bits: Any, currents: bool, codes: bool
-             ) -> tuple[torch.Tensor | None, torch.Tensor | None, Any]:
-        """(currents (A) or None, ADC codes or None, sum of the currents: float on CPU, 0-d tensor else)."""
+    def _run(self, x_bits: Any, w_bits: Any, currents: bool, codes: bool, near_margin: torch.Tensor | None = None,
+             near: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None, Any]:
+        """(currents (A) or None, ADC codes or None, sum of the currents: float on CPU, 0-d tensor else).
+        ``near_margin``, ``near`` (C kernel only, with ``codes``): certified reads' screen, filled in by the
+        kernel (cosim.surrogate.kernel.near_fields; cosim.cim.arrays.CertifiedArray)."""
         pw = self.prepare(w_bits)
         x = _as_raw(x_bits, "x_bits", self.device)
         if x.dim() == 1:
@@ -347,8 +349,9 @@ class Surrogate:
                 from .kernel import evaluate
                 thr, step_a = self._adc_rule() if codes else (None, 0.0)
                 threads = self.kernel_threads or torch.get_num_threads()
+                screen = {} if near is None else {"near_margin": near_margin, "near": near}
                 if self._fused(lib, x, pw, threads):
-                    got = self._fused_call(lib, x, pw, threads, step, thr, step_a, cur=cur, code=code)
+                    got = self._fused_call(lib, x, pw, threads, step, thr, step_a, cur=cur, code=code, **screen)
                     if got is not None:
                         return cur, code, got[0]
                     # inputs other than 0 and 1: the products
@@ -360,8 +363,11 @@ class Surrogate:
                                       simd=self.kernel_simd, cur=None if cur is None else cur[s:s + step], thresholds=thr,
                                       lsb=float(self.adc.lsb_counts), code=None if code is None else code[s:s + step],
                                       threads=threads, step_a=step_a, max_code=self.adc.max_code, rowmap=rowmap,
-                                      lanes=self.kernel_lanes)
+                                      lanes=self.kernel_lanes, near_margin=near_margin,
+                                      near=None if near is None else near[s:s + step])
                 return cur, code, total
+            if near is not None:
+                raise InputError("the certified reads' screen runs in the C kernel only")
             out = cur if cur is not None else torch.empty((n, c), dtype=self.dtype, device=self.device)
             for s in range(0, n, step):
                 out[s:s + step] = self._torch_currents(*self._products(x[s:s + step], pw))

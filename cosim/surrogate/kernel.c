@@ -49,6 +49,10 @@ typedef struct {
     int64_t chunk;                             /* > 0: the rows in passes of chunk, each split over the threads and
                                                   its sum added to the total in pass order (as passes called one by
                                                   one add them up); 0: one pass */
+    const float *near_margin;                  /* certified reads (cosim.cim.arrays.CertifiedArray), or NULL: a margin (A)
+                                                  per ON-count 0..R; needs codes (code or acc) */
+    uint8_t *near; int64_t near_ld;            /* with near_margin: (n, C), 1 where a column's current lies within its
+                                                  ON-count's margin of the decision level below or above it, else 0 */
     int bad;                                   /* set: an input neither 0 nor 1 (1), or no lanes for the fused products (2) */
     double sum;                                /* sum of the currents (A) */
 } job_t;
@@ -203,7 +207,8 @@ static inline void lanes_eval(const lanes_t *restrict L, __m512 (*restrict vv)[L
    each column's conducting cells select (the same additions as a float32 product that accumulates along the
    rows, which is what the caller checked), then the lanes' currents into ia */
 static inline void fused_block(const lanes_t *restrict L, const job_t *restrict j, const int32_t *restrict on, int q,
-                               int64_t c0, int64_t nb, const float *restrict xr, float *restrict ia, int32_t *restrict kmax) {
+                               int64_t c0, int64_t nb, const float *restrict xr, float *restrict ia, int32_t *restrict kmax,
+                               int32_t *restrict kout) {
     const int64_t V = j->V;
     const __m512 zero = _mm512_setzero_ps();
     const __m512i one = _mm512_set1_epi32(1);
@@ -249,6 +254,8 @@ static inline void fused_block(const lanes_t *restrict L, const job_t *restrict 
         vv[g][V] = _mm512_set1_ps(1.0f);
     }
     lanes_eval(L, vv, kc, (int)((nb + 15) / 16), ia);
+    if (kout)                                           /* the ON-counts, for the margins of certified reads */
+        for (int g = 0; g < (int)((nb + 15) / 16); ++g) _mm512_storeu_si512(kout + 16 * g, kc[g]);
     if (kmax) {                                         /* padding columns count 0: no larger than any */
         __m512i mx = kc[0];
         for (int g = 1; g < LANE_GROUPS; ++g) mx = _mm512_max_epi32(mx, kc[g]);
@@ -290,7 +297,7 @@ static inline __attribute__((always_inline)) void group_sums(const job_t *restri
    columns on its own (its E + 1 sums stay in registers), then the lanes' currents into ia */
 static inline void fused_block_any(const lanes_t *restrict L, const job_t *restrict j, const int32_t *restrict on,
                                    int q, int64_t c0, int64_t nb, const float *restrict xr, float *restrict ia,
-                                   int32_t *restrict kmax) {
+                                   int32_t *restrict kmax, int32_t *restrict kout) {
     const int64_t E = j->E, V = j->V;
     const __m512 zero = _mm512_setzero_ps();
     const int ng = (int)((nb + 15) / 16);
@@ -320,6 +327,8 @@ static inline void fused_block_any(const lanes_t *restrict L, const job_t *restr
         vv[g][V] = _mm512_set1_ps(1.0f);
     }
     lanes_eval(L, vv, kc, ng, ia);
+    if (kout)
+        for (int g = 0; g < ng; ++g) _mm512_storeu_si512(kout + 16 * g, kc[g]);
     if (kmax) {                                         /* padding columns count 0: no larger than any */
         __m512i mx = kc[0];
         for (int g = 1; g < ng; ++g) mx = _mm512_max_epi32(mx, kc[g]);
@@ -386,6 +395,13 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
 #endif
     *bad_out = 0;
     *kmax_out = 0;
+    if (j->near && (!j->near_margin || !(j->code || j->acc))) {     /* the margins read the codes' search */
+#ifdef __AVX512F__
+        if (use_lanes) free(lanes.tab);
+#endif
+        *bad_out = 2;
+        return 0.0;
+    }
     /* accumulation: each row's codes first in cbuf */
     float *restrict cbuf = j->acc ? (float *)malloc(sizeof(float) * (size_t)(C > 0 ? C : 1)) : 0;
     if (j->acc && (!cbuf || !fused)) {
@@ -412,11 +428,13 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
     float *restrict rbuf = (float *)malloc(sizeof(float) * RG * (size_t)(C > 0 ? C : 1));
     const float *restrict zeros = j->zeros;
     float *restrict zia = 0, *restrict zcode = 0;
+    uint8_t *restrict znear = 0;
     if ((j->rowmap || fused) && rbuf) {
         zia = (float *)malloc(sizeof(float) * (size_t)(C > 0 ? C : 1));
         zcode = (float *)malloc(sizeof(float) * (size_t)(C > 0 ? C : 1));
+        if (j->near) znear = (uint8_t *)malloc((size_t)(C > 0 ? C : 1));
     }
-    const int zcache = zia && zcode;
+    const int zcache = zia && zcode && (znear || !j->near);
     int zdone = 0;
     /* fused products: a vector that repeats one seen before by this call (im2col patches often do) takes the
        currents, codes and largest ON-count that vector gave, as its own evaluation would give them bit for bit
@@ -427,6 +445,7 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
     uint64_t *restrict bits = 0, *restrict dbits = 0, *restrict dhash = 0;
     float *restrict dia = 0, *restrict dcode = 0, *restrict dxs = 0;
     int32_t *restrict dk = 0;
+    uint8_t *restrict dnear = 0;
     const int64_t nxs = j->xs ? 1 + E : 0;                          /* leak tables: the row's xs, checked too */
     if (fused && rbuf && C > 0) {
         int64_t want = 16;                                         /* slots: a power of two, at most DUP_FLOATS / C */
@@ -439,7 +458,8 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
         dcode = (float *)malloc(sizeof(float) * (size_t)(dslots * C));
         dk = (int32_t *)malloc(sizeof(int32_t) * (size_t)dslots);
         dxs = (float *)malloc(sizeof(float) * (size_t)(dslots * nxs + 1));
-        if (!bits || !dbits || !dhash || !dia || !dcode || !dk || !dxs) dslots = 0;   /* without it: every vector evaluated */
+        if (j->near) dnear = (uint8_t *)malloc((size_t)(dslots * C));
+        if (!bits || !dbits || !dhash || !dia || !dcode || !dk || !dxs || (j->near && !dnear)) dslots = 0;   /* without it: every vector evaluated */
         for (int64_t s = 0; s < dslots; ++s) dk[s] = -1;              /* -1: an empty slot */
     }
     for (int64_t i = n0; i < n1; ++i) {
@@ -504,6 +524,7 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
         const float *restrict xr = j->xs ? (src >= 0 ? j->xs + src * xs_ld : zeros) : 0;
         float *restrict cur = j->cur ? j->cur + i * cur_ld : 0;
         float *restrict code = cbuf ? cbuf : (j->code ? j->code + i * code_ld : 0);
+        uint8_t *restrict nrow = j->near ? j->near + i * j->near_ld : 0;
         float rowsum = 0.0f;
         int32_t *restrict kmax = j->max_stride > 0 && i % j->max_stride == 0 ? kmax_out : 0;
         (void)kmax;                                 /* (portable builds: no fused products) */
@@ -520,6 +541,7 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
                 memcpy(rb, dia + dslot * C, sizeof(float) * (size_t)C);
                 if (cur) memcpy(cur, rb, sizeof(float) * (size_t)C);
                 if (code) memcpy(code, dcode + dslot * C, sizeof(float) * (size_t)C);
+                if (nrow) memcpy(nrow, dnear + dslot * C, (size_t)C);
                 if (kmax && dk[dslot] > *kmax) *kmax = dk[dslot];
                 goto row_done;
             }
@@ -528,6 +550,7 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
             memcpy(rb, zia, sizeof(float) * (size_t)C);
             if (cur) memcpy(cur, zia, sizeof(float) * (size_t)C);
             if (code) memcpy(code, zcode, sizeof(float) * (size_t)C);
+            if (nrow) memcpy(nrow, znear, (size_t)C);
             goto row_done;
         }
 #ifdef __AVX512F__
@@ -543,8 +566,8 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
             const int64_t nb = C - c0 < CB ? C - c0 : CB;
 #ifdef __AVX512F__
             if (fused) {
-                if (E == 4) fused_block(&lanes, j, on, q, c0, nb, xr, ia, &rowk);
-                else fused_block_any(&lanes, j, on, q, c0, nb, xr, ia, &rowk);
+                if (E == 4) fused_block(&lanes, j, on, q, c0, nb, xr, ia, &rowk, j->near ? kk : 0);
+                else fused_block_any(&lanes, j, on, q, c0, nb, xr, ia, &rowk, j->near ? kk : 0);
                 goto evaluated;
             }
 #endif
@@ -680,6 +703,15 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
                     q = q < 0.0f ? 0.0f : (q > max_code ? max_code : q);
                     code[c0 + c] = q * lsb;
                 }
+                if (nrow) {                 /* the levels' midpoints below and above: (q -+ 1/2) step */
+                    const float *restrict mg = j->near_margin;
+                    for (int64_t c = 0; c < nb; ++c) {
+                        const float q = code[c0 + c] / lsb, m = mg[kk[c]];
+                        const float below = q > 0.0f ? (q - 0.5f) * step : -INFINITY;
+                        const float above = q < max_code ? (q + 0.5f) * step : INFINITY;
+                        nrow[c0 + c] = (uint8_t)((ia[c] - below <= m) | (above - ia[c] <= m));
+                    }
+                }
             } else if (code) {
                 /* the number of thresholds strictly below ia: a guess from a uniform grid over the
                    thresholds (each cell holds at most one), corrected by one step each way, checked */
@@ -705,6 +737,13 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
                     }
                 }
                 for (int64_t c = 0; c < nb; ++c) code[c0 + c] = (float)lo[c] * lsb;
+                if (nrow) {                 /* the thresholds below and above: tp[lo - 1], tp[lo] */
+                    const float *restrict mg = j->near_margin;
+                    for (int64_t c = 0; c < nb; ++c) {
+                        const float m = mg[kk[c]];
+                        nrow[c0 + c] = (uint8_t)((ia[c] - tp[lo[c] - 1] <= m) | (tp[lo[c]] - ia[c] <= m));
+                    }
+                }
             }
         }
         if (kmax && rowk > *kmax) *kmax = rowk;
@@ -715,10 +754,12 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
             if (nxs) memcpy(dxs + dslot * nxs, xr, sizeof(float) * (size_t)nxs);
             memcpy(dia + dslot * C, rb, sizeof(float) * (size_t)C);
             if (code) memcpy(dcode + dslot * C, code, sizeof(float) * (size_t)C);
+            if (nrow) memcpy(dnear + dslot * C, nrow, (size_t)C);
         }
         if (src < 0 && zcache) {                   /* the first all-zero row */
             memcpy(zia, rb, sizeof(float) * (size_t)C);
             if (code) memcpy(zcode, code, sizeof(float) * (size_t)C);
+            if (nrow) memcpy(znear, nrow, (size_t)C);
             zdone = 1;
         }
     row_done:
@@ -744,8 +785,8 @@ static double rows(const job_t *j, int *bad_out, int32_t *kmax_out) {
             for (int64_t r = 0; r < g; ++r) total += (double)s[r];
         }
     }
-    free(rbuf); free(zia); free(zcode); free(on); free(cbuf);
-    free(bits); free(dbits); free(dhash); free(dia); free(dcode); free(dk); free(dxs);
+    free(rbuf); free(zia); free(zcode); free(znear); free(on); free(cbuf);
+    free(bits); free(dbits); free(dhash); free(dia); free(dcode); free(dk); free(dxs); free(dnear);
 #ifdef __AVX512F__
     if (use_lanes) free(lanes.tab);
 #endif

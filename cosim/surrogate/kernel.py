@@ -63,7 +63,8 @@ class _Job(ctypes.Structure):
                 ("xb", ctypes.c_void_p), ("xb_ld", ctypes.c_int64), ("xb_bf16", ctypes.c_int), ("xb_rows", ctypes.c_int64),
                 ("wmask", ctypes.c_void_p), ("wmask_ld", ctypes.c_int64), ("phi", ctypes.c_void_p),
                 ("phi_ld", ctypes.c_int64), ("acc", ctypes.c_void_p), ("acc_ld", ctypes.c_int64), ("sx", ctypes.c_void_p),
-                ("sw", ctypes.c_void_p), ("max_stride", ctypes.c_int64), ("kmax", ctypes.c_int32), ("chunk", ctypes.c_int64), ("bad", ctypes.c_int), ("sum", ctypes.c_double)]
+                ("sw", ctypes.c_void_p), ("max_stride", ctypes.c_int64), ("kmax", ctypes.c_int32), ("chunk", ctypes.c_int64),
+                ("near_margin", ctypes.c_void_p), ("near", ctypes.c_void_p), ("near_ld", ctypes.c_int64), ("bad", ctypes.c_int), ("sum", ctypes.c_double)]
 
 
 #: the fields whose offsets kernel.c's cosim_surrogate_job_layout() reports after sizeof(job_t), in its order
@@ -228,7 +229,8 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int,
              coef_rows: torch.Tensor | None = None, term_idx: torch.Tensor | None = None,
              cur: torch.Tensor | None = None, thresholds: Thresholds | None = None, lsb: float = 1.0,
              code: torch.Tensor | None = None, threads: int = 1, step_a: float = 0.0, max_code: int = 0,
-             simd: bool = True, rowmap: torch.Tensor | None = None, lanes: bool = True) -> float:
+             simd: bool = True, rowmap: torch.Tensor | None = None, lanes: bool = True,
+             near_margin: torch.Tensor | None = None, near: torch.Tensor | None = None) -> float:
     """Run the kernel on CPU tensors (row-major, unit stride along the last dimension): ``k`` (n, C) float32
     or bfloat16 counts, ``m`` (n, C*E) float32 moments (moment e of column c at c*E + e), ``terms`` (F, D)
     int32 variable indices, D = 3 or 4 (V: the constant), ``coef_t`` (F, R+1) float32 coefficients in units of i_cell,
@@ -243,13 +245,15 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int,
     ``rowmap`` (n_out,) int32: output row i reads row ``rowmap[i]`` of ``k``, ``m`` and ``xs``, or, where it
     is -1, is an all-zero input row (ON-count 0, moments exactly 0: evaluated once, then copied), so the
     products need only the rows that have a 1; ``cur`` and ``code`` then have n_out rows. Returns the sum
-    of the currents (A), added in output row order as without ``rowmap``."""
+    of the currents (A), added in output row order as without ``rowmap``. ``near_margin`` (R+1,) float32 and
+    ``near`` (n, C) uint8, with ``code``: certified reads' screen (``near_fields``)."""
     n_src, c = k.shape
     n = n_src if rowmap is None else rowmap.shape[0]
     if rowmap is not None and (rowmap.dtype != torch.int32 or rowmap.dim() != 1 or not rowmap.is_contiguous()
                                or rowmap.device.type != "cpu"):
         raise ValueError("kernel operand rowmap: need a contiguous CPU vector of int32")
-    for name, t, rows in (("k", k, n_src), ("m", m, n_src), ("xs", xs, n_src), ("cur", cur, n), ("code", code, n)):
+    for name, t, rows in (("k", k, n_src), ("m", m, n_src), ("xs", xs, n_src), ("cur", cur, n), ("code", code, n),
+                          ("near", near, n)):
         if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != rows):
             raise ValueError(f"kernel operand {name}: need a CPU matrix of {rows} rows with unit column stride")
     if rowmap is not None and n and int(rowmap.max()) >= n_src:
@@ -265,10 +269,27 @@ def evaluate(lib: ctypes.CDLL, k: torch.Tensor, m: torch.Tensor, E: int, V: int,
         raise ValueError("kernel operands: too many variables, or moments/terms/coefficients of the wrong layout")
     job = _Job(n0=0, n1=n, C=c, k=k.data_ptr(), k_ld=k.stride(0), k_bf16=int(k.dtype == torch.bfloat16),
                m=m.data_ptr(), m_ld=m.stride(0), rowmap=_ptr(rowmap), zeros=_ptr(zeros),
+               **near_fields(near_margin, near, c, coef_t.shape[1], code is not None),
                **_model_fields(E, V, terms, coef_t, i_cell_a, xs, coef_rows, term_idx, cur, thresholds, lsb, code,
                                step_a, max_code, (2 if lanes else 1) if simd else 0))
     lib.cosim_surrogate_eval(ctypes.byref(job), int(threads))
     return float(job.sum)
+
+
+def near_fields(near_margin: torch.Tensor | None, near: torch.Tensor | None, cols: int, counts: int,
+                codes: bool) -> dict:
+    """The job fields of certified reads' screen (cosim.cim.arrays.CertifiedArray): ``near_margin`` (R+1,)
+    float32, a margin (A) per ON-count, and ``near`` (n, C) uint8, set to 1 where a column's current lies within
+    its ON-count's margin of the ADC decision level below or above it (the codes' thresholds, or the midpoints
+    of evenly spaced levels), else 0. Needs the codes (written or accumulated)."""
+    if near is None and near_margin is None:
+        return {}
+    if (near is None or near_margin is None or not codes or near.dtype != torch.uint8 or near.dim() != 2
+            or near.shape[1] != cols or near.stride(1) != 1 or near.device.type != "cpu"
+            or near_margin.dtype != torch.float32 or near_margin.shape != (counts,) or not near_margin.is_contiguous()):
+        raise ValueError(f"kernel operands near, near_margin: (n, {cols}) uint8 with unit column stride and ({counts},) "
+                         "float32, with the codes")
+    return dict(near_margin=near_margin.data_ptr(), near=near.data_ptr(), near_ld=near.stride(0))
 
 
 def _model_fields(E, V, terms, coef_t, i_cell_a, xs, coef_rows, term_idx, cur, thresholds, lsb, code, step_a, max_code,
@@ -331,7 +352,8 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
                    thresholds: Thresholds | None = None, lsb: float = 1.0, code: torch.Tensor | None = None,
                    threads: int = 1, step_a: float = 0.0, max_code: int = 0, chunk: int = 0,
                    acc: torch.Tensor | None = None, sx: torch.Tensor | None = None, sw: torch.Tensor | None = None,
-                   max_stride: int = 0) -> tuple[float, int] | None:
+                   max_stride: int = 0, near_margin: torch.Tensor | None = None,
+                   near: torch.Tensor | None = None) -> tuple[float, int] | None:
     """``evaluate`` with the products fused into the kernel: from 0/1 inputs ``x`` (n, R') (bfloat16 or
     float32, unit column stride), the weights' bit masks ``w_mask`` (``weight_masks``, R' rows) and the
     moment basis ``phi`` (R', E) float32, each column's ON-count and moments are formed in the kernel as the
@@ -342,6 +364,7 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
     sums added in pass order: the sum that passes of ``chunk`` vectors, one call each, add up to. ``acc`` (n, C)
     float32: the codes are not written but added to it, times ``sx`` (n,) and ``sw`` (C,) where given (+-1;
     exact: integers). ``max_stride`` > 0: also the largest ON-count of the vectors i with i % max_stride == 0.
+    ``near_margin``, ``near``: certified reads' screen (``near_fields``).
     Returns (the sum of the currents, that ON-count or 0), or None (nothing to use) where ``x`` holds anything
     but 0 and 1 or the kernel cannot take the model."""
     n, r = x.shape
@@ -351,7 +374,7 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
             or phi.shape != (r, E) or phi.stride(1) != 1 or not fused_moments(E, V, terms.shape[0])):
         raise ValueError("evaluate_fused operands: x (n, R') bfloat16/float32 with unit column stride, w_mask "
                          "(R', 8 q) int16 contiguous, phi (R', E) float32, 1 <= E <= 15 moments, V < 32 variables")
-    for name, t in (("xs", xs), ("cur", cur), ("code", code), ("acc", acc)):
+    for name, t in (("xs", xs), ("cur", cur), ("code", code), ("acc", acc), ("near", near)):
         if t is not None and (t.device.type != "cpu" or t.dim() != 2 or t.stride(1) != 1 or t.shape[0] != n):
             raise ValueError(f"kernel operand {name}: need a CPU matrix of {n} rows with unit column stride")
     for name, t, size in (("acc", acc, cols), ("sx", sx, n), ("sw", sw, cols)):
@@ -366,6 +389,7 @@ def evaluate_fused(lib: ctypes.CDLL, x: torch.Tensor, w_mask: torch.Tensor, phi:
                wmask=w_mask.data_ptr(), wmask_ld=w_mask.stride(0), phi=phi.data_ptr(), phi_ld=phi.stride(0), chunk=int(chunk),
                acc=_ptr(acc), acc_ld=0 if acc is None else acc.stride(0), sx=_ptr(sx), sw=_ptr(sw),
                max_stride=int(max_stride), kmax=0,
+               **near_fields(near_margin, near, cols, coef_t.shape[1], code is not None or acc is not None),
                **_model_fields(E, V, terms, coef_t, i_cell_a, xs, coef_rows, term_idx, cur, thresholds, lsb, code,
                                step_a, max_code, 2))
     if lib.cosim_surrogate_eval(ctypes.byref(job), int(threads)):
