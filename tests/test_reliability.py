@@ -355,9 +355,15 @@ def _subprocess_cluster(tmp_path: Path, extra_args=(), env=None):
         while not sfile.is_file() and time.monotonic() - t0 < 30:
             time.sleep(0.1)
         address = json.loads(sfile.read_text())["address"]
-        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                                   "--no-dashboard", "--host", "127.0.0.1", *extra_args],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        log = tmp_path / "worker.log"
+        with open(log, "wb") as out:
+            worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                       "--no-dashboard", "--host", "127.0.0.1", *extra_args],
+                                      stdout=subprocess.DEVNULL, stderr=out, env=env)
+        # the worker registered before the test goes on (a loaded machine takes seconds to start it)
+        t0 = time.monotonic()
+        while b"Registered to" not in log.read_bytes() and worker.poll() is None and time.monotonic() - t0 < 120:
+            time.sleep(0.2)
         yield address, sched
     finally:
         for p in (worker, sched):
