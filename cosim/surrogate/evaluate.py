@@ -35,8 +35,8 @@ import numpy as np
 import torch
 
 from .adc import ADC
-from .model import (MAX_DEGREE, MODEL, moment_basis, normalise_orders, product_variables, term_sum,
-                    variable_names)
+from .model import (MAX_DEGREE, MODEL, coupled_operands, moment_basis, normalise_orders, product_variables,
+                    term_sum, variable_names)
 from ..errors import InputError, TableError
 from ..products import bits_dtype, f32_kernel, matmul_f32, prepare_f32
 from .tables import LookupTable, load_table
@@ -79,10 +79,12 @@ class PreparedWeights:
     w_float: torch.Tensor | None = None
     #: (R', G) int16 bit masks of the weights for the C kernel's fused products (Surrogate.fused_products)
     w_mask: torch.Tensor | None = None
+    #: (R', C*X) a coupled table's operands of its X coupled variables (cosim.surrogate.model.coupled_operands)
+    w_coupled: torch.Tensor | None = None
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.w_count, self.w_moments, self.w_moments_t, self.w_float,
-                                                          self.w_mask) if t is not None)
+                                                          self.w_mask, self.w_coupled) if t is not None)
 
 
 #: (rows, columns, float32 kernel, torch threads) -> whether the float32 product adds in row order (_row_sums_exact)
@@ -177,7 +179,13 @@ class Surrogate:
         except (KeyError, TypeError, InputError):
             raise TableError("table meta has no valid moment 'orders'") from None
         self.leak = bool(table.meta.get("leak", False))
-        n_var = len(variable_names(self.orders, self.leak))
+        #: a coupled table's coupled variables (column position, row load: cosim.surrogate.model.coupled_operands),
+        #: evaluated on the torch path
+        self.coupled = [str(v) for v in (table.meta.get("coupled") or [])]
+        if self.coupled and self.topology != "coupled":
+            raise TableError(f"table of topology '{self.topology}' carries the coupled topology's variables")
+        self.coupled_rho = float(table.meta.get("coupled_rho", 0.0))
+        n_var = len(variable_names(self.orders, self.leak)) + len(self.coupled)
         try:
             terms = [tuple(int(i) for i in t) for t in table.meta["terms"]]
         except (KeyError, TypeError, ValueError):
@@ -275,6 +283,8 @@ class Surrogate:
         if self.topology == "coupled" and w.shape[1] != self.cols:
             raise InputError(f"coupled table is for {self.cols} columns, got {w.shape[1]}")
         r, c = w.shape
+        w_c = (coupled_operands(w, self.coupled, self.coupled_rho, rows=self.rows).contiguous()
+               if self.coupled else None)
         phi = self._phi[:r, 1:]                                                  # (R', E)
         w_m = (w.unsqueeze(2) * phi.unsqueeze(1)).reshape(r, c * len(self.orders)).contiguous()
         count_dtype = self._count_dtype(r)
@@ -282,11 +292,12 @@ class Surrogate:
         w_float = w.contiguous() if self.device.type == "cpu" and self.dtype == torch.float32 else None
         w_mask = None
         from .kernel import fused_moments
-        if w_float is not None and fused_moments(len(self.orders), self.n_variables, len(self.terms)):
+        if w_float is not None and not self.coupled and fused_moments(len(self.orders), self.n_variables, len(self.terms)):
             from .kernel import weight_masks
             w_mask = weight_masks(w_float)
         return PreparedWeights(rows=r, cols=c, w_count=w.to(count_dtype).contiguous(), w_moments=w_m,
-                               f32_kernel=kernel, w_moments_t=prepare_f32(w_m, kernel), w_float=w_float, w_mask=w_mask)
+                               f32_kernel=kernel, w_moments_t=prepare_f32(w_m, kernel), w_float=w_float, w_mask=w_mask,
+                               w_coupled=w_c)
 
     def _count_dtype(self, rows: int) -> torch.dtype:
         """The dtype of the exact ON-count product: the fastest dtype of this device that holds every
@@ -310,16 +321,27 @@ class Surrogate:
         xs = x @ self._phi[: x.shape[1]] if self.leak else None
         return k, m, xs
 
-    def _torch_currents(self, k: torch.Tensor, m: torch.Tensor, xs: torch.Tensor | None) -> torch.Tensor:
-        """Currents in units of i_cell for one chunk (the torch evaluation: GPU, float64, no C compiler)."""
+    def _torch_currents(self, k: torch.Tensor, m: torch.Tensor, xs: torch.Tensor | None,
+                        z: torch.Tensor | None = None) -> torch.Tensor:
+        """Currents in units of i_cell for one chunk (the torch evaluation: GPU, float64, no C compiler, coupled
+        tables); ``z`` (n, C*X): a coupled table's coupled variables (``_coupled_products``)."""
         kl = k.round().long().clamp_(0, self.rows)
         var = product_variables(kl, m, xs, len(self.orders))           # the model's own (cosim.surrogate.model)
+        if z is not None:
+            zz = z.reshape(k.shape[0], k.shape[1], len(self.coupled))
+            var += [zz[..., i] for i in range(len(self.coupled))]
         out = torch.zeros(k.shape, dtype=m.dtype, device=m.device)
         return term_sum(var, self.terms, lambda f: self._coef_t[f][kl], out)
 
+    def _coupled_products(self, x_raw: torch.Tensor, pw: "PreparedWeights") -> torch.Tensor | None:
+        """(n, C*X) the coupled variables of one chunk of input vectors (None for a decoupled table)."""
+        if pw.w_coupled is None:
+            return None
+        return x_raw.to(self.dtype) @ pw.w_coupled
+
     def _kernel(self):
         from . import kernel as surrogate_kernel
-        if (self.device.type != "cpu" or self.dtype != torch.float32 or not self.use_kernel
+        if (self.device.type != "cpu" or self.dtype != torch.float32 or not self.use_kernel or self.coupled
                 or self.n_variables > surrogate_kernel.MAX_VARIABLES):
             return None
         return surrogate_kernel.load()
@@ -364,7 +386,8 @@ class Surrogate:
                 return cur, code, total
             out = cur if cur is not None else torch.empty((n, c), dtype=self.dtype, device=self.device)
             for s in range(0, n, step):
-                out[s:s + step] = self._torch_currents(*self._products(x[s:s + step], pw))
+                out[s:s + step] = self._torch_currents(*self._products(x[s:s + step], pw),
+                                                       z=self._coupled_products(x[s:s + step], pw))
             out.mul_(self.i_cell_a)
             total = out.sum()
             if self.device.type == "cpu":
