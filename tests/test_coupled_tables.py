@@ -15,7 +15,7 @@ from cosim.provenance import record
 from cosim.surrogate.evaluate import Surrogate
 from cosim.surrogate.fit import fit_arrays
 from cosim.surrogate.model import (COUPLED_VARIABLES, coupled_names, coupled_operands, coupled_terms, default_terms,
-                                   variable_names)
+                                   features_np, variable_names)
 from cosim.surrogate.tables import LookupTable, load_table
 from cosim.sweep.calibration import SweepConfig, random_patterns, sweep_design
 
@@ -26,7 +26,7 @@ def _direct(x: np.ndarray, w: np.ndarray, rho: float) -> dict[str, np.ndarray]:
     """The coupled variables of every (vector, column) by their definition, cell by cell."""
     K, R = x.shape
     C = w.shape[1]
-    out = {n: np.zeros((K, C)) for n in ("pk", "t", "q", "tL", "qL")}
+    out = {n: np.zeros((K, C)) for n in ("pk", "t", "q", "q2", "tq", "tL", "qL")}
     for v in range(K):
         for c in range(C):
             for j in range(R):
@@ -37,6 +37,8 @@ def _direct(x: np.ndarray, w: np.ndarray, rho: float) -> dict[str, np.ndarray]:
                 out["pk"][v, c] += w[j, c] * c / C
                 out["t"][v, c] += w[j, c] * load_t
                 out["q"][v, c] += w[j, c] * load_q
+                out["q2"][v, c] += w[j, c] * 4 * load_q ** 2
+                out["tq"][v, c] += w[j, c] * 2 * load_t * load_q
                 out["tL"][v, c] += (1 - w[j, c]) * load_t
                 out["qL"][v, c] += (1 - w[j, c]) * load_q
     return out
@@ -48,7 +50,7 @@ def test_coupled_operands_are_the_coupled_variables_as_a_matrix_product(rows, co
     rng = np.random.default_rng(seed)
     x = (rng.random((vectors, rows)) < 0.6).astype(np.uint8)
     w = (rng.random((rows, cols)) < 0.5).astype(np.uint8)
-    names = list(COUPLED_VARIABLES)
+    names = ["pk", "t", "q", "q2", "tq", "tL", "qL"]
     ops = coupled_operands(w, names, rho)
     assert ops.shape == (rows, cols * len(names))
     got = (x.astype(np.float64) @ ops).reshape(vectors, cols, len(names))
@@ -56,8 +58,8 @@ def test_coupled_operands_are_the_coupled_variables_as_a_matrix_product(rows, co
     for i, n in enumerate(names):
         np.testing.assert_allclose(got[..., i], want[n], rtol=1e-12, atol=1e-12)
     # the torch operands (the surrogate's) are the same numbers
-    t = coupled_operands(torch.as_tensor(w, dtype=torch.float64), names, rho).numpy()
-    np.testing.assert_allclose(t, ops, rtol=1e-12, atol=1e-15)
+    t = coupled_operands(torch.as_tensor(w, dtype=torch.float64), list(COUPLED_VARIABLES), rho).numpy()
+    np.testing.assert_allclose(t, coupled_operands(w, list(COUPLED_VARIABLES), rho), rtol=1e-12, atol=1e-15)
     # a partly used tile: the first rows of the table's operands
     np.testing.assert_allclose(coupled_operands(w[: max(1, rows - 1)], names, rho, rows=rows)[:, : len(names)],
                                coupled_operands(w[: max(1, rows - 1)], names, rho)[:, : len(names)])
@@ -120,7 +122,7 @@ def test_a_fitted_coupled_table_reproduces_the_exact_solver_on_held_out_patterns
     spec, tables = sram_coupled
     sur = Surrogate(tables["coupled"], dtype=torch.float64)
     plain = Surrogate(tables["plain"], dtype=torch.float64)
-    assert sur.coupled == list(coupled_names(False)) and sur._kernel() is None       # the torch path
+    assert sur.coupled == list(coupled_names(False)) and sur.n_moments == 4 + 5   # the coupled variables as moments
     worst, worst_plain = 0.0, 0.0
     for fam in ("random", "skewed", "far", "near", "alternate", "dense"):
         x, w = random_patterns(fam, np.random.default_rng([42, len(fam)]), spec.rows, spec.cols, 16)
@@ -134,10 +136,47 @@ def test_a_fitted_coupled_table_reproduces_the_exact_solver_on_held_out_patterns
     # within 5 % of one ON cell's current everywhere; the row-load terms carry it (without them: far more)
     assert worst < 0.05
     assert worst_plain > 4 * worst
-    # float32 and float64 evaluations agree
-    x, w = random_patterns("random", np.random.default_rng(3), spec.rows, spec.cols, 8)
-    np.testing.assert_allclose(Surrogate(tables["coupled"]).column_currents(x, w).double().numpy(),
-                               sur.column_currents(x, w).numpy(), rtol=1e-4, atol=1e-9)
+    # float32 (the C kernel where it loads, else torch) and float64 (torch) evaluations agree
+    x, w = random_patterns("random", np.random.default_rng(3), spec.rows, spec.cols, 40)
+    f32 = Surrogate(tables["coupled"])
+    np.testing.assert_allclose(f32.column_currents(x, w).double().numpy(), sur.column_currents(x, w).numpy(),
+                               rtol=1e-4, atol=1e-9)
+    f32.use_kernel = False
+    np.testing.assert_allclose(f32.column_currents(x, w).double().numpy(), sur.column_currents(x, w).numpy(),
+                               rtol=1e-4, atol=1e-9)
+
+
+def test_a_coupled_leak_table_evaluates_its_coupled_variables_as_products_of_their_own():
+    """1T-1R (leaking HRS cells): the coupled variables of the leaking cells too, on the torch path."""
+    tech = get_technology("reram1t1r", r_wire_ohm=40.0)
+    R, C = 16, 8
+    spec = ArraySpec(tech, R, C, "coupled")
+    cfg = SweepConfig(tech=tech, rows=R, cols=C, topology="coupled", seed=1, vectors=16, solver="exact")
+    cc = cell_currents(tech, "coupled")
+    i_on, rho = float(cc["i_on_a"]), float(cc["i_off_a"]) / float(cc["i_on_a"])
+    names = coupled_names(True)
+    on, act, cur, extra = _samples(_points(spec, cfg, range(80)), names, rho, R)
+    terms = default_terms(ORDERS, True) + coupled_terms(ORDERS, True, names)
+    arrays, meta = fit_arrays(on, act, cur, R, i_on, ORDERS, True, None, terms, extra=extra, coupled=names,
+                              coupled_rho=rho)
+    prov = record(technology=tech.name, technology_params=tech.as_dict(), cell=tech.cell, rows=R, cols=C,
+                  topology="coupled", r_wire_ohm=tech.r_wire_ohm, i_cell_a=i_on, i_off_a=float(cc["i_off_a"]))
+    table = LookupTable(arrays=arrays, meta=meta, provenance=prov)
+    sur = Surrogate(table)
+    assert sur.leak and sur.n_moments == 4 and sur._kernel() is None
+    x, w = random_patterns("skewed", np.random.default_rng(11), R, C, 32)
+    exact = solve_array(spec, x, w).column_current_a
+    # the surrogate replays the fitted model (its terms of the variables, features_np) in float64 and float32
+    _, _, _, ex = _samples([(x, w, exact)], names, rho, R)
+    k, F = features_np((x[:, None, :] & w.T[None]).reshape(-1, R), np.repeat(x, C, axis=0), ORDERS, True, terms, ex)
+    model = np.einsum("nf,nf->n", F, arrays["coef"][k]).reshape(x.shape[0], C)
+    np.testing.assert_allclose(Surrogate(table, dtype=torch.float64).column_currents(x, w).numpy(), model,
+                               rtol=1e-9, atol=1e-15)
+    got = sur.column_currents(x, w).double().numpy()
+    np.testing.assert_allclose(got, model, rtol=1e-4, atol=1e-3 * i_on)
+    # and it is far closer to the exact currents than the ideal array is
+    ideal = sur.ideal_currents(x, w).double().numpy()
+    assert np.sqrt(np.mean((got - exact) ** 2)) < 0.25 * np.sqrt(np.mean((ideal - exact) ** 2))
 
 
 def test_coupled_and_decoupled_tables_refuse_each_other(sram_coupled, tmp_path):

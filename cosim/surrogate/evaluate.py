@@ -179,12 +179,16 @@ class Surrogate:
         except (KeyError, TypeError, InputError):
             raise TableError("table meta has no valid moment 'orders'") from None
         self.leak = bool(table.meta.get("leak", False))
-        #: a coupled table's coupled variables (column position, row load: cosim.surrogate.model.coupled_operands),
-        #: evaluated on the torch path
+        #: a coupled table's coupled variables (column position, row load: cosim.surrogate.model.coupled_operands)
         self.coupled = [str(v) for v in (table.meta.get("coupled") or [])]
         if self.coupled and self.topology != "coupled":
             raise TableError(f"table of topology '{self.topology}' carries the coupled topology's variables")
         self.coupled_rho = float(table.meta.get("coupled_rho", 0.0))
+        #: moments per column in the products: a coupled table without leak terms takes its coupled variables
+        #: (which follow the ON moments in its variables) as further moments, so the C kernel evaluates it
+        #: as it does any table; with leak terms they are products of their own, on the torch path
+        self._coupled_moments = bool(self.coupled) and not self.leak
+        self.n_moments = len(self.orders) + (len(self.coupled) if self._coupled_moments else 0)
         n_var = len(variable_names(self.orders, self.leak)) + len(self.coupled)
         try:
             terms = [tuple(int(i) for i in t) for t in table.meta["terms"]]
@@ -286,7 +290,11 @@ class Surrogate:
         w_c = (coupled_operands(w, self.coupled, self.coupled_rho, rows=self.rows).contiguous()
                if self.coupled else None)
         phi = self._phi[:r, 1:]                                                  # (R', E)
-        w_m = (w.unsqueeze(2) * phi.unsqueeze(1)).reshape(r, c * len(self.orders)).contiguous()
+        w_m = w.unsqueeze(2) * phi.unsqueeze(1)
+        if self._coupled_moments and w_c is not None:                           # the coupled variables as moments
+            w_m = torch.cat([w_m, w_c.reshape(r, c, len(self.coupled))], dim=2)
+            w_c = None
+        w_m = w_m.reshape(r, c * self.n_moments).contiguous()
         count_dtype = self._count_dtype(r)
         kernel = f32_kernel(self.device) if self.dtype == torch.float32 else "blas"
         w_float = w.contiguous() if self.device.type == "cpu" and self.dtype == torch.float32 else None
@@ -326,7 +334,7 @@ class Surrogate:
         """Currents in units of i_cell for one chunk (the torch evaluation: GPU, float64, no C compiler, coupled
         tables); ``z`` (n, C*X): a coupled table's coupled variables (``_coupled_products``)."""
         kl = k.round().long().clamp_(0, self.rows)
-        var = product_variables(kl, m, xs, len(self.orders))           # the model's own (cosim.surrogate.model)
+        var = product_variables(kl, m, xs, self.n_moments)             # the model's own (cosim.surrogate.model)
         if z is not None:
             zz = z.reshape(k.shape[0], k.shape[1], len(self.coupled))
             var += [zz[..., i] for i in range(len(self.coupled))]
@@ -341,8 +349,8 @@ class Surrogate:
 
     def _kernel(self):
         from . import kernel as surrogate_kernel
-        if (self.device.type != "cpu" or self.dtype != torch.float32 or not self.use_kernel or self.coupled
-                or self.n_variables > surrogate_kernel.MAX_VARIABLES):
+        if (self.device.type != "cpu" or self.dtype != torch.float32 or not self.use_kernel
+                or (self.coupled and not self._coupled_moments) or self.n_variables > surrogate_kernel.MAX_VARIABLES):
             return None
         return surrogate_kernel.load()
 
@@ -363,7 +371,7 @@ class Surrogate:
         code = torch.empty((n, c), dtype=self.dtype, device=self.device) if codes else None
         lib = self._kernel()
         total: Any = 0.0
-        E = len(self.orders)
+        E = self.n_moments
         with torch.no_grad():
             if lib is not None:
                 from .kernel import evaluate
@@ -483,7 +491,7 @@ class Surrogate:
 
     def _no_products(self, cols: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The products of no input vector (a pass whose vectors are all zero)."""
-        E = len(self.orders)
+        E = self.n_moments
         xs = torch.empty((0, 1 + E), dtype=self.dtype) if self.leak else None
         return torch.empty((0, cols), dtype=self.dtype), torch.empty((0, cols * E), dtype=self.dtype), xs
 
@@ -492,7 +500,7 @@ class Surrogate:
         than keep a pass's products within CHUNK_BYTES (at least MIN_CHUNK)."""
         if self.chunk != DEFAULT_CHUNK or self.device.type != "cpu":
             return self.chunk
-        per_vector = 4 * (len(self.orders) + 1) * max(1, cols)
+        per_vector = 4 * (self.n_moments + 1) * max(1, cols)
         return max(MIN_CHUNK, min(self.chunk, CHUNK_BYTES // per_vector // 64 * 64))
 
     def _adc_rule(self):

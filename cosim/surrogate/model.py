@@ -179,15 +179,20 @@ def features_np(on: np.ndarray, active: np.ndarray, orders, leak: bool,
 # ---------------------------------------------------------------------------------------------------
 # The coupled topology: column position and row load
 # ---------------------------------------------------------------------------------------------------
-#: the coupled topology's variables (``coupled_operands``), in the order they follow the others
-COUPLED_VARIABLES = ("pk", "t", "q", "tL", "qL")
-#: the coupled variables of a table without (``leak`` False) and with leaking cells
-COUPLED_PLAIN = ("pk", "t", "q")
+#: the coupled topology's variables (``coupled_operands``)
+COUPLED_VARIABLES = ("pk", "t", "q", "q2", "tq", "t2", "q1", "t1", "tL", "qL", "q2L", "tqL")
+#: the coupled variables of a coupled table (after the others, in this order) without leak terms, and with them.
+#: Measured on exact-solver points of 8T-SRAM 64 x 64 coupled arrays at 10 ohm (docs/VALIDATION.md, "Coupled-topology
+#: tables"): pk and q carry most of it (held-out current error 19 % -> 3 % as terms of degree one), their products and
+#: the products with the ON moments most of the rest (-> 0.2-0.7 %), q2 and tq the per-row curvature (-> 0.15-0.4 %);
+#: t2, q1, t1 added nothing measurable
+COUPLED_PLAIN = ("pk", "t", "q", "q2", "tq")
+COUPLED_LEAK = COUPLED_PLAIN + ("tL", "qL")
 
 
 def coupled_names(leak: bool) -> list[str]:
     """The coupled variables a coupled table of a cell without / with leak terms carries."""
-    return list(COUPLED_VARIABLES if leak else COUPLED_PLAIN)
+    return list(COUPLED_LEAK if leak else COUPLED_PLAIN)
 
 
 def coupled_operands(w, names, rho: float, rows: int | None = None):
@@ -207,6 +212,11 @@ def coupled_operands(w, names, rho: float, rows: int | None = None):
         q    sum_j x_j w_jc sum_c' min(c, c') W~_jc' / C^2      (the row load along the line)
         tL   sum_j x_j (1 - w_jc) sum_c' W~_jc' / C             (t and q of the column's leaking cells)
         qL   sum_j x_j (1 - w_jc) sum_c' min(c, c') W~_jc' / C^2
+
+    and, as a cell's current is not linear in its row line's voltage, the per-row squares: with g_t, g_q the
+    row loads of t and q above, ``q2`` = sum_j x_j w_jc 4 g_q^2, ``tq`` 2 g_t g_q, ``t2`` g_t^2 (and ``q2L``,
+    ``tqL`` of the leaking cells), and ``q1``, ``t1``: q and t weighted by the row's place along the column
+    (the first Legendre polynomial of j).
 
     (x_j^2 = x_j: the row's load only flows where the row is driven, and the column's own cell only then.)
     ``rows``: the table's rows, where ``w`` holds only the first R of them (a partly used tile)."""
