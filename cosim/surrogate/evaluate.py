@@ -23,6 +23,11 @@ weight rows their 1s select where the float32 product is checked to add in row o
 and the table four moments, it evaluates 16 columns at once, and for tables of up to 15 moments (fewer than 32
 variables, ``kernel.fused_moments``) it forms the counts and moments itself from the
 input bits, under the same check, so there are no products at all (``kernel_lanes``, ``fused_products``).
+
+A coupled table (``cosim.surrogate.model.coupled_operands``: column position and row load) reads arrays of its
+calibrated width only; its coupled variables are one more weight-side operand per column, built by ``prepare``.
+Without leak terms they are appended to each column's moments (the same products and the same C kernel, not its
+fused products); with leak terms (1T-1R) they are a product of their own and the table runs on the torch path.
 """
 
 from __future__ import annotations

@@ -40,6 +40,10 @@ squares (relative error), each coefficient piecewise linear in k between knots (
 ``hat_functions``), plus a per-count offset shrunk towards zero where a count has few samples. The table also holds the count-only baseline
 (mean SPICE current per ON-count, which the calibrated ADC uses as its levels), the spread per count and
 samples per count.
+
+Coupled-topology tables (``meta["coupled"]``) carry further variables after these: the column's position along
+the row lines and the load the other columns put on the rows it shares (``coupled_operands``, again inputs times
+weight-side operands), with the terms of ``coupled_terms``.
 """
 
 from __future__ import annotations
