@@ -261,16 +261,23 @@ def coupled_operands(w, names, rho: float, rows: int | None = None):
 
 def coupled_terms(orders, leak: bool, names) -> list[tuple[int, ...]]:
     """The terms a coupled table adds to ``default_terms`` (indices into the variables: ``variable_names``
-    then the coupled ``names``): every coupled variable, the products of every two, and each times every
-    Legendre ON moment."""
+    then the coupled ``names``): every coupled variable of the ON cells, the products of every two, and each
+    times every Legendre ON moment; the leaking cells' (names ending in ``L``) alone, times the leaking-cell
+    count L, times each coupled variable of the ON cells, and squared."""
     from itertools import combinations_with_replacement
 
     orders = normalise_orders(orders)
     base = len(variable_names(orders, leak))
-    z = list(range(base, base + len(names)))
+    z = [base + i for i, n in enumerate(names) if not str(n).endswith("L")]
+    zl = [base + i for i, n in enumerate(names) if str(n).endswith("L")]
     poly = [i for i, o in enumerate(orders) if isinstance(o, int)]
-    return ([(i,) for i in z] + list(combinations_with_replacement(z, 2))
-            + [(e, i) for i in z for e in poly])
+    terms: list[tuple[int, ...]] = [(i,) for i in z]
+    terms += list(combinations_with_replacement(z, 2))
+    terms += [(e, i) for i in z for e in poly]
+    if zl:
+        n_leak = len(orders)                       # the index of L (variable_names)
+        terms += [(i,) for i in zl] + [(n_leak, i) for i in zl] + [(i, j) for i in zl for j in z] + [(i, i) for i in zl]
+    return terms
 
 
 # ---------------------------------------------------------------------------------------------------
