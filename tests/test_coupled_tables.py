@@ -200,6 +200,10 @@ def test_coupled_and_decoupled_tables_refuse_each_other(sram_coupled, tmp_path):
         build_array(tech=spec.tech, rows=16, cols=8, mode="surrogate", table=tables["coupled"], topology="decoupled")
     arr, _ = build_array(tech=spec.tech, rows=16, cols=8, mode="surrogate", table=tables["coupled"])
     assert arr.cols == 8
+    from cosim.cim.synthetic import synthetic_table
+    dec = synthetic_table("sram8t", rows=16, cols=8, samples=400)
+    with pytest.raises(TableError, match="topology 'decoupled', asked for 'coupled'"):
+        build_array(tech=spec.tech, rows=16, cols=8, mode="surrogate", table=dec, topology="coupled")
     from cosim.surrogate.validate import validate
     with pytest.raises(InputError, match="its own width \\(8 columns\\), got cols=4"):
         validate(tables["coupled"], cols=4)
