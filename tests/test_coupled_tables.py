@@ -146,8 +146,9 @@ def test_a_fitted_coupled_table_reproduces_the_exact_solver_on_held_out_patterns
                                rtol=1e-4, atol=1e-9)
 
 
-def test_a_coupled_leak_table_evaluates_its_coupled_variables_as_products_of_their_own():
-    """1T-1R (leaking HRS cells): the coupled variables of the leaking cells too, on the torch path."""
+def test_a_coupled_leak_table_evaluates_its_coupled_variables_as_further_moments():
+    """1T-1R (leaking HRS cells): the coupled variables of the leaking cells too; the C kernel (float32, where it
+    loads) and torch (float64) give the fitted model's currents."""
     tech = get_technology("reram1t1r", r_wire_ohm=40.0)
     R, C = 16, 8
     spec = ArraySpec(tech, R, C, "coupled")
@@ -163,7 +164,7 @@ def test_a_coupled_leak_table_evaluates_its_coupled_variables_as_products_of_the
                   topology="coupled", r_wire_ohm=tech.r_wire_ohm, i_cell_a=i_on, i_off_a=float(cc["i_off_a"]))
     table = LookupTable(arrays=arrays, meta=meta, provenance=prov)
     sur = Surrogate(table)
-    assert sur.leak and sur.n_moments == 4 and sur._kernel() is None
+    assert sur.leak and sur.n_moments == 4 + 7 and sur.n_variables == 2 * 11 + 1
     x, w = random_patterns("skewed", np.random.default_rng(11), R, C, 32)
     exact = solve_array(spec, x, w).column_current_a
     # the surrogate replays the fitted model (its terms of the variables, features_np) in float64 and float32
@@ -174,6 +175,11 @@ def test_a_coupled_leak_table_evaluates_its_coupled_variables_as_products_of_the
                                rtol=1e-9, atol=1e-15)
     got = sur.column_currents(x, w).double().numpy()
     np.testing.assert_allclose(got, model, rtol=1e-4, atol=1e-3 * i_on)
+    sur.use_kernel = False
+    np.testing.assert_allclose(sur.column_currents(x, w).double().numpy(), model, rtol=1e-4, atol=1e-3 * i_on)
+    sur.use_kernel = True
+    # the ADC codes of the kernel's own digitisation are those of its currents
+    assert torch.equal(sur.read(x, w), sur.adc.digitize(sur.column_currents(x, w)))
     # and it is far closer to the exact currents than the ideal array is
     ideal = sur.ideal_currents(x, w).double().numpy()
     assert np.sqrt(np.mean((got - exact) ** 2)) < 0.25 * np.sqrt(np.mean((ideal - exact) ** 2))
