@@ -2,8 +2,10 @@
 """Validate every shipped lookup table against fresh SPICE points and write docs/VALIDATION.md with
 plots under docs/figures/ (``cosim.study.validation_report``).
 
-    .venv/bin/python scripts/make_validation_report.py [--work runs/validation] [--only sram8t_64,...]
-    .venv/bin/python scripts/make_validation_report.py --network-only     # only the network section
+    .venv/bin/python scripts/make_validation_report.py [--work runs/validation] [--only sram8t_64,sram8t_64_r20ohm,...]
+
+Every shipped table, seven pattern families, 4,096 fresh ngspice columns each (seed 7373), both ADC references
+(cosim.study.validation_report). The SPICE runs are kept under --work and reused by a rerun.
 """
 
 import sys

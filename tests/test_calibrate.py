@@ -87,6 +87,15 @@ def test_fit_recovers_an_exact_model():
     pred = np.einsum("nf,nf->n", arrays["coef"][k], F)
     np.testing.assert_allclose(pred, cur, rtol=3e-3, atol=1e-3 * 1e-5)   # lightly regularised fit; 1e-3 I_cell
     assert meta["features"][0] == "1" and len(meta["features"]) == F.shape[1]
+    # the levels (count_mean_a) from the marked samples only; the model's coefficients from all of them
+    first = np.arange(cur.size) < 300
+    part, _ = fit_arrays(on, act, cur, rows, 1e-5, [1, 2], True, level_samples=first)
+    np.testing.assert_array_equal(part["coef"], arrays["coef"])
+    for c in np.unique(k[first]):
+        assert part["count_mean_a"][c] == pytest.approx(cur[first & (k == c)].mean(), rel=1e-12)
+    for bad in (np.zeros(cur.size, bool), first[:10]):
+        with pytest.raises(InputError, match="level_samples must mark some of the 600 samples"):
+            fit_arrays(on, act, cur, rows, 1e-5, [1, 2], True, level_samples=bad)
 
 
 def test_term_sets():
@@ -343,7 +352,7 @@ class _Operands:
 
 
 def test_network_points_leave_the_other_points_as_they_were():
-    from cosim.sweep.calibration import PLACEMENT_FAMILIES, sweep_design
+    from cosim.sweep.calibration import PLACEMENT_FAMILIES, design_point, is_design_point, sweep_design
 
     plain, both = _sram_cfg(placements=True), _sram_cfg(placements=True, operands=_Operands())
     assert {k: v for k, v in both.key().items() if k != "network_operands"} == plain.key()
@@ -358,6 +367,17 @@ def test_network_points_leave_the_other_points_as_they_were():
             assert i % 3 == 0 or b[2][0] in PLACEMENT_FAMILIES
     with pytest.raises(InputError, match=r"network operands of point 1 have shapes \(4, 8\) and \(8, 3\)"):
         sweep_design(_sram_cfg(operands=_Operands(shape=(8, 3))), 1)
+    # the design points (whose columns trim the calibrated ADC's levels) are the points sweep_design leaves to
+    # design_point: every point without placements and operands
+    idx = np.arange(12)
+    assert is_design_point(both, idx).tolist() == [i % 3 == 0 for i in idx]
+    assert is_design_point(plain, idx).tolist() == [i % 3 != 2 for i in idx]
+    assert is_design_point(_sram_cfg(), idx).all()
+    for cfg in (plain, both):
+        for i in idx:
+            ref = design_point(cfg.seed, int(i), cfg.rows, cfg.cols, cfg.vectors)
+            same = all(np.array_equal(a, b) for a, b in zip(sweep_design(cfg, int(i))[:2], ref[:2]))
+            assert same == is_design_point(cfg, np.array([i]))[0]
 
 
 def test_calibration_with_network_operands_records_them(tmp_path):
@@ -375,7 +395,16 @@ def test_calibration_with_network_operands_records_them(tmp_path):
     assert net["networks"][0]["images_sha256"] == src.describe()["images_sha256"]
     assert net["networks"][0]["layers"] == ["2", "4"]
     import pandas as pd
-    fams = pd.read_parquet(tmp_path / "a" / "samples.parquet").groupby("point")["family"].first()
+    samples = pd.read_parquet(tmp_path / "a" / "samples.parquet")
+    fams = samples.groupby("point")["family"].first()
+    # the calibrated ADC's levels (count_mean_a) are the design points' mean current per count, not the network
+    # points' (1 and 4); counts without a design sample are interpolated
+    from cosim.surrogate.fit import LEVEL_SAMPLES
+    assert table.meta["count_mean_samples"] == LEVEL_SAMPLES
+    design = samples[samples["point"] % 3 != 1].groupby("k")["current_a"].mean()
+    np.testing.assert_allclose(table["count_mean_a"][design.index.to_numpy()], design.to_numpy(), rtol=1e-12)
+    everything = samples.groupby("k")["current_a"].mean()
+    assert not np.allclose(table["count_mean_a"][everything.index.to_numpy()], everything.to_numpy(), rtol=1e-9)
     # network points 1 and 4: runs 0 and 1 of the tiny network (layer 2 plain, layer 4 with BinSparX)
     assert fams[1] == "network:tiny" and fams[4] == "network:tiny+binsparx"
     for i, run in ((1, 0), (4, 1)):

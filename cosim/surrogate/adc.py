@@ -7,9 +7,10 @@ row count, whichever is smaller). Two choices of levels:
 
 ``ideal``       level(c) = c * lsb_counts * i_cell_a: the ADC of a designer who assumes no IR drop. Under
                 IR drop the codes of busy columns come out low; that error is what a study measures.
-``calibrated``  level(c) = the mean SPICE column current of the calibration points with ON-count
-                c * lsb_counts (the table's ``count_mean_a``): an ADC whose references were trimmed
-                on the real array, so only pattern-dependent spread remains.
+``calibrated``  level(c) = the mean SPICE column current with ON-count c * lsb_counts over the
+                calibration sweep's design points (random Bernoulli and placed weight columns; the
+                table's ``count_mean_a``, cosim.surrogate.fit.LEVEL_SAMPLES): an ADC whose references
+                were trimmed on the real array, so only pattern-dependent spread remains.
 
 An ADC is described first (``ADC(bits=7, references="calibrated")``) and bound to a lookup table
 (``adc.bind(table)``) which supplies i_cell_a, the row count and the calibrated levels; the surrogate

@@ -7,7 +7,8 @@ table is fitted with (term set, knots, orders) is the table registry's (``cosim.
 ``coef`` (the coefficient of every term at every ON-count) is fitted by weighted least squares
 (relative error), each coefficient piecewise linear in k between knots, plus a per-count offset shrunk
 towards zero where a count has few samples. The table also holds the count-only baseline (mean SPICE
-current per ON-count, which the calibrated ADC uses as its levels), the spread per count and samples
+current per ON-count over the sweep's design points, ``LEVEL_SAMPLES``, which the calibrated ADC uses as
+its levels), the spread per count and samples
 per count, and the largest residual per ON-count (per band of counts where a count has few samples; for
 certified reads).
 """
@@ -23,12 +24,18 @@ import numpy as np
 
 from ..errors import CosimError, InputError, StorageError, TableError
 from ..fileio import atomic_path, check_writable, describe_os_error
-from ..sweep.calibration import (PLACEMENT_FAMILIES, SOLVERS, SweepConfig, load_points, masks, ngspice_check,
-                                 run_sweep)
+from ..sweep.calibration import (PLACEMENT_FAMILIES, SOLVERS, SweepConfig, is_design_point, load_points, masks,
+                                 ngspice_check, run_sweep)
 from .model import (DEFAULT_ORDERS, MAX_DEGREE, MODEL, coupled_names, coupled_operands, coupled_terms, default_terms,
                     features_np, hat_functions, knot_counts, normalise_orders, term_names, variable_names)
 from .registry import model_form
 
+#: the samples whose mean current per ON-count is a table's ``count_mean_a`` (the calibrated ADC's levels and
+#: the count-only baseline): the sweep's design points (cosim.sweep.calibration.is_design_point), not its
+#: placement-family or network points, whose columns (blocks at one end of the line, dense columns, one
+#: network's operands) would move the levels by up to a level gap at 64 rows and 5-12 gaps at 128 rows
+#: (mid counts, 8T-SRAM 10 ohm) with the mix of them a sweep happens to hold; recorded in ``meta``
+LEVEL_SAMPLES = "design points: random Bernoulli and placed weight columns, random and clustered input vectors"
 #: cells whose leak is below this fraction of the ON current get no leak terms
 LEAK_RATIO_MIN = 1e-3
 #: certified reads re-solve a column whose surrogate current lies within this factor times the table's
@@ -59,13 +66,16 @@ FIT_BAND_KNOTS = 3
 # ---------------------------------------------------------------------------------------------------
 def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: int, i_cell_a: float,
                orders, leak: bool, n_knots: int | None = None,
-               terms: list[tuple[int, ...]] | None = None, extra: np.ndarray | None = None,
+               terms: list[tuple[int, ...]] | None = None,
+               level_samples: np.ndarray | None = None, extra: np.ndarray | None = None,
                coupled: list[str] | None = None, coupled_rho: float = 0.0
                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Fit the table arrays from samples (``leak``: with the leaking-cell variables; ``terms``: default
-    ``default_terms``). Returns (arrays, meta). A coupled table's samples carry the coupled variables
-    ``coupled`` (names, ``cosim.surrogate.model.coupled_operands`` with leak ratio ``coupled_rho``) in
-    ``extra`` (n, X), the variables after the pattern's own.
+    ``default_terms``; ``level_samples``: a boolean mask of the samples whose mean current per ON-count
+    is ``count_mean_a``, the calibrated ADC's levels and the count-only baseline, default all of them).
+    Returns (arrays, meta). A coupled table's samples carry the coupled variables ``coupled`` (names,
+    ``cosim.surrogate.model.coupled_operands`` with leak ratio ``coupled_rho``) in ``extra`` (n, X), the
+    variables after the pattern's own.
 
     The weighted least-squares problem (samples x knots x terms) is never formed: a sample's design row is
     its terms times the two hat functions of its ON-count, so the samples of one count reduce, by one QR
@@ -75,6 +85,11 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
     is solved. Cost: two passes over the samples (the reduction; the offsets and residuals), in blocks
     of ``FIT_BLOCK_ROWS``, whatever their number."""
     cur = np.asarray(current_a, dtype=np.float64)
+    if level_samples is not None:
+        level_samples = np.asarray(level_samples, dtype=bool)
+        if level_samples.shape != cur.shape or not level_samples.any():
+            raise InputError(f"level_samples must mark some of the {cur.size} samples (got shape {level_samples.shape}, "
+                             f"{int(level_samples.sum())} marked)")
     if cur.size < 10:
         raise TableError(f"too few calibration samples to fit a table ({cur.size})")
     orders = normalise_orders(orders)
@@ -183,9 +198,13 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
         offset = float(np.sum([r.sum() for r in res])) / n_k[c] * n_k[c] / (n_k[c] + OFFSET_SHRINK)
         coef[c, 0] += offset
         cmax[c] = np.abs(np.concatenate(res) - offset * np.concatenate(first)).max()
-        s = cur[order[starts[c]:starts[c + 1]]]
-        mean[c] = s.mean()
+        idx_c = order[starts[c]:starts[c + 1]]
+        s = cur[idx_c]
         std[c] = s.std()
+        if level_samples is not None:
+            s = s[level_samples[idx_c]]
+        if s.size:
+            mean[c] = s.mean()
     have = np.flatnonzero(~np.isnan(mean))
     mean = np.interp(kk, have, mean[have]) if have.size > 1 else np.full(rows + 1, np.nanmean(mean))
     arrays = {"coef": coef, "count_mean_a": mean, "count_std_a": std, "count_n": n_k, "knots": knots}
@@ -265,6 +284,7 @@ def fit_table(cfg: SweepConfig, samples, orders=None, leak: bool | str = "auto",
         leak = abs(cc["i_off_a"]) > LEAK_RATIO_MIN * abs(i_cell)
     orders = normalise_orders(DEFAULT_ORDERS if orders is None else orders)
     on, act = masks(samples, cfg.rows)
+    levels = is_design_point(cfg, samples["point"].to_numpy())
     term_list = default_terms(orders, bool(leak), terms)
     names: list[str] | None = None
     extra = None
@@ -276,7 +296,8 @@ def fit_table(cfg: SweepConfig, samples, orders=None, leak: bool | str = "auto",
         extra = coupled_samples(paths, names, rho, cfg.rows)
         term_list = term_list + coupled_terms(orders, bool(leak), names)
     arrays, meta = fit_arrays(on, act, samples["current_a"].to_numpy(), cfg.rows, i_cell, orders, bool(leak), n_knots,
-                               term_list, extra=extra, coupled=names, coupled_rho=rho)
+                               term_list, level_samples=levels, extra=extra, coupled=names, coupled_rho=rho)
+    meta["count_mean_samples"] = LEVEL_SAMPLES
     hashes = sorted(set(samples["netlist_sha256"]))
     prov = provenance.record(
         technology=cfg.tech.name, technology_params=cfg.tech.as_dict(), cell=cfg.tech.cell, rows=cfg.rows,

@@ -216,6 +216,21 @@ def sweep_design(cfg: "SweepConfig", index: int) -> tuple[np.ndarray, np.ndarray
     return design_point(cfg.seed, index, cfg.rows, cfg.cols, cfg.vectors)
 
 
+def is_design_point(cfg: "SweepConfig", index: np.ndarray) -> np.ndarray:
+    """Which sweep points (``index``, an array of point indices) are ``design_point`` points: neither a
+    placement-family point (with ``cfg.placements``) nor a network point (with ``cfg.operands``), as
+    ``sweep_design`` assigns them. Their columns (random Bernoulli and placed weight columns, random and
+    clustered input vectors: every point of a sweep without placements and operands) trim the calibrated
+    ADC's levels (``cosim.surrogate.fit.fit_table``), whatever else a sweep adds."""
+    index = np.asarray(index, dtype=np.int64)
+    design = np.ones(index.shape, dtype=bool)
+    if cfg.operands is not None:
+        design &= index % NETWORK_EVERY != NETWORK_AT
+    if cfg.placements:
+        design &= index % PLACEMENT_EVERY != PLACEMENT_EVERY - 1
+    return design
+
+
 def _density_patterns(rng: np.random.Generator, lo: float, hi: float, rows: int, cols: int, vectors: int
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and weights 1 with a density drawn from U(lo, hi) per input vector and per weight column."""
