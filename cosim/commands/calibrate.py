@@ -17,7 +17,8 @@ from .sweep_options import check_sweep_options, point_cache, security, sweep_opt
               help="technology: sram8t, reram1t1r or resistor, or a name in $COSIM_TECH_PATH (or --tech-file)")
 @TECH_FILE_OPTION
 @click.option("--rows", type=int, required=True, help="array rows R")
-@click.option("--cols", type=int, required=True, help="array columns per SPICE run (samples per vector)")
+@click.option("--cols", type=int, required=True,
+              help="array columns per SPICE run (samples per vector); a coupled table is for arrays of exactly this width")
 @click.option("--topology", type=click.Choice(TOPOLOGIES), default=None, help="default: the technology's")
 @click.option("--r-wire-ohm", type=float, default=None, help="wire resistance per cell segment (default: technology's)")
 @line_options
@@ -65,9 +66,6 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
     tech = technology(tech_name, tech_file, r_wire_ohm=r_wire_ohm, r_driver_ohm=r_driver_ohm, r_sink_ohm=r_sink_ohm,
                       **line_overrides(r_bl_ohm, r_sl_ohm, r_wl_ohm))
     spec = ArraySpec(tech, rows, cols, topology)
-    if spec.topology != "decoupled":
-        raise InputError("calibration of the coupled topology is not implemented yet (its surrogate needs "
-                         "column-index and row-load terms); use --topology decoupled")
     check_sweep_options(workers, point_timeout_s)
     sec = security(tls_ca_file, tls_cert, tls_key)
     for name, v, lo in (("points", points, 1), ("vectors", vectors, 1)):

@@ -27,7 +27,7 @@ def _clean(o):
 @click.option("--n", "n_columns", type=int, default=512, show_default=True, help="fresh SPICE columns per pattern family")
 @click.option("--vectors", type=int, default=16, show_default=True, help="input vectors per SPICE run")
 @click.option("--cols", type=click.IntRange(1, MAX_SIZE), default=None,
-              help=f"columns per SPICE run, 1..{MAX_SIZE} (default: min(rows, 32))")
+              help=f"columns per SPICE run, 1..{MAX_SIZE} (default: min(rows, 32); a coupled table's own width)")
 @click.option("--seed", type=int, default=1, show_default=True, help="seed of the fresh patterns")
 @click.option("--network", default="vgg-small", show_default=True,
               help="network patterns: the binary network (vgg-small or resnet18)")

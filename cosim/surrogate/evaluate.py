@@ -23,6 +23,11 @@ weight rows their 1s select where the float32 product is checked to add in row o
 and the table four moments, it evaluates 16 columns at once, and for tables of up to 15 moments (fewer than 32
 variables, ``kernel.fused_moments``) it forms the counts and moments itself from the
 input bits, under the same check, so there are no products at all (``kernel_lanes``, ``fused_products``).
+
+A coupled table (``cosim.surrogate.model.coupled_operands``: column position and row load) reads arrays of its
+calibrated width only; its coupled variables are further weight-side operands of each column, built by
+``prepare`` and appended to the column's moments: the same products and the same C kernel (not its fused
+products), leak tables too (their leak variables take zero input moments for the coupled ones, unused).
 """
 
 from __future__ import annotations
@@ -35,8 +40,8 @@ import numpy as np
 import torch
 
 from .adc import ADC
-from .model import (MAX_DEGREE, MODEL, moment_basis, normalise_orders, product_variables, term_sum,
-                    variable_names)
+from .model import (MAX_DEGREE, MODEL, coupled_operands, moment_basis, normalise_orders, product_variables,
+                    term_sum, variable_names)
 from ..errors import InputError, TableError
 from ..products import bits_dtype, f32_kernel, matmul_f32, prepare_f32
 from .tables import LookupTable, load_table
@@ -177,7 +182,15 @@ class Surrogate:
         except (KeyError, TypeError, InputError):
             raise TableError("table meta has no valid moment 'orders'") from None
         self.leak = bool(table.meta.get("leak", False))
-        n_var = len(variable_names(self.orders, self.leak))
+        #: a coupled table's coupled variables (column position, row load: cosim.surrogate.model.coupled_operands)
+        self.coupled = [str(v) for v in (table.meta.get("coupled") or [])]
+        if self.coupled and self.topology != "coupled":
+            raise TableError(f"table of topology '{self.topology}' carries the coupled topology's variables")
+        self.coupled_rho = float(table.meta.get("coupled_rho", 0.0))
+        #: moments per column in the products: a coupled table takes its coupled variables as further moments
+        #: of each column, so the C kernel evaluates it as it does any table (``_eval_index``)
+        self.n_moments = len(self.orders) + len(self.coupled)
+        n_var = len(variable_names(self.orders, self.leak)) + len(self.coupled)
         try:
             terms = [tuple(int(i) for i in t) for t in table.meta["terms"]]
         except (KeyError, TypeError, ValueError):
@@ -185,23 +198,29 @@ class Surrogate:
         if any(len(t) > MAX_DEGREE or any(not 0 <= i < n_var for i in t) for t in terms):
             raise TableError(f"table terms have more than {MAX_DEGREE} factors or refer to variables beyond its {n_var}")
         self.terms = terms
+        #: the terms as the evaluation indexes the variables (product_variables of n_moments moments; ``_eval_index``)
+        self._eval_terms = [tuple(self._eval_index(i) for i in t) for t in terms]
         coef = np.asarray(table["coef"], dtype=np.float64)
         if coef.shape != (self.rows + 1, len(terms)):
             raise TableError(f"table array 'coef' has shape {coef.shape}, which does not match its {len(terms)} terms")
         count_mean = np.asarray(table["count_mean_a"], dtype=np.float64)
         if count_mean.shape != (self.rows + 1,):
             raise TableError(f"table array 'count_mean_a' has shape {count_mean.shape}, expected {(self.rows + 1,)}")
+        n_var = self.n_moments + (1 + self.n_moments if self.leak else 0)      # the evaluation's variables
         self.n_variables = n_var
         # Currents are computed in units of i_cell (well-scaled in float32), then scaled back.
         self._coef_t = torch.as_tensor((coef / self.i_cell_a).T.copy(), dtype=dtype, device=self.device)  # (F, R+1)
         width = max(3, max(len(t) for t in terms))            # variables per term: 3, or 4 with degree-4 terms
-        padded = [list(t) + [n_var] * (width - len(t)) for t in terms]               # n_var: the constant 1
+        padded = [list(t) + [n_var] * (width - len(t)) for t in self._eval_terms]    # n_var: the constant 1
         self._terms = torch.as_tensor(padded, dtype=torch.int32).contiguous()
         self._coef_rows = self._term_idx = None                                    # the kernel's AVX-512 layout
         if self.device.type == "cpu" and dtype == torch.float32:
             from .kernel import avx512_layout
             self._coef_rows, self._term_idx = avx512_layout(self._coef_t, self._terms, n_var)
         self._phi = torch.as_tensor(moment_basis(self.rows, self.orders), dtype=dtype, device=self.device)
+        #: the inputs' own moments for the leak variables (L, nu_e = xs_e - m_e): a coupled table's coupled moments
+        #: get zero columns (their nu, minus the variable, is no variable of the table)
+        self._phi_xs = torch.cat([self._phi, torch.zeros(self.rows, len(self.coupled), dtype=dtype, device=self.device)], 1)
         self._count_mean = torch.as_tensor(count_mean / self.i_cell_a, dtype=dtype, device=self.device)
         self.adc = (adc or ADC()).bind(table)
         self._thr = None
@@ -242,6 +261,17 @@ class Surrogate:
         return (f"Surrogate({self.tech.name} {self.rows} rows {self.topology}, orders={self.orders}, "
                 f"leak={self.leak}, terms={len(self.terms)}, device={self.device}, adc={self.adc!r})")
 
+    def _eval_index(self, i: int) -> int:
+        """The index of the table's variable ``i`` (``variable_names`` then the coupled ones) among the evaluation's
+        (``product_variables`` of ``n_moments`` moments: the ON moments, the coupled variables, then for leak
+        tables L and the leak moments, with one unused leak moment per coupled variable)."""
+        E, X = len(self.orders), len(self.coupled)
+        if not X or i < E:
+            return i
+        if self.leak and i <= 2 * E:
+            return i + X                                     # L and nu_e after the coupled moments
+        return E + (i - (2 * E + 1 if self.leak else E))     # coupled variable j at E + j
+
     # ---- inputs -----------------------------------------------------------------------------------
     def _check(self, x_bits: Any, w_bits: Any) -> tuple[torch.Tensor, torch.Tensor]:
         x = _as_tensor(x_bits, "x_bits", self.device, self.dtype)
@@ -275,14 +305,19 @@ class Surrogate:
         if self.topology == "coupled" and w.shape[1] != self.cols:
             raise InputError(f"coupled table is for {self.cols} columns, got {w.shape[1]}")
         r, c = w.shape
+        w_c = (coupled_operands(w, self.coupled, self.coupled_rho, rows=self.rows).contiguous()
+               if self.coupled else None)
         phi = self._phi[:r, 1:]                                                  # (R', E)
-        w_m = (w.unsqueeze(2) * phi.unsqueeze(1)).reshape(r, c * len(self.orders)).contiguous()
+        w_m = w.unsqueeze(2) * phi.unsqueeze(1)
+        if w_c is not None:                                                     # the coupled variables as moments
+            w_m = torch.cat([w_m, w_c.reshape(r, c, len(self.coupled))], dim=2)
+        w_m = w_m.reshape(r, c * self.n_moments).contiguous()
         count_dtype = self._count_dtype(r)
         kernel = f32_kernel(self.device) if self.dtype == torch.float32 else "blas"
         w_float = w.contiguous() if self.device.type == "cpu" and self.dtype == torch.float32 else None
         w_mask = None
         from .kernel import fused_moments
-        if w_float is not None and fused_moments(len(self.orders), self.n_variables, len(self.terms)):
+        if w_float is not None and not self.coupled and fused_moments(len(self.orders), self.n_variables, len(self.terms)):
             from .kernel import weight_masks
             w_mask = weight_masks(w_float)
         return PreparedWeights(rows=r, cols=c, w_count=w.to(count_dtype).contiguous(), w_moments=w_m,
@@ -307,15 +342,15 @@ class Surrogate:
         if k.dtype not in (torch.float32, torch.bfloat16) and self.device.type == "cpu":
             k = k.float()                    # the C kernel reads float32 or bfloat16 counts
         m = matmul_f32(x, pw.w_moments, pw.w_moments_t, pw.f32_kernel)
-        xs = x @ self._phi[: x.shape[1]] if self.leak else None
+        xs = x @ self._phi_xs[: x.shape[1]] if self.leak else None
         return k, m, xs
 
     def _torch_currents(self, k: torch.Tensor, m: torch.Tensor, xs: torch.Tensor | None) -> torch.Tensor:
         """Currents in units of i_cell for one chunk (the torch evaluation: GPU, float64, no C compiler)."""
         kl = k.round().long().clamp_(0, self.rows)
-        var = product_variables(kl, m, xs, len(self.orders))           # the model's own (cosim.surrogate.model)
+        var = product_variables(kl, m, xs, self.n_moments)             # the model's own (cosim.surrogate.model)
         out = torch.zeros(k.shape, dtype=m.dtype, device=m.device)
-        return term_sum(var, self.terms, lambda f: self._coef_t[f][kl], out)
+        return term_sum(var, self._eval_terms, lambda f: self._coef_t[f][kl], out)
 
     def _kernel(self):
         from . import kernel as surrogate_kernel
@@ -343,7 +378,7 @@ class Surrogate:
         code = torch.empty((n, c), dtype=self.dtype, device=self.device) if codes else None
         lib = self._kernel()
         total: Any = 0.0
-        E = len(self.orders)
+        E = self.n_moments
         with torch.no_grad():
             if lib is not None:
                 from .kernel import evaluate
@@ -385,7 +420,7 @@ class Surrogate:
         order, as the passes of ``_run`` add them); the leak tables' input moments pass by pass, as there."""
         from .kernel import evaluate_fused
         n = x.shape[0]
-        xs = (torch.cat([x[s:s + step].to(self.dtype) @ self._phi[: x.shape[1]] for s in range(0, n, step)])
+        xs = (torch.cat([x[s:s + step].to(self.dtype) @ self._phi_xs[: x.shape[1]] for s in range(0, n, step)])
               if self.leak and n else None)
         return evaluate_fused(lib, x, cast(torch.Tensor, pw.w_mask), cast(torch.Tensor, self._phi_m)[:pw.rows], pw.cols,
                               len(self.orders), self.n_variables, self._terms, self._coef_t, self.i_cell_a,
@@ -460,13 +495,13 @@ class Surrogate:
             from .kernel import row_sums
             got = row_sums(lib, x, pw.w_float, pw.w_moments, threads)
             if got is not None:
-                xs = x.to(self.dtype) @ self._phi[: x.shape[1]] if self.leak else None
+                xs = x.to(self.dtype) @ self._phi_xs[: x.shape[1]] if self.leak else None
                 return got[0], got[1], xs
         return self._products(x, pw)
 
     def _no_products(self, cols: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The products of no input vector (a pass whose vectors are all zero)."""
-        E = len(self.orders)
+        E = self.n_moments
         xs = torch.empty((0, 1 + E), dtype=self.dtype) if self.leak else None
         return torch.empty((0, cols), dtype=self.dtype), torch.empty((0, cols * E), dtype=self.dtype), xs
 
@@ -475,7 +510,7 @@ class Surrogate:
         than keep a pass's products within CHUNK_BYTES (at least MIN_CHUNK)."""
         if self.chunk != DEFAULT_CHUNK or self.device.type != "cpu":
             return self.chunk
-        per_vector = 4 * (len(self.orders) + 1) * max(1, cols)
+        per_vector = 4 * (self.n_moments + 1) * max(1, cols)
         return max(MIN_CHUNK, min(self.chunk, CHUNK_BYTES // per_vector // 64 * 64))
 
     def _adc_rule(self):

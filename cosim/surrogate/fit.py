@@ -26,8 +26,8 @@ from ..errors import CosimError, InputError, StorageError, TableError
 from ..fileio import atomic_path, check_writable, describe_os_error
 from ..sweep.calibration import (PLACEMENT_FAMILIES, SOLVERS, SweepConfig, is_design_point, load_points, masks,
                                  ngspice_check, run_sweep)
-from .model import (DEFAULT_ORDERS, MAX_DEGREE, MODEL, default_terms, features_np, hat_functions, knot_counts,
-                    normalise_orders, term_names, variable_names)
+from .model import (DEFAULT_ORDERS, MAX_DEGREE, MODEL, coupled_names, coupled_operands, coupled_terms, default_terms,
+                    features_np, hat_functions, knot_counts, normalise_orders, term_names, variable_names)
 from .registry import model_form
 
 #: the samples whose mean current per ON-count is a table's ``count_mean_a`` (the calibrated ADC's levels and
@@ -67,11 +67,15 @@ FIT_BAND_KNOTS = 3
 def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: int, i_cell_a: float,
                orders, leak: bool, n_knots: int | None = None,
                terms: list[tuple[int, ...]] | None = None,
-               level_samples: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+               level_samples: np.ndarray | None = None, extra: np.ndarray | None = None,
+               coupled: list[str] | None = None, coupled_rho: float = 0.0
+               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Fit the table arrays from samples (``leak``: with the leaking-cell variables; ``terms``: default
     ``default_terms``; ``level_samples``: a boolean mask of the samples whose mean current per ON-count
     is ``count_mean_a``, the calibrated ADC's levels and the count-only baseline, default all of them).
-    Returns (arrays, meta).
+    Returns (arrays, meta). A coupled table's samples carry the coupled variables ``coupled`` (names,
+    ``cosim.surrogate.model.coupled_operands`` with leak ratio ``coupled_rho``) in ``extra`` (n, X), the
+    variables after the pattern's own.
 
     The weighted least-squares problem (samples x knots x terms) is never formed: a sample's design row is
     its terms times the two hat functions of its ON-count, so the samples of one count reduce, by one QR
@@ -90,7 +94,12 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
         raise TableError(f"too few calibration samples to fit a table ({cur.size})")
     orders = normalise_orders(orders)
     terms = default_terms(orders, leak) if terms is None else [tuple(int(i) for i in t) for t in terms]
-    var_names = variable_names(orders, leak)
+    var_names = variable_names(orders, leak) + list(coupled or [])
+    if extra is not None:
+        extra = np.asarray(extra, dtype=np.float64).reshape(cur.size, -1)
+    if (extra.shape[1] if extra is not None else 0) != len(coupled or []):
+        raise InputError(f"the samples carry {0 if extra is None else extra.shape[1]} coupled variables, "
+                         f"the model {len(coupled or [])}")
     if any(len(t) > MAX_DEGREE or any(not 0 <= i < len(var_names) for i in t) for t in terms) or () not in terms:
         raise InputError(f"model terms must be products of at most {MAX_DEGREE} variables and include the constant")
     on, active = np.asarray(on), np.asarray(active)
@@ -109,7 +118,8 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
         idx_c = order[starts[c]:starts[c + 1]]
         for lo in range(0, idx_c.size, FIT_BLOCK_ROWS):
             idx = idx_c[lo:lo + FIT_BLOCK_ROWS]
-            yield idx, features_np(on[idx], active[idx], orders, leak, terms)[1]
+            yield idx, features_np(on[idx], active[idx], orders, leak, terms,
+                                   None if extra is None else extra[idx])[1]
 
     # each count's weighted [terms | current] reduced to its triangle (QR, block by block), and its
     # terms' largest values
@@ -206,6 +216,9 @@ def fit_arrays(on: np.ndarray, active: np.ndarray, current_a: np.ndarray, rows: 
             "variables": var_names, "terms": [list(t) for t in terms],
             "features": term_names(terms, var_names), "n_knots": int(knots.size),
             "certify_band_counts": 1, "certify_safety": CERTIFY_SAFETY}
+    if coupled:
+        meta["coupled"] = list(coupled)
+        meta["coupled_rho"] = float(coupled_rho)
     return arrays, meta
 
 
@@ -243,9 +256,24 @@ def certify_band_counts(rows: int) -> int:
     return max(1, -(-(rows + 1) // 16))
 
 
+def coupled_samples(paths, names, rho: float, rows: int) -> np.ndarray:
+    """(n, X): the coupled variables ``names`` (``coupled_operands``, leak ratio ``rho``) of every sample of the
+    sweep points ``paths``, in the order of ``load_points``' frame (point, then vector, then column)."""
+    out = []
+    for p in paths:
+        try:
+            with np.load(p, allow_pickle=False) as z:
+                x, w = z["inputs"], z["weights"]
+        except (OSError, KeyError, ValueError) as e:
+            raise TableError(f"calibration point {p} is unreadable ({e}); delete it and rerun") from None
+        out.append((x.astype(np.float64) @ coupled_operands(w, names, rho, rows=rows)).reshape(-1, len(names)))
+    return np.concatenate(out) if out else np.zeros((0, len(names)))
+
+
 def fit_table(cfg: SweepConfig, samples, orders=None, leak: bool | str = "auto",
-              n_knots: int | None = None, terms: str = "full"):
-    """The LookupTable of a finished sweep (samples: ``load_points`` frame)."""
+              n_knots: int | None = None, terms: str = "full", paths=None):
+    """The LookupTable of a finished sweep (samples: ``load_points`` frame; ``paths``: its points, which a
+    coupled sweep needs for the coupled variables, ``coupled_samples``)."""
     from .. import provenance
     from ..circuit.spice import cell_currents
     from .tables import LookupTable
@@ -257,8 +285,18 @@ def fit_table(cfg: SweepConfig, samples, orders=None, leak: bool | str = "auto",
     orders = normalise_orders(DEFAULT_ORDERS if orders is None else orders)
     on, act = masks(samples, cfg.rows)
     levels = is_design_point(cfg, samples["point"].to_numpy())
+    term_list = default_terms(orders, bool(leak), terms)
+    names: list[str] | None = None
+    extra = None
+    rho = float(cc["i_off_a"]) / i_cell
+    if cfg.topology == "coupled":
+        if paths is None:
+            raise InputError("a coupled table's fit needs the sweep's points (paths) for its coupled variables")
+        names = coupled_names(bool(leak))
+        extra = coupled_samples(paths, names, rho, cfg.rows)
+        term_list = term_list + coupled_terms(orders, bool(leak), names)
     arrays, meta = fit_arrays(on, act, samples["current_a"].to_numpy(), cfg.rows, i_cell, orders, bool(leak), n_knots,
-                               default_terms(orders, bool(leak), terms), level_samples=levels)
+                               term_list, level_samples=levels, extra=extra, coupled=names, coupled_rho=rho)
     meta["count_mean_samples"] = LEVEL_SAMPLES
     hashes = sorted(set(samples["netlist_sha256"]))
     prov = provenance.record(
@@ -313,7 +351,7 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
             log(f"ngspice cross-check: {len(check['points'])} of {points} points, {check['samples']} currents, "
                 f"largest relative difference {check['max_rel_diff']:.2e}")
     samples = load_points(paths)
-    table = fit_table(cfg, samples, orders=orders, terms=terms, n_knots=n_knots)
+    table = fit_table(cfg, samples, orders=orders, terms=terms, n_knots=n_knots, paths=paths)
     if check is not None:
         table.provenance["ngspice_check"] = check
     if cfg.placements:

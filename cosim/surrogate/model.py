@@ -40,6 +40,10 @@ squares (relative error), each coefficient piecewise linear in k between knots (
 ``hat_functions``), plus a per-count offset shrunk towards zero where a count has few samples. The table also holds the count-only baseline
 (mean SPICE current per ON-count, which the calibrated ADC uses as its levels), the spread per count and
 samples per count.
+
+Coupled-topology tables (``meta["coupled"]``) carry further variables after these: the column's position along
+the row lines and the load the other columns put on the rows it shares (``coupled_operands``, again inputs times
+weight-side operands), with the terms of ``coupled_terms``.
 """
 
 from __future__ import annotations
@@ -161,16 +165,119 @@ def variables_np(on: np.ndarray, active: np.ndarray, orders, leak: bool) -> tupl
 
 
 def features_np(on: np.ndarray, active: np.ndarray, orders, leak: bool,
-                terms: list[tuple[int, ...]] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                terms: list[tuple[int, ...]] | None = None, extra: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """ON-counts (n,) and term matrix (n, F) of n column patterns, terms in the given order (default:
-    ``default_terms``)."""
+    ``default_terms``); ``extra`` (n, X): variables appended after the pattern's own (the coupled ones)."""
     k, v = variables_np(on, active, orders, leak)
+    if extra is not None:
+        v = np.concatenate([v, np.asarray(extra, dtype=np.float64).reshape(len(k), -1)], axis=1)
     terms = default_terms(orders, leak) if terms is None else terms
     cols = v.T
     F = np.ones((len(k), len(terms)))
     for f, t in enumerate(terms):
         F[:, f] = term_product(cols, t, F[:, f])
     return k, F
+
+
+# ---------------------------------------------------------------------------------------------------
+# The coupled topology: column position and row load
+# ---------------------------------------------------------------------------------------------------
+#: the coupled topology's variables (``coupled_operands``)
+COUPLED_VARIABLES = ("pk", "t", "q", "q2", "tq", "t2", "q1", "t1", "tL", "qL", "q2L", "tqL")
+#: the coupled variables of a coupled table (after the others, in this order) without leak terms, and with them.
+#: Measured on exact-solver points of 8T-SRAM 64 x 64 coupled arrays at 10 ohm (docs/VALIDATION.md, "Coupled-topology
+#: tables"): pk and q carry most of it (held-out current error 19 % -> 3 % as terms of degree one), their products and
+#: the products with the ON moments most of the rest (-> 0.2-0.7 %), q2 and tq the per-row curvature (-> 0.15-0.4 %);
+#: t2, q1, t1 added nothing measurable
+COUPLED_PLAIN = ("pk", "t", "q", "q2", "tq")
+COUPLED_LEAK = COUPLED_PLAIN + ("tL", "qL")
+
+
+def coupled_names(leak: bool) -> list[str]:
+    """The coupled variables a coupled table of a cell without / with leak terms carries."""
+    return list(COUPLED_LEAK if leak else COUPLED_PLAIN)
+
+
+def coupled_operands(w, names, rho: float, rows: int | None = None):
+    """(R, C*X): the weight-side operands of the coupled variables ``names`` (X of them; column c*X + i is
+    variable i of column c) for weights ``w`` (R, C) 0/1, numpy array or torch tensor alike; a vector's
+    variables are its inputs times them, ``x @ coupled_operands(w)``, as the moments are.
+
+    In the coupled topology every cell of row j draws its current through the line along that row (the
+    8T read source line to its sink at column 0; the 1T-1R row line from its driver at column 0), so the
+    line's voltage at column c moves by the sink's (driver's) resistance times the row's whole current
+    and by the wire's times sum_c' min(c, c') I_jc': a column's drop grows with its position and with the
+    current every other column draws on the rows it shares. With W~ = w + rho (1 - w) (rho = I_off/I_on:
+    leaking cells draw current too) and p_c = c / C:
+
+        pk   sum_j x_j w_jc p_c                                 (= k p_c: the column's position)
+        t    sum_j x_j w_jc sum_c' W~_jc' / C                   (the row load at the sink / driver)
+        q    sum_j x_j w_jc sum_c' min(c, c') W~_jc' / C^2      (the row load along the line)
+        tL   sum_j x_j (1 - w_jc) sum_c' W~_jc' / C             (t and q of the column's leaking cells)
+        qL   sum_j x_j (1 - w_jc) sum_c' min(c, c') W~_jc' / C^2
+
+    and, as a cell's current is not linear in its row line's voltage, the per-row squares: with g_t, g_q the
+    row loads of t and q above, ``q2`` = sum_j x_j w_jc 4 g_q^2, ``tq`` 2 g_t g_q, ``t2`` g_t^2 (and ``q2L``,
+    ``tqL`` of the leaking cells), and ``q1``, ``t1``: q and t weighted by the row's place along the column
+    (the first Legendre polynomial of j).
+
+    (x_j^2 = x_j: the row's load only flows where the row is driven, and the column's own cell only then.)
+    ``rows``: the table's rows, where ``w`` holds only the first R of them (a partly used tile)."""
+    R, C = w.shape
+    rows = R if rows is None else int(rows)
+    if isinstance(w, np.ndarray):
+        xp_w = w.astype(np.float64)
+        pos = np.arange(C, dtype=np.float64)
+        kmin = np.minimum(pos[:, None], pos[None, :]) / (C * C)
+        load = xp_w + rho * (1.0 - xp_w)
+        g_t = np.broadcast_to(load.sum(axis=1, keepdims=True) / C, (R, C))
+        g_q = load @ kmin
+        p = np.broadcast_to(pos[None, :] / C, (R, C))
+        stack = np.stack
+    else:
+        import torch
+        xp_w = w
+        pos = torch.arange(C, dtype=w.dtype, device=w.device)
+        kmin = torch.minimum(pos[:, None], pos[None, :]) / (C * C)
+        load = xp_w + rho * (1.0 - xp_w)
+        g_t = (load.sum(dim=1, keepdim=True) / C).expand(R, C)
+        g_q = load @ kmin
+        p = (pos[None, :] / C).expand(R, C)
+        stack = torch.stack
+    p1 = (2.0 * (np.arange(rows, dtype=np.float64) + 0.5) / rows - 1.0)[:R]
+    p1 = p1[:, None] if isinstance(w, np.ndarray) else torch.as_tensor(p1, dtype=w.dtype, device=w.device)[:, None]
+    parts = {"pk": lambda: xp_w * p, "t": lambda: xp_w * g_t, "q": lambda: xp_w * g_q,
+             "tL": lambda: (1.0 - xp_w) * g_t, "qL": lambda: (1.0 - xp_w) * g_q,
+             "q2": lambda: xp_w * g_q * g_q * 4.0, "t2": lambda: xp_w * g_t * g_t, "tq": lambda: xp_w * g_t * g_q * 2.0,
+             "q1": lambda: xp_w * g_q * p1, "t1": lambda: xp_w * g_t * p1,
+             "q2L": lambda: (1.0 - xp_w) * g_q * g_q * 4.0, "tqL": lambda: (1.0 - xp_w) * g_t * g_q * 2.0}
+    try:
+        cols = [parts[n]() for n in names]
+    except KeyError as e:
+        raise InputError(f"unknown coupled variable {e}: expected some of {', '.join(parts)}") from None
+    return stack(cols, -1).reshape(R, C * len(cols))
+
+
+def coupled_terms(orders, leak: bool, names) -> list[tuple[int, ...]]:
+    """The terms a coupled table adds to ``default_terms`` (indices into the variables: ``variable_names``
+    then the coupled ``names``): every coupled variable of the ON cells, the products of every two, and each
+    times every Legendre ON moment; the leaking cells' (names ending in ``L``) alone, times the leaking-cell
+    count L, times each coupled variable of the ON cells, and squared."""
+    from itertools import combinations_with_replacement
+
+    orders = normalise_orders(orders)
+    base = len(variable_names(orders, leak))
+    z = [base + i for i, n in enumerate(names) if not str(n).endswith("L")]
+    zl = [base + i for i, n in enumerate(names) if str(n).endswith("L")]
+    poly = [i for i, o in enumerate(orders) if isinstance(o, int)]
+    terms: list[tuple[int, ...]] = [(i,) for i in z]
+    terms += list(combinations_with_replacement(z, 2))
+    terms += [(e, i) for i in z for e in poly]
+    if zl:
+        n_leak = len(orders)                       # the index of L (variable_names)
+        terms += [(i,) for i in zl] + [(n_leak, i) for i in zl] + [(i, j) for i in zl for j in z] + [(i, i) for i in zl]
+    return terms
 
 
 # ---------------------------------------------------------------------------------------------------

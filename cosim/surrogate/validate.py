@@ -225,9 +225,11 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     if n_columns < 1 or vectors < 1:
         raise InputError("n and vectors must be positive")
     if cols is None:
-        cols = min(table.rows, 32)
+        cols = table.cols if table.topology == "coupled" else min(table.rows, 32)
     elif isinstance(cols, bool) or not isinstance(cols, (int, np.integer)) or not 1 <= cols <= MAX_SIZE:
         raise InputError(f"cols must be an integer from 1 to {MAX_SIZE}, got {cols!r}")
+    elif table.topology == "coupled" and int(cols) != table.cols:
+        raise InputError(f"a coupled table is validated on arrays of its own width ({table.cols} columns), got cols={cols}")
     if "network" in patterns and network is None:
         from .netslices import load_network
         network = load_network()

@@ -1,0 +1,248 @@
+"""Coupled-topology tables: the coupled variables (column position, row load), their fit on exact-solver
+points, the surrogate that replays them, and the refusals between coupled and decoupled tables."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from cosim.circuit.netlist import ArraySpec
+from cosim.circuit.solver import solve_array
+from cosim.circuit.spice import cell_currents
+from cosim.circuit.technology import get_technology
+from cosim.errors import InputError, TableError
+from cosim.provenance import record
+from cosim.surrogate.evaluate import Surrogate
+from cosim.surrogate.fit import fit_arrays
+from cosim.surrogate.model import (COUPLED_VARIABLES, coupled_names, coupled_operands, coupled_terms, default_terms,
+                                   features_np, variable_names)
+from cosim.surrogate.tables import LookupTable, load_table
+from cosim.sweep.calibration import SweepConfig, random_patterns, sweep_design
+
+ORDERS = [1, 2, 3, 4]
+
+
+def _direct(x: np.ndarray, w: np.ndarray, rho: float) -> dict[str, np.ndarray]:
+    """The coupled variables of every (vector, column) by their definition, cell by cell."""
+    K, R = x.shape
+    C = w.shape[1]
+    out = {n: np.zeros((K, C)) for n in ("pk", "t", "q", "q2", "tq", "tL", "qL")}
+    for v in range(K):
+        for c in range(C):
+            for j in range(R):
+                if not x[v, j]:
+                    continue
+                load_t = sum(w[j, d] + rho * (1 - w[j, d]) for d in range(C)) / C
+                load_q = sum(min(c, d) * (w[j, d] + rho * (1 - w[j, d])) for d in range(C)) / C ** 2
+                out["pk"][v, c] += w[j, c] * c / C
+                out["t"][v, c] += w[j, c] * load_t
+                out["q"][v, c] += w[j, c] * load_q
+                out["q2"][v, c] += w[j, c] * 4 * load_q ** 2
+                out["tq"][v, c] += w[j, c] * 2 * load_t * load_q
+                out["tL"][v, c] += (1 - w[j, c]) * load_t
+                out["qL"][v, c] += (1 - w[j, c]) * load_q
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 7), st.integers(1, 6), st.integers(1, 4), st.floats(0.0, 0.5), st.integers(0, 2 ** 31))
+def test_coupled_operands_are_the_coupled_variables_as_a_matrix_product(rows, cols, vectors, rho, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.random((vectors, rows)) < 0.6).astype(np.uint8)
+    w = (rng.random((rows, cols)) < 0.5).astype(np.uint8)
+    names = ["pk", "t", "q", "q2", "tq", "tL", "qL"]
+    ops = coupled_operands(w, names, rho)
+    assert ops.shape == (rows, cols * len(names))
+    got = (x.astype(np.float64) @ ops).reshape(vectors, cols, len(names))
+    want = _direct(x, w, rho)
+    for i, n in enumerate(names):
+        np.testing.assert_allclose(got[..., i], want[n], rtol=1e-12, atol=1e-12)
+    # the torch operands (the surrogate's) are the same numbers
+    t = coupled_operands(torch.as_tensor(w, dtype=torch.float64), list(COUPLED_VARIABLES), rho).numpy()
+    np.testing.assert_allclose(t, coupled_operands(w, list(COUPLED_VARIABLES), rho), rtol=1e-12, atol=1e-15)
+    # a partly used tile: the first rows of the table's operands
+    np.testing.assert_allclose(coupled_operands(w[: max(1, rows - 1)], names, rho, rows=rows)[:, : len(names)],
+                               coupled_operands(w[: max(1, rows - 1)], names, rho)[:, : len(names)])
+
+
+def test_coupled_operands_refuse_an_unknown_variable():
+    with pytest.raises(InputError, match="unknown coupled variable 'zz'"):
+        coupled_operands(np.ones((4, 2)), ["pk", "zz"], 0.0)
+
+
+def _points(spec, cfg, indices):
+    """(x, w, currents) of sweep points solved exactly."""
+    out = []
+    for i in indices:
+        x, w, _ = sweep_design(cfg, i)
+        out.append((x, w, solve_array(spec, x, w).column_current_a))
+    return out
+
+
+def _samples(points, names, rho, rows):
+    on, act, cur, extra = [], [], [], []
+    for x, w, c in points:
+        K, C = x.shape[0], w.shape[1]
+        on.append((x[:, None, :] & w.T[None, :, :]).reshape(K * C, rows))
+        act.append(np.broadcast_to(x[:, None, :], (K, C, rows)).reshape(K * C, rows))
+        cur.append(np.asarray(c, np.float64).reshape(-1))
+        extra.append((x.astype(np.float64) @ coupled_operands(w, names, rho)).reshape(K * C, len(names)))
+    return np.concatenate(on), np.concatenate(act), np.concatenate(cur), np.concatenate(extra)
+
+
+@pytest.fixture(scope="module")
+def sram_coupled():
+    """A coupled 8T-SRAM table of 16 rows by 8 columns at 40 ohm per segment (so the row load matters), fitted
+    to exact-solver points, and one fitted without the coupled variables."""
+    tech = get_technology("sram8t", r_wire_ohm=40.0)
+    R, C = 16, 8
+    spec = ArraySpec(tech, R, C, "coupled")
+    cfg = SweepConfig(tech=tech, rows=R, cols=C, topology="coupled", seed=0, vectors=16, solver="exact",
+                      placements=True)
+    cc = cell_currents(tech, "coupled")
+    i_on = float(cc["i_on_a"])
+    rho = float(cc["i_off_a"]) / i_on
+    names = coupled_names(False)
+    on, act, cur, extra = _samples(_points(spec, cfg, range(120)), names, rho, R)
+    terms = default_terms(ORDERS, False)
+    tables = {}
+    for kind in ("coupled", "plain"):
+        if kind == "coupled":
+            arrays, meta = fit_arrays(on, act, cur, R, i_on, ORDERS, False, None, terms + coupled_terms(ORDERS, False, names),
+                                      extra=extra, coupled=names, coupled_rho=rho)
+        else:
+            arrays, meta = fit_arrays(on, act, cur, R, i_on, ORDERS, False, None, terms)
+        prov = record(technology=tech.name, technology_params=tech.as_dict(), cell=tech.cell, rows=R, cols=C,
+                      topology="coupled", r_wire_ohm=tech.r_wire_ohm, i_cell_a=i_on, i_off_a=float(cc["i_off_a"]))
+        tables[kind] = LookupTable(arrays=arrays, meta=meta, provenance=prov)
+    return spec, tables
+
+
+def test_a_fitted_coupled_table_reproduces_the_exact_solver_on_held_out_patterns(sram_coupled):
+    spec, tables = sram_coupled
+    sur = Surrogate(tables["coupled"], dtype=torch.float64)
+    plain = Surrogate(tables["plain"], dtype=torch.float64)
+    assert sur.coupled == list(coupled_names(False)) and sur.n_moments == 4 + 5   # the coupled variables as moments
+    worst, worst_plain = 0.0, 0.0
+    for fam in ("random", "skewed", "far", "near", "alternate", "dense"):
+        x, w = random_patterns(fam, np.random.default_rng([42, len(fam)]), spec.rows, spec.cols, 16)
+        exact = solve_array(spec, x, w).column_current_a
+        got = sur.column_currents(x, w).numpy()
+        rel = np.abs(got - exact) / sur.i_cell_a
+        worst = max(worst, float(rel.max()))
+        worst_plain = max(worst_plain, float((np.abs(plain.column_currents(x, w).numpy() - exact) / sur.i_cell_a).max()))
+        # every code (ideal references) is the exact solver's
+        assert torch.equal(sur.read(x, w), sur.adc.digitize(torch.as_tensor(exact))), fam
+    # within 5 % of one ON cell's current everywhere; the row-load terms carry it (without them: far more)
+    assert worst < 0.05
+    assert worst_plain > 4 * worst
+    # float32 (the C kernel where it loads, else torch) and float64 (torch) evaluations agree
+    x, w = random_patterns("random", np.random.default_rng(3), spec.rows, spec.cols, 40)
+    f32 = Surrogate(tables["coupled"])
+    np.testing.assert_allclose(f32.column_currents(x, w).double().numpy(), sur.column_currents(x, w).numpy(),
+                               rtol=1e-4, atol=1e-9)
+    f32.use_kernel = False
+    np.testing.assert_allclose(f32.column_currents(x, w).double().numpy(), sur.column_currents(x, w).numpy(),
+                               rtol=1e-4, atol=1e-9)
+
+
+def test_a_coupled_leak_table_evaluates_its_coupled_variables_as_further_moments():
+    """1T-1R (leaking HRS cells): the coupled variables of the leaking cells too; the C kernel (float32, where it
+    loads) and torch (float64) give the fitted model's currents."""
+    tech = get_technology("reram1t1r", r_wire_ohm=40.0)
+    R, C = 16, 8
+    spec = ArraySpec(tech, R, C, "coupled")
+    cfg = SweepConfig(tech=tech, rows=R, cols=C, topology="coupled", seed=1, vectors=16, solver="exact")
+    cc = cell_currents(tech, "coupled")
+    i_on, rho = float(cc["i_on_a"]), float(cc["i_off_a"]) / float(cc["i_on_a"])
+    names = coupled_names(True)
+    on, act, cur, extra = _samples(_points(spec, cfg, range(80)), names, rho, R)
+    terms = default_terms(ORDERS, True) + coupled_terms(ORDERS, True, names)
+    arrays, meta = fit_arrays(on, act, cur, R, i_on, ORDERS, True, None, terms, extra=extra, coupled=names,
+                              coupled_rho=rho)
+    prov = record(technology=tech.name, technology_params=tech.as_dict(), cell=tech.cell, rows=R, cols=C,
+                  topology="coupled", r_wire_ohm=tech.r_wire_ohm, i_cell_a=i_on, i_off_a=float(cc["i_off_a"]))
+    table = LookupTable(arrays=arrays, meta=meta, provenance=prov)
+    sur = Surrogate(table)
+    assert sur.leak and sur.n_moments == 4 + 7 and sur.n_variables == 2 * 11 + 1
+    x, w = random_patterns("skewed", np.random.default_rng(11), R, C, 32)
+    exact = solve_array(spec, x, w).column_current_a
+    # the surrogate replays the fitted model (its terms of the variables, features_np) in float64 and float32
+    _, _, _, ex = _samples([(x, w, exact)], names, rho, R)
+    k, F = features_np((x[:, None, :] & w.T[None]).reshape(-1, R), np.repeat(x, C, axis=0), ORDERS, True, terms, ex)
+    model = np.einsum("nf,nf->n", F, arrays["coef"][k]).reshape(x.shape[0], C)
+    np.testing.assert_allclose(Surrogate(table, dtype=torch.float64).column_currents(x, w).numpy(), model,
+                               rtol=1e-9, atol=1e-15)
+    got = sur.column_currents(x, w).double().numpy()
+    np.testing.assert_allclose(got, model, rtol=1e-4, atol=1e-3 * i_on)
+    sur.use_kernel = False
+    np.testing.assert_allclose(sur.column_currents(x, w).double().numpy(), model, rtol=1e-4, atol=1e-3 * i_on)
+    sur.use_kernel = True
+    # the ADC codes of the kernel's own digitisation are those of its currents
+    assert torch.equal(sur.read(x, w), sur.adc.digitize(sur.column_currents(x, w)))
+    # and it is far closer to the exact currents than the ideal array is
+    ideal = sur.ideal_currents(x, w).double().numpy()
+    assert np.sqrt(np.mean((got - exact) ** 2)) < 0.25 * np.sqrt(np.mean((ideal - exact) ** 2))
+
+
+def test_coupled_and_decoupled_tables_refuse_each_other(sram_coupled, tmp_path):
+    spec, tables = sram_coupled
+    path = tables["coupled"].save(tmp_path / "coupled.parquet")
+    with pytest.raises(TableError, match="calibrated for topology 'coupled', asked for 'decoupled'"):
+        load_table(path, topology="decoupled")
+    with pytest.raises(TableError, match="coupled table calibrated for 8 columns, asked for 4"):
+        load_table(path, cols=4)
+    sur = Surrogate.from_table(path)
+    with pytest.raises(InputError, match="coupled table is for 8 columns, got 4"):
+        sur.column_currents(np.ones((2, 16)), np.ones((16, 4)))
+    # a table that says decoupled but carries the coupled variables is refused
+    bad = LookupTable(arrays=tables["coupled"].arrays, meta=tables["coupled"].meta,
+                      provenance={**tables["coupled"].provenance, "topology": "decoupled"})
+    with pytest.raises(TableError, match="carries the coupled topology's variables"):
+        Surrogate(bad)
+    # the array models: a decoupled request of a coupled table, and validation at another width
+    from cosim.cim.arrays import build_array
+    with pytest.raises(TableError, match="topology 'coupled', asked for 'decoupled'"):
+        build_array(tech=spec.tech, rows=16, cols=8, mode="surrogate", table=tables["coupled"], topology="decoupled")
+    arr, _ = build_array(tech=spec.tech, rows=16, cols=8, mode="surrogate", table=tables["coupled"])
+    assert arr.cols == 8
+    from cosim.cim.synthetic import synthetic_table
+    dec = synthetic_table("sram8t", rows=16, cols=8, samples=400)
+    with pytest.raises(TableError, match="topology 'decoupled', asked for 'coupled'"):
+        build_array(tech=spec.tech, rows=16, cols=8, mode="surrogate", table=dec, topology="coupled")
+    from cosim.surrogate.validate import validate
+    with pytest.raises(InputError, match="its own width \\(8 columns\\), got cols=4"):
+        validate(tables["coupled"], cols=4)
+
+
+def test_fit_refuses_coupled_variables_that_the_samples_do_not_carry():
+    on = np.ones((20, 4), np.uint8)
+    with pytest.raises(InputError, match="carry 0 coupled variables, the model 3"):
+        fit_arrays(on, on, np.ones(20), 4, 1.0, ORDERS[:2], False, coupled=["pk", "t", "q"])
+
+
+def test_coupled_terms_refer_to_the_coupled_variables():
+    names = coupled_names(True)
+    n = len(variable_names(ORDERS, True))
+    terms = coupled_terms(ORDERS, True, names)
+    assert {i for t in terms for i in t} >= set(range(n, n + len(names)))
+    assert all(max(t) < n + len(names) for t in terms) and len(set(terms)) == len(terms)
+
+
+@pytest.mark.ngspice
+def test_cli_calibrates_a_coupled_table_with_the_exact_solver_and_validates_it(tmp_path):
+    from click.testing import CliRunner
+    from cosim.cli import cli
+
+    out = tmp_path / "cal"
+    r = CliRunner().invoke(cli, ["calibrate", "--tech", "sram8t", "--rows", "8", "--cols", "4", "--topology", "coupled",
+                                  "--points", "30", "--vectors", "8", "--solver", "exact", "--placements",
+                                  "--out", str(out), "--no-progress", "--no-cache"])
+    assert r.exit_code == 0, r.output
+    table = load_table(out / "table.parquet")
+    assert table.topology == "coupled" and table.cols == 4 and table.meta["coupled"] == coupled_names(False)
+    assert table.provenance["ngspice_check"]["max_rel_diff"] <= 1e-6
+    from cosim.surrogate.validate import validate
+    rep = validate(table, patterns=("random", "far"), n_columns=64, seed=5, vectors=8, cache=False)
+    assert rep["provenance"]["cols"] == 4
+    assert rep["by_adc"]["ideal"]["surrogate"]["code_agreement"] >= 0.99
