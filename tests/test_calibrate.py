@@ -148,10 +148,18 @@ def test_surrogate_rejects_terms_beyond_its_variables():
         Surrogate(table)
 
 
+#: shipped tables made before the registry's form of their key changed (docs/error_budget/README.md, "Model
+#: forms per table"): scripts/make_tables.py rebuilds them from a clean commit; take each out of here when it
+#: is rebuilt (the test below fails while a table listed here already has the registry's form)
+REBUILD_PENDING = frozenset({"sram8t_64_decoupled_r20ohm.parquet", "sram8t_128_decoupled.parquet",
+                             "sram8t_128_decoupled_r2ohm.parquet", "sram8t_128_decoupled_r5ohm.parquet",
+                             "sram8t_128_decoupled_r20ohm.parquet"})
+
+
 def test_model_form_is_the_shipped_tables_form():
     """MODEL_FORMS says what every shipped table was fitted with (per technology and rows, and per wire
-    resistance where a key names one); other sizes get the full cubic in Legendre 1-4; given parts replace
-    the form's."""
+    resistance where a key names one), the tables awaiting their rebuild (REBUILD_PENDING) excepted; other
+    sizes get the full cubic in Legendre 1-4; given parts replace the form's."""
     from cosim.surrogate.model import DEFAULT_ORDERS, WITH_SINES, knot_counts
     from cosim.surrogate.registry import MODEL_FORMS, ModelForm, model_form, tables_dir
 
@@ -160,12 +168,17 @@ def test_model_form_is_the_shipped_tables_form():
         t = load_table(path)
         r = float(t.technology().r_wire_ohm)
         form = model_form(t.tech_name, t.rows, r_wire_ohm=r)
-        assert t.meta["term_set"] == form.terms, path.name
-        assert t.meta["orders"] == list(form.orders), path.name
-        assert t.meta["n_knots"] == (form.n_knots or knot_counts(t.rows, None).size), path.name
+        got = (t.meta["term_set"], t.meta["orders"], t.meta["n_knots"])
+        want = (form.terms, list(form.orders), form.n_knots or knot_counts(t.rows, None).size)
+        if path.name in REBUILD_PENDING:
+            assert got != want, f"{path.name} has the registry's form now: take it out of REBUILD_PENDING"
+        else:
+            assert got == want, path.name
         seen.add((t.tech_name, t.rows, r) if (t.tech_name, t.rows, r) in MODEL_FORMS else (t.tech_name, t.rows))
     assert seen == set(MODEL_FORMS)
-    assert model_form("sram8t", 128) == ModelForm("full", 65, WITH_SINES)
+    assert model_form("sram8t", 128) == ModelForm("quartic", 65, WITH_SINES)
+    assert model_form("sram8t", 64) == ModelForm("compact", 65, DEFAULT_ORDERS + ("s3", "s4", "s5", "s6"))
+    assert model_form("sram8t", 64, r_wire_ohm=20.0) == ModelForm("quartic", 65, WITH_SINES)
     assert model_form("resistor", 128) == ModelForm("full", None, DEFAULT_ORDERS) == model_form("sram8t", 32)
     assert model_form("sram8t", 256, terms="full", orders=[1, 2]) == ModelForm("full", 65, (1, 2))
     with pytest.raises(InputError, match="unknown term set 'cubic'"):
@@ -255,9 +268,9 @@ def test_cli_calibrate_without_model_options_fits_the_shipped_form(tmp_path, mon
     monkeypatch.setattr(cal, "calibrate", lambda cfg, points, out, **kw: got.append((cfg, kw)) or _Table())
     base = ["calibrate", "--tech", "sram8t", "--rows", "128", "--cols", "4", "--points", "1", "--no-progress",
             "--out", str(tmp_path / "o")]
-    for extra, want in (([], ("full", 65, WITH_SINES)),
+    for extra, want in (([], ("quartic", 65, WITH_SINES)),
                         (["--terms", "compact"], ("compact", 65, WITH_SINES)),
-                        (["--orders", "1,2", "--knots", "9"], ("full", 9, (1, 2)))):
+                        (["--orders", "1,2", "--knots", "9"], ("quartic", 9, (1, 2)))):
         main(base + extra)
         io = capsys.readouterr()
         assert "wrote" in io.out and "its name in the table registry: sram8t_128_decoupled.parquet" in io.err
