@@ -136,7 +136,7 @@ def code_date_utc() -> str | None:
 def build(key, points: int, work: Path, dest: Path, operands, workers: int = 1, log=None, form=None):
     """Calibrate table ``key`` (a registry TableKey) from ``points`` points in the sweep folder ``work``
     (resumable) and write it, reproducibly, to ``dest``. ``form``: the model form (a registry ModelForm;
-    default the registry's for the key). Returns the LookupTable written."""
+    default the registry's for the key: technology, rows and wire resistance). Returns the LookupTable written."""
     from cosim.circuit.technology import get_technology
     from cosim.surrogate.fit import calibrate
     from cosim.surrogate.registry import model_form
@@ -145,7 +145,7 @@ def build(key, points: int, work: Path, dest: Path, operands, workers: int = 1, 
     cfg = SweepConfig(tech=get_technology(key.technology, r_wire_ohm=key.r_wire_ohm), rows=key.rows, cols=COLS,
                       topology=key.topology, seed=SEED, vectors=VECTORS, solver=SOLVER, placements=True,
                       operands=operands)
-    form = form or model_form(key.technology, key.rows)
+    form = form or model_form(key.technology, key.rows, r_wire_ohm=key.r_wire_ohm)
     table = calibrate(cfg, points, work, workers=workers, log=log, progress=log is not None, terms=form.terms,
                       n_knots=form.n_knots, orders=form.orders, cache=False)
     for k in UNREPRODUCIBLE:
@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
                 if custom:
                     from cosim.surrogate.registry import model_form
                     orders = args.orders.split(",") if args.orders is not None else None
-                    form = model_form(key.technology, key.rows, args.terms, args.knots, orders)
+                    form = model_form(key.technology, key.rows, args.terms, args.knots, orders,
+                                      r_wire_ohm=key.r_wire_ohm)
                 table = build(key, args.points or points, work / name, dest, operands, workers=args.workers,
                               log=lambda m, name=name: print(f"{name}: {m}", file=sys.stderr), form=form)
             except CosimError as e:

@@ -157,26 +157,111 @@ def test_surrogate_rejects_terms_beyond_its_variables():
         Surrogate(table)
 
 
+#: shipped tables made before the registry's form of their key changed (docs/error_budget/README.md, "Model
+#: forms per table"): scripts/make_tables.py rebuilds them from a clean commit; take each out of here when it
+#: is rebuilt (the test below fails while a table listed here already has the registry's form)
+REBUILD_PENDING = frozenset({"sram8t_64_decoupled_r20ohm.parquet", "sram8t_128_decoupled.parquet",
+                             "sram8t_128_decoupled_r2ohm.parquet", "sram8t_128_decoupled_r5ohm.parquet",
+                             "sram8t_128_decoupled_r20ohm.parquet"})
+
+
 def test_model_form_is_the_shipped_tables_form():
-    """MODEL_FORMS says what every shipped table was fitted with (all wire resistances); other sizes get
-    the full cubic in Legendre 1-4; given parts replace the form's."""
+    """MODEL_FORMS says what every shipped table was fitted with (per technology and rows, and per wire
+    resistance where a key names one), the tables awaiting their rebuild (REBUILD_PENDING) excepted; other
+    sizes get the full cubic in Legendre 1-4; given parts replace the form's."""
     from cosim.surrogate.model import DEFAULT_ORDERS, WITH_SINES, knot_counts
     from cosim.surrogate.registry import MODEL_FORMS, ModelForm, model_form, tables_dir
 
     seen = set()
     for path in sorted(tables_dir().glob("*_decoupled*.parquet")):
         t = load_table(path)
-        form = model_form(t.tech_name, t.rows)
-        assert t.meta["term_set"] == form.terms, path.name
-        assert t.meta["orders"] == list(form.orders), path.name
-        assert t.meta["n_knots"] == (form.n_knots or knot_counts(t.rows, None).size), path.name
-        seen.add((t.tech_name, t.rows))
+        r = float(t.technology().r_wire_ohm)
+        form = model_form(t.tech_name, t.rows, r_wire_ohm=r)
+        got = (t.meta["term_set"], t.meta["orders"], t.meta["n_knots"])
+        want = (form.terms, list(form.orders), form.n_knots or knot_counts(t.rows, None).size)
+        if path.name in REBUILD_PENDING:
+            assert got != want, f"{path.name} has the registry's form now: take it out of REBUILD_PENDING"
+        else:
+            assert got == want, path.name
+        seen.add((t.tech_name, t.rows, r) if (t.tech_name, t.rows, r) in MODEL_FORMS else (t.tech_name, t.rows))
     assert seen == set(MODEL_FORMS)
-    assert model_form("sram8t", 128) == ModelForm("full", 65, WITH_SINES)
+    assert model_form("sram8t", 128) == ModelForm("quartic", 65, WITH_SINES)
+    assert model_form("sram8t", 64) == ModelForm("compact", 65, DEFAULT_ORDERS + ("s3", "s4", "s5", "s6"))
+    assert model_form("sram8t", 64, r_wire_ohm=20.0) == ModelForm("quartic", 65, WITH_SINES)
     assert model_form("resistor", 128) == ModelForm("full", None, DEFAULT_ORDERS) == model_form("sram8t", 32)
     assert model_form("sram8t", 256, terms="full", orders=[1, 2]) == ModelForm("full", 65, (1, 2))
     with pytest.raises(InputError, match="unknown term set 'cubic'"):
         model_form("sram8t", 64, terms="cubic")
+
+
+def test_model_form_per_wire_resistance_overrides_the_plain_key(monkeypatch):
+    """A (technology, rows, wire resistance) key of MODEL_FORMS wins at that resistance (default: the
+    technology's own); the (technology, rows) key holds at every other; given parts replace the form's."""
+    import cosim.surrogate.registry as registry
+    from cosim.surrogate.registry import ModelForm, model_form, registered_form
+
+    plain, at20, at10 = ModelForm("compact", 9, (1, 2)), ModelForm("quartic", 17, (1, "s1")), ModelForm("full", 5, (1,))
+    monkeypatch.setattr(registry, "MODEL_FORMS", {("sram8t", 64): plain, ("sram8t", 64, 20.0): at20})
+    assert model_form("sram8t", 64, r_wire_ohm=20.0) == at20 == registered_form("sram8t", 64, 20)
+    assert model_form("sram8t", 64, r_wire_ohm=20.0 * (1 + 1e-14)) == at20
+    for r in (None, 2.0, 5.0, 10.0, 20.5):
+        assert model_form("sram8t", 64, r_wire_ohm=r) == plain, r
+    assert model_form("sram8t", 128, r_wire_ohm=20.0) == ModelForm()
+    assert model_form("reram1t1r", 64, r_wire_ohm=20.0) == ModelForm()
+    assert model_form("sram8t", 64, terms="full", r_wire_ohm=20.0) == ModelForm("full", 17, (1, "s1"))
+    # an override at the technology's default resistance (10 ohm) holds for None too
+    monkeypatch.setattr(registry, "MODEL_FORMS", {("sram8t", 64): plain, ("sram8t", 64, 10.0): at10})
+    assert model_form("sram8t", 64) == model_form("sram8t", 64, r_wire_ohm=10.0) == at10
+    assert model_form("sram8t", 64, r_wire_ohm=20.0) == plain
+
+
+def test_calibrate_fits_the_form_of_its_wire_resistance(tmp_path, monkeypatch):
+    """cosim.surrogate.fit.calibrate asks the registry for the form of its technology's wire resistance."""
+    import cosim.surrogate.fit as cal
+
+    asked = []
+
+    class _Asked(Exception):
+        pass
+
+    def form(*args, **kw):
+        asked.append((args, kw))
+        raise _Asked
+
+    monkeypatch.setattr(cal, "model_form", form)
+    for r in (None, 20.0):
+        cfg = SweepConfig(tech=get_technology("sram8t", r_wire_ohm=r), rows=8, cols=4, topology="decoupled", seed=3,
+                          vectors=4)
+        with pytest.raises(_Asked):
+            calibrate(cfg, 1, tmp_path / "o", progress=False)
+        assert asked[-1][0][:2] == ("sram8t", cfg.rows) and asked[-1][1]["r_wire_ohm"] == (10.0 if r is None else r)
+
+
+def test_cli_calibrate_fits_the_form_of_its_wire_resistance(tmp_path, monkeypatch, capsys):
+    """With no model options ``cosim calibrate`` fits the registry's form of the technology, size and wire
+    resistance: a (technology, rows, wire resistance) key where there is one."""
+    import cosim.surrogate.fit as cal
+    import cosim.surrogate.registry as registry
+    from cosim.cli import main
+    from cosim.surrogate.registry import ModelForm
+
+    got = []
+
+    class _Table:
+        provenance = {"n_samples": 1, "n_points": 1}
+
+    monkeypatch.setattr(cal, "calibrate", lambda cfg, points, out, **kw: got.append((cfg, kw)) or _Table())
+    monkeypatch.setattr(registry, "MODEL_FORMS", {("sram8t", 64): ModelForm("compact", 9, (1, 2)),
+                                                  ("sram8t", 64, 20.0): ModelForm("quartic", 17, (1, "s1"))})
+    base = ["calibrate", "--tech", "sram8t", "--rows", "64", "--cols", "4", "--points", "1", "--no-progress",
+            "--out", str(tmp_path / "o")]
+    for extra, want in (([], ("compact", 9, (1, 2))), (["--r-wire-ohm", "5"], ("compact", 9, (1, 2))),
+                        (["--r-wire-ohm", "20"], ("quartic", 17, (1, "s1"))),
+                        (["--r-wire-ohm", "20", "--knots", "33"], ("quartic", 33, (1, "s1")))):
+        main(base + extra)
+        capsys.readouterr()
+        cfg, kw = got[-1]
+        assert (kw["terms"], kw["n_knots"], tuple(kw["orders"])) == want, extra
 
 
 def test_cli_calibrate_without_model_options_fits_the_shipped_form(tmp_path, monkeypatch, capsys):
@@ -192,9 +277,9 @@ def test_cli_calibrate_without_model_options_fits_the_shipped_form(tmp_path, mon
     monkeypatch.setattr(cal, "calibrate", lambda cfg, points, out, **kw: got.append((cfg, kw)) or _Table())
     base = ["calibrate", "--tech", "sram8t", "--rows", "128", "--cols", "4", "--points", "1", "--no-progress",
             "--out", str(tmp_path / "o")]
-    for extra, want in (([], ("full", 65, WITH_SINES)),
+    for extra, want in (([], ("quartic", 65, WITH_SINES)),
                         (["--terms", "compact"], ("compact", 65, WITH_SINES)),
-                        (["--orders", "1,2", "--knots", "9"], ("full", 9, (1, 2)))):
+                        (["--orders", "1,2", "--knots", "9"], ("quartic", 9, (1, 2)))):
         main(base + extra)
         io = capsys.readouterr()
         assert "wrote" in io.out and "its name in the table registry: sram8t_128_decoupled.parquet" in io.err

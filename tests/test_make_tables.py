@@ -84,6 +84,29 @@ def test_another_model_form_is_built_elsewhere_only(tiny, tmp_path, capsys):
     assert not tiny.exists()
 
 
+def test_a_table_gets_the_form_of_its_wire_resistance(tiny, tmp_path, monkeypatch, capsys):
+    """make_tables fits each table with the registry's form of its technology, rows and wire resistance
+    (a (technology, rows, wire resistance) key of MODEL_FORMS wins), given model options replacing parts."""
+    import cosim.surrogate.registry as registry
+    from cosim.surrogate.registry import ModelForm
+
+    monkeypatch.setattr(mt, "tables", lambda: {"resistor_16": (TableKey("resistor", 16), 5),
+                                               "resistor_16_r20ohm": (TableKey("resistor", 16, 20.0), 5)})
+    monkeypatch.setattr(registry, "MODEL_FORMS", {("resistor", 16): ModelForm("compact", 9, (1, 2)),
+                                                  ("resistor", 16, 20.0): ModelForm("full", 17, (1, 2, "s1"))})
+    assert mt.main(["--work", str(tmp_path / "work"), "--out", str(tiny), "--allow-dirty"]) == 0
+    metas = {n: load_table(tiny / n).meta for n in ("resistor_16_decoupled.parquet",
+                                                    "resistor_16_decoupled_r20ohm.parquet")}
+    assert [(m["term_set"], m["n_knots"], m["orders"]) for m in metas.values()] == [
+        ("compact", 9, [1, 2]), ("full", 17, [1, 2, "s1"])]
+    out = tmp_path / "candidate"
+    assert mt.main(["--work", str(tmp_path / "work"), "--out", str(out), "--only", "resistor_16_r20ohm",
+                    "--terms", "compact"]) == 0
+    meta = load_table(out / "resistor_16_decoupled_r20ohm.parquet").meta
+    assert (meta["term_set"], meta["n_knots"], meta["orders"]) == ("compact", 17, [1, 2, "s1"])
+    capsys.readouterr()
+
+
 def test_shipped_tables_are_not_written_from_a_dirty_tree(tiny, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(mt, "dirty_paths", lambda: [" M cosim/surrogate/fit.py", " M scripts/make_tables.py"])
     assert mt.main(["--work", str(tmp_path / "work")]) == 1

@@ -28,7 +28,7 @@ from .sweep_options import check_sweep_options, point_cache, security, sweep_opt
 @click.option("--orders", default=None,
               help="moment orders of the surrogate model: Legendre orders (1,2,...) and sine orders of the "
                    "IR-drop kernel (s1,s2,...; their squares are terms) (default: the shipped table's form of "
-                   "this technology and size, cosim.surrogate.registry.MODEL_FORMS; else 1,2,3,4)")
+                   "this technology, size and wire resistance, cosim.surrogate.registry.MODEL_FORMS; else 1,2,3,4)")
 @click.option("--terms", type=click.Choice(["full", "compact", "quartic"]), default=None,
               help="surrogate terms: full cubic in the moments, compact (cross products and cubes only; cheaper), "
                    "or quartic (the full cubic and every degree-4 monomial; dearer) (default: the shipped "
@@ -77,7 +77,7 @@ def command(tech_name, rows, cols, topology, r_wire_ohm, r_driver_ohm, r_sink_oh
             order_list = normalise_orders(dict.fromkeys(e.strip().lower() for e in orders.split(",") if e.strip()))
         except InputError as e:
             raise InputError(f"--orders: {e}") from None
-    form = model_form(tech.name, spec.rows, terms, knots, order_list)
+    form = model_form(tech.name, spec.rows, terms, knots, order_list, r_wire_ohm=tech.r_wire_ohm)
     if not form.orders or max(map(order_number, form.orders)) > rows:
         raise InputError(f"--orders must be orders up to the row count, got "
                          f"'{orders if orders is not None else ','.join(map(str, form.orders))}'")

@@ -321,11 +321,12 @@ def calibrate(cfg: SweepConfig, points: int, out_dir: str | Path, workers: int |
     """Run (or resume) the sweep, write ``samples.parquet`` and ``table.parquet`` into ``out_dir``.
     Returns the LookupTable. ``workers``, ``scheduler``, ``cache``, ``point_timeout_s``: see ``run_sweep``;
     ``terms`` (the term set, ``default_terms``), ``n_knots`` (ON-count knots) and ``orders``: the model
-    form, each left None taken from ``model_form`` (the shipped table's form of this technology and size);
+    form, each left None taken from ``model_form`` (the shipped table's form of this technology, size and
+    wire resistance);
     ``security``: the TLS ``Security`` of a ``tls://`` scheduler (``cosim.sweep.executor.dask_security``)."""
     from .. import provenance
 
-    form = model_form(cfg.tech.name, cfg.rows, terms, n_knots, orders)
+    form = model_form(cfg.tech.name, cfg.rows, terms, n_knots, orders, r_wire_ohm=cfg.tech.r_wire_ohm)
     if cfg.solver not in SOLVERS:
         raise InputError(f"unknown calibration solver '{cfg.solver}': expected one of {', '.join(SOLVERS)}")
     terms, n_knots, orders = form.terms, form.n_knots, form.orders

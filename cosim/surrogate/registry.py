@@ -16,7 +16,8 @@ then every other ``*.parquet`` below it whose name is not a registry name (say a
 (``LookupTable.check``).
 
 Model form (``model_form``): the term set, ON-count knots and moment orders of a table, per (technology,
-rows) at every wire resistance (``MODEL_FORMS``).
+rows), and per (technology, rows, wire resistance) where one wire resistance needs another form
+(``MODEL_FORMS``: such a key wins over the plain one).
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ class ModelForm:
     orders: tuple = DEFAULT_ORDERS
 
 
-#: the model form of the shipped tables per (technology, rows), at every wire resistance. The compact
+#: the model form of the shipped tables per (technology, rows), at every wire resistance unless a
+#: (technology, rows, wire resistance in ohm per cell) key gives that resistance its own form. The compact
 #: set is as accurate at 64 rows and cheaper to evaluate; 128 and 256 rows need the full cubic; 8T-SRAM,
 #: whose IR drop compresses the response most, also needs the squares of the first eight sine moments of
 #: the IR-drop kernel, and at 256 rows every quartic monomial on 65 knots (docs/VALIDATION.md, "Model
@@ -59,18 +61,35 @@ class ModelForm:
 #: ADC references past 99.5 % (docs/error_budget/README.md, "The model form for random patterns with
 #: calibrated references"); 1T-1R at 64 rows needs the full cubic (its leak terms with L m_a m_b) and the
 #: same sines there (99.0 -> 99.6 %, docs/error_budget/README.md, "The shipped 64-row tables rebuilt").
-#: Any other (technology, rows): ``ModelForm()``, the full cubic in Legendre 1-4.
+#: Chosen on fresh ngspice points (docs/error_budget/README.md, "Model forms per table (128/256 rows and 20
+#: ohm)"): 8T-SRAM at 128 rows every quartic monomial and s1-s8 (calibrated references on random columns
+#: 96.8 -> 98.0 %, every family >= 99.5 % with ideal ones), and at 64 rows and 20 ohm the same (worst family
+#: 98.8 -> 99.5 %). Any other (technology, rows): ``ModelForm()``, the full cubic in Legendre 1-4.
 S3_S6 = DEFAULT_ORDERS + ("s3", "s4", "s5", "s6")
-MODEL_FORMS = {("sram8t", 64): ModelForm("compact", 65, S3_S6), ("reram1t1r", 64): ModelForm("full", 65, S3_S6),
-               ("sram8t", 128): ModelForm("full", 65, WITH_SINES), ("reram1t1r", 128): ModelForm("full"),
-               ("sram8t", 256): ModelForm("quartic", 65, WITH_SINES), ("reram1t1r", 256): ModelForm("full")}
+MODEL_FORMS: dict[tuple, ModelForm] = {("sram8t", 64): ModelForm("compact", 65, S3_S6), ("reram1t1r", 64): ModelForm("full", 65, S3_S6),
+               ("sram8t", 128): ModelForm("quartic", 65, WITH_SINES), ("reram1t1r", 128): ModelForm("full"),
+               ("sram8t", 256): ModelForm("quartic", 65, WITH_SINES), ("reram1t1r", 256): ModelForm("full"),
+               ("sram8t", 64, 20.0): ModelForm("quartic", 65, WITH_SINES)}
+
+
+def registered_form(tech_name: str, rows: int, r_wire_ohm: float | None = None) -> ModelForm:
+    """The shipped tables' form (``MODEL_FORMS``) of ``tech_name`` at ``rows`` and ``r_wire_ohm`` ohm per
+    cell (None: the technology's default): the (technology, rows, wire resistance) key where the registry
+    has one for that resistance, else the (technology, rows) key, else ``ModelForm()``."""
+    r = _default_r_wire_ohm(tech_name) if r_wire_ohm is None else float(r_wire_ohm)
+    if r is not None:
+        for key, form in MODEL_FORMS.items():
+            if len(key) == 3 and key[:2] == (tech_name, int(rows)) and math.isclose(float(key[2]), r, rel_tol=1e-12):
+                return form
+    return MODEL_FORMS.get((tech_name, int(rows)), ModelForm())
 
 
 def model_form(tech_name: str, rows: int, terms: str | None = None, n_knots: int | None = None,
-               orders=None) -> ModelForm:
-    """The model form ``cosim calibrate`` fits for ``tech_name`` at ``rows``: the shipped tables' form
-    (``MODEL_FORMS``), each of ``terms``, ``n_knots``, ``orders`` that is given replacing its part."""
-    base = MODEL_FORMS.get((tech_name, int(rows)), ModelForm())
+               orders=None, r_wire_ohm: float | None = None) -> ModelForm:
+    """The model form ``cosim calibrate`` fits for ``tech_name`` at ``rows`` and ``r_wire_ohm`` ohm per
+    cell (None: the technology's default): the shipped tables' form (``registered_form``), each of
+    ``terms``, ``n_knots``, ``orders`` that is given replacing its part."""
+    base = registered_form(tech_name, rows, r_wire_ohm)
     if terms is not None and terms not in TERM_SETS:
         raise InputError(f"unknown term set '{terms}': expected one of {', '.join(TERM_SETS)}")
     return ModelForm(terms=base.terms if terms is None else terms,
