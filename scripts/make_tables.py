@@ -34,10 +34,10 @@ them with the shipped files byte for byte (naming the provenance fields or array
 provenance names the commit a table was made at (``code_version``, ``0.1.0+g<commit>``, and
 ``code_date_utc``), so the bytes are reproduced at that commit: run ``--check`` there (the tables' own
 commit is a later one, and any later commit rebuilds a table that differs in those two fields alone as
-long as the code that makes it is unchanged, which ``--check`` says). The shipped 64-row tables were
-written at ``d45291c`` (8T-SRAM) and ``a177db4`` (1T-1R); ``--check --only sram8t_64`` and ``--check --only
-reram1t1r_64_r2ohm`` at those commits gave the same bytes (docs/error_budget/README.md, "The shipped 64-row
-tables rebuilt"). Writing the shipped tables from
+long as the code that makes it is unchanged, which ``--check`` says). All 24 shipped tables were written
+at ``996b2f1`` (docs/error_budget/README.md, "All shipped tables rebuilt"); the 64-row tables before them
+were written at ``d45291c`` (8T-SRAM) and ``a177db4`` (1T-1R), where ``--check --only sram8t_64`` and
+``--check --only reram1t1r_64_r2ohm`` gave the same bytes. Writing the shipped tables from
 a working tree with uncommitted changes to the code (cosim, device_models, this script) is refused unless
 ``--allow-dirty`` (their provenance would say ``+dirty``).
 
