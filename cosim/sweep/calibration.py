@@ -201,14 +201,14 @@ def sweep_design(cfg: "SweepConfig", index: int) -> tuple[np.ndarray, np.ndarray
     ``cfg.operands``, points ``index % NETWORK_EVERY == NETWORK_AT``, which hold network point
     ``index // NETWORK_EVERY`` of the operand source. The other points are exactly those of a sweep
     without placements and operands."""
-    if cfg.operands is not None and index % NETWORK_EVERY == NETWORK_AT:
+    if cfg.operands is not None and _network_points(cfg, index):
         x, w, fam = cfg.operands.point(index // NETWORK_EVERY, cfg.rows, cfg.cols, cfg.vectors, cfg.seed)
         x, w = np.ascontiguousarray(x, dtype=np.uint8), np.ascontiguousarray(w, dtype=np.uint8)
         if x.shape != (cfg.vectors, cfg.rows) or w.shape != (cfg.rows, cfg.cols) or len(fam) != cfg.cols:
             raise InputError(f"network operands of point {index} have shapes {x.shape} and {w.shape} "
                              f"({len(fam)} families), expected ({cfg.vectors}, {cfg.rows}) and ({cfg.rows}, {cfg.cols})")
         return x, w, list(fam)
-    if cfg.placements and index % PLACEMENT_EVERY == PLACEMENT_EVERY - 1:
+    if _placement_points(cfg, index):
         fam = PLACEMENT_FAMILIES[(index // PLACEMENT_EVERY) % len(PLACEMENT_FAMILIES)]
         x, w = placement_patterns(fam, np.random.default_rng([int(cfg.seed), int(index), 2]), cfg.rows, cfg.cols,
                                   cfg.vectors)
@@ -223,12 +223,18 @@ def is_design_point(cfg: "SweepConfig", index: np.ndarray) -> np.ndarray:
     clustered input vectors: every point of a sweep without placements and operands) trim the calibrated
     ADC's levels (``cosim.surrogate.fit.fit_table``), whatever else a sweep adds."""
     index = np.asarray(index, dtype=np.int64)
-    design = np.ones(index.shape, dtype=bool)
-    if cfg.operands is not None:
-        design &= index % NETWORK_EVERY != NETWORK_AT
-    if cfg.placements:
-        design &= index % PLACEMENT_EVERY != PLACEMENT_EVERY - 1
-    return design
+    return ~(_network_points(cfg, index) | _placement_points(cfg, index))
+
+
+def _network_points(cfg: "SweepConfig", index):
+    """Whether sweep point(s) ``index`` (an int or an array) are network points (with ``cfg.operands``)."""
+    return np.logical_and(cfg.operands is not None, np.asarray(index) % NETWORK_EVERY == NETWORK_AT)
+
+
+def _placement_points(cfg: "SweepConfig", index):
+    """Whether sweep point(s) ``index`` (an int or an array) fall on the placement-family rule (with
+    ``cfg.placements``; ``sweep_design`` gives a network point precedence)."""
+    return np.logical_and(bool(cfg.placements), np.asarray(index) % PLACEMENT_EVERY == PLACEMENT_EVERY - 1)
 
 
 def _density_patterns(rng: np.random.Generator, lo: float, hi: float, rows: int, cols: int, vectors: int
