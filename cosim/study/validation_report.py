@@ -128,6 +128,8 @@ def _network_groups(table, rep: dict, samples: dict) -> list[tuple[str, dict]]:
     per_run = int(m_net.sum()) // len(runs)
     bsx = np.repeat([bool(r["binsparx"]) for r in runs], per_run)
     spice, sur = samples["spice_a"][m_net], samples["surrogate_a"][m_net]
+    same = {ref: adc.digitize(sur) == adc.digitize(spice)
+            for ref, adc in ((r, ADC(references=r).bind(table)) for r in REFERENCES)}
     out = []
     for flag in (False, True):
         m = bsx == flag
@@ -135,8 +137,7 @@ def _network_groups(table, rep: dict, samples: dict) -> list[tuple[str, dict]]:
             continue
         g: dict[str, Any] = {"n_columns": int(m.sum())}
         for ref in REFERENCES:
-            adc = ADC(references=ref).bind(table)
-            g[ref] = float(np.mean(adc.digitize(sur[m]) == adc.digitize(spice[m])))
+            g[ref] = float(np.mean(same[ref][m]))
         out.append(("with BinSparX" if flag else "without BinSparX", g))
     return out
 
@@ -166,7 +167,7 @@ def validate_tables(names: list[str], work: Path, figures: Path) -> dict:
         runs = work / path.stem
         rep = validate(table, patterns=FAMILIES, cols=None, out_dir=runs, network=network, return_samples=True,
                        **VALIDATION)
-        if key.r_wire_ohm is None:
+        if _plotted(name):
             _plot(name, rep, figures / f"validation_{name}.png")
         samples = rep.pop("samples")
         runs.mkdir(parents=True, exist_ok=True)
@@ -175,6 +176,12 @@ def validate_tables(names: list[str], work: Path, figures: Path) -> dict:
         print(f"{name}: worst family {_worst(rep, 'ideal')[1]:.4f} (ideal references), "
               f"{_worst(rep, 'calibrated')[1]:.4f} (calibrated)", file=sys.stderr)
     return results
+
+
+def _plotted(name: str) -> bool:
+    """Whether table ``name`` (``cases``) gets a figure: the tables at the technology's default wire
+    resistance (their names carry no ``_r<X>ohm``)."""
+    return not name.endswith("ohm")
 
 
 def _agreement(rep: dict, family: str, ref: str) -> float:
@@ -193,13 +200,9 @@ def _fragile(rep: dict, ref: str) -> list[int]:
 
 def _ranges(counts: list[int]) -> str:
     """[3, 4, 5, 9] -> '3-5, 9'."""
-    out: list[str] = []
-    for c in counts:
-        if out and int(out[-1].split("-")[-1]) == c - 1:
-            out[-1] = f"{out[-1].split('-')[0]}-{c}"
-        else:
-            out.append(str(c))
-    return ", ".join(out)
+    from .runner import index_ranges
+
+    return ", ".join(str(a) if b == a + 1 else f"{a}-{b - 1}" for a, b in index_ranges(counts))
 
 
 def _header(prov: dict, code: str) -> list[str]:
@@ -300,7 +303,7 @@ def _table_section(name: str, table, rep: dict, groups: list | None = None) -> l
               f"{rep['failed_runs'][0]['reason'][:160]}"]
     if rep["warnings"]:
         L += [""] + [f"Warning: {w}" for w in rep["warnings"]]
-    if not name.endswith("ohm"):       # the default-wire tables are plotted
+    if _plotted(name):
         L += ["", f"![{name}](figures/validation_{name}.png)"]
     return L
 

@@ -66,10 +66,11 @@ class ModelForm:
 #: 96.8 -> 98.0 %, every family >= 99.5 % with ideal ones), and at 64 rows and 20 ohm the same (worst family
 #: 98.8 -> 99.5 %). Any other (technology, rows): ``ModelForm()``, the full cubic in Legendre 1-4.
 S3_S6 = DEFAULT_ORDERS + ("s3", "s4", "s5", "s6")
-MODEL_FORMS: dict[tuple, ModelForm] = {("sram8t", 64): ModelForm("compact", 65, S3_S6), ("reram1t1r", 64): ModelForm("full", 65, S3_S6),
-               ("sram8t", 128): ModelForm("quartic", 65, WITH_SINES), ("reram1t1r", 128): ModelForm("full"),
-               ("sram8t", 256): ModelForm("quartic", 65, WITH_SINES), ("reram1t1r", 256): ModelForm("full"),
-               ("sram8t", 64, 20.0): ModelForm("quartic", 65, WITH_SINES)}
+MODEL_FORMS: dict[tuple, ModelForm] = {
+    ("sram8t", 64): ModelForm("compact", 65, S3_S6), ("reram1t1r", 64): ModelForm("full", 65, S3_S6),
+    ("sram8t", 128): ModelForm("quartic", 65, WITH_SINES), ("reram1t1r", 128): ModelForm("full"),
+    ("sram8t", 256): ModelForm("quartic", 65, WITH_SINES), ("reram1t1r", 256): ModelForm("full"),
+    ("sram8t", 64, 20.0): ModelForm("quartic", 65, WITH_SINES)}
 
 
 def registered_form(tech_name: str, rows: int, r_wire_ohm: float | None = None) -> ModelForm:
