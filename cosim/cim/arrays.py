@@ -261,8 +261,8 @@ class CertifiedArray(SurrogateArray):
     (columns are re-solved one by one). ``resolved`` / ``columns_read`` count the re-solved columns.
     ``cells``: the solver's cell model (as ExactArray's). ``screen``: another Surrogate (a finer table of the
     same technology, size and topology) whose currents and residuals choose the columns to re-solve; the
-    codes keep ``surrogate``'s ADC decision levels, so a table that records no residuals (a shipped one)
-    gets certified reads from one that does. Unchanged columns then carry the screen's current."""
+    codes keep ``surrogate``'s ADC decision levels, so a table that records no residuals (one fitted before cosim
+    recorded them) gets certified reads from one that does. Unchanged columns then carry the screen's current."""
 
     def __init__(self, surrogate, tech, max_prepared_bytes: int = 1 << 30, cells: str = "auto",
                  screen=None, safety: float | None = None) -> None:

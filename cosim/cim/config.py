@@ -84,7 +84,7 @@ class ArrayConfig:
     certify_table: Any = _f(None, "certified reads: the table (a path or a LookupTable, same technology and size) "
                                   "whose currents and recorded residuals choose the columns to re-solve; None: "
                                   "`table` itself. The codes keep `table`'s ADC decision levels, so a table without "
-                                  "residuals (a shipped one) can be certified by a finer one")
+                                  "residuals (fitted before cosim recorded them) can be certified by one that has them")
 
     def __post_init__(self) -> None:
         if isinstance(self.tech, str):

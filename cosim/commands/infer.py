@@ -46,7 +46,7 @@ from .spice import TECH_FILE_OPTION
                    "decision level (needs a table with recorded residuals).")
 @click.option("--certify-table", type=click.Path(dir_okay=False), default=None,
               help="--certify: the table (same technology, size and wire) whose currents and recorded residuals choose "
-                   "the columns to re-solve, so that --table (or the shipped one) needs none; codes keep --table's "
+                   "the columns to re-solve, so that --table needs none; codes keep --table's "
                    "ADC levels.")
 @click.option("--binsparx/--no-binsparx", default=False, show_default=True, help="BinSparX weight and input flips.")
 @click.option("--adc-bits", type=click.IntRange(1, 16), default=None, help="ADC resolution (default: one code per count).")

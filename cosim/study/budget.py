@@ -222,7 +222,7 @@ def run_budget(net, inputs: torch.Tensor, labels, config, out_dir, *, reference:
     """Classify ``inputs`` (network inputs, (N, ...)) with ``net`` on the surrogate (``config``, a CiMConfig in
     surrogate mode) and on the reference (``config`` with ``reference``'s mode; ``reference_table`` another
     table for it; ``certify_table``: the table that screens the certified reference's columns, so that a
-    table without residuals, a shipped one, can be budgeted), ``chunk_images`` images at a time, each chunk saved in ``out_dir`` as it finishes and
+    table without residuals, fitted before cosim recorded them, can be budgeted), ``chunk_images`` images at a time, each chunk saved in ``out_dir`` as it finishes and
     skipped when a rerun finds it. ``index``: the images' dataset indices (stored with each chunk and checked
     on a rerun; default 0..N-1). ``manifest``: what else identifies the run (checked against the folder's).
     ``on_chunk(done, total)`` is called after each chunk."""
@@ -398,7 +398,8 @@ def section_markdown(results: list[dict], check: dict | None, *, conditions: str
         L += ["**Reference: certified reads.** A certified read is the surrogate's code except for the columns "
               "whose surrogate current lies within the table's safety factor times its largest calibration "
               "residual (in the column's ON-count band and the bands beside it) of an ADC decision level: those "
-              "are re-solved by the exact solver. A table that records no residuals (a shipped one) is certified "
+              "are re-solved by the exact solver. A table that records no residuals (one fitted before cosim recorded "
+              "them) is certified "
               "through another table of the same circuit that does (`--certify-table`): its currents and residuals "
               "choose the columns to re-solve, the codes keep the first table's decision levels." + via
               + " Check against `--mode exact` on "
