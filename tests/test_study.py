@@ -861,6 +861,15 @@ def test_error_budget_file_roundtrip(tmp_path, monkeypatch):
     assert report.error_budget_for(cell, budget) == pytest.approx(0.7)
     assert report.error_budget_for(dataclasses.replace(cell, variant="adc-cal"), budget) is None
     assert report.error_budget_for(dataclasses.replace(cell, variant="software"), budget) == 0.0
+    # the budget's reads are whole columns with +1 conducting: not those of partial wordline activation
+    # or the mirrored encoding, which share the ADC reference and BinSparX flag of a budgeted configuration
+    ideal = {**row, "adc_reference": "ideal", "binsparx": False}
+    report.write_error_budget(tmp_path / report.ERROR_BUDGET, [row, ideal])
+    budget = report.load_error_budget(tmp_path)[0]
+    assert report.error_budget_for(dataclasses.replace(cell, variant="nonideal"), budget) == pytest.approx(0.7)
+    assert report.error_budget_for(dataclasses.replace(cell, variant="mirrored"), budget) is None
+    assert report.error_budget_for(dataclasses.replace(cell, variant="pwa"), budget) is None
+    assert report.error_budget_for(dataclasses.replace(cell, variant="pwa+binsparx"), budget) is None
     with pytest.raises(ValueError, match="lacks delta_pp"):
         report.write_error_budget(tmp_path / "x.csv", [{k: v for k, v in row.items() if k != "delta_pp"}])
     assert report.load_error_budget(tmp_path / "nowhere")[1].startswith("Error budget not yet measured")

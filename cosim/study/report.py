@@ -331,7 +331,9 @@ def load_error_budget(out: Path) -> tuple[dict, str]:
                     + "".join(f", {x}" for x in notes) + "): "
                     "`±x` after an accuracy is the surrogate's measured |accuracy - exact network's accuracy| "
                     "of that configuration, in points, on the same images (where the row gives its 95 % interval, "
-                    "the interval's farther end); a difference between two cells smaller than their summed "
+                    "the interval's farther end). Budgets are measured on whole-column reads with +1 conducting "
+                    "(`nonideal`, `binsparx`, `adc-cal` and `adc-cal+binsparx`); the partial-wordline and mirrored "
+                    "variants carry none. A difference between two cells smaller than their summed "
                     "budgets may be the surrogate's, not the hardware's.")
 
 
@@ -359,10 +361,14 @@ def write_error_budget(path: Path, rows: list[dict]) -> Path:
 
 def error_budget_for(cell, budget: dict, table_sha256: str | None = None) -> float | None:
     """The error budget (points) of a cell's configuration; 0 for software, None where not measured. A
-    budget row that names its table (``table_sha256``) applies only to cells read through that table."""
+    budget row that names its table (``table_sha256``) applies only to cells read through that table. The
+    budgets are measured on whole-column reads with +1 conducting (scripts/error_budget.py), so a cell of
+    another read (partial wordline activation, the mirrored encoding) has none."""
     if cell.variant == "software":
         return 0.0
     f = cell.flags
+    if f["pwa"] or f["encoding"] != "plus":
+        return None
     k = budget_key(cell.network, cell.technology, cell.rows, cell.r_wire_ohm,
                    "calibrated" if f["adc_cal"] else "ideal", f["binsparx"])
     if table_sha256 and k + (table_sha256,) in budget:
