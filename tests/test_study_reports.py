@@ -218,7 +218,7 @@ def test_validation_report_from_synthetic_results():
                "sram8t_64_r20ohm": (*validation_case(64, 0.9973, 20.0), []),
                "sram8t_256": (*validation_case(256, 0.9953), [])}
     old = ("# old\n" + vr.KEPT_BEGIN + "\nHAND-MEASURED\n" + vr.KEPT_END + "\n" + vr.DEV_BEGIN + "\nDEVICES\n"
-           + vr.DEV_END + "\n")
+           + vr.DEV_END + "\n" + vr.CERT_BEGIN + "\nCERTIFIED\n" + vr.CERT_END + "\n")
     prov = {"date_utc": "2026-01-02T03:04:05+00:00", "ngspice_version": "46", "solver": "klu",
             "machine": "x86_64, 2 cores (shared)"}
     text = vr.render(results, old, prov, "0.1.0+gtest")
@@ -252,7 +252,8 @@ def test_validation_report_from_synthetic_results():
     r20 = text.split("## sram8t_64_r20ohm\n", 1)[1].split("\n## ", 1)[0]
     assert "figures/" not in r20                     # only the default-wire tables are plotted
     # hand-measured sections carried over, in their places; the reading with the targets met and missed
-    assert text.index("HAND-MEASURED") < text.index("## Reading the numbers") < text.index("DEVICES")
+    assert text.index("HAND-MEASURED") < text.index("## Reading the numbers") < text.index("DEVICES") \
+        < text.index("CERTIFIED")
     assert ("at their targets: sram8t_64 (99.53 %) and sram8t_256 (99.13 %); missed (worst family and reference): "
             "sram8t_64_r20ohm (99.33 %)") in text
 

@@ -43,6 +43,10 @@ REFERENCES = ("ideal", "calibrated")
 #: models (scripts/validate_bsimcmg.py)
 KEPT_BEGIN, KEPT_END = "<!-- kept: begin (measured by hand, carried over by this script) -->", "<!-- kept: end -->"
 DEV_BEGIN, DEV_END = "<!-- device models: begin (kept by make_validation_report.py) -->", "<!-- device models: end -->"
+#: the certified reads' margin, agreement with the exact solver and cost (scripts/certify_margin.py,
+#: scripts/error_budget.py --check-exact, scripts/bench_infer.py --certify), after the error budget
+CERT_BEGIN, CERT_END = ("<!-- certified reads: begin (kept by make_validation_report.py) -->",
+                        "<!-- certified reads: end -->")
 
 
 def cases() -> dict[str, Any]:
@@ -343,6 +347,7 @@ def render(results: dict, old: str, prov: dict, code: str) -> str:
     L += _reading(results)
     L += kept_section(old, DEV_BEGIN, DEV_END)
     L += kept_section(old, BUDGET_BEGIN, BUDGET_END)   # written by scripts/error_budget.py --write-section
+    L += kept_section(old, CERT_BEGIN, CERT_END)
     return "\n".join(L) + "\n"
 
 
