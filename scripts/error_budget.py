@@ -73,16 +73,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="instead: write the 'End-to-end fidelity' section of DOC (docs/VALIDATION.md) from the "
                          "result.json of the --runs folders and the check_exact.json of --check")
     ap.add_argument("--runs", nargs="*", default=[], help="with --write-section: the runs' folders")
-    ap.add_argument("--check", default=None, help="with --write-section: the folder of a --check-exact run")
+    ap.add_argument("--check", nargs="*", default=[], help="with --write-section: the folders of --check-exact runs")
     ap.add_argument("--conditions", default="", help="with --write-section: the machine's load during the runs")
     ap.add_argument("--csv", default=str(ROOT / "docs" / "error_budget.csv"), help="error-budget CSV to add the row to")
     a = ap.parse_args(argv)
     if a.write_section:
         from cosim.study import budget
         results = [json.loads((Path(r) / "result.json").read_text()) for r in a.runs]
-        check = json.loads((Path(a.check) / "check_exact.json").read_text()) if a.check else None
+        checks = [json.loads((Path(c) / "check_exact.json").read_text()) for c in a.check]
         doc = Path(a.write_section)
-        doc.write_text(budget.replace_section(doc.read_text(), budget.section_markdown(results, check,
+        doc.write_text(budget.replace_section(doc.read_text(), budget.section_markdown(results, checks,
                                                                                        conditions=a.conditions)))
         print(f"wrote the error-budget section of {doc}", file=sys.stderr)
         return 0
@@ -127,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
                                              certify_table=certify_table)
         layers = chk["layers"]
         reads, differ = sum(r["column_reads"] for r in layers), sum(r["codes_differ"] for r in layers)
-        out = {**chk, "column_reads_compared": reads, "codes_differ": differ,
+        out = {**chk, "configuration": {"network": a.model, "technology": lut.tech_name, "rows": a.rows,
+                                        "r_wire_ohm": prov.get("r_wire_ohm"), "adc_reference": a.adc_reference,
+                                        "binsparx": a.binsparx},
+               "column_reads_compared": reads, "codes_differ": differ,
                "wall_seconds": time.perf_counter() - t0, "images": idx.tolist(), "sample": a.check_exact,
                "provenance": record(table=rel(a.table), table_sha256=table_sha, **certify, cpu=cpu_model(), seed=a.seed,
                                     command="PYTHONPATH=. python scripts/error_budget.py "

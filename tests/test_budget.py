@@ -160,13 +160,25 @@ def test_the_validation_section_is_written_and_replaced(tmp_path, tables):
     sec = budget.section_markdown([result], None, conditions="load 4.")
     s = res.summary()
     assert f"{s['delta_pp']:+.2f} [{s['delta_low_pp']:+.2f}, {s['delta_high_pp']:+.2f}]" in sec
-    assert "143 of the 144 configurations" in sec and "cpu X" in sec and "--images 3" in sec
+    assert "191 of the 192 configurations" in sec and "cpu X" in sec and "--images 3" in sec
+    assert "64 rows: 63, at most" in sec and "128 rows: 64, not yet timed" in sec
     assert "| t.parquet (abababab) |" in sec and "`t.parquet`, sha256 abababababababab…" in sec
     # a run certified through another table names it
     cert = {**result, "configuration": {**result["configuration"], "reference": "certified"},
             "provenance": {**prov, "certify_table": "c.parquet", "certify_table_sha256": "cd" * 32}}
     sec2 = budget.section_markdown([result, cert], None, conditions="load 4.")
     assert "(certified, screened by c.parquet (cdcdcdcd))" in sec2 and "`c.parquet`, sha256 cdcd" in sec2
+    # checks of certified reads against the exact solver: one table row each, the configuration read from
+    # the check's own field or, for checks written before it, from the command it records
+    check = {"layers": [], "exact_seconds": 2.0, "exact_column_solves": 1000, "columns_read": 5000,
+             "columns_resolved": 500, "column_reads_compared": 250_000, "codes_differ": 2, "wall_seconds": 9.0,
+             "images": [0, 1], "sample": 0.05,
+             "provenance": {**prov, "command": "python scripts/error_budget.py --model resnet18 --tech reram1t1r "
+                                               "--rows 256 --adc-reference calibrated --check-exact 0.05"}}
+    sec3 = budget.section_markdown([result], [check, {**check, "codes_differ": 0, "configuration": {
+        "network": "vgg-small", "technology": "sram8t", "rows": 128, "adc_reference": "ideal"}}], conditions="")
+    assert "| resnet18 | reram1t1r | 256 | calibrated | t.parquet (abababab) | 2 | 5 % | 250,000 | 2 | 8.0 | 10.0 % | 500 | 9 |" in sec3
+    assert "| vgg-small | sram8t | 128 | ideal |" in sec3 and "**2 of 500,000 column reads differ** (4.0 per million" in sec3
     doc = "# V\n\ntext\n"
     once = budget.replace_section(doc, sec)
     assert once.startswith(doc) and once.count(budget.SECTION_BEGIN) == 1
