@@ -407,6 +407,7 @@ def _checks_markdown(checks: list[dict]) -> list[str]:
          "codes keep the first table's decision levels."]
     if not checks:
         return L + [""]
+    checks = sorted(checks, key=lambda ch: tuple(str(v) for v in check_configuration(ch).values()))
     L[0] += (" Certified reads against `--mode exact` (`scripts/error_budget.py --check-exact FRACTION`: certified "
              "reads of every layer, and the exact solver's codes on a random FRACTION of every read's input "
              "vectors), each on its table:")
