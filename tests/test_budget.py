@@ -176,9 +176,10 @@ def test_the_validation_section_is_written_and_replaced(tmp_path, tables):
              "provenance": {**prov, "command": "python scripts/error_budget.py --model resnet18 --tech reram1t1r "
                                                "--rows 256 --adc-reference calibrated --check-exact 0.05"}}
     sec3 = budget.section_markdown([result], [check, {**check, "codes_differ": 0, "configuration": {
-        "network": "vgg-small", "technology": "sram8t", "rows": 128, "adc_reference": "ideal"}}], conditions="")
-    assert "| resnet18 | reram1t1r | 256 | calibrated | t.parquet (abababab) | 2 | 5 % | 250,000 | 2 | 8.0 | 10.0 % | 500 | 9 |" in sec3
-    assert "| vgg-small | sram8t | 128 | ideal |" in sec3 and "**2 of 500,000 column reads differ** (4.0 per million" in sec3
+        "network": "vgg-small", "technology": "sram8t", "rows": 128, "adc_reference": "ideal"},
+        "certify_safety_counts": {"1.0": 120, "2.0": 9}}], conditions="")
+    assert "| resnet18 | reram1t1r | 256 | calibrated | t.parquet (abababab) | 0.5 | 2 | 5 % | 250,000 | 2 | 8.0 | 10.0 % | 500 | 9 |" in sec3
+    assert "| vgg-small | sram8t | 128 | ideal | t.parquet (abababab) | 1.0 |" in sec3 and "**2 of 500,000 column reads differ** (4.0 per million" in sec3
     doc = "# V\n\ntext\n"
     once = budget.replace_section(doc, sec)
     assert once.startswith(doc) and once.count(budget.SECTION_BEGIN) == 1

@@ -125,7 +125,8 @@ def certified_against_exact(net, inputs: torch.Tensor, config, *, sample: float 
     surrogate-mode CiMConfig; its table, or ``certify_table``, needs residuals), and on a random ``sample`` of every read's input
     vectors the exact solver's codes too. Returns ``layers`` (per layer: column_reads compared, codes_differ,
     resolved: the columns the certificate re-solved over all vectors), ``seconds`` (all), ``exact_seconds`` and
-    ``exact_column_solves`` (the probe's), ``columns_read`` and ``columns_resolved`` (the certified reads')."""
+    ``exact_column_solves`` (the probe's), ``columns_read`` and ``columns_resolved`` (the certified reads'),
+    ``certify_safety_counts`` (safety factor -> the ON-counts that take it)."""
     from ..cim import to_cim
     from ..cim.arrays import build_array
 
@@ -142,7 +143,8 @@ def certified_against_exact(net, inputs: torch.Tensor, config, *, sample: float 
                        for k, v in paired.counts.items()],
             "seconds": time.perf_counter() - t0, "exact_seconds": paired.probe_seconds,
             "exact_column_solves": exact.column_solves, "columns_read": cert.cim_array.columns_read,
-            "columns_resolved": cert.cim_array.resolved}
+            "columns_resolved": cert.cim_array.resolved,
+            "certify_safety_counts": cert.cim_array.describe()["certify_safety_counts"]}
 
 
 @dataclass
@@ -397,6 +399,15 @@ def check_configuration(check: dict) -> dict:
             "binsparx": "--binsparx" in argv}
 
 
+def check_safety(check: dict) -> str:
+    """The safety factor(s) of a check's certified reads on its well-sampled counts (the factor most counts
+    take); checks written before check_exact.json recorded it ran with 0.5, the default until ad9efd4."""
+    counts = check.get("certify_safety_counts")
+    if not counts:
+        return "0.5"
+    return max(counts, key=lambda f: counts[f])
+
+
 def _checks_markdown(checks: list[dict]) -> list[str]:
     L = ["**Reference: certified reads.** A certified read is the surrogate's code except for the columns "
          "whose surrogate current lies within the table's safety factor times its largest calibration residual "
@@ -407,19 +418,19 @@ def _checks_markdown(checks: list[dict]) -> list[str]:
          "codes keep the first table's decision levels."]
     if not checks:
         return L + [""]
-    checks = sorted(checks, key=lambda ch: tuple(str(v) for v in check_configuration(ch).values()))
+    checks = sorted(checks, key=lambda ch: (*(str(v) for v in check_configuration(ch).values()), check_safety(ch)))
     L[0] += (" Certified reads against `--mode exact` (`scripts/error_budget.py --check-exact FRACTION`: certified "
              "reads of every layer, and the exact solver's codes on a random FRACTION of every read's input "
              "vectors), each on its table:")
-    L += ["", "| network | technology | rows | ADC reference | table | images | sample | column reads compared | "
-              "codes that differ | per million | re-solved by the certificate | exact solves/s | wall s |",
-          "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    L += ["", "| network | technology | rows | ADC reference | table | safety factor | images | sample | column reads "
+              "compared | codes that differ | per million | re-solved by the certificate | exact solves/s | wall s |",
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for ch in checks:
         c, p = check_configuration(ch), ch["provenance"]
         reads, differ = ch["column_reads_compared"], ch["codes_differ"]
         rate = ch["exact_column_solves"] / ch["exact_seconds"] if ch["exact_seconds"] else float("nan")
         L.append(f"| {c['network']} | {c['technology']} | {c['rows']} | {c['adc_reference']} | "
-                 f"{Path(p['table']).name} ({p['table_sha256'][:8]}) | {len(ch['images'])} | "
+                 f"{Path(p['table']).name} ({p['table_sha256'][:8]}) | {check_safety(ch)} | {len(ch['images'])} | "
                  f"{100 * ch['sample']:.0f} % | {reads:,} | {differ} | {1e6 * differ / max(reads, 1):.1f} | "
                  f"{100 * ch['columns_resolved'] / max(ch['columns_read'], 1):.1f} % | {rate:,.0f} | "
                  f"{ch['wall_seconds']:.0f} |")
