@@ -1149,10 +1149,13 @@ def _write_provenance(d: _ReportData, fig_dir: Path, command: str) -> None:
                   rows=list(cfg.rows), cols=cfg.cols, r_wire_ohm=list(cfg.r_wire_ohm), seed=cfg.seed,
                   machine=f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores", seconds=round(res.seconds, 1))
     tables = sorted({(r.result or {}).get("provenance", {}).get("table") for r in res.cells if r.result} - {None})
-    ngs = sorted({str((r.result or {}).get("provenance", {}).get("ngspice_version")) for r in res.cells
-                  if r.result and r.cell.variant != "software"})
+    arrays = [(r.result or {}).get("provenance", {}) for r in res.cells if r.result and r.cell.variant != "software"]
+    # a table calibrated by ngspice names its version; one calibrated by the exact solver (cross-checked against
+    # ngspice, in the table's own provenance) names that solver
+    ngs = sorted({str(p.get("ngspice_version")) for p in arrays} - {"", "None"})
     prov["tables"] = tables
     prov["ngspice_versions_of_tables"] = ngs
+    prov["solvers_of_tables"] = sorted({str(p.get("solver")) for p in arrays} - {"", "None"})
     (fig_dir / "provenance.json").write_text(json.dumps(prov, indent=1, default=str))
 
     d.prov, d.tables, d.ngs = prov, tables, ngs
@@ -1198,9 +1201,11 @@ def _section_intro(d: _ReportData, command: str) -> list[str]:
               f"SPICE-calibrated surrogate (mode `surrogate` of `cosim infer`) with {cfg.cols}-column tiles, "
               f"ADC of {'just enough bits for every count' if cfg.adc_bits == 0 else f'{cfg.adc_bits} bits'}, "
               f"partial wordline activation of at most {cfg.pwa_rows} rows. Lookup tables: "
-              f"{', '.join(Path(t).name for t in tables) or 'none'} (ngspice {', '.join(ngs) or '—'}). "
-              f"Provenance of every cell: `report/results.csv` (key) and the cell cache; of this report: "
-              f"`report/provenance.json`.\n")
+              f"{', '.join(Path(t).name for t in tables) or 'none'} ("
+              + "; ".join([f"calibrated by {', '.join(prov['solvers_of_tables'])}"] * bool(prov["solvers_of_tables"])
+                          + [f"ngspice {', '.join(ngs)}"] * bool(ngs)) + "). "
+              "Provenance of every cell: `report/results.csv` (key) and the cell cache; of this report: "
+              "`report/provenance.json`.\n")
     md.append("Variants: `software` (the network itself), `nonideal` (+1 stored and applied as the conducting "
               "state, the paper's encoding), `mirrored` (-1 conducting), `binsparx` (per-column weight flips and "
               "per-sub-vector input flips), `pwa` (partial wordline activation), `adc-cal` (calibrated ADC "
