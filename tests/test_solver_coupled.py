@@ -194,3 +194,24 @@ def test_the_coupled_tables_reach_down_to_10_uV():
             err = table_error(tech, points=40_000, min_cell_v=lo, u_min_fraction=F, **kw)
             for st in (2, 3):
                 assert err[st]["points"] > 10_000 and err[st]["current"] <= bound, (kw, lo, st, err[st])
+
+
+def test_a_loose_first_linear_solve_keeps_the_currents(rng, monkeypatch):
+    """The first Newton step (never the converged one) solved to COUPLED_LIN_RTOL_FIRST only: fewer GMRES
+    iterations than at COUPLED_LIN_RTOL, the same currents within 1e-10 and Newton iterations within one."""
+    spec = ArraySpec(get_technology("sram8t", r_wire_ohm=20.0), 64, 16, "coupled")
+    x, w = clustered(64, 16, rng)
+    table = solver_module._chosen_table(spec, "auto")
+
+    def run():
+        lin = np.zeros(x.shape[0], np.int64)
+        cur, iters, status = solver_module._solve_coupled(spec, x, w, 100, 1e-6, 1e-6, 1e-12, spec.tech.v_read_v, 1,
+                                                          table=table, lin_iters=lin)
+        assert not status.any()
+        return cur, iters, lin
+    assert solver_module.COUPLED_LIN_RTOL_FIRST > solver_module.COUPLED_LIN_RTOL
+    cur, iters, lin = run()
+    monkeypatch.setattr(solver_module, "COUPLED_LIN_RTOL_FIRST", solver_module.COUPLED_LIN_RTOL)
+    cur0, iters0, lin0 = run()
+    assert rel(cur, cur0) < 1e-10
+    assert np.abs(iters - iters0).max() <= 1 and lin.sum() < lin0.sum()

@@ -24,7 +24,8 @@ decoupled  every column independent: 2R unknowns (bit line, source line, each wi
            (CUDA), all columns of a batch at once; on a CPU the C kernel is ~10x faster.
 coupled    the whole array per input vector (its column lines and row lines; a zero-ohm line one node), in C
            (solver_kernel.c, cpl_run), one thread per slice of the vectors: Newton with the exact Jacobian, each
-           step's linear system solved by GMRES (residual COUPLED_LIN_RTOL of the right-hand side's), right-
+           step's linear system solved by GMRES (residual COUPLED_LIN_RTOL of the right-hand side's; the first
+           step's, which never converges, COUPLED_LIN_RTOL_FIRST), right-
            preconditioned by one block Gauss-Seidel sweep: every column line's tridiagonal system with the row
            lines held, then every row line's (the wires are a few ohm, the cells kilo- to megaohms: 3-6 GMRES
            iterations per Newton step on average on 128-256-row arrays at 10-20 ohm). The same cells (exact or
@@ -551,6 +552,9 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
 #: the coupled kernel's linear solves (solver_kernel.c, cpl_run): GMRES to this residual relative to the right-hand
 #: side's, restarted after COUPLED_GMRES_RESTART vectors, at most COUPLED_GMRES_MAX iterations per Newton step
 COUPLED_LIN_RTOL = 1e-8
+#: ... of the first Newton step (from the ideal start; the convergence test needs two iterations, so it is never the
+#: converged one): fewer GMRES iterations, the same Newton iterations (solver_kernel.c, cpl_run)
+COUPLED_LIN_RTOL_FIRST = 1e-3
 COUPLED_GMRES_RESTART = 30
 COUPLED_GMRES_MAX = 600
 
@@ -606,6 +610,7 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nt
     job.v_read_v = tech.v_read_v
     job.max_iter, job.reltol, job.vntol_v, job.abstol_a, job.dv_max_v = max_iter, reltol, vntol_v, abstol_a, dv_max_v
     job.lin_rtol, job.gmres_restart, job.gmres_max = COUPLED_LIN_RTOL, COUPLED_GMRES_RESTART, COUPLED_GMRES_MAX
+    job.lin_rtol_first = COUPLED_LIN_RTOL_FIRST
     job.i_out, job.status, job.iters = cur.ctypes.data, status.ctypes.data, iters.ctypes.data
     if lin_iters is not None:
         job.lin_iters = lin_iters.ctypes.data

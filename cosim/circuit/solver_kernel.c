@@ -1012,7 +1012,8 @@ int cosim_solve_decoupled(const dec_job_t *job, int nthreads) {
    the row lines held, then every row line's with the columns' new values), the tridiagonal systems
    factored once per Newton iteration, which makes the preconditioned system the identity on the row
    lines: GMRES runs on the column lines' nodes only (cpl_gmres). The linear solve stops at a residual of
-   lin_rtol times the right-hand side's (an inexact Newton step, lin_rtol far below the Newton tolerance).
+   lin_rtol times the right-hand side's (an inexact Newton step, lin_rtol far below the Newton tolerance; the first
+   step, which never converges, at lin_rtol_first).
    The first iteration's cells sit at the ideal bias (the start): taken per state, with the decoupled lanes'
    first step (the chord through 0 V where it is the smaller conductance: 1T-1R, one iteration fewer on
    128-row, 128-column and 256-row arrays). Each step is stopped at the bounds the solution lies within ([0, v_read]
@@ -1037,6 +1038,7 @@ typedef struct {
     int32_t max_iter;
     double reltol, vntol_v, abstol_a, dv_max_v;
     double lin_rtol;             /* GMRES: relative residual of each Newton step's linear solve */
+    double lin_rtol_first;       /* ... of the first step (from the ideal start; never the converged one) */
     int32_t gmres_restart, gmres_max;   /* Krylov vectors before a restart; most GMRES iterations per Newton step */
     int64_t k0, k1;              /* this thread's vectors */
     double *i_out;               /* (K, C) sensed current (A) */
@@ -1491,7 +1493,10 @@ static void *cpl_run(void *arg) {
             if (bad) { status = 2; break; }
             if (!cpl_factor(&S)) { status = 3; break; }
             for (int64_t i = 0; i < n; i++) F[i] = -F[i];
-            lin_total += cpl_gmres(&S, F, d, j->lin_rtol, m, j->gmres_max, KV, KH, gw);
+            /* the first step (from the ideal start: the test needs two iterations, so it never converges) solved to
+               lin_rtol_first only: 8T-SRAM and 1T-1R bench arrays, 64-256 rows, 2-20 ohm: 7-20 % fewer GMRES
+               iterations at 1e-3, the same Newton iterations, the currents within 3.4e-11 of those at lin_rtol */
+            lin_total += cpl_gmres(&S, F, d, it == 1 ? j->lin_rtol_first : j->lin_rtol, m, j->gmres_max, KV, KH, gw);
             if (!isfinite(cpl_abssum(d, NULL, n))) { status = 2; break; }
             /* the step kept within the voltages the solution can take: every cell and wire is passive and the
                sources are 0 V and v_read, so every node lies in [0, v_read]; a node the step would take more than
@@ -1615,5 +1620,6 @@ COSIM_LAYOUT(cosim_solver_cpljob_layout, (int64_t)sizeof(cpl_job_t), (int64_t)of
              (int64_t)offsetof(cpl_job_t, state), (int64_t)offsetof(cpl_job_t, tstate),
              (int64_t)offsetof(cpl_job_t, v_read_v), (int64_t)offsetof(cpl_job_t, g_shunt_s),
              (int64_t)offsetof(cpl_job_t, max_iter), (int64_t)offsetof(cpl_job_t, lin_rtol),
+             (int64_t)offsetof(cpl_job_t, lin_rtol_first),
              (int64_t)offsetof(cpl_job_t, k0), (int64_t)offsetof(cpl_job_t, lin_iters),
              (int64_t)offsetof(cpl_job_t, table), (int64_t)offsetof(cpl_job_t, rtable))
