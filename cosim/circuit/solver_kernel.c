@@ -1286,6 +1286,11 @@ static inline void line_stamps(const double *V, double *F, double *dg, int64_t n
 #define CPL_RETAKE_FRACTION 0.15
 #endif
 
+/* how many groups of cells ahead of their evaluation the coupled kernel locates them in the tables (cpl_run) */
+#ifndef CPL_LOCATE_AHEAD
+#define CPL_LOCATE_AHEAD 4
+#endif
+
 static void *cpl_run(void *arg) {
     cpl_job_t *j = arg;
     const cellpar_t *P = j->P;
@@ -1309,7 +1314,7 @@ static void *cpl_run(void *arg) {
     const size_t nd = (size_t)(n * (m + 13) + RC * 6 + (m + 1) * m + 3 * (m + 1) + C * 3 + 32);
     double *mem = malloc(sizeof(double) * nd + sizeof(cellws_t) * (size_t)RC + (size_t)n + 64);
     void *lmem = NULL;
-    if (posix_memalign(&lmem, 64, (size_t)np * (6 * sizeof(double) + 3 * sizeof(int32_t))) != 0) lmem = NULL;
+    if (posix_memalign(&lmem, 64, (size_t)np * (10 * sizeof(double) + 4 * sizeof(int32_t))) != 0) lmem = NULL;
     if (!mem || !lmem) {
         free(mem); free(lmem);
         for (int64_t k = j->k0; k < j->k1; k++)
@@ -1327,8 +1332,12 @@ static void *cpl_run(void *arg) {
     double *lva = lmem, *lvb = lva + np, *lu = lvb + np, *lv = lu + np, *luv = lv + np;
     int64_t *loff = (int64_t *)(luv + np);
     int *lst = (int *)(loff + np), *inloc = lst + np, *sta = inloc + np;
+    /* the reverse table's locations (rtable), beside the forward table's */
+    double *rlu = (double *)(sta + np), *rlv = rlu + np, *rluv = rlv + np;
+    int64_t *rloff = (int64_t *)(rluv + np);
+    int *rinloc = (int *)(rloff + np);
     S.dg = dg; S.fx = fx; S.held = held; S.cUW = cUW; S.cWU = cWU; S.cp = cp; S.mp = mp; S.ls = ls;
-    for (int64_t q = 0; q < np; q++) { lva[q] = vr; lvb[q] = 0.0; lst[q] = 0; inloc[q] = 0; sta[q] = 0; }
+    for (int64_t q = 0; q < np; q++) { lva[q] = vr; lvb[q] = 0.0; lst[q] = 0; inloc[q] = 0; sta[q] = 0; rinloc[q] = 0; }
     /* the ideal bias of each state, where the cells' inner solves start */
     cellws_t ws0[4];
     for (int st = 0; st < 4; st++) {
@@ -1405,39 +1414,48 @@ static void *cpl_run(void *arg) {
                     const int64_t q = r * C + c, u = cpl_u(&S, c, r), w = cpl_w(&S, r, c);
                     lva[q] = gate ? V[u] : V[w]; lvb[q] = gate ? V[w] : V[u];
                 }
-            for (int64_t g = 0; it > 1 && g < ng; g++) {
-                const int64_t q0 = g * LANES;
-                int done[LANES];
-                vl want;
-                for (int l = 0; l < LANES; l++) {
-                    done[l] = 0;
-                    want[l] = (tab && q0 + l < RC && j->tstate[sta[q0 + l]] >= 0) ? -1 : 0;
-                }
-                if (tab) {
-                    locate_row(tab, g, want, lst, lva, lvb, loff, lu, lv, luv, inloc);
-                    vd ia = vzero, ib = vzero, J0 = vzero, J1 = vzero, J2 = vzero, J3 = vzero;
-                    int nin = 0;
-                    for (int l = 0; l < LANES; l++) nin += inloc[q0 + l];
-                    /* none on the grid (a 1T-1R row at 0 V: its cells reverse-biased): no interpolation */
-                    if (nin) table_interp_lanes(tab, loff + q0, lu + q0, lv + q0, luv + q0, &ia, &ib, &J0, &J1, &J2, &J3);
+            /* each group located (forward table, then the reverse one for its reverse-biased cells) CPL_LOCATE_AHEAD
+               groups before its evaluation, as the decoupled lanes do: the table memory it fetches arrives meanwhile */
+            for (int64_t g = 0; it > 1 && g < ng + CPL_LOCATE_AHEAD; g++) {
+                const int64_t ga = g, ge = g - CPL_LOCATE_AHEAD;
+                if (tab && ga < ng) {
+                    const int64_t q0 = ga * LANES;
+                    vl want, wantr;
+                    for (int l = 0; l < LANES; l++)
+                        want[l] = (q0 + l < RC && j->tstate[sta[q0 + l]] >= 0) ? -1 : 0;
+                    locate_row(tab, ga, want, lst, lva, lvb, loff, lu, lv, luv, inloc);
                     int nrev = 0;
                     for (int l = 0; l < LANES; l++) {
-                        if (!inloc[q0 + l]) {
-                            /* reverse-biased: the other table, the voltages swapped */
-                            if (want[l] && j->rtable && lva[q0 + l] < lvb[q0 + l]) nrev++;
-                            else want[l] = 0;
-                            continue;
+                        /* reverse-biased: the other table, the voltages swapped */
+                        wantr[l] = (want[l] && !inloc[q0 + l] && j->rtable && lva[q0 + l] < lvb[q0 + l]) ? -1 : 0;
+                        nrev += wantr[l] != 0;
+                    }
+                    if (nrev) locate_row(j->rtable, ga, wantr, lst, lvb, lva, rloff, rlu, rlv, rluv, rinloc);
+                    else for (int l = 0; l < LANES; l++) rinloc[q0 + l] = 0;
+                }
+                if (ge < 0) continue;
+                const int64_t q0 = ge * LANES;
+                int done[LANES];
+                for (int l = 0; l < LANES; l++) done[l] = 0;
+                if (tab) {
+                    vd ia = vzero, ib = vzero, J0 = vzero, J1 = vzero, J2 = vzero, J3 = vzero;
+                    int nin = 0, nrev = 0;
+                    for (int l = 0; l < LANES; l++) { nin += inloc[q0 + l]; nrev += rinloc[q0 + l]; }
+                    /* none on the grid (a 1T-1R row at 0 V: its cells reverse-biased): no interpolation */
+                    if (nin) {
+                        table_interp_lanes(tab, loff + q0, lu + q0, lv + q0, luv + q0, &ia, &ib, &J0, &J1, &J2, &J3);
+                        for (int l = 0; l < LANES; l++) {
+                            if (!inloc[q0 + l]) continue;
+                            double *Jc = cJ + 4 * (q0 + l);
+                            Jc[0] = J0[l]; Jc[1] = J1[l]; Jc[2] = J2[l]; Jc[3] = J3[l];
+                            lva[q0 + l] = ia[l]; lvb[q0 + l] = ib[l];   /* the currents, in place of the voltages */
+                            done[l] = 1;
                         }
-                        double *Jc = cJ + 4 * (q0 + l);
-                        Jc[0] = J0[l]; Jc[1] = J1[l]; Jc[2] = J2[l]; Jc[3] = J3[l];
-                        lva[q0 + l] = ia[l]; lvb[q0 + l] = ib[l];   /* the currents, in place of the voltages */
-                        done[l] = 1; want[l] = 0;
                     }
                     if (nrev) {
-                        locate_row(j->rtable, g, want, lst, lvb, lva, loff, lu, lv, luv, inloc);
-                        table_interp_lanes(j->rtable, loff + q0, lu + q0, lv + q0, luv + q0, &ia, &ib, &J0, &J1, &J2, &J3);
+                        table_interp_lanes(j->rtable, rloff + q0, rlu + q0, rlv + q0, rluv + q0, &ia, &ib, &J0, &J1, &J2, &J3);
                         for (int l = 0; l < LANES; l++) {
-                            if (!want[l] || !inloc[q0 + l]) continue;
+                            if (!rinloc[q0 + l]) continue;
                             double *Jc = cJ + 4 * (q0 + l);
                             Jc[0] = -J1[l]; Jc[1] = -J0[l]; Jc[2] = -J3[l]; Jc[3] = -J2[l];
                             lva[q0 + l] = -ia[l]; lvb[q0 + l] = -ib[l];
