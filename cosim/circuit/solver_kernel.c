@@ -1104,16 +1104,6 @@ static int cpl_factor(cpl_sys_t *S) {
         && cpl_factor_lines(S->dg + nU, S->fx + nU, S->gr, S->LW, S->R, S->cp + nU, S->mp + nU, S->ls + nU);
 }
 
-/* z = M^-1 v: the column lines with the row lines' step zero, then the row lines with the columns' step */
-static void cpl_precond(const cpl_sys_t *S, const double *v, double *z) {
-    const int64_t nU = S->nU;
-    memcpy(z, v, sizeof(double) * (size_t)S->n);
-    cpl_solve_lines(S->LU, S->C, S->cp, S->mp, S->ls, z);
-    for (int64_t r = 0; r < S->R; r++)
-        for (int64_t c = 0; c < S->C; c++) z[cpl_w(S, r, c)] -= S->cWU[r * S->C + c] * z[cpl_u(S, c, r)];
-    cpl_solve_lines(S->LW, S->R, S->cp + nU, S->mp + nU, S->ls + nU, z + nU);
-}
-
 /* a . b in LANES partial sums (vectorised; the sum's order fixed by n alone) */
 typedef double vdu __attribute__((vector_size(8 * LANES), aligned(8)));
 static double cpl_dot(const double *a, const double *b, int64_t n) {
@@ -1182,9 +1172,12 @@ static void cpl_op(const cpl_sys_t *S, const double *y, double *out, double *z) 
 }
 
 /* GMRES(m) on the reduced system: d with |b - J d| <= rtol |b| (or the iteration budget spent); the
-   iterations taken. V: (m + 1) nU, H: (m + 1) m, work: 3 n + 3 (m + 1). */
+   iterations taken. V: (m + 1) nU, H: (m + 1) m, work: 3 n + 3 (m + 1), Z: (m + 1) n, dz: n. Each product keeps
+   its M^-1 [v_j; 0] (Z's row j), so that the step d = M^-1 [y; b_W] = sum_j g_j Z_j + [0; T_W^-1 b_W] is formed
+   from them (one pass over each) rather than by one more preconditioner solve (its column lines' sweeps a
+   dependency chain of R rows). */
 static int64_t cpl_gmres(const cpl_sys_t *S, const double *b, double *d, double rtol, int m, int maxit,
-                         double *V, double *H, double *work) {
+                         double *V, double *H, double *work, double *Z, double *dz) {
     const int64_t n = S->n, nU = S->nU;
     double *r = work, *z = work + n, *y = work + 2 * n, *cs = work + 3 * n, *sn = cs + (m + 1), *g = sn + (m + 1);
     const double bn = cpl_norm(b, n);
@@ -1199,6 +1192,7 @@ static int64_t cpl_gmres(const cpl_sys_t *S, const double *b, double *d, double 
     for (int64_t rr = 0; rr < S->R; rr++)
         for (int64_t c = 0; c < S->C; c++) rhs[cpl_u(S, c, rr)] -= S->cUW[rr * S->C + c] * z[cpl_w(S, rr, c)];
     for (int64_t i = 0; i < nU; i++) { y[i] = 0.0; r[i] = rhs[i]; }
+    for (int64_t i = 0; i < n; i++) dz[i] = 0.0;
     double beta = cpl_norm(r, nU);
     int64_t total = 0;
     while (beta > tol && total < maxit) {
@@ -1208,7 +1202,7 @@ static int64_t cpl_gmres(const cpl_sys_t *S, const double *b, double *d, double 
         int j, used = 0;
         for (j = 0; j < m && total < maxit; j++) {
             double *vj = V + (int64_t)j * nU, *w = V + (int64_t)(j + 1) * nU;
-            cpl_op(S, vj, w, z);
+            cpl_op(S, vj, w, Z + (int64_t)j * n);
             total++;
             for (int i = 0; i <= j; i++) {   /* modified Gram-Schmidt */
                 const double *vi = V + (int64_t)i * nU;
@@ -1241,18 +1235,21 @@ static int64_t cpl_gmres(const cpl_sys_t *S, const double *b, double *d, double 
             g[i] = H[i * m + i] != 0.0 ? s / H[i * m + i] : 0.0;
         }
         for (int i = 0; i < used; i++) {
+            const double *zi = Z + (int64_t)i * n;
+            for (int64_t k = 0; k < n; k++) dz[k] += g[i] * zi[k];
+        }
+        if (used == 0 || g_last <= tol || total >= maxit) break;
+        for (int i = 0; i < used; i++) {   /* y, for the residual at the restart */
             const double *vi = V + (int64_t)i * nU;
             for (int64_t k = 0; k < nU; k++) y[k] += g[i] * vi[k];
         }
-        if (used == 0 || g_last <= tol || total >= maxit) break;
-        cpl_op(S, y, r, z);
+        cpl_op(S, y, r, Z + (int64_t)m * n);
         for (int64_t k = 0; k < nU; k++) r[k] = rhs[k] - r[k];
         beta = cpl_norm(r, nU);
     }
-    /* d = M^-1 [y; b_W] */
-    memcpy(r, y, sizeof(double) * (size_t)nU);
-    memcpy(r + nU, b + nU, sizeof(double) * (size_t)(n - nU));
-    cpl_precond(S, r, d);
+    /* d = M^-1 [y; b_W] = M^-1 [y; 0] + [0; T_W^-1 b_W] */
+    for (int64_t i = 0; i < nU; i++) d[i] = dz[i];
+    for (int64_t i = nU; i < n; i++) d[i] = dz[i] + z[i];
     return total;
 }
 
@@ -1314,9 +1311,10 @@ static void *cpl_run(void *arg) {
     const size_t nd = (size_t)(n * (m + 13) + RC * 6 + (m + 1) * m + 3 * (m + 1) + C * 3 + 32);
     double *mem = malloc(sizeof(double) * nd + sizeof(cellws_t) * (size_t)RC + (size_t)n + 64);
     void *lmem = NULL;
+    double *zmem = malloc(sizeof(double) * (size_t)(n * (m + 2)));   /* cpl_gmres' Z and dz */
     if (posix_memalign(&lmem, 64, (size_t)np * (10 * sizeof(double) + 4 * sizeof(int32_t))) != 0) lmem = NULL;
-    if (!mem || !lmem) {
-        free(mem); free(lmem);
+    if (!mem || !lmem || !zmem) {
+        free(mem); free(lmem); free(zmem);
         for (int64_t k = j->k0; k < j->k1; k++)
             for (int64_t c = 0; c < C; c++) { j->status[k * C + c] = 4; j->i_out[k * C + c] = NAN; j->iters[k * C + c] = 0; }
         return NULL;
@@ -1514,7 +1512,8 @@ static void *cpl_run(void *arg) {
             /* the first step (from the ideal start: the test needs two iterations, so it never converges) solved to
                lin_rtol_first only: 8T-SRAM and 1T-1R bench arrays, 64-256 rows, 2-20 ohm: 7-20 % fewer GMRES
                iterations at 1e-3, the same Newton iterations, the currents within 3.4e-11 of those at lin_rtol */
-            lin_total += cpl_gmres(&S, F, d, it == 1 ? j->lin_rtol_first : j->lin_rtol, m, j->gmres_max, KV, KH, gw);
+            lin_total += cpl_gmres(&S, F, d, it == 1 ? j->lin_rtol_first : j->lin_rtol, m, j->gmres_max, KV, KH, gw,
+                                   zmem, zmem + n * (m + 1));
             if (!isfinite(cpl_abssum(d, NULL, n))) { status = 2; break; }
             /* the step kept within the voltages the solution can take: every cell and wire is passive and the
                sources are 0 V and v_read, so every node lies in [0, v_read]; a node the step would take more than
@@ -1596,6 +1595,7 @@ static void *cpl_run(void *arg) {
         if (j->lin_iters) j->lin_iters[k] = lin_total;
     }
     free(mem);
+    free(zmem);
     free(lmem);
     return NULL;
 }
