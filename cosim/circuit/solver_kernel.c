@@ -1086,7 +1086,34 @@ static int cpl_factor_lines(const double *dg, const uint8_t *fx, double g, int64
     return 1;
 }
 
+/* K vectors of lines side by side (nl = K LANES), each one's running value kept in a register: the sweeps' dependency
+   chain of L steps then runs through registers, not through a store and a load per step (as the general loop below,
+   whose inner loop does not know nl); the arithmetic of the general loop's, lane by lane */
+typedef double vdu_t __attribute__((vector_size(8 * LANES), aligned(8)));
+#define CPL_SOLVE_LINES_K(K)                                                                                 \
+    do {                                                                                                     \
+        vdu_t p[K];                                                                                          \
+        for (int k = 0; k < K; k++) {                                                                        \
+            p[k] = *(const vdu_t *)(z + k * LANES) * *(const vdu_t *)(mp + k * LANES);                       \
+            *(vdu_t *)(z + k * LANES) = p[k];                                                                \
+        }                                                                                                    \
+        for (int64_t i = 1; i < L; i++)                                                                      \
+            for (int k = 0; k < K; k++) {                                                                    \
+                const int64_t o = i * nl + k * LANES;                                                        \
+                p[k] = *(const vdu_t *)(z + o) * *(const vdu_t *)(mp + o) - *(const vdu_t *)(ls + o) * p[k];  \
+                *(vdu_t *)(z + o) = p[k];                                                                    \
+            }                                                                                                \
+        for (int64_t i = L - 2; i >= 0; i--)                                                                 \
+            for (int k = 0; k < K; k++) {                                                                    \
+                const int64_t o = i * nl + k * LANES;                                                        \
+                p[k] = *(const vdu_t *)(z + o) - *(const vdu_t *)(cp + o) * p[k];                            \
+                *(vdu_t *)(z + o) = p[k];                                                                    \
+            }                                                                                                \
+    } while (0)
+
 static void cpl_solve_lines(int64_t L, int64_t nl, const double *cp, const double *mp, const double *ls, double *z) {
+    if (nl == LANES) { CPL_SOLVE_LINES_K(1); return; }
+    if (nl == 2 * LANES) { CPL_SOLVE_LINES_K(2); return; }
     for (int64_t l = 0; l < nl; l++) z[l] *= mp[l];
     for (int64_t i = 1; i < L; i++) {
         const int64_t o = i * nl;
