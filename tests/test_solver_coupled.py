@@ -215,3 +215,17 @@ def test_a_loose_first_linear_solve_keeps_the_currents(rng, monkeypatch):
     cur0, iters0, lin0 = run()
     assert rel(cur, cur0) < 1e-10
     assert np.abs(iters - iters0).max() <= 1 and lin.sum() < lin0.sum()
+
+
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+def test_small_and_odd_sized_arrays(tech, rng):
+    """Arrays of a few cells (fewer than or not a multiple of the lanes' width: the kernel's per-cell work areas are
+    padded to whole groups, each aligned for the lanes' vector loads): the tabulated cells against the exact ones,
+    and each vector alone equal to the batch on two threads."""
+    for rows, cols in [(1, 1), (1, 5), (3, 3), (7, 1), (9, 2), (5, 9), (13, 3), (17, 17)]:
+        spec = ArraySpec(get_technology(tech, r_wire_ohm=5.0), rows, cols, "coupled")
+        x, w = rng.integers(0, 2, (3, rows)), rng.integers(0, 2, (rows, cols))
+        both = solve_array(spec, x, w, threads=2).column_current_a
+        assert rel(both, solve_array(spec, x, w, cells="exact").column_current_a) < 1e-8, (rows, cols)
+        for k in range(3):
+            np.testing.assert_array_equal(solve_array(spec, x[k:k + 1], w, threads=1).column_current_a[0], both[k])

@@ -1354,13 +1354,13 @@ static void *cpl_run(void *arg) {
     int64_t *held = (int64_t *)(dprev + C + 8);   /* n at most */
     cellws_t *ws = (cellws_t *)(held + n + 8);
     uint8_t *fx = (uint8_t *)(ws + RC);
+    /* the 8-byte fields first, then the 4-byte ones: np is a multiple of LANES, so each field starts aligned for the
+       lanes' whole-vector loads and stores (locate_row); rlu...rinloc: the reverse table's locations (rtable) */
     double *lva = lmem, *lvb = lva + np, *lu = lvb + np, *lv = lu + np, *luv = lv + np;
     int64_t *loff = (int64_t *)(luv + np);
-    int *lst = (int *)(loff + np), *inloc = lst + np, *sta = inloc + np;
-    /* the reverse table's locations (rtable), beside the forward table's */
-    double *rlu = (double *)(sta + np), *rlv = rlu + np, *rluv = rlv + np;
+    double *rlu = (double *)(loff + np), *rlv = rlu + np, *rluv = rlv + np;
     int64_t *rloff = (int64_t *)(rluv + np);
-    int *rinloc = (int *)(rloff + np);
+    int *lst = (int *)(rloff + np), *inloc = lst + np, *sta = inloc + np, *rinloc = sta + np;
     S.dg = dg; S.fx = fx; S.held = held; S.cUW = cUW; S.cWU = cWU; S.cp = cp; S.mp = mp; S.ls = ls;
     for (int64_t q = 0; q < np; q++) { lva[q] = vr; lvb[q] = 0.0; lst[q] = 0; inloc[q] = 0; sta[q] = 0; rinloc[q] = 0; }
     /* the ideal bias of each state, where the cells' inner solves start */
