@@ -165,3 +165,67 @@ def test_overshooting_first_steps_converge_to_the_reference(cells):
     assert not status.any() and not ref_status.any()
     assert rel(cur, ref) < 1e-8
     assert iters.max() <= 5 and ref_iters.min() >= 7
+
+
+def test_the_coupled_tables_reach_down_to_10_uV():
+    """The coupled topology's tables (forward, and 1T-1R's reverse) extend the decoupled grid down to
+    COUPLED_TABLE_U_MIN_FRACTION * v_read across the cell, the decoupled grid's points kept (its table unchanged):
+    8T-SRAM within 3e-8 of the exact cell from 10 uV (states 0, 1, 3; state 2 carries ~1e-16 A, see
+    test_solver.py); 1T-1R (the gate-on states the coupled cells take) within 1e-7 from 1 mV, 3e-7 below it
+    (measured 2.2e-7)."""
+    from cosim.circuit.solver import (COUPLED_TABLE_U_MIN_FRACTION as F, TABLE_U_MIN_FRACTION, _chosen_table,
+                                      _reverse_table, cell_table, table_error)
+    for name in ("sram8t", "reram1t1r"):
+        tech = get_technology(name)
+        spec = ArraySpec(tech, 8, 4, "coupled")
+        dec, ext = cell_table(tech)[0], _chosen_table(spec, "auto")[0]
+        assert dec.x0 == pytest.approx(np.log(TABLE_U_MIN_FRACTION * tech.v_read_v), abs=1e-12)
+        assert ext.x0 <= np.log(F * tech.v_read_v) + ext.dx and ext.nx > dec.nx
+        k = round((dec.x0 - ext.x0) / ext.dx)
+        assert ext.x0 + k * ext.dx == pytest.approx(dec.x0, abs=1e-12) and ext.nx == dec.nx + k
+        assert _chosen_table(ArraySpec(tech, 8, 4, "decoupled"), "auto")[0].nx == dec.nx
+    err = table_error(get_technology("sram8t"), points=40_000, min_cell_v=1e-5, u_min_fraction=F)
+    for st in (0, 1, 3):
+        assert err[st]["points"] > 30_000 and err[st]["current"] <= 3e-8, (st, err[st])
+    tech = get_technology("reram1t1r")
+    assert _reverse_table(ArraySpec(tech, 8, 4, "coupled"), cell_table(tech))[0].x0 < np.log(1e-4 * tech.v_read_v)
+    for kw in ({"table_states": (2, 3)}, {"reverse_states": (2, 3)}):
+        for lo, bound in ((1e-5, 3e-7), (1e-3, 1e-7)):
+            err = table_error(tech, points=40_000, min_cell_v=lo, u_min_fraction=F, **kw)
+            for st in (2, 3):
+                assert err[st]["points"] > 10_000 and err[st]["current"] <= bound, (kw, lo, st, err[st])
+
+
+def test_a_loose_first_linear_solve_keeps_the_currents(rng, monkeypatch):
+    """The first Newton step (never the converged one) solved to COUPLED_LIN_RTOL_FIRST only: fewer GMRES
+    iterations than at COUPLED_LIN_RTOL, the same currents within 1e-10 and Newton iterations within one."""
+    spec = ArraySpec(get_technology("sram8t", r_wire_ohm=20.0), 64, 16, "coupled")
+    x, w = clustered(64, 16, rng)
+    table = solver_module._chosen_table(spec, "auto")
+
+    def run():
+        lin = np.zeros(x.shape[0], np.int64)
+        cur, iters, status = solver_module._solve_coupled(spec, x, w, 100, 1e-6, 1e-6, 1e-12, spec.tech.v_read_v, 1,
+                                                          table=table, lin_iters=lin)
+        assert not status.any()
+        return cur, iters, lin
+    assert solver_module.COUPLED_LIN_RTOL_FIRST > solver_module.COUPLED_LIN_RTOL
+    cur, iters, lin = run()
+    monkeypatch.setattr(solver_module, "COUPLED_LIN_RTOL_FIRST", solver_module.COUPLED_LIN_RTOL)
+    cur0, iters0, lin0 = run()
+    assert rel(cur, cur0) < 1e-10
+    assert np.abs(iters - iters0).max() <= 1 and lin.sum() < lin0.sum()
+
+
+@pytest.mark.parametrize("tech", ["sram8t", "reram1t1r"])
+def test_small_and_odd_sized_arrays(tech, rng):
+    """Arrays of a few cells (fewer than or not a multiple of the lanes' width: the kernel's per-cell work areas are
+    padded to whole groups, each aligned for the lanes' vector loads): the tabulated cells against the exact ones,
+    and each vector alone equal to the batch on two threads."""
+    for rows, cols in [(1, 1), (1, 5), (3, 3), (7, 1), (9, 2), (5, 9), (13, 3), (17, 17)]:
+        spec = ArraySpec(get_technology(tech, r_wire_ohm=5.0), rows, cols, "coupled")
+        x, w = rng.integers(0, 2, (3, rows)), rng.integers(0, 2, (rows, cols))
+        both = solve_array(spec, x, w, threads=2).column_current_a
+        assert rel(both, solve_array(spec, x, w, cells="exact").column_current_a) < 1e-8, (rows, cols)
+        for k in range(3):
+            np.testing.assert_array_equal(solve_array(spec, x[k:k + 1], w, threads=1).column_current_a[0], both[k])

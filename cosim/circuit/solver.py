@@ -24,7 +24,8 @@ decoupled  every column independent: 2R unknowns (bit line, source line, each wi
            (CUDA), all columns of a batch at once; on a CPU the C kernel is ~10x faster.
 coupled    the whole array per input vector (its column lines and row lines; a zero-ohm line one node), in C
            (solver_kernel.c, cpl_run), one thread per slice of the vectors: Newton with the exact Jacobian, each
-           step's linear system solved by GMRES (residual COUPLED_LIN_RTOL of the right-hand side's), right-
+           step's linear system solved by GMRES (residual COUPLED_LIN_RTOL of the right-hand side's; the first
+           step's, which never converges, COUPLED_LIN_RTOL_FIRST), right-
            preconditioned by one block Gauss-Seidel sweep: every column line's tridiagonal system with the row
            lines held, then every row line's (the wires are a few ohm, the cells kilo- to megaohms: 3-6 GMRES
            iterations per Newton step on average on 128-256-row arrays at 10-20 ohm). The same cells (exact or
@@ -51,8 +52,10 @@ ln(current) on a grid of ln(va - vb) and vb built from the exact cell (exact cel
 ``table_error`` measures it against the exact cell (within 1e-7 where the exact cell is well conditioned);
 column currents agree with the exact cells' within about 1e-9 (docs/benchmarks/solver.md), at several
 times the speed. The coupled topology uses the same table (its cells' states are the decoupled ones: a coupled
-1T-1R cell's gate is on whatever the input, the table's state of input 1), and for its line-driven cells biased
-backwards (a 1T-1R cell on a row at 0 V, below its column line) ``cell_table_reverse``; exact cells off the grids.
+1T-1R cell's gate is on whatever the input, the table's state of input 1), its grid extended down to
+COUPLED_TABLE_U_MIN_FRACTION * v_read across the cell (long coupled lines leave many cells within 1 mV), and for its
+line-driven cells biased backwards (a 1T-1R cell on a row at 0 V, below its column line) ``cell_table_reverse``
+on the same extended grid; exact cells off the grids.
 """
 
 from __future__ import annotations
@@ -169,6 +172,13 @@ TABLE_STEP_V = 2e-3
 TABLE_U_MIN_FRACTION = 0.005
 TABLE_VB_MAX_FRACTION = {"sram8t": 0.6, "reram1t1r": 1.0}
 TABLE_MARGIN_V = 0.02
+#: the coupled topology's tables reach further down, to COUPLED_TABLE_U_MIN_FRACTION * v_read across the cell (the
+#: decoupled grid extended by whole steps of t, its points kept): on long coupled lines at 10-20 ohm many cells sit
+#: at the solution with their two lines within 1 mV (8T-SRAM cells near the far end of a 256-row bit line, 1T-1R
+#: cells on a row at 0 V, reverse-biased by their column line), where the exact cells cost ~15-20x a lookup. Where
+#: the extended grid cannot be built (a current that is not positive on it: the 1T-1R forward table, whose inner
+#: node's rshunt current crosses zero below ~1 mV) the decoupled grid serves
+COUPLED_TABLE_U_MIN_FRACTION = 5e-5
 
 
 def tabulated(spec: ArraySpec) -> bool:
@@ -176,24 +186,38 @@ def tabulated(spec: ArraySpec) -> bool:
     return cell_kind(spec.tech).tabulated
 
 
-def cell_table(tech, step_v: float = TABLE_STEP_V, ln_step: float = TABLE_LN_STEP) -> tuple[CellTab, np.ndarray]:
+def cell_table(tech, step_v: float = TABLE_STEP_V, ln_step: float = TABLE_LN_STEP,
+               u_min_fraction: float = TABLE_U_MIN_FRACTION, states: tuple[int, ...] = ()) -> tuple[CellTab, np.ndarray]:
     """The tabulated cell of ``tech`` (decoupled states): per state, on a grid of t = ln(va - vb) and the
     source-line voltage vb (module constants TABLE_*), the logarithm of the exact cell's current (both
     currents where they differ: 1T-1R, whose inner node has the deck's rshunt) and its derivatives
     (d2/dt dvb by a central difference of d/dt), for bicubic Hermite interpolation in the kernel (exact cells
     outside the grid). Built once per set of cell parameters (technologies that differ in wires, driver or
-    sink only share it). Returns the ctypes descriptor and the array it points into (keep both alive)."""
-    return _cell_table(_table_key(tech, float(step_v), float(ln_step)))
+    sink only share it). Returns the ctypes descriptor and the array it points into (keep both alive).
+    ``u_min_fraction`` below TABLE_U_MIN_FRACTION: the grid extended down to about that fraction of v_read
+    across the cell by whole steps of t (``_extend_steps``), the default grid's points kept. ``states``: those
+    states only (the others NaN, as cell_table_reverse's); () all four."""
+    return _cell_table(_table_key(tech, float(step_v), float(ln_step), _extend_steps(u_min_fraction, ln_step)),
+                       forward_states=tuple(sorted(states)))
 
 
 def cell_table_reverse(tech, states: tuple[int, ...], step_v: float = TABLE_STEP_V,
-                       ln_step: float = TABLE_LN_STEP) -> tuple[CellTab, np.ndarray]:
+                       ln_step: float = TABLE_LN_STEP,
+                       u_min_fraction: float = TABLE_U_MIN_FRACTION) -> tuple[CellTab, np.ndarray]:
     """``cell_table`` of the cell biased the other way (its node b above its node a, the current flowing back),
     for the table's ``states`` only (the others NaN): on the same grid of t = ln(vb - va) and va, the logarithm
     of minus the currents. The coupled topology's line-driven cells need it: on a row at 0 V (input 0) a 1T-1R
     cell (its gate on) is reverse-biased by its column line. The kernel looks it up with the two voltages
     swapped and the currents' signs turned back."""
-    return _cell_table(_table_key(tech, float(step_v), float(ln_step)), tuple(sorted(states)))
+    return _cell_table(_table_key(tech, float(step_v), float(ln_step), _extend_steps(u_min_fraction, ln_step)),
+                       tuple(sorted(states)))
+
+
+def _extend_steps(u_min_fraction: float, ln_step: float) -> int:
+    """How many steps of t the grid reaches below TABLE_U_MIN_FRACTION * v_read for ``u_min_fraction``."""
+    if not 0 < u_min_fraction <= TABLE_U_MIN_FRACTION:
+        raise InputError(f"u_min_fraction must be in (0, {TABLE_U_MIN_FRACTION}], got {u_min_fraction}")
+    return int(round(np.log(TABLE_U_MIN_FRACTION / u_min_fraction) / ln_step))
 
 
 def _table_states(spec: ArraySpec) -> list[int]:
@@ -218,9 +242,28 @@ def _reverse_table(spec: ArraySpec, table):
 
 @lru_cache(maxsize=16)
 def _reverse_table_or_none(tech, states: tuple[int, ...]):
-    """cell_table_reverse, or None where it cannot be built (remembered: not tried again)."""
+    """cell_table_reverse, or None where it cannot be built (remembered: not tried again); the coupled
+    topology's extended grid (COUPLED_TABLE_U_MIN_FRACTION) where it can be built, else the default one."""
+    for frac in (COUPLED_TABLE_U_MIN_FRACTION, TABLE_U_MIN_FRACTION):
+        try:
+            return cell_table_reverse(tech, states, u_min_fraction=frac)
+        except InputError:
+            pass
+    return None
+
+
+def _coupled_table(spec: ArraySpec):
+    """cell_table on the coupled topology's extended grid (COUPLED_TABLE_U_MIN_FRACTION), the states ``spec``'s
+    cells take only (a coupled 1T-1R cell's gate is on whatever the input), or None where it cannot be built
+    (remembered)."""
+    states = tuple(sorted({st for st in _table_states(spec) if st >= 0}))
+    return _coupled_table_of(spec.tech, states) if states else None
+
+
+@lru_cache(maxsize=16)
+def _coupled_table_of(tech, states: tuple[int, ...]):
     try:
-        return cell_table_reverse(tech, states)
+        return cell_table(tech, u_min_fraction=COUPLED_TABLE_U_MIN_FRACTION, states=states)
     except InputError:
         return None
 
@@ -236,6 +279,8 @@ def _chosen_table(spec: ArraySpec, cells: str, use_torch: bool = False):
         raise InputError("cells='table' is the 8T-SRAM and 1T-1R cells on the C kernel only")
     if use_torch or cells == "exact" or not tabulated(spec):
         return None
+    if spec.topology == "coupled" and (extended := _coupled_table(spec)) is not None:
+        return extended
     if cells == "table":
         return cell_table(spec.tech)
     try:
@@ -245,22 +290,26 @@ def _chosen_table(spec: ArraySpec, cells: str, use_torch: bool = False):
 
 
 @lru_cache(maxsize=64)
-def _table_key(tech, step_v: float, ln_step: float) -> tuple:
-    """What the table of ``tech`` depends on: the cell's parameters and states, the read voltage, the steps."""
+def _table_key(tech, step_v: float, ln_step: float, extend: int = 0) -> tuple:
+    """What the table of ``tech`` depends on: the cell's parameters and states, the read voltage, the steps, the
+    grid's extension below TABLE_U_MIN_FRACTION (steps of t)."""
     spec = ArraySpec(tech, 1, 1, "decoupled")
     if not tabulated(spec):
         raise InputError(f"no tabulated cell for cell kind '{tech.cell}'")
     return (bytes(cell_parameters(spec)), cell_states(spec).tobytes(), float(tech.v_read_v), step_v, ln_step,
-            float(TABLE_VB_MAX_FRACTION.get(tech.cell, 1.0)))
+            float(TABLE_VB_MAX_FRACTION.get(tech.cell, 1.0)), int(extend))
 
 
 @lru_cache(maxsize=8)
-def _cell_table(key, reverse_states: tuple[int, ...] = ()) -> tuple[CellTab, np.ndarray]:
-    par_bytes, states_bytes, vr, step_v, ln_step, vb_max_fraction = key
+def _cell_table(key, reverse_states: tuple[int, ...] = (),
+                forward_states: tuple[int, ...] = ()) -> tuple[CellTab, np.ndarray]:
+    par_bytes, states_bytes, vr, step_v, ln_step, vb_max_fraction, extend = key
     lib = load()
     par = CellPar.from_buffer_copy(par_bytes)
     states = np.frombuffer(states_bytes).reshape(4, 2)
     ts = np.arange(np.log(TABLE_U_MIN_FRACTION * vr), np.log(vr + 2 * TABLE_MARGIN_V) + ln_step, ln_step)
+    if extend:
+        ts = np.concatenate([ts[0] - ln_step * np.arange(extend, 0, -1), ts])
     ys = np.arange(-TABLE_MARGIN_V, vb_max_fraction * vr + step_v, step_v)
     T, Y = (a.ravel() for a in np.meshgrid(ts, ys, indexing="ij"))
     U = np.exp(T)
@@ -269,7 +318,7 @@ def _cell_table(key, reverse_states: tuple[int, ...] = ()) -> tuple[CellTab, np.
     nch = 1 if par.kind == KIND["sram8t"] else 2
     reverse = bool(reverse_states)
     out = np.full((nch, 4, ts.size, ys.size, 4), np.nan)
-    for st in reverse_states or range(4):
+    for st in reverse_states or forward_states or range(4):
         s1, s2 = np.full(n, states[st, 0]), np.full(n, states[st, 1])
         cols = []
         for dy in (0.0, h, -h):   # vb moved, va - vb kept
@@ -308,14 +357,17 @@ def _exact_cells(lib, par, s1, s2, va, vb, reverse: bool = False):
 
 
 def table_error(tech, points: int = 200_000, seed: int = 0, min_cell_v: float = 0.1,
-                reverse_states: tuple[int, ...] = ()) -> dict:
+                reverse_states: tuple[int, ...] = (), u_min_fraction: float = TABLE_U_MIN_FRACTION,
+                table_states: tuple[int, ...] = ()) -> dict:
     """Largest relative error of the tabulated cell against the exact one (current, d/dva, d/dvb; both
     currents where the cell has two) at random points of its grid with at least ``min_cell_v`` across the
     cell and the bit line at most ``v_read + TABLE_MARGIN_V`` (the voltages that occur), per state.
     ``reverse_states``: the reverse-biased table of those states instead (cell_table_reverse: node b at the
-    higher voltage, its currents and derivatives against minus the exact cell's)."""
+    higher voltage, its currents and derivatives against minus the exact cell's). ``u_min_fraction``, ``table_states``:
+    the table built so (cell_table; the coupled topology's: COUPLED_TABLE_U_MIN_FRACTION), those states only."""
     lib = load()
-    tab, _arr = cell_table_reverse(tech, reverse_states) if reverse_states else cell_table(tech)
+    tab, _arr = (cell_table_reverse(tech, reverse_states, u_min_fraction=u_min_fraction) if reverse_states
+                 else cell_table(tech, u_min_fraction=u_min_fraction, states=table_states))
     spec = ArraySpec(tech, 1, 1, "decoupled")
     par = cell_parameters(spec)
     states = cell_states(spec).reshape(4, 2)
@@ -327,7 +379,7 @@ def table_error(tech, points: int = 200_000, seed: int = 0, min_cell_v: float = 
     va, vb = np.ascontiguousarray(va[keep]), np.ascontiguousarray(vb[keep])
     n = va.size
     out = {}
-    for st in reverse_states or range(4):
+    for st in reverse_states or table_states or range(4):
         sti = np.full(n, st, np.int32)
         f, fb, F, inside = np.empty(n), np.empty(n), np.empty((n, 4)), np.empty(n, np.int32)
         lib.cosim_table_eval(ctypes.pointer(tab), n, *(_ptr(a) for a in (sti, va, vb, f, fb, F, inside)))
@@ -500,6 +552,9 @@ def _solve_decoupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, 
 #: the coupled kernel's linear solves (solver_kernel.c, cpl_run): GMRES to this residual relative to the right-hand
 #: side's, restarted after COUPLED_GMRES_RESTART vectors, at most COUPLED_GMRES_MAX iterations per Newton step
 COUPLED_LIN_RTOL = 1e-8
+#: ... of the first Newton step (from the ideal start; the convergence test needs two iterations, so it is never the
+#: converged one): fewer GMRES iterations, the same Newton iterations (solver_kernel.c, cpl_run)
+COUPLED_LIN_RTOL_FIRST = 1e-3
 COUPLED_GMRES_RESTART = 30
 COUPLED_GMRES_MAX = 600
 
@@ -555,6 +610,7 @@ def _solve_coupled(spec, x, w, max_iter, reltol, vntol_v, abstol_a, dv_max_v, nt
     job.v_read_v = tech.v_read_v
     job.max_iter, job.reltol, job.vntol_v, job.abstol_a, job.dv_max_v = max_iter, reltol, vntol_v, abstol_a, dv_max_v
     job.lin_rtol, job.gmres_restart, job.gmres_max = COUPLED_LIN_RTOL, COUPLED_GMRES_RESTART, COUPLED_GMRES_MAX
+    job.lin_rtol_first = COUPLED_LIN_RTOL_FIRST
     job.i_out, job.status, job.iters = cur.ctypes.data, status.ctypes.data, iters.ctypes.data
     if lin_iters is not None:
         job.lin_iters = lin_iters.ctypes.data

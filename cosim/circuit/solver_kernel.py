@@ -71,7 +71,8 @@ class CplJob(ctypes.Structure):
                 ("g_row_end_s", ctypes.c_double), ("col_end_fixed", ctypes.c_int32), ("row_end_fixed", ctypes.c_int32),
                 ("g_shunt_s", ctypes.c_double), ("max_iter", ctypes.c_int32), ("reltol", ctypes.c_double),
                 ("vntol_v", ctypes.c_double), ("abstol_a", ctypes.c_double), ("dv_max_v", ctypes.c_double),
-                ("lin_rtol", ctypes.c_double), ("gmres_restart", ctypes.c_int32), ("gmres_max", ctypes.c_int32),
+                ("lin_rtol", ctypes.c_double), ("lin_rtol_first", ctypes.c_double),
+                ("gmres_restart", ctypes.c_int32), ("gmres_max", ctypes.c_int32),
                 ("k0", ctypes.c_int64), ("k1", ctypes.c_int64), ("i_out", ctypes.c_void_p), ("status", ctypes.c_void_p),
                 ("iters", ctypes.c_void_p), ("lin_iters", ctypes.c_void_p), ("table", ctypes.POINTER(CellTab)),
                 ("rtable", ctypes.POINTER(CellTab))]
@@ -84,7 +85,7 @@ LAYOUTS = ((CellPar, "cosim_solver_cellpar_layout", ("fet", "nfin", "g_inner_shu
            (DecJob, "cosim_solver_decjob_layout", ("x", "state", "v_read_v", "g_bl_s", "g_sl_s", "max_iter", "npairs",
                                                     "i_out", "table", "lanes")),
            (CplJob, "cosim_solver_cpljob_layout", ("x", "state", "tstate", "v_read_v", "g_shunt_s", "max_iter",
-                                                    "lin_rtol", "k0", "lin_iters", "table", "rtable")))
+                                                    "lin_rtol", "lin_rtol_first", "k0", "lin_iters", "table", "rtable")))
 
 _lock = threading.Lock()
 _lib: ctypes.CDLL | None = None
