@@ -206,3 +206,35 @@ def test_a_run_is_its_table_s_content_not_its_path(tmp_path, tables):
     with pytest.raises(InputError, match="another configuration"):
         budget.run_budget(_tiny_net(), x, labels, _config(str(other)), tmp_path / "run", reference="ideal",
                           chunk_images=1)
+
+
+def test_the_budget_queue_skips_what_the_csv_holds_for_the_shipped_table(tmp_path):
+    """scripts/error_budget_queue.py: a configuration with a row on its shipped table (and enough images of the
+    reference) is done; one on another table, with fewer images, or not in the CSV is left to run."""
+    import importlib.util
+
+    from pathlib import Path
+
+    from cosim.paths import CHECKOUT_DIR
+    from cosim.provenance import sha256_file
+    from cosim.surrogate.registry import lookup
+
+    spec = importlib.util.spec_from_file_location("error_budget_queue", CHECKOUT_DIR / "scripts" / "error_budget_queue.py")
+    assert spec and spec.loader
+    queue = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(queue)
+    sha = sha256_file(Path(lookup("sram8t", 64, 10.0).provenance["source_path"]))
+    base = {"network": "vgg-small", "technology": "sram8t", "rows": 64, "r_wire_ohm": 10.0, "adc_reference": "calibrated",
+            "delta_pp": 0.0, "source": "t", "reference": "certified"}
+    rows = [{**base, "binsparx": 1, "n_images": 500, "table_sha256": sha},            # done
+            {**base, "binsparx": 0, "n_images": 500, "table_sha256": "f" * 64},       # another table
+            {**base, "adc_reference": "ideal", "binsparx": 1, "n_images": 100, "table_sha256": sha}]   # too few
+    with (tmp_path / "b.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    todo = queue.plan(["vgg-small"], ["sram8t"], [64], [10.0], ["calibrated", "ideal"], [True, False],
+                      csv_path=tmp_path / "b.csv", images=500)
+    assert [c["name"] for c in todo] == ["vgg_sram8t_64_10ohm_calibrated", "vgg_sram8t_64_10ohm_ideal_bsx",
+                                         "vgg_sram8t_64_10ohm_ideal"]
+    assert all(c["table_sha256"] == sha for c in todo)

@@ -1,0 +1,106 @@
+"""Error budgets of many configurations, one after another (issue 16): every configuration of the study's grid
+(cosim.study.budget.GRID) that the filters keep and that `docs/error_budget.csv` holds no row for yet (a row
+on the configuration's shipped table, its reference, and at least --images images) runs through
+`scripts/error_budget.py` into `docs/error_budget/runs/<name>/`, adding its row to the CSV when it finishes.
+Resumable: a configuration interrupted part-way continues from its saved chunks, a finished one is skipped.
+Cheapest first (fewer rows, ideal ADC references before calibrated ones at 128 and 256 rows):
+
+    nice -n 19 .venv/bin/python scripts/error_budget_queue.py --rows 64 --dry-run
+    nice -n 19 .venv/bin/python scripts/error_budget_queue.py --rows 64 128 --networks vgg-small
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_name(network: str, tech: str, rows: int, r_wire_ohm: float, adc_reference: str, binsparx: bool) -> str:
+    return (f"{'vgg' if network == 'vgg-small' else network}_{tech}_{rows}_{r_wire_ohm:g}ohm_{adc_reference}"
+            + ("_bsx" if binsparx else ""))
+
+
+def measured(csv_path: Path, images: int, reference: str) -> set[tuple]:
+    """(budget key, table sha256) of the CSV's rows with at least ``images`` images of ``reference``."""
+    from cosim.study.report import budget_key
+
+    out: set[tuple] = set()
+    if not csv_path.is_file():
+        return out
+    with csv_path.open(newline="") as f:
+        for r in csv.DictReader(f):
+            try:
+                if int(float(r["n_images"])) < images or (r.get("reference") or "") != reference:
+                    continue
+                out.add((budget_key(r["network"], r["technology"], r["rows"], r["r_wire_ohm"], r["adc_reference"],
+                                    str(r["binsparx"]).strip().lower() in ("1", "true")), r.get("table_sha256") or ""))
+            except (KeyError, ValueError):
+                continue
+    return out
+
+
+def plan(networks, techs, rows, r_wires, references, binsparx, *, csv_path: Path, images: int,
+         reference: str = "certified") -> list[dict]:
+    """The configurations left to run, cheapest first, each with its shipped table's path and SHA-256."""
+    from cosim.provenance import sha256_file
+    from cosim.study.report import budget_key
+    from cosim.surrogate.registry import lookup
+
+    done = measured(csv_path, images, reference)
+    todo = []
+    for ro in sorted(rows):
+        for adc in sorted(references, key=lambda a: (a == "calibrated") if ro > 64 else (a == "ideal")):
+            for rw in r_wires:
+                for tech in techs:
+                    for net in networks:
+                        for bsx in sorted(binsparx, reverse=True):
+                            path = lookup(tech, ro, rw).provenance["source_path"]
+                            sha = sha256_file(Path(path))
+                            if (budget_key(net, tech, ro, rw, adc, bsx), sha) in done:
+                                continue
+                            todo.append({"network": net, "tech": tech, "rows": ro, "r_wire_ohm": rw,
+                                         "adc_reference": adc, "binsparx": bsx, "table": path, "table_sha256": sha,
+                                         "name": run_name(net, tech, ro, rw, adc, bsx)})
+    return todo
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cosim.study.budget import GRID
+
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--networks", nargs="+", default=list(GRID[0]), choices=list(GRID[0]))
+    ap.add_argument("--techs", nargs="+", default=list(GRID[1]), choices=list(GRID[1]))
+    ap.add_argument("--rows", nargs="+", type=int, default=list(GRID[2]))
+    ap.add_argument("--r-wire-ohm", nargs="+", type=float, default=list(GRID[3]))
+    ap.add_argument("--adc-references", nargs="+", default=list(GRID[4]), choices=list(GRID[4]))
+    ap.add_argument("--binsparx", nargs="+", default=["on", "off"], choices=["on", "off"])
+    ap.add_argument("--images", type=int, default=500)
+    ap.add_argument("--csv", default=str(ROOT / "docs" / "error_budget.csv"))
+    ap.add_argument("--runs", default=str(ROOT / "docs" / "error_budget" / "runs"), help="folder of the runs")
+    ap.add_argument("--dry-run", action="store_true", help="list the configurations left, run nothing")
+    a = ap.parse_args(argv)
+    todo = plan(a.networks, a.techs, a.rows, a.r_wire_ohm, a.adc_references, [b == "on" for b in a.binsparx],
+                csv_path=Path(a.csv), images=a.images)
+    print(f"{len(todo)} configuration(s) left", file=sys.stderr)
+    for i, c in enumerate(todo):
+        cmd = [sys.executable, str(ROOT / "scripts" / "error_budget.py"), "--model", c["network"], "--tech", c["tech"],
+               "--rows", str(c["rows"]), "--table", c["table"], "--adc-reference", c["adc_reference"],
+               *(["--binsparx"] if c["binsparx"] else []), "--reference", "certified", "--images", str(a.images),
+               "--chunk", "5", "--threads", "1", "--out", str(Path(a.runs) / c["name"]), "--csv", a.csv]
+        print(f"[{i + 1}/{len(todo)}] {c['name']}", file=sys.stderr, flush=True)
+        if a.dry_run:
+            continue
+        rc = subprocess.run(cmd, cwd=ROOT).returncode
+        if rc != 0:
+            print(f"error budget queue: {c['name']} failed (exit {rc}); stopping", file=sys.stderr)
+            return rc
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
