@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     config = CiMConfig.from_kwargs(tech=a.tech, rows=a.rows, cols=a.cols, mode="surrogate", table=str(Path(a.table).resolve()),
                                    binsparx=a.binsparx, adc_reference=a.adc_reference, seed=a.seed)
     table_sha = sha256_file(a.table)
+    configuration = {"network": a.model, "technology": lut.tech_name, "rows": a.rows, "r_wire_ohm": prov.get("r_wire_ohm"),
+                     "adc_reference": a.adc_reference, "binsparx": a.binsparx}
     certify_table = str(Path(a.certify_table).resolve()) if a.certify_table else None
     certify = {"certify_table": rel(a.certify_table), "certify_table_sha256": sha256_file(a.certify_table)} \
         if a.certify_table else {}
@@ -127,10 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                                              certify_table=certify_table)
         layers = chk["layers"]
         reads, differ = sum(r["column_reads"] for r in layers), sum(r["codes_differ"] for r in layers)
-        out = {**chk, "configuration": {"network": a.model, "technology": lut.tech_name, "rows": a.rows,
-                                        "r_wire_ohm": prov.get("r_wire_ohm"), "adc_reference": a.adc_reference,
-                                        "binsparx": a.binsparx},
-               "column_reads_compared": reads, "codes_differ": differ,
+        out = {**chk, "configuration": configuration, "column_reads_compared": reads, "codes_differ": differ,
                "wall_seconds": time.perf_counter() - t0, "images": idx.tolist(), "sample": a.check_exact,
                "provenance": record(table=rel(a.table), table_sha256=table_sha, **certify, cpu=cpu_model(), seed=a.seed,
                                     command="PYTHONPATH=. python scripts/error_budget.py "
@@ -158,9 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["surrogate_correct"] = stats.pack_bits(res.surrogate_correct)
     summary["reference_correct"] = stats.pack_bits(res.reference_correct)
     summary["index"] = idx.tolist()
-    out = {"configuration": {"network": a.model, "technology": lut.tech_name, "rows": a.rows,
-                             "r_wire_ohm": prov.get("r_wire_ohm"), "adc_reference": a.adc_reference,
-                             "binsparx": a.binsparx, "reference": a.reference},
+    out = {"configuration": {**configuration, "reference": a.reference},
            "result": summary, "comparison": res.comparison.text(), "provenance": provenance}
     (Path(a.out) / "result.json").write_text(json.dumps(out, indent=1, default=json_default) + "\n")
     row = budget.budget_row(res, network=a.model, technology=lut.tech_name, rows=a.rows,

@@ -27,7 +27,7 @@ def run_name(network: str, tech: str, rows: int, r_wire_ohm: float, adc_referenc
 
 def measured(csv_path: Path, images: int, reference: str) -> set[tuple]:
     """(budget key, table sha256) of the CSV's rows with at least ``images`` images of ``reference``."""
-    from cosim.study.report import budget_key
+    from cosim.study.report import row_budget_key
 
     out: set[tuple] = set()
     if not csv_path.is_file():
@@ -37,8 +37,7 @@ def measured(csv_path: Path, images: int, reference: str) -> set[tuple]:
             try:
                 if int(float(r["n_images"])) < images or (r.get("reference") or "") != reference:
                     continue
-                out.add((budget_key(r["network"], r["technology"], r["rows"], r["r_wire_ohm"], r["adc_reference"],
-                                    str(r["binsparx"]).strip().lower() in ("1", "true")), r.get("table_sha256") or ""))
+                out.add((row_budget_key(r), r.get("table_sha256") or ""))
             except (KeyError, ValueError):
                 continue
     return out
@@ -52,6 +51,9 @@ def plan(networks, techs, rows, r_wires, references, binsparx, *, csv_path: Path
     from cosim.surrogate.registry import lookup
 
     done = measured(csv_path, images, reference)
+    tables = {(tech, ro, rw): lookup(tech, ro, rw).provenance["source_path"]
+              for tech in techs for ro in rows for rw in r_wires}
+    shas = {k: sha256_file(Path(path)) for k, path in tables.items()}
     todo = []
     for ro in sorted(rows):
         for adc in sorted(references, key=lambda a: (a == "calibrated") if ro > 64 else (a == "ideal")):
@@ -59,8 +61,7 @@ def plan(networks, techs, rows, r_wires, references, binsparx, *, csv_path: Path
                 for tech in techs:
                     for net in networks:
                         for bsx in sorted(binsparx, reverse=True):
-                            path = lookup(tech, ro, rw).provenance["source_path"]
-                            sha = sha256_file(Path(path))
+                            path, sha = tables[tech, ro, rw], shas[tech, ro, rw]
                             if (budget_key(net, tech, ro, rw, adc, bsx), sha) in done:
                                 continue
                             todo.append({"network": net, "tech": tech, "rows": ro, "r_wire_ohm": rw,

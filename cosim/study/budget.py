@@ -33,7 +33,7 @@ import torch
 from ..errors import InputError
 from ..fileio import atomic_path
 from . import stats
-from .report import BUDGET_COLUMNS, budget_key
+from .report import BUDGET_COLUMNS, row_budget_key
 
 #: references a surrogate network is compared against ("surrogate" and "ideal" are for tests and checks)
 REFERENCES = ("exact", "certified", "surrogate", "ideal")
@@ -339,9 +339,7 @@ def append_budget_row(path, row: dict) -> Path:
     float(row["delta_pp"])
 
     def key(r):
-        return (budget_key(r["network"], r["technology"], r["rows"], r["r_wire_ohm"], r["adc_reference"],
-                           str(r["binsparx"]).strip().lower() in ("1", "true")), r.get("reference") or "",
-                r.get("table_sha256") or "")
+        return row_budget_key(r), r.get("reference") or "", r.get("table_sha256") or ""
 
     path = Path(path)
     rows: list[dict] = []
@@ -418,7 +416,8 @@ def _checks_markdown(checks: list[dict]) -> list[str]:
          "codes keep the first table's decision levels."]
     if not checks:
         return L + [""]
-    checks = sorted(checks, key=lambda ch: (*(str(v) for v in check_configuration(ch).values()), check_safety(ch)))
+    checks = sorted(checks, key=lambda ch: (*(str(check_configuration(ch)[k]) for k in
+                                              ("network", "technology", "rows", "adc_reference")), check_safety(ch)))
     L[0] += (" Certified reads against `--mode exact` (`scripts/error_budget.py --check-exact FRACTION`: certified "
              "reads of every layer, and the exact solver's codes on a random FRACTION of every read's input "
              "vectors), each on its table:")

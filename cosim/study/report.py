@@ -284,6 +284,16 @@ def budget_key(network: str, technology: str, rows: int | str, r_wire_ohm: float
     return (str(network), str(technology), int(rows), round(float(r_wire_ohm), 6), str(adc_reference), bool(binsparx))
 
 
+def row_budget_key(row: dict) -> tuple:
+    """``budget_key`` of a row of ``error_budget.csv`` (its fields as text; a field missing from a short row
+    is an error, not "off")."""
+    if row["binsparx"] is None:
+        raise ValueError("error budget row without its binsparx field")
+    return budget_key(row["network"], row["technology"], row["rows"], row["r_wire_ohm"],
+                      row["adc_reference"].strip().lower(),
+                      str(row["binsparx"]).strip().lower() in ("1", "true", "yes"))
+
+
 def load_error_budget(out: Path) -> tuple[dict, str]:
     """({budget_key: |delta_pp|}, a sentence for the report) from ``error_budget.csv`` beside the report, else
     the checkout's ``docs/``. Nothing is assumed where the file is absent: the sentence says so."""
@@ -304,9 +314,7 @@ def load_error_budget(out: Path) -> tuple[dict, str]:
         with path.open(newline="") as f:
             for row in csv.DictReader(f):
                 try:
-                    k = budget_key(row["network"], row["technology"], row["rows"], row["r_wire_ohm"],
-                                   row["adc_reference"].strip().lower(),
-                                   row["binsparx"].strip().lower() in ("1", "true", "yes"))
+                    k = row_budget_key(row)
                     delta, n = abs(float(row["delta_pp"])), int(float(row["n_images"]))
                     # where the row has its 95 % interval (scripts/error_budget.py), the budget is the interval's
                     # farther end: the difference the images cannot rule out, not the point estimate alone
