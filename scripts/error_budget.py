@@ -75,15 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", nargs="*", default=[], help="with --write-section: the runs' folders")
     ap.add_argument("--check", nargs="*", default=[], help="with --write-section: the folders of --check-exact runs")
     ap.add_argument("--conditions", default="", help="with --write-section: the machine's load during the runs")
+    ap.add_argument("--direction", nargs="*", default=[],
+                    help="with --write-section: folders of shorter runs that counted which way their differing "
+                         "codes lean (shown beside the budgets' sign test, not as budgets)")
     ap.add_argument("--csv", default=str(ROOT / "docs" / "error_budget.csv"), help="error-budget CSV to add the row to")
     a = ap.parse_args(argv)
     if a.write_section:
         from cosim.study import budget
         results = [json.loads((Path(r) / "result.json").read_text()) for r in a.runs]
         checks = [json.loads((Path(c) / "check_exact.json").read_text()) for c in a.check]
+        direction = [json.loads((Path(r) / "result.json").read_text()) for r in a.direction]
         doc = Path(a.write_section)
-        doc.write_text(budget.replace_section(doc.read_text(), budget.section_markdown(results, checks,
-                                                                                       conditions=a.conditions)))
+        doc.write_text(budget.replace_section(doc.read_text(), budget.section_markdown(
+            results, checks, conditions=a.conditions, direction=direction)))
         print(f"wrote the error-budget section of {doc}", file=sys.stderr)
         return 0
     if a.out is None:

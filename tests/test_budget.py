@@ -62,7 +62,31 @@ def test_paired_counts_match_a_direct_comparison(tables):
     wb = (torch.rand(16, 9, generator=g) < 0.7).float()
     codes = p.read(xb, wb)
     assert torch.equal(codes, xb @ wb)
-    assert p.counts[""] == [360, int((sur.read(xb, wb) != xb @ wb).sum()), 0]
+    differ = int((sur.read(xb, wb) != xb @ wb).sum())
+    assert differ > 0
+    # the reference is the ideal array: its code is the AND-count, always the nearer one; IR drop reads low
+    assert p.counts[""] == [360, differ, 0, 0, differ, 0]
+    # roles swapped: the probe is the ideal array, nearer the AND-count and higher on every differing read
+    q = budget.PairedArray(sur, IdealArray(16))
+    q.read(xb, wb)
+    assert q.counts[""] == [360, differ, 0, differ, 0, differ]
+
+
+def test_chunks_saved_before_the_direction_counts_still_read_back(tmp_path, tables):
+    """A run folder whose chunks predate the direction counts (three numbers per layer) is read back; its
+    direction is unknown (None), never a wrong number."""
+    import json
+    x, labels = _inputs(n=2)
+    res = budget.run_budget(_tiny_net(), x, labels, _config(tables[0]), tmp_path, reference="ideal", chunk_images=1)
+    near = res.nearer_ideal
+    assert near is not None and near[1] == sum(l["codes_differ"] for l in res.layers) > 0 and near[0] == 0
+    chunk = sorted((tmp_path / "chunks").glob("*.json"))[0]
+    rec = json.loads(chunk.read_text())
+    rec["layers"] = {k: v[:3] for k, v in rec["layers"].items()}
+    chunk.write_text(json.dumps(rec))
+    old = budget.run_budget(_tiny_net(), x, labels, _config(tables[0]), tmp_path, reference="ideal", chunk_images=1)
+    assert old.chunks_computed == 0 and old.nearer_ideal is None and old.summary()["nearer_ideal"] is None
+    assert old.code_agreement == res.code_agreement
 
 
 def test_a_run_resumes_after_an_interruption(tmp_path, tables):
@@ -135,7 +159,7 @@ def test_a_sampled_probe_reads_part_of_the_vectors(tables):
     xb = (torch.rand(200, 16, generator=g) < 0.7).float()
     wb = (torch.rand(16, 4, generator=g) < 0.7).float()
     assert torch.equal(p.read(xb, wb), xb @ wb)
-    reads, differ, _ = p.counts[""]
+    reads, differ = p.counts[""][:2]
     assert 4 * 60 < reads < 4 * 140 and reads % 4 == 0 and 0 < differ <= reads
 
 
@@ -180,6 +204,10 @@ def test_the_validation_section_is_written_and_replaced(tmp_path, tables):
         "certify_safety_counts": {"1.0": 120, "2.0": 9}}], conditions="")
     assert "| resnet18 | reram1t1r | 256 | calibrated | t.parquet (abababab) | 0.5 | 2 | 5 % | 250,000 | 2 | 8.0 | 10.0 % | 500 | 9 |" in sec3
     assert "| vgg-small | sram8t | 128 | ideal | t.parquet (abababab) | 1.0 |" in sec3 and "**2 of 500,000 column reads differ** (4.0 per million" in sec3
+    # which way the differences lean: the sign test over configurations, and the code directions
+    assert "above the reference's in 0 of 1 configurations and below it in 1" in sec
+    differ = sum(l["codes_differ"] for l in s["layers"])
+    assert "| vgg-small sram8t 64 rows 10 Ω ideal | 3 | " in sec and f"| {differ:,} | 0.0 % | 100.0 % | 0.0 % |" in sec
     doc = "# V\n\ntext\n"
     once = budget.replace_section(doc, sec)
     assert once.startswith(doc) and once.count(budget.SECTION_BEGIN) == 1

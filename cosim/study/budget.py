@@ -72,7 +72,10 @@ class PairedArray:
         self.sample = sample
         self._rng = torch.Generator().manual_seed(seed)
         self.probe_seconds = 0.0           #: time spent in the probe's reads
-        #: layer name -> [column reads, reads whose codes differ, columns re-solved by the reference]
+        #: layer name -> [column reads, reads whose codes differ, columns re-solved by the reference,
+        #: differing reads whose probe code lies nearer the column's AND-count (the ideal array's code) than
+        #: the reference's, those whose reference code lies nearer, and those whose probe code is the
+        #: higher]: whether the surrogate's code errors lean towards the ideal result, and upwards
         self.counts: dict[str, list[int]] = {}
 
     def read_with_current(self, x_bits: torch.Tensor, w_bits: torch.Tensor):
@@ -86,10 +89,20 @@ class PairedArray:
         t0 = time.perf_counter()
         probe = self.probe.read(x_bits, w_bits)
         self.probe_seconds += time.perf_counter() - t0
-        c = self.counts.setdefault(self.layer, [0, 0, 0])
+        c = self.counts.setdefault(self.layer, [0, 0, 0, 0, 0, 0])
+        probe = probe.to(codes.device, codes.dtype)
+        n_idx, c_idx = torch.nonzero(probe != ref_codes, as_tuple=True)
         c[0] += int(ref_codes.numel())
-        c[1] += int((probe.to(codes.device, codes.dtype) != ref_codes).sum())
+        c[1] += int(n_idx.numel())
         c[2] += int(getattr(self.reference, "resolved", 0) - before)
+        if n_idx.numel():
+            x = x_bits.to(codes.device)[n_idx].to(torch.float64)
+            count = (x * w_bits.to(codes.device)[:, c_idx].T.to(torch.float64)).sum(dim=1)
+            d_probe = (probe[n_idx, c_idx].to(torch.float64) - count).abs()
+            d_ref = (ref_codes[n_idx, c_idx].to(torch.float64) - count).abs()
+            c[3] += int((d_probe < d_ref).sum())
+            c[4] += int((d_ref < d_probe).sum())
+            c[5] += int((probe[n_idx, c_idx] > ref_codes[n_idx, c_idx]).sum())
         return codes, cur
 
     def read(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
@@ -155,7 +168,10 @@ class BudgetRun:
     surrogate_correct: np.ndarray
     reference_correct: np.ndarray
     prediction_agreement: float
-    layers: list[dict]                 #: per layer: name, column_reads, codes_differ, code_agreement, resolved
+    #: per layer: name, column_reads, codes_differ, code_agreement, resolved, surrogate_nearer_ideal and
+    #: reference_nearer_ideal (of the differing reads, those whose code lies strictly nearer the AND-count;
+    #: None for runs whose chunks predate these counts)
+    layers: list[dict]
     seconds: float                     #: the chunks computed in this call and those read back (their own times)
     chunks_computed: int
     comparison: stats.Comparison = field(init=False)
@@ -167,6 +183,15 @@ class BudgetRun:
     def code_agreement(self) -> float:
         reads = sum(l["column_reads"] for l in self.layers)
         return 1.0 - sum(l["codes_differ"] for l in self.layers) / reads if reads else float("nan")
+
+    @property
+    def nearer_ideal(self) -> tuple[int, int] | None:
+        """(surrogate, reference): differing column reads whose code lies nearer the ideal AND-count, summed
+        over layers; None where a chunk predates these counts."""
+        if any(l.get("surrogate_nearer_ideal") is None for l in self.layers):
+            return None
+        return (sum(l["surrogate_nearer_ideal"] for l in self.layers),
+                sum(l["reference_nearer_ideal"] for l in self.layers))
 
     @property
     def min_layer_code_agreement(self) -> float:
@@ -182,6 +207,8 @@ class BudgetRun:
                 "min_layer_code_agreement": self.min_layer_code_agreement,
                 "column_reads_compared": sum(l["column_reads"] for l in self.layers),
                 "columns_resolved": sum(l["resolved"] for l in self.layers),
+                "nearer_ideal": None if self.nearer_ideal is None else
+                dict(zip(("surrogate", "reference"), self.nearer_ideal)),
                 "seconds": self.seconds, "seconds_per_image": self.seconds / self.n if self.n else None,
                 "chunks_computed": self.chunks_computed, "layers": self.layers}
 
@@ -259,6 +286,7 @@ def run_budget(net, inputs: torch.Tensor, labels, config, out_dir, *, reference:
     sur = ref = paired = None
     sur_ok, ref_ok, agree, seconds, computed = [], [], 0, 0.0, 0
     layers: dict[str, list[int]] = {}
+    undirected: set[str] = set()     # layers with a chunk that did not count the direction of its codes
     for start in range(0, n, chunk_images):
         stop = min(n, start + chunk_images)
         path = out / "chunks" / f"images_{start:06d}_{stop:06d}.json"
@@ -294,13 +322,17 @@ def run_budget(net, inputs: torch.Tensor, labels, config, out_dir, *, reference:
         agree += int((ps == pr).sum())
         seconds += float(rec["seconds"])
         for name, c in rec["layers"].items():
-            acc = layers.setdefault(name, [0, 0, 0])
-            for i in range(3):
+            acc = layers.setdefault(name, [0, 0, 0, 0, 0, 0])
+            for i in range(len(c)):
                 acc[i] += int(c[i])
+            if len(c) < 6:                 # a chunk saved before cosim counted the codes' direction
+                undirected.add(name)
         if on_chunk is not None:
             on_chunk(stop, n)
+    direction = ("surrogate_nearer_ideal", "reference_nearer_ideal", "surrogate_higher")
     rows = [{"name": k, "column_reads": v[0], "codes_differ": v[1], "resolved": v[2],
-             "code_agreement": 1.0 - v[1] / v[0] if v[0] else float("nan")} for k, v in layers.items()]
+             "code_agreement": 1.0 - v[1] / v[0] if v[0] else float("nan"),
+             **dict(zip(direction, [None] * 3 if k in undirected else v[3:6]))} for k, v in layers.items()]
     return BudgetRun(n=n, surrogate_correct=np.concatenate(sur_ok), reference_correct=np.concatenate(ref_ok),
                      prediction_agreement=agree / n, layers=rows, seconds=seconds, chunks_computed=computed)
 
@@ -446,11 +478,51 @@ def _checks_markdown(checks: list[dict]) -> list[str]:
     return L + ["", "</details>", ""]
 
 
+def _label(r: dict) -> str:
+    n, t, rows, rw, a, b = configuration_of(r)
+    return f"{n} {t} {rows} rows {rw:g} Ω {a}{' +BinSparX' if b else ''}"
+
+
+def _direction_markdown(results: list[dict], direction: list[dict]) -> list[str]:
+    """Which way the surrogate's differences from the reference lean: the sign of the accuracy differences
+    across ``results`` (a sign test), and, for the runs that counted it (``direction`` and any of ``results``),
+    the direction of the differing ADC codes (nearer the ideal AND-count? higher?)."""
+    up = [r for r in results if r["result"]["delta_pp"] > 1e-9]
+    down = [r for r in results if r["result"]["delta_pp"] < -1e-9]
+    only_s = sum(int(r["result"].get("only_surrogate", 0)) for r in results)
+    only_r = sum(int(r["result"].get("only_reference", 0)) for r in results)
+    L = ["", f"Which way the differences lean. The surrogate's accuracy is above the reference's in {len(up)} of "
+             f"{len(results)} configurations and below it in {len(down)} (equal in {len(results) - len(up) - len(down)}; "
+             f"two-sided sign test over the configurations p = {stats.mcnemar_exact_counts(len(up), len(down)):.2g}); "
+             f"the images only one of the two networks classifies correctly, summed over the configurations: "
+             f"{only_s:,} for the surrogate, {only_r:,} for the reference (the configurations share images and "
+             "tables, so this sum is not an independent test)."]
+    rows = [r for r in [*direction, *results] if r["result"].get("nearer_ideal")]
+    if not rows:
+        return L
+    L[-1] += (" At the level of ADC codes, every column read in which the surrogate's code differs from the "
+              "reference's: is the surrogate's code the one nearer the column's AND-count (the ideal array's "
+              "code), and is it the higher one? An ideal ADC reference reads non-ideal currents low, so there a "
+              "higher code is a nearer one.")
+    L += ["", "| configuration | images | accuracy surrogate / reference | differing column reads | surrogate's code "
+              "nearer the AND-count | reference's nearer | surrogate's code higher |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s = r["result"]
+        differ = sum(int(l["codes_differ"]) for l in s["layers"])
+        higher = sum(int(l["surrogate_higher"]) for l in s["layers"])
+        near = s["nearer_ideal"]
+        L.append(f"| {_label(r)} | {s['n_images']} | {100 * s['accuracy_surrogate']:.1f} % / "
+                 f"{100 * s['accuracy_reference']:.1f} % | {differ:,} | {100 * near['surrogate'] / max(differ, 1):.1f} % | "
+                 f"{100 * near['reference'] / max(differ, 1):.1f} % | {100 * higher / max(differ, 1):.1f} % |")
+    return L
+
+
 def section_markdown(results: list[dict], checks: list[dict] | dict | None, *, conditions: str,
-                     images_target: int = 500) -> str:
+                     images_target: int = 500, direction: list[dict] | None = None) -> str:
     """The "End-to-end fidelity" section of docs/VALIDATION.md from the error-budget runs (``results``, their
     result.json), the certified-against-exact checks (check_exact.json files) and a sentence on the machine's
-    load (``conditions``), between SECTION_BEGIN and SECTION_END."""
+    load (``conditions``), between SECTION_BEGIN and SECTION_END. ``direction``: shorter runs (result.json)
+    that counted which way their differing codes lean, shown with the budgets' sign test."""
     if isinstance(checks, dict):
         checks = [checks]
     results = sorted(results, key=lambda r: (GRID[0].index(r["configuration"]["network"])
@@ -490,12 +562,8 @@ def section_markdown(results: list[dict], checks: list[dict] | dict | None, *, c
                  f"{100 * s['columns_resolved'] / max(s['column_reads_compared'], 1):.1f} % | "
                  f"{s['seconds_per_image']:.1f} |")
     if results:
-        def label(r) -> str:
-            n, t, rows, rw, a, b = configuration_of(r)
-            return f"{n} {t} {rows} rows {rw:g} Ω {a}{' +BinSparX' if b else ''}"
-
         def names(rs) -> str:
-            return "; ".join(label(r) for r in rs) or "none"
+            return "; ".join(_label(r) for r in rs) or "none"
         shown = [r for r in results if -0.5 <= r["result"]["delta_low_pp"] and r["result"]["delta_high_pp"] <= 0.5]
         point = [r for r in results if abs(r["result"]["delta_pp"]) <= 0.5]
         signif = [r for r in results if r["result"]["delta_low_pp"] > 0 or r["result"]["delta_high_pp"] < 0]
@@ -510,10 +578,11 @@ def section_markdown(results: list[dict], checks: list[dict] | dict | None, *, c
         if chance:
             L += ["", f"At chance (<= 15 % top-1 on both): {names(chance)}; there the difference in accuracy says "
                       "only that both fail, and the code agreement is the informative number."]
+        L += _direction_markdown(results, list(direction or []))
         L += ["", "<details><summary>per-layer code agreement of every configuration</summary>", ""]
         for r in results:
             s = r["result"]
-            L += [f"- {label(r)} ({s['n_images']} images): "
+            L += [f"- {_label(r)} ({s['n_images']} images): "
                   + ", ".join(f"{l['name']} {100 * l['code_agreement']:.3f} % ({l['codes_differ']:,} of "
                               f"{l['column_reads']:,})" for l in s["layers"]) + "."]
         L += ["", "</details>"]
