@@ -82,9 +82,14 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     if a.write_section:
         from cosim.study import budget
-        results = [json.loads((Path(r) / "result.json").read_text()) for r in a.runs]
-        checks = [json.loads((Path(c) / "check_exact.json").read_text()) for c in a.check]
-        direction = [json.loads((Path(r) / "result.json").read_text()) for r in a.direction]
+        def read(folder: str, name: str) -> dict:
+            try:
+                return json.loads((Path(folder) / name).read_text())
+            except (OSError, ValueError) as e:
+                ap.error(f"cannot read {Path(folder) / name}: {getattr(e, 'strerror', None) or e}")
+        results = [read(r, "result.json") for r in a.runs]
+        checks = [read(c, "check_exact.json") for c in a.check]
+        direction = [read(r, "result.json") for r in a.direction]
         doc = Path(a.write_section)
         doc.write_text(budget.replace_section(doc.read_text(), budget.section_markdown(
             results, checks, conditions=a.conditions, direction=direction)))

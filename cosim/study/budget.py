@@ -514,7 +514,19 @@ def _direction_markdown(results: list[dict], direction: list[dict]) -> list[str]
         L.append(f"| {_label(r)} | {s['n_images']} | {100 * s['accuracy_surrogate']:.1f} % / "
                  f"{100 * s['accuracy_reference']:.1f} % | {differ:,} | {100 * near['surrogate'] / max(differ, 1):.1f} % | "
                  f"{100 * near['reference'] / max(differ, 1):.1f} % | {100 * higher / max(differ, 1):.1f} % |")
-    return L
+    differ = sum(int(l["codes_differ"]) for r in rows for l in r["result"]["layers"])
+    nearer = sum(int(r["result"]["nearer_ideal"]["surrogate"]) for r in rows)
+    share = nearer / max(differ, 1)
+    L += ["", f"Pooled over these runs the surrogate's code is the nearer one in {100 * share:.1f} % of "
+              f"{differ:,} differing reads: "
+              + ("its code errors do not lean towards the ideal result, so they do not explain an accuracy above "
+                 "the reference's; a lean in accuracy across configurations that share images and tables may be "
+                 "chance, which more configurations will tell." if share <= 0.5 else
+                 "its code errors lean towards the ideal result, which would raise its accuracy above the "
+                 "reference's.")]
+    L += ["", "<details><summary>these runs' commands</summary>", ""]
+    L += [f"    {r['provenance']['command']}" for r in rows]
+    return L + ["", "</details>"]
 
 
 def section_markdown(results: list[dict], checks: list[dict] | dict | None, *, conditions: str,
