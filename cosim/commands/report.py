@@ -1,7 +1,7 @@
 """``cosim report``: run (or reuse) the BinSparX study grid and write its REPORT.md.
 
 Where: ``--out`` when given; else ``docs/`` for a grid (the committed report, docs/REPORT.md, is written
-this way: ``cosim report --config configs/study-session.toml``) and ``cosim-report/`` in the working
+this way: ``cosim report --config configs/study.toml``; docs/STUDY.md) and ``cosim-report/`` in the working
 directory for ``--quick`` (so that the README's first run does not replace the committed report)."""
 
 from __future__ import annotations

@@ -547,7 +547,7 @@ def section_markdown(results: list[dict], checks: list[dict] | dict | None, *, c
          "top-1 accuracy (surrogate minus reference, 95 % Newcombe interval, exact McNemar p) and, per layer, "
          "the ADC code agreement of the surrogate with the reference on the reference network's own operands "
          "(every column read of the reference network read by the surrogate too). Targets: |difference| <= 0.5 "
-         "points, per-layer code agreement >= 99.5 %. The study's report (`cosim report`: docs/study-1000/REPORT.md) prints each "
+         "points, per-layer code agreement >= 99.5 %. The study's report (`cosim report`: docs/REPORT.md) prints each "
          "configuration's budget, the farther end of this interval, beside its accuracy.", ""]
     L += _checks_markdown(list(checks or []))
     L += ["| network | technology | rows | wire (Ω) | ADC reference | BinSparX | table | images | surrogate | "
