@@ -710,6 +710,22 @@ def test_report_judges_claims_by_paired_tests(tmp_path, monkeypatch):
     assert df.stopped_at_chance.tolist() == [False, False, False, True] and df.per_image.all()
 
 
+def test_a_comparison_on_fewer_images_than_a_cell_names_both_accuracies_there():
+    """A cell run on more images (the claims' 10,000) compared with one on fewer: the paired difference is on
+    the shared images, and its text gives both accuracies on them (the larger cell's own accuracy, elsewhere
+    in the report, is on all its images and would not match the difference)."""
+    res = _paired_results()
+    rows = report.results_frame(res)
+    pairs = report.Pairs(res)
+    by = {r.variant: r for _, r in rows.iterrows()}
+    full = pairs.compare(by["software"], by["nonideal"])            # both on the same 1000 images
+    assert full.on_paired is None and "on these images" not in full.text()
+    part = pairs.compare(by["software"], by["pwa"])                 # pwa stopped at chance after 200
+    sw = runner.cell_outcomes(res.cells[int(by["software"].name)].result)[1][:200]
+    assert part.n == 200 and part.on_paired == (sw.mean(), 0.1)
+    assert f"(n = 200 paired: {100 * sw.mean():.2f} % and 10.00 % on these images)" in part.text()
+
+
 def test_error_budget_is_read_and_shown(tmp_path, monkeypatch):
     from cosim import paths
     monkeypatch.setattr(paths, "CHECKOUT_DIR", tmp_path / "checkout")

@@ -25,7 +25,7 @@ import json
 import math
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +216,11 @@ class Pairs:
             if len(ia):
                 order = np.argsort(ia)          # in A's evaluation order (irrelevant to the statistics)
                 self._paired.add((int(a.name), int(b.name)))
-                return stats.compare(oa[1][ia[order]], ob[1][ib[order]])
+                ca, cb = oa[1][ia[order]], ob[1][ib[order]]
+                c = stats.compare(ca, cb)
+                if len(ia) < max(len(oa[0]), len(ob[0])):   # one cell ran on more images: say what was compared
+                    c = replace(c, on_paired=(float(np.mean(ca)), float(np.mean(cb))))
+                return c
         self._unpaired.add((int(a.name), int(b.name)))
         return stats.compare_unpaired(int(a.correct), int(a.n), int(b.correct), int(b.n))
 

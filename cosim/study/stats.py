@@ -127,6 +127,9 @@ class Comparison:
     only_b: int          #: images only B classifies right
     p: float             #: exact two-sided McNemar p-value (NaN for an unpaired comparison)
     paired: bool = True  #: False: outcomes per image missing, the unpaired interval of ``compare_unpaired``
+    #: (accuracy(A), accuracy(B)) on the paired images, where they are fewer than a cell's own (a cell run
+    #: on more images than the other): its accuracy elsewhere in the report is on all of its images
+    on_paired: tuple[float, float] | None = None
 
     @property
     def verdict(self) -> str:
@@ -149,7 +152,9 @@ class Comparison:
         head = f"{s * self.diff:+.2f} [{s * self.low:+.2f}, {s * self.high:+.2f}]{' points' if points else ''}"
         if not self.paired:
             return head + " (unpaired: no per-image outcomes)"
-        return head + f", McNemar p {_p_txt(self.p)} (n = {self.n} paired)"
+        both = (f": {100 * self.on_paired[0]:.2f} % and {100 * self.on_paired[1]:.2f} % on these images"
+                if self.on_paired is not None else "")
+        return head + f", McNemar p {_p_txt(self.p)} (n = {self.n} paired{both})"
 
 
 def _p_txt(p: float) -> str:
