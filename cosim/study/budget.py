@@ -169,8 +169,9 @@ class BudgetRun:
     reference_correct: np.ndarray
     prediction_agreement: float
     #: per layer: name, column_reads, codes_differ, code_agreement, resolved, surrogate_nearer_ideal and
-    #: reference_nearer_ideal (of the differing reads, those whose code lies strictly nearer the AND-count;
-    #: None for runs whose chunks predate these counts)
+    #: reference_nearer_ideal (of the differing reads, those whose code lies strictly nearer the AND-count),
+    #: surrogate_higher (those whose surrogate code is the higher); the last three None for runs whose chunks
+    #: predate these counts
     layers: list[dict]
     seconds: float                     #: the chunks computed in this call and those read back (their own times)
     chunks_computed: int
