@@ -88,11 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     todo = plan(a.networks, a.techs, a.rows, a.r_wire_ohm, a.adc_references, [b == "on" for b in a.binsparx],
                 csv_path=Path(a.csv), images=a.images)
     print(f"{len(todo)} configuration(s) left", file=sys.stderr)
+    def rel(path) -> str:   # paths inside the checkout as the run records them: relative, as from another checkout
+        p = Path(path).resolve()
+        return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+
     for i, c in enumerate(todo):
-        cmd = [sys.executable, str(ROOT / "scripts" / "error_budget.py"), "--model", c["network"], "--tech", c["tech"],
-               "--rows", str(c["rows"]), "--table", c["table"], "--adc-reference", c["adc_reference"],
+        cmd = [sys.executable, "scripts/error_budget.py", "--model", c["network"], "--tech", c["tech"],
+               "--rows", str(c["rows"]), "--table", rel(c["table"]), "--adc-reference", c["adc_reference"],
                *(["--binsparx"] if c["binsparx"] else []), "--reference", "certified", "--images", str(a.images),
-               "--chunk", "5", "--threads", "1", "--out", str(Path(a.runs) / c["name"]), "--csv", a.csv]
+               "--chunk", "5", "--threads", "1", "--out", rel(Path(a.runs) / c["name"]), "--csv", rel(a.csv)]
         print(f"[{i + 1}/{len(todo)}] {c['name']}", file=sys.stderr, flush=True)
         if a.dry_run:
             continue

@@ -236,7 +236,7 @@ def test_a_run_is_its_table_s_content_not_its_path(tmp_path, tables):
                           chunk_images=1)
 
 
-def test_the_budget_queue_skips_what_the_csv_holds_for_the_shipped_table(tmp_path):
+def test_the_budget_queue_skips_what_the_csv_holds_for_the_shipped_table(tmp_path, monkeypatch):
     """scripts/error_budget_queue.py: a configuration with a row on its shipped table (and enough images of the
     reference) is done; one on another table, with fewer images, or not in the CSV is left to run."""
     import importlib.util
@@ -266,3 +266,16 @@ def test_the_budget_queue_skips_what_the_csv_holds_for_the_shipped_table(tmp_pat
     assert [c["name"] for c in todo] == ["vgg_sram8t_64_10ohm_calibrated", "vgg_sram8t_64_10ohm_ideal_bsx",
                                          "vgg_sram8t_64_10ohm_ideal"]
     assert all(c["table_sha256"] == sha for c in todo)
+    # each run is started from the checkout with paths relative to it: its recorded command reruns anywhere
+    seen = []
+
+    class Done:
+        returncode = 0
+    monkeypatch.setattr(queue.subprocess, "run", lambda cmd, cwd=None: seen.append((cmd, cwd)) or Done())
+    assert queue.main(["--rows", "64", "--networks", "vgg-small", "--techs", "sram8t", "--r-wire-ohm", "10",
+                       "--adc-references", "calibrated", "--binsparx", "off", "--csv", str(tmp_path / "b.csv")]) == 0
+    (cmd, cwd), = seen
+    assert cwd == CHECKOUT_DIR and cmd[1] == "scripts/error_budget.py"
+    assert cmd[cmd.index("--out") + 1] == "docs/error_budget/runs/vgg_sram8t_64_10ohm_calibrated"
+    assert not cmd[cmd.index("--table") + 1].startswith("/")
+    assert cmd[cmd.index("--csv") + 1] == str(tmp_path / "b.csv")      # outside the checkout: as given
