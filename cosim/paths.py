@@ -48,3 +48,10 @@ def cache_dir() -> Path:
 def resources_dir() -> Path:
     """Small data shipped inside the package: default tables (tables/), checkpoints (checkpoints/)."""
     return PACKAGE_DIR / "resources"
+
+
+def checkout_relative(path) -> str:
+    """``path`` as docs and recorded commands give it: relative to the checkout where it lies inside it (so a
+    command reruns from another checkout), else as given."""
+    p = Path(path).resolve()
+    return str(p.relative_to(CHECKOUT_DIR)) if p.is_relative_to(CHECKOUT_DIR) else str(path)

@@ -34,15 +34,6 @@ def cpu_model() -> str:
     return "unknown"
 
 
-def rel(path) -> str:
-    """A table's path as the docs give it: relative to the checkout where it lies inside it."""
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(ROOT))
-    except ValueError:
-        return str(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="vgg-small", choices=["vgg-small", "resnet18"])
@@ -106,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     from cosim.bnn.datasets import load_cifar10, resolve_data_path, to_tensor
     from cosim.bnn.models import load_reference
     from cosim.cim.config import CiMConfig
+    from cosim.paths import checkout_relative as rel
     from cosim.provenance import code_version, json_default, record, sha256_file
     from cosim.study import budget, stats
     from cosim.surrogate.tables import load_table

@@ -88,9 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     todo = plan(a.networks, a.techs, a.rows, a.r_wire_ohm, a.adc_references, [b == "on" for b in a.binsparx],
                 csv_path=Path(a.csv), images=a.images)
     print(f"{len(todo)} configuration(s) left", file=sys.stderr)
-    def rel(path) -> str:   # paths inside the checkout as the run records them: relative, as from another checkout
-        p = Path(path).resolve()
-        return str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+    # paths inside the checkout, as the run records them in its command: relative, so that it reruns anywhere
+    from cosim.paths import checkout_relative as rel
 
     for i, c in enumerate(todo):
         cmd = [sys.executable, "scripts/error_budget.py", "--model", c["network"], "--tech", c["tech"],

@@ -95,14 +95,14 @@ class PairedArray:
         c[0] += int(ref_codes.numel())
         c[1] += int(n_idx.numel())
         c[2] += int(getattr(self.reference, "resolved", 0) - before)
-        if n_idx.numel():
+        if n_idx.numel():   # the differing reads only: their AND-counts, and which code lies nearer / higher
             x = x_bits.to(codes.device)[n_idx].to(torch.float64)
             count = (x * w_bits.to(codes.device)[:, c_idx].T.to(torch.float64)).sum(dim=1)
-            d_probe = (probe[n_idx, c_idx].to(torch.float64) - count).abs()
-            d_ref = (ref_codes[n_idx, c_idx].to(torch.float64) - count).abs()
+            p_code, r_code = probe[n_idx, c_idx].to(torch.float64), ref_codes[n_idx, c_idx].to(torch.float64)
+            d_probe, d_ref = (p_code - count).abs(), (r_code - count).abs()
             c[3] += int((d_probe < d_ref).sum())
             c[4] += int((d_ref < d_probe).sum())
-            c[5] += int((probe[n_idx, c_idx] > ref_codes[n_idx, c_idx]).sum())
+            c[5] += int((p_code > r_code).sum())
         return codes, cur
 
     def read(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
@@ -199,7 +199,7 @@ class BudgetRun:
         return min((l["code_agreement"] for l in self.layers), default=float("nan"))
 
     def summary(self) -> dict:
-        c = self.comparison
+        c, near = self.comparison, self.nearer_ideal
         return {"n_images": self.n, "accuracy_surrogate": float(self.surrogate_correct.mean()),
                 "accuracy_reference": float(self.reference_correct.mean()),
                 "delta_pp": 100 * c.diff, "delta_low_pp": 100 * c.low, "delta_high_pp": 100 * c.high,
@@ -208,8 +208,7 @@ class BudgetRun:
                 "min_layer_code_agreement": self.min_layer_code_agreement,
                 "column_reads_compared": sum(l["column_reads"] for l in self.layers),
                 "columns_resolved": sum(l["resolved"] for l in self.layers),
-                "nearer_ideal": None if self.nearer_ideal is None else
-                dict(zip(("surrogate", "reference"), self.nearer_ideal)),
+                "nearer_ideal": None if near is None else dict(zip(("surrogate", "reference"), near)),
                 "seconds": self.seconds, "seconds_per_image": self.seconds / self.n if self.n else None,
                 "chunks_computed": self.chunks_computed, "layers": self.layers}
 
