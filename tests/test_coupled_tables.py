@@ -246,3 +246,4 @@ def test_cli_calibrates_a_coupled_table_with_the_exact_solver_and_validates_it(t
     rep = validate(table, patterns=("random", "far"), n_columns=64, seed=5, vectors=8, cache=False)
     assert rep["provenance"]["cols"] == 4
     assert rep["by_adc"]["ideal"]["surrogate"]["code_agreement"] >= 0.99
+    assert rep["certified_skipped"] == "certified reads need a decoupled table" and "certified" not in rep["by_adc"]["ideal"]

@@ -70,9 +70,12 @@ def _metrics(agree: float, rel: float, n: int = 2048, mae: float = 0.01) -> dict
     return {"code_agreement": agree, "current_rel_rmse": rel, "mean_abs_code_error": mae, "n_columns": n}
 
 
-def validation_case(rows: int = 64, agree: float = 0.9973, r_wire_ohm: float = 10.0) -> tuple[SimpleNamespace, dict]:
+def validation_case(rows: int = 64, agree: float = 0.9973, r_wire_ohm: float = 10.0,
+                    certified: float | None = None) -> tuple[SimpleNamespace, dict]:
     """A (table, report) pair shaped as ``cosim.surrogate.validate.validate`` returns it: every family at
-    ``agree`` through ideal references, ``agree - 0.003`` through calibrated ones, except ``near``, 0.001 lower."""
+    ``agree`` through ideal references, ``agree - 0.003`` through calibrated ones, except ``near``, 0.001 lower;
+    certified reads (when ``certified`` is given) at ``certified`` and ``certified - 0.0005``, re-solving 2 % and
+    30 % of the columns, every family alike."""
     table = SimpleNamespace(rows=rows, meta={"model": "moments-v3", "orders": [1, 2, 3, 4], "terms": list(range(19)),
                                              "leak": False, "n_knots": 33, "term_set": "compact"},
                             provenance={"n_samples": 2457600, "n_points": 2400, "source_path": f"/x/sram8t_{rows}.parquet",
@@ -85,6 +88,10 @@ def validation_case(rows: int = 64, agree: float = 0.9973, r_wire_ohm: float = 1
         by_adc = {ref: {"surrogate": _metrics(a - d, 0.0003), "count_only": _metrics(0.6609 - d, 0.0355),
                         "ideal": _metrics(0.1235, 0.3661), "fragile_counts": fragile if ref == "calibrated" else [],
                         "per_on_count": per} for ref, d in (("ideal", 0.0), ("calibrated", 0.003))}
+        if certified is not None:
+            for ref, d, f in (("ideal", 0.0, 0.02), ("calibrated", 0.0005, 0.3)):
+                by_adc[ref]["certified"] = {"code_agreement": certified - d, "n_columns": 4096,
+                                            "mean_abs_code_error": 0.0, "resolved_fraction": f}
         return {**_metrics(a, 0.0003, 4096), "by_adc": by_adc}
 
     pats = {f: family(agree - (0.001 if f == "near" else 0.0), [3, 4, 5, 9] if f == "skewed" else [])
@@ -214,9 +221,10 @@ def test_validation_report_from_synthetic_results():
 
     groups = [("without BinSparX", {"n_columns": 2048, "ideal": 0.998, "calibrated": 0.9951}),
               ("with BinSparX", {"n_columns": 2048, "ideal": 0.999, "calibrated": 0.997})]
-    results = {"sram8t_64": (*validation_case(64, 0.9993), groups),
-               "sram8t_64_r20ohm": (*validation_case(64, 0.9973, 20.0), []),
+    results = {"sram8t_64": (*validation_case(64, 0.9993, certified=0.9999), groups),
+               "sram8t_64_r20ohm": (*validation_case(64, 0.9973, 20.0, certified=0.9992), []),
                "sram8t_256": (*validation_case(256, 0.9953), [])}
+    results["sram8t_256"][1]["certified_skipped"] = "the table records no calibration residuals"
     old = ("# old\n" + vr.KEPT_BEGIN + "\nHAND-MEASURED\n" + vr.KEPT_END + "\n" + vr.DEV_BEGIN + "\nDEVICES\n"
            + vr.DEV_END + "\n" + vr.CERT_BEGIN + "\nCERTIFIED\n" + vr.CERT_END + "\n")
     prov = {"date_utc": "2026-01-02T03:04:05+00:00", "ngspice_version": "46", "solver": "klu",
@@ -230,10 +238,12 @@ def test_validation_report_from_synthetic_results():
     summary = {r[0]: r for r in _table(text, "| table | wire (ohm per cell) |")}
     assert list(summary) == ["sram8t_64", "sram8t_64_r20ohm", "sram8t_256"]
     assert summary["sram8t_64"][1:] == ["10", "2,457,600 (2,400 points)", "99.83 % (near)", "99.53 % (near)", "0.03 %",
-                                        "3-5, 9", "yes"]
+                                        "3-5, 9", "yes", "99.99 % (random) / 99.94 % (random)", "2.00 % / 30.00 %", "yes"]
     assert summary["sram8t_64_r20ohm"][1] == "20"
-    assert summary["sram8t_64_r20ohm"][-1] == "no (calibrated < 99.5 %)"
-    assert summary["sram8t_256"][3:5] == ["99.43 % (near)", "99.13 % (near)"] and summary["sram8t_256"][-1] == "yes"
+    assert summary["sram8t_64_r20ohm"][7:] == ["no (calibrated < 99.5 %)", "99.92 % (random) / 99.87 % (random)",
+                                               "2.00 % / 30.00 %", "no (calibrated < 99.9 %)"]
+    assert summary["sram8t_256"][3:5] == ["99.43 % (near)", "99.13 % (near)"] and summary["sram8t_256"][7:] == [
+        "yes", "not measured (the table records no calibration residuals)", "", ""]
     assert "Not validated in this run: sram8t_64_r2ohm, sram8t_64_r5ohm, sram8t_128," in text
     # each table's section: calibration, agreement per family and reference, network groups, per ON-count bins
     sec = text.split("## sram8t_64\n", 1)[1].split("\n## ", 1)[0]
@@ -243,7 +253,8 @@ def test_validation_report_from_synthetic_results():
             "code 0.1.0+gtest.") in sec
     fams = _table(sec, "| family | columns |")
     assert [r[0] for r in fams] == ["random", "skewed", "near", "network, without BinSparX", "network, with BinSparX"]
-    assert fams[1][1:] == ["4096", "99.93 %", "99.63 %", "0.03 %", "66.09 % / 65.79 %", "12.35 %", "3-5, 9"]
+    assert fams[1][1:] == ["4096", "99.93 %", "99.63 %", "0.03 %", "66.09 % / 65.79 %", "12.35 %", "3-5, 9",
+                           "99.99 % / 99.94 %, 2.00 % / 30.00 %"]
     assert fams[3][1:4] == ["2048", "99.80 %", "99.51 %"]
     bins = _table(sec, "| ON-count k |")
     assert bins[0][0] == "0-7" and bins[-1][0] == "56-64" and sum(int(b[1]) for b in bins) == sum(10 + k for k in range(65))
@@ -256,6 +267,9 @@ def test_validation_report_from_synthetic_results():
         < text.index("CERTIFIED")
     assert ("at their targets: sram8t_64 (99.53 %) and sram8t_256 (99.13 %); missed (worst family and reference): "
             "sram8t_64_r20ohm (99.33 %)") in text
+    assert ("Certified reads at or above 99.9 % on every family with both references: sram8t_64 (99.94 %); below it: "
+            "sram8t_64_r20ohm (99.87 %).") in text
+    assert "| network, with BinSparX | 2048 | 99.90 % | 99.70 % | | | | | |" in text
 
 
 def test_validation_section_of_a_reproducible_table_names_its_solver():

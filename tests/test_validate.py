@@ -281,3 +281,25 @@ def test_validate_placement_families_report_both_references_side_by_side(table_p
           "--cols", "2", "--no-cache"])
     out = capsys.readouterr().out
     assert "surrogate calibrated" in out and "\nfar " in out and "\ndense " in out
+
+
+def test_certified_reads_against_fresh_spice_points(table_path, monkeypatch):
+    """Certified reads' codes are compared with ngspice's per family and reference: with a safety factor
+    that sends every column to the exact solver they must all agree (the solver is exact on a resistor array),
+    and with the default factor they re-solve only some and agree at least where the surrogate does."""
+    import cosim.cim.arrays as arrays
+
+    rep = validate(table_path, patterns=["random", "far"], n_columns=64, vectors=8, cols=8, cache=False)
+    for ref in ("ideal", "calibrated"):
+        for sec in (rep, *rep["patterns"].values()):
+            c = sec["by_adc"][ref]["certified"]
+            assert c["n_columns"] == sec["n_columns"] and 0 <= c["resolved_fraction"] < 1
+            assert c["code_agreement"] >= sec["by_adc"][ref]["surrogate"]["code_agreement"]
+    assert "certified_skipped" not in rep and rep["provenance"]["certify_safety"]
+    monkeypatch.setattr(arrays, "CERTIFY_READ_SAFETY", 1e9)
+    every = validate(table_path, patterns=["random", "far"], n_columns=64, vectors=8, cols=8, cache=False)
+    for ref in ("ideal", "calibrated"):
+        c = every["by_adc"][ref]["certified"]
+        assert c["resolved_fraction"] == 1.0 and c["code_agreement"] == 1.0 and c["mean_abs_code_error"] == 0.0
+    assert validate(table_path, patterns=["random"], n_columns=8, vectors=4, cols=2, cache=False,
+                    certified=False)["certified_skipped"] == "not asked for"

@@ -24,6 +24,14 @@ Predictors:
 - ``ideal``       no non-ideality at all: k * I_on + leaking cells * I_off;
 - ``count_only``  the mean calibration current of the column's ON-count (a table over k alone).
 
+and, for decoupled tables that record their calibration residuals, **certified reads**
+(``cosim.cim.arrays.CertifiedArray``, the default safety factor): the surrogate's code except where its current
+lies within the margin of a decision level, where the exact solver re-solves the column. Codes only (a certified
+read keeps no current of the columns it leaves alone), per reference under ``by_adc[ref]["certified"]``:
+``code_agreement``, ``mean_abs_code_error``, ``n_columns`` and ``resolved_fraction`` (the columns re-solved).
+The re-solves are the exact solver's, so these codes test it against ngspice where it matters most: near the
+decision levels. ``certified=False`` skips them; ``certified_skipped`` says why they are missing.
+
 Codes are compared through the SAME ADC: a prediction agrees when it yields the code that the SPICE
 current yields. Both references are always reported side by side (``by_adc``: ``ideal``, levels
 k * I_cell, and ``calibrated``, the table's mean SPICE current per count; ``selected``, the
@@ -197,7 +205,7 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
              seed: int = 1, vectors: int = 16, cols: int | None = None, adc: ADC | None = None,
              out_dir: str | Path | None = None, return_samples: bool = False, network: Any = None,
              executor: Any = None, cache: Any = None, point_timeout_s: float | None = None,
-             progress: bool | str = False) -> dict[str, Any]:
+             progress: bool | str = False, certified: bool = True) -> dict[str, Any]:
     """Compare the surrogate and the baselines with fresh SPICE points; returns the report dict
     (JSON-ready; with ``return_samples`` also ``samples``: numpy arrays per column, for plots).
 
@@ -205,7 +213,8 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     VGG-small on the first ``cosim.surrogate.netslices.DEFAULT_IMAGES`` CIFAR-10 test images). ``executor``,
     ``cache``, ``point_timeout_s``: where and how the SPICE points run (``simulate_runs``). A run that
     fails even with the convergence aids is left out of the metrics and listed under ``failed_runs``
-    (with a warning); if every run fails, an NgspiceError."""
+    (with a warning); if every run fails, an NgspiceError. ``certified``: also the certified reads' codes
+    (decoupled tables with calibration residuals; ``certified_skipped`` says why they are not there)."""
     import torch
 
     from ..errors import NgspiceError
@@ -239,6 +248,7 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     main_adc = "selected" if adc is not None else "ideal"
     s0 = Surrogate.from_table(table)
     bound = {name: a.bind(table) for name, a in adcs.items()}   # each ADC as the surrogate would bind it
+    certifiers, cert_skipped = _certifiers(table, adcs) if certified else ({}, "not asked for")
     out = check_writable(out_dir, "the output folder") if out_dir is not None else None
     warnings = []
     warnings += provenance_warnings(table.provenance, ngspice=True)
@@ -248,6 +258,8 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
         if fallback:
             warnings.append(fallback_warning(fallback))
     report: dict[str, Any] = {"patterns": {}, "warnings": warnings}
+    if cert_skipped:
+        report["certified_skipped"] = cert_skipped
     t0 = time.perf_counter()
     runs = [run for fam in patterns
             for run in family_runs(table, fam, n_columns, seed, vectors, cols, network if fam == "network" else None)]
@@ -271,10 +283,12 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     if len(failed) == len(runs):
         raise NgspiceError(f"every validation SPICE run failed; first: {report['failed_runs'][0]['reason']}")
     all_rows: dict[str, list] = {"k": [], "spice": [], **{p: [] for p in PREDICTORS}}
+    all_cert: dict[str, list] = {name: [] for name in certifiers}
     fam_of: list[str] = []
     for fam in patterns:
         pr: dict[str, list]
         k_l, sp_l, pr = [], [], {p: [] for p in PREDICTORS}
+        cert: dict[str, list] = {name: [] for name in certifiers}
         for run, c in zip(runs, currents):
             if run.family != fam or c is None:
                 continue
@@ -286,6 +300,9 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
             pr["surrogate"].append(s0.column_currents(xt, wt).double().numpy().ravel())
             pr["ideal"].append(s0.ideal_currents(xt, wt).double().numpy().ravel())
             pr["count_only"].append(s0.count_only_currents(xt, wt).double().numpy().ravel())
+            for name, arr in certifiers.items():
+                before = arr.resolved
+                cert[name].append((arr.read(xt, wt).double().numpy().ravel(), arr.resolved - before))
         n_failed = sum(1 for j in failed if runs[j].family == fam)
         if not k_l:
             report["patterns"][fam] = {"n_columns": 0, "failed_runs": n_failed}
@@ -298,11 +315,15 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
         fam_of.append(fam)
         for p in PREDICTORS:
             all_rows[p].append(preds[p])
-        report["patterns"][fam] = _section(bound, main_adc, k, spice, preds) | {"failed_runs": n_failed}
+        certs = {name: (np.concatenate([v[0] for v in c]), sum(v[1] for v in c)) for name, c in cert.items()}
+        for name, c in certs.items():
+            all_cert[name].append(c)
+        report["patterns"][fam] = _section(bound, main_adc, k, spice, preds, certs) | {"failed_runs": n_failed}
     k = np.concatenate(all_rows["k"])
     spice = np.concatenate(all_rows["spice"])
     preds = {p: np.concatenate(all_rows[p]) for p in PREDICTORS}
-    overall = _section(bound, main_adc, k, spice, preds)
+    overall = _section(bound, main_adc, k, spice, preds,
+                       {name: (np.concatenate([v[0] for v in c]), sum(v[1] for v in c)) for name, c in all_cert.items()})
     report.update({key: overall[key] for key in ("code_agreement", "mean_abs_code_error", "current_rel_rmse", "n_columns")})
     report["baselines"] = overall["baselines"]
     report["per_on_count"] = overall["per_on_count"]
@@ -333,16 +354,36 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
         netlist_sha256=sorted({str(m.get("netlist_sha256")) for m in ok_meta}),
         spice_runs=len(runs), spice_runs_reused=sum(1 for m in spice_meta if m.get("cached")),
         spice_failed=len(failed), executor=sweep.executor if sweep is not None else "none (all runs reused)",
+        certify_safety=(next(iter(certifiers.values())).describe()["certify_safety_counts"] if certifiers else None),
         spice_seconds=float(sum(float(m.get("seconds", 0.0)) for m in ok_meta)), seconds=time.perf_counter() - t0)
     return report
 
 
-def _section(adcs: dict, main_adc: str, k: np.ndarray, spice: np.ndarray, preds: dict) -> dict[str, Any]:
+def _certifiers(table: LookupTable, adcs: dict[str, ADC]) -> tuple[dict[str, Any], str | None]:
+    """({ADC name: CertifiedArray reading through that ADC}, None), or ({}, why not) for a table certified
+    reads refuse (coupled, or without calibration residuals)."""
+    from ..cim.arrays import CertifiedArray
+    from .evaluate import Surrogate
+
+    if table.topology != "decoupled":
+        return {}, "certified reads need a decoupled table"
+    if "certify_residual_a" not in table.arrays or "certify_band_counts" not in table.meta:
+        return {}, "the table records no calibration residuals"
+    return {name: CertifiedArray(Surrogate(table, adc=a), table.technology()) for name, a in adcs.items()}, None
+
+
+def _section(adcs: dict, main_adc: str, k: np.ndarray, spice: np.ndarray, preds: dict,
+             certified: dict[str, tuple[np.ndarray, int]] | None = None) -> dict[str, Any]:
     by_adc = {}
     for name, a in adcs.items():
         sc = a.digitize(spice)
         codes = {p: a.digitize(preds[p]) for p in PREDICTORS}
         entry: dict[str, Any] = {p: metrics(preds[p], spice, codes[p], sc) for p in PREDICTORS}
+        if certified and name in certified:
+            c_codes, n_resolved = certified[name]
+            entry["certified"] = {"code_agreement": float(np.mean(c_codes == sc)),
+                                  "mean_abs_code_error": float(np.mean(np.abs(c_codes - sc))),
+                                  "n_columns": int(sc.size), "resolved_fraction": n_resolved / max(int(sc.size), 1)}
         entry["spice_code_equals_true_count"] = float(np.mean(sc == np.minimum(k, a.max_code * a.lsb_counts)))
         entry["per_on_count"] = _per_count_margins(a, k, preds["surrogate"], spice, codes["surrogate"], sc)
         entry["fragile_counts"] = [int(c) for c, v in entry["per_on_count"].items() if v["fragile"]]
@@ -387,7 +428,10 @@ def agreement_table(report: dict[str, Any]) -> str:
     refs = ["ideal", "calibrated"]
     if "selected" in report["by_adc"] and report["adc"].get("bits") is not None:   # else the same as one of them
         refs.append("selected")
-    head = f"{'family':<10} {'columns':>8}" + "".join(f" {'surrogate ' + r:>21} {'count-only ' + r:>22}" for r in refs)
+    cert = "certified" in report["by_adc"]["ideal"]
+    head = f"{'family':<10} {'columns':>8}" + "".join(
+        f" {'surrogate ' + r:>21} {'count-only ' + r:>22}" + (f" {'certified ' + r:>21} {'re-solved':>9}" if cert else "")
+        for r in refs)
     lines = [head]
     sections = [(fam, sec) for fam, sec in report["patterns"].items() if sec.get("n_columns")]
     sections.append(("all", report))
@@ -396,7 +440,11 @@ def agreement_table(report: dict[str, Any]) -> str:
         for r in refs:
             e = sec["by_adc"][r]
             row += f" {e['surrogate']['code_agreement']:>21.4f} {e['count_only']['code_agreement']:>22.4f}"
+            if cert:
+                row += f" {e['certified']['code_agreement']:>21.4f} {e['certified']['resolved_fraction']:>9.4f}"
         lines.append(row)
+    if report.get("certified_skipped"):
+        lines.append(f"certified reads: not measured ({report['certified_skipped']})")
     for r in refs:
         per = report["by_adc"][r]["per_on_count"]
         for what, cs in (("fragile counts (surrogate error above the decision margin)",
