@@ -186,6 +186,8 @@ def test_the_validation_section_is_written_and_replaced(tmp_path, tables):
     assert f"{s['delta_pp']:+.2f} [{s['delta_low_pp']:+.2f}, {s['delta_high_pp']:+.2f}]" in sec
     assert "191 of the 192 configurations" in sec and "cpu X" in sec and "--images 3" in sec
     assert "64 rows: 63, at most" in sec and "128 rows: 64, not yet timed" in sec
+    # the interval target's reach: two images classified differently, one each way, on 500 and 1,000 images
+    assert "gives an interval of ±0.55 points or wider, ±0.28 on 1,000" in sec
     assert "| t.parquet (abababab) |" in sec and "`t.parquet`, sha256 abababababababab…" in sec
     # a run certified through another table names it
     cert = {**result, "configuration": {**result["configuration"], "reference": "certified"},

@@ -529,6 +529,19 @@ def _direction_markdown(results: list[dict], direction: list[dict]) -> list[str]
     return L + ["", "</details>"]
 
 
+def _two_discordant_half_width(n_images: int) -> float:
+    """The narrowest half-width of the paired 95 % interval (cosim.study.stats.newcombe_paired) on ``n_images``
+    images when the two networks disagree on exactly two of them, one each way, over accuracies 5-95 %."""
+    from .stats import newcombe_paired
+
+    widths = []
+    for acc in np.linspace(0.05, 0.95, 19):
+        both = int(round(acc * n_images)) - 1
+        d, lo, hi = newcombe_paired(both, 1, 1, n_images - both - 2)
+        widths.append(max(hi - d, d - lo))
+    return float(min(widths))
+
+
 def section_markdown(results: list[dict], checks: list[dict] | dict | None, *, conditions: str,
                      images_target: int = 500, direction: list[dict] | None = None) -> str:
     """The "End-to-end fidelity" section of docs/VALIDATION.md from the error-budget runs (``results``, their
@@ -583,8 +596,10 @@ def section_markdown(results: list[dict], checks: list[dict] | dict | None, *, c
         chance = [r for r in results if max(r["result"]["accuracy_surrogate"], r["result"]["accuracy_reference"]) <= 0.15]
         L += ["", f"Targets. |difference| <= 0.5 points: the point estimate within ±0.5 in {len(point)} of "
                   f"{len(results)} configurations, the whole 95 % interval within ±0.5 (shown) in {len(shown)} "
-                  f"({names(shown)}): on {images_target} images an interval is about ±1-2 points unless the two "
-                  f"networks disagree on almost no image. Significant differences (the interval excludes 0): "
+                  f"({names(shown)}): on {images_target} images one image classified differently each way already "
+                  f"gives an interval of ±{100 * _two_discordant_half_width(images_target):.2f} points or wider, "
+                  f"±{100 * _two_discordant_half_width(2 * images_target):.2f} on {2 * images_target:,} (95 % "
+                  "Newcombe interval, narrowest over the accuracies). Significant differences (the interval excludes 0): "
                   f"{len(signif)} ({names(signif)}). Per-layer code agreement >= 99.5 % in every layer: "
                   f"{len(results) - len(layers_low)} of {len(results)}; below it in some layer: {names(layers_low)}."]
         if chance:
