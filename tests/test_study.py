@@ -912,3 +912,43 @@ def test_an_error_budget_row_of_one_table_budgets_only_its_cells(tmp_path):
     assert report.error_budget_for(cell, budget, "b" * 64) == pytest.approx(1.2)
     assert report.error_budget_for(cell, budget, "c" * 64) is None
     assert report.error_budget_for(cell, budget) is None
+
+
+def test_certified_cells_key_config_and_budget():
+    """`certify = true` reads every array cell through certified reads: a cell key of its own (the plain cells
+    keep theirs), a one-line error for a non-boolean, and no error budget (the budgets are the plain surrogate's)."""
+    cfg = parse_config({"run": {"certify": True}, "grid": {"networks": ["vgg-small"], "technologies": ["sram8t"],
+                                                         "rows": [64], "r_wire_ohm": [10.0]}})
+    cells = cfg.cells()
+    assert cells[0].variant == "software" and not cells[0].certify and all(c.certify for c in cells[1:])
+    assert "certified reads" in cfg.describe() and cells[1].label().endswith("/certified/n=1000")
+    plain = dataclasses.replace(cells[1], certify=False)
+    assert "certify" not in plain.as_dict() and cells[1].as_dict()["certify"] is True
+    assert runner.make_key({"cell": plain.as_dict()}) != runner.make_key({"cell": cells[1].as_dict()})
+    with pytest.raises(InputError, match=r"certify must be true or false, got 'yes'"):
+        parse_config({"run": {"certify": "yes"}})
+    budget = {report.budget_key("vgg-small", "sram8t", 64, 10.0, "ideal", False): 1.5}
+    assert report.error_budget_for(plain, budget) == 1.5 and report.error_budget_for(cells[1], budget) is None
+
+
+def test_certified_report_end_to_end_on_a_tiny_subset(tmp_path):
+    """The real command with certified reads on 3 test images: the cell records how much it re-solved, and the
+    report says its array cells are certified."""
+    import json
+
+    import pandas as pd
+
+    from cosim.cli import main
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text('[quick]\nvariants = ["nonideal"]\nlimit = 3\nskew_images = 1\ncertify = true\n'
+                   f'[paths]\ncache = "{tmp_path / "cache"}"\n')
+    out = tmp_path / "docs"
+    main(["report", "--config", str(cfg), "--quick", "--out", str(out), "--no-progress"])
+    df = pd.read_csv(out / "report" / "results.csv")
+    assert list(df.variant) == ["nonideal"] and (df.status == "computed").all(), df.reason.tolist()
+    cells = [json.loads(line) for line in (out / "report" / "cells.jsonl").read_text().splitlines()]
+    cert = cells[0]["result"]["certified"]
+    assert cells[0]["payload"]["cell"]["certify"] is True and 0 < cert["columns_resolved"] < cert["columns_read"]
+    assert cells[0]["result"]["provenance"]["array_model"] == "surrogate-certified"
+    text = (out / "REPORT.md").read_text()
+    assert "with certified reads, `--certify`" in text and "column reads re-solved" in text

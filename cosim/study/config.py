@@ -25,6 +25,7 @@ File layout (every table and key optional; unknown keys are an error)::
     skew_images = 64      # images for the skew statistics / ON-count histograms
     device = "cpu"
     threads = 1           # torch CPU threads (1 is fastest on a machine shared with other jobs)
+    certify = false       # true: every array cell reads through certified reads (cosim.cim.arrays.CertifiedArray)
 
     [paths]               # "" = the default (cosim.paths)
     data = ""
@@ -84,6 +85,7 @@ DEFAULT_RUN: dict[str, Any] = {
     "skew_images": 64,
     "device": "cpu",
     "threads": 1,
+    "certify": False,
 }
 DEFAULT_PATHS: dict[str, str] = {"data": "", "models": "", "cache": ""}
 #: the quick study: default technology, VGG-small, default array size and wire resistance, a subset.
@@ -116,19 +118,27 @@ class Cell:
     pwa_rows: int | None = None
     limit: int = MAX_TEST_IMAGES
     seed: int = 0
+    #: certified reads (cosim.cim.arrays.CertifiedArray): the surrogate's codes, with the columns near an ADC
+    #: decision level re-solved by the exact solver
+    certify: bool = False
 
     @property
     def flags(self) -> dict[str, Any]:
         return VARIANTS[self.variant]
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The cell's fields (its cache key's part); ``certify`` only where set, so that the plain surrogate's
+        cells keep the keys they had before the field existed."""
+        d = dataclasses.asdict(self)
+        if not self.certify:
+            del d["certify"]
+        return d
 
     def label(self) -> str:
         if self.variant == "software":
             return f"{self.network}/software/n={self.limit}"
         return (f"{self.network}/{self.technology}/{self.rows}x{self.cols}/{self.r_wire_ohm:g}ohm/"
-                f"{self.variant}/n={self.limit}")
+                f"{self.variant}{'/certified' if self.certify else ''}/n={self.limit}")
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,7 @@ class StudyConfig:
     skew_images: int
     device: str
     threads: int = 1
+    certify: bool = False            #: every array cell through certified reads
     claims_limit: int = 0            #: images for the cells the claims table names (0 or <= limit: no rerun)
     data: str = ""
     models: str = ""
@@ -175,7 +186,7 @@ class StudyConfig:
                                 network=net, variant=v, technology=tech, rows=rows, cols=self.cols,
                                 r_wire_ohm=float(r), adc_bits=self.adc_bits_for(rows),
                                 pwa_rows=min(self.pwa_rows, rows) if flags["pwa"] else None,
-                                limit=self.limit, seed=self.seed))
+                                limit=self.limit, seed=self.seed, certify=self.certify))
         return out
 
     def describe(self) -> str:
@@ -183,7 +194,7 @@ class StudyConfig:
                 f"{len(self.rows)} array size(s) x {len(self.r_wire_ohm)} wire resistance(s) x "
                 f"{len(self.variants)} variant(s), {self.limit} test images per cell"
                 + (f" ({self.claims_limit} for the cells the claims name)" if self.claims_limit > self.limit else "")
-                + " "
+                + (", certified reads" if self.certify else "") + " "
                 f"({'quick subset' if self.quick else 'full grid'}; from {self.source})")
 
 
@@ -250,6 +261,9 @@ def parse_config(raw: dict[str, Any], quick: bool = False, source: str = "dict")
     skew_images = _int(values["skew_images"], "skew_images", where, lo=1, hi=MAX_TEST_IMAGES)
     threads = _int(values["threads"], "threads", where, lo=1, hi=256)
     device = values["device"]
+    certify = values["certify"]
+    if not isinstance(certify, bool):
+        raise InputError(f"{where}: certify must be true or false, got {certify!r}")
     if device not in ("cpu", "cuda") and not (isinstance(device, str) and device.startswith("cuda:")):
         raise InputError(f"{where}: device must be 'cpu' or 'cuda', got {device!r}")
     for key in DEFAULT_PATHS:
@@ -258,7 +272,8 @@ def parse_config(raw: dict[str, Any], quick: bool = False, source: str = "dict")
     return StudyConfig(
         networks=networks, technologies=technologies, rows=rows, r_wire_ohm=r_wire, variants=variants,
         cols=cols, limit=limit, adc_bits=adc_bits, pwa_rows=pwa_rows, batch_size=batch_size, seed=seed,
-        skew_images=skew_images, device=device, threads=threads, claims_limit=claims_limit, data=values["data"],
+        skew_images=skew_images, device=device, threads=threads, certify=certify, claims_limit=claims_limit,
+        data=values["data"],
         models=values["models"],
         cache=values["cache"], quick=quick, source=source, raw=raw)
 

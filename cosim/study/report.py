@@ -376,6 +376,20 @@ def write_error_budget(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def _certified_note(res) -> str:
+    """', with certified reads ...': what the certificate re-solved over the report's certified cells."""
+    read = resolved = 0
+    for r in res.cells:
+        c = (r.result or {}).get("certified") or {}
+        read += int(c.get("columns_read", 0))
+        resolved += int(c.get("columns_resolved", 0))
+    share = f", {100 * resolved / read:.1f} % of {read:,} column reads re-solved" if read else ""
+    return (" with certified reads, `--certify`: the columns whose surrogate current lies within the table's "
+            "calibration residual of an ADC decision level are re-solved by the exact solver, so their codes are "
+            "the exact ones (docs/VALIDATION.md: 99.95-100 % code agreement with fresh ngspice points"
+            f"{share}); the surrogate's error budgets do not apply to them")
+
+
 def error_budget_for(cell, budget: dict, table_sha256: str | None = None) -> float | None:
     """The error budget (points) of a cell's configuration; 0 for software, None where not measured. A
     budget row that names its table (``table_sha256``) applies only to cells read through that table. The
@@ -383,6 +397,8 @@ def error_budget_for(cell, budget: dict, table_sha256: str | None = None) -> flo
     another read (partial wordline activation, the mirrored encoding) has none."""
     if cell.variant == "software":
         return 0.0
+    if getattr(cell, "certify", False):   # the budgets are the plain surrogate's: a certified read has none measured
+        return None
     f = cell.flags
     if f["pwa"] or f["encoding"] != "plus":
         return None
@@ -1216,8 +1232,9 @@ def _section_intro(d: _ReportData, command: str) -> list[str]:
               + (f"{no_outcomes} cell(s) were cached without per-image outcomes (by older code): comparisons "
                  f"involving them fall back to unpaired intervals and say so. " if no_outcomes else "")
               + f"{budget_txt}\n")
-    md.append(f"\nAccuracies carry 95 % Wilson intervals. Array variants use the "
-              f"SPICE-calibrated surrogate (mode `surrogate` of `cosim infer`) with {cfg.cols}-column tiles, "
+    md.append("\nAccuracies carry 95 % Wilson intervals. Array variants use the "
+              "SPICE-calibrated surrogate (mode `surrogate` of `cosim infer`"
+              + (_certified_note(res) if cfg.certify else "") + f") with {cfg.cols}-column tiles, "
               f"ADC of {'just enough bits for every count' if cfg.adc_bits == 0 else f'{cfg.adc_bits} bits'}, "
               f"partial wordline activation of at most {cfg.pwa_rows} rows. Lookup tables: "
               f"{', '.join(Path(t).name for t in tables) or 'none'} ("

@@ -302,7 +302,7 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
                          binsparx=flags["binsparx"], adc_bits=cell.adc_bits,
                          adc_reference="calibrated" if flags["adc_cal"] else "ideal",
                          max_active_rows=cell.pwa_rows if flags["pwa"] else None, device=ctx.config.device,
-                         seed=cell.seed)
+                         seed=cell.seed, certify=cell.certify)
         except ImportError as e:  # a part of the CiM stack (surrogate, ADC) not in this checkout
             raise InputError(f"CiM inference is not available in this checkout ({e})") from None
         tprov = getattr(table, "provenance", {}) or {}
@@ -311,6 +311,8 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
                       ngspice_version=tprov.get("ngspice_version"), solver=tprov.get("solver"),
                       table_code_version=tprov.get("code_version"), seed=cell.seed)
         prov["cim_config_sha256"] = getattr(net, "cim_config").digest()     # the CiMConfig to_cim built (cosim.cim.config)
+        if cell.certify:
+            prov["array_model"] = "surrogate-certified"
     ok, stopped = evaluate_chunked(lambda ix: predict(net, images[ix], batch_size=ctx.config.batch_size,
                                                        device=ctx.config.device, progress=progress).argmax(axis=1),
                                    idx, labels)
@@ -324,6 +326,10 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
         out["layer_stats"] = st["layers"]
         e = ov.get("array_energy_j")
         out["array_energy_per_image_j"] = None if e is None else e / n
+        arr = getattr(net, "cim_array", None)
+        if cell.certify and arr is not None:   # how much of the read the certificate re-solved
+            d = arr.describe()
+            out["certified"] = {k: d[k] for k in ("columns_read", "columns_resolved", "certify_safety_counts")}
     out["seconds"] = round(time.perf_counter() - t0, 3)
     prov.update({"weights_sha256": weights_sha, "data": data_src, "data_sha256": data_sha,
                  "device": ctx.config.device, "machine_cpus": os.cpu_count()})
