@@ -69,19 +69,31 @@ def json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def machine_description() -> str:
-    """CPU model, cores, memory and OS of this machine, for benchmark records (Linux /proc where present)."""
-    import os
-
-    cpu = "unknown CPU"
+@lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The CPU's model name as ``lscpu`` gives it (``/proc/cpuinfo`` where lscpu is missing), else "unknown"."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return "unknown"
+
+
+def machine_description() -> str:
+    """CPU model, cores, memory and OS of this machine, for benchmark records (Linux /proc where present)."""
+    import os
+
+    cpu = cpu_model()
     try:
         mem = f", {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GB RAM"
     except (ValueError, OSError, AttributeError):

@@ -16,22 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     from cosim.bnn.models import load_reference
     from cosim.cim.config import CiMConfig
     from cosim.paths import checkout_relative as rel
-    from cosim.provenance import code_version, json_default, record, sha256_file
+    from cosim.provenance import code_version, cpu_model, json_default, record, sha256_file
     from cosim.study import budget, stats
     from cosim.surrogate.tables import load_table
 

@@ -43,7 +43,7 @@ from ..bnn.layers import BinConv2d
 from ..errors import CosimError, DataError, InputError, TableError
 from ..fileio import describe_os_error
 from ..paths import PACKAGE_DIR, cache_dir, resources_dir
-from ..provenance import json_default, record, sha256_file
+from ..provenance import cpu_model, json_default, record, sha256_file
 from . import stats
 from .config import Cell, StudyConfig
 
@@ -332,7 +332,7 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
             out["certified"] = {k: d[k] for k in ("columns_read", "columns_resolved", "certify_safety_counts")}
     out["seconds"] = round(time.perf_counter() - t0, 3)
     prov.update({"weights_sha256": weights_sha, "data": data_src, "data_sha256": data_sha,
-                 "device": ctx.config.device, "machine_cpus": os.cpu_count()})
+                 "device": ctx.config.device, "machine_cpus": os.cpu_count(), "cpu": cpu_model()})
     out["provenance"] = prov
     return out
 
