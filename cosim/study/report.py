@@ -507,7 +507,9 @@ def skew_frame(res: StudyResults):
     rows = []
     for (net, r), sk in sorted(res.skew.items()):
         for layer in sk["layers"]:
-            rows.append({"network": net, "rows": r, "images": sk["images"], **layer})
+            # the layer's fields in name order, as the skew cache (JSON, sorted keys) returns them: a report written
+            # from fresh statistics and one written from the cache are the same bytes
+            rows.append({"network": net, "rows": r, "images": sk["images"], **{k: layer[k] for k in sorted(layer)}})
     return pd.DataFrame(rows)
 
 
