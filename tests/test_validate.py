@@ -281,6 +281,11 @@ def test_validate_placement_families_report_both_references_side_by_side(table_p
           "--cols", "2", "--no-cache"])
     out = capsys.readouterr().out
     assert "surrogate calibrated" in out and "\nfar " in out and "\ndense " in out
+    assert "certified calibrated" in out and "re-solved" in out
+    main(["validate", "--table", str(table_path), "--patterns", "far", "--n", "8", "--vectors", "4", "--cols", "2",
+          "--no-cache", "--no-certified"])
+    out = capsys.readouterr().out
+    assert "certified" not in out.splitlines()[1] and "certified reads: not measured (not asked for)" in out
 
 
 def test_certified_reads_against_fresh_spice_points(table_path, monkeypatch):

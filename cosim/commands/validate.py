@@ -40,12 +40,16 @@ def _clean(o):
               help="ADC levels for the headline numbers (both are reported under by_adc)")
 @click.option("--adc-bits", type=int, default=None, help="ADC bits (default: enough for every count 0..rows)")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="keep the SPICE runs here (reused on rerun)")
+@click.option("--certified/--no-certified", default=True, show_default=True,
+              help="also certified reads' codes (decoupled tables with calibration residuals; the exact solver "
+                   "re-solves the columns near a decision level)")
 @sweep_options
 @click.option("--json", "as_json", is_flag=True, help="print the full report as JSON")
 def command(table_path, patterns, n_columns, vectors, cols, seed, network, checkpoint, layers, images, data,
-            adc_references, adc_bits, out_dir, workers, scheduler, cache_dir, no_cache, point_timeout_s,
+            adc_references, adc_bits, out_dir, certified, workers, scheduler, cache_dir, no_cache, point_timeout_s,
             tls_ca_file, tls_cert, tls_key, as_json):
-    """Simulate fresh points never used in calibration and compare surrogate, ideal and count-only codes."""
+    """Simulate fresh points never used in calibration and compare surrogate, ideal and count-only codes (and
+    certified reads')."""
     from ..surrogate.adc import ADC
     from ..errors import InputError
     from ..sweep.executor import make_executor
@@ -69,7 +73,7 @@ def command(table_path, patterns, n_columns, vectors, cols, seed, network, check
     with make_executor(workers=workers, scheduler=scheduler, security=sec) as ex:
         rep = validate(table_path, patterns=fams, n_columns=n_columns, seed=seed, vectors=vectors, cols=cols,
                        adc=adc, out_dir=out_dir, network=source, executor=ex,
-                       cache=point_cache(no_cache, cache_dir), point_timeout_s=point_timeout_s)
+                       cache=point_cache(no_cache, cache_dir), point_timeout_s=point_timeout_s, certified=certified)
     for w in rep["warnings"]:
         click.echo(f"warning: {w}", err=True)
     if as_json:
