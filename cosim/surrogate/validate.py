@@ -315,15 +315,14 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
         fam_of.append(fam)
         for p in PREDICTORS:
             all_rows[p].append(preds[p])
-        certs = {name: (np.concatenate([v[0] for v in c]), sum(v[1] for v in c)) for name, c in cert.items()}
+        certs = {name: _joined(c) for name, c in cert.items()}
         for name, c in certs.items():
             all_cert[name].append(c)
         report["patterns"][fam] = _section(bound, main_adc, k, spice, preds, certs) | {"failed_runs": n_failed}
     k = np.concatenate(all_rows["k"])
     spice = np.concatenate(all_rows["spice"])
     preds = {p: np.concatenate(all_rows[p]) for p in PREDICTORS}
-    overall = _section(bound, main_adc, k, spice, preds,
-                       {name: (np.concatenate([v[0] for v in c]), sum(v[1] for v in c)) for name, c in all_cert.items()})
+    overall = _section(bound, main_adc, k, spice, preds, {name: _joined(c) for name, c in all_cert.items()})
     report.update({key: overall[key] for key in ("code_agreement", "mean_abs_code_error", "current_rel_rmse", "n_columns")})
     report["baselines"] = overall["baselines"]
     report["per_on_count"] = overall["per_on_count"]
@@ -357,6 +356,11 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
         certify_safety=(next(iter(certifiers.values())).describe()["certify_safety_counts"] if certifiers else None),
         spice_seconds=float(sum(float(m.get("seconds", 0.0)) for m in ok_meta)), seconds=time.perf_counter() - t0)
     return report
+
+
+def _joined(parts: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
+    """Certified reads' (codes, columns re-solved) of several runs as one."""
+    return np.concatenate([p[0] for p in parts]), sum(p[1] for p in parts)
 
 
 def _certifiers(table: LookupTable, adcs: dict[str, ADC]) -> tuple[dict[str, Any], str | None]:
