@@ -386,7 +386,7 @@ def _certified_note(res) -> str:
     share = f", {100 * resolved / read:.1f} % of {read:,} column reads re-solved" if read else ""
     return (" with certified reads, `--certify`: the columns whose surrogate current lies within the table's "
             "calibration residual of an ADC decision level are re-solved by the exact solver, so their codes are "
-            "the exact ones (docs/VALIDATION.md: 99.95-100 % code agreement with fresh ngspice points"
+            "the exact ones (their agreement with fresh ngspice points: docs/VALIDATION.md, Summary"
             f"{share}); the surrogate's error budgets do not apply to them")
 
 
