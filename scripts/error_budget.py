@@ -58,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="with --write-section: folders of shorter runs that counted which way their differing "
                          "codes lean (shown beside the budgets' sign test, not as budgets)")
     ap.add_argument("--csv", default=str(ROOT / "docs" / "error_budget.csv"), help="error-budget CSV to add the row to")
+    ap.add_argument("--refresh", action="store_true",
+                    help="with --write-section: first recompute the paired statistics of the --runs and --direction "
+                         "folders from their per-image outcomes (rewriting their result.json) and of their --csv rows, "
+                         "after a change of cosim.study.stats")
     a = ap.parse_args(argv)
     if a.write_section:
         from cosim.study import budget
@@ -69,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         results = [read(r, "result.json") for r in a.runs]
         checks = [read(c, "check_exact.json") for c in a.check]
         direction = [read(r, "result.json") for r in a.direction]
+        if a.refresh:
+            results = [budget.with_current_statistics(r) for r in results]
+            direction = [budget.with_current_statistics(r) for r in direction]
+            for folder, run in zip(a.runs + a.direction, results + direction):
+                budget.atomic_write_text(Path(folder) / "result.json", json.dumps(run, indent=1) + "\n")
+            print(f"{budget.refresh_budget_rows(a.csv, results)} row(s) of {a.csv} refreshed", file=sys.stderr)
         doc = Path(a.write_section)
         doc.write_text(budget.replace_section(doc.read_text(), budget.section_markdown(
             results, checks, conditions=a.conditions, direction=direction)))

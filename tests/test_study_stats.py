@@ -70,6 +70,20 @@ def test_newcombe_agrees_with_wald_on_large_samples():
     assert d0 == 1.0 and hi0 == 1.0 and 0.0 < lo0 < 1.0
 
 
+def test_newcombe_matches_the_published_intervals():
+    """Newcombe (1998) Table II, example (a), method 10, and the Cavo et al. (2012) and Bentur et al. (2009) tables
+    of Fagerland, Lydersen & Laake (ch. 8): the continuity-corrected phi, which the uncorrected one misses where
+    AD - BC > 0."""
+    for counts, (lo, hi) in (((36, 12, 2, 0), (0.0569, 0.3404)), ((59, 6, 16, 80), (-0.1186, -0.0046)),
+                             ((1, 1, 7, 12), (-0.5069, -0.0256))):
+        d, lo_, hi_ = stats.newcombe_paired(*counts)
+        assert (round(lo_, 4), round(hi_, 4)) == (lo, hi), counts
+    # two networks that agree on every image: a nonzero interval at any accuracy (zero width without the correction)
+    for right in (50, 250, 450):
+        d, lo_, hi_ = stats.newcombe_paired(right, 0, 0, 500 - right)
+        assert d == 0.0 and lo_ < -0.003 and hi_ > 0.003
+
+
 def test_verdicts():
     n = 1000
     rng = np.random.default_rng(0)

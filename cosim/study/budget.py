@@ -33,7 +33,7 @@ import torch
 from ..errors import InputError
 from ..fileio import atomic_path
 from . import stats
-from .report import BUDGET_COLUMNS, row_budget_key
+from .report import BUDGET_COLUMNS, budget_key, row_budget_key
 
 #: references a surrogate network is compared against ("surrogate" and "ideal" are for tests and checks)
 REFERENCES = ("exact", "certified", "surrogate", "ideal")
@@ -360,6 +360,65 @@ def budget_row(result: BudgetRun, *, network: str, technology: str, rows: int, r
     return row
 
 
+def with_current_statistics(run: dict) -> dict:
+    """A run's result.json (``run``) with its paired statistics (difference, interval, McNemar p, discordant
+    counts, the comparison's text) recomputed from its per-image outcomes by this code's cosim.study.stats, so that
+    runs written before a change of the statistics read as new ones do. A run without outcomes is returned as is."""
+    r = run.get("result", {})
+    try:
+        n = int(r["n_images"])
+        c = stats.compare(stats.unpack_bits(r["surrogate_correct"], n), stats.unpack_bits(r["reference_correct"], n))
+    except (KeyError, ValueError, TypeError):
+        return run
+    return {**run, "comparison": c.text(),
+            "result": {**r, "delta_pp": 100 * c.diff, "delta_low_pp": 100 * c.low, "delta_high_pp": 100 * c.high,
+                       "mcnemar_p": c.p, "only_surrogate": c.only_a, "only_reference": c.only_b}}
+
+
+def refresh_budget_rows(path, runs: list[dict]) -> int:
+    """Rewrite the statistics of the rows of the error-budget CSV at ``path`` that ``runs`` (result.json dicts,
+    ``with_current_statistics``) measured (same configuration, reference and table), in place and in order;
+    returns how many rows changed."""
+    path = Path(path)
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        names, rows = list(reader.fieldnames or []), list(reader)
+    by_key = {}
+    for run in runs:
+        c, s, prov = run["configuration"], run["result"], run.get("provenance", {})
+        key = (budget_key(c["network"], c["technology"], c["rows"], c["r_wire_ohm"], c["adc_reference"],
+                          c["binsparx"]), c.get("reference", ""), prov.get("table_sha256", ""))
+        by_key[key] = {"delta_pp": f"{s['delta_pp']:.2f}", "delta_low_pp": f"{s['delta_low_pp']:.2f}",
+                       "delta_high_pp": f"{s['delta_high_pp']:.2f}", "mcnemar_p": f"{s['mcnemar_p']:.4g}"}
+    changed = 0
+    for row in rows:
+        try:
+            new = by_key.get((row_budget_key(row), row.get("reference") or "", row.get("table_sha256") or ""))
+        except (KeyError, ValueError):
+            continue
+        if new and any(row.get(k) != v for k, v in new.items()):
+            row.update(new)
+            changed += 1
+    if changed:
+        _write_rows(path, names, rows)
+    return changed
+
+
+def _write_rows(path: Path, names: list[str], rows: list[dict]) -> None:
+    """The CSV ``rows`` (their ``names`` columns, missing ones empty) written to ``path`` atomically."""
+    lines: list[str] = []
+
+    class _Sink:
+        def write(self, s):
+            lines.append(s)
+
+    w = csv.DictWriter(_Sink(), fieldnames=names, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k, "") for k in names})
+    atomic_write_text(path, "".join(lines))
+
+
 def append_budget_row(path, row: dict) -> Path:
     """Add ``row`` to the error-budget CSV at ``path`` (made if absent), replacing a row of the same
     configuration, reference and table. Rows written by report.write_error_budget (no extra columns) are kept."""
@@ -379,18 +438,7 @@ def append_budget_row(path, row: dict) -> Path:
         with path.open(newline="") as f:
             rows = [r for r in csv.DictReader(f)]
     rows = [r for r in rows if key(r) != key(row)] + [row]
-    names = list(BUDGET_COLUMNS) + list(EXTRA_COLUMNS)
-    lines: list[str] = []
-
-    class _Sink:
-        def write(self, s):
-            lines.append(s)
-
-    w = csv.DictWriter(_Sink(), fieldnames=names, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in rows:
-        w.writerow({k: r.get(k, "") for k in names})
-    atomic_write_text(path, "".join(lines))
+    _write_rows(path, list(BUDGET_COLUMNS) + list(EXTRA_COLUMNS), rows)
     return path
 
 

@@ -9,8 +9,10 @@ compared image by image (a *paired* design), not by whether their separate inter
   Binomial(b + c, 1/2) given the b + c discordant pairs; p = min(1, 2 P(X <= min(b, c)));
 * ``paired_difference`` -- accuracy(A) - accuracy(B) on the same images with a 95 % interval, by
   Newcombe's hybrid score interval for paired proportions (Newcombe 1998, Statistics in Medicine 17:2635,
-  method 10: the two Wilson intervals combined with the phi correlation of the pairs). Deterministic (no
-  resampling, no seed), never outside [-1, 1], always containing the point difference;
+  method 10: the two Wilson intervals combined with the phi correlation of the pairs, its numerator
+  continuity-corrected as Newcombe defines it: AD - BC - N/2 where AD - BC > N/2, 0 where 0 <= AD - BC <= N/2,
+  AD - BC where it is negative). Deterministic (no resampling, no seed), never outside [-1, 1], always
+  containing the point difference;
 * ``compare``           -- both of the above plus a verdict "better" / "worse" / "no significant
   difference", judged by the exact McNemar test at the 5 % level (the interval is reported beside it; at
   the margin the two may disagree, as two different tests can);
@@ -92,7 +94,10 @@ def mcnemar_exact_counts(b: int, c: int) -> float:
 
 
 def newcombe_paired(both: int, only_a: int, only_b: int, neither: int, z: float = Z95) -> tuple[float, float, float]:
-    """(difference, low, high): accuracy(A) - accuracy(B) with Newcombe's hybrid score interval (method 10)."""
+    """(difference, low, high): accuracy(A) - accuracy(B) with Newcombe's hybrid score interval (method 10),
+    phi's numerator continuity-corrected (Newcombe 1998; as Fagerland, Lydersen & Laake, *Statistical Analysis of
+    Contingency Tables*, ch. 8, and Altman et al., *Statistics with Confidence*, p. 52, compute it). Without the
+    correction two networks that agree on every image get a zero-width interval at 50 % accuracy."""
     a, b, c, d = both, only_a, only_b, neither
     n = a + b + c + d
     if n <= 0:
@@ -102,7 +107,9 @@ def newcombe_paired(both: int, only_a: int, only_b: int, neither: int, z: float 
     l1, u1 = wilson(a + b, n, z)
     l2, u2 = wilson(a + c, n, z)
     den = (a + b) * (c + d) * (a + c) * (b + d)
-    phi = (a * d - b * c) / math.sqrt(den) if den > 0 else 0.0
+    cross = a * d - b * c
+    cross = cross - n / 2 if cross > n / 2 else (cross if cross < 0 else 0.0)
+    phi = cross / math.sqrt(den) if den > 0 else 0.0
     dl2 = (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2) + (u2 - p2) ** 2
     du2 = (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2) + (p2 - l2) ** 2
     lo = max(-1.0, diff - math.sqrt(max(0.0, dl2)))
