@@ -12,7 +12,7 @@ from torch import nn
 
 from cosim.bnn.layers import BinConv2d
 from cosim.errors import InputError, TableError
-from cosim.study import report, runner, skew
+from cosim.study import report, runner, skew, stats
 from cosim.study.config import Cell, load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -952,3 +952,62 @@ def test_certified_report_end_to_end_on_a_tiny_subset(tmp_path):
     assert cells[0]["result"]["provenance"]["array_model"] == "surrogate-certified"
     text = (out / "REPORT.md").read_text()
     assert "with certified reads, `--certify`" in text and "column reads re-solved" in text
+
+
+def _array_ctx(tmp_path, limit, certify=False):
+    """A study context of one array cell on a tiny binary network (its 32x32 inputs pooled to 8x8) and synthetic
+    images, read through the shipped 8T-SRAM 64-row table."""
+    from test_cim_network import _tiny_net
+
+    cfg = parse_config({"grid": {"networks": ["vgg-small"], "technologies": ["sram8t"], "rows": [64],
+                                 "r_wire_ohm": [10.0], "variants": ["adc-cal+binsparx"]},
+                        "run": {"limit": limit, "batch_size": 4, "certify": certify},
+                        "paths": {"cache": str(tmp_path / "cache")}})
+    ctx = runner.StudyContext(cfg)
+    labels = np.tile(np.arange(10), 3)[:limit]
+    images = np.random.default_rng(1).integers(0, 256, (limit, 32, 32, 3), dtype=np.uint8)
+    ctx._models["vgg-small"] = (nn.Sequential(nn.AvgPool2d(4), *_tiny_net()).eval(), "weights-sha")
+    ctx._data = (images, labels, runner.sha256_arrays(images, labels), "synthetic")
+    return ctx
+
+
+@pytest.mark.parametrize("certify", [False, True])
+def test_a_long_cell_resumes_from_its_last_finished_part(tmp_path, monkeypatch, certify):
+    """An array cell runs its images after the first chunk in kept parts: computed in parts it equals the cell
+    computed in one go (outcomes, statistics, energy, certified counters); interrupted after two parts, the same
+    command computes only the parts left and gives the same result; the parts go once the result is cached."""
+    import cosim.bnn.evaluate as ev
+
+    monkeypatch.setattr(stats, "CHANCE_MIN_IMAGES", 4)
+    ctx = _array_ctx(tmp_path / "a", 14, certify)
+    whole = runner.compute_cell(ctx.config.cells()[0], ctx)       # one part after the first chunk
+    monkeypatch.setattr(runner, "PART_IMAGES", 4)              # [0:4] (the first chunk), [4:8], [8:12], [12:14]
+    real, calls = ev.predict, []
+
+    def failing(net, images, **kw):
+        calls.append(len(images))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(net, images, **kw)
+
+    monkeypatch.setattr(ev, "predict", failing)
+    ctx = _array_ctx(tmp_path / "b", 14, certify)
+    cell = ctx.config.cells()[0]
+    with pytest.raises(KeyboardInterrupt):
+        runner.compute_cell(cell, ctx)
+    parts = sorted(p.name for p in (tmp_path / "b" / "cache" / "parts").glob("*.json"))
+    assert len(parts) == 2 and parts[0].endswith("_00000-00004.json") and parts[1].endswith("_00004-00008.json")
+    calls.clear()
+    monkeypatch.setattr(ev, "predict", lambda net, images, **kw: calls.append(len(images)) or real(net, images, **kw))
+    again = runner.compute_cell(cell, _array_ctx(tmp_path / "b", 14, certify))
+    assert calls == [4, 2]                                       # only the parts left
+    for k in ("accuracy", "correct_bits", "n", "stats", "layer_stats", "array_energy_per_image_j"):
+        assert again[k] == whole[k], k
+    assert (again.get("certified") is None) == (not certify)
+    if certify:
+        assert again["certified"]["columns_read"] == whole["certified"]["columns_read"] > 0
+        assert again["certified"]["columns_resolved"] == whole["certified"]["columns_resolved"]
+    # run through run_cells: the result is cached and the parts are removed
+    res = runner.run_cells([cell], _array_ctx(tmp_path / "b", 14, certify), progress=False)
+    assert res[0].status == "computed" and res[0].result["correct_bits"] == whole["correct_bits"]
+    assert not list((tmp_path / "b" / "cache" / "parts").glob("*.json"))

@@ -6,8 +6,12 @@ partial-wordline rows, number of images, seed), the SHA-256 of the weights file,
 labels used, of the lookup table used, and of the source of the code that computes it (cosim.cim, the
 surrogate, the ADC, the tables, the BNN layers and models, this module). A finished cell is never
 recomputed; an interrupted run resumes where it stopped (files are written atomically, so a killed run
-leaves no half cell; a cell is the unit of resume: its chunks, below, run in one task, since the array
-statistics and energy of a cell are counted over its whole run). A cell that cannot run (no calibrated
+leaves no half cell). An array cell's images after the first chunk run in parts of ``PART_IMAGES``; each
+finished part is kept beside the cache (``<cache>/parts/<key>_<start>-<stop>.json``: its per-image outcomes,
+the array statistics its images added and, for certified reads, the columns it read and re-solved), so an
+interrupted long cell (10,000 images, or certified reads) resumes from its last finished part with the same
+result, statistics and energy as an uninterrupted run; the parts are removed once the cell's result is
+cached. A cell that cannot run (no calibrated
 table for its wire resistance, say) is reported as not run, with the reason, and is not cached, so it
 runs once its inputs exist.
 
@@ -313,9 +317,17 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
         prov["cim_config_sha256"] = getattr(net, "cim_config").digest()     # the CiMConfig to_cim built (cosim.cim.config)
         if cell.certify:
             prov["array_model"] = "surrogate-certified"
-    ok, stopped = evaluate_chunked(lambda ix: predict(net, images[ix], batch_size=ctx.config.batch_size,
-                                                       device=ctx.config.device, progress=progress).argmax(axis=1),
-                                   idx, labels)
+    def predict_ix(ix: np.ndarray) -> np.ndarray:
+        return predict(net, images[ix], batch_size=ctx.config.batch_size, device=ctx.config.device,
+                       progress=progress).argmax(axis=1)
+
+    if cell.variant == "software":
+        ok, stopped = evaluate_chunked(predict_ix, idx, labels)
+    else:   # in parts kept beside the cache, so that an interrupted cell resumes part-way (CellParts)
+        parts = CellParts(ctx.cache_root, make_key(cell_payload(cell, ctx)))
+        ok, stopped = evaluate_chunked(predict_ix, idx, labels, part_images=PART_IMAGES,
+                                       segment=lambda a, b: parts.run(net, predict_ix, idx, labels, a, b))
+        parts.finish(net)
     n = len(ok)
     out.update(outcome_fields(ok, idx[:n], planned=len(idx), stopped=stopped))
     if cell.variant != "software":
@@ -338,17 +350,110 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
 
 
 def evaluate_chunked(predict_fn: Callable[[np.ndarray], np.ndarray], idx: np.ndarray,
-                     labels: np.ndarray) -> tuple[np.ndarray, bool]:
+                     labels: np.ndarray, part_images: int | None = None,
+                     segment: Callable[[int, int], np.ndarray] | None = None) -> tuple[np.ndarray, bool]:
     """Per-image correctness of ``predict_fn`` (indices -> predicted classes) on ``idx``, in two chunks:
     the first ``stats.CHANCE_MIN_IMAGES`` images, then the rest, which is skipped where the first chunk
-    is at chance (``stats.at_chance``). (outcomes of the images evaluated, stopped at chance)."""
+    is at chance (``stats.at_chance``); the rest in parts of ``part_images`` (default: one part).
+    ``segment(start, stop)``: the outcomes of ``idx[start:stop]`` (default: ``predict_fn`` on them), for a
+    caller that keeps or reads back parts. (outcomes of the images evaluated, stopped at chance)."""
+    def run(a: int, b: int) -> np.ndarray:
+        if segment is not None:
+            return np.asarray(segment(a, b), dtype=bool)
+        return np.asarray(predict_fn(idx[a:b]) == labels[idx[a:b]], dtype=bool)
+
     first = min(len(idx), stats.CHANCE_MIN_IMAGES)
-    ok = np.asarray(predict_fn(idx[:first]) == labels[idx[:first]], dtype=bool)
+    ok = run(0, first)
     if first < len(idx):
         if stats.at_chance(int(ok.sum()), len(ok)):
             return ok, True
-        ok = np.concatenate([ok, np.asarray(predict_fn(idx[first:]) == labels[idx[first:]], dtype=bool)])
+        step = max(1, part_images or len(idx))
+        ok = np.concatenate([ok] + [run(a, min(a + step, len(idx))) for a in range(first, len(idx), step)])
     return ok, False
+
+
+#: images per kept part of an array cell after its first chunk (a multiple of the batch size keeps the batches
+#: of an uninterrupted run, so the parts change no result)
+PART_IMAGES = 1000
+
+
+class CellParts:
+    """The finished parts of one array cell (``<cache>/parts/<key>_<start>-<stop>.json``), so that an interrupted
+    cell resumes from its last finished part: each holds the part's per-image outcomes, the run counts its images
+    added to every layer's statistics (``cosim.cim.stats.LayerStats``) and, for certified reads, the columns read
+    and re-solved. ``run(net, predict, idx, labels, start, stop)`` reads a part back or computes and keeps it,
+    adding its statistics to the totals that ``finish`` puts back into the network."""
+
+    KIND = "parts"
+
+    def __init__(self, root: str | Path, key: str) -> None:
+        self.store = CellStore(root)
+        self.key = key
+        self.totals: dict[str, Any] = {}
+        self.certified = [0, 0]          # columns read, columns re-solved
+        self.keeping = True              # False once a part could not be written (full or read-only disk)
+
+    def _name(self, start: int, stop: int) -> str:
+        return f"{self.key}_{start:05d}-{stop:05d}"
+
+    def run(self, net: torch.nn.Module, predict: Callable[[np.ndarray], np.ndarray], idx: np.ndarray,
+            labels: np.ndarray, start: int, stop: int) -> np.ndarray:
+        from ..cim import cim_layers, reset_stats
+        from ..cim.stats import LayerStats
+
+        layers = dict(cim_layers(net))
+        if not self.totals:
+            reset_stats(net)
+            self.totals = {name: copy.deepcopy(m.matrix.stats) for name, m in layers.items()}
+        arr = getattr(net, "cim_array", None)
+        hit = self.store.get(self._name(start, stop), kind=self.KIND)
+        try:
+            if hit is not None:
+                ok = stats.unpack_bits(hit["correct_bits"], stop - start)
+                added = {name: LayerStats(**d) for name, d in hit["layers"].items()}
+                if set(added) != set(self.totals):
+                    raise ValueError("another network's layers")
+                for name, st in added.items():
+                    self.totals[name].add_run(st)
+                self.certified = [a + int(b) for a, b in zip(self.certified, hit.get("certified", (0, 0)))]
+                return ok
+        except (KeyError, TypeError, ValueError):
+            pass                          # a damaged part is computed again
+        reset_stats(net)
+        before = (getattr(arr, "columns_read", 0), getattr(arr, "resolved", 0))
+        ok = np.asarray(predict(idx[start:stop]) == labels[idx[start:stop]], dtype=bool)
+        added = {name: m.matrix.stats for name, m in layers.items()}
+        read = (getattr(arr, "columns_read", 0) - before[0], getattr(arr, "resolved", 0) - before[1])
+        for name, st in added.items():
+            self.totals[name].add_run(st)
+        self.certified = [a + int(b) for a, b in zip(self.certified, read)]
+        if self.keeping:
+            try:
+                self.store.put(self._name(start, stop), {
+                    "correct_bits": stats.pack_bits(ok),
+                    "layers": {name: {f.name: getattr(st, f.name) for f in dataclasses.fields(st)}
+                               for name, st in added.items()},
+                    "certified": list(read)}, kind=self.KIND)
+            except OSError:
+                self.keeping = False      # the cell still runs to its end; it just cannot resume part-way
+        return ok
+
+    def finish(self, net: torch.nn.Module) -> None:
+        """Every layer's statistics (and a certified array's counters) the totals of all parts."""
+        from ..cim import cim_layers
+
+        for name, m in cim_layers(net):
+            if name in self.totals:
+                m.matrix.stats = self.totals[name]
+        arr = getattr(net, "cim_array", None)
+        if arr is not None and hasattr(arr, "resolved"):
+            arr.columns_read, arr.resolved = self.certified
+
+    def discard(self) -> None:
+        """Remove this cell's parts (its result is cached)."""
+        folder = self.store.path(self.key, kind=self.KIND).parent
+        for f in folder.glob(f"{self.key}_*"):
+            f.unlink(missing_ok=True)
 
 
 def outcome_fields(ok: np.ndarray, idx: np.ndarray, planned: int, stopped: bool) -> dict[str, Any]:
@@ -494,6 +599,7 @@ def run_cells(cells: list[Cell], ctx: StudyContext, compute: ComputeFn | None = 
                     res = r.value["result"]
                     try:
                         store.put(key, {"payload": pay, "result": res})
+                        CellParts(store.root, key).discard()     # the parts it was computed in are no longer needed
                     except OSError as e:   # full or read-only: keep this cell's result, compute no more
                         cache_fault = describe_os_error(e)
                     results[i] = CellResult(cell, "computed", res, key=key, payload=pay)
