@@ -250,7 +250,7 @@ def test_configs_with_equal_tables_are_equal_and_hashable():
     assert ca != ca.replace(table="elsewhere.parquet") and ca != ca.replace(adc_bits=3)
 
 
-def test_study_cell_records_the_digest_of_its_config():
+def test_study_cell_records_the_digest_of_its_config(tmp_path):
     """A study cell's provenance holds the digest of the CiMConfig its network was converted with."""
     from types import SimpleNamespace
 
@@ -265,7 +265,7 @@ def test_study_cell_records_the_digest_of_its_config():
     tab = synthetic_table("sram8t", 32, 32, samples=800, ir_drop=0.05)
     ctx = SimpleNamespace(model=lambda name: (net, "w"), data=lambda: (images, np.zeros(3, int), "d", "mem"),
                           table_for=lambda cell: (tab, "mem.parquet", "t"), indices=lambda labels: np.arange(len(labels)),
-                          config=SimpleNamespace(device="cpu", batch_size=2))
+                          config=SimpleNamespace(device="cpu", batch_size=2), cache_root=tmp_path)
     cell = Cell(network="tiny", variant="pwa+binsparx", technology="sram8t", rows=32, cols=16, r_wire_ohm=10.0,
                 adc_bits=5, pwa_rows=8, limit=3, seed=2)
     out = compute_cell(cell, ctx)
