@@ -61,6 +61,7 @@ def budget_rows(plain: list[dict], certified: list[dict], source: str, command: 
     import numpy as np
 
     from cosim.study import stats
+    from cosim.study.budget import paired_fields
     from cosim.study.config import VARIANTS
     from cosim.study.runner import cell_outcomes
 
@@ -88,15 +89,16 @@ def budget_rows(plain: list[dict], certified: list[dict], source: str, command: 
             notes.append(f"{label}: no image in common")
             continue
         a, b = ok_p[ip], ok_c[ic]
-        d, lo, hi = stats.paired_difference(a, b)
+        cmp = stats.compare(a, b)
         cert = c["result"].get("certified") or {}
         prov = c["result"].get("provenance", {})
         rows.append({
             "network": cell["network"], "technology": cell["technology"], "rows": cell["rows"],
             "r_wire_ohm": float(cell["r_wire_ohm"]), "adc_reference": "calibrated" if flags["adc_cal"] else "ideal",
-            "binsparx": int(flags["binsparx"]), "delta_pp": f"{100 * d:.2f}", "n_images": int(common.size),
-            "source": source, "delta_low_pp": f"{100 * lo:.2f}", "delta_high_pp": f"{100 * hi:.2f}",
-            "mcnemar_p": f"{stats.mcnemar_exact(a, b):.4g}", "accuracy_surrogate": f"{float(np.mean(a)):.4f}",
+            "binsparx": int(flags["binsparx"]), "n_images": int(common.size), "source": source,
+            **paired_fields({"delta_pp": 100 * cmp.diff, "delta_low_pp": 100 * cmp.low, "delta_high_pp": 100 * cmp.high,
+                             "mcnemar_p": cmp.p}),
+            "accuracy_surrogate": f"{float(np.mean(a)):.4f}",
             "accuracy_reference": f"{float(np.mean(b)):.4f}", "reference": REFERENCE,
             "column_reads_compared": cert.get("columns_read", ""), "columns_resolved": cert.get("columns_resolved", ""),
             "seconds_per_image": f"{float(c['result'].get('seconds', 0.0)) / max(int(c['result'].get('n', 1)), 1):.1f}",

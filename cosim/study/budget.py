@@ -337,16 +337,20 @@ def run_budget(net, inputs: torch.Tensor, labels, config, out_dir, *, reference:
                      prediction_agreement=agree / n, layers=rows, seconds=seconds, chunks_computed=computed)
 
 
+def paired_fields(s: dict) -> dict:
+    """The paired statistics of a budget as error_budget.csv writes them, from a summary's ``delta_pp``,
+    ``delta_low_pp``, ``delta_high_pp`` (points) and ``mcnemar_p``."""
+    return {**{k: f"{s[k]:.2f}" for k in ("delta_pp", "delta_low_pp", "delta_high_pp")},
+            "mcnemar_p": f"{s['mcnemar_p']:.4g}"}
+
+
 def budget_row(result: BudgetRun, *, network: str, technology: str, rows: int, r_wire_ohm: float,
                adc_reference: str, binsparx: bool, reference: str, source: str, provenance: dict) -> dict:
     """One row of error_budget.csv (report.BUDGET_COLUMNS, then EXTRA_COLUMNS) for ``result``."""
     s = result.summary()
     row = {"network": network, "technology": technology, "rows": int(rows), "r_wire_ohm": float(r_wire_ohm),
            "adc_reference": adc_reference, "binsparx": int(bool(binsparx)), "n_images": s["n_images"],
-           "source": source, "reference": reference}
-    for k in ("delta_pp", "delta_low_pp", "delta_high_pp"):
-        row[k] = f"{s[k]:.2f}"
-    row["mcnemar_p"] = f"{s['mcnemar_p']:.4g}"
+           "source": source, "reference": reference, **paired_fields(s)}
     for k in ("accuracy_surrogate", "accuracy_reference", "prediction_agreement"):
         row[k] = f"{s[k]:.4f}"
     for k in ("min_layer_code_agreement", "code_agreement"):
@@ -388,8 +392,7 @@ def refresh_budget_rows(path, runs: list[dict]) -> int:
         c, s, prov = run["configuration"], run["result"], run.get("provenance", {})
         key = (budget_key(c["network"], c["technology"], c["rows"], c["r_wire_ohm"], c["adc_reference"],
                           c["binsparx"]), c.get("reference", ""), prov.get("table_sha256", ""))
-        by_key[key] = {"delta_pp": f"{s['delta_pp']:.2f}", "delta_low_pp": f"{s['delta_low_pp']:.2f}",
-                       "delta_high_pp": f"{s['delta_high_pp']:.2f}", "mcnemar_p": f"{s['mcnemar_p']:.4g}"}
+        by_key[key] = paired_fields(s)
     changed = 0
     for row in rows:
         try:
@@ -580,12 +583,10 @@ def _direction_markdown(results: list[dict], direction: list[dict]) -> list[str]
 def _two_discordant_half_width(n_images: int) -> float:
     """The narrowest half-width of the paired 95 % interval (cosim.study.stats.newcombe_paired) on ``n_images``
     images when the two networks disagree on exactly two of them, one each way, over accuracies 5-95 %."""
-    from .stats import newcombe_paired
-
     widths = []
     for acc in np.linspace(0.05, 0.95, 19):
         both = int(round(acc * n_images)) - 1
-        d, lo, hi = newcombe_paired(both, 1, 1, n_images - both - 2)
+        d, lo, hi = stats.newcombe_paired(both, 1, 1, n_images - both - 2)
         widths.append(max(hi - d, d - lo))
     return float(min(widths))
 

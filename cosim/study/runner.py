@@ -326,7 +326,7 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
     else:   # in parts kept beside the cache, so that an interrupted cell resumes part-way (CellParts)
         parts = CellParts(ctx.cache_root, make_key(cell_payload(cell, ctx)))
         ok, stopped = evaluate_chunked(predict_ix, idx, labels, part_images=PART_IMAGES,
-                                       segment=lambda a, b: parts.run(net, predict_ix, idx, labels, a, b))
+                                       segment=lambda a, b, outcomes: parts.run(net, a, b, outcomes))
         parts.finish(net)
     n = len(ok)
     out.update(outcome_fields(ok, idx[:n], planned=len(idx), stopped=stopped))
@@ -351,16 +351,18 @@ def compute_cell(cell: Cell, ctx: StudyContext, progress: bool = False) -> dict[
 
 def evaluate_chunked(predict_fn: Callable[[np.ndarray], np.ndarray], idx: np.ndarray,
                      labels: np.ndarray, part_images: int | None = None,
-                     segment: Callable[[int, int], np.ndarray] | None = None) -> tuple[np.ndarray, bool]:
+                     segment: Callable[[int, int, Callable[[], np.ndarray]], np.ndarray] | None = None
+                     ) -> tuple[np.ndarray, bool]:
     """Per-image correctness of ``predict_fn`` (indices -> predicted classes) on ``idx``, in two chunks:
     the first ``stats.CHANCE_MIN_IMAGES`` images, then the rest, which is skipped where the first chunk
     is at chance (``stats.at_chance``); the rest in parts of ``part_images`` (default: one part).
-    ``segment(start, stop)``: the outcomes of ``idx[start:stop]`` (default: ``predict_fn`` on them), for a
-    caller that keeps or reads back parts. (outcomes of the images evaluated, stopped at chance)."""
+    ``segment(start, stop, outcomes)``: the outcomes of ``idx[start:stop]`` for a caller that keeps or reads
+    back parts (``outcomes()`` computes them: ``predict_fn`` on those images). (outcomes of the images evaluated,
+    stopped at chance)."""
     def run(a: int, b: int) -> np.ndarray:
-        if segment is not None:
-            return np.asarray(segment(a, b), dtype=bool)
-        return np.asarray(predict_fn(idx[a:b]) == labels[idx[a:b]], dtype=bool)
+        def outcomes() -> np.ndarray:
+            return np.asarray(predict_fn(idx[a:b]) == labels[idx[a:b]], dtype=bool)
+        return outcomes() if segment is None else np.asarray(segment(a, b, outcomes), dtype=bool)
 
     first = min(len(idx), stats.CHANCE_MIN_IMAGES)
     ok = run(0, first)
@@ -381,8 +383,9 @@ class CellParts:
     """The finished parts of one array cell (``<cache>/parts/<key>_<start>-<stop>.json``), so that an interrupted
     cell resumes from its last finished part: each holds the part's per-image outcomes, the run counts its images
     added to every layer's statistics (``cosim.cim.stats.LayerStats``) and, for certified reads, the columns read
-    and re-solved. ``run(net, predict, idx, labels, start, stop)`` reads a part back or computes and keeps it,
-    adding its statistics to the totals that ``finish`` puts back into the network."""
+    and re-solved. ``run(net, start, stop, outcomes)`` reads a part back or computes it (``outcomes()``: the
+    part's per-image correctness, run through ``net``) and keeps it, adding its statistics to the totals that
+    ``finish`` puts back into the network."""
 
     KIND = "parts"
 
@@ -396,8 +399,7 @@ class CellParts:
     def _name(self, start: int, stop: int) -> str:
         return f"{self.key}_{start:05d}-{stop:05d}"
 
-    def run(self, net: torch.nn.Module, predict: Callable[[np.ndarray], np.ndarray], idx: np.ndarray,
-            labels: np.ndarray, start: int, stop: int) -> np.ndarray:
+    def run(self, net: torch.nn.Module, start: int, stop: int, outcomes: Callable[[], np.ndarray]) -> np.ndarray:
         from ..cim import cim_layers, reset_stats
         from ..cim.stats import LayerStats
 
@@ -421,7 +423,7 @@ class CellParts:
             pass                          # a damaged part is computed again
         reset_stats(net)
         before = (getattr(arr, "columns_read", 0), getattr(arr, "resolved", 0))
-        ok = np.asarray(predict(idx[start:stop]) == labels[idx[start:stop]], dtype=bool)
+        ok = outcomes()
         added = {name: m.matrix.stats for name, m in layers.items()}
         read = (getattr(arr, "columns_read", 0) - before[0], getattr(arr, "resolved", 0) - before[1])
         for name, st in added.items():
