@@ -308,3 +308,13 @@ def test_certified_reads_against_fresh_spice_points(table_path, monkeypatch):
         assert c["resolved_fraction"] == 1.0 and c["code_agreement"] == 1.0 and c["mean_abs_code_error"] == 0.0
     assert validate(table_path, patterns=["random"], n_columns=8, vectors=4, cols=2, cache=False,
                     certified=False)["certified_skipped"] == "not asked for"
+    # a selected ADC the same as the calibrated one: its certified reads are the calibrated ones, re-solved once
+    from cosim.surrogate.adc import ADC
+    from cosim.surrogate.validate import _certifiers
+    sel = validate(table_path, patterns=["random"], n_columns=32, vectors=8, cols=4, cache=False,
+                   adc=ADC(references="calibrated"))
+    assert sel["by_adc"]["selected"]["certified"] == sel["by_adc"]["calibrated"]["certified"]
+    from cosim.surrogate.tables import load_table
+    arrs, _ = _certifiers(load_table(table_path), {"selected": ADC(references="calibrated"),
+                                                   "ideal": ADC(references="ideal"), "calibrated": ADC(references="calibrated")})
+    assert arrs["selected"] is arrs["calibrated"] and arrs["ideal"] is not arrs["calibrated"]

@@ -300,9 +300,12 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
             pr["surrogate"].append(s0.column_currents(xt, wt).double().numpy().ravel())
             pr["ideal"].append(s0.ideal_currents(xt, wt).double().numpy().ravel())
             pr["count_only"].append(s0.count_only_currents(xt, wt).double().numpy().ravel())
+            read: dict[int, tuple[np.ndarray, int]] = {}     # an ADC the same as another's is read once
             for name, arr in certifiers.items():
-                before = arr.resolved
-                cert[name].append((arr.read(xt, wt).double().numpy().ravel(), arr.resolved - before))
+                if id(arr) not in read:
+                    before = arr.resolved
+                    read[id(arr)] = (arr.read(xt, wt).double().numpy().ravel(), arr.resolved - before)
+                cert[name].append(read[id(arr)])
         n_failed = sum(1 for j in failed if runs[j].family == fam)
         if not k_l:
             report["patterns"][fam] = {"n_columns": 0, "failed_runs": n_failed}
@@ -365,7 +368,9 @@ def _joined(parts: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
 
 def _certifiers(table: LookupTable, adcs: dict[str, ADC]) -> tuple[dict[str, Any], str | None]:
     """({ADC name: CertifiedArray reading through that ADC}, None), or ({}, why not) for a table certified
-    reads refuse (coupled, or without calibration residuals)."""
+    reads refuse (coupled, or without calibration residuals). ADCs with the same settings and decision levels (the
+    ``selected`` one is often the ideal or calibrated one) share one CertifiedArray, so their columns are re-solved
+    once."""
     from ..cim.arrays import CertifiedArray
     from .evaluate import Surrogate
 
@@ -373,7 +378,14 @@ def _certifiers(table: LookupTable, adcs: dict[str, ADC]) -> tuple[dict[str, Any
         return {}, "certified reads need a decoupled table"
     if "certify_residual_a" not in table.arrays or "certify_band_counts" not in table.meta:
         return {}, "the table records no calibration residuals"
-    return {name: CertifiedArray(Surrogate(table, adc=a), table.technology()) for name, a in adcs.items()}, None
+    made: dict[tuple, Any] = {}
+    out = {}
+    for name, a in adcs.items():
+        same = (repr(a), a.bind(table).levels_a().tobytes())
+        if same not in made:
+            made[same] = CertifiedArray(Surrogate(table, adc=a), table.technology())
+        out[name] = made[same]
+    return out, None
 
 
 def _section(adcs: dict, main_adc: str, k: np.ndarray, spice: np.ndarray, preds: dict,
