@@ -16,8 +16,11 @@ the reference VGG-small and ResNet-18 ($COSIM_MODELS) on 16 CIFAR-10 test images
 with a fixed seed from test images 1000 on (cosim.surrogate.netslices.calibration_images), plain and
 with BinSparX's flips. Tables are made at the technology's default wire resistance (10 ohm per cell:
 ``<tech>_<rows>_decoupled.parquet``, what ``cosim infer`` takes by default) and, for the study's wire sweep (configs/study.toml), at 2, 5 and 20 ohm per cell
-(``<tech>_<rows>_decoupled_r<X>ohm.parquet``). Which tables, their names and their model forms are the
-table registry's (cosim.surrogate.registry: SHIPPED, table_filename, MODEL_FORMS).
+(``<tech>_<rows>_decoupled_r<X>ohm.parquet``); and coupled (``--only sram8t_64_coupled,reram1t1r_64_coupled``: a
+line along each row shared by the 64 columns, ``<tech>_64_coupled.parquet``) at 64 rows and 10 ohm, whose model
+adds the column-position and row-load variables (cosim.surrogate.model.coupled_operands) to the 64-row form. Which
+tables, their names and their model forms are the table registry's (cosim.surrogate.registry: SHIPPED,
+TableKey.name, table_filename, MODEL_FORMS).
 
 Points: 100 times the points (so the samples: points x 64 columns x 16 vectors) of the ngspice-made
 tables shipped before, which had 24 points (24,576 samples) at the default wire resistance and 64 or
@@ -92,6 +95,9 @@ if str(ROOT) not in sys.path:
 #: resistances: 100 x the 24 / 24 / 16 and 12 / 12 / 8 points of the ngspice-made tables shipped before
 POINTS = {64: 2400, 128: 2400, 256: 1600}
 POINTS_OTHER_R = {64: 1200, 128: 1200, 256: 800}
+#: points of the coupled 64-row tables (no earlier table to multiply): 8T-SRAM 3 x, 1T-1R 3 x the points of the
+#: first coupled tables (docs/VALIDATION.md, "Coupled-topology tables"), whose fit (124 terms) costs most
+POINTS_COUPLED = {"sram8t": {64: 1200}, "reram1t1r": {64: 600}}
 COLS, VECTORS, SEED = 64, 16, 0
 SOLVER = "exact"
 #: the networks whose operands fill every third point, on IMAGES CIFAR-10 test images (calibration_images)
@@ -110,11 +116,8 @@ def tables() -> dict:
     (cosim.surrogate.registry.SHIPPED); the file name and the model form are the registry's too."""
     from cosim.surrogate.registry import SHIPPED
 
-    out = {}
-    for key in SHIPPED:
-        r = "" if key.r_wire_ohm is None else f"_r{key.r_wire_ohm:g}ohm"
-        out[f"{key.technology}_{key.rows}{r}"] = (key, (POINTS if key.r_wire_ohm is None else POINTS_OTHER_R)[key.rows])
-    return out
+    return {key.name: (key, (POINTS_COUPLED[key.technology] if key.topology == "coupled" else
+                             POINTS if key.r_wire_ohm is None else POINTS_OTHER_R)[key.rows]) for key in SHIPPED}
 
 
 def dirty_paths() -> list[str]:

@@ -258,8 +258,11 @@ class CertifiedArray(SurrogateArray):
     beside it (cosim.surrogate.fit.fit_arrays; a band is one count in tables fitted since the envelope per
     count, cosim.surrogate.fit.certify_envelope); a table without them is refused. The screen runs in the
     surrogate's C kernel beside the currents and codes (cosim.surrogate.kernel.near_fields; torch elsewhere);
-    the re-solved columns of a read go to the solver in one call. Decoupled tables only
-    (columns are re-solved one by one). ``resolved`` / ``columns_read`` count the re-solved columns.
+    the re-solved columns of a read go to the solver in one call. A coupled table's columns share their row
+    lines, so a column cannot be re-solved alone: every input vector with a column near a level is re-solved
+    whole (every column of the array, whose codes and currents all become the exact ones).
+    ``resolved`` / ``columns_read`` count the re-solved columns (for a coupled table every column of a
+    re-solved vector).
     ``cells``: the solver's cell model (as ExactArray's). ``screen``: another Surrogate (a finer table of the
     same technology, size and topology) whose currents and residuals choose the columns to re-solve; the
     codes keep ``surrogate``'s ADC decision levels, so a table that records no residuals (one fitted before cosim
@@ -287,8 +290,6 @@ class CertifiedArray(SurrogateArray):
             raise TableError(f"{where} records no calibration residuals, which certified reads need (it was fitted "
                              "before cosim recorded them): refit it by re-running its `cosim calibrate` command "
                              "with this cosim (the same --out folder reuses the SPICE points)")
-        if surrogate.topology != "decoupled":
-            raise InputError("certified reads need a decoupled table (columns re-solved one by one)")
         res = np.asarray(lut["certify_residual_a"], dtype=np.float64)
         near = np.maximum(res, np.maximum(np.r_[res[1:], 0.0], np.r_[0.0, res[:-1]]))
         band = int(lut.meta["certify_band_counts"])
@@ -365,7 +366,9 @@ class CertifiedArray(SurrogateArray):
             self.columns_read += cur.numel()
             total = float(total)
             kk, cc = near.nonzero(as_tuple=True)
-            if kk.numel():
+            if kk.numel() and self.surrogate.topology == "coupled":
+                total += self._resolve_vectors(x_bits, w_bits, torch.unique(kk.cpu()), cur, codes)
+            elif kk.numel():
                 kk, cc = kk.cpu(), cc.cpu()
                 spec = ArraySpec(self.tech, self.rows, int(w_bits.shape[1]), "decoupled")
                 x = x_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
@@ -376,6 +379,23 @@ class CertifiedArray(SurrogateArray):
                 codes[dev_kk, dev_cc] = adc.digitize(exact).to(cur.device, codes.dtype)
                 self.resolved += int(kk.numel())
         return codes.to(x_bits.device, torch.float32), total
+
+    def _resolve_vectors(self, x_bits: torch.Tensor, w_bits: torch.Tensor, vectors: torch.Tensor,
+                         cur: torch.Tensor, codes: torch.Tensor) -> float:
+        """Re-solve input vectors ``vectors`` (indices into ``x_bits``) of a coupled array whole: their codes in
+        ``codes`` become the exact solver's; returns what their exact currents add to the read's current sum."""
+        from ..circuit.netlist import MAX_VECTORS, ArraySpec
+        from ..circuit.solver import solve_array
+        spec = ArraySpec(self.tech, self.rows, int(w_bits.shape[1]), "coupled")
+        x = x_bits.detach()[vectors.to(x_bits.device)].to(device="cpu", dtype=torch.uint8).numpy()
+        w = w_bits.detach().to(device="cpu", dtype=torch.uint8).numpy()
+        exact = torch.cat([torch.from_numpy(solve_array(spec, x[n0:n0 + MAX_VECTORS], w,
+                                                        cells=self.cells).column_current_a)
+                           for n0 in range(0, x.shape[0], MAX_VECTORS)])
+        dev_v = vectors.to(cur.device)
+        codes[dev_v] = self.surrogate.adc.digitize(exact).to(cur.device, codes.dtype)
+        self.resolved += int(exact.numel())
+        return float((exact - cur[dev_v].to("cpu", torch.float64)).sum())
 
     def read(self, x_bits: torch.Tensor, w_bits: torch.Tensor) -> torch.Tensor:
         return self.read_with_current(x_bits, w_bits)[0]

@@ -41,8 +41,8 @@ def _clean(o):
 @click.option("--adc-bits", type=int, default=None, help="ADC bits (default: enough for every count 0..rows)")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help="keep the SPICE runs here (reused on rerun)")
 @click.option("--certified/--no-certified", default=True, show_default=True,
-              help="also certified reads' codes (decoupled tables with calibration residuals; the exact solver "
-                   "re-solves the columns near a decision level)")
+              help="also certified reads' codes (tables with calibration residuals; the exact solver "
+                   "re-solves the columns near a decision level, a coupled table's whole input vectors)")
 @sweep_options
 @click.option("--json", "as_json", is_flag=True, help="print the full report as JSON")
 def command(table_path, patterns, n_columns, vectors, cols, seed, network, checkpoint, layers, images, data,

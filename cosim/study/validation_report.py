@@ -51,12 +51,11 @@ CERT_BEGIN, CERT_END = ("<!-- certified reads: begin (kept by make_validation_re
 
 
 def cases() -> dict[str, Any]:
-    """name (``sram8t_64``, ``sram8t_64_r20ohm``, as scripts/make_tables.py names them) -> registry TableKey,
-    for every shipped table."""
+    """name (``sram8t_64``, ``sram8t_64_r20ohm``, ``sram8t_64_coupled``: ``TableKey.name``, as
+    scripts/make_tables.py names them) -> registry TableKey, for every shipped table."""
     from ..surrogate.registry import SHIPPED
 
-    return {f"{k.technology}_{k.rows}" + ("" if k.r_wire_ohm is None else f"_r{k.r_wire_ohm:g}ohm"): k
-            for k in SHIPPED}
+    return {k.name: k for k in SHIPPED}
 
 
 def kept_section(old: str, begin: str, end: str) -> list[str]:

@@ -117,11 +117,20 @@ class TableKey:
         r = "default wire resistance" if self.r_wire_ohm is None else f"{self.r_wire_ohm:g} ohm/cell"
         return f"{self.technology}, {self.rows} rows, {r}, {self.topology}"
 
+    @property
+    def name(self) -> str:
+        """The short name scripts and reports give the table: ``sram8t_64``, ``sram8t_64_r20ohm``,
+        ``sram8t_64_coupled`` (the file name without the decoupled topology and the suffix)."""
+        return (f"{self.technology}_{self.rows}" + ("" if self.topology == "decoupled" else f"_{self.topology}")
+                + ("" if self.r_wire_ohm is None else f"_r{self.r_wire_ohm:g}ohm"))
+
 
 #: the tables shipped in cosim/resources/tables (scripts/make_tables.py makes them): both cells at 64, 128
-#: and 256 rows, decoupled, at the default wire resistance (10 ohm per cell) and the study's 2, 5 and 20
-SHIPPED = tuple(TableKey(tech, rows, r, "decoupled") for tech in ("sram8t", "reram1t1r") for rows in (64, 128, 256)
-                for r in (None, 2.0, 5.0, 20.0))
+#: and 256 rows, decoupled, at the default wire resistance (10 ohm per cell) and the study's 2, 5 and 20;
+#: and both cells coupled (a line along each row shared by the array's 64 columns) at 64 rows and 10 ohm
+SHIPPED = (tuple(TableKey(tech, rows, r, "decoupled") for tech in ("sram8t", "reram1t1r") for rows in (64, 128, 256)
+                 for r in (None, 2.0, 5.0, 20.0))
+           + tuple(TableKey(tech, 64, None, "coupled") for tech in ("sram8t", "reram1t1r")))
 
 _NAME = re.compile(r"^(?P<tech>.+?)_(?P<rows>[0-9]+)_(?P<topology>" + "|".join(TOPOLOGIES)
                    + r")(?:_r(?P<r>[0-9][0-9.e+-]*)ohm)?\.parquet$")

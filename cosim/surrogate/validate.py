@@ -24,9 +24,10 @@ Predictors:
 - ``ideal``       no non-ideality at all: k * I_on + leaking cells * I_off;
 - ``count_only``  the mean calibration current of the column's ON-count (a table over k alone).
 
-and, for decoupled tables that record their calibration residuals, **certified reads**
+and, for tables that record their calibration residuals, **certified reads**
 (``cosim.cim.arrays.CertifiedArray``, the default safety factor): the surrogate's code except where its current
-lies within the margin of a decision level, where the exact solver re-solves the column. Codes only (a certified
+lies within the margin of a decision level, where the exact solver re-solves the column (a coupled table: the
+whole input vector, every column of the array). Codes only (a certified
 read keeps no current of the columns it leaves alone), per reference under ``by_adc[ref]["certified"]``:
 ``code_agreement``, ``mean_abs_code_error``, ``n_columns`` and ``resolved_fraction`` (the columns re-solved).
 The re-solves are the exact solver's, so these codes test it against ngspice where it matters most: near the
@@ -214,7 +215,7 @@ def validate(table: LookupTable | str | Path, patterns: Iterable[str] = ("random
     ``cache``, ``point_timeout_s``: where and how the SPICE points run (``simulate_runs``). A run that
     fails even with the convergence aids is left out of the metrics and listed under ``failed_runs``
     (with a warning); if every run fails, an NgspiceError. ``certified``: also the certified reads' codes
-    (decoupled tables with calibration residuals; ``certified_skipped`` says why they are not there)."""
+    (tables with calibration residuals; ``certified_skipped`` says why they are not there)."""
     import torch
 
     from ..errors import NgspiceError
@@ -368,14 +369,12 @@ def _joined(parts: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, int]:
 
 def _certifiers(table: LookupTable, adcs: dict[str, ADC]) -> tuple[dict[str, Any], str | None]:
     """({ADC name: CertifiedArray reading through that ADC}, None), or ({}, why not) for a table certified
-    reads refuse (coupled, or without calibration residuals). ADCs with the same settings and decision levels (the
+    reads refuse (one without calibration residuals). ADCs with the same settings and decision levels (the
     ``selected`` one is often the ideal or calibrated one) share one CertifiedArray, so their columns are re-solved
     once."""
     from ..cim.arrays import CertifiedArray
     from .evaluate import Surrogate
 
-    if table.topology != "decoupled":
-        return {}, "certified reads need a decoupled table"
     if "certify_residual_a" not in table.arrays or "certify_band_counts" not in table.meta:
         return {}, "the table records no calibration residuals"
     made: dict[tuple, Any] = {}
