@@ -14,8 +14,8 @@ from cosim.errors import InputError, TableError
 from cosim.provenance import record
 from cosim.surrogate.evaluate import Surrogate
 from cosim.surrogate.fit import fit_arrays
-from cosim.surrogate.model import (COUPLED_VARIABLES, coupled_names, coupled_operands, coupled_terms, default_terms,
-                                   features_np, variable_names)
+from cosim.surrogate.model import (COUPLED_VARIABLES, coupled_names, coupled_offsets, coupled_operands, coupled_terms,
+                                   coupled_variables, default_terms, features_np, variable_names)
 from cosim.surrogate.tables import LookupTable, load_table
 from cosim.sweep.calibration import SweepConfig, random_patterns, sweep_design
 
@@ -26,11 +26,15 @@ def _direct(x: np.ndarray, w: np.ndarray, rho: float) -> dict[str, np.ndarray]:
     """The coupled variables of every (vector, column) by their definition, cell by cell."""
     K, R = x.shape
     C = w.shape[1]
-    out = {n: np.zeros((K, C)) for n in ("pk", "t", "q", "q2", "tq", "tL", "qL")}
+    out = {n: np.zeros((K, C)) for n in ("pk", "t", "q", "q2", "tq", "tL", "qL", "z", "z1")}
     for v in range(K):
         for c in range(C):
             for j in range(R):
                 if not x[v, j]:
+                    if x[v].any():     # a row of input 0, where another row is driven: its conducting cell
+                        cell = w[j, c] + rho * (1 - w[j, c])
+                        out["z"][v, c] += cell / R
+                        out["z1"][v, c] += cell * (2 * (j + 0.5) / R - 1) / R
                     continue
                 load_t = sum(w[j, d] + rho * (1 - w[j, d]) for d in range(C)) / C
                 load_q = sum(min(c, d) * (w[j, d] + rho * (1 - w[j, d])) for d in range(C)) / C ** 2
@@ -49,20 +53,31 @@ def _direct(x: np.ndarray, w: np.ndarray, rho: float) -> dict[str, np.ndarray]:
 def test_coupled_operands_are_the_coupled_variables_as_a_matrix_product(rows, cols, vectors, rho, seed):
     rng = np.random.default_rng(seed)
     x = (rng.random((vectors, rows)) < 0.6).astype(np.uint8)
+    x[0] = 0                                   # a vector of no 1: every variable zero, the complement ones too
     w = (rng.random((rows, cols)) < 0.5).astype(np.uint8)
-    names = ["pk", "t", "q", "q2", "tq", "tL", "qL"]
+    names = ["pk", "t", "q", "q2", "tq", "tL", "qL", "z", "z1"]
     ops = coupled_operands(w, names, rho)
     assert ops.shape == (rows, cols * len(names))
-    got = (x.astype(np.float64) @ ops).reshape(vectors, cols, len(names))
+    got = coupled_variables(x, w, names, rho).reshape(vectors, cols, len(names))
     want = _direct(x, w, rho)
     for i, n in enumerate(names):
         np.testing.assert_allclose(got[..., i], want[n], rtol=1e-12, atol=1e-12)
-    # the torch operands (the surrogate's) are the same numbers
-    t = coupled_operands(torch.as_tensor(w, dtype=torch.float64), list(COUPLED_VARIABLES), rho).numpy()
-    np.testing.assert_allclose(t, coupled_operands(w, list(COUPLED_VARIABLES), rho), rtol=1e-12, atol=1e-15)
-    # a partly used tile: the first rows of the table's operands
-    np.testing.assert_allclose(coupled_operands(w[: max(1, rows - 1)], names, rho, rows=rows)[:, : len(names)],
-                               coupled_operands(w[: max(1, rows - 1)], names, rho)[:, : len(names)])
+        if n not in ("z", "z1"):               # the others are the inputs times their operands alone
+            np.testing.assert_allclose((x.astype(np.float64) @ ops).reshape(vectors, cols, len(names))[..., i], want[n],
+                                       rtol=1e-12, atol=1e-12)
+    # the torch operands, offsets and variables (the surrogate's) are the same numbers
+    every = list(COUPLED_VARIABLES)
+    wt = torch.as_tensor(w, dtype=torch.float64)
+    np.testing.assert_allclose(coupled_operands(wt, every, rho).numpy(), coupled_operands(w, every, rho), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(coupled_offsets(wt, every, rho).numpy(), coupled_offsets(w, every, rho), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(coupled_variables(torch.as_tensor(x), wt, every, rho).numpy(),
+                               coupled_variables(x, w, every, rho), rtol=1e-12, atol=1e-15)
+    # a partly used tile: the table's variables with the missing rows as input-0, weight-0 rows
+    r = max(1, rows - 1)
+    pad_x = np.concatenate([x[:, :r], np.zeros((vectors, rows - r), np.uint8)], 1)
+    pad_w = np.concatenate([w[:r], np.zeros((rows - r, cols), np.uint8)], 0)
+    np.testing.assert_allclose(coupled_variables(x[:, :r], w[:r], names, rho, rows=rows),
+                               coupled_variables(pad_x, pad_w, names, rho), rtol=1e-12, atol=1e-12)
 
 
 def test_coupled_operands_refuse_an_unknown_variable():
@@ -86,7 +101,7 @@ def _samples(points, names, rho, rows):
         on.append((x[:, None, :] & w.T[None, :, :]).reshape(K * C, rows))
         act.append(np.broadcast_to(x[:, None, :], (K, C, rows)).reshape(K * C, rows))
         cur.append(np.asarray(c, np.float64).reshape(-1))
-        extra.append((x.astype(np.float64) @ coupled_operands(w, names, rho)).reshape(K * C, len(names)))
+        extra.append(coupled_variables(x, w, names, rho).reshape(K * C, len(names)))
     return np.concatenate(on), np.concatenate(act), np.concatenate(cur), np.concatenate(extra)
 
 
@@ -195,8 +210,10 @@ def test_a_coupled_leak_table_evaluates_its_coupled_variables_as_further_moments
                   topology="coupled", r_wire_ohm=tech.r_wire_ohm, i_cell_a=i_on, i_off_a=float(cc["i_off_a"]))
     table = LookupTable(arrays=arrays, meta=meta, provenance=prov)
     sur = Surrogate(table)
-    assert sur.leak and sur.n_moments == 4 + 7 and sur.n_variables == 2 * 11 + 1
-    x, w = random_patterns("skewed", np.random.default_rng(11), R, C, 32)
+    assert sur.leak and sur.n_moments == 4 + 9 and sur.n_variables == 2 * 13 + 1
+    x, w = random_patterns("skewed", np.random.default_rng(11), R, C, 96)
+    x[::7] = 0           # vectors of no 1 (the kernel skips their products; every variable zero, the complement too)
+    x[1::7] &= np.random.default_rng(3).random((len(x[1::7]), R)) < 0.1       # sparse ones (the kernel's row sums)
     exact = solve_array(spec, x, w).column_current_a
     # the surrogate replays the fitted model (its terms of the variables, features_np) in float64 and float32
     _, _, _, ex = _samples([(x, w, exact)], names, rho, R)
@@ -209,6 +226,12 @@ def test_a_coupled_leak_table_evaluates_its_coupled_variables_as_further_moments
     sur.use_kernel = False
     np.testing.assert_allclose(sur.column_currents(x, w).double().numpy(), model, rtol=1e-4, atol=1e-3 * i_on)
     sur.use_kernel = True
+    # inputs sparse enough for the kernel's row sums: the same currents as float64 torch
+    xs = (np.random.default_rng(5).random((64, R)) < 0.08).astype(np.uint8)
+    xs[0] = 0
+    np.testing.assert_allclose(sur.column_currents(xs, w).double().numpy(),
+                               Surrogate(table, dtype=torch.float64).column_currents(xs, w).numpy(), rtol=1e-4,
+                               atol=1e-3 * i_on)
     # the ADC codes of the kernel's own digitisation are those of its currents
     assert torch.equal(sur.read(x, w), sur.adc.digitize(sur.column_currents(x, w)))
     # and it is far closer to the exact currents than the ideal array is

@@ -218,8 +218,9 @@ def _header(prov: dict, code: str) -> list[str]:
             + provenance_line(code, prov["date_utc"], f"ngspice {prov['ngspice_version']} ({prov['solver']})",
                               prov["machine"]), "",
             "## What is compared", "",
-            "Each shipped table (`cosim/resources/tables/`, decoupled topology; the technology's default 10 ohm per "
-            "cell segment and the study's 2, 5 and 20 ohm) is checked against **fresh** ngspice points that "
+            "Each shipped table (`cosim/resources/tables/`: decoupled topology at the technology's default 10 ohm "
+            "per cell segment and the study's 2, 5 and 20 ohm; coupled topology, a line along each row shared by the "
+            "array's 64 columns, at 64 rows and 10 ohm) is checked against **fresh** ngspice points that "
             f"calibration never saw: {v['n_columns']:,} columns of every pattern family, seed {v['seed']} (pattern "
             "seeds disjoint from the calibration sweep; no earlier document used this seed), "
             f"{v['vectors']} input vectors per SPICE run:", "",
@@ -250,7 +251,9 @@ def _header(prov: dict, code: str) -> list[str]:
             "table's recorded calibration residual (times the factor) of a decision level: those the exact solver "
             "re-solves, and they take its code. Their agreement with ngspice's code tests the exact solver too, "
             "exactly where it matters (near the decision levels); *re-solved* is the fraction of the columns the "
-            "certificate sent to the solver, which is what certified reads cost.", "",
+            "certificate sent to the solver, which is what certified reads cost. A coupled array's columns share "
+            "their row lines, so a column cannot be re-solved alone: every input vector with a column near a level "
+            "is re-solved whole, and all its columns count as re-solved.", "",
             "Relative RMS current error = RMS(prediction − SPICE) / RMS(SPICE) over all columns.", ""]
 
 
@@ -299,7 +302,9 @@ def _table_section(name: str, table, rep: dict, groups: list | None = None) -> l
          f"Table: `{Path(prov.get('source_path', '')).name}`, model {meta['model']}"
          + (f", term set {meta['term_set']}" if meta.get("term_set") else "")
          + f", moment orders {meta['orders']}, {len(meta['terms'])} terms"
-         f"{' (with leaking-cell variables)' if meta['leak'] else ''}, {meta['n_knots']} knots; calibrated from "
+         f"{' (with leaking-cell variables)' if meta['leak'] else ''}, {meta['n_knots']} knots"
+         + (f"; coupled topology ({prov.get('cols')} columns), coupled variables {meta['coupled']}"
+            if meta.get("coupled") else "") + "; calibrated from "
          f"{prov['n_samples']} samples ({prov['n_points']} points, "
          + (f"{prov['spice_seconds']:.0f} s of ngspice), " if "spice_seconds" in prov
             else f"solved by {prov.get('solver', '?')}), ")

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from .adc import ADC
-from .model import (MAX_DEGREE, MODEL, coupled_operands, moment_basis, normalise_orders, product_variables,
+from .model import (COMPLEMENT_VARIABLES, MAX_DEGREE, MODEL, coupled_offsets, coupled_operands, moment_basis, normalise_orders, product_variables,
                     term_sum, variable_names)
 from ..errors import InputError, TableError
 from ..products import bits_dtype, f32_kernel, matmul_f32, prepare_f32
@@ -84,10 +84,21 @@ class PreparedWeights:
     w_float: torch.Tensor | None = None
     #: (R', G) int16 bit masks of the weights for the C kernel's fused products (Surrogate.fused_products)
     w_mask: torch.Tensor | None = None
+    #: (C*E,) what the moments of a vector with an input 1 add to its products (a coupled table's complement
+    #: variables: cosim.surrogate.model.coupled_offsets), or None
+    m_offset: torch.Tensor | None = None
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.w_count, self.w_moments, self.w_moments_t, self.w_float,
-                                                          self.w_mask) if t is not None)
+                                                          self.w_mask, self.m_offset) if t is not None)
+
+
+def _offset(m: torch.Tensor, x: torch.Tensor, pw: PreparedWeights) -> torch.Tensor:
+    """The moments ``m`` (n, C*E) of input vectors ``x`` with ``pw.m_offset`` added for every vector with an input 1
+    (a coupled table's complement variables; cosim.surrogate.model.coupled_variables), or ``m`` itself."""
+    if pw.m_offset is None:
+        return m
+    return m + (x != 0).any(1, keepdim=True).to(m.dtype) * pw.m_offset.to(m.dtype)
 
 
 #: (rows, columns, float32 kernel, torch threads) -> whether the float32 product adds in row order (_row_sums_exact)
@@ -312,6 +323,12 @@ class Surrogate:
         if w_c is not None:                                                     # the coupled variables as moments
             w_m = torch.cat([w_m, w_c.reshape(r, c, len(self.coupled))], dim=2)
         w_m = w_m.reshape(r, c * self.n_moments).contiguous()
+        m_offset = None
+        if any(n in COMPLEMENT_VARIABLES for n in self.coupled):
+            m_offset = torch.zeros((c, self.n_moments), dtype=self.dtype, device=self.device)
+            m_offset[:, len(self.orders):] = coupled_offsets(w, self.coupled, self.coupled_rho,
+                                                             rows=self.rows).reshape(c, len(self.coupled))
+            m_offset = m_offset.reshape(c * self.n_moments)
         count_dtype = self._count_dtype(r)
         kernel = f32_kernel(self.device) if self.dtype == torch.float32 else "blas"
         w_float = w.contiguous() if self.device.type == "cpu" and self.dtype == torch.float32 else None
@@ -321,7 +338,8 @@ class Surrogate:
             from .kernel import weight_masks
             w_mask = weight_masks(w_float)
         return PreparedWeights(rows=r, cols=c, w_count=w.to(count_dtype).contiguous(), w_moments=w_m,
-                               f32_kernel=kernel, w_moments_t=prepare_f32(w_m, kernel), w_float=w_float, w_mask=w_mask)
+                               f32_kernel=kernel, w_moments_t=prepare_f32(w_m, kernel), w_float=w_float, w_mask=w_mask,
+                               m_offset=m_offset)
 
     def _count_dtype(self, rows: int) -> torch.dtype:
         """The dtype of the exact ON-count product: the fastest dtype of this device that holds every
@@ -341,7 +359,7 @@ class Surrogate:
         k = xc @ pw.w_count
         if k.dtype not in (torch.float32, torch.bfloat16) and self.device.type == "cpu":
             k = k.float()                    # the C kernel reads float32 or bfloat16 counts
-        m = matmul_f32(x, pw.w_moments, pw.w_moments_t, pw.f32_kernel)
+        m = _offset(matmul_f32(x, pw.w_moments, pw.w_moments_t, pw.f32_kernel), x, pw)
         xs = x @ self._phi_xs[: x.shape[1]] if self.leak else None
         return k, m, xs
 
@@ -496,7 +514,7 @@ class Surrogate:
             got = row_sums(lib, x, pw.w_float, pw.w_moments, threads)
             if got is not None:
                 xs = x.to(self.dtype) @ self._phi_xs[: x.shape[1]] if self.leak else None
-                return got[0], got[1], xs
+                return got[0], _offset(got[1], x, pw), xs
         return self._products(x, pw)
 
     def _no_products(self, cols: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

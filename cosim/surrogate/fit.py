@@ -26,7 +26,7 @@ from ..errors import CosimError, InputError, StorageError, TableError
 from ..fileio import atomic_path, check_writable, describe_os_error
 from ..sweep.calibration import (PLACEMENT_FAMILIES, SOLVERS, SweepConfig, is_design_point, load_points, masks,
                                  ngspice_check, run_sweep)
-from .model import (DEFAULT_ORDERS, MAX_DEGREE, MODEL, coupled_names, coupled_operands, coupled_terms, default_terms,
+from .model import (DEFAULT_ORDERS, MAX_DEGREE, MODEL, coupled_names, coupled_terms, coupled_variables, default_terms,
                     features_np, hat_functions, knot_counts, normalise_orders, term_names, variable_names)
 from .registry import model_form
 
@@ -257,7 +257,7 @@ def certify_band_counts(rows: int) -> int:
 
 
 def coupled_samples(paths, names, rho: float, rows: int) -> np.ndarray:
-    """(n, X): the coupled variables ``names`` (``coupled_operands``, leak ratio ``rho``) of every sample of the
+    """(n, X): the coupled variables ``names`` (``coupled_variables``, leak ratio ``rho``) of every sample of the
     sweep points ``paths``, in the order of ``load_points``' frame (point, then vector, then column)."""
     out = []
     for p in paths:
@@ -266,7 +266,7 @@ def coupled_samples(paths, names, rho: float, rows: int) -> np.ndarray:
                 x, w = z["inputs"], z["weights"]
         except (OSError, KeyError, ValueError) as e:
             raise TableError(f"calibration point {p} is unreadable ({e}); delete it and rerun") from None
-        out.append((x.astype(np.float64) @ coupled_operands(w, names, rho, rows=rows)).reshape(-1, len(names)))
+        out.append(coupled_variables(x, w, names, rho, rows=rows).reshape(-1, len(names)))
     return np.concatenate(out) if out else np.zeros((0, len(names)))
 
 

@@ -184,14 +184,22 @@ def features_np(on: np.ndarray, active: np.ndarray, orders, leak: bool,
 # The coupled topology: column position and row load
 # ---------------------------------------------------------------------------------------------------
 #: the coupled topology's variables (``coupled_operands``)
-COUPLED_VARIABLES = ("pk", "t", "q", "q2", "tq", "t2", "q1", "t1", "tL", "qL", "q2L", "tqL")
+COUPLED_VARIABLES = ("pk", "t", "q", "q2", "tq", "t2", "q1", "t1", "tL", "qL", "q2L", "tqL", "z", "z1")
+#: the coupled variables of the rows whose input is 0 (``coupled_offsets``): a variable's value is its offset
+#: minus the inputs times its operands
+COMPLEMENT_VARIABLES = ("z", "z1")
 #: the coupled variables of a coupled table (after the others, in this order) without leak terms, and with them.
 #: Measured on exact-solver points of 8T-SRAM 64 x 64 coupled arrays at 10 ohm (docs/VALIDATION.md, "Coupled-topology
 #: tables"): pk and q carry most of it (held-out current error 19 % -> 3 % as terms of degree one), their products and
 #: the products with the ON moments most of the rest (-> 0.2-0.7 %), q2 and tq the per-row curvature (-> 0.15-0.4 %);
-#: t2, q1, t1 added nothing measurable
+#: t2, q1, t1 added nothing measurable. A cell whose input 0 drives its row line to 0 V (1T-1R, resistor: the gates
+#: stay on) conducts backwards from its column line, raised by the column's wire and sink: z and z1, measured on 200
+#: exact-solver points of 1T-1R 64 x 64 at 10 ohm held out on 2,048 columns per family, took the code agreement
+#: (ideal / calibrated references) from 78.5-96.3 / 67.7-95.2 % to 96.3-97.4 / 93.5-96.1 %, the RMS current error
+#: from 0.26-2.56 % to 0.24-0.46 % (docs/VALIDATION.md, "Coupled-topology tables"). An 8T-SRAM cell whose read word
+#: line is off draws nothing, so its table has none.
 COUPLED_PLAIN = ("pk", "t", "q", "q2", "tq")
-COUPLED_LEAK = COUPLED_PLAIN + ("tL", "qL")
+COUPLED_LEAK = COUPLED_PLAIN + ("tL", "qL", "z", "z1")
 
 
 def coupled_names(leak: bool) -> list[str]:
@@ -222,6 +230,13 @@ def coupled_operands(w, names, rho: float, rows: int | None = None):
     ``tqL`` of the leaking cells), and ``q1``, ``t1``: q and t weighted by the row's place along the column
     (the first Legendre polynomial of j).
 
+    Where an input of 0 drives its row line to 0 V while the cell's gate stays on (1T-1R, resistor), the rows
+    whose input is 0 draw current backwards from the column line, which the column's wire and sink raise above
+    0 V; ``z`` = sum_j (1 - x_j) W~_jc / R (its conducting cells there) and ``z1`` = the same weighted by p1_j,
+    the row's place along the column line (R: the table's rows; a partly used tile's missing rows count as
+    weight-0 cells). They are not inputs times operands but ``coupled_offsets`` minus them, so their operands
+    here are minus the cells' (``coupled_variables`` adds the offsets).
+
     (x_j^2 = x_j: the row's load only flows where the row is driven, and the column's own cell only then.)
     ``rows``: the table's rows, where ``w`` holds only the first R of them (a partly used tile)."""
     R, C = w.shape
@@ -251,7 +266,8 @@ def coupled_operands(w, names, rho: float, rows: int | None = None):
              "tL": lambda: (1.0 - xp_w) * g_t, "qL": lambda: (1.0 - xp_w) * g_q,
              "q2": lambda: xp_w * g_q * g_q * 4.0, "t2": lambda: xp_w * g_t * g_t, "tq": lambda: xp_w * g_t * g_q * 2.0,
              "q1": lambda: xp_w * g_q * p1, "t1": lambda: xp_w * g_t * p1,
-             "q2L": lambda: (1.0 - xp_w) * g_q * g_q * 4.0, "tqL": lambda: (1.0 - xp_w) * g_t * g_q * 2.0}
+             "q2L": lambda: (1.0 - xp_w) * g_q * g_q * 4.0, "tqL": lambda: (1.0 - xp_w) * g_t * g_q * 2.0,
+             "z": lambda: -load / rows, "z1": lambda: -load * p1 / rows}
     try:
         cols = [parts[n]() for n in names]
     except KeyError as e:
@@ -259,16 +275,67 @@ def coupled_operands(w, names, rho: float, rows: int | None = None):
     return stack(cols, -1).reshape(R, C * len(cols))
 
 
+def coupled_offsets(w, names, rho: float, rows: int | None = None):
+    """(C*X,): what each coupled variable ``names`` of ``coupled_operands`` adds to the inputs times its operands
+    (column c*X + i, as there), for weights ``w`` (R, C): zero but for the complement variables (``z``, ``z1``),
+    whose offset is the sum of their cells over every row, the ``rows`` - R rows a partly used tile lacks counted
+    as weight-0 cells. numpy array or torch tensor alike."""
+    R, C = w.shape
+    rows = R if rows is None else int(rows)
+    p1 = 2.0 * (np.arange(rows, dtype=np.float64) + 0.5) / rows - 1.0
+    missing = {"z": rho * (rows - R) / rows, "z1": rho * float(p1[R:].sum()) / rows}
+    torch_w = not isinstance(w, np.ndarray)
+    if torch_w:
+        import torch
+    xp_w = w if torch_w else w.astype(np.float64)
+    load = xp_w + rho * (1.0 - xp_w)
+    out = []
+    for n in names:
+        if n not in COUPLED_VARIABLES:
+            raise InputError(f"unknown coupled variable '{n}': expected some of {', '.join(COUPLED_VARIABLES)}")
+        if n not in COMPLEMENT_VARIABLES:
+            out.append(load[0] * 0.0)
+            continue
+        if n == "z":
+            col = load.sum(0) / rows + missing[n]
+        else:
+            weight = torch.as_tensor(p1[:R], dtype=w.dtype, device=w.device) if torch_w else p1[:R]
+            col = (load * weight[:, None]).sum(0) / rows + missing[n]
+        out.append(col)
+    if torch_w:
+        return torch.stack(out, -1).reshape(C * len(names)) if out else w.new_zeros(0)
+    return np.stack(out, -1).reshape(C * len(names)) if out else np.zeros(0)
+
+
+def coupled_variables(x, w, names, rho: float, rows: int | None = None):
+    """(N, C*X): the coupled variables ``names`` of input vectors ``x`` (N, R) on weights ``w`` (R, C): the inputs
+    times ``coupled_operands``, plus ``coupled_offsets`` for every vector with an input 1 (a vector of no 1
+    drives no row: every variable of it is zero). numpy arrays or torch tensors alike."""
+    if isinstance(w, np.ndarray):
+        xf = np.asarray(x, dtype=np.float64)
+        out = xf @ coupled_operands(w, names, rho, rows=rows)
+        if any(n in COMPLEMENT_VARIABLES for n in names):
+            out = out + (xf != 0).any(1, keepdims=True) * coupled_offsets(w, names, rho, rows=rows)
+        return out
+    xf = x.to(w.dtype)
+    out = xf @ coupled_operands(w, names, rho, rows=rows)
+    if any(n in COMPLEMENT_VARIABLES for n in names):
+        out = out + (xf != 0).any(1, keepdim=True).to(w.dtype) * coupled_offsets(w, names, rho, rows=rows)
+    return out
+
+
 def coupled_terms(orders, leak: bool, names) -> list[tuple[int, ...]]:
     """The terms a coupled table adds to ``default_terms`` (indices into the variables: ``variable_names``
     then the coupled ``names``): every coupled variable of the ON cells, the products of every two, and each
     times every Legendre ON moment; the leaking cells' (names ending in ``L``) alone, times the leaking-cell
-    count L, times each coupled variable of the ON cells, and squared."""
+    count L, times each coupled variable of the ON cells, and squared; the rows of input 0 (``z``, ``z1``) alone,
+    squared, times each other and times every other variable."""
     from itertools import combinations_with_replacement
 
     orders = normalise_orders(orders)
     base = len(variable_names(orders, leak))
-    z = [base + i for i, n in enumerate(names) if not str(n).endswith("L")]
+    comp = [base + i for i, n in enumerate(names) if n in COMPLEMENT_VARIABLES]
+    z = [base + i for i, n in enumerate(names) if not str(n).endswith("L") and n not in COMPLEMENT_VARIABLES]
     zl = [base + i for i, n in enumerate(names) if str(n).endswith("L")]
     poly = [i for i, o in enumerate(orders) if isinstance(o, int)]
     terms: list[tuple[int, ...]] = [(i,) for i in z]
@@ -277,6 +344,9 @@ def coupled_terms(orders, leak: bool, names) -> list[tuple[int, ...]]:
     if zl:
         n_leak = len(orders)                       # the index of L (variable_names)
         terms += [(i,) for i in zl] + [(n_leak, i) for i in zl] + [(i, j) for i in zl for j in z] + [(i, i) for i in zl]
+    others = [i for i in range(base + len(names)) if i not in comp]
+    for v in comp:
+        terms += [(v,), (v, v)] + [(i, v) for i in others] + [(v, u) for u in comp if u < v]
     return terms
 
 
