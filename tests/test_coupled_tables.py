@@ -201,7 +201,7 @@ def test_a_coupled_leak_table_evaluates_its_coupled_variables_as_further_moments
     cfg = SweepConfig(tech=tech, rows=R, cols=C, topology="coupled", seed=1, vectors=16, solver="exact")
     cc = cell_currents(tech, "coupled")
     i_on, rho = float(cc["i_on_a"]), float(cc["i_off_a"]) / float(cc["i_on_a"])
-    names = coupled_names(True)
+    names = coupled_names(True, "line")
     on, act, cur, extra = _samples(_points(spec, cfg, range(80)), names, rho, R)
     terms = default_terms(ORDERS, True) + coupled_terms(ORDERS, True, names)
     arrays, meta = fit_arrays(on, act, cur, R, i_on, ORDERS, True, None, terms, extra=extra, coupled=names,
@@ -276,11 +276,14 @@ def test_fit_refuses_coupled_variables_that_the_samples_do_not_carry():
 
 
 def test_coupled_terms_refer_to_the_coupled_variables():
-    names = coupled_names(True)
+    names = coupled_names(True, "line")
     n = len(variable_names(ORDERS, True))
     terms = coupled_terms(ORDERS, True, names)
     assert {i for t in terms for i in t} >= set(range(n, n + len(names)))
     assert all(max(t) < n + len(names) for t in terms) and len(set(terms)) == len(terms)
+    # the rows of input 0 where the input drives the row line (1T-1R, resistor), not where it drives a gate (8T-SRAM)
+    assert coupled_names(False, "line") == coupled_names(False) + ["z", "z1"]
+    assert names[-2:] == ["z", "z1"] and "z" not in coupled_names(True)
 
 
 @pytest.mark.ngspice

@@ -27,7 +27,9 @@ input bits, under the same check, so there are no products at all (``kernel_lane
 A coupled table (``cosim.surrogate.model.coupled_operands``: column position and row load) reads arrays of its
 calibrated width only; its coupled variables are further weight-side operands of each column, built by
 ``prepare`` and appended to the column's moments: the same products and the same C kernel (not its fused
-products), leak tables too (their leak variables take zero input moments for the coupled ones, unused).
+products), leak tables too (their leak variables take zero input moments for the coupled ones, unused). The
+complement variables of the rows of input 0 (1T-1R) add their per-column offsets to the products of every vector
+with an input 1 (``PreparedWeights.m_offset``).
 """
 
 from __future__ import annotations

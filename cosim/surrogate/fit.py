@@ -292,7 +292,8 @@ def fit_table(cfg: SweepConfig, samples, orders=None, leak: bool | str = "auto",
     if cfg.topology == "coupled":
         if paths is None:
             raise InputError("a coupled table's fit needs the sweep's points (paths) for its coupled variables")
-        names = coupled_names(bool(leak))
+        from ..circuit.cells import cell_kind
+        names = coupled_names(bool(leak), cell_kind(cfg.tech).coupled_drive)
         extra = coupled_samples(paths, names, rho, cfg.rows)
         term_list = term_list + coupled_terms(orders, bool(leak), names)
     arrays, meta = fit_arrays(on, act, samples["current_a"].to_numpy(), cfg.rows, i_cell, orders, bool(leak), n_knots,

@@ -43,7 +43,8 @@ samples per count.
 
 Coupled-topology tables (``meta["coupled"]``) carry further variables after these: the column's position along
 the row lines and the load the other columns put on the rows it shares (``coupled_operands``, again inputs times
-weight-side operands), with the terms of ``coupled_terms``.
+weight-side operands) and, for cells whose gate stays on at input 0 (1T-1R), the rows of input 0 (per-column
+``coupled_offsets`` minus inputs times operands; ``coupled_variables``), with the terms of ``coupled_terms``.
 """
 
 from __future__ import annotations
@@ -199,12 +200,14 @@ COMPLEMENT_VARIABLES = ("z", "z1")
 #: from 0.26-2.56 % to 0.24-0.46 % (docs/VALIDATION.md, "Coupled-topology tables"). An 8T-SRAM cell whose read word
 #: line is off draws nothing, so its table has none.
 COUPLED_PLAIN = ("pk", "t", "q", "q2", "tq")
-COUPLED_LEAK = COUPLED_PLAIN + ("tL", "qL", "z", "z1")
+COUPLED_LEAK = COUPLED_PLAIN + ("tL", "qL")
 
 
-def coupled_names(leak: bool) -> list[str]:
-    """The coupled variables a coupled table of a cell without / with leak terms carries."""
-    return list(COUPLED_LEAK if leak else COUPLED_PLAIN)
+def coupled_names(leak: bool, drive: str = "gate") -> list[str]:
+    """The coupled variables a coupled table of a cell without / with leak terms carries, and the complement
+    variables where the input drives the row line (``drive`` "line", a cell kind's ``coupled_drive``: 1T-1R,
+    resistor; "gate": 8T-SRAM, whose cells of input 0 draw nothing)."""
+    return list(COUPLED_LEAK if leak else COUPLED_PLAIN) + (list(COMPLEMENT_VARIABLES) if drive == "line" else [])
 
 
 def coupled_operands(w, names, rho: float, rows: int | None = None):
