@@ -3,10 +3,14 @@
 on the configuration's shipped table, its reference, and at least --images images) runs through
 `scripts/error_budget.py` into `docs/error_budget/runs/<name>/`, adding its row to the CSV when it finishes.
 Resumable: a configuration interrupted part-way continues from its saved chunks, a finished one is skipped.
-Cheapest first (fewer rows, ideal ADC references before calibrated ones at 128 and 256 rows):
+Cheapest first (fewer rows, ideal ADC references before calibrated ones at 128 and 256 rows); with ``--study
+docs/report/cells.jsonl`` (the study's cells) the configurations whose study cell did not stop at chance come
+first, cheapest first among them: where the surrogate leaves a network above chance is where its error can move
+a reported accuracy most.
 
     nice -n 19 .venv/bin/python scripts/error_budget_queue.py --rows 64 --dry-run
     nice -n 19 .venv/bin/python scripts/error_budget_queue.py --rows 64 128 --networks vgg-small
+    nice -n 19 .venv/bin/python scripts/error_budget_queue.py --rows 128 --study docs/report/cells.jsonl
 """
 
 from __future__ import annotations
@@ -70,6 +74,37 @@ def plan(networks, techs, rows, r_wires, references, binsparx, *, csv_path: Path
     return todo
 
 
+def above_chance(cells_path: Path) -> set[tuple]:
+    """The budget keys (cosim.study.report.budget_key) of the study's cells in ``cells_path`` (the report's
+    cells.jsonl) that did not stop at chance: whole-column reads with +1 conducting (the cells a budget applies
+    to: not the mirrored encoding or partial wordline activation; cosim.study.report.cell_budget)."""
+    import json
+
+    from cosim.study.config import Cell
+    from cosim.study.report import budget_key
+
+    out: set[tuple] = set()
+    try:
+        lines = cells_path.read_text().splitlines()
+    except OSError as e:
+        raise SystemExit(f"error: --study {cells_path}: {e.strerror or e}")
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+            cell = Cell(**entry["payload"]["cell"])
+            stopped = bool(entry["result"].get("stopped_at_chance"))
+        except (ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"error: --study {cells_path} line {n} is not a study cell ({e})")
+        f = cell.flags
+        if stopped or f["software"] or f["pwa"] or f["encoding"] != "plus":
+            continue
+        out.add(budget_key(cell.network, cell.technology, cell.rows, cell.r_wire_ohm,
+                           "calibrated" if f["adc_cal"] else "ideal", f["binsparx"]))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from cosim.study.budget import GRID
 
@@ -83,10 +118,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", type=int, default=500)
     ap.add_argument("--csv", default=str(ROOT / "docs" / "error_budget.csv"))
     ap.add_argument("--runs", default=str(ROOT / "docs" / "error_budget" / "runs"), help="folder of the runs")
+    ap.add_argument("--study", default=None, help="the study's cells (docs/report/cells.jsonl): configurations "
+                                                     "whose cell did not stop at chance first")
     ap.add_argument("--dry-run", action="store_true", help="list the configurations left, run nothing")
     a = ap.parse_args(argv)
     todo = plan(a.networks, a.techs, a.rows, a.r_wire_ohm, a.adc_references, [b == "on" for b in a.binsparx],
                 csv_path=Path(a.csv), images=a.images)
+    if a.study:
+        from cosim.study.report import budget_key
+        first = above_chance(Path(a.study))
+        todo.sort(key=lambda c: budget_key(c["network"], c["tech"], c["rows"], c["r_wire_ohm"], c["adc_reference"],
+                                           c["binsparx"]) not in first)     # stable: cheapest first in each group
     print(f"{len(todo)} configuration(s) left", file=sys.stderr)
     # paths inside the checkout, as the run records them in its command: relative, so that it reruns anywhere
     from cosim.paths import checkout_relative as rel

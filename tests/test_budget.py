@@ -1,6 +1,7 @@
 """The network-level error budget (cosim.study.budget): paired accuracy and per-layer code agreement."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -281,6 +282,26 @@ def test_the_budget_queue_skips_what_the_csv_holds_for_the_shipped_table(tmp_pat
     assert cwd == CHECKOUT_DIR and cmd[1] == "scripts/error_budget.py"
     assert cmd[cmd.index("--out") + 1] == "docs/error_budget/runs/vgg_sram8t_64_10ohm_calibrated"
     assert not cmd[cmd.index("--table") + 1].startswith("/")
+    # --study: the configurations whose study cell did not stop at chance first (cheapest first in each group);
+    # cells at chance, software, mirrored and partial-wordline cells set no priority
+    def cell(variant, stopped, **kw):
+        c = {"network": "vgg-small", "technology": "sram8t", "rows": 64, "r_wire_ohm": 10.0, "variant": variant,
+             "cols": 64, "limit": 1000, "seed": 0, "adc_bits": 7, "pwa_rows": None, **kw}
+        return json.dumps({"payload": {"cell": c}, "result": {"accuracy": 0.5, "stopped_at_chance": stopped}})
+    cells = tmp_path / "cells.jsonl"
+    cells.write_text("\n".join([cell("binsparx", True), cell("nonideal", False), cell("software", False),
+                                 cell("mirrored", False), cell("nonideal", False, r_wire_ohm=5.0)]) + "\n")
+    from cosim.study.report import budget_key
+    assert queue.above_chance(cells) == {budget_key("vgg-small", "sram8t", 64, 10.0, "ideal", False),
+                                         budget_key("vgg-small", "sram8t", 64, 5.0, "ideal", False)}
+    seen.clear()
+    assert queue.main(["--rows", "64", "--networks", "vgg-small", "--techs", "sram8t", "--r-wire-ohm", "10",
+                       "--csv", str(tmp_path / "b.csv"), "--study", str(cells)]) == 0
+    assert [c[c.index("--out") + 1].rsplit("/", 1)[1] for c, _ in seen] == [
+        "vgg_sram8t_64_10ohm_ideal", "vgg_sram8t_64_10ohm_calibrated", "vgg_sram8t_64_10ohm_ideal_bsx"]
+    cells.write_text("not json\n")
+    with pytest.raises(SystemExit, match="line 1 is not a study cell"):
+        queue.above_chance(cells)
     assert cmd[cmd.index("--csv") + 1] == str(tmp_path / "b.csv")      # outside the checkout: as given
 
 
