@@ -40,7 +40,9 @@ commit is a later one, and any later commit rebuilds a table that differs in tho
 long as the code that makes it is unchanged, which ``--check`` says). All 24 shipped tables were written
 at ``996b2f1`` (docs/error_budget/README.md, "All shipped tables rebuilt"); the 64-row tables before them
 were written at ``d45291c`` (8T-SRAM) and ``a177db4`` (1T-1R), where ``--check --only sram8t_64`` and
-``--check --only reram1t1r_64_r2ohm`` gave the same bytes. Writing the shipped tables from
+``--check --only reram1t1r_64_r2ohm`` gave the same bytes. The two coupled tables were written at ``6744047``, where
+``--check --only sram8t_64_coupled,reram1t1r_64_coupled`` gave the same bytes (docs/VALIDATION.md, "Coupled-topology
+tables"). Writing the shipped tables from
 a working tree with uncommitted changes to the code (cosim, device_models, this script) is refused unless
 ``--allow-dirty`` (their provenance would say ``+dirty``).
 
