@@ -33,7 +33,7 @@ import numpy as np
 
 from ..errors import StorageError
 from ..fileio import check_writable, describe_os_error, os_cause
-from ..provenance import code_version, record
+from ..provenance import code_version, cpu_model, record
 from . import costs as costs_mod
 from . import stats
 from .markdown import fmt, md_table, pct
@@ -1184,7 +1184,7 @@ def _write_provenance(d: _ReportData, fig_dir: Path, command: str) -> None:
     res, cfg = d.res, d.res.config
     prov = record(command=command, config=cfg.source, quick=cfg.quick, technology=list(cfg.technologies),
                   rows=list(cfg.rows), cols=cfg.cols, r_wire_ohm=list(cfg.r_wire_ohm), seed=cfg.seed,
-                  machine=f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores", seconds=round(res.seconds, 1))
+                  machine=f"{cpu_model()}, {__import__('os').cpu_count()} CPU cores", seconds=round(res.seconds, 1))
     tables = sorted({(r.result or {}).get("provenance", {}).get("table") for r in res.cells if r.result} - {None})
     arrays = [(r.result or {}).get("provenance", {}) for r in res.cells if r.result and r.cell.variant != "software"]
     # a table calibrated by ngspice names its version; one calibrated by the exact solver (cross-checked against
