@@ -75,13 +75,12 @@ def plan(networks, techs, rows, r_wires, references, binsparx, *, csv_path: Path
 
 
 def above_chance(cells_path: Path) -> set[tuple]:
-    """The budget keys (cosim.study.report.budget_key) of the study's cells in ``cells_path`` (the report's
-    cells.jsonl) that did not stop at chance: whole-column reads with +1 conducting (the cells a budget applies
-    to: not the mirrored encoding or partial wordline activation; cosim.study.report.cell_budget)."""
+    """The budget keys (cosim.study.report.cell_budget_key) of the study's cells in ``cells_path`` (the report's
+    cells.jsonl) that did not stop at chance, among those a budget applies to."""
     import json
 
     from cosim.study.config import Cell
-    from cosim.study.report import budget_key
+    from cosim.study.report import cell_budget_key
 
     out: set[tuple] = set()
     try:
@@ -97,11 +96,9 @@ def above_chance(cells_path: Path) -> set[tuple]:
             stopped = bool(entry["result"].get("stopped_at_chance"))
         except (ValueError, KeyError, TypeError) as e:
             raise SystemExit(f"error: --study {cells_path} line {n} is not a study cell ({e})")
-        f = cell.flags
-        if stopped or f["software"] or f["pwa"] or f["encoding"] != "plus":
-            continue
-        out.add(budget_key(cell.network, cell.technology, cell.rows, cell.r_wire_ohm,
-                           "calibrated" if f["adc_cal"] else "ideal", f["binsparx"]))
+        key = cell_budget_key(cell)
+        if key is not None and not stopped:
+            out.add(key)
     return out
 
 

@@ -390,20 +390,28 @@ def _certified_note(res) -> str:
             f"{share}); the surrogate's error budgets do not apply to them")
 
 
+def cell_budget_key(cell) -> tuple | None:
+    """``budget_key`` of the configuration an array cell reads through, or None for a cell no budget applies to:
+    software, and reads other than the whole-column ones with +1 conducting that the budgets are measured on
+    (scripts/error_budget.py): partial wordline activation, the mirrored encoding."""
+    f = cell.flags
+    if f["software"] or f["pwa"] or f["encoding"] != "plus":
+        return None
+    return budget_key(cell.network, cell.technology, cell.rows, cell.r_wire_ohm,
+                      "calibrated" if f["adc_cal"] else "ideal", f["binsparx"])
+
+
 def error_budget_for(cell, budget: dict, table_sha256: str | None = None) -> float | None:
-    """The error budget (points) of a cell's configuration; 0 for software, None where not measured. A
-    budget row that names its table (``table_sha256``) applies only to cells read through that table. The
-    budgets are measured on whole-column reads with +1 conducting (scripts/error_budget.py), so a cell of
-    another read (partial wordline activation, the mirrored encoding) has none."""
+    """The error budget (points) of a cell's configuration; 0 for software, None where not measured (or none
+    applies: ``cell_budget_key``). A budget row that names its table (``table_sha256``) applies only to cells read
+    through that table."""
     if cell.variant == "software":
         return 0.0
     if getattr(cell, "certify", False):   # the budgets are the plain surrogate's: a certified read has none measured
         return None
-    f = cell.flags
-    if f["pwa"] or f["encoding"] != "plus":
+    k = cell_budget_key(cell)
+    if k is None:
         return None
-    k = budget_key(cell.network, cell.technology, cell.rows, cell.r_wire_ohm,
-                   "calibrated" if f["adc_cal"] else "ideal", f["binsparx"])
     if table_sha256 and k + (table_sha256,) in budget:
         return budget[k + (table_sha256,)]
     return budget.get(k)

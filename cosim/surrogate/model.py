@@ -316,14 +316,13 @@ def coupled_variables(x, w, names, rho: float, rows: int | None = None):
     drives no row: every variable of it is zero). numpy arrays or torch tensors alike."""
     if isinstance(w, np.ndarray):
         xf = np.asarray(x, dtype=np.float64)
-        out = xf @ coupled_operands(w, names, rho, rows=rows)
-        if any(n in COMPLEMENT_VARIABLES for n in names):
-            out = out + (xf != 0).any(1, keepdims=True) * coupled_offsets(w, names, rho, rows=rows)
-        return out
-    xf = x.to(w.dtype)
+        driven = (xf != 0).any(1, keepdims=True).astype(np.float64)
+    else:
+        xf = x.to(w.dtype)
+        driven = (xf != 0).any(1, keepdim=True).to(w.dtype)
     out = xf @ coupled_operands(w, names, rho, rows=rows)
     if any(n in COMPLEMENT_VARIABLES for n in names):
-        out = out + (xf != 0).any(1, keepdim=True).to(w.dtype) * coupled_offsets(w, names, rho, rows=rows)
+        out = out + driven * coupled_offsets(w, names, rho, rows=rows)
     return out
 
 
